@@ -1,0 +1,2 @@
+//! The `vigil` binary: a thin CLI over vigil-core.
+fn main() {}
