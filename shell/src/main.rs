@@ -1,2 +1,49 @@
-//! The `vigil` binary: a thin CLI over vigil-core.
-fn main() {}
+//! The `vigil` binary: a thin CLI over vigil-core. Each subcommand lives in its own module;
+//! this file only parses arguments and dispatches.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod telemetry_cmd;
+mod units;
+
+/// vigil: a capability runtime for agents and automation on persistent Linux machines.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, long_about = None)]
+pub struct Cli {
+    /// Where vigil keeps its WAL and state.
+    #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Read /proc files beneath this directory instead of /proc (a host /proc mounted elsewhere,
+    /// or a captured tree).
+    #[arg(long, global = true, default_value = "/proc")]
+    pub proc_root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sample machine telemetry: CPU, memory, load, pressure.
+    Telemetry(telemetry_cmd::TelemetryArgs),
+}
+
+/// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
+/// `/var/lib/vigil` for root without a home.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("vigil");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/vigil");
+    }
+    PathBuf::from("/var/lib/vigil")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
+    }
+}
