@@ -149,7 +149,8 @@ pub fn cpu_delta(prev: &CpuTimes, cur: &CpuTimes) -> CpuDelta {
 /// One CPU's busy share in a [`Sample`], keyed by the kernel's CPU id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuBusy {
-    pub id: u32,
+    /// The kernel's CPU id (NR_CPUS is at most 8192, so u16 holds every id).
+    pub id: u16,
     /// `None`: the CPU is new, re-baselined, or had no elapsed ticks.
     pub busy: Option<Percent>,
 }
@@ -291,7 +292,7 @@ impl Sample {
         self.fill_per_cpu(cur, |line: &CpuLine| {
             // Both tables are in ascending id order: a merge walk, not a search per CPU.
             while prev_cpus.next_if(|p| p.id < line.id).is_some() {}
-            let busy = match prev_cpus.next_if(|p| p.id == line.id) {
+            match prev_cpus.next_if(|p| p.id == line.id) {
                 Some(p) => match cpu_delta(&p.times, &line.times) {
                     CpuDelta::Usage(u) => Some(u.busy),
                     CpuDelta::NoData => None,
@@ -305,8 +306,7 @@ impl Sample {
                     rebaselined = true;
                     None
                 }
-            };
-            busy
+            }
         });
         if rebaselined {
             self.flags |= flags::PER_CPU_REBASELINED;
@@ -319,11 +319,12 @@ impl Sample {
         mut busy_of: impl FnMut(&CpuLine) -> Option<Percent>,
     ) {
         for line in cur.cpus.iter() {
-            let entry = CpuBusy {
-                id: line.id,
-                busy: busy_of(line),
+            let busy = busy_of(line);
+            let Ok(id) = u16::try_from(line.id) else {
+                self.per_cpu_dropped = self.per_cpu_dropped.saturating_add(1);
+                continue;
             };
-            if self.per_cpu.push(entry).is_err() {
+            if self.per_cpu.push(CpuBusy { id, busy }).is_err() {
                 self.per_cpu_dropped = self.per_cpu_dropped.saturating_add(1);
             }
         }
@@ -357,6 +358,16 @@ impl<const N: usize> SampleRing<N> {
         Self {
             samples: HistoryBuf::new(),
         }
+    }
+
+    /// A ring on the heap, built in place: a ring of a few hundred samples is larger than a
+    /// thread's stack can comfortably hold as a temporary in unoptimised builds.
+    #[cfg(feature = "std")]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        let mut uninit = std::boxed::Box::<Self>::new_uninit();
+        uninit.write(Self::new());
+        // SAFETY: fully initialised by the write above.
+        unsafe { uninit.assume_init() }
     }
 
     /// Adds a sample; sequence numbers must increase, which keeps `since` a simple skip.
@@ -513,7 +524,7 @@ mod tests {
         let b = stat(b"cpu 0 0 0 0\ncpu0 50 0 0 150\ncpu2 5 0 0 5\ncpu3 0 0 0 200\n");
         let mut s = Sample::default();
         s.set_cpu(Some(&a), &b, 1);
-        let got: heapless::Vec<(u32, Option<Percent>), 4> =
+        let got: heapless::Vec<(u16, Option<Percent>), 4> =
             s.per_cpu.iter().map(|c| (c.id, c.busy)).collect();
         assert_eq!(
             got.as_slice(),
