@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// Parses a size: plain bytes or a number with K/M/G/T (powers of 1024; `KiB`, `KB`, `k` all
 /// mean the same). Overflow and empty numbers are errors.
+#[allow(dead_code)] // the job-limit flags (--memory, --max-output) use it
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
