@@ -288,6 +288,12 @@ impl Telemetry {
         self.ring().latest().cloned()
     }
 
+    /// Runs `f` on the latest sample under the lock, without copying it out (for callers that
+    /// convert it into their own representation and must not allocate).
+    pub fn with_latest<R>(&self, f: impl FnOnce(Option<&Sample>) -> R) -> R {
+        f(self.ring().latest())
+    }
+
     /// Up to `n` most recent samples, oldest first.
     pub fn history(&self, n: usize) -> Vec<Sample> {
         self.ring().last(n).cloned().collect()

@@ -5,26 +5,38 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// target/<profile> of this test binary.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Builds `package` in this test binary's profile. Always runs cargo: it is a no-op when up to
+/// date, and a stale artifact would test old code.
+pub fn cargo_build(package: &str) {
+    let release = profile_dir().file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", package]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {package} failed");
+}
+
 /// The `vigil` binary of the same profile as this test binary.
 pub fn vigil_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let bin = profile_dir.join("vigil");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "vigil-shell", "--bin", "vigil"]);
-        if release {
-            cmd.arg("--release");
-        }
-        // Always build: cargo is a no-op when up to date, and a stale binary would test old code.
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the vigil binary failed");
+        cargo_build("vigil-shell");
+        let bin = profile_dir().join("vigil");
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
     })

@@ -1,0 +1,176 @@
+//! C and C++ hosts of libvigil: tests/c/*.c{,pp} compiled with -Wall -Wextra -Wpedantic
+//! -Werror as C11 and C++17, linked statically and dynamically against the library this
+//! workspace builds, and run. Also: every exported symbol is declared in the header and every
+//! declared function is exported.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{cargo_build, profile_dir, TempDir};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding libvigil.a and libvigil.so, built once.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        cargo_build("vigil-ffi");
+        let dir = profile_dir();
+        for lib in ["libvigil.a", "libvigil.so"] {
+            assert!(dir.join(lib).exists(), "{lib} missing in {}", dir.display());
+        }
+        dir
+    })
+}
+
+/// The system libraries a static Rust library needs.
+const STATIC_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s", "-lc"];
+
+fn compile(source: &str, cpp: bool, link_static: bool, out: &Path) {
+    let lib = lib_dir();
+    let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
+    cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
+        .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g", "-I"])
+        .arg(repo().join("include"))
+        .arg(repo().join("tests/c").join(source))
+        .arg("-o")
+        .arg(out);
+    if link_static {
+        cmd.arg(lib.join("libvigil.a")).args(STATIC_LIBS);
+    } else {
+        cmd.arg("-L").arg(lib).arg("-lvigil");
+        cmd.arg(format!("-Wl,-rpath,{}", lib.display()));
+    }
+    let output = cmd.output().expect("run the C compiler");
+    assert!(
+        output.status.success(),
+        "compiling {source} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run_host(bin: &Path) {
+    let out = Command::new(bin).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn c11_host_linked_statically_and_dynamically() {
+    let dir = TempDir::new("c-host");
+    for link_static in [true, false] {
+        let bin = dir.path().join(format!("c-{link_static}"));
+        compile("telemetry.c", false, link_static, &bin);
+        run_host(&bin);
+    }
+}
+
+#[test]
+fn cpp17_host_linked_statically_and_dynamically() {
+    let dir = TempDir::new("cpp-host");
+    for link_static in [true, false] {
+        let bin = dir.path().join(format!("cpp-{link_static}"));
+        compile("telemetry_cpp.cpp", true, link_static, &bin);
+        run_host(&bin);
+    }
+}
+
+#[test]
+fn c_host_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("skipped: valgrind is not installed");
+        return;
+    }
+    let dir = TempDir::new("c-valgrind");
+    let bin = dir.path().join("c-valgrind");
+    compile("telemetry.c", false, false, &bin);
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "-q",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "valgrind reported errors:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn exported_symbols_and_header_declarations_agree() {
+    let so = lib_dir().join("libvigil.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&so)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut exported: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+            (kind == "T" && name.starts_with("vigil_")).then(|| name.to_string())
+        })
+        .collect();
+    exported.sort();
+    let header = std::fs::read_to_string(repo().join("include/vigil.h")).unwrap();
+    // A declared function: an identifier `vigil_...` directly followed by `(`.
+    let mut declared: Vec<String> = header
+        .match_indices("vigil_")
+        .filter(|(at, _)| {
+            *at == 0
+                || !header.as_bytes()[at - 1].is_ascii_alphanumeric()
+                    && header.as_bytes()[at - 1] != b'_'
+        })
+        .filter_map(|(at, _)| {
+            let rest = &header[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            rest[end..]
+                .starts_with('(')
+                .then(|| rest[..end].to_string())
+        })
+        .collect();
+    declared.sort();
+    declared.dedup();
+    assert!(!exported.is_empty());
+    assert_eq!(exported, declared);
+}
+
+#[test]
+fn header_and_library_versions_agree() {
+    let header = std::fs::read_to_string(repo().join("include/vigil.h")).unwrap();
+    let version = |name: &str| -> u32 {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let v: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(version("VIGIL_VERSION_MAJOR"), v[0]);
+    assert_eq!(version("VIGIL_VERSION_MINOR"), v[1]);
+    assert_eq!(version("VIGIL_VERSION_PATCH"), v[2]);
+}
