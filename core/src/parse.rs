@@ -107,66 +107,124 @@ pub fn parse_hundredths(bytes: &[u8]) -> Result<u64, ParseErrorKind> {
         .ok_or(ParseErrorKind::Overflow)
 }
 
-/// Lines of a text file. The final line is yielded even without a trailing newline; each line
-/// comes with its 1-based number for error messages.
+/// A forward-only reader over a text file for single-pass parsers: every byte is looked at
+/// about once, numbers are built while their digits are read, and the rest of a line is
+/// crossed with one SIMD newline search. It tracks the 1-based line number for errors.
 #[derive(Clone)]
-pub struct Lines<'a> {
-    rest: &'a [u8],
-    number: u32,
+pub struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: u32,
 }
 
-impl<'a> Lines<'a> {
-    pub fn new(text: &'a [u8]) -> Self {
+#[inline]
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
         Self {
-            rest: text,
-            number: 0,
+            bytes,
+            pos: 0,
+            line: 1,
         }
     }
 
-    /// Skips the rest of the current position's line without looking at its fields (used for
-    /// the `intr` line of /proc/stat, which can be hundreds of KiB).
-    pub fn remaining(&self) -> &'a [u8] {
-        self.rest
+    /// True when every byte has been consumed.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
     }
-}
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = (u32, &'a [u8]);
+    /// The current line's number (1-based).
+    #[inline]
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// What has not been consumed yet.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or(&[])
+    }
+
+    /// An error of `kind` on the current line.
+    #[inline]
+    pub fn error(&self, kind: ParseErrorKind) -> ParseError {
+        ParseError::new(kind, self.line)
+    }
 
     #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        self.number = self.number.saturating_add(1);
-        let line = match memchr::memchr(b'\n', self.rest) {
-            Some(end) => {
-                let line = &self.rest[..end];
-                self.rest = &self.rest[end + 1..];
-                line
+    pub fn skip_blanks(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !is_blank(b) {
+                break;
             }
-            None => core::mem::take(&mut self.rest),
-        };
-        Some((self.number, line))
+            self.pos += 1;
+        }
     }
-}
 
-/// Whitespace-separated fields of one line (spaces and tabs).
-#[inline]
-pub fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
-    line.split(|&b| b == b' ' || b == b'\t')
-        .filter(|f| !f.is_empty())
-}
+    /// True at a newline or at the end of the text (blanks are not skipped).
+    #[inline]
+    pub fn at_line_end(&self) -> bool {
+        self.bytes.get(self.pos).is_none_or(|&b| b == b'\n')
+    }
 
-/// Splits `key value...` at the first whitespace; the value has leading blanks removed.
-#[inline]
-pub fn split_key(line: &[u8]) -> (&[u8], &[u8]) {
-    let end = line
-        .iter()
-        .position(|&b| b == b' ' || b == b'\t')
-        .unwrap_or(line.len());
-    let (key, rest) = line.split_at(end);
-    (key, trim(rest))
+    /// Moves to the start of the next line, skipping whatever is left of this one.
+    #[inline]
+    pub fn next_line(&mut self) {
+        match memchr::memchr(b'\n', self.rest()) {
+            Some(i) => self.pos += i + 1,
+            None => self.pos = self.bytes.len(),
+        }
+        self.line = self.line.saturating_add(1);
+    }
+
+    /// After blanks, the bytes up to the next blank or newline (empty at the line's end).
+    #[inline]
+    pub fn token(&mut self) -> &'a [u8] {
+        self.skip_blanks();
+        let start = self.pos;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if is_blank(b) || b == b'\n' {
+                break;
+            }
+            self.pos += 1;
+        }
+        &self.bytes[start..self.pos]
+    }
+
+    /// After blanks, an unsigned decimal ended by a blank, a newline or the end of the text;
+    /// `None` when the line has no more fields.
+    #[inline]
+    pub fn number(&mut self) -> Result<Option<u64>, ParseErrorKind> {
+        self.skip_blanks();
+        let start = self.pos;
+        let mut value: u64 = 0;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            // Nineteen digits always fit in a u64; only longer numbers need checking.
+            if self.pos - start < 19 {
+                value = value * 10 + u64::from(digit);
+            } else {
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(digit)))
+                    .ok_or(ParseErrorKind::Overflow)?;
+            }
+            self.pos += 1;
+        }
+        let digits = self.pos > start;
+        match self.bytes.get(self.pos) {
+            None | Some(b' ' | b'\t' | b'\n') if digits => Ok(Some(value)),
+            None | Some(b'\n') => Ok(None),
+            Some(_) => Err(ParseErrorKind::NotADigit),
+        }
+    }
 }
 
 /// Removes ASCII blanks and a trailing newline from both ends.
@@ -219,21 +277,28 @@ mod tests {
     }
 
     #[test]
-    fn lines_number_from_one_and_keep_an_unterminated_last_line() {
-        let got: heapless::Vec<(u32, &[u8]), 4> = Lines::new(b"a\nb b\nc").collect();
-        assert_eq!(got.as_slice(), &[(1, &b"a"[..]), (2, b"b b"), (3, b"c")]);
-        assert_eq!(Lines::new(b"").count(), 0);
-        assert_eq!(Lines::new(b"\n").count(), 1);
-    }
-
-    #[test]
-    fn fields_skip_runs_of_blanks() {
-        let got: heapless::Vec<&[u8], 4> = fields(b"  cpu0\t 1  2 ").collect();
-        assert_eq!(got.as_slice(), &[&b"cpu0"[..], b"1", b"2"]);
+    fn cursor_reads_tokens_and_numbers_line_by_line() {
+        let mut c =
+            Cursor::new(b"cpu0\t 1  2 \nx 18446744073709551615\n3a\n00000000000000000000042");
+        assert_eq!(c.token(), b"cpu0");
+        assert_eq!(c.number(), Ok(Some(1)));
+        assert_eq!(c.number(), Ok(Some(2)));
+        assert_eq!(c.number(), Ok(None));
+        assert!(c.at_line_end());
+        c.next_line();
+        assert_eq!(c.line(), 2);
+        assert_eq!(c.token(), b"x");
+        assert_eq!(c.number(), Ok(Some(u64::MAX)));
+        c.next_line();
+        assert_eq!(c.number(), Err(ParseErrorKind::NotADigit));
+        c.next_line();
+        assert_eq!(c.number(), Ok(Some(42)), "leading zeros beyond 19 digits");
+        assert!(c.is_empty());
         assert_eq!(
-            split_key(b"MemTotal:   123 kB"),
-            (&b"MemTotal:"[..], &b"123 kB"[..])
+            Cursor::new(b"18446744073709551616").number(),
+            Err(ParseErrorKind::Overflow)
         );
-        assert_eq!(split_key(b"lonely"), (&b"lonely"[..], &b""[..]));
+        assert_eq!(Cursor::new(b"").number(), Ok(None));
+        assert_eq!(Cursor::new(b"  \n").token(), b"");
     }
 }

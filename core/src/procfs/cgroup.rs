@@ -4,7 +4,7 @@
 //! `memory.max_usage_in_bytes`, `pids.current`, `cpuacct.usage`), a limit that may be `max`
 //! (`memory.max`, `pids.max`), and flat-keyed `key value` lines (`cpu.stat`, `memory.events`,
 //! `memory.oom_control`, `pids.events`). Unknown keys are ignored; known ones must be numbers.
-use crate::parse::{fields, parse_u64, trim, Lines, ParseError, ParseErrorKind};
+use crate::parse::{parse_u64, trim, Cursor, ParseError, ParseErrorKind};
 
 /// A file holding one unsigned number and a newline.
 pub fn parse_counter(text: &[u8]) -> Result<u64, ParseError> {
@@ -27,16 +27,14 @@ pub fn for_each_flat_keyed(
     text: &[u8],
     mut on_pair: impl FnMut(&[u8], u64),
 ) -> Result<(), ParseError> {
-    for (line_no, line) in Lines::new(text) {
-        let mut f = fields(line);
-        let Some(key) = f.next() else { continue };
-        let value = f
-            .next()
-            .ok_or(ParseError::new(ParseErrorKind::MissingField, line_no))?;
-        on_pair(
-            key,
-            parse_u64(value).map_err(|k| ParseError::new(k, line_no))?,
-        );
+    let mut c = Cursor::new(text);
+    while !c.is_empty() {
+        let key = c.token();
+        if !key.is_empty() {
+            let value = c.number().map_err(|k| c.error(k))?;
+            on_pair(key, value.ok_or(c.error(ParseErrorKind::MissingField))?);
+        }
+        c.next_line();
     }
     Ok(())
 }

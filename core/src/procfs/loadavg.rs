@@ -1,5 +1,5 @@
 //! /proc/loadavg: `0.52 0.58 0.59 2/345 12345`.
-use crate::parse::{fields, parse_hundredths, parse_u32, parse_u64, ParseError, ParseErrorKind};
+use crate::parse::{parse_hundredths, parse_u32, Cursor, ParseError, ParseErrorKind};
 
 /// Load averages in hundredths (`0.52` -> 52), runnable and total scheduling entities, and the
 /// last pid handed out.
@@ -17,8 +17,11 @@ impl LoadAvg {
     /// Parses the single line of /proc/loadavg.
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let err = |k| ParseError::new(k, 1);
-        let mut f = fields(crate::parse::trim(text));
-        let mut next = || f.next().ok_or(err(ParseErrorKind::MissingField));
+        let mut c = Cursor::new(text);
+        let mut next = || match c.token() {
+            b"" => Err(err(ParseErrorKind::MissingField)),
+            token => Ok(token),
+        };
         let centi = |b: &[u8]| {
             parse_hundredths(b)
                 .and_then(|v| u32::try_from(v).map_err(|_| ParseErrorKind::Overflow))
@@ -31,9 +34,7 @@ impl LoadAvg {
         let slash = memchr::memchr(b'/', sched).ok_or(err(ParseErrorKind::Malformed))?;
         let runnable = parse_u32(&sched[..slash]).map_err(err)?;
         let entities = parse_u32(&sched[slash + 1..]).map_err(err)?;
-        let last_pid = parse_u64(next()?)
-            .and_then(|v| u32::try_from(v).map_err(|_| ParseErrorKind::Overflow))
-            .map_err(err)?;
+        let last_pid = parse_u32(next()?).map_err(err)?;
         Ok(Self {
             load1_centi,
             load5_centi,

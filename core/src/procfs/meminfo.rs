@@ -3,7 +3,7 @@
 //! Keys may come in any order, unknown keys are ignored, values without a unit (the
 //! `HugePages_*` counts) are taken as they are. `MemAvailable` is absent before Linux 3.14; then
 //! [`MemInfo::available_bytes`] is an estimate and [`MemInfo::available_estimated`] says so.
-use crate::parse::{fields, parse_u64, split_key, Lines, ParseError, ParseErrorKind};
+use crate::parse::{Cursor, ParseError, ParseErrorKind};
 
 /// Parsed /proc/meminfo. Sizes are bytes; a field the kernel did not print is `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,13 +52,15 @@ impl MemInfo {
         let mut total = None;
         let mut free = None;
         let mut available = None;
-        for (line_no, line) in Lines::new(text) {
-            if line.is_empty() {
+        let mut c = Cursor::new(text);
+        while !c.is_empty() {
+            let key = c.token();
+            if key.is_empty() {
+                c.next_line();
                 continue;
             }
-            let (key, rest) = split_key(line);
             let Some(key) = key.strip_suffix(b":") else {
-                return Err(ParseError::new(ParseErrorKind::Malformed, line_no));
+                return Err(c.error(ParseErrorKind::Malformed));
             };
             let slot: &mut Option<u64> = match key {
                 b"MemTotal" => &mut total,
@@ -92,9 +94,13 @@ impl MemInfo {
                 b"HugePages_Total" => &mut self.hugepages_total,
                 b"HugePages_Free" => &mut self.hugepages_free,
                 b"Hugepagesize" => &mut self.hugepage_size_bytes,
-                _ => continue,
+                _ => {
+                    c.next_line();
+                    continue;
+                }
             };
-            *slot = Some(parse_value(rest).map_err(|k| ParseError::new(k, line_no))?);
+            *slot = Some(parse_value(&mut c).map_err(|k| c.error(k))?);
+            c.next_line();
         }
         self.total_bytes = total.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
         self.free_bytes = free.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
@@ -130,15 +136,21 @@ impl MemInfo {
     }
 }
 
-/// `123 kB` -> bytes; a bare number (hugepage counts) is taken as it is.
-fn parse_value(rest: &[u8]) -> Result<u64, ParseErrorKind> {
-    let mut parts = fields(rest);
-    let number = parse_u64(parts.next().ok_or(ParseErrorKind::MissingField)?)?;
-    match parts.next() {
-        None => Ok(number),
-        Some(b"kB") => number.checked_mul(1024).ok_or(ParseErrorKind::Overflow),
-        Some(_) => Err(ParseErrorKind::Malformed),
+/// `123 kB` -> bytes; a bare number (hugepage counts) is taken as it is. Nothing else may
+/// follow on the line.
+#[inline]
+fn parse_value(c: &mut Cursor<'_>) -> Result<u64, ParseErrorKind> {
+    let number = c.number()?.ok_or(ParseErrorKind::MissingField)?;
+    let value = match c.token() {
+        b"" => number,
+        b"kB" => number.checked_mul(1024).ok_or(ParseErrorKind::Overflow)?,
+        _ => return Err(ParseErrorKind::Malformed),
+    };
+    c.skip_blanks();
+    if !c.at_line_end() {
+        return Err(ParseErrorKind::Malformed);
     }
+    Ok(value)
 }
 
 #[cfg(test)]

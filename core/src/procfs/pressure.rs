@@ -2,7 +2,7 @@
 //!
 //! `some` is always present; `full` is absent for cpu before Linux 5.13 and all zero at the
 //! system level since then.
-use crate::parse::{fields, parse_hundredths, parse_u64, Lines, ParseError, ParseErrorKind};
+use crate::parse::{parse_hundredths, parse_u64, Cursor, ParseError, ParseErrorKind};
 
 /// One PSI line: share of wall time stalled, averaged over 10/60/300 s, in hundredths of a
 /// percent (`6.17` -> 617), and the total stall time in microseconds.
@@ -26,14 +26,18 @@ impl Psi {
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let mut some = None;
         let mut full = None;
-        for (line_no, line) in Lines::new(text) {
-            let mut f = fields(line);
-            let slot = match f.next() {
-                Some(b"some") => &mut some,
-                Some(b"full") => &mut full,
-                _ => continue,
+        let mut c = Cursor::new(text);
+        while !c.is_empty() {
+            let slot = match c.token() {
+                b"some" => &mut some,
+                b"full" => &mut full,
+                _ => {
+                    c.next_line();
+                    continue;
+                }
             };
-            *slot = Some(PsiLine::parse_fields(f).map_err(|k| ParseError::new(k, line_no))?);
+            *slot = Some(PsiLine::parse_fields(&mut c).map_err(|k| c.error(k))?);
+            c.next_line();
         }
         Ok(Self {
             some: some.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?,
@@ -43,10 +47,14 @@ impl Psi {
 }
 
 impl PsiLine {
-    fn parse_fields<'a>(f: impl Iterator<Item = &'a [u8]>) -> Result<Self, ParseErrorKind> {
+    fn parse_fields(c: &mut Cursor<'_>) -> Result<Self, ParseErrorKind> {
         let mut out = Self::default();
         let mut seen = 0u8;
-        for kv in f {
+        loop {
+            let kv = c.token();
+            if kv.is_empty() {
+                break;
+            }
             let eq = memchr::memchr(b'=', kv).ok_or(ParseErrorKind::Malformed)?;
             let (key, value) = (&kv[..eq], &kv[eq + 1..]);
             let centi = || -> Result<u32, ParseErrorKind> {

@@ -7,7 +7,7 @@
 //! lost.
 use heapless::Vec;
 
-use crate::parse::{fields, parse_u32, parse_u64, ParseError, ParseErrorKind};
+use crate::parse::{parse_u32, Cursor, ParseError, ParseErrorKind};
 
 /// Default per-CPU capacity of [`ProcStat`]: enough for the largest common servers.
 pub const PROC_STAT_CPUS_MAX: usize = 1024;
@@ -36,19 +36,21 @@ pub struct CpuTimes {
 pub const CPU_COLUMNS_MIN: usize = 4;
 
 impl CpuTimes {
-    /// Parses the numeric columns after the `cpu`/`cpuN` label.
-    fn parse_columns<'a>(
-        mut cols: impl Iterator<Item = &'a [u8]>,
-        line: u32,
-    ) -> Result<Self, ParseError> {
+    /// Reads up to ten numeric columns after the `cpu`/`cpuN` label; further columns of
+    /// future kernels are left for the caller to skip with the rest of the line.
+    #[inline]
+    fn parse_columns(c: &mut Cursor<'_>) -> Result<Self, ParseError> {
         let mut values = [0u64; 10];
         let mut n = 0usize;
-        for (slot, col) in values.iter_mut().zip(&mut cols) {
-            *slot = parse_u64(col).map_err(|k| ParseError::new(k, line))?;
+        while n < values.len() {
+            match c.number().map_err(|k| c.error(k))? {
+                Some(v) => values[n] = v,
+                None => break,
+            }
             n += 1;
         }
         if n < CPU_COLUMNS_MIN {
-            return Err(ParseError::new(ParseErrorKind::MissingField, line));
+            return Err(c.error(ParseErrorKind::MissingField));
         }
         let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = values;
         Ok(Self {
@@ -117,48 +119,40 @@ impl<const N: usize> ProcStat<N> {
         self.procs_running = None;
         self.procs_blocked = None;
         let mut saw_total = false;
-        let mut rest = text;
-        let mut line_no: u32 = 0;
-        while !rest.is_empty() {
-            line_no = line_no.saturating_add(1);
-            // Look at the label before finding the line's end, so a huge `intr` line is
-            // crossed with one memchr and never split into fields.
-            let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            let line = &rest[..line_end];
-            rest = rest.get(line_end + 1..).unwrap_or(&[]);
-            if line.starts_with(b"cpu") {
-                let mut cols = fields(line);
-                let label = cols.next().unwrap_or(b"");
-                let times = CpuTimes::parse_columns(cols, line_no)?;
-                if label == b"cpu" {
+        let mut c = Cursor::new(text);
+        while !c.is_empty() {
+            // Decide on the label alone, so a huge `intr` line is crossed with one memchr and
+            // never split into fields.
+            let label = c.token();
+            if let Some(id) = label.strip_prefix(b"cpu") {
+                let times = CpuTimes::parse_columns(&mut c)?;
+                if id.is_empty() {
                     self.total = times;
                     saw_total = true;
                 } else {
-                    let id = parse_u32(&label[3..]).map_err(|k| ParseError::new(k, line_no))?;
+                    let id = parse_u32(id).map_err(|k| c.error(k))?;
                     if self.cpus.push(CpuLine { id, times }).is_err() {
                         self.cpus_dropped = self.cpus_dropped.saturating_add(1);
                     }
                 }
+                c.next_line();
                 continue;
             }
-            let slot = if line.starts_with(b"ctxt ") {
-                &mut self.ctxt
-            } else if line.starts_with(b"btime ") {
-                &mut self.btime
-            } else if line.starts_with(b"processes ") {
-                &mut self.processes
-            } else if line.starts_with(b"procs_running ") {
-                &mut self.procs_running
-            } else if line.starts_with(b"procs_blocked ") {
-                &mut self.procs_blocked
-            } else {
+            let slot = match label {
+                b"ctxt" => &mut self.ctxt,
+                b"btime" => &mut self.btime,
+                b"processes" => &mut self.processes,
+                b"procs_running" => &mut self.procs_running,
+                b"procs_blocked" => &mut self.procs_blocked,
                 // intr, softirq, page, swap, disk_io and lines of future kernels.
-                continue;
+                _ => {
+                    c.next_line();
+                    continue;
+                }
             };
-            let value = fields(line)
-                .nth(1)
-                .ok_or(ParseError::new(ParseErrorKind::MissingField, line_no))?;
-            *slot = Some(parse_u64(value).map_err(|k| ParseError::new(k, line_no))?);
+            let value = c.number().map_err(|k| c.error(k))?;
+            *slot = Some(value.ok_or(c.error(ParseErrorKind::MissingField))?);
+            c.next_line();
         }
         if !saw_total {
             return Err(ParseError::new(ParseErrorKind::MissingLine, 0));
