@@ -122,6 +122,32 @@ fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// The first position at or after `pos` that is not a blank. /proc/meminfo pads every value
+/// with runs of spaces, so spaces are skipped eight at a time.
+#[inline]
+fn skip_blanks_from(bytes: &[u8], mut pos: usize) -> usize {
+    const SPACES: u64 = u64::from_le_bytes([b' '; 8]);
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let diff = u64::from_le_bytes(word) ^ SPACES;
+        if diff == 0 {
+            pos += 8;
+            continue;
+        }
+        // Little-endian: the lowest non-zero byte of `diff` is the first non-space.
+        pos += (diff.trailing_zeros() / 8) as usize;
+        if bytes[pos] != b'\t' {
+            return pos;
+        }
+        pos += 1;
+    }
+    while pos < bytes.len() && is_blank(bytes[pos]) {
+        pos += 1;
+    }
+    pos
+}
+
 impl<'a> Cursor<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
         Self {
@@ -157,12 +183,7 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     pub fn skip_blanks(&mut self) {
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if !is_blank(b) {
-                break;
-            }
-            self.pos += 1;
-        }
+        self.pos = skip_blanks_from(self.bytes, self.pos);
     }
 
     /// True at a newline or at the end of the text (blanks are not skipped).
@@ -174,9 +195,14 @@ impl<'a> Cursor<'a> {
     /// Moves to the start of the next line, skipping whatever is left of this one.
     #[inline]
     pub fn next_line(&mut self) {
-        match memchr::memchr(b'\n', self.rest()) {
-            Some(i) => self.pos += i + 1,
-            None => self.pos = self.bytes.len(),
+        // Parsers usually stop right at the newline: skip the search call then.
+        if self.bytes.get(self.pos) == Some(&b'\n') {
+            self.pos += 1;
+        } else {
+            match memchr::memchr(b'\n', self.rest()) {
+                Some(i) => self.pos += i + 1,
+                None => self.pos = self.bytes.len(),
+            }
         }
         self.line = self.line.saturating_add(1);
     }
@@ -184,40 +210,48 @@ impl<'a> Cursor<'a> {
     /// After blanks, the bytes up to the next blank or newline (empty at the line's end).
     #[inline]
     pub fn token(&mut self) -> &'a [u8] {
-        self.skip_blanks();
-        let start = self.pos;
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if is_blank(b) || b == b'\n' {
-                break;
-            }
-            self.pos += 1;
+        let bytes = self.bytes;
+        let mut pos = skip_blanks_from(bytes, self.pos);
+        let start = pos;
+        while pos < bytes.len() && !is_blank(bytes[pos]) && bytes[pos] != b'\n' {
+            pos += 1;
         }
-        &self.bytes[start..self.pos]
+        self.pos = pos;
+        &bytes[start..pos]
     }
 
     /// After blanks, an unsigned decimal ended by a blank, a newline or the end of the text;
     /// `None` when the line has no more fields.
     #[inline]
     pub fn number(&mut self) -> Result<Option<u64>, ParseErrorKind> {
-        self.skip_blanks();
-        let start = self.pos;
+        // Work on locals with bounds the optimiser can see: this loop is the parsers' hot path.
+        let bytes = self.bytes;
+        let mut pos = skip_blanks_from(bytes, self.pos);
+        let start = pos;
+        // Nineteen digits always fit in a u64: no overflow checks until then.
+        let fast_end = bytes.len().min(start + 19);
         let mut value: u64 = 0;
-        while let Some(&b) = self.bytes.get(self.pos) {
-            let digit = b.wrapping_sub(b'0');
+        while pos < fast_end {
+            let digit = bytes[pos].wrapping_sub(b'0');
             if digit > 9 {
                 break;
             }
-            // Nineteen digits always fit in a u64; only longer numbers need checking.
-            if self.pos - start < 19 {
-                value = value * 10 + u64::from(digit);
-            } else {
+            value = value * 10 + u64::from(digit);
+            pos += 1;
+        }
+        if pos == fast_end {
+            while let Some(digit) = bytes.get(pos).map(|b| b.wrapping_sub(b'0')) {
+                if digit > 9 {
+                    break;
+                }
                 value = value
                     .checked_mul(10)
                     .and_then(|v| v.checked_add(u64::from(digit)))
                     .ok_or(ParseErrorKind::Overflow)?;
+                pos += 1;
             }
-            self.pos += 1;
         }
+        self.pos = pos;
         let digits = self.pos > start;
         match self.bytes.get(self.pos) {
             None | Some(b' ' | b'\t' | b'\n') if digits => Ok(Some(value)),
@@ -300,5 +334,10 @@ mod tests {
         );
         assert_eq!(Cursor::new(b"").number(), Ok(None));
         assert_eq!(Cursor::new(b"  \n").token(), b"");
+        let mut long = Cursor::new(b"k:            \t    \t 7\t\t\t\t\t\t\t\t\t x");
+        assert_eq!(long.token(), b"k:");
+        assert_eq!(long.number(), Ok(Some(7)));
+        assert_eq!(long.token(), b"x");
+        assert!(long.is_empty());
     }
 }
