@@ -88,7 +88,7 @@ mod ops {
         let plan = FaultPlan {
             crash_at_sync: None,
             eio_at_sync: eio,
-            enospc_at_create: None,
+            enospc_from_create: None,
         };
         let options = WalOptions {
             segment_bytes: 4096,

@@ -327,8 +327,22 @@ pub fn scan_log(
                 "segment header says seq {} first LSN {} (expected seq {seq} first LSN {lsn})",
                 header.segment_seq, header.first_lsn
             );
-            scan.fault
-                .get_or_insert(fault_at(FaultKind::Corruption, 0, lsn, cause));
+            // A segment that starts past the expected LSN is what a crash leaves when the end
+            // of the previous segment was never synced but this header reached the disk: a
+            // tear, unless this segment's frames were written when that end was durable.
+            let gap = header.segment_seq == seq && header.first_lsn > lsn;
+            let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, lsn);
+            let kind = if gap && !after.durable_after {
+                FaultKind::TornTail
+            } else {
+                FaultKind::Corruption
+            };
+            if scan.fault.is_none() {
+                scan.fault = Some(fault_at(kind, 0, lsn, cause));
+                if kind == FaultKind::TornTail && mode != RecoveryMode::Salvage {
+                    scan.dropped_unsynced_frames += after.valid_frames;
+                }
+            }
             if mode != RecoveryMode::Salvage {
                 summary.state = SegmentState::PastEnd;
                 scan.segments.push(summary);

@@ -26,8 +26,8 @@ pub struct FaultPlan {
     pub crash_at_sync: Option<u64>,
     /// The Nth sync fails with EIO and persists nothing.
     pub eio_at_sync: Option<u64>,
-    /// The Nth segment creation fails with ENOSPC.
-    pub enospc_at_create: Option<u64>,
+    /// Every segment creation from the Nth on fails with ENOSPC (a full disk).
+    pub enospc_from_create: Option<u64>,
 }
 
 /// A small deterministic generator (xorshift64*), so a failing seed replays exactly.
@@ -185,8 +185,8 @@ impl SimStore {
         lock(&self.state).syncs
     }
 
-    /// The store a restarted machine finds, with each unsynced sector independently kept
-    /// (written), dropped (old content) or — with `allow_torn_sector` — half-written.
+    /// The store a restarted machine finds: the durable images, with each unsynced sector
+    /// independently kept (written) or dropped (old content), so multi-sector writes tear.
     /// The new store has no faults planned.
     pub fn crash_image(&self, seed: u64) -> SimStore {
         let mut rng = SimRng::new(seed);
@@ -249,7 +249,11 @@ impl SegmentStore for SimStore {
             return Err(io::Error::other("simulated machine has crashed"));
         }
         state.creates += 1;
-        if state.plan.enospc_at_create == Some(state.creates) {
+        if state
+            .plan
+            .enospc_from_create
+            .is_some_and(|n| state.creates >= n)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!("create sim:{seq}: no space left on device"),
