@@ -94,14 +94,18 @@ fn segment_creation_on_a_full_filesystem_fails_clearly_and_loses_nothing() {
 
     // Everything acknowledged is there, and the log still opens on the full filesystem.
     let wal = Wal::open(&wal_dir, options).unwrap();
-    assert_eq!(wal.last_lsn(), acked.len() as u64);
+    assert!(
+        wal.last_lsn() >= acked.len() as u64,
+        "the records, and a closing checkpoint if it fit"
+    );
     drop(wal);
     let mut reader = Reader::open_dir(&wal_dir, 1).unwrap();
     let mut got = Vec::new();
-    while reader
-        .read_batch(1000, &mut |f| got.push(f.payload.to_vec()))
-        .unwrap()
-        > 0
-    {}
+    let mut keep = |f: vigil::wal::Frame<'_>| {
+        if f.kind != kind::CHECKPOINT {
+            got.push(f.payload.to_vec())
+        }
+    };
+    while reader.read_batch(1000, &mut keep).unwrap() > 0 {}
     assert_eq!(got, acked);
 }

@@ -120,7 +120,7 @@ mod ops {
                     }
                 }
                 _ => {
-                    drop(wal);
+                    wal.abandon();
                     crashes += 1;
                     store = store.crash_image(seed ^ crashes);
                     pending.clear();

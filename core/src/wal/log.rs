@@ -22,7 +22,7 @@ use super::frame::{
     FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use super::reader::Reader;
-use super::record::{Record, RecordError};
+use super::record::{kind, Record, RecordError};
 use super::scan::{probe, scan_frames, FaultCause, FaultKind, RecoveryMode};
 use super::storage::{segment_bytes, segment_bytes_mut, FsStore, SegmentFile, SegmentStore};
 use super::sync::{SyncEngine, SyncMethod};
@@ -451,6 +451,8 @@ struct WriterState {
     /// not fit is found out before any byte of the segment changes.
     scratch: Vec<u8>,
     appends: u64,
+    /// Kind of the last frame in the log (0 when empty).
+    last_kind: u16,
 }
 
 struct SyncState {
@@ -469,6 +471,8 @@ pub(crate) struct Shared {
     durable_lsn: AtomicU64,
     last_lsn: AtomicU64,
     poisoned: AtomicBool,
+    /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
+    abandoned: AtomicBool,
     sync: Mutex<SyncState>,
     sync_method: &'static str,
     /// Next LSN each live in-process reader still needs.
@@ -547,7 +551,10 @@ impl Wal {
             return Err(WalError::BadOptions(message));
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
-        let scan = scan_log(&*store, options.recovery_mode, &mut |_, _, _| {})?;
+        let mut last_kind = 0u16;
+        let scan = scan_log(&*store, options.recovery_mode, &mut |_, _, frame| {
+            last_kind = frame.kind
+        })?;
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
                 return Err(WalError::Corrupt(fault.clone()));
@@ -558,7 +565,7 @@ impl Wal {
             truncated_bytes: 0,
             removed_segments: Vec::new(),
         };
-        let writer = recover_writer(&*store, &options, &mut engine, &mut report)?;
+        let writer = recover_writer(&*store, &options, &mut engine, &mut report, last_kind)?;
         let next_lsn = writer.next_lsn;
         let shared = Shared {
             store,
@@ -573,6 +580,7 @@ impl Wal {
             durable_lsn: AtomicU64::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
             poisoned: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {
                 engine,
@@ -620,51 +628,19 @@ impl Wal {
         kind: u16,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
     ) -> Result<Lsn, WalError> {
-        let shared = &*self.shared;
-        if shared.poisoned.load(Ordering::Acquire) {
-            return Err(shared.poison_error());
-        }
-        let mut guard = lock(&shared.writer);
-        let writer = &mut *guard;
-        let payload_len = encode(&mut writer.scratch[FRAME_HEADER_BYTES..])?;
-        let total = frame_bytes(payload_len);
-        let capacity = shared.options.segment_bytes as usize - SEGMENT_HEADER_BYTES;
-        if total > capacity {
-            return Err(WalError::RecordTooLarge {
-                payload_bytes: payload_len,
-                max_bytes: capacity - FRAME_HEADER_BYTES,
-            });
-        }
-        if writer.active.offset + total > writer.active.file.len() {
-            shared.rotate(writer)?;
-        }
-        let lsn = writer.next_lsn;
-        let meta = FrameMeta {
-            kind,
-            lsn,
-            synced_lsn: shared.durable_lsn.load(Ordering::Acquire),
-            prev_checksum: writer.prev_checksum,
-        };
-        let (checksum, sealed) =
-            seal_frame(&mut writer.scratch, payload_len, meta, writer.active.seed).map_err(
-                |_| WalError::RecordTooLarge {
-                    payload_bytes: payload_len,
-                    max_bytes: RECORD_PAYLOAD_BYTES_MAX,
-                },
-            )?;
-        assert_eq!(sealed, total);
-        let at = writer.active.offset;
-        assert!(at.is_multiple_of(FRAME_ALIGN_BYTES) && at + total <= writer.active.file.len());
-        // SAFETY: we hold the writer lock; bytes at and past `offset` are unpublished.
-        let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
-        dest.copy_from_slice(&writer.scratch[..total]);
-        writer.active.offset = at + total;
-        writer.prev_checksum = checksum;
-        writer.next_lsn = lsn + 1;
-        writer.appends += 1;
-        let previous = shared.last_lsn.swap(lsn, Ordering::Release);
-        assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
-        Ok(lsn)
+        self.shared.append_frame(kind, encode)
+    }
+
+    /// Makes everything durable, records that in the log (a checkpoint frame) and closes.
+    /// Dropping the last handle does the same but cannot report failure.
+    pub fn close(self) -> Result<(), WalError> {
+        self.shared.checkpoint()
+    }
+
+    /// Lets go of the log as a killed process would: no final sync, no checkpoint. For crash
+    /// tests; what was not synced may or may not survive, exactly as after a real crash.
+    pub fn abandon(self) {
+        self.shared.abandoned.store(true, Ordering::Release);
     }
 
     /// Returns when every record up to `lsn` is durable. Many callers may wait at once; one
@@ -728,6 +704,72 @@ impl Wal {
 }
 
 impl Shared {
+    fn append_frame(
+        &self,
+        kind: u16,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
+    ) -> Result<Lsn, WalError> {
+        let shared = self;
+        if shared.poisoned.load(Ordering::Acquire) {
+            return Err(shared.poison_error());
+        }
+        let mut guard = lock(&shared.writer);
+        let writer = &mut *guard;
+        let payload_len = encode(&mut writer.scratch[FRAME_HEADER_BYTES..])?;
+        let total = frame_bytes(payload_len);
+        let capacity = shared.options.segment_bytes as usize - SEGMENT_HEADER_BYTES;
+        if total > capacity {
+            return Err(WalError::RecordTooLarge {
+                payload_bytes: payload_len,
+                max_bytes: capacity - FRAME_HEADER_BYTES,
+            });
+        }
+        if writer.active.offset + total > writer.active.file.len() {
+            shared.rotate(writer)?;
+        }
+        let lsn = writer.next_lsn;
+        let meta = FrameMeta {
+            kind,
+            lsn,
+            synced_lsn: shared.durable_lsn.load(Ordering::Acquire),
+            prev_checksum: writer.prev_checksum,
+        };
+        let (checksum, sealed) =
+            seal_frame(&mut writer.scratch, payload_len, meta, writer.active.seed).map_err(
+                |_| WalError::RecordTooLarge {
+                    payload_bytes: payload_len,
+                    max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+                },
+            )?;
+        assert_eq!(sealed, total);
+        let at = writer.active.offset;
+        assert!(at.is_multiple_of(FRAME_ALIGN_BYTES) && at + total <= writer.active.file.len());
+        // SAFETY: we hold the writer lock; bytes at and past `offset` are unpublished.
+        let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
+        dest.copy_from_slice(&writer.scratch[..total]);
+        writer.active.offset = at + total;
+        writer.prev_checksum = checksum;
+        writer.next_lsn = lsn + 1;
+        writer.appends += 1;
+        writer.last_kind = kind;
+        let previous = shared.last_lsn.swap(lsn, Ordering::Release);
+        assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
+        Ok(lsn)
+    }
+
+    /// Makes the whole log durable and appends a checkpoint frame whose `synced_lsn` says so:
+    /// without it, damage to the last synced records would be indistinguishable from a tear
+    /// of unsynced ones, because no later frame would carry proof that they were durable.
+    fn checkpoint(&self) -> Result<(), WalError> {
+        let last_kind = lock(&self.writer).last_kind;
+        if self.last_lsn.load(Ordering::Acquire) == 0 || last_kind == kind::CHECKPOINT {
+            return Ok(());
+        }
+        self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
+        let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0))?;
+        self.sync_to(lsn)
+    }
+
     fn poison_error(&self) -> WalError {
         let cause = lock(&self.durable)
             .poisoned
@@ -922,6 +964,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        if !self.poisoned.load(Ordering::Acquire) && !self.abandoned.load(Ordering::Acquire) {
+            let _ = self.checkpoint();
+        }
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
         if let NextSegment::Pending(handle) =
             std::mem::replace(&mut writer.next, NextSegment::Missing)
@@ -938,6 +983,7 @@ fn recover_writer(
     options: &WalOptions,
     engine: &mut SyncEngine,
     report: &mut RecoveryReport,
+    last_kind: u16,
 ) -> Result<WriterState, WalError> {
     let scan = report.scan.clone();
     let end_seq = scan.end.map(|end| end.seq);
@@ -1038,6 +1084,7 @@ fn recover_writer(
         segments,
         scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
         appends: 0,
+        last_kind,
     })
 }
 

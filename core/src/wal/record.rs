@@ -23,6 +23,9 @@ pub mod kind {
     pub const SESSION_CLOSED: u16 = 7;
     /// Opaque bytes from an embedding application (the C API); never interpreted.
     pub const USER: u16 = 8;
+    /// Written by the log itself on close: an empty frame whose `synced_lsn` proves that
+    /// everything before it was durable. Ignorable, so every reader skips it.
+    pub const CHECKPOINT: u16 = 0x8001;
 }
 
 /// Limits a job ran under; `None` where no limit was set.
