@@ -12,6 +12,7 @@ pub mod guard;
 pub mod parse;
 pub mod procfs;
 pub mod sample;
+pub mod wal;
 
 #[cfg(feature = "std")]
 pub mod sampler;

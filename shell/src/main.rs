@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod telemetry_cmd;
 mod units;
+mod wal_cmd;
 
 /// vigil: a capability runtime for agents and automation on persistent Linux machines.
 #[derive(Debug, Parser)]
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Sample machine telemetry: CPU, memory, load, pressure.
     Telemetry(telemetry_cmd::TelemetryArgs),
+    /// Inspect and recover the write-ahead log: verify, dump, stats, tail, recover.
+    Wal(wal_cmd::WalArgs),
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
@@ -45,5 +48,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
+        Command::Wal(args) => wal_cmd::run(&cli, args),
     }
 }

@@ -1,0 +1,1100 @@
+//! The writer: opening (with recovery), appending, group commit, rotation and retention.
+//!
+//! Appends copy a sealed frame into the active segment's mapping under the writer lock and
+//! return its LSN at once. [`Wal::sync`] returns when everything up to an LSN is durable: the
+//! first waiter becomes the leader and issues one fdatasync per segment with unsynced bytes
+//! (one sync in flight at a time), while every other producer waits on the durable watermark;
+//! whoever arrives during a sync is covered by the next one. No timer batches anything.
+//!
+//! A failed sync poisons the log for good: the kernel may have dropped the dirty pages it
+//! failed to write, so nothing after that point can honestly be acknowledged.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::frame::{
+    frame_bytes, salt_seed, seal_frame, Frame, FrameMeta, Lsn, SegmentHeader, SegmentHeaderError,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+};
+use super::reader::Reader;
+use super::record::{kind, Record, RecordError};
+use super::scan::{probe, scan_frames, FaultCause, FaultKind, RecoveryMode};
+use super::storage::{segment_bytes, segment_bytes_mut, FsStore, SegmentFile, SegmentStore};
+use super::sync::{SyncEngine, SyncMethod};
+
+/// Default segment size.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Smallest segment accepted: a header and a few frames.
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+/// Largest segment accepted (the mapping must fit comfortably in the address space).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+
+/// How much old log to keep. Retention only removes whole segments that are durable, that no
+/// reader still needs, and never the active one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub bytes_max: Option<u64>,
+    pub segments_max: Option<u64>,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            bytes_max: Some(4 << 30),
+            segments_max: None,
+        }
+    }
+}
+
+/// How a log is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    pub segment_bytes: u64,
+    pub sync_method: SyncMethod,
+    pub recovery_mode: RecoveryMode,
+    pub retention: Retention,
+    /// Write zeros over new segments (see [`FsStore`]); only for the file store.
+    pub zero_fill_segments: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            sync_method: SyncMethod::Auto,
+            recovery_mode: RecoveryMode::Tail,
+            retention: Retention::default(),
+            zero_fill_segments: true,
+        }
+    }
+}
+
+/// Everything that can go wrong, with the segment, offset and LSN where that helps.
+#[derive(Debug)]
+pub enum WalError {
+    /// A file operation failed; the message names the path.
+    Io(io::Error),
+    /// The log is damaged in a way the recovery mode does not accept.
+    Corrupt(LogFault),
+    /// An earlier sync failed; nothing can be acknowledged any more.
+    Poisoned { cause: String },
+    /// The payload exceeds what a frame (or a segment) can hold.
+    RecordTooLarge {
+        payload_bytes: usize,
+        max_bytes: usize,
+    },
+    /// A record that cannot be encoded.
+    Encode(RecordError),
+    /// An LSN that was never appended.
+    LsnNotAppended { lsn: Lsn, last_lsn: Lsn },
+    /// A reader asked for an LSN retention already removed.
+    LsnNotRetained { lsn: Lsn, first_lsn: Lsn },
+    /// Options out of range.
+    BadOptions(String),
+}
+
+impl fmt::Display for WalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalError::Io(error) => write!(f, "{error}"),
+            WalError::Corrupt(fault) => write!(f, "{fault}"),
+            WalError::Poisoned { cause } => {
+                write!(f, "WAL poisoned by an earlier sync failure: {cause}")
+            }
+            WalError::RecordTooLarge {
+                payload_bytes,
+                max_bytes,
+            } => {
+                write!(
+                    f,
+                    "record of {payload_bytes} bytes exceeds the maximum of {max_bytes} bytes"
+                )
+            }
+            WalError::Encode(error) => write!(f, "record cannot be encoded: {error:?}"),
+            WalError::LsnNotAppended { lsn, last_lsn } => {
+                write!(
+                    f,
+                    "LSN {lsn} was never appended (last appended is {last_lsn})"
+                )
+            }
+            WalError::LsnNotRetained { lsn, first_lsn } => {
+                write!(
+                    f,
+                    "LSN {lsn} is no longer retained (the log starts at {first_lsn})"
+                )
+            }
+            WalError::BadOptions(message) => write!(f, "bad WAL options: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for WalError {}
+
+impl From<io::Error> for WalError {
+    fn from(error: io::Error) -> WalError {
+        WalError::Io(error)
+    }
+}
+
+/// A fault found by a scan of the whole log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFault {
+    pub kind: FaultKind,
+    pub seq: u64,
+    /// The segment's path (or simulated name).
+    pub segment: String,
+    pub offset: usize,
+    pub expected_lsn: Lsn,
+    pub cause: String,
+}
+
+impl fmt::Display for LogFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            FaultKind::TornTail => "torn tail",
+            FaultKind::Corruption => "corruption",
+        };
+        write!(
+            f,
+            "WAL {what} in segment {} at offset {} (expected LSN {}): {}",
+            self.segment, self.offset, self.expected_lsn, self.cause
+        )
+    }
+}
+
+/// A range salvage skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSkip {
+    pub seq: u64,
+    pub segment: String,
+    pub offset: usize,
+    pub bytes: usize,
+    pub expected_lsn: Lsn,
+}
+
+/// What a scan found in one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Holds frames of the log.
+    Used,
+    /// Pre-created, nothing written.
+    Unused,
+    /// Its header does not validate.
+    BadHeader,
+    /// Lies after the end of the log (after a fault); only probed.
+    PastEnd,
+}
+
+/// One segment as the scan saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub seq: u64,
+    pub segment: String,
+    pub state: SegmentState,
+    pub first_lsn: Option<Lsn>,
+    pub frames: u64,
+    pub end_offset: usize,
+    pub bytes: usize,
+}
+
+/// Where the valid log ends: appends continue here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEnd {
+    pub seq: u64,
+    pub offset: usize,
+    pub last_checksum: u32,
+}
+
+/// The result of scanning every segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogScan {
+    pub mode: RecoveryMode,
+    pub segments: Vec<SegmentSummary>,
+    pub frames: u64,
+    pub first_lsn: Option<Lsn>,
+    pub next_lsn: Lsn,
+    pub end: Option<LogEnd>,
+    pub fault: Option<LogFault>,
+    /// Valid frames after a torn spot, written while it was unsynced: not part of the log.
+    pub dropped_unsynced_frames: u64,
+    pub skipped: Vec<LogSkip>,
+}
+
+/// Scans every segment of `store` in order, handing each accepted frame to `visit` as
+/// `(segment seq, offset, frame)`. Changes nothing. Errors only when a segment cannot be read.
+pub fn scan_log(
+    store: &dyn SegmentStore,
+    mode: RecoveryMode,
+    visit: &mut dyn FnMut(u64, usize, Frame<'_>),
+) -> Result<LogScan, WalError> {
+    let mut scan = LogScan {
+        mode,
+        segments: Vec::new(),
+        frames: 0,
+        first_lsn: None,
+        next_lsn: 1,
+        end: None,
+        fault: None,
+        dropped_unsynced_frames: 0,
+        skipped: Vec::new(),
+    };
+    let mut expected: Option<Lsn> = None;
+    let mut stopped = false;
+    for seq in store.list()? {
+        let file = store.open(seq, false)?;
+        // SAFETY: scans run before a writer exists in this process, or over a read-only
+        // mapping of another process's log; nothing in this process writes these bytes.
+        let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
+        let name = store.describe(seq);
+        let mut summary = SegmentSummary {
+            seq,
+            segment: name.clone(),
+            state: SegmentState::Used,
+            first_lsn: None,
+            frames: 0,
+            end_offset: 0,
+            bytes: bytes.len(),
+        };
+        let fault_at = |kind, offset, lsn, cause: String| LogFault {
+            kind,
+            seq,
+            segment: name.clone(),
+            offset,
+            expected_lsn: lsn,
+            cause,
+        };
+        let header = match SegmentHeader::decode(bytes) {
+            Ok(header) => header,
+            Err(SegmentHeaderError::Unused) => {
+                summary.state = SegmentState::Unused;
+                scan.segments.push(summary);
+                continue;
+            }
+            Err(error) => {
+                summary.state = SegmentState::BadHeader;
+                scan.segments.push(summary);
+                if !stopped && scan.fault.is_none() {
+                    let lsn = expected.unwrap_or(scan.next_lsn);
+                    scan.fault = Some(fault_at(
+                        FaultKind::TornTail,
+                        0,
+                        lsn,
+                        format!("segment header {error:?}"),
+                    ));
+                }
+                if mode == RecoveryMode::Salvage {
+                    scan.skipped.push(LogSkip {
+                        seq,
+                        segment: name.clone(),
+                        offset: 0,
+                        bytes: bytes.len(),
+                        expected_lsn: scan.next_lsn,
+                    });
+                } else {
+                    stopped = true;
+                }
+                continue;
+            }
+        };
+        summary.first_lsn = Some(header.first_lsn);
+        let seed = salt_seed(header.salt);
+        if stopped {
+            // Past the end: these frames are not part of the log, but if one was written when
+            // the fault's position was already durable, the fault is corruption, not a tear.
+            summary.state = SegmentState::PastEnd;
+            scan.segments.push(summary);
+            if let Some(fault) = scan.fault.as_mut() {
+                let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, fault.expected_lsn);
+                if after.durable_after {
+                    fault.kind = FaultKind::Corruption;
+                    fault.cause = format!("{}; durable frames follow in {}", fault.cause, name);
+                } else {
+                    scan.dropped_unsynced_frames += after.valid_frames;
+                }
+            }
+            continue;
+        }
+        let misplaced =
+            header.segment_seq != seq || expected.is_some_and(|lsn| lsn != header.first_lsn);
+        if misplaced {
+            let lsn = expected.unwrap_or(header.first_lsn);
+            let cause = format!(
+                "segment header says seq {} first LSN {} (expected seq {seq} first LSN {lsn})",
+                header.segment_seq, header.first_lsn
+            );
+            // A segment that starts past the expected LSN is what a crash leaves when the end
+            // of the previous segment was never synced but this header reached the disk: a
+            // tear, unless this segment's frames were written when that end was durable.
+            let gap = header.segment_seq == seq && header.first_lsn > lsn;
+            let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, lsn);
+            let kind = if gap && !after.durable_after {
+                FaultKind::TornTail
+            } else {
+                FaultKind::Corruption
+            };
+            if scan.fault.is_none() {
+                scan.fault = Some(fault_at(kind, 0, lsn, cause));
+                if kind == FaultKind::TornTail && mode != RecoveryMode::Salvage {
+                    scan.dropped_unsynced_frames += after.valid_frames;
+                }
+            }
+            if mode != RecoveryMode::Salvage {
+                summary.state = SegmentState::PastEnd;
+                scan.segments.push(summary);
+                stopped = true;
+                continue;
+            }
+        }
+        let frames = scan_frames(
+            bytes,
+            SEGMENT_HEADER_BYTES,
+            seed,
+            header.first_lsn,
+            mode,
+            |offset, frame| visit(seq, offset, frame),
+        );
+        scan.first_lsn.get_or_insert(header.first_lsn);
+        summary.frames = frames.frames;
+        summary.end_offset = frames.end_offset;
+        scan.frames += frames.frames;
+        scan.next_lsn = frames.next_lsn;
+        expected = Some(frames.next_lsn);
+        scan.end = Some(LogEnd {
+            seq,
+            offset: frames.end_offset,
+            last_checksum: frames.last_checksum,
+        });
+        scan.dropped_unsynced_frames += frames.dropped_unsynced_frames;
+        for range in &frames.skipped {
+            scan.skipped.push(LogSkip {
+                seq,
+                segment: name.clone(),
+                offset: range.offset,
+                bytes: range.bytes,
+                expected_lsn: range.expected_lsn,
+            });
+        }
+        if let Some(fault) = frames.fault {
+            let cause = describe_cause(fault.cause);
+            scan.fault.get_or_insert(fault_at(
+                fault.kind,
+                fault.offset,
+                fault.expected_lsn,
+                cause,
+            ));
+            if mode != RecoveryMode::Salvage {
+                stopped = true;
+            }
+        }
+        scan.segments.push(summary);
+    }
+    Ok(scan)
+}
+
+fn describe_cause(cause: FaultCause) -> String {
+    match cause {
+        FaultCause::Frame(error) => format!("frame does not validate ({error:?})"),
+        FaultCause::LsnMismatch { found } => format!("valid frame with LSN {found} out of place"),
+        FaultCause::ChainMismatch => "frame does not chain to the previous checksum".to_string(),
+        FaultCause::SegmentHeader => "segment header does not validate".to_string(),
+    }
+}
+
+/// What opening the log found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub scan: LogScan,
+    /// Bytes zeroed at the end of the log (a torn tail, or unsynced frames after it).
+    pub truncated_bytes: u64,
+    /// Segments removed because they lay past the end of the log.
+    pub removed_segments: Vec<u64>,
+}
+
+/// A durable, in-order position in the log shared with the group commit.
+struct DurableState {
+    durable_lsn: Lsn,
+    syncing: bool,
+    poisoned: Option<String>,
+}
+
+/// The segment appends go to.
+struct ActiveSegment {
+    seq: u64,
+    file: Arc<dyn SegmentFile>,
+    seed: u32,
+    offset: usize,
+    first_lsn: Lsn,
+}
+
+/// The segment after the active one, ready or being created in the background.
+enum NextSegment {
+    Ready(Arc<dyn SegmentFile>),
+    Pending(JoinHandle<io::Result<Arc<dyn SegmentFile>>>),
+    Missing,
+}
+
+struct WriterState {
+    active: ActiveSegment,
+    next: NextSegment,
+    next_lsn: Lsn,
+    prev_checksum: u32,
+    /// Segments rotated away whose bytes may not be durable yet.
+    unsynced: Vec<Arc<dyn SegmentFile>>,
+    /// Segments holding the log, oldest first: (seq, first LSN).
+    segments: VecDeque<(u64, Lsn)>,
+    /// A frame is sealed here before it is copied into the mapping, so a record that does
+    /// not fit is found out before any byte of the segment changes.
+    scratch: Vec<u8>,
+    appends: u64,
+    /// Kind of the last frame in the log (0 when empty).
+    last_kind: u16,
+}
+
+struct SyncState {
+    engine: SyncEngine,
+    /// Files to sync in the current pass; capacity is kept, so steady state allocates nothing.
+    files: Vec<Arc<dyn SegmentFile>>,
+    syncs: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn SegmentStore>,
+    options: WalOptions,
+    writer: Mutex<WriterState>,
+    durable: Mutex<DurableState>,
+    durable_changed: Condvar,
+    durable_lsn: AtomicU64,
+    last_lsn: AtomicU64,
+    poisoned: AtomicBool,
+    /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
+    abandoned: AtomicBool,
+    sync: Mutex<SyncState>,
+    sync_method: &'static str,
+    /// Next LSN each live in-process reader still needs.
+    readers: Mutex<Vec<Arc<AtomicU64>>>,
+    recovery: RecoveryReport,
+}
+
+/// The write-ahead log. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Wal {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("last_lsn", &self.last_lsn())
+            .field("durable_lsn", &self.durable_lsn())
+            .field("sync_method", &self.shared.sync_method)
+            .finish()
+    }
+}
+
+/// Counters for `stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalStats {
+    pub last_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    pub first_lsn: Lsn,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub appends: u64,
+    pub syncs: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a WAL lock would be a bug; the state it guards is still
+    // consistent at every await point, so keep serving rather than cascading panics.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A random salt per segment, so bytes from any earlier use never validate.
+fn random_salt() -> u64 {
+    let mut salt = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into our buffer.
+    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if got == 8 {
+        return u64::from_le_bytes(salt);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir` as its single writer, recovering it first.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        let store = FsStore::open_writer(dir, options.zero_fill_segments)?;
+        Wal::open_with_store(Arc::new(store), options)
+    }
+
+    /// Opens a log over any store (the simulated one in crash tests).
+    pub fn open_with_store(
+        store: Arc<dyn SegmentStore>,
+        options: WalOptions,
+    ) -> Result<Wal, WalError> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
+            let message = format!(
+                "segment_bytes {} outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                options.segment_bytes
+            );
+            return Err(WalError::BadOptions(message));
+        }
+        let mut engine = SyncEngine::new(options.sync_method)?;
+        let mut last_kind = 0u16;
+        let scan = scan_log(&*store, options.recovery_mode, &mut |_, _, frame| {
+            last_kind = frame.kind
+        })?;
+        if let Some(fault) = &scan.fault {
+            if !options.recovery_mode.accepts(fault.kind) {
+                return Err(WalError::Corrupt(fault.clone()));
+            }
+        }
+        let mut report = RecoveryReport {
+            scan,
+            truncated_bytes: 0,
+            removed_segments: Vec::new(),
+        };
+        let writer = recover_writer(&*store, &options, &mut engine, &mut report, last_kind)?;
+        let next_lsn = writer.next_lsn;
+        let shared = Shared {
+            store,
+            options,
+            writer: Mutex::new(writer),
+            durable: Mutex::new(DurableState {
+                durable_lsn: next_lsn - 1,
+                syncing: false,
+                poisoned: None,
+            }),
+            durable_changed: Condvar::new(),
+            durable_lsn: AtomicU64::new(next_lsn - 1),
+            last_lsn: AtomicU64::new(next_lsn - 1),
+            poisoned: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            sync_method: engine.method_name(),
+            sync: Mutex::new(SyncState {
+                engine,
+                files: Vec::with_capacity(16),
+                syncs: 0,
+            }),
+            readers: Mutex::new(Vec::new()),
+            recovery: report,
+        };
+        Ok(Wal {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Appends a record; returns its LSN. Not durable until [`Wal::sync`] covers it.
+    pub fn append(&self, record: &Record<'_>) -> Result<Lsn, WalError> {
+        self.append_with(record.kind(), |out| {
+            record.encode_into(out).map_err(WalError::Encode)
+        })
+    }
+
+    /// Appends a frame of `kind` with `payload` as it is (the C API's opaque records).
+    pub fn append_raw(&self, kind: u16, payload: &[u8]) -> Result<Lsn, WalError> {
+        self.append_with(kind, |out| {
+            let dest = out
+                .get_mut(..payload.len())
+                .ok_or(WalError::RecordTooLarge {
+                    payload_bytes: payload.len(),
+                    max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+                })?;
+            dest.copy_from_slice(payload);
+            Ok(payload.len())
+        })
+    }
+
+    /// Appends and waits until the record is durable.
+    pub fn append_durable(&self, record: &Record<'_>) -> Result<Lsn, WalError> {
+        let lsn = self.append(record)?;
+        self.sync(lsn)?;
+        Ok(lsn)
+    }
+
+    fn append_with(
+        &self,
+        kind: u16,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
+    ) -> Result<Lsn, WalError> {
+        self.shared.append_frame(kind, encode)
+    }
+
+    /// Makes everything durable, records that in the log (a checkpoint frame) and closes.
+    /// Dropping the last handle does the same but cannot report failure.
+    pub fn close(self) -> Result<(), WalError> {
+        self.shared.checkpoint()
+    }
+
+    /// Lets go of the log as a killed process would: no final sync, no checkpoint. For crash
+    /// tests; what was not synced may or may not survive, exactly as after a real crash.
+    pub fn abandon(self) {
+        self.shared.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Returns when every record up to `lsn` is durable. Many callers may wait at once; one
+    /// sync covers all of them.
+    pub fn sync(&self, lsn: Lsn) -> Result<(), WalError> {
+        self.shared.sync_to(lsn)
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync_all(&self) -> Result<Lsn, WalError> {
+        let lsn = self.last_lsn();
+        self.sync(lsn)?;
+        Ok(lsn)
+    }
+
+    /// The LSN of the last appended record (0 for an empty log).
+    pub fn last_lsn(&self) -> Lsn {
+        self.shared.last_lsn.load(Ordering::Acquire)
+    }
+
+    /// Every record up to this LSN is durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Whether a sync has failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// "io_uring" or "fdatasync".
+    pub fn sync_method(&self) -> &'static str {
+        self.shared.sync_method
+    }
+
+    /// What opening the log found and did.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.shared.recovery
+    }
+
+    /// A reader of durable records from `from` on, registered so retention keeps what it needs.
+    pub fn reader(&self, from: Lsn) -> Reader {
+        Reader::in_process(self.shared.clone(), from)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> WalStats {
+        // The sync lock is taken alone: a sync pass takes it before the writer lock.
+        let syncs = lock(&self.shared.sync).syncs;
+        let writer = lock(&self.shared.writer);
+        WalStats {
+            last_lsn: self.last_lsn(),
+            durable_lsn: self.durable_lsn(),
+            first_lsn: writer.segments.front().map_or(writer.next_lsn, |s| s.1),
+            segments: writer.segments.len() as u64,
+            segment_bytes: self.shared.options.segment_bytes,
+            appends: writer.appends,
+            syncs,
+        }
+    }
+}
+
+impl Shared {
+    fn append_frame(
+        &self,
+        kind: u16,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
+    ) -> Result<Lsn, WalError> {
+        let shared = self;
+        if shared.poisoned.load(Ordering::Acquire) {
+            return Err(shared.poison_error());
+        }
+        let mut guard = lock(&shared.writer);
+        let writer = &mut *guard;
+        let payload_len = encode(&mut writer.scratch[FRAME_HEADER_BYTES..])?;
+        let total = frame_bytes(payload_len);
+        let capacity = shared.options.segment_bytes as usize - SEGMENT_HEADER_BYTES;
+        if total > capacity {
+            return Err(WalError::RecordTooLarge {
+                payload_bytes: payload_len,
+                max_bytes: capacity - FRAME_HEADER_BYTES,
+            });
+        }
+        if writer.active.offset + total > writer.active.file.len() {
+            shared.rotate(writer)?;
+        }
+        let lsn = writer.next_lsn;
+        let meta = FrameMeta {
+            kind,
+            lsn,
+            synced_lsn: shared.durable_lsn.load(Ordering::Acquire),
+            prev_checksum: writer.prev_checksum,
+        };
+        let (checksum, sealed) =
+            seal_frame(&mut writer.scratch, payload_len, meta, writer.active.seed).map_err(
+                |_| WalError::RecordTooLarge {
+                    payload_bytes: payload_len,
+                    max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+                },
+            )?;
+        assert_eq!(sealed, total);
+        let at = writer.active.offset;
+        assert!(at.is_multiple_of(FRAME_ALIGN_BYTES) && at + total <= writer.active.file.len());
+        // SAFETY: we hold the writer lock; bytes at and past `offset` are unpublished.
+        let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
+        dest.copy_from_slice(&writer.scratch[..total]);
+        writer.active.offset = at + total;
+        writer.prev_checksum = checksum;
+        writer.next_lsn = lsn + 1;
+        writer.appends += 1;
+        writer.last_kind = kind;
+        let previous = shared.last_lsn.swap(lsn, Ordering::Release);
+        assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
+        Ok(lsn)
+    }
+
+    /// Makes the whole log durable and appends a checkpoint frame whose `synced_lsn` says so:
+    /// without it, damage to the last synced records would be indistinguishable from a tear
+    /// of unsynced ones, because no later frame would carry proof that they were durable.
+    fn checkpoint(&self) -> Result<(), WalError> {
+        let last_kind = lock(&self.writer).last_kind;
+        if self.last_lsn.load(Ordering::Acquire) == 0 || last_kind == kind::CHECKPOINT {
+            return Ok(());
+        }
+        self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
+        let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0))?;
+        self.sync_to(lsn)
+    }
+
+    fn poison_error(&self) -> WalError {
+        let cause = lock(&self.durable)
+            .poisoned
+            .clone()
+            .unwrap_or_else(|| "sync failed".to_string());
+        WalError::Poisoned { cause }
+    }
+
+    pub(crate) fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Bytes of segment `seq` a reader in this process may look at.
+    pub(crate) fn visible_end(&self, seq: u64, len: usize) -> usize {
+        let writer = lock(&self.writer);
+        if seq == writer.active.seq {
+            writer.active.offset
+        } else {
+            len
+        }
+    }
+
+    pub(crate) fn register_reader(&self, position: Arc<AtomicU64>) {
+        let mut readers = lock(&self.readers);
+        readers.retain(|r| Arc::strong_count(r) > 1);
+        readers.push(position);
+    }
+
+    /// Waits up to `timeout` for the durable LSN to reach `lsn`; true if it did.
+    pub(crate) fn wait_durable(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
+        let guard = lock(&self.durable);
+        let (guard, _) = self
+            .durable_changed
+            .wait_timeout_while(guard, timeout, |d| {
+                d.durable_lsn < lsn && d.poisoned.is_none()
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.durable_lsn >= lsn
+    }
+
+    fn sync_to(&self, lsn: Lsn) -> Result<(), WalError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        if lsn <= self.durable_lsn.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let last_lsn = self.last_lsn.load(Ordering::Acquire);
+        if lsn > last_lsn {
+            return Err(WalError::LsnNotAppended { lsn, last_lsn });
+        }
+        let mut durable = lock(&self.durable);
+        loop {
+            if let Some(cause) = &durable.poisoned {
+                return Err(WalError::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if durable.durable_lsn >= lsn {
+                return Ok(());
+            }
+            if durable.syncing {
+                durable = self
+                    .durable_changed
+                    .wait(durable)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            durable.syncing = true;
+            drop(durable);
+            let result = self.sync_pass();
+            durable = lock(&self.durable);
+            durable.syncing = false;
+            match result {
+                Ok(target) => {
+                    assert!(
+                        target >= durable.durable_lsn,
+                        "the durable LSN never goes backwards"
+                    );
+                    durable.durable_lsn = target;
+                    self.durable_lsn.store(target, Ordering::Release);
+                }
+                Err(error) => {
+                    durable.poisoned = Some(error.to_string());
+                    self.poisoned.store(true, Ordering::Release);
+                }
+            }
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// One group-commit pass: syncs every segment with bytes appended so far.
+    fn sync_pass(&self) -> io::Result<Lsn> {
+        let mut sync = lock(&self.sync);
+        let sync = &mut *sync;
+        let target = {
+            let mut writer = lock(&self.writer);
+            sync.files.append(&mut writer.unsynced);
+            sync.files.push(writer.active.file.clone());
+            writer.next_lsn - 1
+        };
+        sync.syncs += 1;
+        let mut result = Ok(target);
+        for file in sync.files.drain(..) {
+            if result.is_ok() {
+                if let Err(error) = file.sync(&mut sync.engine) {
+                    result = Err(error);
+                }
+            }
+        }
+        result
+    }
+
+    /// Moves appends to the next segment.
+    fn rotate(&self, writer: &mut WriterState) -> Result<(), WalError> {
+        let seq = writer.active.seq + 1;
+        let next = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
+            NextSegment::Ready(file) => file,
+            NextSegment::Pending(handle) => match handle.join() {
+                Ok(Ok(file)) => file,
+                // The background creation failed (a full disk, say): try once more now, so
+                // the error the caller sees is current.
+                _ => self.store.create(seq, self.options.segment_bytes)?,
+            },
+            NextSegment::Missing => self.store.create(seq, self.options.segment_bytes)?,
+        };
+        let salt = random_salt();
+        let header = SegmentHeader {
+            segment_seq: seq,
+            first_lsn: writer.next_lsn,
+            salt,
+            segment_bytes: next.len() as u64,
+        };
+        let mut head = [0u8; SEGMENT_HEADER_BYTES];
+        header.encode(&mut head);
+        // SAFETY: the new segment is not published yet; only the writer touches it.
+        unsafe { segment_bytes_mut(&*next, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
+        let old = std::mem::replace(
+            &mut writer.active,
+            ActiveSegment {
+                seq,
+                file: next,
+                seed: salt_seed(salt),
+                offset: SEGMENT_HEADER_BYTES,
+                first_lsn: writer.next_lsn,
+            },
+        );
+        writer.unsynced.push(old.file);
+        writer.prev_checksum = 0;
+        writer.segments.push_back((seq, writer.active.first_lsn));
+        let store = self.store.clone();
+        let bytes = self.options.segment_bytes;
+        writer.next =
+            NextSegment::Pending(std::thread::spawn(move || store.create(seq + 1, bytes)));
+        self.retire_segments(writer);
+        Ok(())
+    }
+
+    /// Removes the oldest segments while over the retention bounds, but only whole segments
+    /// that are durable and that no reader still needs, and never the active one.
+    fn retire_segments(&self, writer: &mut WriterState) {
+        let retention = self.options.retention;
+        let durable = self.durable_lsn();
+        let reader_min = {
+            let mut readers = lock(&self.readers);
+            readers.retain(|r| Arc::strong_count(r) > 1);
+            readers
+                .iter()
+                .map(|r| r.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(Lsn::MAX)
+        };
+        while writer.segments.len() >= 2 {
+            let count = writer.segments.len() as u64 + 1; // + the pre-created next one
+            let over_count = retention.segments_max.is_some_and(|max| count > max);
+            let over_bytes = retention
+                .bytes_max
+                .is_some_and(|max| count * self.options.segment_bytes > max);
+            let (oldest, _) = writer.segments[0];
+            let following_first = writer.segments[1].1;
+            let still_needed = following_first - 1 > durable || following_first > reader_min;
+            if !(over_count || over_bytes) || still_needed || oldest == writer.active.seq {
+                break;
+            }
+            if self.store.remove(oldest).is_err() {
+                break; // Retention is best effort; the log itself is unharmed.
+            }
+            writer.segments.pop_front();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if !self.poisoned.load(Ordering::Acquire) && !self.abandoned.load(Ordering::Acquire) {
+            let _ = self.checkpoint();
+        }
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let NextSegment::Pending(handle) =
+            std::mem::replace(&mut writer.next, NextSegment::Missing)
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Applies the scan's verdict (truncate a torn tail, drop segments past the end), makes
+/// everything recovered durable, and sets up the writer.
+fn recover_writer(
+    store: &dyn SegmentStore,
+    options: &WalOptions,
+    engine: &mut SyncEngine,
+    report: &mut RecoveryReport,
+    last_kind: u16,
+) -> Result<WriterState, WalError> {
+    let scan = report.scan.clone();
+    let end_seq = scan.end.map(|end| end.seq);
+    // Everything after the end segment is torn, unused or unsynced past the end: remove it,
+    // so none of it can reappear, and pre-create a fresh successor below.
+    for summary in &scan.segments {
+        let past_end = match end_seq {
+            Some(end) => summary.seq > end,
+            None => true,
+        };
+        if past_end {
+            store.remove(summary.seq)?;
+            report.removed_segments.push(summary.seq);
+        }
+    }
+    let (active, prev_checksum, next_lsn) = match scan.end {
+        Some(end) => {
+            let file = store.open(end.seq, true)?;
+            report.truncated_bytes = zero_after(&*file, end.offset) as u64;
+            let seed = {
+                // SAFETY: no writer runs yet.
+                let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
+                let header = SegmentHeader::decode(head)
+                    .map_err(|_| io::Error::other("segment header vanished"))?;
+                salt_seed(header.salt)
+            };
+            let first_lsn = scan
+                .segments
+                .iter()
+                .find(|s| s.seq == end.seq)
+                .and_then(|s| s.first_lsn)
+                .unwrap_or(1);
+            let active = ActiveSegment {
+                seq: end.seq,
+                file,
+                seed,
+                offset: end.offset,
+                first_lsn,
+            };
+            (active, end.last_checksum, scan.next_lsn)
+        }
+        None => {
+            let seq = scan
+                .segments
+                .iter()
+                .map(|s| s.seq)
+                .max()
+                .map_or(1, |max| max + 1);
+            let file = store.create(seq, options.segment_bytes)?;
+            let salt = random_salt();
+            let next_lsn = scan.next_lsn;
+            let header = SegmentHeader {
+                segment_seq: seq,
+                first_lsn: next_lsn,
+                salt,
+                segment_bytes: file.len() as u64,
+            };
+            let mut head = [0u8; SEGMENT_HEADER_BYTES];
+            header.encode(&mut head);
+            // SAFETY: a new segment, no one else has it.
+            unsafe { segment_bytes_mut(&*file, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
+            let active = ActiveSegment {
+                seq,
+                file,
+                seed: salt_seed(salt),
+                offset: SEGMENT_HEADER_BYTES,
+                first_lsn: next_lsn,
+            };
+            (active, 0, next_lsn)
+        }
+    };
+    // What a killed process left in the page cache is recovered but maybe not yet on disk:
+    // make it durable before anything new claims it as its synced prefix.
+    let mut segments = VecDeque::new();
+    for summary in scan
+        .segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Used && Some(s.seq) <= end_seq)
+    {
+        if summary.seq != active.seq {
+            store.open(summary.seq, true)?.sync(engine)?;
+        }
+        segments.push_back((summary.seq, summary.first_lsn.unwrap_or(1)));
+    }
+    active.file.sync(engine)?;
+    if segments.back().map(|s| s.0) != Some(active.seq) {
+        segments.push_back((active.seq, active.first_lsn));
+    }
+    let next = store
+        .create(active.seq + 1, options.segment_bytes)
+        .map_or(NextSegment::Missing, NextSegment::Ready);
+    Ok(WriterState {
+        active,
+        next,
+        next_lsn,
+        prev_checksum,
+        unsynced: Vec::with_capacity(16),
+        segments,
+        scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
+        appends: 0,
+        last_kind,
+    })
+}
+
+/// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.
+fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
+    // SAFETY: recovery runs before the writer exists.
+    let tail = unsafe { segment_bytes_mut(file, offset, file.len()) };
+    let Some(last) = tail.iter().rposition(|&b| b != 0) else {
+        return 0;
+    };
+    tail[..=last].fill(0);
+    last + 1
+}

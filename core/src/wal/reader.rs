@@ -1,0 +1,216 @@
+//! Reading the log from an LSN, in bounded batches, while a writer appends.
+//!
+//! An in-process reader (from [`super::log::Wal::reader`]) sees durable records only, so an
+//! event cursor never shows a record a crash could still take back, and it is registered so
+//! retention keeps the segments it still needs. A reader opened on a directory
+//! ([`Reader::open_dir`]) takes no lock and sees whatever the writer process has stored; it
+//! stops at the first frame that does not validate, which on a live log is simply the end of
+//! what has been written so far.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::frame::{decode_frame, salt_seed, Frame, Lsn, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::log::{Shared, WalError};
+use super::storage::{segment_bytes, FsStore, SegmentFile, SegmentStore};
+
+/// Most records one batch hands out, whatever the caller asks for.
+pub const READ_BATCH_RECORDS_MAX: usize = 4096;
+
+struct OpenSegment {
+    seq: u64,
+    file: Arc<dyn SegmentFile>,
+    seed: u32,
+    offset: usize,
+    /// LSN of the frame at `offset`.
+    lsn: Lsn,
+    prev_checksum: u32,
+}
+
+/// A segment's validated header and its mapping.
+type MappedHeader = (SegmentHeader, Arc<dyn SegmentFile>);
+
+/// A cursor over the log.
+pub struct Reader {
+    store: Arc<dyn SegmentStore>,
+    live: Option<Arc<Shared>>,
+    position: Arc<AtomicU64>,
+    next_lsn: Lsn,
+    current: Option<OpenSegment>,
+}
+
+impl Reader {
+    pub(crate) fn in_process(shared: Arc<Shared>, from: Lsn) -> Reader {
+        let position = Arc::new(AtomicU64::new(from.max(1)));
+        shared.register_reader(position.clone());
+        Reader {
+            store: shared.store.clone(),
+            live: Some(shared),
+            position,
+            next_lsn: from.max(1),
+            current: None,
+        }
+    }
+
+    /// A reader of the log in `dir` from LSN `from`, without taking the writer's lock.
+    pub fn open_dir(dir: &Path, from: Lsn) -> Result<Reader, WalError> {
+        let store = FsStore::open_reader(dir)?;
+        Ok(Reader::over_store(Arc::new(store), from))
+    }
+
+    /// A reader over any store, outside a writer (tools, tests).
+    pub fn over_store(store: Arc<dyn SegmentStore>, from: Lsn) -> Reader {
+        let position = Arc::new(AtomicU64::new(from.max(1)));
+        Reader {
+            store,
+            live: None,
+            position,
+            next_lsn: from.max(1),
+            current: None,
+        }
+    }
+
+    /// The LSN the next record handed out will have (at least).
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// Hands up to `max_records` (capped at [`READ_BATCH_RECORDS_MAX`]) frames to `visit`, in
+    /// LSN order; returns how many. 0 means nothing new yet.
+    pub fn read_batch(
+        &mut self,
+        max_records: usize,
+        visit: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<usize, WalError> {
+        let max_records = max_records.min(READ_BATCH_RECORDS_MAX);
+        let limit = self
+            .live
+            .as_ref()
+            .map_or(Lsn::MAX, |shared| shared.durable_lsn());
+        let mut handed = 0;
+        while handed < max_records && self.next_lsn <= limit {
+            if self.current.is_none() && !self.locate()? {
+                break;
+            }
+            let Some(segment) = self.current.as_mut() else {
+                break;
+            };
+            let visible = match &self.live {
+                Some(shared) => shared.visible_end(segment.seq, segment.file.len()),
+                None => segment.file.len(),
+            };
+            // SAFETY: in-process readers stay below the writer's published offset; a reader of
+            // another process's log maps the file read-only and validates every byte it uses.
+            let bytes = unsafe { segment_bytes(&*segment.file, 0, visible) };
+            let frame = match bytes
+                .get(segment.offset..)
+                .map(|rest| decode_frame(rest, segment.seed))
+            {
+                Some(Ok(frame))
+                    if frame.lsn == segment.lsn && frame.prev_checksum == segment.prev_checksum =>
+                {
+                    frame
+                }
+                _ => {
+                    // End of this segment's valid frames: move on if a successor continues the
+                    // log, else there is nothing more yet.
+                    let expected = segment.lsn;
+                    let next_seq = segment.seq + 1;
+                    if self.open_segment(next_seq, Some(expected))? {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            segment.offset += frame.frame_bytes;
+            segment.lsn += 1;
+            segment.prev_checksum = frame.checksum;
+            if frame.lsn >= self.next_lsn {
+                visit(frame);
+                handed += 1;
+                self.next_lsn = frame.lsn + 1;
+            }
+        }
+        self.position.store(self.next_lsn, Ordering::Release);
+        Ok(handed)
+    }
+
+    /// Waits up to `timeout` for records past the cursor (in-process: until they are durable;
+    /// over a directory: a plain sleep, the writer lives in another process).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        match &self.live {
+            Some(shared) => shared.wait_durable(self.next_lsn, timeout),
+            None => {
+                std::thread::sleep(timeout);
+                true
+            }
+        }
+    }
+
+    /// Finds and opens the segment holding `next_lsn`. False when the log does not reach it.
+    fn locate(&mut self) -> Result<bool, WalError> {
+        let mut candidate = None;
+        let mut first_lsn = None;
+        for seq in self.store.list()? {
+            let Some((header, _)) = self.header_of(seq)? else {
+                continue;
+            };
+            first_lsn.get_or_insert(header.first_lsn);
+            if header.first_lsn <= self.next_lsn {
+                candidate = Some(seq);
+            }
+        }
+        match (candidate, first_lsn) {
+            (Some(seq), _) => self.open_segment(seq, None),
+            (None, Some(first)) if first > self.next_lsn => Err(WalError::LsnNotRetained {
+                lsn: self.next_lsn,
+                first_lsn: first,
+            }),
+            _ => Ok(false),
+        }
+    }
+
+    fn header_of(&self, seq: u64) -> Result<Option<MappedHeader>, WalError> {
+        let file = match self.store.open(seq, false) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        if file.len() < SEGMENT_HEADER_BYTES {
+            return Ok(None);
+        }
+        // SAFETY: the header is written before the segment is published and never again.
+        let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
+        Ok(SegmentHeader::decode(head)
+            .ok()
+            .map(|header| (header, file)))
+    }
+
+    /// Opens segment `seq` at its first frame; with `expected`, only if it starts there.
+    fn open_segment(&mut self, seq: u64, expected: Option<Lsn>) -> Result<bool, WalError> {
+        let Some((header, file)) = self.header_of(seq)? else {
+            return Ok(false);
+        };
+        if header.segment_seq != seq || expected.is_some_and(|lsn| lsn != header.first_lsn) {
+            return Ok(false);
+        }
+        self.current = Some(OpenSegment {
+            seq,
+            file,
+            seed: salt_seed(header.salt),
+            offset: SEGMENT_HEADER_BYTES,
+            lsn: header.first_lsn,
+            prev_checksum: 0,
+        });
+        Ok(true)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Released readers no longer hold back retention.
+        self.position.store(Lsn::MAX, Ordering::Release);
+    }
+}

@@ -1,0 +1,385 @@
+//! The records vigil writes into its log, and their postcard payloads.
+//!
+//! Owns the record types and their kind numbers. Every record borrows (`&str`, `&[u8]`) so
+//! encoding writes straight into a caller's buffer (`postcard::to_slice`) and decoding borrows
+//! from the log bytes (`postcard::from_bytes`): neither allocates. Telemetry travels as opaque
+//! bytes (the telemetry layer encodes its own sample), so this module knows nothing of it.
+//!
+//! Kind numbers are forever. A kind with [`KIND_IGNORABLE_BIT`] set may be skipped by readers
+//! that do not know it; an unknown kind without it is an error, never silently dropped.
+
+use serde::{Deserialize, Serialize};
+
+use super::frame::KIND_IGNORABLE_BIT;
+
+/// Kind numbers of the records this version knows.
+pub mod kind {
+    pub const JOB_STARTED: u16 = 1;
+    pub const JOB_FINISHED: u16 = 2;
+    pub const JOB_INTERRUPTED: u16 = 3;
+    pub const JOB_REJECTED: u16 = 4;
+    pub const TELEMETRY_SAMPLE: u16 = 5;
+    pub const SESSION_CREATED: u16 = 6;
+    pub const SESSION_CLOSED: u16 = 7;
+    /// Opaque bytes from an embedding application (the C API); never interpreted.
+    pub const USER: u16 = 8;
+    /// Written by the log itself on close: an empty frame whose `synced_lsn` proves that
+    /// everything before it was durable. Ignorable, so every reader skips it.
+    pub const CHECKPOINT: u16 = 0x8001;
+}
+
+/// Limits a job ran under; `None` where no limit was set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLimits {
+    pub timeout_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+/// Resources a job used, read from its cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobUsage {
+    pub cpu_usage_us: u64,
+    pub memory_peak_bytes: u64,
+    pub wall_ms: u64,
+    pub oom_kills: u64,
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    Completed,
+    Failed,
+    TimedOut,
+    OomKilled,
+    Rejected,
+    Interrupted,
+}
+
+impl JobStatus {
+    /// The status's name in the CLI and protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed_out",
+            JobStatus::OomKilled => "oom_killed",
+            JobStatus::Rejected => "rejected",
+            JobStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A job was admitted and is about to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStarted<'a> {
+    pub job_id: u64,
+    pub unix_ms: u64,
+    pub capability: &'a str,
+    /// The arguments as JSON text, already redacted.
+    pub args_json: &'a str,
+    pub limits: JobLimits,
+    #[serde(borrow)]
+    pub session: Option<&'a str>,
+    #[serde(borrow)]
+    pub root: Option<&'a str>,
+    /// The telemetry sample the admission decision used, encoded by the telemetry layer.
+    pub telemetry_before: &'a [u8],
+}
+
+/// A job ended (any status but interrupted-by-restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFinished<'a> {
+    pub job_id: u64,
+    pub unix_ms: u64,
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub usage: JobUsage,
+    pub stdout: &'a [u8],
+    pub stdout_truncated: bool,
+    pub stderr: &'a [u8],
+    pub stderr_truncated: bool,
+    #[serde(borrow)]
+    pub error: Option<&'a str>,
+    pub telemetry_after: &'a [u8],
+}
+
+/// A job that was started but whose end was never logged (written on restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInterrupted<'a> {
+    pub job_id: u64,
+    pub unix_ms: u64,
+    pub reason: &'a str,
+}
+
+/// A job refused before it ran (bad arguments, guard, confinement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRejected<'a> {
+    pub job_id: u64,
+    pub unix_ms: u64,
+    pub capability: &'a str,
+    pub args_json: &'a str,
+    #[serde(borrow)]
+    pub session: Option<&'a str>,
+    pub reason: &'a str,
+    pub telemetry: &'a [u8],
+}
+
+/// A telemetry sample, encoded by the telemetry layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetrySample<'a> {
+    pub unix_ms: u64,
+    pub body: &'a [u8],
+}
+
+/// A session was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCreated<'a> {
+    pub session: &'a str,
+    pub unix_ms: u64,
+    /// Free-form metadata as JSON text ("{}" when none).
+    pub meta_json: &'a str,
+}
+
+/// A session was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClosed<'a> {
+    pub session: &'a str,
+    pub unix_ms: u64,
+    pub reason: &'a str,
+}
+
+/// Every record this version of vigil writes or reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    JobStarted(JobStarted<'a>),
+    JobFinished(JobFinished<'a>),
+    JobInterrupted(JobInterrupted<'a>),
+    JobRejected(JobRejected<'a>),
+    TelemetrySample(TelemetrySample<'a>),
+    SessionCreated(SessionCreated<'a>),
+    SessionClosed(SessionClosed<'a>),
+    /// Opaque bytes, stored as they are (no postcard framing).
+    User(&'a [u8]),
+}
+
+/// Why a payload could not be turned into a [`Record`] or back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A kind this version does not know, without the ignorable bit.
+    UnknownKind(u16),
+    /// The payload does not decode as the record its kind names (or has trailing bytes).
+    Malformed { kind: u16 },
+    /// The encoding does not fit the buffer given.
+    BufferTooSmall,
+}
+
+/// What a reader makes of one valid frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    Record(Record<'a>),
+    /// An unknown kind marked ignorable: skip it.
+    Ignored {
+        kind: u16,
+    },
+}
+
+impl<'a> Record<'a> {
+    /// The frame kind this record is written under.
+    pub fn kind(&self) -> u16 {
+        match self {
+            Record::JobStarted(_) => kind::JOB_STARTED,
+            Record::JobFinished(_) => kind::JOB_FINISHED,
+            Record::JobInterrupted(_) => kind::JOB_INTERRUPTED,
+            Record::JobRejected(_) => kind::JOB_REJECTED,
+            Record::TelemetrySample(_) => kind::TELEMETRY_SAMPLE,
+            Record::SessionCreated(_) => kind::SESSION_CREATED,
+            Record::SessionClosed(_) => kind::SESSION_CLOSED,
+            Record::User(_) => kind::USER,
+        }
+    }
+
+    /// The record's name in dumps.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Record::JobStarted(_) => "job_started",
+            Record::JobFinished(_) => "job_finished",
+            Record::JobInterrupted(_) => "job_interrupted",
+            Record::JobRejected(_) => "job_rejected",
+            Record::TelemetrySample(_) => "telemetry_sample",
+            Record::SessionCreated(_) => "session_created",
+            Record::SessionClosed(_) => "session_closed",
+            Record::User(_) => "user",
+        }
+    }
+
+    /// Encodes the payload into `out`, returning the bytes written.
+    pub fn encode_into(&self, out: &mut [u8]) -> Result<usize, RecordError> {
+        let written = match self {
+            Record::User(bytes) => {
+                let dest = out
+                    .get_mut(..bytes.len())
+                    .ok_or(RecordError::BufferTooSmall)?;
+                dest.copy_from_slice(bytes);
+                return Ok(bytes.len());
+            }
+            Record::JobStarted(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::JobFinished(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::JobInterrupted(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::JobRejected(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::TelemetrySample(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::SessionCreated(r) => postcard::to_slice(r, out).map(|s| s.len()),
+            Record::SessionClosed(r) => postcard::to_slice(r, out).map(|s| s.len()),
+        };
+        written.map_err(|_| RecordError::BufferTooSmall)
+    }
+
+    /// Decodes the payload of a frame of kind `kind`, borrowing from `payload`.
+    pub fn decode(kind: u16, payload: &'a [u8]) -> Result<Decoded<'a>, RecordError> {
+        let malformed = RecordError::Malformed { kind };
+        let record = match kind {
+            kind::JOB_STARTED => Record::JobStarted(exact(payload).ok_or(malformed)?),
+            kind::JOB_FINISHED => Record::JobFinished(exact(payload).ok_or(malformed)?),
+            kind::JOB_INTERRUPTED => Record::JobInterrupted(exact(payload).ok_or(malformed)?),
+            kind::JOB_REJECTED => Record::JobRejected(exact(payload).ok_or(malformed)?),
+            kind::TELEMETRY_SAMPLE => Record::TelemetrySample(exact(payload).ok_or(malformed)?),
+            kind::SESSION_CREATED => Record::SessionCreated(exact(payload).ok_or(malformed)?),
+            kind::SESSION_CLOSED => Record::SessionClosed(exact(payload).ok_or(malformed)?),
+            kind::USER => Record::User(payload),
+            other if other & KIND_IGNORABLE_BIT != 0 => {
+                return Ok(Decoded::Ignored { kind: other })
+            }
+            other => return Err(RecordError::UnknownKind(other)),
+        };
+        Ok(Decoded::Record(record))
+    }
+}
+
+/// Decodes a postcard value that must use the whole payload: trailing bytes mean the kind and
+/// payload disagree, which a checksum-valid frame from this writer never has.
+fn exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> [Record<'static>; 8] {
+        [
+            Record::JobStarted(JobStarted {
+                job_id: 7,
+                unix_ms: 1_700_000_000_000,
+                capability: "shell",
+                args_json: r#"{"cmd":"echo hi"}"#,
+                limits: JobLimits {
+                    timeout_ms: Some(2000),
+                    memory_bytes: Some(64 << 20),
+                    ..JobLimits::default()
+                },
+                session: Some("s-1"),
+                root: None,
+                telemetry_before: &[1, 2, 3],
+            }),
+            Record::JobFinished(JobFinished {
+                job_id: 7,
+                unix_ms: 1_700_000_000_100,
+                status: JobStatus::TimedOut,
+                exit_code: None,
+                signal: Some(9),
+                usage: JobUsage {
+                    cpu_usage_us: 12,
+                    memory_peak_bytes: 4096,
+                    wall_ms: 2001,
+                    oom_kills: 0,
+                },
+                stdout: b"hi\n",
+                stdout_truncated: false,
+                stderr: b"",
+                stderr_truncated: true,
+                error: Some("deadline passed"),
+                telemetry_after: &[9; 20],
+            }),
+            Record::JobInterrupted(JobInterrupted {
+                job_id: 8,
+                unix_ms: 5,
+                reason: "interrupted by process restart",
+            }),
+            Record::JobRejected(JobRejected {
+                job_id: 9,
+                unix_ms: 6,
+                capability: "file.read",
+                args_json: "{}",
+                session: None,
+                reason: "path escapes root",
+                telemetry: &[],
+            }),
+            Record::TelemetrySample(TelemetrySample {
+                unix_ms: 10,
+                body: &[0xAA; 64],
+            }),
+            Record::SessionCreated(SessionCreated {
+                session: "s-1",
+                unix_ms: 1,
+                meta_json: "{}",
+            }),
+            Record::SessionClosed(SessionClosed {
+                session: "s-1",
+                unix_ms: 2,
+                reason: "closed by client",
+            }),
+            Record::User(b"\x00opaque\xff"),
+        ]
+    }
+
+    #[test]
+    fn every_record_type_round_trips_borrowing_from_the_buffer() {
+        for record in samples() {
+            let mut buf = [0u8; 512];
+            let len = record.encode_into(&mut buf).unwrap();
+            let decoded = Record::decode(record.kind(), &buf[..len]).unwrap();
+            assert_eq!(decoded, Decoded::Record(record));
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_only_when_marked_ignorable() {
+        assert_eq!(
+            Record::decode(0x8123, b"future"),
+            Ok(Decoded::Ignored { kind: 0x8123 })
+        );
+        assert_eq!(
+            Record::decode(0x0123, b"future"),
+            Err(RecordError::UnknownKind(0x0123))
+        );
+    }
+
+    #[test]
+    fn truncated_or_padded_payloads_are_malformed_not_misread() {
+        let record = samples()[0];
+        let mut buf = [0u8; 512];
+        let len = record.encode_into(&mut buf).unwrap();
+        for cut in 0..len {
+            assert!(
+                Record::decode(kind::JOB_STARTED, &buf[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(
+            Record::decode(kind::JOB_STARTED, &buf[..len + 1]),
+            Err(RecordError::Malformed {
+                kind: kind::JOB_STARTED
+            })
+        );
+        assert_eq!(
+            record.encode_into(&mut buf[..4]),
+            Err(RecordError::BufferTooSmall)
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Where segments live: the [`SegmentStore`] and [`SegmentFile`] traits, and [`FsStore`],
+//! the real one (files in a directory, fallocate'd, memory-mapped, fsynced).
+//!
+//! The writer and readers only see the traits, so the fault-injecting [`super::sim`] store can
+//! stand in for the file system in crash tests.
+//!
+//! A segment is created under a temporary name, allocated with `fallocate` (never a sparse
+//! `ftruncate`: a full disk must fail here, not as SIGBUS on a later store to the mapping),
+//! optionally zero-filled, fsynced, renamed into place, and the directory fsynced. So a segment
+//! file under its final name always has all its blocks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::sync::SyncEngine;
+
+/// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
+pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
+/// Name of the lock file the single writer holds with `flock`.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+/// Zero-fill chunk: bounded so creating a segment needs no large buffer.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// One segment's bytes.
+///
+/// The writer stores into bytes past everything it has published and never touches published
+/// bytes again; readers only look at published bytes. That discipline, not a lock, is what
+/// keeps the shared mapping free of data races.
+pub trait SegmentFile: Send + Sync {
+    /// Size in bytes.
+    fn len(&self) -> usize;
+    /// Base of the mapping. Writable only for segments opened for writing.
+    fn base_ptr(&self) -> *mut u8;
+    /// Makes every byte stored so far durable.
+    fn sync(&self, engine: &mut SyncEngine) -> io::Result<()>;
+    /// Whether the segment has no bytes (never, for a valid segment).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Borrows `file[start..end]`.
+///
+/// # Safety
+/// No one may write to that range while the slice lives.
+pub unsafe fn segment_bytes(file: &dyn SegmentFile, start: usize, end: usize) -> &[u8] {
+    assert!(
+        start <= end && end <= file.len(),
+        "range {start}..{end} within {}",
+        file.len()
+    );
+    // SAFETY: in bounds (checked above); the caller guarantees no concurrent writer.
+    unsafe { std::slice::from_raw_parts(file.base_ptr().add(start), end - start) }
+}
+
+/// Mutably borrows `file[start..end]` for the writer.
+///
+/// # Safety
+/// The caller must be the only writer, the range unpublished, and the file writable.
+#[allow(clippy::mut_from_ref)]
+pub unsafe fn segment_bytes_mut(file: &dyn SegmentFile, start: usize, end: usize) -> &mut [u8] {
+    assert!(
+        start <= end && end <= file.len(),
+        "range {start}..{end} within {}",
+        file.len()
+    );
+    // SAFETY: in bounds; exclusivity is the caller's promise.
+    unsafe { std::slice::from_raw_parts_mut(file.base_ptr().add(start), end - start) }
+}
+
+/// A directory of segments (or a simulation of one).
+pub trait SegmentStore: Send + Sync {
+    /// Sequence numbers of the segments present, ascending.
+    fn list(&self) -> io::Result<Vec<u64>>;
+    /// Creates segment `seq` of `bytes` bytes, all allocated and durable (file and directory).
+    fn create(&self, seq: u64, bytes: u64) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Opens an existing segment.
+    fn open(&self, seq: u64, writable: bool) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Removes a segment, durably.
+    fn remove(&self, seq: u64) -> io::Result<()>;
+    /// A name for the segment in messages (its path).
+    fn describe(&self, seq: u64) -> String;
+}
+
+/// File name of segment `seq`.
+pub fn segment_file_name(seq: u64) -> String {
+    format!("{seq:020}{SEGMENT_FILE_SUFFIX}")
+}
+
+/// Segments as files in a directory.
+#[derive(Debug)]
+pub struct FsStore {
+    dir: PathBuf,
+    /// Write zeros over new segments so later fdatasyncs write data only, without converting
+    /// unwritten extents (a metadata journal commit per sync on ext4 and xfs).
+    zero_fill: bool,
+    /// Held for the life of a writer: `flock(LOCK_EX)` on `LOCK`.
+    _lock: Option<File>,
+}
+
+impl FsStore {
+    /// Opens `dir` for the single writer: creates it if needed, takes the lock (failing at once
+    /// if another process holds it) and removes half-created segments.
+    pub fn open_writer(dir: &Path, zero_fill: bool) -> io::Result<FsStore> {
+        fs::create_dir_all(dir).map_err(|e| context(e, "create WAL directory", dir))?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| context(e, "open lock file", &lock_path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = io::Error::last_os_error();
+            let message = format!(
+                "WAL {} is locked by another writer ({error})",
+                dir.display()
+            );
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
+        }
+        for entry in fs::read_dir(dir).map_err(|e| context(e, "list WAL directory", dir))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".tmp") {
+                fs::remove_file(entry.path())
+                    .map_err(|e| context(e, "remove half-created segment", &entry.path()))?;
+            }
+        }
+        sync_dir(dir)?;
+        Ok(FsStore {
+            dir: dir.to_path_buf(),
+            zero_fill,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens `dir` for reading only: no lock, no changes. Readers may run beside a writer.
+    pub fn open_reader(dir: &Path) -> io::Result<FsStore> {
+        fs::metadata(dir).map_err(|e| context(e, "open WAL directory", dir))?;
+        Ok(FsStore {
+            dir: dir.to_path_buf(),
+            zero_fill: false,
+            _lock: None,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(segment_file_name(seq))
+    }
+}
+
+impl SegmentStore for FsStore {
+    fn list(&self) -> io::Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for entry in
+            fs::read_dir(&self.dir).map_err(|e| context(e, "list WAL directory", &self.dir))?
+        {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(SEGMENT_FILE_SUFFIX) {
+                if stem.len() == 20 {
+                    if let Ok(seq) = stem.parse::<u64>() {
+                        seqs.push(seq);
+                    }
+                }
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    fn create(&self, seq: u64, bytes: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        let path = self.path(seq);
+        let tmp = self.dir.join(format!("{}.tmp", segment_file_name(seq)));
+        let result = create_allocated(&tmp, bytes, self.zero_fill);
+        if let Err(error) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(context(
+                error,
+                &format!("create segment ({bytes} bytes)"),
+                &path,
+            ));
+        }
+        fs::rename(&tmp, &path).map_err(|e| context(e, "rename new segment", &path))?;
+        sync_dir(&self.dir)?;
+        self.open(seq, true)
+    }
+
+    fn open(&self, seq: u64, writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
+        let path = self.path(seq);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| context(e, "open segment", &path))?;
+        let len = file
+            .metadata()
+            .map_err(|e| context(e, "stat segment", &path))?
+            .len();
+        if len == 0 {
+            return Err(context(
+                io::Error::from(io::ErrorKind::InvalidData),
+                "empty segment",
+                &path,
+            ));
+        }
+        let options = memmap2::MmapOptions::new();
+        let map = if writable {
+            options.map_raw(&file)
+        } else {
+            options.map_raw_read_only(&file)
+        };
+        let map = map.map_err(|e| context(e, "map segment", &path))?;
+        Ok(Arc::new(FsSegment { file, map, path }))
+    }
+
+    fn remove(&self, seq: u64) -> io::Result<()> {
+        let path = self.path(seq);
+        fs::remove_file(&path).map_err(|e| context(e, "remove segment", &path))?;
+        sync_dir(&self.dir)
+    }
+
+    fn describe(&self, seq: u64) -> String {
+        self.path(seq).display().to_string()
+    }
+}
+
+/// A mapped segment file.
+struct FsSegment {
+    file: File,
+    map: memmap2::MmapRaw,
+    path: PathBuf,
+}
+
+impl SegmentFile for FsSegment {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn base_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    fn sync(&self, engine: &mut SyncEngine) -> io::Result<()> {
+        engine
+            .fdatasync(self.raw_fd())
+            .map_err(|e| context(e, "fdatasync segment", &self.path))
+    }
+}
+
+impl FsSegment {
+    fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+fn create_allocated(tmp: &Path, bytes: u64, zero_fill: bool) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(tmp)?;
+    let len =
+        libc::off_t::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: fallocate on a descriptor we own, mode 0 = allocate and extend the size.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if zero_fill {
+        use std::os::unix::fs::FileExt;
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes as usize)];
+        let mut at = 0u64;
+        while at < bytes {
+            let n = zeros.len().min((bytes - at) as usize);
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+    }
+    file.sync_all()
+}
+
+/// fsync of a directory, so that creating, renaming or removing a file in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let handle = File::open(dir).map_err(|e| context(e, "open directory", dir))?;
+    handle
+        .sync_all()
+        .map_err(|e| context(e, "fsync directory", dir))
+}
+
+/// Adds what was being done and to which path, keeping the error kind and OS code readable.
+pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{what} {}: {error}", path.display()))
+}

@@ -1,0 +1,537 @@
+//! `vigil wal verify|dump|stats|tail|recover`: inspect and repair the write-ahead log in
+//! `<data-dir>/wal/`.
+//!
+//! Everything but `recover` reads without the writer's lock, so it works beside a running
+//! vigil. `recover` opens the log as its writer (refused while another writer holds it) and
+//! applies the chosen recovery mode. Exit codes: 0 fine, 1 the log is corrupt (or recovery
+//! refused), 2 the command itself failed (no log, I/O error, bad arguments).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vigil_core::wal::frame::{Frame, Lsn};
+use vigil_core::wal::log::{scan_log, LogScan, SegmentState, Wal, WalOptions};
+use vigil_core::wal::reader::Reader;
+use vigil_core::wal::record::{kind as record_kind, Decoded, Record};
+use vigil_core::wal::scan::{FaultKind, RecoveryMode};
+use vigil_core::wal::storage::FsStore;
+
+use crate::Cli;
+
+/// How often `tail -f` looks for new records.
+const FOLLOW_POLL_MS: u64 = 200;
+/// Records read per batch.
+const BATCH_RECORDS: usize = 1024;
+/// Bytes of opaque payloads shown in dumps; the rest is summarised by length.
+const HEX_SHOWN_BYTES: usize = 256;
+
+#[derive(Debug, clap::Args)]
+pub struct WalArgs {
+    #[command(subcommand)]
+    pub command: WalCommand,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Any fault refuses to open.
+    Strict,
+    /// Truncate a torn tail; refuse on corruption.
+    Tail,
+    /// Skip bad frames and keep everything that validates.
+    Salvage,
+}
+
+impl From<ModeArg> for RecoveryMode {
+    fn from(mode: ModeArg) -> RecoveryMode {
+        match mode {
+            ModeArg::Strict => RecoveryMode::Strict,
+            ModeArg::Tail => RecoveryMode::Tail,
+            ModeArg::Salvage => RecoveryMode::Salvage,
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WalCommand {
+    /// Check every frame and record. Exits 1 on corruption, naming segment, offset and LSN.
+    Verify {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Also fail on a torn tail (which opening the log would truncate).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print records.
+    Dump {
+        /// JSON Lines: one object per record.
+        #[arg(long)]
+        json: bool,
+        /// First LSN to print.
+        #[arg(long, default_value_t = 1)]
+        from: Lsn,
+        /// Print at most this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Segments, records per kind, LSN range, health.
+    Stats {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last records; with -f, keep printing new ones.
+    Tail {
+        /// Keep following new records.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last records to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u64,
+        /// JSON Lines: one object per record.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the log as its writer and recover it: truncate a torn tail (tail), refuse on any
+    /// fault (strict), or keep everything that validates (salvage).
+    Recover {
+        #[arg(long, value_enum, default_value = "tail")]
+        mode: ModeArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+    let dir = wal_dir(&data_dir);
+    let result = if dir.is_dir() {
+        match &args.command {
+            WalCommand::Verify { json, strict } => verify(&dir, *json, *strict),
+            WalCommand::Dump { json, from, limit } => dump(&dir, *json, *from, *limit),
+            WalCommand::Stats { json } => stats(&dir, *json),
+            WalCommand::Tail {
+                follow,
+                lines,
+                json,
+            } => tail(&dir, *follow, *lines, *json),
+            WalCommand::Recover { mode, json } => recover(&dir, (*mode).into(), *json),
+        }
+    } else {
+        Err(format!("no WAL at {}", dir.display()))
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("vigil wal: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Output that ends quietly when the reader goes away (`| head`), instead of panicking.
+struct Out(std::io::StdoutLock<'static>);
+
+impl Out {
+    fn new() -> Out {
+        Out(std::io::stdout().lock())
+    }
+
+    fn line(&mut self, text: &str) -> Result<(), String> {
+        match writeln!(self.0, "{text}") {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Err(error) => Err(format!("write to stdout: {error}")),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.0.flush().map_err(|e| format!("write to stdout: {e}"))
+    }
+}
+
+/// Scans the log read-only, counting records per kind and undecodable ones.
+struct Census {
+    scan: LogScan,
+    kinds: std::collections::BTreeMap<String, u64>,
+    malformed: Vec<(Lsn, String)>,
+}
+
+fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
+    let store = FsStore::open_reader(dir).map_err(|e| e.to_string())?;
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut malformed = Vec::new();
+    let scan = scan_log(&store, mode, &mut |_, _, frame| match Record::decode(
+        frame.kind,
+        frame.payload,
+    ) {
+        Ok(Decoded::Record(record)) => {
+            *kinds.entry(record.kind_name().to_string()).or_insert(0) += 1
+        }
+        Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
+        Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(Census {
+        scan,
+        kinds,
+        malformed,
+    })
+}
+
+fn fault_json(scan: &LogScan) -> Value {
+    match &scan.fault {
+        None => Value::Null,
+        Some(fault) => json!({
+            "kind": fault.kind.as_str(),
+            "segment": fault.segment,
+            "offset": fault.offset,
+            "lsn": fault.expected_lsn,
+            "cause": fault.cause,
+        }),
+    }
+}
+
+fn last_lsn(scan: &LogScan) -> Option<Lsn> {
+    (scan.frames > 0).then(|| scan.next_lsn - 1)
+}
+
+fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, String> {
+    let census = census(dir, RecoveryMode::Tail)?;
+    let scan = &census.scan;
+    let corrupt = scan
+        .fault
+        .as_ref()
+        .is_some_and(|f| f.kind == FaultKind::Corruption);
+    let torn = scan
+        .fault
+        .as_ref()
+        .is_some_and(|f| f.kind == FaultKind::TornTail);
+    let failed = corrupt || !census.malformed.is_empty() || (strict && torn);
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "ok": !failed,
+            "dir": dir.display().to_string(),
+            "segments": scan.segments.len(),
+            "records": scan.frames,
+            "first_lsn": scan.first_lsn,
+            "last_lsn": last_lsn(scan),
+            "fault": fault_json(scan),
+            "dropped_unsynced_frames": scan.dropped_unsynced_frames,
+            "malformed": census.malformed.iter().map(|(lsn, e)| json!({"lsn": lsn, "error": e})).collect::<Vec<_>>(),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "{}: {} segments, {} records, LSN {}..{}",
+            dir.display(),
+            scan.segments.len(),
+            scan.frames,
+            scan.first_lsn.map_or("-".to_string(), |l| l.to_string()),
+            last_lsn(scan).map_or("-".to_string(), |l| l.to_string()),
+        ))?;
+        if let Some(fault) = &scan.fault {
+            out.line(&fault.to_string())?;
+            if fault.kind == FaultKind::TornTail {
+                out.line(&format!(
+                    "a torn tail is what a crash leaves; opening the log truncates it \
+                     ({} unsynced frames after it are dropped)",
+                    scan.dropped_unsynced_frames
+                ))?;
+            }
+        }
+        for (lsn, error) in &census.malformed {
+            out.line(&format!(
+                "LSN {lsn}: checksum-valid frame whose record does not decode: {error}"
+            ))?;
+        }
+        out.line(if failed {
+            "verify: FAILED"
+        } else {
+            "verify: ok"
+        })?;
+    }
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn stats(dir: &Path, json: bool) -> Result<ExitCode, String> {
+    let census = census(dir, RecoveryMode::Tail)?;
+    let scan = &census.scan;
+    let disk_bytes: usize = scan.segments.iter().map(|s| s.bytes).sum();
+    let used_bytes: usize = scan.segments.iter().map(|s| s.end_offset).sum();
+    let count = |state| scan.segments.iter().filter(|s| s.state == state).count();
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "dir": dir.display().to_string(),
+            "segments": scan.segments.len(),
+            "segments_used": count(SegmentState::Used),
+            "segments_preallocated": count(SegmentState::Unused),
+            "disk_bytes": disk_bytes,
+            "log_bytes": used_bytes,
+            "records": scan.frames,
+            "first_lsn": scan.first_lsn,
+            "last_lsn": last_lsn(scan),
+            "records_by_kind": census.kinds,
+            "fault": fault_json(scan),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!("dir          {}", dir.display()))?;
+        out.line(&format!(
+            "segments     {} ({} used, {} pre-allocated)",
+            scan.segments.len(),
+            count(SegmentState::Used),
+            count(SegmentState::Unused)
+        ))?;
+        out.line(&format!(
+            "disk bytes   {disk_bytes} ({used_bytes} holding records)"
+        ))?;
+        out.line(&format!("records      {}", scan.frames))?;
+        out.line(&format!(
+            "LSN range    {}..{}",
+            scan.first_lsn.map_or("-".to_string(), |l| l.to_string()),
+            last_lsn(scan).map_or("-".to_string(), |l| l.to_string())
+        ))?;
+        for (kind, n) in &census.kinds {
+            out.line(&format!("  {kind:<20} {n}"))?;
+        }
+        match &scan.fault {
+            None => out.line("health       ok")?,
+            Some(fault) => out.line(&format!("health       {fault}"))?,
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_from(
+    reader: &mut Reader,
+    json: bool,
+    limit: Option<u64>,
+    out: &mut Out,
+) -> Result<u64, String> {
+    let mut printed = 0u64;
+    let mut failure = None;
+    loop {
+        let want = limit.map_or(BATCH_RECORDS, |l| {
+            (l - printed).min(BATCH_RECORDS as u64) as usize
+        });
+        if want == 0 {
+            break;
+        }
+        let n = reader
+            .read_batch(want, &mut |frame| {
+                if failure.is_none() {
+                    if let Err(error) = out.line(&render(&frame, json)) {
+                        failure = Some(error);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(error) = failure.take() {
+            return Err(error);
+        }
+        printed += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(printed)
+}
+
+fn dump(dir: &Path, json: bool, from: Lsn, limit: Option<u64>) -> Result<ExitCode, String> {
+    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
+    print_from(&mut reader, json, limit, &mut Out::new())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, String> {
+    let census = census(dir, RecoveryMode::Tail)?;
+    let first = census.scan.first_lsn.unwrap_or(1);
+    let from = census.scan.next_lsn.saturating_sub(lines).max(first);
+    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
+    let mut out = Out::new();
+    print_from(&mut reader, json, None, &mut out)?;
+    if follow {
+        loop {
+            std::thread::sleep(Duration::from_millis(FOLLOW_POLL_MS));
+            print_from(&mut reader, json, None, &mut out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, String> {
+    let options = WalOptions {
+        recovery_mode: mode,
+        ..WalOptions::default()
+    };
+    let mut out = Out::new();
+    let wal = match Wal::open(dir, options) {
+        Ok(wal) => wal,
+        Err(vigil_core::wal::log::WalError::Corrupt(fault)) => {
+            if json {
+                let value =
+                    json!({"ok": false, "mode": mode.as_str(), "refused": fault.to_string()});
+                out.line(&value.to_string())?;
+            } else {
+                out.line(&format!(
+                    "recovery ({} mode) refused: {fault}",
+                    mode.as_str()
+                ))?;
+            }
+            out.flush()?;
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let report = wal.recovery();
+    let scan = &report.scan;
+    if json {
+        let value = json!({
+            "ok": true,
+            "mode": mode.as_str(),
+            "records": scan.frames,
+            "last_lsn": last_lsn(scan),
+            "fault": fault_json(scan),
+            "truncated_bytes": report.truncated_bytes,
+            "dropped_unsynced_frames": scan.dropped_unsynced_frames,
+            "removed_segments": report.removed_segments,
+            "skipped": scan.skipped.iter().map(|s| json!({
+                "segment": s.segment, "offset": s.offset, "bytes": s.bytes, "lsn": s.expected_lsn,
+            })).collect::<Vec<_>>(),
+            "sync_method": wal.sync_method(),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "recovered {} records ({} mode), last LSN {:?}",
+            scan.frames,
+            mode.as_str(),
+            last_lsn(scan)
+        ))?;
+        if let Some(fault) = &scan.fault {
+            out.line(&format!("found: {fault}"))?;
+        }
+        out.line(&format!(
+            "truncated {} bytes, dropped {} unsynced frames, removed {} segments past the end",
+            report.truncated_bytes,
+            scan.dropped_unsynced_frames,
+            report.removed_segments.len()
+        ))?;
+        for skip in &scan.skipped {
+            out.line(&format!(
+                "skipped {} bytes in {} at offset {} (expected LSN {})",
+                skip.bytes, skip.segment, skip.offset, skip.expected_lsn
+            ))?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Name of an ignorable kind in stats.
+fn ignored_name(kind: u16) -> String {
+    if kind == record_kind::CHECKPOINT {
+        "checkpoint".to_string()
+    } else {
+        format!("ignored_kind_{kind}")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(HEX_SHOWN_BYTES)];
+    let mut text: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > shown.len() {
+        text.push_str(&format!("...(+{} bytes)", bytes.len() - shown.len()));
+    }
+    text
+}
+
+/// JSON text stays JSON in the dump when it parses; otherwise it is shown as a string.
+fn json_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+fn record_json(record: &Record<'_>) -> Value {
+    match record {
+        Record::JobStarted(r) => json!({
+            "job_id": r.job_id, "unix_ms": r.unix_ms, "capability": r.capability,
+            "args": json_text(r.args_json), "session": r.session, "root": r.root,
+            "limits": {
+                "timeout_ms": r.limits.timeout_ms, "cpu_time_ms": r.limits.cpu_time_ms,
+                "memory_bytes": r.limits.memory_bytes, "pids": r.limits.pids,
+                "max_output_bytes": r.limits.max_output_bytes,
+            },
+            "telemetry_before_hex": hex(r.telemetry_before),
+        }),
+        Record::JobFinished(r) => json!({
+            "job_id": r.job_id, "unix_ms": r.unix_ms, "status": r.status.as_str(),
+            "exit_code": r.exit_code, "signal": r.signal,
+            "cpu_usage_us": r.usage.cpu_usage_us, "memory_peak_bytes": r.usage.memory_peak_bytes,
+            "wall_ms": r.usage.wall_ms, "oom_kills": r.usage.oom_kills,
+            "stdout": String::from_utf8_lossy(r.stdout), "stdout_truncated": r.stdout_truncated,
+            "stderr": String::from_utf8_lossy(r.stderr), "stderr_truncated": r.stderr_truncated,
+            "error": r.error, "telemetry_after_hex": hex(r.telemetry_after),
+        }),
+        Record::JobInterrupted(r) => {
+            json!({"job_id": r.job_id, "unix_ms": r.unix_ms, "reason": r.reason})
+        }
+        Record::JobRejected(r) => json!({
+            "job_id": r.job_id, "unix_ms": r.unix_ms, "capability": r.capability,
+            "args": json_text(r.args_json), "session": r.session, "reason": r.reason,
+            "telemetry_hex": hex(r.telemetry),
+        }),
+        Record::TelemetrySample(r) => {
+            json!({"unix_ms": r.unix_ms, "body_hex": hex(r.body), "body_bytes": r.body.len()})
+        }
+        Record::SessionCreated(r) => {
+            json!({"session": r.session, "unix_ms": r.unix_ms, "meta": json_text(r.meta_json)})
+        }
+        Record::SessionClosed(r) => {
+            json!({"session": r.session, "unix_ms": r.unix_ms, "reason": r.reason})
+        }
+        Record::User(bytes) => json!({"bytes": bytes.len(), "hex": hex(bytes)}),
+    }
+}
+
+/// One record as a JSON object (for `--json`) or a human line.
+fn render(frame: &Frame<'_>, json: bool) -> String {
+    let (name, fields) = match Record::decode(frame.kind, frame.payload) {
+        Ok(Decoded::Record(record)) => (record.kind_name(), record_json(&record)),
+        Ok(Decoded::Ignored {
+            kind: record_kind::CHECKPOINT,
+        }) => ("checkpoint", json!({"synced_lsn": frame.synced_lsn})),
+        Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
+        Err(error) => (
+            "undecodable",
+            json!({"error": format!("{error:?}"), "bytes": frame.payload.len()}),
+        ),
+    };
+    if json {
+        let mut object = json!({"lsn": frame.lsn, "kind": name, "kind_id": frame.kind});
+        if let (Value::Object(target), Value::Object(source)) = (&mut object, fields) {
+            target.extend(source);
+        }
+        object.to_string()
+    } else {
+        format!("{:>10}  {:<18} {}", frame.lsn, name, fields)
+    }
+}
+
+/// The WAL directory for a data directory (for callers that share the layout).
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}

@@ -1,0 +1,219 @@
+//! `vigil wal ...` end to end: the real binary over a log written by the library.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vigil::wal::frame::SEGMENT_HEADER_BYTES;
+use vigil::wal::log::{Retention, Wal, WalOptions};
+use vigil::wal::record::{
+    JobFinished, JobLimits, JobStarted, JobStatus, JobUsage, Record, SessionCreated,
+    TelemetrySample,
+};
+use vigil::wal::scan::RecoveryMode;
+use vigil::wal::storage::segment_file_name;
+use vigil::wal::sync::SyncMethod;
+
+/// The `vigil` binary of this build, built first if this test runs alone.
+fn vigil_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let binary = profile_dir.join("vigil");
+    if !binary.exists() {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "-p", "vigil-shell"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        build.env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+        assert!(
+            build.status().unwrap().success(),
+            "building the vigil binary"
+        );
+    }
+    binary
+}
+
+fn vigil(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(vigil_binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_log(data_dir: &Path) {
+    let options = WalOptions {
+        segment_bytes: 64 * 1024,
+        sync_method: SyncMethod::Auto,
+        recovery_mode: RecoveryMode::Tail,
+        retention: Retention {
+            bytes_max: None,
+            segments_max: None,
+        },
+        zero_fill_segments: false,
+    };
+    let wal = Wal::open(&data_dir.join("wal"), options).unwrap();
+    wal.append(&Record::SessionCreated(SessionCreated {
+        session: "s-1",
+        unix_ms: 1,
+        meta_json: "{}",
+    }))
+    .unwrap();
+    for job_id in 0..20u64 {
+        wal.append(&Record::JobStarted(JobStarted {
+            job_id,
+            unix_ms: 1000 + job_id,
+            capability: "shell",
+            args_json: r#"{"cmd":"echo hi"}"#,
+            limits: JobLimits {
+                timeout_ms: Some(2000),
+                ..JobLimits::default()
+            },
+            session: Some("s-1"),
+            root: None,
+            telemetry_before: &[1, 2, 3],
+        }))
+        .unwrap();
+        wal.append(&Record::JobFinished(JobFinished {
+            job_id,
+            unix_ms: 2000 + job_id,
+            status: JobStatus::Completed,
+            exit_code: Some(0),
+            signal: None,
+            usage: JobUsage {
+                cpu_usage_us: 10,
+                memory_peak_bytes: 4096,
+                wall_ms: 3,
+                oom_kills: 0,
+            },
+            stdout: b"hi\n",
+            stdout_truncated: false,
+            stderr: b"",
+            stderr_truncated: false,
+            error: None,
+            telemetry_after: &[4, 5],
+        }))
+        .unwrap();
+    }
+    wal.append(&Record::TelemetrySample(TelemetrySample {
+        unix_ms: 5,
+        body: &[9; 16],
+    }))
+    .unwrap();
+    wal.sync_all().unwrap();
+}
+
+#[test]
+fn verify_dump_stats_tail_and_recover_work_on_a_healthy_log() {
+    let data = tempfile::tempdir().unwrap();
+    write_log(data.path());
+
+    let verify = vigil(data.path(), &["wal", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    assert!(
+        text(&verify.stdout).contains("43 records"),
+        "{}",
+        text(&verify.stdout)
+    );
+
+    let dump = vigil(data.path(), &["wal", "dump", "--json"]);
+    assert!(dump.status.success());
+    let lines: Vec<serde_json::Value> = text(&dump.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 43, "42 records and the closing checkpoint");
+    assert_eq!(lines[42]["kind"], "checkpoint");
+    assert_eq!(lines[0]["kind"], "session_created");
+    assert_eq!(lines[1]["kind"], "job_started");
+    assert_eq!(lines[1]["args"]["cmd"], "echo hi");
+    assert_eq!(lines[2]["status"], "completed");
+    assert_eq!(lines[2]["stdout"], "hi\n");
+    assert_eq!(lines[41]["lsn"], 42);
+
+    let stats = vigil(data.path(), &["wal", "stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["records"], 43);
+    assert_eq!(stats["records_by_kind"]["job_finished"], 20);
+    assert_eq!(stats["fault"], serde_json::Value::Null);
+
+    let tail = vigil(data.path(), &["wal", "tail", "-n", "3", "--json"]);
+    let lsns: Vec<u64> = text(&tail.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lsns, vec![41, 42, 43]);
+
+    let recover = vigil(data.path(), &["wal", "recover", "--json"]);
+    assert!(recover.status.success(), "{}", text(&recover.stderr));
+    let recover: serde_json::Value = serde_json::from_slice(&recover.stdout).unwrap();
+    assert_eq!(
+        (recover["ok"].as_bool(), recover["records"].as_u64()),
+        (Some(true), Some(43))
+    );
+}
+
+#[test]
+fn verify_fails_on_corruption_naming_segment_offset_and_lsn_and_salvage_recovers() {
+    let data = tempfile::tempdir().unwrap();
+    write_log(data.path());
+    let segment = data.path().join("wal").join(segment_file_name(1));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Damage the payload of the third frame (LSN 3).
+    let mut offset = SEGMENT_HEADER_BYTES;
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().unwrap()) as usize;
+        offset += (40 + len).next_multiple_of(8);
+    }
+    bytes[offset + 45] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let verify = vigil(data.path(), &["wal", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let out = text(&verify.stdout);
+    assert!(out.contains(&segment.display().to_string()), "{out}");
+    assert!(
+        out.contains(&format!("offset {offset}")) && out.contains("LSN 3"),
+        "{out}"
+    );
+
+    let json = vigil(data.path(), &["wal", "verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["fault"]["kind"], "corruption");
+    assert_eq!(report["fault"]["lsn"], 3);
+    assert_eq!(report["fault"]["offset"], offset);
+
+    let refused = vigil(data.path(), &["wal", "recover", "--mode", "tail"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stdout));
+    let salvage = vigil(
+        data.path(),
+        &["wal", "recover", "--mode", "salvage", "--json"],
+    );
+    assert!(salvage.status.success(), "{}", text(&salvage.stderr));
+    let salvage: serde_json::Value = serde_json::from_slice(&salvage.stdout).unwrap();
+    assert_eq!(salvage["records"], 42);
+    assert_eq!(salvage["skipped"][0]["lsn"], 3);
+}
+
+#[test]
+fn a_missing_log_is_a_clear_error_not_a_panic() {
+    let data = tempfile::tempdir().unwrap();
+    let out = vigil(data.path(), &["wal", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no WAL at"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = vigil(data.path(), &["wal", "recover", "--mode", "nonsense"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -1,0 +1,420 @@
+//! The write-ahead log end to end on real files: append, group commit, reopen, rotation,
+//! retention, readers, torn-tail recovery, corruption refusal, poisoning, the writer lock.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil::wal::frame::{Frame, Lsn, SEGMENT_HEADER_BYTES};
+use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil::wal::reader::Reader;
+use vigil::wal::record::{kind, Decoded, JobInterrupted, Record};
+use vigil::wal::scan::{FaultKind, RecoveryMode};
+use vigil::wal::sim::{FaultPlan, SimStore};
+use vigil::wal::storage::{segment_file_name, SegmentStore};
+use vigil::wal::sync::SyncMethod;
+
+fn options(segment_bytes: u64, sync_method: SyncMethod) -> WalOptions {
+    WalOptions {
+        segment_bytes,
+        sync_method,
+        recovery_mode: RecoveryMode::Tail,
+        retention: Retention {
+            bytes_max: None,
+            segments_max: None,
+        },
+        zero_fill_segments: false,
+    }
+}
+
+fn payload(lsn_hint: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64 ^ lsn_hint.wrapping_mul(31)) as u8)
+        .collect()
+}
+
+/// Every frame in the log of `dir`, read as a tool would (no lock).
+fn read_all(dir: &Path) -> Vec<(Lsn, u16, Vec<u8>)> {
+    let mut reader = Reader::open_dir(dir, 1).unwrap();
+    let mut out = Vec::new();
+    let mut keep = |f: Frame<'_>| {
+        if f.kind != kind::CHECKPOINT {
+            out.push((f.lsn, f.kind, f.payload.to_vec()))
+        }
+    };
+    while reader.read_batch(1000, &mut keep).unwrap() > 0 {}
+    out
+}
+
+#[test]
+fn appended_and_synced_records_come_back_intact_after_reopen_with_either_sync_method() {
+    for method in [SyncMethod::Fdatasync, SyncMethod::Auto] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        {
+            let wal = Wal::open(dir.path(), options(64 * 1024, method)).unwrap();
+            for i in 0..300u64 {
+                let body = payload(i, (i as usize * 13) % 700);
+                let lsn = wal.append_raw(kind::USER, &body).unwrap();
+                assert_eq!(lsn, i + 1);
+                expected.push((lsn, kind::USER, body));
+            }
+            let record = Record::JobInterrupted(JobInterrupted {
+                job_id: 9,
+                unix_ms: 1,
+                reason: "restart",
+            });
+            let lsn = wal.append_durable(&record).unwrap();
+            let mut buf = vec![0u8; 256];
+            let len = record.encode_into(&mut buf).unwrap();
+            expected.push((lsn, kind::JOB_INTERRUPTED, buf[..len].to_vec()));
+            assert_eq!(wal.durable_lsn(), 301);
+        }
+        let wal = Wal::open(dir.path(), options(64 * 1024, method)).unwrap();
+        assert_eq!(wal.recovery().scan.fault, None, "{method:?}");
+        assert_eq!(
+            wal.last_lsn(),
+            302,
+            "301 records and the closing checkpoint"
+        );
+        drop(wal);
+        let got = read_all(dir.path());
+        assert_eq!(got, expected, "{method:?}");
+        let last = &got[300];
+        let Ok(Decoded::Record(Record::JobInterrupted(r))) = Record::decode(last.1, &last.2) else {
+            panic!("decode")
+        };
+        assert_eq!((r.job_id, r.reason), (9, "restart"));
+    }
+}
+
+#[test]
+fn records_span_rotated_segments_with_dense_lsns() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+    for i in 0..2000u64 {
+        wal.append_raw(kind::USER, &payload(i, 100)).unwrap();
+        if i % 97 == 0 {
+            wal.sync_all().unwrap();
+        }
+    }
+    wal.sync_all().unwrap();
+    assert!(wal.stats().segments > 20, "rotated: {:?}", wal.stats());
+    drop(wal);
+    let got = read_all(dir.path());
+    assert_eq!(got.len(), 2000);
+    for (i, (lsn, _, body)) in got.iter().enumerate() {
+        assert_eq!((*lsn, body), (i as u64 + 1, &payload(i as u64, 100)));
+    }
+}
+
+#[test]
+fn in_process_readers_see_only_durable_records_and_follow_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(16 * 1024, SyncMethod::Auto)).unwrap();
+    let mut reader = wal.reader(1);
+    let first = wal.append_raw(kind::USER, b"one").unwrap();
+    let mut seen = Vec::new();
+    assert_eq!(
+        reader.read_batch(10, &mut |f| seen.push(f.lsn)).unwrap(),
+        0,
+        "not durable yet"
+    );
+    wal.sync(first).unwrap();
+    assert_eq!(reader.read_batch(10, &mut |f| seen.push(f.lsn)).unwrap(), 1);
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 0..500u64 {
+                wal.append_durable(&Record::User(&payload(i, 200))).unwrap();
+            }
+        })
+    };
+    while seen.len() < 501 {
+        reader.wait(Duration::from_millis(50));
+        reader.read_batch(7, &mut |f| seen.push(f.lsn)).unwrap();
+    }
+    writer.join().unwrap();
+    assert_eq!(seen, (1..=501).collect::<Vec<_>>());
+}
+
+#[test]
+fn retention_bounds_the_segment_count_but_keeps_what_a_reader_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(8192, SyncMethod::Fdatasync);
+    opts.retention = Retention {
+        bytes_max: None,
+        segments_max: Some(4),
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let mut reader = wal.reader(1);
+    for i in 0..1500u64 {
+        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+    }
+    // The reader at LSN 1 holds everything back.
+    let mut seen = Vec::new();
+    while reader.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
+    assert_eq!(seen, (1..=1500).collect::<Vec<_>>());
+    drop(reader);
+    for i in 0..1500u64 {
+        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+    }
+    let count = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".wal")
+        })
+        .count();
+    assert!(
+        count <= 5,
+        "retention keeps at most 4 segments plus the pre-created one, found {count}"
+    );
+    let stats = wal.stats();
+    assert!(stats.first_lsn > 1000, "old segments retired: {stats:?}");
+    let err = Reader::open_dir(dir.path(), 1)
+        .unwrap()
+        .read_batch(1, &mut |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(err, WalError::LsnNotRetained { lsn: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn appending_after_recovering_a_torn_tail_works_and_the_old_tail_never_reappears() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(64 * 1024, SyncMethod::Fdatasync);
+    {
+        let wal = Wal::open(dir.path(), opts).unwrap();
+        for i in 0..50u64 {
+            wal.append_raw(kind::USER, &payload(i, 64)).unwrap();
+        }
+        wal.sync_all().unwrap();
+        for i in 50..60u64 {
+            wal.append_raw(kind::USER, &payload(i, 64)).unwrap();
+        }
+        wal.abandon(); // The process dies here: LSNs 51..=60 were never synced.
+    }
+    // Tear LSN 51: part of its bytes never reached the disk.
+    let path = dir.path().join(segment_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let frame = SEGMENT_HEADER_BYTES + 50 * (40 + 64);
+    bytes[frame + 20..frame + 80].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let strict = Wal::open(
+        dir.path(),
+        WalOptions {
+            recovery_mode: RecoveryMode::Strict,
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&strict, WalError::Corrupt(f) if f.kind == FaultKind::TornTail),
+        "{strict}"
+    );
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let report = wal.recovery();
+    let fault = report.scan.fault.clone().unwrap();
+    assert_eq!(
+        (fault.kind, fault.expected_lsn, fault.offset),
+        (FaultKind::TornTail, 51, frame)
+    );
+    assert_eq!(
+        report.scan.dropped_unsynced_frames, 9,
+        "LSNs 52..=60 were never synced"
+    );
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(wal.last_lsn(), 50);
+    for _ in 0..5 {
+        wal.append_raw(kind::USER, b"new").unwrap();
+    }
+    wal.sync_all().unwrap();
+    drop(wal);
+    let again = Wal::open(
+        dir.path(),
+        WalOptions {
+            recovery_mode: RecoveryMode::Strict,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert_eq!(again.recovery().scan.fault, None, "recovered log is clean");
+    drop(again);
+    let got = read_all(dir.path());
+    assert_eq!(got.len(), 55);
+    assert!(got[..50]
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.2 == payload(i as u64, 64)));
+    assert!(
+        got[50..].iter().all(|r| r.2 == b"new"),
+        "the old tail never reappears"
+    );
+}
+
+#[test]
+fn corruption_in_the_middle_is_refused_with_its_place_and_salvage_returns_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(64 * 1024, SyncMethod::Fdatasync);
+    {
+        let wal = Wal::open(dir.path(), opts).unwrap();
+        for i in 0..40u64 {
+            wal.append_durable(&Record::User(&payload(i, 64))).unwrap();
+        }
+    }
+    let path = dir.path().join(segment_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let frame = SEGMENT_HEADER_BYTES + 9 * (40 + 64);
+    bytes[frame + 50] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = Wal::open(dir.path(), opts).unwrap_err();
+    let WalError::Corrupt(fault) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        (fault.kind, fault.offset, fault.expected_lsn),
+        (FaultKind::Corruption, frame, 10)
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("LSN 10"),
+        "{message}"
+    );
+
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            recovery_mode: RecoveryMode::Salvage,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert_eq!(wal.recovery().scan.skipped.len(), 1);
+    assert_eq!(
+        wal.recovery().scan.frames,
+        40,
+        "39 records and the closing checkpoint"
+    );
+    assert_eq!(wal.last_lsn(), 41);
+    drop(wal);
+    let mut reader = Reader::open_dir(dir.path(), 1).unwrap();
+    let mut seen = Vec::new();
+    while reader.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
+    assert_eq!(
+        seen,
+        (1..=9).collect::<Vec<_>>(),
+        "a plain reader stops at the bad frame"
+    );
+}
+
+#[test]
+fn a_failed_sync_poisons_the_log_forever_and_acknowledges_nothing() {
+    let plan = FaultPlan {
+        eio_at_sync: Some(3),
+        ..FaultPlan::default()
+    };
+    let store = SimStore::new(plan, 7);
+    // Opening syncs the fresh segment once; the first explicit sync is the second.
+    let wal = Wal::open_with_store(
+        Arc::new(store.clone()),
+        options(8192, SyncMethod::Fdatasync),
+    )
+    .unwrap();
+    let a = wal.append_raw(kind::USER, b"a").unwrap();
+    wal.sync(a).unwrap();
+    let b = wal.append_raw(kind::USER, b"b").unwrap();
+    let err = wal.sync(b).unwrap_err();
+    assert!(matches!(err, WalError::Poisoned { .. }), "{err}");
+    assert!(wal.is_poisoned());
+    assert_eq!(wal.durable_lsn(), a, "the failed sync acknowledged nothing");
+    assert!(matches!(
+        wal.append_raw(kind::USER, b"c"),
+        Err(WalError::Poisoned { .. })
+    ));
+    assert!(
+        matches!(wal.sync(a), Err(WalError::Poisoned { .. })),
+        "not even what was durable"
+    );
+    assert!(
+        matches!(wal.sync(b), Err(WalError::Poisoned { .. })),
+        "no retry that pretends"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+    let err = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap_err();
+    assert!(
+        err.to_string().contains("locked by another writer"),
+        "{err}"
+    );
+    drop(wal);
+    Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+}
+
+#[test]
+fn a_record_larger_than_a_segment_is_refused_without_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+    wal.append_durable(&Record::User(b"before")).unwrap();
+    let err = wal.append_raw(kind::USER, &vec![1u8; 9000]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WalError::RecordTooLarge {
+                payload_bytes: 9000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    wal.append_durable(&Record::User(b"after")).unwrap();
+    drop(wal);
+    let got: Vec<Vec<u8>> = read_all(dir.path()).into_iter().map(|r| r.2).collect();
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
+}
+
+#[test]
+fn many_threads_waiting_on_the_durable_watermark_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(1 << 20, SyncMethod::Auto)).unwrap();
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    let lsn = wal
+                        .append_raw(kind::USER, &payload(t * 1000 + i, 128))
+                        .unwrap();
+                    wal.sync(lsn).unwrap();
+                    assert!(wal.durable_lsn() >= lsn);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = wal.stats();
+    assert_eq!(stats.durable_lsn, 1600);
+    assert!(stats.syncs < 1600, "group commit shared syncs: {stats:?}");
+}
+
+#[test]
+fn the_simulated_store_lists_segments_in_order() {
+    let store = SimStore::new(FaultPlan::default(), 1);
+    for seq in [3u64, 1, 2] {
+        store.create(seq, 4096).unwrap();
+    }
+    assert_eq!(store.list().unwrap(), vec![1, 2, 3]);
+}
