@@ -14,4 +14,6 @@ pub mod procfs;
 pub mod sample;
 
 #[cfg(feature = "std")]
+pub mod exec;
+#[cfg(feature = "std")]
 pub mod sampler;
