@@ -173,8 +173,14 @@ pub fn split_key(line: &[u8]) -> (&[u8], &[u8]) {
 #[inline]
 pub fn trim(bytes: &[u8]) -> &[u8] {
     let is_blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    let start = bytes.iter().position(|b| !is_blank(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_blank(b)).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !is_blank(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -186,7 +192,10 @@ mod tests {
     fn u64_accepts_digits_and_rejects_everything_else() {
         assert_eq!(parse_u64(b"0"), Ok(0));
         assert_eq!(parse_u64(b"18446744073709551615"), Ok(u64::MAX));
-        assert_eq!(parse_u64(b"18446744073709551616"), Err(ParseErrorKind::Overflow));
+        assert_eq!(
+            parse_u64(b"18446744073709551616"),
+            Err(ParseErrorKind::Overflow)
+        );
         assert_eq!(parse_u64(b""), Err(ParseErrorKind::Empty));
         assert_eq!(parse_u64(b"12a"), Err(ParseErrorKind::NotADigit));
         assert_eq!(parse_u64(b"-1"), Err(ParseErrorKind::NotADigit));
@@ -221,7 +230,10 @@ mod tests {
     fn fields_skip_runs_of_blanks() {
         let got: heapless::Vec<&[u8], 4> = fields(b"  cpu0\t 1  2 ").collect();
         assert_eq!(got.as_slice(), &[&b"cpu0"[..], b"1", b"2"]);
-        assert_eq!(split_key(b"MemTotal:   123 kB"), (&b"MemTotal:"[..], &b"123 kB"[..]));
+        assert_eq!(
+            split_key(b"MemTotal:   123 kB"),
+            (&b"MemTotal:"[..], &b"123 kB"[..])
+        );
         assert_eq!(split_key(b"lonely"), (&b"lonely"[..], &b""[..]));
     }
 }

@@ -1,1 +1,590 @@
-//! (filled in below)
+//! From two /proc snapshots to one [`Sample`]: CPU deltas with the rules careful tools use,
+//! memory, load and pressure, and the fixed-size [`SampleRing`] that keeps recent samples.
+//!
+//! CPU rules, and why:
+//! - The kernel counts `guest` inside `user` and `guest_nice` inside `nice`; we subtract them
+//!   (saturating: `guest` may exceed `user` by a tick, as the two are read at different moments)
+//!   so guest time is not counted twice.
+//! - Every field's delta is checked. A counter that goes backwards (iowait on NO_HZ kernels, a
+//!   CPU unplugged and replugged, steal glitches on some hypervisors) re-baselines that CPU: it
+//!   has no data for this interval, and the next interval measures from the new values.
+//! - The denominator is the sum of the field deltas, never wall time × HZ.
+//! - A zero denominator is "no data" (`None`), never NaN, never a division by zero.
+//! - Busy is reported with steal (the CPU was not ours) and without it; iowait and steal are
+//!   reported separately.
+//!
+//! Percentages are [`Percent`]: hundredths of a percent in a `u16`, so a `Sample` holds no
+//! floating point that could be NaN.
+use heapless::{HistoryBuf, Vec};
+
+use crate::procfs::{CpuLine, CpuTimes, LoadAvg, MemInfo, ProcStat, Psi};
+
+/// Per-CPU entries a [`Sample`] carries; CPUs beyond it are counted in
+/// [`Sample::per_cpu_dropped`].
+pub const SAMPLE_CPUS_MAX: usize = 256;
+
+/// A share in hundredths of a percent: `Percent(2550)` is 25.50 %. Always `0..=10000`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Percent(pub u16);
+
+impl Percent {
+    pub const FULL: Percent = Percent(10_000);
+
+    /// `part / whole`, clamped to 100 %; `None` when `whole` is zero (no data).
+    #[inline]
+    pub fn ratio(part: u64, whole: u64) -> Option<Percent> {
+        if whole == 0 {
+            return None;
+        }
+        let bp = u128::from(part.min(whole)) * 10_000 / u128::from(whole);
+        // bp <= 10_000 because part <= whole.
+        Some(Percent(bp as u16))
+    }
+
+    /// As a float percentage (25.5 for `Percent(2550)`), for display and JSON.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+/// One interval's CPU time shares. Every share has the same denominator, `total_ticks`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuUsage {
+    /// Everything but idle and iowait (steal included: the CPU was busy, not with us).
+    pub busy: Percent,
+    /// Busy without steal: the time this machine's own work ran.
+    pub busy_no_steal: Percent,
+    /// user without guest.
+    pub user: Percent,
+    /// nice without guest_nice.
+    pub nice: Percent,
+    pub system: Percent,
+    pub idle: Percent,
+    pub iowait: Percent,
+    pub irq: Percent,
+    pub softirq: Percent,
+    pub steal: Percent,
+    /// guest + guest_nice.
+    pub guest: Percent,
+    /// The denominator: sum of the field deltas, in USER_HZ ticks.
+    pub total_ticks: u64,
+}
+
+/// The outcome of comparing two readings of one CPU line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuDelta {
+    Usage(CpuUsage),
+    /// No time passed on this CPU (identical readings).
+    NoData,
+    /// A counter went backwards; the new reading becomes the baseline.
+    Rebaselined,
+}
+
+/// The ten columns with guest removed from user and guest_nice from nice.
+fn normalized(t: &CpuTimes) -> [u64; 10] {
+    [
+        t.user.saturating_sub(t.guest),
+        t.nice.saturating_sub(t.guest_nice),
+        t.system,
+        t.idle,
+        t.iowait,
+        t.irq,
+        t.softirq,
+        t.steal,
+        t.guest,
+        t.guest_nice,
+    ]
+}
+
+/// Compares two readings of the same CPU (or of the aggregate line).
+pub fn cpu_delta(prev: &CpuTimes, cur: &CpuTimes) -> CpuDelta {
+    let (p, c) = (normalized(prev), normalized(cur));
+    let mut d = [0u64; 10];
+    for i in 0..10 {
+        match c[i].checked_sub(p[i]) {
+            Some(v) => d[i] = v,
+            None => return CpuDelta::Rebaselined,
+        }
+    }
+    // Ten deltas of u64 can overflow u64 only with absurd inputs; treat that as a glitch too.
+    let Some(total) = d.iter().try_fold(0u64, |acc, &v| acc.checked_add(v)) else {
+        return CpuDelta::Rebaselined;
+    };
+    if total == 0 {
+        return CpuDelta::NoData;
+    }
+    let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = d;
+    let share = |v: u64| Percent::ratio(v, total).unwrap_or_default();
+    let busy = total - idle - iowait;
+    debug_assert!(busy >= steal);
+    let out = CpuUsage {
+        busy: share(busy),
+        busy_no_steal: share(busy - steal),
+        user: share(user),
+        nice: share(nice),
+        system: share(system),
+        idle: share(idle),
+        iowait: share(iowait),
+        irq: share(irq),
+        softirq: share(softirq),
+        steal: share(steal),
+        guest: share(guest.saturating_add(guest_nice)),
+        total_ticks: total,
+    };
+    assert!(out.busy <= Percent::FULL && out.busy_no_steal <= out.busy);
+    CpuDelta::Usage(out)
+}
+
+/// One CPU's busy share in a [`Sample`], keyed by the kernel's CPU id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuBusy {
+    /// The kernel's CPU id (NR_CPUS is at most 8192, so u16 holds every id).
+    pub id: u16,
+    /// `None`: the CPU is new, re-baselined, or had no elapsed ticks.
+    pub busy: Option<Percent>,
+}
+
+/// Memory figures of a sample, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemorySample {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub free_bytes: u64,
+    pub cached_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+    pub dirty_bytes: u64,
+    /// `available_bytes` is vigil's estimate (kernel without MemAvailable).
+    pub available_estimated: bool,
+}
+
+impl MemorySample {
+    pub fn from_meminfo(m: &MemInfo) -> Self {
+        Self {
+            total_bytes: m.total_bytes,
+            available_bytes: m.available_bytes,
+            free_bytes: m.free_bytes,
+            cached_bytes: m.cached_bytes.unwrap_or(0),
+            swap_total_bytes: m.swap_total_bytes.unwrap_or(0),
+            swap_free_bytes: m.swap_free_bytes.unwrap_or(0),
+            dirty_bytes: m.dirty_bytes.unwrap_or(0),
+            available_estimated: m.available_estimated,
+        }
+    }
+
+    /// Available memory as a share of total; `None` when total is zero.
+    pub fn available(&self) -> Option<Percent> {
+        Percent::ratio(self.available_bytes, self.total_bytes)
+    }
+}
+
+/// PSI of the three resources; `None` where the kernel has no /proc/pressure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pressure {
+    pub cpu: Option<Psi>,
+    pub memory: Option<Psi>,
+    pub io: Option<Psi>,
+}
+
+/// Bits of [`Sample::flags`].
+pub mod flags {
+    /// The aggregate CPU line went backwards; `cpu` is `None` for this interval.
+    pub const CPU_REBASELINED: u32 = 1 << 0;
+    /// At least one per-CPU line went backwards or appeared; its `busy` is `None`.
+    pub const PER_CPU_REBASELINED: u32 = 1 << 1;
+    /// More CPUs than [`super::SAMPLE_CPUS_MAX`] (or the parser's table); see `per_cpu_dropped`.
+    pub const PER_CPU_DROPPED: u32 = 1 << 2;
+    /// Memory available is estimated.
+    pub const MEMORY_ESTIMATED: u32 = 1 << 3;
+    /// First sample: there was no previous snapshot to take deltas from.
+    pub const FIRST: u32 = 1 << 4;
+}
+
+/// One telemetry sample: a fixed-size value, cheap to copy into a ring or a WAL record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Sequence number, starting at 1 and increasing by one per sample of a sampler.
+    pub seq: u64,
+    /// CLOCK_BOOTTIME (or MONOTONIC where BOOTTIME is missing) at the read, in ns.
+    pub timestamp_ns: u64,
+    /// Time since the previous sample, in ns (0 for the first).
+    pub interval_ns: u64,
+    /// Aggregate CPU shares; `None` with no data (first sample, zero ticks, re-baselined).
+    pub cpu: Option<CpuUsage>,
+    pub per_cpu: Vec<CpuBusy, SAMPLE_CPUS_MAX>,
+    pub per_cpu_dropped: u32,
+    /// Context switches per second over the interval.
+    pub ctxt_per_sec: Option<u64>,
+    pub procs_running: Option<u64>,
+    pub procs_blocked: Option<u64>,
+    pub memory: Option<MemorySample>,
+    pub load: Option<LoadAvg>,
+    pub pressure: Pressure,
+    /// See [`flags`].
+    pub flags: u32,
+}
+
+impl Default for Sample {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            timestamp_ns: 0,
+            interval_ns: 0,
+            cpu: None,
+            per_cpu: Vec::new(),
+            per_cpu_dropped: 0,
+            ctxt_per_sec: None,
+            procs_running: None,
+            procs_blocked: None,
+            memory: None,
+            load: None,
+            pressure: Pressure::default(),
+            flags: 0,
+        }
+    }
+}
+
+impl Sample {
+    /// Fills the CPU part of `self` from two /proc/stat snapshots taken `interval_ns` apart.
+    /// Per-CPU lines are matched by id, so offline CPUs and hot-plug never misalign them.
+    pub fn set_cpu<const N: usize>(
+        &mut self,
+        prev: Option<&ProcStat<N>>,
+        cur: &ProcStat<N>,
+        interval_ns: u64,
+    ) {
+        self.cpu = None;
+        self.per_cpu.clear();
+        self.per_cpu_dropped = cur.cpus_dropped;
+        self.procs_running = cur.procs_running;
+        self.procs_blocked = cur.procs_blocked;
+        self.ctxt_per_sec = None;
+        self.interval_ns = interval_ns;
+        let Some(prev) = prev else {
+            self.flags |= flags::FIRST;
+            self.fill_per_cpu(cur, |_| None);
+            return;
+        };
+        match cpu_delta(&prev.total, &cur.total) {
+            CpuDelta::Usage(u) => self.cpu = Some(u),
+            CpuDelta::NoData => {}
+            CpuDelta::Rebaselined => self.flags |= flags::CPU_REBASELINED,
+        }
+        if let (Some(a), Some(b)) = (prev.ctxt, cur.ctxt) {
+            if interval_ns > 0 && b >= a {
+                let per_sec = u128::from(b - a) * 1_000_000_000 / u128::from(interval_ns);
+                self.ctxt_per_sec = u64::try_from(per_sec).ok();
+            }
+        }
+        let mut prev_cpus = prev.cpus.iter().peekable();
+        let mut rebaselined = false;
+        self.fill_per_cpu(cur, |line: &CpuLine| {
+            // Both tables are in ascending id order: a merge walk, not a search per CPU.
+            while prev_cpus.next_if(|p| p.id < line.id).is_some() {}
+            match prev_cpus.next_if(|p| p.id == line.id) {
+                Some(p) => match cpu_delta(&p.times, &line.times) {
+                    CpuDelta::Usage(u) => Some(u.busy),
+                    CpuDelta::NoData => None,
+                    CpuDelta::Rebaselined => {
+                        rebaselined = true;
+                        None
+                    }
+                },
+                None => {
+                    // A CPU that came online since the last sample.
+                    rebaselined = true;
+                    None
+                }
+            }
+        });
+        if rebaselined {
+            self.flags |= flags::PER_CPU_REBASELINED;
+        }
+    }
+
+    fn fill_per_cpu<const N: usize>(
+        &mut self,
+        cur: &ProcStat<N>,
+        mut busy_of: impl FnMut(&CpuLine) -> Option<Percent>,
+    ) {
+        for line in cur.cpus.iter() {
+            let busy = busy_of(line);
+            let Ok(id) = u16::try_from(line.id) else {
+                self.per_cpu_dropped = self.per_cpu_dropped.saturating_add(1);
+                continue;
+            };
+            if self.per_cpu.push(CpuBusy { id, busy }).is_err() {
+                self.per_cpu_dropped = self.per_cpu_dropped.saturating_add(1);
+            }
+        }
+        if self.per_cpu_dropped > 0 {
+            self.flags |= flags::PER_CPU_DROPPED;
+        }
+    }
+
+    /// Sets the memory part from a parsed /proc/meminfo.
+    pub fn set_memory(&mut self, m: &MemInfo) {
+        self.memory = Some(MemorySample::from_meminfo(m));
+        if m.available_estimated {
+            self.flags |= flags::MEMORY_ESTIMATED;
+        }
+    }
+}
+
+/// The most recent `N` samples, oldest overwritten first. Fixed size, no allocation.
+pub struct SampleRing<const N: usize> {
+    samples: HistoryBuf<Sample, N>,
+}
+
+impl<const N: usize> Default for SampleRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> SampleRing<N> {
+    pub const fn new() -> Self {
+        Self {
+            samples: HistoryBuf::new(),
+        }
+    }
+
+    /// A ring on the heap, built in place: a ring of a few hundred samples is larger than a
+    /// thread's stack can comfortably hold as a temporary in unoptimised builds.
+    #[cfg(feature = "std")]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        let mut uninit = std::boxed::Box::<Self>::new_uninit();
+        uninit.write(Self::new());
+        // SAFETY: fully initialised by the write above.
+        unsafe { uninit.assume_init() }
+    }
+
+    /// Adds a sample; sequence numbers must increase, which keeps `since` a simple skip.
+    pub fn push(&mut self, sample: Sample) {
+        if let Some(latest) = self.samples.recent() {
+            assert!(sample.seq > latest.seq, "sample sequence went backwards");
+        }
+        self.samples.write(sample);
+    }
+
+    pub fn latest(&self) -> Option<&Sample> {
+        self.samples.recent()
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Samples with `seq > after`, oldest first.
+    pub fn since(&self, after: u64) -> impl Iterator<Item = &Sample> + '_ {
+        self.samples
+            .oldest_ordered()
+            .skip_while(move |s| s.seq <= after)
+    }
+
+    /// The last `n` samples (fewer if the ring holds fewer), oldest first.
+    pub fn last(&self, n: usize) -> impl Iterator<Item = &Sample> + '_ {
+        let skip = self.samples.len().saturating_sub(n);
+        self.samples.oldest_ordered().skip(skip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(text: &[u8]) -> ProcStat<8> {
+        let mut s = ProcStat::<8>::default();
+        s.parse_into(text).unwrap();
+        s
+    }
+
+    fn times(cols: [u64; 10]) -> CpuTimes {
+        let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = cols;
+        CpuTimes {
+            user,
+            nice,
+            system,
+            idle,
+            iowait,
+            irq,
+            softirq,
+            steal,
+            guest,
+            guest_nice,
+            columns: 10,
+        }
+    }
+
+    #[test]
+    fn busy_idle_iowait_steal_share_one_denominator() {
+        let prev = times([100, 0, 50, 1000, 10, 0, 0, 5, 0, 0]);
+        let cur = times([160, 0, 70, 1100, 30, 0, 0, 25, 0, 0]);
+        // deltas: user 60, system 20, idle 100, iowait 20, steal 20 => total 220
+        let CpuDelta::Usage(u) = cpu_delta(&prev, &cur) else {
+            panic!("expected usage")
+        };
+        assert_eq!(u.total_ticks, 220);
+        assert_eq!(u.busy, Percent::ratio(100, 220).unwrap());
+        assert_eq!(u.busy_no_steal, Percent::ratio(80, 220).unwrap());
+        assert_eq!(u.iowait, Percent::ratio(20, 220).unwrap());
+        assert_eq!(u.steal, Percent::ratio(20, 220).unwrap());
+        assert_eq!(u.idle, Percent::ratio(100, 220).unwrap());
+    }
+
+    #[test]
+    fn guest_is_taken_out_of_user_and_counted_once() {
+        let prev = times([100, 10, 0, 0, 0, 0, 0, 0, 40, 5]);
+        let cur = times([200, 20, 0, 100, 0, 0, 0, 0, 90, 10]);
+        // user' 60->110 (+50), nice' 5->10 (+5), idle +100, guest +50, guest_nice +5 => 210
+        let CpuDelta::Usage(u) = cpu_delta(&prev, &cur) else {
+            panic!()
+        };
+        assert_eq!(u.total_ticks, 210);
+        assert_eq!(u.guest, Percent::ratio(55, 210).unwrap());
+        assert_eq!(u.user, Percent::ratio(50, 210).unwrap());
+    }
+
+    #[test]
+    fn guest_greater_than_user_by_one_tick_saturates() {
+        let prev = times([10, 0, 0, 0, 0, 0, 0, 0, 10, 0]);
+        let cur = times([20, 0, 0, 10, 0, 0, 0, 0, 21, 0]);
+        let CpuDelta::Usage(u) = cpu_delta(&prev, &cur) else {
+            panic!()
+        };
+        // user' stays 0 (saturated), guest +11, idle +10 => 21
+        assert_eq!(u.total_ticks, 21);
+        assert_eq!(u.user, Percent(0));
+        assert!(u.busy <= Percent::FULL);
+    }
+
+    #[test]
+    fn two_identical_samples_give_no_data_not_nan() {
+        let t = times([1, 2, 3, 4, 5, 6, 7, 8, 0, 0]);
+        assert_eq!(cpu_delta(&t, &t), CpuDelta::NoData);
+        let s = stat(b"cpu 1 2 3 4\ncpu0 1 2 3 4\n");
+        let mut sample = Sample::default();
+        sample.set_cpu(Some(&s), &s, 1_000_000);
+        assert_eq!(sample.cpu, None);
+        assert_eq!(sample.per_cpu[0].busy, None);
+        assert_eq!(Percent::ratio(0, 0), None);
+    }
+
+    #[test]
+    fn iowait_decreasing_while_idle_increases_rebaselines() {
+        let prev = times([10, 0, 10, 100, 50, 0, 0, 0, 0, 0]);
+        let cur = times([20, 0, 20, 200, 40, 0, 0, 0, 0, 0]);
+        assert_eq!(cpu_delta(&prev, &cur), CpuDelta::Rebaselined);
+        // The next interval measures from the new baseline and is sane again.
+        let next = times([30, 0, 30, 300, 45, 0, 0, 0, 0, 0]);
+        let CpuDelta::Usage(u) = cpu_delta(&cur, &next) else {
+            panic!()
+        };
+        assert_eq!(u.total_ticks, 125);
+    }
+
+    #[test]
+    fn cpu_unplugged_and_replugged_rebaselines_only_that_cpu() {
+        let a = stat(b"cpu 40 0 40 400\ncpu0 10 0 10 100\ncpu1 10 0 10 100\ncpu2 20 0 20 200\n");
+        // cpu1 went offline and came back: its counters restarted lower.
+        let b = stat(b"cpu 60 0 60 600\ncpu0 20 0 20 200\ncpu1 1 0 1 5\ncpu2 30 0 30 300\n");
+        let mut s = Sample::default();
+        s.set_cpu(Some(&a), &b, 1_000_000_000);
+        assert!(s.cpu.is_some());
+        assert_eq!(s.per_cpu[0].busy, Some(Percent(1666)));
+        assert_eq!(s.per_cpu[1], CpuBusy { id: 1, busy: None });
+        assert_eq!(s.per_cpu[2].busy, Some(Percent(1666)));
+        assert_ne!(s.flags & flags::PER_CPU_REBASELINED, 0);
+        // And the interval after it measures cpu1 from its new baseline.
+        let c = stat(b"cpu 80 0 80 800\ncpu0 30 0 30 300\ncpu1 11 0 11 15\ncpu2 40 0 40 400\n");
+        let mut s2 = Sample::default();
+        s2.set_cpu(Some(&b), &c, 1_000_000_000);
+        assert_eq!(s2.per_cpu[1].busy, Some(Percent(6666)));
+        assert_eq!(s2.flags & flags::PER_CPU_REBASELINED, 0);
+    }
+
+    #[test]
+    fn offline_cpu_gaps_keep_ids_aligned() {
+        let a = stat(b"cpu 0 0 0 0\ncpu0 0 0 0 100\ncpu3 0 0 0 100\n");
+        let b = stat(b"cpu 0 0 0 0\ncpu0 50 0 0 150\ncpu2 5 0 0 5\ncpu3 0 0 0 200\n");
+        let mut s = Sample::default();
+        s.set_cpu(Some(&a), &b, 1);
+        let got: heapless::Vec<(u16, Option<Percent>), 4> =
+            s.per_cpu.iter().map(|c| (c.id, c.busy)).collect();
+        assert_eq!(
+            got.as_slice(),
+            &[(0, Some(Percent(5000))), (2, None), (3, Some(Percent(0)))]
+        );
+        assert_eq!(s.cpu, None, "aggregate did not move: no data");
+    }
+
+    #[test]
+    fn aggregate_comes_from_the_cpu_line_not_the_per_cpu_sum() {
+        // The aggregate says 50 % busy; the per-CPU lines would sum to something else.
+        let a = stat(b"cpu 0 0 0 0\ncpu0 0 0 0 0\ncpu1 0 0 0 0\n");
+        let b = stat(b"cpu 100 0 0 100\ncpu0 90 0 0 10\ncpu1 90 0 0 10\n");
+        let mut s = Sample::default();
+        s.set_cpu(Some(&a), &b, 1);
+        assert_eq!(s.cpu.unwrap().busy, Percent(5000));
+        assert_eq!(s.per_cpu[0].busy, Some(Percent(9000)));
+    }
+
+    #[test]
+    fn first_sample_has_no_cpu_data_and_says_so() {
+        let a = stat(b"cpu 1 0 1 10\ncpu0 1 0 1 10\n");
+        let mut s = Sample::default();
+        s.set_cpu(None, &a, 0);
+        assert_eq!(s.cpu, None);
+        assert_ne!(s.flags & flags::FIRST, 0);
+        assert_eq!(s.per_cpu.len(), 1);
+    }
+
+    #[test]
+    fn more_cpus_than_the_sample_holds_are_counted() {
+        let text = crate::procfs::stat::synthetic(300);
+        let mut a = std::boxed::Box::new(ProcStat::<1024>::default());
+        a.parse_into(&text).unwrap();
+        let mut s = Sample::default();
+        s.set_cpu(Some(&a), &a, 1);
+        assert_eq!(s.per_cpu.len(), SAMPLE_CPUS_MAX);
+        assert_eq!(s.per_cpu_dropped, 300 - SAMPLE_CPUS_MAX as u32);
+        assert_ne!(s.flags & flags::PER_CPU_DROPPED, 0);
+    }
+
+    #[test]
+    fn ring_reads_latest_since_and_last() {
+        let mut ring = SampleRing::<4>::new();
+        assert!(ring.latest().is_none());
+        for seq in 1..=6 {
+            ring.push(Sample {
+                seq,
+                ..Sample::default()
+            });
+        }
+        assert_eq!(ring.len(), 4);
+        assert_eq!(ring.latest().unwrap().seq, 6);
+        let since: heapless::Vec<u64, 4> = ring.since(4).map(|s| s.seq).collect();
+        assert_eq!(since.as_slice(), &[5, 6]);
+        let since_old: heapless::Vec<u64, 4> = ring.since(0).map(|s| s.seq).collect();
+        assert_eq!(since_old.as_slice(), &[3, 4, 5, 6]);
+        let last: heapless::Vec<u64, 4> = ring.last(3).map(|s| s.seq).collect();
+        assert_eq!(last.as_slice(), &[4, 5, 6]);
+        assert_eq!(ring.last(10).count(), 4);
+        assert_eq!(ring.since(6).count(), 0);
+    }
+}

@@ -1,1 +1,481 @@
-//! (filled in below)
+//! The std side of telemetry: a [`Sampler`] that keeps the /proc files open and re-reads each
+//! with one `pread(fd, buf, 0)` into buffers it reuses, and [`SamplerThread`], which samples on
+//! an interval, keeps a [`SampleRing`] and publishes over a crossbeam channel.
+//!
+//! In steady state a sample costs the read syscalls plus an allocation-free parse: buffers grow
+//! only when a file outgrows them (a machine with hundreds of CPUs), and then stay grown.
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::parse::ParseError;
+use crate::procfs::{LoadAvg, MemInfo, ProcStat, Psi};
+use crate::sample::{Sample, SampleRing};
+
+/// First buffer size for /proc/stat; a 2-CPU machine needs ~3 KiB, a 256-CPU one ~40 KiB.
+const STAT_BUF_BYTES_INITIAL: usize = 16 * 1024;
+const MEMINFO_BUF_BYTES_INITIAL: usize = 8 * 1024;
+const SMALL_BUF_BYTES_INITIAL: usize = 512;
+/// A /proc file larger than this is treated as an error rather than grown into.
+const PROC_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How many samples [`SamplerThread`] keeps.
+pub const SAMPLE_HISTORY_LEN: usize = 120;
+
+/// Which file failed, and how.
+#[derive(Debug)]
+pub enum SamplerError {
+    Io { path: PathBuf, source: io::Error },
+    Parse { path: PathBuf, source: ParseError },
+}
+
+impl std::fmt::Display for SamplerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SamplerError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            SamplerError::Parse { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for SamplerError {}
+
+/// One kept-open /proc file and the buffer it is read into.
+#[derive(Debug)]
+pub struct ProcFile {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    /// Times the buffer had to grow (each growth allocates once).
+    pub grows: u32,
+    /// Times the file had to be reopened (ESPIPE/EINVAL from pread).
+    pub reopens: u32,
+}
+
+impl ProcFile {
+    pub fn open(path: PathBuf, initial_bytes: usize) -> Result<Self, SamplerError> {
+        let file = File::open(&path).map_err(|source| SamplerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            file,
+            buf: vec![0; initial_bytes.max(64)],
+            grows: 0,
+            reopens: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file from offset 0. A read that fills the buffer may have been cut
+    /// short, so the buffer doubles and the read starts over: the text parsed is always one
+    /// complete generation of the file, never two halves of different ones.
+    pub fn read(&mut self) -> Result<&[u8], SamplerError> {
+        let mut reopened = false;
+        loop {
+            match self.file.read_at(&mut self.buf, 0) {
+                Ok(n) if n < self.buf.len() => return Ok(&self.buf[..n]),
+                Ok(_) => {
+                    let bigger = self.buf.len().saturating_mul(2);
+                    if bigger > PROC_FILE_BYTES_MAX {
+                        return Err(self.io_error(io::Error::other(format!(
+                            "file larger than {PROC_FILE_BYTES_MAX} bytes"
+                        ))));
+                    }
+                    self.buf.resize(bigger, 0);
+                    self.grows += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if !reopened
+                        && matches!(e.raw_os_error(), Some(libc::ESPIPE | libc::EINVAL)) =>
+                {
+                    // Some files (or filesystems under --proc-root) refuse positioned reads
+                    // on a descriptor that was read before; a fresh open resets them.
+                    self.file = File::open(&self.path).map_err(|e| self.io_error(e))?;
+                    self.reopens += 1;
+                    reopened = true;
+                }
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> SamplerError {
+        SamplerError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// CLOCK_BOOTTIME in ns (counts suspend, so intervals across a suspend are honest), falling
+/// back to CLOCK_MONOTONIC.
+pub fn boottime_ns() -> u64 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    };
+    read(libc::CLOCK_BOOTTIME)
+        .or_else(|| read(libc::CLOCK_MONOTONIC))
+        .unwrap_or(0)
+}
+
+/// Reads /proc/stat, /proc/meminfo, /proc/loadavg and /proc/pressure/{cpu,memory,io} through
+/// kept-open descriptors and turns each pair of readings into a [`Sample`].
+pub struct Sampler {
+    stat: ProcFile,
+    meminfo: ProcFile,
+    loadavg: ProcFile,
+    /// cpu, memory, io; `None` where the kernel has no PSI (or it is disabled).
+    psi: [Option<ProcFile>; 3],
+    prev: Box<ProcStat>,
+    cur: Box<ProcStat>,
+    have_prev: bool,
+    meminfo_parsed: MemInfo,
+    prev_timestamp_ns: u64,
+    seq: u64,
+}
+
+impl Sampler {
+    /// Opens the files beneath `proc_root` (normally `/proc`). stat, meminfo and loadavg are
+    /// required; pressure files are optional.
+    pub fn open(proc_root: &Path) -> Result<Self, SamplerError> {
+        let psi_file = |name: &str| {
+            let mut f = ProcFile::open(
+                proc_root.join("pressure").join(name),
+                SMALL_BUF_BYTES_INITIAL,
+            )
+            .ok()?;
+            // With psi=0 on the kernel command line the files exist but reads fail.
+            f.read().ok()?;
+            Some(f)
+        };
+        Ok(Self {
+            stat: ProcFile::open(proc_root.join("stat"), STAT_BUF_BYTES_INITIAL)?,
+            meminfo: ProcFile::open(proc_root.join("meminfo"), MEMINFO_BUF_BYTES_INITIAL)?,
+            loadavg: ProcFile::open(proc_root.join("loadavg"), SMALL_BUF_BYTES_INITIAL)?,
+            psi: [psi_file("cpu"), psi_file("memory"), psi_file("io")],
+            prev: Box::default(),
+            cur: Box::default(),
+            have_prev: false,
+            meminfo_parsed: MemInfo::default(),
+            prev_timestamp_ns: 0,
+            seq: 0,
+        })
+    }
+
+    /// Whether each PSI resource (cpu, memory, io) is readable on this host.
+    pub fn pressure_available(&self) -> [bool; 3] {
+        [
+            self.psi[0].is_some(),
+            self.psi[1].is_some(),
+            self.psi[2].is_some(),
+        ]
+    }
+
+    /// Takes a sample into `out`, reusing its storage: no allocation in steady state. The first
+    /// sample has no CPU delta (flag [`crate::sample::flags::FIRST`]).
+    pub fn sample_into(&mut self, out: &mut Sample) -> Result<(), SamplerError> {
+        let timestamp_ns = boottime_ns();
+        let text = self.stat.read()?;
+        if let Err(source) = self.cur.parse_into(text) {
+            return Err(SamplerError::Parse {
+                path: self.stat.path.clone(),
+                source,
+            });
+        }
+        out.flags = 0;
+        out.timestamp_ns = timestamp_ns;
+        let interval_ns = if self.have_prev {
+            timestamp_ns.saturating_sub(self.prev_timestamp_ns)
+        } else {
+            0
+        };
+        let prev = self.have_prev.then_some(&*self.prev);
+        out.set_cpu(prev, &self.cur, interval_ns);
+
+        let text = self.meminfo.read()?;
+        self.meminfo_parsed
+            .parse_into(text)
+            .map_err(|source| SamplerError::Parse {
+                path: self.meminfo.path.clone(),
+                source,
+            })?;
+        out.set_memory(&self.meminfo_parsed);
+
+        let text = self.loadavg.read()?;
+        out.load = Some(LoadAvg::parse(text).map_err(|source| SamplerError::Parse {
+            path: self.loadavg.path.clone(),
+            source,
+        })?);
+
+        let mut pressure = [None; 3];
+        for (slot, file) in pressure.iter_mut().zip(self.psi.iter_mut()) {
+            if let Some(file) = file {
+                let text = file.read()?;
+                *slot = Some(Psi::parse(text).map_err(|source| SamplerError::Parse {
+                    path: file.path.clone(),
+                    source,
+                })?);
+            }
+        }
+        out.pressure.cpu = pressure[0];
+        out.pressure.memory = pressure[1];
+        out.pressure.io = pressure[2];
+
+        // Only a fully successful sample advances the baseline and the sequence.
+        core::mem::swap(&mut self.prev, &mut self.cur);
+        self.have_prev = true;
+        self.prev_timestamp_ns = timestamp_ns;
+        self.seq += 1;
+        out.seq = self.seq;
+        Ok(())
+    }
+
+    /// Takes a sample by value.
+    pub fn sample(&mut self) -> Result<Sample, SamplerError> {
+        let mut s = Sample::default();
+        self.sample_into(&mut s)?;
+        Ok(s)
+    }
+
+    /// Buffer growths and reopens so far, summed over files (for tests and diagnostics).
+    pub fn read_stats(&self) -> (u32, u32) {
+        let files = [&self.stat, &self.meminfo, &self.loadavg]
+            .into_iter()
+            .chain(self.psi.iter().flatten());
+        files.fold((0, 0), |(g, r), f| (g + f.grows, r + f.reopens))
+    }
+}
+
+/// The shared state of a [`SamplerThread`].
+pub struct Telemetry {
+    ring: Mutex<Box<SampleRing<SAMPLE_HISTORY_LEN>>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            ring: Mutex::new(SampleRing::new_boxed()),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+impl Telemetry {
+    fn ring(&self) -> MutexGuard<'_, Box<SampleRing<SAMPLE_HISTORY_LEN>>> {
+        // A poisoned ring still holds valid samples: recover the guard.
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn latest(&self) -> Option<Sample> {
+        self.ring().latest().cloned()
+    }
+
+    /// Up to `n` most recent samples, oldest first.
+    pub fn history(&self, n: usize) -> Vec<Sample> {
+        self.ring().last(n).cloned().collect()
+    }
+
+    /// Samples with a sequence number above `after`, oldest first.
+    pub fn since(&self, after: u64) -> Vec<Sample> {
+        self.ring().since(after).cloned().collect()
+    }
+
+    /// The last sampling error, if the most recent attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A background thread sampling every `interval` into a shared ring, optionally publishing
+/// each sample on a bounded channel (a full channel drops and counts, it never blocks the
+/// sampler). Dropping it stops the thread.
+pub struct SamplerThread {
+    telemetry: Arc<Telemetry>,
+    stop: Option<Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SamplerThread {
+    pub fn spawn(
+        mut sampler: Sampler,
+        interval: Duration,
+        publish: Option<Sender<Sample>>,
+    ) -> io::Result<Self> {
+        let telemetry = Arc::new(Telemetry::default());
+        let shared = Arc::clone(&telemetry);
+        let (stop_tx, stop_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
+        let handle = std::thread::Builder::new()
+            .name("vigil-sampler".into())
+            .spawn(move || {
+                let mut sample = Sample::default();
+                loop {
+                    match sampler.sample_into(&mut sample) {
+                        Ok(()) => {
+                            shared.ring().push(sample.clone());
+                            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            if let Some(tx) = &publish {
+                                if let Err(TrySendError::Disconnected(_)) =
+                                    tx.try_send(sample.clone())
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(e.to_string());
+                        }
+                    }
+                    match stop_rx.recv_timeout(interval) {
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            })?;
+        Ok(Self {
+            telemetry,
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        })
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+}
+
+impl Drop for SamplerThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_tree(dir: &Path, stat: &[u8]) {
+        std::fs::create_dir_all(dir.join("pressure")).unwrap();
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("meminfo"), b"MemTotal: 1000 kB\nMemFree: 500 kB\n").unwrap();
+        std::fs::write(dir.join("loadavg"), b"1.00 0.50 0.25 1/100 42\n").unwrap();
+        std::fs::write(
+            dir.join("pressure/memory"),
+            b"some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n",
+        )
+        .unwrap();
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-sampler-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn samples_a_captured_tree_and_reports_missing_pressure_as_none() {
+        let dir = temp_dir("tree");
+        write_tree(&dir, b"cpu 10 0 10 80\ncpu0 10 0 10 80\n");
+        let mut s = Sampler::open(&dir).unwrap();
+        assert_eq!(s.pressure_available(), [false, true, false]);
+        let first = s.sample().unwrap();
+        assert_eq!(first.seq, 1);
+        assert!(first.cpu.is_none());
+        std::fs::write(dir.join("stat"), b"cpu 20 0 20 140\ncpu0 20 0 20 140\n").unwrap();
+        let second = s.sample().unwrap();
+        assert_eq!(second.seq, 2);
+        assert_eq!(second.cpu.unwrap().busy.0, 2500);
+        assert_eq!(second.memory.unwrap().available_bytes, 500 * 1024);
+        assert!(second.memory.unwrap().available_estimated);
+        assert_eq!(second.load.unwrap().load1_centi, 100);
+        assert_eq!(second.pressure.memory.unwrap().some.avg10_centi, 100);
+        assert!(second.pressure.cpu.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stat_file_larger_than_the_buffer_is_read_whole() {
+        let dir = temp_dir("big");
+        let text = crate::procfs::stat::synthetic(1024);
+        assert!(text.len() > STAT_BUF_BYTES_INITIAL * 2);
+        write_tree(&dir, &text);
+        let mut s = Sampler::open(&dir).unwrap();
+        let sample = s.sample().unwrap();
+        assert_eq!(sample.per_cpu.len(), crate::sample::SAMPLE_CPUS_MAX);
+        assert_eq!(
+            sample.per_cpu_dropped,
+            1024 - crate::sample::SAMPLE_CPUS_MAX as u32
+        );
+        assert!(s.read_stats().0 >= 2, "buffer grew");
+        let grows = s.read_stats().0;
+        s.sample().unwrap();
+        assert_eq!(s.read_stats().0, grows, "no growth once big enough");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_naming_it_and_the_baseline_survives() {
+        let dir = temp_dir("bad");
+        write_tree(&dir, b"cpu 10 0 10 80\n");
+        let mut s = Sampler::open(&dir).unwrap();
+        s.sample().unwrap();
+        std::fs::write(dir.join("stat"), b"cpu 1 x\n").unwrap();
+        let err = s.sample().unwrap_err().to_string();
+        assert!(err.contains("stat") && err.contains("line 1"), "{err}");
+        std::fs::write(dir.join("stat"), b"cpu 20 0 20 160\n").unwrap();
+        let ok = s.sample().unwrap();
+        assert_eq!(ok.seq, 2, "the failed attempt consumed no sequence number");
+        assert_eq!(ok.cpu.unwrap().busy.0, 2000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_required_file_is_an_error() {
+        let dir = temp_dir("missing");
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = Sampler::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("stat"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn live_proc_samples_and_the_thread_fills_the_ring() {
+        let sampler = Sampler::open(Path::new("/proc")).unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let thread = SamplerThread::spawn(sampler, Duration::from_millis(20), Some(tx)).unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(second.seq, first.seq + 1);
+        assert!(second.interval_ns > 0);
+        assert!(second.memory.unwrap().total_bytes > 0);
+        let t = Arc::clone(thread.telemetry());
+        assert!(t.latest().unwrap().seq >= 2);
+        assert!(t.since(1).iter().all(|s| s.seq > 1));
+        assert!(t.last_error().is_none());
+        drop(thread);
+    }
+}

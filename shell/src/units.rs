@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// Parses a size: plain bytes or a number with K/M/G/T (powers of 1024; `KiB`, `KB`, `k` all
 /// mean the same). Overflow and empty numbers are errors.
+#[allow(dead_code)] // the job-limit flags (--memory, --max-output) use it
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -11,14 +12,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if num.is_empty() {
         return Err(format!("size {text:?}: expected a number, e.g. 64M"));
     }
-    let n: u64 = num.parse().map_err(|_| format!("size {text:?}: number too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {text:?}: number too large"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => return Err(format!("size {text:?}: unknown unit {other:?} (use K, M, G, T)")),
+        other => {
+            return Err(format!(
+                "size {text:?}: unknown unit {other:?} (use K, M, G, T)"
+            ))
+        }
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("size {text:?}: too large"))
@@ -30,16 +37,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("duration {text:?}: expected a number, e.g. 500ms or 2s"));
+        return Err(format!(
+            "duration {text:?}: expected a number, e.g. 500ms or 2s"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("duration {text:?}: number too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {text:?}: number too large"))?;
     let ms_per_unit: u64 = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "" => return Err(format!("duration {text:?}: missing unit (ms, s, m, h)")),
-        other => return Err(format!("duration {text:?}: unknown unit {other:?} (ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "duration {text:?}: unknown unit {other:?} (ms, s, m, h)"
+            ))
+        }
     };
     n.checked_mul(ms_per_unit)
         .map(Duration::from_millis)

@@ -1,0 +1,253 @@
+//! /proc/meminfo: the fields an operator needs, in bytes.
+//!
+//! Keys may come in any order, unknown keys are ignored, values without a unit (the
+//! `HugePages_*` counts) are taken as they are. `MemAvailable` is absent before Linux 3.14; then
+//! [`MemInfo::available_bytes`] is an estimate and [`MemInfo::available_estimated`] says so.
+use crate::parse::{fields, parse_u64, split_key, Lines, ParseError, ParseErrorKind};
+
+/// Parsed /proc/meminfo. Sizes are bytes; a field the kernel did not print is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemInfo {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// The kernel's MemAvailable, or the estimate when it is absent.
+    pub available_bytes: u64,
+    /// True when `available_bytes` is vigil's estimate, not the kernel's figure.
+    pub available_estimated: bool,
+    pub buffers_bytes: Option<u64>,
+    pub cached_bytes: Option<u64>,
+    pub swap_cached_bytes: Option<u64>,
+    pub active_bytes: Option<u64>,
+    pub inactive_bytes: Option<u64>,
+    pub active_anon_bytes: Option<u64>,
+    pub inactive_anon_bytes: Option<u64>,
+    pub active_file_bytes: Option<u64>,
+    pub inactive_file_bytes: Option<u64>,
+    pub unevictable_bytes: Option<u64>,
+    pub mlocked_bytes: Option<u64>,
+    pub swap_total_bytes: Option<u64>,
+    pub swap_free_bytes: Option<u64>,
+    pub dirty_bytes: Option<u64>,
+    pub writeback_bytes: Option<u64>,
+    pub anon_pages_bytes: Option<u64>,
+    pub mapped_bytes: Option<u64>,
+    pub shmem_bytes: Option<u64>,
+    pub slab_bytes: Option<u64>,
+    pub slab_reclaimable_bytes: Option<u64>,
+    pub slab_unreclaimable_bytes: Option<u64>,
+    pub kernel_stack_bytes: Option<u64>,
+    pub page_tables_bytes: Option<u64>,
+    pub commit_limit_bytes: Option<u64>,
+    pub committed_as_bytes: Option<u64>,
+    pub hugepages_total: Option<u64>,
+    pub hugepages_free: Option<u64>,
+    pub hugepage_size_bytes: Option<u64>,
+}
+
+impl MemInfo {
+    /// Parses `text` into `self`, replacing what was there; no allocation. `MemTotal` and
+    /// `MemFree` are required: without them there is nothing to decide on.
+    pub fn parse_into(&mut self, text: &[u8]) -> Result<(), ParseError> {
+        *self = Self::default();
+        let mut total = None;
+        let mut free = None;
+        let mut available = None;
+        for (line_no, line) in Lines::new(text) {
+            if line.is_empty() {
+                continue;
+            }
+            let (key, rest) = split_key(line);
+            let Some(key) = key.strip_suffix(b":") else {
+                return Err(ParseError::new(ParseErrorKind::Malformed, line_no));
+            };
+            let slot: &mut Option<u64> = match key {
+                b"MemTotal" => &mut total,
+                b"MemFree" => &mut free,
+                b"MemAvailable" => &mut available,
+                b"Buffers" => &mut self.buffers_bytes,
+                b"Cached" => &mut self.cached_bytes,
+                b"SwapCached" => &mut self.swap_cached_bytes,
+                b"Active" => &mut self.active_bytes,
+                b"Inactive" => &mut self.inactive_bytes,
+                b"Active(anon)" => &mut self.active_anon_bytes,
+                b"Inactive(anon)" => &mut self.inactive_anon_bytes,
+                b"Active(file)" => &mut self.active_file_bytes,
+                b"Inactive(file)" => &mut self.inactive_file_bytes,
+                b"Unevictable" => &mut self.unevictable_bytes,
+                b"Mlocked" => &mut self.mlocked_bytes,
+                b"SwapTotal" => &mut self.swap_total_bytes,
+                b"SwapFree" => &mut self.swap_free_bytes,
+                b"Dirty" => &mut self.dirty_bytes,
+                b"Writeback" => &mut self.writeback_bytes,
+                b"AnonPages" => &mut self.anon_pages_bytes,
+                b"Mapped" => &mut self.mapped_bytes,
+                b"Shmem" => &mut self.shmem_bytes,
+                b"Slab" => &mut self.slab_bytes,
+                b"SReclaimable" => &mut self.slab_reclaimable_bytes,
+                b"SUnreclaim" => &mut self.slab_unreclaimable_bytes,
+                b"KernelStack" => &mut self.kernel_stack_bytes,
+                b"PageTables" => &mut self.page_tables_bytes,
+                b"CommitLimit" => &mut self.commit_limit_bytes,
+                b"Committed_AS" => &mut self.committed_as_bytes,
+                b"HugePages_Total" => &mut self.hugepages_total,
+                b"HugePages_Free" => &mut self.hugepages_free,
+                b"Hugepagesize" => &mut self.hugepage_size_bytes,
+                _ => continue,
+            };
+            *slot = Some(parse_value(rest).map_err(|k| ParseError::new(k, line_no))?);
+        }
+        self.total_bytes = total.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
+        self.free_bytes = free.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
+        match available {
+            Some(a) => self.available_bytes = a,
+            None => {
+                self.available_bytes = self.estimate_available();
+                self.available_estimated = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// What old kernels would have reported as MemAvailable, without the zone watermarks we
+    /// cannot see: free memory, plus page cache and buffers that are not shmem (shmem sits in
+    /// Cached but cannot be dropped), plus reclaimable slab, never above MemTotal.
+    fn estimate_available(&self) -> u64 {
+        let cache = self
+            .cached_bytes
+            .unwrap_or(0)
+            .saturating_sub(self.shmem_bytes.unwrap_or(0));
+        self.free_bytes
+            .saturating_add(cache)
+            .saturating_add(self.buffers_bytes.unwrap_or(0))
+            .saturating_add(self.slab_reclaimable_bytes.unwrap_or(0))
+            .min(self.total_bytes)
+    }
+
+    /// Available memory as a fraction of total, in hundredths of a percent; `None` when
+    /// MemTotal is zero.
+    pub fn available_basis_points(&self) -> Option<u16> {
+        crate::sample::Percent::ratio(self.available_bytes, self.total_bytes).map(|p| p.0)
+    }
+}
+
+/// `123 kB` -> bytes; a bare number (hugepage counts) is taken as it is.
+fn parse_value(rest: &[u8]) -> Result<u64, ParseErrorKind> {
+    let mut parts = fields(rest);
+    let number = parse_u64(parts.next().ok_or(ParseErrorKind::MissingField)?)?;
+    match parts.next() {
+        None => Ok(number),
+        Some(b"kB") => number.checked_mul(1024).ok_or(ParseErrorKind::Overflow),
+        Some(_) => Err(ParseErrorKind::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPTURE: &[u8] = b"MemTotal:       24567812 kB\n\
+MemFree:        20123456 kB\n\
+MemAvailable:   22000000 kB\n\
+Buffers:          123456 kB\n\
+Cached:          2000000 kB\n\
+SwapCached:            0 kB\n\
+Active:          1000000 kB\n\
+Inactive:        1500000 kB\n\
+Active(anon):     400000 kB\n\
+Inactive(anon):    10000 kB\n\
+Active(file):     600000 kB\n\
+Inactive(file):  1490000 kB\n\
+Unevictable:           0 kB\n\
+Mlocked:               0 kB\n\
+SwapTotal:             0 kB\n\
+SwapFree:              0 kB\n\
+Dirty:               128 kB\n\
+Writeback:             0 kB\n\
+AnonPages:        410000 kB\n\
+Mapped:           200000 kB\n\
+Shmem:             50000 kB\n\
+KReclaimable:     100000 kB\n\
+Slab:             150000 kB\n\
+SReclaimable:     100000 kB\n\
+SUnreclaim:        50000 kB\n\
+KernelStack:        4000 kB\n\
+PageTables:         8000 kB\n\
+CommitLimit:    12283904 kB\n\
+Committed_AS:    1200000 kB\n\
+HugePages_Total:       0\n\
+HugePages_Free:        0\n\
+Hugepagesize:       2048 kB\n\
+DirectMap4k:      200000 kB\n";
+
+    #[test]
+    fn parses_a_real_capture_in_bytes() {
+        let mut m = MemInfo::default();
+        m.parse_into(CAPTURE).unwrap();
+        assert_eq!(m.total_bytes, 24567812 * 1024);
+        assert_eq!(m.available_bytes, 22000000 * 1024);
+        assert!(!m.available_estimated);
+        assert_eq!(m.active_anon_bytes, Some(400000 * 1024));
+        assert_eq!(m.inactive_file_bytes, Some(1490000 * 1024));
+        assert_eq!(m.hugepages_total, Some(0), "unitless key");
+        assert_eq!(m.hugepage_size_bytes, Some(2048 * 1024));
+        assert_eq!(m.available_basis_points(), Some(8954));
+    }
+
+    #[test]
+    fn without_mem_available_the_estimate_is_flagged() {
+        let text = b"MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n\
+Shmem: 100 kB\nSReclaimable: 20 kB\n";
+        let mut m = MemInfo::default();
+        m.parse_into(text).unwrap();
+        assert!(m.available_estimated);
+        assert_eq!(m.available_bytes, (100 + 200 + 50 + 20) * 1024);
+    }
+
+    #[test]
+    fn estimate_never_exceeds_total() {
+        let text = b"MemTotal: 100 kB\nMemFree: 90 kB\nCached: 10000 kB\n";
+        let mut m = MemInfo::default();
+        m.parse_into(text).unwrap();
+        assert_eq!(m.available_bytes, 100 * 1024);
+    }
+
+    #[test]
+    fn reordered_unknown_and_unitless_keys() {
+        let text = b"FutureThing(x): 7 kB\nMemAvailable: 5 kB\nHugePages_Free: 3\nMemFree: 4 kB\n\
+MemTotal: 10 kB";
+        let mut m = MemInfo::default();
+        m.parse_into(text).unwrap();
+        assert_eq!(
+            (m.total_bytes, m.free_bytes, m.available_bytes),
+            (10240, 4096, 5120)
+        );
+        assert_eq!(m.hugepages_free, Some(3));
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_with_their_line() {
+        let mut m = MemInfo::default();
+        assert_eq!(
+            m.parse_into(b"MemTotal: 10 kB\nMemFree 4 kB\n")
+                .unwrap_err(),
+            ParseError::new(ParseErrorKind::Malformed, 2)
+        );
+        assert_eq!(
+            m.parse_into(b"MemTotal: 10 MB\nMemFree: 4 kB\n")
+                .unwrap_err()
+                .kind,
+            ParseErrorKind::Malformed
+        );
+        assert_eq!(
+            m.parse_into(b"MemTotal: 18446744073709551615 kB\nMemFree: 4 kB\n")
+                .unwrap_err()
+                .kind,
+            ParseErrorKind::Overflow
+        );
+        assert_eq!(
+            m.parse_into(b"MemFree: 4 kB\n").unwrap_err().kind,
+            ParseErrorKind::MissingLine
+        );
+        assert!(m.parse_into(b"MemTotal: kB\nMemFree: 4 kB\n").is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! /proc/stat: the aggregate `cpu` line, per-CPU `cpuN` lines keyed by CPU id, `ctxt`,
+//! `btime`, `processes`, `procs_running` and `procs_blocked`.
+//!
+//! The `intr` and `softirq` lines, which run to hundreds of KiB on large machines, are skipped
+//! with one SIMD newline search and never tokenised. Per-CPU lines go into a fixed-capacity
+//! table; CPUs beyond its capacity are counted in [`ProcStat::cpus_dropped`], never silently
+//! lost.
+use heapless::Vec;
+
+use crate::parse::{fields, parse_u32, parse_u64, ParseError, ParseErrorKind};
+
+/// Default per-CPU capacity of [`ProcStat`]: enough for the largest common servers.
+pub const PROC_STAT_CPUS_MAX: usize = 1024;
+
+/// The columns of a `cpu` line, in USER_HZ ticks. Kernels before 2.6 print 4 columns, 2.6.0
+/// adds iowait/irq/softirq (7), 2.6.11 steal (8), 2.6.24 guest (9), 2.6.33 guest_nice (10);
+/// absent columns are zero and [`CpuTimes::columns`] says how many were present. Note that the
+/// kernel already counts `guest` inside `user` and `guest_nice` inside `nice`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+    pub guest: u64,
+    pub guest_nice: u64,
+    /// How many numeric columns the line had (4..=10; extra future columns are ignored).
+    pub columns: u8,
+}
+
+/// The minimum number of columns for a `cpu` line to mean anything.
+pub const CPU_COLUMNS_MIN: usize = 4;
+
+impl CpuTimes {
+    /// Parses the numeric columns after the `cpu`/`cpuN` label.
+    fn parse_columns<'a>(
+        mut cols: impl Iterator<Item = &'a [u8]>,
+        line: u32,
+    ) -> Result<Self, ParseError> {
+        let mut values = [0u64; 10];
+        let mut n = 0usize;
+        for (slot, col) in values.iter_mut().zip(&mut cols) {
+            *slot = parse_u64(col).map_err(|k| ParseError::new(k, line))?;
+            n += 1;
+        }
+        if n < CPU_COLUMNS_MIN {
+            return Err(ParseError::new(ParseErrorKind::MissingField, line));
+        }
+        let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = values;
+        Ok(Self {
+            user,
+            nice,
+            system,
+            idle,
+            iowait,
+            irq,
+            softirq,
+            steal,
+            guest,
+            guest_nice,
+            columns: n as u8,
+        })
+    }
+}
+
+/// One `cpuN` line: the CPU's id (gaps mean offline CPUs) and its times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuLine {
+    pub id: u32,
+    pub times: CpuTimes,
+}
+
+/// A parsed /proc/stat. `N` is the per-CPU capacity.
+#[derive(Debug, Clone)]
+pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
+    /// The aggregate `cpu` line (the kernel's own sum; it need not equal the per-CPU sum).
+    pub total: CpuTimes,
+    /// Per-CPU lines in file order (ascending id on every kernel seen), keyed by `id`.
+    pub cpus: Vec<CpuLine, N>,
+    /// Per-CPU lines that did not fit in `N`.
+    pub cpus_dropped: u32,
+    pub ctxt: Option<u64>,
+    pub btime: Option<u64>,
+    pub processes: Option<u64>,
+    pub procs_running: Option<u64>,
+    pub procs_blocked: Option<u64>,
+}
+
+impl<const N: usize> Default for ProcStat<N> {
+    fn default() -> Self {
+        Self {
+            total: CpuTimes::default(),
+            cpus: Vec::new(),
+            cpus_dropped: 0,
+            ctxt: None,
+            btime: None,
+            processes: None,
+            procs_running: None,
+            procs_blocked: None,
+        }
+    }
+}
+
+impl<const N: usize> ProcStat<N> {
+    /// Parses `text` into `self`, replacing what was there; no allocation. On error `self` holds
+    /// a partial parse and must not be used.
+    pub fn parse_into(&mut self, text: &[u8]) -> Result<(), ParseError> {
+        self.cpus.clear();
+        self.cpus_dropped = 0;
+        self.ctxt = None;
+        self.btime = None;
+        self.processes = None;
+        self.procs_running = None;
+        self.procs_blocked = None;
+        let mut saw_total = false;
+        let mut rest = text;
+        let mut line_no: u32 = 0;
+        while !rest.is_empty() {
+            line_no = line_no.saturating_add(1);
+            // Look at the label before finding the line's end, so a huge `intr` line is
+            // crossed with one memchr and never split into fields.
+            let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..line_end];
+            rest = rest.get(line_end + 1..).unwrap_or(&[]);
+            if line.starts_with(b"cpu") {
+                let mut cols = fields(line);
+                let label = cols.next().unwrap_or(b"");
+                let times = CpuTimes::parse_columns(cols, line_no)?;
+                if label == b"cpu" {
+                    self.total = times;
+                    saw_total = true;
+                } else {
+                    let id = parse_u32(&label[3..]).map_err(|k| ParseError::new(k, line_no))?;
+                    if self.cpus.push(CpuLine { id, times }).is_err() {
+                        self.cpus_dropped = self.cpus_dropped.saturating_add(1);
+                    }
+                }
+                continue;
+            }
+            let slot = if line.starts_with(b"ctxt ") {
+                &mut self.ctxt
+            } else if line.starts_with(b"btime ") {
+                &mut self.btime
+            } else if line.starts_with(b"processes ") {
+                &mut self.processes
+            } else if line.starts_with(b"procs_running ") {
+                &mut self.procs_running
+            } else if line.starts_with(b"procs_blocked ") {
+                &mut self.procs_blocked
+            } else {
+                // intr, softirq, page, swap, disk_io and lines of future kernels.
+                continue;
+            };
+            let value = fields(line)
+                .nth(1)
+                .ok_or(ParseError::new(ParseErrorKind::MissingField, line_no))?;
+            *slot = Some(parse_u64(value).map_err(|k| ParseError::new(k, line_no))?);
+        }
+        if !saw_total {
+            return Err(ParseError::new(ParseErrorKind::MissingLine, 0));
+        }
+        Ok(())
+    }
+
+    /// The per-CPU line for `id`, if present.
+    pub fn cpu(&self, id: u32) -> Option<&CpuLine> {
+        // Lines come in ascending id order; fall back to a scan if a kernel ever differs.
+        match self.cpus.binary_search_by_key(&id, |c| c.id) {
+            Ok(i) => self.cpus.get(i),
+            Err(_) => self.cpus.iter().find(|c| c.id == id),
+        }
+    }
+}
+
+/// A synthetic /proc/stat with `cpus` per-CPU lines (ids 0..cpus, user = id) and a 4096-entry
+/// `intr` line: the input of the large-machine tests and the parse benchmark.
+#[cfg(feature = "std")]
+pub fn synthetic(cpus: u32) -> std::vec::Vec<u8> {
+    use std::io::Write;
+    let mut text = std::vec::Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(
+        text,
+        "cpu  {0} 0 {0} {0} 0 0 0 0 0 0",
+        u64::from(cpus) * 1000
+    );
+    for id in 0..cpus {
+        let _ = writeln!(
+            text,
+            "cpu{id} {id} 3 {} 9876543 12 0 7 0 0 0",
+            u64::from(id) * 2
+        );
+    }
+    text.extend_from_slice(b"intr 1");
+    for _ in 0..4096 {
+        text.extend_from_slice(b" 0");
+    }
+    text.extend_from_slice(b"\nctxt 1\nbtime 2\nprocesses 3\nprocs_running 4\nprocs_blocked 5\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPTURE_2CPU: &[u8] = b"cpu  991 0 941 8214 171 0 15 1709 0 0\n\
+cpu0 456 0 429 4189 19 0 5 865 0 0\n\
+cpu1 534 0 512 4024 151 0 9 843 0 0\n\
+intr 62745 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1 1 15 0 0\n\
+ctxt 143544\n\
+btime 1763749500\n\
+processes 2104\n\
+procs_running 2\n\
+procs_blocked 0\n\
+softirq 30227 0 7263 2 214 0 0 1 9580 0 13167\n";
+
+    #[test]
+    fn parses_a_real_two_cpu_capture() {
+        let mut s = ProcStat::<8>::default();
+        s.parse_into(CAPTURE_2CPU).unwrap();
+        assert_eq!(s.total.user, 991);
+        assert_eq!(s.total.steal, 1709);
+        assert_eq!(s.total.columns, 10);
+        assert_eq!(s.cpus.len(), 2);
+        assert_eq!(s.cpu(1).unwrap().times.iowait, 151);
+        assert_eq!(s.ctxt, Some(143544));
+        assert_eq!(s.btime, Some(1763749500));
+        assert_eq!(s.processes, Some(2104));
+        assert_eq!(s.procs_running, Some(2));
+        assert_eq!(s.procs_blocked, Some(0));
+        assert_eq!(s.cpus_dropped, 0);
+    }
+
+    #[test]
+    fn offline_cpus_leave_id_gaps_and_lookup_is_by_id() {
+        let text = b"cpu 10 0 10 80\ncpu0 5 0 5 40\ncpu2 5 0 5 40\ncpu7 1 1 1 1\n";
+        let mut s = ProcStat::<8>::default();
+        s.parse_into(text).unwrap();
+        let ids: heapless::Vec<u32, 8> = s.cpus.iter().map(|c| c.id).collect();
+        assert_eq!(ids.as_slice(), &[0, 2, 7]);
+        assert!(s.cpu(1).is_none());
+        assert_eq!(s.cpu(7).unwrap().times.nice, 1);
+    }
+
+    #[test]
+    fn old_kernels_with_4_7_8_9_columns_fill_the_rest_with_zero() {
+        for (line, cols) in [
+            (&b"cpu 1 2 3 4\n"[..], 4u8),
+            (b"cpu 1 2 3 4 5 6 7\n", 7),
+            (b"cpu 1 2 3 4 5 6 7 8\n", 8),
+            (b"cpu 1 2 3 4 5 6 7 8 9\n", 9),
+            (b"cpu 1 2 3 4 5 6 7 8 9 10 11 12\n", 10),
+        ] {
+            let mut s = ProcStat::<1>::default();
+            s.parse_into(line).unwrap();
+            assert_eq!(s.total.columns, cols);
+            assert_eq!(s.total.idle, 4);
+            let expect_guest = if cols >= 9 { 9 } else { 0 };
+            assert_eq!(s.total.guest, expect_guest);
+        }
+        let mut s = ProcStat::<1>::default();
+        assert_eq!(
+            s.parse_into(b"cpu 1 2 3\n").unwrap_err().kind,
+            ParseErrorKind::MissingField
+        );
+    }
+
+    #[test]
+    fn intr_line_over_64_kib_is_skipped() {
+        let mut text = std::vec::Vec::new();
+        text.extend_from_slice(b"cpu 1 2 3 4 5 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 123456");
+        while text.len() < 200 * 1024 {
+            text.extend_from_slice(b" 0 17 99999");
+        }
+        text.extend_from_slice(b"\nctxt 42\nprocs_running 3\n");
+        let mut s = ProcStat::<4>::default();
+        s.parse_into(&text).unwrap();
+        assert_eq!(s.ctxt, Some(42));
+        assert_eq!(s.procs_running, Some(3));
+    }
+
+    #[test]
+    fn a_1024_cpu_stat_fills_the_table_and_one_more_cpu_is_counted_not_lost_silently() {
+        let text = synthetic(1025);
+        let mut s = std::boxed::Box::new(ProcStat::<1024>::default());
+        s.parse_into(&text).unwrap();
+        assert_eq!(s.cpus.len(), 1024);
+        assert_eq!(s.cpus_dropped, 1);
+        assert_eq!(s.cpu(1023).unwrap().times.user, 1023);
+    }
+
+    #[test]
+    fn truncated_mid_line_is_an_error_and_missing_trailing_newline_is_fine() {
+        let mut s = ProcStat::<4>::default();
+        assert!(s.parse_into(b"cpu 1 2 3 4\ncpu0 1 2").is_err());
+        s.parse_into(b"cpu 1 2 3 4\ncpu0 1 2 3 4").unwrap();
+        assert_eq!(s.cpus.len(), 1);
+        assert!(s.parse_into(b"cpu 1 2 3 4\nctxt ").is_err());
+        assert!(s.parse_into(b"").is_err());
+        assert!(
+            s.parse_into(b"cpu0 1 2 3 4\n").is_err(),
+            "no aggregate line"
+        );
+    }
+
+    #[test]
+    fn numbers_near_u64_max_parse_and_beyond_or_non_digits_are_errors() {
+        let mut s = ProcStat::<4>::default();
+        s.parse_into(b"cpu 18446744073709551615 0 0 0\n").unwrap();
+        assert_eq!(s.total.user, u64::MAX);
+        assert_eq!(
+            s.parse_into(b"cpu 18446744073709551616 0 0 0\n")
+                .unwrap_err(),
+            ParseError::new(ParseErrorKind::Overflow, 1)
+        );
+        assert_eq!(
+            s.parse_into(b"cpu 1 2 3 4\ncpu0 1 x 3 4\n").unwrap_err(),
+            ParseError::new(ParseErrorKind::NotADigit, 2)
+        );
+        assert!(s.parse_into(b"cpu 1 2 3 4\ncpuX 1 2 3 4\n").is_err());
+        assert!(s.parse_into(b"cpu 1 2 3 4\nctxt -5\n").is_err());
+    }
+}
