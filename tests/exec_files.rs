@@ -302,7 +302,7 @@ fn symlink_swapped_in_during_requests_never_leaks_or_plants_outside() {
                 while !stop.load(Ordering::Relaxed) {
                     let _ = fs::remove_file(&swap).or_else(|_| fs::remove_dir(&swap));
                     let _ = std::os::unix::fs::symlink(
-                        if flips % 2 == 0 {
+                        if flips.is_multiple_of(2) {
                             "swap-real"
                         } else {
                             outside.to_str().unwrap()

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod doctor_cmd;
+mod run_cmd;
 mod telemetry_cmd;
 mod units;
 
@@ -27,6 +29,10 @@ pub struct Cli {
 pub enum Command {
     /// Sample machine telemetry: CPU, memory, load, pressure.
     Telemetry(telemetry_cmd::TelemetryArgs),
+    /// Run one capability as an isolated job under kernel-enforced limits.
+    Run(run_cmd::RunArgs),
+    /// Show what this host supports and what vigil will enforce here.
+    Doctor(doctor_cmd::DoctorArgs),
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
@@ -45,5 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Doctor(args) => doctor_cmd::run(args),
     }
 }

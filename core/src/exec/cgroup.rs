@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::host::{CgroupMode, Host};
 use super::{ExecError, Limits};
+use crate::procfs::cgroup as procfs;
 
 /// How long the kill path waits for a group to empty before giving up (and reporting it).
 pub const KILL_WAIT_MS_MAX: u64 = 5_000;
@@ -68,13 +69,22 @@ fn read_small(path: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-/// `key value` lines (cpu.stat, memory.events, pids.events, memory.oom_control): the value of
-/// `key`.
-pub(crate) fn keyed_u64(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
+/// Value of `key` in a flat-keyed cgroup file (`cgroup.events`), via the shared parser.
+fn flat_value(text: &str, key: &[u8]) -> Option<u64> {
+    let mut found = None;
+    procfs::for_each_flat_keyed(text.as_bytes(), |k, v| {
+        if k == key {
+            found = Some(v);
+        }
     })
+    .ok()?;
+    found
+}
+
+fn counter(path: &Path) -> Option<u64> {
+    read_small(path)
+        .ok()
+        .and_then(|t| procfs::parse_counter(t.as_bytes()).ok())
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), ExecError> {
@@ -287,7 +297,7 @@ impl CgroupLeaf {
     pub fn is_empty(&self) -> bool {
         if let Some(u) = &self.unified {
             if let Ok(text) = read_small(&u.join("cgroup.events")) {
-                return keyed_u64(&text, "populated") == Some(0);
+                return flat_value(&text, b"populated") == Some(0);
             }
         }
         self.procs().is_empty()
@@ -398,60 +408,44 @@ impl CgroupLeaf {
 
     /// CPU, peak memory, OOM kills and refused forks, from whichever hierarchy has them.
     pub fn usage(&self) -> CgroupUsage {
-        let mut u = CgroupUsage::default();
-        if let Some(c) = &self.cpuacct {
-            u.cpu_usage_us = read_small(&c.join("cpuacct.usage"))
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .map(|ns| ns / 1_000);
-        }
-        if u.cpu_usage_us.is_none() {
-            if let Some(d) = &self.unified {
-                // cpu.stat's usage_usec exists in every cgroup2 group, controller or not.
-                u.cpu_usage_us = read_small(&d.join("cpu.stat"))
-                    .ok()
-                    .and_then(|t| keyed_u64(&t, "usage_usec"));
-            }
-        }
+        let mut u = CgroupUsage {
+            cpu_usage_us: self.cpu_usage_us(),
+            ..CgroupUsage::default()
+        };
+        let text = |dir: &Path, file: &str| read_small(&dir.join(file)).ok();
         if let Some(m) = &self.memory {
-            u.memory_peak_bytes = read_small(&m.join("memory.max_usage_in_bytes"))
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            u.oom_kills = read_small(&m.join("memory.oom_control"))
-                .ok()
-                .and_then(|t| keyed_u64(&t, "oom_kill"));
+            u.memory_peak_bytes = counter(&m.join("memory.max_usage_in_bytes"));
+            u.oom_kills = text(m, "memory.oom_control")
+                .and_then(|t| procfs::OomControl::parse(t.as_bytes()).ok())
+                .and_then(|o| o.oom_kill);
         } else if let (CgroupMode::V2, Some(d)) = (self.mode, &self.unified) {
-            u.memory_peak_bytes = read_small(&d.join("memory.peak"))
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            u.oom_kills = read_small(&d.join("memory.events"))
-                .ok()
-                .and_then(|t| keyed_u64(&t, "oom_kill"));
+            u.memory_peak_bytes = counter(&d.join("memory.peak"));
+            u.oom_kills = text(d, "memory.events")
+                .and_then(|t| procfs::MemoryEvents::parse(t.as_bytes()).ok())
+                .map(|e| e.oom_kill);
         }
-        if let Some(p) = &self.pids {
-            u.pids_limit_hits = read_small(&p.join("pids.events"))
-                .ok()
-                .and_then(|t| keyed_u64(&t, "max"));
-        } else if let (CgroupMode::V2, Some(d)) = (self.mode, &self.unified) {
-            u.pids_limit_hits = read_small(&d.join("pids.events"))
-                .ok()
-                .and_then(|t| keyed_u64(&t, "max"));
+        let pids_dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
+            self.unified.as_deref()
+        } else {
+            None
+        });
+        if let Some(p) = pids_dir {
+            u.pids_limit_hits = text(p, "pids.events")
+                .and_then(|t| procfs::PidsEvents::parse(t.as_bytes()).ok())
+                .map(|e| e.max);
         }
         u
     }
 
-    /// CPU usage so far (for the CPU-time budget), cheapest source first.
+    /// CPU usage so far (for the CPU-time budget): cpuacct.usage on v1, else cpu.stat's
+    /// usage_usec, which every cgroup2 group has with or without the cpu controller.
     pub fn cpu_usage_us(&self) -> Option<u64> {
         if let Some(c) = &self.cpuacct {
-            return read_small(&c.join("cpuacct.usage"))
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .map(|ns| ns / 1_000);
+            return counter(&c.join("cpuacct.usage")).map(|ns| ns / 1_000);
         }
-        self.unified
-            .as_ref()
-            .and_then(|d| read_small(&d.join("cpu.stat")).ok())
-            .and_then(|t| keyed_u64(&t, "usage_usec"))
+        let d = self.unified.as_ref()?;
+        let t = read_small(&d.join("cpu.stat")).ok()?;
+        procfs::CpuStat::parse(t.as_bytes()).ok()?.usage_usec
     }
 
     /// Removes every directory of the leaf. The group must be empty.
@@ -596,11 +590,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keyed_values_are_found_by_exact_key() {
-        let t = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
-        assert_eq!(keyed_u64(t, "oom_kill"), Some(3));
-        assert_eq!(keyed_u64("populated 1\nfrozen 0\n", "populated"), Some(1));
-        assert_eq!(keyed_u64("max x\n", "max"), None);
+    fn flat_values_are_found_by_exact_key() {
+        assert_eq!(flat_value("populated 1\nfrozen 0\n", b"populated"), Some(1));
+        assert_eq!(flat_value("populated_x 1\n", b"populated"), None);
+        assert_eq!(flat_value("populated x\n", b"populated"), None);
     }
 
     #[test]

@@ -841,3 +841,49 @@ fn reap_job_orphans(root: i32, members: &[i32]) {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+impl JobResult {
+    /// The JSON object of `vigil run --json` and the socket's `run` method (DESIGN.md): the
+    /// contract fields first, then what vigil adds (pids limit, which limit fired, enforcement).
+    /// Output bytes that are not UTF-8 are replaced (U+FFFD); `total_bytes` keeps the real count.
+    pub fn to_json(&self, capability: &str, lsn: Option<u64>) -> serde_json::Value {
+        serde_json::json!({
+            "job_id": self.job_id,
+            "capability": capability,
+            "status": self.status.as_str(),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "stdout": String::from_utf8_lossy(&self.stdout.bytes),
+            "stderr": String::from_utf8_lossy(&self.stderr.bytes),
+            "stdout_truncated": self.stdout.truncated,
+            "stderr_truncated": self.stderr.truncated,
+            "stdout_total_bytes": self.stdout.total_bytes,
+            "stderr_total_bytes": self.stderr.total_bytes,
+            "wall_ms": self.wall_ms,
+            "cpu_usage_us": self.cpu_usage_us,
+            "memory_peak_bytes": self.memory_peak_bytes,
+            "pids_limit_hit": self.pids_limit_hit,
+            "limit_hit": self.limit_hit,
+            "stragglers_killed": self.stragglers_killed,
+            "lsn": lsn,
+            "error": self.error,
+            "enforcement": serde_json::to_value(&self.enforcement).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// A fresh job id: milliseconds since the epoch, this process's pid and a counter, in hex
+/// (sortable by start time, unique within a machine).
+pub fn new_job_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    format!(
+        "{ms:011x}-{:x}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
