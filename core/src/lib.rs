@@ -15,4 +15,6 @@ pub mod sample;
 pub mod wal;
 
 #[cfg(feature = "std")]
+pub mod exec;
+#[cfg(feature = "std")]
 pub mod sampler;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod doctor_cmd;
+mod run_cmd;
 mod telemetry_cmd;
 mod units;
 mod wal_cmd;
@@ -28,6 +30,10 @@ pub struct Cli {
 pub enum Command {
     /// Sample machine telemetry: CPU, memory, load, pressure.
     Telemetry(telemetry_cmd::TelemetryArgs),
+    /// Run one capability as an isolated job under kernel-enforced limits.
+    Run(run_cmd::RunArgs),
+    /// Show what this host supports and what vigil will enforce here.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Inspect and recover the write-ahead log: verify, dump, stats, tail, recover.
     Wal(wal_cmd::WalArgs),
 }
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Doctor(args) => doctor_cmd::run(args),
         Command::Wal(args) => wal_cmd::run(&cli, args),
     }
 }

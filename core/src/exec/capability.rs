@@ -1,0 +1,476 @@
+//! Capabilities: what a job may ask vigil to do. Each one names itself, validates its JSON
+//! arguments strictly (unknown keys are refused, so a typo never silently drops a limit), runs,
+//! and can describe a run without doing it (`dry_run`).
+//!
+//! Built-ins: `shell` {cmd, cwd?, env?, stdin?} runs `/bin/sh -c cmd`; `exec` {argv, cwd?, env?,
+//! stdin?} runs a program directly; `file.read` {path, max_bytes?} and `file.write` {path,
+//! content, append?} work on regular files beneath the job's root (see [`super::fsroot`]).
+//!
+//! Process capabilities start in the job's root directory (`cwd` is taken relative to it); they
+//! are confined by the executor's limits, not by path: a command can read what its user can.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::fsroot::{
+    ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
+};
+use super::job::{Enforcement, Executor, JobResult, JobStatus};
+use super::output::CapturedOutput;
+use super::spawn::ProcessSpec;
+use super::{ExecError, Limits};
+
+/// Largest `stdin` a process capability accepts.
+pub const STDIN_BYTES_MAX: usize = 16 << 20;
+/// Most environment variables a request may pass.
+pub const ENV_VARS_MAX: usize = 256;
+/// Most argv entries of `exec`.
+pub const ARGV_ENTRIES_MAX: usize = 4096;
+
+/// What a capability needs to run one job.
+pub struct JobContext<'a> {
+    /// Runs processes.
+    pub executor: &'a Executor,
+    /// The job's id (names its cgroup leaf).
+    pub job_id: &'a str,
+    /// The job's limits.
+    pub limits: &'a Limits,
+    /// The directory file capabilities are confined to and process capabilities start in.
+    pub root: &'a Path,
+}
+
+/// What `dry_run` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunReport {
+    /// Capability name.
+    pub capability: String,
+    /// The arguments were valid.
+    pub valid: bool,
+    /// Why not, when not.
+    pub error: Option<String>,
+    /// What would happen.
+    pub plan: Option<String>,
+    /// How the limits would be enforced here.
+    pub enforcement: Enforcement,
+}
+
+/// A kind of work vigil runs on request.
+pub trait Capability: Send + Sync {
+    /// The name requests use (`shell`, `file.read`, ...).
+    fn name(&self) -> &'static str;
+    /// Checks the arguments and describes what would be done, without side effects.
+    fn plan(&self, ctx: &JobContext<'_>, args: &Value) -> Result<String, ExecError>;
+    /// Runs the job. Invalid arguments give a `rejected` result; nothing panics.
+    fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult;
+    /// Validates and reports without side effects.
+    fn dry_run(&self, ctx: &JobContext<'_>, args: &Value) -> DryRunReport {
+        let enforcement = ctx.executor.enforcement(ctx.limits);
+        match self.plan(ctx, args) {
+            Ok(plan) => DryRunReport {
+                capability: self.name().into(),
+                valid: true,
+                error: None,
+                plan: Some(plan),
+                enforcement,
+            },
+            Err(e) => DryRunReport {
+                capability: self.name().into(),
+                valid: false,
+                error: Some(e.to_string()),
+                plan: None,
+                enforcement,
+            },
+        }
+    }
+}
+
+fn invalid(cap: &str, msg: impl std::fmt::Display) -> ExecError {
+    ExecError::InvalidRequest(format!("{cap}: {msg}"))
+}
+
+/// The argument object, refusing unknown keys.
+fn object<'a>(
+    cap: &str,
+    args: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, ExecError> {
+    let obj = args
+        .as_object()
+        .ok_or_else(|| invalid(cap, "arguments must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(invalid(
+            cap,
+            format!("unknown argument {k:?} (allowed: {})", allowed.join(", ")),
+        ));
+    }
+    Ok(obj)
+}
+
+fn req_str<'a>(cap: &str, obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, ExecError> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(cap, format!("{key:?} must be a string"))),
+        None => Err(invalid(cap, format!("missing required argument {key:?}"))),
+    }
+}
+
+fn opt_str<'a>(
+    cap: &str,
+    obj: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, ExecError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(cap, format!("{key:?} must be a string"))),
+    }
+}
+
+/// The arguments every process capability shares: cwd, env, stdin.
+type ProcessCommon = (Option<PathBuf>, BTreeMap<String, String>, Option<Vec<u8>>);
+
+/// Common process arguments: cwd (relative to the root), env, stdin.
+fn process_common(
+    cap: &str,
+    obj: &Map<String, Value>,
+    root: &Path,
+) -> Result<ProcessCommon, ExecError> {
+    let cwd = match opt_str(cap, obj, "cwd")? {
+        None => Some(root.to_path_buf()),
+        Some(c) if c.contains('\0') => return Err(invalid(cap, "cwd contains a NUL byte")),
+        Some(c) => Some(root.join(c)),
+    };
+    let mut env = BTreeMap::new();
+    match obj.get("env") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            if m.len() > ENV_VARS_MAX {
+                return Err(invalid(
+                    cap,
+                    format!("at most {ENV_VARS_MAX} environment variables"),
+                ));
+            }
+            for (k, v) in m {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| invalid(cap, format!("env value of {k:?} must be a string")))?;
+                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                    return Err(invalid(
+                        cap,
+                        format!("env entry {k:?} is not a valid variable"),
+                    ));
+                }
+                env.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(_) => return Err(invalid(cap, "\"env\" must be an object of strings")),
+    }
+    let stdin = opt_str(cap, obj, "stdin")?.map(|s| s.as_bytes().to_vec());
+    if stdin.as_ref().is_some_and(|s| s.len() > STDIN_BYTES_MAX) {
+        return Err(invalid(
+            cap,
+            format!("stdin larger than {STDIN_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok((cwd, env, stdin))
+}
+
+/// `shell`: `/bin/sh -c cmd`.
+pub struct ShellCapability;
+/// `exec`: a program and its arguments, no shell.
+pub struct ExecCapability;
+/// `file.read`: a regular file beneath the root.
+pub struct FileReadCapability;
+/// `file.write`: atomically replace or extend a regular file beneath the root.
+pub struct FileWriteCapability;
+
+impl ShellCapability {
+    fn spec(&self, ctx: &JobContext<'_>, args: &Value) -> Result<ProcessSpec, ExecError> {
+        let obj = object("shell", args, &["cmd", "cwd", "env", "stdin"])?;
+        let cmd = req_str("shell", obj, "cmd")?;
+        if cmd.contains('\0') {
+            return Err(invalid("shell", "cmd contains a NUL byte"));
+        }
+        let (cwd, env, stdin) = process_common("shell", obj, ctx.root)?;
+        Ok(ProcessSpec {
+            argv: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
+            env,
+            cwd,
+            stdin,
+        })
+    }
+}
+
+impl ExecCapability {
+    fn spec(&self, ctx: &JobContext<'_>, args: &Value) -> Result<ProcessSpec, ExecError> {
+        let obj = object("exec", args, &["argv", "cwd", "env", "stdin"])?;
+        let argv = match obj.get("argv") {
+            Some(Value::Array(a)) if !a.is_empty() && a.len() <= ARGV_ENTRIES_MAX => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .filter(|s| !s.contains('\0'))
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            invalid("exec", "argv entries must be strings without NUL bytes")
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(invalid(
+                    "exec",
+                    format!(
+                        "\"argv\" must be a non-empty array of at most {ARGV_ENTRIES_MAX} strings"
+                    ),
+                ))
+            }
+            None => return Err(invalid("exec", "missing required argument \"argv\"")),
+        };
+        if argv[0].is_empty() {
+            return Err(invalid("exec", "argv[0] is empty"));
+        }
+        let (cwd, env, stdin) = process_common("exec", obj, ctx.root)?;
+        Ok(ProcessSpec {
+            argv,
+            env,
+            cwd,
+            stdin,
+        })
+    }
+}
+
+fn plan_process(spec: &ProcessSpec) -> String {
+    format!(
+        "run {:?} in {:?} with {} extra environment variable(s)",
+        spec.argv,
+        spec.cwd.as_deref().unwrap_or(Path::new(".")),
+        spec.env.len()
+    )
+}
+
+fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
+    let status = match e {
+        ExecError::InvalidRequest(_)
+        | ExecError::PathRejected { .. }
+        | ExecError::InvalidJobId(_)
+        | ExecError::Unenforceable(_) => JobStatus::Rejected,
+        _ => JobStatus::Failed,
+    };
+    JobResult::refused(
+        ctx.job_id,
+        status,
+        e.to_string(),
+        ctx.executor.enforcement(ctx.limits),
+    )
+}
+
+impl Capability for ShellCapability {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+    fn plan(&self, ctx: &JobContext<'_>, args: &Value) -> Result<String, ExecError> {
+        self.spec(ctx, args).map(|s| plan_process(&s))
+    }
+    fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
+        match self.spec(ctx, args) {
+            Ok(spec) => ctx.executor.run_process(ctx.job_id, &spec, ctx.limits),
+            Err(e) => rejected(ctx, e),
+        }
+    }
+}
+
+impl Capability for ExecCapability {
+    fn name(&self) -> &'static str {
+        "exec"
+    }
+    fn plan(&self, ctx: &JobContext<'_>, args: &Value) -> Result<String, ExecError> {
+        self.spec(ctx, args).map(|s| plan_process(&s))
+    }
+    fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
+        match self.spec(ctx, args) {
+            Ok(spec) => ctx.executor.run_process(ctx.job_id, &spec, ctx.limits),
+            Err(e) => rejected(ctx, e),
+        }
+    }
+}
+
+/// A finished file job.
+fn file_result(
+    ctx: &JobContext<'_>,
+    started: Instant,
+    stdout: Vec<u8>,
+    truncated: bool,
+    total: u64,
+) -> JobResult {
+    let mut r = JobResult::refused(
+        ctx.job_id,
+        JobStatus::Completed,
+        String::new(),
+        ctx.executor.enforcement(ctx.limits),
+    );
+    r.error = None;
+    r.exit_code = None;
+    r.stdout = CapturedOutput {
+        bytes: stdout,
+        truncated,
+        total_bytes: total,
+    };
+    r.wall_ms = started.elapsed().as_millis() as u64;
+    r
+}
+
+fn confined(ctx: &JobContext<'_>) -> Result<ConfinedRoot, ExecError> {
+    ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)
+}
+
+impl FileReadCapability {
+    fn parse<'a>(&self, args: &'a Value) -> Result<(&'a str, u64), ExecError> {
+        let obj = object("file.read", args, &["path", "max_bytes"])?;
+        let path = req_str("file.read", obj, "path")?;
+        let max = match obj.get("max_bytes") {
+            None | Some(Value::Null) => FILE_READ_BYTES_DEFAULT,
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n <= FILE_READ_BYTES_MAX)
+                .ok_or_else(|| {
+                    invalid(
+                        "file.read",
+                        format!("\"max_bytes\" must be an integer 0..={FILE_READ_BYTES_MAX}"),
+                    )
+                })?,
+        };
+        Ok((path, max))
+    }
+}
+
+impl Capability for FileReadCapability {
+    fn name(&self) -> &'static str {
+        "file.read"
+    }
+    fn plan(&self, ctx: &JobContext<'_>, args: &Value) -> Result<String, ExecError> {
+        let (path, max) = self.parse(args)?;
+        super::fsroot::check_path(path)?;
+        Ok(format!(
+            "read at most {max} bytes of {path:?} beneath {}",
+            ctx.root.display()
+        ))
+    }
+    fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
+        let started = Instant::now();
+        let run = || -> Result<JobResult, ExecError> {
+            let (path, max) = self.parse(args)?;
+            let (bytes, more, size) = confined(ctx)?.read(path, max)?;
+            Ok(file_result(ctx, started, bytes, more, size))
+        };
+        run().unwrap_or_else(|e| rejected(ctx, e))
+    }
+}
+
+impl FileWriteCapability {
+    fn parse<'a>(&self, args: &'a Value) -> Result<(&'a str, &'a str, bool), ExecError> {
+        let obj = object("file.write", args, &["path", "content", "append"])?;
+        let path = req_str("file.write", obj, "path")?;
+        let content = req_str("file.write", obj, "content")?;
+        if content.len() as u64 > FILE_WRITE_BYTES_MAX {
+            return Err(invalid(
+                "file.write",
+                format!("content larger than {FILE_WRITE_BYTES_MAX} bytes"),
+            ));
+        }
+        let append = match obj.get("append") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid("file.write", "\"append\" must be a boolean")),
+        };
+        Ok((path, content, append))
+    }
+}
+
+impl Capability for FileWriteCapability {
+    fn name(&self) -> &'static str {
+        "file.write"
+    }
+    fn plan(&self, ctx: &JobContext<'_>, args: &Value) -> Result<String, ExecError> {
+        let (path, content, append) = self.parse(args)?;
+        super::fsroot::check_path(path)?;
+        let how = if append {
+            "append"
+        } else {
+            "atomically replace with"
+        };
+        Ok(format!(
+            "{how} {} bytes to {path:?} beneath {}",
+            content.len(),
+            ctx.root.display()
+        ))
+    }
+    fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
+        let started = Instant::now();
+        let run = || -> Result<JobResult, ExecError> {
+            let (path, content, append) = self.parse(args)?;
+            let size = confined(ctx)?.write(path, content.as_bytes(), append)?;
+            let msg = format!(
+                "wrote {} bytes to {path}; file is now {size} bytes\n",
+                content.len()
+            );
+            let total = msg.len() as u64;
+            Ok(file_result(ctx, started, msg.into_bytes(), false, total))
+        };
+        run().unwrap_or_else(|e| rejected(ctx, e))
+    }
+}
+
+/// Capabilities by name.
+pub struct CapabilityRegistry {
+    caps: Vec<Box<dyn Capability>>,
+}
+
+impl CapabilityRegistry {
+    /// The four built-ins.
+    pub fn builtin() -> CapabilityRegistry {
+        CapabilityRegistry {
+            caps: vec![
+                Box::new(ShellCapability),
+                Box::new(ExecCapability),
+                Box::new(FileReadCapability),
+                Box::new(FileWriteCapability),
+            ],
+        }
+    }
+
+    /// Adds (or replaces) a capability.
+    pub fn register(&mut self, cap: Box<dyn Capability>) {
+        self.caps.retain(|c| c.name() != cap.name());
+        self.caps.push(cap);
+    }
+
+    /// The capability called `name`.
+    pub fn get(&self, name: &str) -> Option<&dyn Capability> {
+        self.caps
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.as_ref())
+    }
+
+    /// Every registered name.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.caps.iter().map(|c| c.name()).collect()
+    }
+
+    /// Runs `name` with `args`; an unknown capability is a `rejected` result.
+    pub fn run(&self, name: &str, ctx: &JobContext<'_>, args: &Value) -> JobResult {
+        match self.get(name) {
+            Some(c) => c.execute(ctx, args),
+            None => rejected(
+                ctx,
+                ExecError::InvalidRequest(format!(
+                    "unknown capability {name:?} (known: {})",
+                    self.names().join(", ")
+                )),
+            ),
+        }
+    }
+}

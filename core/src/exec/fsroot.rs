@@ -1,0 +1,430 @@
+//! File access confined beneath a root directory, for the `file.read` and `file.write`
+//! capabilities.
+//!
+//! Every path is relative to a root directory fd. Absolute paths and `..` components are refused
+//! before any system call. Resolution is then done by the kernel: openat2 with
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, which follows symlinks only while they stay beneath
+//! the root and never through /proc magic links, atomically with the open (no check-then-use
+//! race). Where openat2 is missing, a component-wise walk opens each directory with
+//! `O_NOFOLLOW | O_DIRECTORY` relative to the previous one and refuses every symlink — stricter
+//! than openat2 (an in-root symlink is refused too), never looser.
+//!
+//! Only regular files are read or replaced. Opens use `O_NONBLOCK`, so a FIFO cannot hang the
+//! open, and the type is checked on the opened fd (`fstat`), not on the path. Writes are atomic:
+//! a temporary file in the same directory, fsync, `renameat` over the target, fsync of the
+//! directory. `append` is the same atomic replacement with the old bytes copied first.
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+use super::ExecError;
+
+/// linux/openat2.h `RESOLVE_NO_MAGICLINKS`.
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+/// linux/openat2.h `RESOLVE_BENEATH`.
+const RESOLVE_BENEATH: u64 = 0x08;
+/// openat2 returns EAGAIN when a concurrent rename could have let a `..` escape; retry this often.
+const OPENAT2_RETRIES_MAX: u32 = 16;
+/// Longest path accepted (bytes).
+pub const PATH_BYTES_MAX: usize = 4096;
+/// `file.read` returns at most this many bytes when the request says nothing.
+pub const FILE_READ_BYTES_DEFAULT: u64 = 1 << 20;
+/// Largest `max_bytes` a `file.read` may ask for.
+pub const FILE_READ_BYTES_MAX: u64 = 64 << 20;
+/// Largest file `file.write` produces (content, plus the old file in append mode).
+pub const FILE_WRITE_BYTES_MAX: u64 = 64 << 20;
+
+/// linux/openat2.h `struct open_how` (24 bytes, the first published size).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OpenHow {
+    /// open(2) flags.
+    pub flags: u64,
+    /// Mode for O_CREAT.
+    pub mode: u64,
+    /// RESOLVE_* flags.
+    pub resolve: u64,
+}
+const _: () = assert!(std::mem::size_of::<OpenHow>() == 24);
+
+/// A root directory that file capabilities may not leave.
+#[derive(Debug)]
+pub struct ConfinedRoot {
+    dir: OwnedFd,
+    display: String,
+    use_openat2: bool,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn reject(path: &str, reason: impl Into<String>) -> ExecError {
+    ExecError::PathRejected {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Refuses paths that can never be beneath the root (absolute, `..`, empty, NUL), without
+/// touching the file system.
+pub fn check_path(path: &str) -> Result<(), ExecError> {
+    components(path).map(|_| ())
+}
+
+/// Splits a request path into plain components, refusing absolute paths, `..`, NUL bytes and
+/// empty paths before anything touches the file system.
+fn components(path: &str) -> Result<Vec<&str>, ExecError> {
+    if path.is_empty() {
+        return Err(reject(path, "empty path"));
+    }
+    if path.len() > PATH_BYTES_MAX || path.contains('\0') {
+        return Err(reject(path, "path too long or contains a NUL byte"));
+    }
+    if path.starts_with('/') {
+        return Err(reject(
+            path,
+            "absolute paths are not allowed; paths are relative to the root",
+        ));
+    }
+    let mut out = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(s) => out.push(
+                s.to_str()
+                    .ok_or_else(|| reject(path, "path is not UTF-8"))?,
+            ),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(reject(path, "`..` is not allowed")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(reject(path, "absolute paths are not allowed"))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(reject(path, "path names the root itself, not a file"));
+    }
+    Ok(out)
+}
+
+fn map_open_error(path: &str, e: i32) -> ExecError {
+    match e {
+        libc::EXDEV => reject(path, "resolves outside the root"),
+        libc::ELOOP => reject(path, "goes through a symlink that is not allowed (magic link, or symlinks refused by the fallback walk)"),
+        libc::ENOTDIR => reject(path, "a component is not a directory (or is a symlink the walk refuses)"),
+        libc::ENXIO => reject(path, "is a FIFO or socket with no peer, not a regular file"),
+        _ => ExecError::Io { context: format!("open {path:?} beneath the root"), source: std::io::Error::from_raw_os_error(e) },
+    }
+}
+
+fn fd_from(rc: libc::c_long) -> OwnedFd {
+    // SAFETY: callers pass only non-negative fds just returned by the kernel.
+    unsafe { OwnedFd::from_raw_fd(rc as i32) }
+}
+
+impl ConfinedRoot {
+    /// Opens `root` as the confinement directory. `use_openat2` false forces the component walk.
+    pub fn open(root: &Path, use_openat2: bool) -> Result<ConfinedRoot, ExecError> {
+        let c = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| ExecError::InvalidRequest("root contains a NUL byte".into()))?;
+        // SAFETY: valid C string.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(ExecError::Io {
+                context: format!("open root directory {}", root.display()),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(ConfinedRoot {
+            dir: fd_from(fd as libc::c_long),
+            display: root.display().to_string(),
+            use_openat2,
+        })
+    }
+
+    /// Which resolver is in use: `openat2` or `walk`.
+    pub fn resolver(&self) -> &'static str {
+        if self.use_openat2 {
+            "openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)"
+        } else {
+            "component walk (O_NOFOLLOW, symlinks refused)"
+        }
+    }
+
+    /// Opens `rel` beneath the root with `flags` (O_CLOEXEC|O_NOCTTY are always added).
+    fn open_beneath(
+        &self,
+        path: &str,
+        comps: &[&str],
+        flags: i32,
+        mode: u32,
+    ) -> Result<OwnedFd, ExecError> {
+        let flags = flags | libc::O_CLOEXEC | libc::O_NOCTTY;
+        if self.use_openat2 {
+            let rel =
+                CString::new(comps.join("/")).map_err(|_| reject(path, "contains a NUL byte"))?;
+            let how = OpenHow {
+                flags: flags as u64,
+                mode: mode as u64,
+                resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+            };
+            for _ in 0..OPENAT2_RETRIES_MAX {
+                // SAFETY: valid dirfd, C string and open_how of its published size.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        self.dir.as_raw_fd(),
+                        rel.as_ptr(),
+                        &how as *const OpenHow,
+                        std::mem::size_of::<OpenHow>(),
+                    )
+                };
+                if rc >= 0 {
+                    return Ok(fd_from(rc));
+                }
+                let e = errno();
+                if e != libc::EAGAIN && e != libc::EINTR {
+                    return Err(map_open_error(path, e));
+                }
+            }
+            return Err(reject(path, "resolution kept racing with renames; refused"));
+        }
+        let (last, dirs) = comps
+            .split_last()
+            .ok_or_else(|| reject(path, "empty path"))?;
+        let parent = self.walk_dirs(path, dirs)?;
+        let c = CString::new(*last).map_err(|_| reject(path, "contains a NUL byte"))?;
+        // SAFETY: valid dirfd and C string.
+        let rc = unsafe {
+            libc::openat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW,
+                mode,
+            )
+        };
+        if rc < 0 {
+            return Err(map_open_error(path, errno()));
+        }
+        Ok(fd_from(rc as libc::c_long))
+    }
+
+    /// Opens each directory component with O_NOFOLLOW|O_DIRECTORY relative to the previous one.
+    fn walk_dirs(&self, path: &str, dirs: &[&str]) -> Result<OwnedFd, ExecError> {
+        // SAFETY: dup of an owned fd.
+        let rc = unsafe { libc::fcntl(self.dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if rc < 0 {
+            return Err(ExecError::Io {
+                context: "dup root fd".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let mut cur = fd_from(rc as libc::c_long);
+        for d in dirs {
+            let c = CString::new(*d).map_err(|_| reject(path, "contains a NUL byte"))?;
+            // SAFETY: valid dirfd and C string.
+            let rc = unsafe {
+                libc::openat(
+                    cur.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if rc < 0 {
+                return Err(map_open_error(path, errno()));
+            }
+            cur = fd_from(rc as libc::c_long);
+        }
+        Ok(cur)
+    }
+
+    /// The directory holding the last component, opened beneath the root.
+    fn open_parent(&self, path: &str, comps: &[&str]) -> Result<OwnedFd, ExecError> {
+        let (_, dirs) = comps
+            .split_last()
+            .ok_or_else(|| reject(path, "empty path"))?;
+        if dirs.is_empty() {
+            return self.walk_dirs(path, &[]);
+        }
+        if self.use_openat2 {
+            self.open_beneath(path, dirs, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        } else {
+            self.walk_dirs(path, dirs)
+        }
+    }
+
+    /// Reads at most `max_bytes` of the regular file `path`. Returns the bytes, whether the file
+    /// held more, and its size.
+    pub fn read(&self, path: &str, max_bytes: u64) -> Result<(Vec<u8>, bool, u64), ExecError> {
+        let comps = components(path)?;
+        let fd = self.open_beneath(path, &comps, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        let size = regular_size(path, &fd)?;
+        let mut file = File::from(fd);
+        let mut buf = Vec::with_capacity(size.min(max_bytes) as usize);
+        (&mut file)
+            .take(max_bytes)
+            .read_to_end(&mut buf)
+            .map_err(|e| ExecError::Io {
+                context: format!("read {path:?}"),
+                source: e,
+            })?;
+        let mut probe = [0u8; 1];
+        let more =
+            buf.len() as u64 == max_bytes && file.read(&mut probe).map(|n| n > 0).unwrap_or(false);
+        Ok((buf, more, size))
+    }
+
+    /// Atomically replaces (or, with `append`, extends) the regular file `path` with `content`.
+    /// Returns the new file size.
+    pub fn write(&self, path: &str, content: &[u8], append: bool) -> Result<u64, ExecError> {
+        let comps = components(path)?;
+        let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
+        let parent = self.open_parent(path, &comps)?;
+        let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
+        // The existing target, if any, must be a regular file (never followed: AT_SYMLINK_NOFOLLOW).
+        // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let exists = unsafe {
+            libc::fstatat(
+                parent.as_raw_fd(),
+                cname.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        let mut mode = 0o644;
+        let mut old = Vec::new();
+        if exists {
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(reject(path, "target exists and is not a regular file"));
+            }
+            mode = st.st_mode & 0o7777 & !0o7000;
+            if append {
+                let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
+                if more {
+                    return Err(reject(
+                        path,
+                        format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
+                    ));
+                }
+                old = bytes;
+            }
+        }
+        let total = (old.len() + content.len()) as u64;
+        if total > FILE_WRITE_BYTES_MAX {
+            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        }
+        let tmp_name = format!(
+            ".{name}.vigil-tmp-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        );
+        let ctmp =
+            CString::new(tmp_name.as_str()).map_err(|_| reject(path, "contains a NUL byte"))?;
+        // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW never opens an existing entry.
+        let rc = unsafe {
+            libc::openat(
+                parent.as_raw_fd(),
+                ctmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode,
+            )
+        };
+        if rc < 0 {
+            return Err(ExecError::Io {
+                context: format!("create temporary file for {path:?}"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let mut tmp = File::from(fd_from(rc as libc::c_long));
+        let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
+        let io = |context: &str, e: std::io::Error| ExecError::Io {
+            context: format!("{context} {path:?}"),
+            source: e,
+        };
+        let written = tmp
+            .write_all(&old)
+            .and_then(|_| tmp.write_all(content))
+            .and_then(|_| tmp.sync_all());
+        if let Err(e) = written {
+            unlink_tmp();
+            return Err(io("write", e));
+        }
+        drop(tmp);
+        // SAFETY: both names are relative to the same owned dirfd; rename replaces the entry
+        // itself, never a symlink's target.
+        if unsafe {
+            libc::renameat(
+                parent.as_raw_fd(),
+                ctmp.as_ptr(),
+                parent.as_raw_fd(),
+                cname.as_ptr(),
+            )
+        } != 0
+        {
+            let e = std::io::Error::last_os_error();
+            unlink_tmp();
+            return Err(io("rename into place", e));
+        }
+        // SAFETY: fsync on an owned directory fd makes the rename durable.
+        if unsafe { libc::fsync(parent.as_raw_fd()) } != 0 {
+            return Err(io("fsync directory of", std::io::Error::last_os_error()));
+        }
+        Ok(total)
+    }
+
+    /// The root as given (for messages).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+/// The size of an opened file, refusing anything but a regular file.
+fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
+    // SAFETY: zeroed out-parameter, owned fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(ExecError::Io {
+            context: format!("fstat {path:?}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(reject(path, "not a regular file"));
+    }
+    Ok(st.st_size as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_checks_refuse_absolute_dotdot_and_empty() {
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/..", ".", "a\0b"] {
+            assert!(
+                matches!(components(bad), Err(ExecError::PathRejected { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(components("./a//b/c").ok(), Some(vec!["a", "b", "c"]));
+    }
+}

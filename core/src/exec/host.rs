@@ -1,0 +1,605 @@
+//! Host detection: which cgroup hierarchies exist and where this process sits in them, whether
+//! vigil may create its own groups there (delegation), and which process and file syscalls the
+//! kernel offers (clone3 with CLONE_INTO_CGROUP, pidfd, openat2, close_range).
+//!
+//! Everything is found from what the kernel says — `statfs` magic numbers, /proc/self/mountinfo
+//! and /proc/self/cgroup — never from a guess that `/sys/fs/cgroup` looks a certain way. The mode
+//! can be forced *down* by configuration (hybrid -> v1-only -> none) so that every fallback this
+//! host can provide is exercised by tests; a mode the host lacks cannot be forced up.
+//!
+//! This module owns detection and vigil's parent groups. Per-job leaves live in
+//! [`super::cgroup`].
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// `statfs` magic of a cgroup2 mount (linux/magic.h CGROUP2_SUPER_MAGIC).
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// `statfs` magic of a cgroup v1 mount (linux/magic.h CGROUP_SUPER_MAGIC).
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+/// Longest mountinfo / cgroup file vigil reads during detection; a host with more is truncated
+/// into an error rather than read without bound.
+const PROC_TABLE_BYTES_MAX: u64 = 4 << 20;
+
+/// How vigil confines a job's processes on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CgroupMode {
+    /// No usable cgroup: process group + child subreaper + PDEATHSIG, rlimits as limits.
+    None,
+    /// Legacy v1 controllers only (memory, pids, cpuacct, freezer); the freezer makes the kill
+    /// race-free.
+    V1,
+    /// v1 controllers for limits and accounting plus a controller-less cgroup2 hierarchy that
+    /// gives `cgroup.kill`, `cgroup.events` and CLONE_INTO_CGROUP.
+    Hybrid,
+    /// Pure cgroup2 with controllers.
+    V2,
+}
+
+impl CgroupMode {
+    /// Stable lower-case name used in job records, `doctor` and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupMode::None => "none",
+            CgroupMode::V1 => "v1",
+            CgroupMode::Hybrid => "hybrid",
+            CgroupMode::V2 => "v2",
+        }
+    }
+
+    /// Parses the names [`CgroupMode::as_str`] prints.
+    pub fn parse(text: &str) -> Option<CgroupMode> {
+        match text {
+            "none" => Some(CgroupMode::None),
+            "v1" => Some(CgroupMode::V1),
+            "hybrid" => Some(CgroupMode::Hybrid),
+            "v2" => Some(CgroupMode::V2),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller wants detection to use; defaults use everything the host offers.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Use at most this mode (a lower mode than detected is honoured; a higher one is an error).
+    pub force_mode: Option<CgroupMode>,
+    /// Name of vigil's parent group inside each hierarchy (created beneath this process's own
+    /// group there).
+    pub parent_group_name: String,
+    /// Pretend openat2 is missing (tests of the component-wise walk).
+    pub force_no_openat2: bool,
+    /// Pretend clone3 is missing (fork + placement through the pipe gate).
+    pub force_no_clone3: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            force_mode: None,
+            parent_group_name: "vigil".to_string(),
+            force_no_openat2: false,
+            force_no_clone3: false,
+        }
+    }
+}
+
+/// vigil's parent group in each v1 controller hierarchy it uses.
+#[derive(Debug, Clone, Default)]
+pub struct V1Parents {
+    /// memory controller: limit (limit_in_bytes + memsw), peak, OOM kill count.
+    pub memory: Option<PathBuf>,
+    /// pids controller: pids.max, fork-refusal count.
+    pub pids: Option<PathBuf>,
+    /// cpuacct controller: CPU usage in ns.
+    pub cpuacct: Option<PathBuf>,
+    /// freezer controller: stop the group before killing it.
+    pub freezer: Option<PathBuf>,
+}
+
+impl V1Parents {
+    /// Every present parent, with its controller name.
+    pub fn present(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        [
+            ("memory", self.memory.as_deref()),
+            ("pids", self.pids.as_deref()),
+            ("cpuacct", self.cpuacct.as_deref()),
+            ("freezer", self.freezer.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.map(|p| (n, p)))
+    }
+}
+
+/// What this host provides and what vigil will use.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Mode in use (after forcing).
+    pub mode: CgroupMode,
+    /// Mode the host offers.
+    pub detected_mode: CgroupMode,
+    /// Effective uid is 0.
+    pub is_root: bool,
+    /// vigil's parent group in the cgroup2 hierarchy (hybrid and v2), created.
+    pub unified_parent: Option<PathBuf>,
+    /// Controllers enabled for children of `unified_parent` (v2 only; empty on hybrid).
+    pub v2_controllers: Vec<String>,
+    /// vigil's parent groups in v1 hierarchies (hybrid and v1), created.
+    pub v1: V1Parents,
+    /// `cgroup.kill` exists (kernel >= 5.14) in the cgroup2 hierarchy.
+    pub cgroup_kill: bool,
+    /// clone3 exists (kernel >= 5.3) and is not forced off.
+    pub clone3: bool,
+    /// clone3 can place a child into a cgroup2 group (kernel >= 5.7, cgroup2 in use).
+    pub clone_into_cgroup: bool,
+    /// pidfd_open / CLONE_PIDFD (kernel >= 5.3): wait on a child with poll.
+    pub pidfd: bool,
+    /// openat2 with RESOLVE_BENEATH (kernel >= 5.6) and not forced off.
+    pub openat2: bool,
+    /// close_range (kernel >= 5.9; CLOSE_RANGE_CLOEXEC >= 5.11).
+    pub close_range: bool,
+    /// Why a hierarchy or feature was not used: read by `doctor` and the job record.
+    pub notes: Vec<String>,
+}
+
+/// One cgroup mount from /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+struct CgroupMount {
+    /// Root of the mount within the hierarchy (usually `/`).
+    root: String,
+    mount_point: PathBuf,
+    /// `None` for cgroup2, the v1 controllers (and `name=`) otherwise.
+    controllers: Option<Vec<String>>,
+}
+
+fn read_bounded(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(PROC_TABLE_BYTES_MAX).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let oct = &bytes[i + 1..(i + 4).min(bytes.len())];
+            if oct.len() == 3 && oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
+                let v = (oct[0] - b'0') as u32 * 64
+                    + (oct[1] - b'0') as u32 * 8
+                    + (oct[2] - b'0') as u32;
+                if let Ok(b) = u8::try_from(v) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (root, mount_point) = (unescape_mountinfo(pre[3]), unescape_mountinfo(pre[4]));
+        let controllers = match post[0] {
+            "cgroup2" => None,
+            "cgroup" => Some(
+                post[2]
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("relatime"))
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        mounts.push(CgroupMount {
+            root,
+            mount_point: PathBuf::from(mount_point),
+            controllers,
+        });
+    }
+    mounts
+}
+
+/// /proc/self/cgroup as (controllers, path): `("", path)` is the cgroup2 entry.
+fn parse_proc_cgroup(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?;
+            let path = it.next()?;
+            Some((ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+fn statfs_magic(path: &Path) -> Option<i64> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is a valid NUL-terminated path; buf is a properly sized out-parameter.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    (rc == 0).then_some(buf.f_type as i64)
+}
+
+/// The directory of this process's own group in a hierarchy: mount point + (path in the
+/// hierarchy relative to the mount's root).
+fn own_group_dir(mount: &CgroupMount, own_path: &str) -> Option<PathBuf> {
+    let rel = if mount.root == "/" {
+        own_path
+    } else {
+        own_path.strip_prefix(mount.root.as_str())?
+    };
+    let rel = rel.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(if rel.is_empty() {
+        mount.mount_point.clone()
+    } else {
+        mount.mount_point.join(rel)
+    })
+}
+
+/// Creates (or reuses) vigil's parent group under `own`; `Err` means no delegation there.
+fn ensure_parent(own: &Path, name: &str) -> io::Result<PathBuf> {
+    let dir = own.join(name);
+    match fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // SAFETY: valid C string; access only checks permissions.
+            let c = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+                Ok(dir)
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn syscall_exists(probe: impl FnOnce() -> libc::c_long) -> bool {
+    let rc = probe();
+    !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+}
+
+/// clone3(NULL, 0) fails with EINVAL when the syscall exists and ENOSYS when it does not.
+fn probe_clone3() -> bool {
+    // SAFETY: a zero size makes the kernel reject the call before touching the pointer.
+    syscall_exists(|| unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) })
+}
+
+fn probe_pidfd() -> bool {
+    // SAFETY: pidfd_open on our own pid; the fd is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        true
+    } else {
+        false
+    }
+}
+
+fn probe_openat2() -> bool {
+    let how = super::fsroot::OpenHow {
+        flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: 0,
+    };
+    // SAFETY: valid path and open_how of the published size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            &how as *const super::fsroot::OpenHow,
+            std::mem::size_of::<super::fsroot::OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        true
+    } else {
+        false
+    }
+}
+
+fn probe_close_range() -> bool {
+    // SAFETY: closing the empty range [MAX, MAX] closes nothing.
+    syscall_exists(|| unsafe { libc::syscall(libc::SYS_close_range, u32::MAX, u32::MAX, 0u32) })
+}
+
+impl Host {
+    /// Detects the host with default configuration.
+    pub fn detect() -> Host {
+        Host::detect_with(&HostConfig::default()).unwrap_or_else(|e| Host::none(vec![e]))
+    }
+
+    fn none(notes: Vec<String>) -> Host {
+        Host {
+            mode: CgroupMode::None,
+            detected_mode: CgroupMode::None,
+            // SAFETY: geteuid has no preconditions.
+            is_root: unsafe { libc::geteuid() } == 0,
+            unified_parent: None,
+            v2_controllers: Vec::new(),
+            v1: V1Parents::default(),
+            cgroup_kill: false,
+            clone3: probe_clone3(),
+            clone_into_cgroup: false,
+            pidfd: probe_pidfd(),
+            openat2: probe_openat2(),
+            close_range: probe_close_range(),
+            notes,
+        }
+    }
+
+    /// Detects the host and creates vigil's parent groups. Fails only when a forced mode is
+    /// higher than what the host offers or the parent name is not a plain file name.
+    pub fn detect_with(config: &HostConfig) -> Result<Host, String> {
+        let name = config.parent_group_name.as_str();
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(format!(
+                "cgroup parent group name {name:?} must be a plain directory name"
+            ));
+        }
+        let mut host = Host::none(Vec::new());
+        if config.force_no_openat2 {
+            host.openat2 = false;
+            host.notes
+                .push("openat2 forced off by configuration".into());
+        }
+        if config.force_no_clone3 {
+            host.clone3 = false;
+            host.notes.push("clone3 forced off by configuration".into());
+        }
+        let mounts = match read_bounded(Path::new("/proc/self/mountinfo")) {
+            Ok(t) => parse_mountinfo(&t),
+            Err(e) => {
+                host.notes.push(format!("/proc/self/mountinfo: {e}"));
+                Vec::new()
+            }
+        };
+        let own = match read_bounded(Path::new("/proc/self/cgroup")) {
+            Ok(t) => parse_proc_cgroup(&t),
+            Err(e) => {
+                host.notes.push(format!("/proc/self/cgroup: {e}"));
+                Vec::new()
+            }
+        };
+        host.detect_unified(&mounts, &own, name);
+        host.detect_v1(&mounts, &own, name);
+        let has_v1 =
+            host.v1.memory.is_some() || host.v1.pids.is_some() || host.v1.cpuacct.is_some();
+        host.detected_mode = match (host.unified_parent.is_some(), has_v1) {
+            (true, true) => CgroupMode::Hybrid,
+            (true, false) if !host.v2_controllers.is_empty() => CgroupMode::V2,
+            // A controller-less cgroup2 alone still kills and accounts CPU: treat as v2 with no
+            // limit controllers (doctor says which limits are missing).
+            (true, false) => CgroupMode::V2,
+            (false, true) => CgroupMode::V1,
+            (false, false) => CgroupMode::None,
+        };
+        host.mode = host.detected_mode;
+        if let Some(forced) = config.force_mode {
+            host.force(forced)?;
+        }
+        host.clone_into_cgroup = host.clone3 && host.unified_parent.is_some();
+        Ok(host)
+    }
+
+    fn force(&mut self, forced: CgroupMode) -> Result<(), String> {
+        let allowed = match (self.detected_mode, forced) {
+            (d, f) if d == f => true,
+            (_, CgroupMode::None) => true,
+            (CgroupMode::Hybrid, CgroupMode::V1) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(format!(
+                "cgroup mode {} was requested but this host offers {}",
+                forced.as_str(),
+                self.detected_mode.as_str()
+            ));
+        }
+        if forced < CgroupMode::Hybrid {
+            self.unified_parent = None;
+            self.v2_controllers.clear();
+            self.cgroup_kill = false;
+        }
+        if forced == CgroupMode::None {
+            self.v1 = V1Parents::default();
+        }
+        if forced != self.detected_mode {
+            self.notes.push(format!(
+                "cgroup mode forced to {} (host offers {})",
+                forced.as_str(),
+                self.detected_mode.as_str()
+            ));
+        }
+        self.mode = forced;
+        Ok(())
+    }
+
+    fn detect_unified(&mut self, mounts: &[CgroupMount], own: &[(String, String)], name: &str) {
+        let Some(own_path) = own
+            .iter()
+            .find(|(c, _)| c.is_empty())
+            .map(|(_, p)| p.as_str())
+        else {
+            return;
+        };
+        let Some(mount) = mounts.iter().find(|m| {
+            m.controllers.is_none() && statfs_magic(&m.mount_point) == Some(CGROUP2_SUPER_MAGIC)
+        }) else {
+            return;
+        };
+        let Some(own_dir) = own_group_dir(mount, own_path) else {
+            self.notes.push(format!(
+                "cgroup2: own group {own_path:?} is outside mount {:?}",
+                mount.mount_point
+            ));
+            return;
+        };
+        let parent = match ensure_parent(&own_dir, name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.notes.push(format!(
+                    "cgroup2: cannot create {:?}: {e} (no delegation)",
+                    own_dir.join(name)
+                ));
+                return;
+            }
+        };
+        self.cgroup_kill = parent.join("cgroup.kill").exists();
+        let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
+        let wanted: Vec<&str> = available
+            .split_whitespace()
+            .filter(|c| matches!(*c, "memory" | "pids" | "cpu"))
+            .collect();
+        if !wanted.is_empty() {
+            // Controllers must be enabled on every level down to the leaves: in our own group for
+            // `vigil`, and in `vigil` for the job leaves.
+            let line: String = wanted.iter().map(|c| format!("+{c} ")).collect();
+            for dir in [&own_dir, &parent] {
+                if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), line.trim_end()) {
+                    self.notes.push(format!(
+                        "cgroup2: enabling {} in {:?}: {e} (a group holding processes cannot hand controllers down)",
+                        line.trim_end(),
+                        dir.join("cgroup.subtree_control")
+                    ));
+                }
+            }
+            let enabled =
+                fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+            self.v2_controllers = enabled.split_whitespace().map(str::to_string).collect();
+        }
+        self.unified_parent = Some(parent);
+    }
+
+    fn detect_v1(&mut self, mounts: &[CgroupMount], own: &[(String, String)], name: &str) {
+        for ctrl in ["memory", "pids", "cpuacct", "freezer"] {
+            let Some(mount) = mounts.iter().find(|m| {
+                m.controllers
+                    .as_ref()
+                    .is_some_and(|cs| cs.iter().any(|c| c == ctrl))
+                    && statfs_magic(&m.mount_point) == Some(CGROUP_SUPER_MAGIC)
+            }) else {
+                continue;
+            };
+            let Some(own_path) = own
+                .iter()
+                .find(|(cs, _)| cs.split(',').any(|c| c == ctrl))
+                .map(|(_, p)| p)
+            else {
+                self.notes.push(format!(
+                    "cgroup v1 {ctrl}: mounted but absent from /proc/self/cgroup"
+                ));
+                continue;
+            };
+            let Some(own_dir) = own_group_dir(mount, own_path) else {
+                self.notes.push(format!(
+                    "cgroup v1 {ctrl}: own group {own_path:?} is outside mount {:?}",
+                    mount.mount_point
+                ));
+                continue;
+            };
+            match ensure_parent(&own_dir, name) {
+                Ok(parent) => {
+                    let slot = match ctrl {
+                        "memory" => &mut self.v1.memory,
+                        "pids" => &mut self.v1.pids,
+                        "cpuacct" => &mut self.v1.cpuacct,
+                        _ => &mut self.v1.freezer,
+                    };
+                    *slot = Some(parent);
+                }
+                Err(e) => self.notes.push(format!(
+                    "cgroup v1 {ctrl}: cannot create {:?}: {e}",
+                    own_dir.join(name)
+                )),
+            }
+        }
+    }
+
+    /// True when some cgroup confines the job (every mode but `None`).
+    pub fn has_cgroups(&self) -> bool {
+        self.mode != CgroupMode::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_finds_v1_and_v2_mounts_and_unescapes() {
+        let text = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+                    42 31 0:39 / /mnt/with\\040space rw - cgroup cgroup rw,pids,cpuacct\n\
+                    50 1 8:1 / / rw - ext4 /dev/sda rw\n\
+                    garbage line\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0].controllers.as_deref(),
+            Some(&["memory".to_string()][..])
+        );
+        assert!(m[1].controllers.is_none());
+        assert_eq!(m[2].mount_point, PathBuf::from("/mnt/with space"));
+        assert_eq!(m[2].controllers.as_ref().map(|c| c.len()), Some(2));
+    }
+
+    #[test]
+    fn own_group_dir_strips_mount_root_and_refuses_dotdot() {
+        let m = CgroupMount {
+            root: "/a".into(),
+            mount_point: "/cg".into(),
+            controllers: None,
+        };
+        assert_eq!(own_group_dir(&m, "/a/b/c"), Some(PathBuf::from("/cg/b/c")));
+        assert_eq!(own_group_dir(&m, "/x"), None);
+        let r = CgroupMount {
+            root: "/".into(),
+            mount_point: "/cg".into(),
+            controllers: None,
+        };
+        assert_eq!(own_group_dir(&r, "/"), Some(PathBuf::from("/cg")));
+        assert_eq!(own_group_dir(&r, "/../etc"), None);
+    }
+
+    #[test]
+    fn proc_cgroup_lines_split_on_first_two_colons() {
+        let v = parse_proc_cgroup("4:memory:/a:b\n0::/\nbad\n");
+        assert_eq!(
+            v,
+            vec![("memory".into(), "/a:b".into()), ("".into(), "/".into())]
+        );
+    }
+
+    #[test]
+    fn forcing_a_higher_mode_than_detected_is_an_error() {
+        let mut h = Host::none(Vec::new());
+        assert!(h.force(CgroupMode::Hybrid).is_err());
+        assert!(h.force(CgroupMode::None).is_ok());
+    }
+}

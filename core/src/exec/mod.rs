@@ -1,0 +1,133 @@
+//! The isolated executor: runs one job — a process tree or a file operation — under limits the
+//! kernel enforces, and reports what happened and how it was enforced.
+//!
+//! Layers, bottom up:
+//! - [`host`]: what this machine offers (cgroup mode, delegation, clone3/pidfd/openat2).
+//! - [`cgroup`]: one leaf per job in every hierarchy in use; limits, kill, usage, stale sweep.
+//! - [`spawn`]: the root process, placed in its leaf before it runs, with a clean environment.
+//! - [`job`]: the supervision loop (deadline, CPU budget, output capture, kill, accounting).
+//! - [`fsroot`]: path resolution confined beneath a root directory.
+//! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
+//!   `file.write`.
+//!
+//! This module knows nothing of the WAL, sessions or the CLI: the runtime records what
+//! [`JobResult`] says, the CLI prints it.
+pub mod capability;
+pub mod cgroup;
+pub mod fsroot;
+pub mod host;
+pub mod job;
+pub mod output;
+pub mod spawn;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use capability::{Capability, CapabilityRegistry, JobContext};
+pub use host::{CgroupMode, Host, HostConfig};
+pub use job::{Enforcement, Executor, ExecutorConfig, JobResult, JobStatus};
+pub use spawn::ProcessSpec;
+
+/// Output kept per stream when the request sets no cap.
+pub const OUTPUT_BYTES_DEFAULT: u64 = 1 << 20;
+/// Largest output cap a request may ask for (per stream).
+pub const OUTPUT_BYTES_MAX: u64 = 64 << 20;
+
+/// Limits of one job. `None` means "not limited" for that resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline from the start of the job.
+    pub timeout: Option<Duration>,
+    /// CPU time of all the job's processes together.
+    pub cpu_time: Option<Duration>,
+    /// Memory of the job's group (no swap).
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads alive in the group at once.
+    pub pids: Option<u64>,
+    /// Bytes kept per output stream (head and tail).
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: None,
+            cpu_time: None,
+            memory_bytes: None,
+            pids: None,
+            max_output_bytes: OUTPUT_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Everything that can stop a job from being run or supervised, with the context to act on it.
+#[derive(Debug)]
+pub enum ExecError {
+    /// A job id that cannot name a cgroup directory.
+    InvalidJobId(String),
+    /// The request itself is malformed (bad arguments, NUL bytes, empty argv).
+    InvalidRequest(String),
+    /// A path escapes the root or is not a regular file: the capability refuses it.
+    PathRejected { path: String, reason: String },
+    /// argv[0] was not found in the job's PATH.
+    ProgramNotFound { program: String, path: String },
+    /// A cgroup interface file or directory operation failed.
+    Cgroup {
+        path: PathBuf,
+        action: String,
+        source: std::io::Error,
+    },
+    /// The group did not empty in time after the kill.
+    KillTimeout { leaf: String, remaining: Vec<i32> },
+    /// Creating the root process failed at `stage`.
+    Spawn {
+        job: String,
+        stage: &'static str,
+        source: std::io::Error,
+    },
+    /// Another I/O failure.
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// A limit the policy requires cannot be enforced on this host.
+    Unenforceable(String),
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::InvalidJobId(id) => {
+                write!(f, "job id {id:?} must be 1-128 characters of [A-Za-z0-9_-]")
+            }
+            ExecError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            ExecError::PathRejected { path, reason } => {
+                write!(f, "path {path:?} rejected: {reason}")
+            }
+            ExecError::ProgramNotFound { program, path } => {
+                write!(f, "program {program:?} not found in PATH {path:?}")
+            }
+            ExecError::Cgroup {
+                path,
+                action,
+                source,
+            } => write!(f, "cgroup {}: {action}: {source}", path.display()),
+            ExecError::KillTimeout { leaf, remaining } => {
+                write!(
+                    f,
+                    "cgroup leaf {leaf}: still {} process(es) after the kill: {remaining:?}",
+                    remaining.len()
+                )
+            }
+            ExecError::Spawn { job, stage, source } => write!(
+                f,
+                "job {job}: starting the process failed while {stage}: {source}"
+            ),
+            ExecError::Io { context, source } => write!(f, "{context}: {source}"),
+            ExecError::Unenforceable(m) => write!(f, "cannot enforce: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}

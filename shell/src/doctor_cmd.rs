@@ -1,0 +1,121 @@
+//! `vigil doctor [--json]`: what this host offers (cgroup mode, delegation, kernel features) and
+//! what vigil will actually enforce here, limit by limit.
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+use vigil_core::exec::job::Strength;
+use vigil_core::exec::Limits;
+
+use crate::run_cmd::executor;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Use at most this cgroup mode: v2, hybrid, v1 or none.
+    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
+    pub cgroup_mode: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &DoctorArgs) -> ExitCode {
+    let ex = match executor(args.cgroup_mode.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("vigil doctor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let h = ex.host();
+    // Every limit requested, to show how each one would be held.
+    let all = Limits {
+        timeout: Some(std::time::Duration::from_secs(1)),
+        cpu_time: Some(std::time::Duration::from_secs(1)),
+        memory_bytes: Some(1 << 30),
+        pids: Some(100),
+        ..Limits::default()
+    };
+    let enforcement = ex.enforcement(&all);
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let report = json!({
+        "cgroup": {
+            "detected_mode": h.detected_mode.as_str(),
+            "mode": h.mode.as_str(),
+            "unified_parent": path(&h.unified_parent),
+            "v2_controllers": h.v2_controllers,
+            "v1_parents": {
+                "memory": path(&h.v1.memory),
+                "pids": path(&h.v1.pids),
+                "cpuacct": path(&h.v1.cpuacct),
+                "freezer": path(&h.v1.freezer),
+            },
+            "cgroup_kill": h.cgroup_kill,
+        },
+        "root": h.is_root,
+        "kernel": {
+            "clone3": h.clone3,
+            "clone_into_cgroup": h.clone_into_cgroup,
+            "pidfd": h.pidfd,
+            "openat2": h.openat2,
+            "close_range": h.close_range,
+        },
+        "file_resolver": if h.openat2 { "openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)" } else { "component walk (O_NOFOLLOW, symlinks refused)" },
+        "enforcement": enforcement,
+        "notes": h.notes,
+    });
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "cgroup mode:   {} (host offers {})",
+        h.mode.as_str(),
+        h.detected_mode.as_str()
+    );
+    println!(
+        "running as:    {}",
+        if h.is_root {
+            "root"
+        } else {
+            "unprivileged user"
+        }
+    );
+    if let Some(p) = &h.unified_parent {
+        println!(
+            "cgroup2 group: {} (cgroup.kill: {}, controllers: {})",
+            p.display(),
+            h.cgroup_kill,
+            if h.v2_controllers.is_empty() {
+                "none".into()
+            } else {
+                h.v2_controllers.join(" ")
+            }
+        );
+    }
+    for (name, p) in h.v1.present() {
+        println!("v1 {name:<8}   {}", p.display());
+    }
+    println!(
+        "kernel:        clone3 {} / into cgroup {} / pidfd {} / openat2 {} / close_range {}",
+        h.clone3, h.clone_into_cgroup, h.pidfd, h.openat2, h.close_range
+    );
+    println!("kill path:     {}", enforcement.kill);
+    println!("accounting:    {}", enforcement.accounting);
+    for l in &enforcement.limits {
+        let s = match l.strength {
+            Strength::Kernel => "ENFORCED",
+            Strength::Partial => "PARTIAL ",
+            Strength::NotEnforced => "MISSING ",
+            Strength::NotRequested => "-       ",
+        };
+        println!("  {s} {:<9} {}", l.limit, l.mechanism);
+    }
+    for n in &h.notes {
+        println!("note: {n}");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,155 @@
+//! `vigil run` and `vigil doctor` end to end: the JSON contract of DESIGN.md, exit codes, and the
+//! motivating case — a 2 s timeout on `(setsid sleep 777 &); sleep 30` ends at ~2 s with nothing
+//! left running.
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(common::vigil_bin())
+        .args(args)
+        .output()
+        .expect("run vigil");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const CONTRACT_KEYS: &[&str] = &[
+    "job_id",
+    "capability",
+    "status",
+    "exit_code",
+    "signal",
+    "stdout",
+    "stderr",
+    "stdout_truncated",
+    "stderr_truncated",
+    "wall_ms",
+    "cpu_usage_us",
+    "memory_peak_bytes",
+    "lsn",
+    "error",
+];
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn run_json_has_every_contract_field_and_exit_code_zero_on_success() {
+    let (code, v, err) = run(&[
+        "run",
+        "shell",
+        "--args",
+        r#"{"cmd":"echo hello"}"#,
+        "--json",
+        "--timeout",
+        "5s",
+    ]);
+    assert_eq!(code, 0, "{v} {err}");
+    for k in CONTRACT_KEYS {
+        assert!(v.get(k).is_some(), "missing {k} in {v}");
+    }
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["stdout"], "hello\n");
+    assert_eq!(v["exit_code"], 0);
+    assert!(v["error"].is_null() && v["lsn"].is_null());
+}
+
+#[test]
+fn failing_rejected_and_unknown_jobs_exit_non_zero() {
+    let (code, v, _) = run(&[
+        "run",
+        "exec",
+        "--args",
+        r#"{"argv":["sh","-c","exit 7"]}"#,
+        "--json",
+    ]);
+    assert_eq!(
+        (code, v["status"].as_str(), v["exit_code"].as_i64()),
+        (7, Some("failed"), Some(7))
+    );
+    let (code, v, _) = run(&[
+        "run",
+        "file.read",
+        "--args",
+        r#"{"path":"/etc/passwd"}"#,
+        "--json",
+    ]);
+    assert_eq!((code, v["status"].as_str()), (2, Some("rejected")), "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("absolute")),
+        "{v}"
+    );
+    let (code, v, _) = run(&["run", "nope", "--args", "{}", "--json"]);
+    assert_eq!((code, v["status"].as_str()), (2, Some("rejected")));
+    let (code, v, _) = run(&["run", "shell", "--args", "{not json", "--json"]);
+    assert_eq!((code, v["status"].as_str()), (2, Some("rejected")));
+}
+
+#[test]
+fn setsid_escape_with_a_2s_timeout_ends_at_2s_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let started = Instant::now();
+    let (code, v, err) = run(&[
+        "run",
+        "shell",
+        "--args",
+        r#"{"cmd":"(setsid sleep 777 &); sleep 30"}"#,
+        "--timeout",
+        "2s",
+        "--json",
+    ]);
+    let took = started.elapsed().as_millis();
+    assert_eq!(code, 124, "{v} {err}");
+    assert_eq!(v["status"], "timed_out");
+    assert!((1_990..3_500).contains(&took), "took {took} ms");
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| c.starts_with(b"sleep\x00777"))
+        .count();
+    assert_eq!(left, 0, "`sleep 777` survived the job");
+}
+
+#[test]
+fn doctor_reports_mode_features_and_enforcement() {
+    let (code, v, err) = run(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v["cgroup"]["mode"].is_string(), "{v}");
+    assert!(v["kernel"]["openat2"].is_boolean());
+    let limits = v["enforcement"]["limits"].as_array().expect("limits");
+    for l in ["wall", "cpu_time", "memory", "pids", "output"] {
+        assert!(
+            limits.iter().any(|x| x["limit"] == l),
+            "{l} missing from {v}"
+        );
+    }
+    let (code, v, _) = run(&["doctor", "--json", "--cgroup-mode", "none"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["cgroup"]["mode"], "none");
+    let pids = v["enforcement"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["limit"] == "pids")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        pids["strength"], "not_enforced",
+        "mode none must not claim a pids limit: {pids}"
+    );
+}

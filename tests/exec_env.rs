@@ -1,0 +1,214 @@
+//! vigil's own environment never reaches a capability unless passed explicitly, and a job's root
+//! process is inside its cgroup leaf from its first instruction.
+mod exec_support;
+
+use std::collections::BTreeMap;
+
+use exec_support::*;
+use serde_json::json;
+use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
+use vigil_core::exec::host::CgroupMode;
+use vigil_core::exec::job::JobStatus;
+use vigil_core::exec::ProcessSpec;
+
+const SECRET_VALUE: &str = "s3cr3t-value-that-must-not-leak";
+
+fn test_modes() -> Vec<CgroupMode> {
+    let m = modes();
+    if m.is_empty() {
+        // Mode none needs no privilege: the environment check still runs.
+        vec![CgroupMode::None]
+    } else {
+        m
+    }
+}
+
+#[test]
+fn secrets_in_vigils_environment_do_not_reach_the_capability() {
+    // SAFETY: set before any job runs; tests in this binary only read it through child processes.
+    unsafe {
+        std::env::set_var("VIGIL_TEST_API_TOKEN", SECRET_VALUE);
+        std::env::set_var("HOME", "/root/should-not-leak");
+    }
+    let registry = CapabilityRegistry::builtin();
+    for mode in test_modes() {
+        let ex = executor(mode);
+        let id = job_id("env", mode);
+        let limits = limits(5_000);
+        let root = std::env::temp_dir();
+        let ctx = JobContext {
+            executor: &ex,
+            job_id: &id,
+            limits: &limits,
+            root: &root,
+        };
+        let r = registry.run(
+            "exec",
+            &ctx,
+            &json!({"argv": ["env"], "env": {"PASSED": "yes"}}),
+        );
+        assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
+        let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+        assert!(
+            !out.contains(SECRET_VALUE),
+            "{mode:?}: secret leaked: {out}"
+        );
+        assert!(!out.contains("VIGIL_TEST_API_TOKEN"), "{mode:?}: {out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("HOME=")),
+            "{mode:?}: HOME leaked: {out}"
+        );
+        assert!(
+            out.lines().any(|l| l == "PASSED=yes"),
+            "{mode:?}: passed variable missing: {out}"
+        );
+        assert!(
+            out.lines().any(|l| l.starts_with("PATH=")),
+            "{mode:?}: PATH missing: {out}"
+        );
+        // Explicitly passed, it does arrive.
+        let r = registry.run(
+            "shell",
+            &ctx,
+            &json!({"cmd": "printf %s \"$TOKEN\"", "env": {"TOKEN": "given"}}),
+        );
+        assert_eq!(r.stdout.bytes, b"given", "{mode:?}: {r:?}");
+        assert_nothing_left(&r, &format!("env ({mode:?})"));
+    }
+}
+
+#[test]
+fn inherited_file_descriptors_are_closed_and_stdin_is_dev_null_or_given() {
+    for mode in test_modes() {
+        let ex = executor(mode);
+        // An fd vigil holds open without CLOEXEC must not reach the job.
+        let f = std::fs::File::open("/etc/hostname")
+            .or_else(|_| std::fs::File::open("/proc/version"))
+            .unwrap();
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd();
+        // SAFETY: clear CLOEXEC on our own fd.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        let r = ex.run_process(
+            &job_id("fds", mode),
+            &sh("ls /proc/self/fd | sort -n | tr '\\n' ' '; read x; echo \"[$x]\""),
+            &limits(5_000),
+        );
+        let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+        // 0,1,2 and the fd of `ls` reading its own directory (3).
+        assert!(
+            out.starts_with("0 1 2 3 "),
+            "{mode:?}: unexpected fds: {out}"
+        );
+        assert!(
+            !out.split(' ').any(|x| x == fd.to_string()) || fd == 3,
+            "{mode:?}: fd {fd} leaked: {out}"
+        );
+        assert!(
+            out.ends_with("[]\n"),
+            "{mode:?}: stdin is not /dev/null: {out}"
+        );
+        let spec = ProcessSpec {
+            argv: vec!["cat".into()],
+            stdin: Some(b"fed".to_vec()),
+            env: BTreeMap::new(),
+            cwd: None,
+        };
+        let r = ex.run_process(&job_id("stdin", mode), &spec, &limits(5_000));
+        assert_eq!(r.stdout.bytes, b"fed", "{mode:?}: {r:?}");
+    }
+}
+
+#[test]
+fn root_process_is_in_every_leaf_from_its_first_instruction() {
+    for mode in modes() {
+        if mode == CgroupMode::None {
+            continue;
+        }
+        let ex = executor(mode);
+        let id = job_id("placed", mode);
+        // `cat` execs straight away: what it prints is where it was born.
+        let r = ex.run_process(
+            &id,
+            &ProcessSpec {
+                argv: vec!["cat".into(), "/proc/self/cgroup".into()],
+                ..ProcessSpec::default()
+            },
+            &limits(5_000),
+        );
+        assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
+        let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+        let h = ex.host();
+        let expect: Vec<&str> = [
+            h.unified_parent.as_ref().map(|_| "0::"),
+            h.v1.memory.as_ref().map(|_| "memory:"),
+            h.v1.pids.as_ref().map(|_| "pids:"),
+            h.v1.cpuacct.as_ref().map(|_| "cpuacct:"),
+            h.v1.freezer.as_ref().map(|_| "freezer:"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert!(!expect.is_empty());
+        for key in expect {
+            let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
+            assert!(
+                line.contains(&format!("/{id}.")),
+                "{mode:?}: {key} line {line:?} is not the job's leaf:\n{out}"
+            );
+        }
+        assert_nothing_left(&r, &format!("placement ({mode:?})"));
+    }
+}
+
+#[test]
+fn stale_leaves_of_a_dead_instance_are_killed_and_removed_but_live_ones_kept() {
+    let ms = modes();
+    let Some(&mode) = ms.first() else { return };
+    if mode == CgroupMode::None {
+        eprintln!("skipped: no cgroups to sweep");
+        return;
+    }
+    let ex = executor(mode);
+    let h = ex.host();
+    let parents: Vec<std::path::PathBuf> = h
+        .unified_parent
+        .iter()
+        .cloned()
+        .chain(h.v1.present().map(|(_, p)| p.to_path_buf()))
+        .collect();
+    // A leaf owned by an instance that cannot exist (pid 0x7ffffffe with start time 1).
+    let dead = format!("t-sweep-{}.2147483646-1", std::process::id());
+    let live = format!(
+        "t-keep-{}.{}",
+        std::process::id(),
+        vigil_core::exec::cgroup::instance_marker()
+    );
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    for p in &parents {
+        std::fs::create_dir(p.join(&dead)).unwrap();
+        std::fs::create_dir(p.join(&live)).unwrap();
+        std::fs::write(p.join(&dead).join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    }
+    let report = ex.sweep_stale();
+    let status = sleeper.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the stale leaf's process was not killed"
+    );
+    assert!(report.removed.contains(&dead), "{report:?}");
+    assert!(
+        !report.removed.contains(&live),
+        "a live instance's leaf was swept: {report:?}"
+    );
+    for p in &parents {
+        assert!(!p.join(&dead).exists(), "{:?} still there", p.join(&dead));
+        assert!(p.join(&live).exists(), "live leaf removed in {p:?}");
+        let _ = std::fs::remove_dir(p.join(&live));
+    }
+}

@@ -1,0 +1,365 @@
+//! File capabilities never read or write outside their root: `..`, absolute paths, symlinks out
+//! of the root, a symlink swapped in during the request, /proc magic links and FIFOs are all
+//! refused — with openat2 and with the forced component-wise fallback walk.
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vigil_core::exec::capability::{
+    Capability, FileReadCapability, FileWriteCapability, JobContext,
+};
+use vigil_core::exec::host::{CgroupMode, HostConfig};
+use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
+use vigil_core::exec::Limits;
+
+const OUTSIDE_SECRET: &str = "outside-secret-9f2c";
+
+/// A scratch tree: `root/` (the capability root) and `outside/` next to it; removed on drop.
+struct Tree {
+    base: PathBuf,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        let base = std::env::temp_dir().join(format!("vigil-files-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("root/sub")).unwrap();
+        fs::create_dir_all(base.join("outside")).unwrap();
+        fs::write(base.join("outside/secret"), OUTSIDE_SECRET).unwrap();
+        fs::write(base.join("root/sub/inside.txt"), "inside").unwrap();
+        Tree { base }
+    }
+    fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+    fn outside(&self) -> PathBuf {
+        self.base.join("outside")
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Executors for both resolvers: openat2 (when the kernel has it) and the forced walk.
+fn resolvers() -> Vec<(&'static str, Executor)> {
+    let mk = |no_openat2: bool| {
+        Executor::new(ExecutorConfig {
+            host: HostConfig {
+                force_mode: Some(CgroupMode::None),
+                force_no_openat2: no_openat2,
+                ..HostConfig::default()
+            },
+            subreaper: false,
+        })
+        .unwrap()
+    };
+    let mut out = vec![("walk", mk(true))];
+    let with = mk(false);
+    if with.host().openat2 {
+        out.push(("openat2", with));
+    } else {
+        eprintln!("note: openat2 is missing on this kernel; only the fallback walk is tested");
+    }
+    out
+}
+
+fn read(ex: &Executor, root: &Path, path: &str) -> JobResult {
+    let limits = Limits::default();
+    let ctx = JobContext {
+        executor: ex,
+        job_id: "file-read",
+        limits: &limits,
+        root,
+    };
+    FileReadCapability.execute(&ctx, &json!({ "path": path }))
+}
+
+fn write(ex: &Executor, root: &Path, path: &str, content: &str, append: bool) -> JobResult {
+    let limits = Limits::default();
+    let ctx = JobContext {
+        executor: ex,
+        job_id: "file-write",
+        limits: &limits,
+        root,
+    };
+    FileWriteCapability.execute(
+        &ctx,
+        &json!({ "path": path, "content": content, "append": append }),
+    )
+}
+
+fn assert_rejected(r: &JobResult, what: &str) {
+    assert_eq!(r.status, JobStatus::Rejected, "{what}: {r:?}");
+    assert!(
+        !String::from_utf8_lossy(&r.stdout.bytes).contains(OUTSIDE_SECRET),
+        "{what}: leaked the outside file"
+    );
+}
+
+#[test]
+fn regular_files_beneath_the_root_are_read_and_written_atomically() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("ok-{name}"));
+        let r = read(&ex, &t.root(), "sub/inside.txt");
+        assert_eq!(r.status, JobStatus::Completed, "{name}: {r:?}");
+        assert_eq!(r.stdout.bytes, b"inside");
+        let w = write(&ex, &t.root(), "sub/new.txt", "one\n", false);
+        assert_eq!(w.status, JobStatus::Completed, "{name}: {w:?}");
+        let a = write(&ex, &t.root(), "sub/new.txt", "two\n", true);
+        assert_eq!(a.status, JobStatus::Completed, "{name}: {a:?}");
+        assert_eq!(
+            fs::read_to_string(t.root().join("sub/new.txt")).unwrap(),
+            "one\ntwo\n"
+        );
+        // No temporary file is left next to the target.
+        let names: Vec<String> = fs::read_dir(t.root().join("sub"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("vigil-tmp")),
+            "{name}: {names:?}"
+        );
+        // max_bytes cuts and flags.
+        let limits = Limits::default();
+        let ctx = JobContext {
+            executor: &ex,
+            job_id: "cap",
+            limits: &limits,
+            root: &t.root(),
+        };
+        let r =
+            FileReadCapability.execute(&ctx, &json!({"path": "sub/inside.txt", "max_bytes": 3}));
+        assert_eq!(r.stdout.bytes, b"ins");
+        assert!(r.stdout.truncated);
+    }
+}
+
+#[test]
+fn dotdot_and_absolute_paths_are_rejected() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("dotdot-{name}"));
+        let abs = t.outside().join("secret");
+        for p in [
+            "../outside/secret",
+            "sub/../../outside/secret",
+            abs.to_str().unwrap(),
+            "/etc/passwd",
+        ] {
+            assert_rejected(&read(&ex, &t.root(), p), &format!("{name} read {p}"));
+            assert_rejected(
+                &write(&ex, &t.root(), p, "x", false),
+                &format!("{name} write {p}"),
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&abs).unwrap(),
+            OUTSIDE_SECRET,
+            "{name}: outside file changed"
+        );
+    }
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_rejected_for_read_and_write() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("symlink-{name}"));
+        symlink(t.outside(), t.root().join("abs_dir")).unwrap();
+        symlink("../outside", t.root().join("rel_dir")).unwrap();
+        symlink(t.outside().join("secret"), t.root().join("abs_file")).unwrap();
+        symlink("../../outside/secret", t.root().join("sub/rel_file")).unwrap();
+        for p in [
+            "abs_dir/secret",
+            "rel_dir/secret",
+            "abs_file",
+            "sub/rel_file",
+        ] {
+            assert_rejected(&read(&ex, &t.root(), p), &format!("{name} read {p}"));
+        }
+        for p in [
+            "abs_dir/planted",
+            "rel_dir/planted",
+            "abs_file",
+            "sub/rel_file",
+        ] {
+            assert_rejected(
+                &write(&ex, &t.root(), p, "planted", false),
+                &format!("{name} write {p}"),
+            );
+        }
+        assert!(
+            !t.outside().join("planted").exists(),
+            "{name}: wrote outside the root"
+        );
+        assert_eq!(
+            fs::read_to_string(t.outside().join("secret")).unwrap(),
+            OUTSIDE_SECRET,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn proc_magic_links_inside_the_root_are_rejected() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("magic-{name}"));
+        symlink("/proc/self/root", t.root().join("procroot")).unwrap();
+        symlink("/proc/self/cwd", t.root().join("proccwd")).unwrap();
+        let f = fs::File::open(t.outside().join("secret")).unwrap();
+        use std::os::fd::AsRawFd;
+        symlink(
+            format!("/proc/self/fd/{}", f.as_raw_fd()),
+            t.root().join("procfd"),
+        )
+        .unwrap();
+        let via_root = format!("procroot{}", t.outside().join("secret").display());
+        for p in [
+            via_root.as_str(),
+            "procroot/etc/passwd",
+            "proccwd/Cargo.toml",
+            "procfd",
+        ] {
+            assert_rejected(&read(&ex, &t.root(), p), &format!("{name} read {p}"));
+        }
+        assert_rejected(
+            &write(&ex, &t.root(), "procfd", "x", false),
+            &format!("{name} write procfd"),
+        );
+        assert_eq!(
+            fs::read_to_string(t.outside().join("secret")).unwrap(),
+            OUTSIDE_SECRET,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn fifo_targets_are_rejected_without_hanging() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("fifo-{name}"));
+        let fifo = t.root().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let started = Instant::now();
+        assert_rejected(&read(&ex, &t.root(), "pipe"), &format!("{name} read fifo"));
+        assert_rejected(
+            &write(&ex, &t.root(), "pipe", "x", false),
+            &format!("{name} write fifo"),
+        );
+        assert_rejected(
+            &write(&ex, &t.root(), "pipe", "x", true),
+            &format!("{name} append fifo"),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{name}: a FIFO made the capability wait"
+        );
+        assert!(
+            fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo_like(),
+            "{name}: the FIFO was replaced"
+        );
+    }
+}
+
+trait FifoLike {
+    fn is_fifo_like(&self) -> bool;
+}
+impl FifoLike for fs::FileType {
+    fn is_fifo_like(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_fifo()
+    }
+}
+
+#[test]
+fn symlink_swapped_in_during_requests_never_leaks_or_plants_outside() {
+    for (name, ex) in resolvers() {
+        let t = Tree::new(&format!("race-{name}"));
+        let swap = t.root().join("swap");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (swap, outside, stop) = (swap.clone(), t.outside(), stop.clone());
+            std::thread::spawn(move || {
+                let real = swap.with_file_name("swap-real");
+                let link = swap.with_file_name("swap-link");
+                fs::create_dir_all(&real).unwrap();
+                fs::write(real.join("secret"), "inside-copy").unwrap();
+                let _ = symlink(&outside, &link);
+                let mut flips = 0u64;
+                // Atomically alternate `swap` between a real directory and a link out of the root.
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = fs::remove_file(&swap).or_else(|_| fs::remove_dir(&swap));
+                    let _ = std::os::unix::fs::symlink(
+                        if flips.is_multiple_of(2) {
+                            "swap-real"
+                        } else {
+                            outside.to_str().unwrap()
+                        },
+                        &swap,
+                    );
+                    flips += 1;
+                }
+                flips
+            })
+        };
+        let until = Instant::now() + Duration::from_millis(400);
+        let (mut reads, mut inside_hits) = (0u32, 0u32);
+        while Instant::now() < until {
+            let r = read(&ex, &t.root(), "swap/secret");
+            assert!(
+                !String::from_utf8_lossy(&r.stdout.bytes).contains(OUTSIDE_SECRET),
+                "{name}: leaked during the race: {r:?}"
+            );
+            if r.status == JobStatus::Completed {
+                inside_hits += 1;
+            }
+            let w = write(&ex, &t.root(), "swap/planted", "x", false);
+            let _ = w;
+            reads += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let flips = flipper.join().unwrap();
+        assert!(
+            flips > 10 && reads > 10,
+            "{name}: the race did not run (flips {flips}, reads {reads})"
+        );
+        assert!(
+            !t.outside().join("planted").exists(),
+            "{name}: a write landed outside the root during the race"
+        );
+        // openat2 follows the in-root symlink when it points inside; the walk refuses every symlink.
+        eprintln!("{name}: {reads} reads, {inside_hits} resolved inside, {flips} flips");
+    }
+}
+
+#[test]
+fn dry_run_validates_without_side_effects() {
+    let (_, ex) = resolvers().pop().unwrap();
+    let t = Tree::new("dry");
+    let limits = Limits::default();
+    let ctx = JobContext {
+        executor: &ex,
+        job_id: "dry",
+        limits: &limits,
+        root: &t.root(),
+    };
+    let ok = FileWriteCapability.dry_run(&ctx, &json!({"path": "dry.txt", "content": "x"}));
+    assert!(ok.valid, "{ok:?}");
+    assert!(!t.root().join("dry.txt").exists());
+    let bad = FileWriteCapability.dry_run(&ctx, &json!({"path": "../x", "content": "x"}));
+    assert!(!bad.valid && bad.error.is_some(), "{bad:?}");
+    let unknown = FileReadCapability.dry_run(&ctx, &json!({"path": "a", "mode": "fast"}));
+    assert!(!unknown.valid, "unknown keys must be refused: {unknown:?}");
+}
