@@ -12,6 +12,9 @@ pub mod guard;
 pub mod parse;
 pub mod procfs;
 pub mod sample;
+
+#[cfg(feature = "std")]
+pub mod runtime;
 pub mod wal;
 
 #[cfg(feature = "std")]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod doctor_cmd;
+mod jobs_cmd;
 mod run_cmd;
 mod telemetry_cmd;
 mod units;
@@ -32,6 +33,10 @@ pub enum Command {
     Telemetry(telemetry_cmd::TelemetryArgs),
     /// Run one capability as an isolated job under kernel-enforced limits.
     Run(run_cmd::RunArgs),
+    /// List recorded jobs.
+    Jobs(jobs_cmd::JobsArgs),
+    /// Show one job's full record: arguments as logged, limits, result, telemetry.
+    Job(jobs_cmd::JobArgs),
     /// Show what this host supports and what vigil will enforce here.
     Doctor(doctor_cmd::DoctorArgs),
     /// Inspect and recover the write-ahead log: verify, dump, stats, tail, recover.
@@ -54,7 +59,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
-        Command::Run(args) => run_cmd::run(args),
+        Command::Run(args) => run_cmd::run(&cli, args),
+        Command::Jobs(args) => jobs_cmd::list(&cli, args),
+        Command::Job(args) => jobs_cmd::show(&cli, args),
         Command::Doctor(args) => doctor_cmd::run(args),
         Command::Wal(args) => wal_cmd::run(&cli, args),
     }

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
 use vigil_core::exec::host::{CgroupMode, HostConfig};
-use vigil_core::exec::job::{new_job_id, Executor, ExecutorConfig, JobResult, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
 
 use crate::units::{parse_duration, parse_size};
+use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -42,7 +43,7 @@ pub struct RunArgs {
     /// (default: the current directory).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Session the job belongs to (echoed in the result).
+    /// Session the job belongs to (created with `vigil call sessions.create` or the API).
     #[arg(long)]
     pub session: Option<String>,
     /// Validate and show what would run, without running it.
@@ -89,20 +90,37 @@ fn exit_code_for(r: &JobResult) -> u8 {
     }
 }
 
-pub fn run(args: &RunArgs) -> ExitCode {
+/// Opens the runtime under the CLI's data directory with the requested cgroup mode.
+pub fn open_runtime(cli: &Cli, mode: Option<&str>) -> Result<Runtime, String> {
+    let force_mode = match mode {
+        None => None,
+        Some(m) => Some(
+            CgroupMode::parse(m)
+                .ok_or_else(|| format!("--cgroup-mode {m:?}: expected v2, hybrid, v1 or none"))?,
+        ),
+    };
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let mut options = RuntimeOptions::new(data_dir);
+    options.proc_root = cli.proc_root.clone();
+    options.executor = ExecutorConfig {
+        host: HostConfig {
+            force_mode,
+            ..HostConfig::default()
+        },
+        subreaper: true,
+    };
+    Runtime::open(options).map_err(|e| e.to_string())
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("vigil run: {msg}");
         ExitCode::from(2)
     };
-    let ex = match executor(args.cgroup_mode.as_deref()) {
-        Ok(e) => e,
-        Err(e) => return fail(e),
+    let parsed: serde_json::Value = match serde_json::from_str(&args.args) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("--args is not valid JSON: {e}")),
     };
-    // A one-shot run is also an instance start: clear what dead instances left behind.
-    let swept = ex.sweep_stale();
-    for f in &swept.failed {
-        eprintln!("vigil run: stale cgroup leaf not removed: {f}");
-    }
     let root = match &args.root {
         Some(r) => r.clone(),
         None => match std::env::current_dir() {
@@ -110,54 +128,42 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Err(e) => return fail(format!("current directory: {e}")),
         },
     };
-    let limits = Limits {
-        timeout: args.timeout,
-        cpu_time: args.cpu_time,
-        memory_bytes: args.memory,
-        pids: args.pids,
-        max_output_bytes: args.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
+    let runtime = match open_runtime(cli, args.cgroup_mode.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
     };
-    let registry = CapabilityRegistry::builtin();
-    let job_id = new_job_id();
-    let ctx = JobContext {
-        executor: &ex,
-        job_id: &job_id,
-        limits: &limits,
-        root: &root,
+    for f in &runtime.recovery().sweep_failed {
+        eprintln!("vigil run: stale cgroup leaf not removed: {f}");
+    }
+    let request = JobRequest {
+        capability: args.capability.clone(),
+        args: parsed,
+        limits: Limits {
+            timeout: args.timeout,
+            cpu_time: args.cpu_time,
+            memory_bytes: args.memory,
+            pids: args.pids,
+            max_output_bytes: args.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
+        },
+        root,
+        session: args.session.clone(),
+        dry_run: args.dry_run,
     };
-    let parsed: Result<serde_json::Value, String> =
-        serde_json::from_str(&args.args).map_err(|e| format!("--args is not valid JSON: {e}"));
-    if args.dry_run {
-        let report = match (&parsed, registry.get(&args.capability)) {
-            (Ok(v), Some(cap)) => serde_json::to_value(cap.dry_run(&ctx, v)).unwrap_or_default(),
-            (Err(e), _) => {
-                serde_json::json!({"capability": args.capability, "valid": false, "error": e})
-            }
-            (_, None) => {
-                serde_json::json!({"capability": args.capability, "valid": false, "error": format!("unknown capability {:?}", args.capability)})
-            }
-        };
+    let outcome = match runtime.run(&request) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vigil run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = &outcome.result;
+    if args.json {
+        println!("{}", outcome.to_json());
+    } else if let Some(report) = &outcome.dry_run {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         );
-        return if report["valid"] == serde_json::Value::Bool(true) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        };
-    }
-    let result = match parsed {
-        Ok(v) => registry.run(&args.capability, &ctx, &v),
-        Err(e) => JobResult::refused(&job_id, JobStatus::Rejected, e, ex.enforcement(&limits)),
-    };
-    if args.json {
-        let mut obj = result.to_json(&args.capability, None);
-        obj["session"] = args
-            .session
-            .clone()
-            .map_or(serde_json::Value::Null, serde_json::Value::String);
-        println!("{}", serde_json::to_string(&obj).unwrap_or_default());
     } else {
         let _ = std::io::stdout().write_all(&result.stdout.bytes);
         let _ = std::io::stderr().write_all(&result.stderr.bytes);
@@ -168,7 +174,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         };
         eprintln!(
             "vigil: job {} {} ({how}, {} ms){}",
-            result.job_id,
+            outcome.job_id,
             result.status.as_str(),
             result.wall_ms,
             result
@@ -178,5 +184,5 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 .unwrap_or_default()
         );
     }
-    ExitCode::from(exit_code_for(&result))
+    ExitCode::from(exit_code_for(result))
 }

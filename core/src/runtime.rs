@@ -1,0 +1,915 @@
+//! The runtime: what turns a request into a recorded job. It owns the WAL, the executor, the
+//! capability registry and the sampling thread, and keeps the job and session index that the
+//! CLI, the server and the C API read.
+//!
+//! Life of a job: validate -> guard decision on the latest sample (a refusal is a `rejected`
+//! job, recorded with its reason) -> `JobStarted` (redacted arguments, limits, telemetry
+//! before) made durable -> the executor runs it -> `JobFinished` (usage, bounded redacted
+//! output, telemetry after) made durable -> the result goes back to the caller.
+//!
+//! On open the index is rebuilt from the WAL; every job with a start and no end gets a
+//! `JobInterrupted` record, and cgroup leaves left by the dead instance are swept.
+//!
+//! This module knows nothing of the CLI, sockets or C.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::exec::capability::{CapabilityRegistry, JobContext};
+use crate::exec::cgroup::SweepReport;
+use crate::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus as ExecStatus};
+use crate::exec::{ExecError, Limits};
+use crate::guard::{self, Decision, Thresholds};
+use crate::sample::Sample;
+use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
+use crate::wal::log::{Wal, WalError, WalOptions};
+use crate::wal::reader::Reader;
+use crate::wal::record::{
+    JobFinished, JobInterrupted, JobLimits, JobRejected, JobStarted, JobStatus, JobUsage,
+    SessionClosed, SessionCreated,
+};
+use crate::wal::{Decoded, Lsn, Record};
+
+/// Output kept per stream in the `JobFinished` record (the caller gets the executor's full
+/// capture; the log keeps a bounded head).
+pub const RECORD_OUTPUT_BYTES_MAX: usize = 64 * 1024;
+/// The reason written in `JobInterrupted` records on restart.
+pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
+/// Jobs running at once unless configured.
+pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
+/// Records read per batch while rebuilding the index.
+const INDEX_BATCH_RECORDS: usize = 1024;
+/// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
+const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
+/// Longest session id accepted.
+const SESSION_ID_BYTES_MAX: usize = 128;
+/// Argument keys whose values never reach the log (matched case-insensitively, as substrings).
+const SECRET_KEY_PARTS: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+];
+const REDACTED: &str = "[REDACTED]";
+/// Secret values shorter than this are not searched for in output (too many false hits).
+const SECRET_VALUE_BYTES_MIN: usize = 4;
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub data_dir: PathBuf,
+    pub proc_root: PathBuf,
+    pub sample_interval: Duration,
+    pub thresholds: Thresholds,
+    pub concurrent_jobs_max: usize,
+    pub executor: ExecutorConfig,
+    pub wal: WalOptions,
+    /// Refuse jobs when the host cannot put them in a cgroup (no delegation).
+    pub require_isolation: bool,
+}
+
+impl RuntimeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            proc_root: PathBuf::from("/proc"),
+            sample_interval: Duration::from_secs(1),
+            thresholds: Thresholds::default(),
+            concurrent_jobs_max: CONCURRENT_JOBS_DEFAULT,
+            executor: ExecutorConfig::default(),
+            wal: WalOptions::default(),
+            require_isolation: false,
+        }
+    }
+
+    /// Where the WAL lives under the data directory.
+    pub fn wal_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("wal")
+    }
+}
+
+/// What can stop the runtime from opening or a request from being served.
+#[derive(Debug)]
+pub enum RuntimeError {
+    Wal(WalError),
+    Exec(ExecError),
+    Telemetry(SamplerError),
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    JobNotFound(u64),
+    SessionNotFound(String),
+    InvalidRequest(String),
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::Wal(e) => write!(f, "write-ahead log: {e}"),
+            RuntimeError::Exec(e) => write!(f, "executor: {e}"),
+            RuntimeError::Telemetry(e) => write!(f, "telemetry: {e}"),
+            RuntimeError::Io { context, source } => write!(f, "{context}: {source}"),
+            RuntimeError::JobNotFound(id) => write!(f, "no job {id} in the log"),
+            RuntimeError::SessionNotFound(id) => write!(f, "no session {id:?}"),
+            RuntimeError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl From<WalError> for RuntimeError {
+    fn from(e: WalError) -> Self {
+        RuntimeError::Wal(e)
+    }
+}
+
+/// A request to run one capability.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub capability: String,
+    pub args: Value,
+    pub limits: Limits,
+    /// Root directory (file capabilities are confined beneath it; processes start in it).
+    pub root: PathBuf,
+    pub session: Option<String>,
+    /// Validate and report, run nothing, record nothing.
+    pub dry_run: bool,
+}
+
+/// What a job came to, as returned to the caller.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub job_id: u64,
+    pub capability: String,
+    pub session: Option<String>,
+    pub result: JobResult,
+    /// LSN of the record that ended the job (`JobFinished` or `JobRejected`); `None` for a
+    /// dry run.
+    pub lsn: Option<Lsn>,
+    /// The dry-run report, for dry runs.
+    pub dry_run: Option<Value>,
+}
+
+impl JobOutcome {
+    /// The object of `vigil run --json` and the socket's `run` result.
+    pub fn to_json(&self) -> Value {
+        let mut v = self.result.to_json(&self.capability, self.lsn);
+        v["job_id"] = json!(self.job_id);
+        v["session"] = json!(self.session);
+        if let Some(report) = &self.dry_run {
+            v["dry_run"] = report.clone();
+        }
+        v
+    }
+
+    /// The process exit code the CLI uses: 0 only for `completed` with exit code 0.
+    pub fn succeeded(&self) -> bool {
+        self.result.status == ExecStatus::Completed && self.result.exit_code == Some(0)
+    }
+}
+
+/// One job in the index.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    pub job_id: u64,
+    pub capability: String,
+    /// `running` until the job's end is logged, then its final status.
+    pub status: String,
+    pub session: Option<String>,
+    pub started_unix_ms: Option<u64>,
+    pub finished_unix_ms: Option<u64>,
+    /// LSN of the job's first record.
+    pub lsn: Lsn,
+    /// LSN of the record that ended it.
+    pub end_lsn: Option<Lsn>,
+}
+
+/// One session in the index.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub session: String,
+    pub created_unix_ms: u64,
+    pub closed_unix_ms: Option<u64>,
+    pub meta: Value,
+    pub jobs: u64,
+}
+
+/// Jobs and sessions, rebuilt from the log on open and kept current as records are written.
+#[derive(Debug, Default)]
+pub struct JobIndex {
+    pub jobs: BTreeMap<u64, JobSummary>,
+    pub sessions: BTreeMap<String, SessionSummary>,
+    pub records: u64,
+}
+
+impl JobIndex {
+    /// Applies one record at `lsn`.
+    pub fn apply(&mut self, lsn: Lsn, record: &Record<'_>) {
+        self.records += 1;
+        match record {
+            Record::JobStarted(r) => {
+                self.jobs.insert(
+                    r.job_id,
+                    JobSummary {
+                        job_id: r.job_id,
+                        capability: r.capability.to_string(),
+                        status: "running".into(),
+                        session: r.session.map(str::to_string),
+                        started_unix_ms: Some(r.unix_ms),
+                        finished_unix_ms: None,
+                        lsn,
+                        end_lsn: None,
+                    },
+                );
+                self.count_session_job(r.session);
+            }
+            Record::JobRejected(r) => {
+                self.jobs.insert(
+                    r.job_id,
+                    JobSummary {
+                        job_id: r.job_id,
+                        capability: r.capability.to_string(),
+                        status: JobStatus::Rejected.as_str().into(),
+                        session: r.session.map(str::to_string),
+                        started_unix_ms: None,
+                        finished_unix_ms: Some(r.unix_ms),
+                        lsn,
+                        end_lsn: Some(lsn),
+                    },
+                );
+                self.count_session_job(r.session);
+            }
+            Record::JobFinished(r) => self.end_job(r.job_id, r.status, r.unix_ms, lsn),
+            Record::JobInterrupted(r) => {
+                self.end_job(r.job_id, JobStatus::Interrupted, r.unix_ms, lsn)
+            }
+            Record::SessionCreated(r) => {
+                self.sessions.insert(
+                    r.session.to_string(),
+                    SessionSummary {
+                        session: r.session.to_string(),
+                        created_unix_ms: r.unix_ms,
+                        closed_unix_ms: None,
+                        meta: serde_json::from_str(r.meta_json).unwrap_or(Value::Null),
+                        jobs: 0,
+                    },
+                );
+            }
+            Record::SessionClosed(r) => {
+                if let Some(s) = self.sessions.get_mut(r.session) {
+                    s.closed_unix_ms = Some(r.unix_ms);
+                }
+            }
+            Record::TelemetrySample(_) | Record::User(_) => {}
+        }
+    }
+
+    fn count_session_job(&mut self, session: Option<&str>) {
+        if let Some(s) = session.and_then(|s| self.sessions.get_mut(s)) {
+            s.jobs += 1;
+        }
+    }
+
+    fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
+        if let Some(j) = self.jobs.get_mut(&job_id) {
+            j.status = status.as_str().into();
+            j.finished_unix_ms = Some(unix_ms);
+            j.end_lsn = Some(lsn);
+        }
+    }
+
+    /// Reads every record of `reader` into a fresh index.
+    pub fn load(reader: &mut Reader) -> Result<JobIndex, WalError> {
+        let mut index = JobIndex::default();
+        loop {
+            let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
+                if let Ok(Decoded::Record(r)) = Record::decode(frame.kind, frame.payload) {
+                    index.apply(frame.lsn, &r);
+                }
+            })?;
+            if n == 0 {
+                return Ok(index);
+            }
+        }
+    }
+
+    /// The index of the log under `data_dir`, read without taking the writer's lock (for
+    /// listing while a server owns the log). Unfinished jobs show as `running`.
+    pub fn load_dir(data_dir: &Path) -> Result<JobIndex, WalError> {
+        let mut reader = Reader::open_dir(&RuntimeOptions::wal_dir(data_dir), 1)?;
+        JobIndex::load(&mut reader)
+    }
+
+    /// Jobs matching the filters, oldest first.
+    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+        self.jobs
+            .values()
+            .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))
+            .filter(|j| status.is_none_or(|s| j.status == s))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What opening the runtime found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryInfo {
+    /// Jobs that had started but not ended, now recorded as interrupted.
+    pub interrupted: Vec<u64>,
+    /// Stale cgroup leaves of dead instances.
+    pub swept: Vec<String>,
+    pub sweep_failed: Vec<String>,
+    /// Bytes of torn tail the WAL truncated.
+    pub wal_truncated_bytes: u64,
+}
+
+/// A bound on jobs running at once.
+struct JobSlots {
+    running: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl JobSlots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= self.max {
+            running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a JobSlots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// An open runtime. Shareable between threads (`&Runtime` serves every request).
+pub struct Runtime {
+    options: RuntimeOptions,
+    wal: Wal,
+    executor: Executor,
+    registry: CapabilityRegistry,
+    sampler: SamplerThread,
+    index: Mutex<JobIndex>,
+    next_job_id: AtomicU64,
+    slots: JobSlots,
+    recovery: RecoveryInfo,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("data_dir", &self.options.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn encode_sample(sample: Option<&Sample>) -> Vec<u8> {
+    sample
+        .and_then(|s| postcard::to_allocvec(s).ok())
+        .unwrap_or_default()
+}
+
+/// Decodes a telemetry blob written by this runtime (`None` when empty or unreadable).
+pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
+    if bytes.is_empty() {
+        return None;
+    }
+    postcard::from_bytes(bytes).ok()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Replaces the values of secret-looking keys, at any depth, and collects the secret strings
+/// so they can also be scrubbed from output.
+pub fn redact_args(args: &Value, secrets: &mut Vec<String>) -> Value {
+    fn collect(v: &Value, secrets: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.len() >= SECRET_VALUE_BYTES_MIN => secrets.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| collect(x, secrets)),
+            Value::Object(o) => o.values().for_each(|x| collect(x, secrets)),
+            _ => {}
+        }
+    }
+    match args {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    if is_secret_key(k) {
+                        collect(v, secrets);
+                        (k.clone(), Value::String(REDACTED.into()))
+                    } else {
+                        (k.clone(), redact_args(v, secrets))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_args(v, secrets)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// The head of `bytes`, at most [`RECORD_OUTPUT_BYTES_MAX`], with every secret value replaced.
+fn redact_output(bytes: &[u8], secrets: &[String]) -> (Vec<u8>, bool) {
+    let cut = bytes.len() > RECORD_OUTPUT_BYTES_MAX;
+    let mut out = bytes[..bytes.len().min(RECORD_OUTPUT_BYTES_MAX)].to_vec();
+    for secret in secrets {
+        let needle = secret.as_bytes();
+        let mut i = 0;
+        while let Some(at) = memchr::memmem::find(&out[i..], needle) {
+            let start = i + at;
+            out.splice(start..start + needle.len(), REDACTED.bytes());
+            i = start + REDACTED.len();
+        }
+    }
+    (out, cut)
+}
+
+fn wal_status(s: ExecStatus) -> JobStatus {
+    match s {
+        ExecStatus::Completed => JobStatus::Completed,
+        ExecStatus::Failed => JobStatus::Failed,
+        ExecStatus::TimedOut => JobStatus::TimedOut,
+        ExecStatus::OomKilled => JobStatus::OomKilled,
+        ExecStatus::Rejected => JobStatus::Rejected,
+        ExecStatus::Interrupted => JobStatus::Interrupted,
+    }
+}
+
+fn wal_limits(l: &Limits) -> JobLimits {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+    JobLimits {
+        timeout_ms: ms(l.timeout),
+        cpu_time_ms: ms(l.cpu_time),
+        memory_bytes: l.memory_bytes,
+        pids: l.pids,
+        max_output_bytes: Some(l.max_output_bytes),
+    }
+}
+
+impl Runtime {
+    /// Opens the log (recovering it), rebuilds the index, records interrupted jobs, sweeps
+    /// stale cgroups and starts sampling.
+    pub fn open(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| RuntimeError::Io {
+            context: format!("data directory {}", options.data_dir.display()),
+            source,
+        })?;
+        let wal = Wal::open(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
+        let mut index = JobIndex::load(&mut wal.reader(1))?;
+        let mut recovery = RecoveryInfo {
+            wal_truncated_bytes: wal.recovery().truncated_bytes,
+            ..RecoveryInfo::default()
+        };
+        let unfinished: Vec<u64> = index
+            .jobs
+            .values()
+            .filter(|j| j.end_lsn.is_none())
+            .map(|j| j.job_id)
+            .collect();
+        let now = unix_ms();
+        for job_id in unfinished {
+            let record = Record::JobInterrupted(JobInterrupted {
+                job_id,
+                unix_ms: now,
+                reason: INTERRUPTED_REASON,
+            });
+            let lsn = wal.append(&record)?;
+            index.apply(lsn, &record);
+            recovery.interrupted.push(job_id);
+        }
+        wal.sync_all()?;
+
+        let executor = Executor::new(options.executor.clone()).map_err(RuntimeError::Exec)?;
+        let SweepReport { removed, failed } = executor.sweep_stale();
+        recovery.swept = removed;
+        recovery.sweep_failed = failed;
+
+        let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
+        let sampler =
+            SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
+                RuntimeError::Io {
+                    context: "starting the sampling thread".into(),
+                    source,
+                }
+            })?;
+        // Jobs record the telemetry they were admitted on: wait (briefly) for the first sample.
+        for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
+            if sampler.telemetry().with_latest(|s| s.is_some()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let next_job_id = index.jobs.keys().next_back().map_or(1, |id| id + 1);
+        let concurrent = options.concurrent_jobs_max.max(1);
+        Ok(Runtime {
+            options,
+            wal,
+            executor,
+            registry: CapabilityRegistry::builtin(),
+            sampler,
+            index: Mutex::new(index),
+            next_job_id: AtomicU64::new(next_job_id),
+            slots: JobSlots {
+                running: Mutex::new(0),
+                freed: Condvar::new(),
+                max: concurrent,
+            },
+            recovery,
+        })
+    }
+
+    fn index(&self) -> MutexGuard<'_, JobIndex> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    pub fn registry(&self) -> &CapabilityRegistry {
+        &self.registry
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        self.sampler.telemetry()
+    }
+
+    pub fn recovery(&self) -> &RecoveryInfo {
+        &self.recovery
+    }
+
+    /// Appends `record`, waits until it is durable, and applies it to the index.
+    fn record_durable(&self, record: &Record<'_>) -> Result<Lsn, RuntimeError> {
+        let lsn = self.wal.append_durable(record)?;
+        self.index().apply(lsn, record);
+        Ok(lsn)
+    }
+
+    /// Runs one job to its end and records it. Errors are only those of the log (a job that
+    /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
+    /// record a job, the job does not run.
+    pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
+        let exec_id = job_id.to_string();
+        let ctx = JobContext {
+            executor: &self.executor,
+            job_id: &exec_id,
+            limits: &req.limits,
+            root: &req.root,
+        };
+        let outcome = |result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>| JobOutcome {
+            job_id,
+            capability: req.capability.clone(),
+            session: req.session.clone(),
+            result,
+            lsn,
+            dry_run,
+        };
+        let mut secrets = Vec::new();
+        let args_logged = redact_args(&req.args, &mut secrets).to_string();
+        // A secret may also appear inside other arguments (a command line that uses it).
+        let args_logged =
+            String::from_utf8_lossy(&redact_output(args_logged.as_bytes(), &secrets).0)
+                .into_owned();
+
+        if req.dry_run {
+            let report = match self.registry.get(&req.capability) {
+                Some(cap) => serde_json::to_value(cap.dry_run(&ctx, &req.args)).ok(),
+                None => None,
+            };
+            let error = match &report {
+                Some(r) if r["valid"] == json!(true) => None,
+                Some(r) => r["error"].as_str().map(str::to_string),
+                None => Some(format!("unknown capability {:?}", req.capability)),
+            };
+            let enforcement = self.executor.enforcement(&req.limits);
+            let mut result = JobResult::refused(
+                &exec_id,
+                if error.is_some() {
+                    ExecStatus::Rejected
+                } else {
+                    ExecStatus::Completed
+                },
+                String::new(),
+                enforcement,
+            );
+            result.error = error;
+            result.exit_code = result.error.is_none().then_some(0);
+            return Ok(outcome(result, None, report));
+        }
+
+        // Refusals before anything runs: unknown capability, bad session, bad arguments,
+        // isolation policy, guard.
+        let refusal = self.refusal(req, &ctx);
+        let telemetry_before = self.telemetry().latest();
+        if let Some(reason) = refusal {
+            let record = Record::JobRejected(JobRejected {
+                job_id,
+                unix_ms: unix_ms(),
+                capability: &req.capability,
+                args_json: &args_logged,
+                session: req.session.as_deref(),
+                reason: &reason,
+                telemetry: &encode_sample(telemetry_before.as_ref()),
+            });
+            let lsn = self.record_durable(&record)?;
+            let result = JobResult::refused(
+                &exec_id,
+                ExecStatus::Rejected,
+                reason,
+                self.executor.enforcement(&req.limits),
+            );
+            return Ok(outcome(result, Some(lsn), None));
+        }
+
+        let _slot = self.slots.acquire();
+        let root = req.root.to_string_lossy();
+        self.record_durable(&Record::JobStarted(JobStarted {
+            job_id,
+            unix_ms: unix_ms(),
+            capability: &req.capability,
+            args_json: &args_logged,
+            limits: wal_limits(&req.limits),
+            session: req.session.as_deref(),
+            root: Some(&root),
+            telemetry_before: &encode_sample(telemetry_before.as_ref()),
+        }))?;
+
+        let result = self.registry.run(&req.capability, &ctx, &req.args);
+
+        let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &secrets);
+        let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &secrets);
+        let error = result.error.as_deref().map(|e| {
+            let (e, _) = redact_output(e.as_bytes(), &secrets);
+            String::from_utf8_lossy(&e).into_owned()
+        });
+        let telemetry_after = self.telemetry().latest();
+        let lsn = self.record_durable(&Record::JobFinished(JobFinished {
+            job_id,
+            unix_ms: unix_ms(),
+            status: wal_status(result.status),
+            exit_code: result.exit_code,
+            signal: result.signal,
+            usage: JobUsage {
+                cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
+                memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
+                wall_ms: result.wall_ms,
+                oom_kills: u64::from(result.status == ExecStatus::OomKilled),
+            },
+            stdout: &stdout,
+            stdout_truncated: result.stdout.truncated || stdout_cut,
+            stderr: &stderr,
+            stderr_truncated: result.stderr.truncated || stderr_cut,
+            error: error.as_deref(),
+            telemetry_after: &encode_sample(telemetry_after.as_ref()),
+        }))?;
+        Ok(outcome(result, Some(lsn), None))
+    }
+
+    /// Why `req` must not run, if it must not.
+    fn refusal(&self, req: &JobRequest, ctx: &JobContext<'_>) -> Option<String> {
+        let Some(cap) = self.registry.get(&req.capability) else {
+            return Some(format!(
+                "unknown capability {:?} (known: {})",
+                req.capability,
+                self.registry.names().join(", ")
+            ));
+        };
+        if let Some(s) = &req.session {
+            let index = self.index();
+            match index.sessions.get(s) {
+                None => return Some(format!("unknown session {s:?}")),
+                Some(sess) if sess.closed_unix_ms.is_some() => {
+                    return Some(format!("session {s:?} is closed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Err(e) = cap.plan(ctx, &req.args) {
+            return Some(e.to_string());
+        }
+        if self.options.require_isolation && !self.executor.host().has_cgroups() {
+            return Some(
+                "policy requires cgroup isolation, which this host does not provide".into(),
+            );
+        }
+        match self
+            .telemetry()
+            .with_latest(|s| guard::decide(s, &self.options.thresholds))
+        {
+            Decision::Admit => None,
+            Decision::Refuse(r) => Some(r.to_string()),
+        }
+    }
+
+    /// Jobs matching the filters, oldest first.
+    pub fn jobs(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+        self.index().list(session, status)
+    }
+
+    /// A job's summary.
+    pub fn job(&self, job_id: u64) -> Option<JobSummary> {
+        self.index().jobs.get(&job_id).cloned()
+    }
+
+    /// A job's full record, as JSON: arguments as logged, limits, result, telemetry.
+    pub fn job_detail(&self, job_id: u64) -> Result<Value, RuntimeError> {
+        let summary = self.job(job_id).ok_or(RuntimeError::JobNotFound(job_id))?;
+        job_detail_from(&mut self.wal.reader(summary.lsn), &summary)
+    }
+
+    /// Opens a session; `meta` is free-form JSON kept with it.
+    pub fn create_session(&self, meta: &Value) -> Result<SessionSummary, RuntimeError> {
+        let id = format!("s{:x}-{:x}", unix_ms(), self.wal.last_lsn() + 1);
+        debug_assert!(id.len() <= SESSION_ID_BYTES_MAX);
+        let meta_json = meta.to_string();
+        self.record_durable(&Record::SessionCreated(SessionCreated {
+            session: &id,
+            unix_ms: unix_ms(),
+            meta_json: &meta_json,
+        }))?;
+        self.session(&id)
+    }
+
+    /// Closes a session: later jobs naming it are refused.
+    pub fn close_session(&self, id: &str, reason: &str) -> Result<SessionSummary, RuntimeError> {
+        self.session(id)?;
+        self.record_durable(&Record::SessionClosed(SessionClosed {
+            session: id,
+            unix_ms: unix_ms(),
+            reason,
+        }))?;
+        self.session(id)
+    }
+
+    pub fn sessions(&self) -> Vec<SessionSummary> {
+        self.index().sessions.values().cloned().collect()
+    }
+
+    pub fn session(&self, id: &str) -> Result<SessionSummary, RuntimeError> {
+        self.index()
+            .sessions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::SessionNotFound(id.to_string()))
+    }
+}
+
+/// Reads a job's records starting at its first LSN and assembles its full record.
+pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Value, RuntimeError> {
+    let mut detail = json!({
+        "job_id": summary.job_id,
+        "capability": summary.capability,
+        "status": summary.status,
+        "session": summary.session,
+        "lsn": summary.lsn,
+        "end_lsn": summary.end_lsn,
+    });
+    let wanted = [Some(summary.lsn), summary.end_lsn];
+    let last = summary.end_lsn.unwrap_or(summary.lsn);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let sample_json = |b: &[u8]| {
+        decode_sample(b)
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    loop {
+        let mut done = false;
+        let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
+            if frame.lsn > last {
+                done = true;
+                return;
+            }
+            if !wanted.contains(&Some(frame.lsn)) {
+                return;
+            }
+            let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) else {
+                return;
+            };
+            match record {
+                Record::JobStarted(r) => {
+                    detail["started_unix_ms"] = json!(r.unix_ms);
+                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
+                    detail["limits"] = serde_json::to_value(r.limits).unwrap_or(Value::Null);
+                    detail["root"] = json!(r.root);
+                    detail["telemetry_before"] = sample_json(r.telemetry_before);
+                }
+                Record::JobFinished(r) => {
+                    detail["finished_unix_ms"] = json!(r.unix_ms);
+                    detail["result"] = json!({
+                        "status": r.status.as_str(),
+                        "exit_code": r.exit_code,
+                        "signal": r.signal,
+                        "wall_ms": r.usage.wall_ms,
+                        "cpu_usage_us": r.usage.cpu_usage_us,
+                        "memory_peak_bytes": r.usage.memory_peak_bytes,
+                        "stdout": text(r.stdout),
+                        "stdout_truncated": r.stdout_truncated,
+                        "stderr": text(r.stderr),
+                        "stderr_truncated": r.stderr_truncated,
+                        "error": r.error,
+                    });
+                    detail["telemetry_after"] = sample_json(r.telemetry_after);
+                }
+                Record::JobInterrupted(r) => {
+                    detail["finished_unix_ms"] = json!(r.unix_ms);
+                    detail["result"] = json!({"status": "interrupted", "error": r.reason});
+                }
+                Record::JobRejected(r) => {
+                    detail["finished_unix_ms"] = json!(r.unix_ms);
+                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
+                    detail["result"] = json!({"status": "rejected", "error": r.reason});
+                    detail["telemetry_before"] = sample_json(r.telemetry);
+                }
+                _ => {}
+            }
+        })?;
+        if n == 0 || done {
+            return Ok(detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_are_redacted_at_any_depth_and_their_values_scrubbed_from_output() {
+        let args = json!({
+            "cmd": "curl -H 'x: hunter22' example",
+            "env": {"API_TOKEN": "hunter22", "PATH": "/bin"},
+            "nested": [{"password": "pw-1234"}],
+            "Authorization": "Bearer abc.def",
+        });
+        let mut secrets = Vec::new();
+        let red = redact_args(&args, &mut secrets);
+        assert_eq!(red["env"]["API_TOKEN"], REDACTED);
+        assert_eq!(red["env"]["PATH"], "/bin");
+        assert_eq!(red["nested"][0]["password"], REDACTED);
+        assert_eq!(red["Authorization"], REDACTED);
+        assert!(!red.to_string().contains("pw-1234"));
+        let (out, cut) = redact_output(b"token=hunter22 and pw-1234!", &secrets);
+        assert_eq!(out, b"token=[REDACTED] and [REDACTED]!");
+        assert!(!cut);
+        let big = vec![b'a'; RECORD_OUTPUT_BYTES_MAX + 10];
+        let (out, cut) = redact_output(&big, &secrets);
+        assert_eq!(out.len(), RECORD_OUTPUT_BYTES_MAX);
+        assert!(cut);
+    }
+
+    #[test]
+    fn samples_round_trip_through_the_telemetry_blob() {
+        let s = Sample {
+            seq: 7,
+            ..Sample::default()
+        };
+        let blob = encode_sample(Some(&s));
+        assert_eq!(decode_sample(&blob), Some(s));
+        assert_eq!(decode_sample(&[]), None);
+        assert_eq!(decode_sample(&[0xff; 3]), None);
+    }
+}
