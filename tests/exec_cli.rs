@@ -9,7 +9,10 @@ use std::time::Instant;
 use serde_json::Value;
 
 fn run(args: &[&str]) -> (i32, Value, String) {
+    // Each invocation gets its own data directory: runs in parallel must not share a log.
+    let data = common::TempDir::new("exec-cli");
     let out = Command::new(common::vigil_bin())
+        .env("VIGIL_DATA_DIR", data.path())
         .args(args)
         .output()
         .expect("run vigil");
@@ -62,7 +65,12 @@ fn run_json_has_every_contract_field_and_exit_code_zero_on_success() {
     assert_eq!(v["status"], "completed");
     assert_eq!(v["stdout"], "hello\n");
     assert_eq!(v["exit_code"], 0);
-    assert!(v["error"].is_null() && v["lsn"].is_null());
+    assert!(v["error"].is_null());
+    assert!(
+        v["lsn"].as_u64().is_some_and(|l| l > 0),
+        "the finished record's LSN: {v}"
+    );
+    assert!(v["job_id"].as_u64().is_some(), "{v}");
 }
 
 #[test]

@@ -335,6 +335,8 @@ pub struct RecoveryInfo {
     pub sweep_failed: Vec<String>,
     /// Bytes of torn tail the WAL truncated.
     pub wal_truncated_bytes: u64,
+    /// Processes of interrupted jobs found outside any cgroup (by their job marker) and killed.
+    pub killed_processes: Vec<i32>,
 }
 
 /// A bound on jobs running at once.
@@ -373,6 +375,9 @@ pub struct Runtime {
     registry: CapabilityRegistry,
     sampler: SamplerThread,
     index: Mutex<JobIndex>,
+    /// Names this data directory in job markers, so a later instance can find the processes
+    /// of this one's jobs.
+    dir_token: String,
     next_job_id: AtomicU64,
     slots: JobSlots,
     recovery: RecoveryInfo,
@@ -405,6 +410,36 @@ pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
         return None;
     }
     postcard::from_bytes(bytes).ok()
+}
+
+/// A short, stable token for a data directory: FNV-1a of its canonical path.
+fn data_dir_token(dir: &Path) -> String {
+    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash as u32)
+}
+
+/// The executor's name for a job: the data directory's token and the job id. It names the
+/// job's cgroup leaf and is the value of the marker variable every job process inherits.
+fn exec_job_id(dir_token: &str, job_id: u64) -> String {
+    format!("{dir_token}-{job_id}")
+}
+
+/// Kills the live processes that carry the marker of `exec_id` (what escaped a dead
+/// instance's job without a cgroup to hold it); returns their pids. A process that cleared its
+/// environment cannot be found this way: only cgroup modes hold such a process.
+fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
+    // -1 is no process's pid, group or session: only the marker selects.
+    let pids = crate::exec::job::untracked_job_processes(-1, exec_id);
+    for &pid in &pids {
+        // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
+        // marker a moment ago; reuse within that window is the residual risk.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    pids
 }
 
 fn is_secret_key(key: &str) -> bool {
@@ -518,6 +553,12 @@ impl Runtime {
         let SweepReport { removed, failed } = executor.sweep_stale();
         recovery.swept = removed;
         recovery.sweep_failed = failed;
+        let dir_token = data_dir_token(&options.data_dir);
+        for &job_id in &recovery.interrupted {
+            recovery
+                .killed_processes
+                .extend(kill_marked_processes(&exec_job_id(&dir_token, job_id)));
+        }
 
         let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
         let sampler =
@@ -543,6 +584,7 @@ impl Runtime {
             registry: CapabilityRegistry::builtin(),
             sampler,
             index: Mutex::new(index),
+            dir_token,
             next_job_id: AtomicU64::new(next_job_id),
             slots: JobSlots {
                 running: Mutex::new(0),
@@ -593,7 +635,7 @@ impl Runtime {
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
         let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
-        let exec_id = job_id.to_string();
+        let exec_id = exec_job_id(&self.dir_token, job_id);
         let ctx = JobContext {
             executor: &self.executor,
             job_id: &exec_id,

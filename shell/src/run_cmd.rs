@@ -119,6 +119,20 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     };
     let parsed: serde_json::Value = match serde_json::from_str(&args.args) {
         Ok(v) => v,
+        Err(e) if args.json => {
+            // The same object as any refusal, so scripts parse one shape; nothing ran, so
+            // nothing is recorded and there is no job id.
+            let error = format!("--args is not valid JSON: {e}");
+            let enforcement = match executor(args.cgroup_mode.as_deref()) {
+                Ok(ex) => ex.enforcement(&Limits::default()),
+                Err(e) => return fail(e),
+            };
+            let result = JobResult::refused("", JobStatus::Rejected, error, enforcement);
+            let mut obj = result.to_json(&args.capability, None);
+            obj["job_id"] = serde_json::Value::Null;
+            println!("{obj}");
+            return ExitCode::from(exit_code_for(&result));
+        }
         Err(e) => return fail(format!("--args is not valid JSON: {e}")),
     };
     let root = match &args.root {

@@ -1,0 +1,289 @@
+//! The runtime end to end: jobs and refusals recorded in the WAL, sessions, the index rebuilt
+//! on reopen, and a runtime killed mid-job (SIGKILL) whose job is `interrupted` on restart,
+//! with its processes dead and its cgroup leaf gone, in every cgroup mode this host can give.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{vigil_bin, TempDir};
+use serde_json::{json, Value};
+use vigil::exec::Limits;
+use vigil::guard::Thresholds;
+use vigil::runtime::{JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON};
+use vigil::sample::Percent;
+
+fn options(dir: &Path) -> RuntimeOptions {
+    let mut o = RuntimeOptions::new(dir);
+    o.sample_interval = Duration::from_millis(50);
+    o
+}
+
+fn shell(cmd: &str, root: &Path) -> JobRequest {
+    JobRequest {
+        capability: "shell".into(),
+        args: json!({ "cmd": cmd }),
+        limits: Limits {
+            timeout: Some(Duration::from_secs(20)),
+            ..Limits::default()
+        },
+        root: root.to_path_buf(),
+        session: None,
+        dry_run: false,
+    }
+}
+
+#[test]
+fn a_job_is_recorded_from_start_to_finish_with_telemetry_and_survives_reopen() {
+    let dir = TempDir::new("rt-jobs");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let out = rt.run(&shell("echo hello; exit 4", dir.path())).unwrap();
+    assert_eq!(out.result.status.as_str(), "failed");
+    assert_eq!(out.result.exit_code, Some(4));
+    assert!(!out.succeeded());
+    let lsn = out.lsn.expect("finished record has an LSN");
+    assert!(
+        rt.wal().durable_lsn() >= lsn,
+        "acknowledged only once durable"
+    );
+    let json = out.to_json();
+    assert_eq!(json["job_id"], json!(out.job_id));
+    assert_eq!(json["lsn"], json!(lsn));
+    assert_eq!(json["stdout"], "hello\n");
+
+    let detail = rt.job_detail(out.job_id).unwrap();
+    assert_eq!(detail["args"]["cmd"], "echo hello; exit 4");
+    assert_eq!(detail["result"]["exit_code"], 4);
+    assert_eq!(detail["result"]["stdout"], "hello\n");
+    assert_eq!(detail["limits"]["timeout_ms"], 20000);
+    assert!(
+        detail["telemetry_before"]["memory"]["total_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(detail["telemetry_after"]["seq"].as_u64().is_some());
+    let first_id = out.job_id;
+    drop(rt);
+
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let jobs = rt.jobs(None, None);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].status, "failed");
+    assert!(rt.recovery().interrupted.is_empty());
+    let next = rt.run(&shell("true", dir.path())).unwrap();
+    assert_eq!(next.job_id, first_id + 1, "ids continue after reopen");
+    assert!(next.succeeded());
+}
+
+#[test]
+fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
+    let dir = TempDir::new("rt-reject");
+    let mut o = options(dir.path());
+    o.thresholds = Thresholds {
+        memory_available_min: Some(Percent::FULL),
+        ..Thresholds::default()
+    };
+    let rt = Runtime::open(o).unwrap();
+    let refused = rt
+        .run(&shell("touch should-not-exist", dir.path()))
+        .unwrap();
+    assert_eq!(refused.result.status.as_str(), "rejected");
+    let reason = refused.result.error.clone().unwrap();
+    assert!(reason.contains("memory available"), "{reason}");
+    assert!(!dir.path().join("should-not-exist").exists());
+    let detail = rt.job_detail(refused.job_id).unwrap();
+    assert_eq!(detail["result"]["status"], "rejected");
+    assert_eq!(detail["result"]["error"], json!(reason));
+
+    let mut bad = shell("x", dir.path());
+    bad.capability = "no.such".into();
+    let unknown = rt.run(&bad).unwrap();
+    assert_eq!(unknown.result.status.as_str(), "rejected");
+    let mut bad_args = shell("x", dir.path());
+    bad_args.args = json!({"cmd": 42});
+    assert_eq!(
+        rt.run(&bad_args).unwrap().result.status.as_str(),
+        "rejected"
+    );
+    assert_eq!(rt.jobs(None, Some("rejected")).len(), 3);
+}
+
+#[test]
+fn secrets_in_arguments_never_reach_the_log() {
+    let dir = TempDir::new("rt-secret");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let mut req = shell("echo $API_TOKEN", dir.path());
+    req.args = json!({"cmd": "echo $API_TOKEN", "env": {"API_TOKEN": "tok-9f8e7d"}});
+    let out = rt.run(&req).unwrap();
+    assert_eq!(
+        out.result.stdout.bytes, b"tok-9f8e7d\n",
+        "the job itself gets it"
+    );
+    let detail = rt.job_detail(out.job_id).unwrap().to_string();
+    assert!(!detail.contains("tok-9f8e7d"), "{detail}");
+    drop(rt);
+    // And not anywhere in the log's bytes either.
+    for entry in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(memchr::memmem::find(&bytes, b"tok-9f8e7d").is_none());
+    }
+}
+
+#[test]
+fn sessions_group_jobs_and_closed_or_unknown_sessions_refuse_work() {
+    let dir = TempDir::new("rt-sessions");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let s = rt.create_session(&json!({"agent": "test"})).unwrap();
+    let mut req = shell("true", dir.path());
+    req.session = Some(s.session.clone());
+    assert!(rt.run(&req).unwrap().succeeded());
+    assert_eq!(rt.jobs(Some(&s.session), None).len(), 1);
+    assert_eq!(rt.session(&s.session).unwrap().jobs, 1);
+    rt.close_session(&s.session, "done").unwrap();
+    assert_eq!(rt.run(&req).unwrap().result.status.as_str(), "rejected");
+    req.session = Some("nope".into());
+    assert_eq!(rt.run(&req).unwrap().result.status.as_str(), "rejected");
+    drop(rt);
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let again = rt.session(&s.session).unwrap();
+    assert!(again.closed_unix_ms.is_some());
+    assert_eq!(again.meta["agent"], "test");
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if memchr::memmem::find(&cmdline, marker.as_bytes()).is_some() {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+fn doctor(mode: &str) -> Value {
+    let out = Command::new(vigil_bin())
+        .args(["doctor", "--json", "--cgroup-mode", mode])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Leaf directories of job `job_id` under every parent the mode uses.
+fn leaves_of(report: &Value, job_id: u64) -> Vec<String> {
+    let mut parents: Vec<String> = Vec::new();
+    if let Some(p) = report["cgroup"]["unified_parent"].as_str() {
+        parents.push(p.into());
+    }
+    if let Some(v1) = report["cgroup"]["v1_parents"].as_object() {
+        parents.extend(v1.values().filter_map(|p| p.as_str().map(str::to_string)));
+    }
+    // Leaves are named `<data-dir token>-<job id>.<instance>`.
+    let suffix = format!("-{job_id}");
+    parents
+        .iter()
+        .filter_map(|p| std::fs::read_dir(p).ok())
+        .flat_map(|d| d.flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.split('.')
+                .next()
+                .is_some_and(|job| job.ends_with(&suffix))
+        })
+        .collect()
+}
+
+fn kill_mid_job_then_recover(mode: &str) {
+    let dir = TempDir::new(&format!("rt-crash-{mode}"));
+    let data = dir.path().join("data");
+    let marker = format!("30{}.{}", std::process::id(), mode.len());
+    let mut child = Command::new(vigil_bin())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "run",
+            "shell",
+            "--timeout",
+            "60s",
+        ])
+        .args(["--cgroup-mode", mode, "--args"])
+        .arg(json!({ "cmd": format!("(setsid sleep {marker} &); sleep {marker}") }).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the job is durably started and its processes run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = JobIndex::load_dir(&data)
+            .map(|i| i.jobs.values().any(|j| j.status == "running"))
+            .unwrap_or(false);
+        if running && processes_with(&marker).len() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{mode}: job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup code of vigil runs.
+    child.wait().unwrap();
+
+    // Restart: a new runtime in this mode records the interruption and sweeps the leftovers.
+    let mut o = options(&data);
+    o.executor.host.force_mode = vigil::exec::CgroupMode::parse(mode);
+    let rt = Runtime::open(o).unwrap();
+    assert_eq!(rt.recovery().interrupted, vec![1], "{mode}");
+    let job = rt.job(1).unwrap();
+    assert_eq!(job.status, "interrupted");
+    let detail = rt.job_detail(1).unwrap();
+    assert_eq!(detail["result"]["error"], INTERRUPTED_REASON);
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<i32>::new(),
+        "{mode}: job processes survived"
+    );
+    assert_eq!(
+        leaves_of(&doctor(mode), 1),
+        Vec::<String>::new(),
+        "{mode}: leaf left behind"
+    );
+    drop(rt);
+    // Recovering again changes nothing.
+    let rt = Runtime::open(options(&data)).unwrap();
+    assert!(rt.recovery().interrupted.is_empty());
+    assert_eq!(rt.jobs(None, Some("interrupted")).len(), 1);
+}
+
+#[test]
+fn a_runtime_killed_mid_job_leaves_an_interrupted_job_and_nothing_running() {
+    if !is_root() {
+        eprintln!("skipped: killing jobs' cgroups needs root");
+        return;
+    }
+    for mode in ["hybrid", "v1", "none"] {
+        let report = doctor(mode);
+        if report["cgroup"]["mode"] != json!(mode) {
+            eprintln!(
+                "skipped mode {mode}: this host gives {}",
+                report["cgroup"]["mode"]
+            );
+            continue;
+        }
+        kill_mid_job_then_recover(mode);
+    }
+}
