@@ -24,30 +24,52 @@ fn main() {
         eprintln!("skipped: exec_kill needs root (cgroup leaves)");
         return;
     }
-    let detected = Executor::new(ExecutorConfig::default()).expect("executor").host().detected_mode;
+    let detected = Executor::new(ExecutorConfig::default())
+        .expect("executor")
+        .host()
+        .detected_mode;
     let mut modes = vec![(detected, ITERATIONS)];
     if detected == CgroupMode::Hybrid {
         modes.push((CgroupMode::V1, ITERATIONS));
     }
     modes.push((CgroupMode::None, ITERATIONS / 3));
     let cmd = format!("i=0; while [ $i -lt {TREE_PROCESSES} ]; do setsid sleep 1000 & i=$((i+1)); done; echo ready; wait");
-    let spec = ProcessSpec { argv: vec!["/bin/sh".into(), "-c".into(), cmd], ..ProcessSpec::default() };
-    let limits = Limits { timeout: Some(Duration::from_millis(DEADLINE_MS)), ..Limits::default() };
+    let spec = ProcessSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), cmd],
+        ..ProcessSpec::default()
+    };
+    let limits = Limits {
+        timeout: Some(Duration::from_millis(DEADLINE_MS)),
+        ..Limits::default()
+    };
     println!("exec_kill: {TREE_PROCESSES} setsid'd processes, deadline {DEADLINE_MS} ms");
     for (mode, iterations) in modes {
-        let ex = Executor::new(ExecutorConfig { host: HostConfig { force_mode: Some(mode), ..HostConfig::default() }, subreaper: true }).expect("mode");
+        let ex = Executor::new(ExecutorConfig {
+            host: HostConfig {
+                force_mode: Some(mode),
+                ..HostConfig::default()
+            },
+            subreaper: true,
+        })
+        .expect("mode");
         let mut deadline_to_dead = Histogram::<u64>::new(3).expect("histogram");
         let mut kill_only = Histogram::<u64>::new(3).expect("histogram");
         let mut not_ready = 0;
         for i in 0..iterations {
             let r = ex.run_process(&format!("bench-kill-{i}"), &spec, &limits);
             assert_eq!(r.status, JobStatus::TimedOut, "{r:?}");
-            if !r.stdout.bytes.starts_with(b"ready") || r.stragglers_killed < TREE_PROCESSES as usize {
+            if !r.stdout.bytes.starts_with(b"ready")
+                || r.stragglers_killed < TREE_PROCESSES as usize
+            {
                 not_ready += 1;
                 continue;
             }
-            deadline_to_dead.record((r.deadline_to_dead_ms.unwrap_or(0.0) * 1000.0) as u64).expect("record");
-            kill_only.record((r.kill_ms.unwrap_or(0.0) * 1000.0) as u64).expect("record");
+            deadline_to_dead
+                .record((r.deadline_to_dead_ms.unwrap_or(0.0) * 1000.0) as u64)
+                .expect("record");
+            kill_only
+                .record((r.kill_ms.unwrap_or(0.0) * 1000.0) as u64)
+                .expect("record");
         }
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         println!(

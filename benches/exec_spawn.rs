@@ -17,7 +17,12 @@ const ITERATIONS: u32 = 400;
 const WARMUP_ITERATIONS: u32 = 30;
 
 fn pct(h: &Histogram<u64>) -> String {
-    format!("p50 {:>6} us  p99 {:>6} us  p999 {:>6} us", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999))
+    format!(
+        "p50 {:>6} us  p99 {:>6} us  p999 {:>6} us",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999)
+    )
 }
 
 fn main() {
@@ -36,11 +41,25 @@ fn main() {
         eprintln!("note: not root; only mode none is measured");
         modes = vec![CgroupMode::None];
     }
-    let spec = ProcessSpec { argv: vec!["/bin/true".into()], ..ProcessSpec::default() };
-    let limits = Limits { pids: Some(64), memory_bytes: Some(256 << 20), ..Limits::default() };
+    let spec = ProcessSpec {
+        argv: vec!["/bin/true".into()],
+        ..ProcessSpec::default()
+    };
+    let limits = Limits {
+        pids: Some(64),
+        memory_bytes: Some(256 << 20),
+        ..Limits::default()
+    };
     println!("exec_spawn: /bin/true, {ITERATIONS} iterations per side, interleaved");
     for mode in modes {
-        let ex = Executor::new(ExecutorConfig { host: HostConfig { force_mode: Some(mode), ..HostConfig::default() }, subreaper: true }).expect("mode");
+        let ex = Executor::new(ExecutorConfig {
+            host: HostConfig {
+                force_mode: Some(mode),
+                ..HostConfig::default()
+            },
+            subreaper: true,
+        })
+        .expect("mode");
         let mut bare = Histogram::<u64>::new(3).expect("histogram");
         let mut isolated = Histogram::<u64>::new(3).expect("histogram");
         for i in 0..(WARMUP_ITERATIONS + ITERATIONS) {
@@ -58,7 +77,11 @@ fn main() {
             }
         }
         println!("  baseline std::process::Command       {}", pct(&bare));
-        println!("  vigil isolated ({:<6})              {}", mode.as_str(), pct(&isolated));
+        println!(
+            "  vigil isolated ({:<6})              {}",
+            mode.as_str(),
+            pct(&isolated)
+        );
         println!(
             "  ratio isolated/bare ({:<6})  p50 {:.2}x  p99 {:.2}x",
             mode.as_str(),

@@ -23,7 +23,10 @@ fn bare_rate() -> f64 {
         for _ in 0..CONCURRENCY {
             s.spawn(|| {
                 while Instant::now() < until {
-                    let out = Command::new("/bin/sh").args(["-c", "echo ok"]).output().expect("spawn");
+                    let out = Command::new("/bin/sh")
+                        .args(["-c", "echo ok"])
+                        .output()
+                        .expect("spawn");
                     assert!(out.status.success());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -35,8 +38,16 @@ fn bare_rate() -> f64 {
 
 fn vigil_rate(ex: &Executor, tag: &str) -> f64 {
     let done = AtomicU64::new(0);
-    let spec = ProcessSpec { argv: vec!["/bin/sh".into(), "-c".into(), "echo ok".into()], ..ProcessSpec::default() };
-    let limits = Limits { timeout: Some(Duration::from_secs(10)), pids: Some(64), memory_bytes: Some(256 << 20), ..Limits::default() };
+    let spec = ProcessSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), "echo ok".into()],
+        ..ProcessSpec::default()
+    };
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(10)),
+        pids: Some(64),
+        memory_bytes: Some(256 << 20),
+        ..Limits::default()
+    };
     let until = Instant::now() + Duration::from_millis(RUN_DURATION_MS);
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -60,17 +71,35 @@ fn vigil_rate(ex: &Executor, tag: &str) -> f64 {
 fn main() {
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let detected = Executor::new(ExecutorConfig::default()).expect("executor").host().detected_mode;
-    let mut modes = if root { vec![detected] } else { vec![CgroupMode::None] };
+    let detected = Executor::new(ExecutorConfig::default())
+        .expect("executor")
+        .host()
+        .detected_mode;
+    let mut modes = if root {
+        vec![detected]
+    } else {
+        vec![CgroupMode::None]
+    };
     if root && detected == CgroupMode::Hybrid {
         modes.push(CgroupMode::V1);
     }
     println!("exec_throughput: {CONCURRENCY} concurrent `sh -c 'echo ok'` jobs, {RUN_DURATION_MS} ms per side");
     for mode in modes {
-        let ex = Executor::new(ExecutorConfig { host: HostConfig { force_mode: Some(mode), ..HostConfig::default() }, subreaper: true }).expect("mode");
+        let ex = Executor::new(ExecutorConfig {
+            host: HostConfig {
+                force_mode: Some(mode),
+                ..HostConfig::default()
+            },
+            subreaper: true,
+        })
+        .expect("mode");
         let bare = bare_rate();
         let iso = vigil_rate(&ex, mode.as_str());
         println!("  baseline std::process::Command  {bare:>8.0} jobs/s");
-        println!("  vigil isolated ({:<6})         {iso:>8.0} jobs/s   ratio vigil/bare {:.2}x", mode.as_str(), iso / bare.max(1e-9));
+        println!(
+            "  vigil isolated ({:<6})         {iso:>8.0} jobs/s   ratio vigil/bare {:.2}x",
+            mode.as_str(),
+            iso / bare.max(1e-9)
+        );
     }
 }

@@ -148,8 +148,14 @@ fn root_process_is_in_every_leaf_from_its_first_instruction() {
             h.unified_parent.as_ref().map(|_| "0::"),
             h.v1.memory.as_ref().map(|_| ":memory:"),
             h.v1.pids.as_ref().map(|_| ":pids:"),
-            h.v1.cpuacct.as_ref().filter(|_| v1_only).map(|_| ":cpuacct:"),
-            h.v1.freezer.as_ref().filter(|_| v1_only).map(|_| ":freezer:"),
+            h.v1.cpuacct
+                .as_ref()
+                .filter(|_| v1_only)
+                .map(|_| ":cpuacct:"),
+            h.v1.freezer
+                .as_ref()
+                .filter(|_| v1_only)
+                .map(|_| ":freezer:"),
         ]
         .into_iter()
         .flatten()

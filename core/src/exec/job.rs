@@ -297,14 +297,23 @@ fn proc_stat(pid: i32) -> Option<ProcStat> {
     let pgrp = it.next()?.parse().ok()?;
     let session = it.next()?.parse().ok()?;
     let start_ticks = it.nth(15)?.parse().ok()?;
-    Some(ProcStat { state, ppid, pgrp, session, start_ticks })
+    Some(ProcStat {
+        state,
+        ppid,
+        pgrp,
+        session,
+        start_ticks,
+    })
 }
 
 /// Now, in the clock ticks after boot that /proc/PID/stat's starttime uses (rounded down, so a
 /// process started after this call never has a smaller start time).
 fn boot_ticks_now() -> u64 {
     // SAFETY: out-parameter of the right type; sysconf has no preconditions.
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return 0;
@@ -348,7 +357,9 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
         .collect();
     let mut set: BTreeSet<i32> = table
         .iter()
-        .filter(|(p, st)| *p == root || st.pgrp == root || st.session == root || environ_has(*p, &marker))
+        .filter(|(p, st)| {
+            *p == root || st.pgrp == root || st.session == root || environ_has(*p, &marker)
+        })
         .map(|t| t.0)
         .collect();
     loop {
@@ -404,7 +415,11 @@ impl Executor {
         let accounting = match h.mode {
             CgroupMode::None => "none: no group to read usage from".to_string(),
             _ => {
-                let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() { "cpuacct.usage" } else { "cpu.stat usage_usec" };
+                let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() {
+                    "cpuacct.usage"
+                } else {
+                    "cpu.stat usage_usec"
+                };
                 let mem = if h.v1.memory.is_some() {
                     "memory.max_usage_in_bytes, memory.oom_control oom_kill"
                 } else if v2("memory") {
@@ -714,7 +729,8 @@ impl Executor {
         let dead_at = Instant::now();
         result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
         if let (Some("wall"), Some(d)) = (limit_hit, deadline) {
-            result.deadline_to_dead_ms = Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
+            result.deadline_to_dead_ms =
+                Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
         }
         result.stragglers_killed = members.iter().filter(|&&p| p != pid).count();
 
