@@ -50,6 +50,7 @@ fn main() {
                 ..HostConfig::default()
             },
             subreaper: true,
+            ..ExecutorConfig::default()
         })
         .expect("mode");
         let mut deadline_to_dead = Histogram::<u64>::new(3).expect("histogram");

@@ -58,6 +58,7 @@ fn main() {
                 ..HostConfig::default()
             },
             subreaper: true,
+            ..ExecutorConfig::default()
         })
         .expect("mode");
         let mut bare = Histogram::<u64>::new(3).expect("histogram");

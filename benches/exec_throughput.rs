@@ -91,6 +91,7 @@ fn main() {
                 ..HostConfig::default()
             },
             subreaper: true,
+            ..ExecutorConfig::default()
         })
         .expect("mode");
         let bare = bare_rate();

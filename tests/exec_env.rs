@@ -41,6 +41,7 @@ fn secrets_in_vigils_environment_do_not_reach_the_capability() {
             job_id: &id,
             limits: &limits,
             root: &root,
+            cancel: None,
         };
         let r = registry.run(
             "exec",

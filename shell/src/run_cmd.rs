@@ -71,6 +71,7 @@ pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
             ..HostConfig::default()
         },
         subreaper: true,
+        ..ExecutorConfig::default()
     })
     .map_err(|e| e.to_string())
 }
@@ -124,6 +125,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         job_id: &job_id,
         limits: &limits,
         root: &root,
+        cancel: None,
     };
     let parsed: Result<serde_json::Value, String> =
         serde_json::from_str(&args.args).map_err(|e| format!("--args is not valid JSON: {e}"));

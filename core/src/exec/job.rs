@@ -124,7 +124,7 @@ pub struct JobResult {
     pub signal: Option<i32>,
     /// The pids limit refused at least one fork.
     pub pids_limit_hit: bool,
-    /// Which limit ended the job early (`wall`, `cpu_time`, `memory`), if any.
+    /// What ended the job early (`wall`, `cpu_time`, `memory`, `cancelled`), if anything.
     pub limit_hit: Option<&'static str>,
     /// CPU time of the whole group.
     pub cpu_usage_us: Option<u64>,
@@ -186,6 +186,9 @@ pub struct ExecutorConfig {
     /// Make vigil a child subreaper, so orphans of jobs come back to it (and are reaped) instead
     /// of escaping to init.
     pub subreaper: bool,
+    /// Refuse (status `rejected`) any job asking for a limit this host can only hold partly or
+    /// not at all, instead of running it with the weaker mechanism.
+    pub require_kernel_enforcement: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -193,6 +196,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             host: HostConfig::default(),
             subreaper: true,
+            require_kernel_enforcement: false,
         }
     }
 }
@@ -202,6 +206,51 @@ impl Default for ExecutorConfig {
 pub struct Executor {
     host: Host,
     subreaper: bool,
+    require_kernel_enforcement: bool,
+}
+
+/// Cancels a running job from another thread (`jobs.cancel`): an eventfd the supervision loop
+/// polls beside the job's pipes, so cancellation is as prompt as a deadline.
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    fd: std::sync::Arc<OwnedFd>,
+}
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Result<CancelToken, ExecError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd with constant flags; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(ExecError::Io {
+                context: "eventfd for job cancellation".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: fresh fd.
+        Ok(CancelToken {
+            fd: std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }),
+        })
+    }
+
+    /// Asks the job to end: every process of it is killed, status `interrupted`.
+    pub fn cancel(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes to an owned eventfd.
+        unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// True once [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
 }
 
 /// Pipe reader state for one stream.
@@ -387,6 +436,7 @@ impl Executor {
         Ok(Executor {
             host,
             subreaper: config.subreaper,
+            require_kernel_enforcement: config.require_kernel_enforcement,
         })
     }
 
@@ -520,6 +570,17 @@ impl Executor {
 
     /// Runs one process job to its end. Never panics; every failure is in the result.
     pub fn run_process(&self, job_id: &str, spec: &ProcessSpec, limits: &Limits) -> JobResult {
+        self.run_process_cancellable(job_id, spec, limits, None)
+    }
+
+    /// [`Executor::run_process`] that ends early, status `interrupted`, when `cancel` fires.
+    pub fn run_process_cancellable(
+        &self,
+        job_id: &str,
+        spec: &ProcessSpec,
+        limits: &Limits,
+        cancel: Option<&CancelToken>,
+    ) -> JobResult {
         let started = Instant::now();
         let mut result = JobResult::refused(
             job_id,
@@ -528,7 +589,7 @@ impl Executor {
             self.enforcement(limits),
         );
         result.error = None;
-        if let Err(e) = self.run_inner(job_id, spec, limits, started, &mut result) {
+        if let Err(e) = self.run_inner(job_id, spec, limits, started, cancel, &mut result) {
             result.status = match e {
                 ExecError::InvalidJobId(_)
                 | ExecError::InvalidRequest(_)
@@ -548,9 +609,23 @@ impl Executor {
         spec: &ProcessSpec,
         limits: &Limits,
         started: Instant,
+        cancel: Option<&CancelToken>,
         result: &mut JobResult,
     ) -> Result<(), ExecError> {
         cgroup::validate_job_id(job_id)?;
+        if self.require_kernel_enforcement {
+            if let Some(weak) = result
+                .enforcement
+                .limits
+                .iter()
+                .find(|l| matches!(l.strength, Strength::Partial | Strength::NotEnforced))
+            {
+                return Err(ExecError::Unenforceable(format!(
+                    "policy requires kernel-enforced limits, but the {} limit is {:?} here ({})",
+                    weak.limit, weak.strength, weak.mechanism
+                )));
+            }
+        }
         if limits.max_output_bytes > super::OUTPUT_BYTES_MAX {
             return Err(ExecError::InvalidRequest(format!(
                 "max_output_bytes {} exceeds {}",
@@ -592,6 +667,7 @@ impl Executor {
             leaf,
             limits,
             started,
+            cancel,
             result,
         )
     }
@@ -606,6 +682,7 @@ impl Executor {
         leaf: Option<CgroupLeaf>,
         limits: &Limits,
         started: Instant,
+        cancel: Option<&CancelToken>,
         result: &mut JobResult,
     ) -> Result<(), ExecError> {
         let pid = child.pid;
@@ -635,6 +712,10 @@ impl Executor {
 
         while root.is_none() {
             let now = Instant::now();
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                limit_hit = Some("cancelled");
+                break;
+            }
             if deadline.is_some_and(|d| now >= d) {
                 limit_hit = Some("wall");
                 break;
@@ -664,6 +745,7 @@ impl Executor {
                 }
             };
             push(child.pidfd.as_ref(), libc::POLLIN);
+            push(cancel.map(|c| c.fd.as_ref()), libc::POLLIN);
             push(out.fd.as_ref(), libc::POLLIN);
             push(err.fd.as_ref(), libc::POLLIN);
             push(stdin.as_ref(), libc::POLLOUT);
@@ -785,6 +867,7 @@ impl Executor {
         result.limit_hit = limit_hit;
         result.status = match limit_hit {
             Some("wall") | Some("cpu_time") => JobStatus::TimedOut,
+            Some("cancelled") => JobStatus::Interrupted,
             Some(_) => JobStatus::OomKilled,
             None if exit_code == Some(0) => JobStatus::Completed,
             None => JobStatus::Failed,
@@ -799,6 +882,9 @@ impl Executor {
                 "CPU-time budget of {} ms used up; every process of the job was killed",
                 limits.cpu_time.map_or(0, |t| t.as_millis())
             )),
+            (Some("cancelled"), _) => {
+                Some("cancelled by request; every process of the job was killed".to_string())
+            }
             (Some(_), _) => Some(format!(
                 "memory limit of {} bytes reached; the kernel killed the job",
                 limits.memory_bytes.unwrap_or(0)
