@@ -41,6 +41,7 @@ fn secrets_in_vigils_environment_do_not_reach_the_capability() {
             job_id: &id,
             limits: &limits,
             root: &root,
+            cancel: None,
         };
         let r = registry.run(
             "exec",
@@ -127,24 +128,35 @@ fn root_process_is_in_every_leaf_from_its_first_instruction() {
         }
         let ex = executor(mode);
         let id = job_id("placed", mode);
-        // `cat` execs straight away: what it prints is where it was born.
+        // `cat` execs straight away: what it prints is where it was born. A pids limit makes
+        // the pids leaf exist too.
+        let mut l = limits(5_000);
+        l.pids = Some(64);
         let r = ex.run_process(
             &id,
             &ProcessSpec {
                 argv: vec!["cat".into(), "/proc/self/cgroup".into()],
                 ..ProcessSpec::default()
             },
-            &limits(5_000),
+            &l,
         );
         assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
         let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
         let h = ex.host();
+        // Hybrid uses cgroup2 for CPU accounting and the kill: no cpuacct or freezer leaf there.
+        let v1_only = h.unified_parent.is_none();
         let expect: Vec<&str> = [
             h.unified_parent.as_ref().map(|_| "0::"),
-            h.v1.memory.as_ref().map(|_| "memory:"),
-            h.v1.pids.as_ref().map(|_| "pids:"),
-            h.v1.cpuacct.as_ref().map(|_| "cpuacct:"),
-            h.v1.freezer.as_ref().map(|_| "freezer:"),
+            h.v1.memory.as_ref().map(|_| ":memory:"),
+            h.v1.pids.as_ref().map(|_| ":pids:"),
+            h.v1.cpuacct
+                .as_ref()
+                .filter(|_| v1_only)
+                .map(|_| ":cpuacct:"),
+            h.v1.freezer
+                .as_ref()
+                .filter(|_| v1_only)
+                .map(|_| ":freezer:"),
         ]
         .into_iter()
         .flatten()

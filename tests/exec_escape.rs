@@ -233,3 +233,72 @@ fn plain_command_completes_with_output_exit_code_and_usage() {
         assert_nothing_left(&r, &format!("plain ({mode:?})"));
     }
 }
+
+#[test]
+fn cancellation_kills_every_process_of_the_job_promptly() {
+    use vigil_core::exec::job::CancelToken;
+    for mode in modes() {
+        let ex = executor(mode);
+        let id = job_id("cancel", mode);
+        let token = CancelToken::new().expect("eventfd");
+        let canceller = {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                token.cancel();
+            })
+        };
+        let r = ex.run_process_cancellable(
+            &id,
+            &sh("(setsid sleep 777 &); sleep 30"),
+            &limits(10_000),
+            Some(&token),
+        );
+        canceller.join().unwrap();
+        assert_eq!(r.status, JobStatus::Interrupted, "{mode:?}: {r:?}");
+        assert!(
+            (300..1_500).contains(&r.wall_ms),
+            "{mode:?}: cancel took effect after {} ms",
+            r.wall_ms
+        );
+        assert_nothing_left(&r, &format!("cancelled job ({mode:?})"));
+    }
+}
+
+#[test]
+fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
+    use vigil_core::exec::job::{Executor, ExecutorConfig};
+    let ms = modes();
+    if ms.is_empty() {
+        return;
+    }
+    let marker = std::env::temp_dir().join(format!("vigil-policy-{}", std::process::id()));
+    for mode in ms {
+        let ex = Executor::new(ExecutorConfig {
+            require_kernel_enforcement: true,
+            ..config(Some(mode))
+        })
+        .unwrap();
+        let mut l = limits(5_000);
+        l.pids = Some(32);
+        l.memory_bytes = Some(64 << 20);
+        let _ = std::fs::remove_file(&marker);
+        let r = ex.run_process(
+            &job_id("policy", mode),
+            &sh(&format!("touch {}", marker.display())),
+            &l,
+        );
+        if mode == CgroupMode::None {
+            assert_eq!(r.status, JobStatus::Rejected, "{mode:?}: {r:?}");
+            assert!(
+                r.error.as_deref().is_some_and(|e| e.contains("policy")),
+                "{r:?}"
+            );
+            assert!(!marker.exists(), "{mode:?}: a refused job ran");
+        } else {
+            assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
+            assert!(marker.exists(), "{mode:?}: the job did not run");
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+}

@@ -57,6 +57,7 @@ fn resolvers() -> Vec<(&'static str, Executor)> {
                 ..HostConfig::default()
             },
             subreaper: false,
+            ..ExecutorConfig::default()
         })
         .unwrap()
     };
@@ -77,6 +78,7 @@ fn read(ex: &Executor, root: &Path, path: &str) -> JobResult {
         job_id: "file-read",
         limits: &limits,
         root,
+        cancel: None,
     };
     FileReadCapability.execute(&ctx, &json!({ "path": path }))
 }
@@ -88,6 +90,7 @@ fn write(ex: &Executor, root: &Path, path: &str, content: &str, append: bool) ->
         job_id: "file-write",
         limits: &limits,
         root,
+        cancel: None,
     };
     FileWriteCapability.execute(
         &ctx,
@@ -135,6 +138,7 @@ fn regular_files_beneath_the_root_are_read_and_written_atomically() {
             job_id: "cap",
             limits: &limits,
             root: &t.root(),
+            cancel: None,
         };
         let r =
             FileReadCapability.execute(&ctx, &json!({"path": "sub/inside.txt", "max_bytes": 3}));
@@ -354,6 +358,7 @@ fn dry_run_validates_without_side_effects() {
         job_id: "dry",
         limits: &limits,
         root: &t.root(),
+        cancel: None,
     };
     let ok = FileWriteCapability.dry_run(&ctx, &json!({"path": "dry.txt", "content": "x"}));
     assert!(ok.valid, "{ok:?}");

@@ -433,7 +433,7 @@ fn exec_job_id(dir_token: &str, job_id: u64) -> String {
 /// environment cannot be found this way: only cgroup modes hold such a process.
 fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
     // -1 is no process's pid, group or session: only the marker selects.
-    let pids = crate::exec::job::untracked_job_processes(-1, exec_id);
+    let pids = crate::exec::job::untracked_job_processes(-1, exec_id, 0);
     for &pid in &pids {
         // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
         // marker a moment ago; reuse within that window is the residual risk.
@@ -641,6 +641,7 @@ impl Runtime {
             job_id: &exec_id,
             limits: &req.limits,
             root: &req.root,
+            cancel: None,
         };
         let outcome = |result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>| JobOutcome {
             job_id,

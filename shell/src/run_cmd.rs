@@ -72,6 +72,7 @@ pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
             ..HostConfig::default()
         },
         subreaper: true,
+        ..ExecutorConfig::default()
     })
     .map_err(|e| e.to_string())
 }
@@ -108,6 +109,7 @@ pub fn open_runtime(cli: &Cli, mode: Option<&str>) -> Result<Runtime, String> {
             ..HostConfig::default()
         },
         subreaper: true,
+        ..ExecutorConfig::default()
     };
     Runtime::open(options).map_err(|e| e.to_string())
 }

@@ -48,6 +48,7 @@ pub fn config(mode: Option<CgroupMode>) -> ExecutorConfig {
             ..HostConfig::default()
         },
         subreaper: true,
+        ..ExecutorConfig::default()
     }
 }
 

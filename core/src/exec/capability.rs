@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::fsroot::{
     ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
 };
-use super::job::{Enforcement, Executor, JobResult, JobStatus};
+use super::job::{CancelToken, Enforcement, Executor, JobResult, JobStatus};
 use super::output::CapturedOutput;
 use super::spawn::ProcessSpec;
 use super::{ExecError, Limits};
@@ -40,6 +40,8 @@ pub struct JobContext<'a> {
     pub limits: &'a Limits,
     /// The directory file capabilities are confined to and process capabilities start in.
     pub root: &'a Path,
+    /// Ends a running process job early (`interrupted`), when given.
+    pub cancel: Option<&'a CancelToken>,
 }
 
 /// What `dry_run` reports.
@@ -276,7 +278,9 @@ impl Capability for ShellCapability {
     }
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
         match self.spec(ctx, args) {
-            Ok(spec) => ctx.executor.run_process(ctx.job_id, &spec, ctx.limits),
+            Ok(spec) => ctx
+                .executor
+                .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
             Err(e) => rejected(ctx, e),
         }
     }
@@ -291,7 +295,9 @@ impl Capability for ExecCapability {
     }
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
         match self.spec(ctx, args) {
-            Ok(spec) => ctx.executor.run_process(ctx.job_id, &spec, ctx.limits),
+            Ok(spec) => ctx
+                .executor
+                .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
             Err(e) => rejected(ctx, e),
         }
     }

@@ -170,16 +170,21 @@ impl CgroupLeaf {
             leaf.unified_dir_fd = open_dir_path(&dir).ok();
             leaf.unified = Some(dir);
         }
+        // Every v1 leaf costs a mkdir, a migration of the child and an rmdir: create only those
+        // that do something the cgroup2 leaf cannot. Memory: limit and peak accounting (always).
+        // Pids: only for a pids limit (cgroup.kill and the freezer already stop forks during the
+        // kill). Cpuacct and freezer: only without cgroup2 (cpu.stat and cgroup.kill replace them).
+        let v1_only = host.unified_parent.is_none() || !host.cgroup_kill;
         if let Some(p) = &host.v1.memory {
             leaf.memory = Some(mkdir(p)?);
         }
-        if let Some(p) = &host.v1.pids {
+        if let (Some(p), Some(_)) = (&host.v1.pids, limits.pids) {
             leaf.pids = Some(mkdir(p)?);
         }
-        if let Some(p) = &host.v1.cpuacct {
+        if let (Some(p), true) = (&host.v1.cpuacct, host.unified_parent.is_none()) {
             leaf.cpuacct = Some(mkdir(p)?);
         }
-        if let Some(p) = &host.v1.freezer {
+        if let (Some(p), true) = (&host.v1.freezer, v1_only) {
             leaf.freezer = Some(mkdir(p)?);
         }
         leaf.write_limits(host, limits)?;

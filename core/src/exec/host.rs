@@ -73,6 +73,8 @@ pub struct HostConfig {
     pub force_no_openat2: bool,
     /// Pretend clone3 is missing (fork + placement through the pipe gate).
     pub force_no_clone3: bool,
+    /// Keep clone3 but place through the gate instead of CLONE_INTO_CGROUP.
+    pub force_no_clone_into_cgroup: bool,
 }
 
 impl Default for HostConfig {
@@ -82,6 +84,7 @@ impl Default for HostConfig {
             parent_group_name: "vigil".to_string(),
             force_no_openat2: false,
             force_no_clone3: false,
+            force_no_clone_into_cgroup: false,
         }
     }
 }
@@ -403,7 +406,8 @@ impl Host {
         if let Some(forced) = config.force_mode {
             host.force(forced)?;
         }
-        host.clone_into_cgroup = host.clone3 && host.unified_parent.is_some();
+        host.clone_into_cgroup =
+            host.clone3 && host.unified_parent.is_some() && !config.force_no_clone_into_cgroup;
         Ok(host)
     }
 

@@ -124,7 +124,7 @@ pub struct JobResult {
     pub signal: Option<i32>,
     /// The pids limit refused at least one fork.
     pub pids_limit_hit: bool,
-    /// Which limit ended the job early (`wall`, `cpu_time`, `memory`), if any.
+    /// What ended the job early (`wall`, `cpu_time`, `memory`, `cancelled`), if anything.
     pub limit_hit: Option<&'static str>,
     /// CPU time of the whole group.
     pub cpu_usage_us: Option<u64>,
@@ -134,6 +134,8 @@ pub struct JobResult {
     pub wall_ms: u64,
     /// Time from the decision to kill to every process of the job being gone.
     pub kill_ms: Option<f64>,
+    /// When the wall deadline fired: time from the deadline to every process being gone.
+    pub deadline_to_dead_ms: Option<f64>,
     /// Processes still in the group when the root ended (killed by vigil).
     pub stragglers_killed: usize,
     /// Captured stdout.
@@ -166,6 +168,7 @@ impl JobResult {
             memory_peak_bytes: None,
             wall_ms: 0,
             kill_ms: None,
+            deadline_to_dead_ms: None,
             stragglers_killed: 0,
             stdout: CapturedOutput::default(),
             stderr: CapturedOutput::default(),
@@ -183,6 +186,9 @@ pub struct ExecutorConfig {
     /// Make vigil a child subreaper, so orphans of jobs come back to it (and are reaped) instead
     /// of escaping to init.
     pub subreaper: bool,
+    /// Refuse (status `rejected`) any job asking for a limit this host can only hold partly or
+    /// not at all, instead of running it with the weaker mechanism.
+    pub require_kernel_enforcement: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -190,6 +196,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             host: HostConfig::default(),
             subreaper: true,
+            require_kernel_enforcement: false,
         }
     }
 }
@@ -199,6 +206,51 @@ impl Default for ExecutorConfig {
 pub struct Executor {
     host: Host,
     subreaper: bool,
+    require_kernel_enforcement: bool,
+}
+
+/// Cancels a running job from another thread (`jobs.cancel`): an eventfd the supervision loop
+/// polls beside the job's pipes, so cancellation is as prompt as a deadline.
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    fd: std::sync::Arc<OwnedFd>,
+}
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Result<CancelToken, ExecError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd with constant flags; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(ExecError::Io {
+                context: "eventfd for job cancellation".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: fresh fd.
+        Ok(CancelToken {
+            fd: std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }),
+        })
+    }
+
+    /// Asks the job to end: every process of it is killed, status `interrupted`.
+    pub fn cancel(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes to an owned eventfd.
+        unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// True once [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
 }
 
 /// Pipe reader state for one stream.
@@ -273,16 +325,49 @@ fn try_reap(pid: i32, block: bool) -> Option<(Option<i32>, Option<i32>)> {
     }
 }
 
-/// /proc/PID/stat fields vigil uses: (state, ppid, pgrp, session).
-fn proc_stat(pid: i32) -> Option<(u8, i32, i32, i32)> {
+/// The /proc/PID/stat fields vigil uses.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    state: u8,
+    ppid: i32,
+    pgrp: i32,
+    session: i32,
+    /// Clock ticks after boot at which the process started.
+    start_ticks: u64,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may hold spaces and parentheses: fields restart after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let mut it = rest.split_whitespace();
     let state = it.next()?.bytes().next()?;
     let ppid = it.next()?.parse().ok()?;
     let pgrp = it.next()?.parse().ok()?;
     let session = it.next()?.parse().ok()?;
-    Some((state, ppid, pgrp, session))
+    let start_ticks = it.nth(15)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        ppid,
+        pgrp,
+        session,
+        start_ticks,
+    })
+}
+
+/// Now, in the clock ticks after boot that /proc/PID/stat's starttime uses (rounded down, so a
+/// process started after this call never has a smaller start time).
+fn boot_ticks_now() -> u64 {
+    // SAFETY: out-parameter of the right type; sysconf has no preconditions.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000).saturating_sub(1)
 }
 
 fn all_pids() -> Vec<i32> {
@@ -307,26 +392,29 @@ fn environ_has(pid: i32, needle: &[u8]) -> bool {
 }
 
 /// Live (non-zombie) processes of a job in mode `none`: its session and process group, anything
-/// carrying its marker variable, and every descendant of those.
-pub fn untracked_job_processes(root: i32, job_id: &str) -> Vec<i32> {
+/// carrying its marker variable, and every descendant of those. Only processes started at or
+/// after `since_ticks` (the job's start) can be the job's, which keeps the environment reads to
+/// the few processes that are new.
+pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
     let marker = format!("{JOB_MARKER_ENV}={job_id}").into_bytes();
     let me = std::process::id() as i32;
-    let table: Vec<(i32, u8, i32, i32, i32)> = all_pids()
+    let table: Vec<(i32, ProcStat)> = all_pids()
         .into_iter()
         .filter(|&p| p != me)
-        .filter_map(|p| proc_stat(p).map(|(s, pp, pg, se)| (p, s, pp, pg, se)))
+        .filter_map(|p| proc_stat(p).map(|st| (p, st)))
+        .filter(|(_, st)| st.state != b'Z' && st.start_ticks >= since_ticks)
         .collect();
     let mut set: BTreeSet<i32> = table
         .iter()
-        .filter(|(p, state, _, pg, se)| {
-            *state != b'Z' && (*p == root || *pg == root || *se == root || environ_has(*p, &marker))
+        .filter(|(p, st)| {
+            *p == root || st.pgrp == root || st.session == root || environ_has(*p, &marker)
         })
         .map(|t| t.0)
         .collect();
     loop {
         let before = set.len();
-        for (p, state, pp, _, _) in &table {
-            if *state != b'Z' && set.contains(pp) {
+        for (p, st) in &table {
+            if set.contains(&st.ppid) {
                 set.insert(*p);
             }
         }
@@ -348,6 +436,7 @@ impl Executor {
         Ok(Executor {
             host,
             subreaper: config.subreaper,
+            require_kernel_enforcement: config.require_kernel_enforcement,
         })
     }
 
@@ -376,7 +465,7 @@ impl Executor {
         let accounting = match h.mode {
             CgroupMode::None => "none: no group to read usage from".to_string(),
             _ => {
-                let cpu = if h.v1.cpuacct.is_some() {
+                let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() {
                     "cpuacct.usage"
                 } else {
                     "cpu.stat usage_usec"
@@ -481,6 +570,17 @@ impl Executor {
 
     /// Runs one process job to its end. Never panics; every failure is in the result.
     pub fn run_process(&self, job_id: &str, spec: &ProcessSpec, limits: &Limits) -> JobResult {
+        self.run_process_cancellable(job_id, spec, limits, None)
+    }
+
+    /// [`Executor::run_process`] that ends early, status `interrupted`, when `cancel` fires.
+    pub fn run_process_cancellable(
+        &self,
+        job_id: &str,
+        spec: &ProcessSpec,
+        limits: &Limits,
+        cancel: Option<&CancelToken>,
+    ) -> JobResult {
         let started = Instant::now();
         let mut result = JobResult::refused(
             job_id,
@@ -489,7 +589,7 @@ impl Executor {
             self.enforcement(limits),
         );
         result.error = None;
-        if let Err(e) = self.run_inner(job_id, spec, limits, started, &mut result) {
+        if let Err(e) = self.run_inner(job_id, spec, limits, started, cancel, &mut result) {
             result.status = match e {
                 ExecError::InvalidJobId(_)
                 | ExecError::InvalidRequest(_)
@@ -509,9 +609,23 @@ impl Executor {
         spec: &ProcessSpec,
         limits: &Limits,
         started: Instant,
+        cancel: Option<&CancelToken>,
         result: &mut JobResult,
     ) -> Result<(), ExecError> {
         cgroup::validate_job_id(job_id)?;
+        if self.require_kernel_enforcement {
+            if let Some(weak) = result
+                .enforcement
+                .limits
+                .iter()
+                .find(|l| matches!(l.strength, Strength::Partial | Strength::NotEnforced))
+            {
+                return Err(ExecError::Unenforceable(format!(
+                    "policy requires kernel-enforced limits, but the {} limit is {:?} here ({})",
+                    weak.limit, weak.strength, weak.mechanism
+                )));
+            }
+        }
         if limits.max_output_bytes > super::OUTPUT_BYTES_MAX {
             return Err(ExecError::InvalidRequest(format!(
                 "max_output_bytes {} exceeds {}",
@@ -536,6 +650,7 @@ impl Executor {
         } else {
             None
         };
+        let since_ticks = boot_ticks_now();
         let child = spawn::spawn(
             job_id,
             &cmd,
@@ -546,11 +661,13 @@ impl Executor {
         result.enforcement.placement = Some(child.placement.as_str());
         self.supervise(
             job_id,
+            since_ticks,
             child,
             spec.stdin.as_deref().unwrap_or(&[]),
             leaf,
             limits,
             started,
+            cancel,
             result,
         )
     }
@@ -559,11 +676,13 @@ impl Executor {
     fn supervise(
         &self,
         job_id: &str,
+        since_ticks: u64,
         child: spawn::SpawnedChild,
         stdin_data: &[u8],
         leaf: Option<CgroupLeaf>,
         limits: &Limits,
         started: Instant,
+        cancel: Option<&CancelToken>,
         result: &mut JobResult,
     ) -> Result<(), ExecError> {
         let pid = child.pid;
@@ -593,6 +712,10 @@ impl Executor {
 
         while root.is_none() {
             let now = Instant::now();
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                limit_hit = Some("cancelled");
+                break;
+            }
             if deadline.is_some_and(|d| now >= d) {
                 limit_hit = Some("wall");
                 break;
@@ -622,6 +745,7 @@ impl Executor {
                 }
             };
             push(child.pidfd.as_ref(), libc::POLLIN);
+            push(cancel.map(|c| c.fd.as_ref()), libc::POLLIN);
             push(out.fd.as_ref(), libc::POLLIN);
             push(err.fd.as_ref(), libc::POLLIN);
             push(stdin.as_ref(), libc::POLLOUT);
@@ -678,13 +802,18 @@ impl Executor {
                     }
                 }
             }
-            None => members = kill_untracked(pid, job_id),
+            None => members = kill_untracked(pid, job_id, since_ticks),
         }
         if root.is_none() {
             root = try_reap(pid, true);
         }
         spawn::forget_root(pid);
-        result.kill_ms = Some(kill_from.elapsed().as_secs_f64() * 1e3);
+        let dead_at = Instant::now();
+        result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
+        if let (Some("wall"), Some(d)) = (limit_hit, deadline) {
+            result.deadline_to_dead_ms =
+                Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
+        }
         result.stragglers_killed = members.iter().filter(|&&p| p != pid).count();
 
         // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
@@ -738,6 +867,7 @@ impl Executor {
         result.limit_hit = limit_hit;
         result.status = match limit_hit {
             Some("wall") | Some("cpu_time") => JobStatus::TimedOut,
+            Some("cancelled") => JobStatus::Interrupted,
             Some(_) => JobStatus::OomKilled,
             None if exit_code == Some(0) => JobStatus::Completed,
             None => JobStatus::Failed,
@@ -752,6 +882,9 @@ impl Executor {
                 "CPU-time budget of {} ms used up; every process of the job was killed",
                 limits.cpu_time.map_or(0, |t| t.as_millis())
             )),
+            (Some("cancelled"), _) => {
+                Some("cancelled by request; every process of the job was killed".to_string())
+            }
             (Some(_), _) => Some(format!(
                 "memory limit of {} bytes reached; the kernel killed the job",
                 limits.memory_bytes.unwrap_or(0)
@@ -768,11 +901,11 @@ impl Executor {
 }
 
 /// Mode `none`: kill the job's processes in rounds until none is found alive.
-fn kill_untracked(root: i32, job_id: &str) -> Vec<i32> {
+fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
     let until = Instant::now() + Duration::from_millis(KILL_WAIT_MS_MAX);
     let mut seen = Vec::new();
     loop {
-        let found = untracked_job_processes(root, job_id);
+        let found = untracked_job_processes(root, job_id, since_ticks);
         if found.is_empty() || Instant::now() >= until {
             return seen;
         }
@@ -817,11 +950,11 @@ fn reap_job_orphans(root: i32, members: &[i32]) {
             if roots.contains(&kid) {
                 continue;
             }
-            let Some((state, _, _, session)) = proc_stat(kid) else {
+            let Some(st) = proc_stat(kid) else {
                 continue;
             };
-            if members.contains(&kid) || session == root || members.contains(&session) {
-                if state == b'Z' {
+            if members.contains(&kid) || st.session == root || members.contains(&st.session) {
+                if st.state == b'Z' {
                     let mut st = 0;
                     // SAFETY: waitpid on our own zombie child.
                     unsafe { libc::waitpid(kid, &mut st, libc::WNOHANG) };
@@ -833,7 +966,7 @@ fn reap_job_orphans(root: i32, members: &[i32]) {
         drop(roots);
         // Killed members whose parents have not been reaped yet will be handed to us shortly.
         let in_flight = members.iter().any(|&m| {
-            proc_stat(m).is_some_and(|(s, pp, _, _)| s != b'Z' || pp != std::process::id() as i32)
+            proc_stat(m).is_some_and(|st| st.state != b'Z' || st.ppid != std::process::id() as i32)
         });
         if !(pending || in_flight) || Instant::now() >= until {
             return;

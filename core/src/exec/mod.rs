@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use capability::{Capability, CapabilityRegistry, JobContext};
 pub use host::{CgroupMode, Host, HostConfig};
-pub use job::{Enforcement, Executor, ExecutorConfig, JobResult, JobStatus};
+pub use job::{CancelToken, Enforcement, Executor, ExecutorConfig, JobResult, JobStatus};
 pub use spawn::ProcessSpec;
 
 /// Output kept per stream when the request sets no cap.

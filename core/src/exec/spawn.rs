@@ -250,8 +250,9 @@ pub(crate) struct SpawnedChild {
     pub placement: Placement,
 }
 
-/// Root pids of running jobs. Spawning holds the lock from clone to insertion, and orphan
-/// reaping holds it while it reaps, so a subreaper never reaps another job's root.
+/// Root pids of running jobs: orphan reaping never touches them. Reaping only takes zombies of
+/// the finished job's own session or group members, so a root registered a moment after its
+/// clone is not at risk in between either.
 pub(crate) static LIVE_ROOTS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 fn last_errno() -> i32 {
@@ -464,7 +465,6 @@ pub(crate) fn spawn(
     // SAFETY: getpid has no preconditions.
     let parent_pid = unsafe { libc::getpid() };
 
-    let mut roots = LIVE_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
     let mut attempt_into = into_fd.is_some() && use_clone3;
     let (pid, pidfd, gate_w, placed_by_clone) = loop {
         let gate = if needs_gate(attempt_into) {
@@ -541,12 +541,15 @@ pub(crate) fn spawn(
             }
             rc
         };
-        roots.push(pid);
+        // Registered after the clone: holding a lock across fork would serialise every spawn.
+        LIVE_ROOTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pid);
         // SAFETY: pidfd_raw was written by the kernel for this child (or stays -1).
         let pidfd = (pidfd_raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd_raw) });
         break (pid, pidfd, gate.map(|g| g.1), attempt_into);
     };
-    drop(roots);
     drop((out_w, err_w, stdin_child, report_w));
 
     let placement = match leaf {
