@@ -36,10 +36,13 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// A fuzz target's body.
+type FuzzBody = fn(&[u8]);
+
 #[test]
 fn every_seed_replays_through_its_target_without_a_failure() {
     maybe_write_corpus();
-    let targets: [(&str, fn(&[u8])); 3] = [
+    let targets: [(&str, FuzzBody); 3] = [
         ("wal_scan", fuzzing::scan),
         ("wal_frame_decode", fuzzing::frame_decode),
         ("wal_ops", fuzzing::operations),
