@@ -45,6 +45,8 @@ pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
 /// Records read per batch while rebuilding the index.
 const INDEX_BATCH_RECORDS: usize = 1024;
+/// How long opening waits for another writer's lock to go away.
+const WAL_LOCK_WAIT_MS_MAX: u64 = 2_000;
 /// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
 const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
 /// Longest session id accepted.
@@ -412,6 +414,24 @@ pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
     postcard::from_bytes(bytes).ok()
 }
 
+/// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
+/// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
+/// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
+fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+    let started = std::time::Instant::now();
+    loop {
+        match Wal::open(dir, options) {
+            Err(WalError::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A short, stable token for a data directory: FNV-1a of its canonical path.
 fn data_dir_token(dir: &Path) -> String {
     let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -524,7 +544,8 @@ impl Runtime {
             context: format!("data directory {}", options.data_dir.display()),
             source,
         })?;
-        let wal = Wal::open(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
+        let wal =
+            open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
         let mut index = JobIndex::load(&mut wal.reader(1))?;
         let mut recovery = RecoveryInfo {
             wal_truncated_bytes: wal.recovery().truncated_bytes,
