@@ -1067,7 +1067,7 @@ fn recover_writer(
         .filter(|s| s.state == SegmentState::Used && Some(s.seq) <= end_seq)
     {
         if summary.seq != active.seq {
-            store.open(summary.seq, true)?.sync(engine)?;
+            store.open(summary.seq, false)?.sync(engine)?; // fdatasync needs no write access
         }
         segments.push_back((summary.seq, summary.first_lsn.unwrap_or(1)));
     }
