@@ -126,7 +126,10 @@ fn in_process_readers_see_only_durable_records_and_follow_new_ones() {
         let wal = wal.clone();
         std::thread::spawn(move || {
             for i in 0..500u64 {
-                wal.append_durable(&Record::User(&payload(i, 200))).unwrap();
+                let lsn = wal.append(&Record::User(&payload(i, 200))).unwrap();
+                if i % 5 == 0 || i == 499 {
+                    wal.sync(lsn).unwrap();
+                }
             }
         })
     };
@@ -149,16 +152,24 @@ fn retention_bounds_the_segment_count_but_keeps_what_a_reader_needs() {
     let wal = Wal::open(dir.path(), opts).unwrap();
     let mut reader = wal.reader(1);
     for i in 0..1500u64 {
-        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+        let lsn = wal.append(&Record::User(&payload(i, 100))).unwrap();
+        if i % 25 == 0 {
+            wal.sync(lsn).unwrap();
+        }
     }
+    wal.sync_all().unwrap();
     // The reader at LSN 1 holds everything back.
     let mut seen = Vec::new();
     while reader.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
     assert_eq!(seen, (1..=1500).collect::<Vec<_>>());
     drop(reader);
     for i in 0..1500u64 {
-        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+        let lsn = wal.append(&Record::User(&payload(i, 100))).unwrap();
+        if i % 25 == 0 {
+            wal.sync(lsn).unwrap();
+        }
     }
+    wal.sync_all().unwrap();
     let count = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {
