@@ -15,6 +15,9 @@ use vigil::wal::scan::RecoveryMode;
 use vigil::wal::sim::{FaultPlan, SimStore};
 use vigil::wal::sync::SyncMethod;
 
+/// A fuzz target body.
+type FuzzBody = fn(&[u8]);
+
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -39,7 +42,7 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn every_seed_replays_through_its_target_without_a_failure() {
     maybe_write_corpus();
-    let targets: [(&str, fn(&[u8])); 3] = [
+    let targets: [(&str, FuzzBody); 3] = [
         ("wal_scan", fuzzing::scan),
         ("wal_frame_decode", fuzzing::frame_decode),
         ("wal_ops", fuzzing::operations),
