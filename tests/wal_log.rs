@@ -429,3 +429,33 @@ fn the_simulated_store_lists_segments_in_order() {
     }
     assert_eq!(store.list().unwrap(), vec![1, 2, 3]);
 }
+
+#[test]
+fn a_reader_without_the_lock_follows_a_live_writer_across_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+    let mut reader = Reader::open_dir(dir.path(), 1).unwrap();
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 0..3000u64 {
+                wal.append_raw(kind::USER, &payload(i, 90)).unwrap();
+            }
+        })
+    };
+    let mut seen: Vec<(Lsn, Vec<u8>)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 3000 && std::time::Instant::now() < deadline {
+        let got = reader
+            .read_batch(100, &mut |f| seen.push((f.lsn, f.payload.to_vec())))
+            .unwrap();
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(seen.len(), 3000, "followed every record written so far");
+    for (i, (lsn, body)) in seen.iter().enumerate() {
+        assert_eq!((*lsn, body), (i as u64 + 1, &payload(i as u64, 90)));
+    }
+}
