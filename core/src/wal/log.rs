@@ -967,8 +967,15 @@ impl Shared {
         writer.segments.push_back((seq, writer.active.first_lsn));
         let store = self.store.clone();
         let bytes = self.options.segment_bytes;
-        writer.next =
-            NextSegment::Pending(std::thread::spawn(move || store.create(seq + 1, bytes)));
+        // Pre-create the following segment off the append path. If no thread can be started,
+        // the next rotation creates it inline instead.
+        let creator = std::thread::Builder::new()
+            .name("vigil-wal-segment".to_string())
+            .spawn(move || store.create(seq + 1, bytes));
+        writer.next = match creator {
+            Ok(handle) => NextSegment::Pending(handle),
+            Err(_) => NextSegment::Missing,
+        };
         self.retire_segments(writer);
         Ok(())
     }
