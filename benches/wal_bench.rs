@@ -206,7 +206,7 @@ fn durable(ops: u64) {
 }
 
 /// 8 threads each appending and waiting for durability, against okaywal doing the same.
-/// The two alternate in short slices so that load from elsewhere on the machine hits both.
+/// The contenders alternate in short slices so that load from elsewhere hits all alike.
 fn group(threads: u64, slices: u32, slice_seconds: f64) {
     let dir = bench_dir();
     let payload = [0x33u8; PAYLOAD_BYTES];
@@ -243,53 +243,64 @@ fn group(threads: u64, slices: u32, slice_seconds: f64) {
     println!(
         "## {threads} threads, each append + wait durable, {PAYLOAD_BYTES} B, {slices} alternating slices of {slice_seconds} s"
     );
-    let wal = Wal::open(
+    let uring = Wal::open(
         &dir.path().join("vigil"),
         options(64 << 20, SyncMethod::Auto, false),
     )
     .unwrap();
+    let plain = Wal::open(
+        &dir.path().join("vigil-fdatasync"),
+        options(64 << 20, SyncMethod::Fdatasync, false),
+    )
+    .unwrap();
     let peer =
         okaywal::WriteAheadLog::recover(dir.path().join("okaywal"), okaywal::LogVoid).unwrap();
-    let ours_op: Arc<dyn Fn() + Send + Sync> = {
+    let op_for = |wal: &Wal| -> Arc<dyn Fn() + Send + Sync> {
         let wal = wal.clone();
         Arc::new(move || {
             let lsn = wal.append_raw(kind::USER, &payload).unwrap();
             wal.sync(lsn).unwrap();
         })
     };
-    let theirs_op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+    let peer_op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         let mut entry = peer.begin_entry().unwrap();
         entry.write_chunk(&payload).unwrap();
         entry.commit().unwrap();
     });
-    let (mut ours_hist, mut theirs_hist) = (histogram(), histogram());
-    let (mut ours, mut theirs) = ((0u64, 0f64), (0u64, 0f64));
-    let mut ratios = Vec::new();
+    let contenders: Vec<(String, Arc<dyn Fn() + Send + Sync>)> = vec![
+        (format!("vigil ({})", uring.sync_method()), op_for(&uring)),
+        (format!("vigil ({})", plain.sync_method()), op_for(&plain)),
+        ("okaywal".to_string(), peer_op),
+    ];
+    let mut hists: Vec<Histogram<u64>> = contenders.iter().map(|_| histogram()).collect();
+    let mut totals = vec![(0u64, 0f64); contenders.len()];
     for _ in 0..slices {
-        let a = run(ours_op.clone(), &mut ours_hist);
-        let b = run(theirs_op.clone(), &mut theirs_hist);
-        ratios.push((a.0 as f64 / a.1) / (b.0 as f64 / b.1).max(1.0));
-        ours = (ours.0 + a.0, ours.1 + a.1);
-        theirs = (theirs.0 + b.0, theirs.1 + b.1);
+        for (i, (_, op)) in contenders.iter().enumerate() {
+            let (count, seconds) = run(op.clone(), &mut hists[i]);
+            totals[i] = (totals[i].0 + count, totals[i].1 + seconds);
+        }
     }
-    ratios.sort_by(f64::total_cmp);
-    let (ours_rate, theirs_rate) = (ours.0 as f64 / ours.1, theirs.0 as f64 / theirs.1);
-    let stats = wal.stats();
-    println!(
-        "  vigil      {ours_rate:>10.0} durable rec/s   per record {}",
-        quantiles(&ours_hist)
-    );
-    println!(
-        "  okaywal    {theirs_rate:>10.0} durable rec/s   per record {}",
-        quantiles(&theirs_hist)
-    );
-    println!(
-        "  ratio vigil/okaywal {:.2} (median of slices {:.2})  {} (>= 2.5); vigil: {:.1} records per fdatasync",
-        ours_rate / theirs_rate,
-        ratios[ratios.len() / 2],
-        verdict(ours_rate / theirs_rate >= 2.5),
-        stats.appends as f64 / stats.syncs.max(1) as f64
-    );
+    let rates: Vec<f64> = totals
+        .iter()
+        .map(|(count, seconds)| *count as f64 / seconds)
+        .collect();
+    for (i, (name, _)) in contenders.iter().enumerate() {
+        println!(
+            "  {name:<20} {:>10.0} durable rec/s   per record {}",
+            rates[i],
+            quantiles(&hists[i])
+        );
+    }
+    for (i, wal) in [&uring, &plain].into_iter().enumerate() {
+        let stats = wal.stats();
+        let ratio = rates[i] / rates[2];
+        println!(
+            "  ratio {}/okaywal {ratio:.2}  {} (>= 2.5); {:.1} records per fdatasync",
+            contenders[i].0,
+            verdict(ratio >= 2.5),
+            stats.appends as f64 / stats.syncs.max(1) as f64
+        );
+    }
 }
 
 /// One producer appending at full speed while a committer syncs every `every` records.

@@ -15,6 +15,9 @@ use vigil::wal::scan::RecoveryMode;
 use vigil::wal::sim::{FaultPlan, SimStore};
 use vigil::wal::sync::SyncMethod;
 
+/// A fuzz target body.
+type FuzzBody = fn(&[u8]);
+
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")

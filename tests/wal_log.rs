@@ -126,7 +126,10 @@ fn in_process_readers_see_only_durable_records_and_follow_new_ones() {
         let wal = wal.clone();
         std::thread::spawn(move || {
             for i in 0..500u64 {
-                wal.append_durable(&Record::User(&payload(i, 200))).unwrap();
+                let lsn = wal.append(&Record::User(&payload(i, 200))).unwrap();
+                if i % 5 == 0 || i == 499 {
+                    wal.sync(lsn).unwrap();
+                }
             }
         })
     };
@@ -149,16 +152,24 @@ fn retention_bounds_the_segment_count_but_keeps_what_a_reader_needs() {
     let wal = Wal::open(dir.path(), opts).unwrap();
     let mut reader = wal.reader(1);
     for i in 0..1500u64 {
-        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+        let lsn = wal.append(&Record::User(&payload(i, 100))).unwrap();
+        if i % 25 == 0 {
+            wal.sync(lsn).unwrap();
+        }
     }
+    wal.sync_all().unwrap();
     // The reader at LSN 1 holds everything back.
     let mut seen = Vec::new();
     while reader.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
     assert_eq!(seen, (1..=1500).collect::<Vec<_>>());
     drop(reader);
     for i in 0..1500u64 {
-        wal.append_durable(&Record::User(&payload(i, 100))).unwrap();
+        let lsn = wal.append(&Record::User(&payload(i, 100))).unwrap();
+        if i % 25 == 0 {
+            wal.sync(lsn).unwrap();
+        }
     }
+    wal.sync_all().unwrap();
     let count = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {
@@ -417,4 +428,34 @@ fn the_simulated_store_lists_segments_in_order() {
         store.create(seq, 4096).unwrap();
     }
     assert_eq!(store.list().unwrap(), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_reader_without_the_lock_follows_a_live_writer_across_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options(8192, SyncMethod::Fdatasync)).unwrap();
+    let mut reader = Reader::open_dir(dir.path(), 1).unwrap();
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 0..3000u64 {
+                wal.append_raw(kind::USER, &payload(i, 90)).unwrap();
+            }
+        })
+    };
+    let mut seen: Vec<(Lsn, Vec<u8>)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 3000 && std::time::Instant::now() < deadline {
+        let got = reader
+            .read_batch(100, &mut |f| seen.push((f.lsn, f.payload.to_vec())))
+            .unwrap();
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(seen.len(), 3000, "followed every record written so far");
+    for (i, (lsn, body)) in seen.iter().enumerate() {
+        assert_eq!((*lsn, body), (i as u64 + 1, &payload(i as u64, 90)));
+    }
 }

@@ -41,6 +41,10 @@ pub const KIND_IGNORABLE_BIT: u16 = 0x8000;
 /// A log sequence number: the position of a record in the log, starting at 1, +1 per record.
 pub type Lsn = u64;
 
+/// The largest LSN a valid frame or segment may carry. Far beyond any real log (2^63 records),
+/// it keeps `lsn + 1` from overflowing on any input, however crafted.
+pub const LSN_MAX: Lsn = u64::MAX >> 1;
+
 /// Total bytes a frame with `payload_len` payload bytes occupies, padding included.
 pub const fn frame_bytes(payload_len: usize) -> usize {
     (FRAME_HEADER_BYTES + payload_len + FRAME_ALIGN_BYTES - 1) & !(FRAME_ALIGN_BYTES - 1)
@@ -100,12 +104,13 @@ impl SegmentHeader {
         let valid = read_u32(head, 0) == SEGMENT_MAGIC
             && read_u16(head, 4) == FORMAT_VERSION as u16
             && read_u32(head, 60) == crc32c(&head[0..60]);
-        if !valid {
+        let first_lsn = read_u64(head, 16);
+        if !valid || first_lsn == 0 || first_lsn > LSN_MAX {
             return Err(SegmentHeaderError::Invalid);
         }
         Ok(SegmentHeader {
             segment_seq: read_u64(head, 8),
-            first_lsn: read_u64(head, 16),
+            first_lsn,
             salt: read_u64(head, 24),
             segment_bytes: read_u64(head, 32),
         })
@@ -259,10 +264,15 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame<'_>, FrameError> {
     if frame_checksum(frame, seed) != checksum {
         return Err(FrameError::BadChecksum);
     }
+    let (lsn, synced_lsn) = (read_u64(header, 16), read_u64(header, 24));
+    if lsn == 0 || lsn > LSN_MAX || synced_lsn >= lsn {
+        // Checksum-valid yet impossible: never written by this log.
+        return Err(FrameError::BadHeader);
+    }
     Ok(Frame {
         kind: read_u16(header, 6),
-        lsn: read_u64(header, 16),
-        synced_lsn: read_u64(header, 24),
+        lsn,
+        synced_lsn,
         prev_checksum: read_u32(header, 32),
         checksum,
         payload: &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len],
@@ -369,6 +379,38 @@ mod tests {
         encode_frame(&mut buf, b"x", meta(1), 0).unwrap();
         buf[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode_frame(&buf, 0), Err(FrameError::BadHeader));
+    }
+
+    #[test]
+    fn checksum_valid_frames_with_impossible_lsns_are_refused() {
+        let seed = salt_seed(5);
+        let mut buf = [0u8; 64];
+        for (lsn, synced_lsn) in [(0, 0), (u64::MAX, 0), (LSN_MAX + 1, 1), (9, 9), (9, 10)] {
+            let meta = FrameMeta {
+                kind: 8,
+                lsn,
+                synced_lsn,
+                prev_checksum: 0,
+            };
+            encode_frame(&mut buf, b"x", meta, seed).unwrap();
+            assert_eq!(
+                decode_frame(&buf, seed),
+                Err(FrameError::BadHeader),
+                "lsn {lsn}"
+            );
+        }
+        let header = SegmentHeader {
+            segment_seq: 1,
+            first_lsn: 0,
+            salt: 1,
+            segment_bytes: 4096,
+        };
+        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+        header.encode(&mut bytes);
+        assert_eq!(
+            SegmentHeader::decode(&bytes),
+            Err(SegmentHeaderError::Invalid)
+        );
     }
 
     #[test]

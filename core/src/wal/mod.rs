@@ -12,6 +12,26 @@
 //!
 //! The log does not know what a job or a sample is beyond the record fields; the runtime
 //! decides what to write.
+//!
+//! Using it (std):
+//! ```no_run
+//! # use vigil_core::wal::{log::{Wal, WalOptions}, record::{Record, JobInterrupted}, Decoded};
+//! # fn main() -> Result<(), vigil_core::wal::log::WalError> {
+//! let wal = Wal::open(std::path::Path::new("/var/lib/vigil/wal"), WalOptions::default())?;
+//! // What recovery found (a torn tail it truncated, frames it dropped) is in the report.
+//! let _found = &wal.recovery().scan.fault;
+//! let record = Record::JobInterrupted(JobInterrupted { job_id: 7, unix_ms: 0, reason: "restart" });
+//! let lsn = wal.append(&record)?; // copied into the mapped segment; not yet durable
+//! wal.sync(lsn)?; // returns once everything up to `lsn` is durable (group commit)
+//! let mut reader = wal.reader(1); // durable records from LSN 1, in bounded batches
+//! reader.read_batch(256, &mut |frame| {
+//!     if let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) {
+//!         let _ = (frame.lsn, record);
+//!     }
+//! })?;
+//! wal.close()?; // final sync and a checkpoint frame; dropping the last handle does the same
+//! # Ok(()) }
+//! ```
 
 pub mod crc32c;
 pub mod frame;

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::frame::{decode_frame, salt_seed, Frame, Lsn, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::frame::{
+    decode_frame, salt_seed, Frame, Lsn, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use super::log::{Shared, WalError};
 use super::storage::{segment_bytes, FsStore, SegmentFile, SegmentStore};
 
@@ -27,6 +29,9 @@ struct OpenSegment {
     /// LSN of the frame at `offset`.
     lsn: Lsn,
     prev_checksum: u32,
+    /// Bytes known to be published (in-process readers); refreshed once per batch and when
+    /// the reader gets there, so reading does not take the writer's lock per frame.
+    visible: usize,
 }
 
 /// A segment's validated header and its mapping.
@@ -90,6 +95,7 @@ impl Reader {
             .as_ref()
             .map_or(Lsn::MAX, |shared| shared.durable_lsn());
         let mut handed = 0;
+        let mut refreshed = false;
         while handed < max_records && self.next_lsn <= limit {
             if self.current.is_none() && !self.locate()? {
                 break;
@@ -97,13 +103,16 @@ impl Reader {
             let Some(segment) = self.current.as_mut() else {
                 break;
             };
-            let visible = match &self.live {
-                Some(shared) => shared.visible_end(segment.seq, segment.file.len()),
-                None => segment.file.len(),
-            };
+            if segment.offset + FRAME_HEADER_BYTES > segment.visible || !refreshed {
+                refreshed = true;
+                segment.visible = match &self.live {
+                    Some(shared) => shared.visible_end(segment.seq, segment.file.len()),
+                    None => segment.file.len(),
+                };
+            }
             // SAFETY: in-process readers stay below the writer's published offset; a reader of
             // another process's log maps the file read-only and validates every byte it uses.
-            let bytes = unsafe { segment_bytes(&*segment.file, 0, visible) };
+            let bytes = unsafe { segment_bytes(&*segment.file, 0, segment.visible) };
             let frame = match bytes
                 .get(segment.offset..)
                 .map(|rest| decode_frame(rest, segment.seed))
@@ -203,6 +212,7 @@ impl Reader {
             offset: SEGMENT_HEADER_BYTES,
             lsn: header.first_lsn,
             prev_checksum: 0,
+            visible: 0,
         });
         Ok(true)
     }

@@ -25,7 +25,9 @@ pub enum RecoveryMode {
     /// Truncate a torn tail; refuse on corruption.
     #[default]
     Tail,
-    /// Skip bad bytes, keep every frame that validates, and report what was skipped.
+    /// Skip bad bytes, keep every frame that validates, and report what was skipped. The bad
+    /// bytes stay where they are (nothing valid is ever overwritten), so a log opened once in
+    /// salvage mode keeps needing it.
     Salvage,
 }
 

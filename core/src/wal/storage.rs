@@ -216,8 +216,11 @@ impl SegmentStore for FsStore {
                 &path,
             ));
         }
-        let options = memmap2::MmapOptions::new();
+        let mut options = memmap2::MmapOptions::new();
         let map = if writable {
+            // Fault the pages in now (segments are opened for writing when created, on the
+            // background thread), so appends do not pay a page-cache allocation per page.
+            options.populate();
             options.map_raw(&file)
         } else {
             options.map_raw_read_only(&file)
