@@ -268,6 +268,22 @@ impl CgroupLeaf {
         Ok(())
     }
 
+    /// Every cgroup.procs file a process must be written into to be in the whole leaf (the child
+    /// of a vfork-style spawn writes "0", meaning itself, into each before it execs).
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        [
+            &self.unified,
+            &self.memory,
+            &self.pids,
+            &self.cpuacct,
+            &self.freezer,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("cgroup.procs"))
+        .collect()
+    }
+
     /// The directory whose cgroup.procs lists every process of the job.
     fn membership_dir(&self) -> Option<&Path> {
         self.unified

@@ -75,6 +75,9 @@ pub struct HostConfig {
     pub force_no_clone3: bool,
     /// Keep clone3 but place through the gate instead of CLONE_INTO_CGROUP.
     pub force_no_clone_into_cgroup: bool,
+    /// Never use the vfork-style spawn (CLONE_VM|CLONE_VFORK, child places itself); use clone3 or
+    /// fork with the gate instead.
+    pub force_no_vfork: bool,
 }
 
 impl Default for HostConfig {
@@ -85,6 +88,7 @@ impl Default for HostConfig {
             force_no_openat2: false,
             force_no_clone3: false,
             force_no_clone_into_cgroup: false,
+            force_no_vfork: false,
         }
     }
 }
@@ -141,6 +145,9 @@ pub struct Host {
     pub pidfd: bool,
     /// openat2 with RESOLVE_BENEATH (kernel >= 5.6) and not forced off.
     pub openat2: bool,
+    /// Spawn with CLONE_VM|CLONE_VFORK where the child must be moved into v1 leaves (or there
+    /// is no cgroup): no page-table copy and no copy-on-write faults in vigil's threads.
+    pub vfork: bool,
     /// close_range (kernel >= 5.9; CLOSE_RANGE_CLOEXEC >= 5.11).
     pub close_range: bool,
     /// Why a hierarchy or feature was not used: read by `doctor` and the job record.
@@ -351,6 +358,7 @@ impl Host {
             clone_into_cgroup: false,
             pidfd: probe_pidfd(),
             openat2: probe_openat2(),
+            vfork: true,
             close_range: probe_close_range(),
             notes,
         }
@@ -370,6 +378,11 @@ impl Host {
             host.openat2 = false;
             host.notes
                 .push("openat2 forced off by configuration".into());
+        }
+        if config.force_no_vfork {
+            host.vfork = false;
+            host.notes
+                .push("vfork-style spawn forced off by configuration".into());
         }
         if config.force_no_clone3 {
             host.clone3 = false;
