@@ -407,7 +407,8 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     let mut set: BTreeSet<i32> = table
         .iter()
         .filter(|(p, st)| {
-            *p == root || st.pgrp == root || st.session == root || environ_has(*p, &marker)
+            let ours = root > 1 && (*p == root || st.pgrp == root || st.session == root);
+            ours || environ_has(*p, &marker)
         })
         .map(|t| t.0)
         .collect();
@@ -909,8 +910,11 @@ fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
         if found.is_empty() || Instant::now() >= until {
             return seen;
         }
-        // SAFETY: kill has no memory-safety preconditions; a negative pid names the group.
-        unsafe { libc::kill(-root, libc::SIGKILL) };
+        // A negative pid names the group; never -1 or 0 (every process, or our own group).
+        if root > 1 {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-root, libc::SIGKILL) };
+        }
         for p in found {
             // SAFETY: as above.
             unsafe { libc::kill(p, libc::SIGKILL) };
