@@ -302,3 +302,39 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
     }
     let _ = std::fs::remove_file(&marker);
 }
+
+#[test]
+fn cgroup2_freezer_kill_path_leaves_nothing_when_cgroup_kill_is_missing() {
+    use vigil_core::exec::job::Executor;
+    for mode in modes() {
+        if !matches!(mode, CgroupMode::Hybrid | CgroupMode::V2) {
+            continue;
+        }
+        let mut cfg = config(Some(mode));
+        cfg.host.force_no_cgroup_kill = true;
+        let ex = Executor::new(cfg).unwrap();
+        if !ex.host().cgroup_freeze {
+            eprintln!("skipped: no cgroup.freeze on this kernel");
+            continue;
+        }
+        let id = job_id("freeze2", mode);
+        let mut l = limits(1_000);
+        l.pids = Some(128);
+        let r = ex.run_process(
+            &id,
+            &sh("(setsid sleep 777 &); b() { while :; do sleep 5 & done; }; b"),
+            &l,
+        );
+        assert!(
+            r.enforcement.kill.contains("cgroup.freeze"),
+            "{mode:?}: {}",
+            r.enforcement.kill
+        );
+        assert!(
+            matches!(r.status, JobStatus::TimedOut | JobStatus::Failed),
+            "{mode:?}: {r:?}"
+        );
+        assert!(r.stragglers_killed > 100, "{mode:?}: the freezer path had little to kill: {r:?}");
+        assert_nothing_left(&r, &format!("cgroup2 freezer kill ({mode:?})"));
+    }
+}

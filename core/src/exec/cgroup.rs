@@ -122,6 +122,7 @@ pub struct CgroupLeaf {
     cpuacct: Option<PathBuf>,
     freezer: Option<PathBuf>,
     has_cgroup_kill: bool,
+    has_cgroup_freeze: bool,
     removed: bool,
 }
 
@@ -154,6 +155,7 @@ impl CgroupLeaf {
             cpuacct: None,
             freezer: None,
             has_cgroup_kill: host.cgroup_kill,
+            has_cgroup_freeze: host.cgroup_freeze,
             removed: false,
         };
         let mkdir = |parent: &Path| -> Result<PathBuf, ExecError> {
@@ -174,7 +176,7 @@ impl CgroupLeaf {
         // that do something the cgroup2 leaf cannot. Memory: limit and peak accounting (always).
         // Pids: only for a pids limit (cgroup.kill and the freezer already stop forks during the
         // kill). Cpuacct and freezer: only without cgroup2 (cpu.stat and cgroup.kill replace them).
-        let v1_only = host.unified_parent.is_none() || !host.cgroup_kill;
+        let v1_only = host.unified_parent.is_none() || !(host.cgroup_kill || host.cgroup_freeze);
         if let Some(p) = &host.v1.memory {
             leaf.memory = Some(mkdir(p)?);
         }
@@ -341,6 +343,8 @@ impl CgroupLeaf {
         // 2. Kill the whole group.
         if let (true, Some(u)) = (self.has_cgroup_kill, &self.unified) {
             write_file(&u.join("cgroup.kill"), "1")?;
+        } else if let (true, Some(u)) = (self.has_cgroup_freeze, &self.unified) {
+            self.freeze2_kill_thaw(u)?;
         } else if let Some(f) = &self.freezer {
             self.freeze_kill_thaw(f)?;
         } else {
@@ -349,6 +353,31 @@ impl CgroupLeaf {
         // 3. Wait for it to be empty.
         self.wait_empty(Duration::from_millis(KILL_WAIT_MS_MAX))?;
         Ok(members)
+    }
+
+    /// cgroup2 freezer: freeze, wait for `frozen 1` in cgroup.events, SIGKILL every member,
+    /// thaw. Frozen tasks cannot fork, so the listing is complete.
+    fn freeze2_kill_thaw(&self, unified: &Path) -> Result<(), ExecError> {
+        write_file(&unified.join("cgroup.freeze"), "1")?;
+        let events = unified.join("cgroup.events");
+        let until = Instant::now() + Duration::from_millis(FREEZE_WAIT_MS_MAX);
+        let mut pause_us = 50;
+        while read_small(&events)
+            .ok()
+            .and_then(|t| flat_value(&t, b"frozen"))
+            != Some(1)
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_micros(pause_us));
+            pause_us = (pause_us * 2).min(5_000);
+        }
+        for pid in self.procs() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        write_file(&unified.join("cgroup.freeze"), "0")?;
+        self.kill_rounds();
+        Ok(())
     }
 
     fn freeze_kill_thaw(&self, freezer: &Path) -> Result<(), ExecError> {
@@ -595,6 +624,7 @@ pub fn sweep_stale(host: &Host) -> SweepReport {
             cpuacct: at(host.v1.cpuacct.as_ref()),
             freezer: at(host.v1.freezer.as_ref()),
             has_cgroup_kill: host.cgroup_kill,
+            has_cgroup_freeze: host.cgroup_freeze,
             removed: false,
         };
         let outcome = leaf.kill_all().and_then(|_| leaf.remove());

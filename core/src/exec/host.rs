@@ -75,6 +75,8 @@ pub struct HostConfig {
     pub force_no_clone3: bool,
     /// Keep clone3 but place through the gate instead of CLONE_INTO_CGROUP.
     pub force_no_clone_into_cgroup: bool,
+    /// Pretend `cgroup.kill` is missing (tests of the cgroup2 freezer kill path).
+    pub force_no_cgroup_kill: bool,
     /// Never use the vfork-style spawn (CLONE_VM|CLONE_VFORK, child places itself); use clone3 or
     /// fork with the gate instead.
     pub force_no_vfork: bool,
@@ -89,6 +91,7 @@ impl Default for HostConfig {
             force_no_clone3: false,
             force_no_clone_into_cgroup: false,
             force_no_vfork: false,
+            force_no_cgroup_kill: false,
         }
     }
 }
@@ -137,6 +140,9 @@ pub struct Host {
     pub v1: V1Parents,
     /// `cgroup.kill` exists (kernel >= 5.14) in the cgroup2 hierarchy.
     pub cgroup_kill: bool,
+    /// `cgroup.freeze` exists (kernel >= 5.2): the cgroup2 freezer, used to kill race-free where
+    /// `cgroup.kill` is missing.
+    pub cgroup_freeze: bool,
     /// clone3 exists (kernel >= 5.3) and is not forced off.
     pub clone3: bool,
     /// clone3 can place a child into a cgroup2 group (kernel >= 5.7, cgroup2 in use).
@@ -354,6 +360,7 @@ impl Host {
             v2_controllers: Vec::new(),
             v1: V1Parents::default(),
             cgroup_kill: false,
+            cgroup_freeze: false,
             clone3: probe_clone3(),
             clone_into_cgroup: false,
             pidfd: probe_pidfd(),
@@ -416,6 +423,11 @@ impl Host {
             (false, false) => CgroupMode::None,
         };
         host.mode = host.detected_mode;
+        if config.force_no_cgroup_kill && host.cgroup_kill {
+            host.cgroup_kill = false;
+            host.notes
+                .push("cgroup.kill forced off by configuration".into());
+        }
         if let Some(forced) = config.force_mode {
             host.force(forced)?;
         }
@@ -442,6 +454,7 @@ impl Host {
             self.unified_parent = None;
             self.v2_controllers.clear();
             self.cgroup_kill = false;
+            self.cgroup_freeze = false;
         }
         if forced == CgroupMode::None {
             self.v1 = V1Parents::default();
@@ -488,6 +501,7 @@ impl Host {
             }
         };
         self.cgroup_kill = parent.join("cgroup.kill").exists();
+        self.cgroup_freeze = parent.join("cgroup.freeze").exists();
         let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
         let wanted: Vec<&str> = available
             .split_whitespace()

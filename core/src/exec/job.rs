@@ -457,6 +457,9 @@ impl Executor {
         let v2 = |c: &str| h.mode == CgroupMode::V2 && h.v2_controllers.iter().any(|x| x == c);
         let kill = match h.mode {
             CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_kill => "pids.max=0, then cgroup.kill, then wait for cgroup.events populated=0".to_string(),
+            CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_freeze => {
+                "pids.max=0, then cgroup.freeze=1, SIGKILL every task, cgroup.freeze=0, then wait for cgroup.events populated=0".to_string()
+            }
             _ if h.v1.freezer.is_some() => "pids.max=0, then freezer FROZEN, SIGKILL every task, THAWED, then wait for cgroup.procs to empty".to_string(),
             CgroupMode::None => format!(
                 "SIGKILL to the session and process group, descendants and processes carrying {JOB_MARKER_ENV} (best effort: a process that clears its environment, calls setsid and is orphaned escapes)"
