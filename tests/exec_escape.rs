@@ -227,9 +227,12 @@ fn plain_command_completes_with_output_exit_code_and_usage() {
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.stdout.bytes, b"out\n");
         assert_eq!(r.stderr.bytes, b"err\n");
-        if mode != CgroupMode::None {
-            assert!(r.cpu_usage_us.is_some(), "{mode:?}: no CPU accounting");
-        }
+        // From the group, or from rusage in mode none.
+        assert!(r.cpu_usage_us.is_some(), "{mode:?}: no CPU accounting");
+        assert!(
+            r.memory_peak_bytes.is_some_and(|b| b > 0),
+            "{mode:?}: no memory accounting"
+        );
         assert_nothing_left(&r, &format!("plain ({mode:?})"));
     }
 }
@@ -334,7 +337,10 @@ fn cgroup2_freezer_kill_path_leaves_nothing_when_cgroup_kill_is_missing() {
             matches!(r.status, JobStatus::TimedOut | JobStatus::Failed),
             "{mode:?}: {r:?}"
         );
-        assert!(r.stragglers_killed > 100, "{mode:?}: the freezer path had little to kill: {r:?}");
+        assert!(
+            r.stragglers_killed > 100,
+            "{mode:?}: the freezer path had little to kill: {r:?}"
+        );
         assert_nothing_left(&r, &format!("cgroup2 freezer kill ({mode:?})"));
     }
 }

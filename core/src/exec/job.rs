@@ -299,27 +299,51 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// Non-blocking reap of our child `pid`: `Some((exit_code, signal))` once it has ended.
-fn try_reap(pid: i32, block: bool) -> Option<(Option<i32>, Option<i32>)> {
+/// How the root process ended, with its rusage (the root and the descendants it waited for).
+#[derive(Debug, Clone, Copy, Default)]
+struct RootExit {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    /// User + system CPU time from rusage.
+    cpu_us: Option<u64>,
+    /// Largest resident set of the root or a waited-for descendant (rusage ru_maxrss).
+    max_rss_bytes: Option<u64>,
+}
+
+/// Reap of our child `pid` (blocking or not) with wait4: `Some` once it has ended.
+fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
     let mut status = 0;
     loop {
-        // SAFETY: waitpid on our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        // SAFETY: wait4 on our own child with valid out-parameters.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::wait4(
+                pid,
+                &mut status,
+                if block { 0 } else { libc::WNOHANG },
+                &mut ru,
+            )
+        };
         if rc == pid {
-            return Some(if libc::WIFEXITED(status) {
-                (Some(libc::WEXITSTATUS(status)), None)
+            let tv_us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+            let mut exit = RootExit {
+                cpu_us: Some(tv_us(ru.ru_utime) + tv_us(ru.ru_stime)),
+                max_rss_bytes: Some(ru.ru_maxrss as u64 * 1024),
+                ..RootExit::default()
+            };
+            if libc::WIFEXITED(status) {
+                exit.exit_code = Some(libc::WEXITSTATUS(status));
             } else if libc::WIFSIGNALED(status) {
-                (None, Some(libc::WTERMSIG(status)))
-            } else {
-                (None, None)
-            });
+                exit.signal = Some(libc::WTERMSIG(status));
+            }
+            return Some(exit);
         }
         if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
         if rc < 0 {
             // ECHILD: someone else reaped it; the status is lost.
-            return Some((None, None));
+            return Some(RootExit::default());
         }
         return None;
     }
@@ -467,7 +491,7 @@ impl Executor {
             _ => "SIGKILL rounds over cgroup.procs until empty (no freezer, no cgroup.kill: a fast forker can race it)".to_string(),
         };
         let accounting = match h.mode {
-            CgroupMode::None => "none: no group to read usage from".to_string(),
+            CgroupMode::None => "rusage of the root and the descendants it waited for (partial: no group; peak is the largest single process)".to_string(),
             _ => {
                 let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() {
                     "cpuacct.usage"
@@ -711,7 +735,7 @@ impl Executor {
         let deadline = limits.timeout.map(|t| started + t);
         let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
         let mut scratch = vec![0u8; READ_CHUNK_BYTES];
-        let mut root: Option<(Option<i32>, Option<i32>)> = None;
+        let mut root: Option<RootExit> = None;
         let mut limit_hit: Option<&'static str> = None;
 
         while root.is_none() {
@@ -839,6 +863,7 @@ impl Executor {
         }
 
         let usage = leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
+        let leaf_absent = leaf.is_none();
         if let Some(l) = leaf {
             if kill_error.is_none() {
                 if let Err(e) = l.remove() {
@@ -850,11 +875,16 @@ impl Executor {
             reap_job_orphans(pid, &members);
         }
 
-        let (exit_code, signal) = root.unwrap_or((None, None));
+        let root = root.unwrap_or_default();
+        let (exit_code, signal) = (root.exit_code, root.signal);
         result.exit_code = exit_code;
         result.signal = signal;
-        result.cpu_usage_us = usage.cpu_usage_us;
-        result.memory_peak_bytes = usage.memory_peak_bytes;
+        // Without a group (mode none) rusage is the next best: the root and the descendants it
+        // waited for; escaped or orphaned processes are not counted.
+        result.cpu_usage_us = usage.cpu_usage_us.or(root.cpu_us.filter(|_| leaf_absent));
+        result.memory_peak_bytes = usage
+            .memory_peak_bytes
+            .or(root.max_rss_bytes.filter(|_| leaf_absent));
         result.pids_limit_hit = usage.pids_limit_hits.is_some_and(|n| n > 0);
         result.stdout = out.capture.finish();
         result.stderr = err.capture.finish();
