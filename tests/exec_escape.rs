@@ -344,3 +344,29 @@ fn cgroup2_freezer_kill_path_leaves_nothing_when_cgroup_kill_is_missing() {
         assert_nothing_left(&r, &format!("cgroup2 freezer kill ({mode:?})"));
     }
 }
+
+#[test]
+fn an_oom_kill_anywhere_in_the_job_ends_the_whole_job() {
+    for mode in modes() {
+        if mode == CgroupMode::None {
+            continue; // no group: RLIMIT_AS makes allocations fail instead of OOM kills
+        }
+        let ex = executor(mode);
+        let id = job_id("oomgroup", mode);
+        let mut l = limits(10_000);
+        l.memory_bytes = Some(32 << 20);
+        // The hog is a background child; the root would sleep for 30 s.
+        let r = ex.run_process(
+            &id,
+            &sh("(x=$(head -c 200000000 /dev/zero | tr '\\0' a)) & sleep 30"),
+            &l,
+        );
+        assert_eq!(r.status, JobStatus::OomKilled, "{mode:?}: {r:?}");
+        assert!(
+            r.wall_ms < 5_000,
+            "{mode:?}: the job outlived its OOM kill by {} ms",
+            r.wall_ms
+        );
+        assert_nothing_left(&r, &format!("OOM in a child ({mode:?})"));
+    }
+}

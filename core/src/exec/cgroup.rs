@@ -422,13 +422,29 @@ impl CgroupLeaf {
     /// exist (POLLPRI on a modification) and short sleeps otherwise.
     pub fn wait_empty(&self, max: Duration) -> Result<(), ExecError> {
         let until = Instant::now() + max;
-        let events = self
+        // Reading cgroup.events through the fd that is polled re-arms its notification; a read
+        // through another fd would leave POLLPRI set and turn the wait into a spin.
+        let mut events = self
             .unified
             .as_ref()
             .and_then(|u| fs::File::open(u.join("cgroup.events")).ok());
         let mut pause_us = 20;
+        let mut text = String::new();
         loop {
-            if self.is_empty() {
+            let empty = match events.as_mut() {
+                Some(f) => {
+                    text.clear();
+                    let read = f
+                        .seek(io::SeekFrom::Start(0))
+                        .and_then(|_| f.read_to_string(&mut text));
+                    match read {
+                        Ok(_) => flat_value(&text, b"populated") == Some(0),
+                        Err(_) => self.is_empty(),
+                    }
+                }
+                None => self.is_empty(),
+            };
+            if empty {
                 return Ok(());
             }
             let now = Instant::now();
@@ -447,13 +463,26 @@ impl CgroupLeaf {
                 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, left_ms.max(1)) };
-                let mut f2 = f;
-                let _ = f2.seek(io::SeekFrom::Start(0));
             } else {
                 std::thread::sleep(Duration::from_micros(pause_us));
                 pause_us = (pause_us * 2).min(2_000);
             }
         }
+    }
+
+    /// OOM kills in the group so far (v1 memory.oom_control or v2 memory.events).
+    pub fn oom_kills(&self) -> Option<u64> {
+        if let Some(m) = &self.memory {
+            let t = read_small(&m.join("memory.oom_control")).ok()?;
+            return procfs::OomControl::parse(t.as_bytes()).ok()?.oom_kill;
+        }
+        if self.mode != CgroupMode::V2 {
+            return None;
+        }
+        let t = read_small(&self.unified.as_ref()?.join("memory.events")).ok()?;
+        procfs::MemoryEvents::parse(t.as_bytes())
+            .ok()
+            .map(|e| e.oom_kill)
     }
 
     /// CPU, peak memory, OOM kills and refused forks, from whichever hierarchy has them.

@@ -734,6 +734,7 @@ impl Executor {
         }
         let deadline = limits.timeout.map(|t| started + t);
         let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
+        let watch_oom = limits.memory_bytes.is_some() && leaf.is_some();
         let mut scratch = vec![0u8; READ_CHUNK_BYTES];
         let mut root: Option<RootExit> = None;
         let mut limit_hit: Option<&'static str> = None;
@@ -754,9 +755,16 @@ impl Executor {
                     break;
                 }
             }
+            // v1 kills one victim on OOM; like memory.oom.group on v2, the job ends as a whole.
+            if let (true, Some(l)) = (watch_oom, &leaf) {
+                if l.oom_kills().is_some_and(|n| n > 0) {
+                    limit_hit = Some("memory");
+                    break;
+                }
+            }
             let mut wait = deadline.map(|d| d - now);
             let mut cap_wait = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
-            if cpu_budget_us.is_some() && leaf.is_some() {
+            if (cpu_budget_us.is_some() || watch_oom) && leaf.is_some() {
                 cap_wait(Duration::from_millis(CPU_POLL_INTERVAL_MS));
             }
             if child.pidfd.is_none() {
