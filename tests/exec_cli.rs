@@ -161,3 +161,124 @@ fn doctor_reports_mode_features_and_enforcement() {
         "mode none must not claim a pids limit: {pids}"
     );
 }
+
+fn processes_with_cmdline(prefix: &[u8]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            c.starts_with(prefix).then_some(pid)
+        })
+        .collect()
+}
+
+fn leaves_owned_by(pid: u32) -> Vec<std::path::PathBuf> {
+    let needle = format!(".{pid}-");
+    let parents = [
+        "/sys/fs/cgroup/unified/vigil".to_string(),
+        "/sys/fs/cgroup/pids/vigil".to_string(),
+        "/sys/fs/cgroup/freezer/vigil".to_string(),
+        "/sys/fs/cgroup/cpuacct/vigil".to_string(),
+    ];
+    let mut out = Vec::new();
+    for p in parents
+        .iter()
+        .map(std::path::PathBuf::from)
+        .chain(glob_memory_parents())
+    {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().contains(&needle) {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// vigil's parent group in the v1 memory hierarchy sits under this process's own memory group.
+fn glob_memory_parents() -> Vec<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    own.lines()
+        .filter_map(|l| {
+            l.split_once(":memory:")
+                .map(|(_, p)| p.trim_start_matches('/').to_string())
+        })
+        .map(|p| {
+            std::path::Path::new("/sys/fs/cgroup/memory")
+                .join(p)
+                .join("vigil")
+        })
+        .collect()
+}
+
+#[test]
+fn escapees_of_a_killed_vigil_are_swept_by_the_next_instance() {
+    if !is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    for mode in ["hybrid", "v1"] {
+        let (code, v, _) = run(&["doctor", "--json", "--cgroup-mode", mode]);
+        if code != 0 || v["cgroup"]["mode"] != mode {
+            eprintln!("skipped {mode}: not offered by this host");
+            continue;
+        }
+        let mut dead = Command::new(common::vigil_bin())
+            .args([
+                "run",
+                "shell",
+                "--cgroup-mode",
+                mode,
+                "--args",
+                r#"{"cmd":"(setsid sleep 778 &); sleep 30"}"#,
+                "--timeout",
+                "60s",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + std::time::Duration::from_secs(5);
+        while processes_with_cmdline(b"sleep\x00778").is_empty() && Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(dead.id() as i32, libc::SIGKILL) };
+        dead.wait().unwrap();
+        // The escapee outlives vigil (PDEATHSIG reaches only the root) and its leaf remains.
+        assert!(
+            !processes_with_cmdline(b"sleep\x00778").is_empty(),
+            "{mode}: the escapee never started"
+        );
+        assert!(
+            !leaves_owned_by(dead.id()).is_empty(),
+            "{mode}: no leaf of the killed instance"
+        );
+        // The next instance sweeps them on start.
+        let (code, v, err) = run(&[
+            "run",
+            "shell",
+            "--cgroup-mode",
+            mode,
+            "--args",
+            r#"{"cmd":"true"}"#,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{v} {err}");
+        let until = Instant::now() + std::time::Duration::from_secs(3);
+        while !processes_with_cmdline(b"sleep\x00778").is_empty() && Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            processes_with_cmdline(b"sleep\x00778").is_empty(),
+            "{mode}: escapee survived the sweep"
+        );
+        assert!(
+            leaves_owned_by(dead.id()).is_empty(),
+            "{mode}: stale leaves remain: {:?}",
+            leaves_owned_by(dead.id())
+        );
+    }
+}

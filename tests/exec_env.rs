@@ -224,3 +224,66 @@ fn stale_leaves_of_a_dead_instance_are_killed_and_removed_but_live_ones_kept() {
         let _ = std::fs::remove_dir(p.join(&live));
     }
 }
+
+#[test]
+fn every_spawn_path_places_the_child_before_it_runs_and_kills_escapes() {
+    use vigil_core::exec::job::Executor;
+    for mode in modes() {
+        // (name, force_no_vfork, force_no_clone_into_cgroup, force_no_clone3, expected placement)
+        let variants: [(&str, bool, bool, bool, &str); 4] = [
+            (
+                "vfork",
+                false,
+                false,
+                false,
+                "vfork_self_placed_before_exec",
+            ),
+            (
+                "clone3-into-cgroup",
+                true,
+                false,
+                false,
+                "clone3_into_cgroup",
+            ),
+            ("clone3-gate", true, true, false, "fork_then_gate"),
+            ("fork-gate", true, true, true, "fork_then_gate"),
+        ];
+        for (name, no_vfork, no_into, no_clone3, expect) in variants {
+            let mut cfg = config(Some(mode));
+            cfg.host.force_no_vfork = no_vfork;
+            cfg.host.force_no_clone_into_cgroup = no_into;
+            cfg.host.force_no_clone3 = no_clone3;
+            let ex = Executor::new(cfg).unwrap();
+            let id = job_id(&format!("path-{name}"), mode);
+            let mut l = limits(1_000);
+            l.pids = Some(64);
+            let r = ex.run_process(
+                &id,
+                &sh("cat /proc/self/cgroup; (setsid sleep 777 &); sleep 30"),
+                &l,
+            );
+            assert_eq!(r.status, JobStatus::TimedOut, "{mode:?}/{name}: {r:?}");
+            let placement = r.enforcement.placement.unwrap_or("missing");
+            match mode {
+                CgroupMode::None => assert_eq!(placement, "none", "{name}"),
+                // Hybrid without cgroup2 placement falls back; v1 never clones into a cgroup2.
+                CgroupMode::V1 if expect == "clone3_into_cgroup" => {
+                    assert_eq!(placement, "fork_then_gate", "{name}")
+                }
+                _ => assert_eq!(placement, expect, "{mode:?}/{name}"),
+            }
+            if mode != CgroupMode::None {
+                let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+                let pids_line = out
+                    .lines()
+                    .find(|l| l.contains(":pids:"))
+                    .unwrap_or_default();
+                assert!(
+                    pids_line.contains(&format!("/{id}.")),
+                    "{mode:?}/{name}: not placed: {out}"
+                );
+            }
+            assert_nothing_left(&r, &format!("{name} ({mode:?})"));
+        }
+    }
+}

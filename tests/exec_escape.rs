@@ -227,9 +227,12 @@ fn plain_command_completes_with_output_exit_code_and_usage() {
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.stdout.bytes, b"out\n");
         assert_eq!(r.stderr.bytes, b"err\n");
-        if mode != CgroupMode::None {
-            assert!(r.cpu_usage_us.is_some(), "{mode:?}: no CPU accounting");
-        }
+        // From the group, or from rusage in mode none.
+        assert!(r.cpu_usage_us.is_some(), "{mode:?}: no CPU accounting");
+        assert!(
+            r.memory_peak_bytes.is_some_and(|b| b > 0),
+            "{mode:?}: no memory accounting"
+        );
         assert_nothing_left(&r, &format!("plain ({mode:?})"));
     }
 }
@@ -301,4 +304,69 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
         }
     }
     let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn cgroup2_freezer_kill_path_leaves_nothing_when_cgroup_kill_is_missing() {
+    use vigil_core::exec::job::Executor;
+    for mode in modes() {
+        if !matches!(mode, CgroupMode::Hybrid | CgroupMode::V2) {
+            continue;
+        }
+        let mut cfg = config(Some(mode));
+        cfg.host.force_no_cgroup_kill = true;
+        let ex = Executor::new(cfg).unwrap();
+        if !ex.host().cgroup_freeze {
+            eprintln!("skipped: no cgroup.freeze on this kernel");
+            continue;
+        }
+        let id = job_id("freeze2", mode);
+        let mut l = limits(1_000);
+        l.pids = Some(128);
+        let r = ex.run_process(
+            &id,
+            &sh("(setsid sleep 777 &); b() { while :; do sleep 5 & done; }; b"),
+            &l,
+        );
+        assert!(
+            r.enforcement.kill.contains("cgroup.freeze"),
+            "{mode:?}: {}",
+            r.enforcement.kill
+        );
+        assert!(
+            matches!(r.status, JobStatus::TimedOut | JobStatus::Failed),
+            "{mode:?}: {r:?}"
+        );
+        assert!(
+            r.stragglers_killed > 100,
+            "{mode:?}: the freezer path had little to kill: {r:?}"
+        );
+        assert_nothing_left(&r, &format!("cgroup2 freezer kill ({mode:?})"));
+    }
+}
+
+#[test]
+fn an_oom_kill_anywhere_in_the_job_ends_the_whole_job() {
+    for mode in modes() {
+        if mode == CgroupMode::None {
+            continue; // no group: RLIMIT_AS makes allocations fail instead of OOM kills
+        }
+        let ex = executor(mode);
+        let id = job_id("oomgroup", mode);
+        let mut l = limits(10_000);
+        l.memory_bytes = Some(32 << 20);
+        // The hog is a background child; the root would sleep for 30 s.
+        let r = ex.run_process(
+            &id,
+            &sh("(x=$(head -c 200000000 /dev/zero | tr '\\0' a)) & sleep 30"),
+            &l,
+        );
+        assert_eq!(r.status, JobStatus::OomKilled, "{mode:?}: {r:?}");
+        assert!(
+            r.wall_ms < 5_000,
+            "{mode:?}: the job outlived its OOM kill by {} ms",
+            r.wall_ms
+        );
+        assert_nothing_left(&r, &format!("OOM in a child ({mode:?})"));
+    }
 }

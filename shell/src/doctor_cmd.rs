@@ -51,6 +51,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                 "freezer": path(&h.v1.freezer),
             },
             "cgroup_kill": h.cgroup_kill,
+            "cgroup_freeze": h.cgroup_freeze,
         },
         "root": h.is_root,
         "kernel": {

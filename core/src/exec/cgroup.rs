@@ -122,6 +122,7 @@ pub struct CgroupLeaf {
     cpuacct: Option<PathBuf>,
     freezer: Option<PathBuf>,
     has_cgroup_kill: bool,
+    has_cgroup_freeze: bool,
     removed: bool,
 }
 
@@ -154,6 +155,7 @@ impl CgroupLeaf {
             cpuacct: None,
             freezer: None,
             has_cgroup_kill: host.cgroup_kill,
+            has_cgroup_freeze: host.cgroup_freeze,
             removed: false,
         };
         let mkdir = |parent: &Path| -> Result<PathBuf, ExecError> {
@@ -174,7 +176,7 @@ impl CgroupLeaf {
         // that do something the cgroup2 leaf cannot. Memory: limit and peak accounting (always).
         // Pids: only for a pids limit (cgroup.kill and the freezer already stop forks during the
         // kill). Cpuacct and freezer: only without cgroup2 (cpu.stat and cgroup.kill replace them).
-        let v1_only = host.unified_parent.is_none() || !host.cgroup_kill;
+        let v1_only = host.unified_parent.is_none() || !(host.cgroup_kill || host.cgroup_freeze);
         if let Some(p) = &host.v1.memory {
             leaf.memory = Some(mkdir(p)?);
         }
@@ -268,6 +270,22 @@ impl CgroupLeaf {
         Ok(())
     }
 
+    /// Every cgroup.procs file a process must be written into to be in the whole leaf (the child
+    /// of a vfork-style spawn writes "0", meaning itself, into each before it execs).
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        [
+            &self.unified,
+            &self.memory,
+            &self.pids,
+            &self.cpuacct,
+            &self.freezer,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("cgroup.procs"))
+        .collect()
+    }
+
     /// The directory whose cgroup.procs lists every process of the job.
     fn membership_dir(&self) -> Option<&Path> {
         self.unified
@@ -325,6 +343,8 @@ impl CgroupLeaf {
         // 2. Kill the whole group.
         if let (true, Some(u)) = (self.has_cgroup_kill, &self.unified) {
             write_file(&u.join("cgroup.kill"), "1")?;
+        } else if let (true, Some(u)) = (self.has_cgroup_freeze, &self.unified) {
+            self.freeze2_kill_thaw(u)?;
         } else if let Some(f) = &self.freezer {
             self.freeze_kill_thaw(f)?;
         } else {
@@ -333,6 +353,31 @@ impl CgroupLeaf {
         // 3. Wait for it to be empty.
         self.wait_empty(Duration::from_millis(KILL_WAIT_MS_MAX))?;
         Ok(members)
+    }
+
+    /// cgroup2 freezer: freeze, wait for `frozen 1` in cgroup.events, SIGKILL every member,
+    /// thaw. Frozen tasks cannot fork, so the listing is complete.
+    fn freeze2_kill_thaw(&self, unified: &Path) -> Result<(), ExecError> {
+        write_file(&unified.join("cgroup.freeze"), "1")?;
+        let events = unified.join("cgroup.events");
+        let until = Instant::now() + Duration::from_millis(FREEZE_WAIT_MS_MAX);
+        let mut pause_us = 50;
+        while read_small(&events)
+            .ok()
+            .and_then(|t| flat_value(&t, b"frozen"))
+            != Some(1)
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_micros(pause_us));
+            pause_us = (pause_us * 2).min(5_000);
+        }
+        for pid in self.procs() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        write_file(&unified.join("cgroup.freeze"), "0")?;
+        self.kill_rounds();
+        Ok(())
     }
 
     fn freeze_kill_thaw(&self, freezer: &Path) -> Result<(), ExecError> {
@@ -377,13 +422,29 @@ impl CgroupLeaf {
     /// exist (POLLPRI on a modification) and short sleeps otherwise.
     pub fn wait_empty(&self, max: Duration) -> Result<(), ExecError> {
         let until = Instant::now() + max;
-        let events = self
+        // Reading cgroup.events through the fd that is polled re-arms its notification; a read
+        // through another fd would leave POLLPRI set and turn the wait into a spin.
+        let mut events = self
             .unified
             .as_ref()
             .and_then(|u| fs::File::open(u.join("cgroup.events")).ok());
         let mut pause_us = 20;
+        let mut text = String::new();
         loop {
-            if self.is_empty() {
+            let empty = match events.as_mut() {
+                Some(f) => {
+                    text.clear();
+                    let read = f
+                        .seek(io::SeekFrom::Start(0))
+                        .and_then(|_| f.read_to_string(&mut text));
+                    match read {
+                        Ok(_) => flat_value(&text, b"populated") == Some(0),
+                        Err(_) => self.is_empty(),
+                    }
+                }
+                None => self.is_empty(),
+            };
+            if empty {
                 return Ok(());
             }
             let now = Instant::now();
@@ -402,13 +463,26 @@ impl CgroupLeaf {
                 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, left_ms.max(1)) };
-                let mut f2 = f;
-                let _ = f2.seek(io::SeekFrom::Start(0));
             } else {
                 std::thread::sleep(Duration::from_micros(pause_us));
                 pause_us = (pause_us * 2).min(2_000);
             }
         }
+    }
+
+    /// OOM kills in the group so far (v1 memory.oom_control or v2 memory.events).
+    pub fn oom_kills(&self) -> Option<u64> {
+        if let Some(m) = &self.memory {
+            let t = read_small(&m.join("memory.oom_control")).ok()?;
+            return procfs::OomControl::parse(t.as_bytes()).ok()?.oom_kill;
+        }
+        if self.mode != CgroupMode::V2 {
+            return None;
+        }
+        let t = read_small(&self.unified.as_ref()?.join("memory.events")).ok()?;
+        procfs::MemoryEvents::parse(t.as_bytes())
+            .ok()
+            .map(|e| e.oom_kill)
     }
 
     /// CPU, peak memory, OOM kills and refused forks, from whichever hierarchy has them.
@@ -579,6 +653,7 @@ pub fn sweep_stale(host: &Host) -> SweepReport {
             cpuacct: at(host.v1.cpuacct.as_ref()),
             freezer: at(host.v1.freezer.as_ref()),
             has_cgroup_kill: host.cgroup_kill,
+            has_cgroup_freeze: host.cgroup_freeze,
             removed: false,
         };
         let outcome = leaf.kill_all().and_then(|_| leaf.remove());

@@ -75,6 +75,11 @@ pub struct HostConfig {
     pub force_no_clone3: bool,
     /// Keep clone3 but place through the gate instead of CLONE_INTO_CGROUP.
     pub force_no_clone_into_cgroup: bool,
+    /// Pretend `cgroup.kill` is missing (tests of the cgroup2 freezer kill path).
+    pub force_no_cgroup_kill: bool,
+    /// Never use the vfork-style spawn (CLONE_VM|CLONE_VFORK, child places itself); use clone3 or
+    /// fork with the gate instead.
+    pub force_no_vfork: bool,
 }
 
 impl Default for HostConfig {
@@ -85,6 +90,8 @@ impl Default for HostConfig {
             force_no_openat2: false,
             force_no_clone3: false,
             force_no_clone_into_cgroup: false,
+            force_no_vfork: false,
+            force_no_cgroup_kill: false,
         }
     }
 }
@@ -133,6 +140,9 @@ pub struct Host {
     pub v1: V1Parents,
     /// `cgroup.kill` exists (kernel >= 5.14) in the cgroup2 hierarchy.
     pub cgroup_kill: bool,
+    /// `cgroup.freeze` exists (kernel >= 5.2): the cgroup2 freezer, used to kill race-free where
+    /// `cgroup.kill` is missing.
+    pub cgroup_freeze: bool,
     /// clone3 exists (kernel >= 5.3) and is not forced off.
     pub clone3: bool,
     /// clone3 can place a child into a cgroup2 group (kernel >= 5.7, cgroup2 in use).
@@ -141,6 +151,9 @@ pub struct Host {
     pub pidfd: bool,
     /// openat2 with RESOLVE_BENEATH (kernel >= 5.6) and not forced off.
     pub openat2: bool,
+    /// Spawn with CLONE_VM|CLONE_VFORK where the child must be moved into v1 leaves (or there
+    /// is no cgroup): no page-table copy and no copy-on-write faults in vigil's threads.
+    pub vfork: bool,
     /// close_range (kernel >= 5.9; CLOSE_RANGE_CLOEXEC >= 5.11).
     pub close_range: bool,
     /// Why a hierarchy or feature was not used: read by `doctor` and the job record.
@@ -347,10 +360,12 @@ impl Host {
             v2_controllers: Vec::new(),
             v1: V1Parents::default(),
             cgroup_kill: false,
+            cgroup_freeze: false,
             clone3: probe_clone3(),
             clone_into_cgroup: false,
             pidfd: probe_pidfd(),
             openat2: probe_openat2(),
+            vfork: true,
             close_range: probe_close_range(),
             notes,
         }
@@ -370,6 +385,11 @@ impl Host {
             host.openat2 = false;
             host.notes
                 .push("openat2 forced off by configuration".into());
+        }
+        if config.force_no_vfork {
+            host.vfork = false;
+            host.notes
+                .push("vfork-style spawn forced off by configuration".into());
         }
         if config.force_no_clone3 {
             host.clone3 = false;
@@ -403,6 +423,11 @@ impl Host {
             (false, false) => CgroupMode::None,
         };
         host.mode = host.detected_mode;
+        if config.force_no_cgroup_kill && host.cgroup_kill {
+            host.cgroup_kill = false;
+            host.notes
+                .push("cgroup.kill forced off by configuration".into());
+        }
         if let Some(forced) = config.force_mode {
             host.force(forced)?;
         }
@@ -429,6 +454,7 @@ impl Host {
             self.unified_parent = None;
             self.v2_controllers.clear();
             self.cgroup_kill = false;
+            self.cgroup_freeze = false;
         }
         if forced == CgroupMode::None {
             self.v1 = V1Parents::default();
@@ -475,6 +501,7 @@ impl Host {
             }
         };
         self.cgroup_kill = parent.join("cgroup.kill").exists();
+        self.cgroup_freeze = parent.join("cgroup.freeze").exists();
         let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
         let wanted: Vec<&str> = available
             .split_whitespace()

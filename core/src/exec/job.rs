@@ -299,27 +299,51 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// Non-blocking reap of our child `pid`: `Some((exit_code, signal))` once it has ended.
-fn try_reap(pid: i32, block: bool) -> Option<(Option<i32>, Option<i32>)> {
+/// How the root process ended, with its rusage (the root and the descendants it waited for).
+#[derive(Debug, Clone, Copy, Default)]
+struct RootExit {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    /// User + system CPU time from rusage.
+    cpu_us: Option<u64>,
+    /// Largest resident set of the root or a waited-for descendant (rusage ru_maxrss).
+    max_rss_bytes: Option<u64>,
+}
+
+/// Reap of our child `pid` (blocking or not) with wait4: `Some` once it has ended.
+fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
     let mut status = 0;
     loop {
-        // SAFETY: waitpid on our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        // SAFETY: wait4 on our own child with valid out-parameters.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::wait4(
+                pid,
+                &mut status,
+                if block { 0 } else { libc::WNOHANG },
+                &mut ru,
+            )
+        };
         if rc == pid {
-            return Some(if libc::WIFEXITED(status) {
-                (Some(libc::WEXITSTATUS(status)), None)
+            let tv_us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+            let mut exit = RootExit {
+                cpu_us: Some(tv_us(ru.ru_utime) + tv_us(ru.ru_stime)),
+                max_rss_bytes: Some(ru.ru_maxrss as u64 * 1024),
+                ..RootExit::default()
+            };
+            if libc::WIFEXITED(status) {
+                exit.exit_code = Some(libc::WEXITSTATUS(status));
             } else if libc::WIFSIGNALED(status) {
-                (None, Some(libc::WTERMSIG(status)))
-            } else {
-                (None, None)
-            });
+                exit.signal = Some(libc::WTERMSIG(status));
+            }
+            return Some(exit);
         }
         if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
         if rc < 0 {
             // ECHILD: someone else reaped it; the status is lost.
-            return Some((None, None));
+            return Some(RootExit::default());
         }
         return None;
     }
@@ -407,7 +431,8 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     let mut set: BTreeSet<i32> = table
         .iter()
         .filter(|(p, st)| {
-            *p == root || st.pgrp == root || st.session == root || environ_has(*p, &marker)
+            let ours = root > 1 && (*p == root || st.pgrp == root || st.session == root);
+            ours || environ_has(*p, &marker)
         })
         .map(|t| t.0)
         .collect();
@@ -456,6 +481,9 @@ impl Executor {
         let v2 = |c: &str| h.mode == CgroupMode::V2 && h.v2_controllers.iter().any(|x| x == c);
         let kill = match h.mode {
             CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_kill => "pids.max=0, then cgroup.kill, then wait for cgroup.events populated=0".to_string(),
+            CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_freeze => {
+                "pids.max=0, then cgroup.freeze=1, SIGKILL every task, cgroup.freeze=0, then wait for cgroup.events populated=0".to_string()
+            }
             _ if h.v1.freezer.is_some() => "pids.max=0, then freezer FROZEN, SIGKILL every task, THAWED, then wait for cgroup.procs to empty".to_string(),
             CgroupMode::None => format!(
                 "SIGKILL to the session and process group, descendants and processes carrying {JOB_MARKER_ENV} (best effort: a process that clears its environment, calls setsid and is orphaned escapes)"
@@ -463,7 +491,7 @@ impl Executor {
             _ => "SIGKILL rounds over cgroup.procs until empty (no freezer, no cgroup.kill: a fast forker can race it)".to_string(),
         };
         let accounting = match h.mode {
-            CgroupMode::None => "none: no group to read usage from".to_string(),
+            CgroupMode::None => "rusage of the root and the descendants it waited for (partial: no group; peak is the largest single process)".to_string(),
             _ => {
                 let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() {
                     "cpuacct.usage"
@@ -706,8 +734,9 @@ impl Executor {
         }
         let deadline = limits.timeout.map(|t| started + t);
         let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
+        let watch_oom = limits.memory_bytes.is_some() && leaf.is_some();
         let mut scratch = vec![0u8; READ_CHUNK_BYTES];
-        let mut root: Option<(Option<i32>, Option<i32>)> = None;
+        let mut root: Option<RootExit> = None;
         let mut limit_hit: Option<&'static str> = None;
 
         while root.is_none() {
@@ -726,9 +755,16 @@ impl Executor {
                     break;
                 }
             }
+            // v1 kills one victim on OOM; like memory.oom.group on v2, the job ends as a whole.
+            if let (true, Some(l)) = (watch_oom, &leaf) {
+                if l.oom_kills().is_some_and(|n| n > 0) {
+                    limit_hit = Some("memory");
+                    break;
+                }
+            }
             let mut wait = deadline.map(|d| d - now);
             let mut cap_wait = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
-            if cpu_budget_us.is_some() && leaf.is_some() {
+            if (cpu_budget_us.is_some() || watch_oom) && leaf.is_some() {
                 cap_wait(Duration::from_millis(CPU_POLL_INTERVAL_MS));
             }
             if child.pidfd.is_none() {
@@ -835,6 +871,7 @@ impl Executor {
         }
 
         let usage = leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
+        let leaf_absent = leaf.is_none();
         if let Some(l) = leaf {
             if kill_error.is_none() {
                 if let Err(e) = l.remove() {
@@ -846,11 +883,16 @@ impl Executor {
             reap_job_orphans(pid, &members);
         }
 
-        let (exit_code, signal) = root.unwrap_or((None, None));
+        let root = root.unwrap_or_default();
+        let (exit_code, signal) = (root.exit_code, root.signal);
         result.exit_code = exit_code;
         result.signal = signal;
-        result.cpu_usage_us = usage.cpu_usage_us;
-        result.memory_peak_bytes = usage.memory_peak_bytes;
+        // Without a group (mode none) rusage is the next best: the root and the descendants it
+        // waited for; escaped or orphaned processes are not counted.
+        result.cpu_usage_us = usage.cpu_usage_us.or(root.cpu_us.filter(|_| leaf_absent));
+        result.memory_peak_bytes = usage
+            .memory_peak_bytes
+            .or(root.max_rss_bytes.filter(|_| leaf_absent));
         result.pids_limit_hit = usage.pids_limit_hits.is_some_and(|n| n > 0);
         result.stdout = out.capture.finish();
         result.stderr = err.capture.finish();
@@ -909,8 +951,11 @@ fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
         if found.is_empty() || Instant::now() >= until {
             return seen;
         }
-        // SAFETY: kill has no memory-safety preconditions; a negative pid names the group.
-        unsafe { libc::kill(-root, libc::SIGKILL) };
+        // A negative pid names the group; never -1 or 0 (every process, or our own group).
+        if root > 1 {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-root, libc::SIGKILL) };
+        }
         for p in found {
             // SAFETY: as above.
             unsafe { libc::kill(p, libc::SIGKILL) };

@@ -37,6 +37,9 @@ const STAGE_RLIMIT: u8 = 4;
 const STAGE_NO_NEW_PRIVS: u8 = 5;
 const STAGE_EXEC: u8 = 6;
 const STAGE_PDEATHSIG: u8 = 7;
+const STAGE_PLACE: u8 = 8;
+/// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
+const CHILD_STACK_BYTES: usize = 128 << 10;
 
 /// clone3's argument block (linux/sched.h `struct clone_args`, CLONE_ARGS_SIZE_VER2 = 88 bytes).
 #[repr(C)]
@@ -225,6 +228,8 @@ pub enum Placement {
     CloneIntoCgroup,
     /// fork, then the parent wrote the pid into every leaf while the child waited on the gate.
     ForkThenGate,
+    /// CLONE_VM|CLONE_VFORK; the child wrote itself into every leaf before exec.
+    VforkSelfPlaced,
     /// No cgroup: process group and session only.
     NoCgroup,
 }
@@ -235,6 +240,7 @@ impl Placement {
         match self {
             Placement::CloneIntoCgroup => "clone3_into_cgroup",
             Placement::ForkThenGate => "fork_then_gate",
+            Placement::VforkSelfPlaced => "vfork_self_placed_before_exec",
             Placement::NoCgroup => "none",
         }
     }
@@ -304,8 +310,9 @@ fn open_dev_null() -> Result<OwnedFd, ExecError> {
     raise_fd(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The raw fds the child works with.
-struct ChildFds {
+/// The raw fds the child works with, and the cgroup.procs files it writes itself into.
+struct ChildFds<'a> {
+    self_place: &'a [CString],
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
@@ -319,7 +326,7 @@ struct ChildFds {
 ///
 /// # Safety
 /// Must be called only in a freshly forked/cloned child.
-unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds) -> ! {
+unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! {
     // SAFETY (whole function): plain system calls on fds and memory prepared before the fork.
     unsafe {
         // Die with vigil. PDEATHSIG is tied to the thread that forked us: the job's supervising
@@ -338,6 +345,15 @@ unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds) -> ! {
         if libc::getppid() != fds.parent_pid {
             libc::_exit(126);
         }
+        // vfork-style spawn: the child moves itself ("0" = the writer) into every leaf before
+        // it runs anything of the job.
+        for path in fds.self_place {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child_fail(fds.report, STAGE_PLACE);
+            }
+            libc::close(fd);
+        }
         if fds.gate >= 0 {
             let mut byte = 0u8;
             loop {
@@ -354,12 +370,13 @@ unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds) -> ! {
         }
         // Signal state is inherited across exec: start the job from defaults (Rust ignores
         // SIGPIPE in vigil itself, which must not leak into `yes | head`).
-        libc::sigprocmask(libc::SIG_SETMASK, &cmd.empty_sigset, std::ptr::null_mut());
         for sig in 1..32 {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        // Unblocked only now: after a vfork-style spawn no handler of vigil's may run here.
+        libc::sigprocmask(libc::SIG_SETMASK, &cmd.empty_sigset, std::ptr::null_mut());
         libc::setsid();
         for (src, dst) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
             if libc::dup2(src, dst) < 0 {
@@ -434,6 +451,7 @@ fn stage_name(stage: u8) -> &'static str {
         STAGE_NO_NEW_PRIVS => "setting no_new_privs",
         STAGE_EXEC => "exec",
         STAGE_PDEATHSIG => "setting the parent-death signal",
+        STAGE_PLACE => "moving itself into the job's cgroup leaves",
         _ => "unknown stage",
     }
 }
@@ -464,15 +482,28 @@ pub(crate) fn spawn(
     };
     // SAFETY: getpid has no preconditions.
     let parent_pid = unsafe { libc::getpid() };
+    // vfork-style where a migration is needed anyway (v1 leaves) or there is no cgroup; clone3
+    // into the cgroup2 leaf where that alone places the child (pure v2: no migration at all).
+    let use_vfork = host.vfork
+        && leaf.is_none_or(|l| l.needs_v1_placement() || into_fd.is_none() || !use_clone3);
+    let self_place: Vec<CString> = match (use_vfork, leaf) {
+        (true, Some(l)) => l
+            .procs_files()
+            .iter()
+            .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
 
-    let mut attempt_into = into_fd.is_some() && use_clone3;
+    let mut attempt_into = !use_vfork && into_fd.is_some() && use_clone3;
     let (pid, pidfd, gate_w, placed_by_clone) = loop {
-        let gate = if needs_gate(attempt_into) {
+        let gate = if !use_vfork && needs_gate(attempt_into) {
             Some(pipe_high()?)
         } else {
             None
         };
         let fds = ChildFds {
+            self_place: &self_place,
             stdin: stdin_child.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
@@ -482,7 +513,15 @@ pub(crate) fn spawn(
             close_range: host.close_range,
         };
         let mut pidfd_raw: i32 = -1;
-        let pid: libc::pid_t = if use_clone3 {
+        let pid: libc::pid_t = if use_vfork {
+            vfork_spawn(cmd, &fds, host.pidfd, &mut pidfd_raw).map_err(|source| {
+                ExecError::Spawn {
+                    job: job_id.to_string(),
+                    stage: "clone(CLONE_VM|CLONE_VFORK)",
+                    source,
+                }
+            })?
+        } else if use_clone3 {
             let mut args = CloneArgs {
                 exit_signal: libc::SIGCHLD as u64,
                 ..CloneArgs::default()
@@ -554,6 +593,7 @@ pub(crate) fn spawn(
 
     let placement = match leaf {
         None => Placement::NoCgroup,
+        Some(_) if use_vfork => Placement::VforkSelfPlaced,
         Some(_) if placed_by_clone => Placement::CloneIntoCgroup,
         Some(_) => Placement::ForkThenGate,
     };
@@ -621,6 +661,108 @@ pub(crate) fn spawn(
         stdin: stdin_parent,
         placement,
     })
+}
+
+/// The vfork-style child's stack: mmap'd with a guard page below it.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> std::io::Result<ChildStack> {
+        // SAFETY: sysconf has no preconditions; mmap of fresh anonymous memory.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = CHILD_STACK_BYTES + page;
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes the guard.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// Highest address, 16-byte aligned (the stack grows down).
+    fn top(&self) -> *mut libc::c_void {
+        ((self.base as usize + self.len) & !15) as *mut libc::c_void
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; the child has exec'd or exited (CLONE_VFORK).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// What the vfork-style child reads from the (suspended) parent's stack.
+struct VforkPlan<'a, 'b> {
+    cmd: &'a PreparedCommand,
+    fds: &'a ChildFds<'b>,
+}
+
+extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the VforkPlan on the parent's stack; the parent is suspended until this
+    // child execs or exits, so the plan outlives every use here.
+    let plan = unsafe { &*(arg as *const VforkPlan<'_, '_>) };
+    unsafe { child_exec(plan.cmd, plan.fds) }
+}
+
+/// CLONE_VM|CLONE_VFORK spawn: no page tables are copied and vigil's other threads take no
+/// copy-on-write faults. Every signal is blocked around the clone so no handler of vigil's can
+/// run on the shared memory in the child; the child resets them before unblocking.
+fn vfork_spawn(
+    cmd: &PreparedCommand,
+    fds: &ChildFds<'_>,
+    pidfd: bool,
+    pidfd_out: &mut i32,
+) -> std::io::Result<libc::pid_t> {
+    let stack = ChildStack::new()?;
+    let plan = VforkPlan { cmd, fds };
+    // SAFETY: sigset out-parameters of the right type.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if pidfd {
+        flags |= CLONE_PIDFD as libc::c_int;
+    }
+    // SAFETY: glibc's clone runs vfork_child on the new stack; CLONE_VFORK suspends this thread
+    // until the child has exec'd or exited, so `plan` and `stack` stay valid for it.
+    let pid = unsafe {
+        libc::clone(
+            vfork_child,
+            stack.top(),
+            flags,
+            &plan as *const VforkPlan<'_, '_> as *mut libc::c_void,
+            pidfd_out as *mut i32,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        Err(err)
+    } else {
+        Ok(pid)
+    }
 }
 
 fn reap_failed_child(pid: i32) {
