@@ -39,9 +39,6 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// A fuzz target's body.
-type FuzzBody = fn(&[u8]);
-
 #[test]
 fn every_seed_replays_through_its_target_without_a_failure() {
     maybe_write_corpus();
