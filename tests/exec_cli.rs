@@ -110,16 +110,12 @@ fn setsid_escape_with_a_2s_timeout_ends_at_2s_and_leaves_nothing() {
         eprintln!("skipped: not root");
         return;
     }
+    // A duration no other process on the machine uses, so the scan below sees only this job's.
+    let marker = format!("777.{}", std::process::id());
+    let cmd =
+        serde_json::json!({ "cmd": format!("(setsid sleep {marker} &); sleep 30") }).to_string();
     let started = Instant::now();
-    let (code, v, err) = run(&[
-        "run",
-        "shell",
-        "--args",
-        r#"{"cmd":"(setsid sleep 777 &); sleep 30"}"#,
-        "--timeout",
-        "2s",
-        "--json",
-    ]);
+    let (code, v, err) = run(&["run", "shell", "--args", &cmd, "--timeout", "2s", "--json"]);
     let took = started.elapsed().as_millis();
     assert_eq!(code, 124, "{v} {err}");
     assert_eq!(v["status"], "timed_out");
@@ -128,7 +124,7 @@ fn setsid_escape_with_a_2s_timeout_ends_at_2s_and_leaves_nothing() {
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| c.starts_with(b"sleep\x00777"))
+        .filter(|c| c.starts_with(format!("sleep\x00{marker}").as_bytes()))
         .count();
     assert_eq!(left, 0, "`sleep 777` survived the job");
 }
