@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::exec::capability::{CapabilityRegistry, JobContext};
 use crate::exec::cgroup::SweepReport;
-use crate::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus as ExecStatus};
+use crate::exec::job::{Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
 use crate::sample::Sample;
@@ -180,7 +180,7 @@ impl JobOutcome {
 
     /// The process exit code the CLI uses: 0 only for `completed` with exit code 0.
     pub fn succeeded(&self) -> bool {
-        self.result.status == ExecStatus::Completed && self.result.exit_code == Some(0)
+        self.result.status == JobStatus::Completed && self.result.exit_code == Some(0)
     }
 }
 
@@ -514,17 +514,6 @@ fn redact_output(bytes: &[u8], secrets: &[String]) -> (Vec<u8>, bool) {
     (out, cut)
 }
 
-fn wal_status(s: ExecStatus) -> JobStatus {
-    match s {
-        ExecStatus::Completed => JobStatus::Completed,
-        ExecStatus::Failed => JobStatus::Failed,
-        ExecStatus::TimedOut => JobStatus::TimedOut,
-        ExecStatus::OomKilled => JobStatus::OomKilled,
-        ExecStatus::Rejected => JobStatus::Rejected,
-        ExecStatus::Interrupted => JobStatus::Interrupted,
-    }
-}
-
 fn wal_limits(l: &Limits) -> JobLimits {
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
     JobLimits {
@@ -693,9 +682,9 @@ impl Runtime {
             let mut result = JobResult::refused(
                 &exec_id,
                 if error.is_some() {
-                    ExecStatus::Rejected
+                    JobStatus::Rejected
                 } else {
-                    ExecStatus::Completed
+                    JobStatus::Completed
                 },
                 String::new(),
                 enforcement,
@@ -722,7 +711,7 @@ impl Runtime {
             let lsn = self.record_durable(&record)?;
             let result = JobResult::refused(
                 &exec_id,
-                ExecStatus::Rejected,
+                JobStatus::Rejected,
                 reason,
                 self.executor.enforcement(&req.limits),
             );
@@ -754,14 +743,14 @@ impl Runtime {
         let lsn = self.record_durable(&Record::JobFinished(JobFinished {
             job_id,
             unix_ms: unix_ms(),
-            status: wal_status(result.status),
+            status: result.status,
             exit_code: result.exit_code,
             signal: result.signal,
             usage: JobUsage {
                 cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
                 memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
                 wall_ms: result.wall_ms,
-                oom_kills: u64::from(result.status == ExecStatus::OomKilled),
+                oom_kills: u64::from(result.status == JobStatus::OomKilled),
             },
             stdout: &stdout,
             stdout_truncated: result.stdout.truncated || stdout_cut,

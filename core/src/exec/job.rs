@@ -37,37 +37,8 @@ const ENVIRON_BYTES_MAX: u64 = 256 << 10;
 /// Time to wait for killed processes' zombies to be handed to vigil (subreaper) for reaping.
 const ORPHAN_REAP_MS_MAX: u64 = 20;
 
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// The root process exited with code 0.
-    Completed,
-    /// It exited non-zero, died of a signal, or could not be started.
-    Failed,
-    /// The wall deadline or the CPU-time budget passed; the whole group was killed.
-    TimedOut,
-    /// The kernel killed a process of the job for exceeding the memory limit.
-    OomKilled,
-    /// The request was refused before anything ran (bad arguments, escaping path, policy).
-    Rejected,
-    /// vigil stopped before the job ended (set by the runtime on recovery).
-    Interrupted,
-}
-
-impl JobStatus {
-    /// The name used in JSON and the WAL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::TimedOut => "timed_out",
-            JobStatus::OomKilled => "oom_killed",
-            JobStatus::Rejected => "rejected",
-            JobStatus::Interrupted => "interrupted",
-        }
-    }
-}
+/// How a job ended: the same status the WAL records, so executor and log cannot disagree.
+pub use crate::wal::record::JobStatus;
 
 /// How strongly a limit is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

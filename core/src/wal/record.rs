@@ -50,11 +50,17 @@ pub struct JobUsage {
 /// How a job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobStatus {
+    /// The root process exited with code 0.
     Completed,
+    /// It exited non-zero, died of a signal, or could not be started.
     Failed,
+    /// The wall deadline or the CPU-time budget passed; the whole group was killed.
     TimedOut,
+    /// The kernel killed a process of the job for exceeding the memory limit.
     OomKilled,
+    /// The request was refused before anything ran (bad arguments, escaping path, policy).
     Rejected,
+    /// vigil stopped before the job ended (recorded on restart, or a cancelled job).
     Interrupted,
 }
 
