@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use vigil_core::exec::host::{CgroupMode, HostConfig};
+use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
 use vigil_core::exec::{Limits, ProcessSpec};
 
@@ -44,15 +44,7 @@ fn main() {
     };
     println!("exec_kill: {TREE_PROCESSES} setsid'd processes, deadline {DEADLINE_MS} ms");
     for (mode, iterations) in modes {
-        let ex = Executor::new(ExecutorConfig {
-            host: HostConfig {
-                force_mode: Some(mode),
-                ..HostConfig::default()
-            },
-            subreaper: true,
-            ..ExecutorConfig::default()
-        })
-        .expect("mode");
+        let ex = Executor::new(ExecutorConfig::with_mode(Some(mode))).expect("mode");
         let mut deadline_to_dead = Histogram::<u64>::new(3).expect("histogram");
         let mut kill_only = Histogram::<u64>::new(3).expect("histogram");
         let mut not_ready = 0;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use vigil_core::exec::host::{CgroupMode, HostConfig};
+use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
 use vigil_core::exec::{Limits, ProcessSpec};
 
@@ -52,15 +52,7 @@ fn main() {
     };
     println!("exec_spawn: /bin/true, {ITERATIONS} iterations per side, interleaved");
     for mode in modes {
-        let ex = Executor::new(ExecutorConfig {
-            host: HostConfig {
-                force_mode: Some(mode),
-                ..HostConfig::default()
-            },
-            subreaper: true,
-            ..ExecutorConfig::default()
-        })
-        .expect("mode");
+        let ex = Executor::new(ExecutorConfig::with_mode(Some(mode))).expect("mode");
         let mut bare = Histogram::<u64>::new(3).expect("histogram");
         let mut isolated = Histogram::<u64>::new(3).expect("histogram");
         for i in 0..(WARMUP_ITERATIONS + ITERATIONS) {

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use vigil_core::exec::host::{CgroupMode, HostConfig};
+use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
 use vigil_core::exec::{Limits, ProcessSpec};
 
@@ -85,15 +85,7 @@ fn main() {
     }
     println!("exec_throughput: {CONCURRENCY} concurrent `sh -c 'echo ok'` jobs, {RUN_DURATION_MS} ms per side");
     for mode in modes {
-        let ex = Executor::new(ExecutorConfig {
-            host: HostConfig {
-                force_mode: Some(mode),
-                ..HostConfig::default()
-            },
-            subreaper: true,
-            ..ExecutorConfig::default()
-        })
-        .expect("mode");
+        let ex = Executor::new(ExecutorConfig::with_mode(Some(mode))).expect("mode");
         let bare = bare_rate();
         let iso = vigil_rate(&ex, mode.as_str());
         println!("  baseline std::process::Command  {bare:>8.0} jobs/s");

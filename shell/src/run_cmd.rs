@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vigil_core::exec::host::{CgroupMode, HostConfig};
+use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
 use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
@@ -57,8 +57,8 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// Executor for the CLI, with the mode forced when asked.
-pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
+/// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
+fn executor_config(mode: Option<&str>) -> Result<ExecutorConfig, String> {
     let force_mode = match mode {
         None => None,
         Some(m) => Some(
@@ -66,15 +66,12 @@ pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
                 .ok_or_else(|| format!("--cgroup-mode {m:?}: expected v2, hybrid, v1 or none"))?,
         ),
     };
-    Executor::new(ExecutorConfig {
-        host: HostConfig {
-            force_mode,
-            ..HostConfig::default()
-        },
-        subreaper: true,
-        ..ExecutorConfig::default()
-    })
-    .map_err(|e| e.to_string())
+    Ok(ExecutorConfig::with_mode(force_mode))
+}
+
+/// Executor for the CLI, with the mode forced when asked.
+pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
+    Executor::new(executor_config(mode)?).map_err(|e| e.to_string())
 }
 
 fn exit_code_for(r: &JobResult) -> u8 {
@@ -93,24 +90,11 @@ fn exit_code_for(r: &JobResult) -> u8 {
 
 /// Opens the runtime under the CLI's data directory with the requested cgroup mode.
 pub fn open_runtime(cli: &Cli, mode: Option<&str>) -> Result<Runtime, String> {
-    let force_mode = match mode {
-        None => None,
-        Some(m) => Some(
-            CgroupMode::parse(m)
-                .ok_or_else(|| format!("--cgroup-mode {m:?}: expected v2, hybrid, v1 or none"))?,
-        ),
-    };
+    let executor = executor_config(mode)?;
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let mut options = RuntimeOptions::new(data_dir);
     options.proc_root = cli.proc_root.clone();
-    options.executor = ExecutorConfig {
-        host: HostConfig {
-            force_mode,
-            ..HostConfig::default()
-        },
-        subreaper: true,
-        ..ExecutorConfig::default()
-    };
+    options.executor = executor;
     Runtime::open(options).map_err(|e| e.to_string())
 }
 

@@ -269,6 +269,16 @@ fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
     )
 }
 
+/// Runs a process capability's validated spec, or rejects the job with why it is invalid.
+fn run_spec(ctx: &JobContext<'_>, spec: Result<ProcessSpec, ExecError>) -> JobResult {
+    match spec {
+        Ok(spec) => ctx
+            .executor
+            .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
+        Err(e) => rejected(ctx, e),
+    }
+}
+
 impl Capability for ShellCapability {
     fn name(&self) -> &'static str {
         "shell"
@@ -277,12 +287,7 @@ impl Capability for ShellCapability {
         self.spec(ctx, args).map(|s| plan_process(&s))
     }
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
-        match self.spec(ctx, args) {
-            Ok(spec) => ctx
-                .executor
-                .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
-            Err(e) => rejected(ctx, e),
-        }
+        run_spec(ctx, self.spec(ctx, args))
     }
 }
 
@@ -294,12 +299,7 @@ impl Capability for ExecCapability {
         self.spec(ctx, args).map(|s| plan_process(&s))
     }
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult {
-        match self.spec(ctx, args) {
-            Ok(spec) => ctx
-                .executor
-                .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
-            Err(e) => rejected(ctx, e),
-        }
+        run_spec(ctx, self.spec(ctx, args))
     }
 }
 

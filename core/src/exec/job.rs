@@ -172,6 +172,20 @@ impl Default for ExecutorConfig {
     }
 }
 
+impl ExecutorConfig {
+    /// The default configuration, using at most the cgroup mode `mode` (`None`: the best the
+    /// host offers).
+    pub fn with_mode(mode: Option<CgroupMode>) -> Self {
+        ExecutorConfig {
+            host: HostConfig {
+                force_mode: mode,
+                ..HostConfig::default()
+            },
+            ..ExecutorConfig::default()
+        }
+    }
+}
+
 /// Runs jobs on this host. Cheap to share between threads (`&Executor` is all a job needs).
 #[derive(Debug)]
 pub struct Executor {
