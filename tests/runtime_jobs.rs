@@ -11,8 +11,11 @@ use common::{vigil_bin, TempDir};
 use serde_json::{json, Value};
 use vigil::exec::Limits;
 use vigil::guard::Thresholds;
-use vigil::runtime::{JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON};
+use vigil::runtime::{
+    CancelOutcome, JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON,
+};
 use vigil::sample::Percent;
+use vigil::wal::record::JobStatus;
 
 fn options(dir: &Path) -> RuntimeOptions {
     let mut o = RuntimeOptions::new(dir);
@@ -108,6 +111,59 @@ fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
         "rejected"
     );
     assert_eq!(rt.jobs(None, Some("rejected")).len(), 3);
+    let m = rt.job_metrics();
+    assert_eq!(m.guard_refusals, 1, "only the first was the guard's");
+    assert_eq!(m.jobs[&("shell".to_string(), JobStatus::Rejected)], 2);
+    assert_eq!(
+        m.jobs[&("unknown".to_string(), JobStatus::Rejected)],
+        1,
+        "an unregistered name is counted as unknown"
+    );
+    assert!(m.durations.is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
+    let dir = TempDir::new("rt-cancel");
+    let rt = std::sync::Arc::new(Runtime::open(options(dir.path())).unwrap());
+    let worker = {
+        let rt = rt.clone();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || rt.run(&shell("sleep 30 & sleep 30", &root)).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job_id = loop {
+        if let Some(&id) = rt.active_jobs().first() {
+            if rt.job(id).is_some_and(|j| j.status == "running") {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let asked = Instant::now();
+    assert_eq!(
+        rt.cancel(job_id, "cancelled by test").unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let out = worker.join().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "cancel was prompt"
+    );
+    assert_eq!(out.result.status.as_str(), "interrupted");
+    let error = out.result.error.clone().unwrap();
+    assert!(error.starts_with("cancelled by test"), "{error}");
+    assert_eq!(rt.job(job_id).unwrap().status, "interrupted");
+    assert!(rt.active_jobs().is_empty());
+    assert_eq!(
+        rt.cancel(job_id, "again").unwrap(),
+        CancelOutcome::AlreadyEnded
+    );
+    assert!(rt.cancel(job_id + 100, "none").is_err());
+    let m = rt.job_metrics();
+    assert_eq!(m.jobs[&("shell".to_string(), JobStatus::Interrupted)], 1);
+    assert_eq!(m.durations["shell"].count(), 1);
 }
 
 #[test]

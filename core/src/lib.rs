@@ -9,10 +9,13 @@
 
 pub mod fuzzing;
 pub mod guard;
+pub mod histogram;
 pub mod parse;
 pub mod procfs;
 pub mod sample;
 
+#[cfg(feature = "std")]
+pub mod json;
 #[cfg(feature = "std")]
 pub mod runtime;
 pub mod wal;

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use vigil_core::procfs::{Psi, PsiLine};
+use vigil_core::json::{centi, sample_json};
+use vigil_core::procfs::Psi;
 use vigil_core::sample::{Percent, Sample};
 use vigil_core::sampler::Sampler;
 
@@ -66,95 +66,6 @@ fn one_sample(sampler: &mut Sampler, args: &TelemetryArgs) -> Result<(), String>
         render_text(&sample)
     };
     writeln!(out, "{text}").map_err(|e| e.to_string())
-}
-
-fn pct(p: Option<Percent>) -> Value {
-    p.map_or(Value::Null, |p| json!(p.as_f64()))
-}
-
-fn centi(v: u32) -> f64 {
-    f64::from(v) / 100.0
-}
-
-fn psi_line_json(l: &PsiLine) -> Value {
-    json!({
-        "avg10": centi(l.avg10_centi),
-        "avg60": centi(l.avg60_centi),
-        "avg300": centi(l.avg300_centi),
-        "total_us": l.total_us,
-    })
-}
-
-fn psi_json(p: &Option<Psi>) -> Value {
-    p.as_ref().map_or(Value::Null, |p| {
-        json!({
-            "some": psi_line_json(&p.some),
-            "full": p.full.as_ref().map_or(Value::Null, psi_line_json),
-        })
-    })
-}
-
-/// The JSON form of a sample, shared by `vigil telemetry --json` and the socket protocol.
-/// Percentages with no data behind them are `null`, never NaN.
-pub fn sample_json(s: &Sample) -> Value {
-    let cpu = s.cpu;
-    let per_cpu: Vec<Value> = s
-        .per_cpu
-        .iter()
-        .map(|c| json!({"id": c.id, "busy_pct": pct(c.busy)}))
-        .collect();
-    json!({
-        "seq": s.seq,
-        "timestamp_ns": s.timestamp_ns,
-        "interval_ms": s.interval_ns as f64 / 1e6,
-        "cpu": {
-            "busy_pct": pct(cpu.map(|c| c.busy)),
-            "busy_no_steal_pct": pct(cpu.map(|c| c.busy_no_steal)),
-            "user_pct": pct(cpu.map(|c| c.user)),
-            "nice_pct": pct(cpu.map(|c| c.nice)),
-            "system_pct": pct(cpu.map(|c| c.system)),
-            "idle_pct": pct(cpu.map(|c| c.idle)),
-            "iowait_pct": pct(cpu.map(|c| c.iowait)),
-            "irq_pct": pct(cpu.map(|c| c.irq)),
-            "softirq_pct": pct(cpu.map(|c| c.softirq)),
-            "steal_pct": pct(cpu.map(|c| c.steal)),
-            "guest_pct": pct(cpu.map(|c| c.guest)),
-            "total_ticks": cpu.map(|c| c.total_ticks),
-            "per_cpu": per_cpu,
-            "per_cpu_dropped": s.per_cpu_dropped,
-            "ctxt_per_sec": s.ctxt_per_sec,
-            "procs_running": s.procs_running,
-            "procs_blocked": s.procs_blocked,
-        },
-        "memory": s.memory.map(|m| json!({
-            "total_bytes": m.total_bytes,
-            "available_bytes": m.available_bytes,
-            "available_pct": pct(m.available()),
-            "available_estimated": m.available_estimated,
-            "free_bytes": m.free_bytes,
-            "cached_bytes": m.cached_bytes,
-            "swap_total_bytes": m.swap_total_bytes,
-            "swap_free_bytes": m.swap_free_bytes,
-            "dirty_bytes": m.dirty_bytes,
-        })),
-        "load": s.load.map(|l| json!({
-            "load1": centi(l.load1_centi),
-            "load5": centi(l.load5_centi),
-            "load15": centi(l.load15_centi),
-            "runnable": l.runnable,
-            "entities": l.entities,
-        })),
-        "pressure": if s.pressure == Default::default() {
-            Value::Null
-        } else {
-            json!({
-                "cpu": psi_json(&s.pressure.cpu),
-                "memory": psi_json(&s.pressure.memory),
-                "io": psi_json(&s.pressure.io),
-            })
-        },
-        "flags": s.flags,
-    })
 }
 
 fn fmt_pct(p: Option<Percent>) -> String {
@@ -352,16 +263,6 @@ fn watch(sampler: &mut Sampler, args: &TelemetryArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_data_percentages_are_null_in_json() {
-        let s = Sample::default();
-        let v = sample_json(&s);
-        assert!(v["cpu"]["busy_pct"].is_null());
-        assert!(v["pressure"].is_null());
-        assert!(v["memory"].is_null());
-        assert_eq!(v["cpu"]["per_cpu"], json!([]));
-    }
 
     #[test]
     fn bars_and_sparklines_scale() {

@@ -19,6 +19,8 @@ use vigil_core::wal::record::{kind as record_kind, Decoded, Record};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 use vigil_core::wal::storage::FsStore;
 
+use vigil_core::json::{event_json, frame_json};
+
 use crate::Cli;
 
 /// How often `tail -f` looks for new records.
@@ -26,7 +28,6 @@ const FOLLOW_POLL_MS: u64 = 200;
 /// Records read per batch.
 const BATCH_RECORDS: usize = 1024;
 /// Bytes of opaque payloads shown in dumps; the rest is summarised by length.
-const HEX_SHOWN_BYTES: usize = 256;
 
 #[derive(Debug, clap::Args)]
 pub struct WalArgs {
@@ -451,82 +452,12 @@ fn ignored_name(kind: u16) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let shown = &bytes[..bytes.len().min(HEX_SHOWN_BYTES)];
-    let mut text: String = shown.iter().map(|b| format!("{b:02x}")).collect();
-    if bytes.len() > shown.len() {
-        text.push_str(&format!("...(+{} bytes)", bytes.len() - shown.len()));
-    }
-    text
-}
-
-/// JSON text stays JSON in the dump when it parses; otherwise it is shown as a string.
-fn json_text(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
-}
-
-fn record_json(record: &Record<'_>) -> Value {
-    match record {
-        Record::JobStarted(r) => json!({
-            "job_id": r.job_id, "unix_ms": r.unix_ms, "capability": r.capability,
-            "args": json_text(r.args_json), "session": r.session, "root": r.root,
-            "limits": {
-                "timeout_ms": r.limits.timeout_ms, "cpu_time_ms": r.limits.cpu_time_ms,
-                "memory_bytes": r.limits.memory_bytes, "pids": r.limits.pids,
-                "max_output_bytes": r.limits.max_output_bytes,
-            },
-            "telemetry_before_hex": hex(r.telemetry_before),
-        }),
-        Record::JobFinished(r) => json!({
-            "job_id": r.job_id, "unix_ms": r.unix_ms, "status": r.status.as_str(),
-            "exit_code": r.exit_code, "signal": r.signal,
-            "cpu_usage_us": r.usage.cpu_usage_us, "memory_peak_bytes": r.usage.memory_peak_bytes,
-            "wall_ms": r.usage.wall_ms, "oom_kills": r.usage.oom_kills,
-            "stdout": String::from_utf8_lossy(r.stdout), "stdout_truncated": r.stdout_truncated,
-            "stderr": String::from_utf8_lossy(r.stderr), "stderr_truncated": r.stderr_truncated,
-            "error": r.error, "telemetry_after_hex": hex(r.telemetry_after),
-        }),
-        Record::JobInterrupted(r) => {
-            json!({"job_id": r.job_id, "unix_ms": r.unix_ms, "reason": r.reason})
-        }
-        Record::JobRejected(r) => json!({
-            "job_id": r.job_id, "unix_ms": r.unix_ms, "capability": r.capability,
-            "args": json_text(r.args_json), "session": r.session, "reason": r.reason,
-            "telemetry_hex": hex(r.telemetry),
-        }),
-        Record::TelemetrySample(r) => {
-            json!({"unix_ms": r.unix_ms, "body_hex": hex(r.body), "body_bytes": r.body.len()})
-        }
-        Record::SessionCreated(r) => {
-            json!({"session": r.session, "unix_ms": r.unix_ms, "meta": json_text(r.meta_json)})
-        }
-        Record::SessionClosed(r) => {
-            json!({"session": r.session, "unix_ms": r.unix_ms, "reason": r.reason})
-        }
-        Record::User(bytes) => json!({"bytes": bytes.len(), "hex": hex(bytes)}),
-    }
-}
-
 /// One record as a JSON object (for `--json`) or a human line.
 fn render(frame: &Frame<'_>, json: bool) -> String {
-    let (name, fields) = match Record::decode(frame.kind, frame.payload) {
-        Ok(Decoded::Record(record)) => (record.kind_name(), record_json(&record)),
-        Ok(Decoded::Ignored {
-            kind: record_kind::CHECKPOINT,
-        }) => ("checkpoint", json!({"synced_lsn": frame.synced_lsn})),
-        Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
-        Err(error) => (
-            "undecodable",
-            json!({"error": format!("{error:?}"), "bytes": frame.payload.len()}),
-        ),
-    };
     if json {
-        let mut object = json!({"lsn": frame.lsn, "kind": name, "kind_id": frame.kind});
-        if let (Value::Object(target), Value::Object(source)) = (&mut object, fields) {
-            target.extend(source);
-        }
-        object.to_string()
+        event_json(frame).to_string()
     } else {
+        let (name, fields) = frame_json(frame);
         format!("{:>10}  {:<18} {}", frame.lsn, name, fields)
     }
 }

@@ -26,6 +26,7 @@ use super::record::{kind, Record, RecordError};
 use super::scan::{probe, scan_frames, FaultCause, FaultKind, RecoveryMode};
 use super::storage::{segment_bytes, segment_bytes_mut, FsStore, SegmentFile, SegmentStore};
 use super::sync::{SyncEngine, SyncMethod};
+use crate::histogram::Buckets;
 
 /// Default segment size.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -470,7 +471,30 @@ struct SyncState {
     /// Files to sync in the current pass; capacity is kept, so steady state allocates nothing.
     files: Vec<Arc<dyn SegmentFile>>,
     syncs: u64,
+    latency: SyncLatency,
 }
+
+/// Upper bounds, in microseconds, of the sync-latency buckets in [`WalStats`].
+pub static SYNC_LATENCY_BOUNDS_US: [u64; 15] = [
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
+    u64::MAX,
+];
+
+/// How long group-commit sync passes took, in microseconds.
+pub type SyncLatency = Buckets<15>;
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn SegmentStore>,
@@ -516,6 +540,7 @@ pub struct WalStats {
     pub segment_bytes: u64,
     pub appends: u64,
     pub syncs: u64,
+    pub sync_latency: SyncLatency,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -597,6 +622,7 @@ impl Wal {
                 engine,
                 files: Vec::with_capacity(16),
                 syncs: 0,
+                latency: Buckets::new(&SYNC_LATENCY_BOUNDS_US),
             }),
             readers: Mutex::new(Vec::new()),
             recovery: report,
@@ -700,7 +726,10 @@ impl Wal {
     /// Counters.
     pub fn stats(&self) -> WalStats {
         // The sync lock is taken alone: a sync pass takes it before the writer lock.
-        let syncs = lock(&self.shared.sync).syncs;
+        let (syncs, sync_latency) = {
+            let sync = lock(&self.shared.sync);
+            (sync.syncs, sync.latency)
+        };
         let writer = lock(&self.shared.writer);
         WalStats {
             last_lsn: self.last_lsn(),
@@ -710,6 +739,7 @@ impl Wal {
             segment_bytes: self.shared.options.segment_bytes,
             appends: writer.appends,
             syncs,
+            sync_latency,
         }
     }
 }
@@ -917,6 +947,7 @@ impl Shared {
             writer.next_lsn - 1
         };
         sync.syncs += 1;
+        let started = std::time::Instant::now();
         let mut result = Ok(target);
         for file in sync.files.drain(..) {
             if result.is_ok() {
@@ -925,6 +956,8 @@ impl Shared {
                 }
             }
         }
+        sync.latency
+            .record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         result
     }
 

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::exec::capability::{CapabilityRegistry, JobContext};
 use crate::exec::cgroup::SweepReport;
-use crate::exec::job::{Executor, ExecutorConfig, JobResult};
+use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
 use crate::sample::Sample;
@@ -35,6 +35,10 @@ use crate::wal::record::{
     SessionClosed, SessionCreated,
 };
 use crate::wal::{Decoded, Lsn, Record};
+
+mod metrics;
+use metrics::JobMetrics;
+pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 
 /// Output kept per stream in the `JobFinished` record (the caller gets the executor's full
 /// capture; the log keeps a bounded head).
@@ -361,6 +365,18 @@ impl JobSlots {
 
 struct SlotGuard<'a>(&'a JobSlots);
 
+/// Removes a job from the cancellable set when its run ends, however it ends.
+struct RunningRegistration<'a> {
+    runtime: &'a Runtime,
+    job_id: u64,
+}
+
+impl Drop for RunningRegistration<'_> {
+    fn drop(&mut self) {
+        self.runtime.running().remove(&self.job_id);
+    }
+}
+
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -383,6 +399,24 @@ pub struct Runtime {
     next_job_id: AtomicU64,
     slots: JobSlots,
     recovery: RecoveryInfo,
+    /// Jobs admitted and not yet ended, with the token that cancels each and, once cancelled,
+    /// why (written as the job's error).
+    running: Mutex<BTreeMap<u64, RunningJob>>,
+    metrics: JobMetrics,
+}
+
+struct RunningJob {
+    cancel: CancelToken,
+    cancelled_because: Option<String>,
+}
+
+/// What [`Runtime::cancel`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was running (or waiting for a slot); it is being killed.
+    Cancelled,
+    /// The job had already ended; nothing was done.
+    AlreadyEnded,
 }
 
 impl fmt::Debug for Runtime {
@@ -602,6 +636,8 @@ impl Runtime {
                 max: concurrent,
             },
             recovery,
+            running: Mutex::new(BTreeMap::new()),
+            metrics: JobMetrics::default(),
         })
     }
 
@@ -646,12 +682,13 @@ impl Runtime {
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
         let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
         let exec_id = exec_job_id(&self.dir_token, job_id);
+        let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
         let ctx = JobContext {
             executor: &self.executor,
             job_id: &exec_id,
             limits: &req.limits,
             root: &req.root,
-            cancel: None,
+            cancel: Some(&cancel),
         };
         let outcome = |result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>| JobOutcome {
             job_id,
@@ -698,7 +735,7 @@ impl Runtime {
         // isolation policy, guard.
         let refusal = self.refusal(req, &ctx);
         let telemetry_before = self.telemetry().latest();
-        if let Some(reason) = refusal {
+        let reject = |reason: String| -> Result<JobOutcome, RuntimeError> {
             let record = Record::JobRejected(JobRejected {
                 job_id,
                 unix_ms: unix_ms(),
@@ -709,16 +746,25 @@ impl Runtime {
                 telemetry: &encode_sample(telemetry_before.as_ref()),
             });
             let lsn = self.record_durable(&record)?;
+            self.metrics
+                .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
             let result = JobResult::refused(
                 &exec_id,
                 JobStatus::Rejected,
                 reason,
                 self.executor.enforcement(&req.limits),
             );
-            return Ok(outcome(result, Some(lsn), None));
+            Ok(outcome(result, Some(lsn), None))
+        };
+        if let Some(reason) = refusal {
+            return reject(reason);
         }
 
+        let _running = self.register_running(job_id, &cancel);
         let _slot = self.slots.acquire();
+        if let Some(reason) = self.cancelled_because(job_id) {
+            return reject(format!("{reason} before it started"));
+        }
         let root = req.root.to_string_lossy();
         self.record_durable(&Record::JobStarted(JobStarted {
             job_id,
@@ -731,7 +777,12 @@ impl Runtime {
             telemetry_before: &encode_sample(telemetry_before.as_ref()),
         }))?;
 
-        let result = self.registry.run(&req.capability, &ctx, &req.args);
+        let mut result = self.registry.run(&req.capability, &ctx, &req.args);
+        if result.status == JobStatus::Interrupted {
+            if let Some(reason) = self.cancelled_because(job_id) {
+                result.error = Some(format!("{reason}; every process of the job was killed"));
+            }
+        }
 
         let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &secrets);
         let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &secrets);
@@ -759,7 +810,88 @@ impl Runtime {
             error: error.as_deref(),
             telemetry_after: &encode_sample(telemetry_after.as_ref()),
         }))?;
+        self.metrics.job_ended(
+            self.metric_name(&req.capability),
+            result.status,
+            Some(result.wall_ms),
+        );
         Ok(outcome(result, Some(lsn), None))
+    }
+
+    /// The capability name counters use: a registered name, else `unknown` (so clients cannot
+    /// grow the counters without bound).
+    fn metric_name<'a>(&self, capability: &'a str) -> &'a str {
+        if self.registry.get(capability).is_some() {
+            capability
+        } else {
+            "unknown"
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, BTreeMap<u64, RunningJob>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `job_id` cancellable until the returned guard drops.
+    fn register_running(&self, job_id: u64, cancel: &CancelToken) -> RunningRegistration<'_> {
+        self.running().insert(
+            job_id,
+            RunningJob {
+                cancel: cancel.clone(),
+                cancelled_because: None,
+            },
+        );
+        RunningRegistration {
+            runtime: self,
+            job_id,
+        }
+    }
+
+    fn cancelled_because(&self, job_id: u64) -> Option<String> {
+        self.running()
+            .get(&job_id)
+            .and_then(|j| j.cancelled_because.clone())
+    }
+
+    /// Cancels a job that is running or waiting for a slot: every process of it is killed and
+    /// it ends `interrupted` (or `rejected`, if it had not started), with `reason` as its error.
+    pub fn cancel(&self, job_id: u64, reason: &str) -> Result<CancelOutcome, RuntimeError> {
+        if let Some(job) = self.running().get_mut(&job_id) {
+            job.cancelled_because
+                .get_or_insert_with(|| reason.to_string());
+            job.cancel.cancel();
+            return Ok(CancelOutcome::Cancelled);
+        }
+        match self.job(job_id) {
+            Some(_) => Ok(CancelOutcome::AlreadyEnded),
+            None => Err(RuntimeError::JobNotFound(job_id)),
+        }
+    }
+
+    /// Cancels every job running or waiting (shutdown); returns how many.
+    pub fn cancel_all(&self, reason: &str) -> usize {
+        let mut running = self.running();
+        for job in running.values_mut() {
+            job.cancelled_because
+                .get_or_insert_with(|| reason.to_string());
+            job.cancel.cancel();
+        }
+        running.len()
+    }
+
+    /// Ids of jobs admitted and not yet ended (running or waiting for a slot), oldest first.
+    pub fn active_jobs(&self) -> Vec<u64> {
+        self.running().keys().copied().collect()
+    }
+
+    /// Jobs holding a slot right now (at most `concurrent_jobs_max`).
+    pub fn jobs_running(&self) -> usize {
+        *self.slots.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters of ended jobs and refusals since this runtime opened.
+    pub fn job_metrics(&self) -> JobMetricsSnapshot {
+        self.metrics.snapshot()
     }
 
     /// Why `req` must not run, if it must not.
@@ -794,7 +926,10 @@ impl Runtime {
             .with_latest(|s| guard::decide(s, &self.options.thresholds))
         {
             Decision::Admit => None,
-            Decision::Refuse(r) => Some(r.to_string()),
+            Decision::Refuse(r) => {
+                self.metrics.guard_refused();
+                Some(r.to_string())
+            }
         }
     }
 
