@@ -17,6 +17,8 @@ pub mod sample;
 #[cfg(feature = "std")]
 pub mod json;
 #[cfg(feature = "std")]
+pub mod protocol;
+#[cfg(feature = "std")]
 pub mod runtime;
 pub mod wal;
 

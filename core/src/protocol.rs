@@ -1,0 +1,541 @@
+//! The socket protocol's requests: newline-delimited JSON-RPC 2.0, parsed and validated into a
+//! typed [`Call`] before anything acts on them. This module owns the method names, their
+//! parameters and the error codes; it knows nothing of sockets (the `vigil` binary serves them)
+//! and runs nothing (the server hands a [`Call`] to the runtime).
+//!
+//! Parsing never panics and never trusts sizes: a line is at most [`REQUEST_BYTES_MAX`] bytes
+//! (the server enforces it while reading), every number is range-checked, unknown parameter
+//! names are refused so a typo is an error rather than a silently ignored limit.
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
+use crate::wal::Lsn;
+
+/// Longest request line accepted, newline excluded.
+pub const REQUEST_BYTES_MAX: usize = 1 << 20;
+/// Records `events.read` returns unless asked for fewer.
+pub const EVENTS_BATCH_DEFAULT: usize = 100;
+/// Most records one `events.read` returns.
+pub const EVENTS_BATCH_MAX: usize = 1_000;
+/// Longest `events.read` long-poll.
+pub const EVENTS_WAIT_MS_MAX: u64 = 30_000;
+/// Most samples one `telemetry.history` returns.
+pub const HISTORY_SAMPLES_MAX: usize = 1_000;
+/// Longest wall-clock limit a request may set (a day).
+pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
+
+/// JSON-RPC error codes: the spec's own, then vigil's (-32000..-32099, server errors).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Every job slot and every queue place is taken; retry later.
+    pub const BUSY: i64 = -32001;
+    /// The job or session named does not exist.
+    pub const NOT_FOUND: i64 = -32002;
+    /// The server is shutting down and takes no new work.
+    pub const SHUTTING_DOWN: i64 = -32003;
+    /// The request line is longer than [`super::REQUEST_BYTES_MAX`].
+    pub const REQUEST_TOO_LARGE: i64 = -32004;
+    /// The runtime could not do what was asked (the log failed, say).
+    pub const RUNTIME_ERROR: i64 = -32005;
+}
+
+/// The methods, by protocol name.
+pub const METHODS: &[&str] = &[
+    "health",
+    "telemetry.sample",
+    "telemetry.history",
+    "run",
+    "jobs.list",
+    "jobs.get",
+    "jobs.cancel",
+    "events.read",
+    "sessions.create",
+    "sessions.list",
+    "sessions.get",
+];
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn params(message: impl Into<String>) -> RpcError {
+        RpcError::new(code::INVALID_PARAMS, message)
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)
+    }
+}
+
+/// What `run` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunParams {
+    pub capability: String,
+    pub args: Value,
+    pub limits: Limits,
+    /// Absolute; `None` means the server's default root.
+    pub root: Option<PathBuf>,
+    pub session: Option<String>,
+    pub dry_run: bool,
+}
+
+/// One validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Health,
+    TelemetrySample,
+    /// Samples newer than `since_seq` (all kept, when `None`), at most `max`, oldest first.
+    TelemetryHistory {
+        since_seq: Option<u64>,
+        max: usize,
+    },
+    Run(Box<RunParams>),
+    JobsList {
+        session: Option<String>,
+        status: Option<String>,
+    },
+    JobsGet {
+        job_id: u64,
+    },
+    JobsCancel {
+        job_id: u64,
+    },
+    /// Up to `max` records from LSN `cursor` on; waits up to `wait_ms` when there are none.
+    EventsRead {
+        cursor: Lsn,
+        max: usize,
+        wait_ms: u64,
+    },
+    SessionsCreate {
+        meta: Value,
+    },
+    SessionsList,
+    SessionsGet {
+        id: String,
+    },
+}
+
+impl Call {
+    /// The method's protocol name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Call::Health => "health",
+            Call::TelemetrySample => "telemetry.sample",
+            Call::TelemetryHistory { .. } => "telemetry.history",
+            Call::Run(_) => "run",
+            Call::JobsList { .. } => "jobs.list",
+            Call::JobsGet { .. } => "jobs.get",
+            Call::JobsCancel { .. } => "jobs.cancel",
+            Call::EventsRead { .. } => "events.read",
+            Call::SessionsCreate { .. } => "sessions.create",
+            Call::SessionsList => "sessions.list",
+            Call::SessionsGet { .. } => "sessions.get",
+        }
+    }
+}
+
+/// A parsed request: its id (`None` for a notification, which gets no response) and call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Option<Value>,
+    pub call: Call,
+}
+
+/// A request that could not be taken: the id to answer with (null when it could not be read)
+/// and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub id: Value,
+    pub error: RpcError,
+}
+
+/// Parses one request line (without its newline).
+pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
+    let reject = |id: Value, error: RpcError| Rejection { id, error };
+    if line.len() > REQUEST_BYTES_MAX {
+        return Err(reject(
+            Value::Null,
+            RpcError::new(
+                code::REQUEST_TOO_LARGE,
+                format!("request is over {REQUEST_BYTES_MAX} bytes"),
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(line).map_err(|e| {
+        reject(
+            Value::Null,
+            RpcError::new(code::PARSE_ERROR, format!("not JSON: {e}")),
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        let what = if value.is_array() {
+            "batches are not supported; send one request per line"
+        } else {
+            "a request is a JSON object"
+        };
+        return Err(reject(
+            Value::Null,
+            RpcError::new(code::INVALID_REQUEST, what),
+        ));
+    };
+    let id = match object.remove("id") {
+        None => None,
+        Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id),
+        Some(_) => {
+            return Err(reject(
+                Value::Null,
+                RpcError::new(code::INVALID_REQUEST, "id must be a string, number or null"),
+            ))
+        }
+    };
+    let answer_id = id.clone().unwrap_or(Value::Null);
+    if object.get("jsonrpc") != Some(&json!("2.0")) {
+        return Err(reject(
+            answer_id,
+            RpcError::new(code::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+        ));
+    }
+    let method = match object.remove("method") {
+        Some(Value::String(m)) => m,
+        _ => {
+            return Err(reject(
+                answer_id,
+                RpcError::new(code::INVALID_REQUEST, "method must be a string"),
+            ))
+        }
+    };
+    let params = match object.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(_) => {
+            return Err(reject(
+                answer_id,
+                RpcError::params("params must be an object (by-name parameters)"),
+            ))
+        }
+    };
+    if let Some(extra) = object.keys().find(|k| k.as_str() != "jsonrpc") {
+        return Err(reject(
+            answer_id,
+            RpcError::new(code::INVALID_REQUEST, format!("unknown member {extra:?}")),
+        ));
+    }
+    match parse_call(&method, params) {
+        Ok(call) => Ok(Request { id, call }),
+        Err(error) => Err(reject(answer_id, error)),
+    }
+}
+
+/// Named parameters, taken one by one; whatever is left at the end is an unknown name.
+struct Params {
+    map: Map<String, Value>,
+}
+
+impl Params {
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.map.remove(name).filter(|v| !v.is_null())
+    }
+
+    fn u64(&mut self, name: &str, max: u64) -> Result<Option<u64>, RpcError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(RpcError::params(format!(
+                    "{name} must be an integer from 0 to {max}"
+                ))),
+            },
+        }
+    }
+
+    fn required_u64(&mut self, name: &str) -> Result<u64, RpcError> {
+        self.u64(name, u64::MAX)?
+            .ok_or_else(|| RpcError::params(format!("{name} is required")))
+    }
+
+    fn string(&mut self, name: &str) -> Result<Option<String>, RpcError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(RpcError::params(format!("{name} must be a string"))),
+        }
+    }
+
+    fn required_string(&mut self, name: &str) -> Result<String, RpcError> {
+        self.string(name)?
+            .ok_or_else(|| RpcError::params(format!("{name} is required")))
+    }
+
+    fn bool(&mut self, name: &str) -> Result<bool, RpcError> {
+        match self.take(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(RpcError::params(format!("{name} must be true or false"))),
+        }
+    }
+
+    fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, RpcError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(RpcError::params(format!("{name} must be an object"))),
+        }
+    }
+
+    /// Ends parsing: an unknown name is an error.
+    fn done(self, method: &str) -> Result<(), RpcError> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(RpcError::params(format!("{method} has no parameter {k:?}"))),
+        }
+    }
+}
+
+fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError> {
+    let mut p = Params { map: params };
+    let call = match method {
+        "health" => Call::Health,
+        "telemetry.sample" => Call::TelemetrySample,
+        "telemetry.history" => Call::TelemetryHistory {
+            since_seq: p.u64("since_seq", u64::MAX)?,
+            max: p
+                .u64("max", HISTORY_SAMPLES_MAX as u64)?
+                .map_or(HISTORY_SAMPLES_MAX, |n| n as usize),
+        },
+        "run" => Call::Run(Box::new(parse_run(&mut p)?)),
+        "jobs.list" => Call::JobsList {
+            session: p.string("session")?,
+            status: p.string("status")?,
+        },
+        "jobs.get" => Call::JobsGet {
+            job_id: p.required_u64("job_id")?,
+        },
+        "jobs.cancel" => Call::JobsCancel {
+            job_id: p.required_u64("job_id")?,
+        },
+        "events.read" => Call::EventsRead {
+            cursor: p.u64("cursor", u64::MAX)?.unwrap_or(1).max(1),
+            max: p
+                .u64("max", EVENTS_BATCH_MAX as u64)?
+                .map_or(EVENTS_BATCH_DEFAULT, |n| n as usize),
+            wait_ms: p.u64("wait_ms", EVENTS_WAIT_MS_MAX)?.unwrap_or(0),
+        },
+        "sessions.create" => Call::SessionsCreate {
+            meta: Value::Object(p.object("meta")?.unwrap_or_default()),
+        },
+        "sessions.list" => Call::SessionsList,
+        "sessions.get" => Call::SessionsGet {
+            id: p.required_string("id")?,
+        },
+        _ => {
+            return Err(RpcError::new(
+                code::METHOD_NOT_FOUND,
+                format!("no method {method:?} (known: {})", METHODS.join(", ")),
+            ))
+        }
+    };
+    p.done(method)?;
+    Ok(call)
+}
+
+fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
+    let capability = p.required_string("capability")?;
+    let args = match p.take("args") {
+        None => Value::Object(Map::new()),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(RpcError::params("args must be an object")),
+    };
+    let limits = match p.object("limits")? {
+        None => Limits::default(),
+        Some(m) => parse_limits(m)?,
+    };
+    let root = match p.string("root")? {
+        None => None,
+        Some(r) if r.starts_with('/') && !r.contains('\0') => Some(PathBuf::from(r)),
+        Some(_) => return Err(RpcError::params("root must be an absolute path")),
+    };
+    Ok(RunParams {
+        capability,
+        args,
+        limits,
+        root,
+        session: p.string("session")?,
+        dry_run: p.bool("dry_run")?,
+    })
+}
+
+/// `{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`, each optional.
+pub fn parse_limits(m: Map<String, Value>) -> Result<Limits, RpcError> {
+    let mut p = Params { map: m };
+    let ms = |n: Option<u64>| n.map(Duration::from_millis);
+    let limits = Limits {
+        timeout: ms(p.u64("timeout_ms", TIMEOUT_MS_MAX)?),
+        cpu_time: ms(p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?),
+        memory_bytes: p.u64("memory_bytes", u64::MAX)?,
+        pids: p.u64("pids", u64::from(u32::MAX))?,
+        max_output_bytes: p
+            .u64("max_output_bytes", OUTPUT_BYTES_MAX)?
+            .unwrap_or(OUTPUT_BYTES_DEFAULT),
+    };
+    p.done("limits")?;
+    Ok(limits)
+}
+
+/// The success response line for `id` (no newline).
+pub fn response(id: &Value, result: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+/// The error response line for `id` (no newline).
+pub fn error_response(id: &Value, error: &RpcError) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": error.code, "message": error.message},
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(line: &str) -> Result<Request, Rejection> {
+        parse_request(line.as_bytes())
+    }
+
+    #[test]
+    fn every_method_parses_with_its_parameters() {
+        let r = call(r#"{"jsonrpc":"2.0","id":7,"method":"run","params":{"capability":"shell","args":{"cmd":"true"},"limits":{"timeout_ms":1500,"pids":64},"root":"/tmp","session":"s1","dry_run":true}}"#).unwrap();
+        assert_eq!(r.id, Some(json!(7)));
+        let Call::Run(run) = r.call else {
+            panic!("not a run")
+        };
+        assert_eq!(run.capability, "shell");
+        assert_eq!(run.limits.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(run.limits.pids, Some(64));
+        assert_eq!(run.limits.max_output_bytes, OUTPUT_BYTES_DEFAULT);
+        assert_eq!(run.root, Some(PathBuf::from("/tmp")));
+        assert!(run.dry_run);
+        for m in METHODS {
+            let params = match *m {
+                "run" => r#"{"capability":"shell"}"#,
+                "jobs.get" | "jobs.cancel" => r#"{"job_id":1}"#,
+                "sessions.get" => r#"{"id":"s"}"#,
+                _ => "{}",
+            };
+            let line = format!(r#"{{"jsonrpc":"2.0","id":"x","method":"{m}","params":{params}}}"#);
+            assert_eq!(call(&line).unwrap().call.method(), *m);
+        }
+        let ev = call(r#"{"jsonrpc":"2.0","id":1,"method":"events.read"}"#).unwrap();
+        assert_eq!(
+            ev.call,
+            Call::EventsRead {
+                cursor: 1,
+                max: EVENTS_BATCH_DEFAULT,
+                wait_ms: 0
+            }
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_the_spec_codes_and_keep_the_id_when_readable() {
+        let code_of = |l: &str| call(l).unwrap_err().error.code;
+        assert_eq!(code_of("{not json"), code::PARSE_ERROR);
+        assert_eq!(code_of("[]"), code::INVALID_REQUEST);
+        assert_eq!(code_of("42"), code::INVALID_REQUEST);
+        assert_eq!(
+            code_of(r#"{"id":1,"method":"health"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":{},"method":"health"}"#),
+            code::INVALID_REQUEST
+        );
+        let unknown = call(r#"{"jsonrpc":"2.0","id":"a","method":"nope"}"#).unwrap_err();
+        assert_eq!(unknown.id, json!("a"));
+        assert_eq!(unknown.error.code, code::METHOD_NOT_FOUND);
+        for bad in [
+            r#"{"capability":1}"#,
+            r#"{"capability":"shell","args":[]}"#,
+            r#"{"capability":"shell","limits":{"timeout_ms":-1}}"#,
+            r#"{"capability":"shell","limits":{"timeout_ms":1.5}}"#,
+            r#"{"capability":"shell","limits":{"timeuot_ms":5}}"#,
+            r#"{"capability":"shell","root":"relative"}"#,
+            r#"{"capability":"shell","typo":1}"#,
+            r#"{"capability":"shell","limits":{"max_output_bytes":1e30}}"#,
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"run","params":{bad}}}"#);
+            let r = call(&line).unwrap_err();
+            assert_eq!(r.error.code, code::INVALID_PARAMS, "{bad}");
+            assert_eq!(r.id, json!(3));
+        }
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"jobs.get","params":{}}"#),
+            code::INVALID_PARAMS
+        );
+        let big = vec![b' '; REQUEST_BYTES_MAX + 1];
+        assert_eq!(
+            parse_request(&big).unwrap_err().error.code,
+            code::REQUEST_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn a_request_without_id_is_a_notification() {
+        let r = call(r#"{"jsonrpc":"2.0","method":"health"}"#).unwrap();
+        assert_eq!(r.id, None);
+        let r = call(r#"{"jsonrpc":"2.0","id":null,"method":"health"}"#).unwrap();
+        assert_eq!(r.id, Some(Value::Null));
+    }
+}
+
+/// Fuzz body for request parsing (`fuzz/fuzz_targets/rpc_request.rs`, replayed over the
+/// committed corpus by `tests/rpc_fuzz_corpus.rs`). Checks, for any bytes: no panic; a
+/// rejection carries a non-empty message and an id that is null, a string or a number; every
+/// response line built from the outcome is one line of valid JSON.
+pub fn fuzz_request(data: &[u8]) {
+    match parse_request(data) {
+        Ok(request) => {
+            let id = request.id.clone().unwrap_or(Value::Null);
+            let line = response(&id, &json!({"method": request.call.method()}));
+            assert!(!line.contains('\n'));
+            assert!(serde_json::from_str::<Value>(&line).is_ok());
+            if let Call::Run(run) = &request.call {
+                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
+                assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
+            }
+        }
+        Err(rejection) => {
+            assert!(!rejection.error.message.is_empty());
+            assert!(matches!(
+                rejection.id,
+                Value::Null | Value::String(_) | Value::Number(_)
+            ));
+            let line = error_response(&rejection.id, &rejection.error);
+            assert!(!line.contains('\n'));
+            assert!(serde_json::from_str::<Value>(&line).is_ok());
+        }
+    }
+}
