@@ -417,6 +417,35 @@ pub fn error_response(id: &Value, error: &RpcError) -> String {
     .to_string()
 }
 
+/// Fuzz body for request parsing (`fuzz/fuzz_targets/rpc_request.rs`, replayed over the
+/// committed corpus by `tests/rpc_fuzz_corpus.rs`). Checks, for any bytes: no panic; a
+/// rejection carries a non-empty message and an id that is null, a string or a number; every
+/// response line built from the outcome is one line of valid JSON.
+pub fn fuzz_request(data: &[u8]) {
+    match parse_request(data) {
+        Ok(request) => {
+            let id = request.id.clone().unwrap_or(Value::Null);
+            let line = response(&id, &json!({"method": request.call.method()}));
+            assert!(!line.contains('\n'));
+            assert!(serde_json::from_str::<Value>(&line).is_ok());
+            if let Call::Run(run) = &request.call {
+                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
+                assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
+            }
+        }
+        Err(rejection) => {
+            assert!(!rejection.error.message.is_empty());
+            assert!(matches!(
+                rejection.id,
+                Value::Null | Value::String(_) | Value::Number(_)
+            ));
+            let line = error_response(&rejection.id, &rejection.error);
+            assert!(!line.contains('\n'));
+            assert!(serde_json::from_str::<Value>(&line).is_ok());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,34 +537,5 @@ mod tests {
         assert_eq!(r.id, None);
         let r = call(r#"{"jsonrpc":"2.0","id":null,"method":"health"}"#).unwrap();
         assert_eq!(r.id, Some(Value::Null));
-    }
-}
-
-/// Fuzz body for request parsing (`fuzz/fuzz_targets/rpc_request.rs`, replayed over the
-/// committed corpus by `tests/rpc_fuzz_corpus.rs`). Checks, for any bytes: no panic; a
-/// rejection carries a non-empty message and an id that is null, a string or a number; every
-/// response line built from the outcome is one line of valid JSON.
-pub fn fuzz_request(data: &[u8]) {
-    match parse_request(data) {
-        Ok(request) => {
-            let id = request.id.clone().unwrap_or(Value::Null);
-            let line = response(&id, &json!({"method": request.call.method()}));
-            assert!(!line.contains('\n'));
-            assert!(serde_json::from_str::<Value>(&line).is_ok());
-            if let Call::Run(run) = &request.call {
-                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
-                assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
-            }
-        }
-        Err(rejection) => {
-            assert!(!rejection.error.message.is_empty());
-            assert!(matches!(
-                rejection.id,
-                Value::Null | Value::String(_) | Value::Number(_)
-            ));
-            let line = error_response(&rejection.id, &rejection.error);
-            assert!(!line.contains('\n'));
-            assert!(serde_json::from_str::<Value>(&line).is_ok());
-        }
     }
 }
