@@ -45,6 +45,8 @@ pub mod code {
     pub const REQUEST_TOO_LARGE: i64 = -32004;
     /// The runtime could not do what was asked (the log failed, say).
     pub const RUNTIME_ERROR: i64 = -32005;
+    /// The peer's uid may not use this server.
+    pub const PERMISSION_DENIED: i64 = -32006;
 }
 
 /// The methods, by protocol name.

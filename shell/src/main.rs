@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod call_cmd;
 mod doctor_cmd;
 mod jobs_cmd;
 mod run_cmd;
+mod serve;
 mod telemetry_cmd;
 mod units;
 mod wal_cmd;
@@ -41,6 +43,10 @@ pub enum Command {
     Doctor(doctor_cmd::DoctorArgs),
     /// Inspect and recover the write-ahead log: verify, dump, stats, tail, recover.
     Wal(wal_cmd::WalArgs),
+    /// Serve the runtime on a Unix socket (JSON-RPC), optionally with Prometheus metrics.
+    Serve(serve::ServeArgs),
+    /// Send one JSON-RPC request to a running server and print the result.
+    Call(call_cmd::CallArgs),
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
@@ -64,5 +70,7 @@ fn main() -> ExitCode {
         Command::Job(args) => jobs_cmd::show(&cli, args),
         Command::Doctor(args) => doctor_cmd::run(args),
         Command::Wal(args) => wal_cmd::run(&cli, args),
+        Command::Call(args) => call_cmd::run(&cli, args),
+        Command::Serve(args) => serve::run(&cli, args.clone()),
     }
 }

@@ -58,7 +58,7 @@ pub struct RunArgs {
 }
 
 /// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
-fn executor_config(mode: Option<&str>) -> Result<ExecutorConfig, String> {
+pub fn executor_config(mode: Option<&str>) -> Result<ExecutorConfig, String> {
     let force_mode = match mode {
         None => None,
         Some(m) => Some(

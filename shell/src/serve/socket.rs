@@ -1,0 +1,100 @@
+//! The listening socket: created mode 0600, a stale socket file replaced only when nothing
+//! answers on it, peers identified by SO_PEERCRED, and the file removed on exit only if it is
+//! still the one this server created.
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// A bound listener and the identity of the file it made.
+pub struct BoundSocket {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    dev_ino: (u64, u64),
+}
+
+impl BoundSocket {
+    /// Binds `path` with mode 0600. An existing socket file is replaced only when a connect to
+    /// it is refused (its server is gone); a live socket or any other kind of file is an error.
+    pub fn bind(path: &Path) -> Result<BoundSocket, String> {
+        let shown = path.display();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+                Ok(_) => return Err(format!("{shown}: a server is already listening there")),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)
+                        .map_err(|e| format!("{shown}: removing the stale socket: {e}"))?;
+                }
+                Err(e) => return Err(format!("{shown}: probing the existing socket: {e}")),
+            },
+            Ok(_) => {
+                return Err(format!(
+                    "{shown} exists and is not a socket; not replacing it"
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{shown}: {e}")),
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        // The umask makes the file 0600 from the moment it exists: no window where another
+        // user could connect. It is process-wide, so this runs before any thread starts work.
+        // SAFETY: umask has no failure mode.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let listener = bound.map_err(|e| format!("{shown}: bind: {e}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{shown}: chmod 0600: {e}"))?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        Ok(BoundSocket {
+            listener,
+            path: path.to_path_buf(),
+            dev_ino: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Removes the socket file if it is still the one bound here (a newer server may own the
+    /// path by now).
+    pub fn remove(&self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.dev_ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// The peer's credentials (uid, pid), as the kernel recorded them at connect time.
+pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.uid, cred.pid))
+}
+
+/// Same uid as the server, root, or listed.
+pub fn peer_allowed(uid: u32, allowed: &[u32]) -> bool {
+    // SAFETY: geteuid has no failure mode.
+    let me = unsafe { libc::geteuid() };
+    uid == me || uid == 0 || allowed.contains(&uid)
+}
