@@ -63,6 +63,13 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools
+        // do, instead of failing on the write. The server keeps SIGPIPE ignored: a client
+        // that disconnects is an error on that connection only.
+        // SAFETY: restoring the default disposition of one signal, before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match &cli.command {
         Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
         Command::Run(args) => run_cmd::run(&cli, args),

@@ -4,7 +4,7 @@
 //! exit code when it is 1..=125), 2 (rejected), 124 (timed out, as timeout(1)), 137 (OOM-killed),
 //! 3 (interrupted).
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Send the job to the `vigil serve` listening on this socket instead of running it in
+    /// this process.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
 }
 
 /// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
@@ -75,10 +79,13 @@ pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
 }
 
 fn exit_code_for(r: &JobResult) -> u8 {
-    match r.status {
-        JobStatus::Completed if r.exit_code.unwrap_or(0) == 0 => 0,
-        JobStatus::Completed | JobStatus::Failed => r
-            .exit_code
+    exit_code_of(r.status, r.exit_code)
+}
+
+fn exit_code_of(status: JobStatus, exit_code: Option<i32>) -> u8 {
+    match status {
+        JobStatus::Completed if exit_code.unwrap_or(0) == 0 => 0,
+        JobStatus::Completed | JobStatus::Failed => exit_code
             .filter(|c| (1..=125).contains(c))
             .map_or(1, |c| c as u8),
         JobStatus::Rejected => 2,
@@ -128,6 +135,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             Err(e) => return fail(format!("current directory: {e}")),
         },
     };
+    if let Some(socket) = &args.socket {
+        // The server resolves nothing against its own directory: send an absolute root.
+        let root = match std::path::absolute(&root) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("--root {}: {e}", root.display())),
+        };
+        return run_remote(socket, args, parsed, root);
+    }
     let runtime = match open_runtime(cli, args.cgroup_mode.as_deref()) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -165,24 +180,110 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else {
-        let _ = std::io::stdout().write_all(&result.stdout.bytes);
-        let _ = std::io::stderr().write_all(&result.stderr.bytes);
-        let how = match (result.exit_code, result.signal) {
-            (Some(c), _) => format!("exit {c}"),
-            (_, Some(s)) => format!("signal {s}"),
-            _ => "no exit status".into(),
-        };
-        eprintln!(
-            "vigil: job {} {} ({how}, {} ms){}",
-            outcome.job_id,
-            result.status.as_str(),
-            result.wall_ms,
-            result
-                .error
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
+        print_human(&Finished {
+            job_id: Some(outcome.job_id),
+            status: result.status,
+            exit_code: result.exit_code,
+            signal: result.signal,
+            wall_ms: result.wall_ms,
+            error: result.error.as_deref(),
+            stdout: &result.stdout.bytes,
+            stderr: &result.stderr.bytes,
+        });
     }
     ExitCode::from(exit_code_for(result))
+}
+
+/// What the human output of a finished job shows.
+struct Finished<'a> {
+    job_id: Option<u64>,
+    status: JobStatus,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    wall_ms: u64,
+    error: Option<&'a str>,
+    stdout: &'a [u8],
+    stderr: &'a [u8],
+}
+
+/// The job's own output on our stdout and stderr, then one summary line on stderr.
+fn print_human(f: &Finished<'_>) {
+    let _ = std::io::stdout().write_all(f.stdout);
+    let _ = std::io::stderr().write_all(f.stderr);
+    let how = match (f.exit_code, f.signal) {
+        (Some(c), _) => format!("exit {c}"),
+        (_, Some(s)) => format!("signal {s}"),
+        _ => "no exit status".into(),
+    };
+    eprintln!(
+        "vigil: job {} {} ({how}, {} ms){}",
+        f.job_id.map_or("-".to_string(), |id| id.to_string()),
+        f.status.as_str(),
+        f.wall_ms,
+        f.error.map(|e| format!(": {e}")).unwrap_or_default()
+    );
+}
+
+/// Exit code when the server turned the job away as busy (EX_TEMPFAIL: try again later).
+const EXIT_BUSY: u8 = 75;
+
+/// `vigil run --socket`: the same request, answered by a running server.
+fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let params = serde_json::json!({
+        "capability": args.capability,
+        "args": parsed,
+        "limits": {
+            "timeout_ms": ms(args.timeout),
+            "cpu_time_ms": ms(args.cpu_time),
+            "memory_bytes": args.memory,
+            "pids": args.pids,
+            "max_output_bytes": args.max_output,
+        },
+        "root": root,
+        "session": args.session,
+        "dry_run": args.dry_run,
+    });
+    let result = match crate::call_cmd::call(socket, "run", params, None) {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => {
+            eprintln!(
+                "vigil run: the server refused the request ({}): {}",
+                error["code"],
+                error["message"].as_str().unwrap_or("(no message)")
+            );
+            let busy = error["code"].as_i64() == Some(vigil_core::protocol::code::BUSY);
+            return ExitCode::from(if busy { EXIT_BUSY } else { 2 });
+        }
+        Err(e) => {
+            eprintln!("vigil run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let status = result["status"]
+        .as_str()
+        .and_then(JobStatus::from_name)
+        .unwrap_or(JobStatus::Failed);
+    let exit_code = result["exit_code"].as_i64().map(|c| c as i32);
+    if args.json {
+        println!("{result}");
+    } else if let Some(report) = result.get("dry_run") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    } else {
+        let text = |k: &str| result[k].as_str().unwrap_or_default().as_bytes().to_vec();
+        print_human(&Finished {
+            job_id: result["job_id"].as_u64(),
+            status,
+            exit_code,
+            signal: result["signal"].as_i64().map(|s| s as i32),
+            wall_ms: result["wall_ms"].as_u64().unwrap_or(0),
+            error: result["error"].as_str(),
+            stdout: &text("stdout"),
+            stderr: &text("stderr"),
+        });
+    }
+    ExitCode::from(exit_code_of(status, exit_code))
 }

@@ -65,6 +65,21 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::TimedOut,
+        JobStatus::OomKilled,
+        JobStatus::Rejected,
+        JobStatus::Interrupted,
+    ];
+
+    /// The status with this name (`completed`, `timed_out`, ...).
+    pub fn from_name(name: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The status's name in the CLI and protocol.
     pub fn as_str(self) -> &'static str {
         match self {
