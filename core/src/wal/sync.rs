@@ -120,6 +120,10 @@ fn plain_fdatasync(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Wake-ups without a completion one sync tolerates (each is a signal or task work cutting
+/// the wait short); past this the ring is not behaving and the sync fails.
+const URING_EMPTY_WAKEUPS_MAX: u32 = 1_000_000;
+
 fn uring_fdatasync(ring: &mut io_uring::IoUring, fd: RawFd) -> io::Result<()> {
     use io_uring::{opcode, types};
     const USER_DATA: u64 = 0x0056_4947_494C;
@@ -131,17 +135,26 @@ fn uring_fdatasync(ring: &mut io_uring::IoUring, fd: RawFd) -> io::Result<()> {
     // the completion before returning.
     unsafe { ring.submission().push(&entry) }
         .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-    loop {
+    // io_uring_enter reports a submission as a success even when a signal cut its wait
+    // short, so a successful return does not mean the completion is there: wait until it is.
+    // Later calls submit nothing and only wait.
+    let mut empty_wakeups = 0u32;
+    let completion = loop {
+        if let Some(completion) = ring.completion().next() {
+            break completion;
+        }
         match ring.submit_and_wait(1) {
-            Ok(_) => break,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
-    }
-    let completion = ring
-        .completion()
-        .next()
-        .ok_or_else(|| io::Error::other("io_uring returned no completion"))?;
+        empty_wakeups += 1;
+        if empty_wakeups > URING_EMPTY_WAKEUPS_MAX {
+            return Err(io::Error::other(
+                "io_uring keeps returning without the sync's completion",
+            ));
+        }
+    };
     assert_eq!(
         completion.user_data(),
         USER_DATA,
@@ -182,5 +195,52 @@ mod tests {
             Some(libc::EBADF)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    extern "C" fn ignore_signal(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_during_the_wait_does_not_fail_the_sync() {
+        let mut engine = SyncEngine::new(SyncMethod::Auto).unwrap();
+        if engine.method_name() != "io_uring" {
+            eprintln!("skipped: io_uring unavailable here");
+            return;
+        }
+        // A handler without SA_RESTART: a signal cuts io_uring_enter's wait short after the
+        // submission went in, which the kernel reports as a successful submit.
+        // SAFETY: installing a handler that does nothing.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as usize;
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
+        }
+        let path = std::env::temp_dir().join(format!("vigil-sync-sig-{}", std::process::id()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        // SAFETY: pthread_self has no failure mode.
+        let target = unsafe { libc::pthread_self() } as usize;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pelter = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: the target thread outlives this one (joined below).
+                    unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR2) };
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            })
+        };
+        let mut result = Ok(());
+        for i in 0..300u32 {
+            use std::io::Write;
+            file.write_all(&i.to_le_bytes()).unwrap();
+            result = engine.fdatasync(file.as_raw_fd());
+            if result.is_err() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        pelter.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        result.unwrap();
     }
 }
