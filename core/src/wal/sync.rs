@@ -211,7 +211,7 @@ mod tests {
         // SAFETY: installing a handler that does nothing.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = ignore_signal as usize;
+            action.sa_sigaction = ignore_signal as *const () as usize;
             libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
         }
         let path = std::env::temp_dir().join(format!("vigil-sync-sig-{}", std::process::id()));
