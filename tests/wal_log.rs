@@ -459,3 +459,65 @@ fn a_reader_without_the_lock_follows_a_live_writer_across_rotations() {
         assert_eq!((*lsn, body), (i as u64 + 1, &payload(i as u64, 90)));
     }
 }
+
+/// Resident KiB of this process's mappings of files under `dir`.
+fn resident_kib_under(dir: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            inside = line.contains(dir.to_str().unwrap());
+        } else if let Some(kib) = line.strip_prefix("Rss:").filter(|_| inside) {
+            total += kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    total
+}
+
+#[test]
+fn the_log_keeps_only_the_pages_being_written_resident() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = 16 << 20;
+    {
+        let wal = Wal::open(dir.path(), options(segment, SyncMethod::Auto)).unwrap();
+        assert!(
+            resident_kib_under(dir.path()) < 256,
+            "a fresh log maps its segments without faulting them in: {} KiB",
+            resident_kib_under(dir.path())
+        );
+        // 8 MiB of records, made durable as they go: half a segment written.
+        let body = payload(1, 1000);
+        for i in 0..8_000u64 {
+            wal.append_raw(kind::USER, &body).unwrap();
+            if i % 100 == 99 {
+                wal.sync_all().unwrap();
+            }
+        }
+        wal.sync_all().unwrap();
+        let resident = resident_kib_under(dir.path());
+        assert!(
+            resident < 1024,
+            "durable pages behind the write head are released: {resident} KiB resident"
+        );
+    }
+    // Reopening scans the tail for stray bytes, then releases it.
+    let wal = Wal::open(dir.path(), options(segment, SyncMethod::Auto)).unwrap();
+    let resident = resident_kib_under(dir.path());
+    assert!(resident < 1024, "after recovery: {resident} KiB resident");
+    assert_eq!(
+        read_all(dir.path()).len(),
+        8_000,
+        "nothing lost by releasing pages"
+    );
+    drop(wal);
+}

@@ -472,6 +472,9 @@ struct SyncState {
     files: Vec<Arc<dyn SegmentFile>>,
     syncs: u64,
     latency: SyncLatency,
+    /// (segment seq, offset): the active segment's pages before the offset were released
+    /// from the resident set after a sync.
+    released: (u64, usize),
 }
 
 /// Upper bounds, in microseconds, of the sync-latency buckets in [`WalStats`].
@@ -623,6 +626,7 @@ impl Wal {
                 files: Vec::with_capacity(16),
                 syncs: 0,
                 latency: Buckets::new(&SYNC_LATENCY_BOUNDS_US),
+                released: (0, 0),
             }),
             readers: Mutex::new(Vec::new()),
             recovery: report,
@@ -940,19 +944,36 @@ impl Shared {
     fn sync_pass(&self) -> io::Result<Lsn> {
         let mut sync = lock(&self.sync);
         let sync = &mut *sync;
-        let target = {
+        let (target, active_seq, active_offset) = {
             let mut writer = lock(&self.writer);
             sync.files.append(&mut writer.unsynced);
             sync.files.push(writer.active.file.clone());
-            writer.next_lsn - 1
+            (writer.next_lsn - 1, writer.active.seq, writer.active.offset)
         };
         sync.syncs += 1;
         let started = std::time::Instant::now();
         let mut result = Ok(target);
-        for file in sync.files.drain(..) {
+        let last = sync.files.len() - 1;
+        for (i, file) in sync.files.drain(..).enumerate() {
             if result.is_ok() {
                 if let Err(error) = file.sync(&mut sync.engine) {
                     result = Err(error);
+                }
+            }
+            // Durable bytes behind the write head are read back only by readers, which fault
+            // them in again: keep the resident set to the pages being written. A rotated
+            // segment (not the last file) is behind the head entirely.
+            if result.is_ok() {
+                let (from, to) = if i < last {
+                    (0, file.len())
+                } else if sync.released.0 == active_seq {
+                    (sync.released.1, active_offset)
+                } else {
+                    (0, active_offset)
+                };
+                file.release_resident(from, to);
+                if i == last {
+                    sync.released = (active_seq, active_offset);
                 }
             }
         }
@@ -1088,6 +1109,9 @@ fn recover_writer(
         Some(end) => {
             let file = store.open(end.seq, true)?;
             report.truncated_bytes = zero_after(&*file, end.offset) as u64;
+            // The scan for stray bytes read the whole tail; it is zero and untouched until
+            // appends reach it.
+            file.release_resident(end.offset, file.len());
             let seed = {
                 // SAFETY: no writer runs yet.
                 let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };

@@ -37,6 +37,10 @@ pub trait SegmentFile: Send + Sync {
     fn base_ptr(&self) -> *mut u8;
     /// Makes every byte stored so far durable.
     fn sync(&self, engine: &mut SyncEngine) -> io::Result<()>;
+    /// Hints that `start..end` will not be touched soon: a file mapping drops those pages
+    /// from this process's resident set (they stay in the page cache, and a later access
+    /// faults them back with the same bytes). Only whole pages inside the range are dropped.
+    fn release_resident(&self, _start: usize, _end: usize) {}
     /// Whether the segment has no bytes (never, for a valid segment).
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -216,16 +220,20 @@ impl SegmentStore for FsStore {
                 &path,
             ));
         }
-        let mut options = memmap2::MmapOptions::new();
+        let options = memmap2::MmapOptions::new();
         let map = if writable {
-            // Fault the pages in now (segments are opened for writing when created, on the
-            // background thread), so appends do not pay a page-cache allocation per page.
-            options.populate();
             options.map_raw(&file)
         } else {
             options.map_raw_read_only(&file)
         };
         let map = map.map_err(|e| context(e, "map segment", &path))?;
+        if writable {
+            // Read the (allocated, zero) pages into the page cache now (segments are opened
+            // for writing when created, on the background thread), so appends take cheap
+            // minor faults. Unlike MAP_POPULATE this maps nothing: the resident set grows only
+            // with what is written. A failed hint costs speed, not correctness.
+            let _ = map.advise(memmap2::Advice::WillNeed);
+        }
         Ok(Arc::new(FsSegment { file, map, path }))
     }
 
@@ -261,6 +269,31 @@ impl SegmentFile for FsSegment {
             .fdatasync(self.raw_fd())
             .map_err(|e| context(e, "fdatasync segment", &self.path))
     }
+
+    fn release_resident(&self, start: usize, end: usize) {
+        let page = page_bytes();
+        let start = start.div_ceil(page) * page;
+        let end = end.min(self.map.len()) / page * page;
+        if start >= end {
+            return;
+        }
+        // SAFETY: a page-aligned range inside our shared file mapping. MADV_DONTNEED on a
+        // shared file mapping only unmaps: dirty pages are kept in the page cache and the
+        // next access maps the same bytes again.
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(start).cast(),
+                end - start,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
+fn page_bytes() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(4096).max(1)
 }
 
 impl FsSegment {

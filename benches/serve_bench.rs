@@ -1,0 +1,287 @@
+//! `vigil serve` under load, against baselines measured in the same run:
+//!
+//! 1. `telemetry.sample` over the socket, 8 clients each with one connection doing
+//!    request/answer in a loop: requests/s and per-request latency (p50/p99/p999). Baseline:
+//!    the transport floor, an in-process echo server with the same thread model and socket
+//!    type answering an answer of the same size. Goal: >= 20,000 req/s.
+//! 2. Isolated `/bin/true` jobs (capability `exec`) through the server with 8 clients, against
+//!    the same jobs run in-process by `Runtime::run` from 8 threads (both record every job in
+//!    the WAL and put it in a cgroup where the host allows).
+//! 3. Idle RSS of `vigil serve`. Goal: <= 10 MiB.
+//!
+//! `cargo bench --bench serve_bench` (as root for cgroups).
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use vigil_core::exec::Limits;
+use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
+
+const CLIENTS: usize = 8;
+const RUN_DURATION: Duration = Duration::from_secs(3);
+const RSS_GOAL_KIB: u64 = 10 * 1024;
+const SAMPLE_RATE_GOAL: f64 = 20_000.0;
+
+fn vigil_bin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", "vigil-shell"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil")
+}
+
+struct Served {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vigil.sock");
+    let child = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--root")
+        .arg(dir.path())
+        .args(["--max-jobs", "8"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Served {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+/// Each of `CLIENTS` threads sends `line` and reads one answer line, in a loop, for
+/// `RUN_DURATION`; returns (requests/s, per-request ns histogram, bytes of one answer).
+fn load(socket: &Path, line: &str, check: fn(&str)) -> (f64, Histogram<u64>, usize) {
+    let done = AtomicU64::new(0);
+    let answer_len = AtomicU64::new(0);
+    let started = Instant::now();
+    let until = started + RUN_DURATION;
+    let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (done, answer_len) = (&done, &answer_len);
+                s.spawn(move || {
+                    let mut h = Histogram::<u64>::new(3).unwrap();
+                    let stream = UnixStream::connect(socket).unwrap();
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut answer = String::new();
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        writer.write_all(line.as_bytes()).unwrap();
+                        answer.clear();
+                        reader.read_line(&mut answer).unwrap();
+                        h.record(t.elapsed().as_nanos() as u64).unwrap();
+                        check(&answer);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answer_len.store(answer.len() as u64, Ordering::Relaxed);
+                    h
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for h in &hists {
+        all.add(h).unwrap();
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, all, answer_len.load(Ordering::Relaxed) as usize)
+}
+
+/// The transport floor: a thread per connection answering each line with `answer`.
+fn echo_server(answer: String) -> (PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    // Parse the request as the server does, so the floor is the transport
+                    // and not an unfair skip of JSON handling.
+                    let _: Value = serde_json::from_slice(&line).unwrap();
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (path, dir)
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1e3
+}
+
+fn report(name: &str, rate: f64, h: &Histogram<u64>) {
+    println!(
+        "{name:<44} {rate:>10.0} req/s   p50 {:>8.1} us  p99 {:>8.1} us  p999 {:>8.1} us",
+        us(h, 0.5),
+        us(h, 0.99),
+        us(h, 0.999)
+    );
+}
+
+fn check_sample(answer: &str) {
+    assert!(answer.contains("\"result\""), "{answer}");
+}
+
+fn check_echo(_: &str) {}
+
+fn telemetry_bench(served: &Served) {
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "telemetry.sample"}).to_string() + "\n";
+    let (rate, h, answer_bytes) = load(&served.socket, &request, check_sample);
+    let floor_answer = format!("{}\n", "x".repeat(answer_bytes.saturating_sub(1)));
+    let (echo_path, _echo_dir) = echo_server(floor_answer);
+    let (floor_rate, floor_h, _) = load(&echo_path, &request, check_echo);
+    println!("== telemetry.sample over the socket, {CLIENTS} clients, {answer_bytes}-byte answers");
+    report("vigil serve telemetry.sample", rate, &h);
+    report("floor: echo server, same transport", floor_rate, &floor_h);
+    println!(
+        "ratio vigil/floor: {:.2}x of the floor's rate; goal >= {SAMPLE_RATE_GOAL:.0} req/s: {}",
+        rate / floor_rate,
+        if rate >= SAMPLE_RATE_GOAL {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+fn true_params() -> Value {
+    json!({"capability": "exec", "args": {"argv": ["/bin/true"]}, "limits": {"timeout_ms": 10000}})
+}
+
+fn check_completed(answer: &str) {
+    assert!(answer.contains("\"status\":\"completed\""), "{answer}");
+}
+
+fn jobs_bench(served: &Served) {
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "run", "params": true_params()})
+        .to_string()
+        + "\n";
+    let (served_rate, served_h, _) = load(&served.socket, &request, check_completed);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = RuntimeOptions::new(dir.path().join("data"));
+    options.concurrent_jobs_max = CLIENTS;
+    let rt = Runtime::open(options).unwrap();
+    let req = JobRequest {
+        capability: "exec".into(),
+        args: json!({"argv": ["/bin/true"]}),
+        limits: Limits {
+            timeout: Some(Duration::from_secs(10)),
+            ..Limits::default()
+        },
+        root: dir.path().to_path_buf(),
+        session: None,
+        dry_run: false,
+    };
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    let until = started + RUN_DURATION;
+    let mut local_h = Histogram::<u64>::new(3).unwrap();
+    let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (rt, req, done) = (&rt, &req, &done);
+                s.spawn(move || {
+                    let mut h = Histogram::<u64>::new(3).unwrap();
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let out = rt.run(req).unwrap();
+                        h.record(t.elapsed().as_nanos() as u64).unwrap();
+                        assert!(out.succeeded(), "{:?}", out.result);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    h
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for h in &hists {
+        local_h.add(h).unwrap();
+    }
+    let local_rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "== isolated /bin/true jobs, {CLIENTS} clients (cgroup mode {})",
+        rt.executor().host().mode.as_str()
+    );
+    report("through vigil serve (jobs/s)", served_rate, &served_h);
+    report("in-process Runtime::run (jobs/s)", local_rate, &local_h);
+    println!("ratio served/in-process: {:.2}x", served_rate / local_rate);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn main() {
+    let served = serve();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(served.child.id());
+    telemetry_bench(&served);
+    jobs_bench(&served);
+    let loaded = rss_kib(served.child.id());
+    println!("== vigil serve resident memory");
+    println!(
+        "idle RSS {:.1} MiB (goal <= {:.0} MiB: {}); after the load above {:.1} MiB",
+        idle as f64 / 1024.0,
+        RSS_GOAL_KIB as f64 / 1024.0,
+        if idle <= RSS_GOAL_KIB {
+            "met"
+        } else {
+            "MISSED"
+        },
+        loaded as f64 / 1024.0
+    );
+}
