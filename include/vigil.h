@@ -85,6 +85,8 @@ enum vigil_status
   // The write-ahead log on disk is damaged in a way recovery does not repair (bad bytes
   // followed by valid records); the message names the segment and offset.
   VIGIL_E_CORRUPT = 10,
+  // A fixed limit was reached (e.g. too many handles open at once); the message names it.
+  VIGIL_E_LIMIT = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -145,7 +145,7 @@ pub unsafe extern "C" fn vigil_run(
                 json: OnceLock::new(),
             },
             HandleKind::Job,
-        );
+        )?;
         // SAFETY: non-NULL; caller storage for one pointer.
         unsafe { *out = ptr };
         Ok(())

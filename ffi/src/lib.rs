@@ -18,11 +18,9 @@ pub mod telemetry;
 pub mod wal;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vigil_core::runtime::RuntimeError;
 use vigil_core::sampler::SamplerError;
@@ -63,6 +61,8 @@ pub enum vigil_status {
     /// The write-ahead log on disk is damaged in a way recovery does not repair (bad bytes
     /// followed by valid records); the message names the segment and offset.
     VIGIL_E_CORRUPT = 10,
+    /// A fixed limit was reached (e.g. too many handles open at once); the message names it.
+    VIGIL_E_LIMIT = 11,
 }
 
 use vigil_status::*;
@@ -233,9 +233,9 @@ unsafe fn copy_out(
 /// What a registered handle is, so one kind is never used as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HandleKind {
-    Runtime,
-    Job,
-    WalReader,
+    Runtime = 1,
+    Job = 2,
+    WalReader = 3,
 }
 
 impl HandleKind {
@@ -246,57 +246,87 @@ impl HandleKind {
             HandleKind::WalReader => "WAL reader",
         }
     }
-}
 
-/// Hashes handle addresses: they are unique already, so a multiply spreads them (SipHash
-/// would be a measurable share of `vigil_telemetry_sample`).
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+    /// The kind a registry entry's low bits name.
+    fn of_entry(entry: usize) -> HandleKind {
+        match entry & HANDLE_KIND_MASK {
+            1 => HandleKind::Runtime,
+            2 => HandleKind::Job,
+            _ => HandleKind::WalReader,
         }
     }
-
-    fn write_u64(&mut self, n: u64) {
-        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
 }
 
-type HandleMap = HashMap<usize, HandleKind, BuildHasherDefault<AddrHasher>>;
+// The registry of live handles: an open-addressing hash set of `address | kind` in a fixed
+// table of atomics, so checking a handle (every call) is a hash and a load or two, with no
+// lock; registering and closing are one compare-exchange. A slot goes from empty to an entry,
+// and from an entry to "freed" (which a later entry may reuse), never back to empty, so a
+// lookup that reaches an empty slot knows the address is not registered.
+const HANDLE_SLOTS_LOG2: u32 = 16;
+const HANDLE_SLOTS: usize = 1 << HANDLE_SLOTS_LOG2;
+/// Handles open at once, at most: half the slots, so probe chains stay short.
+const HANDLES_OPEN_MAX: usize = HANDLE_SLOTS / 2;
+/// Handles are boxes aligned to at least 4 bytes: the low two bits carry the kind.
+const HANDLE_KIND_MASK: usize = 0b11;
+const SLOT_EMPTY: usize = 0;
+/// A slot whose handle was closed (no real entry is 1: that would be address 0).
+const SLOT_FREED: usize = 1;
 
-/// Addresses of live handles: a handle is dereferenced only while registered.
-static LIVE_HANDLES: Mutex<Option<HandleMap>> = Mutex::new(None);
+static HANDLE_TABLE: [AtomicUsize; HANDLE_SLOTS] =
+    [const { AtomicUsize::new(SLOT_EMPTY) }; HANDLE_SLOTS];
+static HANDLES_OPEN: AtomicUsize = AtomicUsize::new(0);
 
-fn live_handles() -> std::sync::MutexGuard<'static, Option<HandleMap>> {
-    LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner())
+/// The registry slots where `addr` may be, in probe order.
+fn probe(addr: usize) -> impl Iterator<Item = &'static AtomicUsize> {
+    let hash = ((addr as u64 >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HANDLE_SLOTS_LOG2))
+        as usize;
+    (0..HANDLE_SLOTS).map(move |i| &HANDLE_TABLE[(hash + i) & (HANDLE_SLOTS - 1)])
+}
+
+/// The slot and kind of the live handle at `addr`, if there is one.
+fn find_handle(addr: usize) -> Option<(&'static AtomicUsize, HandleKind)> {
+    for slot in probe(addr) {
+        let entry = slot.load(Ordering::Acquire);
+        if entry == SLOT_EMPTY {
+            return None;
+        }
+        if entry & !HANDLE_KIND_MASK == addr && entry != SLOT_FREED {
+            return Some((slot, HandleKind::of_entry(entry)));
+        }
+    }
+    None
 }
 
 /// Boxes `value` and registers it as a live handle of `kind`.
-fn open_handle<T>(value: T, kind: HandleKind) -> *mut T {
+fn open_handle<T>(value: T, kind: HandleKind) -> Result<*mut T, FfiError> {
+    const { assert!(std::mem::align_of::<T>() > HANDLE_KIND_MASK) };
+    if HANDLES_OPEN.fetch_add(1, Ordering::AcqRel) >= HANDLES_OPEN_MAX {
+        HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
+        return Err(FfiError::new(
+            VIGIL_E_LIMIT,
+            format!("{HANDLES_OPEN_MAX} handles are open: close or free some first"),
+        ));
+    }
     let ptr = Box::into_raw(Box::new(value));
-    live_handles()
-        .get_or_insert_with(HandleMap::default)
-        .insert(ptr as usize, kind);
-    ptr
+    let entry = ptr as usize | kind as usize;
+    for slot in probe(ptr as usize) {
+        let seen = slot.load(Ordering::Relaxed);
+        if (seen == SLOT_EMPTY || seen == SLOT_FREED)
+            && slot
+                .compare_exchange(seen, entry, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(ptr);
+        }
+    }
+    unreachable!("the handle table has a free slot: at most half of it is in use")
 }
 
 /// Checks that `addr` is a live handle of `kind`.
-fn check_live(addr: usize, kind: HandleKind) -> Result<(), FfiError> {
-    match live_handles().as_ref().and_then(|l| l.get(&addr)) {
-        Some(&k) if k == kind => Ok(()),
-        Some(&k) => Err(FfiError::invalid(format!(
+fn check_live(addr: usize, kind: HandleKind) -> Result<&'static AtomicUsize, FfiError> {
+    match find_handle(addr) {
+        Some((slot, k)) if k == kind => Ok(slot),
+        Some((_, k)) => Err(FfiError::invalid(format!(
             "not a {} handle (it is a {} handle)",
             kind.name(),
             k.name()
@@ -321,21 +351,20 @@ unsafe fn close_handle<T>(ptr: *mut T, kind: HandleKind) -> Result<(), FfiError>
     if ptr.is_null() {
         return Ok(());
     }
-    let addr = ptr as usize;
+    let slot = check_live(ptr as usize, kind)?;
+    let entry = ptr as usize | kind as usize;
+    if slot
+        .compare_exchange(entry, SLOT_FREED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
     {
-        let mut live = live_handles();
-        let map = live.get_or_insert_with(HandleMap::default);
-        match map.get(&addr) {
-            Some(&k) if k == kind => {
-                map.remove(&addr);
-            }
-            _ => {
-                drop(live);
-                return check_live(addr, kind);
-            }
-        }
+        return Err(FfiError::new(
+            VIGIL_E_CLOSED,
+            format!("{} handle is closed", kind.name()),
+        ));
     }
-    // SAFETY: it was registered as `kind`, so it came from open_handle::<T> and was not freed.
+    HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
+    // SAFETY: this call unregistered it as `kind`, so it came from open_handle::<T> and no
+    // other close can free it.
     drop(unsafe { Box::from_raw(ptr) });
     Ok(())
 }
@@ -356,6 +385,7 @@ pub extern "C" fn vigil_strerror(status: i32) -> *const c_char {
         8 => c"internal error",
         9 => c"end of the log",
         10 => c"the write-ahead log is corrupt",
+        11 => c"a fixed limit was reached",
         _ => c"unknown vigil status code",
     };
     text.as_ptr()
@@ -404,10 +434,10 @@ mod tests {
         for code in -1..20 {
             assert!(!vigil_strerror(code).is_null());
         }
-        let texts: Vec<&CStr> = (0..=VIGIL_E_CORRUPT as i32)
+        let texts: Vec<&CStr> = (0..=VIGIL_E_LIMIT as i32)
             .map(|c| unsafe { CStr::from_ptr(vigil_strerror(c)) })
             .collect();
-        let unknown = unsafe { CStr::from_ptr(vigil_strerror(VIGIL_E_CORRUPT as i32 + 1)) };
+        let unknown = unsafe { CStr::from_ptr(vigil_strerror(VIGIL_E_LIMIT as i32 + 1)) };
         for (i, t) in texts.iter().enumerate() {
             assert_ne!(*t, unknown, "code {i} has no text");
             assert!(!texts[..i].contains(t), "code {i} repeats a text");
@@ -416,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_handle_is_refused_as_another_kind_and_after_it_is_closed() {
-        let ptr = open_handle(7u32, HandleKind::Job);
+        let ptr = open_handle(7u32, HandleKind::Job).ok().unwrap();
         let as_reader = unsafe { handle_ref(ptr.cast_const(), HandleKind::WalReader) };
         assert_eq!(as_reader.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
         assert_eq!(
@@ -431,6 +461,30 @@ mod tests {
         let again = unsafe { close_handle(ptr, HandleKind::Job) };
         assert_eq!(again.err().unwrap().status, VIGIL_E_CLOSED);
         assert!(unsafe { close_handle(std::ptr::null_mut::<u32>(), HandleKind::Job) }.is_ok());
+    }
+
+    #[test]
+    fn the_registry_finds_every_live_handle_through_churn() {
+        let mut live: Vec<*mut u64> = Vec::new();
+        for round in 0..20u64 {
+            live.extend(
+                (0..500).map(|i| open_handle(round * 1000 + i, HandleKind::Job).ok().unwrap()),
+            );
+            // Close every other one: freed slots are reused by later rounds.
+            let (close, keep): (Vec<_>, Vec<_>) =
+                live.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            for (_, &p) in &close {
+                assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+                assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_err());
+            }
+            live = keep.into_iter().map(|(_, &p)| p).collect();
+            for &p in &live {
+                assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_ok());
+            }
+        }
+        for p in live {
+            assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub unsafe extern "C" fn vigil_runtime_open(
                 default_limits,
             },
             HandleKind::Runtime,
-        );
+        )?;
         // SAFETY: `out` is non-NULL and points to caller storage for one pointer.
         unsafe { *out = ptr };
         Ok(())

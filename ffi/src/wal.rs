@@ -133,7 +133,7 @@ pub unsafe extern "C" fn vigil_wal_reader_open(
                 }),
             },
             HandleKind::WalReader,
-        );
+        )?;
         // SAFETY: non-NULL; caller storage for one pointer.
         unsafe { *out = ptr };
         Ok(())
