@@ -4,7 +4,14 @@
  * Conventions, for every function below:
  * - Functions return a vigil_status; VIGIL_OK (0) is success. Codes are never renumbered.
  * - On failure, vigil_last_error_message() describes the error, per thread.
- * - Out-parameters are written only on success.
+ * - Out-parameters are written only on success. The one exception is a size: a function
+ *   that copies into a caller buffer writes the size it needs and returns
+ *   VIGIL_E_BUFFER_TOO_SMALL when the buffer is smaller (or NULL); call it again with a
+ *   buffer that large.
+ * - Strings passed in are NUL-terminated UTF-8, borrowed for the call only. Pointers handed
+ *   out are owned by vigil and live as long as the function says (usually its handle).
+ * - A runtime may be used from many threads at once; a job handle is immutable and may be
+ *   read from many threads; a WAL reader is for one thread at a time.
  * - Handles are opaque; each has exactly one close/free function, and closing or freeing
  *   NULL is a no-op. A handle used after it was closed gives VIGIL_E_CLOSED.
  * - Option and result structs start with `struct_size`: set it with the matching
@@ -33,8 +40,20 @@
 // Patch version.
 #define VIGIL_VERSION_PATCH 0
 
+// vigil_job_output's `stream` for the job's standard output.
+#define VIGIL_STREAM_STDOUT 1
+
+// vigil_job_output's `stream` for the job's standard error.
+#define VIGIL_STREAM_STDERR 2
+
 // Entries in vigil_sample.per_cpu; CPUs beyond it are counted in per_cpu_dropped.
 #define VIGIL_SAMPLE_CPUS_MAX 256
+
+// Samples a runtime keeps: vigil_telemetry_history reports at most this many.
+#define VIGIL_SAMPLE_HISTORY_MAX 120
+
+// Largest record vigil_wal_append accepts, in bytes.
+#define VIGIL_WAL_RECORD_BYTES_MAX 4194304
 
 // Result of every vigil function. 0 is success; values are never renumbered.
 enum vigil_status
@@ -60,6 +79,14 @@ enum vigil_status
   VIGIL_E_BUFFER_TOO_SMALL = 7,
   // An internal error (a bug in vigil); the message says more.
   VIGIL_E_INTERNAL = 8,
+  // Not an error: a WAL reader has handed out every durable record there is so far. More
+  // may follow once further records are appended and synced.
+  VIGIL_END_OF_LOG = 9,
+  // The write-ahead log on disk is damaged in a way recovery does not repair (bad bytes
+  // followed by valid records); the message names the segment and offset.
+  VIGIL_E_CORRUPT = 10,
+  // A fixed limit was reached (e.g. too many handles open at once); the message names it.
+  VIGIL_E_LIMIT = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -69,20 +96,113 @@ typedef int32_t vigil_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// An open vigil runtime. Opaque; thread-safe: every function taking a runtime may be called
-// from any thread concurrently, except vigil_runtime_close.
+// How a job ended; values are never renumbered.
+enum vigil_job_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The job's root process exited with code 0.
+  VIGIL_JOB_COMPLETED = 1,
+  // It exited non-zero, died of a signal, or could not be started.
+  VIGIL_JOB_FAILED = 2,
+  // The wall deadline or the CPU-time budget passed; every process of the job was killed.
+  VIGIL_JOB_TIMED_OUT = 3,
+  // The kernel killed a process of the job for exceeding the memory limit.
+  VIGIL_JOB_OOM_KILLED = 4,
+  // Refused before anything ran (arguments the capability rejects, a path escaping the
+  // root, an overloaded host); the reason is the job's error message.
+  VIGIL_JOB_REJECTED = 5,
+  // vigil stopped before the job ended.
+  VIGIL_JOB_INTERRUPTED = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vigil_job_status vigil_job_status;
+#else
+typedef int32_t vigil_job_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The result of one job. Opaque and immutable: every accessor may be called from any thread
+// concurrently, except vigil_job_free. Independent of its runtime (stays valid after the
+// runtime is closed).
+typedef struct vigil_job vigil_job;
+
+// An open vigil runtime: the write-ahead log, the job executor and the telemetry sampler of
+// one data directory. Opaque; thread-safe: every function taking a runtime may be called from
+// any thread concurrently, except vigil_runtime_close.
 typedef struct vigil_runtime vigil_runtime;
+
+// A cursor over the user records of a runtime's write-ahead log. Opaque. Not for concurrent
+// use: calls on one reader from several threads are serialised, but the order they get
+// records in is then arbitrary. Keeps the log open until closed.
+typedef struct vigil_wal_reader vigil_wal_reader;
+
+// Limits of a job. Initialise with VIGIL_LIMITS_INIT. A field left 0 takes the runtime's
+// default for it (vigil_runtime_options.default_limits), and a default left 0 means "not
+// limited" (or, for max_output_bytes, 1 MiB per stream).
+typedef struct vigil_limits {
+  // sizeof(vigil_limits), set by VIGIL_LIMITS_INIT.
+  uint32_t struct_size;
+  // Wall-clock deadline from the start of the job, ms. When it passes, every process of
+  // the job is killed and the job is VIGIL_JOB_TIMED_OUT.
+  uint64_t timeout_ms;
+  // CPU time of all the job's processes together, ms.
+  uint64_t cpu_time_ms;
+  // Memory of the job (no swap), bytes.
+  uint64_t memory_bytes;
+  // Processes and threads alive in the job at once.
+  uint64_t pids;
+  // Output kept per stream (head and tail), bytes; at most 64 MiB.
+  uint64_t max_output_bytes;
+} vigil_limits;
+
+// The scalar results of a job. Initialise with VIGIL_JOB_INFO_INIT before passing it.
+typedef struct vigil_job_info {
+  // sizeof(vigil_job_info), set by VIGIL_JOB_INFO_INIT.
+  uint32_t struct_size;
+  // How the job ended.
+  vigil_job_status status;
+  // The job's id in the runtime's log (as in vigil_jobs_list_json).
+  uint64_t job_id;
+  // LSN of the log record that ended the job.
+  uint64_t lsn;
+  // Exit code of the job's root process, or -1 when it did not exit (killed, not run).
+  int32_t exit_code;
+  // Signal that killed the root process, or 0.
+  int32_t signal;
+  // Wall time of the job, ms.
+  uint64_t wall_ms;
+  // CPU time of all its processes, microseconds; -1 when not measured.
+  int64_t cpu_usage_us;
+  // Peak memory of the job, bytes; -1 when not measured.
+  int64_t memory_peak_bytes;
+  // Bytes of captured stdout and stderr (see vigil_job_output).
+  size_t stdout_len;
+  size_t stderr_len;
+  // 1 when bytes were dropped from the middle of the stream (head and tail are kept).
+  uint8_t stdout_truncated;
+  uint8_t stderr_truncated;
+} vigil_job_info;
 
 // Options for vigil_runtime_open. Initialise with VIGIL_RUNTIME_OPTIONS_INIT.
 typedef struct vigil_runtime_options {
   // sizeof(vigil_runtime_options), set by VIGIL_RUNTIME_OPTIONS_INIT.
   uint32_t struct_size;
-  // Where vigil keeps its state; NULL for the default. Borrowed for the call only.
+  // Where vigil keeps its state (the write-ahead log under data_dir/wal); required. Created
+  // if missing. One runtime at a time may own a data directory. Borrowed for the call only.
   const char *data_dir;
   // Read /proc files beneath this directory; NULL for "/proc". Borrowed for the call only.
   const char *proc_root;
   // Telemetry sampling interval in milliseconds; 0 for the default (1000).
   uint32_t sample_interval_ms;
+  // Directory jobs start in; file capabilities are confined beneath it. NULL for the
+  // current directory at the time of vigil_runtime_open. Borrowed for the call only.
+  const char *job_root;
+  // Limits for fields a job's vigil_limits leaves 0 (and for jobs run with NULL limits);
+  // NULL for none. Borrowed for the call only.
+  const struct vigil_limits *default_limits;
 } vigil_runtime_options;
 
 // One CPU's busy share.
@@ -159,21 +279,6 @@ typedef struct vigil_sample {
 extern "C" {
 #endif // __cplusplus
 
-// Opens a runtime: starts telemetry sampling. `options` may be NULL for the defaults.
-// On success *out receives a handle to close with vigil_runtime_close.
-vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
-                                struct vigil_runtime **out);
-
-// Closes a runtime: stops sampling and frees the handle. NULL is a no-op. Closing twice gives
-// VIGIL_E_CLOSED. No other call may be using the runtime concurrently.
-vigil_status vigil_runtime_close(struct vigil_runtime *rt);
-
-// Copies the runtime's latest telemetry sample into *out (initialised with
-// VIGIL_SAMPLE_INIT). Does not allocate. VIGIL_E_UNAVAILABLE before the first sample (the
-// sampler takes one as soon as the runtime opens). Thread-safe.
-vigil_status vigil_telemetry_sample(const struct vigil_runtime *rt,
-                                    struct vigil_sample *out);
-
 // A static, human-readable description of a status code (never NULL; unknown codes get a
 // generic text). Thread-safe.
 const char *vigil_strerror(int32_t status);
@@ -185,6 +290,165 @@ const char *vigil_last_error_message(void);
 // The library's version as VIGIL_VERSION_NUMBER encodes it (major * 1000000 + minor * 1000
 // + patch), to compare the header a host compiled against with the library it loaded.
 uint32_t vigil_version_number(void);
+
+// Runs `capability` ("shell", "exec", "file.read", "file.write") with the arguments in
+// `args_json` (a JSON object, e.g. {"cmd": "echo hi"}; NULL for {}) under `limits` (NULL for
+// the runtime's default limits), and waits for it to end. The job is recorded in the log
+// before it starts and when it ends, and runs in the runtime's job root, in its own cgroup.
+//
+// A job that fails, times out or is refused by the runtime is still VIGIL_OK: its status says
+// how it ended. Not valid JSON, an unknown capability or bad UTF-8 is
+// VIGIL_E_INVALID_ARGUMENT, and then nothing runs and nothing is recorded.
+//
+// On success *out receives a job handle owned by the caller, to free with vigil_job_free.
+// Strings are borrowed for the call only. Thread-safe: jobs may run from several threads at
+// once (the runtime bounds how many run concurrently; the others wait).
+vigil_status vigil_run(const struct vigil_runtime *rt,
+                       const char *capability,
+                       const char *args_json,
+                       const struct vigil_limits *limits,
+                       struct vigil_job **out);
+
+// Fills *out (initialised with VIGIL_JOB_INFO_INIT) with the job's status, exit code,
+// signal, usage and output sizes. Thread-safe.
+vigil_status vigil_job_get_info(const struct vigil_job *job,
+                                struct vigil_job_info *out);
+
+// Borrows what the job wrote to `stream` (VIGIL_STREAM_STDOUT or VIGIL_STREAM_STDERR):
+// *data receives a pointer to *len bytes (not NUL-terminated; possibly not UTF-8), owned by
+// the job and valid until vigil_job_free. When the output exceeded the job's
+// max_output_bytes, its head and tail are kept around a marker line and vigil_job_get_info
+// reports it truncated. Any other `stream` is VIGIL_E_INVALID_ARGUMENT. Thread-safe.
+vigil_status vigil_job_output(const struct vigil_job *job,
+                              int32_t stream,
+                              const uint8_t **data,
+                              size_t *len);
+
+// Borrows the job's error message: why it failed, timed out or was refused. *message
+// receives a NUL-terminated UTF-8 string owned by the job and valid until vigil_job_free, or
+// NULL when the job has no error (it completed). Thread-safe.
+vigil_status vigil_job_error(const struct vigil_job *job,
+                             const char **message);
+
+// Borrows the whole result as one JSON object, the same as `vigil run --json` prints
+// (job_id, capability, status, exit_code, signal, stdout, stderr, usage, limits enforcement,
+// lsn, error). *json receives a NUL-terminated UTF-8 string owned by the job and valid until
+// vigil_job_free. Made on first use. Thread-safe.
+vigil_status vigil_job_json(const struct vigil_job *job,
+                            const char **json);
+
+// Frees a job handle and everything borrowed from it. NULL is a no-op; freeing twice gives
+// VIGIL_E_CLOSED. No other call may be using the job concurrently.
+vigil_status vigil_job_free(struct vigil_job *job);
+
+// Lists the runtime's jobs, oldest first, as a JSON array of objects (job_id, capability,
+// status — "running" until its end is logged —, session, started_unix_ms,
+// finished_unix_ms, lsn, end_lsn), optionally only those with status `status_filter` (e.g.
+// "completed", "timed_out"; NULL for all). Copies it with its terminating NUL into `buf` of
+// `buf_len` bytes and writes the bytes that takes (NUL included) to *needed. When `buf` is
+// too small (or NULL), only *needed is written and the status is VIGIL_E_BUFFER_TOO_SMALL:
+// call again with a buffer that large (jobs that end in between can make it grow again).
+// Thread-safe.
+vigil_status vigil_jobs_list_json(const struct vigil_runtime *rt,
+                                  const char *status_filter,
+                                  char *buf,
+                                  size_t buf_len,
+                                  size_t *needed);
+
+// Copies the full record of job `job_id` as one JSON object (arguments as logged, limits,
+// result, telemetry before and after) into `buf`, with the same buffer and *needed rules as
+// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log.
+// Thread-safe.
+vigil_status vigil_job_detail_json(const struct vigil_runtime *rt,
+                                   uint64_t job_id,
+                                   char *buf,
+                                   size_t buf_len,
+                                   size_t *needed);
+
+// Opens the runtime of `options->data_dir`: recovers its write-ahead log (jobs a previous
+// process left unfinished are recorded as interrupted), starts telemetry sampling and waits
+// briefly for the first sample. `options` is required (data_dir has no default).
+//
+// On success *out receives a handle owned by the caller, to close with vigil_runtime_close.
+// Fails with VIGIL_E_IO when the data directory is owned by another open runtime (in this or
+// another process) or cannot be created, VIGIL_E_CORRUPT when its log is damaged.
+// Thread-safe.
+vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
+                                struct vigil_runtime **out);
+
+// Closes a runtime: stops sampling, makes everything appended to the log durable and frees
+// the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED. No other call may be using
+// the runtime concurrently. Job handles stay valid. WAL readers stay valid too, and keep the
+// log open (and the data directory owned) until they are closed.
+vigil_status vigil_runtime_close(struct vigil_runtime *rt);
+
+// Copies the runtime's latest telemetry sample into *out (initialised with
+// VIGIL_SAMPLE_INIT; the caller owns it). Does not allocate. VIGIL_E_UNAVAILABLE before the
+// first sample (the sampler takes one as soon as the runtime opens). Thread-safe.
+vigil_status vigil_telemetry_sample(const struct vigil_runtime *rt,
+                                    struct vigil_sample *out);
+
+// Copies recent telemetry samples into the caller's array `out` of `out_len` entries, oldest
+// first: of the samples the runtime holds (at most VIGIL_SAMPLE_HISTORY_MAX) with a sequence
+// number above `after_seq` (0 for all), the newest `out_len`. *written receives how many were
+// copied and, when `available` is not NULL, *available how many such samples exist (so
+// available > written means the array was too small; that is not an error). Every entry of
+// `out` must be initialised with VIGIL_SAMPLE_INIT; entries past *written are not touched.
+// `out` may be NULL when out_len is 0 (to ask only how many exist). Allocates a temporary
+// copy of the history. Thread-safe.
+vigil_status vigil_telemetry_history(const struct vigil_runtime *rt,
+                                     uint64_t after_seq,
+                                     struct vigil_sample *out,
+                                     size_t out_len,
+                                     size_t *written,
+                                     size_t *available);
+
+// Appends one opaque record of `len` bytes at `data` (copied; `data` may be NULL when len is
+// 0) to the runtime's write-ahead log, and on success writes its LSN (log sequence number:
+// 1, 2, 3, ... in append order) to *lsn. The record is not durable until vigil_wal_sync
+// covers it: a crash before that may lose it. Records longer than VIGIL_WAL_RECORD_BYTES_MAX
+// are VIGIL_E_INVALID_ARGUMENT. Does not allocate. Thread-safe: appends from many threads are
+// ordered by their LSNs.
+vigil_status vigil_wal_append(const struct vigil_runtime *rt,
+                              const void *data,
+                              size_t len,
+                              uint64_t *lsn);
+
+// Makes every record appended so far (by any thread) durable: when this returns VIGIL_OK,
+// they survive any crash. Writes the durable LSN (every record up to it is durable) to
+// *durable_lsn unless it is NULL. Many threads may sync at once; one disk flush serves them
+// all. A failed flush poisons the log: this and every later append and sync fail
+// (VIGIL_E_IO), and nothing is acknowledged that might not be on disk. Thread-safe.
+vigil_status vigil_wal_sync(const struct vigil_runtime *rt,
+                            uint64_t *durable_lsn);
+
+// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start). It hands out
+// the records appended with vigil_wal_append, in LSN order, once they are durable; records
+// vigil writes itself (jobs, sessions) are skipped. On success *out receives a handle owned
+// by the caller, to close with vigil_wal_reader_close. The reader stays usable after the
+// runtime is closed (it keeps the log open until it is closed itself). Thread-safe.
+vigil_status vigil_wal_reader_open(const struct vigil_runtime *rt,
+                                   uint64_t from_lsn,
+                                   struct vigil_wal_reader **out);
+
+// Hands out the next durable user record: copies it into `buf` (of `buf_len` bytes), writes
+// its length to *len and its LSN to *lsn (which may be NULL), and moves past it.
+// - VIGIL_END_OF_LOG: no further durable record yet; nothing is written. Call again after
+//   more records are appended and synced.
+// - VIGIL_E_BUFFER_TOO_SMALL: *len receives the record's length; nothing else is written and
+//   the same record is handed out by the next call. `buf` may be NULL to ask for the length.
+//
+// The bytes are exactly those appended. Allocation-free once its internal buffer has grown to
+// the largest record read. Not for concurrent use (see vigil_wal_reader).
+vigil_status vigil_wal_reader_next(struct vigil_wal_reader *reader,
+                                   void *buf,
+                                   size_t buf_len,
+                                   size_t *len,
+                                   uint64_t *lsn);
+
+// Closes a reader and frees the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED.
+// No other call may be using the reader concurrently.
+vigil_status vigil_wal_reader_close(struct vigil_wal_reader *reader);
 
 #ifdef __cplusplus
 }  // extern "C"
@@ -200,3 +464,5 @@ uint32_t vigil_version_number(void);
 #endif
 #define VIGIL_RUNTIME_OPTIONS_INIT VIGIL_STRUCT_INIT_(vigil_runtime_options)
 #define VIGIL_SAMPLE_INIT VIGIL_STRUCT_INIT_(vigil_sample)
+#define VIGIL_LIMITS_INIT VIGIL_STRUCT_INIT_(vigil_limits)
+#define VIGIL_JOB_INFO_INIT VIGIL_STRUCT_INIT_(vigil_job_info)

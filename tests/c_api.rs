@@ -34,7 +34,15 @@ fn compile(source: &str, cpp: bool, link_static: bool, out: &Path) {
     let lib = lib_dir();
     let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
     cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
-        .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g", "-I"])
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-g",
+            "-pthread",
+            "-I",
+        ])
         .arg(repo().join("include"))
         .arg(repo().join("tests/c").join(source))
         .arg("-o")
@@ -53,62 +61,97 @@ fn compile(source: &str, cpp: bool, link_static: bool, out: &Path) {
     );
 }
 
-fn run_host(bin: &Path) {
-    let out = Command::new(bin).output().unwrap();
+/// Runs a host binary on a fresh data directory (its only argument), under `wrapper` (e.g.
+/// valgrind) when given, and checks it passed every check.
+fn run_host(bin: &Path, wrapper: &[&str]) {
+    let data = TempDir::new("c-host-data");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let out = cmd.arg(data.path()).output().unwrap();
     assert!(
         out.status.success(),
-        "{} failed: {}{}",
+        "{} failed ({}): {}{}",
         bin.display(),
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
 
-#[test]
-fn c11_host_linked_statically_and_dynamically() {
+/// Compiles host `name` (tests/c/NAME.c, or NAME_cpp.cpp as C++17), links it statically and
+/// dynamically, and runs both.
+fn host_passes(name: &str, cpp: bool) {
     let dir = TempDir::new("c-host");
+    let source = if cpp {
+        format!("{name}_cpp.cpp")
+    } else {
+        format!("{name}.c")
+    };
     for link_static in [true, false] {
-        let bin = dir.path().join(format!("c-{link_static}"));
-        compile("telemetry.c", false, link_static, &bin);
-        run_host(&bin);
+        let bin = dir.path().join(format!("{name}-{cpp}-{link_static}"));
+        compile(&source, cpp, link_static, &bin);
+        run_host(&bin, &[]);
     }
 }
 
 #[test]
-fn cpp17_host_linked_statically_and_dynamically() {
-    let dir = TempDir::new("cpp-host");
-    for link_static in [true, false] {
-        let bin = dir.path().join(format!("cpp-{link_static}"));
-        compile("telemetry_cpp.cpp", true, link_static, &bin);
-        run_host(&bin);
-    }
+fn c11_telemetry_host_linked_statically_and_dynamically() {
+    host_passes("telemetry", false);
 }
 
 #[test]
-fn c_host_is_clean_under_valgrind() {
+fn cpp17_telemetry_host_linked_statically_and_dynamically() {
+    host_passes("telemetry", true);
+}
+
+#[test]
+fn c11_wal_host_linked_statically_and_dynamically() {
+    host_passes("wal", false);
+}
+
+#[test]
+fn cpp17_wal_host_linked_statically_and_dynamically() {
+    host_passes("wal", true);
+}
+
+#[test]
+fn c11_jobs_host_linked_statically_and_dynamically() {
+    host_passes("jobs", false);
+}
+
+#[test]
+fn cpp17_jobs_host_linked_statically_and_dynamically() {
+    host_passes("jobs", true);
+}
+
+#[test]
+fn c_hosts_are_clean_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("skipped: valgrind is not installed");
         return;
     }
     let dir = TempDir::new("c-valgrind");
-    let bin = dir.path().join("c-valgrind");
-    compile("telemetry.c", false, false, &bin);
-    let out = Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "-q",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "valgrind reported errors:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for name in ["telemetry", "wal", "jobs"] {
+        let bin = dir.path().join(format!("{name}-valgrind"));
+        compile(&format!("{name}.c"), false, false, &bin);
+        run_host(
+            &bin,
+            &[
+                "valgrind",
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "-q",
+            ],
+        );
+    }
 }
 
 #[test]

@@ -4,19 +4,27 @@
 //! Every export goes through [`boundary`]: it catches panics, maps errors to a
 //! [`vigil_status`] and records the message for `vigil_last_error_message()`. Handles are
 //! registered while open, so a handle used after close is reported, not dereferenced.
+//!
+//! Modules, one per part of the API: [`runtime`] (open/close, options, limits), [`telemetry`]
+//! (samples), [`wal`] (append, sync, reader), [`job`] (run, job results, listing). This crate
+//! owns only the translation between C and `vigil_core`; it decides nothing about jobs, logs
+//! or samples.
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // the safety contract of each export is in the header
 
+pub mod job;
+pub mod runtime;
+pub mod telemetry;
+pub mod wal;
+
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use vigil_core::sample::{Percent, Sample, SAMPLE_CPUS_MAX};
-use vigil_core::sampler::{Sampler, SamplerThread, Telemetry};
+use vigil_core::runtime::RuntimeError;
+use vigil_core::sampler::SamplerError;
+use vigil_core::wal::log::WalError;
 
 /// Major version of the header and library.
 pub const VIGIL_VERSION_MAJOR: u32 = 0;
@@ -24,9 +32,6 @@ pub const VIGIL_VERSION_MAJOR: u32 = 0;
 pub const VIGIL_VERSION_MINOR: u32 = 1;
 /// Patch version.
 pub const VIGIL_VERSION_PATCH: u32 = 0;
-/// Entries in vigil_sample.per_cpu; CPUs beyond it are counted in per_cpu_dropped.
-pub const VIGIL_SAMPLE_CPUS_MAX: usize = 256;
-const _: () = assert!(VIGIL_SAMPLE_CPUS_MAX == SAMPLE_CPUS_MAX);
 
 /// Result of every vigil function. 0 is success; values are never renumbered.
 #[repr(i32)]
@@ -50,6 +55,14 @@ pub enum vigil_status {
     VIGIL_E_BUFFER_TOO_SMALL = 7,
     /// An internal error (a bug in vigil); the message says more.
     VIGIL_E_INTERNAL = 8,
+    /// Not an error: a WAL reader has handed out every durable record there is so far. More
+    /// may follow once further records are appended and synced.
+    VIGIL_END_OF_LOG = 9,
+    /// The write-ahead log on disk is damaged in a way recovery does not repair (bad bytes
+    /// followed by valid records); the message names the segment and offset.
+    VIGIL_E_CORRUPT = 10,
+    /// A fixed limit was reached (e.g. too many handles open at once); the message names it.
+    VIGIL_E_LIMIT = 11,
 }
 
 use vigil_status::*;
@@ -67,15 +80,54 @@ impl FfiError {
             message: message.into(),
         }
     }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(VIGIL_E_INVALID_ARGUMENT, message)
+    }
+}
+
+impl From<WalError> for FfiError {
+    fn from(e: WalError) -> Self {
+        let status = match &e {
+            WalError::Io(_) | WalError::Poisoned { .. } => VIGIL_E_IO,
+            WalError::Corrupt(_) => VIGIL_E_CORRUPT,
+            WalError::RecordTooLarge { .. }
+            | WalError::LsnNotAppended { .. }
+            | WalError::LsnNotRetained { .. }
+            | WalError::BadOptions(_) => VIGIL_E_INVALID_ARGUMENT,
+            WalError::Encode(_) => VIGIL_E_INTERNAL,
+        };
+        FfiError::new(status, format!("write-ahead log: {e}"))
+    }
+}
+
+impl From<RuntimeError> for FfiError {
+    fn from(e: RuntimeError) -> Self {
+        let status = match e {
+            RuntimeError::Wal(w) => return w.into(),
+            RuntimeError::Telemetry(SamplerError::Parse { .. }) => VIGIL_E_PARSE,
+            RuntimeError::Exec(_) | RuntimeError::Telemetry(_) | RuntimeError::Io { .. } => {
+                VIGIL_E_IO
+            }
+            RuntimeError::JobNotFound(_)
+            | RuntimeError::SessionNotFound(_)
+            | RuntimeError::InvalidRequest(_) => VIGIL_E_INVALID_ARGUMENT,
+        };
+        FfiError::new(status, e.to_string())
+    }
 }
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// A C string of `text`; interior NULs, which C cannot represent, become `\0`.
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "\\0")).unwrap_or_default()
+}
+
 fn set_last_error(message: &str) {
-    // Interior NULs cannot be represented in a C string; replace them.
-    let clean = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    let clean = c_string(message);
     LAST_ERROR.with(|e| *e.borrow_mut() = clean);
 }
 
@@ -112,312 +164,209 @@ fn non_null<T>(ptr: *const T, name: &str) -> Result<*const T, FfiError> {
     }
 }
 
+/// Checks an out-parameter for NULL and returns it as a mutable pointer.
+fn out_param<T>(ptr: *mut T, name: &str) -> Result<*mut T, FfiError> {
+    non_null(ptr, name).map(|p| p.cast_mut())
+}
+
 /// Reads an optional C string argument as UTF-8.
-unsafe fn opt_str(ptr: *const c_char, name: &str) -> Result<Option<String>, FfiError> {
+unsafe fn opt_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>, FfiError> {
     if ptr.is_null() {
         return Ok(None);
     }
     // SAFETY: the caller passes a NUL-terminated string (header contract).
     let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str().map(|s| Some(s.to_owned())).map_err(|_| {
-        FfiError::new(
-            VIGIL_E_INVALID_ARGUMENT,
-            format!("{name} is not valid UTF-8"),
-        )
-    })
+    s.to_str()
+        .map(Some)
+        .map_err(|_| FfiError::invalid(format!("{name} is not valid UTF-8")))
 }
 
-/// Addresses of live handles: a handle is dereferenced only while registered.
-static LIVE_HANDLES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
-
-fn register(addr: usize) {
-    let mut live = LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    live.get_or_insert_with(HashSet::new).insert(addr);
+/// Reads a required C string argument as UTF-8.
+unsafe fn req_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, FfiError> {
+    non_null(ptr, name)?;
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { opt_str(ptr, name) }.map(|s| s.unwrap_or_default())
 }
 
-fn unregister(addr: usize) -> bool {
-    let mut live = LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    live.as_mut().is_some_and(|l| l.remove(&addr))
-}
-
-fn is_live(addr: usize) -> bool {
-    let live = LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    live.as_ref().is_some_and(|l| l.contains(&addr))
-}
-
-/// Options for vigil_runtime_open. Initialise with VIGIL_RUNTIME_OPTIONS_INIT.
-#[repr(C)]
-pub struct vigil_runtime_options {
-    /// sizeof(vigil_runtime_options), set by VIGIL_RUNTIME_OPTIONS_INIT.
-    pub struct_size: u32,
-    /// Where vigil keeps its state; NULL for the default. Borrowed for the call only.
-    pub data_dir: *const c_char,
-    /// Read /proc files beneath this directory; NULL for "/proc". Borrowed for the call only.
-    pub proc_root: *const c_char,
-    /// Telemetry sampling interval in milliseconds; 0 for the default (1000).
-    pub sample_interval_ms: u32,
-}
-
-/// An open vigil runtime. Opaque; thread-safe: every function taking a runtime may be called
-/// from any thread concurrently, except vigil_runtime_close.
-pub struct vigil_runtime {
-    #[allow(dead_code)] // read by the WAL and job functions
-    data_dir: Option<PathBuf>,
-    telemetry: Arc<Telemetry>,
-    /// Held so the sampling thread runs while the runtime is open; stopped on close.
-    _sampler: SamplerThread,
-}
-
-const SAMPLE_INTERVAL_MS_DEFAULT: u32 = 1000;
-
-fn runtime_ref<'a>(rt: *const vigil_runtime) -> Result<&'a vigil_runtime, FfiError> {
-    let rt = non_null(rt, "runtime")?;
-    if !is_live(rt as usize) {
-        return Err(FfiError::new(VIGIL_E_CLOSED, "runtime handle is closed"));
+/// Checks the `struct_size` a caller set against the size this library knows.
+fn check_struct_size(
+    struct_size: u32,
+    known: usize,
+    what: &str,
+    init: &str,
+) -> Result<(), FfiError> {
+    if (struct_size as usize) < known {
+        return Err(FfiError::invalid(format!(
+            "{what}.struct_size is {struct_size}, expected at least {known}: initialise with {init}"
+        )));
     }
-    // SAFETY: registered handles point to live, boxed runtimes (removed before being freed).
-    Ok(unsafe { &*rt })
+    Ok(())
 }
 
-/// Opens a runtime: starts telemetry sampling. `options` may be NULL for the defaults.
-/// On success *out receives a handle to close with vigil_runtime_close.
-#[no_mangle]
-pub unsafe extern "C" fn vigil_runtime_open(
-    options: *const vigil_runtime_options,
-    out: *mut *mut vigil_runtime,
-) -> vigil_status {
-    boundary(|| {
-        non_null(out, "out")?;
-        let (data_dir, proc_root, interval_ms) = if options.is_null() {
-            (None, None, 0)
-        } else {
-            // SAFETY: non-NULL options point to a caller-owned struct of at least struct_size.
-            let o = unsafe { &*options };
-            if (o.struct_size as usize) < std::mem::size_of::<vigil_runtime_options>() {
-                return Err(FfiError::new(
-                    VIGIL_E_INVALID_ARGUMENT,
-                    "options.struct_size is too small: initialise with VIGIL_RUNTIME_OPTIONS_INIT",
-                ));
-            }
-            // SAFETY: header contract: NULL or NUL-terminated strings.
-            unsafe {
-                (
-                    opt_str(o.data_dir, "options.data_dir")?,
-                    opt_str(o.proc_root, "options.proc_root")?,
-                    o.sample_interval_ms,
-                )
-            }
-        };
-        let proc_root = PathBuf::from(proc_root.unwrap_or_else(|| "/proc".into()));
-        let sampler = Sampler::open(&proc_root)
-            .map_err(|e| FfiError::new(VIGIL_E_IO, format!("telemetry: {e}")))?;
-        let interval = if interval_ms == 0 {
-            SAMPLE_INTERVAL_MS_DEFAULT
-        } else {
-            interval_ms
-        };
-        let thread = SamplerThread::spawn(sampler, Duration::from_millis(interval.into()), None)
-            .map_err(|e| FfiError::new(VIGIL_E_IO, format!("telemetry thread: {e}")))?;
-        let rt = Box::new(vigil_runtime {
-            data_dir: data_dir.map(PathBuf::from),
-            telemetry: Arc::clone(thread.telemetry()),
-            _sampler: thread,
-        });
-        let ptr = Box::into_raw(rt);
-        register(ptr as usize);
-        // SAFETY: `out` is non-NULL and points to caller storage for one pointer.
-        unsafe { *out = ptr };
-        Ok(())
-    })
+/// Copies `bytes` into the caller's buffer `buf` of `buf_len` bytes and writes `bytes.len()`
+/// to `*size`. When the buffer is too small (or NULL), only `*size` is written and the status
+/// is VIGIL_E_BUFFER_TOO_SMALL, so the caller can retry with a buffer of that size.
+unsafe fn copy_out(
+    bytes: &[u8],
+    buf: *mut u8,
+    buf_len: usize,
+    size: *mut usize,
+) -> Result<(), FfiError> {
+    let size = out_param(size, "size")?;
+    // SAFETY: non-NULL; caller storage for one size_t.
+    unsafe { *size = bytes.len() };
+    if buf_len < bytes.len() || (buf.is_null() && !bytes.is_empty()) {
+        return Err(FfiError::new(
+            VIGIL_E_BUFFER_TOO_SMALL,
+            format!(
+                "buffer of {buf_len} bytes is too small: {} bytes needed",
+                bytes.len()
+            ),
+        ));
+    }
+    // SAFETY: the caller's buffer holds at least buf_len >= bytes.len() bytes and does not
+    // overlap vigil's own memory.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+    Ok(())
 }
 
-/// Closes a runtime: stops sampling and frees the handle. NULL is a no-op. Closing twice gives
-/// VIGIL_E_CLOSED. No other call may be using the runtime concurrently.
-#[no_mangle]
-pub unsafe extern "C" fn vigil_runtime_close(rt: *mut vigil_runtime) -> vigil_status {
-    boundary(|| {
-        if rt.is_null() {
-            return Ok(());
+/// What a registered handle is, so one kind is never used as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandleKind {
+    Runtime = 1,
+    Job = 2,
+    WalReader = 3,
+}
+
+impl HandleKind {
+    fn name(self) -> &'static str {
+        match self {
+            HandleKind::Runtime => "runtime",
+            HandleKind::Job => "job",
+            HandleKind::WalReader => "WAL reader",
         }
-        if !unregister(rt as usize) {
-            return Err(FfiError::new(VIGIL_E_CLOSED, "runtime handle is closed"));
-        }
-        // SAFETY: it was registered, so it came from Box::into_raw in vigil_runtime_open and
-        // has not been freed.
-        drop(unsafe { Box::from_raw(rt) });
-        Ok(())
-    })
-}
+    }
 
-/// One CPU's busy share.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct vigil_cpu_busy {
-    /// The kernel's CPU id (ids of offline CPUs are absent, so ids may have gaps).
-    pub id: u32,
-    /// Busy percentage 0..100, or -1 when there is no data for this interval.
-    pub busy_pct: f64,
-}
-
-/// Pressure stall information of one resource.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct vigil_psi {
-    /// 1 when the kernel reports PSI for this resource, else 0 (and the rest is zero).
-    pub present: u8,
-    /// 1 when a `full` line is present.
-    pub full_present: u8,
-    /// `some` averages over 10/60/300 s, in percent.
-    pub some_avg10: f64,
-    pub some_avg60: f64,
-    pub some_avg300: f64,
-    /// Total `some` stall time, microseconds.
-    pub some_total_us: u64,
-    pub full_avg10: f64,
-    pub full_avg60: f64,
-    pub full_avg300: f64,
-    pub full_total_us: u64,
-}
-
-/// A telemetry sample. Initialise with VIGIL_SAMPLE_INIT before passing it.
-/// Percentages are 0..100, or -1 where there is no data (never NaN).
-#[repr(C)]
-pub struct vigil_sample {
-    /// sizeof(vigil_sample), set by VIGIL_SAMPLE_INIT.
-    pub struct_size: u32,
-    /// Bits: 1 aggregate CPU re-baselined, 2 a per-CPU line re-baselined or new, 4 CPUs
-    /// dropped, 8 memory available estimated, 16 first sample.
-    pub flags: u32,
-    /// Sample sequence number, from 1.
-    pub seq: u64,
-    /// CLOCK_BOOTTIME of the read, ns.
-    pub timestamp_ns: u64,
-    /// Time since the previous sample, ns.
-    pub interval_ns: u64,
-    pub cpu_busy_pct: f64,
-    pub cpu_busy_no_steal_pct: f64,
-    pub cpu_user_pct: f64,
-    pub cpu_system_pct: f64,
-    pub cpu_idle_pct: f64,
-    pub cpu_iowait_pct: f64,
-    pub cpu_steal_pct: f64,
-    /// Valid entries in per_cpu.
-    pub per_cpu_count: u32,
-    /// CPUs that did not fit in per_cpu.
-    pub per_cpu_dropped: u32,
-    pub per_cpu: [vigil_cpu_busy; VIGIL_SAMPLE_CPUS_MAX],
-    pub memory_total_bytes: u64,
-    pub memory_available_bytes: u64,
-    pub memory_free_bytes: u64,
-    pub swap_total_bytes: u64,
-    pub swap_free_bytes: u64,
-    /// 1 when memory_available_bytes is an estimate (kernel without MemAvailable).
-    pub memory_available_estimated: u8,
-    /// Load averages.
-    pub load1: f64,
-    pub load5: f64,
-    pub load15: f64,
-    pub procs_running: u32,
-    pub procs_blocked: u32,
-    pub psi_cpu: vigil_psi,
-    pub psi_memory: vigil_psi,
-    pub psi_io: vigil_psi,
-}
-
-fn pct(p: Option<Percent>) -> f64 {
-    p.map_or(-1.0, Percent::as_f64)
-}
-
-fn psi(p: &Option<vigil_core::procfs::Psi>) -> vigil_psi {
-    let c = |v: u32| f64::from(v) / 100.0;
-    match p {
-        None => vigil_psi::default(),
-        Some(p) => {
-            let full = p.full.unwrap_or_default();
-            vigil_psi {
-                present: 1,
-                full_present: u8::from(p.full.is_some()),
-                some_avg10: c(p.some.avg10_centi),
-                some_avg60: c(p.some.avg60_centi),
-                some_avg300: c(p.some.avg300_centi),
-                some_total_us: p.some.total_us,
-                full_avg10: c(full.avg10_centi),
-                full_avg60: c(full.avg60_centi),
-                full_avg300: c(full.avg300_centi),
-                full_total_us: full.total_us,
-            }
+    /// The kind a registry entry's low bits name.
+    fn of_entry(entry: usize) -> HandleKind {
+        match entry & HANDLE_KIND_MASK {
+            1 => HandleKind::Runtime,
+            2 => HandleKind::Job,
+            _ => HandleKind::WalReader,
         }
     }
 }
 
-/// Fills the C struct from a sample, field by field; allocation-free.
-fn fill_sample(s: &Sample, out: &mut vigil_sample) {
-    let cpu = s.cpu;
-    out.flags = s.flags;
-    out.seq = s.seq;
-    out.timestamp_ns = s.timestamp_ns;
-    out.interval_ns = s.interval_ns;
-    out.cpu_busy_pct = pct(cpu.map(|c| c.busy));
-    out.cpu_busy_no_steal_pct = pct(cpu.map(|c| c.busy_no_steal));
-    out.cpu_user_pct = pct(cpu.map(|c| c.user));
-    out.cpu_system_pct = pct(cpu.map(|c| c.system));
-    out.cpu_idle_pct = pct(cpu.map(|c| c.idle));
-    out.cpu_iowait_pct = pct(cpu.map(|c| c.iowait));
-    out.cpu_steal_pct = pct(cpu.map(|c| c.steal));
-    out.per_cpu_count = s.per_cpu.len() as u32;
-    out.per_cpu_dropped = s.per_cpu_dropped;
-    for (dst, src) in out.per_cpu.iter_mut().zip(s.per_cpu.iter()) {
-        *dst = vigil_cpu_busy {
-            id: u32::from(src.id),
-            busy_pct: pct(src.busy),
-        };
-    }
-    let m = s.memory.unwrap_or_default();
-    out.memory_total_bytes = m.total_bytes;
-    out.memory_available_bytes = m.available_bytes;
-    out.memory_free_bytes = m.free_bytes;
-    out.swap_total_bytes = m.swap_total_bytes;
-    out.swap_free_bytes = m.swap_free_bytes;
-    out.memory_available_estimated = u8::from(m.available_estimated);
-    let l = s.load.unwrap_or_default();
-    out.load1 = f64::from(l.load1_centi) / 100.0;
-    out.load5 = f64::from(l.load5_centi) / 100.0;
-    out.load15 = f64::from(l.load15_centi) / 100.0;
-    out.procs_running = s.procs_running.unwrap_or(0).min(u64::from(u32::MAX)) as u32;
-    out.procs_blocked = s.procs_blocked.unwrap_or(0).min(u64::from(u32::MAX)) as u32;
-    out.psi_cpu = psi(&s.pressure.cpu);
-    out.psi_memory = psi(&s.pressure.memory);
-    out.psi_io = psi(&s.pressure.io);
+// The registry of live handles: an open-addressing hash set of `address | kind` in a fixed
+// table of atomics, so checking a handle (every call) is a hash and a load or two, with no
+// lock; registering and closing are one compare-exchange. A slot goes from empty to an entry,
+// and from an entry to "freed" (which a later entry may reuse), never back to empty, so a
+// lookup that reaches an empty slot knows the address is not registered.
+const HANDLE_SLOTS_LOG2: u32 = 16;
+const HANDLE_SLOTS: usize = 1 << HANDLE_SLOTS_LOG2;
+/// Handles open at once, at most: half the slots, so probe chains stay short.
+const HANDLES_OPEN_MAX: usize = HANDLE_SLOTS / 2;
+/// Handles are boxes aligned to at least 4 bytes: the low two bits carry the kind.
+const HANDLE_KIND_MASK: usize = 0b11;
+const SLOT_EMPTY: usize = 0;
+/// A slot whose handle was closed (no real entry is 1: that would be address 0).
+const SLOT_FREED: usize = 1;
+
+static HANDLE_TABLE: [AtomicUsize; HANDLE_SLOTS] =
+    [const { AtomicUsize::new(SLOT_EMPTY) }; HANDLE_SLOTS];
+static HANDLES_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The registry slots where `addr` may be, in probe order.
+fn probe(addr: usize) -> impl Iterator<Item = &'static AtomicUsize> {
+    let hash = ((addr as u64 >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HANDLE_SLOTS_LOG2))
+        as usize;
+    (0..HANDLE_SLOTS).map(move |i| &HANDLE_TABLE[(hash + i) & (HANDLE_SLOTS - 1)])
 }
 
-/// Copies the runtime's latest telemetry sample into *out (initialised with
-/// VIGIL_SAMPLE_INIT). Does not allocate. VIGIL_E_UNAVAILABLE before the first sample (the
-/// sampler takes one as soon as the runtime opens). Thread-safe.
-#[no_mangle]
-pub unsafe extern "C" fn vigil_telemetry_sample(
-    rt: *const vigil_runtime,
-    out: *mut vigil_sample,
-) -> vigil_status {
-    boundary(|| {
-        let rt = runtime_ref(rt)?;
-        non_null(out, "out")?;
-        // SAFETY: non-NULL; the caller owns a vigil_sample of at least struct_size bytes.
-        let out = unsafe { &mut *out };
-        if (out.struct_size as usize) < std::mem::size_of::<vigil_sample>() {
-            return Err(FfiError::new(
-                VIGIL_E_INVALID_ARGUMENT,
-                "out->struct_size is too small: initialise with VIGIL_SAMPLE_INIT",
-            ));
+/// The slot and kind of the live handle at `addr`, if there is one.
+fn find_handle(addr: usize) -> Option<(&'static AtomicUsize, HandleKind)> {
+    for slot in probe(addr) {
+        let entry = slot.load(Ordering::Acquire);
+        if entry == SLOT_EMPTY {
+            return None;
         }
-        let found = rt.telemetry.with_latest(|s| s.map(|s| fill_sample(s, out)));
-        found.ok_or_else(|| {
-            let why = rt
-                .telemetry
-                .last_error()
-                .unwrap_or_else(|| "no telemetry sample taken yet".into());
-            FfiError::new(VIGIL_E_UNAVAILABLE, why)
-        })
-    })
+        if entry & !HANDLE_KIND_MASK == addr && entry != SLOT_FREED {
+            return Some((slot, HandleKind::of_entry(entry)));
+        }
+    }
+    None
+}
+
+/// Boxes `value` and registers it as a live handle of `kind`.
+fn open_handle<T>(value: T, kind: HandleKind) -> Result<*mut T, FfiError> {
+    const { assert!(std::mem::align_of::<T>() > HANDLE_KIND_MASK) };
+    if HANDLES_OPEN.fetch_add(1, Ordering::AcqRel) >= HANDLES_OPEN_MAX {
+        HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
+        return Err(FfiError::new(
+            VIGIL_E_LIMIT,
+            format!("{HANDLES_OPEN_MAX} handles are open: close or free some first"),
+        ));
+    }
+    let ptr = Box::into_raw(Box::new(value));
+    let entry = ptr as usize | kind as usize;
+    for slot in probe(ptr as usize) {
+        let seen = slot.load(Ordering::Relaxed);
+        if (seen == SLOT_EMPTY || seen == SLOT_FREED)
+            && slot
+                .compare_exchange(seen, entry, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(ptr);
+        }
+    }
+    unreachable!("the handle table has a free slot: at most half of it is in use")
+}
+
+/// Checks that `addr` is a live handle of `kind`.
+fn check_live(addr: usize, kind: HandleKind) -> Result<&'static AtomicUsize, FfiError> {
+    match find_handle(addr) {
+        Some((slot, k)) if k == kind => Ok(slot),
+        Some((_, k)) => Err(FfiError::invalid(format!(
+            "not a {} handle (it is a {} handle)",
+            kind.name(),
+            k.name()
+        ))),
+        None => Err(FfiError::new(
+            VIGIL_E_CLOSED,
+            format!("{} handle is closed", kind.name()),
+        )),
+    }
+}
+
+/// Borrows a live handle of `kind`.
+unsafe fn handle_ref<'a, T>(ptr: *const T, kind: HandleKind) -> Result<&'a T, FfiError> {
+    non_null(ptr, kind.name())?;
+    check_live(ptr as usize, kind)?;
+    // SAFETY: registered handles point to live boxes of their kind (removed before freeing).
+    Ok(unsafe { &*ptr })
+}
+
+/// Unregisters and frees a handle of `kind`; NULL is a no-op.
+unsafe fn close_handle<T>(ptr: *mut T, kind: HandleKind) -> Result<(), FfiError> {
+    if ptr.is_null() {
+        return Ok(());
+    }
+    let slot = check_live(ptr as usize, kind)?;
+    let entry = ptr as usize | kind as usize;
+    if slot
+        .compare_exchange(entry, SLOT_FREED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(FfiError::new(
+            VIGIL_E_CLOSED,
+            format!("{} handle is closed", kind.name()),
+        ));
+    }
+    HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
+    // SAFETY: this call unregistered it as `kind`, so it came from open_handle::<T> and no
+    // other close can free it.
+    drop(unsafe { Box::from_raw(ptr) });
+    Ok(())
 }
 
 /// A static, human-readable description of a status code (never NULL; unknown codes get a
@@ -434,6 +383,9 @@ pub extern "C" fn vigil_strerror(status: i32) -> *const c_char {
         6 => c"not available yet",
         7 => c"buffer too small",
         8 => c"internal error",
+        9 => c"end of the log",
+        10 => c"the write-ahead log is corrupt",
+        11 => c"a fixed limit was reached",
         _ => c"unknown vigil status code",
     };
     text.as_ptr()
@@ -482,8 +434,72 @@ mod tests {
         for code in -1..20 {
             assert!(!vigil_strerror(code).is_null());
         }
-        let ok = unsafe { CStr::from_ptr(vigil_strerror(0)) };
-        let closed = unsafe { CStr::from_ptr(vigil_strerror(3)) };
-        assert_ne!(ok, closed);
+        let texts: Vec<&CStr> = (0..=VIGIL_E_LIMIT as i32)
+            .map(|c| unsafe { CStr::from_ptr(vigil_strerror(c)) })
+            .collect();
+        let unknown = unsafe { CStr::from_ptr(vigil_strerror(VIGIL_E_LIMIT as i32 + 1)) };
+        for (i, t) in texts.iter().enumerate() {
+            assert_ne!(*t, unknown, "code {i} has no text");
+            assert!(!texts[..i].contains(t), "code {i} repeats a text");
+        }
+    }
+
+    #[test]
+    fn a_handle_is_refused_as_another_kind_and_after_it_is_closed() {
+        let ptr = open_handle(7u32, HandleKind::Job).ok().unwrap();
+        let as_reader = unsafe { handle_ref(ptr.cast_const(), HandleKind::WalReader) };
+        assert_eq!(as_reader.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
+        assert_eq!(
+            *unsafe { handle_ref(ptr.cast_const(), HandleKind::Job) }
+                .ok()
+                .unwrap(),
+            7
+        );
+        let wrong_close = unsafe { close_handle(ptr, HandleKind::Runtime) };
+        assert_eq!(wrong_close.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
+        assert!(unsafe { close_handle(ptr, HandleKind::Job) }.is_ok());
+        let again = unsafe { close_handle(ptr, HandleKind::Job) };
+        assert_eq!(again.err().unwrap().status, VIGIL_E_CLOSED);
+        assert!(unsafe { close_handle(std::ptr::null_mut::<u32>(), HandleKind::Job) }.is_ok());
+    }
+
+    #[test]
+    fn the_registry_finds_every_live_handle_through_churn() {
+        let mut live: Vec<*mut u64> = Vec::new();
+        for round in 0..20u64 {
+            live.extend(
+                (0..500).map(|i| open_handle(round * 1000 + i, HandleKind::Job).ok().unwrap()),
+            );
+            // Close every other one: freed slots are reused by later rounds.
+            let (close, keep): (Vec<_>, Vec<_>) =
+                live.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            for (_, &p) in &close {
+                assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+                assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_err());
+            }
+            live = keep.into_iter().map(|(_, &p)| p).collect();
+            for &p in &live {
+                assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_ok());
+            }
+        }
+        for p in live {
+            assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+        }
+    }
+
+    #[test]
+    fn copy_out_reports_the_needed_size_and_copies_only_when_it_fits() {
+        let mut size = 0usize;
+        let mut small = [0u8; 2];
+        let e = unsafe { copy_out(b"abc", small.as_mut_ptr(), small.len(), &mut size) };
+        assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
+        assert_eq!((size, small), (3, [0, 0]));
+        let mut big = [0u8; 4];
+        assert!(unsafe { copy_out(b"abc", big.as_mut_ptr(), big.len(), &mut size) }.is_ok());
+        assert_eq!(&big[..3], b"abc");
+        let e = unsafe { copy_out(b"x", std::ptr::null_mut(), 8, &mut size) };
+        assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
+        assert!(unsafe { copy_out(b"", std::ptr::null_mut(), 0, &mut size) }.is_ok());
+        assert_eq!(size, 0);
     }
 }
