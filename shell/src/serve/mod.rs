@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -106,6 +106,9 @@ pub struct Server {
     /// `run` requests admitted and not yet answered (running or queued).
     pub jobs_admitted: AtomicUsize,
     pub stats: ServerStats,
+    /// The latest sample's JSON text and its sequence number: a sample changes once per
+    /// interval, and `telemetry.sample` is asked far more often than that.
+    pub sample_text: Mutex<(u64, Arc<str>)>,
 }
 
 pub fn run(cli: &Cli, args: ServeArgs) -> ExitCode {
@@ -165,6 +168,7 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
         connections: AtomicUsize::new(0),
         jobs_admitted: AtomicUsize::new(0),
         stats: ServerStats::default(),
+        sample_text: Mutex::new((0, Arc::from(""))),
     });
     let (wake_read, wake_write) = wake_pipe().map_err(|e| format!("pipe: {e}"))?;
     let signal_thread = spawn_signal_thread(signals, server.clone(), wake_write)?;
@@ -387,15 +391,56 @@ pub fn handle_line(server: &Server, line: &[u8]) -> Option<String> {
     if let Some(i) = METHODS.iter().position(|m| *m == request.call.method()) {
         server.stats.requests[i].fetch_add(1, Ordering::Relaxed);
     }
-    let outcome = dispatch(server, request.call);
+    let outcome = match request.call {
+        Call::TelemetrySample => latest_sample_text(server).map(Answer::Text),
+        call => dispatch(server, call).map(Answer::Value),
+    };
     let id = request.id?;
     Some(match outcome {
-        Ok(result) => response(&id, &result),
+        Ok(Answer::Value(result)) => response(&id, &result),
+        // The cached text is a serialized JSON object: splice it in as the result.
+        Ok(Answer::Text(text)) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{text}}}"),
         Err(error) => {
             server.stats.request_errors.fetch_add(1, Ordering::Relaxed);
             error_response(&id, &error)
         }
     })
+}
+
+/// A result: a value, or JSON text already serialized.
+enum Answer {
+    Value(Value),
+    Text(Arc<str>),
+}
+
+/// The latest sample as JSON text, serialized once per sample.
+fn latest_sample_text(server: &Server) -> Result<Arc<str>, RpcError> {
+    let rt = &server.runtime;
+    let no_sample = || {
+        RpcError::new(
+            code::RUNTIME_ERROR,
+            format!(
+                "no telemetry sample yet{}",
+                rt.telemetry()
+                    .last_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        )
+    };
+    let seq = rt
+        .telemetry()
+        .with_latest(|s| s.map(|s| s.seq))
+        .ok_or_else(no_sample)?;
+    let mut cache = server.sample_text.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.0 != seq || cache.1.is_empty() {
+        let (seq, text) = rt
+            .telemetry()
+            .with_latest(|s| s.map(|s| (s.seq, sample_json(s).to_string())))
+            .ok_or_else(no_sample)?;
+        *cache = (seq, Arc::from(text));
+    }
+    Ok(cache.1.clone())
 }
 
 fn runtime_error(e: RuntimeError) -> RpcError {
@@ -416,18 +461,9 @@ fn dispatch(server: &Server, call: Call) -> Result<Value, RpcError> {
     let rt = &server.runtime;
     match call {
         Call::Health => Ok(health(server)),
-        Call::TelemetrySample => rt.telemetry().with_latest(|s| match s {
-            Some(s) => Ok(sample_json(s)),
-            None => Err(RpcError::new(
-                code::RUNTIME_ERROR,
-                format!(
-                    "no telemetry sample yet{}",
-                    rt.telemetry()
-                        .last_error()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ),
-            )),
+        Call::TelemetrySample => latest_sample_text(server).and_then(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
         }),
         Call::TelemetryHistory { since_seq, max } => {
             let mut samples = match since_seq {
