@@ -794,3 +794,28 @@ fn metrics_parse_as_prometheus_exposition_and_move_with_work() {
         .map(|(_, v)| v.as_f64().unwrap());
     assert_eq!(runs, Some(2.0));
 }
+
+#[test]
+fn completions_are_generated_for_the_common_shells() {
+    for (shell, marker) in [
+        ("bash", "_vigil()"),
+        ("zsh", "#compdef vigil"),
+        ("fish", "complete -c vigil"),
+    ] {
+        let out = Command::new(vigil_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains(marker),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+        assert!(
+            text.contains("serve") && text.contains("call"),
+            "{shell} knows the subcommands"
+        );
+    }
+}

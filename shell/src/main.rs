@@ -16,7 +16,19 @@ mod wal_cmd;
 
 /// vigil: a capability runtime for agents and automation on persistent Linux machines.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about, long_about = None)]
+#[command(
+    name = "vigil",
+    version,
+    about = "A capability runtime for agents and automation: isolated jobs under kernel-enforced \
+             limits, recorded in a crash-safe log with machine telemetry.",
+    after_help = "Examples:
+  vigil run shell --args '{\"cmd\": \"uname -a\"}' --timeout 5s
+  vigil telemetry --watch
+  vigil serve --socket /run/vigil/vigil.sock --metrics 9477
+  vigil call jobs.list --socket /run/vigil/vigil.sock
+  vigil jobs --status failed
+  vigil wal verify"
+)]
 pub struct Cli {
     /// Where vigil keeps its WAL and state.
     #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
@@ -47,6 +59,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Send one JSON-RPC request to a running server and print the result.
     Call(call_cmd::CallArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example: vigil completions bash > /etc/bash_completion.d/vigil
+    Completions { shell: clap_complete::Shell },
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
@@ -79,5 +95,10 @@ fn main() -> ExitCode {
         Command::Wal(args) => wal_cmd::run(&cli, args),
         Command::Call(args) => call_cmd::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args.clone()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "vigil", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -17,7 +17,7 @@ use vigil_core::wal::log::{scan_log, LogScan, SegmentState, Wal, WalOptions};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{kind as record_kind, Decoded, Record};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
-use vigil_core::wal::storage::FsStore;
+use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
@@ -166,22 +166,85 @@ fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
     let store = FsStore::open_reader(dir).map_err(|e| e.to_string())?;
     let mut kinds = std::collections::BTreeMap::new();
     let mut malformed = Vec::new();
-    let scan = scan_log(&store, mode, &mut |_, _, frame| match Record::decode(
-        frame.kind,
-        frame.payload,
-    ) {
-        Ok(Decoded::Record(record)) => {
-            *kinds.entry(record.kind_name().to_string()).or_insert(0) += 1
+    let segments = store.list().map_err(|e| e.to_string())?.len();
+    let mut progress = Progress::new(segments);
+    let scan = scan_log(&store, mode, &mut |seq, offset, frame| {
+        progress.at(seq, offset);
+        match Record::decode(frame.kind, frame.payload) {
+            Ok(Decoded::Record(record)) => {
+                *kinds.entry(record.kind_name().to_string()).or_insert(0) += 1
+            }
+            Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
+            Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
         }
-        Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
-        Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
     })
     .map_err(|e| e.to_string())?;
+    progress.done();
     Ok(Census {
         scan,
         kinds,
         malformed,
     })
+}
+
+/// A one-line progress display on stderr while a long scan runs, shown only on a terminal
+/// and only once the scan has taken a moment (a small log prints nothing).
+struct Progress {
+    segments: usize,
+    segments_seen: usize,
+    last_seq: Option<u64>,
+    started: std::time::Instant,
+    last_draw: Option<std::time::Instant>,
+    enabled: bool,
+}
+
+/// Scans shorter than this show no progress.
+const PROGRESS_DELAY: Duration = Duration::from_millis(500);
+/// Time between redraws.
+const PROGRESS_REDRAW: Duration = Duration::from_millis(100);
+
+impl Progress {
+    fn new(segments: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            segments,
+            segments_seen: 0,
+            last_seq: None,
+            started: std::time::Instant::now(),
+            last_draw: None,
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn at(&mut self, seq: u64, offset: usize) {
+        if self.last_seq != Some(seq) {
+            self.last_seq = Some(seq);
+            self.segments_seen += 1;
+        }
+        if !self.enabled || self.started.elapsed() < PROGRESS_DELAY {
+            return;
+        }
+        if self
+            .last_draw
+            .is_some_and(|t| t.elapsed() < PROGRESS_REDRAW)
+        {
+            return;
+        }
+        self.last_draw = Some(std::time::Instant::now());
+        eprint!(
+            "\r\x1b[Kscanning segment {}/{} (seq {seq}, offset {} KiB), {:.1} s",
+            self.segments_seen,
+            self.segments,
+            offset / 1024,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn done(&self) {
+        if self.last_draw.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 fn fault_json(scan: &LogScan) -> Value {
