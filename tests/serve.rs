@@ -819,3 +819,32 @@ fn completions_are_generated_for_the_common_shells() {
         );
     }
 }
+
+#[test]
+fn the_example_systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/vigil.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/vigil "));
+    // Verified with the binary this test built in place of the installed one.
+    let unit = unit.replace(
+        "ExecStart=/usr/local/bin/vigil ",
+        &format!("ExecStart={} ", vigil_bin().display()),
+    );
+    let dir = TempDir::new("unit");
+    let path = dir.path().join("vigil.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
