@@ -343,3 +343,94 @@ fn a_runtime_killed_mid_job_leaves_an_interrupted_job_and_nothing_running() {
         kill_mid_job_then_recover(mode);
     }
 }
+
+#[test]
+fn a_secret_across_the_output_cut_and_over_long_arguments_are_logged_safely() {
+    let dir = TempDir::new("rt-secret-cut");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    // 65 531 bytes of padding put the secret across the 64 KiB cut of the logged output.
+    let mut req = shell(
+        "head -c 65531 /dev/zero | tr '\\0' x; echo $API_TOKEN",
+        dir.path(),
+    );
+    req.args = json!({
+        "cmd": "head -c 65531 /dev/zero | tr '\\0' x; echo $API_TOKEN",
+        "env": {"API_TOKEN": "hunter2-secret"},
+        "stdin": "y".repeat(70_000),
+    });
+    let out = rt.run(&req).unwrap();
+    assert_eq!(
+        out.result.status.as_str(),
+        "completed",
+        "{:?}",
+        out.result.error
+    );
+    let detail = rt.job_detail(out.job_id).unwrap();
+    assert_eq!(detail["args"]["args_truncated"], true, "{}", detail["args"]);
+    assert!(detail["args"]["bytes"].as_u64().unwrap() > 70_000);
+    drop(rt);
+    for entry in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            memchr::memmem::find(&bytes, b"hunte").is_none(),
+            "no piece of the secret at the cut"
+        );
+    }
+}
+
+#[test]
+fn a_queued_job_cancels_at_once_and_sessions_created_at_once_are_distinct() {
+    let dir = TempDir::new("rt-queue-cancel");
+    let mut o = options(dir.path());
+    o.concurrent_jobs_max = 1;
+    let rt = std::sync::Arc::new(Runtime::open(o).unwrap());
+    let spawn = |cmd: &'static str| {
+        let rt = rt.clone();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || rt.run(&shell(cmd, &root)).unwrap())
+    };
+    let holder = spawn("sleep 3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.jobs_running() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let queued = spawn("true");
+    while rt.active_jobs().len() < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let queued_id = rt.active_jobs()[1];
+    let asked = Instant::now();
+    rt.cancel(queued_id, "cancelled by test").unwrap();
+    let out = queued.join().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "did not wait for the slot: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(out.result.status.as_str(), "rejected");
+    assert!(out.result.error.unwrap().contains("before it started"));
+    assert_eq!(holder.join().unwrap().result.status.as_str(), "completed");
+
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..20)
+                        .map(|_| rt.create_session(&json!({})).unwrap().session)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 160);
+    assert_eq!(rt.sessions().len(), 160);
+}

@@ -170,11 +170,18 @@ pub struct Request {
 pub struct Rejection {
     pub id: Value,
     pub error: RpcError,
+    /// The request was a readable notification (no `id`): the spec forbids answering it, even
+    /// with an error.
+    pub notification: bool,
 }
 
 /// Parses one request line (without its newline).
 pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
-    let reject = |id: Value, error: RpcError| Rejection { id, error };
+    let reject = |id: Value, error: RpcError| Rejection {
+        id,
+        error,
+        notification: false,
+    };
     if line.len() > REQUEST_BYTES_MAX {
         return Err(reject(
             Value::Null,
@@ -245,7 +252,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
     }
     match parse_call(&method, params) {
         Ok(call) => Ok(Request { id, call }),
-        Err(error) => Err(reject(answer_id, error)),
+        Err(error) => Err(Rejection {
+            notification: id.is_none(),
+            id: answer_id,
+            error,
+        }),
     }
 }
 
@@ -537,6 +548,22 @@ mod tests {
     fn a_request_without_id_is_a_notification() {
         let r = call(r#"{"jsonrpc":"2.0","method":"health"}"#).unwrap();
         assert_eq!(r.id, None);
+        let bad = call(r#"{"jsonrpc":"2.0","method":"nope"}"#).unwrap_err();
+        assert!(
+            bad.notification,
+            "an erroneous notification is not answered either"
+        );
+        let bad = call(r#"{"jsonrpc":"2.0","method":"jobs.get","params":{}}"#).unwrap_err();
+        assert!(bad.notification);
+        assert!(
+            !call(r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#)
+                .unwrap_err()
+                .notification
+        );
+        assert!(
+            !call("{bad").unwrap_err().notification,
+            "unreadable: answered, id null"
+        );
         let r = call(r#"{"jsonrpc":"2.0","id":null,"method":"health"}"#).unwrap();
         assert_eq!(r.id, Some(Value::Null));
     }

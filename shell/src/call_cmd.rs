@@ -56,21 +56,35 @@ pub fn call(
 ) -> Result<Answer, String> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket).map_err(|e| format!("{shown}: connect: {e}"))?;
+    // Requests carry arguments (and may carry secrets): only a server run by this user or
+    // root gets them.
+    let (uid, pid) = crate::serve::peer_credentials(&stream)
+        .map_err(|e| format!("{shown}: SO_PEERCRED: {e}"))?;
+    // SAFETY: geteuid has no failure mode.
+    let me = unsafe { libc::geteuid() };
+    if uid != me && uid != 0 {
+        return Err(format!(
+            "{shown}: the server (pid {pid}) runs as uid {uid}, not this user ({me}) or root; \
+             not sending it the request"
+        ));
+    }
     stream
         .set_read_timeout(timeout)
         .map_err(|e| format!("{shown}: {e}"))?;
     let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut line = request.to_string();
     line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("{shown}: sending the request: {e}"))?;
+    let sent = stream.write_all(line.as_bytes());
+    // A server that refuses the connection says why and closes it, possibly before the
+    // request is sent: its answer is still there to read.
     let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("{shown}: reading the answer: {e}"))?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
     if answer.is_empty() {
-        return Err(format!("{shown}: the server closed the connection"));
+        return Err(match (sent, read) {
+            (Err(e), _) => format!("{shown}: sending the request: {e}"),
+            (_, Err(e)) => format!("{shown}: reading the answer: {e}"),
+            _ => format!("{shown}: the server closed the connection"),
+        });
     }
     let v: Value = serde_json::from_str(&answer)
         .map_err(|e| format!("{shown}: the answer is not JSON: {e}"))?;

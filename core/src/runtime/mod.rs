@@ -353,13 +353,24 @@ struct JobSlots {
 }
 
 impl JobSlots {
-    fn acquire(&self) -> SlotGuard<'_> {
+    /// Waits for a free slot; `None` when `cancelled` turns true first.
+    fn acquire(&self, cancelled: impl Fn() -> bool) -> Option<SlotGuard<'_>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         while *running >= self.max {
+            if cancelled() {
+                return None;
+            }
             running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
         }
         *running += 1;
-        SlotGuard(self)
+        Some(SlotGuard(self))
+    }
+
+    /// Wakes every waiter to look at its cancellation again. Taken under the slot lock, so a
+    /// waiter that has just found itself not cancelled is already waiting.
+    fn wake_waiters(&self) {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.freed.notify_all();
     }
 }
 
@@ -403,6 +414,7 @@ pub struct Runtime {
     /// why (written as the job's error).
     running: Mutex<BTreeMap<u64, RunningJob>>,
     metrics: JobMetrics,
+    sessions_created: AtomicU64,
 }
 
 struct RunningJob {
@@ -534,8 +546,39 @@ pub fn redact_args(args: &Value, secrets: &mut Vec<String>) -> Value {
 
 /// The head of `bytes`, at most [`RECORD_OUTPUT_BYTES_MAX`], with every secret value replaced.
 fn redact_output(bytes: &[u8], secrets: &[String]) -> (Vec<u8>, bool) {
-    let cut = bytes.len() > RECORD_OUTPUT_BYTES_MAX;
-    let mut out = bytes[..bytes.len().min(RECORD_OUTPUT_BYTES_MAX)].to_vec();
+    let mut out = scrub(bytes, secrets);
+    // Scrubbed first, cut second: a secret across the cut would otherwise leave its head.
+    let cut = out.len() > RECORD_OUTPUT_BYTES_MAX;
+    out.truncate(RECORD_OUTPUT_BYTES_MAX);
+    (out, cut)
+}
+
+/// Logged arguments longer than this are replaced by a placeholder holding their head.
+const RECORD_ARGS_BYTES_MAX: usize = 64 * 1024;
+/// Bytes of over-long arguments kept in the placeholder.
+const RECORD_ARGS_HEAD_BYTES: usize = 4 * 1024;
+
+/// Arguments as logged: the (redacted) JSON text when it fits, else a valid JSON placeholder
+/// that says so and keeps the head, so the record is always JSON and always fits.
+fn bounded_args_json(args_json: String) -> String {
+    if args_json.len() <= RECORD_ARGS_BYTES_MAX {
+        return args_json;
+    }
+    let mut head = RECORD_ARGS_HEAD_BYTES;
+    while !args_json.is_char_boundary(head) {
+        head -= 1;
+    }
+    json!({
+        "args_truncated": true,
+        "bytes": args_json.len(),
+        "head": &args_json[..head],
+    })
+    .to_string()
+}
+
+/// `bytes` with every secret value replaced by the redaction marker.
+fn scrub(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
     for secret in secrets {
         let needle = secret.as_bytes();
         let mut i = 0;
@@ -545,7 +588,7 @@ fn redact_output(bytes: &[u8], secrets: &[String]) -> (Vec<u8>, bool) {
             i = start + REDACTED.len();
         }
     }
-    (out, cut)
+    out
 }
 
 fn wal_limits(l: &Limits) -> JobLimits {
@@ -638,6 +681,7 @@ impl Runtime {
             recovery,
             running: Mutex::new(BTreeMap::new()),
             metrics: JobMetrics::default(),
+            sessions_created: AtomicU64::new(0),
         })
     }
 
@@ -702,8 +746,8 @@ impl Runtime {
         let args_logged = redact_args(&req.args, &mut secrets).to_string();
         // A secret may also appear inside other arguments (a command line that uses it).
         let args_logged =
-            String::from_utf8_lossy(&redact_output(args_logged.as_bytes(), &secrets).0)
-                .into_owned();
+            String::from_utf8_lossy(&scrub(args_logged.as_bytes(), &secrets)).into_owned();
+        let args_logged = bounded_args_json(args_logged);
 
         if req.dry_run {
             let report = match self.registry.get(&req.capability) {
@@ -761,10 +805,13 @@ impl Runtime {
         }
 
         let _running = self.register_running(job_id, &cancel);
-        let _slot = self.slots.acquire();
+        let slot = self.slots.acquire(|| cancel.is_cancelled());
         if let Some(reason) = self.cancelled_because(job_id) {
             return reject(format!("{reason} before it started"));
         }
+        let Some(_slot) = slot else {
+            return reject("cancelled before it started".into());
+        };
         let root = req.root.to_string_lossy();
         self.record_durable(&Record::JobStarted(JobStarted {
             job_id,
@@ -856,12 +903,16 @@ impl Runtime {
     /// Cancels a job that is running or waiting for a slot: every process of it is killed and
     /// it ends `interrupted` (or `rejected`, if it had not started), with `reason` as its error.
     pub fn cancel(&self, job_id: u64, reason: &str) -> Result<CancelOutcome, RuntimeError> {
-        if let Some(job) = self.running().get_mut(&job_id) {
+        let mut running = self.running();
+        if let Some(job) = running.get_mut(&job_id) {
             job.cancelled_because
                 .get_or_insert_with(|| reason.to_string());
             job.cancel.cancel();
+            drop(running);
+            self.slots.wake_waiters();
             return Ok(CancelOutcome::Cancelled);
         }
+        drop(running);
         match self.job(job_id) {
             Some(_) => Ok(CancelOutcome::AlreadyEnded),
             None => Err(RuntimeError::JobNotFound(job_id)),
@@ -876,7 +927,10 @@ impl Runtime {
                 .get_or_insert_with(|| reason.to_string());
             job.cancel.cancel();
         }
-        running.len()
+        let n = running.len();
+        drop(running);
+        self.slots.wake_waiters();
+        n
     }
 
     /// Ids of jobs admitted and not yet ended (running or waiting for a slot), oldest first.
@@ -951,7 +1005,9 @@ impl Runtime {
 
     /// Opens a session; `meta` is free-form JSON kept with it.
     pub fn create_session(&self, meta: &Value) -> Result<SessionSummary, RuntimeError> {
-        let id = format!("s{:x}-{:x}", unix_ms(), self.wal.last_lsn() + 1);
+        // Unique within this process by the counter, across instances by time and position.
+        let n = self.sessions_created.fetch_add(1, Ordering::Relaxed);
+        let id = format!("s{:x}-{:x}-{n:x}", unix_ms(), self.wal.last_lsn() + 1);
         debug_assert!(id.len() <= SESSION_ID_BYTES_MAX);
         let meta_json = meta.to_string();
         self.record_durable(&Record::SessionCreated(SessionCreated {

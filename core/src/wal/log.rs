@@ -678,6 +678,13 @@ impl Wal {
         self.shared.checkpoint()
     }
 
+    /// Makes everything durable and writes a checkpoint, as [`Wal::close`] does, without
+    /// giving up the log: for a server that shuts down while other threads may still hold it.
+    /// Appends after it are allowed (and make it an ordinary frame in the middle).
+    pub fn checkpoint(&self) -> Result<(), WalError> {
+        self.shared.checkpoint()
+    }
+
     /// Lets go of the log as a killed process would: no final sync, no checkpoint. For crash
     /// tests; what was not synced may or may not survive, exactly as after a real crash.
     pub fn abandon(self) {

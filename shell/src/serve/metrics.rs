@@ -34,8 +34,12 @@ pub fn serve(listener: TcpListener, server: &Server) {
         if server.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        if let Ok(stream) = stream {
-            let _ = answer(stream, server);
+        match stream {
+            Ok(stream) => {
+                let _ = answer(stream, server);
+            }
+            // EMFILE and friends: back off instead of spinning.
+            Err(_) => std::thread::sleep(HTTP_IO_TIMEOUT / 50),
         }
     }
 }
@@ -45,7 +49,14 @@ fn answer(mut stream: TcpStream, server: &Server) -> std::io::Result<()> {
     stream.set_write_timeout(Some(HTTP_IO_TIMEOUT))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
+    // One deadline for the whole request: a scraper trickling bytes cannot hold the endpoint.
+    let deadline = std::time::Instant::now() + HTTP_IO_TIMEOUT;
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;

@@ -33,14 +33,19 @@ use crate::{default_data_dir, Cli};
 mod metrics;
 mod socket;
 
-use socket::{peer_allowed, peer_credentials, BoundSocket};
+pub use socket::peer_credentials;
+use socket::{peer_allowed, BoundSocket};
 
 /// How often blocked threads look at the shutdown flag and their deadlines.
 const TICK: Duration = Duration::from_millis(200);
 /// Bytes read from a connection at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// How long shutdown waits for connections to write their last responses after jobs ended.
+/// How long shutdown waits, after the grace period, for cancelled jobs to end and connections
+/// to write their last answers.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// An `events.read` answer stops adding records past this many bytes of JSON (the cursor
+/// says where to go on), so one request cannot make the server build a huge answer.
+const EVENTS_BATCH_BYTES_MAX: usize = 4 << 20;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -153,7 +158,7 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
             recovery.interrupted
         );
     }
-    let bound = BoundSocket::bind(&socket_path)?;
+    let mut bound = BoundSocket::bind(&socket_path)?;
     let metrics_listener = match &args.metrics {
         Some(addr) => Some(metrics::bind(addr)?),
         None => None,
@@ -190,6 +195,8 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
     );
 
     accept_loop(&server, &bound, &wake_read);
+    // New clients are refused from here on instead of queueing on a listener nobody accepts.
+    bound.close_listener();
     let signal = signal_thread.join().unwrap_or(0);
     shut_down(&server, signal);
     bound.remove();
@@ -200,7 +207,7 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
 fn accept_loop(server: &Arc<Server>, bound: &BoundSocket, wake: &OwnedFd) {
     let mut fds = [
         libc::pollfd {
-            fd: bound.listener.as_raw_fd(),
+            fd: bound.listener_fd(),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -219,7 +226,7 @@ fn accept_loop(server: &Arc<Server>, bound: &BoundSocket, wake: &OwnedFd) {
         if fds[0].revents == 0 {
             continue;
         }
-        match bound.listener.accept() {
+        match bound.accept() {
             Ok((stream, _)) => admit(server, stream),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -316,7 +323,12 @@ fn connection(server: &Server, mut stream: UnixStream) {
             }
             Err(_) => return,
         };
+        // Deadlines hold however the bytes trickle in: a line must be complete within the
+        // I/O timeout of its first byte (a skipped oversized line too).
         last_activity = Instant::now();
+        if line_started.is_some_and(|t| last_activity - t > server.args.io_timeout) {
+            return;
+        }
         let mut data = &chunk[..n];
         while !data.is_empty() {
             let newline = data.iter().position(|&b| b == b'\n');
@@ -327,7 +339,10 @@ fn connection(server: &Server, mut stream: UnixStream) {
                         line_started = None;
                         data = &data[i + 1..];
                     }
-                    None => data = &[],
+                    None => {
+                        line_started.get_or_insert_with(Instant::now);
+                        data = &[];
+                    }
                 }
                 continue;
             }
@@ -337,6 +352,7 @@ fn connection(server: &Server, mut stream: UnixStream) {
                 if pending.len() > REQUEST_BYTES_MAX {
                     pending = Vec::new();
                     discarding = true;
+                    line_started = Some(Instant::now());
                     let error = RpcError::new(
                         code::REQUEST_TOO_LARGE,
                         format!("request line is over {REQUEST_BYTES_MAX} bytes; skipped"),
@@ -385,6 +401,10 @@ pub fn handle_line(server: &Server, line: &[u8]) -> Option<String> {
         Ok(r) => r,
         Err(rejection) => {
             server.stats.request_errors.fetch_add(1, Ordering::Relaxed);
+            // A notification is never answered, not even with an error.
+            if rejection.notification {
+                return None;
+            }
             return Some(error_response(&rejection.id, &rejection.error));
         }
     };
@@ -579,10 +599,23 @@ fn events_read(server: &Server, cursor: u64, max: usize, wait_ms: u64) -> Result
     let mut reader = wal.reader(cursor);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let mut events = Vec::new();
+    let mut bytes = 0usize;
     loop {
-        reader
-            .read_batch(max, &mut |frame| events.push(event_json(&frame)))
-            .map_err(|e| RpcError::new(code::RUNTIME_ERROR, e.to_string()))?;
+        // One record at a time, so the batch stops at its byte budget as well as its count.
+        while events.len() < max && bytes < EVENTS_BATCH_BYTES_MAX {
+            let mut got = false;
+            reader
+                .read_batch(1, &mut |frame| {
+                    let event = event_json(&frame);
+                    bytes += event.to_string().len();
+                    events.push(event);
+                    got = true;
+                })
+                .map_err(|e| RpcError::new(code::RUNTIME_ERROR, e.to_string()))?;
+            if !got {
+                break;
+            }
+        }
         let now = Instant::now();
         if !events.is_empty() || now >= deadline || server.shutting_down.load(Ordering::Acquire) {
             break;
@@ -654,31 +687,36 @@ fn signal_name(signal: i32) -> &'static str {
 fn shut_down(server: &Server, signal: i32) {
     let rt = &server.runtime;
     let name = signal_name(signal);
-    let active = rt.active_jobs();
+    let admitted = || server.jobs_admitted.load(Ordering::Acquire);
     eprintln!(
         "vigil serve: {name}: no new connections; {} job(s) running or queued, grace {:?}",
-        active.len(),
+        admitted(),
         server.args.grace
     );
+    // Admission counts a job from before the runtime knows it, so a request that raced the
+    // signal is waited for (and cancelled) too.
     let deadline = Instant::now() + server.args.grace;
-    while !rt.active_jobs().is_empty() && Instant::now() < deadline {
+    while admitted() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = rt.active_jobs();
-    if !left.is_empty() {
-        let reason = format!("vigil serve stopped ({name}) before the job ended");
-        let n = rt.cancel_all(&reason);
-        eprintln!("vigil serve: grace period over; cancelled {n} job(s): {left:?}");
-    }
-    let drain_deadline = Instant::now() + server.args.grace + DRAIN_WAIT;
-    while (server.connections.load(Ordering::Acquire) > 0
-        || server.jobs_admitted.load(Ordering::Acquire) > 0)
+    let reason = format!("vigil serve stopped ({name}) before the job ended");
+    let drain_deadline = Instant::now() + DRAIN_WAIT;
+    let mut cancelled = 0;
+    while (admitted() > 0 || server.connections.load(Ordering::Acquire) > 0)
         && Instant::now() < drain_deadline
     {
+        // Repeated: a job that registers after one pass is caught by the next.
+        cancelled += rt.cancel_all(&reason);
         std::thread::sleep(Duration::from_millis(20));
     }
-    match rt.wal().sync_all() {
-        Ok(lsn) => eprintln!("vigil serve: log durable through LSN {lsn}"),
+    if cancelled > 0 {
+        eprintln!("vigil serve: grace period over; cancelled the jobs still running");
+    }
+    match rt.wal().checkpoint() {
+        Ok(()) => eprintln!(
+            "vigil serve: log durable through LSN {}",
+            rt.wal().durable_lsn()
+        ),
         Err(e) => eprintln!("vigil serve: final sync of the log failed: {e}"),
     }
 }

@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// A bound listener and the identity of the file it made.
 pub struct BoundSocket {
-    pub listener: UnixListener,
+    listener: Option<UnixListener>,
     pub path: PathBuf,
     dev_ino: (u64, u64),
+    /// `<path>.lock`, flocked for the server's life: two servers starting on one path cannot
+    /// both decide the socket is stale and remove each other's.
+    _lock: std::fs::File,
 }
 
 impl BoundSocket {
@@ -19,6 +22,10 @@ impl BoundSocket {
     /// it is refused (its server is gone); a live socket or any other kind of file is an error.
     pub fn bind(path: &Path) -> Result<BoundSocket, String> {
         let shown = path.display();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let lock = lock_beside(path)?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
                 Ok(_) => return Err(format!("{shown}: a server is already listening there")),
@@ -36,9 +43,6 @@ impl BoundSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{shown}: {e}")),
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
         // The umask makes the file 0600 from the moment it exists: no window where another
         // user could connect. It is process-wide, so this runs before any thread starts work.
         // SAFETY: umask has no failure mode.
@@ -51,10 +55,30 @@ impl BoundSocket {
             .map_err(|e| format!("{shown}: chmod 0600: {e}"))?;
         let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
         Ok(BoundSocket {
-            listener,
+            listener: Some(listener),
             path: path.to_path_buf(),
             dev_ino: (meta.dev(), meta.ino()),
+            _lock: lock,
         })
+    }
+
+    /// The listening descriptor (-1 once closed).
+    pub fn listener_fd(&self) -> i32 {
+        self.listener.as_ref().map_or(-1, |l| l.as_raw_fd())
+    }
+
+    pub fn accept(&self) -> io::Result<(UnixStream, std::os::unix::net::SocketAddr)> {
+        match &self.listener {
+            Some(l) => l.accept(),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+
+    /// Stops listening: connects are refused from now on. The file stays until [`remove`].
+    ///
+    /// [`remove`]: BoundSocket::remove
+    pub fn close_listener(&mut self) {
+        self.listener = None;
     }
 
     /// Removes the socket file if it is still the one bound here (a newer server may own the
@@ -66,6 +90,31 @@ impl BoundSocket {
             }
         }
     }
+}
+
+/// Opens and flocks `<path>.lock` (created 0600), or says another server holds it.
+fn lock_beside(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "{}: a server is already listening there (its lock {} is held)",
+            path.display(),
+            lock_path.display()
+        ));
+    }
+    Ok(file)
 }
 
 /// The peer's credentials (uid, pid), as the kernel recorded them at connect time.
