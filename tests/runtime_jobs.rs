@@ -237,8 +237,9 @@ fn doctor(mode: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-/// Leaf directories of job `job_id` under every parent the mode uses.
-fn leaves_of(report: &Value, job_id: u64) -> Vec<String> {
+/// Leaf directories of job `job_id` of the instance with pid `instance_pid` under every parent
+/// the mode uses (other tests' runtimes have a job 1 too).
+fn leaves_of(report: &Value, job_id: u64, instance_pid: u32) -> Vec<String> {
     let mut parents: Vec<String> = Vec::new();
     if let Some(p) = report["cgroup"]["unified_parent"].as_str() {
         parents.push(p.into());
@@ -246,17 +247,17 @@ fn leaves_of(report: &Value, job_id: u64) -> Vec<String> {
     if let Some(v1) = report["cgroup"]["v1_parents"].as_object() {
         parents.extend(v1.values().filter_map(|p| p.as_str().map(str::to_string)));
     }
-    // Leaves are named `<data-dir token>-<job id>.<instance>`.
+    // Leaves are named `<data-dir token>-<job id>.<instance pid>-<start time>`.
     let suffix = format!("-{job_id}");
+    let instance = format!("{instance_pid}-");
     parents
         .iter()
         .filter_map(|p| std::fs::read_dir(p).ok())
         .flat_map(|d| d.flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| {
-            n.split('.')
-                .next()
-                .is_some_and(|job| job.ends_with(&suffix))
+            n.split_once('.')
+                .is_some_and(|(job, owner)| job.ends_with(&suffix) && owner.starts_with(&instance))
         })
         .collect()
 }
@@ -292,6 +293,7 @@ fn kill_mid_job_then_recover(mode: &str) {
         assert!(Instant::now() < deadline, "{mode}: job never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let instance_pid = child.id();
     child.kill().unwrap(); // SIGKILL: no cleanup code of vigil runs.
     child.wait().unwrap();
 
@@ -314,9 +316,11 @@ fn kill_mid_job_then_recover(mode: &str) {
         "{mode}: job processes survived"
     );
     assert_eq!(
-        leaves_of(&doctor(mode), 1),
+        leaves_of(&doctor(mode), 1, instance_pid),
         Vec::<String>::new(),
-        "{mode}: leaf left behind"
+        "{mode}: leaf left behind; sweep removed {:?}, failed {:?}",
+        rt.recovery().swept,
+        rt.recovery().sweep_failed
     );
     drop(rt);
     // Recovering again changes nothing.

@@ -554,9 +554,13 @@ impl CgroupLeaf {
     }
 }
 
-/// rmdir, retrying briefly on EBUSY: the last task may still be leaving the group.
+/// How long removing a leaf retries on EBUSY: killed tasks leave the group as they finish
+/// exiting, which on a loaded machine takes a while.
+const RMDIR_BUSY_WAIT_MS_MAX: u64 = 5_000;
+
+/// rmdir, retrying on EBUSY: the last task may still be leaving the group.
 fn rmdir_retry(dir: &Path) -> Result<(), ExecError> {
-    let until = Instant::now() + Duration::from_millis(500);
+    let until = Instant::now() + Duration::from_millis(RMDIR_BUSY_WAIT_MS_MAX);
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
