@@ -884,3 +884,32 @@ fn the_example_systemd_unit_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
 }
+
+#[test]
+fn events_read_stops_at_its_byte_budget_and_the_cursor_goes_on() {
+    let server = Server::start("serve-events-budget", &[]);
+    let mut c = server.conn();
+    // NUL bytes are escaped six to one in JSON: each finished record is ~390 KB of JSON.
+    for _ in 0..14 {
+        let r = result(c.call("run", shell_run("head -c 65536 /dev/zero", 10_000)));
+        assert_eq!(r["status"], "completed");
+    }
+    let mut cursor = json!(1);
+    let mut total = 0;
+    let mut batches = 0;
+    loop {
+        let line_before = Instant::now();
+        let r = result(c.call("events.read", json!({"cursor": cursor, "max": 1000})));
+        assert!(line_before.elapsed() < Duration::from_secs(20));
+        let n = r["events"].as_array().unwrap().len();
+        if n == 0 {
+            break;
+        }
+        assert!(r.to_string().len() < 5 << 20, "one answer stays near 4 MiB");
+        total += n;
+        batches += 1;
+        cursor = r["next_cursor"].clone();
+    }
+    assert_eq!(total, 28, "every record, across batches");
+    assert!(batches >= 2, "the budget split the read ({batches} batch)");
+}

@@ -411,14 +411,11 @@ pub fn handle_line(server: &Server, line: &[u8]) -> Option<String> {
     if let Some(i) = METHODS.iter().position(|m| *m == request.call.method()) {
         server.stats.requests[i].fetch_add(1, Ordering::Relaxed);
     }
-    let outcome = match request.call {
-        Call::TelemetrySample => latest_sample_text(server).map(Answer::Text),
-        call => dispatch(server, call).map(Answer::Value),
-    };
+    let outcome = dispatch(server, request.call);
     let id = request.id?;
     Some(match outcome {
         Ok(Answer::Value(result)) => response(&id, &result),
-        // The cached text is a serialized JSON object: splice it in as the result.
+        // The text is serialized JSON: splice it in as the result.
         Ok(Answer::Text(text)) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{text}}}"),
         Err(error) => {
             server.stats.request_errors.fetch_add(1, Ordering::Relaxed);
@@ -427,7 +424,8 @@ pub fn handle_line(server: &Server, line: &[u8]) -> Option<String> {
     })
 }
 
-/// A result: a value, or JSON text already serialized.
+/// A result: a value, or JSON text already serialized (a cached sample, a batch of events
+/// each serialized once).
 enum Answer {
     Value(Value),
     Text(Arc<str>),
@@ -477,14 +475,16 @@ fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 
-fn dispatch(server: &Server, call: Call) -> Result<Value, RpcError> {
+fn dispatch(server: &Server, call: Call) -> Result<Answer, RpcError> {
     let rt = &server.runtime;
-    match call {
-        Call::Health => Ok(health(server)),
-        Call::TelemetrySample => latest_sample_text(server).and_then(|text| {
-            serde_json::from_str(&text)
-                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
-        }),
+    let value = match call {
+        Call::TelemetrySample => return latest_sample_text(server).map(Answer::Text),
+        Call::EventsRead {
+            cursor,
+            max,
+            wait_ms,
+        } => return events_read(server, cursor, max, wait_ms).map(Answer::Text),
+        Call::Health => health(server),
         Call::TelemetryHistory { since_seq, max } => {
             let mut samples = match since_seq {
                 Some(seq) => rt.telemetry().since(seq),
@@ -494,35 +494,33 @@ fn dispatch(server: &Server, call: Call) -> Result<Value, RpcError> {
                 samples.drain(..samples.len() - max);
             }
             let last_seq = samples.last().map(|s| s.seq);
-            Ok(json!({
+            json!({
                 "samples": samples.iter().map(sample_json).collect::<Vec<_>>(),
                 "last_seq": last_seq,
-            }))
+            })
         }
-        Call::Run(params) => run_job(server, *params),
+        Call::Run(params) => run_job(server, *params)?,
         Call::JobsList { session, status } => {
-            to_value(rt.jobs(session.as_deref(), status.as_deref()))
+            to_value(rt.jobs(session.as_deref(), status.as_deref()))?
         }
-        Call::JobsGet { job_id } => rt.job_detail(job_id).map_err(runtime_error),
+        Call::JobsGet { job_id } => rt.job_detail(job_id).map_err(runtime_error)?,
         Call::JobsCancel { job_id } => {
             let outcome = rt
                 .cancel(job_id, "cancelled by request")
                 .map_err(runtime_error)?;
-            Ok(json!({
+            json!({
                 "job_id": job_id,
                 "cancelled": outcome == CancelOutcome::Cancelled,
                 "status": rt.job(job_id).map(|j| j.status),
-            }))
+            })
         }
-        Call::EventsRead {
-            cursor,
-            max,
-            wait_ms,
-        } => events_read(server, cursor, max, wait_ms),
-        Call::SessionsCreate { meta } => to_value(rt.create_session(&meta).map_err(runtime_error)?),
-        Call::SessionsList => to_value(rt.sessions()),
-        Call::SessionsGet { id } => to_value(rt.session(&id).map_err(runtime_error)?),
-    }
+        Call::SessionsCreate { meta } => {
+            to_value(rt.create_session(&meta).map_err(runtime_error)?)?
+        }
+        Call::SessionsList => to_value(rt.sessions())?,
+        Call::SessionsGet { id } => to_value(rt.session(&id).map_err(runtime_error)?)?,
+    };
+    Ok(Answer::Value(value))
 }
 
 fn health(server: &Server) -> Value {
@@ -594,21 +592,30 @@ fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<V
     Ok(outcome.to_json())
 }
 
-fn events_read(server: &Server, cursor: u64, max: usize, wait_ms: u64) -> Result<Value, RpcError> {
+/// `{events, next_cursor, durable_lsn}` as JSON text; each event is serialized once, both
+/// to count it against the byte budget and to answer.
+fn events_read(
+    server: &Server,
+    cursor: u64,
+    max: usize,
+    wait_ms: u64,
+) -> Result<Arc<str>, RpcError> {
     let wal = server.runtime.wal();
     let mut reader = wal.reader(cursor);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
-    let mut events = Vec::new();
-    let mut bytes = 0usize;
+    let mut events = String::from("[");
+    let mut count = 0usize;
     loop {
         // One record at a time, so the batch stops at its byte budget as well as its count.
-        while events.len() < max && bytes < EVENTS_BATCH_BYTES_MAX {
+        while count < max && events.len() < EVENTS_BATCH_BYTES_MAX {
             let mut got = false;
             reader
                 .read_batch(1, &mut |frame| {
-                    let event = event_json(&frame);
-                    bytes += event.to_string().len();
-                    events.push(event);
+                    if count > 0 {
+                        events.push(',');
+                    }
+                    events.push_str(&event_json(&frame).to_string());
+                    count += 1;
                     got = true;
                 })
                 .map_err(|e| RpcError::new(code::RUNTIME_ERROR, e.to_string()))?;
@@ -617,16 +624,17 @@ fn events_read(server: &Server, cursor: u64, max: usize, wait_ms: u64) -> Result
             }
         }
         let now = Instant::now();
-        if !events.is_empty() || now >= deadline || server.shutting_down.load(Ordering::Acquire) {
+        if count > 0 || now >= deadline || server.shutting_down.load(Ordering::Acquire) {
             break;
         }
         reader.wait((deadline - now).min(TICK));
     }
-    Ok(json!({
-        "events": events,
-        "next_cursor": reader.next_lsn(),
-        "durable_lsn": wal.durable_lsn(),
-    }))
+    events.push(']');
+    Ok(Arc::from(format!(
+        "{{\"events\":{events},\"next_cursor\":{},\"durable_lsn\":{}}}",
+        reader.next_lsn(),
+        wal.durable_lsn()
+    )))
 }
 
 /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started after it).
