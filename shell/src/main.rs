@@ -37,6 +37,13 @@ pub struct Cli {
     /// or a captured tree).
     #[arg(long, global = true, default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// Size of each new log segment (e.g. 64M; small values make a log rotate and retire
+    /// segments quickly).
+    #[arg(long, global = true, env = "VIGIL_WAL_SEGMENT_BYTES", value_parser = units::parse_size)]
+    pub wal_segment_bytes: Option<u64>,
+    /// How much log to keep: older segments are retired past this size (e.g. 4G).
+    #[arg(long, global = true, env = "VIGIL_WAL_RETAIN_BYTES", value_parser = units::parse_size)]
+    pub wal_retain_bytes: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,6 +70,18 @@ pub enum Command {
     ///
     /// For example: vigil completions bash > /etc/bash_completion.d/vigil
     Completions { shell: clap_complete::Shell },
+}
+
+/// The log options the global flags ask for.
+pub fn wal_options(cli: &Cli) -> vigil_core::wal::log::WalOptions {
+    let mut options = vigil_core::wal::log::WalOptions::default();
+    if let Some(bytes) = cli.wal_segment_bytes {
+        options.segment_bytes = bytes;
+    }
+    if let Some(bytes) = cli.wal_retain_bytes {
+        options.retention.bytes_max = Some(bytes);
+    }
+    options
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else

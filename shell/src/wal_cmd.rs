@@ -1,10 +1,12 @@
-//! `vigil wal verify|dump|stats|tail|recover`: inspect and repair the write-ahead log in
-//! `<data-dir>/wal/`.
+//! `vigil wal verify|dump|stats|tail|recover|repair`: inspect and repair the write-ahead log
+//! in `<data-dir>/wal/`.
 //!
-//! Everything but `recover` reads without the writer's lock, so it works beside a running
-//! vigil. `recover` opens the log as its writer (refused while another writer holds it) and
-//! applies the chosen recovery mode. Exit codes: 0 fine, 1 the log is corrupt (or recovery
-//! refused), 2 the command itself failed (no log, I/O error, bad arguments).
+//! Everything but `recover` and `repair` reads without the writer's lock, so it works beside a
+//! running vigil. `recover` in strict or tail mode opens the log as its writer (refused while
+//! another writer holds it); in salvage mode it only reads and says what `repair` would keep.
+//! `repair` writes a new log of every valid record and moves the damaged files aside. Exit
+//! codes: 0 fine, 1 the log is corrupt (or recovery refused), 2 the command itself failed (no
+//! log, I/O error, bad arguments).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,11 +98,20 @@ pub enum WalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Open the log as its writer and recover it: truncate a torn tail (tail), refuse on any
-    /// fault (strict), or keep everything that validates (salvage).
+    /// Open the log as its writer and recover it: truncate a torn tail (tail) or refuse on any
+    /// fault (strict). Salvage only reads: it lists every record that still validates and
+    /// what `repair` would drop, and changes nothing.
     Recover {
         #[arg(long, value_enum, default_value = "tail")]
         mode: ModeArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new log holding every record that still validates (each at its LSN; lost ones
+    /// become holes), move the damaged files aside (never deleted) and record the repair in
+    /// the new log. Refused while a writer holds the log.
+    Repair {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -120,7 +131,12 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
                 lines,
                 json,
             } => tail(&dir, *follow, *lines, *json),
+            WalCommand::Recover {
+                mode: ModeArg::Salvage,
+                json,
+            } => salvage(&dir, *json),
             WalCommand::Recover { mode, json } => recover(&dir, (*mode).into(), *json),
+            WalCommand::Repair { json } => repair(&dir, *json, cli),
         }
     } else {
         Err(format!("no WAL at {}", dir.display()))
@@ -501,6 +517,94 @@ fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, Strin
                 skip.bytes, skip.segment, skip.offset, skip.expected_lsn
             ))?;
         }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recover --mode salvage`: what a repair would keep and drop; changes nothing.
+fn salvage(dir: &Path, json: bool) -> Result<ExitCode, String> {
+    let census = census(dir, RecoveryMode::Salvage)?;
+    let scan = &census.scan;
+    let damaged = scan.fault.is_some() || !scan.skipped.is_empty();
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "ok": !damaged,
+            "mode": "salvage",
+            "records": scan.frames,
+            "last_lsn": last_lsn(scan),
+            "fault": fault_json(scan),
+            "skipped": scan.skipped.iter().map(|s| json!({
+                "segment": s.segment, "offset": s.offset, "bytes": s.bytes, "lsn": s.expected_lsn,
+            })).collect::<Vec<_>>(),
+            "changed": false,
+            "next_step": damaged.then_some("vigil wal repair"),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "salvage: {} records still validate, last LSN {}; nothing was changed",
+            scan.frames,
+            last_lsn(scan).map_or("-".to_string(), |l| l.to_string())
+        ))?;
+        if let Some(fault) = &scan.fault {
+            out.line(&format!("found: {fault}"))?;
+        }
+        for skip in &scan.skipped {
+            out.line(&format!(
+                "unreadable: {} bytes in {} at offset {} (expected LSN {})",
+                skip.bytes, skip.segment, skip.offset, skip.expected_lsn
+            ))?;
+        }
+        if damaged {
+            out.line(
+                "to continue: `vigil wal repair` writes a new log of these records and keeps \
+                 the damaged files aside",
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if damaged {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `repair`: a new log of every valid record; the damaged files kept aside.
+fn repair(dir: &Path, json: bool, cli: &Cli) -> Result<ExitCode, String> {
+    let options = crate::wal_options(cli);
+    let report = vigil_core::wal::repair::repair_dir(dir, options).map_err(|e| e.to_string())?;
+    let lost: u64 = report.holes.iter().map(|(from, to)| to - from).sum();
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "ok": true,
+            "kept_records": report.kept_records,
+            "lost_records": lost,
+            "holes": report.holes.iter().map(|(from, to)| json!({"from_lsn": from, "to_lsn": to})).collect::<Vec<_>>(),
+            "skipped": report.skipped.iter().map(|s| json!({
+                "segment": s.segment, "offset": s.offset, "bytes": s.bytes, "lsn": s.expected_lsn,
+            })).collect::<Vec<_>>(),
+            "repair_lsn": report.repair_lsn,
+            "damaged_dir": report.damaged_dir.display().to_string(),
+            "old_log_id": format!("{:032x}", report.old_log_id),
+            "new_log_id": format!("{:032x}", report.new_log_id),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "repaired: kept {} records at their LSNs, lost {lost}; the repair is recorded at LSN {}",
+            report.kept_records, report.repair_lsn
+        ))?;
+        for (from, to) in &report.holes {
+            out.line(&format!("lost: LSN {from}..{}", to - 1))?;
+        }
+        out.line(&format!(
+            "the damaged files are kept in {}",
+            report.damaged_dir.display()
+        ))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
