@@ -196,15 +196,8 @@ where
         "frames start aligned"
     );
     let mut scan = FrameScan {
-        frames: 0,
         end_offset: start,
-        next_lsn: first_lsn,
-        last_checksum: 0,
-        max_synced_lsn: 0,
-        fault: None,
-        dropped_unsynced_frames: 0,
-        skipped: heapless::Vec::new(),
-        skipped_more: 0,
+        ..empty_scan(first_lsn)
     };
     let mut pos = start;
     while pos < bytes.len() {
@@ -505,7 +498,7 @@ impl LogScanner {
     }
 }
 
-/// A frame scan that accepted nothing, expecting `lsn`.
+/// A frame scan that accepted nothing, expecting `lsn` after the segment header.
 fn empty_scan(lsn: Lsn) -> FrameScan {
     FrameScan {
         frames: 0,
