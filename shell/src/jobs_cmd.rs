@@ -97,16 +97,31 @@ pub fn list(cli: &Cli, args: &JobsArgs) -> ExitCode {
             j.lsn
         );
     }
+    if index.from_checkpoint {
+        println!(
+            "history from LSN {}: older records were retired (jobs still running then, and \
+             open sessions, are carried forward)",
+            index.history_from_lsn
+        );
+    }
     ExitCode::SUCCESS
 }
 
 pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
     let result = load(cli).and_then(|(data_dir, index)| {
-        let summary = index
-            .jobs
-            .get(&args.id)
-            .ok_or_else(|| format!("no job {} in the log", args.id))?;
-        let mut reader = Reader::open_dir(&RuntimeOptions::wal_dir(&data_dir), summary.lsn)
+        let summary = index.jobs.get(&args.id).ok_or_else(|| {
+            if index.from_checkpoint && args.id < index.next_job_id {
+                format!(
+                    "job {}'s records were retired: the log's history starts at LSN {}",
+                    args.id, index.history_from_lsn
+                )
+            } else {
+                format!("no job {} in the log", args.id)
+            }
+        })?;
+        // A running job carried by an index checkpoint may have its start retired.
+        let from = summary.lsn.max(index.history_from_lsn);
+        let mut reader = Reader::open_dir(&RuntimeOptions::wal_dir(&data_dir), from)
             .map_err(|e| e.to_string())?;
         job_detail_from(&mut reader, summary).map_err(|e| e.to_string())
     });
