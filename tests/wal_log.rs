@@ -572,7 +572,7 @@ fn a_retirement_cut_short_by_a_stop_finishes_at_the_next_open() {
     let text = std::fs::read_to_string(&identity).unwrap();
     std::fs::write(
         &identity,
-        text.replace("first-segment 1\n", "first-segment 2\n"),
+        text.replace("first-segment 1 ", "first-segment 2 "),
     )
     .unwrap();
     let wal = Wal::open(dir.path(), options(4096, SyncMethod::Fdatasync)).unwrap();
@@ -706,4 +706,35 @@ fn repair_keeps_every_valid_record_at_its_lsn_and_the_damaged_files() {
     assert_eq!(*repaired_kind, kind::REPAIRED);
     let note: serde_json::Value = serde_json::from_slice(note).unwrap();
     assert_eq!(note["holes"][0]["from_lsn"], lost[0]);
+}
+
+#[test]
+fn a_wiped_end_of_a_closed_log_is_corruption_not_a_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), options(64 * 1024, SyncMethod::Fdatasync)).unwrap();
+        for i in 0..100u64 {
+            wal.append_raw(kind::USER, &payload(i, 100)).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    // Zero the page holding the last records and the closing checkpoint: nothing after it
+    // could prove they were durable, but the identity file recorded it at close.
+    let path = dir.path().join(segment_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    let page = end / 4096 * 4096;
+    bytes[page..page + 4096].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Wal::open(dir.path(), options(64 * 1024, SyncMethod::Fdatasync)).unwrap_err();
+    let WalError::Corrupt(fault) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(fault.kind, FaultKind::Corruption);
+    assert!(fault.cause.contains("was durable"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the refused open changed nothing"
+    );
 }

@@ -530,7 +530,17 @@ impl Shared {
         }
         self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
         let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0), |_| {})?;
-        self.sync_to(lsn)
+        self.sync_to(lsn)?;
+        // Beside the segments, so that losing the end of the log (this checkpoint included)
+        // is seen as corruption, not taken for a crash before these records were written.
+        // Under the writer lock: retention rewrites the identity too, under the same lock.
+        let writer = lock(&self.writer);
+        let identity = LogIdentity {
+            log_id: writer.log_id,
+            first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
+            durable_lsn: lsn,
+        };
+        self.store.set_identity(identity).map_err(WalError::Io)
     }
 
     /// Returns when every record up to `lsn` is durable (group commit).
@@ -709,6 +719,7 @@ impl Shared {
             let identity = LogIdentity {
                 log_id: writer.log_id,
                 first_seq: following.seq,
+                durable_lsn: durable,
             };
             if self.store.set_identity(identity).is_err() || self.store.remove(oldest).is_err() {
                 break; // Retention is best effort; the log itself is unharmed.

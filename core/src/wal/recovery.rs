@@ -76,11 +76,13 @@ pub fn scan_log(
         None if seqs.is_empty() => LogIdentity {
             log_id: 0,
             first_seq: 1,
+            durable_lsn: 0,
         },
         // Salvage reads what it can: the identity the oldest readable header claims.
         None if mode == RecoveryMode::Salvage => LogIdentity {
             log_id: claimed_identity(store, &seqs),
             first_seq: seqs[0],
+            durable_lsn: 0,
         },
         None => {
             return Err(WalError::Corrupt(LogFault {
@@ -124,6 +126,9 @@ pub fn scan_log(
         let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
         scan.record(seq, &name, bytes.len(), verdict);
     }
+    if let Some(lost) = scanner.finish(identity.durable_lsn) {
+        scan.durable_lost(store, lost);
+    }
     Ok(scan)
 }
 
@@ -143,6 +148,30 @@ fn claimed_identity(store: &dyn SegmentStore, seqs: &[u64]) -> u128 {
 }
 
 impl LogScan {
+    /// The log ends before an LSN recorded as durable: whatever fault the scan found at the
+    /// end is corruption, and a clean-looking end is one too.
+    fn durable_lost(&mut self, store: &dyn SegmentStore, lost: Fault) {
+        let cause = describe_cause(lost.cause);
+        if let Some(fault) = self.fault.as_mut() {
+            fault.kind = FaultKind::Corruption;
+            fault.cause = format!("{}; {cause}", fault.cause);
+            return;
+        }
+        let (seq, offset) = self.end.map_or((0, 0), |end| (end.seq, end.offset));
+        self.fault = Some(LogFault {
+            kind: FaultKind::Corruption,
+            seq,
+            segment: if seq == 0 {
+                store.describe_identity()
+            } else {
+                store.describe(seq)
+            },
+            offset,
+            expected_lsn: lost.expected_lsn,
+            cause,
+        });
+    }
+
     /// Folds one segment's verdict into the scan of the whole log.
     fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
         let mut summary = SegmentSummary {
@@ -276,6 +305,10 @@ fn describe_cause(cause: FaultCause) -> String {
             )
         }
         FaultCause::FirstLsn { found } => format!("segment starts at LSN {found}"),
+        FaultCause::DurableLost { durable_lsn } => format!(
+            "the log ends before LSN {durable_lsn}, which was durable (recorded in the log's \
+             identity file): its end was lost"
+        ),
         FaultCause::UnusedBeforeUsed => {
             "an unwritten segment stands before this one: the log is out of order".to_string()
         }

@@ -91,6 +91,8 @@ pub enum FaultCause {
     FirstLsn { found: Lsn },
     /// An unwritten (all-zero) segment stands before segments that hold the log.
     UnusedBeforeUsed,
+    /// The log ends before an LSN recorded as durable beside it.
+    DurableLost { durable_lsn: Lsn },
 }
 
 /// The first fault found in a segment.
@@ -489,6 +491,19 @@ impl LogScanner {
             frames,
             fault: segment_fault,
         }
+    }
+
+    /// After the last segment: the log must reach `durable_lsn`, which was recorded as
+    /// durable beside the segments. A log that ends before it lost acknowledged records,
+    /// whatever the bytes at its end look like (a wiped tail leaves no frame to prove it).
+    pub fn finish(&self, durable_lsn: Lsn) -> Option<Fault> {
+        let next = self.next_lsn();
+        (next <= durable_lsn).then_some(Fault {
+            kind: FaultKind::Corruption,
+            offset: 0,
+            expected_lsn: next,
+            cause: FaultCause::DurableLost { durable_lsn },
+        })
     }
 
     fn damaged(&mut self, fault: Fault) -> SegmentVerdict {

@@ -102,6 +102,7 @@ pub(super) fn recover_writer(
         store.set_identity(LogIdentity {
             log_id: id,
             first_seq,
+            durable_lsn: 0,
         })?;
         id
     };

@@ -16,6 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::frame::Lsn;
 use super::sync::SyncEngine;
 
 /// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
@@ -114,6 +115,11 @@ pub struct LogIdentity {
     pub log_id: u128,
     /// The oldest segment the log still holds: every segment from it on must be present.
     pub first_seq: u64,
+    /// Every record up to this LSN was durable when this was written (at a clean close, and
+    /// when retention retires a segment): the log must reach it. Without it, damage that
+    /// wipes the end of a log, the frames that prove it durable included, would look like a
+    /// crash that never wrote those records.
+    pub durable_lsn: Lsn,
 }
 
 /// Name of the file that holds a log's identity.
@@ -122,25 +128,29 @@ pub const IDENTITY_FILE_NAME: &str = "IDENTITY";
 const IDENTITY_PREFIX: &str = "vigil-wal log-id ";
 /// What stands between the identity and the first retained segment.
 const FIRST_SEQ_PREFIX: &str = " first-segment ";
+/// What stands between the first retained segment and the durable LSN.
+const DURABLE_PREFIX: &str = " durable-lsn ";
 
 /// The identity file's text.
 fn identity_text(identity: LogIdentity) -> String {
     format!(
-        "{IDENTITY_PREFIX}{:032x}{FIRST_SEQ_PREFIX}{}\n",
-        identity.log_id, identity.first_seq
+        "{IDENTITY_PREFIX}{:032x}{FIRST_SEQ_PREFIX}{}{DURABLE_PREFIX}{}\n",
+        identity.log_id, identity.first_seq, identity.durable_lsn
     )
 }
 
 /// Reads an identity file's text; `None` when it is not one.
 fn parse_identity(text: &str) -> Option<LogIdentity> {
     let rest = text.strip_prefix(IDENTITY_PREFIX)?.strip_suffix('\n')?;
-    let (hex, first) = rest.split_once(FIRST_SEQ_PREFIX)?;
+    let (hex, rest) = rest.split_once(FIRST_SEQ_PREFIX)?;
+    let (first, durable) = rest.split_once(DURABLE_PREFIX)?;
     if hex.len() != 32 {
         return None;
     }
     Some(LogIdentity {
         log_id: u128::from_str_radix(hex, 16).ok()?,
         first_seq: first.parse().ok()?,
+        durable_lsn: durable.parse().ok()?,
     })
 }
 
