@@ -738,3 +738,46 @@ fn a_wiped_end_of_a_closed_log_is_corruption_not_a_tear() {
         "the refused open changed nothing"
     );
 }
+
+#[test]
+fn a_following_reader_names_damage_in_records_written_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(64 * 1024, SyncMethod::Fdatasync);
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    for i in 0..10u64 {
+        wal.append_raw(kind::USER, &payload(i, 64)).unwrap();
+    }
+    wal.sync_all().unwrap();
+    let mut follower = Reader::open_dir(dir.path(), 1).unwrap();
+    let mut seen = Vec::new();
+    while follower.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
+    assert_eq!(seen.len(), 10);
+    // More records, made durable, then one of them is damaged on disk.
+    let mut offsets = Vec::new();
+    for i in 10..20u64 {
+        wal.append_raw(kind::USER, &payload(i, 64)).unwrap();
+        offsets.push(SEGMENT_HEADER_BYTES + i as usize * (40 + 64));
+    }
+    wal.close().unwrap();
+    let path = dir.path().join(segment_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets[3] + 45] ^= 0x08; // LSN 14
+    std::fs::write(&path, &bytes).unwrap();
+    let mut more = Vec::new();
+    let err = loop {
+        match follower.read_batch(100, &mut |f| more.push(f.lsn)) {
+            Ok(0) => panic!("the follower stopped quietly at the damage: {more:?}"),
+            Ok(_) => continue,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(
+        more,
+        vec![11, 12, 13],
+        "records before the damage, then the error"
+    );
+    let WalError::Corrupt(fault) = err else {
+        panic!("{err}")
+    };
+    assert_eq!((fault.expected_lsn, fault.offset), (14, offsets[3]));
+}

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use super::error::{LogFault, WalError};
 use super::frame::{
-    decode_frame, salt_seed, Frame, Lsn, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    decode_frame, salt_seed, Frame, Lsn, SegmentHeader, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use super::recovery::scan_log;
-use super::scan::{FaultKind, RecoveryMode};
+use super::scan::{probe, FaultKind, RecoveryMode};
 use super::storage::{segment_bytes, FsStore, SegmentFile, SegmentStore};
 
 /// Most records one batch hands out, whatever the caller asks for.
@@ -195,6 +196,14 @@ impl Reader {
                         ),
                     };
                     let (seq, offset) = (segment.seq, segment.offset);
+                    // Past what was verified a writer may be mid-copy here, but never with a
+                    // frame after this spot written once this spot was durable: if one is
+                    // there, records written since the reader started were damaged.
+                    let later = probe(bytes, offset + FRAME_ALIGN_BYTES, segment.seed, expected);
+                    if later.durable_after {
+                        let cause = format!("{cause}; durable records follow it");
+                        return Err(self.damage(seq, offset, expected, cause));
+                    }
                     if self.end_of_segment(seq, offset, expected, cause)? {
                         continue;
                     }
