@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use vigil_core::wal::log::WalOptions;
 
 mod call_cmd;
+mod damage;
 mod doctor_cmd;
 mod jobs_cmd;
 mod run_cmd;

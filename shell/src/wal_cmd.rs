@@ -5,6 +5,11 @@
 //! vigil. `recover` opens the log as its writer (refused while another writer holds it) and
 //! applies the chosen recovery mode. Exit codes: 0 fine, 1 the log is corrupt (or recovery
 //! refused), 2 the command itself failed (no log, I/O error, bad arguments).
+//!
+//! Every reader here answers completely or exits 1 naming the damaged segment, offset and LSN:
+//! `dump` checks the range it will print before printing it (with `--partial`, it prints what
+//! is readable and then fails), `tail` refuses a damaged log, `stats` reports the damage and
+//! exits 1, and `tail -f` stops with an error when it meets damage.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use vigil_core::wal::frame::{Frame, Lsn};
-use vigil_core::wal::log::{scan_log, LogScan, SegmentState, Wal, WalOptions};
+use vigil_core::wal::log::{scan_log, LogFault, LogScan, SegmentState, Wal, WalError, WalOptions};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{kind as record_kind, Decoded, Record};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
@@ -21,13 +26,35 @@ use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
+use crate::damage::{damaged_message, partial_warning, EXIT_DAMAGED};
 use crate::Cli;
 
 /// How often `tail -f` looks for new records.
 const FOLLOW_POLL_MS: u64 = 200;
 /// Records read per batch.
 const BATCH_RECORDS: usize = 1024;
-/// Bytes of opaque payloads shown in dumps; the rest is summarised by length.
+
+/// Why a command failed: the log is damaged (exit 1), or the command could not do its work
+/// (exit 2).
+enum Failure {
+    Damaged(LogFault),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Other(message)
+    }
+}
+
+impl From<WalError> for Failure {
+    fn from(error: WalError) -> Failure {
+        match error {
+            WalError::Corrupt(fault) => Failure::Damaged(fault),
+            error => Failure::Other(error.to_string()),
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct WalArgs {
@@ -66,11 +93,14 @@ pub enum WalCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Print records.
+    /// Print records. Exits 1, printing nothing, when the records asked for are damaged.
     Dump {
         /// JSON Lines: one object per record.
         #[arg(long)]
         json: bool,
+        /// On damage, print the records before it, then the damage on stderr (still exits 1).
+        #[arg(long)]
+        partial: bool,
         /// First LSN to print.
         #[arg(long, default_value_t = 1)]
         from: Lsn,
@@ -113,21 +143,32 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
     let result = if dir.is_dir() {
         match &args.command {
             WalCommand::Verify { json, strict } => verify(&dir, *json, *strict),
-            WalCommand::Dump { json, from, limit } => dump(&dir, *json, *from, *limit),
+            WalCommand::Dump {
+                json,
+                partial,
+                from,
+                limit,
+            } => dump(&dir, *json, *partial, *from, *limit),
             WalCommand::Stats { json } => stats(&dir, *json),
             WalCommand::Tail {
                 follow,
                 lines,
                 json,
             } => tail(&dir, *follow, *lines, *json),
-            WalCommand::Recover { mode, json } => recover(&dir, (*mode).into(), *json),
+            WalCommand::Recover { mode, json } => {
+                recover(&dir, cli.wal_options(), (*mode).into(), *json)
+            }
         }
     } else {
-        Err(format!("no WAL at {}", dir.display()))
+        Err(Failure::Other(format!("no WAL at {}", dir.display())))
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::Damaged(fault)) => {
+            eprintln!("vigil wal: {}", damaged_message(&fault));
+            ExitCode::from(EXIT_DAMAGED)
+        }
+        Err(Failure::Other(message)) => {
             eprintln!("vigil wal: {message}");
             ExitCode::from(2)
         }
@@ -162,11 +203,11 @@ struct Census {
     malformed: Vec<(Lsn, String)>,
 }
 
-fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
-    let store = FsStore::open_reader(dir).map_err(|e| e.to_string())?;
+fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, Failure> {
+    let store = FsStore::open_reader(dir).map_err(WalError::from)?;
     let mut kinds = std::collections::BTreeMap::new();
     let mut malformed = Vec::new();
-    let segments = store.list().map_err(|e| e.to_string())?.len();
+    let segments = store.list().map_err(WalError::from)?.len();
     let mut progress = Progress::new(segments);
     let scan = scan_log(&store, mode, &mut |seq, offset, frame| {
         progress.at(seq, offset);
@@ -177,8 +218,7 @@ fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
             Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
             Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     progress.done();
     Ok(Census {
         scan,
@@ -264,13 +304,17 @@ fn last_lsn(scan: &LogScan) -> Option<Lsn> {
     (scan.frames > 0).then(|| scan.next_lsn - 1)
 }
 
-fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, String> {
+/// Whether a scan met damage (a torn tail is what a crash leaves, not damage).
+fn corrupt(scan: &LogScan) -> bool {
+    scan.fault
+        .as_ref()
+        .is_some_and(|f| f.kind == FaultKind::Corruption)
+}
+
+fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
     let scan = &census.scan;
-    let corrupt = scan
-        .fault
-        .as_ref()
-        .is_some_and(|f| f.kind == FaultKind::Corruption);
+    let corrupt = corrupt(scan);
     let torn = scan
         .fault
         .as_ref()
@@ -328,7 +372,9 @@ fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, String> {
     })
 }
 
-fn stats(dir: &Path, json: bool) -> Result<ExitCode, String> {
+/// The log's statistics; exits 1 when the log is damaged (the statistics then cover only the
+/// records before the damage, and the `health`/`fault` field says where it is).
+fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
     let scan = &census.scan;
     let disk_bytes: usize = scan.segments.iter().map(|s| s.bytes).sum();
@@ -376,7 +422,43 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, String> {
         }
     }
     out.flush()?;
+    if let Some(fault) = scan.fault.as_ref().filter(|_| corrupt(scan)) {
+        eprintln!("vigil wal stats: {}", damaged_message(fault));
+        return Ok(ExitCode::from(EXIT_DAMAGED));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads up to `limit` records (all, if `None`) from the reader's cursor to the end of the
+/// log, handing each to `visit`; returns how many. Damage is an error, never the end.
+fn read_records(
+    reader: &mut Reader,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), String>,
+) -> Result<u64, Failure> {
+    let mut read = 0u64;
+    let mut failure = None;
+    loop {
+        let want = limit.map_or(BATCH_RECORDS, |l| {
+            (l - read).min(BATCH_RECORDS as u64) as usize
+        });
+        if want == 0 {
+            break;
+        }
+        let n = reader.read_batch(want, &mut |frame| {
+            if failure.is_none() {
+                failure = visit(&frame).err();
+            }
+        })?;
+        if let Some(error) = failure.take() {
+            return Err(Failure::Other(error));
+        }
+        read += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 fn print_from(
@@ -384,48 +466,50 @@ fn print_from(
     json: bool,
     limit: Option<u64>,
     out: &mut Out,
-) -> Result<u64, String> {
-    let mut printed = 0u64;
-    let mut failure = None;
-    loop {
-        let want = limit.map_or(BATCH_RECORDS, |l| {
-            (l - printed).min(BATCH_RECORDS as u64) as usize
-        });
-        if want == 0 {
-            break;
-        }
-        let n = reader
-            .read_batch(want, &mut |frame| {
-                if failure.is_none() {
-                    if let Err(error) = out.line(&render(&frame, json)) {
-                        failure = Some(error);
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        if let Some(error) = failure.take() {
-            return Err(error);
-        }
-        printed += n as u64;
-        if n == 0 {
-            break;
-        }
-    }
+) -> Result<u64, Failure> {
+    let printed = read_records(reader, limit, &mut |frame| out.line(&render(frame, json)))?;
     out.flush()?;
     Ok(printed)
 }
 
-fn dump(dir: &Path, json: bool, from: Lsn, limit: Option<u64>) -> Result<ExitCode, String> {
-    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
-    print_from(&mut reader, json, limit, &mut Out::new())?;
+/// Prints the records from `from`. Without `partial`, the range is read once before anything
+/// is printed, so a damaged log prints nothing and fails; the printing pass then stops where
+/// the check did (a live writer may append meanwhile).
+fn dump(
+    dir: &Path,
+    json: bool,
+    partial: bool,
+    from: Lsn,
+    limit: Option<u64>,
+) -> Result<ExitCode, Failure> {
+    let mut out = Out::new();
+    let mut reader = Reader::open_dir(dir, from)?;
+    if partial {
+        return match print_from(&mut reader, json, limit, &mut out) {
+            Err(Failure::Damaged(fault)) => {
+                eprintln!("vigil wal dump: {}", partial_warning(&fault));
+                Ok(ExitCode::from(EXIT_DAMAGED))
+            }
+            Err(other) => Err(other),
+            Ok(_) => Ok(ExitCode::SUCCESS),
+        };
+    }
+    let checked = read_records(&mut reader, limit, &mut |_| Ok(()))?;
+    let mut reader = Reader::open_dir(dir, from)?;
+    print_from(&mut reader, json, Some(checked), &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, String> {
+/// Prints the last `lines` records, then (with `follow`) new ones as they come. A damaged log
+/// is refused before anything is printed; damage met while following ends it with exit 1.
+fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
+    if let Some(fault) = census.scan.fault.clone().filter(|_| corrupt(&census.scan)) {
+        return Err(Failure::Damaged(fault));
+    }
     let first = census.scan.first_lsn.unwrap_or(1);
     let from = census.scan.next_lsn.saturating_sub(lines).max(first);
-    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
+    let mut reader = Reader::open_dir(dir, from)?;
     let mut out = Out::new();
     print_from(&mut reader, json, None, &mut out)?;
     if follow {
@@ -437,15 +521,20 @@ fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, St
     Ok(ExitCode::SUCCESS)
 }
 
-fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, String> {
+fn recover(
+    dir: &Path,
+    options: WalOptions,
+    mode: RecoveryMode,
+    json: bool,
+) -> Result<ExitCode, Failure> {
     let options = WalOptions {
         recovery_mode: mode,
-        ..WalOptions::default()
+        ..options
     };
     let mut out = Out::new();
     let wal = match Wal::open(dir, options) {
         Ok(wal) => wal,
-        Err(vigil_core::wal::log::WalError::Corrupt(fault)) => {
+        Err(WalError::Corrupt(fault)) => {
             if json {
                 let value =
                     json!({"ok": false, "mode": mode.as_str(), "refused": fault.to_string()});
@@ -459,7 +548,7 @@ fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, Strin
             out.flush()?;
             return Ok(ExitCode::from(1));
         }
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(Failure::Other(error.to_string())),
     };
     let report = wal.recovery();
     let scan = &report.scan;
