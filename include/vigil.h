@@ -357,8 +357,9 @@ vigil_status vigil_jobs_list_json(const struct vigil_runtime *rt,
 
 // Copies the full record of job `job_id` as one JSON object (arguments as logged, limits,
 // result, telemetry before and after) into `buf`, with the same buffer and *needed rules as
-// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log.
-// Thread-safe.
+// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log: a
+// job whose records are damaged is VIGIL_E_CORRUPT, with vigil_last_error_message naming
+// the damaged segment file, offset and LSN. Thread-safe.
 vigil_status vigil_job_detail_json(const struct vigil_runtime *rt,
                                    uint64_t job_id,
                                    char *buf,
@@ -437,6 +438,10 @@ vigil_status vigil_wal_reader_open(const struct vigil_runtime *rt,
 //   more records are appended and synced.
 // - VIGIL_E_BUFFER_TOO_SMALL: *len receives the record's length; nothing else is written and
 //   the same record is handed out by the next call. `buf` may be NULL to ask for the length.
+// - VIGIL_E_CORRUPT: the log is damaged at the reader's position; nothing is written, and
+//   vigil_last_error_message names the damaged segment file, the offset and the LSN. Damage
+//   is never reported as VIGIL_END_OF_LOG: every record before it has been handed out, none
+//   after it can be, and later calls fail the same way (`vigil wal repair` is the way out).
 //
 // The bytes are exactly those appended. Allocation-free once its internal buffer has grown to
 // the largest record read. Not for concurrent use (see vigil_wal_reader).

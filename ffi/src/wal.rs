@@ -87,6 +87,7 @@ struct ReaderState {
 
 impl ReaderState {
     /// Reads up to the next user record into `pending`; false at the end of the durable log.
+    /// A damaged log is an error (`VIGIL_E_CORRUPT`, naming where), never the end.
     fn fill_pending(&mut self) -> Result<bool, FfiError> {
         let ReaderState {
             reader,
@@ -146,6 +147,10 @@ pub unsafe extern "C" fn vigil_wal_reader_open(
 ///   more records are appended and synced.
 /// - VIGIL_E_BUFFER_TOO_SMALL: *len receives the record's length; nothing else is written and
 ///   the same record is handed out by the next call. `buf` may be NULL to ask for the length.
+/// - VIGIL_E_CORRUPT: the log is damaged at the reader's position; nothing is written, and
+///   vigil_last_error_message names the damaged segment file, the offset and the LSN. Damage
+///   is never reported as VIGIL_END_OF_LOG: every record before it has been handed out, none
+///   after it can be, and later calls fail the same way (`vigil wal repair` is the way out).
 ///
 /// The bytes are exactly those appended. Allocation-free once its internal buffer has grown to
 /// the largest record read. Not for concurrent use (see vigil_wal_reader).
