@@ -203,6 +203,13 @@ typedef struct vigil_runtime_options {
   // Limits for fields a job's vigil_limits leaves 0 (and for jobs run with NULL limits);
   // NULL for none. Borrowed for the call only.
   const struct vigil_limits *default_limits;
+  // Size of each new log segment in bytes; 0 for the default (64 MiB). Small segments make
+  // a log rotate (and retire old segments) quickly. A caller built against a header
+  // without this field passes a smaller struct_size and gets the default.
+  uint64_t wal_segment_bytes;
+  // Retire the oldest log segments once the log holds more than this many bytes; 0 for the
+  // default (4 GiB). Read like wal_segment_bytes.
+  uint64_t wal_retain_bytes;
 } vigil_runtime_options;
 
 // One CPU's busy share.
