@@ -198,10 +198,52 @@ fn verify_fails_on_corruption_naming_segment_offset_and_lsn_and_salvage_recovers
         data.path(),
         &["wal", "recover", "--mode", "salvage", "--json"],
     );
-    assert!(salvage.status.success(), "{}", text(&salvage.stderr));
+    // Salvage only reads: it says what still validates and points to repair, exiting 1
+    // because the log is still damaged.
+    assert_eq!(salvage.status.code(), Some(1), "{}", text(&salvage.stderr));
     let salvage: serde_json::Value = serde_json::from_slice(&salvage.stdout).unwrap();
     assert_eq!(salvage["records"], 42);
     assert_eq!(salvage["skipped"][0]["lsn"], 3);
+    assert_eq!(salvage["changed"], false);
+    assert_eq!(salvage["next_step"], "vigil wal repair");
+
+    // The way out: repair keeps every valid record at its LSN, turns LSN 3 into a hole,
+    // keeps the damaged segment aside, and leaves a log that verifies.
+    let damaged_bytes = std::fs::read(&segment).unwrap();
+    let repair = vigil(data.path(), &["wal", "repair", "--json"]);
+    assert!(repair.status.success(), "{}", text(&repair.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&repair.stdout).unwrap();
+    assert_eq!(
+        report["holes"],
+        serde_json::json!([{"from_lsn": 3, "to_lsn": 4}])
+    );
+    assert_eq!(report["kept_records"], 42);
+    let kept = std::path::Path::new(report["damaged_dir"].as_str().unwrap())
+        .join(segment.file_name().unwrap());
+    assert_eq!(
+        std::fs::read(kept).unwrap(),
+        damaged_bytes,
+        "damaged files kept as they were"
+    );
+    let verify = vigil(data.path(), &["wal", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let dump = vigil(data.path(), &["wal", "dump", "--json"]);
+    assert!(dump.status.success(), "{}", text(&dump.stderr));
+    let lines: Vec<serde_json::Value> = text(&dump.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[2]["lsn"], 3);
+    assert_eq!(lines[2]["kind"], "hole");
+    let repaired = &lines[report["repair_lsn"].as_u64().unwrap() as usize - 1];
+    assert_eq!(repaired["kind"], "repaired");
+    assert_eq!(repaired["holes"][0]["from_lsn"], 3);
+    let lsns: Vec<u64> = lines.iter().map(|l| l["lsn"].as_u64().unwrap()).collect();
+    assert_eq!(
+        lsns,
+        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        "dense LSNs"
+    );
 }
 
 #[test]

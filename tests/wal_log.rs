@@ -300,30 +300,29 @@ fn corruption_in_the_middle_is_refused_with_its_place_and_salvage_returns_the_re
         "{message}"
     );
 
-    let wal = Wal::open(
-        dir.path(),
-        WalOptions {
-            recovery_mode: RecoveryMode::Salvage,
-            ..opts
-        },
-    )
+    // Salvage reads past the damage; it never opens a writer on a damaged log.
+    let salvage = WalOptions {
+        recovery_mode: RecoveryMode::Salvage,
+        ..opts
+    };
+    let refused = Wal::open(dir.path(), salvage).unwrap_err();
+    assert!(matches!(refused, WalError::BadOptions(_)), "{refused}");
+    let store = vigil::wal::storage::FsStore::open_reader(dir.path()).unwrap();
+    let mut salvaged = Vec::new();
+    let scan = vigil::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
+        salvaged.push(f.lsn)
+    })
     .unwrap();
-    assert_eq!(wal.recovery().scan.skipped.len(), 1);
-    assert_eq!(
-        wal.recovery().scan.frames,
-        40,
-        "39 records and the closing checkpoint"
-    );
-    assert_eq!(wal.last_lsn(), 41);
-    drop(wal);
-    let mut reader = Reader::open_dir(dir.path(), 1).unwrap();
-    let mut seen = Vec::new();
-    while reader.read_batch(100, &mut |f| seen.push(f.lsn)).unwrap() > 0 {}
-    assert_eq!(
-        seen,
-        (1..=9).collect::<Vec<_>>(),
-        "a plain reader stops at the bad frame"
-    );
+    assert_eq!(scan.skipped.len(), 1);
+    assert_eq!(salvaged.len(), 40, "39 records and the closing checkpoint");
+    assert_eq!(salvaged.last(), Some(&41));
+    assert!(!salvaged.contains(&10));
+
+    // A plain reader refuses the damaged log and says where, rather than stopping quietly.
+    let Err(WalError::Corrupt(fault)) = Reader::open_dir(dir.path(), 1) else {
+        panic!("a reader of a damaged log must fail")
+    };
+    assert_eq!((fault.offset, fault.expected_lsn), (frame, 10));
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn segment(payloads: &[Vec<u8>], salt: u64) -> (Vec<u8>, Vec<usize>) {
         first_lsn: 1,
         salt,
         segment_bytes: image.len() as u64,
+        log_id: 1,
     };
     let mut head = [0u8; SEGMENT_HEADER_BYTES];
     header.encode(&mut head);

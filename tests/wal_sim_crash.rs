@@ -38,7 +38,7 @@ fn options(segment_bytes: u64) -> WalOptions {
 
 /// Every frame the recovered log holds, in order: (LSN, kind, payload).
 fn frames(store: &SimStore) -> Vec<(Lsn, u16, Vec<u8>)> {
-    let mut reader = Reader::over_store(Arc::new(store.clone()), 1);
+    let mut reader = Reader::over_store(Arc::new(store.clone()), 1).unwrap();
     let mut out = Vec::new();
     let mut keep = |f: vigil::wal::Frame<'_>| out.push((f.lsn, f.kind, f.payload.to_vec()));
     while reader.read_batch(500, &mut keep).unwrap() > 0 {}

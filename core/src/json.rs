@@ -164,6 +164,21 @@ pub fn frame_json<'a>(frame: &Frame<'a>) -> (&'static str, Value) {
         Ok(Decoded::Ignored {
             kind: record_kind::CHECKPOINT,
         }) => ("checkpoint", json!({"synced_lsn": frame.synced_lsn})),
+        Ok(Decoded::Ignored {
+            kind: record_kind::HOLE,
+        }) => (
+            "hole",
+            json!({"note": "a record lost to damage, dropped by repair"}),
+        ),
+        Ok(Decoded::Ignored {
+            kind: record_kind::REPAIRED,
+        }) => (
+            "repaired",
+            serde_json::from_slice(frame.payload).unwrap_or(Value::Null),
+        ),
+        Ok(Decoded::Ignored {
+            kind: record_kind::INDEX_CHECKPOINT,
+        }) => ("index_checkpoint", json!({"bytes": frame.payload.len()})),
         Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
         Err(error) => (
             "undecodable",

@@ -6,9 +6,14 @@
 //! the server's `events.read`, `jobs.get`, `jobs.list`) goes through here, so a damaged log is
 //! never mistaken for an empty one or for the end of the log. What counts as damage is core's
 //! decision (`WalError::Corrupt`); this module only reports it.
+use std::path::Path;
+
 use serde_json::{json, Value};
 use vigil_core::runtime::RuntimeError;
-use vigil_core::wal::log::{LogFault, WalError};
+use vigil_core::wal::frame::Frame;
+use vigil_core::wal::log::{scan_log, LogFault, WalError};
+use vigil_core::wal::scan::{FaultKind, RecoveryMode};
+use vigil_core::wal::storage::FsStore;
 
 /// JSON-RPC error code of an answer the server cannot give because the log is damaged. Its
 /// `data` is `{segment, offset, lsn, cause}`. (Next to vigil's other codes, -32001..-32006.)
@@ -59,6 +64,22 @@ pub fn partial_warning(fault: &LogFault) -> String {
          {REPAIR_HINT}",
         fault.expected_lsn
     )
+}
+
+/// For `--partial`: hands every record of the log in `wal_dir` that is readable before its
+/// first damage to `visit`, in LSN order, and returns that damage (`None` if the log reads to
+/// its end; a torn tail, which the next writer truncates, is an end, not damage). Changes
+/// nothing. The records come from core's recovery scan, the same one that refuses the log.
+pub fn read_until_damage(
+    wal_dir: &Path,
+    visit: &mut dyn FnMut(Frame<'_>),
+) -> Result<Option<LogFault>, WalError> {
+    let store = FsStore::open_reader(wal_dir)?;
+    match scan_log(&store, RecoveryMode::Tail, &mut |_, _, frame| visit(frame)) {
+        Ok(scan) => Ok(scan.fault.filter(|f| f.kind == FaultKind::Corruption)),
+        Err(WalError::Corrupt(fault)) => Ok(Some(fault)),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,12 @@ use std::process::ExitCode;
 use clap::Args;
 use vigil_core::runtime::{job_detail_from, JobIndex, JobSummary, RuntimeOptions};
 use vigil_core::wal::log::{LogFault, WalError};
-use vigil_core::wal::reader::{Reader, READ_BATCH_RECORDS_MAX};
+use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{Decoded, Record};
 
-use crate::damage::{damaged_message, partial_warning, runtime_fault, EXIT_DAMAGED};
+use crate::damage::{
+    damaged_message, partial_warning, read_until_damage, runtime_fault, EXIT_DAMAGED,
+};
 use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
@@ -85,27 +87,16 @@ fn load(cli: &Cli, partial: bool) -> Result<Loaded, String> {
     }
 }
 
-/// The index of every record readable from the first retained one up to the damage, and the
-/// damage it stopped at (`None` if it read to the end).
+/// The index of every record readable before the damage, and the damage it stopped at
+/// (`None` if it read to the end).
 fn readable_index(wal_dir: &Path) -> Result<(JobIndex, Option<LogFault>), WalError> {
-    let mut reader = match Reader::open_dir(wal_dir, 1) {
-        Err(WalError::LsnNotRetained { first_lsn, .. }) => Reader::open_dir(wal_dir, first_lsn),
-        opened => opened,
-    }?;
     let mut index = JobIndex::default();
-    loop {
-        let read = reader.read_batch(READ_BATCH_RECORDS_MAX, &mut |frame| {
-            if let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) {
-                index.apply(frame.lsn, &record);
-            }
-        });
-        match read {
-            Ok(0) => return Ok((index, None)),
-            Ok(_) => {}
-            Err(WalError::Corrupt(fault)) => return Ok((index, Some(fault))),
-            Err(error) => return Err(error),
+    let damage = read_until_damage(wal_dir, &mut |frame| {
+        if let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) {
+            index.apply(frame.lsn, &record);
         }
-    }
+    })?;
+    Ok((index, damage))
 }
 
 /// Prints the partial warning and gives the exit code of a damaged log.

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vigil_core::wal::log::WalOptions;
 
 mod call_cmd;
 mod damage;
@@ -39,12 +38,11 @@ pub struct Cli {
     /// or a captured tree).
     #[arg(long, global = true, default_value = "/proc")]
     pub proc_root: PathBuf,
-    /// Size of each new log segment (e.g. 64M; default: the log's own default). Small segments
-    /// make a log rotate and retire segments quickly, for tests.
+    /// Size of each new log segment (e.g. 64M; small values make a log rotate and retire
+    /// segments quickly).
     #[arg(long, global = true, env = "VIGIL_WAL_SEGMENT_BYTES", value_parser = units::parse_size)]
     pub wal_segment_bytes: Option<u64>,
-    /// Retire the oldest log segments once the log holds more than this (e.g. 4G; default: the
-    /// log's own default).
+    /// How much log to keep: older segments are retired past this size (e.g. 4G).
     #[arg(long, global = true, env = "VIGIL_WAL_RETAIN_BYTES", value_parser = units::parse_size)]
     pub wal_retain_bytes: Option<u64>,
     #[command(subcommand)]
@@ -75,18 +73,16 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
-impl Cli {
-    /// How the log is opened by the commands that write it (`run`, `serve`, `wal recover`).
-    pub fn wal_options(&self) -> WalOptions {
-        let mut options = WalOptions::default();
-        if let Some(bytes) = self.wal_segment_bytes {
-            options.segment_bytes = bytes;
-        }
-        if let Some(bytes) = self.wal_retain_bytes {
-            options.retention.bytes_max = Some(bytes);
-        }
-        options
+/// The log options the global flags ask for.
+pub fn wal_options(cli: &Cli) -> vigil_core::wal::log::WalOptions {
+    let mut options = vigil_core::wal::log::WalOptions::default();
+    if let Some(bytes) = cli.wal_segment_bytes {
+        options.segment_bytes = bytes;
     }
+    if let Some(bytes) = cli.wal_retain_bytes {
+        options.retention.bytes_max = Some(bytes);
+    }
+    options
 }
 
 /// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else

@@ -102,7 +102,7 @@ pub fn open_runtime(cli: &Cli, mode: Option<&str>) -> Result<Runtime, String> {
     let mut options = RuntimeOptions::new(data_dir);
     options.proc_root = cli.proc_root.clone();
     options.executor = executor;
-    options.wal = cli.wal_options();
+    options.wal = crate::wal_options(cli);
     Runtime::open(options).map_err(|e| e.to_string())
 }
 

@@ -1,10 +1,12 @@
-//! `vigil wal verify|dump|stats|tail|recover`: inspect and repair the write-ahead log in
-//! `<data-dir>/wal/`.
+//! `vigil wal verify|dump|stats|tail|recover|repair`: inspect and repair the write-ahead log
+//! in `<data-dir>/wal/`.
 //!
-//! Everything but `recover` reads without the writer's lock, so it works beside a running
-//! vigil. `recover` opens the log as its writer (refused while another writer holds it) and
-//! applies the chosen recovery mode. Exit codes: 0 fine, 1 the log is corrupt (or recovery
-//! refused), 2 the command itself failed (no log, I/O error, bad arguments).
+//! Everything but `recover` and `repair` reads without the writer's lock, so it works beside a
+//! running vigil. `recover` in strict or tail mode opens the log as its writer (refused while
+//! another writer holds it); in salvage mode it only reads and says what `repair` would keep.
+//! `repair` writes a new log of every valid record and moves the damaged files aside. Exit
+//! codes: 0 fine, 1 the log is corrupt (or recovery refused), 2 the command itself failed (no
+//! log, I/O error, bad arguments).
 //!
 //! Every reader here answers completely or exits 1 naming the damaged segment, offset and LSN:
 //! `dump` checks the range it will print before printing it (with `--partial`, it prints what
@@ -26,7 +28,7 @@ use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
-use crate::damage::{damaged_message, partial_warning, EXIT_DAMAGED};
+use crate::damage::{damaged_message, partial_warning, read_until_damage, EXIT_DAMAGED};
 use crate::Cli;
 
 /// How often `tail -f` looks for new records.
@@ -126,11 +128,20 @@ pub enum WalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Open the log as its writer and recover it: truncate a torn tail (tail), refuse on any
-    /// fault (strict), or keep everything that validates (salvage).
+    /// Open the log as its writer and recover it: truncate a torn tail (tail) or refuse on any
+    /// fault (strict). Salvage only reads: it lists every record that still validates and
+    /// what `repair` would drop, and changes nothing.
     Recover {
         #[arg(long, value_enum, default_value = "tail")]
         mode: ModeArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new log holding every record that still validates (each at its LSN; lost ones
+    /// become holes), move the damaged files aside (never deleted) and record the repair in
+    /// the new log. Refused while a writer holds the log.
+    Repair {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -155,9 +166,14 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
                 lines,
                 json,
             } => tail(&dir, *follow, *lines, *json),
+            WalCommand::Recover {
+                mode: ModeArg::Salvage,
+                json,
+            } => salvage(&dir, *json),
             WalCommand::Recover { mode, json } => {
-                recover(&dir, cli.wal_options(), (*mode).into(), *json)
+                recover(&dir, crate::wal_options(cli), (*mode).into(), *json)
             }
+            WalCommand::Repair { json } => repair(&dir, *json, cli),
         }
     } else {
         Err(Failure::Other(format!("no WAL at {}", dir.display())))
@@ -429,52 +445,43 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads up to `limit` records (all, if `None`) from the reader's cursor to the end of the
-/// log, handing each to `visit`; returns how many. Damage is an error, never the end.
-fn read_records(
-    reader: &mut Reader,
-    limit: Option<u64>,
-    visit: &mut dyn FnMut(&Frame<'_>) -> Result<(), String>,
-) -> Result<u64, Failure> {
-    let mut read = 0u64;
-    let mut failure = None;
-    loop {
-        let want = limit.map_or(BATCH_RECORDS, |l| {
-            (l - read).min(BATCH_RECORDS as u64) as usize
-        });
-        if want == 0 {
-            break;
-        }
-        let n = reader.read_batch(want, &mut |frame| {
-            if failure.is_none() {
-                failure = visit(&frame).err();
-            }
-        })?;
-        if let Some(error) = failure.take() {
-            return Err(Failure::Other(error));
-        }
-        read += n as u64;
-        if n == 0 {
-            break;
-        }
-    }
-    Ok(read)
-}
-
+/// Prints up to `limit` records (all, if `None`) from the reader's cursor to the end of the
+/// log; returns how many. Damage is an error, never the end.
 fn print_from(
     reader: &mut Reader,
     json: bool,
     limit: Option<u64>,
     out: &mut Out,
 ) -> Result<u64, Failure> {
-    let printed = read_records(reader, limit, &mut |frame| out.line(&render(frame, json)))?;
+    let mut printed = 0u64;
+    let mut failure = None;
+    loop {
+        let want = limit.map_or(BATCH_RECORDS, |l| {
+            (l - printed).min(BATCH_RECORDS as u64) as usize
+        });
+        if want == 0 {
+            break;
+        }
+        let n = reader.read_batch(want, &mut |frame| {
+            if failure.is_none() {
+                failure = out.line(&render(&frame, json)).err();
+            }
+        })?;
+        if let Some(error) = failure.take() {
+            return Err(Failure::Other(error));
+        }
+        printed += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
     out.flush()?;
     Ok(printed)
 }
 
-/// Prints the records from `from`. Without `partial`, the range is read once before anything
-/// is printed, so a damaged log prints nothing and fails; the printing pass then stops where
-/// the check did (a live writer may append meanwhile).
+/// Prints the records from `from`. The reader refuses a damaged log before anything is
+/// printed; with `partial`, the records readable before the damage are printed instead, then
+/// the damage is named and the exit code is still 1.
 fn dump(
     dir: &Path,
     json: bool,
@@ -483,21 +490,44 @@ fn dump(
     limit: Option<u64>,
 ) -> Result<ExitCode, Failure> {
     let mut out = Out::new();
-    let mut reader = Reader::open_dir(dir, from)?;
-    if partial {
-        return match print_from(&mut reader, json, limit, &mut out) {
-            Err(Failure::Damaged(fault)) => {
-                eprintln!("vigil wal dump: {}", partial_warning(&fault));
-                Ok(ExitCode::from(EXIT_DAMAGED))
-            }
-            Err(other) => Err(other),
-            Ok(_) => Ok(ExitCode::SUCCESS),
-        };
+    match Reader::open_dir(dir, from) {
+        Ok(mut reader) => {
+            print_from(&mut reader, json, limit, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(WalError::Corrupt(_)) if partial => dump_readable(dir, json, from, limit, &mut out),
+        Err(error) => Err(error.into()),
     }
-    let checked = read_records(&mut reader, limit, &mut |_| Ok(()))?;
-    let mut reader = Reader::open_dir(dir, from)?;
-    print_from(&mut reader, json, Some(checked), &mut out)?;
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `dump --partial` of a damaged log: the records before the damage, then the warning.
+fn dump_readable(
+    dir: &Path,
+    json: bool,
+    from: Lsn,
+    limit: Option<u64>,
+    out: &mut Out,
+) -> Result<ExitCode, Failure> {
+    let mut printed = 0u64;
+    let mut failure = None;
+    let damage = read_until_damage(dir, &mut |frame| {
+        if frame.lsn < from || limit.is_some_and(|l| printed >= l) || failure.is_some() {
+            return;
+        }
+        failure = out.line(&render(&frame, json)).err();
+        printed += 1;
+    })?;
+    if let Some(error) = failure {
+        return Err(Failure::Other(error));
+    }
+    out.flush()?;
+    match damage {
+        Some(fault) => {
+            eprintln!("vigil wal dump: {}", partial_warning(&fault));
+            Ok(ExitCode::from(EXIT_DAMAGED))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Prints the last `lines` records, then (with `follow`) new ones as they come. A damaged log
@@ -590,6 +620,94 @@ fn recover(
                 skip.bytes, skip.segment, skip.offset, skip.expected_lsn
             ))?;
         }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recover --mode salvage`: what a repair would keep and drop; changes nothing.
+fn salvage(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
+    let census = census(dir, RecoveryMode::Salvage)?;
+    let scan = &census.scan;
+    let damaged = scan.fault.is_some() || !scan.skipped.is_empty();
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "ok": !damaged,
+            "mode": "salvage",
+            "records": scan.frames,
+            "last_lsn": last_lsn(scan),
+            "fault": fault_json(scan),
+            "skipped": scan.skipped.iter().map(|s| json!({
+                "segment": s.segment, "offset": s.offset, "bytes": s.bytes, "lsn": s.expected_lsn,
+            })).collect::<Vec<_>>(),
+            "changed": false,
+            "next_step": damaged.then_some("vigil wal repair"),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "salvage: {} records still validate, last LSN {}; nothing was changed",
+            scan.frames,
+            last_lsn(scan).map_or("-".to_string(), |l| l.to_string())
+        ))?;
+        if let Some(fault) = &scan.fault {
+            out.line(&format!("found: {fault}"))?;
+        }
+        for skip in &scan.skipped {
+            out.line(&format!(
+                "unreadable: {} bytes in {} at offset {} (expected LSN {})",
+                skip.bytes, skip.segment, skip.offset, skip.expected_lsn
+            ))?;
+        }
+        if damaged {
+            out.line(
+                "to continue: `vigil wal repair` writes a new log of these records and keeps \
+                 the damaged files aside",
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if damaged {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `repair`: a new log of every valid record; the damaged files kept aside.
+fn repair(dir: &Path, json: bool, cli: &Cli) -> Result<ExitCode, Failure> {
+    let options = crate::wal_options(cli);
+    let report = vigil_core::wal::repair::repair_dir(dir, options).map_err(|e| e.to_string())?;
+    let lost: u64 = report.holes.iter().map(|(from, to)| to - from).sum();
+    let mut out = Out::new();
+    if json {
+        let value = json!({
+            "ok": true,
+            "kept_records": report.kept_records,
+            "lost_records": lost,
+            "holes": report.holes.iter().map(|(from, to)| json!({"from_lsn": from, "to_lsn": to})).collect::<Vec<_>>(),
+            "skipped": report.skipped.iter().map(|s| json!({
+                "segment": s.segment, "offset": s.offset, "bytes": s.bytes, "lsn": s.expected_lsn,
+            })).collect::<Vec<_>>(),
+            "repair_lsn": report.repair_lsn,
+            "damaged_dir": report.damaged_dir.display().to_string(),
+            "old_log_id": format!("{:032x}", report.old_log_id),
+            "new_log_id": format!("{:032x}", report.new_log_id),
+        });
+        out.line(&value.to_string())?;
+    } else {
+        out.line(&format!(
+            "repaired: kept {} records at their LSNs, lost {lost}; the repair is recorded at LSN {}",
+            report.kept_records, report.repair_lsn
+        ))?;
+        for (from, to) in &report.holes {
+            out.line(&format!("lost: LSN {from}..{}", to - 1))?;
+        }
+        out.line(&format!(
+            "the damaged files are kept in {}",
+            report.damaged_dir.display()
+        ))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

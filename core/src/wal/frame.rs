@@ -3,9 +3,12 @@
 //! Owns encoding and decoding of both over byte slices (no_std, no allocation). It knows
 //! nothing of files, records or recovery policy.
 //!
-//! Segment header (`SEGMENT_HEADER_BYTES`, little-endian):
+//! Segment header (`SEGMENT_HEADER_BYTES`, little-endian), format version 2:
 //! `magic u32 | version u16 | reserved u16 | segment_seq u64 | first_lsn u64 | salt u64 |
-//! segment_bytes u64 | reserved [u8; 20] | checksum u32` (CRC32C of the first 60 bytes).
+//! segment_bytes u64 | log_id u128 | reserved [u8; 4] | checksum u32` (CRC32C of the first 60
+//! bytes). `log_id` is chosen when the log is created and carried by every segment, so a
+//! segment of another log is recognised as foreign; `segment_bytes` is the file's size, so a
+//! truncated segment is recognised as damaged. The layout is pinned by golden-byte tests.
 //!
 //! Frame header (`FRAME_HEADER_BYTES`), then the payload, then zero padding to 8 bytes:
 //! `magic u32 | version u8 | flags u8 | kind u16 | payload_len u32 | checksum u32 | lsn u64 |
@@ -24,8 +27,10 @@ use super::crc32c::{crc32c, crc32c_append};
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"VWAL");
 /// "VSEG" in the first four bytes of every segment.
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"VSEG");
-/// Format version written into every frame and segment header.
+/// Format version written into every frame.
 pub const FORMAT_VERSION: u8 = 1;
+/// Format version written into every segment header; a reader refuses any other.
+pub const SEGMENT_FORMAT_VERSION: u16 = 2;
 /// Bytes of the segment header; the first frame starts here.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a frame header.
@@ -66,6 +71,8 @@ pub struct SegmentHeader {
     pub salt: u64,
     /// Size of the segment file in bytes.
     pub segment_bytes: u64,
+    /// The identity of the log the segment belongs to.
+    pub log_id: u128,
 }
 
 /// Why a segment header does not validate.
@@ -75,8 +82,22 @@ pub enum SegmentHeaderError {
     Short,
     /// All zero: a pre-created segment the writer has not started.
     Unused,
-    /// Magic, version or checksum wrong.
+    /// Magic or checksum wrong, or a field out of range.
     Invalid,
+    /// A valid header of a format version this build does not read.
+    UnsupportedVersion(u16),
+}
+
+impl SegmentHeaderError {
+    /// What is wrong, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SegmentHeaderError::Short => "file shorter than a segment header",
+            SegmentHeaderError::Unused => "segment header is all zeros",
+            SegmentHeaderError::Invalid => "segment header does not validate (magic or checksum)",
+            SegmentHeaderError::UnsupportedVersion(_) => "segment format version not supported",
+        }
+    }
 }
 
 impl SegmentHeader {
@@ -84,11 +105,12 @@ impl SegmentHeader {
     pub fn encode(&self, out: &mut [u8; SEGMENT_HEADER_BYTES]) {
         *out = [0u8; SEGMENT_HEADER_BYTES];
         out[0..4].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());
-        out[4..6].copy_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+        out[4..6].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
         out[8..16].copy_from_slice(&self.segment_seq.to_le_bytes());
         out[16..24].copy_from_slice(&self.first_lsn.to_le_bytes());
         out[24..32].copy_from_slice(&self.salt.to_le_bytes());
         out[32..40].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        out[40..56].copy_from_slice(&self.log_id.to_le_bytes());
         let checksum = crc32c(&out[0..60]);
         out[60..64].copy_from_slice(&checksum.to_le_bytes());
     }
@@ -101,18 +123,27 @@ impl SegmentHeader {
         if head.iter().all(|&b| b == 0) {
             return Err(SegmentHeaderError::Unused);
         }
-        let valid = read_u32(head, 0) == SEGMENT_MAGIC
-            && read_u16(head, 4) == FORMAT_VERSION as u16
-            && read_u32(head, 60) == crc32c(&head[0..60]);
-        let first_lsn = read_u64(head, 16);
-        if !valid || first_lsn == 0 || first_lsn > LSN_MAX {
+        let valid =
+            read_u32(head, 0) == SEGMENT_MAGIC && read_u32(head, 60) == crc32c(&head[0..60]);
+        if !valid {
             return Err(SegmentHeaderError::Invalid);
         }
+        let version = read_u16(head, 4);
+        if version != SEGMENT_FORMAT_VERSION {
+            return Err(SegmentHeaderError::UnsupportedVersion(version));
+        }
+        let first_lsn = read_u64(head, 16);
+        if first_lsn == 0 || first_lsn > LSN_MAX || read_u16(head, 6) != 0 {
+            return Err(SegmentHeaderError::Invalid);
+        }
+        let mut log_id = [0u8; 16];
+        log_id.copy_from_slice(&head[40..56]);
         Ok(SegmentHeader {
             segment_seq: read_u64(head, 8),
             first_lsn,
             salt: read_u64(head, 24),
             segment_bytes: read_u64(head, 32),
+            log_id: u128::from_le_bytes(log_id),
         })
     }
 }
@@ -404,6 +435,7 @@ mod tests {
             first_lsn: 0,
             salt: 1,
             segment_bytes: 4096,
+            log_id: 7,
         };
         let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
         header.encode(&mut bytes);
@@ -420,6 +452,7 @@ mod tests {
             first_lsn: 99,
             salt: 0xDEAD_BEEF,
             segment_bytes: 1 << 20,
+            log_id: 0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210,
         };
         let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
         header.encode(&mut bytes);
@@ -437,5 +470,140 @@ mod tests {
             damaged[at] ^= 0x10;
             assert!(SegmentHeader::decode(&damaged).is_err(), "flip at {at}");
         }
+    }
+
+    /// The on-disk format is forever: these bytes must decode as they did when written.
+    #[test]
+    fn segment_header_golden_bytes() {
+        let header = SegmentHeader {
+            segment_seq: 2,
+            first_lsn: 17,
+            salt: 0x1122_3344_5566_7788,
+            segment_bytes: 65536,
+            log_id: 0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10,
+        };
+        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+        header.encode(&mut bytes);
+        let golden: [u8; SEGMENT_HEADER_BYTES] = [
+            0x56,
+            0x53,
+            0x45,
+            0x47,
+            0x02,
+            0x00,
+            0x00,
+            0x00, // "VSEG", version 2, reserved
+            0x02,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0, // segment_seq
+            0x11,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0, // first_lsn
+            0x88,
+            0x77,
+            0x66,
+            0x55,
+            0x44,
+            0x33,
+            0x22,
+            0x11, // salt
+            0x00,
+            0x00,
+            0x01,
+            0,
+            0,
+            0,
+            0,
+            0, // segment_bytes
+            0x10,
+            0x0F,
+            0x0E,
+            0x0D,
+            0x0C,
+            0x0B,
+            0x0A,
+            0x09, // log_id, low half
+            0x08,
+            0x07,
+            0x06,
+            0x05,
+            0x04,
+            0x03,
+            0x02,
+            0x01, // log_id, high half
+            0,
+            0,
+            0,
+            0, // reserved
+            GOLDEN_HEADER_CRC[0],
+            GOLDEN_HEADER_CRC[1],
+            GOLDEN_HEADER_CRC[2],
+            GOLDEN_HEADER_CRC[3],
+        ];
+        assert_eq!(bytes, golden);
+        assert_eq!(SegmentHeader::decode(&golden), Ok(header));
+    }
+
+    /// CRC32C of the golden header's first 60 bytes.
+    const GOLDEN_HEADER_CRC: [u8; 4] = [50, 62, 166, 97];
+
+    #[test]
+    fn frame_golden_bytes() {
+        let mut buf = [0u8; 56];
+        let meta = FrameMeta {
+            kind: 2,
+            lsn: 5,
+            synced_lsn: 4,
+            prev_checksum: 0xA1B2_C3D4,
+        };
+        let (_, total) = encode_frame(&mut buf, b"golden", meta, salt_seed(9)).unwrap();
+        assert_eq!(total, 48);
+        let golden: [u8; 48] = GOLDEN_FRAME;
+        assert_eq!(buf[..48], golden);
+        let frame = decode_frame(&golden, salt_seed(9)).unwrap();
+        assert_eq!(
+            (frame.kind, frame.lsn, frame.payload),
+            (2, 5, &b"golden"[..])
+        );
+    }
+
+    /// A frame of kind 2, LSN 5, synced LSN 4, payload "golden", under salt 9.
+    const GOLDEN_FRAME: [u8; 48] = [
+        0x56, 0x57, 0x41, 0x4C, 1, 0, 2, 0, // "VWAL", version 1, flags, kind 2
+        6, 0, 0, 0, 44, 122, 247, 120, // payload_len, checksum
+        5, 0, 0, 0, 0, 0, 0, 0, // lsn
+        4, 0, 0, 0, 0, 0, 0, 0, // synced_lsn
+        0xD4, 0xC3, 0xB2, 0xA1, 0, 0, 0, 0, // prev_checksum, reserved
+        b'g', b'o', b'l', b'd', b'e', b'n', 0, 0, // payload, padding
+    ];
+
+    #[test]
+    fn a_header_of_another_format_version_is_refused_by_name() {
+        let header = SegmentHeader {
+            segment_seq: 1,
+            first_lsn: 1,
+            salt: 3,
+            segment_bytes: 4096,
+            log_id: 1,
+        };
+        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+        header.encode(&mut bytes);
+        bytes[4] = 1;
+        let crc = crc32c(&bytes[0..60]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&bytes),
+            Err(SegmentHeaderError::UnsupportedVersion(1))
+        );
     }
 }

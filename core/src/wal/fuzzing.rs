@@ -135,7 +135,10 @@ mod ops {
     }
 
     fn check(store: &SimStore, acked: &[(Lsn, Vec<u8>)]) {
-        let mut reader = Reader::over_store(Arc::new(store.clone()), 1);
+        let mut reader = match Reader::over_store(Arc::new(store.clone()), 1) {
+            Ok(reader) => reader,
+            Err(error) => panic!("a recovered log does not read back: {error}"),
+        };
         let mut seen: Vec<(Lsn, Vec<u8>)> = Vec::new();
         loop {
             let n = reader

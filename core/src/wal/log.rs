@@ -19,11 +19,11 @@ use std::thread::JoinHandle;
 
 use super::frame::{
     frame_bytes, salt_seed, seal_frame, Frame, FrameMeta, Lsn, SegmentHeader, SegmentHeaderError,
-    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use super::reader::Reader;
 use super::record::{kind, Record, RecordError};
-use super::scan::{probe, scan_frames, FaultCause, FaultKind, RecoveryMode};
+use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 use super::storage::{segment_bytes, segment_bytes_mut, FsStore, SegmentFile, SegmentStore};
 use super::sync::{SyncEngine, SyncMethod};
 use crate::histogram::Buckets;
@@ -167,7 +167,15 @@ impl fmt::Display for LogFault {
             f,
             "WAL {what} in segment {} at offset {} (expected LSN {}): {}",
             self.segment, self.offset, self.expected_lsn, self.cause
-        )
+        )?;
+        if self.kind == FaultKind::Corruption {
+            write!(
+                f,
+                "; nothing was changed. `vigil wal repair` writes a new log of every valid \
+                 record and keeps the damaged files aside"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +226,8 @@ pub struct LogEnd {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogScan {
     pub mode: RecoveryMode,
+    /// The log's identity (0 for a log with no segments yet).
+    pub log_id: u128,
     pub segments: Vec<SegmentSummary>,
     pub frames: u64,
     pub first_lsn: Option<Lsn>,
@@ -231,13 +241,33 @@ pub struct LogScan {
 
 /// Scans every segment of `store` in order, handing each accepted frame to `visit` as
 /// `(segment seq, offset, frame)`. Changes nothing. Errors only when a segment cannot be read.
+///
+/// The decisions are [`LogScanner`]'s (no_std, fuzzed); this only walks the files and names
+/// what it finds.
 pub fn scan_log(
     store: &dyn SegmentStore,
     mode: RecoveryMode,
     visit: &mut dyn FnMut(u64, usize, Frame<'_>),
 ) -> Result<LogScan, WalError> {
+    let seqs = store.list()?;
+    let log_id = match store.identity()? {
+        Some(id) => id,
+        None if seqs.is_empty() => 0,
+        None => {
+            return Err(WalError::Corrupt(LogFault {
+                kind: FaultKind::Corruption,
+                seq: seqs[0],
+                segment: store.describe_identity(),
+                offset: 0,
+                expected_lsn: 1,
+                cause: "the log's identity file is missing, yet segments exist".to_string(),
+            }))
+        }
+    };
+    let mut scanner = LogScanner::new(mode, log_id);
     let mut scan = LogScan {
         mode,
+        log_id,
         segments: Vec::new(),
         frames: 0,
         first_lsn: None,
@@ -247,157 +277,124 @@ pub fn scan_log(
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
     };
-    let mut expected: Option<Lsn> = None;
-    let mut stopped = false;
-    for seq in store.list()? {
+    for seq in seqs {
         let file = store.open(seq, false)?;
         // SAFETY: scans run before a writer exists in this process, or over a read-only
         // mapping of another process's log; nothing in this process writes these bytes.
         let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
         let name = store.describe(seq);
+        let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
+        scan.record(seq, &name, bytes.len(), verdict);
+    }
+    Ok(scan)
+}
+
+impl LogScan {
+    /// Folds one segment's verdict into the scan of the whole log.
+    fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
         let mut summary = SegmentSummary {
             seq,
-            segment: name.clone(),
+            segment: name.to_string(),
             state: SegmentState::Used,
             first_lsn: None,
             frames: 0,
             end_offset: 0,
-            bytes: bytes.len(),
-        };
-        let fault_at = |kind, offset, lsn, cause: String| LogFault {
-            kind,
-            seq,
-            segment: name.clone(),
-            offset,
-            expected_lsn: lsn,
-            cause,
-        };
-        let header = match SegmentHeader::decode(bytes) {
-            Ok(header) => header,
-            Err(SegmentHeaderError::Unused) => {
-                summary.state = SegmentState::Unused;
-                scan.segments.push(summary);
-                continue;
-            }
-            Err(error) => {
-                summary.state = SegmentState::BadHeader;
-                scan.segments.push(summary);
-                if !stopped && scan.fault.is_none() {
-                    let lsn = expected.unwrap_or(scan.next_lsn);
-                    scan.fault = Some(fault_at(
-                        FaultKind::TornTail,
-                        0,
-                        lsn,
-                        format!("segment header {error:?}"),
-                    ));
-                }
-                if mode == RecoveryMode::Salvage {
-                    scan.skipped.push(LogSkip {
-                        seq,
-                        segment: name.clone(),
-                        offset: 0,
-                        bytes: bytes.len(),
-                        expected_lsn: scan.next_lsn,
-                    });
-                } else {
-                    stopped = true;
-                }
-                continue;
-            }
-        };
-        summary.first_lsn = Some(header.first_lsn);
-        let seed = salt_seed(header.salt);
-        if stopped {
-            // Past the end: these frames are not part of the log, but if one was written when
-            // the fault's position was already durable, the fault is corruption, not a tear.
-            summary.state = SegmentState::PastEnd;
-            scan.segments.push(summary);
-            if let Some(fault) = scan.fault.as_mut() {
-                let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, fault.expected_lsn);
-                if after.durable_after {
-                    fault.kind = FaultKind::Corruption;
-                    fault.cause = format!("{}; durable frames follow in {}", fault.cause, name);
-                } else {
-                    scan.dropped_unsynced_frames += after.valid_frames;
-                }
-            }
-            continue;
-        }
-        let misplaced =
-            header.segment_seq != seq || expected.is_some_and(|lsn| lsn != header.first_lsn);
-        if misplaced {
-            let lsn = expected.unwrap_or(header.first_lsn);
-            let cause = format!(
-                "segment header says seq {} first LSN {} (expected seq {seq} first LSN {lsn})",
-                header.segment_seq, header.first_lsn
-            );
-            // A segment that starts past the expected LSN is what a crash leaves when the end
-            // of the previous segment was never synced but this header reached the disk: a
-            // tear, unless this segment's frames were written when that end was durable.
-            let gap = header.segment_seq == seq && header.first_lsn > lsn;
-            let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, lsn);
-            let kind = if gap && !after.durable_after {
-                FaultKind::TornTail
-            } else {
-                FaultKind::Corruption
-            };
-            if scan.fault.is_none() {
-                scan.fault = Some(fault_at(kind, 0, lsn, cause));
-                if kind == FaultKind::TornTail && mode != RecoveryMode::Salvage {
-                    scan.dropped_unsynced_frames += after.valid_frames;
-                }
-            }
-            if mode != RecoveryMode::Salvage {
-                summary.state = SegmentState::PastEnd;
-                scan.segments.push(summary);
-                stopped = true;
-                continue;
-            }
-        }
-        let frames = scan_frames(
             bytes,
-            SEGMENT_HEADER_BYTES,
-            seed,
-            header.first_lsn,
-            mode,
-            |offset, frame| visit(seq, offset, frame),
-        );
-        scan.first_lsn.get_or_insert(header.first_lsn);
-        summary.frames = frames.frames;
-        summary.end_offset = frames.end_offset;
-        scan.frames += frames.frames;
-        scan.next_lsn = frames.next_lsn;
-        expected = Some(frames.next_lsn);
-        scan.end = Some(LogEnd {
+        };
+        let fault_at = |fault: Fault| LogFault {
+            kind: fault.kind,
             seq,
-            offset: frames.end_offset,
-            last_checksum: frames.last_checksum,
-        });
-        scan.dropped_unsynced_frames += frames.dropped_unsynced_frames;
-        for range in &frames.skipped {
-            scan.skipped.push(LogSkip {
-                seq,
-                segment: name.clone(),
-                offset: range.offset,
-                bytes: range.bytes,
-                expected_lsn: range.expected_lsn,
-            });
-        }
-        if let Some(fault) = frames.fault {
-            let cause = describe_cause(fault.cause);
-            scan.fault.get_or_insert(fault_at(
-                fault.kind,
-                fault.offset,
-                fault.expected_lsn,
-                cause,
-            ));
-            if mode != RecoveryMode::Salvage {
-                stopped = true;
+            segment: name.to_string(),
+            offset: fault.offset,
+            expected_lsn: fault.expected_lsn,
+            cause: describe_cause(fault.cause),
+        };
+        let salvage = self.mode == RecoveryMode::Salvage;
+        match verdict {
+            SegmentVerdict::Unused => summary.state = SegmentState::Unused,
+            SegmentVerdict::Damaged(fault) => {
+                summary.state = SegmentState::BadHeader;
+                if salvage {
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: 0,
+                        bytes,
+                        expected_lsn: fault.expected_lsn,
+                    });
+                }
+                self.fault.get_or_insert(fault_at(fault));
+            }
+            SegmentVerdict::PastEnd { probe } => {
+                summary.state = SegmentState::PastEnd;
+                if let Some(fault) = self.fault.as_mut() {
+                    // Past the end: these frames are not part of the log, but if one was
+                    // written when the fault's position was already durable, the fault is
+                    // corruption, not a tear.
+                    if probe.durable_after {
+                        fault.kind = FaultKind::Corruption;
+                        fault.cause = format!("{}; durable frames follow in {name}", fault.cause);
+                    } else {
+                        self.dropped_unsynced_frames += probe.valid_frames;
+                    }
+                }
+            }
+            SegmentVerdict::Used {
+                header,
+                frames,
+                fault,
+            } => {
+                summary.first_lsn = Some(header.first_lsn);
+                if let Some(fault) = fault {
+                    // Salvage went on past a segment-level fault.
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: 0,
+                        bytes: 0,
+                        expected_lsn: fault.expected_lsn,
+                    });
+                    self.fault.get_or_insert(fault_at(fault));
+                }
+                let torn_start = matches!(
+                    frames.fault,
+                    Some(Fault {
+                        cause: FaultCause::FirstLsn { .. },
+                        ..
+                    })
+                );
+                if torn_start && !salvage {
+                    // The segment begins past the end of the log: nothing of it is the log.
+                    summary.state = SegmentState::PastEnd;
+                } else {
+                    self.first_lsn.get_or_insert(header.first_lsn);
+                    summary.frames = frames.frames;
+                    summary.end_offset = frames.end_offset;
+                    self.frames += frames.frames;
+                    self.next_lsn = frames.next_lsn;
+                    self.end = Some(LogEnd {
+                        seq,
+                        offset: frames.end_offset,
+                        last_checksum: frames.last_checksum,
+                    });
+                }
+                self.dropped_unsynced_frames += frames.dropped_unsynced_frames;
+                for range in &frames.skipped {
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: range.offset,
+                        bytes: range.bytes,
+                        expected_lsn: range.expected_lsn,
+                    });
+                }
+                if let Some(fault) = frames.fault {
+                    self.fault.get_or_insert(fault_at(fault));
+                }
             }
         }
-        scan.segments.push(summary);
+        self.segments.push(summary);
     }
-    Ok(scan)
 }
 
 fn describe_cause(cause: FaultCause) -> String {
@@ -405,7 +402,30 @@ fn describe_cause(cause: FaultCause) -> String {
         FaultCause::Frame(error) => format!("frame does not validate ({error:?})"),
         FaultCause::LsnMismatch { found } => format!("valid frame with LSN {found} out of place"),
         FaultCause::ChainMismatch => "frame does not chain to the previous checksum".to_string(),
-        FaultCause::SegmentHeader => "segment header does not validate".to_string(),
+        FaultCause::SegmentHeader(SegmentHeaderError::UnsupportedVersion(version)) => format!(
+            "segment format version {version} is not supported (this build reads version {})",
+            super::frame::SEGMENT_FORMAT_VERSION
+        ),
+        FaultCause::SegmentHeader(error) => error.describe().to_string(),
+        FaultCause::ForeignLog { found } => {
+            format!("segment belongs to another log (identity {found:032x})")
+        }
+        FaultCause::SegmentSeq { found } => {
+            format!("segment header says it is segment {found}: files swapped or renamed")
+        }
+        FaultCause::MissingSegment { seq } => format!(
+            "segment {seq} is missing ({} expected before this one)",
+            super::storage::segment_file_name(seq)
+        ),
+        FaultCause::SegmentSize { header_bytes } => {
+            format!(
+                "file size differs from the {header_bytes} bytes its header records (truncated?)"
+            )
+        }
+        FaultCause::FirstLsn { found } => format!("segment starts at LSN {found}"),
+        FaultCause::UnusedBeforeUsed => {
+            "an unwritten segment stands before this one: the log is out of order".to_string()
+        }
     }
 }
 
@@ -464,6 +484,11 @@ struct WriterState {
     appends: u64,
     /// Kind of the last frame in the log (0 when empty).
     last_kind: u16,
+    /// The log's identity, written into every segment header.
+    log_id: u128,
+    /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
+    /// engine belongs to the sync pass, which may be running).
+    header_sync: SyncEngine,
 }
 
 struct SyncState {
@@ -515,6 +540,7 @@ pub(crate) struct Shared {
     /// Next LSN each live in-process reader still needs.
     readers: Mutex<Vec<Arc<AtomicU64>>>,
     recovery: RecoveryReport,
+    log_id: u128,
 }
 
 /// The write-ahead log. Cheap to clone; all clones share one writer.
@@ -576,10 +602,32 @@ impl Wal {
         Wal::open_with_store(Arc::new(store), options)
     }
 
+    /// Creates a new log in `dir` (which must hold no segments) whose first record will have
+    /// LSN `first_lsn`: `repair` rebuilds a log with every record at its old LSN.
+    pub fn create_at(dir: &Path, options: WalOptions, first_lsn: Lsn) -> Result<Wal, WalError> {
+        let store = FsStore::open_writer(dir, options.zero_fill_segments)?;
+        if !store.list()?.is_empty() || store.identity()?.is_some() {
+            return Err(WalError::BadOptions(format!(
+                "{} already holds a log",
+                dir.display()
+            )));
+        }
+        Wal::open_inner(Arc::new(store), options, first_lsn.clamp(1, LSN_MAX))
+    }
+
     /// Opens a log over any store (the simulated one in crash tests).
     pub fn open_with_store(
         store: Arc<dyn SegmentStore>,
         options: WalOptions,
+    ) -> Result<Wal, WalError> {
+        Wal::open_inner(store, options, 1)
+    }
+
+    /// Opens (recovering) the log in `store`; a new log starts at `first_lsn`.
+    fn open_inner(
+        store: Arc<dyn SegmentStore>,
+        options: WalOptions,
+        first_lsn: Lsn,
     ) -> Result<Wal, WalError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
             let message = format!(
@@ -587,6 +635,15 @@ impl Wal {
                 options.segment_bytes
             );
             return Err(WalError::BadOptions(message));
+        }
+        if options.recovery_mode == RecoveryMode::Salvage {
+            // Salvage keeps frames that follow damage; appending after them would build on a
+            // log no other mode can open. Salvage is for reading and for `repair`.
+            return Err(WalError::BadOptions(
+                "the writer does not open in salvage mode: read with salvage, or write a new \
+                 log of every valid record with `vigil wal repair`"
+                    .to_string(),
+            ));
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
         let mut last_kind = 0u16;
@@ -603,9 +660,14 @@ impl Wal {
             truncated_bytes: 0,
             removed_segments: Vec::new(),
         };
+        if report.scan.end.is_none() {
+            report.scan.next_lsn = first_lsn;
+        }
         let writer = recover_writer(&*store, &options, &mut engine, &mut report, last_kind)?;
         let next_lsn = writer.next_lsn;
+        let log_id = writer.log_id;
         let shared = Shared {
+            log_id,
             store,
             options,
             writer: Mutex::new(writer),
@@ -719,6 +781,11 @@ impl Wal {
         self.shared.poisoned.load(Ordering::Acquire)
     }
 
+    /// The log's identity (carried by every segment header).
+    pub fn log_id(&self) -> u128 {
+        self.shared.log_id
+    }
+
     /// "io_uring" or "fdatasync".
     pub fn sync_method(&self) -> &'static str {
         self.shared.sync_method
@@ -813,6 +880,9 @@ impl Shared {
     /// without it, damage to the last synced records would be indistinguishable from a tear
     /// of unsynced ones, because no later frame would carry proof that they were durable.
     fn checkpoint(&self) -> Result<(), WalError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
         let last_kind = lock(&self.writer).last_kind;
         if self.last_lsn.load(Ordering::Acquire) == 0 || last_kind == kind::CHECKPOINT {
             return Ok(());
@@ -820,6 +890,19 @@ impl Shared {
         self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
         let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0))?;
         self.sync_to(lsn)
+    }
+
+    /// Records that a sync failed: nothing is acknowledged from now on, and every waiter
+    /// learns it.
+    fn poison(&self, cause: &str) {
+        let mut durable = lock(&self.durable);
+        durable.poisoned.get_or_insert_with(|| cause.to_string());
+        self.poisoned.store(true, Ordering::Release);
+        for (_, thread) in durable.waiters.drain(..) {
+            thread.unpark();
+        }
+        drop(durable);
+        self.durable_changed.notify_all();
     }
 
     fn poison_error(&self) -> WalError {
@@ -832,6 +915,10 @@ impl Shared {
 
     pub(crate) fn durable_lsn(&self) -> Lsn {
         self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn log_id(&self) -> u128 {
+        self.log_id
     }
 
     /// Bytes of segment `seq` a reader in this process may look at.
@@ -1002,23 +1089,27 @@ impl Shared {
             },
             NextSegment::Missing => self.store.create(seq, self.options.segment_bytes)?,
         };
-        let salt = random_salt();
-        let header = SegmentHeader {
-            segment_seq: seq,
-            first_lsn: writer.next_lsn,
-            salt,
-            segment_bytes: next.len() as u64,
+        let seed = match start_segment(
+            &*next,
+            seq,
+            writer.next_lsn,
+            writer.log_id,
+            &mut writer.header_sync,
+        ) {
+            Ok(seed) => seed,
+            Err(error) => {
+                // The header may or may not be on disk: as for any failed sync, nothing can be
+                // acknowledged any more.
+                self.poison(&error.to_string());
+                return Err(error);
+            }
         };
-        let mut head = [0u8; SEGMENT_HEADER_BYTES];
-        header.encode(&mut head);
-        // SAFETY: the new segment is not published yet; only the writer touches it.
-        unsafe { segment_bytes_mut(&*next, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
         let old = std::mem::replace(
             &mut writer.active,
             ActiveSegment {
                 seq,
                 file: next,
-                seed: salt_seed(salt),
+                seed,
                 offset: SEGMENT_HEADER_BYTES,
                 first_lsn: writer.next_lsn,
             },
@@ -1089,8 +1180,10 @@ impl Drop for Shared {
     }
 }
 
-/// Applies the scan's verdict (truncate a torn tail, drop segments past the end), makes
-/// everything recovered durable, and sets up the writer.
+/// Applies the scan's verdict and sets up the writer. It changes only what the scan proved
+/// was never acknowledged: the torn tail of the end segment (zeroed), and segments past the
+/// end whose frames were all written while the end was unsynced (zeroed and kept as the next
+/// segment, or removed when a second one). A healthy pre-created segment is kept as it is.
 fn recover_writer(
     store: &dyn SegmentStore,
     options: &WalOptions,
@@ -1099,23 +1192,58 @@ fn recover_writer(
     last_kind: u16,
 ) -> Result<WriterState, WalError> {
     let scan = report.scan.clone();
+    let log_id = if scan.log_id != 0 {
+        scan.log_id
+    } else {
+        // A new log: its identity is durable before its first segment exists.
+        let id = random_log_id();
+        store.set_identity(id)?;
+        id
+    };
     let end_seq = scan.end.map(|end| end.seq);
-    // Everything after the end segment is torn, unused or unsynced past the end: remove it,
-    // so none of it can reappear, and pre-create a fresh successor below.
+    let mut next: Option<Arc<dyn SegmentFile>> = None;
+    let mut reuse: Option<Arc<dyn SegmentFile>> = None;
     for summary in &scan.segments {
-        let past_end = match end_seq {
-            Some(end) => summary.seq > end,
-            None => true,
-        };
-        if past_end {
-            store.remove(summary.seq)?;
-            report.removed_segments.push(summary.seq);
+        if end_seq.is_some_and(|end| summary.seq <= end) {
+            continue;
+        }
+        let wanted_seq = end_seq.map_or(summary.seq, |end| end + 1);
+        let file = store.open(summary.seq, true)?;
+        let right_size = file.len() as u64 == options.segment_bytes;
+        match summary.state {
+            SegmentState::Unused | SegmentState::PastEnd => {
+                if summary.state == SegmentState::PastEnd {
+                    // A tear the mode accepted: its frames were never durable.
+                    report.truncated_bytes += zero_after(&*file, 0) as u64;
+                    file.sync(engine)?;
+                    file.release_resident(0, file.len());
+                }
+                let slot = if end_seq.is_some() {
+                    &mut next
+                } else {
+                    &mut reuse
+                };
+                if summary.seq == wanted_seq && right_size && slot.is_none() {
+                    *slot = Some(file);
+                } else {
+                    drop(file);
+                    store.remove(summary.seq)?;
+                    report.removed_segments.push(summary.seq);
+                }
+            }
+            SegmentState::Used | SegmentState::BadHeader => {
+                // Only salvage could get here, and the writer does not open in salvage mode.
+                return Err(WalError::BadOptions(format!(
+                    "segment {} lies past the end of the log",
+                    summary.segment
+                )));
+            }
         }
     }
     let (active, prev_checksum, next_lsn) = match scan.end {
         Some(end) => {
             let file = store.open(end.seq, true)?;
-            report.truncated_bytes = zero_after(&*file, end.offset) as u64;
+            report.truncated_bytes += zero_after(&*file, end.offset) as u64;
             // The scan for stray bytes read the whole tail; it is zero and untouched until
             // appends reach it.
             file.release_resident(end.offset, file.len());
@@ -1142,29 +1270,30 @@ fn recover_writer(
             (active, end.last_checksum, scan.next_lsn)
         }
         None => {
-            let seq = scan
-                .segments
-                .iter()
-                .map(|s| s.seq)
-                .max()
-                .map_or(1, |max| max + 1);
-            let file = store.create(seq, options.segment_bytes)?;
-            let salt = random_salt();
-            let next_lsn = scan.next_lsn;
-            let header = SegmentHeader {
-                segment_seq: seq,
-                first_lsn: next_lsn,
-                salt,
-                segment_bytes: file.len() as u64,
+            let (seq, file) = match reuse {
+                Some(file) => (
+                    scan.segments
+                        .iter()
+                        .find(|s| s.state != SegmentState::Used)
+                        .map_or(1, |s| s.seq),
+                    file,
+                ),
+                None => {
+                    let seq = scan
+                        .segments
+                        .iter()
+                        .map(|s| s.seq)
+                        .max()
+                        .map_or(1, |m| m + 1);
+                    (seq, store.create(seq, options.segment_bytes)?)
+                }
             };
-            let mut head = [0u8; SEGMENT_HEADER_BYTES];
-            header.encode(&mut head);
-            // SAFETY: a new segment, no one else has it.
-            unsafe { segment_bytes_mut(&*file, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
+            let next_lsn = scan.next_lsn;
+            let seed = start_segment(&*file, seq, next_lsn, log_id, engine)?;
             let active = ActiveSegment {
                 seq,
                 file,
-                seed: salt_seed(salt),
+                seed,
                 offset: SEGMENT_HEADER_BYTES,
                 first_lsn: next_lsn,
             };
@@ -1184,13 +1313,18 @@ fn recover_writer(
         }
         segments.push_back((summary.seq, summary.first_lsn.unwrap_or(1)));
     }
-    active.file.sync(engine)?;
+    if end_seq.is_some() {
+        active.file.sync(engine)?; // a new segment's start already made it durable
+    }
     if segments.back().map(|s| s.0) != Some(active.seq) {
         segments.push_back((active.seq, active.first_lsn));
     }
-    let next = store
-        .create(active.seq + 1, options.segment_bytes)
-        .map_or(NextSegment::Missing, NextSegment::Ready);
+    let next = match next {
+        Some(file) => NextSegment::Ready(file),
+        None => store
+            .create(active.seq + 1, options.segment_bytes)
+            .map_or(NextSegment::Missing, NextSegment::Ready),
+    };
     Ok(WriterState {
         active,
         next,
@@ -1201,7 +1335,42 @@ fn recover_writer(
         scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
         appends: 0,
         last_kind,
+        log_id,
+        header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
     })
+}
+
+/// Writes the header of segment `seq` (a zeroed, unpublished file) starting at `first_lsn`, and
+/// makes it durable before any frame goes after it: so a header that reads as zeros or does
+/// not validate, with anything after it, is damage and never a tear. Returns the CRC seed.
+fn start_segment(
+    file: &dyn SegmentFile,
+    seq: u64,
+    first_lsn: Lsn,
+    log_id: u128,
+    engine: &mut SyncEngine,
+) -> Result<u32, WalError> {
+    let salt = random_salt();
+    let header = SegmentHeader {
+        segment_seq: seq,
+        first_lsn,
+        salt,
+        segment_bytes: file.len() as u64,
+        log_id,
+    };
+    let mut head = [0u8; SEGMENT_HEADER_BYTES];
+    header.encode(&mut head);
+    // SAFETY: the segment is not published yet; only the writer touches it.
+    unsafe { segment_bytes_mut(file, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
+    file.sync(engine)?;
+    Ok(salt_seed(salt))
+}
+
+/// A random identity for a new log.
+fn random_log_id() -> u128 {
+    let high = u128::from(random_salt());
+    let low = u128::from(random_salt());
+    (high << 64 | low).max(1)
 }
 
 /// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.

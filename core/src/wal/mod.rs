@@ -8,7 +8,8 @@
 //! - With `std`: [`storage`] (segment files: fallocate, mmap, fsync; swappable for the
 //!   fault-injecting [`sim`] storage), [`sync`] (io_uring fdatasync with a plain fallback),
 //!   [`log`] (the writer: append, group commit, rotation, retention, recovery) and
-//!   [`reader`] (bounded batches from an LSN, tail-follow).
+//!   [`reader`] (bounded batches from an LSN, tail-follow; damage is an error, never the end),
+//!   and [`repair`] (a new log of every valid record, the damaged files kept aside).
 //!
 //! The log does not know what a job or a sample is beyond the record fields; the runtime
 //! decides what to write.
@@ -43,6 +44,8 @@ pub mod scan;
 pub mod log;
 #[cfg(feature = "std")]
 pub mod reader;
+#[cfg(feature = "std")]
+pub mod repair;
 #[cfg(feature = "std")]
 pub mod sim;
 #[cfg(feature = "std")]

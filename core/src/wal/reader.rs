@@ -3,9 +3,13 @@
 //! An in-process reader (from [`super::log::Wal::reader`]) sees durable records only, so an
 //! event cursor never shows a record a crash could still take back, and it is registered so
 //! retention keeps the segments it still needs. A reader opened on a directory
-//! ([`Reader::open_dir`]) takes no lock and sees whatever the writer process has stored; it
-//! stops at the first frame that does not validate, which on a live log is simply the end of
-//! what has been written so far.
+//! ([`Reader::open_dir`]) takes no lock and sees whatever the writer process has stored.
+//!
+//! Readers never stop quietly at damage. Below a *verified* LSN every record must be there:
+//! for an in-process reader that is everything durable, for a directory reader everything the
+//! recovery scan ([`super::log::scan_log`], run when it opens) accepted. A frame that does not
+//! validate there is an error naming the segment, offset and LSN. Past it (a live writer in
+//! another process still appending) a frame that does not validate yet is the end for now.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +19,8 @@ use std::time::Duration;
 use super::frame::{
     decode_frame, salt_seed, Frame, Lsn, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use super::log::{Shared, WalError};
+use super::log::{scan_log, LogFault, Shared, WalError};
+use super::scan::{FaultKind, RecoveryMode};
 use super::storage::{segment_bytes, FsStore, SegmentFile, SegmentStore};
 
 /// Most records one batch hands out, whatever the caller asks for.
@@ -44,6 +49,11 @@ pub struct Reader {
     position: Arc<AtomicU64>,
     next_lsn: Lsn,
     current: Option<OpenSegment>,
+    /// The identity every segment read must carry.
+    log_id: u128,
+    /// Every LSN below this one is known to be in the log (a directory reader's opening
+    /// scan): a record there that does not validate is damage, not the end.
+    verified_until: Lsn,
 }
 
 impl Reader {
@@ -52,29 +62,39 @@ impl Reader {
         shared.register_reader(position.clone());
         Reader {
             store: shared.store.clone(),
+            log_id: shared.log_id(),
             live: Some(shared),
             position,
             next_lsn: from.max(1),
             current: None,
+            verified_until: 1,
         }
     }
 
-    /// A reader of the log in `dir` from LSN `from`, without taking the writer's lock.
+    /// A reader of the log in `dir` from LSN `from`, without taking the writer's lock. It
+    /// scans the whole log first and refuses a damaged one.
     pub fn open_dir(dir: &Path, from: Lsn) -> Result<Reader, WalError> {
         let store = FsStore::open_reader(dir)?;
-        Ok(Reader::over_store(Arc::new(store), from))
+        Reader::over_store(Arc::new(store), from)
     }
 
-    /// A reader over any store, outside a writer (tools, tests).
-    pub fn over_store(store: Arc<dyn SegmentStore>, from: Lsn) -> Reader {
+    /// A reader over any store, outside a writer (tools, tests). It scans the whole log
+    /// first and refuses a damaged one: a torn tail is the end, corruption is an error.
+    pub fn over_store(store: Arc<dyn SegmentStore>, from: Lsn) -> Result<Reader, WalError> {
+        let scan = scan_log(&*store, RecoveryMode::Tail, &mut |_, _, _| {})?;
+        if let Some(fault) = scan.fault.filter(|f| f.kind == FaultKind::Corruption) {
+            return Err(WalError::Corrupt(fault));
+        }
         let position = Arc::new(AtomicU64::new(from.max(1)));
-        Reader {
+        Ok(Reader {
             store,
             live: None,
             position,
             next_lsn: from.max(1),
             current: None,
-        }
+            log_id: scan.log_id,
+            verified_until: scan.next_lsn,
+        })
     }
 
     /// The LSN the next record handed out will have (at least).
@@ -94,6 +114,10 @@ impl Reader {
             .live
             .as_ref()
             .map_or(Lsn::MAX, |shared| shared.durable_lsn());
+        if self.live.is_some() {
+            // Everything durable is in the log.
+            self.verified_until = limit.saturating_add(1);
+        }
         let mut handed = 0;
         let mut refreshed = false;
         while handed < max_records && self.next_lsn <= limit {
@@ -122,12 +146,30 @@ impl Reader {
                 {
                     frame
                 }
-                _ => {
+                Some(other) => {
                     // End of this segment's valid frames: move on if a successor continues the
-                    // log, else there is nothing more yet.
+                    // log, else there is nothing more yet, or the log is damaged here.
                     let expected = segment.lsn;
-                    let next_seq = segment.seq + 1;
-                    if self.open_segment(next_seq, Some(expected))? {
+                    let cause = match other {
+                        Ok(frame) => format!(
+                            "valid frame with LSN {} where LSN {expected} belongs",
+                            frame.lsn
+                        ),
+                        Err(error) => format!(
+                            "record LSN {expected} is missing: no valid frame here ({error:?}) \
+                             and no segment continues the log"
+                        ),
+                    };
+                    let (seq, offset) = (segment.seq, segment.offset);
+                    if self.end_of_segment(seq, offset, expected, cause)? {
+                        continue;
+                    }
+                    break;
+                }
+                None => {
+                    let (expected, seq, offset) = (segment.lsn, segment.seq, segment.offset);
+                    let cause = format!("record LSN {expected} lies past the segment's end");
+                    if self.end_of_segment(seq, offset, expected, cause)? {
                         continue;
                     }
                     break;
@@ -158,6 +200,37 @@ impl Reader {
         }
     }
 
+    /// After the last valid frame of segment `seq` (at `offset`, where `expected` belongs):
+    /// opens the successor if it continues the log (true), else reports that the log ends
+    /// there for now (false), and fails when `expected` was verified to exist.
+    fn end_of_segment(
+        &mut self,
+        seq: u64,
+        offset: usize,
+        expected: Lsn,
+        cause: String,
+    ) -> Result<bool, WalError> {
+        if self.open_segment(seq + 1, Some(expected))? {
+            return Ok(true);
+        }
+        if expected < self.verified_until {
+            return Err(self.damage(seq, offset, expected, cause));
+        }
+        Ok(false)
+    }
+
+    /// The error for damage met at `offset` of segment `seq`, where `lsn` was expected.
+    fn damage(&self, seq: u64, offset: usize, lsn: Lsn, cause: String) -> WalError {
+        WalError::Corrupt(LogFault {
+            kind: FaultKind::Corruption,
+            seq,
+            segment: self.store.describe(seq),
+            offset,
+            expected_lsn: lsn,
+            cause,
+        })
+    }
+
     /// Finds and opens the segment holding `next_lsn`. False when the log does not reach it.
     fn locate(&mut self) -> Result<bool, WalError> {
         let mut candidate = None;
@@ -172,11 +245,24 @@ impl Reader {
             }
         }
         match (candidate, first_lsn) {
-            (Some(seq), _) => self.open_segment(seq, None),
+            (Some(seq), _) => {
+                if self.open_segment(seq, None)? {
+                    return Ok(true);
+                }
+                if self.next_lsn < self.verified_until {
+                    let cause = "segment no longer validates".to_string();
+                    return Err(self.damage(seq, 0, self.next_lsn, cause));
+                }
+                Ok(false)
+            }
             (None, Some(first)) if first > self.next_lsn => Err(WalError::LsnNotRetained {
                 lsn: self.next_lsn,
                 first_lsn: first,
             }),
+            (None, None) if self.next_lsn < self.verified_until => {
+                let cause = "no segment of the log validates any more".to_string();
+                Err(self.damage(0, 0, self.next_lsn, cause))
+            }
             _ => Ok(false),
         }
     }
@@ -192,9 +278,12 @@ impl Reader {
         }
         // SAFETY: the header is written before the segment is published and never again.
         let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
-        Ok(SegmentHeader::decode(head)
-            .ok()
-            .map(|header| (header, file)))
+        let valid = SegmentHeader::decode(head).ok().filter(|header| {
+            header.log_id == self.log_id
+                && header.segment_seq == seq
+                && header.segment_bytes == file.len() as u64
+        });
+        Ok(valid.map(|header| (header, file)))
     }
 
     /// Opens segment `seq` at its first frame; with `expected`, only if it starts there.

@@ -26,6 +26,17 @@ pub mod kind {
     /// Written by the log itself on close: an empty frame whose `synced_lsn` proves that
     /// everything before it was durable. Ignorable, so every reader skips it.
     pub const CHECKPOINT: u16 = 0x8001;
+    /// Written by `repair` in place of each record it could not recover, so LSNs stay dense
+    /// and every surviving record keeps its LSN. Empty payload; ignorable.
+    pub const HOLE: u16 = 0x8002;
+    /// Written by `repair` after the records it kept: what it did and what it dropped, as a
+    /// JSON object. Ignorable.
+    pub const REPAIRED: u16 = 0x8003;
+    /// What the runtime's job index needs from before this point (jobs still running,
+    /// sessions, the next job id), written as the first frame of every segment but the first,
+    /// so retention can retire older segments without losing it. Opaque to the log;
+    /// ignorable.
+    pub const INDEX_CHECKPOINT: u16 = 0x8004;
 }
 
 /// Limits a job ran under; `None` where no limit was set.

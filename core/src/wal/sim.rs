@@ -56,6 +56,7 @@ impl SimRng {
 
 struct SimState {
     files: BTreeMap<u64, Arc<SimFile>>,
+    identity: Option<u128>,
     plan: FaultPlan,
     syncs: u64,
     creates: u64,
@@ -164,6 +165,7 @@ impl SimStore {
     pub fn new(plan: FaultPlan, seed: u64) -> SimStore {
         let state = SimState {
             files: BTreeMap::new(),
+            identity: None,
             plan,
             syncs: 0,
             creates: 0,
@@ -190,6 +192,7 @@ impl SimStore {
     /// The new store has no faults planned.
     pub fn crash_image(&self, seed: u64) -> SimStore {
         let mut rng = SimRng::new(seed);
+        let identity = lock(&self.state).identity;
         let images: Vec<(u64, Vec<u8>)> = {
             let state = lock(&self.state);
             state
@@ -215,6 +218,7 @@ impl SimStore {
         let restarted = SimStore::new(FaultPlan::default(), rng.next_u64());
         {
             let mut state = lock(&restarted.state);
+            state.identity = identity;
             for (seq, image) in images {
                 let file = Arc::new(SimFile::new(image, &restarted.state));
                 state.files.insert(seq, file);
@@ -292,5 +296,22 @@ impl SegmentStore for SimStore {
 
     fn describe(&self, seq: u64) -> String {
         format!("sim:{seq:020}")
+    }
+
+    fn identity(&self) -> io::Result<Option<u128>> {
+        Ok(lock(&self.state).identity)
+    }
+
+    fn set_identity(&self, log_id: u128) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        if state.dead {
+            return Err(io::Error::other("simulated machine has crashed"));
+        }
+        state.identity = Some(log_id);
+        Ok(())
+    }
+
+    fn describe_identity(&self) -> String {
+        "sim:IDENTITY".to_string()
     }
 }

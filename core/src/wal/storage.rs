@@ -22,6 +22,10 @@ use super::sync::SyncEngine;
 pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
 /// Name of the lock file the single writer holds with `flock`.
 pub const LOCK_FILE_NAME: &str = "LOCK";
+/// Mode of the log directory: logged arguments and output are the owner's alone.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of segments, the lock and the identity file.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Zero-fill chunk: bounded so creating a segment needs no large buffer.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
@@ -88,6 +92,31 @@ pub trait SegmentStore: Send + Sync {
     fn remove(&self, seq: u64) -> io::Result<()>;
     /// A name for the segment in messages (its path).
     fn describe(&self, seq: u64) -> String;
+    /// The log's identity, chosen when it was created; `None` before that.
+    fn identity(&self) -> io::Result<Option<u128>>;
+    /// Records the identity of a new log, durably, before its first segment exists.
+    fn set_identity(&self, log_id: u128) -> io::Result<()>;
+    /// A name for where the identity is kept, in messages.
+    fn describe_identity(&self) -> String;
+}
+
+/// Name of the file that holds a log's identity.
+pub const IDENTITY_FILE_NAME: &str = "IDENTITY";
+/// What the identity file says before the identity, in hex.
+const IDENTITY_PREFIX: &str = "vigil-wal log-id ";
+
+/// The identity file's text for `log_id`.
+fn identity_text(log_id: u128) -> String {
+    format!("{IDENTITY_PREFIX}{log_id:032x}\n")
+}
+
+/// Reads an identity file's text; `None` when it is not one.
+fn parse_identity(text: &str) -> Option<u128> {
+    let hex = text.strip_prefix(IDENTITY_PREFIX)?.strip_suffix('\n')?;
+    if hex.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(hex, 16).ok()
 }
 
 /// File name of segment `seq`.
@@ -110,15 +139,18 @@ impl FsStore {
     /// Opens `dir` for the single writer: creates it if needed, takes the lock (failing at once
     /// if another process holds it) and removes half-created segments.
     pub fn open_writer(dir: &Path, zero_fill: bool) -> io::Result<FsStore> {
-        fs::create_dir_all(dir).map_err(|e| context(e, "create WAL directory", dir))?;
+        create_private_dir(dir).map_err(|e| context(e, "create WAL directory", dir))?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_FILE_MODE)
             .custom_flags(libc::O_CLOEXEC)
             .open(&lock_path)
             .map_err(|e| context(e, "open lock file", &lock_path))?;
+        // Files made by earlier versions, or under a loose umask, are made private too.
+        make_private(&lock_path, PRIVATE_FILE_MODE)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = io::Error::last_os_error();
@@ -133,7 +165,9 @@ impl FsStore {
             let name = entry.file_name();
             if name.to_string_lossy().ends_with(".tmp") {
                 fs::remove_file(entry.path())
-                    .map_err(|e| context(e, "remove half-created segment", &entry.path()))?;
+                    .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
+            } else if entry.file_type()?.is_file() {
+                make_private(&entry.path(), PRIVATE_FILE_MODE)?;
             }
         }
         sync_dir(dir)?;
@@ -246,6 +280,49 @@ impl SegmentStore for FsStore {
     fn describe(&self, seq: u64) -> String {
         self.path(seq).display().to_string()
     }
+
+    fn identity(&self) -> io::Result<Option<u128>> {
+        let path = self.dir.join(IDENTITY_FILE_NAME);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(context(error, "read log identity", &path)),
+        };
+        let parsed = std::str::from_utf8(&text).ok().and_then(parse_identity);
+        match parsed {
+            Some(id) => Ok(Some(id)),
+            None => Err(context(
+                io::Error::new(io::ErrorKind::InvalidData, "not a log identity file"),
+                "read log identity",
+                &path,
+            )),
+        }
+    }
+
+    fn set_identity(&self, log_id: u128) -> io::Result<()> {
+        let path = self.dir.join(IDENTITY_FILE_NAME);
+        let tmp = self.dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
+        let write = || -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE_MODE)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut file, identity_text(log_id).as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        if let Err(error) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(context(error, "write log identity", &path));
+        }
+        sync_dir(&self.dir)
+    }
+
+    fn describe_identity(&self) -> String {
+        self.dir.join(IDENTITY_FILE_NAME).display().to_string()
+    }
 }
 
 /// A mapped segment file.
@@ -307,6 +384,7 @@ fn create_allocated(tmp: &Path, bytes: u64, zero_fill: bool) -> io::Result<()> {
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
         .custom_flags(libc::O_CLOEXEC)
         .open(tmp)?;
     let len =
@@ -326,6 +404,28 @@ fn create_allocated(tmp: &Path, bytes: u64, zero_fill: bool) -> io::Result<()> {
         }
     }
     file.sync_all()
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700: the
+/// mode is set explicitly, so the umask cannot widen it.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)?;
+    make_private(dir, PRIVATE_DIR_MODE)
+}
+
+/// Sets `path`'s permission bits to `mode` when they differ.
+fn make_private(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).map_err(|e| context(e, "stat", path))?;
+    if meta.permissions().mode() & 0o777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| context(e, "make private", path))?;
+    }
+    Ok(())
 }
 
 /// fsync of a directory, so that creating, renaming or removing a file in it is durable.

@@ -146,9 +146,10 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
     };
     let mut options = RuntimeOptions::new(&data_dir);
     options.proc_root = cli.proc_root.clone();
+    options.wal = crate::wal_options(cli);
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
-    options.wal = cli.wal_options();
+    options.wal = crate::wal_options(cli);
     options.executor = crate::run_cmd::executor_config(args.cgroup_mode.as_deref())?;
     // The runtime first: it holds the log's lock, so a second server on the same data
     // directory fails here, before touching the socket.
