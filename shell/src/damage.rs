@@ -22,10 +22,6 @@ pub const LOG_DAMAGED: i64 = -32007;
 /// Exit code of a CLI reader that met a damaged log (also with `--partial`).
 pub const EXIT_DAMAGED: u8 = 1;
 
-/// What a user can do about a damaged log.
-pub const REPAIR_HINT: &str = "`vigil wal verify` shows the damage; `vigil wal repair` writes a \
-                               new log of every valid record and keeps the damaged segments aside";
-
 /// The fault behind a log error, if the error is damage.
 pub fn wal_fault(error: &WalError) -> Option<&LogFault> {
     match error {
@@ -52,16 +48,15 @@ pub fn fault_data(fault: &LogFault) -> Value {
     })
 }
 
-/// The message of a reader that stops at damage: where, and what to do.
+/// The message of a reader that stops at damage: where, and (core's fault says it) what to do.
 pub fn damaged_message(fault: &LogFault) -> String {
-    format!("the log is damaged: {fault}; {REPAIR_HINT}")
+    format!("the log is damaged: {fault}")
 }
 
 /// The warning a `--partial` reader prints (on stderr) after showing what it could read.
 pub fn partial_warning(fault: &LogFault) -> String {
     format!(
-        "warning: incomplete answer: only the records before LSN {} were readable: {fault}; \
-         {REPAIR_HINT}",
+        "warning: incomplete answer: only the records before LSN {} were readable: {fault}",
         fault.expected_lsn
     )
 }

@@ -3,8 +3,9 @@
 //! logged shows as `running` (it becomes `interrupted` when the next runtime opens the log).
 //!
 //! A damaged log is never shown as a shorter one: both commands fail (exit 1) naming the
-//! damaged segment, offset and LSN. With `--partial` they show what is readable before the
-//! damage, print a warning saying the answer is incomplete, and still exit 1.
+//! damaged segment, offset and LSN; on a damaged log a job is "unreadable", never "no such
+//! job". With `--partial`, `vigil jobs` lists what is readable before the damage, prints a
+//! warning saying the list is incomplete, and still exits 1.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -44,10 +45,6 @@ pub struct JobArgs {
     /// Print one JSON object (the default is pretty-printed JSON too, as the record is nested).
     #[arg(long)]
     pub json: bool,
-    /// On a damaged log, show the job if its records are readable before the damage (with a
-    /// warning on stderr; the exit code is still 1).
-    #[arg(long)]
-    pub partial: bool,
 }
 
 /// The job index of a log, and the damage that cut it short (only with `--partial`).
@@ -176,22 +173,22 @@ fn print_table(jobs: &[JobSummary]) {
 }
 
 pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
-    let result = load(cli, args.partial).and_then(|loaded| {
-        let detail = detail(&loaded, args.id)?;
-        let text = if args.json {
-            serde_json::to_string(&detail)
-        } else {
-            serde_json::to_string_pretty(&detail)
-        };
-        Ok((text.map_err(|e| e.to_string())?, loaded.damage))
-    });
+    let id = args.id;
+    let result = load(cli, false)
+        .map_err(|e| format!("job {id} is unreadable: {e}"))
+        .and_then(|loaded| detail(&loaded, id))
+        .and_then(|detail| {
+            let text = if args.json {
+                serde_json::to_string(&detail)
+            } else {
+                serde_json::to_string_pretty(&detail)
+            };
+            text.map_err(|e| e.to_string())
+        });
     match result {
-        Ok((text, damage)) => {
+        Ok(text) => {
             println!("{text}");
-            match &damage {
-                Some(fault) => damaged_exit(fault),
-                None => ExitCode::SUCCESS,
-            }
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("vigil job: {e}");
@@ -200,19 +197,21 @@ pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
     }
 }
 
-/// Job `id`'s full record. On a partial index, a job not in it is unreadable, not absent.
+/// Job `id`'s full record, from a log that read whole.
 fn detail(loaded: &Loaded, id: u64) -> Result<serde_json::Value, String> {
-    let Some(summary) = loaded.index.jobs.get(&id) else {
-        return Err(match &loaded.damage {
-            Some(fault) => format!("job {id} is unreadable: {}", damaged_message(fault)),
-            None => format!("no job {id} in the log"),
-        });
-    };
+    let summary = loaded
+        .index
+        .jobs
+        .get(&id)
+        .ok_or_else(|| format!("no job {id} in the log"))?;
     let wal_dir = RuntimeOptions::wal_dir(&loaded.data_dir);
-    let mut reader = Reader::open_dir(&wal_dir, summary.lsn)
-        .map_err(|e| format!("{}: {e}", wal_dir.display()))?;
+    let unreadable = |e: &dyn std::fmt::Display| format!("job {id} is unreadable: {e}");
+    let mut reader = Reader::open_dir(&wal_dir, summary.lsn).map_err(|e| match &e {
+        WalError::Corrupt(fault) => unreadable(&damaged_message(fault)),
+        _ => unreadable(&format!("{}: {e}", wal_dir.display())),
+    })?;
     job_detail_from(&mut reader, summary).map_err(|e| match runtime_fault(&e) {
-        Some(fault) => format!("job {id} is unreadable: {}", damaged_message(fault)),
+        Some(fault) => unreadable(&damaged_message(fault)),
         None => e.to_string(),
     })
 }
