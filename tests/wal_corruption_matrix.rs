@@ -19,6 +19,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -288,10 +289,19 @@ fn segment_path(wal: &Path, seq: u64) -> PathBuf {
     wal.join(segment_file_name(seq))
 }
 
+/// Flips the bits of one byte in place (a positioned write: a live writer's other bytes stay).
 fn flip_byte(path: &Path, offset: usize) {
-    let mut bytes = std::fs::read(path).expect("read a segment");
-    bytes[offset] ^= 0xA5;
-    std::fs::write(path, bytes).expect("write a segment");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open a segment");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset as u64)
+        .expect("read a byte");
+    byte[0] ^= 0xA5;
+    file.write_all_at(&byte, offset as u64)
+        .expect("write a byte");
 }
 
 fn truncate(path: &Path, len: usize) {
@@ -908,4 +918,87 @@ fn every_reader_answers_completely_or_names_the_damage_and_no_opener_changes_a_d
 
 fn pristine_wal(data_dir: &Path) -> PathBuf {
     data_dir.join("wal")
+}
+
+/// The record at or after the middle of the log that ends a job: (its LSN, the job's id), from
+/// the intact log's dump.
+fn middle_job_end(data_dir: &Path, frames: usize) -> (u64, u64) {
+    let dump = vigil(data_dir, &["wal", "dump", "--json"]);
+    assert!(dump.status.success(), "dump: {}", text(&dump.stderr));
+    text(&dump.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["kind"] == "job_finished" && r["lsn"].as_u64() >= Some(frames as u64 / 2))
+        .and_then(|r| Some((r["lsn"].as_u64()?, r["job_id"].as_u64()?)))
+        .expect("a finished job in the second half of the log")
+}
+
+#[test]
+fn a_running_server_answers_damage_under_it_with_log_damaged_naming_where() {
+    let scratch = TempDir::new("matrix-live");
+    let data = scratch.path().join("data");
+    build_log(&data, "live", None);
+    let frames = frames_of(&data.join("wal"));
+    let (lsn, job) = middle_job_end(&data, frames.len());
+    let place = frames[lsn as usize - 1];
+    let server = match start_server(&data, scratch.path()) {
+        Ok(server) => server,
+        Err(out) => panic!("vigil serve refused an intact log: {}", text(&out.stderr)),
+    };
+    // Damage one acknowledged record in place, under the server's mapping.
+    let segment = segment_path(&data.join("wal"), place.seq);
+    flip_byte(&segment, place.offset + place.bytes / 2);
+
+    let mut cursor = 1u64;
+    let error = loop {
+        let answer = rpc(
+            &server.socket,
+            "events.read",
+            json!({"cursor": cursor, "max": EVENTS_PAGE}),
+        )
+        .expect("an answer");
+        if let Some(error) = answer.get("error") {
+            break error.clone();
+        }
+        let events = answer["result"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !events.is_empty(),
+            "events.read ended at LSN {cursor} before the damage at {lsn}"
+        );
+        for event in &events {
+            assert!(
+                event["lsn"].as_u64() < Some(lsn),
+                "a record at or past the damage: {event}"
+            );
+        }
+        cursor = answer["result"]["next_cursor"]
+            .as_u64()
+            .expect("next_cursor");
+    };
+    let name = segment_file_name(place.seq);
+    assert_eq!(cursor, lsn, "the batches stop right before the damage");
+    assert_eq!(error["code"], LOG_DAMAGED, "{error}");
+    assert_eq!(error["data"]["lsn"], lsn, "{error}");
+    assert_eq!(error["data"]["offset"], place.offset, "{error}");
+    assert!(
+        error["data"]["segment"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&name)),
+        "{error}"
+    );
+
+    let detail = rpc(&server.socket, "jobs.get", json!({"job_id": job})).expect("an answer");
+    assert_eq!(
+        detail["error"]["code"], LOG_DAMAGED,
+        "jobs.get {job}: {detail}"
+    );
+    assert_eq!(detail["error"]["data"]["lsn"], lsn, "{detail}");
+
+    let stopped = stop_server(server);
+    let log = text(&stopped.stderr);
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(stopped.status.signal().is_none(), "{log}");
 }
