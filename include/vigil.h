@@ -388,6 +388,10 @@ vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
 // the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED. No other call may be using
 // the runtime concurrently. Job handles stay valid. WAL readers stay valid too, and keep the
 // log open (and the data directory owned) until they are closed.
+//
+// VIGIL_E_IO when the log could not be made durable: an earlier sync failed and poisoned it,
+// or this final one failed. Records appended since the last successful vigil_wal_sync may
+// then be lost; vigil_last_error_message says why. The handle is freed all the same.
 vigil_status vigil_runtime_close(struct vigil_runtime *rt);
 
 // Copies the runtime's latest telemetry sample into *out (initialised with

@@ -234,10 +234,25 @@ pub unsafe extern "C" fn vigil_runtime_open(
 /// the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED. No other call may be using
 /// the runtime concurrently. Job handles stay valid. WAL readers stay valid too, and keep the
 /// log open (and the data directory owned) until they are closed.
+///
+/// VIGIL_E_IO when the log could not be made durable: an earlier sync failed and poisoned it,
+/// or this final one failed. Records appended since the last successful vigil_wal_sync may
+/// then be lost; vigil_last_error_message says why. The handle is freed all the same.
 #[no_mangle]
 pub unsafe extern "C" fn vigil_runtime_close(rt: *mut vigil_runtime) -> vigil_status {
-    // SAFETY: close_handle frees only registered runtime handles.
-    boundary(|| unsafe { close_handle(rt, HandleKind::Runtime) })
+    boundary(|| {
+        if rt.is_null() {
+            return Ok(());
+        }
+        // The final sync first, so its failure is reported rather than lost in a drop.
+        let durable = runtime_ref(rt).map(|live| live.runtime.wal().checkpoint());
+        // SAFETY: close_handle frees only registered runtime handles.
+        unsafe { close_handle(rt, HandleKind::Runtime) }?;
+        match durable {
+            Ok(Err(error)) => Err(error.into()),
+            _ => Ok(()),
+        }
+    })
 }
 
 #[cfg(test)]
