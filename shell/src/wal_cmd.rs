@@ -103,9 +103,9 @@ pub enum WalCommand {
         /// On damage, print the records before it, then the damage on stderr (still exits 1).
         #[arg(long)]
         partial: bool,
-        /// First LSN to print.
-        #[arg(long, default_value_t = 1)]
-        from: Lsn,
+        /// First LSN to print (default: the first the log still holds).
+        #[arg(long)]
+        from: Option<Lsn>,
         /// Print at most this many records.
         #[arg(long)]
         limit: Option<u64>,
@@ -486,16 +486,32 @@ fn dump(
     dir: &Path,
     json: bool,
     partial: bool,
-    from: Lsn,
+    from: Option<Lsn>,
     limit: Option<u64>,
 ) -> Result<ExitCode, Failure> {
     let mut out = Out::new();
+    // No --from: start at the first record retention left in the log.
+    let from = match from {
+        Some(lsn) => lsn,
+        None => first_lsn(dir)?,
+    };
     match Reader::open_dir(dir, from) {
         Ok(mut reader) => {
             print_from(&mut reader, json, limit, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(WalError::Corrupt(_)) if partial => dump_readable(dir, json, from, limit, &mut out),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The first LSN the log still holds (1 for an empty log). A damaged log is refused here
+/// only by the reader that follows, which names the damage the same way.
+fn first_lsn(dir: &Path) -> Result<Lsn, Failure> {
+    let store = FsStore::open_reader(dir).map_err(WalError::from)?;
+    match scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}) {
+        Ok(scan) => Ok(scan.first_lsn.unwrap_or(1)),
+        Err(WalError::Corrupt(_)) => Ok(1),
         Err(error) => Err(error.into()),
     }
 }
