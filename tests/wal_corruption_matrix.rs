@@ -1002,3 +1002,67 @@ fn a_running_server_answers_damage_under_it_with_log_damaged_naming_where() {
     assert!(!log.contains("panicked"), "{log}");
     assert!(stopped.status.signal().is_none(), "{log}");
 }
+
+/// Retention keeps about this much log: a few segments of [`SEGMENT_BYTES`].
+const RETAIN_BYTES: u64 = 40 * 1024;
+/// Jobs run into a log with [`RETAIN_BYTES`] retention: enough to retire its first segments.
+const RETENTION_JOBS: u64 = 60;
+
+#[test]
+fn a_log_that_retired_its_first_segments_still_opens_lists_runs_serves_and_opens_from_c() {
+    let scratch = TempDir::new("matrix-retention");
+    let host = c_host(scratch.path());
+    let data = scratch.path().join("data");
+    let retain = RETAIN_BYTES.to_string();
+    let with_retention = |args: &[&str]| {
+        let mut all = vec!["--wal-retain-bytes", retain.as_str()];
+        all.extend_from_slice(args);
+        vigil(&data, &all)
+    };
+    for n in 1..=RETENTION_JOBS {
+        let word = format!("kept-job-{n}-{}", "p".repeat(JOB_PAD_BYTES));
+        let args = json!({"argv": ["/bin/echo", word]}).to_string();
+        let out = with_retention(&["run", "exec", "--args", &args, "--json"]);
+        assert!(out.status.success(), "job {n}: {}", text(&out.stderr));
+    }
+    assert!(
+        !segment_path(&data.join("wal"), 1).exists(),
+        "retention retired no segment: the test does not test retention"
+    );
+
+    let jobs = with_retention(&["jobs", "--json"]);
+    assert!(jobs.status.success(), "jobs: {}", text(&jobs.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&jobs.stdout).expect("a JSON array");
+    assert!(
+        listed.iter().any(|j| j["job_id"] == RETENTION_JOBS),
+        "the last job is not listed: {}",
+        text(&jobs.stdout)
+    );
+    for args in [
+        &["wal", "verify"][..],
+        &["wal", "dump", "--json"],
+        &["wal", "stats"],
+    ] {
+        let out = with_retention(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+
+    let server = match start_server(&data, scratch.path()) {
+        Ok(server) => server,
+        Err(out) => panic!("vigil serve refused the log: {}", text(&out.stderr)),
+    };
+    let list = rpc(&server.socket, "jobs.list", json!({})).expect("an answer");
+    assert!(list.get("result").is_some(), "jobs.list: {list}");
+    let stopped = stop_server(server);
+    assert!(stopped.status.success(), "serve: {}", text(&stopped.stderr));
+
+    if let Some(host) = host {
+        let dir = data.to_str().expect("UTF-8 temp path");
+        let out = c_host_run(&host, &["read", dir, &SEGMENT_BYTES.to_string()]);
+        assert!(
+            out.status.success(),
+            "C open and read: {}",
+            text(&out.stderr)
+        );
+    }
+}
