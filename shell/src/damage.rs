@@ -16,7 +16,7 @@ use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 use vigil_core::wal::storage::FsStore;
 
 /// JSON-RPC error code of an answer the server cannot give because the log is damaged. Its
-/// `data` is `{segment, offset, lsn, cause}`. (Next to vigil's other codes, -32001..-32006.)
+/// `data` is `{kind, segment, offset, lsn, cause}`. (Next to vigil's other codes, -32001..-32006.)
 pub const LOG_DAMAGED: i64 = -32007;
 
 /// Exit code of a CLI reader that met a damaged log (also with `--partial`).
@@ -41,6 +41,7 @@ pub fn runtime_fault(error: &RuntimeError) -> Option<&LogFault> {
 /// Where the damage is, for programs.
 pub fn fault_data(fault: &LogFault) -> Value {
     json!({
+        "kind": fault.kind.as_str(),
         "segment": fault.segment,
         "offset": fault.offset,
         "lsn": fault.expected_lsn,

@@ -28,7 +28,9 @@ use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
-use crate::damage::{damaged_message, partial_warning, read_until_damage, EXIT_DAMAGED};
+use crate::damage::{
+    damaged_message, fault_data, partial_warning, read_until_damage, EXIT_DAMAGED,
+};
 use crate::Cli;
 
 /// How often `tail -f` looks for new records.
@@ -304,16 +306,7 @@ impl Progress {
 }
 
 fn fault_json(scan: &LogScan) -> Value {
-    match &scan.fault {
-        None => Value::Null,
-        Some(fault) => json!({
-            "kind": fault.kind.as_str(),
-            "segment": fault.segment,
-            "offset": fault.offset,
-            "lsn": fault.expected_lsn,
-            "cause": fault.cause,
-        }),
-    }
+    scan.fault.as_ref().map_or(Value::Null, fault_data)
 }
 
 fn last_lsn(scan: &LogScan) -> Option<Lsn> {
@@ -328,7 +321,18 @@ fn corrupt(scan: &LogScan) -> bool {
 }
 
 fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, Failure> {
-    let census = census(dir, RecoveryMode::Tail)?;
+    let census = match census(dir, RecoveryMode::Tail) {
+        // Damage that stops the scan itself (a missing identity, say) is a report too.
+        Err(Failure::Damaged(fault)) if json => {
+            let value =
+                json!({"ok": false, "dir": dir.display().to_string(), "fault": fault_data(&fault)});
+            let mut out = Out::new();
+            out.line(&value.to_string())?;
+            out.flush()?;
+            return Ok(ExitCode::from(EXIT_DAMAGED));
+        }
+        census => census?,
+    };
     let scan = &census.scan;
     let corrupt = corrupt(scan);
     let torn = scan
