@@ -61,8 +61,8 @@ fn every_seed_replays_through_its_target_without_a_failure() {
     }
 }
 
-/// A small real segment image written by the log itself.
-fn segment_image(records: u64, sync_every: u64) -> Vec<u8> {
+/// The segment images (4 KiB each) of a small real log written by the log itself, closed.
+fn log_images(records: u64, sync_every: u64) -> Vec<Vec<u8>> {
     let store = SimStore::new(FaultPlan::default(), 3);
     let options = WalOptions {
         segment_bytes: 4096,
@@ -101,9 +101,12 @@ fn segment_image(records: u64, sync_every: u64) -> Vec<u8> {
         }
     }
     wal.append_raw(kind::USER, b"user bytes").unwrap();
-    wal.sync_all().unwrap();
-    wal.abandon();
-    store.durable_image(1).unwrap()
+    wal.close().unwrap();
+    store
+        .durable_images()
+        .into_iter()
+        .map(|(_, image)| image)
+        .collect()
 }
 
 /// Writes the seed corpus when `VIGIL_WAL_WRITE_CORPUS` is set.
@@ -116,22 +119,45 @@ fn maybe_write_corpus() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
     };
-    let valid = segment_image(20, 1);
-    let batched = segment_image(20, 7);
-    write("wal_scan", "valid-synced-each", &valid);
-    write("wal_scan", "valid-batched", &batched);
-    let mut torn = valid.clone();
+    // wal_scan: a count byte (segments - 1), then the segment images of a real log.
+    let log = |images: &[Vec<u8>]| {
+        let mut input = vec![(images.len() - 1) as u8];
+        for image in images {
+            input.extend_from_slice(image);
+        }
+        input
+    };
+    let valid = log_images(20, 1);
+    let batched = log_images(20, 7);
+    let rotated = log_images(90, 5);
+    assert!(rotated.len() >= 3, "the seed log spans segments");
+    write("wal_scan", "valid-synced-each", &log(&valid));
+    write("wal_scan", "valid-batched", &log(&batched));
+    write("wal_scan", "three-segments", &log(&rotated[..3]));
+    let mut torn = valid[0].clone();
     torn[1500..1700].fill(0);
-    write("wal_scan", "torn-middle", &torn);
-    let mut flipped = valid.clone();
+    write("wal_scan", "torn-middle", &log(&[torn]));
+    let mut flipped = valid[0].clone();
     flipped[300] ^= 0x20;
-    write("wal_scan", "flipped-byte", &flipped);
-    let mut tail = valid.clone();
+    write("wal_scan", "flipped-byte", &log(&[flipped]));
+    let mut tail = valid[0].clone();
     let used = tail.iter().rposition(|&b| b != 0).unwrap();
     tail[used + 9] = 0x77;
-    write("wal_scan", "garbage-tail", &tail);
-    write("wal_scan", "header-only", &valid[..64]);
-    write("wal_scan", "unused", &[0u8; 256]);
+    write("wal_scan", "garbage-tail", &log(&[tail]));
+    let mut header = rotated[1].clone();
+    header[20] ^= 0x01;
+    write(
+        "wal_scan",
+        "bad-middle-header",
+        &log(&[rotated[0].clone(), header, rotated[2].clone()]),
+    );
+    write(
+        "wal_scan",
+        "swapped",
+        &log(&[rotated[1].clone(), rotated[0].clone()]),
+    );
+    write("wal_scan", "header-only", &log(&[valid[0][..64].to_vec()]));
+    write("wal_scan", "unused", &log(&[vec![0u8; 256]]));
 
     let mut frame = vec![0u8; 4 + 128];
     frame[..4].copy_from_slice(&salt_seed(9).to_le_bytes());
@@ -173,19 +199,37 @@ fn maybe_write_corpus() {
     encode_frame(&mut job[4..], &payload[..len], meta, salt_seed(1)).unwrap();
     write("wal_frame_decode", "valid-job-finished", &job);
 
+    // wal_ops: seed (2 bytes), fault plan byte, then ops (op % 8: 0-3 append, 4 sync,
+    // 5 crash, 6-7 close and damage with 3 more bytes: what, where).
     write(
         "wal_ops",
         "appends-syncs-crashes",
-        &[1, 2, 0, 0, 5, 9, 2, 3, 13, 2, 3, 3, 21, 2],
+        &[1, 2, 1, 0, 8, 4, 16, 17, 4, 5, 24, 4, 5, 5, 32, 4],
     );
     write(
         "wal_ops",
         "eio-then-crash",
-        &[7, 7, 8, 1, 1, 2, 1, 2, 1, 2, 3, 1, 2],
+        &[7, 7, 8, 1, 1, 4, 1, 4, 1, 4, 5, 1, 4],
     );
     write(
         "wal_ops",
         "large-records",
-        &[0, 1, 1, 253, 249, 245, 2, 3, 241, 2, 3],
+        &[0, 1, 1, 248, 240, 232, 4, 5, 224, 4, 5],
     );
+    let mut rotating = vec![3, 4, 1];
+    for n in 0..40u8 {
+        rotating.extend_from_slice(&[(n % 4) | 0x80, 4]);
+    }
+    for (name, what) in [
+        ("flip-byte", 0u8),
+        ("zero-sector", 2),
+        ("truncate", 3),
+        ("lose-segment", 4 + 8),
+        ("swap-segments", 5),
+        ("foreign-segment", 6),
+    ] {
+        let mut ops = rotating.clone();
+        ops.extend_from_slice(&[6, what, 0x21, 0x07, 0, 4]);
+        write("wal_ops", &format!("damage-{name}"), &ops);
+    }
 }

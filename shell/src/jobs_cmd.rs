@@ -146,6 +146,13 @@ pub fn list(cli: &Cli, args: &JobsArgs) -> ExitCode {
         }
     } else {
         print_table(&jobs);
+        if loaded.index.from_checkpoint {
+            println!(
+                "history from LSN {}: older records were retired (jobs still running then, and \
+                 open sessions, are carried forward)",
+                loaded.index.history_from_lsn
+            );
+        }
     }
     match &loaded.damage {
         Some(fault) => damaged_exit(fault),
@@ -199,14 +206,22 @@ pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
 
 /// Job `id`'s full record, from a log that read whole.
 fn detail(loaded: &Loaded, id: u64) -> Result<serde_json::Value, String> {
-    let summary = loaded
-        .index
-        .jobs
-        .get(&id)
-        .ok_or_else(|| format!("no job {id} in the log"))?;
+    let index = &loaded.index;
+    let summary = index.jobs.get(&id).ok_or_else(|| {
+        if index.from_checkpoint && id < index.next_job_id {
+            format!(
+                "job {id}'s records were retired: the log's history starts at LSN {}",
+                index.history_from_lsn
+            )
+        } else {
+            format!("no job {id} in the log")
+        }
+    })?;
     let wal_dir = RuntimeOptions::wal_dir(&loaded.data_dir);
     let unreadable = |e: &dyn std::fmt::Display| format!("job {id} is unreadable: {e}");
-    let mut reader = Reader::open_dir(&wal_dir, summary.lsn).map_err(|e| match &e {
+    // A running job carried by an index checkpoint may have its start retired.
+    let from = summary.lsn.max(index.history_from_lsn);
+    let mut reader = Reader::open_dir(&wal_dir, from).map_err(|e| match &e {
         WalError::Corrupt(fault) => unreadable(&damaged_message(fault)),
         _ => unreadable(&format!("{}: {e}", wal_dir.display())),
     })?;

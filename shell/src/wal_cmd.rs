@@ -495,27 +495,17 @@ fn dump(
 ) -> Result<ExitCode, Failure> {
     let mut out = Out::new();
     // No --from: start at the first record retention left in the log.
-    let from = match from {
-        Some(lsn) => lsn,
-        None => first_lsn(dir)?,
+    let opened = match from {
+        Some(lsn) => Reader::open_dir(dir, lsn),
+        None => Reader::open_dir_from_start(dir),
     };
-    match Reader::open_dir(dir, from) {
+    let from = from.unwrap_or(1);
+    match opened {
         Ok(mut reader) => {
             print_from(&mut reader, json, limit, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(WalError::Corrupt(_)) if partial => dump_readable(dir, json, from, limit, &mut out),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The first LSN the log still holds (1 for an empty log). A damaged log is refused here
-/// only by the reader that follows, which names the damage the same way.
-fn first_lsn(dir: &Path) -> Result<Lsn, Failure> {
-    let store = FsStore::open_reader(dir).map_err(WalError::from)?;
-    match scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}) {
-        Ok(scan) => Ok(scan.first_lsn.unwrap_or(1)),
-        Err(WalError::Corrupt(_)) => Ok(1),
         Err(error) => Err(error.into()),
     }
 }

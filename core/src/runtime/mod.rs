@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::exec::capability::{CapabilityRegistry, JobContext};
@@ -36,7 +35,10 @@ use crate::wal::record::{
 };
 use crate::wal::{Decoded, Lsn, Record};
 
+mod index;
 mod metrics;
+use index::INDEX_BATCH_RECORDS;
+pub use index::{JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 
@@ -47,8 +49,6 @@ pub const RECORD_OUTPUT_BYTES_MAX: usize = 64 * 1024;
 pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
 /// Jobs running at once unless configured.
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
-/// Records read per batch while rebuilding the index.
-const INDEX_BATCH_RECORDS: usize = 1024;
 /// How long opening waits for another writer's lock to go away.
 const WAL_LOCK_WAIT_MS_MAX: u64 = 2_000;
 /// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
@@ -188,149 +188,6 @@ impl JobOutcome {
     }
 }
 
-/// One job in the index.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobSummary {
-    pub job_id: u64,
-    pub capability: String,
-    /// `running` until the job's end is logged, then its final status.
-    pub status: String,
-    pub session: Option<String>,
-    pub started_unix_ms: Option<u64>,
-    pub finished_unix_ms: Option<u64>,
-    /// LSN of the job's first record.
-    pub lsn: Lsn,
-    /// LSN of the record that ended it.
-    pub end_lsn: Option<Lsn>,
-}
-
-/// One session in the index.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionSummary {
-    pub session: String,
-    pub created_unix_ms: u64,
-    pub closed_unix_ms: Option<u64>,
-    pub meta: Value,
-    pub jobs: u64,
-}
-
-/// Jobs and sessions, rebuilt from the log on open and kept current as records are written.
-#[derive(Debug, Default)]
-pub struct JobIndex {
-    pub jobs: BTreeMap<u64, JobSummary>,
-    pub sessions: BTreeMap<String, SessionSummary>,
-    pub records: u64,
-}
-
-impl JobIndex {
-    /// Applies one record at `lsn`.
-    pub fn apply(&mut self, lsn: Lsn, record: &Record<'_>) {
-        self.records += 1;
-        match record {
-            Record::JobStarted(r) => {
-                self.jobs.insert(
-                    r.job_id,
-                    JobSummary {
-                        job_id: r.job_id,
-                        capability: r.capability.to_string(),
-                        status: "running".into(),
-                        session: r.session.map(str::to_string),
-                        started_unix_ms: Some(r.unix_ms),
-                        finished_unix_ms: None,
-                        lsn,
-                        end_lsn: None,
-                    },
-                );
-                self.count_session_job(r.session);
-            }
-            Record::JobRejected(r) => {
-                self.jobs.insert(
-                    r.job_id,
-                    JobSummary {
-                        job_id: r.job_id,
-                        capability: r.capability.to_string(),
-                        status: JobStatus::Rejected.as_str().into(),
-                        session: r.session.map(str::to_string),
-                        started_unix_ms: None,
-                        finished_unix_ms: Some(r.unix_ms),
-                        lsn,
-                        end_lsn: Some(lsn),
-                    },
-                );
-                self.count_session_job(r.session);
-            }
-            Record::JobFinished(r) => self.end_job(r.job_id, r.status, r.unix_ms, lsn),
-            Record::JobInterrupted(r) => {
-                self.end_job(r.job_id, JobStatus::Interrupted, r.unix_ms, lsn)
-            }
-            Record::SessionCreated(r) => {
-                self.sessions.insert(
-                    r.session.to_string(),
-                    SessionSummary {
-                        session: r.session.to_string(),
-                        created_unix_ms: r.unix_ms,
-                        closed_unix_ms: None,
-                        meta: serde_json::from_str(r.meta_json).unwrap_or(Value::Null),
-                        jobs: 0,
-                    },
-                );
-            }
-            Record::SessionClosed(r) => {
-                if let Some(s) = self.sessions.get_mut(r.session) {
-                    s.closed_unix_ms = Some(r.unix_ms);
-                }
-            }
-            Record::TelemetrySample(_) | Record::User(_) => {}
-        }
-    }
-
-    fn count_session_job(&mut self, session: Option<&str>) {
-        if let Some(s) = session.and_then(|s| self.sessions.get_mut(s)) {
-            s.jobs += 1;
-        }
-    }
-
-    fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
-        if let Some(j) = self.jobs.get_mut(&job_id) {
-            j.status = status.as_str().into();
-            j.finished_unix_ms = Some(unix_ms);
-            j.end_lsn = Some(lsn);
-        }
-    }
-
-    /// Reads every record of `reader` into a fresh index.
-    pub fn load(reader: &mut Reader) -> Result<JobIndex, WalError> {
-        let mut index = JobIndex::default();
-        loop {
-            let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
-                if let Ok(Decoded::Record(r)) = Record::decode(frame.kind, frame.payload) {
-                    index.apply(frame.lsn, &r);
-                }
-            })?;
-            if n == 0 {
-                return Ok(index);
-            }
-        }
-    }
-
-    /// The index of the log under `data_dir`, read without taking the writer's lock (for
-    /// listing while a server owns the log). Unfinished jobs show as `running`.
-    pub fn load_dir(data_dir: &Path) -> Result<JobIndex, WalError> {
-        let mut reader = Reader::open_dir(&RuntimeOptions::wal_dir(data_dir), 1)?;
-        JobIndex::load(&mut reader)
-    }
-
-    /// Jobs matching the filters, oldest first.
-    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
-        self.jobs
-            .values()
-            .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))
-            .filter(|j| status.is_none_or(|s| j.status == s))
-            .cloned()
-            .collect()
-    }
-}
-
 /// What opening the runtime found and repaired.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryInfo {
@@ -403,7 +260,7 @@ pub struct Runtime {
     executor: Executor,
     registry: CapabilityRegistry,
     sampler: SamplerThread,
-    index: Mutex<JobIndex>,
+    index: Arc<Mutex<JobIndex>>,
     /// Names this data directory in job markers, so a later instance can find the processes
     /// of this one's jobs.
     dir_token: String,
@@ -612,12 +469,23 @@ impl Runtime {
         })?;
         let wal =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let mut index = JobIndex::load(&mut wal.reader(1))?;
+        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
+        // Every new segment opens with what the index needs from before it, so retention can
+        // retire old segments without losing running jobs, sessions or the next job id.
+        let index = Arc::new(Mutex::new(index));
+        let carried = Arc::clone(&index);
+        wal.set_prologue(Box::new(move |budget| {
+            carried
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .checkpoint(budget)
+        }));
+        let mut index_guard = index.lock().unwrap_or_else(|p| p.into_inner());
         let mut recovery = RecoveryInfo {
             wal_truncated_bytes: wal.recovery().truncated_bytes,
             ..RecoveryInfo::default()
         };
-        let unfinished: Vec<u64> = index
+        let unfinished: Vec<u64> = index_guard
             .jobs
             .values()
             .filter(|j| j.end_lsn.is_none())
@@ -630,8 +498,7 @@ impl Runtime {
                 unix_ms: now,
                 reason: INTERRUPTED_REASON,
             });
-            let lsn = wal.append(&record)?;
-            index.apply(lsn, &record);
+            wal.append_then(&record, |lsn| index_guard.apply(lsn, &record))?;
             recovery.interrupted.push(job_id);
         }
         wal.sync_all()?;
@@ -662,7 +529,8 @@ impl Runtime {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let next_job_id = index.jobs.keys().next_back().map_or(1, |id| id + 1);
+        let next_job_id = index_guard.next_job_id.max(1);
+        drop(index_guard);
         let concurrent = options.concurrent_jobs_max.max(1);
         Ok(Runtime {
             options,
@@ -670,7 +538,7 @@ impl Runtime {
             executor,
             registry: CapabilityRegistry::builtin(),
             sampler,
-            index: Mutex::new(index),
+            index,
             dir_token,
             next_job_id: AtomicU64::new(next_job_id),
             slots: JobSlots {
@@ -715,8 +583,10 @@ impl Runtime {
 
     /// Appends `record`, waits until it is durable, and applies it to the index.
     fn record_durable(&self, record: &Record<'_>) -> Result<Lsn, RuntimeError> {
-        let lsn = self.wal.append_durable(record)?;
-        self.index().apply(lsn, record);
+        let lsn = self
+            .wal
+            .append_then(record, |lsn| self.index().apply(lsn, record))?;
+        self.wal.sync(lsn)?;
         Ok(lsn)
     }
 
@@ -1000,7 +870,16 @@ impl Runtime {
     /// A job's full record, as JSON: arguments as logged, limits, result, telemetry.
     pub fn job_detail(&self, job_id: u64) -> Result<Value, RuntimeError> {
         let summary = self.job(job_id).ok_or(RuntimeError::JobNotFound(job_id))?;
-        job_detail_from(&mut self.wal.reader(summary.lsn), &summary)
+        // A running job carried forward by an index checkpoint may have its start retired.
+        let from = summary.lsn.max(self.wal.first_lsn());
+        job_detail_from(&mut self.wal.reader(from), &summary)
+    }
+
+    /// Makes the log durable, closes it with a checkpoint and lets go of everything. A log
+    /// poisoned by a failed sync is an error here: what was appended since may be lost.
+    pub fn close(self) -> Result<(), RuntimeError> {
+        self.wal.checkpoint()?;
+        Ok(())
     }
 
     /// Opens a session; `meta` is free-form JSON kept with it.

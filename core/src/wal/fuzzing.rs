@@ -3,9 +3,9 @@
 //! Each asserts the properties the target checks: no panic on any bytes, only checksum-valid
 //! frames come out, and scanning is idempotent.
 
-use super::frame::{decode_frame, Frame, SEGMENT_HEADER_BYTES};
+use super::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
 use super::record::Record;
-use super::scan::{scan_segment, RecoveryMode};
+use super::scan::{LogScanner, RecoveryMode, SegmentVerdict};
 
 /// Frame decode on arbitrary bytes: a frame that validates decodes the same twice, and its
 /// record decode never panics.
@@ -22,44 +22,80 @@ pub fn frame_decode(data: &[u8]) {
     }
 }
 
-/// The recovery scan on an arbitrary segment image, in every mode.
+/// Most segments one `scan` input is split into.
+const SCAN_SEGMENTS_MAX: usize = 4;
+
+/// The log scanner ([`LogScanner`], what every open, verify and reader runs) over an arbitrary
+/// log: the first byte says into how many segment images (1 to 4) the rest is split; the log's
+/// identity is the one the first image claims. In every mode: no panic, accepted frames come in
+/// increasing LSN order (dense unless salvage skipped), each inside its image, and scanning is
+/// idempotent.
 pub fn scan(data: &[u8]) {
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
+    let count = usize::from(count) % SCAN_SEGMENTS_MAX + 1;
+    let size = rest.len() / count;
+    let mut images: [&[u8]; SCAN_SEGMENTS_MAX] = [&[]; SCAN_SEGMENTS_MAX];
+    for (i, image) in images.iter_mut().take(count).enumerate() {
+        *image = &rest[i * size..(i + 1) * size];
+    }
+    let images = &images[..count];
+    let log_id = images[0]
+        .get(40..56)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u128::from_le_bytes);
     for mode in [
         RecoveryMode::Strict,
         RecoveryMode::Tail,
         RecoveryMode::Salvage,
     ] {
-        let mut first: [(u64, usize); 64] = [(0, 0); 64];
-        let mut count = 0usize;
-        let mut last_lsn = 0u64;
-        let result = scan_segment(data, mode, |offset, frame: Frame<'_>| {
-            assert!(frame.lsn > last_lsn || count == 0, "LSNs increase");
-            last_lsn = frame.lsn;
-            assert!(offset >= SEGMENT_HEADER_BYTES && offset + frame.frame_bytes <= data.len());
-            if count < first.len() {
-                first[count] = (frame.lsn, offset);
+        let first = scan_log_images(images, mode, log_id);
+        assert_eq!(first, scan_log_images(images, mode, log_id), "idempotent");
+    }
+}
+
+/// One scan of `images` as segments 1, 2, ...; returns (frames, last LSN, verdicts' digest).
+fn scan_log_images(images: &[&[u8]], mode: RecoveryMode, log_id: u128) -> (u64, Lsn, u64) {
+    let mut scanner = LogScanner::new(mode, log_id);
+    let (mut frames, mut last_lsn, mut digest) = (0u64, 0 as Lsn, 0u64);
+    for (i, image) in images.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let (was_stopped, frames_before) = (scanner.stopped(), frames);
+        let verdict = scanner.segment(seq, image, |offset, frame: Frame<'_>| {
+            if frames > 0 {
+                assert!(frame.lsn > last_lsn, "LSNs increase");
+                if mode != RecoveryMode::Salvage {
+                    assert_eq!(frame.lsn, last_lsn + 1, "LSNs are dense");
+                }
             }
-            count += 1;
+            assert!(offset >= SEGMENT_HEADER_BYTES && offset + frame.frame_bytes <= image.len());
             let _ = Record::decode(frame.kind, frame.payload);
+            last_lsn = frame.lsn;
+            frames += 1;
         });
-        let Ok(result) = result else { continue };
-        assert_eq!(result.frames.frames as usize, count);
-        assert!(result.frames.end_offset <= data.len().max(SEGMENT_HEADER_BYTES));
-        // Idempotent: the same bytes give the same verdict.
-        let mut again = 0usize;
-        let second = scan_segment(data, mode, |offset, frame| {
-            if again < first.len() {
-                assert_eq!(first[again], (frame.lsn, offset));
+        digest = digest.wrapping_mul(31).wrapping_add(match &verdict {
+            SegmentVerdict::Used { frames, fault, .. } => {
+                assert!(frames.end_offset <= image.len().max(SEGMENT_HEADER_BYTES));
+                if mode == RecoveryMode::Strict && frames.fault.is_none() && fault.is_none() {
+                    // A clean segment has nothing but zeros after its end.
+                    assert!(image[frames.end_offset..].iter().all(|&b| b == 0));
+                }
+                frames.frames ^ (frames.end_offset as u64) << 20
             }
-            again += 1;
+            SegmentVerdict::Unused => 1,
+            SegmentVerdict::PastEnd { probe } => 2 ^ probe.valid_frames << 8,
+            SegmentVerdict::Damaged(fault) => 3 ^ (fault.expected_lsn << 8),
         });
-        assert_eq!(second.ok(), Some(result.clone()));
-        assert_eq!(again, count);
-        if mode == RecoveryMode::Strict && result.frames.fault.is_none() {
-            // A clean log has nothing but zeros after its end.
-            assert!(data[result.frames.end_offset..].iter().all(|&b| b == 0));
+        if was_stopped {
+            assert_eq!(frames, frames_before, "nothing is accepted past a stop");
+            assert!(
+                !matches!(verdict, SegmentVerdict::Used { .. }),
+                "{verdict:?}"
+            );
         }
     }
+    (frames, last_lsn, digest)
 }
 
 #[cfg(feature = "std")]
@@ -70,14 +106,18 @@ mod ops {
     use std::sync::Arc;
 
     use crate::wal::frame::Lsn;
-    use crate::wal::log::{Wal, WalOptions};
+    use crate::wal::log::{Wal, WalError, WalOptions};
     use crate::wal::reader::Reader;
     use crate::wal::scan::RecoveryMode;
-    use crate::wal::sim::{FaultPlan, SimStore};
+    use crate::wal::sim::{FaultPlan, SimStore, SECTOR_BYTES};
+    use crate::wal::storage::SegmentStore;
     use crate::wal::sync::SyncMethod;
 
-    /// An operation sequence over the simulated store, with crashes: every acknowledged record
-    /// must come back intact after each crash.
+    /// An operation sequence over the simulated store, through the real open and recovery
+    /// path: appends, syncs, crashes (torn sectors), and damage to a closed log (bit flips
+    /// anywhere, zeroed sectors, truncation, a lost, swapped or foreign segment). After a crash
+    /// every acknowledged record comes back intact; after damage the open either gives back
+    /// every acknowledged record intact or refuses, naming corruption, and changes nothing.
     pub fn operations(data: &[u8]) {
         let mut bytes = data.iter().copied();
         let seed = u64::from(bytes.next().unwrap_or(0)) << 8 | u64::from(bytes.next().unwrap_or(0));
@@ -103,35 +143,137 @@ mod ops {
         };
         let mut pending: Vec<(Lsn, Vec<u8>)> = Vec::new();
         let mut crashes = 0u64;
-        for op in bytes {
-            match op % 4 {
-                0 | 1 => {
-                    let len = usize::from(op / 4) * 7 % 600;
+        while let Some(op) = bytes.next() {
+            match op % 8 {
+                0..=3 => {
+                    let len = usize::from(op / 8) * 13 % 700;
                     let payload: Vec<u8> = (0..len).map(|i| (i as u8) ^ op).collect();
                     if let Ok(lsn) = wal.append_raw(8, &payload) {
                         pending.push((lsn, payload));
                     }
                 }
-                2 => {
+                4 => {
                     if wal.sync_all().is_ok() {
                         acked.append(&mut pending);
                     } else {
                         pending.clear();
                     }
                 }
-                _ => {
+                5 => {
                     wal.abandon();
                     crashes += 1;
                     store = store.crash_image(seed ^ crashes);
                     pending.clear();
-                    wal = match Wal::open_with_store(Arc::new(store.clone()), options) {
-                        Ok(wal) => wal,
-                        Err(error) => panic!("recovery after crash failed: {error}"),
-                    };
-                    check(&store, &acked);
+                    wal = reopen_after_crash(&store, options, &acked);
+                }
+                _ => {
+                    if wal.close().is_ok() {
+                        acked.append(&mut pending);
+                    } else {
+                        // A failed sync: what the disk holds is what a crash leaves.
+                        crashes += 1;
+                        store = store.crash_image(seed ^ crashes);
+                        pending.clear();
+                        wal = reopen_after_crash(&store, options, &acked);
+                        continue;
+                    }
+                    let what = bytes.next().unwrap_or(0);
+                    let at = usize::from(bytes.next().unwrap_or(0)) << 4
+                        | usize::from(bytes.next().unwrap_or(0) & 0x0F);
+                    damage(&store, what, at, seed);
+                    let before = store.durable_images();
+                    match Wal::open_with_store(Arc::new(store.clone()), options) {
+                        Ok(reopened) => {
+                            check(&store, &acked);
+                            wal = reopened;
+                        }
+                        Err(WalError::Corrupt(_)) => {
+                            assert!(
+                                store.durable_images() == before,
+                                "an open that refuses a damaged log changes nothing"
+                            );
+                            assert!(
+                                Reader::over_store(Arc::new(store.clone()), 1).is_err(),
+                                "readers refuse what the writer refuses"
+                            );
+                            return;
+                        }
+                        Err(error) => {
+                            panic!("open after damage failed, not as corruption: {error}")
+                        }
+                    }
                 }
             }
         }
+    }
+
+    fn reopen_after_crash(store: &SimStore, options: WalOptions, acked: &[(Lsn, Vec<u8>)]) -> Wal {
+        match Wal::open_with_store(Arc::new(store.clone()), options) {
+            Ok(wal) => {
+                check(store, acked);
+                wal
+            }
+            Err(error) => panic!("recovery after crash failed: {error}"),
+        }
+    }
+
+    /// Damages a closed log's files: `what` picks the kind and the segment, `at` the place.
+    fn damage(store: &SimStore, what: u8, at: usize, seed: u64) {
+        let images = store.durable_images();
+        let Some(&(first_seq, _)) = images.first() else {
+            return;
+        };
+        let pick = usize::from(what / 8) % images.len();
+        let (seq, mut image) = images[pick].clone();
+        match what % 8 {
+            0 | 1 => {
+                let at = at % image.len().max(1);
+                if let Some(byte) = image.get_mut(at) {
+                    *byte ^= 1 << (what % 8);
+                }
+                store.put_image(seq, image);
+            }
+            2 => {
+                let start = (at % image.len().max(1)) & !(SECTOR_BYTES - 1);
+                let end = (start + SECTOR_BYTES).min(image.len());
+                image[start..end].fill(0);
+                store.put_image(seq, image);
+            }
+            3 => {
+                image.truncate(at % image.len().max(1));
+                store.put_image(seq, image);
+            }
+            4 if seq != first_seq => {
+                // Losing the oldest segment looks like retention; any other is a gap.
+                let _ = store.remove(seq);
+            }
+            5 => {
+                let other = images[(pick + 1) % images.len()].clone();
+                store.put_image(seq, other.1);
+                store.put_image(other.0, image);
+            }
+            _ => {
+                if let Some(foreign) = foreign_segment(seed, image.len()) {
+                    store.put_image(seq, foreign);
+                }
+            }
+        }
+    }
+
+    /// Segment 1 of another log, of `bytes` bytes.
+    fn foreign_segment(seed: u64, bytes: usize) -> Option<Vec<u8>> {
+        let other = SimStore::new(FaultPlan::default(), seed ^ 0xF0F0);
+        let options = WalOptions {
+            segment_bytes: bytes as u64,
+            sync_method: SyncMethod::Fdatasync,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open_with_store(Arc::new(other.clone()), options).ok()?;
+        for n in 0..3u8 {
+            wal.append_raw(8, &[n; 24]).ok()?;
+        }
+        wal.close().ok()?;
+        other.durable_image(1)
     }
 
     fn check(store: &SimStore, acked: &[(Lsn, Vec<u8>)]) {

@@ -469,6 +469,18 @@ enum NextSegment {
     Missing,
 }
 
+/// A segment of the log as the writer tracks it.
+#[derive(Clone, Copy, Debug)]
+struct LiveSegment {
+    seq: u64,
+    first_lsn: Lsn,
+    /// Its first frame is an `INDEX_CHECKPOINT`.
+    prologue: bool,
+}
+
+/// Produces the payload of the frame that opens each new segment (see [`Wal::set_prologue`]).
+pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
+
 struct WriterState {
     active: ActiveSegment,
     next: NextSegment,
@@ -476,8 +488,11 @@ struct WriterState {
     prev_checksum: u32,
     /// Segments rotated away whose bytes may not be durable yet.
     unsynced: Vec<Arc<dyn SegmentFile>>,
-    /// Segments holding the log, oldest first: (seq, first LSN).
-    segments: VecDeque<(u64, Lsn)>,
+    /// Segments holding the log, oldest first.
+    segments: VecDeque<LiveSegment>,
+    /// The prologue frame is sealed here at a rotation (the scratch buffer holds the record
+    /// that caused it).
+    prologue: Vec<u8>,
     /// A frame is sealed here before it is copied into the mapping, so a record that does
     /// not fit is found out before any byte of the segment changes.
     scratch: Vec<u8>,
@@ -541,6 +556,7 @@ pub(crate) struct Shared {
     readers: Mutex<Vec<Arc<AtomicU64>>>,
     recovery: RecoveryReport,
     log_id: u128,
+    prologue: Mutex<Option<Prologue>>,
 }
 
 /// The write-ahead log. Cheap to clone; all clones share one writer.
@@ -647,8 +663,12 @@ impl Wal {
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
         let mut last_kind = 0u16;
-        let scan = scan_log(&*store, options.recovery_mode, &mut |_, _, frame| {
-            last_kind = frame.kind
+        let mut prologues = Vec::new();
+        let scan = scan_log(&*store, options.recovery_mode, &mut |seq, offset, frame| {
+            last_kind = frame.kind;
+            if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
+                prologues.push(seq);
+            }
         })?;
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
@@ -663,11 +683,19 @@ impl Wal {
         if report.scan.end.is_none() {
             report.scan.next_lsn = first_lsn;
         }
-        let writer = recover_writer(&*store, &options, &mut engine, &mut report, last_kind)?;
+        let writer = recover_writer(
+            &*store,
+            &options,
+            &mut engine,
+            &mut report,
+            last_kind,
+            &prologues,
+        )?;
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
         let shared = Shared {
             log_id,
+            prologue: Mutex::new(None),
             store,
             options,
             writer: Mutex::new(writer),
@@ -731,7 +759,40 @@ impl Wal {
         kind: u16,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
     ) -> Result<Lsn, WalError> {
-        self.shared.append_frame(kind, encode)
+        self.shared.append_frame(kind, encode, |_| {})
+    }
+
+    /// Appends a record and runs `then(lsn)` while no other append can come between: the
+    /// runtime applies the record to its job index there, so the index checkpoint written at
+    /// a rotation covers exactly the records before it.
+    pub fn append_then(
+        &self,
+        record: &Record<'_>,
+        then: impl FnOnce(Lsn),
+    ) -> Result<Lsn, WalError> {
+        self.shared.append_frame(
+            record.kind(),
+            |out| record.encode_into(out).map_err(WalError::Encode),
+            then,
+        )
+    }
+
+    /// Sets what is written as the first frame of every new segment: `prologue(budget)`
+    /// returns the payload of an `INDEX_CHECKPOINT` frame of at most `budget` bytes (or
+    /// nothing). It runs under the writer lock. From then on retention retires a segment only
+    /// when the segment after it begins with such a frame, so nothing the prologue carries
+    /// forward is ever lost.
+    pub fn set_prologue(&self, prologue: Prologue) {
+        *lock(&self.shared.prologue) = Some(prologue);
+    }
+
+    /// The first LSN the log still holds (older segments were retired).
+    pub fn first_lsn(&self) -> Lsn {
+        let writer = lock(&self.shared.writer);
+        writer
+            .segments
+            .front()
+            .map_or(writer.next_lsn, |s| s.first_lsn)
     }
 
     /// Makes everything durable, records that in the log (a checkpoint frame) and closes.
@@ -812,7 +873,10 @@ impl Wal {
         WalStats {
             last_lsn: self.last_lsn(),
             durable_lsn: self.durable_lsn(),
-            first_lsn: writer.segments.front().map_or(writer.next_lsn, |s| s.1),
+            first_lsn: writer
+                .segments
+                .front()
+                .map_or(writer.next_lsn, |s| s.first_lsn),
             segments: writer.segments.len() as u64,
             segment_bytes: self.shared.options.segment_bytes,
             appends: writer.appends,
@@ -823,10 +887,13 @@ impl Wal {
 }
 
 impl Shared {
+    /// Appends one frame; `then(lsn)` runs before the writer lock is released, so whatever it
+    /// records (the runtime's job index) is in step with the log at every rotation.
     fn append_frame(
         &self,
         kind: u16,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
+        then: impl FnOnce(Lsn),
     ) -> Result<Lsn, WalError> {
         let shared = self;
         if shared.poisoned.load(Ordering::Acquire) {
@@ -844,34 +911,52 @@ impl Shared {
             });
         }
         if writer.active.offset + total > writer.active.file.len() {
-            shared.rotate(writer)?;
+            shared.rotate(writer, total)?;
         }
+        let lsn = shared.place_frame(writer, kind, payload_len, false)?;
+        then(lsn);
+        Ok(lsn)
+    }
+
+    /// Seals the frame whose payload sits in the scratch buffer (or, with `prologue`, in the
+    /// prologue buffer) and copies it to the head of the active segment, which has room.
+    fn place_frame(
+        &self,
+        writer: &mut WriterState,
+        kind: u16,
+        payload_len: usize,
+        prologue: bool,
+    ) -> Result<Lsn, WalError> {
         let lsn = writer.next_lsn;
         let meta = FrameMeta {
             kind,
             lsn,
-            synced_lsn: shared.durable_lsn.load(Ordering::Acquire),
+            synced_lsn: self.durable_lsn.load(Ordering::Acquire),
             prev_checksum: writer.prev_checksum,
         };
-        let (checksum, sealed) =
-            seal_frame(&mut writer.scratch, payload_len, meta, writer.active.seed).map_err(
-                |_| WalError::RecordTooLarge {
+        let buffer = if prologue {
+            &mut writer.prologue
+        } else {
+            &mut writer.scratch
+        };
+        let (checksum, total) =
+            seal_frame(buffer, payload_len, meta, writer.active.seed).map_err(|_| {
+                WalError::RecordTooLarge {
                     payload_bytes: payload_len,
                     max_bytes: RECORD_PAYLOAD_BYTES_MAX,
-                },
-            )?;
-        assert_eq!(sealed, total);
+                }
+            })?;
         let at = writer.active.offset;
         assert!(at.is_multiple_of(FRAME_ALIGN_BYTES) && at + total <= writer.active.file.len());
         // SAFETY: we hold the writer lock; bytes at and past `offset` are unpublished.
         let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
-        dest.copy_from_slice(&writer.scratch[..total]);
+        dest.copy_from_slice(&buffer[..total]);
         writer.active.offset = at + total;
         writer.prev_checksum = checksum;
         writer.next_lsn = lsn + 1;
         writer.appends += 1;
         writer.last_kind = kind;
-        let previous = shared.last_lsn.swap(lsn, Ordering::Release);
+        let previous = self.last_lsn.swap(lsn, Ordering::Release);
         assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
         Ok(lsn)
     }
@@ -888,7 +973,7 @@ impl Shared {
             return Ok(());
         }
         self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
-        let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0))?;
+        let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0), |_| {})?;
         self.sync_to(lsn)
     }
 
@@ -1076,8 +1161,9 @@ impl Shared {
         result
     }
 
-    /// Moves appends to the next segment.
-    fn rotate(&self, writer: &mut WriterState) -> Result<(), WalError> {
+    /// Moves appends to the next segment, opening it with the prologue frame; `room` bytes
+    /// must be left after it for the frame that caused the rotation.
+    fn rotate(&self, writer: &mut WriterState, room: usize) -> Result<(), WalError> {
         let seq = writer.active.seq + 1;
         let next = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
             NextSegment::Ready(file) => file,
@@ -1116,20 +1202,56 @@ impl Shared {
         );
         writer.unsynced.push(old.file);
         writer.prev_checksum = 0;
-        writer.segments.push_back((seq, writer.active.first_lsn));
+        let prologue = self.write_prologue(writer, room)?;
+        writer.segments.push_back(LiveSegment {
+            seq,
+            first_lsn: writer.active.first_lsn,
+            prologue,
+        });
         let store = self.store.clone();
         let bytes = self.options.segment_bytes;
-        // Pre-create the following segment off the append path. If no thread can be started,
-        // the next rotation creates it inline instead.
-        let creator = std::thread::Builder::new()
-            .name("vigil-wal-segment".to_string())
-            .spawn(move || store.create(seq + 1, bytes));
-        writer.next = match creator {
-            Ok(handle) => NextSegment::Pending(handle),
-            Err(_) => NextSegment::Missing,
+        writer.next = if store.creates_in_background() {
+            // Pre-create the following segment off the append path. If no thread can be
+            // started, the next rotation creates it inline instead.
+            let creator = std::thread::Builder::new()
+                .name("vigil-wal-segment".to_string())
+                .spawn(move || store.create(seq + 1, bytes));
+            match creator {
+                Ok(handle) => NextSegment::Pending(handle),
+                Err(_) => NextSegment::Missing,
+            }
+        } else {
+            store
+                .create(seq + 1, bytes)
+                .map_or(NextSegment::Missing, NextSegment::Ready)
         };
         self.retire_segments(writer);
         Ok(())
+    }
+
+    /// Writes the prologue frame at the head of the (new, empty) active segment, leaving
+    /// `room` bytes after it. False when there is no prologue or it does not fit.
+    fn write_prologue(&self, writer: &mut WriterState, room: usize) -> Result<bool, WalError> {
+        let prologue = lock(&self.prologue);
+        let Some(produce) = prologue.as_ref() else {
+            return Ok(false);
+        };
+        let space = writer.active.file.len() - writer.active.offset;
+        let budget = space
+            .saturating_sub(room + FRAME_HEADER_BYTES + FRAME_ALIGN_BYTES)
+            .min(RECORD_PAYLOAD_BYTES_MAX);
+        let Some(payload) = produce(budget).filter(|p| p.len() <= budget) else {
+            return Ok(false);
+        };
+        drop(prologue);
+        let needed = frame_bytes(payload.len());
+        if writer.prologue.len() < needed {
+            writer.prologue.resize(needed, 0);
+        }
+        writer.prologue[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload.len()]
+            .copy_from_slice(&payload);
+        self.place_frame(writer, kind::INDEX_CHECKPOINT, payload.len(), true)?;
+        Ok(true)
     }
 
     /// Removes the oldest segments while over the retention bounds, but only whole segments
@@ -1152,9 +1274,13 @@ impl Shared {
             let over_bytes = retention
                 .bytes_max
                 .is_some_and(|max| count * self.options.segment_bytes > max);
-            let (oldest, _) = writer.segments[0];
-            let following_first = writer.segments[1].1;
+            let oldest = writer.segments[0].seq;
+            let following = writer.segments[1];
+            let following_first = following.first_lsn;
             let still_needed = following_first - 1 > durable || following_first > reader_min;
+            // With a prologue, what it carries forward must be in the new first segment.
+            let carried = following.prologue || lock(&self.prologue).is_none();
+            let still_needed = still_needed || !carried;
             if !(over_count || over_bytes) || still_needed || oldest == writer.active.seq {
                 break;
             }
@@ -1190,6 +1316,7 @@ fn recover_writer(
     engine: &mut SyncEngine,
     report: &mut RecoveryReport,
     last_kind: u16,
+    prologues: &[u64],
 ) -> Result<WriterState, WalError> {
     let scan = report.scan.clone();
     let log_id = if scan.log_id != 0 {
@@ -1311,13 +1438,21 @@ fn recover_writer(
         if summary.seq != active.seq {
             store.open(summary.seq, false)?.sync(engine)?; // fdatasync needs no write access
         }
-        segments.push_back((summary.seq, summary.first_lsn.unwrap_or(1)));
+        segments.push_back(LiveSegment {
+            seq: summary.seq,
+            first_lsn: summary.first_lsn.unwrap_or(1),
+            prologue: prologues.contains(&summary.seq),
+        });
     }
     if end_seq.is_some() {
         active.file.sync(engine)?; // a new segment's start already made it durable
     }
-    if segments.back().map(|s| s.0) != Some(active.seq) {
-        segments.push_back((active.seq, active.first_lsn));
+    if segments.back().map(|s| s.seq) != Some(active.seq) {
+        segments.push_back(LiveSegment {
+            seq: active.seq,
+            first_lsn: active.first_lsn,
+            prologue: false,
+        });
     }
     let next = match next {
         Some(file) => NextSegment::Ready(file),
@@ -1333,6 +1468,7 @@ fn recover_writer(
         unsynced: Vec::with_capacity(16),
         segments,
         scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
+        prologue: Vec::new(),
         appends: 0,
         last_kind,
         log_id,

@@ -78,10 +78,25 @@ impl Reader {
         Reader::over_store(Arc::new(store), from)
     }
 
+    /// A reader of the log in `dir` from the first LSN it still holds.
+    pub fn open_dir_from_start(dir: &Path) -> Result<Reader, WalError> {
+        let store = FsStore::open_reader(dir)?;
+        Reader::over_store_from(Arc::new(store), None)
+    }
+
     /// A reader over any store, outside a writer (tools, tests). It scans the whole log
     /// first and refuses a damaged one: a torn tail is the end, corruption is an error.
     pub fn over_store(store: Arc<dyn SegmentStore>, from: Lsn) -> Result<Reader, WalError> {
+        Reader::over_store_from(store, Some(from))
+    }
+
+    /// As [`Reader::over_store`]; `None` starts at the first LSN the log holds.
+    fn over_store_from(
+        store: Arc<dyn SegmentStore>,
+        from: Option<Lsn>,
+    ) -> Result<Reader, WalError> {
         let scan = scan_log(&*store, RecoveryMode::Tail, &mut |_, _, _| {})?;
+        let from = from.unwrap_or(scan.first_lsn.unwrap_or(1));
         if let Some(fault) = scan.fault.filter(|f| f.kind == FaultKind::Corruption) {
             return Err(WalError::Corrupt(fault));
         }

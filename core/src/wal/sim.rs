@@ -235,6 +235,15 @@ impl SimStore {
             .map(|f| lock(&f.durable).clone())
     }
 
+    /// Every segment's durable image, for tests that check an open changed nothing.
+    pub fn durable_images(&self) -> Vec<(u64, Vec<u8>)> {
+        lock(&self.state)
+            .files
+            .iter()
+            .map(|(&seq, f)| (seq, lock(&f.durable).clone()))
+            .collect()
+    }
+
     /// Replaces segment `seq` with `image` (live and durable), for tests that damage bytes.
     pub fn put_image(&self, seq: u64, image: Vec<u8>) {
         let file = Arc::new(SimFile::new(image, &self.state));
@@ -313,5 +322,9 @@ impl SegmentStore for SimStore {
 
     fn describe_identity(&self) -> String {
         "sim:IDENTITY".to_string()
+    }
+
+    fn creates_in_background(&self) -> bool {
+        false
     }
 }

@@ -98,6 +98,11 @@ pub trait SegmentStore: Send + Sync {
     fn set_identity(&self, log_id: u128) -> io::Result<()>;
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
+    /// Whether the writer should create the next segment on a thread of its own (files take
+    /// an fallocate and fsyncs; a simulated store is faster inline and deterministic).
+    fn creates_in_background(&self) -> bool {
+        true
+    }
 }
 
 /// Name of the file that holds a log's identity.

@@ -1,0 +1,258 @@
+//! The job and session index: a fold over the log's records, rebuilt on open and kept
+//! current as records are written, and carried across retired segments by the index
+//! checkpoint that opens every segment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::wal::log::WalError;
+use crate::wal::reader::Reader;
+use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
+use crate::wal::{Decoded, Lsn, Record};
+
+/// Records read per batch while rebuilding the index.
+pub(super) const INDEX_BATCH_RECORDS: usize = 1024;
+
+/// One job in the index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job_id: u64,
+    pub capability: String,
+    /// `running` until the job's end is logged, then its final status.
+    pub status: String,
+    pub session: Option<String>,
+    pub started_unix_ms: Option<u64>,
+    pub finished_unix_ms: Option<u64>,
+    /// LSN of the job's first record.
+    pub lsn: Lsn,
+    /// LSN of the record that ended it.
+    pub end_lsn: Option<Lsn>,
+}
+
+/// One session in the index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub session: String,
+    pub created_unix_ms: u64,
+    pub closed_unix_ms: Option<u64>,
+    pub meta: Value,
+    pub jobs: u64,
+}
+
+/// Jobs and sessions, rebuilt from the log on open and kept current as records are written.
+#[derive(Debug, Default)]
+pub struct JobIndex {
+    pub jobs: BTreeMap<u64, JobSummary>,
+    pub sessions: BTreeMap<String, SessionSummary>,
+    pub records: u64,
+    /// The next job id never used in this log (ids are never reused, even after the records
+    /// that used them were retired).
+    pub next_job_id: u64,
+    /// The first LSN the history was read from: 1, or where retention left the log.
+    pub history_from_lsn: Lsn,
+    /// The history before `history_from_lsn` was carried forward by an index checkpoint
+    /// (jobs still running, open sessions, counters); finished jobs before it are gone.
+    pub from_checkpoint: bool,
+}
+
+/// What an index checkpoint carries forward (the payload of an `INDEX_CHECKPOINT` frame, as
+/// JSON: it holds free-form session metadata).
+#[derive(Debug, Serialize, Deserialize)]
+struct IndexCheckpoint {
+    next_job_id: u64,
+    records_before: u64,
+    /// Jobs started and not ended.
+    running: Vec<JobSummary>,
+    /// Sessions not closed, newest first.
+    sessions: Vec<SessionSummary>,
+    /// Open sessions left out because the budget was reached.
+    sessions_dropped: u64,
+}
+
+impl JobIndex {
+    /// Applies one record at `lsn`.
+    pub fn apply(&mut self, lsn: Lsn, record: &Record<'_>) {
+        self.records += 1;
+        match record {
+            Record::JobStarted(JobStarted { job_id, .. })
+            | Record::JobRejected(JobRejected { job_id, .. }) => {
+                self.next_job_id = self.next_job_id.max(job_id.saturating_add(1));
+            }
+            _ => {}
+        }
+        match record {
+            Record::JobStarted(r) => {
+                self.jobs.insert(
+                    r.job_id,
+                    JobSummary {
+                        job_id: r.job_id,
+                        capability: r.capability.to_string(),
+                        status: "running".into(),
+                        session: r.session.map(str::to_string),
+                        started_unix_ms: Some(r.unix_ms),
+                        finished_unix_ms: None,
+                        lsn,
+                        end_lsn: None,
+                    },
+                );
+                self.count_session_job(r.session);
+            }
+            Record::JobRejected(r) => {
+                self.jobs.insert(
+                    r.job_id,
+                    JobSummary {
+                        job_id: r.job_id,
+                        capability: r.capability.to_string(),
+                        status: JobStatus::Rejected.as_str().into(),
+                        session: r.session.map(str::to_string),
+                        started_unix_ms: None,
+                        finished_unix_ms: Some(r.unix_ms),
+                        lsn,
+                        end_lsn: Some(lsn),
+                    },
+                );
+                self.count_session_job(r.session);
+            }
+            Record::JobFinished(r) => self.end_job(r.job_id, r.status, r.unix_ms, lsn),
+            Record::JobInterrupted(r) => {
+                self.end_job(r.job_id, JobStatus::Interrupted, r.unix_ms, lsn)
+            }
+            Record::SessionCreated(r) => {
+                self.sessions.insert(
+                    r.session.to_string(),
+                    SessionSummary {
+                        session: r.session.to_string(),
+                        created_unix_ms: r.unix_ms,
+                        closed_unix_ms: None,
+                        meta: serde_json::from_str(r.meta_json).unwrap_or(Value::Null),
+                        jobs: 0,
+                    },
+                );
+            }
+            Record::SessionClosed(r) => {
+                if let Some(s) = self.sessions.get_mut(r.session) {
+                    s.closed_unix_ms = Some(r.unix_ms);
+                }
+            }
+            Record::TelemetrySample(_) | Record::User(_) => {}
+        }
+    }
+
+    fn count_session_job(&mut self, session: Option<&str>) {
+        if let Some(s) = session.and_then(|s| self.sessions.get_mut(s)) {
+            s.jobs += 1;
+        }
+    }
+
+    fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
+        if let Some(j) = self.jobs.get_mut(&job_id) {
+            j.status = status.as_str().into();
+            j.finished_unix_ms = Some(unix_ms);
+            j.end_lsn = Some(lsn);
+        }
+    }
+
+    /// Reads every record of `reader` into a fresh index. An index checkpoint met before any
+    /// record (the head of the first retained segment) seeds it; later ones are skipped, the
+    /// records themselves being there.
+    pub fn load(reader: &mut Reader) -> Result<JobIndex, WalError> {
+        let mut index = JobIndex {
+            next_job_id: 1,
+            history_from_lsn: reader.next_lsn(),
+            ..JobIndex::default()
+        };
+        let mut first = true;
+        loop {
+            let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
+                if std::mem::take(&mut first) {
+                    index.history_from_lsn = frame.lsn;
+                    if frame.kind == record_kind::INDEX_CHECKPOINT {
+                        index.seed(frame.payload);
+                        return;
+                    }
+                }
+                if let Ok(Decoded::Record(r)) = Record::decode(frame.kind, frame.payload) {
+                    index.apply(frame.lsn, &r);
+                }
+            })?;
+            if n == 0 {
+                return Ok(index);
+            }
+        }
+    }
+
+    /// The index of the log under `data_dir`, read without taking the writer's lock (for
+    /// listing while a server owns the log). Unfinished jobs show as `running`. A damaged log
+    /// is an error naming where.
+    pub fn load_dir(data_dir: &Path) -> Result<JobIndex, WalError> {
+        let mut reader = Reader::open_dir_from_start(&super::RuntimeOptions::wal_dir(data_dir))?;
+        JobIndex::load(&mut reader)
+    }
+
+    /// Seeds an empty index from a checkpoint's payload. A payload that does not decode
+    /// leaves the index as it is (the checkpoint frame itself validated, so this would be a
+    /// bug, not damage): what follows still loads.
+    fn seed(&mut self, payload: &[u8]) {
+        let Ok(checkpoint) = serde_json::from_slice::<IndexCheckpoint>(payload) else {
+            return;
+        };
+        self.from_checkpoint = true;
+        self.next_job_id = self.next_job_id.max(checkpoint.next_job_id);
+        self.records = checkpoint.records_before;
+        for job in checkpoint.running {
+            self.jobs.insert(job.job_id, job);
+        }
+        for session in checkpoint.sessions {
+            self.sessions.insert(session.session.clone(), session);
+        }
+    }
+
+    /// The payload of an index checkpoint of at most `budget` bytes: what a reader starting
+    /// at the next segment needs from everything before it. Sessions are dropped (newest
+    /// kept) when the budget is short; without room for the running jobs, nothing.
+    pub fn checkpoint(&self, budget: usize) -> Option<Vec<u8>> {
+        let mut checkpoint = IndexCheckpoint {
+            next_job_id: self.next_job_id,
+            records_before: self.records,
+            running: self
+                .jobs
+                .values()
+                .filter(|j| j.end_lsn.is_none())
+                .cloned()
+                .collect(),
+            sessions: self
+                .sessions
+                .values()
+                .rev()
+                .filter(|s| s.closed_unix_ms.is_none())
+                .cloned()
+                .collect(),
+            sessions_dropped: 0,
+        };
+        loop {
+            let payload = serde_json::to_vec(&checkpoint).ok()?;
+            if payload.len() <= budget {
+                return Some(payload);
+            }
+            if checkpoint.sessions.is_empty() {
+                return None;
+            }
+            let keep = checkpoint.sessions.len() / 2;
+            checkpoint.sessions_dropped += (checkpoint.sessions.len() - keep) as u64;
+            checkpoint.sessions.truncate(keep);
+        }
+    }
+
+    /// Jobs matching the filters, oldest first.
+    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+        self.jobs
+            .values()
+            .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))
+            .filter(|j| status.is_none_or(|s| j.status == s))
+            .cloned()
+            .collect()
+    }
+}
