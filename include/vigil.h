@@ -434,9 +434,11 @@ vigil_status vigil_wal_append(const struct vigil_runtime *rt,
 vigil_status vigil_wal_sync(const struct vigil_runtime *rt,
                             uint64_t *durable_lsn);
 
-// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start). It hands out
-// the records appended with vigil_wal_append, in LSN order, once they are durable; records
-// vigil writes itself (jobs, sessions) are skipped. On success *out receives a handle owned
+// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start: the first record
+// the log still holds, as retention retires old segments; an older LSN asked for explicitly
+// makes vigil_wal_reader_next fail with VIGIL_E_INVALID_ARGUMENT). It hands out the records
+// appended with vigil_wal_append, in LSN order, once they are durable; records vigil writes
+// itself (jobs, sessions) are skipped. On success *out receives a handle owned
 // by the caller, to close with vigil_wal_reader_close. The reader stays usable after the
 // runtime is closed (it keeps the log open until it is closed itself). Thread-safe.
 vigil_status vigil_wal_reader_open(const struct vigil_runtime *rt,

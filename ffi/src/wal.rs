@@ -110,9 +110,11 @@ impl ReaderState {
     }
 }
 
-/// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start). It hands out
-/// the records appended with vigil_wal_append, in LSN order, once they are durable; records
-/// vigil writes itself (jobs, sessions) are skipped. On success *out receives a handle owned
+/// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start: the first record
+/// the log still holds, as retention retires old segments; an older LSN asked for explicitly
+/// makes vigil_wal_reader_next fail with VIGIL_E_INVALID_ARGUMENT). It hands out the records
+/// appended with vigil_wal_append, in LSN order, once they are durable; records vigil writes
+/// itself (jobs, sessions) are skipped. On success *out receives a handle owned
 /// by the caller, to close with vigil_wal_reader_close. The reader stays usable after the
 /// runtime is closed (it keeps the log open until it is closed itself). Thread-safe.
 #[no_mangle]
@@ -124,7 +126,13 @@ pub unsafe extern "C" fn vigil_wal_reader_open(
     boundary(|| {
         let rt = runtime_ref(rt)?;
         let out = out_param(out, "out")?;
-        let reader = rt.runtime.wal().reader(from_lsn);
+        let wal = rt.runtime.wal();
+        let from = if from_lsn <= 1 {
+            wal.first_lsn()
+        } else {
+            from_lsn
+        };
+        let reader = wal.reader(from);
         let ptr = open_handle(
             vigil_wal_reader {
                 state: Mutex::new(ReaderState {
