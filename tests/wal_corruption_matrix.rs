@@ -181,6 +181,7 @@ struct FramePlace {
     seq: u64,
     offset: usize,
     bytes: usize,
+    lsn: u64,
 }
 
 /// Every frame of an intact log, in LSN order.
@@ -192,6 +193,7 @@ fn frames_of(wal_dir: &Path) -> Vec<FramePlace> {
             seq,
             offset,
             bytes: frame.frame_bytes,
+            lsn: frame.lsn,
         })
     })
     .expect("scan the intact log");
@@ -268,6 +270,11 @@ impl Pristine {
         self.used[self.used.len() - 1]
     }
 
+    /// The LSN of the first frame of segment `seq`.
+    fn first_lsn_of(&self, seq: u64) -> u64 {
+        self.frames_in(seq).first().map_or(1, |f| f.lsn)
+    }
+
     fn frames_in(&self, seq: u64) -> Vec<FramePlace> {
         self.frames
             .iter()
@@ -283,6 +290,8 @@ struct Damage {
     name: String,
     apply: Box<dyn Fn(&Path)>,
     names: Vec<String>,
+    /// Every record below this LSN is untouched: a `--partial` reader must show it.
+    readable_before: u64,
 }
 
 fn segment_path(wal: &Path, seq: u64) -> PathBuf {
@@ -322,6 +331,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             name: format!("header byte of the {label} segment ({seq})"),
             apply: Box::new(move |wal| flip_byte(&segment_path(wal, seq), 16)),
             names: names(&[seq]),
+            readable_before: p.first_lsn_of(seq),
         });
     }
     let n = p.frames.len();
@@ -342,6 +352,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
                 )
             }),
             names: names(&[frame.seq]),
+            readable_before: frame.lsn,
         });
     }
     list.push(Damage {
@@ -353,6 +364,11 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             std::fs::write(&path, bytes).expect("write a segment");
         }),
         names: names(&[middle]),
+        readable_before: p
+            .frames_in(middle)
+            .iter()
+            .find(|f| f.offset + f.bytes > 4096)
+            .map_or(p.first_lsn_of(middle), |f| f.lsn),
     });
     let middle_frames = p.frames_in(middle);
     let cut_middle = middle_frames[middle_frames.len() / 2];
@@ -375,6 +391,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             name: format!("segment {seq} truncated {label} (to {len} bytes)"),
             apply: Box::new(move |wal| truncate(&segment_path(wal, seq), len)),
             names: names(&[seq]),
+            readable_before: p.first_lsn_of(seq),
         });
     }
     let after_middle = middle + 1;
@@ -384,6 +401,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             std::fs::remove_file(segment_path(wal, middle)).expect("delete a segment")
         }),
         names: names(&[middle - 1, middle, after_middle]),
+        readable_before: p.first_lsn_of(middle),
     });
     list.push(Damage {
         name: format!("segments {middle} and {after_middle} swapped"),
@@ -395,6 +413,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             std::fs::rename(&aside, &b).expect("rename");
         }),
         names: names(&[middle, after_middle]),
+        readable_before: p.first_lsn_of(middle),
     });
     let foreign = segment_path(&p.other.path().join("data/wal"), middle);
     list.push(Damage {
@@ -403,6 +422,7 @@ fn damages(p: &Pristine) -> Vec<Damage> {
             std::fs::copy(&foreign, segment_path(wal, middle)).expect("copy a foreign segment");
         }),
         names: names(&[middle]),
+        readable_before: p.first_lsn_of(middle),
     });
     list
 }
@@ -456,32 +476,51 @@ fn cli_readers() -> Vec<CliReader> {
     ]
 }
 
-/// Whether a `--partial` reader that failed showed only what the intact log holds, and said
-/// its answer was incomplete.
-fn check_partial(kind: Partial, observed: &Observed, intact: &str) -> Result<(), String> {
+/// Whether a `--partial` reader that failed said its answer was incomplete, showed only what
+/// the intact log holds, and showed at least every record below `readable_before`.
+fn check_partial(
+    kind: Partial,
+    observed: &Observed,
+    intact: &str,
+    readable_before: u64,
+) -> Result<(), String> {
     if !observed.message.contains("warning") {
         return Err(format!("no warning: {}", first_line(&observed.message)));
     }
+    let lsn_of = |v: &Value| v["lsn"].as_u64().unwrap_or(u64::MAX);
     match kind {
         Partial::Lines => {
             let shown: Vec<&str> = observed.answer.lines().collect();
             let right: Vec<&str> = intact.lines().collect();
-            if right.starts_with(&shown) {
-                Ok(())
-            } else {
+            let due = right
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|r| lsn_of(r) < readable_before)
+                .count();
+            if !right.starts_with(&shown) {
                 Err("--partial printed records the intact log does not hold".into())
+            } else if shown.len() < due {
+                Err(format!(
+                    "--partial printed {} records; the {due} before LSN {readable_before} are readable",
+                    shown.len()
+                ))
+            } else {
+                Ok(())
             }
         }
         Partial::Jobs => {
             let parse = |t: &str| serde_json::from_str::<Vec<Value>>(t).unwrap_or_default();
+            let shown: BTreeMap<u64, Value> = parse(&observed.answer)
+                .into_iter()
+                .map(|j| (j["job_id"].as_u64().unwrap_or(0), j))
+                .collect();
             let right: BTreeMap<u64, Value> = parse(intact)
                 .into_iter()
                 .map(|j| (j["job_id"].as_u64().unwrap_or(0), j))
                 .collect();
-            for job in parse(&observed.answer) {
-                let id = job["job_id"].as_u64().unwrap_or(0);
-                let same = right.get(&id).is_some_and(|r| {
-                    *r == job
+            for (id, job) in &shown {
+                let same = right.get(id).is_some_and(|r| {
+                    r == job
                         || (job["status"] == "running"
                             && r["lsn"] == job["lsn"]
                             && r["capability"] == job["capability"])
@@ -490,7 +529,15 @@ fn check_partial(kind: Partial, observed: &Observed, intact: &str) -> Result<(),
                     return Err(format!("--partial listed job {id} unlike the intact log"));
                 }
             }
-            Ok(())
+            match right
+                .iter()
+                .find(|(id, j)| lsn_of(j) < readable_before && !shown.contains_key(id))
+            {
+                Some((id, _)) => Err(format!(
+                    "--partial left out job {id}, started before LSN {readable_before}"
+                )),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -884,7 +931,8 @@ fn every_reader_answers_completely_or_names_the_damage_and_no_opener_changes_a_d
                 .flatten();
             let mut verdict = judge(&cell.observed, right, &damage.names);
             if let (Verdict::Loud, Some(kind), Some(right)) = (&verdict, cell.partial, right) {
-                if let Err(why) = check_partial(kind, &cell.observed, right) {
+                let readable = damage.readable_before;
+                if let Err(why) = check_partial(kind, &cell.observed, right, readable) {
                     verdict = Verdict::Wrong(why);
                 }
             }
