@@ -1114,3 +1114,98 @@ fn a_log_that_retired_its_first_segments_still_opens_lists_runs_serves_and_opens
         );
     }
 }
+
+/// How long `vigil wal tail -f` gets to notice damage written after it started.
+const FOLLOW_NOTICE: Duration = Duration::from_secs(10);
+
+/// The LSN of a JSON Lines record.
+fn line_lsn(line: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(line).ok()?["lsn"].as_u64()
+}
+
+#[test]
+fn tail_follow_names_damage_in_records_written_after_it_started() {
+    let scratch = TempDir::new("matrix-follow");
+    let data = scratch.path().join("data");
+    build_log(&data, "follow", None);
+    let last = frames_of(&data.join("wal")).len() as u64;
+    let stderr = scratch.path().join("tail.err");
+    let mut tail = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["wal", "tail", "-f", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("tail stderr"))
+        .spawn()
+        .expect("start vigil wal tail -f");
+    let stdout = tail.stdout.take().expect("tail stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + SERVER_WAIT;
+    while lines
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .ok()
+        .and_then(|l| line_lsn(&l))
+        != Some(last)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tail -f never printed LSN {last}"
+        );
+    }
+
+    // Stopped, so it reads nothing until the new records are there and one of them is bad.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tail.id() as i32, libc::SIGSTOP) };
+    for n in 1..=3 {
+        let out = run_job(&data, "follow-more", n);
+        assert!(out.status.success(), "job: {}", text(&out.stderr));
+    }
+    let frames = frames_of(&data.join("wal"));
+    let damaged = frames[last as usize + 1];
+    flip_byte(
+        &segment_path(&data.join("wal"), damaged.seq),
+        damaged.offset + damaged.bytes / 2,
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(tail.id() as i32, libc::SIGCONT) };
+
+    let deadline = Instant::now() + FOLLOW_NOTICE;
+    let status = loop {
+        if let Some(status) = tail.try_wait().expect("wait for tail") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = tail.kill();
+            let _ = tail.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let printed: Vec<u64> = lines.try_iter().filter_map(|l| line_lsn(&l)).collect();
+    assert!(
+        printed.iter().all(|&l| l < damaged.lsn),
+        "tail -f printed a record at or past the damage (LSN {}): {printed:?}",
+        damaged.lsn
+    );
+    let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+    let Some(status) = status else {
+        panic!(
+            "tail -f went quiet at the damage (LSN {}) for {FOLLOW_NOTICE:?}: printed {printed:?}, \
+             said {said:?}",
+            damaged.lsn
+        );
+    };
+    assert!(
+        !status.success() && status.signal().is_none(),
+        "tail -f: {status}: {said}"
+    );
+    assert!(said.contains(&segment_file_name(damaged.seq)), "{said}");
+}
