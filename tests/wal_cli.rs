@@ -1,6 +1,7 @@
 //! `vigil wal ...` end to end: the real binary over a log written by the library.
+mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use vigil::wal::frame::SEGMENT_HEADER_BYTES;
@@ -13,28 +14,8 @@ use vigil::wal::scan::RecoveryMode;
 use vigil::wal::storage::segment_file_name;
 use vigil::wal::sync::SyncMethod;
 
-/// The `vigil` binary of this build, built first if this test runs alone.
-fn vigil_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let binary = profile_dir.join("vigil");
-    if !binary.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "vigil-shell"]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        build.env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-        assert!(
-            build.status().unwrap().success(),
-            "building the vigil binary"
-        );
-    }
-    binary
-}
-
 fn vigil(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(vigil_binary())
+    Command::new(common::vigil_bin())
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)

@@ -520,3 +520,102 @@ fn the_log_keeps_only_the_pages_being_written_resident() {
     );
     drop(wal);
 }
+
+/// A closed log of `segments` used 4 KiB segments (and one pre-created).
+fn log_of_segments(dir: &Path, segments: usize) {
+    let wal = Wal::open(dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+    while wal.stats().segments < segments as u64 {
+        wal.append_raw(kind::USER, &[7u8; 300]).unwrap();
+    }
+    wal.close().unwrap();
+}
+
+#[test]
+fn a_lost_oldest_segment_is_corruption_not_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of_segments(dir.path(), 3);
+    let first = dir.path().join(segment_file_name(1));
+    std::fs::remove_file(&first).unwrap();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let err = Wal::open(dir.path(), options(4096, SyncMethod::Fdatasync)).unwrap_err();
+    let WalError::Corrupt(fault) = &err else {
+        panic!("{err}")
+    };
+    assert!(fault.cause.contains("segment 1 is missing"), "{err}");
+    assert!(
+        Reader::open_dir(dir.path(), 1).is_err(),
+        "readers refuse too"
+    );
+    assert_eq!(
+        before,
+        listing(),
+        "the refused open created or removed nothing"
+    );
+}
+
+#[test]
+fn a_retirement_cut_short_by_a_stop_finishes_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of_segments(dir.path(), 3);
+    let records = read_all(dir.path());
+    // Retention wrote the new first segment into the identity, then the process stopped
+    // before removing segment 1.
+    let identity = dir.path().join("IDENTITY");
+    let text = std::fs::read_to_string(&identity).unwrap();
+    std::fs::write(
+        &identity,
+        text.replace("first-segment 1\n", "first-segment 2\n"),
+    )
+    .unwrap();
+    let wal = Wal::open(dir.path(), options(4096, SyncMethod::Fdatasync)).unwrap();
+    assert!(wal.recovery().removed_segments.contains(&1));
+    assert!(!dir.path().join(segment_file_name(1)).exists());
+    let first_kept = wal.first_lsn();
+    drop(wal);
+    let mut reader = Reader::open_dir(dir.path(), first_kept).unwrap();
+    let mut kept = Vec::new();
+    while reader
+        .read_batch(1000, &mut |f| {
+            if f.kind != kind::CHECKPOINT {
+                kept.push(f.lsn)
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    let expected: Vec<Lsn> = records
+        .iter()
+        .map(|r| r.0)
+        .filter(|&lsn| lsn >= first_kept)
+        .collect();
+    assert_eq!(kept, expected);
+}
+
+#[test]
+fn log_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    // SAFETY: umask only changes this process's file creation mask.
+    let old = unsafe { libc::umask(0) };
+    let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync));
+    // SAFETY: as above, restoring it.
+    unsafe { libc::umask(old) };
+    let wal = wal.unwrap();
+    wal.append_raw(kind::USER, b"secret-ish").unwrap();
+    wal.close().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&wal_dir), 0o700);
+    for entry in std::fs::read_dir(&wal_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}

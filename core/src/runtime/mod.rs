@@ -463,9 +463,11 @@ impl Runtime {
     /// Opens the log (recovering it), rebuilds the index, records interrupted jobs, sweeps
     /// stale cgroups and starts sampling.
     pub fn open(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        std::fs::create_dir_all(&options.data_dir).map_err(|source| RuntimeError::Io {
-            context: format!("data directory {}", options.data_dir.display()),
-            source,
+        crate::wal::storage::create_dir_private_if_new(&options.data_dir).map_err(|source| {
+            RuntimeError::Io {
+                context: format!("data directory {}", options.data_dir.display()),
+                source,
+            }
         })?;
         let wal =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;

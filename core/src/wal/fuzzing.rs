@@ -57,7 +57,7 @@ pub fn scan(data: &[u8]) {
 
 /// One scan of `images` as segments 1, 2, ...; returns (frames, last LSN, verdicts' digest).
 fn scan_log_images(images: &[&[u8]], mode: RecoveryMode, log_id: u128) -> (u64, Lsn, u64) {
-    let mut scanner = LogScanner::new(mode, log_id);
+    let mut scanner = LogScanner::new(mode, log_id, 1);
     let (mut frames, mut last_lsn, mut digest) = (0u64, 0 as Lsn, 0u64);
     for (i, image) in images.iter().enumerate() {
         let seq = i as u64 + 1;
@@ -220,9 +220,9 @@ mod ops {
     /// Damages a closed log's files: `what` picks the kind and the segment, `at` the place.
     fn damage(store: &SimStore, what: u8, at: usize, seed: u64) {
         let images = store.durable_images();
-        let Some(&(first_seq, _)) = images.first() else {
+        if images.is_empty() {
             return;
-        };
+        }
         let pick = usize::from(what / 8) % images.len();
         let (seq, mut image) = images[pick].clone();
         match what % 8 {
@@ -243,8 +243,8 @@ mod ops {
                 image.truncate(at % image.len().max(1));
                 store.put_image(seq, image);
             }
-            4 if seq != first_seq => {
-                // Losing the oldest segment looks like retention; any other is a gap.
+            4 => {
+                // Retention records the first segment it keeps, so any loss is a gap.
                 let _ = store.remove(seq);
             }
             5 => {

@@ -24,7 +24,9 @@ use super::frame::{
 use super::reader::Reader;
 use super::record::{kind, Record, RecordError};
 use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
-use super::storage::{segment_bytes, segment_bytes_mut, FsStore, SegmentFile, SegmentStore};
+use super::storage::{
+    segment_bytes, segment_bytes_mut, FsStore, LogIdentity, SegmentFile, SegmentStore,
+};
 use super::sync::{SyncEngine, SyncMethod};
 use crate::histogram::Buckets;
 
@@ -228,6 +230,8 @@ pub struct LogScan {
     pub mode: RecoveryMode,
     /// The log's identity (0 for a log with no segments yet).
     pub log_id: u128,
+    /// Segments before the first retained one, whose removal a stop interrupted.
+    pub retired: Vec<u64>,
     pub segments: Vec<SegmentSummary>,
     pub frames: u64,
     pub first_lsn: Option<Lsn>,
@@ -249,10 +253,18 @@ pub fn scan_log(
     mode: RecoveryMode,
     visit: &mut dyn FnMut(u64, usize, Frame<'_>),
 ) -> Result<LogScan, WalError> {
-    let seqs = store.list()?;
-    let log_id = match store.identity()? {
-        Some(id) => id,
-        None if seqs.is_empty() => 0,
+    let mut seqs = store.list()?;
+    let identity = match store.identity()? {
+        Some(identity) => identity,
+        None if seqs.is_empty() => LogIdentity {
+            log_id: 0,
+            first_seq: 1,
+        },
+        // Salvage reads what it can: the identity the oldest readable header claims.
+        None if mode == RecoveryMode::Salvage => LogIdentity {
+            log_id: claimed_identity(store, &seqs),
+            first_seq: seqs[0],
+        },
         None => {
             return Err(WalError::Corrupt(LogFault {
                 kind: FaultKind::Corruption,
@@ -264,10 +276,19 @@ pub fn scan_log(
             }))
         }
     };
-    let mut scanner = LogScanner::new(mode, log_id);
+    let log_id = identity.log_id;
+    // Segments before the first retained one were being retired when the process stopped.
+    let retired: Vec<u64> = seqs
+        .iter()
+        .copied()
+        .filter(|&seq| seq < identity.first_seq)
+        .collect();
+    seqs.retain(|&seq| seq >= identity.first_seq);
+    let mut scanner = LogScanner::new(mode, log_id, identity.first_seq);
     let mut scan = LogScan {
         mode,
         log_id,
+        retired,
         segments: Vec::new(),
         frames: 0,
         first_lsn: None,
@@ -287,6 +308,21 @@ pub fn scan_log(
         scan.record(seq, &name, bytes.len(), verdict);
     }
     Ok(scan)
+}
+
+/// The log identity the oldest segment with a valid header claims (0 if none has one).
+fn claimed_identity(store: &dyn SegmentStore, seqs: &[u64]) -> u128 {
+    for &seq in seqs {
+        let Ok(file) = store.open(seq, false) else {
+            continue;
+        };
+        // SAFETY: a read-only look at a header no writer in this process touches.
+        let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
+        if let Ok(header) = SegmentHeader::decode(head) {
+            return header.log_id;
+        }
+    }
+    0
 }
 
 impl LogScan {
@@ -1284,7 +1320,13 @@ impl Shared {
             if !(over_count || over_bytes) || still_needed || oldest == writer.active.seq {
                 break;
             }
-            if self.store.remove(oldest).is_err() {
+            // The new first segment is durable in the identity before the old one goes, so a
+            // lost oldest segment is never mistaken for a retired one.
+            let identity = LogIdentity {
+                log_id: writer.log_id,
+                first_seq: following.seq,
+            };
+            if self.store.set_identity(identity).is_err() || self.store.remove(oldest).is_err() {
                 break; // Retention is best effort; the log itself is unharmed.
             }
             writer.segments.pop_front();
@@ -1324,9 +1366,17 @@ fn recover_writer(
     } else {
         // A new log: its identity is durable before its first segment exists.
         let id = random_log_id();
-        store.set_identity(id)?;
+        let first_seq = scan.segments.first().map_or(1, |s| s.seq);
+        store.set_identity(LogIdentity {
+            log_id: id,
+            first_seq,
+        })?;
         id
     };
+    for &seq in &scan.retired {
+        store.remove(seq)?;
+        report.removed_segments.push(seq);
+    }
     let end_seq = scan.end.map(|end| end.seq);
     let mut next: Option<Arc<dyn SegmentFile>> = None;
     let mut reuse: Option<Arc<dyn SegmentFile>> = None;

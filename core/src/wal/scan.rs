@@ -313,7 +313,7 @@ pub struct LogScanner {
     pub mode: RecoveryMode,
     /// The identity every segment must carry.
     pub log_id: u128,
-    /// The sequence number the next segment must have (none before the first).
+    /// The sequence number the next segment must have.
     next_seq: Option<u64>,
     /// The LSN the next frame must carry (none before the first used segment).
     next_lsn: Option<Lsn>,
@@ -347,11 +347,12 @@ pub enum SegmentVerdict {
 }
 
 impl LogScanner {
-    pub fn new(mode: RecoveryMode, log_id: u128) -> LogScanner {
+    /// A scan of the log `log_id` whose oldest retained segment is `first_seq`.
+    pub fn new(mode: RecoveryMode, log_id: u128, first_seq: u64) -> LogScanner {
         LogScanner {
             mode,
             log_id,
-            next_seq: None,
+            next_seq: Some(first_seq),
             next_lsn: None,
             unused_seen: None,
             stopped_at: None,

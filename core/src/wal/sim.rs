@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::storage::{SegmentFile, SegmentStore};
+use super::storage::{LogIdentity, SegmentFile, SegmentStore};
 use super::sync::SyncEngine;
 
 /// The atomic unit of a simulated disk write.
@@ -56,7 +56,7 @@ impl SimRng {
 
 struct SimState {
     files: BTreeMap<u64, Arc<SimFile>>,
-    identity: Option<u128>,
+    identity: Option<LogIdentity>,
     plan: FaultPlan,
     syncs: u64,
     creates: u64,
@@ -307,16 +307,16 @@ impl SegmentStore for SimStore {
         format!("sim:{seq:020}")
     }
 
-    fn identity(&self) -> io::Result<Option<u128>> {
+    fn identity(&self) -> io::Result<Option<LogIdentity>> {
         Ok(lock(&self.state).identity)
     }
 
-    fn set_identity(&self, log_id: u128) -> io::Result<()> {
+    fn set_identity(&self, identity: LogIdentity) -> io::Result<()> {
         let mut state = lock(&self.state);
         if state.dead {
             return Err(io::Error::other("simulated machine has crashed"));
         }
-        state.identity = Some(log_id);
+        state.identity = Some(identity);
         Ok(())
     }
 

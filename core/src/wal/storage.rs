@@ -92,10 +92,12 @@ pub trait SegmentStore: Send + Sync {
     fn remove(&self, seq: u64) -> io::Result<()>;
     /// A name for the segment in messages (its path).
     fn describe(&self, seq: u64) -> String;
-    /// The log's identity, chosen when it was created; `None` before that.
-    fn identity(&self) -> io::Result<Option<u128>>;
-    /// Records the identity of a new log, durably, before its first segment exists.
-    fn set_identity(&self, log_id: u128) -> io::Result<()>;
+    /// The log's identity and its first retained segment; `None` before the log exists.
+    fn identity(&self) -> io::Result<Option<LogIdentity>>;
+    /// Records the identity durably: for a new log before its first segment exists, and by
+    /// retention before it removes the oldest segment (so a lost oldest segment is told
+    /// apart from a retired one).
+    fn set_identity(&self, identity: LogIdentity) -> io::Result<()>;
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
     /// Whether the writer should create the next segment on a thread of its own (files take
@@ -105,23 +107,41 @@ pub trait SegmentStore: Send + Sync {
     }
 }
 
+/// What a log is and where it starts: kept beside the segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogIdentity {
+    /// Chosen when the log is created; carried by every segment header.
+    pub log_id: u128,
+    /// The oldest segment the log still holds: every segment from it on must be present.
+    pub first_seq: u64,
+}
+
 /// Name of the file that holds a log's identity.
 pub const IDENTITY_FILE_NAME: &str = "IDENTITY";
 /// What the identity file says before the identity, in hex.
 const IDENTITY_PREFIX: &str = "vigil-wal log-id ";
+/// What stands between the identity and the first retained segment.
+const FIRST_SEQ_PREFIX: &str = " first-segment ";
 
-/// The identity file's text for `log_id`.
-fn identity_text(log_id: u128) -> String {
-    format!("{IDENTITY_PREFIX}{log_id:032x}\n")
+/// The identity file's text.
+fn identity_text(identity: LogIdentity) -> String {
+    format!(
+        "{IDENTITY_PREFIX}{:032x}{FIRST_SEQ_PREFIX}{}\n",
+        identity.log_id, identity.first_seq
+    )
 }
 
 /// Reads an identity file's text; `None` when it is not one.
-fn parse_identity(text: &str) -> Option<u128> {
-    let hex = text.strip_prefix(IDENTITY_PREFIX)?.strip_suffix('\n')?;
+fn parse_identity(text: &str) -> Option<LogIdentity> {
+    let rest = text.strip_prefix(IDENTITY_PREFIX)?.strip_suffix('\n')?;
+    let (hex, first) = rest.split_once(FIRST_SEQ_PREFIX)?;
     if hex.len() != 32 {
         return None;
     }
-    u128::from_str_radix(hex, 16).ok()
+    Some(LogIdentity {
+        log_id: u128::from_str_radix(hex, 16).ok()?,
+        first_seq: first.parse().ok()?,
+    })
 }
 
 /// File name of segment `seq`.
@@ -286,7 +306,7 @@ impl SegmentStore for FsStore {
         self.path(seq).display().to_string()
     }
 
-    fn identity(&self) -> io::Result<Option<u128>> {
+    fn identity(&self) -> io::Result<Option<LogIdentity>> {
         let path = self.dir.join(IDENTITY_FILE_NAME);
         let text = match fs::read(&path) {
             Ok(text) => text,
@@ -304,7 +324,7 @@ impl SegmentStore for FsStore {
         }
     }
 
-    fn set_identity(&self, log_id: u128) -> io::Result<()> {
+    fn set_identity(&self, identity: LogIdentity) -> io::Result<()> {
         let path = self.dir.join(IDENTITY_FILE_NAME);
         let tmp = self.dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
         let write = || -> io::Result<()> {
@@ -314,7 +334,7 @@ impl SegmentStore for FsStore {
                 .mode(PRIVATE_FILE_MODE)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&tmp)?;
-            std::io::Write::write_all(&mut file, identity_text(log_id).as_bytes())?;
+            std::io::Write::write_all(&mut file, identity_text(identity).as_bytes())?;
             file.sync_all()?;
             fs::rename(&tmp, &path)
         };
@@ -412,9 +432,19 @@ fn create_allocated(tmp: &Path, bytes: u64, zero_fill: bool) -> io::Result<()> {
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700: the
-/// mode is set explicitly, so the umask cannot widen it.
+/// mode is set explicitly, so the umask cannot widen it. For directories vigil owns (the log).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    create_dir_private_if_new(dir)?;
+    make_private(dir, PRIVATE_DIR_MODE)
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 when it does not exist; an existing
+/// directory (a data directory the user chose) keeps its mode.
+pub fn create_dir_private_if_new(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(PRIVATE_DIR_MODE)
