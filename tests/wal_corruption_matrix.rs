@@ -568,7 +568,13 @@ fn judge(observed: &Observed, intact: Option<&str>, names: &[String]) -> Verdict
             None => Verdict::Wrong("a writer accepted the damaged log".into()),
         };
     }
-    if names.iter().any(|n| observed.message.contains(n.as_str())) {
+    if observed.message.contains("no job") {
+        // Damage hides a job; it does not make it absent.
+        Verdict::Wrong(format!(
+            "said the job does not exist: {}",
+            first_line(&observed.message)
+        ))
+    } else if names.iter().any(|n| observed.message.contains(n.as_str())) {
         Verdict::Loud
     } else {
         Verdict::Wrong(format!(
