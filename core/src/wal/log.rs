@@ -1,32 +1,37 @@
-//! The writer: opening (with recovery), appending, group commit, rotation and retention.
+//! The writer: opening, appending, the sync pass, rotation and retention.
 //!
 //! Appends copy a sealed frame into the active segment's mapping under the writer lock and
-//! return its LSN at once. [`Wal::sync`] returns when everything up to an LSN is durable: the
-//! first waiter becomes the leader and issues one fdatasync per segment with unsynced bytes
-//! (one sync in flight at a time), while every other producer waits on the durable watermark;
-//! whoever arrives during a sync is covered by the next one. No timer batches anything.
+//! return its LSN at once. [`Wal::sync`] returns when everything up to an LSN is durable,
+//! through the group commit ([`super::commit`]): one sync pass syncs every segment with
+//! unsynced bytes and covers every caller waiting at that time.
 //!
-//! A failed sync poisons the log for good: the kernel may have dropped the dirty pages it
-//! failed to write, so nothing after that point can honestly be acknowledged.
+//! Opening runs the recovery scan ([`super::recovery`]) and sets the writer up from its
+//! verdict ([`super::segments`]); rotation writes each new segment's header through the one
+//! header writer and opens it with the prologue frame (the runtime's index checkpoint), so
+//! retention can retire old segments without losing what the index needs.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::commit::GroupCommit;
+pub use super::error::{LogFault, LogSkip, WalError};
 use super::frame::{
-    frame_bytes, salt_seed, seal_frame, Frame, FrameMeta, Lsn, SegmentHeader, SegmentHeaderError,
-    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+    frame_bytes, seal_frame, FrameMeta, Lsn, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX,
+    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
-use super::reader::Reader;
-use super::record::{kind, Record, RecordError};
-use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
-use super::storage::{
-    segment_bytes, segment_bytes_mut, FsStore, LogIdentity, SegmentFile, SegmentStore,
+use super::reader::{LiveTail, Reader};
+use super::record::{kind, Record};
+pub use super::recovery::{
+    scan_log, LogEnd, LogScan, RecoveryReport, SegmentState, SegmentSummary,
 };
+use super::scan::RecoveryMode;
+use super::segments::{
+    recover_writer, start_segment, ActiveSegment, LiveSegment, NextSegment, WriterState,
+};
+use super::storage::{segment_bytes_mut, FsStore, LogIdentity, SegmentFile, SegmentStore};
 use super::sync::{SyncEngine, SyncMethod};
 use crate::histogram::Buckets;
 
@@ -80,467 +85,8 @@ impl Default for WalOptions {
     }
 }
 
-/// Everything that can go wrong, with the segment, offset and LSN where that helps.
-#[derive(Debug)]
-pub enum WalError {
-    /// A file operation failed; the message names the path.
-    Io(io::Error),
-    /// The log is damaged in a way the recovery mode does not accept.
-    Corrupt(LogFault),
-    /// An earlier sync failed; nothing can be acknowledged any more.
-    Poisoned { cause: String },
-    /// The payload exceeds what a frame (or a segment) can hold.
-    RecordTooLarge {
-        payload_bytes: usize,
-        max_bytes: usize,
-    },
-    /// A record that cannot be encoded.
-    Encode(RecordError),
-    /// An LSN that was never appended.
-    LsnNotAppended { lsn: Lsn, last_lsn: Lsn },
-    /// A reader asked for an LSN retention already removed.
-    LsnNotRetained { lsn: Lsn, first_lsn: Lsn },
-    /// Options out of range.
-    BadOptions(String),
-}
-
-impl fmt::Display for WalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WalError::Io(error) => write!(f, "{error}"),
-            WalError::Corrupt(fault) => write!(f, "{fault}"),
-            WalError::Poisoned { cause } => {
-                write!(f, "WAL poisoned by an earlier sync failure: {cause}")
-            }
-            WalError::RecordTooLarge {
-                payload_bytes,
-                max_bytes,
-            } => {
-                write!(
-                    f,
-                    "record of {payload_bytes} bytes exceeds the maximum of {max_bytes} bytes"
-                )
-            }
-            WalError::Encode(error) => write!(f, "record cannot be encoded: {error:?}"),
-            WalError::LsnNotAppended { lsn, last_lsn } => {
-                write!(
-                    f,
-                    "LSN {lsn} was never appended (last appended is {last_lsn})"
-                )
-            }
-            WalError::LsnNotRetained { lsn, first_lsn } => {
-                write!(
-                    f,
-                    "LSN {lsn} is no longer retained (the log starts at {first_lsn})"
-                )
-            }
-            WalError::BadOptions(message) => write!(f, "bad WAL options: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for WalError {}
-
-impl From<io::Error> for WalError {
-    fn from(error: io::Error) -> WalError {
-        WalError::Io(error)
-    }
-}
-
-/// A fault found by a scan of the whole log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogFault {
-    pub kind: FaultKind,
-    pub seq: u64,
-    /// The segment's path (or simulated name).
-    pub segment: String,
-    pub offset: usize,
-    pub expected_lsn: Lsn,
-    pub cause: String,
-}
-
-impl fmt::Display for LogFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            FaultKind::TornTail => "torn tail",
-            FaultKind::Corruption => "corruption",
-        };
-        write!(
-            f,
-            "WAL {what} in segment {} at offset {} (expected LSN {}): {}",
-            self.segment, self.offset, self.expected_lsn, self.cause
-        )?;
-        if self.kind == FaultKind::Corruption {
-            write!(
-                f,
-                "; nothing was changed. `vigil wal repair` writes a new log of every valid \
-                 record and keeps the damaged files aside"
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// A range salvage skipped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogSkip {
-    pub seq: u64,
-    pub segment: String,
-    pub offset: usize,
-    pub bytes: usize,
-    pub expected_lsn: Lsn,
-}
-
-/// What a scan found in one segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SegmentState {
-    /// Holds frames of the log.
-    Used,
-    /// Pre-created, nothing written.
-    Unused,
-    /// Its header does not validate.
-    BadHeader,
-    /// Lies after the end of the log (after a fault); only probed.
-    PastEnd,
-}
-
-/// One segment as the scan saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentSummary {
-    pub seq: u64,
-    pub segment: String,
-    pub state: SegmentState,
-    pub first_lsn: Option<Lsn>,
-    pub frames: u64,
-    pub end_offset: usize,
-    pub bytes: usize,
-}
-
-/// Where the valid log ends: appends continue here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogEnd {
-    pub seq: u64,
-    pub offset: usize,
-    pub last_checksum: u32,
-}
-
-/// The result of scanning every segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogScan {
-    pub mode: RecoveryMode,
-    /// The log's identity (0 for a log with no segments yet).
-    pub log_id: u128,
-    /// Segments before the first retained one, whose removal a stop interrupted.
-    pub retired: Vec<u64>,
-    pub segments: Vec<SegmentSummary>,
-    pub frames: u64,
-    pub first_lsn: Option<Lsn>,
-    pub next_lsn: Lsn,
-    pub end: Option<LogEnd>,
-    pub fault: Option<LogFault>,
-    /// Valid frames after a torn spot, written while it was unsynced: not part of the log.
-    pub dropped_unsynced_frames: u64,
-    pub skipped: Vec<LogSkip>,
-}
-
-/// Scans every segment of `store` in order, handing each accepted frame to `visit` as
-/// `(segment seq, offset, frame)`. Changes nothing. Errors only when a segment cannot be read.
-///
-/// The decisions are [`LogScanner`]'s (no_std, fuzzed); this only walks the files and names
-/// what it finds.
-pub fn scan_log(
-    store: &dyn SegmentStore,
-    mode: RecoveryMode,
-    visit: &mut dyn FnMut(u64, usize, Frame<'_>),
-) -> Result<LogScan, WalError> {
-    let mut seqs = store.list()?;
-    let identity = match store.identity()? {
-        Some(identity) => identity,
-        None if seqs.is_empty() => LogIdentity {
-            log_id: 0,
-            first_seq: 1,
-        },
-        // Salvage reads what it can: the identity the oldest readable header claims.
-        None if mode == RecoveryMode::Salvage => LogIdentity {
-            log_id: claimed_identity(store, &seqs),
-            first_seq: seqs[0],
-        },
-        None => {
-            return Err(WalError::Corrupt(LogFault {
-                kind: FaultKind::Corruption,
-                seq: seqs[0],
-                segment: store.describe_identity(),
-                offset: 0,
-                expected_lsn: 1,
-                cause: "the log's identity file is missing, yet segments exist".to_string(),
-            }))
-        }
-    };
-    let log_id = identity.log_id;
-    // Segments before the first retained one were being retired when the process stopped.
-    let retired: Vec<u64> = seqs
-        .iter()
-        .copied()
-        .filter(|&seq| seq < identity.first_seq)
-        .collect();
-    seqs.retain(|&seq| seq >= identity.first_seq);
-    let mut scanner = LogScanner::new(mode, log_id, identity.first_seq);
-    let mut scan = LogScan {
-        mode,
-        log_id,
-        retired,
-        segments: Vec::new(),
-        frames: 0,
-        first_lsn: None,
-        next_lsn: 1,
-        end: None,
-        fault: None,
-        dropped_unsynced_frames: 0,
-        skipped: Vec::new(),
-    };
-    for seq in seqs {
-        let file = store.open(seq, false)?;
-        // SAFETY: scans run before a writer exists in this process, or over a read-only
-        // mapping of another process's log; nothing in this process writes these bytes.
-        let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
-        let name = store.describe(seq);
-        let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
-        scan.record(seq, &name, bytes.len(), verdict);
-    }
-    Ok(scan)
-}
-
-/// The log identity the oldest segment with a valid header claims (0 if none has one).
-fn claimed_identity(store: &dyn SegmentStore, seqs: &[u64]) -> u128 {
-    for &seq in seqs {
-        let Ok(file) = store.open(seq, false) else {
-            continue;
-        };
-        // SAFETY: a read-only look at a header no writer in this process touches.
-        let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
-        if let Ok(header) = SegmentHeader::decode(head) {
-            return header.log_id;
-        }
-    }
-    0
-}
-
-impl LogScan {
-    /// Folds one segment's verdict into the scan of the whole log.
-    fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
-        let mut summary = SegmentSummary {
-            seq,
-            segment: name.to_string(),
-            state: SegmentState::Used,
-            first_lsn: None,
-            frames: 0,
-            end_offset: 0,
-            bytes,
-        };
-        let fault_at = |fault: Fault| LogFault {
-            kind: fault.kind,
-            seq,
-            segment: name.to_string(),
-            offset: fault.offset,
-            expected_lsn: fault.expected_lsn,
-            cause: describe_cause(fault.cause),
-        };
-        let salvage = self.mode == RecoveryMode::Salvage;
-        match verdict {
-            SegmentVerdict::Unused => summary.state = SegmentState::Unused,
-            SegmentVerdict::Damaged(fault) => {
-                summary.state = SegmentState::BadHeader;
-                if salvage {
-                    self.skipped.push(LogSkip {
-                        seq,
-                        segment: name.to_string(),
-                        offset: 0,
-                        bytes,
-                        expected_lsn: fault.expected_lsn,
-                    });
-                }
-                self.fault.get_or_insert(fault_at(fault));
-            }
-            SegmentVerdict::PastEnd { probe } => {
-                summary.state = SegmentState::PastEnd;
-                if let Some(fault) = self.fault.as_mut() {
-                    // Past the end: these frames are not part of the log, but if one was
-                    // written when the fault's position was already durable, the fault is
-                    // corruption, not a tear.
-                    if probe.durable_after {
-                        fault.kind = FaultKind::Corruption;
-                        fault.cause = format!("{}; durable frames follow in {name}", fault.cause);
-                    } else {
-                        self.dropped_unsynced_frames += probe.valid_frames;
-                    }
-                }
-            }
-            SegmentVerdict::Used {
-                header,
-                frames,
-                fault,
-            } => {
-                summary.first_lsn = Some(header.first_lsn);
-                if let Some(fault) = fault {
-                    // Salvage went on past a segment-level fault.
-                    self.skipped.push(LogSkip {
-                        seq,
-                        segment: name.to_string(),
-                        offset: 0,
-                        bytes: 0,
-                        expected_lsn: fault.expected_lsn,
-                    });
-                    self.fault.get_or_insert(fault_at(fault));
-                }
-                let torn_start = matches!(
-                    frames.fault,
-                    Some(Fault {
-                        cause: FaultCause::FirstLsn { .. },
-                        ..
-                    })
-                );
-                if torn_start && !salvage {
-                    // The segment begins past the end of the log: nothing of it is the log.
-                    summary.state = SegmentState::PastEnd;
-                } else {
-                    self.first_lsn.get_or_insert(header.first_lsn);
-                    summary.frames = frames.frames;
-                    summary.end_offset = frames.end_offset;
-                    self.frames += frames.frames;
-                    self.next_lsn = frames.next_lsn;
-                    self.end = Some(LogEnd {
-                        seq,
-                        offset: frames.end_offset,
-                        last_checksum: frames.last_checksum,
-                    });
-                }
-                self.dropped_unsynced_frames += frames.dropped_unsynced_frames;
-                for range in &frames.skipped {
-                    self.skipped.push(LogSkip {
-                        seq,
-                        segment: name.to_string(),
-                        offset: range.offset,
-                        bytes: range.bytes,
-                        expected_lsn: range.expected_lsn,
-                    });
-                }
-                if let Some(fault) = frames.fault {
-                    self.fault.get_or_insert(fault_at(fault));
-                }
-            }
-        }
-        self.segments.push(summary);
-    }
-}
-
-fn describe_cause(cause: FaultCause) -> String {
-    match cause {
-        FaultCause::Frame(error) => format!("frame does not validate ({error:?})"),
-        FaultCause::LsnMismatch { found } => format!("valid frame with LSN {found} out of place"),
-        FaultCause::ChainMismatch => "frame does not chain to the previous checksum".to_string(),
-        FaultCause::SegmentHeader(SegmentHeaderError::UnsupportedVersion(version)) => format!(
-            "segment format version {version} is not supported (this build reads version {})",
-            super::frame::SEGMENT_FORMAT_VERSION
-        ),
-        FaultCause::SegmentHeader(error) => error.describe().to_string(),
-        FaultCause::ForeignLog { found } => {
-            format!("segment belongs to another log (identity {found:032x})")
-        }
-        FaultCause::SegmentSeq { found } => {
-            format!("segment header says it is segment {found}: files swapped or renamed")
-        }
-        FaultCause::MissingSegment { seq } => format!(
-            "segment {seq} is missing ({} expected before this one)",
-            super::storage::segment_file_name(seq)
-        ),
-        FaultCause::SegmentSize { header_bytes } => {
-            format!(
-                "file size differs from the {header_bytes} bytes its header records (truncated?)"
-            )
-        }
-        FaultCause::FirstLsn { found } => format!("segment starts at LSN {found}"),
-        FaultCause::UnusedBeforeUsed => {
-            "an unwritten segment stands before this one: the log is out of order".to_string()
-        }
-    }
-}
-
-/// What opening the log found and did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecoveryReport {
-    pub scan: LogScan,
-    /// Bytes zeroed at the end of the log (a torn tail, or unsynced frames after it).
-    pub truncated_bytes: u64,
-    /// Segments removed because they lay past the end of the log.
-    pub removed_segments: Vec<u64>,
-}
-
-/// A durable, in-order position in the log shared with the group commit.
-struct DurableState {
-    durable_lsn: Lsn,
-    syncing: bool,
-    poisoned: Option<String>,
-    /// Producers parked until their LSN is durable. The leader that finishes a sync unparks
-    /// exactly the satisfied ones (and one more to lead the next sync): no thundering herd
-    /// through a shared mutex, which on a busy two-core machine cost more than the sync.
-    waiters: Vec<(Lsn, std::thread::Thread)>,
-}
-
-/// Waiters the durable state holds without reallocating.
-const SYNC_WAITERS_CAPACITY: usize = 64;
-
-/// The segment appends go to.
-struct ActiveSegment {
-    seq: u64,
-    file: Arc<dyn SegmentFile>,
-    seed: u32,
-    offset: usize,
-    first_lsn: Lsn,
-}
-
-/// The segment after the active one, ready or being created in the background.
-enum NextSegment {
-    Ready(Arc<dyn SegmentFile>),
-    Pending(JoinHandle<io::Result<Arc<dyn SegmentFile>>>),
-    Missing,
-}
-
-/// A segment of the log as the writer tracks it.
-#[derive(Clone, Copy, Debug)]
-struct LiveSegment {
-    seq: u64,
-    first_lsn: Lsn,
-    /// Its first frame is an `INDEX_CHECKPOINT`.
-    prologue: bool,
-}
-
 /// Produces the payload of the frame that opens each new segment (see [`Wal::set_prologue`]).
 pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
-
-struct WriterState {
-    active: ActiveSegment,
-    next: NextSegment,
-    next_lsn: Lsn,
-    prev_checksum: u32,
-    /// Segments rotated away whose bytes may not be durable yet.
-    unsynced: Vec<Arc<dyn SegmentFile>>,
-    /// Segments holding the log, oldest first.
-    segments: VecDeque<LiveSegment>,
-    /// The prologue frame is sealed here at a rotation (the scratch buffer holds the record
-    /// that caused it).
-    prologue: Vec<u8>,
-    /// A frame is sealed here before it is copied into the mapping, so a record that does
-    /// not fit is found out before any byte of the segment changes.
-    scratch: Vec<u8>,
-    appends: u64,
-    /// Kind of the last frame in the log (0 when empty).
-    last_kind: u16,
-    /// The log's identity, written into every segment header.
-    log_id: u128,
-    /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
-    /// engine belongs to the sync pass, which may be running).
-    header_sync: SyncEngine,
-}
 
 struct SyncState {
     engine: SyncEngine,
@@ -576,14 +122,11 @@ pub static SYNC_LATENCY_BOUNDS_US: [u64; 15] = [
 pub type SyncLatency = Buckets<15>;
 
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn SegmentStore>,
+    store: Arc<dyn SegmentStore>,
     options: WalOptions,
     writer: Mutex<WriterState>,
-    durable: Mutex<DurableState>,
-    durable_changed: Condvar,
-    durable_lsn: AtomicU64,
+    commit: GroupCommit,
     last_lsn: AtomicU64,
-    poisoned: AtomicBool,
     /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
     abandoned: AtomicBool,
     sync: Mutex<SyncState>,
@@ -630,21 +173,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A random salt per segment, so bytes from any earlier use never validate.
-fn random_salt() -> u64 {
-    let mut salt = [0u8; 8];
-    // SAFETY: getrandom writes at most 8 bytes into our buffer.
-    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
-    if got == 8 {
-        return u64::from_le_bytes(salt);
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15
 }
 
 impl Wal {
@@ -721,7 +249,7 @@ impl Wal {
         }
         let writer = recover_writer(
             &*store,
-            &options,
+            options.segment_bytes,
             &mut engine,
             &mut report,
             last_kind,
@@ -735,16 +263,8 @@ impl Wal {
             store,
             options,
             writer: Mutex::new(writer),
-            durable: Mutex::new(DurableState {
-                durable_lsn: next_lsn - 1,
-                syncing: false,
-                poisoned: None,
-                waiters: Vec::with_capacity(SYNC_WAITERS_CAPACITY),
-            }),
-            durable_changed: Condvar::new(),
-            durable_lsn: AtomicU64::new(next_lsn - 1),
+            commit: GroupCommit::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
-            poisoned: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {
@@ -870,12 +390,12 @@ impl Wal {
 
     /// Every record up to this LSN is durable.
     pub fn durable_lsn(&self) -> Lsn {
-        self.shared.durable_lsn.load(Ordering::Acquire)
+        self.shared.commit.durable_lsn()
     }
 
     /// Whether a sync has failed.
     pub fn is_poisoned(&self) -> bool {
-        self.shared.poisoned.load(Ordering::Acquire)
+        self.shared.commit.is_poisoned()
     }
 
     /// The log's identity (carried by every segment header).
@@ -932,8 +452,8 @@ impl Shared {
         then: impl FnOnce(Lsn),
     ) -> Result<Lsn, WalError> {
         let shared = self;
-        if shared.poisoned.load(Ordering::Acquire) {
-            return Err(shared.poison_error());
+        if shared.commit.is_poisoned() {
+            return Err(shared.commit.poison_error());
         }
         let mut guard = lock(&shared.writer);
         let writer = &mut *guard;
@@ -967,7 +487,7 @@ impl Shared {
         let meta = FrameMeta {
             kind,
             lsn,
-            synced_lsn: self.durable_lsn.load(Ordering::Acquire),
+            synced_lsn: self.commit.durable_lsn(),
             prev_checksum: writer.prev_checksum,
         };
         let buffer = if prologue {
@@ -1001,8 +521,8 @@ impl Shared {
     /// without it, damage to the last synced records would be indistinguishable from a tear
     /// of unsynced ones, because no later frame would carry proof that they were durable.
     fn checkpoint(&self) -> Result<(), WalError> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(self.poison_error());
+        if self.commit.is_poisoned() {
+            return Err(self.commit.poison_error());
         }
         let last_kind = lock(&self.writer).last_kind;
         if self.last_lsn.load(Ordering::Acquire) == 0 || last_kind == kind::CHECKPOINT {
@@ -1013,146 +533,10 @@ impl Shared {
         self.sync_to(lsn)
     }
 
-    /// Records that a sync failed: nothing is acknowledged from now on, and every waiter
-    /// learns it.
-    fn poison(&self, cause: &str) {
-        let mut durable = lock(&self.durable);
-        durable.poisoned.get_or_insert_with(|| cause.to_string());
-        self.poisoned.store(true, Ordering::Release);
-        for (_, thread) in durable.waiters.drain(..) {
-            thread.unpark();
-        }
-        drop(durable);
-        self.durable_changed.notify_all();
-    }
-
-    fn poison_error(&self) -> WalError {
-        let cause = lock(&self.durable)
-            .poisoned
-            .clone()
-            .unwrap_or_else(|| "sync failed".to_string());
-        WalError::Poisoned { cause }
-    }
-
-    pub(crate) fn durable_lsn(&self) -> Lsn {
-        self.durable_lsn.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn log_id(&self) -> u128 {
-        self.log_id
-    }
-
-    /// Bytes of segment `seq` a reader in this process may look at.
-    pub(crate) fn visible_end(&self, seq: u64, len: usize) -> usize {
-        let writer = lock(&self.writer);
-        if seq == writer.active.seq {
-            writer.active.offset
-        } else {
-            len
-        }
-    }
-
-    pub(crate) fn register_reader(&self, position: Arc<AtomicU64>) {
-        let mut readers = lock(&self.readers);
-        readers.retain(|r| Arc::strong_count(r) > 1);
-        readers.push(position);
-    }
-
-    /// Waits up to `timeout` for the durable LSN to reach `lsn`; true if it did.
-    pub(crate) fn wait_durable(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
-        let guard = lock(&self.durable);
-        let (guard, _) = self
-            .durable_changed
-            .wait_timeout_while(guard, timeout, |d| {
-                d.durable_lsn < lsn && d.poisoned.is_none()
-            })
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard.durable_lsn >= lsn
-    }
-
+    /// Returns when every record up to `lsn` is durable (group commit).
     fn sync_to(&self, lsn: Lsn) -> Result<(), WalError> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(self.poison_error());
-        }
-        if lsn <= self.durable_lsn.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let last_lsn = self.last_lsn.load(Ordering::Acquire);
-        if lsn > last_lsn {
-            return Err(WalError::LsnNotAppended { lsn, last_lsn });
-        }
-        loop {
-            let mut durable = lock(&self.durable);
-            if let Some(cause) = &durable.poisoned {
-                return Err(WalError::Poisoned {
-                    cause: cause.clone(),
-                });
-            }
-            if durable.durable_lsn >= lsn {
-                return Ok(());
-            }
-            if durable.syncing {
-                durable.waiters.push((lsn, std::thread::current()));
-                drop(durable);
-                self.park_until_called(lsn);
-                continue;
-            }
-            durable.syncing = true;
-            drop(durable);
-            let result = self.sync_pass();
-            let mut durable = lock(&self.durable);
-            durable.syncing = false;
-            match result {
-                Ok(target) => {
-                    assert!(
-                        target >= durable.durable_lsn,
-                        "the durable LSN never goes backwards"
-                    );
-                    durable.durable_lsn = target;
-                    self.durable_lsn.store(target, Ordering::Release);
-                }
-                Err(error) => {
-                    durable.poisoned = Some(error.to_string());
-                    self.poisoned.store(true, Ordering::Release);
-                }
-            }
-            // Wake every waiter this sync satisfied (all of them if it failed), and the first
-            // unsatisfied one to lead the next sync. Every waiter registered while `syncing`
-            // was set, so this pass sees it: no wakeup is lost.
-            let (target, failed) = (durable.durable_lsn, durable.poisoned.is_some());
-            let mut next_leader = false;
-            durable.waiters.retain(|(waiting_for, thread)| {
-                let wake = failed || *waiting_for <= target || !next_leader;
-                next_leader |= *waiting_for > target;
-                if wake {
-                    thread.unpark();
-                }
-                !wake
-            });
-            drop(durable);
-            self.durable_changed.notify_all();
-        }
-    }
-
-    /// Parks until a finishing sync removed this thread from the waiters (or `lsn` became
-    /// durable, or the log was poisoned). Spurious unparks just park again.
-    fn park_until_called(&self, lsn: Lsn) {
-        let me = std::thread::current().id();
-        loop {
-            std::thread::park();
-            if self.durable_lsn.load(Ordering::Acquire) >= lsn
-                || self.poisoned.load(Ordering::Acquire)
-            {
-                return;
-            }
-            if !lock(&self.durable)
-                .waiters
-                .iter()
-                .any(|(_, thread)| thread.id() == me)
-            {
-                return;
-            }
-        }
+        self.commit.sync_to(lsn, last_lsn, &|| self.sync_pass())
     }
 
     /// One group-commit pass: syncs every segment with bytes appended so far.
@@ -1222,7 +606,7 @@ impl Shared {
             Err(error) => {
                 // The header may or may not be on disk: as for any failed sync, nothing can be
                 // acknowledged any more.
-                self.poison(&error.to_string());
+                self.commit.poison(&error.to_string());
                 return Err(error);
             }
         };
@@ -1334,9 +718,44 @@ impl Shared {
     }
 }
 
+impl LiveTail for Shared {
+    fn store(&self) -> Arc<dyn SegmentStore> {
+        self.store.clone()
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        self.commit.durable_lsn()
+    }
+
+    fn log_id(&self) -> u128 {
+        self.log_id
+    }
+
+    /// Bytes of segment `seq` a reader in this process may look at.
+    fn visible_end(&self, seq: u64, len: usize) -> usize {
+        let writer = lock(&self.writer);
+        if seq == writer.active.seq {
+            writer.active.offset
+        } else {
+            len
+        }
+    }
+
+    fn register_reader(&self, position: Arc<AtomicU64>) {
+        let mut readers = lock(&self.readers);
+        readers.retain(|r| Arc::strong_count(r) > 1);
+        readers.push(position);
+    }
+
+    /// Waits up to `timeout` for the durable LSN to reach `lsn`; true if it did.
+    fn wait_durable(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
+        self.commit.wait_durable(lsn, timeout)
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
-        if !self.poisoned.load(Ordering::Acquire) && !self.abandoned.load(Ordering::Acquire) {
+        if !self.commit.is_poisoned() && !self.abandoned.load(Ordering::Acquire) {
             let _ = self.checkpoint();
         }
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -1346,226 +765,4 @@ impl Drop for Shared {
             let _ = handle.join();
         }
     }
-}
-
-/// Applies the scan's verdict and sets up the writer. It changes only what the scan proved
-/// was never acknowledged: the torn tail of the end segment (zeroed), and segments past the
-/// end whose frames were all written while the end was unsynced (zeroed and kept as the next
-/// segment, or removed when a second one). A healthy pre-created segment is kept as it is.
-fn recover_writer(
-    store: &dyn SegmentStore,
-    options: &WalOptions,
-    engine: &mut SyncEngine,
-    report: &mut RecoveryReport,
-    last_kind: u16,
-    prologues: &[u64],
-) -> Result<WriterState, WalError> {
-    let scan = report.scan.clone();
-    let log_id = if scan.log_id != 0 {
-        scan.log_id
-    } else {
-        // A new log: its identity is durable before its first segment exists.
-        let id = random_log_id();
-        let first_seq = scan.segments.first().map_or(1, |s| s.seq);
-        store.set_identity(LogIdentity {
-            log_id: id,
-            first_seq,
-        })?;
-        id
-    };
-    for &seq in &scan.retired {
-        store.remove(seq)?;
-        report.removed_segments.push(seq);
-    }
-    let end_seq = scan.end.map(|end| end.seq);
-    let mut next: Option<Arc<dyn SegmentFile>> = None;
-    let mut reuse: Option<Arc<dyn SegmentFile>> = None;
-    for summary in &scan.segments {
-        if end_seq.is_some_and(|end| summary.seq <= end) {
-            continue;
-        }
-        let wanted_seq = end_seq.map_or(summary.seq, |end| end + 1);
-        let file = store.open(summary.seq, true)?;
-        let right_size = file.len() as u64 == options.segment_bytes;
-        match summary.state {
-            SegmentState::Unused | SegmentState::PastEnd => {
-                if summary.state == SegmentState::PastEnd {
-                    // A tear the mode accepted: its frames were never durable.
-                    report.truncated_bytes += zero_after(&*file, 0) as u64;
-                    file.sync(engine)?;
-                    file.release_resident(0, file.len());
-                }
-                let slot = if end_seq.is_some() {
-                    &mut next
-                } else {
-                    &mut reuse
-                };
-                if summary.seq == wanted_seq && right_size && slot.is_none() {
-                    *slot = Some(file);
-                } else {
-                    drop(file);
-                    store.remove(summary.seq)?;
-                    report.removed_segments.push(summary.seq);
-                }
-            }
-            SegmentState::Used | SegmentState::BadHeader => {
-                // Only salvage could get here, and the writer does not open in salvage mode.
-                return Err(WalError::BadOptions(format!(
-                    "segment {} lies past the end of the log",
-                    summary.segment
-                )));
-            }
-        }
-    }
-    let (active, prev_checksum, next_lsn) = match scan.end {
-        Some(end) => {
-            let file = store.open(end.seq, true)?;
-            report.truncated_bytes += zero_after(&*file, end.offset) as u64;
-            // The scan for stray bytes read the whole tail; it is zero and untouched until
-            // appends reach it.
-            file.release_resident(end.offset, file.len());
-            let seed = {
-                // SAFETY: no writer runs yet.
-                let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
-                let header = SegmentHeader::decode(head)
-                    .map_err(|_| io::Error::other("segment header vanished"))?;
-                salt_seed(header.salt)
-            };
-            let first_lsn = scan
-                .segments
-                .iter()
-                .find(|s| s.seq == end.seq)
-                .and_then(|s| s.first_lsn)
-                .unwrap_or(1);
-            let active = ActiveSegment {
-                seq: end.seq,
-                file,
-                seed,
-                offset: end.offset,
-                first_lsn,
-            };
-            (active, end.last_checksum, scan.next_lsn)
-        }
-        None => {
-            let (seq, file) = match reuse {
-                Some(file) => (
-                    scan.segments
-                        .iter()
-                        .find(|s| s.state != SegmentState::Used)
-                        .map_or(1, |s| s.seq),
-                    file,
-                ),
-                None => {
-                    let seq = scan
-                        .segments
-                        .iter()
-                        .map(|s| s.seq)
-                        .max()
-                        .map_or(1, |m| m + 1);
-                    (seq, store.create(seq, options.segment_bytes)?)
-                }
-            };
-            let next_lsn = scan.next_lsn;
-            let seed = start_segment(&*file, seq, next_lsn, log_id, engine)?;
-            let active = ActiveSegment {
-                seq,
-                file,
-                seed,
-                offset: SEGMENT_HEADER_BYTES,
-                first_lsn: next_lsn,
-            };
-            (active, 0, next_lsn)
-        }
-    };
-    // What a killed process left in the page cache is recovered but maybe not yet on disk:
-    // make it durable before anything new claims it as its synced prefix.
-    let mut segments = VecDeque::new();
-    for summary in scan
-        .segments
-        .iter()
-        .filter(|s| s.state == SegmentState::Used && Some(s.seq) <= end_seq)
-    {
-        if summary.seq != active.seq {
-            store.open(summary.seq, false)?.sync(engine)?; // fdatasync needs no write access
-        }
-        segments.push_back(LiveSegment {
-            seq: summary.seq,
-            first_lsn: summary.first_lsn.unwrap_or(1),
-            prologue: prologues.contains(&summary.seq),
-        });
-    }
-    if end_seq.is_some() {
-        active.file.sync(engine)?; // a new segment's start already made it durable
-    }
-    if segments.back().map(|s| s.seq) != Some(active.seq) {
-        segments.push_back(LiveSegment {
-            seq: active.seq,
-            first_lsn: active.first_lsn,
-            prologue: false,
-        });
-    }
-    let next = match next {
-        Some(file) => NextSegment::Ready(file),
-        None => store
-            .create(active.seq + 1, options.segment_bytes)
-            .map_or(NextSegment::Missing, NextSegment::Ready),
-    };
-    Ok(WriterState {
-        active,
-        next,
-        next_lsn,
-        prev_checksum,
-        unsynced: Vec::with_capacity(16),
-        segments,
-        scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
-        prologue: Vec::new(),
-        appends: 0,
-        last_kind,
-        log_id,
-        header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
-    })
-}
-
-/// Writes the header of segment `seq` (a zeroed, unpublished file) starting at `first_lsn`, and
-/// makes it durable before any frame goes after it: so a header that reads as zeros or does
-/// not validate, with anything after it, is damage and never a tear. Returns the CRC seed.
-fn start_segment(
-    file: &dyn SegmentFile,
-    seq: u64,
-    first_lsn: Lsn,
-    log_id: u128,
-    engine: &mut SyncEngine,
-) -> Result<u32, WalError> {
-    let salt = random_salt();
-    let header = SegmentHeader {
-        segment_seq: seq,
-        first_lsn,
-        salt,
-        segment_bytes: file.len() as u64,
-        log_id,
-    };
-    let mut head = [0u8; SEGMENT_HEADER_BYTES];
-    header.encode(&mut head);
-    // SAFETY: the segment is not published yet; only the writer touches it.
-    unsafe { segment_bytes_mut(file, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
-    file.sync(engine)?;
-    Ok(salt_seed(salt))
-}
-
-/// A random identity for a new log.
-fn random_log_id() -> u128 {
-    let high = u128::from(random_salt());
-    let low = u128::from(random_salt());
-    (high << 64 | low).max(1)
-}
-
-/// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.
-fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
-    // SAFETY: recovery runs before the writer exists.
-    let tail = unsafe { segment_bytes_mut(file, offset, file.len()) };
-    let Some(last) = tail.iter().rposition(|&b| b != 0) else {
-        return 0;
-    };
-    tail[..=last].fill(0);
-    last + 1
 }

@@ -41,11 +41,19 @@ pub mod record;
 pub mod scan;
 
 #[cfg(feature = "std")]
+pub mod commit;
+#[cfg(feature = "std")]
+pub mod error;
+#[cfg(feature = "std")]
 pub mod log;
 #[cfg(feature = "std")]
 pub mod reader;
 #[cfg(feature = "std")]
+pub mod recovery;
+#[cfg(feature = "std")]
 pub mod repair;
+#[cfg(feature = "std")]
+mod segments;
 #[cfg(feature = "std")]
 pub mod sim;
 #[cfg(feature = "std")]

@@ -7,7 +7,7 @@
 //!
 //! Readers never stop quietly at damage. Below a *verified* LSN every record must be there:
 //! for an in-process reader that is everything durable, for a directory reader everything the
-//! recovery scan ([`super::log::scan_log`], run when it opens) accepted. A frame that does not
+//! recovery scan ([`super::recovery::scan_log`], run when it opens) accepted. A frame that does not
 //! validate there is an error naming the segment, offset and LSN. Past it (a live writer in
 //! another process still appending) a frame that does not validate yet is the end for now.
 
@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::{LogFault, WalError};
 use super::frame::{
     decode_frame, salt_seed, Frame, Lsn, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use super::log::{scan_log, LogFault, Shared, WalError};
+use super::recovery::scan_log;
 use super::scan::{FaultKind, RecoveryMode};
 use super::storage::{segment_bytes, FsStore, SegmentFile, SegmentStore};
 
@@ -42,10 +43,28 @@ struct OpenSegment {
 /// A segment's validated header and its mapping.
 type MappedHeader = (SegmentHeader, Arc<dyn SegmentFile>);
 
+/// What a reader in the writer's process needs of the live log, and no more: the durable
+/// watermark, how much of a segment is published, a wait for more, and retention's notice of
+/// what the reader still needs. The writer implements it; the reader knows nothing else of it.
+pub(crate) trait LiveTail: Send + Sync {
+    /// The segments.
+    fn store(&self) -> Arc<dyn SegmentStore>;
+    /// The identity every segment carries.
+    fn log_id(&self) -> u128;
+    /// Every record up to this LSN is durable.
+    fn durable_lsn(&self) -> Lsn;
+    /// Bytes of segment `seq` (of `len` bytes) a reader may look at.
+    fn visible_end(&self, seq: u64, len: usize) -> usize;
+    /// Waits up to `timeout` for `lsn` to be durable; true if it is.
+    fn wait_durable(&self, lsn: Lsn, timeout: Duration) -> bool;
+    /// Retention keeps what `position` (the next LSN a reader needs) still needs.
+    fn register_reader(&self, position: Arc<AtomicU64>);
+}
+
 /// A cursor over the log.
 pub struct Reader {
     store: Arc<dyn SegmentStore>,
-    live: Option<Arc<Shared>>,
+    live: Option<Arc<dyn LiveTail>>,
     position: Arc<AtomicU64>,
     next_lsn: Lsn,
     current: Option<OpenSegment>,
@@ -57,11 +76,11 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn in_process(shared: Arc<Shared>, from: Lsn) -> Reader {
+    pub(crate) fn in_process(shared: Arc<dyn LiveTail>, from: Lsn) -> Reader {
         let position = Arc::new(AtomicU64::new(from.max(1)));
         shared.register_reader(position.clone());
         Reader {
-            store: shared.store.clone(),
+            store: shared.store(),
             log_id: shared.log_id(),
             live: Some(shared),
             position,

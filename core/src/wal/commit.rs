@@ -1,0 +1,195 @@
+//! Group commit: the durable watermark, the callers waiting on it, and the poison a failed
+//! sync leaves. The first caller that needs a sync leads one pass (the writer's
+//! `sync_pass`); every other caller parks until a pass covers its LSN; whoever arrives during
+//! a pass is covered by the next. No timer batches anything.
+//!
+//! A failed sync poisons the log for good: the kernel may have dropped the dirty pages it
+//! failed to write, so nothing after that point can honestly be acknowledged.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::error::WalError;
+use super::frame::Lsn;
+
+/// A durable, in-order position in the log shared with the group commit.
+struct DurableState {
+    durable_lsn: Lsn,
+    syncing: bool,
+    poisoned: Option<String>,
+    /// Producers parked until their LSN is durable. The leader that finishes a sync unparks
+    /// exactly the satisfied ones (and one more to lead the next sync): no thundering herd
+    /// through a shared mutex, which on a busy two-core machine cost more than the sync.
+    waiters: Vec<(Lsn, std::thread::Thread)>,
+}
+
+/// Waiters the durable state holds without reallocating.
+const SYNC_WAITERS_CAPACITY: usize = 64;
+
+/// The durable watermark and its waiters.
+pub(super) struct GroupCommit {
+    state: Mutex<DurableState>,
+    changed: Condvar,
+    durable_lsn: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The state is consistent at every point a panic could leave it: keep serving.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl GroupCommit {
+    /// Everything up to `durable_lsn` is durable already.
+    pub(super) fn new(durable_lsn: Lsn) -> GroupCommit {
+        GroupCommit {
+            state: Mutex::new(DurableState {
+                durable_lsn,
+                syncing: false,
+                poisoned: None,
+                waiters: Vec::with_capacity(SYNC_WAITERS_CAPACITY),
+            }),
+            changed: Condvar::new(),
+            durable_lsn: AtomicU64::new(durable_lsn),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Every record up to this LSN is durable.
+    pub(super) fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Whether a sync has failed.
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Records that a sync failed: nothing is acknowledged from now on, and every waiter
+    /// learns it.
+    pub(super) fn poison(&self, cause: &str) {
+        let mut durable = lock(&self.state);
+        durable.poisoned.get_or_insert_with(|| cause.to_string());
+        self.poisoned.store(true, Ordering::Release);
+        for (_, thread) in durable.waiters.drain(..) {
+            thread.unpark();
+        }
+        drop(durable);
+        self.changed.notify_all();
+    }
+
+    pub(super) fn poison_error(&self) -> WalError {
+        let cause = lock(&self.state)
+            .poisoned
+            .clone()
+            .unwrap_or_else(|| "sync failed".to_string());
+        WalError::Poisoned { cause }
+    }
+
+    /// Waits up to `timeout` for the durable LSN to reach `lsn`; true if it did.
+    pub(super) fn wait_durable(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
+        let guard = lock(&self.state);
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |d| {
+                d.durable_lsn < lsn && d.poisoned.is_none()
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.durable_lsn >= lsn
+    }
+
+    /// Returns when every record up to `lsn` is durable. `last_lsn` is the last one
+    /// appended; `pass` runs one sync of everything appended so far and returns the LSN it
+    /// made durable. One caller at a time leads a pass; the others park until it covers them.
+    pub(super) fn sync_to(
+        &self,
+        lsn: Lsn,
+        last_lsn: Lsn,
+        pass: &dyn Fn() -> io::Result<Lsn>,
+    ) -> Result<(), WalError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        if lsn <= self.durable_lsn.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if lsn > last_lsn {
+            return Err(WalError::LsnNotAppended { lsn, last_lsn });
+        }
+        loop {
+            let mut durable = lock(&self.state);
+            if let Some(cause) = &durable.poisoned {
+                return Err(WalError::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if durable.durable_lsn >= lsn {
+                return Ok(());
+            }
+            if durable.syncing {
+                durable.waiters.push((lsn, std::thread::current()));
+                drop(durable);
+                self.park_until_called(lsn);
+                continue;
+            }
+            durable.syncing = true;
+            drop(durable);
+            let result = pass();
+            let mut durable = lock(&self.state);
+            durable.syncing = false;
+            match result {
+                Ok(target) => {
+                    assert!(
+                        target >= durable.durable_lsn,
+                        "the durable LSN never goes backwards"
+                    );
+                    durable.durable_lsn = target;
+                    self.durable_lsn.store(target, Ordering::Release);
+                }
+                Err(error) => {
+                    durable.poisoned = Some(error.to_string());
+                    self.poisoned.store(true, Ordering::Release);
+                }
+            }
+            // Wake every waiter this sync satisfied (all of them if it failed), and the first
+            // unsatisfied one to lead the next sync. Every waiter registered while `syncing`
+            // was set, so this pass sees it: no wakeup is lost.
+            let (target, failed) = (durable.durable_lsn, durable.poisoned.is_some());
+            let mut next_leader = false;
+            durable.waiters.retain(|(waiting_for, thread)| {
+                let wake = failed || *waiting_for <= target || !next_leader;
+                next_leader |= *waiting_for > target;
+                if wake {
+                    thread.unpark();
+                }
+                !wake
+            });
+            drop(durable);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Parks until a finishing sync removed this thread from the waiters (or `lsn` became
+    /// durable, or the log was poisoned). Spurious unparks just park again.
+    fn park_until_called(&self, lsn: Lsn) {
+        let me = std::thread::current().id();
+        loop {
+            std::thread::park();
+            if self.durable_lsn.load(Ordering::Acquire) >= lsn
+                || self.poisoned.load(Ordering::Acquire)
+            {
+                return;
+            }
+            if !lock(&self.state)
+                .waiters
+                .iter()
+                .any(|(_, thread)| thread.id() == me)
+            {
+                return;
+            }
+        }
+    }
+}

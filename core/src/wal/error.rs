@@ -1,0 +1,126 @@
+//! What goes wrong in the log, said with the segment, offset and LSN where that helps.
+
+use std::fmt;
+use std::io;
+
+use super::frame::Lsn;
+use super::record::RecordError;
+use super::scan::FaultKind;
+
+/// Everything that can go wrong, with the segment, offset and LSN where that helps.
+#[derive(Debug)]
+pub enum WalError {
+    /// A file operation failed; the message names the path.
+    Io(io::Error),
+    /// The log is damaged in a way the recovery mode does not accept.
+    Corrupt(LogFault),
+    /// An earlier sync failed; nothing can be acknowledged any more.
+    Poisoned { cause: String },
+    /// The payload exceeds what a frame (or a segment) can hold.
+    RecordTooLarge {
+        payload_bytes: usize,
+        max_bytes: usize,
+    },
+    /// A record that cannot be encoded.
+    Encode(RecordError),
+    /// An LSN that was never appended.
+    LsnNotAppended { lsn: Lsn, last_lsn: Lsn },
+    /// A reader asked for an LSN retention already removed.
+    LsnNotRetained { lsn: Lsn, first_lsn: Lsn },
+    /// Options out of range.
+    BadOptions(String),
+}
+
+impl fmt::Display for WalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalError::Io(error) => write!(f, "{error}"),
+            WalError::Corrupt(fault) => write!(f, "{fault}"),
+            WalError::Poisoned { cause } => {
+                write!(f, "WAL poisoned by an earlier sync failure: {cause}")
+            }
+            WalError::RecordTooLarge {
+                payload_bytes,
+                max_bytes,
+            } => {
+                write!(
+                    f,
+                    "record of {payload_bytes} bytes exceeds the maximum of {max_bytes} bytes"
+                )
+            }
+            WalError::Encode(error) => write!(f, "record cannot be encoded: {error:?}"),
+            WalError::LsnNotAppended { lsn, last_lsn } => {
+                write!(
+                    f,
+                    "LSN {lsn} was never appended (last appended is {last_lsn})"
+                )
+            }
+            WalError::LsnNotRetained { lsn, first_lsn } => {
+                write!(
+                    f,
+                    "LSN {lsn} is no longer retained (the log starts at {first_lsn})"
+                )
+            }
+            WalError::BadOptions(message) => write!(f, "bad WAL options: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for WalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WalError::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for WalError {
+    fn from(error: io::Error) -> WalError {
+        WalError::Io(error)
+    }
+}
+
+/// A fault found by a scan of the whole log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFault {
+    pub kind: FaultKind,
+    pub seq: u64,
+    /// The segment's path (or simulated name).
+    pub segment: String,
+    pub offset: usize,
+    pub expected_lsn: Lsn,
+    pub cause: String,
+}
+
+impl fmt::Display for LogFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            FaultKind::TornTail => "torn tail",
+            FaultKind::Corruption => "corruption",
+        };
+        write!(
+            f,
+            "WAL {what} in segment {} at offset {} (expected LSN {}): {}",
+            self.segment, self.offset, self.expected_lsn, self.cause
+        )?;
+        if self.kind == FaultKind::Corruption {
+            write!(
+                f,
+                "; nothing was changed. `vigil wal repair` writes a new log of every valid \
+                 record and keeps the damaged files aside"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A range salvage skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSkip {
+    pub seq: u64,
+    pub segment: String,
+    pub offset: usize,
+    pub bytes: usize,
+    pub expected_lsn: Lsn,
+}

@@ -1,0 +1,293 @@
+//! Recovery: the scan of every segment of a log, in order, through the one
+//! [`LogScanner`](super::scan::LogScanner) that decides what the log holds. Open, verify,
+//! repair and every reader run this scan; it changes nothing (the writer applies its verdict).
+
+use super::error::{LogFault, LogSkip, WalError};
+use super::frame::Frame;
+use super::frame::{Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
+use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
+use super::storage::{segment_bytes, LogIdentity, SegmentStore};
+
+/// What a scan found in one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Holds frames of the log.
+    Used,
+    /// Pre-created, nothing written.
+    Unused,
+    /// Its header does not validate.
+    BadHeader,
+    /// Lies after the end of the log (after a fault); only probed.
+    PastEnd,
+}
+
+/// One segment as the scan saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub seq: u64,
+    pub segment: String,
+    pub state: SegmentState,
+    pub first_lsn: Option<Lsn>,
+    pub frames: u64,
+    pub end_offset: usize,
+    pub bytes: usize,
+}
+
+/// Where the valid log ends: appends continue here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEnd {
+    pub seq: u64,
+    pub offset: usize,
+    pub last_checksum: u32,
+}
+
+/// The result of scanning every segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogScan {
+    pub mode: RecoveryMode,
+    /// The log's identity (0 for a log with no segments yet).
+    pub log_id: u128,
+    /// Segments before the first retained one, whose removal a stop interrupted.
+    pub retired: Vec<u64>,
+    pub segments: Vec<SegmentSummary>,
+    pub frames: u64,
+    pub first_lsn: Option<Lsn>,
+    pub next_lsn: Lsn,
+    pub end: Option<LogEnd>,
+    pub fault: Option<LogFault>,
+    /// Valid frames after a torn spot, written while it was unsynced: not part of the log.
+    pub dropped_unsynced_frames: u64,
+    pub skipped: Vec<LogSkip>,
+}
+
+/// Scans every segment of `store` in order, handing each accepted frame to `visit` as
+/// `(segment seq, offset, frame)`. Changes nothing. Errors only when a segment cannot be read.
+///
+/// The decisions are [`LogScanner`]'s (no_std, fuzzed); this only walks the files and names
+/// what it finds.
+pub fn scan_log(
+    store: &dyn SegmentStore,
+    mode: RecoveryMode,
+    visit: &mut dyn FnMut(u64, usize, Frame<'_>),
+) -> Result<LogScan, WalError> {
+    let mut seqs = store.list()?;
+    let identity = match store.identity()? {
+        Some(identity) => identity,
+        None if seqs.is_empty() => LogIdentity {
+            log_id: 0,
+            first_seq: 1,
+        },
+        // Salvage reads what it can: the identity the oldest readable header claims.
+        None if mode == RecoveryMode::Salvage => LogIdentity {
+            log_id: claimed_identity(store, &seqs),
+            first_seq: seqs[0],
+        },
+        None => {
+            return Err(WalError::Corrupt(LogFault {
+                kind: FaultKind::Corruption,
+                seq: seqs[0],
+                segment: store.describe_identity(),
+                offset: 0,
+                expected_lsn: 1,
+                cause: "the log's identity file is missing, yet segments exist".to_string(),
+            }))
+        }
+    };
+    let log_id = identity.log_id;
+    // Segments before the first retained one were being retired when the process stopped.
+    let retired: Vec<u64> = seqs
+        .iter()
+        .copied()
+        .filter(|&seq| seq < identity.first_seq)
+        .collect();
+    seqs.retain(|&seq| seq >= identity.first_seq);
+    let mut scanner = LogScanner::new(mode, log_id, identity.first_seq);
+    let mut scan = LogScan {
+        mode,
+        log_id,
+        retired,
+        segments: Vec::new(),
+        frames: 0,
+        first_lsn: None,
+        next_lsn: 1,
+        end: None,
+        fault: None,
+        dropped_unsynced_frames: 0,
+        skipped: Vec::new(),
+    };
+    for seq in seqs {
+        let file = store.open(seq, false)?;
+        // SAFETY: scans run before a writer exists in this process, or over a read-only
+        // mapping of another process's log; nothing in this process writes these bytes.
+        let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
+        let name = store.describe(seq);
+        let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
+        scan.record(seq, &name, bytes.len(), verdict);
+    }
+    Ok(scan)
+}
+
+/// The log identity the oldest segment with a valid header claims (0 if none has one).
+fn claimed_identity(store: &dyn SegmentStore, seqs: &[u64]) -> u128 {
+    for &seq in seqs {
+        let Ok(file) = store.open(seq, false) else {
+            continue;
+        };
+        // SAFETY: a read-only look at a header no writer in this process touches.
+        let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
+        if let Ok(header) = SegmentHeader::decode(head) {
+            return header.log_id;
+        }
+    }
+    0
+}
+
+impl LogScan {
+    /// Folds one segment's verdict into the scan of the whole log.
+    fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
+        let mut summary = SegmentSummary {
+            seq,
+            segment: name.to_string(),
+            state: SegmentState::Used,
+            first_lsn: None,
+            frames: 0,
+            end_offset: 0,
+            bytes,
+        };
+        let fault_at = |fault: Fault| LogFault {
+            kind: fault.kind,
+            seq,
+            segment: name.to_string(),
+            offset: fault.offset,
+            expected_lsn: fault.expected_lsn,
+            cause: describe_cause(fault.cause),
+        };
+        let salvage = self.mode == RecoveryMode::Salvage;
+        match verdict {
+            SegmentVerdict::Unused => summary.state = SegmentState::Unused,
+            SegmentVerdict::Damaged(fault) => {
+                summary.state = SegmentState::BadHeader;
+                if salvage {
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: 0,
+                        bytes,
+                        expected_lsn: fault.expected_lsn,
+                    });
+                }
+                self.fault.get_or_insert(fault_at(fault));
+            }
+            SegmentVerdict::PastEnd { probe } => {
+                summary.state = SegmentState::PastEnd;
+                if let Some(fault) = self.fault.as_mut() {
+                    // Past the end: these frames are not part of the log, but if one was
+                    // written when the fault's position was already durable, the fault is
+                    // corruption, not a tear.
+                    if probe.durable_after {
+                        fault.kind = FaultKind::Corruption;
+                        fault.cause = format!("{}; durable frames follow in {name}", fault.cause);
+                    } else {
+                        self.dropped_unsynced_frames += probe.valid_frames;
+                    }
+                }
+            }
+            SegmentVerdict::Used {
+                header,
+                frames,
+                fault,
+            } => {
+                summary.first_lsn = Some(header.first_lsn);
+                if let Some(fault) = fault {
+                    // Salvage went on past a segment-level fault.
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: 0,
+                        bytes: 0,
+                        expected_lsn: fault.expected_lsn,
+                    });
+                    self.fault.get_or_insert(fault_at(fault));
+                }
+                let torn_start = matches!(
+                    frames.fault,
+                    Some(Fault {
+                        cause: FaultCause::FirstLsn { .. },
+                        ..
+                    })
+                );
+                if torn_start && !salvage {
+                    // The segment begins past the end of the log: nothing of it is the log.
+                    summary.state = SegmentState::PastEnd;
+                } else {
+                    self.first_lsn.get_or_insert(header.first_lsn);
+                    summary.frames = frames.frames;
+                    summary.end_offset = frames.end_offset;
+                    self.frames += frames.frames;
+                    self.next_lsn = frames.next_lsn;
+                    self.end = Some(LogEnd {
+                        seq,
+                        offset: frames.end_offset,
+                        last_checksum: frames.last_checksum,
+                    });
+                }
+                self.dropped_unsynced_frames += frames.dropped_unsynced_frames;
+                for range in &frames.skipped {
+                    self.skipped.push(LogSkip {
+                        seq,
+                        segment: name.to_string(),
+                        offset: range.offset,
+                        bytes: range.bytes,
+                        expected_lsn: range.expected_lsn,
+                    });
+                }
+                if let Some(fault) = frames.fault {
+                    self.fault.get_or_insert(fault_at(fault));
+                }
+            }
+        }
+        self.segments.push(summary);
+    }
+}
+
+fn describe_cause(cause: FaultCause) -> String {
+    match cause {
+        FaultCause::Frame(error) => format!("frame does not validate ({error:?})"),
+        FaultCause::LsnMismatch { found } => format!("valid frame with LSN {found} out of place"),
+        FaultCause::ChainMismatch => "frame does not chain to the previous checksum".to_string(),
+        FaultCause::SegmentHeader(SegmentHeaderError::UnsupportedVersion(version)) => format!(
+            "segment format version {version} is not supported (this build reads version {})",
+            super::frame::SEGMENT_FORMAT_VERSION
+        ),
+        FaultCause::SegmentHeader(error) => error.describe().to_string(),
+        FaultCause::ForeignLog { found } => {
+            format!("segment belongs to another log (identity {found:032x})")
+        }
+        FaultCause::SegmentSeq { found } => {
+            format!("segment header says it is segment {found}: files swapped or renamed")
+        }
+        FaultCause::MissingSegment { seq } => format!(
+            "segment {seq} is missing ({} expected before this one)",
+            super::storage::segment_file_name(seq)
+        ),
+        FaultCause::SegmentSize { header_bytes } => {
+            format!(
+                "file size differs from the {header_bytes} bytes its header records (truncated?)"
+            )
+        }
+        FaultCause::FirstLsn { found } => format!("segment starts at LSN {found}"),
+        FaultCause::UnusedBeforeUsed => {
+            "an unwritten segment stands before this one: the log is out of order".to_string()
+        }
+    }
+}
+
+/// What opening the log found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub scan: LogScan,
+    /// Bytes zeroed at the end of the log (a torn tail, or unsynced frames after it).
+    pub truncated_bytes: u64,
+    /// Segments removed because they lay past the end of the log.
+    pub removed_segments: Vec<u64>,
+}

@@ -1,0 +1,303 @@
+//! The writer's segments: which one takes appends, which comes next, which hold the log;
+//! the one header writer ([`start_segment`]); and setting the writer up from what recovery
+//! found ([`recover_writer`]), changing only what the scan proved was never acknowledged.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::error::WalError;
+use super::frame::{
+    frame_bytes, salt_seed, Lsn, SegmentHeader, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+};
+use super::recovery::{RecoveryReport, SegmentState};
+use super::storage::{segment_bytes, segment_bytes_mut, LogIdentity, SegmentFile, SegmentStore};
+use super::sync::{SyncEngine, SyncMethod};
+
+/// The segment appends go to.
+pub(super) struct ActiveSegment {
+    pub(super) seq: u64,
+    pub(super) file: Arc<dyn SegmentFile>,
+    pub(super) seed: u32,
+    pub(super) offset: usize,
+    pub(super) first_lsn: Lsn,
+}
+
+/// The segment after the active one, ready or being created in the background.
+pub(super) enum NextSegment {
+    Ready(Arc<dyn SegmentFile>),
+    Pending(JoinHandle<io::Result<Arc<dyn SegmentFile>>>),
+    Missing,
+}
+
+/// A segment of the log as the writer tracks it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LiveSegment {
+    pub(super) seq: u64,
+    pub(super) first_lsn: Lsn,
+    /// Its first frame is an `INDEX_CHECKPOINT`.
+    pub(super) prologue: bool,
+}
+
+pub(super) struct WriterState {
+    pub(super) active: ActiveSegment,
+    pub(super) next: NextSegment,
+    pub(super) next_lsn: Lsn,
+    pub(super) prev_checksum: u32,
+    /// Segments rotated away whose bytes may not be durable yet.
+    pub(super) unsynced: Vec<Arc<dyn SegmentFile>>,
+    /// Segments holding the log, oldest first.
+    pub(super) segments: VecDeque<LiveSegment>,
+    /// The prologue frame is sealed here at a rotation (the scratch buffer holds the record
+    /// that caused it).
+    pub(super) prologue: Vec<u8>,
+    /// A frame is sealed here before it is copied into the mapping, so a record that does
+    /// not fit is found out before any byte of the segment changes.
+    pub(super) scratch: Vec<u8>,
+    pub(super) appends: u64,
+    /// Kind of the last frame in the log (0 when empty).
+    pub(super) last_kind: u16,
+    /// The log's identity, written into every segment header.
+    pub(super) log_id: u128,
+    /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
+    /// engine belongs to the sync pass, which may be running).
+    pub(super) header_sync: SyncEngine,
+}
+
+/// A random salt per segment, so bytes from any earlier use never validate.
+pub(super) fn random_salt() -> u64 {
+    let mut salt = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into our buffer.
+    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if got == 8 {
+        return u64::from_le_bytes(salt);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+/// Applies the scan's verdict and sets up the writer. It changes only what the scan proved
+/// was never acknowledged: the torn tail of the end segment (zeroed), and segments past the
+/// end whose frames were all written while the end was unsynced (zeroed and kept as the next
+/// segment, or removed when a second one). A healthy pre-created segment is kept as it is.
+pub(super) fn recover_writer(
+    store: &dyn SegmentStore,
+    new_segment_bytes: u64,
+    engine: &mut SyncEngine,
+    report: &mut RecoveryReport,
+    last_kind: u16,
+    prologues: &[u64],
+) -> Result<WriterState, WalError> {
+    let scan = report.scan.clone();
+    let log_id = if scan.log_id != 0 {
+        scan.log_id
+    } else {
+        // A new log: its identity is durable before its first segment exists.
+        let id = random_log_id();
+        let first_seq = scan.segments.first().map_or(1, |s| s.seq);
+        store.set_identity(LogIdentity {
+            log_id: id,
+            first_seq,
+        })?;
+        id
+    };
+    for &seq in &scan.retired {
+        store.remove(seq)?;
+        report.removed_segments.push(seq);
+    }
+    let end_seq = scan.end.map(|end| end.seq);
+    let mut next: Option<Arc<dyn SegmentFile>> = None;
+    let mut reuse: Option<Arc<dyn SegmentFile>> = None;
+    for summary in &scan.segments {
+        if end_seq.is_some_and(|end| summary.seq <= end) {
+            continue;
+        }
+        let wanted_seq = end_seq.map_or(summary.seq, |end| end + 1);
+        let file = store.open(summary.seq, true)?;
+        let right_size = file.len() as u64 == new_segment_bytes;
+        match summary.state {
+            SegmentState::Unused | SegmentState::PastEnd => {
+                if summary.state == SegmentState::PastEnd {
+                    // A tear the mode accepted: its frames were never durable.
+                    report.truncated_bytes += zero_after(&*file, 0) as u64;
+                    file.sync(engine)?;
+                    file.release_resident(0, file.len());
+                }
+                let slot = if end_seq.is_some() {
+                    &mut next
+                } else {
+                    &mut reuse
+                };
+                if summary.seq == wanted_seq && right_size && slot.is_none() {
+                    *slot = Some(file);
+                } else {
+                    drop(file);
+                    store.remove(summary.seq)?;
+                    report.removed_segments.push(summary.seq);
+                }
+            }
+            SegmentState::Used | SegmentState::BadHeader => {
+                // Only salvage could get here, and the writer does not open in salvage mode.
+                return Err(WalError::BadOptions(format!(
+                    "segment {} lies past the end of the log",
+                    summary.segment
+                )));
+            }
+        }
+    }
+    let (active, prev_checksum, next_lsn) = match scan.end {
+        Some(end) => {
+            let file = store.open(end.seq, true)?;
+            report.truncated_bytes += zero_after(&*file, end.offset) as u64;
+            // The scan for stray bytes read the whole tail; it is zero and untouched until
+            // appends reach it.
+            file.release_resident(end.offset, file.len());
+            let seed = {
+                // SAFETY: no writer runs yet.
+                let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
+                let header = SegmentHeader::decode(head)
+                    .map_err(|_| io::Error::other("segment header vanished"))?;
+                salt_seed(header.salt)
+            };
+            let first_lsn = scan
+                .segments
+                .iter()
+                .find(|s| s.seq == end.seq)
+                .and_then(|s| s.first_lsn)
+                .unwrap_or(1);
+            let active = ActiveSegment {
+                seq: end.seq,
+                file,
+                seed,
+                offset: end.offset,
+                first_lsn,
+            };
+            (active, end.last_checksum, scan.next_lsn)
+        }
+        None => {
+            let (seq, file) = match reuse {
+                Some(file) => (
+                    scan.segments
+                        .iter()
+                        .find(|s| s.state != SegmentState::Used)
+                        .map_or(1, |s| s.seq),
+                    file,
+                ),
+                None => {
+                    let seq = scan
+                        .segments
+                        .iter()
+                        .map(|s| s.seq)
+                        .max()
+                        .map_or(1, |m| m + 1);
+                    (seq, store.create(seq, new_segment_bytes)?)
+                }
+            };
+            let next_lsn = scan.next_lsn;
+            let seed = start_segment(&*file, seq, next_lsn, log_id, engine)?;
+            let active = ActiveSegment {
+                seq,
+                file,
+                seed,
+                offset: SEGMENT_HEADER_BYTES,
+                first_lsn: next_lsn,
+            };
+            (active, 0, next_lsn)
+        }
+    };
+    // What a killed process left in the page cache is recovered but maybe not yet on disk:
+    // make it durable before anything new claims it as its synced prefix.
+    let mut segments = VecDeque::new();
+    for summary in scan
+        .segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Used && Some(s.seq) <= end_seq)
+    {
+        if summary.seq != active.seq {
+            store.open(summary.seq, false)?.sync(engine)?; // fdatasync needs no write access
+        }
+        segments.push_back(LiveSegment {
+            seq: summary.seq,
+            first_lsn: summary.first_lsn.unwrap_or(1),
+            prologue: prologues.contains(&summary.seq),
+        });
+    }
+    if end_seq.is_some() {
+        active.file.sync(engine)?; // a new segment's start already made it durable
+    }
+    if segments.back().map(|s| s.seq) != Some(active.seq) {
+        segments.push_back(LiveSegment {
+            seq: active.seq,
+            first_lsn: active.first_lsn,
+            prologue: false,
+        });
+    }
+    let next = match next {
+        Some(file) => NextSegment::Ready(file),
+        None => store
+            .create(active.seq + 1, new_segment_bytes)
+            .map_or(NextSegment::Missing, NextSegment::Ready),
+    };
+    Ok(WriterState {
+        active,
+        next,
+        next_lsn,
+        prev_checksum,
+        unsynced: Vec::with_capacity(16),
+        segments,
+        scratch: vec![0u8; frame_bytes(RECORD_PAYLOAD_BYTES_MAX)],
+        prologue: Vec::new(),
+        appends: 0,
+        last_kind,
+        log_id,
+        header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
+    })
+}
+
+/// Writes the header of segment `seq` (a zeroed, unpublished file) starting at `first_lsn`, and
+/// makes it durable before any frame goes after it: so a header that reads as zeros or does
+/// not validate, with anything after it, is damage and never a tear. Returns the CRC seed.
+pub(super) fn start_segment(
+    file: &dyn SegmentFile,
+    seq: u64,
+    first_lsn: Lsn,
+    log_id: u128,
+    engine: &mut SyncEngine,
+) -> Result<u32, WalError> {
+    let salt = random_salt();
+    let header = SegmentHeader {
+        segment_seq: seq,
+        first_lsn,
+        salt,
+        segment_bytes: file.len() as u64,
+        log_id,
+    };
+    let mut head = [0u8; SEGMENT_HEADER_BYTES];
+    header.encode(&mut head);
+    // SAFETY: the segment is not published yet; only the writer touches it.
+    unsafe { segment_bytes_mut(file, 0, SEGMENT_HEADER_BYTES) }.copy_from_slice(&head);
+    file.sync(engine)?;
+    Ok(salt_seed(salt))
+}
+
+/// A random identity for a new log.
+fn random_log_id() -> u128 {
+    let high = u128::from(random_salt());
+    let low = u128::from(random_salt());
+    (high << 64 | low).max(1)
+}
+
+/// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.
+fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
+    // SAFETY: recovery runs before the writer exists.
+    let tail = unsafe { segment_bytes_mut(file, offset, file.len()) };
+    let Some(last) = tail.iter().rposition(|&b| b != 0) else {
+        return 0;
+    };
+    tail[..=last].fill(0);
+    last + 1
+}
