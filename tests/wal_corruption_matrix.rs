@@ -1215,3 +1215,77 @@ fn tail_follow_names_damage_in_records_written_after_it_started() {
     );
     assert!(said.contains(&segment_file_name(damaged.seq)), "{said}");
 }
+
+#[test]
+fn the_c_reader_answers_damage_under_an_open_runtime_with_vigil_e_corrupt_naming_where() {
+    let scratch = TempDir::new("matrix-c-live");
+    let Some(host) = c_host(scratch.path()) else {
+        return;
+    };
+    let data = scratch.path().join("data");
+    build_log(&data, "clive", Some(&host));
+    let frames = frames_of(&data.join("wal"));
+    let damaged = frames[frames.len() / 2];
+    let intact = c_host_run(
+        &host,
+        &[
+            "read",
+            data.to_str().expect("UTF-8"),
+            &SEGMENT_BYTES.to_string(),
+        ],
+    );
+    assert!(intact.status.success(), "{}", text(&intact.stderr));
+
+    let mut reader = Command::new(&host)
+        .args([
+            "read-later",
+            data.to_str().expect("UTF-8"),
+            &SEGMENT_BYTES.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the C host");
+    let mut stdout = BufReader::new(reader.stdout.take().expect("host stdout"));
+    let mut first = String::new();
+    stdout
+        .read_line(&mut first)
+        .expect("the host says it is open");
+    assert_eq!(first.trim(), "open", "{first}");
+    flip_byte(
+        &segment_path(&data.join("wal"), damaged.seq),
+        damaged.offset + damaged.bytes / 2,
+    );
+    reader
+        .stdin
+        .take()
+        .expect("host stdin")
+        .write_all(b"go\n")
+        .expect("tell the host to read");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("host output");
+    let out = reader.wait_with_output().expect("wait for the C host");
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(C_EXIT_CORRUPT), "{said}");
+    assert!(said.contains("vigil_wal_reader_next"), "{said}");
+    assert!(said.contains(&segment_file_name(damaged.seq)), "{said}");
+    let right: Vec<String> = text(&intact.stdout)
+        .lines()
+        .filter(|l| line_lsn_c(l) < damaged.lsn)
+        .map(str::to_owned)
+        .collect();
+    let shown: Vec<&str> = rest.lines().collect();
+    assert_eq!(
+        shown, right,
+        "the records before the damage, and only those"
+    );
+}
+
+/// The LSN at the start of a line of the C host's output.
+fn line_lsn_c(line: &str) -> u64 {
+    line.split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}

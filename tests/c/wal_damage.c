@@ -4,6 +4,9 @@
  *       appends COUNT user records "TAG-<i>" and syncs them
  *   wal_damage read DATA_DIR SEGMENT_BYTES
  *       prints every durable user record, one per line: "<lsn> <text>", until VIGIL_END_OF_LOG
+ *   wal_damage read-later DATA_DIR SEGMENT_BYTES
+ *       opens the runtime, prints "open", waits for a line on stdin (the log may be damaged
+ *       meanwhile), then reads as `read` does
  *
  * SEGMENT_BYTES is vigil_runtime_options.wal_segment_bytes (the size the log was built with).
  *
@@ -58,10 +61,19 @@ static int append(const char *data_dir, const char *tag, long count) {
   return st == VIGIL_OK ? 0 : failed("vigil_runtime_close", st);
 }
 
-static int read_all(const char *data_dir) {
+static int read_all(const char *data_dir, int later) {
   vigil_runtime *rt = NULL;
   vigil_status st = open_log(data_dir, &rt);
   if (st != VIGIL_OK) return failed("vigil_runtime_open", st);
+  if (later) {
+    char line[16];
+    printf("open\n");
+    fflush(stdout);
+    if (fgets(line, sizeof line, stdin) == NULL) {
+      vigil_runtime_close(rt);
+      return 2;
+    }
+  }
   vigil_wal_reader *reader = NULL;
   st = vigil_wal_reader_open(rt, 1, &reader);
   if (st != VIGIL_OK) {
@@ -100,8 +112,11 @@ int main(int argc, char **argv) {
   if (argc == 6 && strcmp(argv[1], "append") == 0 && number(argv[5]) >= 0) {
     return append(argv[2], argv[4], (long)number(argv[5]));
   }
-  if (argc == 4 && strcmp(argv[1], "read") == 0) return read_all(argv[2]);
-  fprintf(stderr, "usage: %s append DATA_DIR SEGMENT_BYTES TAG COUNT | read DATA_DIR SEGMENT_BYTES\n",
+  if (argc == 4 && strcmp(argv[1], "read") == 0) return read_all(argv[2], 0);
+  if (argc == 4 && strcmp(argv[1], "read-later") == 0) return read_all(argv[2], 1);
+  fprintf(stderr,
+          "usage: %s append DATA_DIR SEGMENT_BYTES TAG COUNT | read[-later] DATA_DIR "
+          "SEGMENT_BYTES\n",
           argv[0]);
   return 2;
 }
