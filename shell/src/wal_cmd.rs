@@ -9,9 +9,10 @@
 //! log, I/O error, bad arguments).
 //!
 //! Every reader here answers completely or exits 1 naming the damaged segment, offset and LSN:
-//! `dump` checks the range it will print before printing it (with `--partial`, it prints what
-//! is readable and then fails), `tail` refuses a damaged log, `stats` reports the damage and
-//! exits 1, and `tail -f` stops with an error when it meets damage.
+//! `dump` prints nothing from a damaged log (core's reader refuses it when it opens; with
+//! `--partial`, it prints what is readable and then fails), `tail` refuses a damaged log,
+//! `stats` reports the damage and exits 1, and `tail -f` stops with an error when its reader
+//! reports damage.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,7 +98,7 @@ pub enum WalCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Print records. Exits 1, printing nothing, when the records asked for are damaged.
+    /// Print records. Exits 1, printing nothing, when the log is damaged.
     Dump {
         /// JSON Lines: one object per record.
         #[arg(long)]
