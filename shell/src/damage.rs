@@ -1,11 +1,13 @@
 //! How the shell speaks about a damaged log: the one place that turns a core error into "the
 //! log is damaged at segment S, offset O, LSN L" for a person (stderr and exit code) and for a
-//! program (the JSON-RPC error `LOG_DAMAGED` with `{segment, offset, lsn}` as its data).
+//! program (the JSON-RPC error `LOG_DAMAGED` with `{kind, segment, offset, lsn, cause}` as its
+//! data).
 //!
 //! Every reader in the shell (`vigil jobs`, `vigil job`, `vigil wal dump|tail|stats|verify`,
-//! the server's `events.read`, `jobs.get`, `jobs.list`) goes through here, so a damaged log is
-//! never mistaken for an empty one or for the end of the log. What counts as damage is core's
-//! decision (`WalError::Corrupt`); this module only reports it.
+//! the server's `events.read` and `jobs.get`) goes through here, so a damaged log is never
+//! mistaken for an empty one or for the end of the log. (The server's `jobs.list` answers from
+//! the index it built when it opened the log, and opening refuses a damaged log.) What counts
+//! as damage is core's decision (`WalError::Corrupt`); this module only reports it.
 use std::path::Path;
 
 use serde_json::{json, Value};
