@@ -236,7 +236,8 @@ fn escapees_of_a_killed_vigil_are_swept_by_the_next_instance() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let until = Instant::now() + std::time::Duration::from_secs(5);
+        // Start-up on a loaded machine can take seconds: wait for the escapee, not a guess.
+        let until = Instant::now() + std::time::Duration::from_secs(60);
         while processes_with_cmdline(b"sleep\x00778").is_empty() && Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

@@ -619,3 +619,91 @@ fn log_files_are_private_whatever_the_umask() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+#[test]
+fn repair_keeps_every_valid_record_at_its_lsn_and_the_damaged_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let mut written = Vec::new();
+    {
+        let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+        while wal.stats().segments < 4 {
+            let body = payload(written.len() as u64, 200);
+            let lsn = wal.append_raw(kind::USER, &body).unwrap();
+            written.push((lsn, body));
+        }
+        wal.close().unwrap();
+    }
+    // Damage segment 2's header: none of its frames can be trusted.
+    let second = wal_dir.join(segment_file_name(2));
+    let mut bytes = std::fs::read(&second).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&second, &bytes).unwrap();
+    let lost: Vec<Lsn> = {
+        let store = vigil::wal::storage::FsStore::open_reader(&wal_dir).unwrap();
+        let mut kept = Vec::new();
+        vigil::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
+            kept.push(f.lsn)
+        })
+        .unwrap();
+        written
+            .iter()
+            .map(|w| w.0)
+            .filter(|lsn| !kept.contains(lsn))
+            .collect()
+    };
+    assert!(!lost.is_empty(), "segment 2 held records");
+    assert!(Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).is_err());
+
+    // Refused while a writer holds the log.
+    {
+        let other = dir.path().join("busy");
+        let _writer = Wal::open(&other, options(4096, SyncMethod::Fdatasync)).unwrap();
+        let refused = vigil::wal::repair::repair_dir(&other, options(4096, SyncMethod::Fdatasync));
+        assert!(refused.is_err(), "repair beside a live writer");
+    }
+
+    let report =
+        vigil::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+    let holes: Vec<Lsn> = report
+        .holes
+        .iter()
+        .flat_map(|&(from, to)| from..to)
+        .collect();
+    assert_eq!(holes, lost);
+    assert_eq!(
+        std::fs::read(report.damaged_dir.join(segment_file_name(2))).unwrap(),
+        bytes,
+        "the damaged segment is kept as it was"
+    );
+
+    // The repaired log opens as a writer, and every valid record is at its LSN, unchanged.
+    let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+    assert!(wal.recovery().scan.fault.is_none());
+    drop(wal);
+    let mut by_lsn = std::collections::BTreeMap::new();
+    let mut reader = Reader::open_dir(&wal_dir, 1).unwrap();
+    while reader
+        .read_batch(1000, &mut |f| {
+            by_lsn.insert(f.lsn, (f.kind, f.payload.to_vec()));
+        })
+        .unwrap()
+        > 0
+    {}
+    for (lsn, body) in &written {
+        let (kind_found, payload_found) = &by_lsn[lsn];
+        if lost.contains(lsn) {
+            assert_eq!(*kind_found, kind::HOLE, "LSN {lsn}");
+        } else {
+            assert_eq!(
+                (*kind_found, payload_found),
+                (kind::USER, body),
+                "LSN {lsn}"
+            );
+        }
+    }
+    let (repaired_kind, note) = &by_lsn[&report.repair_lsn];
+    assert_eq!(*repaired_kind, kind::REPAIRED);
+    let note: serde_json::Value = serde_json::from_slice(note).unwrap();
+    assert_eq!(note["holes"][0]["from_lsn"], lost[0]);
+}

@@ -198,6 +198,8 @@ mod ops {
                             );
                             return;
                         }
+                        // The planned EIO can strike the open's own syncs: a loud failure.
+                        Err(WalError::Io(_)) if eio.is_some() => return,
                         Err(error) => {
                             panic!("open after damage failed, not as corruption: {error}")
                         }

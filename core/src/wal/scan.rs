@@ -215,7 +215,7 @@ where
             Ok(_) => FaultCause::ChainMismatch,
             Err(error) => FaultCause::Frame(error),
         };
-        if rest.iter().all(|&b| b == 0) {
+        if is_zero(rest) {
             break; // A clean zero tail: the log simply ends here.
         }
         let after = probe(bytes, pos + FRAME_ALIGN_BYTES, seed, scan.next_lsn);
@@ -390,7 +390,7 @@ impl LogScanner {
         }
         let header = match SegmentHeader::decode(bytes) {
             Ok(header) => header,
-            Err(SegmentHeaderError::Unused) if bytes.iter().all(|&b| b == 0) => {
+            Err(SegmentHeaderError::Unused) if is_zero(bytes) => {
                 self.unused_seen.get_or_insert(seq);
                 return SegmentVerdict::Unused;
             }
@@ -497,6 +497,19 @@ impl LogScanner {
         }
         SegmentVerdict::Damaged(fault)
     }
+}
+
+/// Whether every byte is zero. Recovery runs this over the unwritten tail of a segment (tens
+/// of MiB): words at a time, which the compiler vectorizes, instead of a byte loop.
+pub fn is_zero(bytes: &[u8]) -> bool {
+    const CHUNK_BYTES: usize = 64;
+    let mut chunks = bytes.chunks_exact(CHUNK_BYTES);
+    let words_zero = chunks.by_ref().all(|chunk| {
+        chunk.chunks_exact(8).fold(0u64, |acc, w| {
+            acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+        }) == 0
+    });
+    words_zero && chunks.remainder().iter().all(|&b| b == 0)
 }
 
 /// A frame scan that accepted nothing, expecting `lsn` after the segment header.
@@ -702,6 +715,17 @@ mod tests {
         assert_eq!(third, first);
         assert_eq!(scan3.frames.fault, None);
         assert_eq!(scan3.frames.end_offset, scan1.frames.end_offset);
+    }
+
+    #[test]
+    fn is_zero_finds_a_single_set_byte_anywhere() {
+        let zeros = [0u8; 203];
+        assert!(is_zero(&zeros) && is_zero(&[]));
+        for at in 0..zeros.len() {
+            let mut bytes = zeros;
+            bytes[at] = 0x80;
+            assert!(!is_zero(&bytes), "byte {at}");
+        }
     }
 
     #[test]
