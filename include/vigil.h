@@ -203,6 +203,13 @@ typedef struct vigil_runtime_options {
   // Limits for fields a job's vigil_limits leaves 0 (and for jobs run with NULL limits);
   // NULL for none. Borrowed for the call only.
   const struct vigil_limits *default_limits;
+  // Size of each new log segment in bytes; 0 for the default (64 MiB). Small segments make
+  // a log rotate (and retire old segments) quickly. A caller built against a header
+  // without this field passes a smaller struct_size and gets the default.
+  uint64_t wal_segment_bytes;
+  // Retire the oldest log segments once the log holds more than this many bytes; 0 for the
+  // default (4 GiB). Read like wal_segment_bytes.
+  uint64_t wal_retain_bytes;
 } vigil_runtime_options;
 
 // One CPU's busy share.
@@ -357,8 +364,9 @@ vigil_status vigil_jobs_list_json(const struct vigil_runtime *rt,
 
 // Copies the full record of job `job_id` as one JSON object (arguments as logged, limits,
 // result, telemetry before and after) into `buf`, with the same buffer and *needed rules as
-// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log.
-// Thread-safe.
+// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log: a
+// job whose records are damaged is VIGIL_E_CORRUPT, with vigil_last_error_message naming
+// the damaged segment file, offset and LSN. Thread-safe.
 vigil_status vigil_job_detail_json(const struct vigil_runtime *rt,
                                    uint64_t job_id,
                                    char *buf,
@@ -380,6 +388,10 @@ vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
 // the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED. No other call may be using
 // the runtime concurrently. Job handles stay valid. WAL readers stay valid too, and keep the
 // log open (and the data directory owned) until they are closed.
+//
+// VIGIL_E_IO when the log could not be made durable: an earlier sync failed and poisoned it,
+// or this final one failed. Records appended since the last successful vigil_wal_sync may
+// then be lost; vigil_last_error_message says why. The handle is freed all the same.
 vigil_status vigil_runtime_close(struct vigil_runtime *rt);
 
 // Copies the runtime's latest telemetry sample into *out (initialised with
@@ -422,9 +434,11 @@ vigil_status vigil_wal_append(const struct vigil_runtime *rt,
 vigil_status vigil_wal_sync(const struct vigil_runtime *rt,
                             uint64_t *durable_lsn);
 
-// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start). It hands out
-// the records appended with vigil_wal_append, in LSN order, once they are durable; records
-// vigil writes itself (jobs, sessions) are skipped. On success *out receives a handle owned
+// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start: the first record
+// the log still holds, as retention retires old segments; an older LSN asked for explicitly
+// makes vigil_wal_reader_next fail with VIGIL_E_INVALID_ARGUMENT). It hands out the records
+// appended with vigil_wal_append, in LSN order, once they are durable; records vigil writes
+// itself (jobs, sessions) are skipped. On success *out receives a handle owned
 // by the caller, to close with vigil_wal_reader_close. The reader stays usable after the
 // runtime is closed (it keeps the log open until it is closed itself). Thread-safe.
 vigil_status vigil_wal_reader_open(const struct vigil_runtime *rt,
@@ -437,6 +451,10 @@ vigil_status vigil_wal_reader_open(const struct vigil_runtime *rt,
 //   more records are appended and synced.
 // - VIGIL_E_BUFFER_TOO_SMALL: *len receives the record's length; nothing else is written and
 //   the same record is handed out by the next call. `buf` may be NULL to ask for the length.
+// - VIGIL_E_CORRUPT: the log is damaged at the reader's position; nothing is written, and
+//   vigil_last_error_message names the damaged segment file, the offset and the LSN. Damage
+//   is never reported as VIGIL_END_OF_LOG: every record before it has been handed out, none
+//   after it can be, and later calls fail the same way (`vigil wal repair` is the way out).
 //
 // The bytes are exactly those appended. Allocation-free once its internal buffer has grown to
 // the largest record read. Not for concurrent use (see vigil_wal_reader).

@@ -4,62 +4,10 @@
 //! declared function is exported.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
-use common::{cargo_build, profile_dir, TempDir};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory holding libvigil.a and libvigil.so, built once.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        cargo_build("vigil-ffi");
-        let dir = profile_dir();
-        for lib in ["libvigil.a", "libvigil.so"] {
-            assert!(dir.join(lib).exists(), "{lib} missing in {}", dir.display());
-        }
-        dir
-    })
-}
-
-/// The system libraries a static Rust library needs.
-const STATIC_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s", "-lc"];
-
-fn compile(source: &str, cpp: bool, link_static: bool, out: &Path) {
-    let lib = lib_dir();
-    let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
-    cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
-        .args([
-            "-Wall",
-            "-Wextra",
-            "-Wpedantic",
-            "-Werror",
-            "-g",
-            "-pthread",
-            "-I",
-        ])
-        .arg(repo().join("include"))
-        .arg(repo().join("tests/c").join(source))
-        .arg("-o")
-        .arg(out);
-    if link_static {
-        cmd.arg(lib.join("libvigil.a")).args(STATIC_LIBS);
-    } else {
-        cmd.arg("-L").arg(lib).arg("-lvigil");
-        cmd.arg(format!("-Wl,-rpath,{}", lib.display()));
-    }
-    let output = cmd.output().expect("run the C compiler");
-    assert!(
-        output.status.success(),
-        "compiling {source} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use common::{compile_c_host as compile, lib_dir, repo, TempDir};
 
 /// Runs a host binary on a fresh data directory (its only argument), under `wrapper` (e.g.
 /// valgrind) when given, and checks it passed every check.

@@ -329,8 +329,9 @@ pub unsafe extern "C" fn vigil_jobs_list_json(
 
 /// Copies the full record of job `job_id` as one JSON object (arguments as logged, limits,
 /// result, telemetry before and after) into `buf`, with the same buffer and *needed rules as
-/// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log.
-/// Thread-safe.
+/// vigil_jobs_list_json. An id not in the log is VIGIL_E_INVALID_ARGUMENT. Reads the log: a
+/// job whose records are damaged is VIGIL_E_CORRUPT, with vigil_last_error_message naming
+/// the damaged segment file, offset and LSN. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn vigil_job_detail_json(
     rt: *const vigil_runtime,

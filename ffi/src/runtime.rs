@@ -54,6 +54,56 @@ pub struct vigil_runtime_options {
     /// Limits for fields a job's vigil_limits leaves 0 (and for jobs run with NULL limits);
     /// NULL for none. Borrowed for the call only.
     pub default_limits: *const vigil_limits,
+    /// Size of each new log segment in bytes; 0 for the default (64 MiB). Small segments make
+    /// a log rotate (and retire old segments) quickly. A caller built against a header
+    /// without this field passes a smaller struct_size and gets the default.
+    pub wal_segment_bytes: u64,
+    /// Retire the oldest log segments once the log holds more than this many bytes; 0 for the
+    /// default (4 GiB). Read like wal_segment_bytes.
+    pub wal_retain_bytes: u64,
+}
+
+/// struct_size of a vigil_runtime_options from before the WAL fields: still accepted.
+const RUNTIME_OPTIONS_BYTES_V1: usize =
+    std::mem::offset_of!(vigil_runtime_options, wal_segment_bytes);
+
+/// A copy of the caller's options: the fields its struct_size covers, the rest 0 / NULL (a
+/// caller built against an older header has a shorter struct, and nothing past it is read).
+///
+/// # Safety
+/// `options` is non-NULL and points to a caller-owned struct of at least struct_size bytes.
+unsafe fn read_options(
+    options: *const vigil_runtime_options,
+) -> Result<vigil_runtime_options, FfiError> {
+    // SAFETY: struct_size is the first field of every version of the struct.
+    let struct_size = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
+    check_struct_size(
+        struct_size,
+        RUNTIME_OPTIONS_BYTES_V1,
+        "options",
+        "VIGIL_RUNTIME_OPTIONS_INIT",
+    )?;
+    let mut copy = vigil_runtime_options {
+        struct_size,
+        data_dir: std::ptr::null(),
+        proc_root: std::ptr::null(),
+        sample_interval_ms: 0,
+        job_root: std::ptr::null(),
+        default_limits: std::ptr::null(),
+        wal_segment_bytes: 0,
+        wal_retain_bytes: 0,
+    };
+    let known = (struct_size as usize).min(std::mem::size_of::<vigil_runtime_options>());
+    // SAFETY: the caller's struct holds at least `known` bytes (its struct_size), the copy
+    // holds size_of bytes, and every bit pattern of the fields' bytes is a valid value.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            options.cast::<u8>(),
+            std::ptr::addr_of_mut!(copy).cast::<u8>(),
+            known,
+        )
+    };
+    Ok(copy)
 }
 
 /// An open vigil runtime: the write-ahead log, the job executor and the telemetry sampler of
@@ -126,13 +176,7 @@ pub unsafe extern "C" fn vigil_runtime_open(
         let out = out_param(out, "out")?;
         non_null(options, "options")?;
         // SAFETY: non-NULL options point to a caller-owned struct of at least struct_size.
-        let o = unsafe { &*options };
-        check_struct_size(
-            o.struct_size,
-            std::mem::size_of::<vigil_runtime_options>(),
-            "options",
-            "VIGIL_RUNTIME_OPTIONS_INIT",
-        )?;
+        let o = unsafe { read_options(options) }?;
         // SAFETY: header contract: NULL or NUL-terminated strings, a NULL or valid limits.
         let (data_dir, proc_root, job_root, default_limits) = unsafe {
             (
@@ -165,6 +209,12 @@ pub unsafe extern "C" fn vigil_runtime_open(
             ms => ms,
         };
         rt_options.sample_interval = Duration::from_millis(interval_ms.into());
+        if o.wal_segment_bytes != 0 {
+            rt_options.wal.segment_bytes = o.wal_segment_bytes;
+        }
+        if o.wal_retain_bytes != 0 {
+            rt_options.wal.retention.bytes_max = Some(o.wal_retain_bytes);
+        }
         let runtime = Runtime::open(rt_options)?;
         let ptr = open_handle(
             vigil_runtime {
@@ -184,8 +234,67 @@ pub unsafe extern "C" fn vigil_runtime_open(
 /// the handle. NULL is a no-op; closing twice gives VIGIL_E_CLOSED. No other call may be using
 /// the runtime concurrently. Job handles stay valid. WAL readers stay valid too, and keep the
 /// log open (and the data directory owned) until they are closed.
+///
+/// VIGIL_E_IO when the log could not be made durable: an earlier sync failed and poisoned it,
+/// or this final one failed. Records appended since the last successful vigil_wal_sync may
+/// then be lost; vigil_last_error_message says why. The handle is freed all the same.
 #[no_mangle]
 pub unsafe extern "C" fn vigil_runtime_close(rt: *mut vigil_runtime) -> vigil_status {
-    // SAFETY: close_handle frees only registered runtime handles.
-    boundary(|| unsafe { close_handle(rt, HandleKind::Runtime) })
+    boundary(|| {
+        if rt.is_null() {
+            return Ok(());
+        }
+        // The final sync first, so its failure is reported rather than lost in a drop.
+        let durable = runtime_ref(rt).map(|live| live.runtime.wal().checkpoint());
+        // SAFETY: close_handle frees only registered runtime handles.
+        unsafe { close_handle(rt, HandleKind::Runtime) }?;
+        match durable {
+            Ok(Err(error)) => Err(error.into()),
+            _ => Ok(()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_an_older_header_are_read_up_to_their_struct_size_only() {
+        let mut full = vigil_runtime_options {
+            struct_size: RUNTIME_OPTIONS_BYTES_V1 as u32,
+            data_dir: c"/tmp/x".as_ptr(),
+            proc_root: std::ptr::null(),
+            sample_interval_ms: 7,
+            job_root: std::ptr::null(),
+            default_limits: std::ptr::null(),
+            wal_segment_bytes: 12345,
+            wal_retain_bytes: 678,
+        };
+        // SAFETY: `full` holds more than struct_size bytes.
+        let Ok(read) = (unsafe { read_options(&full) }) else {
+            panic!("a v1 struct_size is accepted")
+        };
+        assert_eq!(read.sample_interval_ms, 7);
+        assert_eq!((read.wal_segment_bytes, read.wal_retain_bytes), (0, 0));
+        assert_eq!(read.data_dir, full.data_dir);
+
+        full.struct_size = std::mem::size_of::<vigil_runtime_options>() as u32;
+        // SAFETY: as above.
+        let Ok(read) = (unsafe { read_options(&full) }) else {
+            panic!("the current struct_size is accepted")
+        };
+        assert_eq!(
+            (read.wal_segment_bytes, read.wal_retain_bytes),
+            (12345, 678)
+        );
+
+        full.struct_size = RUNTIME_OPTIONS_BYTES_V1 as u32 - 1;
+        // SAFETY: as above.
+        let refused = unsafe { read_options(&full) };
+        assert_eq!(
+            refused.err().map(|e| e.status),
+            Some(VIGIL_E_INVALID_ARGUMENT)
+        );
+    }
 }

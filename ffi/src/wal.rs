@@ -87,6 +87,7 @@ struct ReaderState {
 
 impl ReaderState {
     /// Reads up to the next user record into `pending`; false at the end of the durable log.
+    /// A damaged log is an error (`VIGIL_E_CORRUPT`, naming where), never the end.
     fn fill_pending(&mut self) -> Result<bool, FfiError> {
         let ReaderState {
             reader,
@@ -109,9 +110,11 @@ impl ReaderState {
     }
 }
 
-/// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start). It hands out
-/// the records appended with vigil_wal_append, in LSN order, once they are durable; records
-/// vigil writes itself (jobs, sessions) are skipped. On success *out receives a handle owned
+/// Opens a reader of the runtime's log at `from_lsn` (0 or 1 for the start: the first record
+/// the log still holds, as retention retires old segments; an older LSN asked for explicitly
+/// makes vigil_wal_reader_next fail with VIGIL_E_INVALID_ARGUMENT). It hands out the records
+/// appended with vigil_wal_append, in LSN order, once they are durable; records vigil writes
+/// itself (jobs, sessions) are skipped. On success *out receives a handle owned
 /// by the caller, to close with vigil_wal_reader_close. The reader stays usable after the
 /// runtime is closed (it keeps the log open until it is closed itself). Thread-safe.
 #[no_mangle]
@@ -123,7 +126,13 @@ pub unsafe extern "C" fn vigil_wal_reader_open(
     boundary(|| {
         let rt = runtime_ref(rt)?;
         let out = out_param(out, "out")?;
-        let reader = rt.runtime.wal().reader(from_lsn);
+        let wal = rt.runtime.wal();
+        let from = if from_lsn <= 1 {
+            wal.first_lsn()
+        } else {
+            from_lsn
+        };
+        let reader = wal.reader(from);
         let ptr = open_handle(
             vigil_wal_reader {
                 state: Mutex::new(ReaderState {
@@ -146,6 +155,10 @@ pub unsafe extern "C" fn vigil_wal_reader_open(
 ///   more records are appended and synced.
 /// - VIGIL_E_BUFFER_TOO_SMALL: *len receives the record's length; nothing else is written and
 ///   the same record is handed out by the next call. `buf` may be NULL to ask for the length.
+/// - VIGIL_E_CORRUPT: the log is damaged at the reader's position; nothing is written, and
+///   vigil_last_error_message names the damaged segment file, the offset and the LSN. Damage
+///   is never reported as VIGIL_END_OF_LOG: every record before it has been handed out, none
+///   after it can be, and later calls fail the same way (`vigil wal repair` is the way out).
 ///
 /// The bytes are exactly those appended. Allocation-free once its internal buffer has grown to
 /// the largest record read. Not for concurrent use (see vigil_wal_reader).

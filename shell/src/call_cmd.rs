@@ -126,6 +126,9 @@ pub fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
                 error["code"],
                 error["message"].as_str().unwrap_or("(no message)")
             );
+            if let Some(data) = error.get("data") {
+                eprintln!("vigil call: error data: {data}");
+            }
             ExitCode::FAILURE
         }
         Err(e) => {

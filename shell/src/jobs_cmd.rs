@@ -1,12 +1,23 @@
 //! `vigil jobs` and `vigil job ID`: what the log says about jobs. They read the log without
 //! taking the writer's lock, so they work while `vigil serve` owns it; a job whose end is not
 //! logged shows as `running` (it becomes `interrupted` when the next runtime opens the log).
+//!
+//! A damaged log is never shown as a shorter one: both commands fail (exit 1) naming the
+//! damaged segment, offset and LSN; on a damaged log a job is "unreadable", never "no such
+//! job". With `--partial`, `vigil jobs` lists what is readable before the damage, prints a
+//! warning saying the list is incomplete, and still exits 1.
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use vigil_core::runtime::{job_detail_from, JobIndex, JobSummary, RuntimeOptions};
+use vigil_core::wal::log::{LogFault, WalError};
 use vigil_core::wal::reader::Reader;
+use vigil_core::wal::record::{Decoded, Record};
 
+use crate::damage::{
+    damaged_message, partial_warning, read_until_damage, runtime_fault, EXIT_DAMAGED,
+};
 use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
@@ -21,6 +32,10 @@ pub struct JobsArgs {
     /// Print one JSON array.
     #[arg(long)]
     pub json: bool,
+    /// On a damaged log, list the jobs readable before the damage (with a warning on stderr;
+    /// the exit code is still 1).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 #[derive(Debug, Args)]
@@ -32,14 +47,59 @@ pub struct JobArgs {
     pub json: bool,
 }
 
-fn load(cli: &Cli) -> Result<(std::path::PathBuf, JobIndex), String> {
+/// The job index of a log, and the damage that cut it short (only with `--partial`).
+struct Loaded {
+    data_dir: PathBuf,
+    index: JobIndex,
+    damage: Option<LogFault>,
+}
+
+fn load(cli: &Cli, partial: bool) -> Result<Loaded, String> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let wal_dir = RuntimeOptions::wal_dir(&data_dir);
     if !wal_dir.exists() {
-        return Ok((data_dir, JobIndex::default()));
+        return Ok(Loaded {
+            data_dir,
+            index: JobIndex::default(),
+            damage: None,
+        });
     }
-    let index = JobIndex::load_dir(&data_dir).map_err(|e| format!("{}: {e}", wal_dir.display()))?;
-    Ok((data_dir, index))
+    let failed = |e: WalError| format!("{}: {e}", wal_dir.display());
+    match JobIndex::load_dir(&data_dir) {
+        Ok(index) => Ok(Loaded {
+            data_dir,
+            index,
+            damage: None,
+        }),
+        Err(WalError::Corrupt(fault)) if partial => {
+            let (index, met) = readable_index(&wal_dir).map_err(failed)?;
+            Ok(Loaded {
+                data_dir,
+                index,
+                damage: Some(met.unwrap_or(fault)),
+            })
+        }
+        Err(WalError::Corrupt(fault)) => Err(damaged_message(&fault)),
+        Err(error) => Err(failed(error)),
+    }
+}
+
+/// The index of every record readable before the damage, and the damage it stopped at
+/// (`None` if it read to the end).
+fn readable_index(wal_dir: &Path) -> Result<(JobIndex, Option<LogFault>), WalError> {
+    let mut index = JobIndex::default();
+    let damage = read_until_damage(wal_dir, &mut |frame| {
+        if let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) {
+            index.apply(frame.lsn, &record);
+        }
+    })?;
+    Ok((index, damage))
+}
+
+/// Prints the partial warning and gives the exit code of a damaged log.
+fn damaged_exit(fault: &LogFault) -> ExitCode {
+    eprintln!("{}", partial_warning(fault));
+    ExitCode::from(EXIT_DAMAGED)
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC ("-" when absent).
@@ -66,26 +126,46 @@ fn time(ms: Option<u64>) -> String {
 }
 
 pub fn list(cli: &Cli, args: &JobsArgs) -> ExitCode {
-    let (_, index) = match load(cli) {
+    let loaded = match load(cli, args.partial) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("vigil jobs: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let jobs: Vec<JobSummary> = index.list(args.session.as_deref(), args.status.as_deref());
+    let jobs: Vec<JobSummary> = loaded
+        .index
+        .list(args.session.as_deref(), args.status.as_deref());
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into())
-        );
-        return ExitCode::SUCCESS;
+        match serde_json::to_string(&jobs) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("vigil jobs: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print_table(&jobs);
+        if loaded.index.from_checkpoint {
+            println!(
+                "history from LSN {}: older records were retired (jobs still running then, and \
+                 open sessions, are carried forward)",
+                loaded.index.history_from_lsn
+            );
+        }
     }
+    match &loaded.damage {
+        Some(fault) => damaged_exit(fault),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn print_table(jobs: &[JobSummary]) {
     println!(
         "{:>8}  {:<11}  {:<12}  {:<16}  {:>19}  {:>19}  {:>8}",
         "JOB", "CAPABILITY", "STATUS", "SESSION", "STARTED", "FINISHED", "LSN"
     );
-    for j in &jobs {
+    for j in jobs {
         println!(
             "{:>8}  {:<11}  {:<12}  {:<16}  {:>19}  {:>19}  {:>8}",
             j.job_id,
@@ -97,44 +177,24 @@ pub fn list(cli: &Cli, args: &JobsArgs) -> ExitCode {
             j.lsn
         );
     }
-    if index.from_checkpoint {
-        println!(
-            "history from LSN {}: older records were retired (jobs still running then, and \
-             open sessions, are carried forward)",
-            index.history_from_lsn
-        );
-    }
-    ExitCode::SUCCESS
 }
 
 pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
-    let result = load(cli).and_then(|(data_dir, index)| {
-        let summary = index.jobs.get(&args.id).ok_or_else(|| {
-            if index.from_checkpoint && args.id < index.next_job_id {
-                format!(
-                    "job {}'s records were retired: the log's history starts at LSN {}",
-                    args.id, index.history_from_lsn
-                )
+    let id = args.id;
+    let result = load(cli, false)
+        .map_err(|e| format!("job {id} is unreadable: {e}"))
+        .and_then(|loaded| detail(&loaded, id))
+        .and_then(|detail| {
+            let text = if args.json {
+                serde_json::to_string(&detail)
             } else {
-                format!("no job {} in the log", args.id)
-            }
-        })?;
-        // A running job carried by an index checkpoint may have its start retired.
-        let from = summary.lsn.max(index.history_from_lsn);
-        let mut reader = Reader::open_dir(&RuntimeOptions::wal_dir(&data_dir), from)
-            .map_err(|e| e.to_string())?;
-        job_detail_from(&mut reader, summary).map_err(|e| e.to_string())
-    });
+                serde_json::to_string_pretty(&detail)
+            };
+            text.map_err(|e| e.to_string())
+        });
     match result {
-        Ok(detail) if args.json => {
-            println!("{detail}");
-            ExitCode::SUCCESS
-        }
-        Ok(detail) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&detail).unwrap_or_default()
-            );
+        Ok(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -142,6 +202,33 @@ pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Job `id`'s full record, from a log that read whole.
+fn detail(loaded: &Loaded, id: u64) -> Result<serde_json::Value, String> {
+    let index = &loaded.index;
+    let summary = index.jobs.get(&id).ok_or_else(|| {
+        if index.from_checkpoint && id < index.next_job_id {
+            format!(
+                "job {id}'s records were retired: the log's history starts at LSN {}",
+                index.history_from_lsn
+            )
+        } else {
+            format!("no job {id} in the log")
+        }
+    })?;
+    let wal_dir = RuntimeOptions::wal_dir(&loaded.data_dir);
+    let unreadable = |e: &dyn std::fmt::Display| format!("job {id} is unreadable: {e}");
+    // A running job carried by an index checkpoint may have its start retired.
+    let from = summary.lsn.max(index.history_from_lsn);
+    let mut reader = Reader::open_dir(&wal_dir, from).map_err(|e| match &e {
+        WalError::Corrupt(fault) => unreadable(&damaged_message(fault)),
+        _ => unreadable(&format!("{}: {e}", wal_dir.display())),
+    })?;
+    job_detail_from(&mut reader, summary).map_err(|e| match runtime_fault(&e) {
+        Some(fault) => unreadable(&damaged_message(fault)),
+        None => e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod call_cmd;
+mod damage;
 mod doctor_cmd;
 mod jobs_cmd;
 mod run_cmd;

@@ -7,6 +7,12 @@
 //! `repair` writes a new log of every valid record and moves the damaged files aside. Exit
 //! codes: 0 fine, 1 the log is corrupt (or recovery refused), 2 the command itself failed (no
 //! log, I/O error, bad arguments).
+//!
+//! Every reader here answers completely or exits 1 naming the damaged segment, offset and LSN:
+//! `dump` prints nothing from a damaged log (core's reader refuses it when it opens; with
+//! `--partial`, it prints what is readable and then fails), `tail` refuses a damaged log,
+//! `stats` reports the damage and exits 1, and `tail -f` stops with an error when its reader
+//! reports damage.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use vigil_core::wal::frame::{Frame, Lsn};
-use vigil_core::wal::log::{scan_log, LogScan, SegmentState, Wal, WalOptions};
+use vigil_core::wal::log::{scan_log, LogFault, LogScan, SegmentState, Wal, WalError, WalOptions};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{kind as record_kind, Decoded, Record};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
@@ -23,13 +29,37 @@ use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
+use crate::damage::{
+    damaged_message, fault_data, partial_warning, read_until_damage, EXIT_DAMAGED,
+};
 use crate::Cli;
 
 /// How often `tail -f` looks for new records.
 const FOLLOW_POLL_MS: u64 = 200;
 /// Records read per batch.
 const BATCH_RECORDS: usize = 1024;
-/// Bytes of opaque payloads shown in dumps; the rest is summarised by length.
+
+/// Why a command failed: the log is damaged (exit 1), or the command could not do its work
+/// (exit 2).
+enum Failure {
+    Damaged(LogFault),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Other(message)
+    }
+}
+
+impl From<WalError> for Failure {
+    fn from(error: WalError) -> Failure {
+        match error {
+            WalError::Corrupt(fault) => Failure::Damaged(fault),
+            error => Failure::Other(error.to_string()),
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct WalArgs {
@@ -68,14 +98,17 @@ pub enum WalCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Print records.
+    /// Print records. Exits 1, printing nothing, when the log is damaged.
     Dump {
         /// JSON Lines: one object per record.
         #[arg(long)]
         json: bool,
-        /// First LSN to print.
-        #[arg(long, default_value_t = 1)]
-        from: Lsn,
+        /// On damage, print the records before it, then the damage on stderr (still exits 1).
+        #[arg(long)]
+        partial: bool,
+        /// First LSN to print (default: the first the log still holds).
+        #[arg(long)]
+        from: Option<Lsn>,
         /// Print at most this many records.
         #[arg(long)]
         limit: Option<u64>,
@@ -124,7 +157,12 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
     let result = if dir.is_dir() {
         match &args.command {
             WalCommand::Verify { json, strict } => verify(&dir, *json, *strict),
-            WalCommand::Dump { json, from, limit } => dump(&dir, *json, *from, *limit),
+            WalCommand::Dump {
+                json,
+                partial,
+                from,
+                limit,
+            } => dump(&dir, *json, *partial, *from, *limit),
             WalCommand::Stats { json } => stats(&dir, *json),
             WalCommand::Tail {
                 follow,
@@ -135,15 +173,21 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
                 mode: ModeArg::Salvage,
                 json,
             } => salvage(&dir, *json),
-            WalCommand::Recover { mode, json } => recover(&dir, (*mode).into(), *json),
+            WalCommand::Recover { mode, json } => {
+                recover(&dir, crate::wal_options(cli), (*mode).into(), *json)
+            }
             WalCommand::Repair { json } => repair(&dir, *json, cli),
         }
     } else {
-        Err(format!("no WAL at {}", dir.display()))
+        Err(Failure::Other(format!("no WAL at {}", dir.display())))
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::Damaged(fault)) => {
+            eprintln!("vigil wal: {}", damaged_message(&fault));
+            ExitCode::from(EXIT_DAMAGED)
+        }
+        Err(Failure::Other(message)) => {
             eprintln!("vigil wal: {message}");
             ExitCode::from(2)
         }
@@ -178,11 +222,11 @@ struct Census {
     malformed: Vec<(Lsn, String)>,
 }
 
-fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
-    let store = FsStore::open_reader(dir).map_err(|e| e.to_string())?;
+fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, Failure> {
+    let store = FsStore::open_reader(dir).map_err(WalError::from)?;
     let mut kinds = std::collections::BTreeMap::new();
     let mut malformed = Vec::new();
-    let segments = store.list().map_err(|e| e.to_string())?.len();
+    let segments = store.list().map_err(WalError::from)?.len();
     let mut progress = Progress::new(segments);
     let scan = scan_log(&store, mode, &mut |seq, offset, frame| {
         progress.at(seq, offset);
@@ -193,8 +237,7 @@ fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, String> {
             Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
             Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     progress.done();
     Ok(Census {
         scan,
@@ -264,29 +307,35 @@ impl Progress {
 }
 
 fn fault_json(scan: &LogScan) -> Value {
-    match &scan.fault {
-        None => Value::Null,
-        Some(fault) => json!({
-            "kind": fault.kind.as_str(),
-            "segment": fault.segment,
-            "offset": fault.offset,
-            "lsn": fault.expected_lsn,
-            "cause": fault.cause,
-        }),
-    }
+    scan.fault.as_ref().map_or(Value::Null, fault_data)
 }
 
 fn last_lsn(scan: &LogScan) -> Option<Lsn> {
     (scan.frames > 0).then(|| scan.next_lsn - 1)
 }
 
-fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, String> {
-    let census = census(dir, RecoveryMode::Tail)?;
-    let scan = &census.scan;
-    let corrupt = scan
-        .fault
+/// Whether a scan met damage (a torn tail is what a crash leaves, not damage).
+fn corrupt(scan: &LogScan) -> bool {
+    scan.fault
         .as_ref()
-        .is_some_and(|f| f.kind == FaultKind::Corruption);
+        .is_some_and(|f| f.kind == FaultKind::Corruption)
+}
+
+fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, Failure> {
+    let census = match census(dir, RecoveryMode::Tail) {
+        // Damage that stops the scan itself (a missing identity, say) is a report too.
+        Err(Failure::Damaged(fault)) if json => {
+            let value =
+                json!({"ok": false, "dir": dir.display().to_string(), "fault": fault_data(&fault)});
+            let mut out = Out::new();
+            out.line(&value.to_string())?;
+            out.flush()?;
+            return Ok(ExitCode::from(EXIT_DAMAGED));
+        }
+        census => census?,
+    };
+    let scan = &census.scan;
+    let corrupt = corrupt(scan);
     let torn = scan
         .fault
         .as_ref()
@@ -344,7 +393,9 @@ fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, String> {
     })
 }
 
-fn stats(dir: &Path, json: bool) -> Result<ExitCode, String> {
+/// The log's statistics; exits 1 when the log is damaged (the statistics then cover only the
+/// records before the damage, and the `health`/`fault` field says where it is).
+fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
     let scan = &census.scan;
     let disk_bytes: usize = scan.segments.iter().map(|s| s.bytes).sum();
@@ -392,15 +443,21 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, String> {
         }
     }
     out.flush()?;
+    if let Some(fault) = scan.fault.as_ref().filter(|_| corrupt(scan)) {
+        eprintln!("vigil wal stats: {}", damaged_message(fault));
+        return Ok(ExitCode::from(EXIT_DAMAGED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints up to `limit` records (all, if `None`) from the reader's cursor to the end of the
+/// log; returns how many. Damage is an error, never the end.
 fn print_from(
     reader: &mut Reader,
     json: bool,
     limit: Option<u64>,
     out: &mut Out,
-) -> Result<u64, String> {
+) -> Result<u64, Failure> {
     let mut printed = 0u64;
     let mut failure = None;
     loop {
@@ -410,17 +467,13 @@ fn print_from(
         if want == 0 {
             break;
         }
-        let n = reader
-            .read_batch(want, &mut |frame| {
-                if failure.is_none() {
-                    if let Err(error) = out.line(&render(&frame, json)) {
-                        failure = Some(error);
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        let n = reader.read_batch(want, &mut |frame| {
+            if failure.is_none() {
+                failure = out.line(&render(&frame, json)).err();
+            }
+        })?;
         if let Some(error) = failure.take() {
-            return Err(error);
+            return Err(Failure::Other(error));
         }
         printed += n as u64;
         if n == 0 {
@@ -431,17 +484,73 @@ fn print_from(
     Ok(printed)
 }
 
-fn dump(dir: &Path, json: bool, from: Lsn, limit: Option<u64>) -> Result<ExitCode, String> {
-    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
-    print_from(&mut reader, json, limit, &mut Out::new())?;
-    Ok(ExitCode::SUCCESS)
+/// Prints the records from `from`. The reader refuses a damaged log before anything is
+/// printed; with `partial`, the records readable before the damage are printed instead, then
+/// the damage is named and the exit code is still 1.
+fn dump(
+    dir: &Path,
+    json: bool,
+    partial: bool,
+    from: Option<Lsn>,
+    limit: Option<u64>,
+) -> Result<ExitCode, Failure> {
+    let mut out = Out::new();
+    // No --from: start at the first record retention left in the log.
+    let opened = match from {
+        Some(lsn) => Reader::open_dir(dir, lsn),
+        None => Reader::open_dir_from_start(dir),
+    };
+    let from = from.unwrap_or(1);
+    match opened {
+        Ok(mut reader) => {
+            print_from(&mut reader, json, limit, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(WalError::Corrupt(_)) if partial => dump_readable(dir, json, from, limit, &mut out),
+        Err(error) => Err(error.into()),
+    }
 }
 
-fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, String> {
+/// `dump --partial` of a damaged log: the records before the damage, then the warning.
+fn dump_readable(
+    dir: &Path,
+    json: bool,
+    from: Lsn,
+    limit: Option<u64>,
+    out: &mut Out,
+) -> Result<ExitCode, Failure> {
+    let mut printed = 0u64;
+    let mut failure = None;
+    let damage = read_until_damage(dir, &mut |frame| {
+        if frame.lsn < from || limit.is_some_and(|l| printed >= l) || failure.is_some() {
+            return;
+        }
+        failure = out.line(&render(&frame, json)).err();
+        printed += 1;
+    })?;
+    if let Some(error) = failure {
+        return Err(Failure::Other(error));
+    }
+    out.flush()?;
+    match damage {
+        Some(fault) => {
+            eprintln!("vigil wal dump: {}", partial_warning(&fault));
+            Ok(ExitCode::from(EXIT_DAMAGED))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Prints the last `lines` records, then (with `follow`) new ones as they come. A damaged log
+/// is refused before anything is printed; damage met while following ends it with exit 1.
+fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
+    if let Some(fault) = census.scan.fault.clone().filter(|_| corrupt(&census.scan)) {
+        return Err(Failure::Damaged(fault));
+    }
     let first = census.scan.first_lsn.unwrap_or(1);
     let from = census.scan.next_lsn.saturating_sub(lines).max(first);
-    let mut reader = Reader::open_dir(dir, from).map_err(|e| e.to_string())?;
+    let mut reader = Reader::open_dir(dir, from)?;
     let mut out = Out::new();
     print_from(&mut reader, json, None, &mut out)?;
     if follow {
@@ -453,15 +562,20 @@ fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, St
     Ok(ExitCode::SUCCESS)
 }
 
-fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, String> {
+fn recover(
+    dir: &Path,
+    options: WalOptions,
+    mode: RecoveryMode,
+    json: bool,
+) -> Result<ExitCode, Failure> {
     let options = WalOptions {
         recovery_mode: mode,
-        ..WalOptions::default()
+        ..options
     };
     let mut out = Out::new();
     let wal = match Wal::open(dir, options) {
         Ok(wal) => wal,
-        Err(vigil_core::wal::log::WalError::Corrupt(fault)) => {
+        Err(WalError::Corrupt(fault)) => {
             if json {
                 let value =
                     json!({"ok": false, "mode": mode.as_str(), "refused": fault.to_string()});
@@ -475,7 +589,7 @@ fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, Strin
             out.flush()?;
             return Ok(ExitCode::from(1));
         }
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(Failure::Other(error.to_string())),
     };
     let report = wal.recovery();
     let scan = &report.scan;
@@ -523,7 +637,7 @@ fn recover(dir: &Path, mode: RecoveryMode, json: bool) -> Result<ExitCode, Strin
 }
 
 /// `recover --mode salvage`: what a repair would keep and drop; changes nothing.
-fn salvage(dir: &Path, json: bool) -> Result<ExitCode, String> {
+fn salvage(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Salvage)?;
     let scan = &census.scan;
     let damaged = scan.fault.is_some() || !scan.skipped.is_empty();
@@ -573,7 +687,7 @@ fn salvage(dir: &Path, json: bool) -> Result<ExitCode, String> {
 }
 
 /// `repair`: a new log of every valid record; the damaged files kept aside.
-fn repair(dir: &Path, json: bool, cli: &Cli) -> Result<ExitCode, String> {
+fn repair(dir: &Path, json: bool, cli: &Cli) -> Result<ExitCode, Failure> {
     let options = crate::wal_options(cli);
     let report = vigil_core::wal::repair::repair_dir(dir, options).map_err(|e| e.to_string())?;
     let lost: u64 = report.holes.iter().map(|(from, to)| to - from).sum();

@@ -1,5 +1,6 @@
 //! Shared by the end-to-end tests: the path of the `vigil` binary (built on first use when
-//! `cargo test` did not build it), and scratch directories removed on drop.
+//! `cargo test` did not build it), C hosts of libvigil compiled against this build, and
+//! scratch directories removed on drop.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,4 +65,58 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding libvigil.a and libvigil.so, built once.
+pub fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        cargo_build("vigil-ffi");
+        let dir = profile_dir();
+        for lib in ["libvigil.a", "libvigil.so"] {
+            assert!(dir.join(lib).exists(), "{lib} missing in {}", dir.display());
+        }
+        dir
+    })
+}
+
+/// The system libraries a static Rust library needs.
+const STATIC_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s", "-lc"];
+
+/// Compiles the host tests/c/`source` (C11, or C++17 with `cpp`) with every warning an error,
+/// linked statically or dynamically against the libvigil of this build, into `out`.
+pub fn compile_c_host(source: &str, cpp: bool, link_static: bool, out: &Path) {
+    let lib = lib_dir();
+    let mut cmd = Command::new(if cpp { "g++" } else { "gcc" });
+    cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-g",
+            "-pthread",
+            "-I",
+        ])
+        .arg(repo().join("include"))
+        .arg(repo().join("tests/c").join(source))
+        .arg("-o")
+        .arg(out);
+    if link_static {
+        cmd.arg(lib.join("libvigil.a")).args(STATIC_LIBS);
+    } else {
+        cmd.arg("-L").arg(lib).arg("-lvigil");
+        cmd.arg(format!("-Wl,-rpath,{}", lib.display()));
+    }
+    let output = cmd.output().expect("run the C compiler");
+    assert!(
+        output.status.success(),
+        "compiling {source} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -26,7 +26,9 @@ use vigil_core::protocol::{
     code, error_response, parse_request, response, Call, RpcError, METHODS, REQUEST_BYTES_MAX,
 };
 use vigil_core::runtime::{CancelOutcome, JobRequest, Runtime, RuntimeError, RuntimeOptions};
+use vigil_core::wal::log::{LogFault, WalError};
 
+use crate::damage::{damaged_message, fault_data, runtime_fault, LOG_DAMAGED};
 use crate::units::parse_duration;
 use crate::{default_data_dir, Cli};
 
@@ -147,6 +149,7 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
     options.wal = crate::wal_options(cli);
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
+    options.wal = crate::wal_options(cli);
     options.executor = crate::run_cmd::executor_config(args.cgroup_mode.as_deref())?;
     // The runtime first: it holds the log's lock, so a second server on the same data
     // directory fails here, before touching the socket.
@@ -199,10 +202,10 @@ fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
     // New clients are refused from here on instead of queueing on a listener nobody accepts.
     bound.close_listener();
     let signal = signal_thread.join().unwrap_or(0);
-    shut_down(&server, signal);
+    let closed = shut_down(&server, signal);
     bound.remove();
     eprintln!("vigil serve: stopped");
-    Ok(())
+    closed
 }
 
 fn accept_loop(server: &Arc<Server>, bound: &BoundSocket, wake: &OwnedFd) {
@@ -418,11 +421,46 @@ pub fn handle_line(server: &Server, line: &[u8]) -> Option<String> {
         Ok(Answer::Value(result)) => response(&id, &result),
         // The text is serialized JSON: splice it in as the result.
         Ok(Answer::Text(text)) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{text}}}"),
-        Err(error) => {
+        Err(failure) => {
             server.stats.request_errors.fetch_add(1, Ordering::Relaxed);
-            error_response(&id, &error)
+            failure.response(&id)
         }
     })
+}
+
+/// An error answer: a JSON-RPC error, with `data` where it says more (where the log is
+/// damaged, for `LOG_DAMAGED`).
+struct Failure {
+    error: RpcError,
+    data: Option<Value>,
+}
+
+impl From<RpcError> for Failure {
+    fn from(error: RpcError) -> Failure {
+        Failure { error, data: None }
+    }
+}
+
+impl Failure {
+    /// A damaged log: its own code, and where the damage is as data.
+    fn damaged(fault: &LogFault) -> Failure {
+        Failure {
+            error: RpcError::new(LOG_DAMAGED, damaged_message(fault)),
+            data: Some(fault_data(fault)),
+        }
+    }
+
+    fn response(&self, id: &Value) -> String {
+        match &self.data {
+            None => error_response(id, &self.error),
+            Some(data) => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": self.error.code, "message": self.error.message, "data": data},
+            })
+            .to_string(),
+        }
+    }
 }
 
 /// A result: a value, or JSON text already serialized (a cached sample, a batch of events
@@ -462,24 +500,27 @@ fn latest_sample_text(server: &Server) -> Result<Arc<str>, RpcError> {
     Ok(cache.1.clone())
 }
 
-fn runtime_error(e: RuntimeError) -> RpcError {
-    match e {
+fn runtime_error(e: RuntimeError) -> Failure {
+    if let Some(fault) = runtime_fault(&e) {
+        return Failure::damaged(fault);
+    }
+    Failure::from(match e {
         RuntimeError::JobNotFound(_) | RuntimeError::SessionNotFound(_) => {
             RpcError::new(code::NOT_FOUND, e.to_string())
         }
         RuntimeError::InvalidRequest(_) => RpcError::new(code::INVALID_PARAMS, e.to_string()),
         _ => RpcError::new(code::RUNTIME_ERROR, e.to_string()),
-    }
+    })
 }
 
 fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 
-fn dispatch(server: &Server, call: Call) -> Result<Answer, RpcError> {
+fn dispatch(server: &Server, call: Call) -> Result<Answer, Failure> {
     let rt = &server.runtime;
     let value = match call {
-        Call::TelemetrySample => return latest_sample_text(server).map(Answer::Text),
+        Call::TelemetrySample => return Ok(Answer::Text(latest_sample_text(server)?)),
         Call::EventsRead {
             cursor,
             max,
@@ -561,12 +602,13 @@ impl Drop for Admission<'_> {
     }
 }
 
-fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<Value, RpcError> {
+fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<Value, Failure> {
     if server.shutting_down.load(Ordering::Acquire) {
         return Err(RpcError::new(
             code::SHUTTING_DOWN,
             "the server is shutting down and takes no new jobs",
-        ));
+        )
+        .into());
     }
     let bound = server.args.max_jobs + server.args.queue;
     let admitted = server.jobs_admitted.fetch_add(1, Ordering::AcqRel);
@@ -579,7 +621,8 @@ fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<V
                 "busy: {} jobs running and {} queued (--max-jobs, --queue); retry later",
                 server.args.max_jobs, server.args.queue
             ),
-        ));
+        )
+        .into());
     }
     let request = JobRequest {
         capability: params.capability,
@@ -594,13 +637,15 @@ fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<V
 }
 
 /// `{events, next_cursor, durable_lsn}` as JSON text; each event is serialized once, both
-/// to count it against the byte budget and to answer.
+/// to count it against the byte budget and to answer. Damage is never the end of the log:
+/// the records before it are answered, and a request whose cursor is at the damage gets the
+/// `LOG_DAMAGED` error naming it.
 fn events_read(
     server: &Server,
     cursor: u64,
     max: usize,
     wait_ms: u64,
-) -> Result<Arc<str>, RpcError> {
+) -> Result<Arc<str>, Failure> {
     let wal = server.runtime.wal();
     let mut reader = wal.reader(cursor);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
@@ -610,16 +655,21 @@ fn events_read(
         // One record at a time, so the batch stops at its byte budget as well as its count.
         while count < max && events.len() < EVENTS_BATCH_BYTES_MAX {
             let mut got = false;
-            reader
-                .read_batch(1, &mut |frame| {
-                    if count > 0 {
-                        events.push(',');
-                    }
-                    events.push_str(&event_json(&frame).to_string());
-                    count += 1;
-                    got = true;
-                })
-                .map_err(|e| RpcError::new(code::RUNTIME_ERROR, e.to_string()))?;
+            let read = reader.read_batch(1, &mut |frame| {
+                if count > 0 {
+                    events.push(',');
+                }
+                events.push_str(&event_json(&frame).to_string());
+                count += 1;
+                got = true;
+            });
+            match read {
+                Ok(_) => {}
+                // The batch so far is whole; the next request starts at the damage.
+                Err(_) if count > 0 => break,
+                Err(WalError::Corrupt(fault)) => return Err(Failure::damaged(&fault)),
+                Err(e) => return Err(RpcError::new(code::RUNTIME_ERROR, e.to_string()).into()),
+            }
             if !got {
                 break;
             }
@@ -692,8 +742,9 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 /// Lets jobs finish up to the grace period, cancels the rest, waits for the last responses and
-/// makes the log durable.
-fn shut_down(server: &Server, signal: i32) {
+/// makes the log durable. An error when the log could not be made durable (a poisoned log):
+/// the server then exits non-zero.
+fn shut_down(server: &Server, signal: i32) -> Result<(), String> {
     let rt = &server.runtime;
     let name = signal_name(signal);
     let admitted = || server.jobs_admitted.load(Ordering::Acquire);
@@ -721,11 +772,12 @@ fn shut_down(server: &Server, signal: i32) {
     if cancelled > 0 {
         eprintln!("vigil serve: grace period over; cancelled the jobs still running");
     }
-    match rt.wal().checkpoint() {
-        Ok(()) => eprintln!(
-            "vigil serve: log durable through LSN {}",
-            rt.wal().durable_lsn()
-        ),
-        Err(e) => eprintln!("vigil serve: final sync of the log failed: {e}"),
-    }
+    rt.wal()
+        .checkpoint()
+        .map_err(|e| format!("final sync of the log failed: {e}"))?;
+    eprintln!(
+        "vigil serve: log durable through LSN {}",
+        rt.wal().durable_lsn()
+    );
+    Ok(())
 }
