@@ -8,10 +8,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::wal::log::WalError;
+use crate::wal::log::{LogFault, WalError};
 use crate::wal::reader::Reader;
 use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
-use crate::wal::{Decoded, Lsn, Record};
+use crate::wal::scan::FaultKind;
+use crate::wal::Frame;
+use crate::wal::{Decoded, Lsn, Record, RecordError};
 
 /// Records read per batch while rebuilding the index.
 pub(super) const INDEX_BATCH_RECORDS: usize = 1024;
@@ -165,8 +167,12 @@ impl JobIndex {
             ..JobIndex::default()
         };
         let mut first = true;
+        let mut undecodable = None;
         loop {
             let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
+                if undecodable.is_some() {
+                    return;
+                }
                 if std::mem::take(&mut first) {
                     index.history_from_lsn = frame.lsn;
                     if frame.kind == record_kind::INDEX_CHECKPOINT {
@@ -174,10 +180,15 @@ impl JobIndex {
                         return;
                     }
                 }
-                if let Ok(Decoded::Record(r)) = Record::decode(frame.kind, frame.payload) {
-                    index.apply(frame.lsn, &r);
+                match Record::decode(frame.kind, frame.payload) {
+                    Ok(Decoded::Record(r)) => index.apply(frame.lsn, &r),
+                    Ok(Decoded::Ignored { .. }) => {}
+                    Err(error) => undecodable = Some(undecodable_record(&frame, error)),
                 }
             })?;
+            if let Some(error) = undecodable {
+                return Err(error);
+            }
             if n == 0 {
                 return Ok(index);
             }
@@ -254,5 +265,93 @@ impl JobIndex {
             .filter(|j| status.is_none_or(|s| j.status == s))
             .cloned()
             .collect()
+    }
+}
+
+/// A record that passes its checksum but does not decode: it is not skipped (the index would
+/// be silently wrong), it is reported with its LSN.
+pub(super) fn undecodable_record(frame: &Frame<'_>, error: RecordError) -> WalError {
+    WalError::Corrupt(LogFault {
+        kind: FaultKind::Corruption,
+        seq: 0,
+        segment: format!("the record at LSN {}", frame.lsn),
+        offset: 0,
+        expected_lsn: frame.lsn,
+        cause: format!(
+            "record of kind {} passes its checksum but does not decode ({error:?}): written by \
+             another version of vigil",
+            frame.kind
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wal::log::{Wal, WalOptions};
+    use crate::wal::sim::{FaultPlan, SimStore};
+    use crate::wal::sync::SyncMethod;
+
+    #[test]
+    fn a_record_that_does_not_decode_stops_the_index_loudly() {
+        let store = SimStore::new(FaultPlan::default(), 1);
+        let options = WalOptions {
+            segment_bytes: 4096,
+            sync_method: SyncMethod::Fdatasync,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open_with_store(Arc::new(store), options).unwrap();
+        wal.append_raw(record_kind::USER, b"fine").unwrap();
+        wal.append_raw(record_kind::JOB_STARTED, b"\xff\xff")
+            .unwrap();
+        wal.sync_all().unwrap();
+        let error = JobIndex::load(&mut wal.reader(1)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("LSN 2") && message.contains("does not decode"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_carries_running_jobs_open_sessions_and_the_next_id() {
+        let mut index = JobIndex {
+            next_job_id: 1,
+            ..JobIndex::default()
+        };
+        let started = |job_id| {
+            Record::JobStarted(JobStarted {
+                job_id,
+                unix_ms: 5,
+                capability: "shell",
+                args_json: "{}",
+                limits: Default::default(),
+                session: None,
+                root: None,
+                telemetry_before: &[],
+            })
+        };
+        index.apply(1, &started(3));
+        index.apply(2, &started(4));
+        index.apply(
+            3,
+            &Record::JobInterrupted(crate::wal::record::JobInterrupted {
+                job_id: 3,
+                unix_ms: 6,
+                reason: "x",
+            }),
+        );
+        let payload = index.checkpoint(4096).unwrap();
+        let mut seeded = JobIndex::default();
+        seeded.seed(&payload);
+        assert_eq!(seeded.next_job_id, 5);
+        assert_eq!(seeded.jobs.keys().copied().collect::<Vec<_>>(), vec![4]);
+        assert_eq!(seeded.records, 3);
+        assert!(
+            index.checkpoint(10).is_none(),
+            "no room for the running jobs: nothing"
+        );
     }
 }

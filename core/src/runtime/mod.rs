@@ -941,18 +941,24 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
             .and_then(|s| serde_json::to_value(s).ok())
             .unwrap_or(Value::Null)
     };
+    let mut undecodable = None;
     loop {
         let mut done = false;
         let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
-            if frame.lsn > last {
+            if frame.lsn > last || undecodable.is_some() {
                 done = true;
                 return;
             }
             if !wanted.contains(&Some(frame.lsn)) {
                 return;
             }
-            let Ok(Decoded::Record(record)) = Record::decode(frame.kind, frame.payload) else {
-                return;
+            let record = match Record::decode(frame.kind, frame.payload) {
+                Ok(Decoded::Record(record)) => record,
+                Ok(Decoded::Ignored { .. }) => return,
+                Err(error) => {
+                    undecodable = Some(index::undecodable_record(&frame, error));
+                    return;
+                }
             };
             match record {
                 Record::JobStarted(r) => {
@@ -992,6 +998,9 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
                 _ => {}
             }
         })?;
+        if let Some(error) = undecodable.take() {
+            return Err(RuntimeError::Wal(error));
+        }
         if n == 0 || done {
             return Ok(detail);
         }
