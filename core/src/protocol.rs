@@ -47,6 +47,9 @@ pub mod code {
     pub const RUNTIME_ERROR: i64 = -32005;
     /// The peer's uid may not use this server.
     pub const PERMISSION_DENIED: i64 = -32006;
+    /// The answer needs records of the log that are damaged; the error's `data` is
+    /// `{kind, segment, offset, lsn, cause}`.
+    pub const LOG_DAMAGED: i64 = -32007;
 }
 
 /// The methods, by protocol name.

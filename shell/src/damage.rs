@@ -17,9 +17,8 @@ use vigil_core::wal::log::{scan_log, LogFault, WalError};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 use vigil_core::wal::storage::FsStore;
 
-/// JSON-RPC error code of an answer the server cannot give because the log is damaged. Its
-/// `data` is `{kind, segment, offset, lsn, cause}`. (Next to vigil's other codes, -32001..-32006.)
-pub const LOG_DAMAGED: i64 = -32007;
+/// JSON-RPC error code of an answer the server cannot give because the log is damaged.
+pub use vigil_core::protocol::code::LOG_DAMAGED;
 
 /// Exit code of a CLI reader that met a damaged log (also with `--partial`).
 pub const EXIT_DAMAGED: u8 = 1;
