@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     recovery: RecoveryReport,
     log_id: u128,
     prologue: Mutex<Option<Prologue>>,
+    /// The durable LSN the identity file records.
+    identity_durable_lsn: AtomicU64,
 }
 
 /// The write-ahead log. Cheap to clone; all clones share one writer.
@@ -260,6 +262,7 @@ impl Wal {
         let shared = Shared {
             log_id,
             prologue: Mutex::new(None),
+            identity_durable_lsn: AtomicU64::new(0),
             store,
             options,
             writer: Mutex::new(writer),
@@ -525,12 +528,23 @@ impl Shared {
             return Err(self.commit.poison_error());
         }
         let last_kind = lock(&self.writer).last_kind;
-        if self.last_lsn.load(Ordering::Acquire) == 0 || last_kind == kind::CHECKPOINT {
+        let last = self.last_lsn.load(Ordering::Acquire);
+        if last == 0 {
             return Ok(());
         }
-        self.sync_to(self.last_lsn.load(Ordering::Acquire))?;
-        let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0), |_| {})?;
-        self.sync_to(lsn)?;
+        self.sync_to(last)?;
+        // A log that already ends in a checkpoint (one a crash left, say) needs no second one,
+        // but its durable end is still recorded below.
+        let lsn = if last_kind == kind::CHECKPOINT {
+            last
+        } else {
+            let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0), |_| {})?;
+            self.sync_to(lsn)?;
+            lsn
+        };
+        if self.identity_durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
         // Beside the segments, so that losing the end of the log (this checkpoint included)
         // is seen as corruption, not taken for a crash before these records were written.
         // Under the writer lock: retention rewrites the identity too, under the same lock.
@@ -540,7 +554,9 @@ impl Shared {
             first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
             durable_lsn: lsn,
         };
-        self.store.set_identity(identity).map_err(WalError::Io)
+        self.store.set_identity(identity).map_err(WalError::Io)?;
+        self.identity_durable_lsn.store(lsn, Ordering::Release);
+        Ok(())
     }
 
     /// Returns when every record up to `lsn` is durable (group commit).
