@@ -221,7 +221,9 @@ fn escapees_of_a_killed_vigil_are_swept_by_the_next_instance() {
             eprintln!("skipped {mode}: not offered by this host");
             continue;
         }
+        let dead_data = common::TempDir::new("exec-cli-dead");
         let mut dead = Command::new(common::vigil_bin())
+            .env("VIGIL_DATA_DIR", dead_data.path())
             .args([
                 "run",
                 "shell",

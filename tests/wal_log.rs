@@ -781,3 +781,49 @@ fn a_following_reader_names_damage_in_records_written_after_it_started() {
     };
     assert_eq!((fault.expected_lsn, fault.offset), (14, offsets[3]));
 }
+
+#[test]
+fn a_log_of_the_earlier_format_is_refused_by_name_and_repair_carries_every_record_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let mut written = Vec::new();
+    {
+        let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+        while wal.stats().segments < 3 {
+            let body = payload(written.len() as u64, 150);
+            written.push((wal.append_raw(kind::USER, &body).unwrap(), body));
+        }
+        wal.close().unwrap();
+    }
+    // What an earlier build wrote: format 1 headers (no identity) and no identity file.
+    for entry in std::fs::read_dir(&wal_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wal") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            if bytes[..4] == *b"VSEG" {
+                bytes[4] = 1;
+                bytes[40..60].fill(0);
+                let crc = vigil::wal::crc32c::crc32c(&bytes[..60]);
+                bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+                std::fs::write(&path, &bytes).unwrap();
+            }
+        }
+    }
+    std::fs::remove_file(wal_dir.join("IDENTITY")).unwrap();
+    let err = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap_err();
+    assert!(err.to_string().contains("earlier vigil"), "{err}");
+
+    let report =
+        vigil::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+    assert!(report.holes.is_empty(), "{:?}", report.holes);
+    let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+    drop(wal);
+    let read = read_all(&wal_dir);
+    for (lsn, body) in &written {
+        assert!(
+            read.iter()
+                .any(|(l, k, p)| l == lsn && *k == kind::USER && p == body),
+            "LSN {lsn} carried over"
+        );
+    }
+}

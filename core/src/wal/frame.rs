@@ -31,6 +31,8 @@ pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"VSEG");
 pub const FORMAT_VERSION: u8 = 1;
 /// Format version written into every segment header; a reader refuses any other.
 pub const SEGMENT_FORMAT_VERSION: u16 = 2;
+/// The segment format of earlier builds (no log identity); read only to be repaired.
+pub const SEGMENT_FORMAT_VERSION_LEGACY: u16 = 1;
 /// Bytes of the segment header; the first frame starts here.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a frame header.
@@ -117,6 +119,13 @@ impl SegmentHeader {
 
     /// Reads and validates the header at the start of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, SegmentHeaderError> {
+        SegmentHeader::decode_with(bytes, false)
+    }
+
+    /// As [`SegmentHeader::decode`]; with `legacy`, a header of format version 1 (earlier
+    /// builds: the same layout with the identity bytes reserved) is read too, with the
+    /// identity those bytes hold (zero). Only `repair` reads legacy logs, to rewrite them.
+    pub fn decode_with(bytes: &[u8], legacy: bool) -> Result<SegmentHeader, SegmentHeaderError> {
         let Some(head) = bytes.get(..SEGMENT_HEADER_BYTES) else {
             return Err(SegmentHeaderError::Short);
         };
@@ -129,7 +138,8 @@ impl SegmentHeader {
             return Err(SegmentHeaderError::Invalid);
         }
         let version = read_u16(head, 4);
-        if version != SEGMENT_FORMAT_VERSION {
+        let legacy_ok = legacy && version == SEGMENT_FORMAT_VERSION_LEGACY;
+        if version != SEGMENT_FORMAT_VERSION && !legacy_ok {
             return Err(SegmentHeaderError::UnsupportedVersion(version));
         }
         let first_lsn = read_u64(head, 16);

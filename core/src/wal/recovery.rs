@@ -4,7 +4,9 @@
 
 use super::error::{LogFault, LogSkip, WalError};
 use super::frame::Frame;
-use super::frame::{Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
+use super::frame::{
+    Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_FORMAT_VERSION_LEGACY, SEGMENT_HEADER_BYTES,
+};
 use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 use super::storage::{segment_bytes, LogIdentity, SegmentStore};
 
@@ -78,21 +80,29 @@ pub fn scan_log(
             first_seq: 1,
             durable_lsn: 0,
         },
-        // Salvage reads what it can: the identity the oldest readable header claims.
+        // Salvage reads what it can: the identity the oldest readable header claims (a log
+        // of the earlier format has none: 0).
         None if mode == RecoveryMode::Salvage => LogIdentity {
             log_id: claimed_identity(store, &seqs),
             first_seq: seqs[0],
             durable_lsn: 0,
         },
         None => {
+            let cause = if is_legacy(store, seqs[0]) {
+                "this log was written by an earlier vigil (segment format 1), which this build \
+                 does not open; `vigil wal repair` rewrites it in format 2 with every record at \
+                 its LSN"
+            } else {
+                "the log's identity file is missing, yet segments exist"
+            };
             return Err(WalError::Corrupt(LogFault {
                 kind: FaultKind::Corruption,
                 seq: seqs[0],
                 segment: store.describe_identity(),
                 offset: 0,
                 expected_lsn: 1,
-                cause: "the log's identity file is missing, yet segments exist".to_string(),
-            }))
+                cause: cause.to_string(),
+            }));
         }
     };
     let log_id = identity.log_id;
@@ -104,6 +114,9 @@ pub fn scan_log(
         .collect();
     seqs.retain(|&seq| seq >= identity.first_seq);
     let mut scanner = LogScanner::new(mode, log_id, identity.first_seq);
+    if mode == RecoveryMode::Salvage && log_id == 0 {
+        scanner = scanner.reading_legacy();
+    }
     let mut scan = LogScan {
         mode,
         log_id,
@@ -140,11 +153,26 @@ fn claimed_identity(store: &dyn SegmentStore, seqs: &[u64]) -> u128 {
         };
         // SAFETY: a read-only look at a header no writer in this process touches.
         let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
-        if let Ok(header) = SegmentHeader::decode(head) {
+        if let Ok(header) = SegmentHeader::decode_with(head, true) {
             return header.log_id;
         }
     }
     0
+}
+
+/// Whether segment `seq` has a valid header of the earlier format (version 1).
+fn is_legacy(store: &dyn SegmentStore, seq: u64) -> bool {
+    let Ok(file) = store.open(seq, false) else {
+        return false;
+    };
+    // SAFETY: a read-only look at a header no writer in this process touches.
+    let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
+    matches!(
+        SegmentHeader::decode(head),
+        Err(SegmentHeaderError::UnsupportedVersion(
+            SEGMENT_FORMAT_VERSION_LEGACY
+        ))
+    )
 }
 
 impl LogScan {

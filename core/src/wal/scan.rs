@@ -324,6 +324,8 @@ pub struct LogScanner {
     /// The log ended at a fault (strict and tail modes): later segments are only probed, at
     /// this expected LSN.
     stopped_at: Option<Lsn>,
+    /// Headers of the earlier format (version 1) are read too (to repair such a log).
+    legacy: bool,
 }
 
 /// What one segment is, as part of the log.
@@ -358,7 +360,14 @@ impl LogScanner {
             next_lsn: None,
             unused_seen: None,
             stopped_at: None,
+            legacy: false,
         }
+    }
+
+    /// This scan also reads segments of the earlier format (version 1), whose identity is 0.
+    pub fn reading_legacy(mut self) -> LogScanner {
+        self.legacy = true;
+        self
     }
 
     /// The LSN the next frame must carry (1 for a log with nothing accepted yet).
@@ -390,7 +399,7 @@ impl LogScanner {
         if let (Some(missing), true) = (missing, self.mode != RecoveryMode::Salvage) {
             return self.damaged(fault(FaultCause::MissingSegment { seq: missing }));
         }
-        let header = match SegmentHeader::decode(bytes) {
+        let header = match SegmentHeader::decode_with(bytes, self.legacy) {
             Ok(header) => header,
             Err(SegmentHeaderError::Unused) if is_zero(bytes) => {
                 self.unused_seen.get_or_insert(seq);
