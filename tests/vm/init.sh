@@ -8,7 +8,7 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+mount -t tmpfs -o size=75% tmpfs /tmp
 mount -t tmpfs tmpfs /run
 chmod 1777 /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
