@@ -283,6 +283,7 @@ mkdir -p $S2
 AS_USER=vu ENTER=$S2 EXPECT_KERNEL_LIMITS=
 begin user_undelegated undelegated
 scenario_doctor
+scenario_escapes
 scenario_require_enforcement
 scenario_warning_line
 
