@@ -47,7 +47,11 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
     (
         "delegated_service",
         true,
-        &["parallel_all_held", "parallel_serve_alive"],
+        &[
+            "parallel_all_held",
+            "parallel_serve_alive",
+            "simultaneous_all_held",
+        ],
     ),
     ("root_session", true, &[]),
     (

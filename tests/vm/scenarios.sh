@@ -156,6 +156,22 @@ scenario_restart_after_kill9() {
   check kill9_processes_killed "no sleep 401x left" none_matching "sleep 401"
 }
 
+# three_hogs TAG: three vigil CLIs run the memory hog under --memory 16M at once, each with a
+# data dir of its own (this is about sharing the cgroup); sets ok to how many ended oom_killed.
+three_hogs() {
+  bgs=
+  for i in 1 2 3; do
+    DD=$DD-$1$i vig run shell --args "$HOG" --memory 16M --json > /tmp/$1$i.json 2>&1 &
+    bgs="$bgs $!"
+  done
+  wait $bgs
+  ok=0
+  for i in 1 2 3; do
+    if has /tmp/$1$i.json '"status":"oom_killed"'; then ok=$((ok + 1)); else compact /tmp/$1$i.json | head -c 1500; echo; fi
+    rm -rf "$DD-$1$i"
+  done
+}
+
 scenario_parallel() {
   # `vigil serve` splits a fresh group; while it runs, three CLIs started in the same group
   # find it split, join its supervisor leaf and each hold their own memory limit.
@@ -164,23 +180,22 @@ scenario_parallel() {
   serve_bg=$!
   n=0
   while [ ! -S /tmp/$PLACEMENT.sock ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
-  bgs=
-  # (each CLI with a data dir of its own: this is about sharing the cgroup)
-  for i in 1 2 3; do
-    DD=$DD-p$i vig run shell --args "$HOG" --memory 16M --json > /tmp/par$i.json 2>&1 &
-    bgs="$bgs $!"
-  done
-  wait $bgs
-  ok=0
-  for i in 1 2 3; do has /tmp/par$i.json '"status":"oom_killed"' && ok=$((ok + 1)); done
-  for i in 1 2 3; do has /tmp/par$i.json '"status":"oom_killed"' || compact /tmp/par$i.json | head -c 1500; echo; done
+  three_hogs p
   check parallel_all_held "$ok of 3 oom_killed next to serve" [ $ok -eq 3 ]
   vig call health --socket /tmp/$PLACEMENT.sock --json > /tmp/health.json 2>&1
   check parallel_serve_alive "serve answers after the CLIs" has /tmp/health.json '"status":"ok"' ||
     { echo "serve:"; cat /tmp/serve.log; echo "call:"; cat /tmp/health.json; }
   kill -TERM "$(vigil_matching "$PLACEMENT.sock")"
   wait $serve_bg
-  rm -rf /tmp/$PLACEMENT.sock /tmp/$PLACEMENT.sock.lock "$DD"-serve "$DD"-p1 "$DD"-p2 "$DD"-p3
+  rm -rf /tmp/$PLACEMENT.sock /tmp/$PLACEMENT.sock.lock "$DD"-serve
+}
+
+scenario_simultaneous_start() {
+  # Three vigil processes enter one fresh delegated group at the same moment, before any has
+  # split it: none fails, and each job's memory limit is held (by a split group, or by the
+  # placement a vigil falls back to when it sees another process in the group).
+  three_hogs s
+  check simultaneous_all_held "$ok of 3 oom_killed" [ $ok -eq 3 ]
 }
 
 supports_require_enforcement() { $VIGIL run --help 2>&1 | grep -q -- --require-enforcement; }
@@ -248,6 +263,9 @@ held_suite
 mkdir -p $CG/system.slice/vigil-par.service
 ENTER=$CG/system.slice/vigil-par.service
 scenario_parallel
+mkdir -p $CG/system.slice/vigil-sim.service
+ENTER=$CG/system.slice/vigil-sim.service
+scenario_simultaneous_start
 scenario_leaves_gone
 
 # --- root in a login session shared with other processes ---
