@@ -90,7 +90,7 @@ STORM='{"cmd":"i=0; while [ $i -lt 40 ]; do sleep 1 & i=$((i+1)); done; wait"}'
 
 # limit_strength LIMIT STRENGTH: doctor's JSON says LIMIT is held with STRENGTH.
 limit_strength() {
-  compact /tmp/doctor.json | grep -o "{\"limit\":\"$1\"[^}]*}" | grep -q "\"strength\":\"$2\""
+  compact /tmp/doctor.json | grep -o '{[^{}]*}' | grep "\"limit\":\"$1\"" | grep -q "\"strength\":\"$2\""
 }
 
 scenario_doctor() {
