@@ -50,7 +50,10 @@ fn main() {
         memory_bytes: Some(256 << 20),
         ..Limits::default()
     };
-    println!("exec_spawn: /bin/true, {ITERATIONS} iterations per side, interleaved");
+    println!(
+        "exec_spawn: /bin/true, {ITERATIONS} iterations per side, interleaved; cgroup placement {}",
+        probe.host().placement.as_str()
+    );
     for mode in modes {
         let ex = Executor::new(ExecutorConfig::with_mode(Some(mode))).expect("mode");
         let mut bare = Histogram::<u64>::new(3).expect("histogram");

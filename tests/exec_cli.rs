@@ -158,6 +158,55 @@ fn doctor_reports_mode_features_and_enforcement() {
     );
 }
 
+/// How doctor's JSON says `limit` is held.
+fn strength_of<'a>(doctor: &'a Value, limit: &str) -> &'a Value {
+    doctor["enforcement"]["limits"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|x| x["limit"] == limit))
+        .map_or(&Value::Null, |l| &l["strength"])
+}
+
+#[test]
+fn doctor_names_its_placement_and_prints_a_fix_exactly_when_memory_or_pids_is_not_held() {
+    const PLACEMENTS: &[&str] = &[
+        "root_cgroup",
+        "delegated",
+        "shared_root",
+        "shared",
+        "own_group",
+        "undelegated",
+    ];
+    for mode in [None, Some("none")] {
+        let mut args = vec!["doctor", "--json"];
+        args.extend(mode.iter().flat_map(|m| ["--cgroup-mode", m]));
+        let (code, v, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        let placement = v["cgroup"]["placement"].as_str().unwrap_or("");
+        assert!(PLACEMENTS.contains(&placement), "{v}");
+        let held = ["memory", "pids"]
+            .iter()
+            .all(|l| strength_of(&v, l) == "kernel");
+        assert_eq!(v["fix"].is_string(), !held, "fix vs strengths: {v}");
+        if mode.is_some() {
+            assert!(!held, "mode none holds no memory or pids limit: {v}");
+        }
+        // The human output names the same placement, and the fix where there is one.
+        let out = Command::new(common::vigil_bin())
+            .args(&args[..1])
+            .args(mode.iter().flat_map(|m| ["--cgroup-mode", m]))
+            .output()
+            .expect("run vigil doctor");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("placement:     {placement} ")),
+            "{text}"
+        );
+        if let Some(fix) = v["fix"].as_str() {
+            assert!(text.contains(fix), "{text}");
+        }
+    }
+}
+
 fn processes_with_cmdline(prefix: &[u8]) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()

@@ -42,6 +42,9 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         "cgroup": {
             "detected_mode": h.detected_mode.as_str(),
             "mode": h.mode.as_str(),
+            "placement": h.placement.as_str(),
+            "own_group": path(&h.own_group),
+            "supervisor_leaf": path(&h.supervisor_leaf),
             "unified_parent": path(&h.unified_parent),
             "v2_controllers": h.v2_controllers,
             "v1_parents": {
@@ -63,6 +66,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         },
         "file_resolver": if h.openat2 { "openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)" } else { "component walk (O_NOFOLLOW, symlinks refused)" },
         "enforcement": enforcement,
+        "fix": h.fix_hint(),
         "notes": h.notes,
     });
     if args.json {
@@ -85,6 +89,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             "unprivileged user"
         }
     );
+    print_placement(h);
     if let Some(p) = &h.unified_parent {
         println!(
             "cgroup2 group: {} (cgroup.kill: {}, controllers: {})",
@@ -118,5 +123,34 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     for n in &h.notes {
         println!("note: {n}");
     }
+    if let Some(fix) = h.fix_hint() {
+        println!("to hold memory and pids limits here: {fix}");
+    }
     ExitCode::SUCCESS
+}
+
+/// Which placement applies (vigil_core::exec::host's module doc) and the groups it uses.
+fn print_placement(h: &vigil_core::exec::host::Host) {
+    use vigil_core::exec::host::Placement;
+    let what = match h.placement {
+        Placement::RootCgroup => "in the root cgroup; job groups beneath it",
+        Placement::Delegated => {
+            "alone in a delegated group: vigil runs in its supervisor leaf, jobs in a sibling subtree"
+        }
+        Placement::SharedRoot => {
+            "root in a group shared with other processes: job groups in a dedicated group under the root cgroup"
+        }
+        Placement::Shared => {
+            "in a group shared with other processes: controllers cannot be handed down"
+        }
+        Placement::OwnGroup => "job groups beneath vigil's own group in each hierarchy",
+        Placement::Undelegated => "no cgroup vigil may create (no delegation)",
+    };
+    println!("placement:     {} ({what})", h.placement.as_str());
+    if let Some(g) = &h.own_group {
+        println!("own group:     {}", g.display());
+    }
+    if let Some(l) = &h.supervisor_leaf {
+        println!("supervisor:    {}", l.display());
+    }
 }

@@ -7,6 +7,27 @@
 //! can be forced *down* by configuration (hybrid -> v1-only -> none) so that every fallback this
 //! host can provide is exercised by tests; a mode the host lacks cannot be forced up.
 //!
+//! Placement follows the kernel's no-internal-process rule and systemd's delegation rules: a
+//! group that hands controllers down holds no processes (only the real root cgroup is exempt).
+//! So where vigil must enable controllers in the group it was started in, it first moves itself
+//! into a leaf of its own, `<group>/supervisor` (the name systemd's `DelegateSubgroup=` would
+//! use), and its job leaves go in the sibling subtree `<group>/<parent group name>`. Each case
+//! is a [`Placement`], which `doctor` reports:
+//! - `root_cgroup`: vigil runs in the real root cgroup (exempt); jobs under `/<name>`;
+//! - `delegated`: vigil's group is delegated to it and holds no other process than vigil's
+//!   (a `Delegate=yes` service, a user's `systemd-run --user --scope -p Delegate=yes` scope, a
+//!   container's own group); vigil moves into `<group>/supervisor`, jobs under `<group>/<name>`.
+//!   Other vigil processes that share the group (parallel CLI runs, a CLI next to `serve`) find
+//!   it split already and join the same supervisor leaf; none removes another's groups;
+//! - `shared_root`: vigil runs as root in a group shared with other processes (a login
+//!   session): it leaves the session alone and puts its jobs under a dedicated `/<name>` group
+//!   in the real root cgroup, which it creates;
+//! - `shared`: an unprivileged vigil may write its group but shares it with other processes:
+//!   controllers cannot be handed down, job leaves under `<group>/<name>` only kill and count CPU;
+//! - `own_group`: v1 or hybrid hosts (a controller-less cgroup2 hands nothing down): leaves
+//!   under `<own group>/<name>` in each hierarchy, as there is no rule to follow;
+//! - `undelegated`: no group vigil may create (an unprivileged user without delegation).
+//!
 //! This module owns detection and vigil's parent groups. Per-job leaves live in
 //! [`super::cgroup`].
 use std::ffi::CString;
@@ -22,6 +43,47 @@ const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 /// Longest mountinfo / cgroup file vigil reads during detection; a host with more is truncated
 /// into an error rather than read without bound.
 const PROC_TABLE_BYTES_MAX: u64 = 4 << 20;
+/// vigil's own leaf inside a delegated group it splits (systemd's `DelegateSubgroup=` name).
+pub const SUPERVISOR_LEAF: &str = "supervisor";
+/// How long a vigil that moved into the supervisor leaf waits for other vigil processes that
+/// started in the same group at the same moment to move too, before controllers can be enabled.
+const PEER_SPLIT_WAIT_MS_MAX: u64 = 2_000;
+/// Controllers vigil hands down to job leaves on cgroup2.
+const V2_CONTROLLERS_WANTED: [&str; 3] = ["cpu", "memory", "pids"];
+/// The line that gives an unprivileged user a delegated scope of their own.
+pub const USER_SCOPE_FIX: &str = "systemd-run --user --scope -p Delegate=yes -- vigil";
+
+/// Where vigil's cgroup2 groups sit relative to the group it was started in (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the real root cgroup: jobs under `/<name>`.
+    RootCgroup,
+    /// Alone (or with other vigil processes) in a delegated group: moved into
+    /// `<group>/supervisor`, jobs under `<group>/<name>`.
+    Delegated,
+    /// Root in a group shared with other processes: jobs under `/<name>` in the real root.
+    SharedRoot,
+    /// Unprivileged, in a writable group shared with other processes: no controllers.
+    Shared,
+    /// v1 or hybrid: leaves under the own group in each hierarchy.
+    OwnGroup,
+    /// No group vigil may create.
+    Undelegated,
+}
+
+impl Placement {
+    /// Stable lower-case name used by `doctor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::RootCgroup => "root_cgroup",
+            Placement::Delegated => "delegated",
+            Placement::SharedRoot => "shared_root",
+            Placement::Shared => "shared",
+            Placement::OwnGroup => "own_group",
+            Placement::Undelegated => "undelegated",
+        }
+    }
+}
 
 /// How vigil confines a job's processes on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +194,12 @@ pub struct Host {
     pub detected_mode: CgroupMode,
     /// Effective uid is 0.
     pub is_root: bool,
+    /// Where vigil's groups sit (module doc).
+    pub placement: Placement,
+    /// The cgroup2 group vigil was started in (before any move into the supervisor leaf).
+    pub own_group: Option<PathBuf>,
+    /// vigil's own leaf when it split a delegated group (`<group>/supervisor`).
+    pub supervisor_leaf: Option<PathBuf>,
     /// vigil's parent group in the cgroup2 hierarchy (hybrid and v2), created.
     pub unified_parent: Option<PathBuf>,
     /// Controllers enabled for children of `unified_parent` (v2 only; empty on hybrid).
@@ -293,6 +361,60 @@ fn ensure_parent(own: &Path, name: &str) -> io::Result<PathBuf> {
     }
 }
 
+/// The controllers vigil wants that `group` may hand down (its cgroup.controllers).
+fn wanted_controllers(group: &Path) -> Vec<String> {
+    let available = fs::read_to_string(group.join("cgroup.controllers")).unwrap_or_default();
+    available
+        .split_whitespace()
+        .filter(|c| V2_CONTROLLERS_WANTED.contains(c))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Enables each controller in `dir`'s cgroup.subtree_control (one write each, so one the
+/// kernel refuses does not hide the others); the first error is returned.
+fn enable_controllers(dir: &Path, controllers: &[String]) -> io::Result<()> {
+    let file = dir.join("cgroup.subtree_control");
+    let mut first_err = None;
+    for c in controllers {
+        if let Err(e) = fs::write(&file, format!("+{c}")) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// The real root cgroup has no `cgroup.type`; a namespace's root (a container) has one.
+fn is_real_root(mount_point: &Path) -> bool {
+    !mount_point.join("cgroup.type").exists()
+}
+
+/// This process may create groups and move processes in `group`.
+fn writable(group: &Path) -> bool {
+    let Ok(c) = CString::new(group.join("cgroup.procs").as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid C string; access only checks permissions.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// True when `group` holds a process that is neither this one nor another vigil (same
+/// executable): such a process keeps the group from handing controllers down.
+fn has_foreign_processes(group: &Path) -> bool {
+    let Ok(text) = read_bounded(&group.join("cgroup.procs")) else {
+        return true;
+    };
+    let me = std::process::id();
+    let my_exe = fs::read_link("/proc/self/exe").ok();
+    text.lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .any(|pid| {
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+            exe.is_none() || exe != my_exe
+        })
+}
+
 fn syscall_exists(probe: impl FnOnce() -> libc::c_long) -> bool {
     let rc = probe();
     !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
@@ -356,6 +478,9 @@ impl Host {
             detected_mode: CgroupMode::None,
             // SAFETY: geteuid has no preconditions.
             is_root: unsafe { libc::geteuid() } == 0,
+            placement: Placement::Undelegated,
+            own_group: None,
+            supervisor_leaf: None,
             unified_parent: None,
             v2_controllers: Vec::new(),
             v1: V1Parents::default(),
@@ -411,6 +536,13 @@ impl Host {
         };
         host.detect_unified(&mounts, &own, name);
         host.detect_v1(&mounts, &own, name);
+        if host.unified_parent.is_none() {
+            host.placement = if host.v1.present().next().is_some() {
+                Placement::OwnGroup
+            } else {
+                Placement::Undelegated
+            };
+        }
         let has_v1 =
             host.v1.memory.is_some() || host.v1.pids.is_some() || host.v1.cpuacct.is_some();
         host.detected_mode = match (host.unified_parent.is_some(), has_v1) {
@@ -490,40 +622,129 @@ impl Host {
             ));
             return;
         };
-        let parent = match ensure_parent(&own_dir, name) {
+        // A vigil started inside the supervisor leaf (by a split group's DelegateSubgroup, or
+        // by a process already there) belongs to the delegated group above it.
+        let (group, in_supervisor) = match own_dir.parent() {
+            Some(up) if own_dir.file_name().is_some_and(|n| n == SUPERVISOR_LEAF) => {
+                (up.to_path_buf(), true)
+            }
+            _ => (own_dir.clone(), false),
+        };
+        self.own_group = Some(group.clone());
+        let wanted = wanted_controllers(&group);
+        if wanted.is_empty() {
+            // Nothing to hand down (hybrid's controller-less cgroup2, or no controller
+            // delegated): leaves under the own group, no rule to follow.
+            if !in_supervisor {
+                self.use_jobs_parent(&group, name, Placement::OwnGroup, &[]);
+                return;
+            }
+        }
+        let real_root = mount.root == "/" && is_real_root(&mount.mount_point);
+        if group == mount.mount_point && real_root {
+            self.use_jobs_parent(&group, name, Placement::RootCgroup, &wanted);
+            return;
+        }
+        if in_supervisor || (writable(&group) && !has_foreign_processes(&group)) {
+            match self.split(&group, in_supervisor, &wanted) {
+                Ok(()) => {
+                    self.supervisor_leaf = Some(group.join(SUPERVISOR_LEAF));
+                    self.use_jobs_parent(&group, name, Placement::Delegated, &wanted);
+                    return;
+                }
+                Err(e) => self.notes.push(e),
+            }
+        }
+        if self.is_root && real_root {
+            self.notes.push(format!(
+                "cgroup2: {} is shared with other processes; job groups go under {}",
+                group.display(),
+                mount.mount_point.join(name).display()
+            ));
+            let all = wanted_controllers(&mount.mount_point);
+            self.use_jobs_parent(&mount.mount_point, name, Placement::SharedRoot, &all);
+            return;
+        }
+        self.use_jobs_parent(&group, name, Placement::Shared, &[]);
+    }
+
+    /// Moves this process into `<group>/supervisor` (unless it is there already) and enables
+    /// `wanted` in the group, waiting a bounded time for other vigil processes that started in
+    /// the same group to move out of it too.
+    fn split(
+        &mut self,
+        group: &Path,
+        in_supervisor: bool,
+        wanted: &[String],
+    ) -> Result<(), String> {
+        let leaf = group.join(SUPERVISOR_LEAF);
+        if !in_supervisor {
+            match fs::create_dir(&leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cgroup2: mkdir {}: {e}", leaf.display())),
+            }
+            // "0" moves the writing process, all its threads with it.
+            fs::write(leaf.join("cgroup.procs"), "0")
+                .map_err(|e| format!("cgroup2: moving vigil into {}: {e}", leaf.display()))?;
+        }
+        let until =
+            std::time::Instant::now() + std::time::Duration::from_millis(PEER_SPLIT_WAIT_MS_MAX);
+        loop {
+            match enable_controllers(group, wanted) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && std::time::Instant::now() < until =>
+                {
+                    // The group held only vigil processes when this one chose to split it: the
+                    // others are moving out too (or a peer is still between exec and start).
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cgroup2: enabling {} in {}: {e}",
+                        wanted.join(" "),
+                        group.join("cgroup.subtree_control").display()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Creates `<base>/<name>`, hands `wanted` down from `base` and into it, and records it as
+    /// the parent of job leaves.
+    fn use_jobs_parent(
+        &mut self,
+        base: &Path,
+        name: &str,
+        placement: Placement,
+        wanted: &[String],
+    ) {
+        let parent = match ensure_parent(base, name) {
             Ok(p) => p,
             Err(e) => {
                 self.notes.push(format!(
                     "cgroup2: cannot create {:?}: {e} (no delegation)",
-                    own_dir.join(name)
+                    base.join(name)
                 ));
                 return;
             }
         };
+        self.placement = placement;
         self.cgroup_kill = parent.join("cgroup.kill").exists();
         self.cgroup_freeze = parent.join("cgroup.freeze").exists();
-        let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
-        let wanted: Vec<&str> = available
-            .split_whitespace()
-            .filter(|c| matches!(*c, "memory" | "pids" | "cpu"))
-            .collect();
-        if !wanted.is_empty() {
-            // Controllers must be enabled on every level down to the leaves: in our own group for
-            // `vigil`, and in `vigil` for the job leaves.
-            let line: String = wanted.iter().map(|c| format!("+{c} ")).collect();
-            for dir in [&own_dir, &parent] {
-                if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), line.trim_end()) {
-                    self.notes.push(format!(
-                        "cgroup2: enabling {} in {:?}: {e} (a group holding processes cannot hand controllers down)",
-                        line.trim_end(),
-                        dir.join("cgroup.subtree_control")
-                    ));
-                }
+        for dir in [base, parent.as_path()] {
+            if let Err(e) = enable_controllers(dir, wanted) {
+                self.notes.push(format!(
+                    "cgroup2: enabling {} in {}: {e}",
+                    wanted.join(" "),
+                    dir.join("cgroup.subtree_control").display()
+                ));
             }
-            let enabled =
-                fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-            self.v2_controllers = enabled.split_whitespace().map(str::to_string).collect();
         }
+        let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        self.v2_controllers = enabled.split_whitespace().map(str::to_string).collect();
         self.unified_parent = Some(parent);
     }
 
@@ -570,6 +791,46 @@ impl Host {
                 )),
             }
         }
+    }
+
+    /// True when the kernel can hold a limit of `controller` (`memory` or `pids`) here.
+    pub fn holds(&self, controller: &str) -> bool {
+        match self.mode {
+            CgroupMode::V2 => self.v2_controllers.iter().any(|c| c == controller),
+            CgroupMode::V1 | CgroupMode::Hybrid => match controller {
+                "memory" => self.v1.memory.is_some(),
+                "pids" => self.v1.pids.is_some(),
+                _ => false,
+            },
+            CgroupMode::None => false,
+        }
+    }
+
+    /// What would let the kernel hold memory and pids limits, when this placement cannot.
+    pub fn fix_hint(&self) -> Option<String> {
+        if self.holds("memory") && self.holds("pids") {
+            return None;
+        }
+        if self.mode != self.detected_mode {
+            return Some(format!(
+                "the cgroup mode is forced down to {}: drop --cgroup-mode / VIGIL_CGROUP_MODE",
+                self.mode.as_str()
+            ));
+        }
+        Some(match (self.placement, self.is_root) {
+            (Placement::Undelegated | Placement::Shared, false) => format!(
+                "run vigil in a delegated scope of its own: {USER_SCOPE_FIX} <command> \
+                 (for example: {USER_SCOPE_FIX} run shell --args '{{\"cmd\": \"make\"}}' --memory 1G)"
+            ),
+            (_, false) => format!(
+                "systemd's user manager does not hand cpu, memory and pids down: run \
+                 `sudo systemctl edit user@.service`, add `[Service]` `Delegate=cpu memory pids`, \
+                 log in again, then use {USER_SCOPE_FIX} <command>"
+            ),
+            (_, true) => "run vigil as a service with Delegate=yes (contrib/vigil.service), or \
+                 start it with: systemd-run --scope -p Delegate=yes -- vigil <command>"
+                .to_string(),
+        })
     }
 
     /// True when some cgroup confines the job (every mode but `None`).
@@ -625,6 +886,63 @@ mod tests {
             v,
             vec![("memory".into(), "/a:b".into()), ("".into(), "/".into())]
         );
+    }
+
+    #[test]
+    fn a_group_holding_only_this_process_has_no_foreign_process() {
+        let dir = std::env::temp_dir().join(format!("vigil-host-procs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        assert!(!has_foreign_processes(&dir));
+        // pid 1 is init, not vigil (and an unreadable exe counts as foreign too).
+        fs::write(
+            dir.join("cgroup.procs"),
+            format!("{}\n1\n", std::process::id()),
+        )
+        .unwrap();
+        assert!(has_foreign_processes(&dir));
+        // A group that cannot be read is not assumed to be empty.
+        fs::remove_file(dir.join("cgroup.procs")).unwrap();
+        assert!(has_foreign_processes(&dir));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_controllers_vigil_uses_are_handed_down() {
+        let dir = std::env::temp_dir().join(format!("vigil-host-ctrl-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        assert_eq!(wanted_controllers(&dir), ["cpu", "memory", "pids"]);
+        fs::write(dir.join("cgroup.controllers"), "\n").unwrap();
+        assert!(wanted_controllers(&dir).is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_fix_names_the_delegated_scope_line_for_an_unprivileged_user() {
+        let mut h = Host::none(Vec::new());
+        h.is_root = false;
+        h.placement = Placement::Undelegated;
+        let fix = h.fix_hint().unwrap();
+        assert!(
+            fix.contains("systemd-run --user --scope -p Delegate=yes -- vigil"),
+            "{fix}"
+        );
+        h.is_root = true;
+        assert!(h.fix_hint().unwrap().contains("Delegate=yes"));
+        // Where the kernel holds both, there is nothing to fix.
+        h.mode = CgroupMode::V2;
+        h.detected_mode = CgroupMode::V2;
+        h.v2_controllers = vec!["memory".into(), "pids".into()];
+        assert_eq!(h.fix_hint(), None);
     }
 
     #[test]

@@ -1,0 +1,309 @@
+# vigil's executor scenarios on a pure cgroup v2 hierarchy, once per placement (run by
+# tests/vm/init.sh inside the VM; tests/vm_cgroup2.rs reads the console).
+#
+# Each check prints one line `RESULT <placement> <scenario> PASS|FAIL|SKIP <detail>`; the host
+# side requires every expected line and fails on any FAIL. A placement is set up the way systemd
+# would set it up (a delegated service group, a login session, a user's delegated scope), and
+# `vig` starts vigil inside it exactly as the service manager would start the main process.
+CG=/sys/fs/cgroup
+VIGIL=/bin/vigil
+UID_USER=1000
+failures=0
+
+result() {
+  echo "RESULT $PLACEMENT $1 $2 $3 (at $(cut -d' ' -f1 /proc/uptime) s)"
+  [ "$2" = FAIL ] && failures=$((failures + 1))
+  return 0
+}
+
+# check SCENARIO DETAIL COMMAND...: PASS when COMMAND succeeds.
+check() {
+  name=$1 detail=$2
+  shift 2
+  if "$@"; then result "$name" PASS "$detail"; else result "$name" FAIL "$detail"; return 1; fi
+}
+
+# Compact JSON (one line, no blanks) so grep can match `"key":value`.
+compact() { tr -d ' \n\t' < "$1"; }
+has() { compact "$1" | grep -q -- "$2"; }
+# check_json SCENARIO FILE PATTERN: PASS when vigil's JSON in FILE matches; shows it otherwise.
+check_json() {
+  if has "$2" "$3"; then
+    result "$1" PASS "$(compact "$2" | grep -o "$3")"
+  else
+    result "$1" FAIL "expected $3 in: $(compact "$2" | head -c 1500)"
+  fi
+}
+
+# Pids of busybox processes (the jobs' shells and sleeps, not vigil, whose own command line
+# holds the job's arguments) whose command line contains $1 (busybox has no pgrep).
+procs_matching() {
+  for d in /proc/[0-9]*; do
+    [ "$(readlink "$d/exe" 2>/dev/null)" = /bin/busybox ] || continue
+    cmd=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
+    case "$cmd" in *"$1"*) echo "${d#/proc/}" ;; esac
+  done
+}
+# The pid of the running vigil whose command line contains $1.
+vigil_matching() {
+  for d in /proc/[0-9]*; do
+    [ "$(readlink "$d/exe" 2>/dev/null)" = $VIGIL ] || continue
+    case "$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)" in *"$1"*) echo "${d#/proc/}" ;; esac
+  done
+}
+none_matching() { [ -z "$(procs_matching "$1")" ]; }
+
+# Job leaves (`<job>.<pid>-<start>`) anywhere in the hierarchy.
+leaves_left() { find $CG -mindepth 1 -type d -name '*.[0-9]*-[0-9]*' 2>/dev/null; }
+
+# enable_down DIR...: hand cpu, memory and pids down from each group (as a manager would).
+enable_down() {
+  for d in "$@"; do
+    mkdir -p "$d"
+    echo "+cpu +memory +pids" > "$d/cgroup.subtree_control"
+  done
+}
+
+# Starts vigil in the placement: the process moves into $ENTER (falling back to the
+# supervisor leaf vigil made there once the group is split, as systemd's DelegateSubgroup
+# would), drops to $AS_USER if set, then execs vigil, so the pid stays vigil's.
+# Single-quotes each argument for `su -c`.
+quote_args() {
+  for a in "$@"; do
+    printf "'%s' " "$(printf '%s' "$a" | sed "s/'/'\\\\''/g")"
+  done
+}
+vig() {
+  if [ -n "$AS_USER" ]; then
+    sh -c 'echo $$ > "$1/cgroup.procs" 2>/dev/null || echo $$ > "$1/supervisor/cgroup.procs"
+           exec su -s /bin/sh "$2" -c "exec $3"' enter "$ENTER" "$AS_USER" \
+      "$(quote_args $VIGIL --data-dir "$DD" "$@")"
+  else
+    sh -c 'echo $$ > "$1/cgroup.procs" 2>/dev/null || echo $$ > "$1/supervisor/cgroup.procs"; shift
+           exec "$@"' enter "$ENTER" $VIGIL --data-dir "$DD" "$@"
+  fi
+}
+
+# One read of 300 MB from /dev/zero into dd's buffer: every page is touched and held.
+HOG='{"cmd":"dd if=/dev/zero of=/dev/null bs=300M count=1"}'
+STORM='{"cmd":"i=0; while [ $i -lt 40 ]; do sleep 1 & i=$((i+1)); done; wait"}'
+
+# limit_strength LIMIT STRENGTH: doctor's JSON says LIMIT is held with STRENGTH.
+limit_strength() {
+  compact /tmp/doctor.json | grep -o '{[^{}]*}' | grep "\"limit\":\"$1\"" | grep -q "\"strength\":\"$2\""
+}
+
+scenario_doctor() {
+  vig doctor --json > /tmp/doctor.json 2>&1
+  vig doctor > /tmp/doctor.txt 2>&1
+  cat /tmp/doctor.txt
+  check doctor_placement "placement $EXPECT_PLACEMENT" has /tmp/doctor.json "\"placement\":\"$EXPECT_PLACEMENT\""
+  check doctor_text_placement "text names $EXPECT_PLACEMENT" grep -q "placement: *$EXPECT_PLACEMENT" /tmp/doctor.txt
+  if [ -n "$EXPECT_KERNEL_LIMITS" ]; then
+    check doctor_memory_kernel "memory held by the kernel" limit_strength memory kernel
+    check doctor_pids_kernel "pids held by the kernel" limit_strength pids kernel
+  else
+    check doctor_fix_line "prints the systemd-run fix" grep -q 'systemd-run --user --scope -p Delegate=yes -- vigil' /tmp/doctor.txt
+  fi
+}
+
+scenario_hog_is_real() {
+  # Without a limit the hog's peak shows it really holds its memory.
+  vig run shell --args "$HOG" --memory 1G --json > /tmp/hog_free.json 2>&1
+  peak=$(compact /tmp/hog_free.json | sed -n 's/.*"memory_peak_bytes":\([0-9]*\).*/\1/p')
+  check hog_allocates "peak ${peak:-none} bytes > 250 MB" [ "${peak:-0}" -gt 250000000 ]
+}
+
+scenario_oom() {
+  vig run shell --args "$HOG" --memory 16M --json > /tmp/oom.json 2>&1
+  check_json memory_oom_killed /tmp/oom.json '"status":"oom_killed"'
+}
+
+scenario_pids() {
+  vig run shell --args "$STORM" --pids 16 --timeout 20s --json > /tmp/pids.json 2>&1
+  check_json pids_limit_hit /tmp/pids.json '"pids_limit_hit":true'
+}
+
+scenario_escapes() {
+  # setsid, a double fork and a signal-ignoring process, past the wall deadline.
+  vig run shell --args '{"cmd":"setsid sleep 4001 & (sleep 4002 &) ; sh -c \"trap \\\"\\\" TERM INT HUP; sleep 4003\""}' \
+    --timeout 1s --json > /tmp/escape.json 2>&1
+  check_json escape_timed_out /tmp/escape.json '"status":"timed_out"'
+  check escape_none_left "no sleep 400[123] left" none_matching "sleep 400"
+  # The root exits at once and leaves orphans behind: they die with the job.
+  vig run shell --args '{"cmd":"setsid sleep 4004 & (sleep 4005 &) ; exit 0"}' --json > /tmp/orphans.json 2>&1
+  check orphans_none_left "no sleep 400[45] left" none_matching "sleep 400"
+}
+
+scenario_leaves_gone() {
+  left=$(leaves_left)
+  check leaves_gone "left: ${left:-none}" [ -z "$left" ]
+}
+
+scenario_restart_after_kill9() {
+  vig run shell --args '{"cmd":"setsid sleep 4010 & sleep 4011"}' --json > /tmp/k9.json 2>&1 &
+  bg=$!
+  n=0
+  while [ -z "$(procs_matching 'sleep 4011')" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+  pid=$(vigil_matching 'sleep 4011')
+  echo "killing vigil $pid mid-job"
+  kill -9 $pid
+  wait $bg
+  # The job's processes outlive vigil: the kernel does not kill a group whose owner died.
+  vig run shell --args '{"cmd":"true"}' --json > /tmp/restart.json 2>&1
+  vig jobs --json > /tmp/jobs.json 2>&1
+  check_json kill9_interrupted /tmp/jobs.json '"status":"interrupted"'
+  check kill9_processes_killed "no sleep 401x left" none_matching "sleep 401"
+}
+
+# three_hogs TAG: three vigil CLIs run the memory hog under --memory 16M at once, each with a
+# data dir of its own (this is about sharing the cgroup); sets ok to how many ended oom_killed.
+three_hogs() {
+  bgs=
+  for i in 1 2 3; do
+    DD=$DD-$1$i vig run shell --args "$HOG" --memory 16M --json > /tmp/$1$i.json 2>&1 &
+    bgs="$bgs $!"
+  done
+  wait $bgs
+  ok=0
+  for i in 1 2 3; do
+    if has /tmp/$1$i.json '"status":"oom_killed"'; then ok=$((ok + 1)); else compact /tmp/$1$i.json | head -c 1500; echo; fi
+    rm -rf "$DD-$1$i"
+  done
+}
+
+scenario_parallel() {
+  # `vigil serve` splits a fresh group; while it runs, three CLIs started in the same group
+  # find it split, join its supervisor leaf and each hold their own memory limit.
+  # (a data dir of its own: the server holds its log's writer lock)
+  DD=$DD-serve vig serve --socket /tmp/$PLACEMENT.sock > /tmp/serve.log 2>&1 &
+  serve_bg=$!
+  n=0
+  while [ ! -S /tmp/$PLACEMENT.sock ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+  three_hogs p
+  check parallel_all_held "$ok of 3 oom_killed next to serve" [ $ok -eq 3 ]
+  vig call health --socket /tmp/$PLACEMENT.sock --json > /tmp/health.json 2>&1
+  check parallel_serve_alive "serve answers after the CLIs" has /tmp/health.json '"status":"ok"' ||
+    { echo "serve:"; cat /tmp/serve.log; echo "call:"; cat /tmp/health.json; }
+  kill -TERM "$(vigil_matching "$PLACEMENT.sock")"
+  wait $serve_bg
+  rm -rf /tmp/$PLACEMENT.sock /tmp/$PLACEMENT.sock.lock "$DD"-serve
+}
+
+scenario_simultaneous_start() {
+  # Three vigil processes enter one fresh delegated group at the same moment, before any has
+  # split it: none fails, and each job's memory limit is held (by a split group, or by the
+  # placement a vigil falls back to when it sees another process in the group).
+  three_hogs s
+  check simultaneous_all_held "$ok of 3 oom_killed" [ $ok -eq 3 ]
+}
+
+supports_require_enforcement() { $VIGIL run --help 2>&1 | grep -q -- --require-enforcement; }
+
+scenario_require_enforcement() {
+  if ! supports_require_enforcement; then
+    result require_enforcement SKIP "skipped: --require-enforcement not available"
+    return
+  fi
+  vig run shell --args '{"cmd":"true"}' --memory 64M --pids 16 --require-enforcement --json > /tmp/req.json 2>&1
+  if [ -n "$EXPECT_KERNEL_LIMITS" ]; then
+    check_json require_enforcement /tmp/req.json '"status":"completed"'
+  else
+    check_json require_enforcement /tmp/req.json '"status":"rejected"'
+  fi
+}
+
+scenario_warning_line() {
+  if ! supports_require_enforcement; then
+    result warning_line SKIP "skipped: --require-enforcement not available"
+    return
+  fi
+  vig run shell --args '{"cmd":"true"}' --memory 64M > /tmp/warn.txt 2>&1
+  if [ -n "$EXPECT_KERNEL_LIMITS" ]; then
+    check warning_line "no warning where held" sh -c '! grep -qi "not held" /tmp/warn.txt'
+  else
+    check warning_line "names memory" grep -qi "memory.*not held\|not held.*memory" /tmp/warn.txt
+  fi
+}
+
+# Everything a placement where the kernel holds the limits must show.
+held_suite() {
+  scenario_doctor
+  scenario_oom
+  scenario_pids
+  scenario_escapes
+  scenario_restart_after_kill9
+  scenario_leaves_gone
+}
+
+begin() {
+  # Each log preallocates 64 MiB segments in the VM's RAM-backed /tmp: drop the last ones.
+  [ -n "$DD" ] && rm -rf "$DD"
+  PLACEMENT=$1 EXPECT_PLACEMENT=$2
+  DD=/tmp/data-$PLACEMENT
+  mkdir -p "$DD"
+  [ -n "$AS_USER" ] && chown $UID_USER:$UID_USER "$DD"
+  echo "== placement $PLACEMENT (at $(cut -d' ' -f1 /proc/uptime) s)"
+}
+
+# --- root in the root cgroup (exempt from the no-internal-process rule) ---
+AS_USER= ENTER=$CG EXPECT_KERNEL_LIMITS=1
+begin root_cgroup root_cgroup
+scenario_hog_is_real
+held_suite
+scenario_require_enforcement
+scenario_warning_line
+
+# --- vigil alone in a delegated service group (systemd Delegate=yes) ---
+enable_down $CG/system.slice
+mkdir -p $CG/system.slice/vigil.service
+ENTER=$CG/system.slice/vigil.service
+begin delegated_service delegated
+held_suite
+mkdir -p $CG/system.slice/vigil-par.service
+ENTER=$CG/system.slice/vigil-par.service
+scenario_parallel
+mkdir -p $CG/system.slice/vigil-sim.service
+ENTER=$CG/system.slice/vigil-sim.service
+scenario_simultaneous_start
+scenario_leaves_gone
+
+# --- root in a login session shared with other processes ---
+enable_down $CG/user.slice $CG/user.slice/user-0.slice
+S=$CG/user.slice/user-0.slice/session-1.scope
+mkdir -p $S
+sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 100000' session "$S" &
+session_pid=$!
+ENTER=$S
+begin root_session shared_root
+held_suite
+kill $session_pid
+
+# --- an unprivileged user in a delegated scope (systemd-run --user --scope -p Delegate=yes) ---
+echo "vu:x:$UID_USER:$UID_USER::/tmp:/bin/sh" >> /etc/passwd
+echo "vu:x:$UID_USER:" >> /etc/group
+U=$CG/user.slice/user-$UID_USER.slice/user@$UID_USER.service/app.slice
+enable_down $CG/user.slice/user-$UID_USER.slice $CG/user.slice/user-$UID_USER.slice/user@$UID_USER.service $U
+for scope in run-u1.scope run-u2.scope; do
+  mkdir -p $U/$scope
+  chown $UID_USER:$UID_USER $U/$scope $U/$scope/cgroup.procs $U/$scope/cgroup.subtree_control $U/$scope/cgroup.threads
+done
+AS_USER=vu ENTER=$U/run-u1.scope
+begin user_delegated delegated
+held_suite
+ENTER=$U/run-u2.scope
+scenario_parallel
+scenario_leaves_gone
+
+# --- an unprivileged user without delegation (a session scope it does not own) ---
+S2=$CG/user.slice/user-$UID_USER.slice/session-2.scope
+mkdir -p $S2
+AS_USER=vu ENTER=$S2 EXPECT_KERNEL_LIMITS=
+begin user_undelegated undelegated
+scenario_doctor
+scenario_escapes
+scenario_require_enforcement
+scenario_warning_line
+
+echo "scenario failures: $failures"
+[ $failures -eq 0 ]
