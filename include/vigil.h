@@ -156,6 +156,12 @@ typedef struct vigil_limits {
   uint64_t pids;
   // Output kept per stream (head and tail), bytes; at most 64 MiB.
   uint64_t max_output_bytes;
+  // 1: refuse the job (VIGIL_JOB_REJECTED, before anything runs) when a requested limit is
+  // not held here: memory and pids must be held by the kernel, wall and CPU time by vigil's
+  // supervisor with a kill that reaches every process (the job's JSON says how each limit is
+  // held). 0 takes the runtime's default; a default of 1 cannot be lowered by a job.
+  // Added in 0.2: a caller built with the older, shorter struct gets the default.
+  uint32_t require_enforcement;
 } vigil_limits;
 
 // The scalar results of a job. Initialise with VIGIL_JOB_INFO_INIT before passing it.

@@ -280,7 +280,7 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
     let marker = std::env::temp_dir().join(format!("vigil-policy-{}", std::process::id()));
     for mode in ms {
         let ex = Executor::new(ExecutorConfig {
-            require_kernel_enforcement: true,
+            require_enforcement: true,
             ..config(Some(mode))
         })
         .unwrap();
@@ -296,7 +296,10 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
         if mode == CgroupMode::None {
             assert_eq!(r.status, JobStatus::Rejected, "{mode:?}: {r:?}");
             assert!(
-                r.error.as_deref().is_some_and(|e| e.contains("policy")),
+                r.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("enforcement required")
+                        && e.contains("memory limit 64M not held")),
                 "{r:?}"
             );
             assert!(!marker.exists(), "{mode:?}: a refused job ran");

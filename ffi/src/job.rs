@@ -132,10 +132,11 @@ pub unsafe extern "C" fn vigil_run(
         let outcome = rt.runtime.run(&JobRequest {
             capability: capability.to_string(),
             args,
-            limits,
+            limits: limits.limits,
             root: rt.job_root.clone(),
             session: None,
             dry_run: false,
+            require_enforcement: limits.require_enforcement,
         })?;
         let error = outcome.result.error.as_deref().map(c_string);
         let ptr = open_handle(

@@ -503,17 +503,23 @@ impl CgroupLeaf {
                 .and_then(|t| procfs::MemoryEvents::parse(t.as_bytes()).ok())
                 .map(|e| e.oom_kill);
         }
-        let pids_dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
+        u.pids_limit_hits = self.pids_limit_hits();
+        u
+    }
+
+    /// Forks refused by the pids limit so far: the `max` counter of pids.events (v1 leaf, or
+    /// the cgroup2 leaf on v2). Read it before [`CgroupLeaf::kill_all`], whose pids.max=0
+    /// refuses forks of its own.
+    pub fn pids_limit_hits(&self) -> Option<u64> {
+        let dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
             self.unified.as_deref()
         } else {
             None
-        });
-        if let Some(p) = pids_dir {
-            u.pids_limit_hits = text(p, "pids.events")
-                .and_then(|t| procfs::PidsEvents::parse(t.as_bytes()).ok())
-                .map(|e| e.max);
-        }
-        u
+        })?;
+        let text = read_small(&dir.join("pids.events")).ok()?;
+        procfs::PidsEvents::parse(text.as_bytes())
+            .ok()
+            .map(|e| e.max)
     }
 
     /// CPU usage so far (for the CPU-time budget): cpuacct.usage on v1, else cpu.stat's

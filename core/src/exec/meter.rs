@@ -1,0 +1,182 @@
+//! Mode `none`: what a job's processes use, measured by vigil since no cgroup counts it.
+//!
+//! Every sample walks the job's process tree from its root (and from the job's orphans that
+//! were handed to vigil as subreaper), reads each process's CPU clock (the kernel's exact
+//! per-process CPU time, one `clock_gettime`) and its VmHWM and VmRSS from /proc/PID/status.
+//! The job's CPU time is the sum of the last value seen of every process it ever had; its peak
+//! memory is the larger of the biggest VmHWM (the kernel's own high-water mark of one process)
+//! and the biggest sum of VmRSS seen at once. Both are lower bounds: a process that lives and
+//! dies between two samples, or that leaves the job's session and is orphaned, is not seen.
+//!
+//! rusage cannot stand in for this: the job's root is created from vigil's own address space,
+//! and the kernel carries that address space's high-water mark into the child's `ru_maxrss`
+//! across exec, so it reports vigil's peak, not the job's.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+
+use super::job::{own_children, proc_stat};
+
+/// Largest pid Linux hands out (PID_MAX_LIMIT): beyond it, a pid cannot name a CPU clock.
+const PID_MAX: i32 = 4 << 20;
+/// Processes one sample visits at most (a fork bomb cannot make a sample unbounded).
+const PROCESSES_PER_SAMPLE_MAX: usize = 4_096;
+/// Longest /proc/PID/status read.
+const STATUS_BYTES_MAX: u64 = 8 << 10;
+
+/// Usage of one job's processes in mode `none`.
+#[derive(Debug)]
+pub(crate) struct ProcessMeter {
+    root: i32,
+    /// Every process seen in the job, by (pid, start ticks): its CPU time when last seen, ns.
+    cpu_ns: BTreeMap<(i32, u64), u64>,
+    peak_hwm_bytes: u64,
+    peak_rss_sum_bytes: u64,
+    /// At least one process's memory was read.
+    memory_seen: bool,
+}
+
+/// The kernel's CPU clock of a whole process (every thread), in ns.
+fn process_cpu_ns(pid: i32) -> Option<u64> {
+    // Pid 0 would name this process's own clock, and a pid past PID_MAX would not fit.
+    if !(1..=PID_MAX).contains(&pid) {
+        return None;
+    }
+    // MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED) of linux/posix-timers.h: exact run time.
+    let clock = ((!pid) << 3) | 2;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock id and an out-parameter of the right type.
+    if unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// VmHWM and VmRSS of a live process, in bytes (a zombie has neither).
+fn memory_of(pid: i32) -> Option<(u64, u64)> {
+    let mut text = String::new();
+    fs::File::open(format!("/proc/{pid}/status"))
+        .ok()?
+        .take(STATUS_BYTES_MAX)
+        .read_to_string(&mut text)
+        .ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let n = line[key.len()..].trim().strip_suffix("kB")?.trim();
+        n.parse::<u64>().ok().map(|k| k.saturating_mul(1024))
+    };
+    Some((kib("VmHWM:")?, kib("VmRSS:")?))
+}
+
+/// Children of `pid` (all its threads').
+fn children_of(pid: i32, out: &mut Vec<i32>) {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        if let Ok(text) = fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+}
+
+impl ProcessMeter {
+    pub(crate) fn new(root: i32) -> ProcessMeter {
+        ProcessMeter {
+            root,
+            cpu_ns: BTreeMap::new(),
+            peak_hwm_bytes: 0,
+            peak_rss_sum_bytes: 0,
+            memory_seen: false,
+        }
+    }
+
+    /// Walks the job's processes once and folds what they use into the totals.
+    pub(crate) fn sample(&mut self) {
+        let mut queue: Vec<i32> = vec![self.root];
+        // Processes seen before stay the job's (an orphan handed to vigil keeps its pid and
+        // start time); so do vigil's children in the job's session or process group.
+        queue.extend(self.cpu_ns.keys().map(|&(p, _)| p));
+        for kid in own_children() {
+            if proc_stat(kid).is_some_and(|st| st.session == self.root || st.pgrp == self.root) {
+                queue.push(kid);
+            }
+        }
+        let mut visited = BTreeSet::new();
+        let mut rss_sum = 0u64;
+        while let Some(pid) = queue.pop() {
+            if visited.len() >= PROCESSES_PER_SAMPLE_MAX || !visited.insert(pid) {
+                continue;
+            }
+            let Some(st) = proc_stat(pid) else { continue };
+            if st.state == b'Z' || st.state == b'X' {
+                continue;
+            }
+            if let Some(ns) = process_cpu_ns(pid) {
+                let slot = self.cpu_ns.entry((pid, st.start_ticks)).or_insert(0);
+                *slot = (*slot).max(ns);
+            }
+            if let Some((hwm, rss)) = memory_of(pid) {
+                self.memory_seen = true;
+                self.peak_hwm_bytes = self.peak_hwm_bytes.max(hwm);
+                rss_sum = rss_sum.saturating_add(rss);
+            }
+            children_of(pid, &mut queue);
+        }
+        self.peak_rss_sum_bytes = self.peak_rss_sum_bytes.max(rss_sum);
+    }
+
+    /// CPU time of every process seen, µs.
+    pub(crate) fn cpu_us(&self) -> u64 {
+        self.cpu_ns.values().sum::<u64>() / 1_000
+    }
+
+    /// Peak memory seen; `None` when no process was ever sampled alive.
+    pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
+        self.memory_seen
+            .then(|| self.peak_hwm_bytes.max(self.peak_rss_sum_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cpu_clock_and_memory_are_readable_and_plausible() {
+        let me = std::process::id() as i32;
+        let a = process_cpu_ns(me).expect("own CPU clock");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_ns(me).expect("own CPU clock");
+        assert!(
+            b > a,
+            "the CPU clock must advance while spinning: {a} -> {b}"
+        );
+        let (hwm, rss) = memory_of(me).expect("own status");
+        assert!(hwm >= rss && rss > 0, "VmHWM {hwm} VmRSS {rss}");
+    }
+
+    #[test]
+    fn a_vanished_process_or_an_impossible_pid_reads_as_nothing() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id() as i32;
+        child.wait().expect("reap");
+        assert_eq!(process_cpu_ns(pid), None);
+        assert_eq!(memory_of(pid), None);
+        for bad in [0, -1, i32::MAX, i32::MIN] {
+            assert_eq!(process_cpu_ns(bad), None, "pid {bad}");
+        }
+    }
+}
