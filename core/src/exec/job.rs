@@ -40,8 +40,10 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 const FINAL_DRAIN_MS_MAX: u64 = 200;
 /// Longest /proc/PID/environ read when looking for the job marker (mode none).
 const ENVIRON_BYTES_MAX: u64 = 256 << 10;
-/// Time to wait for killed processes' zombies to be handed to vigil (subreaper) for reaping.
-const ORPHAN_REAP_MS_MAX: u64 = 20;
+/// Longest wait for killed processes' zombies to be handed to vigil (subreaper) and reaped. The
+/// wait ends as soon as none is on its way; under load the handover can take a while, and a
+/// zombie left behind would be one nobody reaps.
+const ORPHAN_REAP_MS_MAX: u64 = 2_000;
 
 /// How a job ended: the same status the WAL records, so executor and log cannot disagree.
 pub use crate::wal::record::JobStatus;
@@ -395,8 +397,12 @@ fn set_nonblocking(fd: RawFd) {
 struct RootExit {
     exit_code: Option<i32>,
     signal: Option<i32>,
-    /// User + system CPU time from rusage. (Not ru_maxrss: see `meter`.)
+    /// User + system CPU time from rusage.
     cpu_us: Option<u64>,
+    /// rusage ru_maxrss: the largest resident set of the root or a waited-for descendant —
+    /// but at least the high-water mark of the address space the root was created from
+    /// (vigil's), which the kernel carries across exec. See `meter`.
+    max_rss_bytes: Option<u64>,
 }
 
 /// Reap of our child `pid` (blocking or not) with wait4: `Some` once it has ended.
@@ -417,6 +423,7 @@ fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
             let tv_us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
             let mut exit = RootExit {
                 cpu_us: Some(tv_us(ru.ru_utime) + tv_us(ru.ru_stime)),
+                max_rss_bytes: Some((ru.ru_maxrss as u64).saturating_mul(1024)),
                 ..RootExit::default()
             };
             if libc::WIFEXITED(status) {
@@ -510,12 +517,23 @@ fn environ_has(pid: i32, needle: &[u8]) -> bool {
 pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
     let marker = format!("{JOB_MARKER_ENV}={job_id}").into_bytes();
     let me = std::process::id() as i32;
-    let table: Vec<(i32, ProcStat)> = all_pids()
-        .into_iter()
-        .filter(|&p| p != me)
-        .filter_map(|p| proc_stat(p).map(|st| (p, st)))
-        .filter(|(_, st)| st.state != b'Z' && st.start_ticks >= since_ticks)
-        .collect();
+    let candidate = |p: i32| {
+        proc_stat(p)
+            .filter(|st| p != me && st.state != b'Z' && st.start_ticks >= since_ticks)
+            .map(|st| (p, st))
+    };
+    let listed = all_pids();
+    let mut table: Vec<(i32, ProcStat)> = listed.iter().filter_map(|&p| candidate(p)).collect();
+    // The listing is not a snapshot: a job process listed alive may fork and die before its
+    // stat is read, and its child, created after the listing, is then in neither. Such a child
+    // is an orphan, and vigil is the subreaper: every orphan is vigil's child from the moment
+    // its parent exits. Reading vigil's children after every stat closes the gap, so a scan
+    // that finds nothing means the job has no live process left (while vigil is subreaper).
+    for kid in own_children() {
+        if !listed.contains(&kid) {
+            table.extend(candidate(kid));
+        }
+    }
     let mut set: BTreeSet<i32> = table
         .iter()
         .filter(|(p, st)| {
@@ -1098,7 +1116,7 @@ impl Executor {
             // CPU (the root and the descendants it waited for). Never ru_maxrss: see `meter`.
             Some(m) => {
                 result.cpu_usage_us = Some(m.cpu_us().max(root.cpu_us.unwrap_or(0)));
-                result.memory_peak_bytes = m.memory_peak_bytes();
+                result.memory_peak_bytes = m.memory_peak_bytes(root.max_rss_bytes);
             }
             None => {
                 result.cpu_usage_us = usage.cpu_usage_us;

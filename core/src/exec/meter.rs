@@ -8,9 +8,12 @@
 //! and the biggest sum of VmRSS seen at once. Both are lower bounds: a process that lives and
 //! dies between two samples, or that leaves the job's session and is orphaned, is not seen.
 //!
-//! rusage cannot stand in for this: the job's root is created from vigil's own address space,
-//! and the kernel carries that address space's high-water mark into the child's `ru_maxrss`
-//! across exec, so it reports vigil's peak, not the job's.
+//! rusage alone cannot stand in for this: the job's root is created from vigil's own address
+//! space, and the kernel carries that address space's high-water mark into the child's
+//! `ru_maxrss` across exec, so it reports at least vigil's peak. It is the job's own only when
+//! it exceeds vigil's VmHWM read after the spawn (which is at least what the child carried):
+//! then it is exact for the root and the descendants it waited for, and is used. A job too
+//! short to be sampled and smaller than vigil has no peak measured (`None`, never vigil's).
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
@@ -34,6 +37,8 @@ pub(crate) struct ProcessMeter {
     peak_rss_sum_bytes: u64,
     /// At least one process's memory was read.
     memory_seen: bool,
+    /// vigil's own VmHWM once the root was created: what rusage may have carried over.
+    spawner_high_water_bytes: Option<u64>,
 }
 
 /// The kernel's CPU clock of a whole process (every thread), in ns.
@@ -87,6 +92,7 @@ fn children_of(pid: i32, out: &mut Vec<i32>) {
 }
 
 impl ProcessMeter {
+    /// A meter for the job whose root process `root` was just created (after its exec).
     pub(crate) fn new(root: i32) -> ProcessMeter {
         ProcessMeter {
             root,
@@ -94,6 +100,7 @@ impl ProcessMeter {
             peak_hwm_bytes: 0,
             peak_rss_sum_bytes: 0,
             memory_seen: false,
+            spawner_high_water_bytes: memory_of(std::process::id() as i32).map(|(hwm, _)| hwm),
         }
     }
 
@@ -137,10 +144,15 @@ impl ProcessMeter {
         self.cpu_ns.values().sum::<u64>() / 1_000
     }
 
-    /// Peak memory seen; `None` when no process was ever sampled alive.
-    pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
-        self.memory_seen
-            .then(|| self.peak_hwm_bytes.max(self.peak_rss_sum_bytes))
+    /// Peak memory of the job: what the samples saw, and the root's `ru_maxrss` where it is
+    /// provably the job's own (above vigil's high-water mark). `None` when neither is known.
+    pub(crate) fn memory_peak_bytes(&self, root_max_rss_bytes: Option<u64>) -> Option<u64> {
+        let sampled = self
+            .memory_seen
+            .then(|| self.peak_hwm_bytes.max(self.peak_rss_sum_bytes));
+        let rusage = root_max_rss_bytes
+            .filter(|&r| self.spawner_high_water_bytes.is_some_and(|own| r > own));
+        sampled.max(rusage)
     }
 }
 
@@ -164,6 +176,21 @@ mod tests {
         );
         let (hwm, rss) = memory_of(me).expect("own status");
         assert!(hwm >= rss && rss > 0, "VmHWM {hwm} VmRSS {rss}");
+    }
+
+    #[test]
+    fn rusage_counts_only_above_the_spawners_high_water_mark() {
+        let mut m = ProcessMeter::new(i32::MAX);
+        m.spawner_high_water_bytes = Some(100 << 20);
+        assert_eq!(m.memory_peak_bytes(None), None);
+        assert_eq!(m.memory_peak_bytes(Some(100 << 20)), None, "may be vigil's");
+        assert_eq!(m.memory_peak_bytes(Some(300 << 20)), Some(300 << 20));
+        m.memory_seen = true;
+        m.peak_hwm_bytes = 2 << 20;
+        m.peak_rss_sum_bytes = 3 << 20;
+        assert_eq!(m.memory_peak_bytes(Some(100 << 20)), Some(3 << 20));
+        m.spawner_high_water_bytes = None;
+        assert_eq!(m.memory_peak_bytes(Some(300 << 20)), Some(3 << 20));
     }
 
     #[test]
