@@ -43,13 +43,12 @@ pub fn instance_marker() -> &'static str {
 
 /// Field 22 (starttime) of /proc/PID/stat.
 pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces and parentheses: fields restart after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    super::job::proc_stat(pid).map(|st| st.start_ticks)
 }
 
-/// True when the instance named by a marker `pid-start` is still running.
+/// True when the instance named by a marker `pid-start` is still running: that pid exists,
+/// started at that time (not a reused pid), and is not a zombie or dying (an instance that
+/// has exited but not been reaped runs nothing and will never remove its leaves).
 fn instance_alive(marker: &str) -> bool {
     let Some((pid, start)) = marker.split_once('-') else {
         return false;
@@ -57,7 +56,8 @@ fn instance_alive(marker: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
         return false;
     };
-    process_start_ticks(pid) == Some(start)
+    super::job::proc_stat(pid)
+        .is_some_and(|st| st.start_ticks == start && !matches!(st.state, b'Z' | b'X' | b'x'))
 }
 
 /// Reads a small cgroup file whole (bounded).
