@@ -31,8 +31,11 @@ const STATUS_BYTES_MAX: u64 = 8 << 10;
 #[derive(Debug)]
 pub(crate) struct ProcessMeter {
     root: i32,
-    /// Every process seen in the job, by (pid, start ticks): its CPU time when last seen, ns.
-    cpu_ns: BTreeMap<(i32, u64), u64>,
+    /// Processes alive at the last sample, by (pid, start ticks): CPU time when last seen, ns.
+    live_cpu_ns: BTreeMap<(i32, u64), u64>,
+    /// CPU time of processes seen before and gone since (their last value), ns. Keeping only a
+    /// sum keeps each sample's work to the processes alive, however many the job ran.
+    retired_cpu_ns: u64,
     peak_hwm_bytes: u64,
     peak_rss_sum_bytes: u64,
     /// At least one process's memory was read.
@@ -96,7 +99,8 @@ impl ProcessMeter {
     pub(crate) fn new(root: i32) -> ProcessMeter {
         ProcessMeter {
             root,
-            cpu_ns: BTreeMap::new(),
+            live_cpu_ns: BTreeMap::new(),
+            retired_cpu_ns: 0,
             peak_hwm_bytes: 0,
             peak_rss_sum_bytes: 0,
             memory_seen: false,
@@ -109,13 +113,14 @@ impl ProcessMeter {
         let mut queue: Vec<i32> = vec![self.root];
         // Processes seen before stay the job's (an orphan handed to vigil keeps its pid and
         // start time); so do vigil's children in the job's session or process group.
-        queue.extend(self.cpu_ns.keys().map(|&(p, _)| p));
+        queue.extend(self.live_cpu_ns.keys().map(|&(p, _)| p));
         for kid in own_children() {
             if proc_stat(kid).is_some_and(|st| st.session == self.root || st.pgrp == self.root) {
                 queue.push(kid);
             }
         }
         let mut visited = BTreeSet::new();
+        let mut now_live: BTreeMap<(i32, u64), u64> = BTreeMap::new();
         let mut rss_sum = 0u64;
         while let Some(pid) = queue.pop() {
             if visited.len() >= PROCESSES_PER_SAMPLE_MAX || !visited.insert(pid) {
@@ -125,10 +130,9 @@ impl ProcessMeter {
             if st.state == b'Z' || st.state == b'X' {
                 continue;
             }
-            if let Some(ns) = process_cpu_ns(pid) {
-                let slot = self.cpu_ns.entry((pid, st.start_ticks)).or_insert(0);
-                *slot = (*slot).max(ns);
-            }
+            let key = (pid, st.start_ticks);
+            let before = self.live_cpu_ns.get(&key).copied().unwrap_or(0);
+            now_live.insert(key, process_cpu_ns(pid).unwrap_or(0).max(before));
             if let Some((hwm, rss)) = memory_of(pid) {
                 self.memory_seen = true;
                 self.peak_hwm_bytes = self.peak_hwm_bytes.max(hwm);
@@ -137,11 +141,28 @@ impl ProcessMeter {
             children_of(pid, &mut queue);
         }
         self.peak_rss_sum_bytes = self.peak_rss_sum_bytes.max(rss_sum);
+        // Processes alive last time and not now have ended: keep what they used. When the
+        // walk stopped at its bound, one not visited may still be alive: keep it as it was.
+        let complete = visited.len() < PROCESSES_PER_SAMPLE_MAX;
+        for (key, ns) in std::mem::take(&mut self.live_cpu_ns) {
+            if now_live.contains_key(&key) {
+                continue;
+            }
+            if complete {
+                self.retired_cpu_ns = self.retired_cpu_ns.saturating_add(ns);
+            } else {
+                now_live.insert(key, ns);
+            }
+        }
+        self.live_cpu_ns = now_live;
     }
 
     /// CPU time of every process seen, µs.
     pub(crate) fn cpu_us(&self) -> u64 {
-        self.cpu_ns.values().sum::<u64>() / 1_000
+        self.live_cpu_ns
+            .values()
+            .fold(self.retired_cpu_ns, |a, &ns| a.saturating_add(ns))
+            / 1_000
     }
 
     /// Peak memory of the job: what the samples saw, and the root's `ru_maxrss` where it is
@@ -176,6 +197,33 @@ mod tests {
         );
         let (hwm, rss) = memory_of(me).expect("own status");
         assert!(hwm >= rss && rss > 0, "VmHWM {hwm} VmRSS {rss}");
+    }
+
+    #[test]
+    fn a_process_that_ended_keeps_its_cpu_time_and_is_no_longer_walked() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("spawn");
+        let pid = child.id() as i32;
+        let mut m = ProcessMeter::new(pid);
+        // Wait until the loop has burnt measurable CPU (the sleep follows it).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while m.cpu_us() < 20_000 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            m.sample();
+        }
+        let seen = m.cpu_us();
+        assert!(seen >= 20_000, "the loop's CPU was measured: {seen} us");
+        assert!(m.memory_peak_bytes(None).is_some());
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        m.sample();
+        assert!(m.live_cpu_ns.is_empty(), "{:?}", m.live_cpu_ns);
+        assert!(m.cpu_us() >= seen, "{} < {seen}", m.cpu_us());
     }
 
     #[test]
