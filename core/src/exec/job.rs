@@ -6,7 +6,11 @@
 //! A job ends when its group is empty, not when a pipe closes: once the root process exits (or a
 //! limit fires) every process left in the group is killed, so a grandchild that kept the output
 //! pipe open cannot hold the job. In mode `none` the group is approximated by the root's session
-//! and process group, descendants, and processes carrying the job's marker variable.
+//! and process group, descendants, and processes carrying the job's marker variable, and vigil
+//! measures the job's CPU and memory itself (`meter`).
+//!
+//! Each limit is labelled by who holds it ([`Strength`]): the kernel (cgroup limits), the kernel
+//! per process (RLIMITs), or this supervisor while vigil lives (deadline, CPU budget, output).
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
@@ -265,8 +269,9 @@ pub struct ExecutorConfig {
     /// Make vigil a child subreaper, so orphans of jobs come back to it (and are reaped) instead
     /// of escaping to init.
     pub subreaper: bool,
-    /// Refuse (status `rejected`) any job asking for a limit this host can only hold partly or
-    /// not at all, instead of running it with the weaker mechanism.
+    /// Refuse (status `rejected`, before anything runs) any job with a requested limit that is
+    /// not held here (see [`Enforcement::refusal`]), instead of running it with the weaker
+    /// mechanism.
     pub require_enforcement: bool,
 }
 
