@@ -1047,8 +1047,9 @@ impl Executor {
             }
             root = try_reap(pid, false);
         }
-        if let Some(m) = meter.as_mut() {
-            // Orphans still running are measured once more before they are killed.
+        if let Some(m) = meter.as_mut().filter(|_| limit_hit.is_none()) {
+            // The root ended on its own: orphans still running are measured once more before
+            // they are killed. Not when a limit fired: the kill must not wait for a walk.
             m.sample();
         }
 
