@@ -160,7 +160,8 @@ typedef struct vigil_limits {
   // not held here: memory and pids must be held by the kernel, wall and CPU time by vigil's
   // supervisor with a kill that reaches every process (the job's JSON says how each limit is
   // held). 0 takes the runtime's default; a default of 1 cannot be lowered by a job.
-  // Added in 0.2: a caller built with the older, shorter struct gets the default.
+  // Appended after max_output_bytes: a caller built before it existed passes the shorter
+  // struct_size (48) and gets the runtime's default.
   uint32_t require_enforcement;
 } vigil_limits;
 
