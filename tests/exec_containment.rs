@@ -11,8 +11,12 @@ use vigil_core::exec::job::JobStatus;
 
 /// Runs of the escape per mode.
 const RUNS: usize = 50;
-/// A double fork, a triple fork whose middle processes exit at once, and a setsid orphan.
-const ESCAPE: &str = "(sh -c 'sleep 300 &' &); (sh -c \"(sh -c 'sleep 300 &' &)\" &); (setsid sleep 300 &); echo started";
+/// A double fork, a triple fork whose middle processes exit at once, a setsid orphan, and a
+/// burst of ten double forks still under way when the root exits (so the kill runs while the
+/// job's processes are forking and dying).
+const ESCAPE: &str =
+    "(sh -c 'sleep 300 &' &); (sh -c \"(sh -c 'sleep 300 &' &)\" &); (setsid sleep 300 &); \
+     for i in 1 2 3 4 5 6 7 8 9 10; do (sh -c 'sleep 300 & sleep 300 &' &); done; echo started";
 
 /// One busy-looping process per CPU, killed when dropped.
 struct CpuHog(Vec<Child>);
