@@ -56,7 +56,7 @@ fn peak_memory_is_the_jobs_own_not_vigils() {
     let big = ex.run_process(
         &job_id("peak-big"),
         &sh(&format!(
-            "{py} -c 'x = bytearray(96 << 20); import time; time.sleep(0.3)'"
+            "{py} -c 'x = bytearray(96 << 20); import time; time.sleep(0.5)'"
         )),
         &limits(10_000),
     );
