@@ -387,6 +387,133 @@ impl Stream {
     }
 }
 
+/// The job's stdout and stderr being drained and its stdin being fed, all non-blocking.
+struct Pipes<'a> {
+    out: Stream,
+    err: Stream,
+    stdin: Option<OwnedFd>,
+    stdin_data: &'a [u8],
+    stdin_off: usize,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Pipes<'a> {
+    fn new(
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        stdin: Option<OwnedFd>,
+        stdin_data: &'a [u8],
+        cap_bytes: usize,
+    ) -> Pipes<'a> {
+        for fd in [Some(&stdout), Some(&stderr), stdin.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            set_nonblocking(fd.as_raw_fd());
+        }
+        Pipes {
+            out: Stream {
+                fd: Some(stdout),
+                capture: CappedOutput::new(cap_bytes),
+            },
+            err: Stream {
+                fd: Some(stderr),
+                capture: CappedOutput::new(cap_bytes),
+            },
+            stdin,
+            stdin_data,
+            stdin_off: 0,
+            scratch: vec![0u8; READ_CHUNK_BYTES],
+        }
+    }
+
+    /// Waits (at most `wait`; `None`: without bound) until a pipe or one of `wake` is ready,
+    /// then drains what the pipes hold and feeds stdin what it takes.
+    fn pump(&mut self, wake: &[Option<&OwnedFd>], wait: Option<Duration>) {
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(5);
+        let wanted = wake.iter().map(|fd| (*fd, libc::POLLIN)).chain([
+            (self.out.fd.as_ref(), libc::POLLIN),
+            (self.err.fd.as_ref(), libc::POLLIN),
+            (self.stdin.as_ref(), libc::POLLOUT),
+        ]);
+        for (fd, events) in wanted {
+            if let Some(fd) = fd {
+                pfds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+            }
+        }
+        let ts = wait.map(|w| libc::timespec {
+            tv_sec: w.as_secs() as libc::time_t,
+            tv_nsec: w.subsec_nanos() as libc::c_long,
+        });
+        // SAFETY: pfds is a live array of pollfd; ts lives across the call.
+        unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
+                std::ptr::null(),
+            )
+        };
+        self.out.drain(&mut self.scratch);
+        self.err.drain(&mut self.scratch);
+        self.feed_stdin();
+    }
+
+    fn feed_stdin(&mut self) {
+        let Some(fd) = &self.stdin else { return };
+        let data = self.stdin_data;
+        if self.stdin_off < data.len() {
+            // SAFETY: writing from a live slice to an owned non-blocking fd.
+            let n = unsafe {
+                libc::write(
+                    fd.as_raw_fd(),
+                    data[self.stdin_off..].as_ptr().cast(),
+                    data.len() - self.stdin_off,
+                )
+            };
+            if n > 0 {
+                self.stdin_off += n as usize;
+            } else if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+            {
+                self.stdin = None; // EPIPE: the job closed its stdin.
+            }
+        }
+        if self.stdin_off >= data.len() {
+            self.stdin = None; // EOF for the job.
+        }
+    }
+
+    /// Reads to EOF once every writer is gone, for at most [`FINAL_DRAIN_MS_MAX`] (a write end
+    /// may have been passed outside the job).
+    fn drain_to_eof(&mut self) {
+        let until = Instant::now() + Duration::from_millis(FINAL_DRAIN_MS_MAX);
+        while (self.out.fd.is_some() || self.err.fd.is_some()) && Instant::now() < until {
+            let mut pfds: Vec<libc::pollfd> = [self.out.fd.as_ref(), self.err.fd.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|f| libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: live pollfd array.
+            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+            self.out.drain(&mut self.scratch);
+            self.err.drain(&mut self.scratch);
+        }
+    }
+
+    /// The captured stdout and stderr.
+    fn finish(self) -> (CapturedOutput, CapturedOutput) {
+        (self.out.capture.finish(), self.err.capture.finish())
+    }
+}
+
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on an owned fd.
     unsafe {
@@ -904,23 +1031,13 @@ impl Executor {
     ) -> Result<(), ExecError> {
         let pid = child.pid;
         result.root_pid = Some(pid);
-        let cap = limits.max_output_bytes as usize;
-        let mut out = Stream {
-            fd: Some(child.stdout),
-            capture: CappedOutput::new(cap),
-        };
-        let mut err = Stream {
-            fd: Some(child.stderr),
-            capture: CappedOutput::new(cap),
-        };
-        let mut stdin = child.stdin;
-        let mut stdin_off = 0usize;
-        for fd in [out.fd.as_ref(), err.fd.as_ref(), stdin.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            set_nonblocking(fd.as_raw_fd());
-        }
+        let mut pipes = Pipes::new(
+            child.stdout,
+            child.stderr,
+            child.stdin,
+            stdin_data,
+            limits.max_output_bytes as usize,
+        );
         let deadline = limits.timeout.map(|t| started + t);
         let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
         let watch_oom = limits.memory_bytes.is_some() && leaf.is_some();
@@ -936,7 +1053,6 @@ impl Executor {
             m.sample();
         }
         let mut next_sample = Instant::now() + sample_every;
-        let mut scratch = vec![0u8; READ_CHUNK_BYTES];
         let mut root: Option<RootExit> = None;
         let mut limit_hit: Option<&'static str> = None;
 
@@ -986,58 +1102,8 @@ impl Executor {
             if child.pidfd.is_none() {
                 cap_wait(Duration::from_millis(NO_PIDFD_POLL_INTERVAL_MS));
             }
-            let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4);
-            let mut push = |fd: Option<&OwnedFd>, events: i16| {
-                if let Some(fd) = fd {
-                    pfds.push(libc::pollfd {
-                        fd: fd.as_raw_fd(),
-                        events,
-                        revents: 0,
-                    });
-                }
-            };
-            push(child.pidfd.as_ref(), libc::POLLIN);
-            push(cancel.map(|c| c.fd.as_ref()), libc::POLLIN);
-            push(out.fd.as_ref(), libc::POLLIN);
-            push(err.fd.as_ref(), libc::POLLIN);
-            push(stdin.as_ref(), libc::POLLOUT);
-            let ts = wait.map(|w| libc::timespec {
-                tv_sec: w.as_secs() as libc::time_t,
-                tv_nsec: w.subsec_nanos() as libc::c_long,
-            });
-            // SAFETY: pfds is a live array of pollfd; ts lives across the call.
-            unsafe {
-                libc::ppoll(
-                    pfds.as_mut_ptr(),
-                    pfds.len() as libc::nfds_t,
-                    ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-                    std::ptr::null(),
-                )
-            };
-            out.drain(&mut scratch);
-            err.drain(&mut scratch);
-            if let Some(fd) = &stdin {
-                if stdin_off < stdin_data.len() {
-                    // SAFETY: writing from a live slice to an owned non-blocking fd.
-                    let n = unsafe {
-                        libc::write(
-                            fd.as_raw_fd(),
-                            stdin_data[stdin_off..].as_ptr().cast(),
-                            stdin_data.len() - stdin_off,
-                        )
-                    };
-                    if n > 0 {
-                        stdin_off += n as usize;
-                    } else if n < 0
-                        && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
-                    {
-                        stdin = None; // EPIPE: the job closed its stdin.
-                    }
-                }
-                if stdin_off >= stdin_data.len() {
-                    stdin = None; // EOF for the job.
-                }
-            }
+            let wake = [child.pidfd.as_ref(), cancel.map(|c| c.fd.as_ref())];
+            pipes.pump(&wake, wait);
             if root.is_none() {
                 // The last look at the job's processes before the root may be reaped.
                 if let Some(m) = meter.as_mut().filter(|_| Instant::now() >= next_sample) {
@@ -1084,22 +1150,7 @@ impl Executor {
         result.stragglers_killed = members.iter().filter(|&&p| p != pid).count();
 
         // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
-        let drain_until = Instant::now() + Duration::from_millis(FINAL_DRAIN_MS_MAX);
-        while (out.fd.is_some() || err.fd.is_some()) && Instant::now() < drain_until {
-            let mut pfds: Vec<libc::pollfd> = [out.fd.as_ref(), err.fd.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|f| libc::pollfd {
-                    fd: f.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: live pollfd array.
-            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
-            out.drain(&mut scratch);
-            err.drain(&mut scratch);
-        }
+        pipes.drain_to_eof();
 
         let mut usage = leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
         usage.pids_limit_hits = pids_refused;
@@ -1114,62 +1165,100 @@ impl Executor {
             reap_job_orphans(pid, &members);
         }
 
-        let root = root.unwrap_or_default();
-        result.exit_code = root.exit_code;
-        result.signal = root.signal;
-        match &meter {
-            // No group: what vigil measured of the job's processes, and the root's rusage for
-            // CPU (the root and the descendants it waited for). Never ru_maxrss: see `meter`.
-            Some(m) => {
-                result.cpu_usage_us = Some(m.cpu_us().max(root.cpu_us.unwrap_or(0)));
-                result.memory_peak_bytes = m.memory_peak_bytes(root.max_rss_bytes);
-            }
-            None => {
-                result.cpu_usage_us = usage.cpu_usage_us;
-                result.memory_peak_bytes = usage.memory_peak_bytes;
-            }
-        }
-        result.pids_limit_hit = usage.pids_limit_hits.is_some_and(|n| n > 0);
-        result.stdout = out.capture.finish();
-        result.stderr = err.capture.finish();
-        if limit_hit.is_none()
-            && cpu_budget_us.is_some_and(|b| {
-                result.cpu_usage_us.is_some_and(|u| u >= b) || root.signal == Some(libc::SIGXCPU)
-            })
-        {
-            limit_hit = Some("cpu_time");
-        }
-        if limit_hit.is_none() && usage.oom_kills.is_some_and(|n| n > 0) {
-            limit_hit = Some("memory");
-        }
-        let memory_refused = limit_hit.is_none()
-            && meter.is_some()
-            && limits.memory_bytes.is_some()
-            && root.exit_code != Some(0)
-            && allocation_refused(&result.stderr.bytes);
-        if memory_refused {
-            limit_hit = Some("memory");
-        }
-        result.limit_hit = limit_hit;
-        result.status = match limit_hit {
-            Some("wall") | Some("cpu_time") => JobStatus::TimedOut,
-            Some("cancelled") => JobStatus::Interrupted,
-            // RLIMIT_AS refused memory: the job failed, nothing killed it.
-            Some(_) if memory_refused => JobStatus::Failed,
-            Some(_) => JobStatus::OomKilled,
-            None if root.exit_code == Some(0) => JobStatus::Completed,
-            None => JobStatus::Failed,
-        };
-        result.error = end_message(
+        (result.stdout, result.stderr) = pipes.finish();
+        settle(
             job_id,
-            limit_hit,
-            kill_error,
-            memory_refused,
+            Ending {
+                root: root.unwrap_or_default(),
+                usage,
+                meter: meter.as_ref(),
+                limit_hit,
+                kill_error,
+            },
             limits,
             result,
         );
         Ok(())
     }
+}
+
+/// What is known when a job's processes are all gone, for [`settle`].
+struct Ending<'a> {
+    root: RootExit,
+    /// The group's usage (cgroup modes).
+    usage: cgroup::CgroupUsage,
+    /// vigil's own measurements (mode `none`).
+    meter: Option<&'a ProcessMeter>,
+    /// The limit that ended the job early, if one did.
+    limit_hit: Option<&'static str>,
+    /// The kill or the leaf's removal failed.
+    kill_error: Option<ExecError>,
+}
+
+/// Fills in how the job ended: exit status, usage, which limit ended it (one noticed only
+/// now: CPU time over budget at the end, an OOM kill, an allocation RLIMIT_AS refused), the
+/// status and the message. The output must already be in `result`.
+fn settle(job_id: &str, end: Ending<'_>, limits: &Limits, result: &mut JobResult) {
+    let Ending {
+        root,
+        usage,
+        meter,
+        mut limit_hit,
+        kill_error,
+    } = end;
+    result.exit_code = root.exit_code;
+    result.signal = root.signal;
+    match meter {
+        // No group: what vigil measured of the job's processes, and the root's rusage for CPU
+        // (the root and the descendants it waited for); ru_maxrss only where it is provably
+        // the job's own (see `meter`).
+        Some(m) => {
+            result.cpu_usage_us = Some(m.cpu_us().max(root.cpu_us.unwrap_or(0)));
+            result.memory_peak_bytes = m.memory_peak_bytes(root.max_rss_bytes);
+        }
+        None => {
+            result.cpu_usage_us = usage.cpu_usage_us;
+            result.memory_peak_bytes = usage.memory_peak_bytes;
+        }
+    }
+    result.pids_limit_hit = usage.pids_limit_hits.is_some_and(|n| n > 0);
+    let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
+    if limit_hit.is_none()
+        && cpu_budget_us.is_some_and(|b| {
+            result.cpu_usage_us.is_some_and(|u| u >= b) || root.signal == Some(libc::SIGXCPU)
+        })
+    {
+        limit_hit = Some("cpu_time");
+    }
+    if limit_hit.is_none() && usage.oom_kills.is_some_and(|n| n > 0) {
+        limit_hit = Some("memory");
+    }
+    let memory_refused = limit_hit.is_none()
+        && meter.is_some()
+        && limits.memory_bytes.is_some()
+        && root.exit_code != Some(0)
+        && allocation_refused(&result.stderr.bytes);
+    if memory_refused {
+        limit_hit = Some("memory");
+    }
+    result.limit_hit = limit_hit;
+    result.status = match limit_hit {
+        Some("wall") | Some("cpu_time") => JobStatus::TimedOut,
+        Some("cancelled") => JobStatus::Interrupted,
+        // RLIMIT_AS refused memory: the job failed, nothing killed it.
+        Some(_) if memory_refused => JobStatus::Failed,
+        Some(_) => JobStatus::OomKilled,
+        None if root.exit_code == Some(0) => JobStatus::Completed,
+        None => JobStatus::Failed,
+    };
+    result.error = end_message(
+        job_id,
+        limit_hit,
+        kill_error,
+        memory_refused,
+        limits,
+        result,
+    );
 }
 
 /// How long to wait before the next CPU-budget check with `left_us` of the budget left: the
