@@ -1461,3 +1461,67 @@ pub fn new_job_id() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strength_labels_match_their_serialized_names() {
+        for s in [
+            Strength::NotRequested,
+            Strength::Kernel,
+            Strength::KernelPerProcess,
+            Strength::Supervisor,
+            Strength::NotEnforced,
+        ] {
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
+        }
+    }
+
+    #[test]
+    fn requested_values_read_the_way_people_write_them() {
+        assert_eq!(size_text(64 << 20), "64M");
+        assert_eq!(size_text(1 << 30), "1G");
+        assert_eq!(size_text(512 << 10), "512K");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(size_text(0), "0");
+        assert_eq!(duration_text(Duration::from_secs(2)), "2s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(duration_text(Duration::from_millis(0)), "0ms");
+    }
+
+    #[test]
+    fn only_requested_limits_not_held_are_reported_and_refused() {
+        let limit = |name, requested: Option<&str>, strength, held| LimitEnforcement {
+            limit: name,
+            requested: requested.map(str::to_string),
+            strength,
+            held,
+            mechanism: "m".into(),
+            not_held_reason: (!held).then(|| "why".to_string()),
+        };
+        let mut e = Enforcement {
+            mode: "none",
+            placement: None,
+            kill: String::new(),
+            kill_complete: false,
+            accounting: String::new(),
+            limits: vec![
+                limit("wall", None, Strength::NotRequested, true),
+                limit("memory", Some("64M"), Strength::KernelPerProcess, false),
+                limit("output", Some("1M"), Strength::Supervisor, true),
+            ],
+        };
+        assert_eq!(
+            e.not_held_messages(),
+            vec!["memory limit 64M not held: why".to_string()]
+        );
+        assert!(e
+            .refusal()
+            .is_some_and(|r| r.contains("memory limit 64M not held: why")));
+        e.limits.remove(1);
+        assert!(e.not_held_messages().is_empty());
+        assert_eq!(e.refusal(), None);
+    }
+}
