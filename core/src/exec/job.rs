@@ -659,9 +659,9 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     // The listing is not a snapshot: a job process listed alive may fork and die before its
     // stat is read, and its child, created after the listing, is then in neither. Such a child
     // is an orphan, and vigil is the subreaper: every orphan is vigil's child from the moment
-    // its parent exits. Reading vigil's children after every stat closes the gap, so a scan
+    // its parent exits. Reading vigil's orphans after every stat closes the gap, so a scan
     // that finds nothing means the job has no live process left (while vigil is subreaper).
-    for kid in own_children() {
+    for kid in own_orphans() {
         if !listed.contains(&kid) {
             table.extend(candidate(kid));
         }
@@ -1359,6 +1359,20 @@ fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
+}
+
+/// Orphans handed to vigil as subreaper (and any child of its main thread): the kernel hands
+/// an orphan to the subreaper's first live thread, the main thread, so one file holds them all
+/// (/proc/self/task/<pid>/children) however many threads vigil runs.
+pub(crate) fn own_orphans() -> Vec<i32> {
+    let path = format!("/proc/self/task/{}/children", std::process::id());
+    fs::read_to_string(path)
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Pids of vigil's own children (threads included), from /proc/self/task/*/children.

@@ -11,14 +11,14 @@
 //! rusage alone cannot stand in for this: the job's root is created from vigil's own address
 //! space, and the kernel carries that address space's high-water mark into the child's
 //! `ru_maxrss` across exec, so it reports at least vigil's peak. It is the job's own only when
-//! it exceeds vigil's VmHWM read after the spawn (which is at least what the child carried):
+//! it exceeds vigil's own ru_maxrss read after the spawn (at least what the child carried):
 //! then it is exact for the root and the descendants it waited for, and is used. A job too
 //! short to be sampled and smaller than vigil has no peak measured (`None`, never vigil's).
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 
-use super::job::{own_children, proc_stat};
+use super::job::{own_orphans, proc_stat};
 
 /// Largest pid Linux hands out (PID_MAX_LIMIT): beyond it, a pid cannot name a CPU clock.
 const PID_MAX: i32 = 4 << 20;
@@ -40,7 +40,8 @@ pub(crate) struct ProcessMeter {
     peak_rss_sum_bytes: u64,
     /// At least one process's memory was read.
     memory_seen: bool,
-    /// vigil's own VmHWM once the root was created: what rusage may have carried over.
+    /// vigil's own ru_maxrss once the root was created: at least what rusage may have carried
+    /// over into the root's.
     spawner_high_water_bytes: Option<u64>,
 }
 
@@ -79,6 +80,17 @@ fn memory_of(pid: i32) -> Option<(u64, u64)> {
     Some((kib("VmHWM:")?, kib("VmRSS:")?))
 }
 
+/// vigil's own ru_maxrss (RUSAGE_SELF): at least the high-water mark of its address space,
+/// which is what a child created from it carries into its own ru_maxrss across exec.
+fn own_max_rss_bytes() -> Option<u64> {
+    // SAFETY: an out-parameter of the right type.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    Some((ru.ru_maxrss as u64).saturating_mul(1024))
+}
+
 /// Children of `pid` (all its threads').
 fn children_of(pid: i32, out: &mut Vec<i32>) {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -104,7 +116,7 @@ impl ProcessMeter {
             peak_hwm_bytes: 0,
             peak_rss_sum_bytes: 0,
             memory_seen: false,
-            spawner_high_water_bytes: memory_of(std::process::id() as i32).map(|(hwm, _)| hwm),
+            spawner_high_water_bytes: own_max_rss_bytes(),
         }
     }
 
@@ -112,9 +124,9 @@ impl ProcessMeter {
     pub(crate) fn sample(&mut self) {
         let mut queue: Vec<i32> = vec![self.root];
         // Processes seen before stay the job's (an orphan handed to vigil keeps its pid and
-        // start time); so do vigil's children in the job's session or process group.
+        // start time); so do orphans handed to vigil from the job's session or process group.
         queue.extend(self.live_cpu_ns.keys().map(|&(p, _)| p));
-        for kid in own_children() {
+        for kid in own_orphans() {
             if proc_stat(kid).is_some_and(|st| st.session == self.root || st.pgrp == self.root) {
                 queue.push(kid);
             }
