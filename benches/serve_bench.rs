@@ -218,6 +218,7 @@ fn jobs_bench(served: &Served) {
         root: dir.path().to_path_buf(),
         session: None,
         dry_run: false,
+        require_enforcement: false,
     };
     let done = AtomicU64::new(0);
     let started = Instant::now();

@@ -40,6 +40,21 @@
 // Patch version.
 #define VIGIL_VERSION_PATCH 0
 
+// vigil_job_info.limits_not_held bit: the wall-clock limit.
+#define VIGIL_LIMIT_WALL 1
+
+// vigil_job_info.limits_not_held bit: the CPU-time budget.
+#define VIGIL_LIMIT_CPU_TIME 2
+
+// vigil_job_info.limits_not_held bit: the memory limit.
+#define VIGIL_LIMIT_MEMORY 4
+
+// vigil_job_info.limits_not_held bit: the pids limit.
+#define VIGIL_LIMIT_PIDS 8
+
+// vigil_job_info.limits_not_held bit: the output cap.
+#define VIGIL_LIMIT_OUTPUT 16
+
 // vigil_job_output's `stream` for the job's standard output.
 #define VIGIL_STREAM_STDOUT 1
 
@@ -156,6 +171,13 @@ typedef struct vigil_limits {
   uint64_t pids;
   // Output kept per stream (head and tail), bytes; at most 64 MiB.
   uint64_t max_output_bytes;
+  // 1: refuse the job (VIGIL_JOB_REJECTED, before anything runs) when a requested limit is
+  // not held here: memory and pids must be held by the kernel, wall and CPU time by vigil's
+  // supervisor with a kill that reaches every process (the job's JSON says how each limit is
+  // held). 0 takes the runtime's default; a default of 1 cannot be lowered by a job.
+  // Appended after max_output_bytes: a caller built before it existed passes the shorter
+  // struct_size (48) and gets the runtime's default.
+  uint32_t require_enforcement;
 } vigil_limits;
 
 // The scalar results of a job. Initialise with VIGIL_JOB_INFO_INIT before passing it.
@@ -184,6 +206,11 @@ typedef struct vigil_job_info {
   // 1 when bytes were dropped from the middle of the stream (head and tail are kept).
   uint8_t stdout_truncated;
   uint8_t stderr_truncated;
+  // The requested limits that were not held for the whole job, as VIGIL_LIMIT_* bits (0:
+  // every requested limit was held). vigil_job_json says who held each limit and why one
+  // was not. Appended after stderr_truncated: a caller built before it existed passes the
+  // shorter struct_size and the library leaves it alone.
+  uint32_t limits_not_held;
 } vigil_job_info;
 
 // Options for vigil_runtime_open. Initialise with VIGIL_RUNTIME_OPTIONS_INIT.

@@ -97,6 +97,24 @@ fn a_captured_tree_with_no_elapsed_ticks_gives_null_not_nan() {
 }
 
 #[test]
+fn mem_available_above_mem_total_is_clamped_and_flagged() {
+    let dir = captured_tree(
+        "MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 4000 kB\n",
+        true,
+    );
+    let v = telemetry_json(&["--proc-root", dir.path().to_str().unwrap()]);
+    assert_eq!(v["memory"]["available_bytes"], 1000 * 1024);
+    assert_eq!(v["memory"]["available_clamped"], true);
+    assert_eq!(v["memory"]["available_pct"], 100.0);
+    let dir = captured_tree(
+        "MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 300 kB\n",
+        true,
+    );
+    let v = telemetry_json(&["--proc-root", dir.path().to_str().unwrap()]);
+    assert_eq!(v["memory"]["available_clamped"], false);
+}
+
+#[test]
 fn an_old_kernel_tree_estimates_memory_and_has_no_pressure() {
     let dir = captured_tree(
         "MemTotal: 1000 kB\nMemFree: 200 kB\nCached: 100 kB\n",

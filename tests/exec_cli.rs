@@ -11,18 +11,9 @@ use serde_json::Value;
 fn run(args: &[&str]) -> (i32, Value, String) {
     // Each invocation gets its own data directory: runs in parallel must not share a log.
     let data = common::TempDir::new("exec-cli");
-    let out = Command::new(common::vigil_bin())
-        .env("VIGIL_DATA_DIR", data.path())
-        .args(args)
-        .output()
-        .expect("run vigil");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, stdout, stderr) = common::vigil_output(data.path(), args);
     let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        v,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (code, v, stderr)
 }
 
 const CONTRACT_KEYS: &[&str] = &[

@@ -173,22 +173,31 @@ fn root_process_is_in_every_leaf_from_its_first_instruction() {
     }
 }
 
-#[test]
-fn stale_leaves_of_a_dead_instance_are_killed_and_removed_but_live_ones_kept() {
+/// An executor in the best mode here and vigil's parent groups it sweeps; `None` (with the
+/// reason printed) where there is no cgroup.
+fn sweep_executor() -> Option<(vigil_core::exec::job::Executor, Vec<std::path::PathBuf>)> {
     let ms = modes();
-    let Some(&mode) = ms.first() else { return };
+    let &mode = ms.first()?;
     if mode == CgroupMode::None {
         eprintln!("skipped: no cgroups to sweep");
-        return;
+        return None;
     }
     let ex = executor(mode);
     let h = ex.host();
-    let parents: Vec<std::path::PathBuf> = h
+    let parents = h
         .unified_parent
         .iter()
         .cloned()
         .chain(h.v1.present().map(|(_, p)| p.to_path_buf()))
         .collect();
+    Some((ex, parents))
+}
+
+#[test]
+fn stale_leaves_of_a_dead_instance_are_killed_and_removed_but_live_ones_kept() {
+    let Some((ex, parents)) = sweep_executor() else {
+        return;
+    };
     // A leaf owned by an instance that cannot exist (pid 0x7ffffffe with start time 1).
     let dead = format!("t-sweep-{}.2147483646-1", std::process::id());
     let live = format!(
@@ -222,6 +231,88 @@ fn stale_leaves_of_a_dead_instance_are_killed_and_removed_but_live_ones_kept() {
         assert!(!p.join(&dead).exists(), "{:?} still there", p.join(&dead));
         assert!(p.join(&live).exists(), "live leaf removed in {p:?}");
         let _ = std::fs::remove_dir(p.join(&live));
+    }
+}
+
+/// (state, start ticks) of a process, from /proc/PID/stat.
+fn state_and_start(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+#[test]
+fn stale_leaves_of_a_zombie_or_reused_pid_instance_are_killed_and_removed() {
+    let Some((ex, parents)) = sweep_executor() else {
+        return;
+    };
+    // An old instance that exited and was never reaped: a zombie, with its pid and start time.
+    let mut zombie = std::process::Command::new("true").spawn().unwrap();
+    let zpid = zombie.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let zstart = loop {
+        match state_and_start(zpid) {
+            Some(('Z', start)) => break start,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => panic!("no zombie: {other:?}"),
+        }
+    };
+    // And one whose pid now belongs to another process (the sleeper, started later).
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let (_, sleeper_start) = state_and_start(sleeper.id()).unwrap();
+    let of_zombie = format!("t-zsweep-{}.{zpid}-{zstart}", std::process::id());
+    let of_reused = format!(
+        "t-rsweep-{}.{}-{}",
+        std::process::id(),
+        sleeper.id(),
+        sleeper_start.saturating_sub(1)
+    );
+    for p in &parents {
+        for leaf in [&of_zombie, &of_reused] {
+            std::fs::create_dir(p.join(leaf)).unwrap();
+        }
+        std::fs::write(
+            p.join(&of_zombie).join("cgroup.procs"),
+            sleeper.id().to_string(),
+        )
+        .unwrap();
+    }
+    let report = ex.sweep_stale();
+    let _ = zombie.wait();
+    // The sweep waits for the leaf to empty: the process is dying or dead.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        match sleeper.try_wait().unwrap() {
+            Some(status) => break status,
+            None if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            None => {
+                let _ = sleeper.kill();
+                let _ = sleeper.wait();
+                panic!("the zombie instance's leaf kept its process: {report:?}");
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{report:?}");
+    for leaf in [&of_zombie, &of_reused] {
+        assert!(
+            report.removed.contains(leaf),
+            "{leaf} not swept: {report:?}"
+        );
+        for p in &parents {
+            assert!(!p.join(leaf).exists(), "{:?} still there", p.join(leaf));
+        }
     }
 }
 

@@ -229,10 +229,13 @@ fn plain_command_completes_with_output_exit_code_and_usage() {
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.stdout.bytes, b"out\n");
         assert_eq!(r.stderr.bytes, b"err\n");
-        // From the group, or from rusage in mode none.
+        // From the group, or in mode none from vigil's own samples and the root's rusage.
         assert!(r.cpu_usage_us.is_some(), "{mode:?}: no CPU accounting");
+        // Mode none cannot sample a job that ends before the first look: its peak is then
+        // unknown (never vigil's own, see tests/exec_mode_none.rs).
         assert!(
-            r.memory_peak_bytes.is_some_and(|b| b > 0),
+            r.memory_peak_bytes.is_some_and(|b| b > 0)
+                || (mode == CgroupMode::None && r.memory_peak_bytes.is_none()),
             "{mode:?}: no memory accounting"
         );
         assert_nothing_left(&r, &format!("plain ({mode:?})"));
@@ -280,7 +283,7 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
     let marker = std::env::temp_dir().join(format!("vigil-policy-{}", std::process::id()));
     for mode in ms {
         let ex = Executor::new(ExecutorConfig {
-            require_kernel_enforcement: true,
+            require_enforcement: true,
             ..config(Some(mode))
         })
         .unwrap();
@@ -296,7 +299,10 @@ fn policy_requiring_kernel_enforcement_refuses_what_the_mode_cannot_hold() {
         if mode == CgroupMode::None {
             assert_eq!(r.status, JobStatus::Rejected, "{mode:?}: {r:?}");
             assert!(
-                r.error.as_deref().is_some_and(|e| e.contains("policy")),
+                r.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("enforcement required")
+                        && e.contains("memory limit 64M not held")),
                 "{r:?}"
             );
             assert!(!marker.exists(), "{mode:?}: a refused job ran");
@@ -370,5 +376,63 @@ fn an_oom_kill_anywhere_in_the_job_ends_the_whole_job() {
             r.wall_ms
         );
         assert_nothing_left(&r, &format!("OOM in a child ({mode:?})"));
+    }
+}
+
+/// Modes whose pids limit the kernel holds here.
+fn pids_modes() -> Vec<CgroupMode> {
+    modes()
+        .into_iter()
+        .filter(|&m| {
+            let ex = executor(m);
+            ex.host().v1.pids.is_some() || ex.host().v2_controllers.iter().any(|c| c == "pids")
+        })
+        .collect()
+}
+
+#[test]
+fn pids_limit_hit_is_reported_when_the_root_exits_at_once_after_a_refused_fork() {
+    for mode in pids_modes() {
+        let ex = executor(mode);
+        let id = job_id("pids-root-exits", mode);
+        let mut l = limits(5_000);
+        l.pids = Some(16);
+        // A subshell forks more than the limit allows and dies of the refusal; the root
+        // exits 0 at once, so the job completes, with the storm's survivors killed.
+        let r = ex.run_process(
+            &id,
+            &sh("(for i in $(seq 64); do sleep 30 & done) 2>/dev/null; exit 0"),
+            &l,
+        );
+        assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
+        assert!(
+            r.pids_limit_hit,
+            "{mode:?}: forks were refused by the limit: {r:?}"
+        );
+        assert!(r.stragglers_killed > 0, "{mode:?}: {r:?}");
+        assert_nothing_left(&r, &format!("storm whose root exits ({mode:?})"));
+    }
+}
+
+#[test]
+fn forks_refused_by_the_kill_are_not_the_pids_limit() {
+    for mode in pids_modes() {
+        let ex = executor(mode);
+        let id = job_id("pids-kill", mode);
+        let mut l = limits(5_000);
+        l.pids = Some(64);
+        // A forker far below its limit, still forking when the root's exit starts the kill
+        // (which sets pids.max to 0 before killing).
+        let r = ex.run_process(
+            &id,
+            &sh("for i in 1 2 3 4 5 6 7 8; do (while :; do /bin/true; done) & done; sleep 0.2; exit 0"),
+            &l,
+        );
+        assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
+        assert!(
+            !r.pids_limit_hit,
+            "{mode:?}: the limit of 64 was never reached: {r:?}"
+        );
+        assert_nothing_left(&r, &format!("forker killed ({mode:?})"));
     }
 }

@@ -34,6 +34,7 @@ fn shell(cmd: &str, root: &Path) -> JobRequest {
         root: root.to_path_buf(),
         session: None,
         dry_run: false,
+        require_enforcement: false,
     }
 }
 

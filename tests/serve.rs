@@ -718,6 +718,49 @@ fn call_and_run_socket_from_the_cli() {
     );
 }
 
+#[test]
+fn the_servers_require_enforcement_is_a_floor_a_request_cannot_lower() {
+    // Mode none holds no memory limit for the job: the server must refuse one, whatever the
+    // request says, and still run jobs whose limits are held.
+    let strict = Server::start(
+        "serve-require",
+        &["--cgroup-mode", "none", "--require-enforcement"],
+    );
+    let mut req = shell_run("echo ran", 5_000);
+    req["limits"] = json!({"memory_bytes": 64u64 << 20});
+    req["require_enforcement"] = json!(false);
+    let job = result(strict.call("run", req.clone()));
+    assert_eq!(job["status"], "rejected", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("memory limit 64M not held")),
+        "{job}"
+    );
+    assert_eq!(job["stdout"], "", "nothing ran: {job}");
+    let plain = result(strict.call(
+        "run",
+        json!({"capability": "shell", "args": {"cmd": "echo ran"}}),
+    ));
+    assert_eq!(plain["status"], "completed", "{plain}");
+    assert_eq!(plain["limits_not_held"], json!([]), "{plain}");
+
+    // A lenient server runs it, saying what was not held; a request may still ask for more.
+    let lenient = Server::start("serve-lenient", &["--cgroup-mode", "none"]);
+    let job = result(lenient.call("run", req.clone()));
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["stdout"], "ran\n");
+    assert!(
+        job["limits_not_held"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("memory limit 64M not held: ")),
+        "{job}"
+    );
+    req["require_enforcement"] = json!(true);
+    let job = result(lenient.call("run", req));
+    assert_eq!(job["status"], "rejected", "{job}");
+}
+
 /// Parses the exposition with the prometheus_client package's parser; returns
 /// {name: {labels-json: value}}. `None` when the package is missing outside CI.
 fn parse_prometheus(text: &str) -> Option<Value> {

@@ -74,6 +74,7 @@ pub fn sample_json(s: &Sample) -> Value {
             "available_bytes": m.available_bytes,
             "available_pct": pct(m.available()),
             "available_estimated": m.available_estimated,
+            "available_clamped": s.flags & crate::sample::flags::MEMORY_AVAILABLE_CLAMPED != 0,
             "free_bytes": m.free_bytes,
             "cached_bytes": m.cached_bytes,
             "swap_total_bytes": m.swap_total_bytes,

@@ -103,6 +103,8 @@ pub struct RunParams {
     pub root: Option<PathBuf>,
     pub session: Option<String>,
     pub dry_run: bool,
+    /// Refuse the job when a requested limit is not held (the server may require it anyway).
+    pub require_enforcement: bool,
 }
 
 /// One validated request.
@@ -398,6 +400,7 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
         root,
         session: p.string("session")?,
         dry_run: p.bool("dry_run")?,
+        require_enforcement: p.bool("require_enforcement")?,
     })
 }
 
@@ -472,7 +475,7 @@ mod tests {
 
     #[test]
     fn every_method_parses_with_its_parameters() {
-        let r = call(r#"{"jsonrpc":"2.0","id":7,"method":"run","params":{"capability":"shell","args":{"cmd":"true"},"limits":{"timeout_ms":1500,"pids":64},"root":"/tmp","session":"s1","dry_run":true}}"#).unwrap();
+        let r = call(r#"{"jsonrpc":"2.0","id":7,"method":"run","params":{"capability":"shell","args":{"cmd":"true"},"limits":{"timeout_ms":1500,"pids":64},"root":"/tmp","session":"s1","dry_run":true,"require_enforcement":true}}"#).unwrap();
         assert_eq!(r.id, Some(json!(7)));
         let Call::Run(run) = r.call else {
             panic!("not a run")
@@ -483,6 +486,7 @@ mod tests {
         assert_eq!(run.limits.max_output_bytes, OUTPUT_BYTES_DEFAULT);
         assert_eq!(run.root, Some(PathBuf::from("/tmp")));
         assert!(run.dry_run);
+        assert!(run.require_enforcement);
         for m in METHODS {
             let params = match *m {
                 "run" => r#"{"capability":"shell"}"#,

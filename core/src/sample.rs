@@ -209,6 +209,10 @@ pub mod flags {
     pub const MEMORY_ESTIMATED: u32 = 1 << 3;
     /// First sample: there was no previous snapshot to take deltas from.
     pub const FIRST: u32 = 1 << 4;
+    /// MemAvailable was above MemTotal (a container view); memory available was cut to the
+    /// total. A flag, not a field of [`super::MemorySample`], so logged samples keep their
+    /// encoding.
+    pub const MEMORY_AVAILABLE_CLAMPED: u32 = 1 << 5;
 }
 
 /// One telemetry sample: a fixed-size value, cheap to copy into a ring or a WAL record.
@@ -338,6 +342,9 @@ impl Sample {
         self.memory = Some(MemorySample::from_meminfo(m));
         if m.available_estimated {
             self.flags |= flags::MEMORY_ESTIMATED;
+        }
+        if m.available_clamped {
+            self.flags |= flags::MEMORY_AVAILABLE_CLAMPED;
         }
     }
 }

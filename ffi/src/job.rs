@@ -73,6 +73,41 @@ pub struct vigil_job_info {
     /// 1 when bytes were dropped from the middle of the stream (head and tail are kept).
     pub stdout_truncated: u8,
     pub stderr_truncated: u8,
+    /// The requested limits that were not held for the whole job, as VIGIL_LIMIT_* bits (0:
+    /// every requested limit was held). vigil_job_json says who held each limit and why one
+    /// was not. Appended after stderr_truncated: a caller built before it existed passes the
+    /// shorter struct_size and the library leaves it alone.
+    pub limits_not_held: u32,
+}
+
+/// vigil_job_info.limits_not_held bit: the wall-clock limit.
+pub const VIGIL_LIMIT_WALL: u32 = 1;
+/// vigil_job_info.limits_not_held bit: the CPU-time budget.
+pub const VIGIL_LIMIT_CPU_TIME: u32 = 2;
+/// vigil_job_info.limits_not_held bit: the memory limit.
+pub const VIGIL_LIMIT_MEMORY: u32 = 4;
+/// vigil_job_info.limits_not_held bit: the pids limit.
+pub const VIGIL_LIMIT_PIDS: u32 = 8;
+/// vigil_job_info.limits_not_held bit: the output cap.
+pub const VIGIL_LIMIT_OUTPUT: u32 = 16;
+
+/// sizeof(vigil_job_info) before `limits_not_held` was appended: still accepted.
+const JOB_INFO_V1_BYTES: usize = std::mem::offset_of!(vigil_job_info, limits_not_held);
+
+/// The VIGIL_LIMIT_* bits of the requested limits a job did not hold.
+fn limits_not_held_bits(enforcement: &vigil_core::exec::Enforcement) -> u32 {
+    enforcement
+        .limits
+        .iter()
+        .filter(|l| l.not_held_message().is_some())
+        .map(|l| match l.limit {
+            "wall" => VIGIL_LIMIT_WALL,
+            "cpu_time" => VIGIL_LIMIT_CPU_TIME,
+            "memory" => VIGIL_LIMIT_MEMORY,
+            "pids" => VIGIL_LIMIT_PIDS,
+            _ => VIGIL_LIMIT_OUTPUT,
+        })
+        .fold(0, |a, b| a | b)
 }
 
 /// The result of one job. Opaque and immutable: every accessor may be called from any thread
@@ -132,10 +167,11 @@ pub unsafe extern "C" fn vigil_run(
         let outcome = rt.runtime.run(&JobRequest {
             capability: capability.to_string(),
             args,
-            limits,
+            limits: limits.limits,
             root: rt.job_root.clone(),
             session: None,
             dry_run: false,
+            require_enforcement: limits.require_enforcement,
         })?;
         let error = outcome.result.error.as_deref().map(c_string);
         let ptr = open_handle(
@@ -162,29 +198,45 @@ pub unsafe extern "C" fn vigil_job_get_info(
     boundary(|| {
         let job = job_ref(job)?;
         let out = out_param(out, "out")?;
-        // SAFETY: non-NULL; the caller owns a vigil_job_info of at least struct_size bytes.
-        let out = unsafe { &mut *out };
+        // SAFETY: non-NULL; the caller owns a vigil_job_info of at least struct_size bytes, and
+        // struct_size is its first field.
+        let struct_size = unsafe { std::ptr::addr_of!((*out).struct_size).read() };
         check_struct_size(
-            out.struct_size,
-            std::mem::size_of::<vigil_job_info>(),
+            struct_size,
+            JOB_INFO_V1_BYTES,
             "info",
             "VIGIL_JOB_INFO_INIT",
         )?;
         let o = &job.outcome;
         let r = &o.result;
         let measured = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
-        out.status = r.status.into();
-        out.job_id = o.job_id;
-        out.lsn = o.lsn.unwrap_or(0);
-        out.exit_code = r.exit_code.unwrap_or(-1);
-        out.signal = r.signal.unwrap_or(0);
-        out.wall_ms = r.wall_ms;
-        out.cpu_usage_us = measured(r.cpu_usage_us);
-        out.memory_peak_bytes = measured(r.memory_peak_bytes);
-        out.stdout_len = r.stdout.bytes.len();
-        out.stderr_len = r.stderr.bytes.len();
-        out.stdout_truncated = u8::from(r.stdout.truncated);
-        out.stderr_truncated = u8::from(r.stderr.truncated);
+        let info = vigil_job_info {
+            struct_size,
+            status: r.status.into(),
+            job_id: o.job_id,
+            lsn: o.lsn.unwrap_or(0),
+            exit_code: r.exit_code.unwrap_or(-1),
+            signal: r.signal.unwrap_or(0),
+            wall_ms: r.wall_ms,
+            cpu_usage_us: measured(r.cpu_usage_us),
+            memory_peak_bytes: measured(r.memory_peak_bytes),
+            stdout_len: r.stdout.bytes.len(),
+            stderr_len: r.stderr.bytes.len(),
+            stdout_truncated: u8::from(r.stdout.truncated),
+            stderr_truncated: u8::from(r.stderr.truncated),
+            limits_not_held: limits_not_held_bits(&r.enforcement),
+        };
+        // An older caller's struct is shorter: copy only the fields it has.
+        let len = (struct_size as usize).min(std::mem::size_of::<vigil_job_info>());
+        // SAFETY: `out` holds at least `len` bytes (struct_size, checked >= the first version);
+        // `info` is a live local of at least `len` bytes; they cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&info as *const vigil_job_info).cast::<u8>(),
+                out.cast::<u8>(),
+                len,
+            )
+        };
         Ok(())
     })
 }

@@ -34,6 +34,23 @@ pub struct vigil_limits {
     pub pids: u64,
     /// Output kept per stream (head and tail), bytes; at most 64 MiB.
     pub max_output_bytes: u64,
+    /// 1: refuse the job (VIGIL_JOB_REJECTED, before anything runs) when a requested limit is
+    /// not held here: memory and pids must be held by the kernel, wall and CPU time by vigil's
+    /// supervisor with a kill that reaches every process (the job's JSON says how each limit is
+    /// held). 0 takes the runtime's default; a default of 1 cannot be lowered by a job.
+    /// Appended after max_output_bytes: a caller built before it existed passes the shorter
+    /// struct_size (48) and gets the runtime's default.
+    pub require_enforcement: u32,
+}
+
+/// sizeof(vigil_limits) before `require_enforcement` was appended: still accepted.
+const LIMITS_V1_BYTES: usize = std::mem::offset_of!(vigil_limits, require_enforcement);
+
+/// A job's limits and whether they must all be held.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunLimits {
+    pub(crate) limits: Limits,
+    pub(crate) require_enforcement: bool,
 }
 
 /// Options for vigil_runtime_open. Initialise with VIGIL_RUNTIME_OPTIONS_INIT.
@@ -112,7 +129,7 @@ unsafe fn read_options(
 pub struct vigil_runtime {
     pub(crate) runtime: Runtime,
     pub(crate) job_root: PathBuf,
-    pub(crate) default_limits: Limits,
+    pub(crate) default_limits: RunLimits,
 }
 
 const SAMPLE_INTERVAL_MS_DEFAULT: u32 = 1000;
@@ -128,19 +145,34 @@ pub(crate) fn runtime_ref<'a>(rt: *const vigil_runtime) -> Result<&'a vigil_runt
 /// `limits` over `base`: each non-zero field of `limits` replaces the one of `base`.
 pub(crate) unsafe fn limits_over(
     limits: *const vigil_limits,
-    base: &Limits,
-) -> Result<Limits, FfiError> {
+    base: &RunLimits,
+) -> Result<RunLimits, FfiError> {
     if limits.is_null() {
         return Ok(base.clone());
     }
-    // SAFETY: non-NULL limits point to a caller-owned struct of at least struct_size bytes.
-    let l = unsafe { &*limits };
-    check_struct_size(
-        l.struct_size,
-        std::mem::size_of::<vigil_limits>(),
-        "limits",
-        "VIGIL_LIMITS_INIT",
-    )?;
+    // SAFETY: non-NULL limits point to a caller-owned struct of at least struct_size bytes;
+    // struct_size is read first, and only fields within it are read after (an older caller's
+    // struct is shorter than this one).
+    let struct_size = unsafe { std::ptr::addr_of!((*limits).struct_size).read() };
+    check_struct_size(struct_size, LIMITS_V1_BYTES, "limits", "VIGIL_LIMITS_INIT")?;
+    // SAFETY (each read): the field lies within the first LIMITS_V1_BYTES, checked above.
+    let (timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes) = unsafe {
+        (
+            std::ptr::addr_of!((*limits).timeout_ms).read(),
+            std::ptr::addr_of!((*limits).cpu_time_ms).read(),
+            std::ptr::addr_of!((*limits).memory_bytes).read(),
+            std::ptr::addr_of!((*limits).pids).read(),
+            std::ptr::addr_of!((*limits).max_output_bytes).read(),
+        )
+    };
+    let require_present = struct_size as usize >= std::mem::size_of::<vigil_limits>();
+    let require = if require_present {
+        // SAFETY: struct_size covers the whole current struct.
+        unsafe { std::ptr::addr_of!((*limits).require_enforcement).read() }
+    } else {
+        0
+    };
+    let base_limits = &base.limits;
     let ms = |v: u64, d: Option<Duration>| {
         if v == 0 {
             d
@@ -149,13 +181,16 @@ pub(crate) unsafe fn limits_over(
         }
     };
     let count = |v: u64, d: Option<u64>| if v == 0 { d } else { Some(v) };
-    Ok(Limits {
-        timeout: ms(l.timeout_ms, base.timeout),
-        cpu_time: ms(l.cpu_time_ms, base.cpu_time),
-        memory_bytes: count(l.memory_bytes, base.memory_bytes),
-        pids: count(l.pids, base.pids),
-        max_output_bytes: count(l.max_output_bytes, Some(base.max_output_bytes))
-            .unwrap_or(base.max_output_bytes),
+    Ok(RunLimits {
+        limits: Limits {
+            timeout: ms(timeout_ms, base_limits.timeout),
+            cpu_time: ms(cpu_time_ms, base_limits.cpu_time),
+            memory_bytes: count(memory_bytes, base_limits.memory_bytes),
+            pids: count(pids, base_limits.pids),
+            max_output_bytes: count(max_output_bytes, Some(base_limits.max_output_bytes))
+                .unwrap_or(base_limits.max_output_bytes),
+        },
+        require_enforcement: base.require_enforcement || require != 0,
     })
 }
 
@@ -183,7 +218,7 @@ pub unsafe extern "C" fn vigil_runtime_open(
                 req_str(o.data_dir, "options.data_dir")?,
                 opt_str(o.proc_root, "options.proc_root")?,
                 opt_str(o.job_root, "options.job_root")?,
-                limits_over(o.default_limits, &Limits::default())?,
+                limits_over(o.default_limits, &RunLimits::default())?,
             )
         };
         if data_dir.is_empty() {
@@ -295,6 +330,63 @@ mod tests {
         assert_eq!(
             refused.err().map(|e| e.status),
             Some(VIGIL_E_INVALID_ARGUMENT)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(struct_size: usize, require: u32) -> vigil_limits {
+        vigil_limits {
+            struct_size: struct_size as u32,
+            timeout_ms: 1500,
+            cpu_time_ms: 0,
+            memory_bytes: 64 << 20,
+            pids: 0,
+            max_output_bytes: 0,
+            require_enforcement: require,
+        }
+    }
+
+    #[test]
+    fn require_enforcement_is_read_only_from_callers_that_have_the_field() {
+        let base = RunLimits::default();
+        let full = limits(std::mem::size_of::<vigil_limits>(), 1);
+        // SAFETY: a live struct of the size it declares.
+        let got = unsafe { limits_over(&full, &base) }.ok().unwrap();
+        assert!(got.require_enforcement);
+        assert_eq!(got.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(got.limits.timeout, Some(Duration::from_millis(1500)));
+        // A caller built before the field existed declares the shorter size: the field is
+        // not read (whatever lies there), and the rest still is.
+        let old = limits(LIMITS_V1_BYTES, 1);
+        // SAFETY: as above (the struct is larger than it declares, which is allowed).
+        let got = unsafe { limits_over(&old, &base) }.ok().unwrap();
+        assert!(!got.require_enforcement);
+        assert_eq!(got.limits.memory_bytes, Some(64 << 20));
+        let short = limits(LIMITS_V1_BYTES - 8, 0);
+        // SAFETY: as above.
+        assert!(unsafe { limits_over(&short, &base) }.is_err());
+    }
+
+    #[test]
+    fn a_runtime_default_requiring_enforcement_cannot_be_lowered_by_a_job() {
+        let base = RunLimits {
+            require_enforcement: true,
+            ..RunLimits::default()
+        };
+        let job = limits(std::mem::size_of::<vigil_limits>(), 0);
+        // SAFETY: a live struct of the size it declares.
+        let got = unsafe { limits_over(&job, &base) }.ok().unwrap();
+        assert!(got.require_enforcement);
+        // SAFETY: NULL takes the default.
+        assert!(
+            unsafe { limits_over(std::ptr::null(), &base) }
+                .ok()
+                .unwrap()
+                .require_enforcement
         );
     }
 }

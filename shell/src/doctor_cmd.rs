@@ -1,11 +1,12 @@
-//! `vigil doctor [--json]`: what this host offers (cgroup mode, delegation, kernel features) and
-//! what vigil will actually enforce here, limit by limit.
+//! `vigil doctor [--json]`: what this host offers (cgroup mode, delegation, kernel features),
+//! what vigil will actually enforce here, limit by limit and by whom (`kernel`, vigil's
+//! `supervisor`, ...), and how the log makes records durable (io_uring or fdatasync, and why).
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
-use vigil_core::exec::job::Strength;
 use vigil_core::exec::Limits;
+use vigil_core::wal::sync::{SyncEngine, SyncMethod};
 
 use crate::run_cmd::executor;
 
@@ -37,6 +38,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         ..Limits::default()
     };
     let enforcement = ex.enforcement(&all);
+    let (sync_method, sync_why) = log_sync_method();
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     let report = json!({
         "cgroup": {
@@ -67,6 +69,10 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         "file_resolver": if h.openat2 { "openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)" } else { "component walk (O_NOFOLLOW, symlinks refused)" },
         "enforcement": enforcement,
         "fix": h.fix_hint(),
+        "wal": {
+            "sync_method": sync_method,
+            "sync_method_reason": sync_why,
+        },
         "notes": h.notes,
     });
     if args.json {
@@ -109,17 +115,29 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         "kernel:        clone3 {} / into cgroup {} / pidfd {} / openat2 {} / close_range {}",
         h.clone3, h.clone_into_cgroup, h.pidfd, h.openat2, h.close_range
     );
-    println!("kill path:     {}", enforcement.kill);
+    println!(
+        "kill path:     {}{}",
+        enforcement.kill,
+        if enforcement.kill_complete {
+            " (reaches every process of the job)"
+        } else {
+            ""
+        }
+    );
     println!("accounting:    {}", enforcement.accounting);
+    println!("limits (held by: kernel = even if vigil dies; supervisor = while vigil lives):");
     for l in &enforcement.limits {
-        let s = match l.strength {
-            Strength::Kernel => "ENFORCED",
-            Strength::Partial => "PARTIAL ",
-            Strength::NotEnforced => "MISSING ",
-            Strength::NotRequested => "-       ",
-        };
-        println!("  {s} {:<9} {}", l.limit, l.mechanism);
+        println!(
+            "  {:<9} {:<18} {}",
+            l.limit,
+            l.strength.as_str(),
+            l.mechanism
+        );
+        if let Some(why) = &l.not_held_reason {
+            println!("  {:<9} {:<18} {why}", "", "NOT HELD:");
+        }
     }
+    println!("log sync:      {sync_method}: {sync_why}");
     for n in &h.notes {
         println!("note: {n}");
     }
@@ -152,5 +170,23 @@ fn print_placement(h: &vigil_core::exec::host::Host) {
     }
     if let Some(l) = &h.supervisor_leaf {
         println!("supervisor:    {}", l.display());
+    }
+}
+
+/// The sync method a log opened here uses (the default, `auto`) and why: the same probe the
+/// log makes when it opens (io_uring_setup), without opening any log.
+fn log_sync_method() -> (&'static str, String) {
+    match SyncEngine::new(SyncMethod::Auto) {
+        Ok(engine) => {
+            let why = match engine.fallback_reason() {
+                None => "io_uring_setup succeeded: fdatasync is submitted as IORING_OP_FSYNC with IORING_FSYNC_DATASYNC".to_string(),
+                Some(e) => format!("io_uring is unavailable here (io_uring_setup: {e}); plain fdatasync(2)"),
+            };
+            (engine.method_name(), why)
+        }
+        Err(e) => (
+            "none",
+            format!("io_uring_setup failed in a way that is not \"unavailable\" ({e}): opening a log fails"),
+        ),
     }
 }

@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
     #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
     pub cgroup_mode: Option<String>,
+    /// Refuse the job (status `rejected`, exit code 2) instead of running it when a requested
+    /// limit is not held here: memory and pids must be held by the kernel, wall and CPU time by
+    /// vigil's supervisor with a kill that reaches every process (see `vigil doctor`).
+    #[arg(long = "require-enforcement")]
+    pub require_enforcement: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -164,6 +169,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         root,
         session: args.session.clone(),
         dry_run: args.dry_run,
+        require_enforcement: args.require_enforcement,
     };
     let outcome = match runtime.run(&request) {
         Ok(o) => o,
@@ -190,6 +196,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             error: result.error.as_deref(),
             stdout: &result.stdout.bytes,
             stderr: &result.stderr.bytes,
+            not_held: result.enforcement.not_held_messages(),
         });
     }
     ExitCode::from(exit_code_for(result))
@@ -205,12 +212,21 @@ struct Finished<'a> {
     error: Option<&'a str>,
     stdout: &'a [u8],
     stderr: &'a [u8],
+    /// `<limit> limit <value> not held: <reason>` for each requested limit not held.
+    not_held: Vec<String>,
 }
 
-/// The job's own output on our stdout and stderr, then one summary line on stderr.
+/// The job's own output on our stdout and stderr, then one warning line on stderr per
+/// requested limit that was not held, then one summary line on stderr.
 fn print_human(f: &Finished<'_>) {
     let _ = std::io::stdout().write_all(f.stdout);
     let _ = std::io::stderr().write_all(f.stderr);
+    // A rejected job ran nothing: its error already says what was not held.
+    if f.status != JobStatus::Rejected {
+        for m in &f.not_held {
+            eprintln!("vigil: warning: {m}");
+        }
+    }
     let how = match (f.exit_code, f.signal) {
         (Some(c), _) => format!("exit {c}"),
         (_, Some(s)) => format!("signal {s}"),
@@ -244,6 +260,7 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
         "root": root,
         "session": args.session,
         "dry_run": args.dry_run,
+        "require_enforcement": args.require_enforcement,
     });
     let result = match crate::call_cmd::call(socket, "run", params, None) {
         Ok(Ok(result)) => result,
@@ -284,6 +301,14 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
             error: result["error"].as_str(),
             stdout: &text("stdout"),
             stderr: &text("stderr"),
+            not_held: result["limits_not_held"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| m.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     ExitCode::from(exit_code_of(status, exit_code))

@@ -102,10 +102,13 @@ fn render_text(s: &Sample) -> String {
             fmt_bytes(m.available_bytes),
             fmt_bytes(m.total_bytes),
             fmt_pct(m.available()).trim(),
-            if m.available_estimated {
-                " [estimated]"
-            } else {
-                ""
+            match (
+                m.available_estimated,
+                s.flags & vigil_core::sample::flags::MEMORY_AVAILABLE_CLAMPED != 0
+            ) {
+                (true, _) => " [estimated]",
+                (false, true) => " [MemAvailable above MemTotal: clamped]",
+                (false, false) => "",
             }
         );
     }

@@ -87,6 +87,37 @@ int main(int argc, char **argv) {
   CHECK(message != NULL && strlen(message) > 0);
   CHECK(vigil_job_json(slow, &json) == VIGIL_OK);
   CHECK(strstr(json, "\"status\":\"timed_out\"") != NULL);
+  /* Who holds the deadline: vigil's supervisor, never "kernel". */
+  CHECK(strstr(json, "\"requested\":\"300ms\",\"strength\":\"supervisor\"") != NULL);
+
+  /* require_enforcement: where a requested limit is not held (no cgroup: the kill may miss
+     a process), the job is refused before it runs; where all are held, it runs. */
+  vigil_limits strict = VIGIL_LIMITS_INIT;
+  strict.timeout_ms = 5000;
+  strict.require_enforcement = 1;
+  vigil_job *required = run_shell(rt, "{\"cmd\": \"true\"}", &strict);
+  if (required == NULL) return 1;
+  info = info_of(required);
+  CHECK(vigil_job_json(required, &json) == VIGIL_OK);
+  if (strstr(json, "\"kill_complete\":true") != NULL) {
+    CHECK(info.status == VIGIL_JOB_COMPLETED);
+    CHECK(info.limits_not_held == 0);
+  } else {
+    CHECK(info.status == VIGIL_JOB_REJECTED);
+    CHECK(strstr(json, "wall limit 5s not held") != NULL);
+    CHECK((info.limits_not_held & VIGIL_LIMIT_WALL) != 0);
+  }
+  /* A caller built before limits_not_held existed passes the shorter struct: it is accepted,
+     and nothing past its end is written. */
+  unsigned char old_info[sizeof(vigil_job_info) + 8];
+  memset(old_info, 0xAB, sizeof old_info);
+  vigil_job_info *old = (vigil_job_info *)(void *)old_info;
+  old->struct_size = (uint32_t)offsetof(vigil_job_info, limits_not_held);
+  CHECK(vigil_job_get_info(required, old) == VIGIL_OK);
+  CHECK(old->job_id == info.job_id && old->status == info.status);
+  for (size_t i = offsetof(vigil_job_info, limits_not_held); i < sizeof old_info; i++)
+    CHECK(old_info[i] == 0xAB);
+  vigil_job_free(required);
 
   /* A job that exits non-zero has failed, with its exit code. */
   vigil_job *failed = run_shell(rt, "{\"cmd\": \"exit 3\"}", NULL);

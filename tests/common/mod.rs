@@ -43,6 +43,22 @@ pub fn vigil_bin() -> &'static Path {
     })
 }
 
+/// Runs `vigil ARGS` on the data directory `data` (and the best cgroup mode unless ARGS force
+/// one): (exit code, stdout, stderr).
+pub fn vigil_output(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(vigil_bin())
+        .env("VIGIL_DATA_DIR", data)
+        .env_remove("VIGIL_CGROUP_MODE")
+        .args(args)
+        .output()
+        .expect("run vigil");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A scratch directory, removed when dropped.
 pub struct TempDir(pub PathBuf);
 

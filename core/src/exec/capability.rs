@@ -20,7 +20,7 @@ use super::fsroot::{
 };
 use super::job::{CancelToken, Enforcement, Executor, JobResult, JobStatus};
 use super::output::CapturedOutput;
-use super::spawn::ProcessSpec;
+use super::spawn::{check_env_name, ProcessSpec};
 use super::{ExecError, Limits};
 
 /// Largest `stdin` a process capability accepts.
@@ -159,10 +159,11 @@ fn process_common(
                 let v = v
                     .as_str()
                     .ok_or_else(|| invalid(cap, format!("env value of {k:?} must be a string")))?;
-                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                check_env_name(k).map_err(|e| invalid(cap, e))?;
+                if v.contains('\0') {
                     return Err(invalid(
                         cap,
-                        format!("env entry {k:?} is not a valid variable"),
+                        format!("env value of {k:?} contains a NUL byte"),
                     ));
                 }
                 env.insert(k.clone(), v.to_string());

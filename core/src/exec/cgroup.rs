@@ -43,13 +43,12 @@ pub fn instance_marker() -> &'static str {
 
 /// Field 22 (starttime) of /proc/PID/stat.
 pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces and parentheses: fields restart after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    super::job::proc_stat(pid).map(|st| st.start_ticks)
 }
 
-/// True when the instance named by a marker `pid-start` is still running.
+/// True when the instance named by a marker `pid-start` is still running: that pid exists,
+/// started at that time (not a reused pid), and is not a zombie or dying (an instance that
+/// has exited but not been reaped runs nothing and will never remove its leaves).
 fn instance_alive(marker: &str) -> bool {
     let Some((pid, start)) = marker.split_once('-') else {
         return false;
@@ -57,7 +56,8 @@ fn instance_alive(marker: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
         return false;
     };
-    process_start_ticks(pid) == Some(start)
+    super::job::proc_stat(pid)
+        .is_some_and(|st| st.start_ticks == start && !matches!(st.state, b'Z' | b'X' | b'x'))
 }
 
 /// Reads a small cgroup file whole (bounded).
@@ -503,17 +503,23 @@ impl CgroupLeaf {
                 .and_then(|t| procfs::MemoryEvents::parse(t.as_bytes()).ok())
                 .map(|e| e.oom_kill);
         }
-        let pids_dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
+        u.pids_limit_hits = self.pids_limit_hits();
+        u
+    }
+
+    /// Forks refused by the pids limit so far: the `max` counter of pids.events (v1 leaf, or
+    /// the cgroup2 leaf on v2). Read it before [`CgroupLeaf::kill_all`], whose pids.max=0
+    /// refuses forks of its own.
+    pub fn pids_limit_hits(&self) -> Option<u64> {
+        let dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
             self.unified.as_deref()
         } else {
             None
-        });
-        if let Some(p) = pids_dir {
-            u.pids_limit_hits = text(p, "pids.events")
-                .and_then(|t| procfs::PidsEvents::parse(t.as_bytes()).ok())
-                .map(|e| e.max);
-        }
-        u
+        })?;
+        let text = read_small(&dir.join("pids.events")).ok()?;
+        procfs::PidsEvents::parse(text.as_bytes())
+            .ok()
+            .map(|e| e.max)
     }
 
     /// CPU usage so far (for the CPU-time budget): cpuacct.usage on v1, else cpu.stat's

@@ -1,11 +1,13 @@
-//! The isolated executor: runs one job — a process tree or a file operation — under limits the
-//! kernel enforces, and reports what happened and how it was enforced.
+//! The isolated executor: runs one job — a process tree or a file operation — under limits
+//! held by the kernel (memory, pids) or by vigil's supervisor (wall time, CPU time, output),
+//! and reports what happened and who held each limit (`job::Strength`).
 //!
 //! Layers, bottom up:
 //! - [`host`]: what this machine offers (cgroup mode, delegation, clone3/pidfd/openat2).
 //! - [`cgroup`]: one leaf per job in every hierarchy in use; limits, kill, usage, stale sweep.
 //! - [`spawn`]: the root process, placed in its leaf before it runs, with a clean environment.
 //! - [`job`]: the supervision loop (deadline, CPU budget, output capture, kill, accounting).
+//! - `meter`: mode `none`'s own accounting of a job's processes (CPU clocks, VmHWM, VmRSS).
 //! - [`fsroot`]: path resolution confined beneath a root directory.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
 //!   `file.write`.
@@ -17,6 +19,7 @@ pub mod cgroup;
 pub mod fsroot;
 pub mod host;
 pub mod job;
+mod meter;
 pub mod output;
 pub mod spawn;
 

@@ -104,8 +104,8 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString, ExecError> {
     CString::new(s).map_err(|_| ExecError::InvalidRequest(format!("{what} contains a NUL byte")))
 }
 
-/// The job's environment: allowlisted variables of vigil's own, the job marker, then the
-/// request's own variables.
+/// The job's environment: allowlisted variables of vigil's own, the request's own variables,
+/// then the job marker (which a request cannot replace: see [`check_env_name`]).
 pub fn job_environment(job_id: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for (k, v) in std::env::vars_os() {
@@ -118,10 +118,10 @@ pub fn job_environment(job_id: &str, extra: &BTreeMap<String, String>) -> BTreeM
     }
     env.entry("PATH".to_string())
         .or_insert_with(|| DEFAULT_PATH.to_string());
-    env.insert(JOB_MARKER_ENV.to_string(), job_id.to_string());
     for (k, v) in extra {
         env.insert(k.clone(), v.clone());
     }
+    env.insert(JOB_MARKER_ENV.to_string(), job_id.to_string());
     env
 }
 
@@ -154,17 +154,28 @@ fn resolve_program(name: &str, path_var: &str, cwd: Option<&Path>) -> Option<Pat
     None
 }
 
+/// Refuses a request's environment variable that names nothing or would replace the job
+/// marker: the marker is how vigil finds the job's processes where no cgroup holds them, so a
+/// request that set it could hide its processes from the kill.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(format!("environment variable name {name:?} is not valid"));
+    }
+    if name == JOB_MARKER_ENV {
+        return Err(format!(
+            "environment variable {JOB_MARKER_ENV} is set by vigil to name the job and cannot be set by a request"
+        ));
+    }
+    Ok(())
+}
+
 impl PreparedCommand {
     pub(crate) fn new(job_id: &str, spec: &ProcessSpec) -> Result<PreparedCommand, ExecError> {
         let Some(first) = spec.argv.first() else {
             return Err(ExecError::InvalidRequest("argv is empty".into()));
         };
         for k in spec.env.keys() {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(ExecError::InvalidRequest(format!(
-                    "environment variable name {k:?} is not valid"
-                )));
-            }
+            check_env_name(k).map_err(ExecError::InvalidRequest)?;
         }
         let env = job_environment(job_id, &spec.env);
         let path_var = env.get("PATH").map(String::as_str).unwrap_or(DEFAULT_PATH);

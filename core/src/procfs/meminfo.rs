@@ -3,6 +3,8 @@
 //! Keys may come in any order, unknown keys are ignored, values without a unit (the
 //! `HugePages_*` counts) are taken as they are. `MemAvailable` is absent before Linux 3.14; then
 //! [`MemInfo::available_bytes`] is an estimate and [`MemInfo::available_estimated`] says so.
+//! Available memory never exceeds MemTotal: some container views (lxcfs) print a MemAvailable
+//! above their MemTotal; it is clamped and [`MemInfo::available_clamped`] says so.
 use crate::parse::{Cursor, ParseError, ParseErrorKind};
 
 /// Parsed /proc/meminfo. Sizes are bytes; a field the kernel did not print is `None`.
@@ -14,6 +16,8 @@ pub struct MemInfo {
     pub available_bytes: u64,
     /// True when `available_bytes` is vigil's estimate, not the kernel's figure.
     pub available_estimated: bool,
+    /// True when MemAvailable exceeded MemTotal and `available_bytes` was cut to MemTotal.
+    pub available_clamped: bool,
     pub buffers_bytes: Option<u64>,
     pub cached_bytes: Option<u64>,
     pub swap_cached_bytes: Option<u64>,
@@ -111,6 +115,11 @@ impl MemInfo {
                 self.available_estimated = true;
             }
         }
+        if self.available_bytes > self.total_bytes {
+            self.available_bytes = self.total_bytes;
+            self.available_clamped = true;
+        }
+        debug_assert!(self.available_bytes <= self.total_bytes);
         Ok(())
     }
 
@@ -203,6 +212,20 @@ DirectMap4k:      200000 kB\n";
         assert_eq!(m.hugepages_total, Some(0), "unitless key");
         assert_eq!(m.hugepage_size_bytes, Some(2048 * 1024));
         assert_eq!(m.available_basis_points(), Some(8954));
+    }
+
+    #[test]
+    fn mem_available_above_mem_total_is_clamped_and_flagged() {
+        let mut m = MemInfo::default();
+        m.parse_into(b"MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 5000 kB\n")
+            .unwrap();
+        assert_eq!(m.available_bytes, 1000 * 1024);
+        assert!(m.available_clamped);
+        assert_eq!(m.available_basis_points(), Some(10_000));
+        m.parse_into(b"MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 1000 kB\n")
+            .unwrap();
+        assert_eq!(m.available_bytes, 1000 * 1024);
+        assert!(!m.available_clamped, "equal to the total is not clamped");
     }
 
     #[test]

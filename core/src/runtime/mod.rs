@@ -154,6 +154,9 @@ pub struct JobRequest {
     pub session: Option<String>,
     /// Validate and report, run nothing, record nothing.
     pub dry_run: bool,
+    /// Refuse the job (`rejected`, before anything runs) when a requested limit is not held
+    /// (see `Enforcement::refusal`); the executor's `require_enforcement` also turns it on.
+    pub require_enforcement: bool,
 }
 
 /// What a job came to, as returned to the caller.
@@ -841,6 +844,11 @@ impl Runtime {
         }
         if let Err(e) = cap.plan(ctx, &req.args) {
             return Some(e.to_string());
+        }
+        if req.require_enforcement || self.options.executor.require_enforcement {
+            if let Some(why) = self.executor.enforcement(&req.limits).refusal() {
+                return Some(why);
+            }
         }
         if self.options.require_isolation && !self.executor.host().has_cgroups() {
             return Some(

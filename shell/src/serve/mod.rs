@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Use at most this cgroup mode: v2, hybrid, v1 or none.
     #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
     pub cgroup_mode: Option<String>,
+    /// Refuse every job whose requested limits are not all held here (see `vigil doctor`);
+    /// a request's `require_enforcement: false` cannot lower it.
+    #[arg(long = "require-enforcement")]
+    pub require_enforcement: bool,
 }
 
 /// Counters about the server itself (the runtime keeps those about jobs).
@@ -631,6 +635,8 @@ fn run_job(server: &Server, params: vigil_core::protocol::RunParams) -> Result<V
         root: params.root.unwrap_or_else(|| server.default_root.clone()),
         session: params.session,
         dry_run: params.dry_run,
+        // The server's --require-enforcement is a floor a request cannot lower.
+        require_enforcement: params.require_enforcement || server.args.require_enforcement,
     };
     let outcome = server.runtime.run(&request).map_err(runtime_error)?;
     Ok(outcome.to_json())
