@@ -332,11 +332,6 @@ mod tests {
             Some(VIGIL_E_INVALID_ARGUMENT)
         );
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn limits(struct_size: usize, require: u32) -> vigil_limits {
         vigil_limits {
