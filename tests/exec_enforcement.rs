@@ -266,3 +266,23 @@ fn doctor_names_the_log_sync_method_and_every_limits_holder() {
         assert!(text.contains("supervisor"), "{text}");
     }
 }
+
+#[test]
+fn the_job_record_in_the_log_says_who_held_each_limit() {
+    let mut args = vec!["run", "shell", "--args", r#"{"cmd":"true"}"#, "--json"];
+    args.extend_from_slice(&["--cgroup-mode", "none"]);
+    args.extend_from_slice(ALL_LIMITS);
+    let (code, run, stderr, data) = vigil(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let job_id = run["job_id"].to_string();
+    let (code, stdout, stderr) = common::vigil_output(data.path(), &["job", &job_id, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let detail: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(detail["enforcement"], run["enforcement"], "{detail}");
+    assert_eq!(detail["limits_not_held"], run["limits_not_held"]);
+    assert!(
+        !detail["limits_not_held"].as_array().unwrap().is_empty(),
+        "mode none does not hold the memory limit: {detail}"
+    );
+    assert_eq!(limit(&detail, "wall")["strength"], "supervisor");
+}

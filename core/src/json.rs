@@ -180,6 +180,12 @@ pub fn frame_json<'a>(frame: &Frame<'a>) -> (&'static str, Value) {
         Ok(Decoded::Ignored {
             kind: record_kind::INDEX_CHECKPOINT,
         }) => ("index_checkpoint", json!({"bytes": frame.payload.len()})),
+        Ok(Decoded::Ignored {
+            kind: record_kind::JOB_ENFORCEMENT,
+        }) => (
+            "job_enforcement",
+            serde_json::from_slice(frame.payload).unwrap_or(Value::Null),
+        ),
         Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
         Err(error) => (
             "undecodable",

@@ -30,8 +30,8 @@ use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
 use crate::wal::record::{
-    JobFinished, JobInterrupted, JobLimits, JobRejected, JobStarted, JobStatus, JobUsage,
-    SessionClosed, SessionCreated,
+    kind as record_kind, JobFinished, JobInterrupted, JobLimits, JobRejected, JobStarted,
+    JobStatus, JobUsage, SessionClosed, SessionCreated,
 };
 use crate::wal::{Decoded, Lsn, Record};
 
@@ -713,6 +713,16 @@ impl Runtime {
             String::from_utf8_lossy(&e).into_owned()
         });
         let telemetry_after = self.telemetry().latest();
+        // Who held each limit, in the log beside the end (made durable by the same sync).
+        let enforcement = json!({
+            "job_id": job_id,
+            "enforcement": serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
+            "limits_not_held": result.enforcement.not_held_messages(),
+        });
+        self.wal.append_raw(
+            record_kind::JOB_ENFORCEMENT,
+            enforcement.to_string().as_bytes(),
+        )?;
         let lsn = self.record_durable(&Record::JobFinished(JobFinished {
             job_id,
             unix_ms: unix_ms(),
@@ -955,6 +965,14 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
         let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
             if frame.lsn > last || undecodable.is_some() {
                 done = true;
+                return;
+            }
+            if frame.kind == record_kind::JOB_ENFORCEMENT {
+                let held: Value = serde_json::from_slice(frame.payload).unwrap_or(Value::Null);
+                if held["job_id"] == json!(summary.job_id) {
+                    detail["enforcement"] = held["enforcement"].clone();
+                    detail["limits_not_held"] = held["limits_not_held"].clone();
+                }
                 return;
             }
             if !wanted.contains(&Some(frame.lsn)) {

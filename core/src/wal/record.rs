@@ -37,6 +37,10 @@ pub mod kind {
     /// so retention can retire older segments without losing it. Opaque to the log;
     /// ignorable.
     pub const INDEX_CHECKPOINT: u16 = 0x8004;
+    /// Who held each limit a job asked for (`kernel`, `supervisor`, `not_enforced` with the
+    /// reason), as JSON `{job_id, enforcement, limits_not_held}`; written with the job's end,
+    /// in the same sync. Ignorable.
+    pub const JOB_ENFORCEMENT: u16 = 0x8005;
 }
 
 /// Limits a job ran under; `None` where no limit was set.
