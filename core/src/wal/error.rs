@@ -104,7 +104,7 @@ impl fmt::Display for LogFault {
             "WAL {what} in segment {} at offset {} (expected LSN {}): {}",
             self.segment, self.offset, self.expected_lsn, self.cause
         )?;
-        if self.kind == FaultKind::Corruption {
+        if self.kind == FaultKind::Corruption && !self.cause.contains("vigil wal repair") {
             write!(
                 f,
                 "; nothing was changed. `vigil wal repair` writes a new log of every valid \
