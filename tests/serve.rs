@@ -269,7 +269,15 @@ fn every_method_answers_over_the_socket() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["session_created", "job_started", "job_finished"]);
+    assert_eq!(
+        kinds,
+        [
+            "session_created",
+            "job_started",
+            "job_enforcement",
+            "job_finished"
+        ]
+    );
     assert_eq!(events["next_cursor"], json!(lsn + 1));
     // Cursor past the end: a long-poll that a new record ends early.
     let cursor = events["next_cursor"].clone();
@@ -848,8 +856,8 @@ fn metrics_parse_as_prometheus_exposition_and_move_with_work() {
     assert_eq!(jobs_total(&after, "failed"), 1.0);
     assert_eq!(
         appends(&after) - appends(&before),
-        4.0,
-        "two records per job"
+        6.0,
+        "three records per job: its start, who held its limits, its end"
     );
     assert!(
         after["vigil_wal_sync_duration_seconds_count"]["{}"]
@@ -953,6 +961,9 @@ fn events_read_stops_at_its_byte_budget_and_the_cursor_goes_on() {
         batches += 1;
         cursor = r["next_cursor"].clone();
     }
-    assert_eq!(total, 28, "every record, across batches");
+    assert_eq!(
+        total, 42,
+        "every record (a start, who held the limits, an end per job), across batches"
+    );
     assert!(batches >= 2, "the budget split the read ({batches} batch)");
 }

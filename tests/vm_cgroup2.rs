@@ -36,8 +36,8 @@ const HELD_CHECKS: &[&str] = &[
     "kill9_processes_killed",
     "leaves_gone",
 ];
-/// Placements, whether the held suite runs there, and their further checks. SKIP is accepted
-/// only where the scenario says the flag it needs is not in this build.
+/// Placements, whether the held suite runs there, and their further checks. Every expected
+/// check must PASS.
 const EXPECTED: &[(&str, bool, &[&str])] = &[
     (
         "root_cgroup",
@@ -113,7 +113,6 @@ fn every_placement_on_pure_cgroup2_holds_the_limits_in_a_vm() {
         let detail = it.next().unwrap_or("");
         match verdict {
             "PASS" => {}
-            "SKIP" if detail.contains("--require-enforcement not available") => {}
             _ => problems.push(format!("{placement} {check}: {verdict} {detail}")),
         }
         seen.insert((placement.to_string(), check.to_string()));
