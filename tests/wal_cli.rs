@@ -240,3 +240,25 @@ fn a_missing_log_is_a_clear_error_not_a_panic() {
     let bad = vigil(data.path(), &["wal", "recover", "--mode", "nonsense"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_new_data_directory_and_its_log_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("fresh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 0; exec "$0" --data-dir "$1" run exec --args '{"argv":["/bin/true"]}'"#)
+        .arg(common::vigil_bin())
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(&data.join("wal")), 0o700, "the log directory");
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
