@@ -10,6 +10,7 @@
 pub mod fuzzing;
 pub mod guard;
 pub mod histogram;
+pub mod model;
 pub mod parse;
 pub mod procfs;
 pub mod sample;

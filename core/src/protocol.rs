@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
+use crate::model::JobState;
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -120,7 +121,7 @@ pub enum Call {
     Run(Box<RunParams>),
     JobsList {
         session: Option<String>,
-        status: Option<String>,
+        status: Option<JobState>,
     },
     JobsGet {
         job_id: u64,
@@ -344,7 +345,10 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
         "run" => Call::Run(Box::new(parse_run(&mut p)?)),
         "jobs.list" => Call::JobsList {
             session: p.string("session")?,
-            status: p.string("status")?,
+            status: p
+                .string("status")?
+                .map(|s| JobState::parse(&s).map_err(|e| RpcError::params(e.to_string())))
+                .transpose()?,
         },
         "jobs.get" => Call::JobsGet {
             job_id: p.required_u64("job_id")?,
@@ -548,6 +552,29 @@ mod tests {
         assert_eq!(
             parse_request(&big).unwrap_err().error.code,
             code::REQUEST_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn the_jobs_list_status_filter_is_a_known_state() {
+        let r = call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{"status":"timed_out"}}"#,
+        )
+        .unwrap();
+        let Call::JobsList { status, .. } = r.call else {
+            panic!("not jobs.list: {:?}", r.call);
+        };
+        assert_eq!(
+            status,
+            Some(JobState::Ended(crate::model::JobStatus::TimedOut))
+        );
+        let r = call(r#"{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{"status":"done"}}"#)
+            .unwrap_err();
+        assert_eq!(r.error.code, code::INVALID_PARAMS);
+        assert!(
+            r.error.message.contains("\"done\"") && r.error.message.contains("running, completed"),
+            "{}",
+            r.error.message
         );
     }
 

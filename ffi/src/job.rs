@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
-use vigil_core::exec::JobStatus;
+use vigil_core::model::{JobState, JobStatus};
 use vigil_core::runtime::{JobOutcome, JobRequest};
 
 use crate::runtime::{limits_over, runtime_ref, vigil_limits, vigil_runtime};
@@ -371,6 +371,9 @@ pub unsafe extern "C" fn vigil_jobs_list_json(
         non_null(needed, "needed")?;
         // SAFETY: NULL or a NUL-terminated string.
         let status = unsafe { opt_str(status_filter, "status_filter") }?;
+        let status = status
+            .map(|s| JobState::parse(s).map_err(|e| FfiError::invalid(e.to_string())))
+            .transpose()?;
         let jobs = rt.runtime.jobs(None, status);
         let text = serde_json::to_string(&jobs)
             .map_err(|e| FfiError::new(VIGIL_E_INTERNAL, format!("job list as JSON: {e}")))?;

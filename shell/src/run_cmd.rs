@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use clap::Args;
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::model::JobStatus;
 use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
 
 use crate::units::{parse_duration, parse_size};
@@ -84,20 +85,7 @@ pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
 }
 
 fn exit_code_for(r: &JobResult) -> u8 {
-    exit_code_of(r.status, r.exit_code)
-}
-
-fn exit_code_of(status: JobStatus, exit_code: Option<i32>) -> u8 {
-    match status {
-        JobStatus::Completed if exit_code.unwrap_or(0) == 0 => 0,
-        JobStatus::Completed | JobStatus::Failed => exit_code
-            .filter(|c| (1..=125).contains(c))
-            .map_or(1, |c| c as u8),
-        JobStatus::Rejected => 2,
-        JobStatus::Interrupted => 3,
-        JobStatus::TimedOut => 124,
-        JobStatus::OomKilled => 137,
-    }
+    r.status.process_exit_code(r.exit_code)
 }
 
 /// Opens the runtime under the CLI's data directory with the requested cgroup mode.
@@ -311,5 +299,5 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
                 .unwrap_or_default(),
         });
     }
-    ExitCode::from(exit_code_of(status, exit_code))
+    ExitCode::from(status.process_exit_code(exit_code))
 }

@@ -18,10 +18,11 @@ use serde_json::{Map, Value};
 use super::fsroot::{
     ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
 };
-use super::job::{CancelToken, Enforcement, Executor, JobResult, JobStatus};
+use super::job::{CancelToken, Enforcement, Executor, JobResult};
 use super::output::CapturedOutput;
 use super::spawn::{check_env_name, ProcessSpec};
 use super::{ExecError, Limits};
+use crate::model::JobStatus;
 
 /// Largest `stdin` a process capability accepts.
 pub const STDIN_BYTES_MAX: usize = 16 << 20;
@@ -255,13 +256,7 @@ fn plan_process(spec: &ProcessSpec) -> String {
 }
 
 fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
-    let status = match e {
-        ExecError::InvalidRequest(_)
-        | ExecError::PathRejected { .. }
-        | ExecError::InvalidJobId(_)
-        | ExecError::Unenforceable(_) => JobStatus::Rejected,
-        _ => JobStatus::Failed,
-    };
+    let status = e.status();
     JobResult::refused(
         ctx.job_id,
         status,

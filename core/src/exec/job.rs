@@ -50,7 +50,7 @@ const ENVIRON_BYTES_MAX: u64 = 256 << 10;
 const ORPHAN_REAP_MS_MAX: u64 = 2_000;
 
 /// How a job ended: the same status the WAL records, so executor and log cannot disagree.
-pub use crate::wal::record::JobStatus;
+use crate::model::JobStatus;
 
 /// Who holds a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -945,13 +945,7 @@ impl Executor {
         );
         result.error = None;
         if let Err(e) = self.run_inner(job_id, spec, limits, started, cancel, &mut result) {
-            result.status = match e {
-                ExecError::InvalidJobId(_)
-                | ExecError::InvalidRequest(_)
-                | ExecError::PathRejected { .. }
-                | ExecError::Unenforceable(_) => JobStatus::Rejected,
-                _ => JobStatus::Failed,
-            };
+            result.status = e.status();
             result.error = Some(e.to_string());
         }
         result.wall_ms = started.elapsed().as_millis() as u64;

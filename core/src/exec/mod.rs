@@ -29,8 +29,10 @@ use std::time::Duration;
 
 pub use capability::{Capability, CapabilityRegistry, JobContext};
 pub use host::{CgroupMode, Host, HostConfig};
-pub use job::{CancelToken, Enforcement, Executor, ExecutorConfig, JobResult, JobStatus};
+pub use job::{CancelToken, Enforcement, Executor, ExecutorConfig, JobResult};
 pub use spawn::ProcessSpec;
+
+use crate::model::{self, JobStatus};
 
 /// Output kept per stream when the request sets no cap.
 pub const OUTPUT_BYTES_DEFAULT: u64 = 1 << 20;
@@ -50,6 +52,32 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// Bytes kept per output stream (head and tail).
     pub max_output_bytes: u64,
+}
+
+impl Limits {
+    /// The wire and log form of these limits (milliseconds; the output cap always set).
+    pub fn to_model(&self) -> model::Limits {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        model::Limits {
+            timeout_ms: ms(self.timeout),
+            cpu_time_ms: ms(self.cpu_time),
+            memory_bytes: self.memory_bytes,
+            pids: self.pids,
+            max_output_bytes: Some(self.max_output_bytes),
+        }
+    }
+
+    /// Limits from their wire form; an unset output cap is [`OUTPUT_BYTES_DEFAULT`]. Bounds are
+    /// the caller's to check (the protocol and the C API refuse out-of-range values).
+    pub fn from_model(l: &model::Limits) -> Limits {
+        Limits {
+            timeout: l.timeout_ms.map(Duration::from_millis),
+            cpu_time: l.cpu_time_ms.map(Duration::from_millis),
+            memory_bytes: l.memory_bytes,
+            pids: l.pids,
+            max_output_bytes: l.max_output_bytes.unwrap_or(OUTPUT_BYTES_DEFAULT),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -134,3 +162,17 @@ impl fmt::Display for ExecError {
 }
 
 impl std::error::Error for ExecError {}
+
+impl ExecError {
+    /// How a job that stopped on this error ended: `rejected` when the request itself was at
+    /// fault (nothing ran), `failed` otherwise.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            ExecError::InvalidJobId(_)
+            | ExecError::InvalidRequest(_)
+            | ExecError::PathRejected { .. }
+            | ExecError::Unenforceable(_) => JobStatus::Rejected,
+            _ => JobStatus::Failed,
+        }
+    }
+}

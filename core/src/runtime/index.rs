@@ -8,9 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::{JobState, JobStatus};
 use crate::wal::log::{LogFault, WalError};
 use crate::wal::reader::Reader;
-use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
+use crate::wal::record::{kind as record_kind, JobRejected, JobStarted};
 use crate::wal::scan::FaultKind;
 use crate::wal::Frame;
 use crate::wal::{Decoded, Lsn, Record, RecordError};
@@ -24,7 +25,7 @@ pub struct JobSummary {
     pub job_id: u64,
     pub capability: String,
     /// `running` until the job's end is logged, then its final status.
-    pub status: String,
+    pub status: JobState,
     pub session: Option<String>,
     pub started_unix_ms: Option<u64>,
     pub finished_unix_ms: Option<u64>,
@@ -92,7 +93,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: "running".into(),
+                        status: JobState::Running,
                         session: r.session.map(str::to_string),
                         started_unix_ms: Some(r.unix_ms),
                         finished_unix_ms: None,
@@ -108,7 +109,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: JobStatus::Rejected.as_str().into(),
+                        status: JobState::Ended(JobStatus::Rejected),
                         session: r.session.map(str::to_string),
                         started_unix_ms: None,
                         finished_unix_ms: Some(r.unix_ms),
@@ -151,7 +152,7 @@ impl JobIndex {
 
     fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
         if let Some(j) = self.jobs.get_mut(&job_id) {
-            j.status = status.as_str().into();
+            j.status = JobState::Ended(status);
             j.finished_unix_ms = Some(unix_ms);
             j.end_lsn = Some(lsn);
         }
@@ -258,7 +259,7 @@ impl JobIndex {
     }
 
     /// Jobs matching the filters, oldest first.
-    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+    pub fn list(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.jobs
             .values()
             .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))

@@ -24,13 +24,13 @@ use crate::exec::capability::{CapabilityRegistry, JobContext};
 use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
+use crate::model::{JobState, JobStatus, Usage};
 use crate::sample::Sample;
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
 use crate::wal::record::{
-    kind as record_kind, JobFinished, JobLimits, JobRejected, JobStarted, JobStatus, JobUsage,
-    SessionClosed, SessionCreated,
+    kind as record_kind, JobFinished, JobRejected, JobStarted, SessionClosed, SessionCreated,
 };
 use crate::wal::{Decoded, Lsn, Record};
 
@@ -175,7 +175,7 @@ impl JobOutcome {
 
     /// The process exit code the CLI uses: 0 only for `completed` with exit code 0.
     pub fn succeeded(&self) -> bool {
-        self.result.status == JobStatus::Completed && self.result.exit_code == Some(0)
+        self.result.status.process_exit_code(self.result.exit_code) == 0
     }
 }
 
@@ -227,17 +227,6 @@ pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
         return None;
     }
     postcard::from_bytes(bytes).ok()
-}
-
-fn wal_limits(l: &Limits) -> JobLimits {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
-    JobLimits {
-        timeout_ms: ms(l.timeout),
-        cpu_time_ms: ms(l.cpu_time),
-        memory_bytes: l.memory_bytes,
-        pids: l.pids,
-        max_output_bytes: Some(l.max_output_bytes),
-    }
 }
 
 impl Runtime {
@@ -444,7 +433,7 @@ impl Runtime {
             unix_ms: unix_ms(),
             capability: &req.capability,
             args_json: &args_logged,
-            limits: wal_limits(&req.limits),
+            limits: req.limits.to_model(),
             session: req.session.as_deref(),
             root: Some(&root),
             telemetry_before: &encode_sample(telemetry_before.as_ref()),
@@ -480,7 +469,7 @@ impl Runtime {
             status: result.status,
             exit_code: result.exit_code,
             signal: result.signal,
-            usage: JobUsage {
+            usage: Usage {
                 cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
                 memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
                 wall_ms: result.wall_ms,
@@ -561,7 +550,7 @@ impl Runtime {
     }
 
     /// Jobs matching the filters, oldest first.
-    pub fn jobs(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+    pub fn jobs(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.index().list(session, status)
     }
 

@@ -546,9 +546,7 @@ fn dispatch(server: &Server, call: Call) -> Result<Answer, Failure> {
             })
         }
         Call::Run(params) => run_job(server, *params)?,
-        Call::JobsList { session, status } => {
-            to_value(rt.jobs(session.as_deref(), status.as_deref()))?
-        }
+        Call::JobsList { session, status } => to_value(rt.jobs(session.as_deref(), status))?,
         Call::JobsGet { job_id } => rt.job_detail(job_id).map_err(runtime_error)?,
         Call::JobsCancel { job_id } => {
             let outcome = rt
