@@ -314,7 +314,9 @@ fn file_result(
         ctx.executor.enforcement(ctx.limits),
     );
     r.error = None;
-    r.exit_code = None;
+    // A file operation that completed succeeded: exit code 0, as a process that did so (the
+    // CLI exits 0 only for a completed job with exit code 0).
+    r.exit_code = Some(0);
     r.stdout = CapturedOutput {
         bytes: stdout,
         truncated,
