@@ -163,3 +163,6 @@ enum Answer {
     Value(Value),
     Text(Arc<str>),
 }
+
+#[cfg(test)]
+mod tests;
