@@ -26,6 +26,28 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// says where to go on), so one request cannot make the server build a huge answer.
 pub const EVENTS_BATCH_BYTES_MAX: usize = 4 << 20;
 
+/// A server's defaults, where its options do not say otherwise.
+pub mod defaults {
+    use core::time::Duration;
+
+    /// Jobs running at once.
+    pub const MAX_JOBS: usize = crate::runtime::CONCURRENT_JOBS_DEFAULT;
+    /// Jobs waiting for a slot beyond those.
+    pub const QUEUE: usize = 64;
+    /// Connections open at once.
+    pub const MAX_CONNECTIONS: usize = 128;
+    /// A connection that sends nothing for this long is closed.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Time to send one request line, or to take one response.
+    pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+    /// On shutdown, how long running jobs may go on before they are killed.
+    pub const GRACE: Duration = Duration::from_secs(10);
+    /// Time between telemetry samples.
+    pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+    /// Longest request line.
+    pub const REQUEST_BYTES_MAX: usize = crate::protocol::REQUEST_BYTES_MAX;
+}
+
 /// What the methods need to know of the server they answer for.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use vigil_core::protocol::{code, error_response, RpcError};
 
-use super::socket::{peer_allowed, peer_credentials, BoundSocket};
+use super::socket::{peer_allowed, BoundSocket};
 use super::{framing, Server, TICK};
+use crate::client::peer_credentials;
 
 pub fn accept_loop(server: &Arc<Server>, bound: &BoundSocket, wake: &OwnedFd) {
     let mut fds = [

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use vigil_core::rpc::{Service, ServiceConfig};
-use vigil_core::runtime::{Runtime, RuntimeOptions};
+use vigil_core::rpc::{defaults, Service, ServiceConfig};
+use vigil_core::runtime::Runtime;
 
-use crate::units::parse_duration;
-use crate::{default_data_dir, Cli};
+use crate::config::{CgroupModeArg, Global};
+use crate::units::{duration_text, parse_duration};
 
 mod accept;
 mod framing;
@@ -31,7 +31,6 @@ mod metrics;
 mod signals;
 mod socket;
 
-pub use socket::peer_credentials;
 use socket::BoundSocket;
 
 /// How often blocked threads look at the shutdown flag and their deadlines.
@@ -49,37 +48,40 @@ pub struct ServeArgs {
     #[arg(long)]
     pub metrics: Option<String>,
     /// Jobs running at once.
-    #[arg(long = "max-jobs", default_value_t = 8)]
+    #[arg(long = "max-jobs", default_value_t = defaults::MAX_JOBS)]
     pub max_jobs: usize,
     /// Jobs waiting for a slot beyond those; past this, `run` answers `busy`.
-    #[arg(long = "queue", default_value_t = 64)]
+    #[arg(long = "queue", default_value_t = defaults::QUEUE)]
     pub queue: usize,
     /// Connections open at once; past this, new ones get a `busy` error and are closed.
-    #[arg(long = "max-connections", default_value_t = 128)]
+    #[arg(long = "max-connections", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Also accept peers with this uid (besides the server's own uid and root). Repeatable.
     #[arg(long = "allow-uid")]
     pub allow_uid: Vec<u32>,
     /// Close a connection that sends nothing for this long.
-    #[arg(long = "idle-timeout", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "idle-timeout", default_value = duration_text(defaults::IDLE_TIMEOUT),
+          value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Close a connection that takes longer than this to send one request line, or to take
     /// one response.
-    #[arg(long = "io-timeout", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "io-timeout", default_value = duration_text(defaults::IO_TIMEOUT),
+          value_parser = parse_duration)]
     pub io_timeout: Duration,
     /// On SIGTERM/SIGINT, let running jobs finish for this long before killing them.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = duration_text(defaults::GRACE), value_parser = parse_duration)]
     pub grace: Duration,
     /// Root for `run` requests that name none: file capabilities are confined beneath it
     /// (default: the server's current directory).
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Time between telemetry samples.
-    #[arg(long = "sample-interval", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "sample-interval", default_value = duration_text(defaults::SAMPLE_INTERVAL),
+          value_parser = parse_duration)]
     pub sample_interval: Duration,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none.
-    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
-    pub cgroup_mode: Option<String>,
+    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
+    pub cgroup_mode: Option<CgroupModeArg>,
     /// Refuse every job whose requested limits are not all held here (see `vigil doctor`);
     /// a request's `require_enforcement: false` cannot lower it.
     #[arg(long = "require-enforcement")]
@@ -101,7 +103,7 @@ impl Deref for Server {
     }
 }
 
-pub fn run(cli: &Cli, args: ServeArgs) -> ExitCode {
+pub fn run(cli: &Global, args: ServeArgs) -> ExitCode {
     match serve(cli, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -111,29 +113,21 @@ pub fn run(cli: &Cli, args: ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(cli: &Cli, args: ServeArgs) -> Result<(), String> {
+fn serve(cli: &Global, args: ServeArgs) -> Result<(), String> {
     if args.max_jobs == 0 || args.max_connections == 0 {
         return Err("--max-jobs and --max-connections must be at least 1".into());
     }
     // Signals are taken by one thread with sigwait; every other thread, including those the
     // runtime starts, inherits the blocked mask. (Job processes reset it before exec.)
     let signals = signals::block_shutdown_signals();
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    let socket_path = args
-        .socket
-        .clone()
-        .unwrap_or_else(|| data_dir.join("vigil.sock"));
+    let socket_path = cli.socket_path(args.socket.as_deref());
     let default_root = match &args.root {
         Some(r) => r.clone(),
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
     };
-    let mut options = RuntimeOptions::new(&data_dir);
-    options.proc_root = cli.proc_root.clone();
-    options.wal = crate::wal_options(cli);
+    let mut options = cli.runtime_options(args.cgroup_mode);
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
-    options.wal = crate::wal_options(cli);
-    options.executor = crate::run_cmd::executor_config(args.cgroup_mode.as_deref())?;
     // The runtime first: it holds the log's lock, so a second server on the same data
     // directory fails here, before touching the socket.
     let runtime = Runtime::open(options).map_err(|e| e.to_string())?;
