@@ -23,6 +23,8 @@ pub mod protocol;
 pub mod rpc;
 #[cfg(feature = "std")]
 pub mod runtime;
+#[cfg(feature = "std")]
+pub mod view;
 pub mod wal;
 
 #[cfg(feature = "std")]

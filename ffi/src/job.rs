@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 
 use vigil_core::model::{JobState, JobStatus};
 use vigil_core::runtime::{JobOutcome, JobRequest};
+use vigil_core::view::job::summaries_json;
 
 use crate::runtime::{limits_over, runtime_ref, vigil_limits, vigil_runtime};
-use crate::vigil_status::{self, *};
+use crate::vigil_status;
 use crate::{
     boundary, c_string, check_struct_size, close_handle, copy_out, handle_ref, non_null,
     open_handle, opt_str, out_param, req_str, FfiError, HandleKind,
@@ -375,8 +376,7 @@ pub unsafe extern "C" fn vigil_jobs_list_json(
             .map(|s| JobState::parse(s).map_err(|e| FfiError::invalid(e.to_string())))
             .transpose()?;
         let jobs = rt.runtime.jobs(None, status);
-        let text = serde_json::to_string(&jobs)
-            .map_err(|e| FfiError::new(VIGIL_E_INTERNAL, format!("job list as JSON: {e}")))?;
+        let text = summaries_json(&jobs).to_string();
         // SAFETY: forwarded from the caller's contract on buf/buf_len/needed.
         unsafe { copy_out_c_string(text, buf, buf_len, needed) }
     })

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::Args;
 use vigil_core::model::JobState;
 use vigil_core::runtime::{job_detail_from, JobIndex, JobSummary, RuntimeOptions};
+use vigil_core::view::job::summaries_json;
 use vigil_core::wal::log::{LogFault, WalError};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{Decoded, Record};
@@ -141,13 +142,7 @@ pub fn list(cli: &Global, args: &JobsArgs) -> ExitCode {
     };
     let jobs: Vec<JobSummary> = loaded.index.list(args.session.as_deref(), args.status);
     if args.json {
-        match serde_json::to_string(&jobs) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("vigil jobs: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        println!("{}", summaries_json(&jobs));
     } else {
         print_table(&jobs);
         if loaded.index.from_checkpoint {

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use vigil_core::json::{centi, sample_json};
 use vigil_core::procfs::Psi;
 use vigil_core::sample::{Percent, Sample};
 use vigil_core::sampler::Sampler;
+use vigil_core::view::sample::{centi, sample_json};
 
 use crate::config::Global;
 use crate::units::parse_duration;

@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 
 use super::fault::runtime_fault;
 use super::{Answer, Failure, Service, EVENTS_BATCH_BYTES_MAX, TICK};
-use crate::json::{event_json, sample_json};
+use crate::json::event_json;
 use crate::protocol::{code, Call, RpcError, RunParams};
 use crate::runtime::{CancelOutcome, JobRequest, RuntimeError};
+use crate::view::job::summaries_json;
+use crate::view::sample::sample_json;
 use crate::wal::log::WalError;
 
 impl Service {
@@ -38,7 +40,9 @@ impl Service {
                 })
             }
             Call::Run(params) => self.run_job(*params)?,
-            Call::JobsList { session, status } => to_value(rt.jobs(session.as_deref(), status))?,
+            Call::JobsList { session, status } => {
+                summaries_json(&rt.jobs(session.as_deref(), status))
+            }
             Call::JobsGet { job_id } => rt.job_detail(job_id).map_err(runtime_error)?,
             Call::JobsCancel { job_id } => {
                 let outcome = rt

@@ -19,21 +19,8 @@ use crate::wal::{Decoded, Lsn, Record, RecordError};
 /// Records read per batch while rebuilding the index.
 pub(super) const INDEX_BATCH_RECORDS: usize = 1024;
 
-/// One job in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobSummary {
-    pub job_id: u64,
-    pub capability: String,
-    /// `running` until the job's end is logged, then its final status.
-    pub status: JobState,
-    pub session: Option<String>,
-    pub started_unix_ms: Option<u64>,
-    pub finished_unix_ms: Option<u64>,
-    /// LSN of the job's first record.
-    pub lsn: Lsn,
-    /// LSN of the record that ended it.
-    pub end_lsn: Option<Lsn>,
-}
+/// One job in the index (its JSON is the job summary view).
+pub use crate::view::job::JobSummary;
 
 /// One session in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ use crate::guard::{self, Decision, Thresholds};
 use crate::model::{JobState, JobStatus, Usage};
 use crate::sample::Sample;
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
+use crate::view::job::{detail_json, result_json, JobDetail, RunView};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
 use crate::wal::record::{
@@ -162,15 +163,22 @@ pub struct JobOutcome {
 }
 
 impl JobOutcome {
-    /// The object of `vigil run --json` and the socket's `run` result.
+    /// The run view: the object of `vigil run --json` and the socket's `run` result.
+    pub fn view(&self) -> RunView {
+        let mut view = RunView::new(
+            &self.result,
+            &self.capability,
+            Some(self.job_id),
+            self.session.as_deref(),
+            self.lsn,
+        );
+        view.dry_run = self.dry_run.clone();
+        view
+    }
+
+    /// The JSON of [`JobOutcome::view`].
     pub fn to_json(&self) -> Value {
-        let mut v = self.result.to_json(&self.capability, self.lsn);
-        v["job_id"] = json!(self.job_id);
-        v["session"] = json!(self.session);
-        if let Some(report) = &self.dry_run {
-            v["dry_run"] = report.clone();
-        }
-        v
+        self.view().to_json()
     }
 
     /// The process exit code the CLI uses: 0 only for `completed` with exit code 0.
@@ -613,24 +621,15 @@ impl Runtime {
     }
 }
 
-/// Reads a job's records starting at its first LSN and assembles its full record.
+/// Reads a job's records starting at its first LSN and assembles its full record, as the job
+/// detail view.
 pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Value, RuntimeError> {
-    let mut detail = json!({
-        "job_id": summary.job_id,
-        "capability": summary.capability,
-        "status": summary.status,
-        "session": summary.session,
-        "lsn": summary.lsn,
-        "end_lsn": summary.end_lsn,
-    });
+    let mut detail = JobDetail {
+        summary: Some(summary.clone()),
+        ..JobDetail::default()
+    };
     let wanted = [Some(summary.lsn), summary.end_lsn];
     let last = summary.end_lsn.unwrap_or(summary.lsn);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let sample_json = |b: &[u8]| {
-        decode_sample(b)
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or(Value::Null)
-    };
     let mut undecodable = None;
     loop {
         let mut done = false;
@@ -642,66 +641,54 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
             if frame.kind == record_kind::JOB_ENFORCEMENT {
                 let held: Value = serde_json::from_slice(frame.payload).unwrap_or(Value::Null);
                 if held["job_id"] == json!(summary.job_id) {
-                    detail["enforcement"] = held["enforcement"].clone();
-                    detail["limits_not_held"] = held["limits_not_held"].clone();
+                    detail.enforcement = Some(held["enforcement"].clone());
+                    detail.limits_not_held = Some(held["limits_not_held"].clone());
                 }
                 return;
             }
             if !wanted.contains(&Some(frame.lsn)) {
                 return;
             }
-            let record = match Record::decode(frame.kind, frame.payload) {
-                Ok(Decoded::Record(record)) => record,
-                Ok(Decoded::Ignored { .. }) => return,
-                Err(error) => {
-                    undecodable = Some(index::undecodable_record(&frame, error));
-                    return;
-                }
-            };
-            match record {
-                Record::JobStarted(r) => {
-                    detail["started_unix_ms"] = json!(r.unix_ms);
-                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
-                    detail["limits"] = serde_json::to_value(r.limits).unwrap_or(Value::Null);
-                    detail["root"] = json!(r.root);
-                    detail["telemetry_before"] = sample_json(r.telemetry_before);
-                }
-                Record::JobFinished(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["result"] = json!({
-                        "status": r.status.as_str(),
-                        "exit_code": r.exit_code,
-                        "signal": r.signal,
-                        "wall_ms": r.usage.wall_ms,
-                        "cpu_usage_us": r.usage.cpu_usage_us,
-                        "memory_peak_bytes": r.usage.memory_peak_bytes,
-                        "stdout": text(r.stdout),
-                        "stdout_truncated": r.stdout_truncated,
-                        "stderr": text(r.stderr),
-                        "stderr_truncated": r.stderr_truncated,
-                        "error": r.error,
-                    });
-                    detail["telemetry_after"] = sample_json(r.telemetry_after);
-                }
-                Record::JobInterrupted(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["result"] = json!({"status": "interrupted", "error": r.reason});
-                }
-                Record::JobRejected(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
-                    detail["result"] = json!({"status": "rejected", "error": r.reason});
-                    detail["telemetry_before"] = sample_json(r.telemetry);
-                }
-                _ => {}
+            match Record::decode(frame.kind, frame.payload) {
+                Ok(Decoded::Record(record)) => add_to_detail(&mut detail, &record),
+                Ok(Decoded::Ignored { .. }) => {}
+                Err(error) => undecodable = Some(index::undecodable_record(&frame, error)),
             }
         })?;
         if let Some(error) = undecodable.take() {
             return Err(RuntimeError::Wal(error));
         }
         if n == 0 || done {
-            return Ok(detail);
+            return Ok(detail_json(&detail));
         }
+    }
+}
+
+/// What one of a job's records adds to its full record.
+fn add_to_detail(detail: &mut JobDetail, record: &Record<'_>) {
+    let args = |text: &str| Some(serde_json::from_str(text).unwrap_or(Value::Null));
+    match record {
+        Record::JobStarted(r) => {
+            detail.started_unix_ms = Some(r.unix_ms);
+            detail.args = args(r.args_json);
+            detail.limits = Some(r.limits);
+            detail.root = r.root.map(str::to_string);
+            detail.telemetry_before = decode_sample(r.telemetry_before);
+        }
+        Record::JobFinished(r) => {
+            detail.finished_unix_ms = Some(r.unix_ms);
+            detail.telemetry_after = decode_sample(r.telemetry_after);
+        }
+        Record::JobInterrupted(r) => detail.finished_unix_ms = Some(r.unix_ms),
+        Record::JobRejected(r) => {
+            detail.finished_unix_ms = Some(r.unix_ms);
+            detail.args = args(r.args_json);
+            detail.telemetry_before = decode_sample(r.telemetry);
+        }
+        _ => return,
+    }
+    if let Some(result) = result_json(record) {
+        detail.result = Some(result);
     }
 }
 
