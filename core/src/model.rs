@@ -7,9 +7,10 @@
 //! **The postcard encoding of these types is frozen.** The log stores [`JobStatus`],
 //! [`Limits`] and [`Usage`] inside its records, and postcard encodes an enum by its variant
 //! index and a struct by its field order: reordering variants or fields, or inserting one
-//! anywhere but the end of an enum, changes how old logs decode. The `model_encoding_is_frozen`
-//! test pins the bytes. Names (`completed`, `timed_out`, ...) are what the CLI, the protocol and
-//! JSON use; postcard never sees them.
+//! anywhere but the end of an enum, changes how old logs decode. The tests
+//! `job_status_variant_order_is_frozen` and `model_encoding_is_frozen` pin the bytes. Names
+//! (`completed`, `timed_out`, ...) are what the CLI, the protocol and JSON use; postcard never
+//! sees them.
 
 use core::fmt;
 
@@ -246,27 +247,29 @@ pub struct Usage {
 mod tests {
     use super::*;
 
+    /// `JobStatus` is stored by variant index: the order of its variants is frozen.
+    #[test]
+    fn job_status_variant_order_is_frozen() {
+        let names = [
+            "completed",
+            "failed",
+            "timed_out",
+            "oom_killed",
+            "rejected",
+            "interrupted",
+        ];
+        for (index, status) in JobStatus::ALL.into_iter().enumerate() {
+            let mut buf = [0u8; 4];
+            let bytes = postcard::to_slice(&status, &mut buf).unwrap();
+            assert_eq!(bytes, &[index as u8], "{status:?}");
+            assert_eq!(status.as_str(), names[index]);
+        }
+    }
+
     #[test]
     fn model_encoding_is_frozen() {
-        let mut buf = [0u8; 64];
-        let expected: [(JobStatus, u8); 6] = [
-            (JobStatus::Completed, 0),
-            (JobStatus::Failed, 1),
-            (JobStatus::TimedOut, 2),
-            (JobStatus::OomKilled, 3),
-            (JobStatus::Rejected, 4),
-            (JobStatus::Interrupted, 5),
-        ];
-        for (status, byte) in expected {
-            let out = postcard::to_slice(&status, &mut buf).unwrap();
-            assert_eq!(out, &[byte], "{status}");
-            assert_eq!(
-                postcard::from_bytes::<JobStatus>(&[byte]).ok(),
-                Some(status)
-            );
-        }
         assert!(postcard::from_bytes::<JobStatus>(&[6]).is_err());
-
+        let mut buf = [0u8; 64];
         let limits = Limits {
             timeout_ms: Some(1500),
             cpu_time_ms: None,
