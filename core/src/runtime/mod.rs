@@ -20,34 +20,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::exec::capability::{CapabilityRegistry, JobContext};
-use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
+use crate::exec::capability::CapabilityRegistry;
+use crate::exec::job::{Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
-use crate::guard::{self, Decision, Thresholds};
-use crate::model::{JobState, JobStatus, Usage};
+use crate::guard::Thresholds;
+use crate::model::JobState;
 use crate::sample::Sample;
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::view::job::{detail_json, result_json, JobDetail, RunView};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
-use crate::wal::record::{
-    kind as record_kind, JobFinished, JobRejected, JobStarted, SessionClosed, SessionCreated,
-};
+use crate::wal::record::{kind as record_kind, SessionClosed, SessionCreated};
 use crate::wal::{Decoded, Lsn, Record};
 
 mod index;
 mod metrics;
 mod recovery;
 mod redaction;
+mod run;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
 pub use index::{JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
-use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
+use recovery::{data_dir_token, open_wal_waiting_for_lock};
 pub use recovery::{RecoveryInfo, INTERRUPTED_REASON};
 pub use redaction::redact_args;
-use redaction::{bounded_args_json, redact_output, scrub};
 pub use slots::CancelOutcome;
 use slots::{JobSlots, RunningJob};
 
@@ -343,218 +341,9 @@ impl Runtime {
         Ok(lsn)
     }
 
-    /// Runs one job to its end and records it. Errors are only those of the log (a job that
-    /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
-    /// record a job, the job does not run.
-    pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
-        let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
-        let exec_id = exec_job_id(&self.dir_token, job_id);
-        let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
-        let ctx = JobContext {
-            executor: &self.executor,
-            job_id: &exec_id,
-            limits: &req.limits,
-            root: &req.root,
-            cancel: Some(&cancel),
-        };
-        let outcome = |result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>| JobOutcome {
-            job_id,
-            capability: req.capability.clone(),
-            session: req.session.clone(),
-            result,
-            lsn,
-            dry_run,
-        };
-        let mut secrets = Vec::new();
-        let args_logged = redact_args(&req.args, &mut secrets).to_string();
-        // A secret may also appear inside other arguments (a command line that uses it).
-        let args_logged =
-            String::from_utf8_lossy(&scrub(args_logged.as_bytes(), &secrets)).into_owned();
-        let args_logged = bounded_args_json(args_logged);
-
-        if req.dry_run {
-            let report = match self.registry.get(&req.capability) {
-                Some(cap) => serde_json::to_value(cap.dry_run(&ctx, &req.args)).ok(),
-                None => None,
-            };
-            let error = match &report {
-                Some(r) if r["valid"] == json!(true) => None,
-                Some(r) => r["error"].as_str().map(str::to_string),
-                None => Some(format!("unknown capability {:?}", req.capability)),
-            };
-            let enforcement = self.executor.enforcement(&req.limits);
-            let mut result = JobResult::refused(
-                &exec_id,
-                if error.is_some() {
-                    JobStatus::Rejected
-                } else {
-                    JobStatus::Completed
-                },
-                String::new(),
-                enforcement,
-            );
-            result.error = error;
-            result.exit_code = result.error.is_none().then_some(0);
-            return Ok(outcome(result, None, report));
-        }
-
-        // Refusals before anything runs: unknown capability, bad session, bad arguments,
-        // isolation policy, guard.
-        let refusal = self.refusal(req, &ctx);
-        let telemetry_before = self.telemetry().latest();
-        let reject = |reason: String| -> Result<JobOutcome, RuntimeError> {
-            let record = Record::JobRejected(JobRejected {
-                job_id,
-                unix_ms: unix_ms(),
-                capability: &req.capability,
-                args_json: &args_logged,
-                session: req.session.as_deref(),
-                reason: &reason,
-                telemetry: &encode_sample(telemetry_before.as_ref()),
-            });
-            let lsn = self.record_durable(&record)?;
-            self.metrics
-                .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
-            let result = JobResult::refused(
-                &exec_id,
-                JobStatus::Rejected,
-                reason,
-                self.executor.enforcement(&req.limits),
-            );
-            Ok(outcome(result, Some(lsn), None))
-        };
-        if let Some(reason) = refusal {
-            return reject(reason);
-        }
-
-        let _running = self.register_running(job_id, &cancel);
-        let slot = self.slots.acquire(|| cancel.is_cancelled());
-        if let Some(reason) = self.cancelled_because(job_id) {
-            return reject(format!("{reason} before it started"));
-        }
-        let Some(_slot) = slot else {
-            return reject("cancelled before it started".into());
-        };
-        let root = req.root.to_string_lossy();
-        self.record_durable(&Record::JobStarted(JobStarted {
-            job_id,
-            unix_ms: unix_ms(),
-            capability: &req.capability,
-            args_json: &args_logged,
-            limits: req.limits.to_model(),
-            session: req.session.as_deref(),
-            root: Some(&root),
-            telemetry_before: &encode_sample(telemetry_before.as_ref()),
-        }))?;
-
-        let mut result = self.registry.run(&req.capability, &ctx, &req.args);
-        if result.status == JobStatus::Interrupted {
-            if let Some(reason) = self.cancelled_because(job_id) {
-                result.error = Some(format!("{reason}; every process of the job was killed"));
-            }
-        }
-
-        let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &secrets);
-        let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &secrets);
-        let error = result.error.as_deref().map(|e| {
-            let (e, _) = redact_output(e.as_bytes(), &secrets);
-            String::from_utf8_lossy(&e).into_owned()
-        });
-        let telemetry_after = self.telemetry().latest();
-        // Who held each limit, in the log beside the end (made durable by the same sync).
-        let enforcement = json!({
-            "job_id": job_id,
-            "enforcement": serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
-            "limits_not_held": result.enforcement.not_held_messages(),
-        });
-        self.wal.append_raw(
-            record_kind::JOB_ENFORCEMENT,
-            enforcement.to_string().as_bytes(),
-        )?;
-        let lsn = self.record_durable(&Record::JobFinished(JobFinished {
-            job_id,
-            unix_ms: unix_ms(),
-            status: result.status,
-            exit_code: result.exit_code,
-            signal: result.signal,
-            usage: Usage {
-                cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
-                memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
-                wall_ms: result.wall_ms,
-                oom_kills: u64::from(result.status == JobStatus::OomKilled),
-            },
-            stdout: &stdout,
-            stdout_truncated: result.stdout.truncated || stdout_cut,
-            stderr: &stderr,
-            stderr_truncated: result.stderr.truncated || stderr_cut,
-            error: error.as_deref(),
-            telemetry_after: &encode_sample(telemetry_after.as_ref()),
-        }))?;
-        self.metrics.job_ended(
-            self.metric_name(&req.capability),
-            result.status,
-            Some(result.wall_ms),
-        );
-        Ok(outcome(result, Some(lsn), None))
-    }
-
-    /// The capability name counters use: a registered name, else `unknown` (so clients cannot
-    /// grow the counters without bound).
-    fn metric_name<'a>(&self, capability: &'a str) -> &'a str {
-        if self.registry.get(capability).is_some() {
-            capability
-        } else {
-            "unknown"
-        }
-    }
-
     /// Counters of ended jobs and refusals since this runtime opened.
     pub fn job_metrics(&self) -> JobMetricsSnapshot {
         self.metrics.snapshot()
-    }
-
-    /// Why `req` must not run, if it must not.
-    fn refusal(&self, req: &JobRequest, ctx: &JobContext<'_>) -> Option<String> {
-        let Some(cap) = self.registry.get(&req.capability) else {
-            return Some(format!(
-                "unknown capability {:?} (known: {})",
-                req.capability,
-                self.registry.names().join(", ")
-            ));
-        };
-        if let Some(s) = &req.session {
-            let index = self.index();
-            match index.sessions.get(s) {
-                None => return Some(format!("unknown session {s:?}")),
-                Some(sess) if sess.closed_unix_ms.is_some() => {
-                    return Some(format!("session {s:?} is closed"))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Err(e) = cap.plan(ctx, &req.args) {
-            return Some(e.to_string());
-        }
-        if req.require_enforcement || self.options.executor.require_enforcement {
-            if let Some(why) = self.executor.enforcement(&req.limits).refusal() {
-                return Some(why);
-            }
-        }
-        if self.options.require_isolation && !self.executor.host().has_cgroups() {
-            return Some(
-                "policy requires cgroup isolation, which this host does not provide".into(),
-            );
-        }
-        match self
-            .telemetry()
-            .with_latest(|s| guard::decide(s, &self.options.thresholds))
-        {
-            Decision::Admit => None,
-            Decision::Refuse(r) => {
-                self.metrics.guard_refused();
-                Some(r.to_string())
-            }
-        }
     }
 
     /// Jobs matching the filters, oldest first.
