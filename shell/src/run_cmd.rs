@@ -111,9 +111,17 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
         };
         return run_remote(socket, args, parsed, root);
     }
+    run_local(cli, args, parsed, root)
+}
+
+/// `vigil run` in this process: open the runtime, run the job, report it.
+fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
     let runtime = match open_runtime(cli, args.cgroup_mode) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => {
+            eprintln!("vigil run: {e}");
+            return ExitCode::from(2);
+        }
     };
     for f in &runtime.recovery().sweep_failed {
         eprintln!("vigil run: stale cgroup leaf not removed: {f}");
@@ -141,20 +149,34 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
         }
     };
     let view = outcome.view();
+    // The job's own bytes, not their text form: output need not be UTF-8.
+    let output = (
+        &outcome.result.stdout.bytes[..],
+        &outcome.result.stderr.bytes[..],
+    );
+    report(args, &view, None, output)
+}
+
+/// Prints a finished job as asked (`--json`: `raw` when given, else the view; a dry run's
+/// report; else the human form with `output`) and gives the process exit code.
+fn report(
+    args: &RunArgs,
+    view: &RunView,
+    raw: Option<&serde_json::Value>,
+    output: (&[u8], &[u8]),
+) -> ExitCode {
     if args.json {
-        println!("{}", view.to_json());
+        match raw {
+            Some(raw) => println!("{raw}"),
+            None => println!("{}", view.to_json()),
+        }
     } else if let Some(report) = &view.dry_run {
         println!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else {
-        // The job's own bytes, not their text form: output need not be UTF-8.
-        print_human(
-            &view,
-            &outcome.result.stdout.bytes,
-            &outcome.result.stderr.bytes,
-        );
+        print_human(view, output.0, output.1);
     }
     ExitCode::from(view.process_exit_code())
 }
@@ -233,16 +255,7 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
             return ExitCode::from(2);
         }
     };
-    if args.json {
-        // The server's answer as it came, fields this version does not know included.
-        println!("{result}");
-    } else if let Some(report) = &view.dry_run {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
-    } else {
-        print_human(&view, view.stdout.as_bytes(), view.stderr.as_bytes());
-    }
-    ExitCode::from(view.process_exit_code())
+    // With --json, the server's answer as it came, fields this version does not know included.
+    let output = (view.stdout.as_bytes(), view.stderr.as_bytes());
+    report(args, &view, Some(&result), output)
 }
