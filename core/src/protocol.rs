@@ -8,12 +8,11 @@
 //! names are refused so a typo is an error rather than a silently ignored limit.
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
-use crate::model::JobState;
+use crate::exec::{Limits, OUTPUT_BYTES_MAX};
+use crate::model::{self, JobState};
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -411,18 +410,15 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
 /// `{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`, each optional.
 pub fn parse_limits(m: Map<String, Value>) -> Result<Limits, RpcError> {
     let mut p = Params { map: m };
-    let ms = |n: Option<u64>| n.map(Duration::from_millis);
-    let limits = Limits {
-        timeout: ms(p.u64("timeout_ms", TIMEOUT_MS_MAX)?),
-        cpu_time: ms(p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?),
+    let limits = model::Limits {
+        timeout_ms: p.u64("timeout_ms", TIMEOUT_MS_MAX)?,
+        cpu_time_ms: p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?,
         memory_bytes: p.u64("memory_bytes", u64::MAX)?,
         pids: p.u64("pids", u64::from(u32::MAX))?,
-        max_output_bytes: p
-            .u64("max_output_bytes", OUTPUT_BYTES_MAX)?
-            .unwrap_or(OUTPUT_BYTES_DEFAULT),
+        max_output_bytes: p.u64("max_output_bytes", OUTPUT_BYTES_MAX)?,
     };
     p.done("limits")?;
-    Ok(limits)
+    Ok(Limits::from_model(&limits))
 }
 
 /// The success response line for `id` (no newline).
@@ -472,6 +468,8 @@ pub fn fuzz_request(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::OUTPUT_BYTES_DEFAULT;
+    use std::time::Duration;
 
     fn call(line: &str) -> Result<Request, Rejection> {
         parse_request(line.as_bytes())
