@@ -60,7 +60,7 @@ impl JobStatus {
     }
 
     /// The status's name in the CLI and protocol.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
@@ -106,15 +106,15 @@ pub enum JobState {
 
 impl JobState {
     /// `running` and every status name, the values a status filter accepts.
-    pub const NAMES: [&'static str; 7] = [
-        "running",
-        "completed",
-        "failed",
-        "timed_out",
-        "oom_killed",
-        "rejected",
-        "interrupted",
-    ];
+    pub const NAMES: [&'static str; 7] = {
+        let mut names = ["running"; 7];
+        let mut i = 0;
+        while i < JobStatus::ALL.len() {
+            names[i + 1] = JobStatus::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
 
     /// The state with this name (`running`, `completed`, ...).
     pub fn from_name(name: &str) -> Option<JobState> {
