@@ -10,6 +10,11 @@
 //! On open the index is rebuilt from the WAL; every job with a start and no end gets a
 //! `JobInterrupted` record, and cgroup leaves left by the dead instance are swept.
 //!
+//! Parts: `run` ([`Runtime::run`], step by step), `recovery` (what opening repairs),
+//! `redaction` (secrets kept out of the log), `slots` (admission and cancellation), `index`
+//! (jobs and sessions rebuilt from the log), `metrics` (counters). What a job looks like as
+//! JSON is the views' ([`crate::view`]).
+//!
 //! This module knows nothing of the CLI, sockets or C.
 use std::collections::BTreeMap;
 use std::fmt;
