@@ -13,7 +13,10 @@
  * - A runtime may be used from many threads at once; a job handle is immutable and may be
  *   read from many threads; a WAL reader is for one thread at a time.
  * - Handles are opaque; each has exactly one close/free function, and closing or freeing
- *   NULL is a no-op. A handle used after it was closed gives VIGIL_E_CLOSED.
+ *   NULL is a no-op. A handle is a token, not an address, and a process never hands out
+ *   the same value twice: a handle used after it was closed gives VIGIL_E_CLOSED whatever
+ *   was opened since, and never reaches a newer handle. At most 32768 handles are open at
+ *   once (then VIGIL_E_LIMIT).
  * - Option and result structs start with `struct_size`: set it with the matching
  *   VIGIL_*_INIT macro so newer libraries can extend the struct compatibly.
  * - No function lets a Rust panic cross into C: an internal error is VIGIL_E_INTERNAL.
