@@ -8,11 +8,10 @@
 //! names are refused so a typo is an error rather than a silently ignored limit.
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
+use crate::exec::{Limits, RequestedLimits};
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -25,8 +24,7 @@ pub const EVENTS_BATCH_MAX: usize = 1_000;
 pub const EVENTS_WAIT_MS_MAX: u64 = 30_000;
 /// Most samples one `telemetry.history` returns.
 pub const HISTORY_SAMPLES_MAX: usize = 1_000;
-/// Longest wall-clock limit a request may set (a day).
-pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
+pub use crate::exec::TIMEOUT_MS_MAX;
 
 /// JSON-RPC error codes: the spec's own, then vigil's (-32000..-32099, server errors).
 pub mod code {
@@ -407,18 +405,18 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
 /// `{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`, each optional.
 pub fn parse_limits(m: Map<String, Value>) -> Result<Limits, RpcError> {
     let mut p = Params { map: m };
-    let ms = |n: Option<u64>| n.map(Duration::from_millis);
-    let limits = Limits {
-        timeout: ms(p.u64("timeout_ms", TIMEOUT_MS_MAX)?),
-        cpu_time: ms(p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?),
+    let requested = RequestedLimits {
+        timeout_ms: p.u64("timeout_ms", u64::MAX)?,
+        cpu_time_ms: p.u64("cpu_time_ms", u64::MAX)?,
         memory_bytes: p.u64("memory_bytes", u64::MAX)?,
-        pids: p.u64("pids", u64::from(u32::MAX))?,
-        max_output_bytes: p
-            .u64("max_output_bytes", OUTPUT_BYTES_MAX)?
-            .unwrap_or(OUTPUT_BYTES_DEFAULT),
+        pids: p.u64("pids", u64::MAX)?,
+        max_output_bytes: p.u64("max_output_bytes", u64::MAX)?,
     };
     p.done("limits")?;
-    Ok(limits)
+    requested
+        .check()
+        .map_err(|e| RpcError::params(e.to_string()))?;
+    Ok(requested.over(&Limits::default()))
 }
 
 /// The success response line for `id` (no newline).
@@ -448,7 +446,7 @@ pub fn fuzz_request(data: &[u8]) {
             assert!(!line.contains('\n'));
             assert!(serde_json::from_str::<Value>(&line).is_ok());
             if let Call::Run(run) = &request.call {
-                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
+                assert!(run.limits.max_output_bytes <= crate::exec::OUTPUT_BYTES_MAX);
                 assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
             }
         }
@@ -468,6 +466,8 @@ pub fn fuzz_request(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::{OUTPUT_BYTES_DEFAULT, PIDS_MAX};
+    use std::time::Duration;
 
     fn call(line: &str) -> Result<Request, Rejection> {
         parse_request(line.as_bytes())
@@ -549,6 +549,37 @@ mod tests {
             parse_request(&big).unwrap_err().error.code,
             code::REQUEST_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn limits_beyond_what_the_kernel_or_a_deadline_takes_are_refused_by_name() {
+        let run = |limits: &str| {
+            call(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"run","params":{{"capability":"shell","limits":{limits}}}}}"#
+            ))
+        };
+        let Ok(Request {
+            call: Call::Run(ok),
+            ..
+        }) = run(&format!(
+            r#"{{"pids":{PIDS_MAX},"timeout_ms":{TIMEOUT_MS_MAX}}}"#
+        ))
+        else {
+            panic!("the largest pids and timeout are taken")
+        };
+        assert_eq!(ok.limits.pids, Some(PIDS_MAX));
+        for (bad, name) in [
+            (format!(r#"{{"pids":{}}}"#, PIDS_MAX + 1), "pids"),
+            (format!(r#"{{"cpu_time_ms":{}}}"#, u64::MAX), "cpu_time_ms"),
+            (
+                format!(r#"{{"timeout_ms":{}}}"#, TIMEOUT_MS_MAX + 1),
+                "timeout_ms",
+            ),
+        ] {
+            let error = run(&bad).unwrap_err().error;
+            assert_eq!(error.code, code::INVALID_PARAMS, "{bad}");
+            assert!(error.message.starts_with(name), "{bad}: {}", error.message);
+        }
     }
 
     #[test]
