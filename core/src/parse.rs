@@ -31,6 +31,8 @@ impl ParseError {
     }
 }
 
+impl core::error::Error for ParseError {}
+
 impl core::fmt::Display for ParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let what = match self.kind {

@@ -29,6 +29,7 @@ pub const SAMPLE_HISTORY_LEN: usize = 120;
 
 /// Which file failed, and how.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SamplerError {
     Io { path: PathBuf, source: io::Error },
     Parse { path: PathBuf, source: ParseError },
@@ -43,7 +44,14 @@ impl std::fmt::Display for SamplerError {
     }
 }
 
-impl std::error::Error for SamplerError {}
+impl std::error::Error for SamplerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SamplerError::Io { source, .. } => Some(source),
+            SamplerError::Parse { source, .. } => Some(source),
+        }
+    }
+}
 
 /// One kept-open /proc file and the buffer it is read into.
 #[derive(Debug)]

@@ -99,6 +99,8 @@ impl From<WalError> for FfiError {
             | WalError::LsnNotRetained { .. }
             | WalError::BadOptions(_) => VIGIL_E_INVALID_ARGUMENT,
             WalError::Encode(_) => VIGIL_E_INTERNAL,
+            // A failure this build does not classify: the message says what it was.
+            _ => VIGIL_E_IO,
         };
         FfiError::new(status, format!("write-ahead log: {e}"))
     }
@@ -115,6 +117,8 @@ impl From<RuntimeError> for FfiError {
             RuntimeError::JobNotFound(_)
             | RuntimeError::SessionNotFound(_)
             | RuntimeError::InvalidRequest(_) => VIGIL_E_INVALID_ARGUMENT,
+            // A failure this build does not classify: the message says what it was.
+            _ => VIGIL_E_IO,
         };
         FfiError::new(status, e.to_string())
     }

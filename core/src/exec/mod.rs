@@ -147,6 +147,7 @@ impl std::error::Error for LimitOutOfRange {}
 
 /// Everything that can stop a job from being run or supervised, with the context to act on it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ExecError {
     /// A job id that cannot name a cgroup directory.
     InvalidJobId(String),
@@ -214,4 +215,13 @@ impl fmt::Display for ExecError {
     }
 }
 
-impl std::error::Error for ExecError {}
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Cgroup { source, .. }
+            | ExecError::Spawn { source, .. }
+            | ExecError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -213,6 +213,20 @@ pub enum RecordError {
     BufferTooSmall,
 }
 
+impl core::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecordError::UnknownKind(kind) => write!(f, "unknown record kind {kind:#06x}"),
+            RecordError::Malformed { kind } => {
+                write!(f, "payload does not decode as a record of kind {kind:#06x}")
+            }
+            RecordError::BufferTooSmall => f.write_str("the encoding does not fit the buffer"),
+        }
+    }
+}
+
+impl core::error::Error for RecordError {}
+
 /// What a reader makes of one valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
