@@ -141,7 +141,8 @@ impl MemInfo {
     /// Available memory as a fraction of total, in hundredths of a percent; `None` when
     /// MemTotal is zero.
     pub fn available_basis_points(&self) -> Option<u16> {
-        crate::sample::Percent::ratio(self.available_bytes, self.total_bytes).map(|p| p.0)
+        crate::sample::Percent::ratio(self.available_bytes, self.total_bytes)
+            .map(crate::sample::Percent::basis_points)
     }
 }
 
