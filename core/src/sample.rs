@@ -269,6 +269,11 @@ pub mod flags {
     pub const MEMORY_AVAILABLE_CLAMPED: u32 = 1 << 5;
 }
 
+/// Whether the per-CPU lines' ids strictly ascend, as the kernel writes them.
+fn cpu_ids_ascend(cpus: &[CpuLine]) -> bool {
+    cpus.windows(2).all(|w| w[0].id < w[1].id)
+}
+
 /// One telemetry sample: a fixed-size value, cheap to copy into a ring or a WAL record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
@@ -345,6 +350,14 @@ impl Sample {
                 self.ctxt_per_sec = u64::try_from(per_sec).ok();
             }
         }
+        if !cpu_ids_ascend(&prev.cpus) || !cpu_ids_ascend(&cur.cpus) {
+            // The merge walk below pairs CPUs by id only over ascending tables: a /proc/stat
+            // in another order (a captured or synthetic tree) gets no per-CPU data instead of
+            // deltas against the wrong CPU.
+            self.flags |= flags::PER_CPU_REBASELINED;
+            self.fill_per_cpu(cur, |_| None);
+            return;
+        }
         let mut prev_cpus = prev.cpus.iter().peekable();
         let mut rebaselined = false;
         self.fill_per_cpu(cur, |line: &CpuLine| {
@@ -371,6 +384,7 @@ impl Sample {
         }
     }
 
+    /// Checks done, fills `per_cpu` from `cur` in its order with `busy_of` each line.
     fn fill_per_cpu<const N: usize>(
         &mut self,
         cur: &ProcStat<N>,
@@ -565,6 +579,23 @@ mod tests {
         raised[..bytes.len()].copy_from_slice(bytes);
         raised[0] += 1;
         assert!(postcard::from_bytes::<CpuUsage>(&raised[..bytes.len()]).is_err());
+    }
+
+    #[test]
+    fn per_cpu_lines_out_of_id_order_give_no_per_cpu_data() {
+        let prev = stat(b"cpu 4 0 4 8\ncpu0 1 0 1 2\ncpu2 1 0 1 2\ncpu1 2 0 2 4\n");
+        let cur = stat(b"cpu 8 0 8 8\ncpu0 2 0 2 2\ncpu1 3 0 3 4\ncpu2 3 0 3 2\n");
+        let mut sample = Sample::default();
+        sample.set_cpu(Some(&prev), &cur, 1_000_000);
+        assert!(sample.cpu.is_some(), "the aggregate line is unaffected");
+        let ids: heapless::Vec<u16, 4> = sample.per_cpu.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        assert!(sample.per_cpu.iter().all(|c| c.busy.is_none()));
+        assert_ne!(sample.flags & flags::PER_CPU_REBASELINED, 0);
+        // In order, the same counters give data.
+        let prev = stat(b"cpu 4 0 4 8\ncpu0 1 0 1 2\ncpu1 2 0 2 4\ncpu2 1 0 1 2\n");
+        sample.set_cpu(Some(&prev), &cur, 1_000_000);
+        assert!(sample.per_cpu.iter().all(|c| c.busy.is_some()));
     }
 
     #[test]
