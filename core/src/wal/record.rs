@@ -204,6 +204,7 @@ pub enum Record<'a> {
 
 /// Why a payload could not be turned into a [`Record`] or back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordError {
     /// A kind this version does not know, without the ignorable bit.
     UnknownKind(u16),
