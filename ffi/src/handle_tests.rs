@@ -123,15 +123,13 @@ fn a_freed_job_handle_whose_memory_is_reused_is_closed_and_frees_nothing() {
     assert!(last_error().contains("closed"), "{}", last_error());
     let mut message = null();
     // SAFETY: valid out-parameter.
-    assert_eq!(
-        unsafe { vigil_job_error(old, &mut message) },
-        VIGIL_E_CLOSED
-    );
+    let status = unsafe { vigil_job_error(old, &mut message) };
+    assert_eq!(status, VIGIL_E_CLOSED);
     // SAFETY: a stale handle: the call must report it, not touch it.
     assert_eq!(unsafe { vigil_job_free(old) }, VIGIL_E_CLOSED);
     assert_eq!(stdout_of(new).unwrap(), b"new job\n");
-    // SAFETY: live handles, freed once each.
     for job in others.into_iter().chain([new]) {
+        // SAFETY: live handles, freed once each.
         assert_eq!(unsafe { vigil_job_free(job) }, VIGIL_OK);
     }
     assert_eq!(stdout_of(new), Err(VIGIL_E_CLOSED));
@@ -156,10 +154,8 @@ fn a_closed_reader_or_runtime_handle_stays_closed_once_new_ones_are_open() {
     let open_reader = || {
         let mut reader = null_mut();
         // SAFETY: a live runtime and an out-parameter.
-        assert_eq!(
-            unsafe { vigil_wal_reader_open(rt, 0, &mut reader) },
-            VIGIL_OK
-        );
+        let status = unsafe { vigil_wal_reader_open(rt, 0, &mut reader) };
+        assert_eq!(status, VIGIL_OK);
         reader
     };
     let old = open_reader();
@@ -180,7 +176,7 @@ fn a_closed_reader_or_runtime_handle_stays_closed_once_new_ones_are_open() {
         "the allocator reused the freed reader's memory within 32 readers"
     );
     let mut buf = [0u8; 64];
-    // SAFETY (each call): valid buffers and out-parameters; stale handles must be refused.
+    // SAFETY: valid buffers and out-parameters; stale handles must be refused.
     unsafe {
         let mut next =
             |r| vigil_wal_reader_next(r, buf.as_mut_ptr().cast(), 64, &mut len, &mut lsn);

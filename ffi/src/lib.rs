@@ -391,6 +391,7 @@ mod tests {
     fn a_panic_becomes_an_internal_error_with_a_message() {
         let status = boundary(|| panic!("boom"));
         assert_eq!(status, VIGIL_E_INTERNAL);
+        // SAFETY: a non-NULL, NUL-terminated string owned by this thread's last-error slot.
         let msg = unsafe { CStr::from_ptr(vigil_last_error_message()) };
         assert!(msg.to_str().unwrap().contains("boom"));
     }
@@ -400,9 +401,11 @@ mod tests {
         for code in -1..20 {
             assert!(!vigil_strerror(code).is_null());
         }
+        // SAFETY: vigil_strerror returns static NUL-terminated strings.
         let texts: Vec<&CStr> = (0..=VIGIL_E_LIMIT as i32)
             .map(|c| unsafe { CStr::from_ptr(vigil_strerror(c)) })
             .collect();
+        // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(vigil_strerror(VIGIL_E_LIMIT as i32 + 1)) };
         for (i, t) in texts.iter().enumerate() {
             assert_ne!(*t, unknown, "code {i} has no text");
@@ -413,19 +416,21 @@ mod tests {
     #[test]
     fn a_handle_is_refused_as_another_kind_and_after_it_is_closed() {
         let ptr = open_handle(7u32, HandleKind::Job).ok().unwrap();
+        // SAFETY: the kind check fails before anything is dereferenced.
         let as_reader = unsafe { handle_ref(ptr.cast_const(), HandleKind::WalReader) };
         assert_eq!(as_reader.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
-        assert_eq!(
-            *unsafe { handle_ref(ptr.cast_const(), HandleKind::Job) }
-                .ok()
-                .unwrap(),
-            7
-        );
+        // SAFETY: a live Job handle holding a u32, as opened above.
+        let seven = unsafe { handle_ref(ptr.cast_const(), HandleKind::Job) };
+        assert_eq!(*seven.ok().unwrap(), 7);
+        // SAFETY: the kind check fails before anything is freed.
         let wrong_close = unsafe { close_handle(ptr, HandleKind::Runtime) };
         assert_eq!(wrong_close.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
+        // SAFETY: a live Job handle holding a u32, closed once.
         assert!(unsafe { close_handle(ptr, HandleKind::Job) }.is_ok());
+        // SAFETY: a closed handle is refused before anything is freed.
         let again = unsafe { close_handle(ptr, HandleKind::Job) };
         assert_eq!(again.err().unwrap().status, VIGIL_E_CLOSED);
+        // SAFETY: NULL is a no-op.
         assert!(unsafe { close_handle(std::ptr::null_mut::<u32>(), HandleKind::Job) }.is_ok());
     }
 
@@ -440,15 +445,19 @@ mod tests {
             let (close, keep): (Vec<_>, Vec<_>) =
                 live.iter().enumerate().partition(|(i, _)| i % 2 == 0);
             for (_, &p) in &close {
+                // SAFETY: a live Job handle holding a u64, closed once.
                 assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+                // SAFETY: closed just above: refused, not dereferenced.
                 assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_err());
             }
             live = keep.into_iter().map(|(_, &p)| p).collect();
             for &p in &live {
+                // SAFETY: a live Job handle holding a u64.
                 assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_ok());
             }
         }
         for p in live {
+            // SAFETY: a live Job handle holding a u64, closed once.
             assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
         }
     }
@@ -457,14 +466,18 @@ mod tests {
     fn copy_out_reports_the_needed_size_and_copies_only_when_it_fits() {
         let mut size = 0usize;
         let mut small = [0u8; 2];
+        // SAFETY: `small` holds buf_len bytes and `size` is a live usize.
         let e = unsafe { copy_out(b"abc", small.as_mut_ptr(), small.len(), &mut size) };
         assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
         assert_eq!((size, small), (3, [0, 0]));
         let mut big = [0u8; 4];
+        // SAFETY: `big` holds buf_len bytes.
         assert!(unsafe { copy_out(b"abc", big.as_mut_ptr(), big.len(), &mut size) }.is_ok());
         assert_eq!(&big[..3], b"abc");
+        // SAFETY: NULL with a length: refused before anything is written.
         let e = unsafe { copy_out(b"x", std::ptr::null_mut(), 8, &mut size) };
         assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
+        // SAFETY: NULL and length 0: nothing is copied.
         assert!(unsafe { copy_out(b"", std::ptr::null_mut(), 0, &mut size) }.is_ok());
         assert_eq!(size, 0);
     }

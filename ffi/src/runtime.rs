@@ -158,7 +158,7 @@ pub(crate) unsafe fn limits_over(
     // struct is shorter than this one).
     let struct_size = unsafe { std::ptr::addr_of!((*limits).struct_size).read() };
     check_struct_size(struct_size, LIMITS_V1_BYTES, "limits", "VIGIL_LIMITS_INIT")?;
-    // SAFETY (each read): the field lies within the first LIMITS_V1_BYTES, checked above.
+    // SAFETY: each field read lies within the first LIMITS_V1_BYTES, checked above.
     let (timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes) = unsafe {
         (
             std::ptr::addr_of!((*limits).timeout_ms).read(),
@@ -436,11 +436,7 @@ mod tests {
         let got = unsafe { limits_over(&job, &base) }.ok().unwrap();
         assert!(got.require_enforcement);
         // SAFETY: NULL takes the default.
-        assert!(
-            unsafe { limits_over(std::ptr::null(), &base) }
-                .ok()
-                .unwrap()
-                .require_enforcement
-        );
+        let default = unsafe { limits_over(std::ptr::null(), &base) };
+        assert!(default.ok().unwrap().require_enforcement);
     }
 }
