@@ -91,6 +91,8 @@ impl fmt::Display for RpcError {
     }
 }
 
+impl std::error::Error for RpcError {}
+
 /// What `run` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunParams {
