@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::KILL_WAIT_MS_MAX;
 use super::spawn::{self, JOB_MARKER_ENV};
+use crate::procfs::PidStat;
 
 /// Longest /proc/PID/environ read when looking for the job marker (mode none).
 const ENVIRON_BYTES_MAX: u64 = 256 << 10;
@@ -15,34 +16,25 @@ const ENVIRON_BYTES_MAX: u64 = 256 << 10;
 /// zombie left behind would be one nobody reaps.
 const ORPHAN_REAP_MS_MAX: u64 = 2_000;
 
-/// The /proc/PID/stat fields vigil uses.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ProcStat {
-    pub(crate) state: u8,
-    pub(crate) ppid: i32,
-    pub(crate) pgrp: i32,
-    pub(crate) session: i32,
-    /// Clock ticks after boot at which the process started.
-    pub(crate) start_ticks: u64,
-}
+/// Longest /proc/PID/stat read: 52 numeric fields and a command name of at most 64 bytes fit
+/// well within it; the fields vigil uses come first.
+const PID_STAT_BYTES_MAX: usize = 4096;
 
-pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces and parentheses: fields restart after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut it = rest.split_whitespace();
-    let state = it.next()?.bytes().next()?;
-    let ppid = it.next()?.parse().ok()?;
-    let pgrp = it.next()?.parse().ok()?;
-    let session = it.next()?.parse().ok()?;
-    let start_ticks = it.nth(15)?.parse().ok()?;
-    Some(ProcStat {
-        state,
-        ppid,
-        pgrp,
-        session,
-        start_ticks,
-    })
+/// /proc/PID/stat of `pid`, read into a stack buffer; `None` when the process is gone or the
+/// line does not parse.
+pub(crate) fn proc_stat(pid: i32) -> Option<PidStat> {
+    let mut f = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; PID_STAT_BYTES_MAX];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    PidStat::parse(&buf[..len]).ok()
 }
 
 /// Now, in the clock ticks after boot that /proc/PID/stat's starttime uses (rounded down, so a
@@ -90,11 +82,11 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     let me = std::process::id() as i32;
     let candidate = |p: i32| {
         proc_stat(p)
-            .filter(|st| p != me && st.state != b'Z' && st.start_ticks >= since_ticks)
+            .filter(|st| p != me && !st.is_dead() && st.start_ticks >= since_ticks)
             .map(|st| (p, st))
     };
     let listed = all_pids();
-    let mut table: Vec<(i32, ProcStat)> = listed.iter().filter_map(|&p| candidate(p)).collect();
+    let mut table: Vec<(i32, PidStat)> = listed.iter().filter_map(|&p| candidate(p)).collect();
     // The listing is not a snapshot: a job process listed alive may fork and die before its
     // stat is read, and its child, created after the listing, is then in neither. Such a child
     // is an orphan, and vigil is the subreaper: every orphan is vigil's child from the moment

@@ -33,8 +33,7 @@ fn instance_alive(marker: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
         return false;
     };
-    crate::exec::reaper::proc_stat(pid)
-        .is_some_and(|st| st.start_ticks == start && !matches!(st.state, b'Z' | b'X' | b'x'))
+    crate::exec::reaper::proc_stat(pid).is_some_and(|st| st.start_ticks == start && !st.is_dead())
 }
 
 /// What the start-up sweep did.
