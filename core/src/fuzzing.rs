@@ -5,7 +5,7 @@
 //! a violated invariant panics, which is what the fuzzer reports.
 use crate::procfs::cgroup::{self, CpuStat, MemoryEvents, OomControl, PidsEvents};
 use crate::procfs::{LoadAvg, MemInfo, PidStat, ProcStat, Psi};
-use crate::sample::{cpu_delta, CpuDelta, Percent, Sample};
+use crate::sample::{cpu_delta, CpuDelta, MemorySample, Percent, Sample};
 
 /// /proc/stat: parse, then take a delta against a fixed baseline and against itself.
 pub fn proc_stat(data: &[u8]) {
@@ -41,8 +41,8 @@ pub fn proc_meminfo(data: &[u8]) {
     let mut m = MemInfo::default();
     if m.parse_into(data).is_ok() {
         assert!(m.available_bytes <= m.total_bytes);
-        if let Some(bp) = m.available_basis_points() {
-            assert!(bp <= 10_000);
+        if let Some(p) = MemorySample::from_meminfo(&m).available() {
+            assert!(p <= Percent::FULL);
         }
     }
 }
