@@ -6,6 +6,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use super::cgroup::KILL_WAIT_MS_MAX;
+use super::job::Executor;
 use super::spawn::{self, JOB_MARKER_ENV};
 use crate::procfs::PidStat;
 
@@ -73,11 +74,13 @@ fn environ_has(pid: i32, needle: &[u8]) -> bool {
     buf.split(|&b| b == 0).any(|entry| entry == needle)
 }
 
-/// Live (non-zombie) processes of a job in mode `none`: its session and process group, anything
-/// carrying its marker variable, and every descendant of those. Only processes started at or
-/// after `since_ticks` (the job's start) can be the job's, which keeps the environment reads to
-/// the few processes that are new.
-pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
+/// Live (non-zombie) processes of a job in mode `none`: the session and process group of its
+/// `root` (when it has one here), anything carrying its marker variable, and every descendant
+/// of those. Only processes started at or after `since_ticks` (the job's start) can be the
+/// job's, which keeps the environment reads to the few processes that are new.
+fn untracked_job_processes(root: Option<i32>, job_id: &str, since_ticks: u64) -> Vec<i32> {
+    // Never 0 or 1 (no process, or init): a root is a real child of vigil.
+    let root = root.filter(|&r| r > 1);
     let marker = format!("{JOB_MARKER_ENV}={job_id}").into_bytes();
     let me = std::process::id() as i32;
     let candidate = |p: i32| {
@@ -100,7 +103,7 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     let mut set: BTreeSet<i32> = table
         .iter()
         .filter(|(p, st)| {
-            let ours = root > 1 && (*p == root || st.pgrp == root || st.session == root);
+            let ours = root.is_some_and(|r| *p == r || st.pgrp == r || st.session == r);
             ours || environ_has(*p, &marker)
         })
         .map(|t| t.0)
@@ -120,7 +123,8 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
 }
 
 /// Mode `none`: kill the job's processes in rounds until none is found alive.
-pub(super) fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
+pub(super) fn kill_untracked(root: Option<i32>, job_id: &str, since_ticks: u64) -> Vec<i32> {
+    let root = root.filter(|&r| r > 1);
     let until = Instant::now() + Duration::from_millis(KILL_WAIT_MS_MAX);
     let mut seen = Vec::new();
     loop {
@@ -129,9 +133,9 @@ pub(super) fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i
             return seen;
         }
         // A negative pid names the group; never -1 or 0 (every process, or our own group).
-        if root > 1 {
+        if let Some(r) = root {
             // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(-root, libc::SIGKILL) };
+            unsafe { libc::kill(-r, libc::SIGKILL) };
         }
         for p in found {
             // SAFETY: as above.
@@ -208,5 +212,16 @@ pub(super) fn reap_job_orphans(root: i32, members: &[i32]) {
             return;
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+impl Executor {
+    /// Kills what is left of a job whose vigil instance died: its processes that no cgroup
+    /// holds, found by the job's marker variable (in rounds, so one that forks meanwhile is
+    /// found too); returns their pids. `job_id` is the id the job was run under. A process that
+    /// cleared its environment cannot be found this way: only cgroup modes hold such a process
+    /// (and [`Executor::sweep_stale`] kills those).
+    pub fn kill_orphans(&self, job_id: &str) -> Vec<i32> {
+        kill_untracked(None, job_id, 0)
     }
 }
