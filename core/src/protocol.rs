@@ -25,6 +25,12 @@ pub const EVENTS_BATCH_MAX: usize = 1_000;
 pub const EVENTS_WAIT_MS_MAX: u64 = 30_000;
 /// Most samples one `telemetry.history` returns.
 pub const HISTORY_SAMPLES_MAX: usize = 1_000;
+/// Most requests in one batch (a JSON array of requests on one line).
+pub const BATCH_REQUESTS_MAX: usize = 100;
+/// Entries of a paged `jobs.list` / `sessions.list` when the request gives a cursor but no limit.
+pub const LIST_PAGE_DEFAULT: usize = 100;
+/// Most entries one page of `jobs.list` / `sessions.list` holds.
+pub const LIST_PAGE_MAX: usize = 1_000;
 /// Longest wall-clock limit a request may set (a day).
 pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
 
@@ -118,9 +124,11 @@ pub enum Call {
         max: usize,
     },
     Run(Box<RunParams>),
+    /// Jobs matching the filters, oldest first; one page of them when `page` is given.
     JobsList {
         session: Option<String>,
         status: Option<String>,
+        page: Option<Page<u64>>,
     },
     JobsGet {
         job_id: u64,
@@ -137,7 +145,10 @@ pub enum Call {
     SessionsCreate {
         meta: Value,
     },
-    SessionsList,
+    /// Sessions by id; one page of them when `page` is given.
+    SessionsList {
+        page: Option<Page<String>>,
+    },
     SessionsGet {
         id: String,
     },
@@ -156,10 +167,19 @@ impl Call {
             Call::JobsCancel { .. } => "jobs.cancel",
             Call::EventsRead { .. } => "events.read",
             Call::SessionsCreate { .. } => "sessions.create",
-            Call::SessionsList => "sessions.list",
+            Call::SessionsList { .. } => "sessions.list",
             Call::SessionsGet { .. } => "sessions.get",
         }
     }
+}
+
+/// One page of a list: at most `limit` entries after the cursor `after` (from the start when
+/// `None`). The cursor is the key of the last entry of the previous page: a job id, a session
+/// id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<C> {
+    pub after: Option<C>,
+    pub limit: usize,
 }
 
 /// A parsed request: its id (`None` for a notification, which gets no response) and call.
@@ -202,15 +222,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
             RpcError::new(code::PARSE_ERROR, format!("not JSON: {e}")),
         )
     })?;
+    parse_request_value(value)
+}
+
+/// Validates one request already read as JSON (a line, or a member of a batch).
+pub fn parse_request_value(value: Value) -> Result<Request, Rejection> {
+    let reject = |id: Value, error: RpcError| Rejection {
+        id,
+        error,
+        notification: false,
+    };
     let Value::Object(mut object) = value else {
-        let what = if value.is_array() {
-            "batches are not supported; send one request per line"
-        } else {
-            "a request is a JSON object"
-        };
         return Err(reject(
             Value::Null,
-            RpcError::new(code::INVALID_REQUEST, what),
+            RpcError::new(code::INVALID_REQUEST, "a request is a JSON object"),
         ));
     };
     let id = match object.remove("id") {
@@ -263,6 +288,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
             error,
         }),
     }
+}
+
+/// A page when either `cursor` or `limit` is given (the list is answered whole otherwise, as
+/// before paging existed).
+fn page<C>(after: Option<C>, limit: Option<u64>) -> Result<Option<Page<C>>, RpcError> {
+    if after.is_none() && limit.is_none() {
+        return Ok(None);
+    }
+    let limit = limit.map_or(LIST_PAGE_DEFAULT, |n| n as usize);
+    if limit == 0 {
+        return Err(RpcError::params("limit must be at least 1"));
+    }
+    Ok(Some(Page { after, limit }))
 }
 
 /// Named parameters, taken one by one; whatever is left at the end is an unknown name.
@@ -342,10 +380,15 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
                 .map_or(HISTORY_SAMPLES_MAX, |n| n as usize),
         },
         "run" => Call::Run(Box::new(parse_run(&mut p)?)),
-        "jobs.list" => Call::JobsList {
-            session: p.string("session")?,
-            status: p.string("status")?,
-        },
+        "jobs.list" => {
+            let limit = p.u64("limit", LIST_PAGE_MAX as u64)?;
+            let after = p.u64("cursor", u64::MAX)?;
+            Call::JobsList {
+                session: p.string("session")?,
+                status: p.string("status")?,
+                page: page(after, limit)?,
+            }
+        }
         "jobs.get" => Call::JobsGet {
             job_id: p.required_u64("job_id")?,
         },
@@ -362,7 +405,13 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
         "sessions.create" => Call::SessionsCreate {
             meta: Value::Object(p.object("meta")?.unwrap_or_default()),
         },
-        "sessions.list" => Call::SessionsList,
+        "sessions.list" => {
+            let limit = p.u64("limit", LIST_PAGE_MAX as u64)?;
+            let after = p.string("cursor")?;
+            Call::SessionsList {
+                page: page(after, limit)?,
+            }
+        }
         "sessions.get" => Call::SessionsGet {
             id: p.required_string("id")?,
         },

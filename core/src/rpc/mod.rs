@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::protocol::{error_response, parse_request, response, RpcError, METHODS};
+use crate::protocol::{
+    code, error_response, parse_request, parse_request_value, response, Rejection, Request,
+    RpcError, BATCH_REQUESTS_MAX, METHODS,
+};
 use crate::runtime::Runtime;
 use crate::wal::log::LogFault;
 
@@ -103,12 +106,50 @@ impl Service {
         }
     }
 
-    /// Answers one request line; `None` for a notification or a blank line.
+    /// Answers one request line; `None` for a notification, a batch of only notifications, or
+    /// a blank line. A batch (a JSON array of requests) is answered as JSON-RPC 2.0 says: an
+    /// array of the answers to its members that are not notifications, each member taken on
+    /// its own, in order.
     pub fn handle_line(&self, line: &[u8]) -> Option<String> {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => None,
+            Some(b'[') => match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Array(members)) => self.handle_batch(members),
+                // Not JSON: the same parse error as any request.
+                _ => self.answer(parse_request(line)),
+            },
+            Some(_) => self.answer(parse_request(line)),
+        }
+    }
+
+    fn handle_batch(&self, members: Vec<Value>) -> Option<String> {
+        let refuse = |message: String| {
+            self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
+            let error = RpcError::new(code::INVALID_REQUEST, message);
+            Some(error_response(&Value::Null, &error))
+        };
+        if members.is_empty() {
+            return refuse("an empty batch is not a request".into());
+        }
+        if members.len() > BATCH_REQUESTS_MAX {
+            return refuse(format!(
+                "a batch holds at most {BATCH_REQUESTS_MAX} requests, not {}",
+                members.len()
+            ));
+        }
+        let answers: Vec<String> = members
+            .into_iter()
+            .filter_map(|member| self.answer(parse_request_value(member)))
+            .collect();
+        if answers.is_empty() {
             return None;
         }
-        let request = match parse_request(line) {
+        Some(format!("[{}]", answers.join(",")))
+    }
+
+    /// Runs one parsed request and answers it (`None` for a notification).
+    fn answer(&self, parsed: Result<Request, Rejection>) -> Option<String> {
+        let request = match parsed {
             Ok(r) => r,
             Err(rejection) => {
                 self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
