@@ -106,3 +106,51 @@ fn a_request_without_id_is_a_notification() {
     let r = call(r#"{"jsonrpc":"2.0","id":null,"method":"health"}"#).unwrap();
     assert_eq!(r.id, Some(Value::Null));
 }
+
+#[test]
+fn list_paging_parameters_are_checked() {
+    let list = |params: &str| {
+        call(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{params}}}"#
+        ))
+    };
+    let Call::JobsList { page, .. } = list("{}").unwrap().call else {
+        panic!("jobs.list");
+    };
+    assert_eq!(page, None, "no limit and no cursor: the whole list");
+    let Call::JobsList { page, .. } = list(r#"{"cursor":7}"#).unwrap().call else {
+        panic!("jobs.list");
+    };
+    assert_eq!(
+        page,
+        Some(Page {
+            after: Some(7),
+            limit: LIST_PAGE_DEFAULT
+        })
+    );
+    let Call::JobsList { page, .. } = list(r#"{"limit":10,"cursor":null}"#).unwrap().call else {
+        panic!("jobs.list");
+    };
+    assert_eq!(
+        page,
+        Some(Page {
+            after: None,
+            limit: 10
+        })
+    );
+    for bad in [
+        r#"{"limit":0}"#,
+        r#"{"limit":1001}"#,
+        r#"{"cursor":"x"}"#,
+        r#"{"cursor":-1}"#,
+    ] {
+        let rejected = list(bad).unwrap_err();
+        assert_eq!(rejected.error.code, code::INVALID_PARAMS, "{bad}");
+    }
+    let sessions =
+        call(r#"{"jsonrpc":"2.0","id":1,"method":"sessions.list","params":{"cursor":"s1"}}"#);
+    let Call::SessionsList { page } = sessions.unwrap().call else {
+        panic!("sessions.list");
+    };
+    assert_eq!(page.map(|p| p.after), Some(Some("s1".to_string())));
+}
