@@ -47,8 +47,7 @@ pub mod defaults {
     pub const GRACE: Duration = Duration::from_secs(10);
     /// Time between telemetry samples.
     pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-    /// Longest request line.
-    pub const REQUEST_BYTES_MAX: usize = crate::protocol::REQUEST_BYTES_MAX;
+    // The longest request line is the protocol's: `crate::protocol::REQUEST_BYTES_MAX`.
 }
 
 /// What the methods need to know of the server they answer for.
