@@ -1093,3 +1093,17 @@ fn jobs_and_sessions_lists_page_by_cursor() {
         -32602
     );
 }
+
+#[test]
+fn a_last_request_without_newline_is_answered_when_the_client_stops_sending() {
+    let server = Server::start("serve-eof", &[]);
+    let mut c = server.conn();
+    c.send_raw(br#"{"jsonrpc":"2.0","id":9,"method":"health"}"#);
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = c.read_answer();
+    assert_eq!(answer["id"], 9);
+    assert_eq!(result(answer)["status"], "ok");
+    let mut rest = String::new();
+    c.reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "then the server closes the connection");
+}
