@@ -178,7 +178,9 @@ impl Call {
 /// id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<C> {
+    /// The key of the last entry of the previous page (`None`: from the start).
     pub after: Option<C>,
+    /// Most entries on this page, 1..=[`LIST_PAGE_MAX`].
     pub limit: usize,
 }
 

@@ -68,23 +68,33 @@ pub struct ServiceConfig {
 /// Counters about the server itself (the runtime keeps those about jobs).
 #[derive(Default)]
 pub struct ServerStats {
+    /// Requests taken, by method (in the order of [`METHODS`]); a batch counts each member.
     pub requests: [AtomicU64; METHODS.len()],
+    /// Requests answered with an error (refused, or failed).
     pub request_errors: AtomicU64,
+    /// Jobs and connections turned away as busy.
     pub busy: AtomicU64,
+    /// Connections accepted, ever.
     pub connections_total: AtomicU64,
+    /// Connections refused for their peer's uid.
     pub peers_refused: AtomicU64,
 }
 
 /// One runtime served over JSON-RPC, and what its server counts.
 pub struct Service {
+    /// The runtime every method answers from.
     pub runtime: Runtime,
+    /// What the methods need to know of the server.
     pub config: ServiceConfig,
+    /// When the service was made (`health`'s uptime).
     pub started: Instant,
+    /// Set once shutdown begins: `run` refuses new jobs, `events.read` stops waiting.
     pub shutting_down: AtomicBool,
     /// Connections open (the server counts them; `health` reports them).
     pub connections: AtomicUsize,
     /// `run` requests admitted and not yet answered (running or queued).
     pub jobs_admitted: AtomicUsize,
+    /// Counters about requests and connections.
     pub stats: ServerStats,
     /// The latest sample's JSON text and its sequence number: a sample changes once per
     /// interval, and `telemetry.sample` is asked far more often than that.
@@ -92,6 +102,7 @@ pub struct Service {
 }
 
 impl Service {
+    /// Serves `runtime` with the server's `config`.
     pub fn new(runtime: Runtime, config: ServiceConfig) -> Service {
         Service {
             runtime,
