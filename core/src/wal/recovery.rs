@@ -33,6 +33,9 @@ pub struct SegmentSummary {
     pub frames: u64,
     pub end_offset: usize,
     pub bytes: usize,
+    /// Every byte of the file from here on is zero (proven from its extents, see
+    /// [`super::storage::SegmentFile::zero_from`]); the scan read nothing past it.
+    pub zero_from: usize,
 }
 
 /// Where the valid log ends: appends continue here.
@@ -136,8 +139,12 @@ pub fn scan_log(
         // mapping of another process's log; nothing in this process writes these bytes.
         let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
         let name = store.describe(seq);
-        let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
-        scan.record(seq, &name, bytes.len(), verdict);
+        // The unwritten tail of a preallocated segment is never read.
+        let zero_from = file.zero_from()?;
+        let verdict = scanner.segment_zero_from(seq, bytes, zero_from, |offset, frame| {
+            visit(seq, offset, frame)
+        });
+        scan.record(seq, &name, bytes.len(), zero_from, verdict);
     }
     if let Some(lost) = scanner.finish(identity.durable_lsn) {
         scan.durable_lost(store, lost);
@@ -201,7 +208,14 @@ impl LogScan {
     }
 
     /// Folds one segment's verdict into the scan of the whole log.
-    fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
+    fn record(
+        &mut self,
+        seq: u64,
+        name: &str,
+        bytes: usize,
+        zero_from: usize,
+        verdict: SegmentVerdict,
+    ) {
         let mut summary = SegmentSummary {
             seq,
             segment: name.to_string(),
@@ -210,6 +224,7 @@ impl LogScan {
             frames: 0,
             end_offset: 0,
             bytes,
+            zero_from,
         };
         let fault_at = |fault: Fault| LogFault {
             kind: fault.kind,
