@@ -141,6 +141,7 @@ pub fn scan_log(
         let name = store.describe(seq);
         // The unwritten tail of a preallocated segment is never read.
         let zero_from = file.zero_from()?;
+        file.prepare_scan(zero_from);
         let verdict = scanner.segment_zero_from(seq, bytes, zero_from, |offset, frame| {
             visit(seq, offset, frame)
         });

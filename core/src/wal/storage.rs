@@ -32,7 +32,7 @@ const ZERO_CHUNK_BYTES: usize = 1 << 20;
 /// Bytes ahead of the append position read into the page cache when a segment is opened for
 /// appends. Bounded: a page cached there reads as data to `SEEK_DATA`, so the next open
 /// reads it (with `pread`) to prove it zero; a whole 64 MiB segment cost every open ~10 ms.
-const APPEND_READAHEAD_BYTES: usize = 1 << 20;
+const APPEND_READAHEAD_BYTES: usize = 256 << 10;
 /// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
 /// adds no resident memory however much it reads).
 const ZERO_PROOF_CHUNK_BYTES: usize = 256 << 10;
@@ -67,6 +67,8 @@ pub trait SegmentFile: Send + Sync {
     /// Hints that appends will soon store into the bytes from `offset` on (a file segment
     /// reads a bounded window of them into the page cache). A failed hint costs speed only.
     fn prepare_appends(&self, _offset: usize) {}
+    /// Hints that a scan will read the first `end` bytes now.
+    fn prepare_scan(&self, _end: usize) {}
     /// Whether the segment has no bytes (never, for a valid segment).
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -321,6 +323,12 @@ impl SegmentStore for FsStore {
             options.map_raw_read_only(&file)
         };
         let map = map.map_err(|e| context(e, "map segment", &path))?;
+        // No speculative read-around on faults: one touch of a preallocated segment's header
+        // would otherwise read megabytes of its unwritten tail into the page cache, where
+        // `SEEK_DATA` sees them as data and the next open has to read them to prove them zero.
+        // What is read soon is asked for explicitly ([`SegmentFile::prepare_scan`],
+        // [`SegmentFile::prepare_appends`]). A failed hint costs speed, not correctness.
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(Arc::new(FsSegment { file, map, path }))
     }
 
@@ -430,7 +438,8 @@ impl SegmentFile for FsSegment {
         let regions = data_regions(self.raw_fd(), len)
             .map_err(|e| context(e, "list data regions of segment", &self.path))?;
         let mut buf = vec![0u8; ZERO_PROOF_CHUNK_BYTES.min(len)];
-        for &(start, end) in regions.iter().rev() {
+        let mut zero_from = 0;
+        'regions: for &(start, end) in regions.iter().rev() {
             let mut high = end;
             while high > start {
                 let low = high.saturating_sub(buf.len()).max(start);
@@ -439,33 +448,42 @@ impl SegmentFile for FsSegment {
                     .map_err(|e| context(e, "read segment", &self.path))?;
                 if !super::scan::is_zero(chunk) {
                     let last = chunk.iter().rposition(|&b| b != 0).unwrap_or(0);
-                    return Ok(low + last + 1);
+                    zero_from = low + last + 1;
+                    break 'regions;
                 }
                 high = low;
             }
         }
-        Ok(0)
+        let cached_zeros: usize = regions
+            .iter()
+            .map(|&(start, end)| end.saturating_sub(start.max(zero_from)))
+            .sum();
+        if cached_zeros > APPEND_READAHEAD_BYTES {
+            // Zero pages in the page cache past the end (read there by an earlier scan, or
+            // read ahead for appends) make every open read them again: drop them. Only clean,
+            // unmapped pages go, and the file's bytes are the same either way.
+            let from = zero_from.next_multiple_of(page_bytes());
+            // SAFETY: fadvise on a descriptor we own; a hint only.
+            unsafe {
+                libc::posix_fadvise(
+                    self.raw_fd(),
+                    from as libc::off_t,
+                    (len - from.min(len)) as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+        }
+        Ok(zero_from)
     }
 
     fn prepare_appends(&self, offset: usize) {
-        let page = page_bytes();
-        let start = offset / page * page;
-        let end = offset
-            .saturating_add(APPEND_READAHEAD_BYTES)
-            .min(self.map.len());
-        if start >= end {
-            return;
-        }
-        // SAFETY: a page-aligned range inside our mapping. Reads the (allocated, zero) pages
-        // into the page cache so appends take cheap minor faults; it maps nothing, so the
-        // resident set grows only with what is written.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(start).cast(),
-                end - start,
-                libc::MADV_WILLNEED,
-            )
-        };
+        // Reads the (allocated, zero) pages into the page cache so appends take cheap minor
+        // faults; it maps nothing, so the resident set grows only with what is written.
+        self.will_need(offset, offset.saturating_add(APPEND_READAHEAD_BYTES));
+    }
+
+    fn prepare_scan(&self, end: usize) {
+        self.will_need(0, end);
     }
 }
 
@@ -520,6 +538,24 @@ fn page_bytes() -> usize {
 impl FsSegment {
     fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// Asks the kernel to read `start..end` into the page cache now (whole pages).
+    fn will_need(&self, start: usize, end: usize) {
+        let page = page_bytes();
+        let start = start / page * page;
+        let end = end.min(self.map.len());
+        if start >= end {
+            return;
+        }
+        // SAFETY: a page-aligned range inside our mapping; a hint that maps nothing.
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(start).cast(),
+                end - start,
+                libc::MADV_WILLNEED,
+            )
+        };
     }
 }
 
