@@ -38,7 +38,7 @@ use crate::wal::{Decoded, Lsn, Record};
 mod index;
 mod metrics;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 
@@ -323,17 +323,24 @@ pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
 /// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
 /// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
 /// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
-fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+/// The job index comes from the same pass as the recovery scan.
+fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex), WalError> {
     let started = std::time::Instant::now();
     loop {
-        match Wal::open(dir, options) {
+        let mut loader = IndexLoader::new(1);
+        let opened = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame));
+        match opened {
             Err(WalError::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            other => return other,
+            Err(error) => return Err(error),
+            Ok(wal) => {
+                loader.set_empty_from(wal.first_lsn());
+                return Ok((wal, loader.finish()?));
+            }
         }
     }
 }
@@ -472,9 +479,9 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
