@@ -10,6 +10,9 @@ use super::frame::{
 use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 use super::storage::{segment_bytes, LogIdentity, SegmentStore};
 
+/// Bytes of a segment the scan keeps mapped behind its position.
+const SCAN_RESIDENT_BYTES: usize = 4 << 20;
+
 /// What a scan found in one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentState {
@@ -142,8 +145,15 @@ pub fn scan_log(
         // The unwritten tail of a preallocated segment is never read.
         let zero_from = file.zero_from()?;
         file.prepare_scan(zero_from);
+        let mut released = 0;
         let verdict = scanner.segment_zero_from(seq, bytes, zero_from, |offset, frame| {
-            visit(seq, offset, frame)
+            visit(seq, offset, frame);
+            // The resident set stays bounded on a large log: pages the scan has passed are
+            // unmapped (they stay in the page cache; a later touch maps the same bytes).
+            if offset - released >= SCAN_RESIDENT_BYTES {
+                file.release_resident(released, offset);
+                released = offset;
+            }
         });
         scan.record(seq, &name, bytes.len(), zero_from, verdict);
     }
