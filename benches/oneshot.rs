@@ -6,13 +6,17 @@
 //! `--version`, peak RSS <= 16 MiB.
 //!
 //! `cargo bench --bench oneshot` (as root for cgroups).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use vigil_core::wal::log::{Wal, WalOptions};
 use vigil_core::wal::record::kind;
+
+// The `vigil` binary of this profile (release for benches), built on first use.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 /// Measured iterations per case.
 const ITERATIONS: u32 = 40;
@@ -25,16 +29,6 @@ const RECORDS: u64 = 1_000_000;
 /// Goals.
 const WALL_RATIO_MAX: f64 = 3.0;
 const RSS_KIB_MAX: u64 = 16 * 1024;
-
-fn vigil_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "vigil-shell"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building vigil failed");
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil")
-}
 
 /// Runs `bin ARGS` to its end: (wall us, peak RSS KiB, exit status).
 // The child is reaped by wait4 (which also gives its rusage), not by `Child::wait`.
@@ -128,7 +122,7 @@ fn main() {
         fill(&spec);
         return;
     }
-    let bin = vigil_bin();
+    let bin = common::vigil_bin();
     let scratch = tempfile::tempdir().expect("tempdir");
     let jobs_dir = scratch.path().join("jobs200");
     let records_dir = scratch.path().join("records1m");
@@ -138,7 +132,7 @@ fn main() {
     for _ in 0..JOBS {
         let args = run_args(&jobs_dir);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (_, _, code) = run_once(&bin, &args);
+        let (_, _, code) = run_once(bin, &args);
         assert_eq!(code, 0, "preparing the 200-job data dir");
     }
     fill_in_helper(&records_dir, RECORDS, 8);
@@ -168,7 +162,7 @@ fn main() {
     for i in 0..(WARMUP_ITERATIONS + ITERATIONS) {
         for case in cases.iter_mut() {
             let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
-            let (wall, rss, code) = run_once(&bin, &args);
+            let (wall, rss, code) = run_once(bin, &args);
             assert_eq!(code, 0, "{} exited {code}", case.name);
             if i >= WARMUP_ITERATIONS {
                 case.wall.record(wall).expect("record");

@@ -206,11 +206,14 @@ pub fn scan_frames<'a, F>(
 where
     F: FnMut(usize, Frame<'a>),
 {
-    let image = ZeroFrom {
-        bytes,
-        zero_from: bytes.len(),
-    };
-    scan_frames_of(image, start, seed, first_lsn, mode, visit)
+    scan_frames_of(
+        ZeroFrom::new(bytes, bytes.len()),
+        start,
+        seed,
+        first_lsn,
+        mode,
+        visit,
+    )
 }
 
 /// A segment image and where its known-zero tail starts: every byte of `bytes` from
@@ -222,7 +225,14 @@ struct ZeroFrom<'a> {
     zero_from: usize,
 }
 
-impl ZeroFrom<'_> {
+impl<'a> ZeroFrom<'a> {
+    fn new(bytes: &'a [u8], zero_from: usize) -> ZeroFrom<'a> {
+        ZeroFrom {
+            bytes,
+            zero_from: zero_from.min(bytes.len()),
+        }
+    }
+
     /// Whether `bytes[from..]` is all zero: only the part before `zero_from` is read.
     fn zero_after(&self, from: usize) -> bool {
         from >= self.zero_from || is_zero(&self.bytes[from..self.zero_from])
@@ -458,10 +468,7 @@ impl LogScanner {
     where
         F: FnMut(usize, Frame<'a>),
     {
-        let image = ZeroFrom {
-            bytes,
-            zero_from: zero_from.min(bytes.len()),
-        };
+        let image = ZeroFrom::new(bytes, zero_from);
         let expected_seq = self.next_seq;
         self.next_seq = Some(seq.saturating_add(1));
         let expected_lsn = self.next_lsn();

@@ -410,21 +410,13 @@ impl SegmentFile for FsSegment {
 
     fn release_resident(&self, start: usize, end: usize) {
         let page = page_bytes();
-        let start = start.div_ceil(page) * page;
-        let end = end.min(self.map.len()) / page * page;
-        if start >= end {
-            return;
-        }
-        // SAFETY: a page-aligned range inside our shared file mapping. MADV_DONTNEED on a
-        // shared file mapping only unmaps: dirty pages are kept in the page cache and the
-        // next access maps the same bytes again.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(start).cast(),
-                end - start,
-                libc::MADV_DONTNEED,
-            )
-        };
+        // MADV_DONTNEED on a shared file mapping only unmaps: dirty pages are kept in the
+        // page cache and the next access maps the same bytes again.
+        self.advise(
+            start.div_ceil(page) * page,
+            end.min(self.map.len()) / page * page,
+            libc::MADV_DONTNEED,
+        );
     }
 
     /// The zero tail from the file's extents: `SEEK_DATA`/`SEEK_HOLE` list the regions that
@@ -543,19 +535,23 @@ impl FsSegment {
     /// Asks the kernel to read `start..end` into the page cache now (whole pages).
     fn will_need(&self, start: usize, end: usize) {
         let page = page_bytes();
-        let start = start / page * page;
+        self.advise(
+            start / page * page,
+            end.min(self.map.len()),
+            libc::MADV_WILLNEED,
+        );
+    }
+
+    /// `madvise(advice)` over `start..end` (`start` page-aligned) of the mapping, if not
+    /// empty. A failed hint costs speed, not correctness.
+    fn advise(&self, start: usize, end: usize, advice: libc::c_int) {
         let end = end.min(self.map.len());
         if start >= end {
             return;
         }
-        // SAFETY: a page-aligned range inside our mapping; a hint that maps nothing.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(start).cast(),
-                end - start,
-                libc::MADV_WILLNEED,
-            )
-        };
+        // SAFETY: a page-aligned range inside our shared file mapping; the advice callers
+        // pass (WILLNEED, DONTNEED) never changes the file's bytes.
+        unsafe { libc::madvise(self.map.as_mut_ptr().add(start).cast(), end - start, advice) };
     }
 }
 
