@@ -15,9 +15,15 @@
 //!
 //! Percentages are [`Percent`]: hundredths of a percent in a `u16`, so a `Sample` holds no
 //! floating point that could be NaN.
+mod blob;
+
 use heapless::{HistoryBuf, Vec};
 
 use crate::procfs::{CpuLine, CpuTimes, LoadAvg, MemInfo, ProcStat, Psi};
+
+pub use blob::decode_blob;
+#[cfg(feature = "std")]
+pub use blob::encode_blob;
 
 /// Per-CPU entries a [`Sample`] carries; CPUs beyond it are counted in
 /// [`Sample::per_cpu_dropped`].

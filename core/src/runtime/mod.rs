@@ -24,7 +24,7 @@ use crate::exec::capability::{CapabilityRegistry, JobContext};
 use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
-use crate::sample::Sample;
+use crate::sample::{decode_blob, encode_blob};
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
@@ -215,20 +215,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn encode_sample(sample: Option<&Sample>) -> Vec<u8> {
-    sample
-        .and_then(|s| postcard::to_allocvec(s).ok())
-        .unwrap_or_default()
-}
-
-/// Decodes a telemetry blob written by this runtime (`None` when empty or unreadable).
-pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
-    if bytes.is_empty() {
-        return None;
-    }
-    postcard::from_bytes(bytes).ok()
-}
-
 fn wal_limits(l: &Limits) -> JobLimits {
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
     JobLimits {
@@ -413,7 +399,7 @@ impl Runtime {
                 args_json: &args_logged,
                 session: req.session.as_deref(),
                 reason: &reason,
-                telemetry: &encode_sample(telemetry_before.as_ref()),
+                telemetry: &encode_blob(telemetry_before.as_ref()),
             });
             let lsn = self.record_durable(&record)?;
             self.metrics
@@ -447,7 +433,7 @@ impl Runtime {
             limits: wal_limits(&req.limits),
             session: req.session.as_deref(),
             root: Some(&root),
-            telemetry_before: &encode_sample(telemetry_before.as_ref()),
+            telemetry_before: &encode_blob(telemetry_before.as_ref()),
         }))?;
 
         let mut result = self.registry.run(&req.capability, &ctx, &req.args);
@@ -491,7 +477,7 @@ impl Runtime {
             stderr: &stderr,
             stderr_truncated: result.stderr.truncated || stderr_cut,
             error: error.as_deref(),
-            telemetry_after: &encode_sample(telemetry_after.as_ref()),
+            telemetry_after: &encode_blob(telemetry_after.as_ref()),
         }))?;
         self.metrics.job_ended(
             self.metric_name(&req.capability),
@@ -638,7 +624,7 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
     let last = summary.end_lsn.unwrap_or(summary.lsn);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let sample_json = |b: &[u8]| {
-        decode_sample(b)
+        decode_blob(b)
             .and_then(|s| serde_json::to_value(s).ok())
             .unwrap_or(Value::Null)
     };
@@ -713,22 +699,5 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
         if n == 0 || done {
             return Ok(detail);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_round_trip_through_the_telemetry_blob() {
-        let s = Sample {
-            seq: 7,
-            ..Sample::default()
-        };
-        let blob = encode_sample(Some(&s));
-        assert_eq!(decode_sample(&blob), Some(s));
-        assert_eq!(decode_sample(&[]), None);
-        assert_eq!(decode_sample(&[0xff; 3]), None);
     }
 }

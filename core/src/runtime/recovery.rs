@@ -75,20 +75,6 @@ pub(super) fn exec_job_id(dir_token: &str, job_id: u64) -> String {
     format!("{dir_token}-{job_id}")
 }
 
-/// Kills the live processes that carry the marker of `exec_id` (what escaped a dead
-/// instance's job without a cgroup to hold it); returns their pids. A process that cleared its
-/// environment cannot be found this way: only cgroup modes hold such a process.
-fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
-    // -1 is no process's pid, group or session: only the marker selects.
-    let pids = crate::exec::job::untracked_job_processes(-1, exec_id, 0);
-    for &pid in &pids {
-        // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
-        // marker a moment ago; reuse within that window is the residual risk.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    pids
-}
-
 /// Appends a `JobInterrupted` record for every job in `index` with a start and no end, applies
 /// each to the index, and makes them durable; returns their ids.
 pub(super) fn record_interrupted(
@@ -125,6 +111,6 @@ pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut Recover
     for &job_id in &recovery.interrupted {
         recovery
             .killed_processes
-            .extend(kill_marked_processes(&exec_job_id(dir_token, job_id)));
+            .extend(executor.kill_orphans(&exec_job_id(dir_token, job_id)));
     }
 }
