@@ -40,7 +40,7 @@ mod recovery;
 mod redaction;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
@@ -247,9 +247,9 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
