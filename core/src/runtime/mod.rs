@@ -30,7 +30,7 @@ use crate::exec::job::{Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::Thresholds;
 use crate::model::JobState;
-use crate::sample::Sample;
+use crate::sample::decode_blob;
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::view::job::{detail_json, result_json, JobDetail, RunView};
 use crate::wal::log::{Wal, WalError, WalOptions};
@@ -45,7 +45,7 @@ mod redaction;
 mod run;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 use recovery::{data_dir_token, open_wal_waiting_for_lock};
@@ -100,6 +100,7 @@ impl RuntimeOptions {
 
 /// What can stop the runtime from opening or a request from being served.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RuntimeError {
     Wal(WalError),
     Exec(ExecError),
@@ -127,7 +128,17 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-impl std::error::Error for RuntimeError {}
+impl std::error::Error for RuntimeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RuntimeError::Wal(e) => Some(e),
+            RuntimeError::Exec(e) => Some(e),
+            RuntimeError::Telemetry(e) => Some(e),
+            RuntimeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 impl From<WalError> for RuntimeError {
     fn from(e: WalError) -> Self {
@@ -226,20 +237,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn encode_sample(sample: Option<&Sample>) -> Vec<u8> {
-    sample
-        .and_then(|s| postcard::to_allocvec(s).ok())
-        .unwrap_or_default()
-}
-
-/// Decodes a telemetry blob written by this runtime (`None` when empty or unreadable).
-pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
-    if bytes.is_empty() {
-        return None;
-    }
-    postcard::from_bytes(bytes).ok()
-}
-
 impl Runtime {
     /// Opens the log (recovering it), rebuilds the index, records interrupted jobs, sweeps
     /// stale cgroups and starts sampling.
@@ -250,9 +247,9 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
@@ -467,38 +464,21 @@ fn add_to_detail(detail: &mut JobDetail, record: &Record<'_>) {
             detail.args = args(r.args_json);
             detail.limits = Some(r.limits);
             detail.root = r.root.map(str::to_string);
-            detail.telemetry_before = decode_sample(r.telemetry_before);
+            detail.telemetry_before = decode_blob(r.telemetry_before);
         }
         Record::JobFinished(r) => {
             detail.finished_unix_ms = Some(r.unix_ms);
-            detail.telemetry_after = decode_sample(r.telemetry_after);
+            detail.telemetry_after = decode_blob(r.telemetry_after);
         }
         Record::JobInterrupted(r) => detail.finished_unix_ms = Some(r.unix_ms),
         Record::JobRejected(r) => {
             detail.finished_unix_ms = Some(r.unix_ms);
             detail.args = args(r.args_json);
-            detail.telemetry_before = decode_sample(r.telemetry);
+            detail.telemetry_before = decode_blob(r.telemetry);
         }
         _ => return,
     }
     if let Some(result) = result_json(record) {
         detail.result = Some(result);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_round_trip_through_the_telemetry_blob() {
-        let s = Sample {
-            seq: 7,
-            ..Sample::default()
-        };
-        let blob = encode_sample(Some(&s));
-        assert_eq!(decode_sample(&blob), Some(s));
-        assert_eq!(decode_sample(&[]), None);
-        assert_eq!(decode_sample(&[0xff; 3]), None);
     }
 }

@@ -6,12 +6,12 @@ use serde_json::{json, Value};
 use super::recovery::exec_job_id;
 use super::redaction::{bounded_args_json, redact_args, redact_output, scrub};
 use super::slots::SlotGuard;
-use super::{encode_sample, unix_ms, JobOutcome, JobRequest, Runtime, RuntimeError};
+use super::{unix_ms, JobOutcome, JobRequest, Runtime, RuntimeError};
 use crate::exec::capability::JobContext;
 use crate::exec::job::{CancelToken, JobResult};
 use crate::guard::{self, Decision};
 use crate::model::{JobStatus, Usage};
-use crate::sample::Sample;
+use crate::sample::{encode_blob, Sample};
 use crate::wal::record::{kind as record_kind, JobFinished, JobRejected, JobStarted};
 use crate::wal::{Lsn, Record};
 
@@ -188,7 +188,7 @@ impl Runtime {
             args_json: &job.args_logged,
             session: req.session.as_deref(),
             reason: &reason,
-            telemetry: &encode_sample(telemetry_before),
+            telemetry: &encode_blob(telemetry_before),
         });
         let lsn = self.record_durable(&record)?;
         self.metrics
@@ -218,7 +218,7 @@ impl Runtime {
             limits: req.limits.to_model(),
             session: req.session.as_deref(),
             root: Some(&root),
-            telemetry_before: &encode_sample(telemetry_before),
+            telemetry_before: &encode_blob(telemetry_before),
         }))?;
         Ok(())
     }
@@ -271,7 +271,7 @@ impl Runtime {
             stderr: &stderr,
             stderr_truncated: result.stderr.truncated || stderr_cut,
             error: error.as_deref(),
-            telemetry_after: &encode_sample(telemetry_after.as_ref()),
+            telemetry_after: &encode_blob(telemetry_after.as_ref()),
         }))?;
         self.metrics.job_ended(
             self.metric_name(&job.req.capability),
