@@ -170,19 +170,3 @@ impl Executor {
         Ok(())
     }
 }
-
-/// A fresh job id: milliseconds since the epoch, this process's pid and a counter, in hex
-/// (sortable by start time, unique within a machine).
-pub fn new_job_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    format!(
-        "{ms:011x}-{:x}-{:x}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
