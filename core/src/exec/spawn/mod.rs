@@ -181,6 +181,12 @@ impl Stdio {
             report_w,
         })
     }
+
+    /// The parent's ends (stdout, stderr, stdin, report). The child's ends close here, so EOF
+    /// on the report pipe then means the child exec'd.
+    fn into_parent_ends(self) -> (OwnedFd, OwnedFd, Option<OwnedFd>, OwnedFd) {
+        (self.out_r, self.err_r, self.stdin_parent, self.report_r)
+    }
 }
 
 /// How the child is created and placed.
@@ -248,18 +254,7 @@ pub(crate) fn spawn(
     let stdio = Stdio::open(stdin_bytes)?;
     let plan = ClonePlan::new(leaf, host)?;
     let cloned = clone_child(job_id, cmd, &stdio, &plan, host)?;
-    let Stdio {
-        out_r,
-        out_w,
-        err_r,
-        err_w,
-        stdin_child,
-        stdin_parent,
-        report_r,
-        report_w,
-    } = stdio;
-    // The child's ends close in the parent now: EOF on the report pipe then means exec.
-    drop((out_w, err_w, stdin_child, report_w));
+    let (out_r, err_r, stdin_parent, report_r) = stdio.into_parent_ends();
     let Cloned {
         pid,
         pidfd,
