@@ -40,7 +40,7 @@ mod recovery;
 mod redaction;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
@@ -96,6 +96,7 @@ impl RuntimeOptions {
 
 /// What can stop the runtime from opening or a request from being served.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RuntimeError {
     Wal(WalError),
     Exec(ExecError),
@@ -123,7 +124,17 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-impl std::error::Error for RuntimeError {}
+impl std::error::Error for RuntimeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RuntimeError::Wal(e) => Some(e),
+            RuntimeError::Exec(e) => Some(e),
+            RuntimeError::Telemetry(e) => Some(e),
+            RuntimeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 impl From<WalError> for RuntimeError {
     fn from(e: WalError) -> Self {
@@ -236,9 +247,9 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));

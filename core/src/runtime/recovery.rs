@@ -10,7 +10,7 @@ use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::record::JobInterrupted;
 use crate::wal::Record;
 
-use super::{unix_ms, JobIndex, RuntimeError};
+use super::{unix_ms, IndexLoader, JobIndex, RuntimeError};
 
 /// The reason written in `JobInterrupted` records on restart.
 pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
@@ -34,17 +34,27 @@ pub struct RecoveryInfo {
 /// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
 /// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
 /// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
-pub(super) fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+/// The job index comes from the same pass as the recovery scan.
+pub(super) fn open_wal_waiting_for_lock(
+    dir: &Path,
+    options: WalOptions,
+) -> Result<(Wal, JobIndex), WalError> {
     let started = std::time::Instant::now();
     loop {
-        match Wal::open(dir, options) {
+        let mut loader = IndexLoader::new(1);
+        let opened = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame));
+        match opened {
             Err(WalError::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            other => return other,
+            Err(error) => return Err(error),
+            Ok(wal) => {
+                loader.set_empty_from(wal.first_lsn());
+                return Ok((wal, loader.finish()?));
+            }
         }
     }
 }
