@@ -198,7 +198,7 @@ DirectMap4k:      200000 kB\n";
     fn available_basis_points(m: &MemInfo) -> Option<u16> {
         crate::sample::MemorySample::from_meminfo(m)
             .available()
-            .map(|p| p.0)
+            .map(crate::sample::Percent::basis_points)
     }
 
     #[test]

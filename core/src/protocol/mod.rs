@@ -8,11 +8,10 @@
 //! names are refused so a typo is an error rather than a silently ignored limit.
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
+use crate::exec::{Limits, RequestedLimits};
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -31,8 +30,7 @@ pub const BATCH_REQUESTS_MAX: usize = 100;
 pub const LIST_PAGE_DEFAULT: usize = 100;
 /// Most entries one page of `jobs.list` / `sessions.list` holds.
 pub const LIST_PAGE_MAX: usize = 1_000;
-/// Longest wall-clock limit a request may set (a day).
-pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
+pub use crate::exec::TIMEOUT_MS_MAX;
 
 /// JSON-RPC error codes: the spec's own, then vigil's (-32000..-32099, server errors).
 pub mod code {
@@ -98,6 +96,8 @@ impl fmt::Display for RpcError {
         write!(f, "{} (code {})", self.message, self.code)
     }
 }
+
+impl std::error::Error for RpcError {}
 
 /// What `run` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -458,18 +458,18 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
 /// `{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`, each optional.
 pub fn parse_limits(m: Map<String, Value>) -> Result<Limits, RpcError> {
     let mut p = Params { map: m };
-    let ms = |n: Option<u64>| n.map(Duration::from_millis);
-    let limits = Limits {
-        timeout: ms(p.u64("timeout_ms", TIMEOUT_MS_MAX)?),
-        cpu_time: ms(p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?),
+    let requested = RequestedLimits {
+        timeout_ms: p.u64("timeout_ms", u64::MAX)?,
+        cpu_time_ms: p.u64("cpu_time_ms", u64::MAX)?,
         memory_bytes: p.u64("memory_bytes", u64::MAX)?,
-        pids: p.u64("pids", u64::from(u32::MAX))?,
-        max_output_bytes: p
-            .u64("max_output_bytes", OUTPUT_BYTES_MAX)?
-            .unwrap_or(OUTPUT_BYTES_DEFAULT),
+        pids: p.u64("pids", u64::MAX)?,
+        max_output_bytes: p.u64("max_output_bytes", u64::MAX)?,
     };
     p.done("limits")?;
-    Ok(limits)
+    requested
+        .check()
+        .map_err(|e| RpcError::params(e.to_string()))?;
+    Ok(requested.over(&Limits::default()))
 }
 
 /// The success response line for `id` (no newline).
@@ -509,7 +509,7 @@ fn check_outcome(outcome: Result<Request, Rejection>) {
             assert!(!line.contains('\n'));
             assert!(serde_json::from_str::<Value>(&line).is_ok());
             if let Call::Run(run) = &request.call {
-                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
+                assert!(run.limits.max_output_bytes <= crate::exec::OUTPUT_BYTES_MAX);
                 assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
             }
             if let Call::JobsList {

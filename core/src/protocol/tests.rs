@@ -1,5 +1,7 @@
 //! Request parsing: every method with its parameters, and the spec's error codes.
 use super::*;
+use crate::exec::{OUTPUT_BYTES_DEFAULT, PIDS_MAX};
+use std::time::Duration;
 
 fn call(line: &str) -> Result<Request, Rejection> {
     parse_request(line.as_bytes())
@@ -153,4 +155,35 @@ fn list_paging_parameters_are_checked() {
         panic!("sessions.list");
     };
     assert_eq!(page.map(|p| p.after), Some(Some("s1".to_string())));
+}
+
+#[test]
+fn limits_beyond_what_the_kernel_or_a_deadline_takes_are_refused_by_name() {
+    let run = |limits: &str| {
+        call(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"run","params":{{"capability":"shell","limits":{limits}}}}}"#
+        ))
+    };
+    let Ok(Request {
+        call: Call::Run(ok),
+        ..
+    }) = run(&format!(
+        r#"{{"pids":{PIDS_MAX},"timeout_ms":{TIMEOUT_MS_MAX}}}"#
+    ))
+    else {
+        panic!("the largest pids and timeout are taken")
+    };
+    assert_eq!(ok.limits.pids, Some(PIDS_MAX));
+    for (bad, name) in [
+        (format!(r#"{{"pids":{}}}"#, PIDS_MAX + 1), "pids"),
+        (format!(r#"{{"cpu_time_ms":{}}}"#, u64::MAX), "cpu_time_ms"),
+        (
+            format!(r#"{{"timeout_ms":{}}}"#, TIMEOUT_MS_MAX + 1),
+            "timeout_ms",
+        ),
+    ] {
+        let error = run(&bad).unwrap_err().error;
+        assert_eq!(error.code, code::INVALID_PARAMS, "{bad}");
+        assert!(error.message.starts_with(name), "{bad}: {}", error.message);
+    }
 }

@@ -333,7 +333,7 @@ pub(super) fn undecodable_record(frame: &Frame<'_>, error: RecordError) -> WalEr
         offset: 0,
         expected_lsn: frame.lsn,
         cause: format!(
-            "record of kind {} passes its checksum but does not decode ({error:?}): written by \
+            "record of kind {} passes its checksum but does not decode ({error}): written by \
              another version of vigil",
             frame.kind
         ),

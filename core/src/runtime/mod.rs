@@ -96,6 +96,7 @@ impl RuntimeOptions {
 
 /// What can stop the runtime from opening or a request from being served.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RuntimeError {
     Wal(WalError),
     Exec(ExecError),
@@ -123,7 +124,17 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-impl std::error::Error for RuntimeError {}
+impl std::error::Error for RuntimeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RuntimeError::Wal(e) => Some(e),
+            RuntimeError::Exec(e) => Some(e),
+            RuntimeError::Telemetry(e) => Some(e),
+            RuntimeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 impl From<WalError> for RuntimeError {
     fn from(e: WalError) -> Self {

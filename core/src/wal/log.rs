@@ -117,6 +117,7 @@ pub static SYNC_LATENCY_BOUNDS_US: [u64; 15] = [
     1_000_000,
     u64::MAX,
 ];
+const _: () = assert!(crate::histogram::bounds_are_valid(&SYNC_LATENCY_BOUNDS_US));
 
 /// How long group-commit sync passes took, in microseconds.
 pub type SyncLatency = Buckets<15>;

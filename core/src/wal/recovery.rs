@@ -335,7 +335,7 @@ impl LogScan {
 
 fn describe_cause(cause: FaultCause) -> String {
     match cause {
-        FaultCause::Frame(error) => format!("frame does not validate ({error:?})"),
+        FaultCause::Frame(error) => format!("frame does not validate ({error})"),
         FaultCause::LsnMismatch { found } => format!("valid frame with LSN {found} out of place"),
         FaultCause::ChainMismatch => "frame does not chain to the previous checksum".to_string(),
         FaultCause::SegmentHeader(SegmentHeaderError::UnsupportedVersion(version)) => format!(

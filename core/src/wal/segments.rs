@@ -166,8 +166,12 @@ pub(super) fn recover_writer(
             let seed = {
                 // SAFETY: no writer runs yet.
                 let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
-                let header = SegmentHeader::decode(head)
-                    .map_err(|_| io::Error::other("segment header vanished"))?;
+                let header = SegmentHeader::decode(head).map_err(|_| {
+                    io::Error::other(format!(
+                        "segment {}: its header vanished",
+                        super::storage::segment_file_name(end.seq)
+                    ))
+                })?;
                 salt_seed(header.salt)
             };
             let first_lsn = scan

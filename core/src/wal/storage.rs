@@ -622,7 +622,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
         .map_err(|e| context(e, "fsync directory", dir))
 }
 
-/// Adds what was being done and to which path, keeping the error kind and OS code readable.
+/// Adds what was being done and to which path, keeping the error kind, and the error itself
+/// (with its OS code) as the source of a [`PathIoError`](super::error::PathIoError).
 pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(error.kind(), format!("{what} {}: {error}", path.display()))
+    let kind = error.kind();
+    io::Error::new(
+        kind,
+        super::error::PathIoError {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            source: error,
+        },
+    )
 }
