@@ -293,7 +293,7 @@ fn random_log_id() -> u128 {
 }
 
 /// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.
-fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
+pub(super) fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
     // SAFETY: recovery runs before the writer exists.
     let tail = unsafe { segment_bytes_mut(file, offset, file.len()) };
     let Some(last) = tail.iter().rposition(|&b| b != 0) else {
