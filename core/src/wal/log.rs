@@ -798,6 +798,7 @@ impl Shared {
         }
         let lsn = shared.place_frame(writer, kind, payload_len, false)?;
         then(lsn);
+        shared.commit.appended(lsn);
         Ok(lsn)
     }
 
