@@ -313,3 +313,89 @@ fn processes_append_through_wal_at_once_with_dense_lsns_and_one_chain() {
     assert_eq!(next.len() as u32, CHILDREN + 1);
     assert!(next.values().all(|&n| n == CHILD_RECORDS), "{next:?}");
 }
+
+/// Set in the child of [`a_writer_killed_mid_append_leaves_the_log_to_the_others_intact`].
+const KILLED_ENV: &str = "VIGIL_TEST_WAL_KILLED";
+
+/// A child that appends without end, saying on stdout when it has appended 200 records.
+#[test]
+fn wal_killed_child() {
+    let Ok(dir) = std::env::var(KILLED_ENV) else {
+        return; // Only does something as a child of the test below.
+    };
+    let wal = Wal::open(Path::new(&dir), small_segments()).unwrap();
+    let mut stdout = std::io::stdout();
+    for i in 0u64.. {
+        let lsn = wal.append_raw(kind::USER, &[0xEE; 300]).unwrap();
+        if i % 32 == 0 {
+            wal.sync(lsn).unwrap();
+        }
+        if i == 200 {
+            stdout.write_all(b"appending\n").unwrap();
+            stdout.flush().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_writer_killed_mid_append_leaves_the_log_to_the_others_intact() {
+    use std::io::BufRead;
+    let tmp = TempDir::new("mp-killed");
+    let dir = tmp.path().join("wal");
+    let survivor = Wal::open(&dir, small_segments()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "wal_killed_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILLED_ENV, &dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it says so, it is appending in a loop: the kill lands somewhere in an append, the
+    // lock held or not, a frame half-copied or not, a rotation under way or not.
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    while !line.contains("appending") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child ended early"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The survivor appends after whatever the dead writer left, and everything acknowledged
+    // is there, in one chain with dense LSNs.
+    let mut acknowledged = Vec::new();
+    for i in 0..100u32 {
+        let lsn = survivor.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+        survivor.sync(lsn).unwrap();
+        acknowledged.push(lsn);
+    }
+    survivor.close().unwrap();
+    let store = FsStore::open_reader(&dir).unwrap();
+    let scan = scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}).unwrap();
+    assert_eq!(scan.fault, None, "no damage, not even a torn tail");
+    let mut reader = Reader::open_dir_from_start(&dir).unwrap();
+    let mut lsns = Vec::new();
+    let mut ours = Vec::new();
+    while reader
+        .read_batch(1024, &mut |frame| {
+            lsns.push(frame.lsn);
+            if frame.kind == kind::USER && frame.payload.len() == 4 {
+                ours.push(frame.lsn);
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>(), "dense");
+    assert_eq!(ours, acknowledged);
+    // And a writer opening now recovers nothing to cut.
+    let reopened = Wal::open(&dir, small_segments()).unwrap();
+    assert_eq!(reopened.recovery().truncated_bytes, 0);
+}

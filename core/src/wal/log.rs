@@ -117,9 +117,15 @@ impl Cross {
                 message,
             )));
         }
+        let lock = AppendLock::open(dir)?;
+        let mut tail = SharedTail::open(dir)?;
+        lock.lock()?;
+        let ready = tail.init_mutex();
+        lock.unlock();
+        ready?;
         Ok(Cross {
-            lock: AppendLock::open(dir)?,
-            tail: Mutex::new(SharedTail::open(dir)?),
+            lock,
+            tail: Mutex::new(tail),
             _present: present,
         })
     }
@@ -298,6 +304,12 @@ impl Wal {
             cross.lock.lock().map_err(WalError::Io)?;
         }
         let held = cross.as_ref().map(|cross| Held(&cross.lock));
+        // Appends take the mutex alone: recovery holds it too, so none runs meanwhile.
+        let mut tail = cross.as_ref().map(|cross| lock(&cross.tail));
+        let mutex = match tail.as_deref() {
+            Some(tail) => Some(tail.hold().map_err(WalError::Io)?.0),
+            None => None,
+        };
         let store = make_store()?;
         let mut last_kind = 0u16;
         let mut prologues = Vec::new();
@@ -331,12 +343,13 @@ impl Wal {
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
         let mut counter = 0;
-        if let Some(cross) = &cross {
-            let mut tail = lock(&cross.tail);
+        if let Some(tail) = tail.as_deref_mut() {
             tail.enter();
             counter = tail.read(log_id).map_or(0, |(_, state)| state.counter);
             tail.publish(log_id, tail_state(&writer, counter));
         }
+        drop(mutex);
+        drop(tail);
         drop(held);
         let shared = Shared {
             cross,
@@ -622,21 +635,24 @@ impl Shared {
         let Some(cross) = &self.cross else {
             return f(writer);
         };
-        cross.lock.lock().map_err(WalError::Io)?;
-        let _held = Held(&cross.lock);
         let mut tail = lock(&cross.tail);
-        let suspect = tail.enter();
-        let published = tail.read(self.log_id).map(|(_, state)| state);
-        // On an error the holder mark stays: the next holder checks everything.
-        self.catch_up(writer, published, suspect)?;
-        if let Some(state) = published {
-            self.counter.fetch_max(state.counter, Ordering::AcqRel);
+        let (held, owner_died) = tail.hold().map_err(WalError::Io)?;
+        let suspect = tail.enter() || owner_died;
+        if suspect || tail.peek_generation() != tail.seen() {
+            // Another process published since this one did (or died mid-batch).
+            let published = tail.read(self.log_id).map(|(_, state)| state);
+            // On an error the holder mark stays: the next holder checks everything.
+            self.catch_up(writer, published, suspect)?;
+            if let Some(state) = published {
+                self.counter.fetch_max(state.counter, Ordering::AcqRel);
+            }
         }
         let result = f(writer);
         tail.publish(
             self.log_id,
             tail_state(writer, self.counter.load(Ordering::Acquire)),
         );
+        drop(held);
         result
     }
 

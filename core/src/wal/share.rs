@@ -4,9 +4,12 @@
 //! SQLite's WAL mode, each append batch runs under a short exclusive lock, and the lock holder
 //! finds the log's end through a small shared index of the tail:
 //!
-//! - [`AppendLock`]: `flock(LOCK_EX)` on the log's `LOCK` file, taken per batch through a
-//!   descriptor of the process's own (so two handles in one process exclude each other too)
-//!   and released when the batch is in the segment. The kernel drops it when its holder dies.
+//! - The append lock: a process-shared, robust pthread mutex in the `TAIL` page, taken per
+//!   batch and released when the batch is in the segment. Uncontended it costs two atomic
+//!   instructions, no system call; when its holder dies the kernel hands it to the next
+//!   locker with `EOWNERDEAD`, which checks everything the dead holder may have left.
+//!   Opening also holds [`AppendLock`] (`flock` on the `LOCK` file, through a descriptor of
+//!   the writer's own), under which a new `TAIL` file's mutex is initialised exactly once.
 //! - [`SharedTail`]: the `TAIL` file, mapped shared. It holds two checksummed slots (the
 //!   active segment, the write offset, the next LSN, the checksum the next frame chains to,
 //!   and a counter the log's users draw unique numbers from), written alternately, so a
@@ -44,6 +47,10 @@ const TAIL_VERSION: u32 = 1;
 const HOLDER_AT: usize = 0;
 const SLOT_AT: [usize; 2] = [64, 192];
 const SLOT_BYTES: usize = 72;
+/// The word that says the mutex is initialised, and the mutex.
+const MUTEX_READY_AT: usize = 512;
+const MUTEX_AT: usize = 576;
+const MUTEX_READY: u64 = 0x5845_5455_4d5f_4c47; // "GL_MUTEX"
 
 /// The exclusive lock one append batch runs under.
 #[derive(Debug)]
@@ -140,6 +147,9 @@ pub struct TailState {
 pub struct SharedTail {
     map: memmap2::MmapRaw,
     _file: File,
+    /// The generation this process last read or published: when the newest slot still has
+    /// it and no holder died, nothing changed since.
+    seen: u64,
 }
 
 impl std::fmt::Debug for SharedTail {
@@ -186,7 +196,84 @@ impl SharedTail {
             .len(TAIL_FILE_BYTES)
             .map_raw(&file)
             .map_err(|e| context(e, "map tail file", &path))?;
-        Ok(SharedTail { map, _file: file })
+        const _: () = assert!(
+            MUTEX_AT + std::mem::size_of::<libc::pthread_mutex_t>() <= TAIL_FILE_BYTES
+                && MUTEX_AT.is_multiple_of(64)
+        );
+        Ok(SharedTail {
+            map,
+            _file: file,
+            seen: 0,
+        })
+    }
+
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        // SAFETY: in bounds (asserted above) and 64-byte aligned in a page-aligned mapping.
+        unsafe { self.map.as_mut_ptr().add(MUTEX_AT).cast() }
+    }
+
+    /// Initialises the append mutex of a new tail file. Call with the [`AppendLock`] held
+    /// (every opening writer does, before it uses the mutex), so it happens exactly once.
+    pub fn init_mutex(&mut self) -> io::Result<()> {
+        let ready = &self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8];
+        if u64::from_le_bytes(ready.try_into().unwrap_or([0; 8])) == MUTEX_READY {
+            return Ok(());
+        }
+        // SAFETY: attribute and mutex initialisation on memory no one uses yet (no writer
+        // takes the mutex before the ready word is set, under the file lock we hold).
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            check(libc::pthread_mutexattr_init(&mut attr))?;
+            let set = check(libc::pthread_mutexattr_setpshared(
+                &mut attr,
+                libc::PTHREAD_PROCESS_SHARED,
+            ))
+            .and_then(|_| {
+                check(libc::pthread_mutexattr_setrobust(
+                    &mut attr,
+                    libc::PTHREAD_MUTEX_ROBUST,
+                ))
+            })
+            .and_then(|_| check(libc::pthread_mutex_init(self.mutex(), &attr)));
+            libc::pthread_mutexattr_destroy(&mut attr);
+            set?;
+        }
+        self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8]
+            .copy_from_slice(&MUTEX_READY.to_le_bytes());
+        Ok(())
+    }
+
+    /// Takes the append mutex until the returned guard drops; the flag is true when its last
+    /// holder died holding it (the state it guards must then be checked, not trusted).
+    pub(super) fn hold(&self) -> io::Result<(MutexHeld, bool)> {
+        let mutex = self.mutex();
+        // SAFETY: an initialised process-shared mutex in our mapping.
+        match unsafe { libc::pthread_mutex_lock(mutex) } {
+            0 => Ok((MutexHeld(mutex), false)),
+            libc::EOWNERDEAD => {
+                let held = MutexHeld(mutex);
+                // SAFETY: we hold it; marking it consistent keeps it usable after unlock.
+                check(unsafe { libc::pthread_mutex_consistent(mutex) })?;
+                Ok((held, true))
+            }
+            error => Err(io::Error::from_raw_os_error(error)),
+        }
+    }
+
+    /// The generation of the newest slot, unchecked; equal to [`SharedTail::seen`] when no
+    /// one published since this process did.
+    pub fn peek_generation(&mut self) -> u64 {
+        let bytes = self.bytes();
+        SLOT_AT
+            .iter()
+            .map(|&at| u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap_or([0; 8])))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The generation this process last read or published.
+    pub fn seen(&self) -> u64 {
+        self.seen
     }
 
     fn bytes(&mut self) -> &mut [u8] {
@@ -208,17 +295,18 @@ impl SharedTail {
     /// The newest valid slot for log `log_id`, if any. Call with the lock held.
     pub fn read(&mut self, log_id: u128) -> Option<(u64, TailState)> {
         let bytes = self.bytes();
-        SLOT_AT
+        let newest = SLOT_AT
             .iter()
             .filter_map(|&at| decode_slot(&bytes[at..at + SLOT_BYTES], log_id))
-            .max_by_key(|(generation, _)| *generation)
+            .max_by_key(|(generation, _)| *generation);
+        self.seen = newest.map_or(0, |(generation, _)| generation);
+        newest
     }
 
     /// Publishes `state` in the older slot and clears the holder mark. Call with the lock held.
     pub fn publish(&mut self, log_id: u128, state: TailState) {
-        let generation = self
-            .read(log_id)
-            .map_or(1, |(g, _)| g.wrapping_add(1).max(1));
+        let generation = self.peek_generation().max(self.seen).wrapping_add(1).max(1);
+        self.seen = generation;
         let at = SLOT_AT[(generation % 2) as usize];
         let mut slot = [0u8; SLOT_BYTES];
         encode_slot(&mut slot, generation, log_id, state);
@@ -263,6 +351,24 @@ fn decode_slot(bytes: &[u8], log_id: u128) -> Option<(u64, TailState)> {
         prev_checksum: u32_at(64)?,
     };
     Some((u64_at(8)?, state))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    match rc {
+        0 => Ok(()),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
+}
+
+/// Holds the append mutex; releases it when dropped (a panic under it must not keep every
+/// other process waiting). Dropped by the thread that took it, before the tail it lives in.
+pub(super) struct MutexHeld(*mut libc::pthread_mutex_t);
+
+impl Drop for MutexHeld {
+    fn drop(&mut self) {
+        // SAFETY: this thread holds the mutex, which lives as long as the mapping.
+        unsafe { libc::pthread_mutex_unlock(self.0) };
+    }
 }
 
 /// Whether process `pid` exists (a temporary file named after a dead one is stale).
@@ -318,6 +424,43 @@ mod tests {
         let mut reopened = SharedTail::open(&dir).unwrap();
         assert!(reopened.enter(), "the dead holder's mark is seen");
         assert_eq!(reopened.read(7).map(|(_, s)| s), Some(first));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_holder_that_dies_hands_the_mutex_on_marked() {
+        let dir = temp_dir("mutex");
+        let mut tail = SharedTail::open(&dir).unwrap();
+        tail.init_mutex().unwrap();
+        let (held, died) = tail.hold().unwrap();
+        assert!(!died);
+        drop(held);
+        // A child takes it and exits without releasing it.
+        // SAFETY: the child only locks the mutex and leaves at once.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match tail.hold() {
+                Ok((held, _)) => {
+                    std::mem::forget(held);
+                    0
+                }
+                Err(_) => 1,
+            };
+            // SAFETY: leaving the child without running anything of the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+        let mut reopened = SharedTail::open(&dir).unwrap();
+        reopened.init_mutex().unwrap();
+        let (held, died) = reopened.hold().unwrap();
+        assert!(died, "the next holder learns its holder died");
+        drop(held);
+        let (held, died) = reopened.hold().unwrap();
+        assert!(!died, "and it is consistent again");
+        drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
