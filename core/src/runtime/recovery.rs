@@ -7,12 +7,12 @@ use std::sync::Mutex;
 
 use crate::exec::cgroup::SweepReport;
 use crate::exec::job::Executor;
-use crate::wal::log::Wal;
+use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::record::JobInterrupted;
 use crate::wal::Record;
 
 use super::owner::OwnerLock;
-use super::{unix_ms, JobIndex, RuntimeError};
+use super::{unix_ms, IndexLoader, JobIndex, RuntimeError};
 
 /// The reason written in `JobInterrupted` records on restart.
 pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
@@ -30,6 +30,15 @@ pub struct RecoveryInfo {
     pub killed_processes: Vec<i32>,
 }
 
+/// Opens the log (beside any other writers of it) and builds the job index from the same
+/// pass as the recovery scan.
+pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex), WalError> {
+    let mut loader = IndexLoader::new(1);
+    let wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    loader.set_empty_from(wal.first_lsn());
+    Ok((wal, loader.finish()?))
+}
+
 /// A short, stable token for a data directory: FNV-1a of its canonical path.
 pub(super) fn data_dir_token(dir: &Path) -> String {
     let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -44,20 +53,6 @@ pub(super) fn data_dir_token(dir: &Path) -> String {
 /// job's cgroup leaf and is the value of the marker variable every job process inherits.
 pub(super) fn exec_job_id(dir_token: &str, job_id: u64) -> String {
     format!("{dir_token}-{job_id}")
-}
-
-/// Kills the live processes that carry the marker of `exec_id` (what escaped a dead
-/// instance's job without a cgroup to hold it); returns their pids. A process that cleared its
-/// environment cannot be found this way: only cgroup modes hold such a process.
-fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
-    // -1 is no process's pid, group or session: only the marker selects.
-    let pids = crate::exec::job::untracked_job_processes(-1, exec_id, 0);
-    for &pid in &pids {
-        // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
-        // marker a moment ago; reuse within that window is the residual risk.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    pids
 }
 
 /// Appends a `JobInterrupted` record for every job in `index` with a start and no end whose
@@ -111,6 +106,6 @@ pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut Recover
     for &job_id in &recovery.interrupted {
         recovery
             .killed_processes
-            .extend(kill_marked_processes(&exec_job_id(dir_token, job_id)));
+            .extend(executor.kill_orphans(&exec_job_id(dir_token, job_id)));
     }
 }

@@ -160,6 +160,7 @@ pub static SYNC_LATENCY_BOUNDS_US: [u64; 15] = [
     1_000_000,
     u64::MAX,
 ];
+const _: () = assert!(crate::histogram::bounds_are_valid(&SYNC_LATENCY_BOUNDS_US));
 
 /// How long group-commit sync passes took, in microseconds.
 pub type SyncLatency = Buckets<15>;
@@ -230,6 +231,18 @@ impl Wal {
     /// writers, in this process or others, may have it open at once: appends from all of
     /// them go into the one log with dense LSNs (see [`super::share`]).
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        Wal::open_visiting(dir, options, &mut |_| {})
+    }
+
+    /// As [`Wal::open`], handing every record the recovery scan keeps to `visit`, in LSN
+    /// order, from the first the log holds: what the log holds is read once, not once to
+    /// recover and again to index. Frames the scan cuts away (a torn tail) are never
+    /// handed out; if the open fails, what was handed out means nothing.
+    pub fn open_visiting(
+        dir: &Path,
+        options: WalOptions,
+        visit: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<Wal, WalError> {
         let cross = Cross::open(dir)?;
         let zero_fill = options.zero_fill_segments;
         Wal::open_inner(
@@ -240,6 +253,7 @@ impl Wal {
             options,
             1,
             Some(cross),
+            visit,
         )
     }
 
@@ -263,6 +277,7 @@ impl Wal {
             options,
             first_lsn.clamp(1, LSN_MAX),
             Some(cross),
+            &mut |_| {},
         )
     }
 
@@ -271,7 +286,7 @@ impl Wal {
         store: Arc<dyn SegmentStore>,
         options: WalOptions,
     ) -> Result<Wal, WalError> {
-        Wal::open_inner(&|| Ok(store.clone()), options, 1, None)
+        Wal::open_inner(&|| Ok(store.clone()), options, 1, None, &mut |_| {})
     }
 
     /// Opens (recovering) the log in the store `make_store` returns; a new log starts at
@@ -282,6 +297,7 @@ impl Wal {
         options: WalOptions,
         first_lsn: Lsn,
         cross: Option<Cross>,
+        visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<Wal, WalError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
             let message = format!(
@@ -318,6 +334,7 @@ impl Wal {
             if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
                 prologues.push(seq);
             }
+            visit(frame);
         })?;
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
@@ -701,7 +718,7 @@ impl Shared {
             let rest = unsafe { segment_bytes(&*file, at, file.len()) };
             if rest.iter().take(FRAME_HEADER_BYTES).any(|&b| b != 0) {
                 // SAFETY: as above; nothing of these bytes is published.
-                zero_after(&*file, at);
+                zero_after(&*file, at, file.len());
             }
         }
         if let Some(tail) = published {
@@ -1046,7 +1063,7 @@ impl Shared {
         // SAFETY: we hold the append lock; the segment is not part of the log.
         let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES.min(file.len())) };
         if head.iter().any(|&b| b != 0) {
-            zero_after(&*file, 0);
+            zero_after(&*file, 0, file.len());
         }
         Ok(file)
     }
