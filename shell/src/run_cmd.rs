@@ -89,7 +89,8 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
                 Ok(ex) => ex.enforcement(&Limits::default()),
                 Err(e) => return fail(e),
             };
-            let result = JobResult::refused("", JobStatus::Rejected, error, enforcement);
+            let result =
+                JobResult::without_process("", JobStatus::Rejected, Some(error), enforcement);
             let view = RunView::new(&result, &args.capability, None, None, None);
             println!("{}", view.to_json());
             return ExitCode::from(view.process_exit_code());

@@ -256,11 +256,10 @@ fn plan_process(spec: &ProcessSpec) -> String {
 }
 
 fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
-    let status = e.status();
-    JobResult::refused(
+    JobResult::without_process(
         ctx.job_id,
-        status,
-        e.to_string(),
+        e.job_status(),
+        Some(e.to_string()),
         ctx.executor.enforcement(ctx.limits),
     )
 }
@@ -307,13 +306,12 @@ fn file_result(
     truncated: bool,
     total: u64,
 ) -> JobResult {
-    let mut r = JobResult::refused(
+    let mut r = JobResult::without_process(
         ctx.job_id,
         JobStatus::Completed,
-        String::new(),
+        None,
         ctx.executor.enforcement(ctx.limits),
     );
-    r.error = None;
     // A file operation that completed succeeded: exit code 0, as a process that did so (the
     // CLI exits 0 only for a completed job with exit code 0).
     r.exit_code = Some(0);

@@ -237,9 +237,9 @@ impl std::error::Error for ExecError {
 }
 
 impl ExecError {
-    /// How a job that stopped on this error ended: `rejected` when the request itself was at
-    /// fault (nothing ran), `failed` otherwise.
-    pub fn status(&self) -> JobStatus {
+    /// The status of a job this error ended: `rejected` when the request itself cannot be run
+    /// as asked (nothing ran), `failed` otherwise.
+    pub fn job_status(&self) -> JobStatus {
         match self {
             ExecError::InvalidJobId(_)
             | ExecError::InvalidRequest(_)

@@ -61,9 +61,9 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
-        let job_id = self
-            .next_job_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unique across every process sharing the log: drawn under the append lock once the
+        // index holds what the others appended.
+        let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
         let job = Job::prepare(req, job_id, &self.dir_token);
         let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
         let ctx = JobContext {
@@ -105,14 +105,14 @@ impl Runtime {
             None => Some(format!("unknown capability {:?}", req.capability)),
         };
         let enforcement = self.executor.enforcement(&req.limits);
-        let mut result = JobResult::refused(
+        let mut result = JobResult::without_process(
             &job.exec_id,
             if error.is_some() {
                 JobStatus::Rejected
             } else {
                 JobStatus::Completed
             },
-            String::new(),
+            None,
             enforcement,
         );
         result.error = error;
@@ -193,16 +193,17 @@ impl Runtime {
         let lsn = self.record_durable(&record)?;
         self.metrics
             .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
-        let result = JobResult::refused(
+        let result = JobResult::without_process(
             &job.exec_id,
             JobStatus::Rejected,
-            reason,
+            Some(reason),
             self.executor.enforcement(&req.limits),
         );
         Ok(job.outcome(result, Some(lsn), None))
     }
 
-    /// Records the job's start (`JobStarted`, durable) before anything of it runs.
+    /// Records the job's start (`JobStarted`, with who runs it, durable) before anything of it
+    /// runs.
     fn record_start(
         &self,
         job: &Job<'_>,
@@ -210,7 +211,7 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let req = job.req;
         let root = req.root.to_string_lossy();
-        self.record_durable(&Record::JobStarted(JobStarted {
+        let started = Record::JobStarted(JobStarted {
             job_id: job.job_id,
             unix_ms: unix_ms(),
             capability: &req.capability,
@@ -219,7 +220,17 @@ impl Runtime {
             session: req.session.as_deref(),
             root: Some(&root),
             telemetry_before: &encode_blob(telemetry_before),
-        }))?;
+        });
+        // The start and who runs it go in together: no process sees one without the other.
+        let owner = json!({"job_id": job.job_id, "owner": self.owner.name()}).to_string();
+        let lsn = self.wal.append_batch(|tx| {
+            tx.append_then(&started, |lsn| self.index().apply(lsn, &started))?;
+            let lsn = tx.append_raw(record_kind::JOB_OWNER, owner.as_bytes())?;
+            self.index()
+                .set_owner(job.job_id, self.owner.name().to_string());
+            Ok(lsn)
+        })?;
+        self.wal.sync(lsn)?;
         Ok(())
     }
 

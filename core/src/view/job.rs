@@ -277,7 +277,12 @@ mod tests {
     }
 
     fn result() -> JobResult {
-        let mut r = JobResult::refused("d-7", JobStatus::TimedOut, "wall".into(), enforcement());
+        let mut r = JobResult::without_process(
+            "d-7",
+            JobStatus::TimedOut,
+            Some("wall".into()),
+            enforcement(),
+        );
         r.root_pid = Some(4242);
         r.signal = Some(9);
         r.limit_hit = Some("wall");
