@@ -240,6 +240,26 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts the sampling thread and waits (briefly) for its first sample: jobs record the
+/// telemetry they were admitted on.
+fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError> {
+    let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
+    let sampler =
+        SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
+            RuntimeError::Io {
+                context: "starting the sampling thread".into(),
+                source,
+            }
+        })?;
+    for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
+        if sampler.telemetry().with_latest(|s| s.is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(sampler)
+}
+
 impl Runtime {
     /// Opens the log (recovering it), rebuilds the index, records interrupted jobs, sweeps
     /// stale cgroups and starts sampling.
@@ -289,21 +309,7 @@ impl Runtime {
         let dir_token = data_dir_token(&options.data_dir);
         recovery::sweep(&executor, &dir_token, &mut recovery);
 
-        let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
-        let sampler =
-            SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
-                RuntimeError::Io {
-                    context: "starting the sampling thread".into(),
-                    source,
-                }
-            })?;
-        // Jobs record the telemetry they were admitted on: wait (briefly) for the first sample.
-        for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
-            if sampler.telemetry().with_latest(|s| s.is_some()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let sampler = start_sampler(&options)?;
         let concurrent = options.concurrent_jobs_max.max(1);
         Ok(Runtime {
             options,
