@@ -400,14 +400,14 @@ impl Runtime {
                 None => Some(format!("unknown capability {:?}", req.capability)),
             };
             let enforcement = self.executor.enforcement(&req.limits);
-            let mut result = JobResult::refused(
+            let mut result = JobResult::without_process(
                 &exec_id,
                 if error.is_some() {
                     JobStatus::Rejected
                 } else {
                     JobStatus::Completed
                 },
-                String::new(),
+                None,
                 enforcement,
             );
             result.error = error;
@@ -432,10 +432,10 @@ impl Runtime {
             let lsn = self.record_durable(&record)?;
             self.metrics
                 .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
-            let result = JobResult::refused(
+            let result = JobResult::without_process(
                 &exec_id,
                 JobStatus::Rejected,
-                reason,
+                Some(reason),
                 self.executor.enforcement(&req.limits),
             );
             Ok(outcome(result, Some(lsn), None))
