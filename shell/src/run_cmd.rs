@@ -17,7 +17,7 @@ use vigil_core::view::job::RunView;
 use vigil_core::view::limits::limits_json;
 
 use crate::client::call;
-use crate::config::{executor, CgroupModeArg, Global};
+use crate::config::{executor, CgroupModeArg, Global, SandboxArgs};
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
@@ -60,6 +60,8 @@ pub struct RunArgs {
     /// vigil's supervisor with a kill that reaches every process (see `vigil doctor`).
     #[arg(long = "require-enforcement")]
     pub require_enforcement: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -136,6 +138,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
             memory_bytes: args.memory,
             pids: args.pids,
             max_output_bytes: args.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
+            sandbox: args.sandbox.request(),
         },
         root,
         session: args.session.clone(),
@@ -210,6 +213,14 @@ fn print_human(f: &RunView, stdout: &[u8], stderr: &[u8]) {
     );
 }
 
+/// Paths made absolute for the server (which resolves nothing against its own directory).
+fn absolute_all(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect()
+}
+
 /// Exit code when the server turned the job away as busy (EX_TEMPFAIL: try again later).
 const EXIT_BUSY: u8 = 75;
 
@@ -232,6 +243,9 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
         "session": args.session,
         "dry_run": args.dry_run,
         "require_enforcement": args.require_enforcement,
+        "sandbox": args.sandbox.sandbox.map(|m| vigil_core::exec::sandbox::SandboxMode::from(m).as_str()),
+        "allow_write": absolute_all(&args.sandbox.allow_write),
+        "deny_read": absolute_all(&args.sandbox.deny_read),
     });
     let result = match call(socket, "run", params, None) {
         Ok(Ok(result)) => result,

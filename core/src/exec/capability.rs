@@ -6,8 +6,9 @@
 //! stdin?} runs a program directly; `file.read` {path, max_bytes?} and `file.write` {path,
 //! content, append?} work on regular files beneath the job's root (see [`super::fsroot`]).
 //!
-//! Process capabilities start in the job's root directory (`cwd` is taken relative to it); they
-//! are confined by the executor's limits, not by path: a command can read what its user can.
+//! Process capabilities start in the job's root directory (`cwd` is taken relative to it and
+//! must lie beneath it, else the job is `rejected`); beyond the executor's limits, the job's
+//! sandbox ([`super::sandbox`]) confines where they write, what they read, and the network.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -267,9 +268,10 @@ fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
 /// Runs a process capability's validated spec, or rejects the job with why it is invalid.
 fn run_spec(ctx: &JobContext<'_>, spec: Result<ProcessSpec, ExecError>) -> JobResult {
     match spec {
-        Ok(spec) => ctx
-            .executor
-            .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
+        Ok(spec) => {
+            ctx.executor
+                .run_process_in(ctx.job_id, &spec, ctx.limits, Some(ctx.root), ctx.cancel)
+        }
         Err(e) => rejected(ctx, e),
     }
 }

@@ -69,6 +69,14 @@ impl LimitEnforcement {
         if self.held || self.strength == Strength::NotRequested {
             return None;
         }
+        if self.limit.starts_with("sandbox") {
+            return Some(format!(
+                "{} rule of sandbox {} not held: {}",
+                self.limit,
+                self.requested.as_deref().unwrap_or("?"),
+                self.not_held_reason.as_deref().unwrap_or(&self.mechanism)
+            ));
+        }
         Some(format!(
             "{} limit {} not held: {}",
             self.limit,
@@ -154,7 +162,10 @@ pub fn duration_text(d: Duration) -> String {
 impl Executor {
     /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
     pub fn enforcement(&self, limits: &Limits) -> Enforcement {
-        HostFacts::read(&self.host).enforcement(limits)
+        let mut e = HostFacts::read(&self.host).enforcement(limits);
+        e.limits
+            .extend(self.sandbox_enforcement(Some(&limits.sandbox)));
+        e
     }
 }
 

@@ -31,6 +31,7 @@ pub mod output;
 mod pipes;
 mod reaper;
 pub mod result;
+pub mod sandbox;
 pub mod spawn;
 mod supervise;
 
@@ -63,6 +64,8 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// Bytes kept per output stream (head and tail).
     pub max_output_bytes: u64,
+    /// The sandbox of a process job (mode, extra writable and denied paths).
+    pub sandbox: sandbox::SandboxRequest,
 }
 
 impl Limits {
@@ -87,6 +90,7 @@ impl Default for Limits {
             memory_bytes: None,
             pids: None,
             max_output_bytes: OUTPUT_BYTES_DEFAULT,
+            sandbox: sandbox::SandboxRequest::default(),
         }
     }
 }
@@ -131,6 +135,7 @@ impl RequestedLimits {
             memory_bytes: self.memory_bytes.or(base.memory_bytes),
             pids: self.pids.or(base.pids),
             max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
+            sandbox: base.sandbox.clone(),
         }
     }
 }
