@@ -552,7 +552,96 @@ impl ResolvedSandbox {
     }
 }
 
+/// The Landlock rights an ABI has (file system, network, scoping), as the kernel names them.
+pub fn landlock_rights(abi: i32) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if abi >= 1 {
+        out.extend([
+            "fs.execute",
+            "fs.write_file",
+            "fs.read_file",
+            "fs.read_dir",
+            "fs.remove_dir",
+            "fs.remove_file",
+            "fs.make_char",
+            "fs.make_dir",
+            "fs.make_reg",
+            "fs.make_sock",
+            "fs.make_fifo",
+            "fs.make_block",
+            "fs.make_sym",
+        ]);
+    }
+    if abi >= 2 {
+        out.push("fs.refer");
+    }
+    if abi >= ABI_TRUNCATE {
+        out.push("fs.truncate");
+    }
+    if abi >= ABI_NET {
+        out.extend(["net.bind_tcp", "net.connect_tcp"]);
+    }
+    if abi >= 5 {
+        out.push("fs.ioctl_dev");
+    }
+    if abi >= ABI_SCOPE {
+        out.extend(["scope.abstract_unix_socket", "scope.signal"]);
+    }
+    out
+}
+
+/// What `doctor` says of the sandbox on this host.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    /// The running kernel's Landlock ABI (0: none).
+    pub landlock_abi_kernel: i32,
+    /// The ABI vigil uses (lower when forced).
+    pub landlock_abi_used: i32,
+    /// The Landlock rights of that ABI.
+    pub landlock_rights: Vec<&'static str>,
+    /// The kernel takes seccomp filters.
+    pub seccomp: bool,
+    /// Mode of a job that names none.
+    pub default_mode: &'static str,
+    /// The weakest mode a request may ask for, if any.
+    pub floor: Option<&'static str>,
+    /// Each rule of `workspace`, and who holds it here.
+    pub workspace: Vec<LimitEnforcement>,
+    /// Each rule of `strict`, and who holds it here.
+    pub strict: Vec<LimitEnforcement>,
+}
+
 impl Executor {
+    /// The sandbox on this host, mode by mode (what `doctor` reports).
+    pub fn sandbox_report(&self) -> SandboxReport {
+        let c = &self.sandbox;
+        let rules = |mode| {
+            let req = SandboxRequest {
+                mode: Some(mode),
+                ..SandboxRequest::default()
+            };
+            let unfloored = SandboxConfig {
+                floor: None,
+                ..c.clone()
+            };
+            unfloored
+                .resolve(Some(&req), None)
+                .map(|r| r.enforcement())
+                .unwrap_or_default()
+        };
+        let used = effective_abi(c.force_abi);
+        SandboxReport {
+            landlock_abi_kernel: kernel_abi(),
+            landlock_abi_used: used,
+            landlock_rights: landlock_rights(used),
+            seccomp: seccomp::available(),
+            default_mode: c.default_mode.unwrap_or(SandboxMode::Off).as_str(),
+            floor: c.floor.map(SandboxMode::as_str),
+            workspace: rules(SandboxMode::Workspace),
+            strict: rules(SandboxMode::Strict),
+        }
+    }
+
     /// The sandbox rules a job with `limits` would get here, labelled (part of the record).
     pub(crate) fn sandbox_enforcement(
         &self,
