@@ -41,14 +41,7 @@ impl CpuTimes {
     #[inline]
     fn parse_columns(c: &mut Cursor<'_>) -> Result<Self, ParseError> {
         let mut values = [0u64; 10];
-        let mut n = 0usize;
-        while n < values.len() {
-            match c.number().map_err(|k| c.error(k))? {
-                Some(v) => values[n] = v,
-                None => break,
-            }
-            n += 1;
-        }
+        let n = c.numbers(&mut values).map_err(|k| c.error(k))?;
         if n < CPU_COLUMNS_MIN {
             return Err(c.error(ParseErrorKind::MissingField));
         }
