@@ -5,7 +5,7 @@
 //! a violated invariant panics, which is what the fuzzer reports.
 use crate::procfs::cgroup::{self, CpuStat, MemoryEvents, OomControl, PidsEvents};
 use crate::procfs::{LoadAvg, MemInfo, ProcStat, Psi};
-use crate::sample::{cpu_delta, CpuDelta, Percent, Sample};
+use crate::sample::{cpu_delta, CpuDelta, MemorySample, Percent, Sample};
 
 /// /proc/stat: parse, then take a delta against a fixed baseline and against itself.
 pub fn proc_stat(data: &[u8]) {
@@ -39,11 +39,23 @@ pub fn proc_stat(data: &[u8]) {
 /// /proc/meminfo: parse; available never exceeds total, whatever the text says.
 pub fn proc_meminfo(data: &[u8]) {
     let mut m = MemInfo::default();
+    let mut quick = MemInfo::default();
+    let quick_ok = quick.parse_sample_into(data).is_ok();
     if m.parse_into(data).is_ok() {
         assert!(m.available_bytes <= m.total_bytes);
         if let Some(bp) = m.available_basis_points() {
             assert!(bp <= 10_000);
         }
+        // The sampler's partial parse accepts it too, with the same figures.
+        assert!(quick_ok);
+        assert_eq!(
+            MemorySample::from_meminfo(&quick),
+            MemorySample::from_meminfo(&m)
+        );
+        assert_eq!(quick.available_clamped, m.available_clamped);
+    }
+    if quick_ok {
+        assert!(quick.available_bytes <= quick.total_bytes);
     }
 }
 
