@@ -4,8 +4,9 @@
 //!
 //! Life of a job: validate -> guard decision on the latest sample (a refusal is a `rejected`
 //! job, recorded with its reason) -> `JobStarted` (redacted arguments, limits, telemetry
-//! before) made durable -> the executor runs it -> `JobFinished` (usage, bounded redacted
-//! output, telemetry after) made durable -> the result goes back to the caller.
+//! before: a fresh sample, CPU since boot) made durable -> the executor runs it -> `JobFinished`
+//! (usage, bounded redacted output, telemetry after: a fresh sample whose CPU deltas span the
+//! job) made durable -> the result goes back to the caller.
 //!
 //! On open the index is rebuilt from the WAL; every job with a start and no end gets a
 //! `JobInterrupted` record, and cgroup leaves left by the dead instance are swept.
@@ -26,7 +27,7 @@ use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
 use crate::sample::Sample;
-use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
+use crate::sampler::{Sampler, SamplerError, SamplerThread, SpanStart, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
 use crate::wal::record::{
@@ -51,8 +52,6 @@ pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
 /// How long opening waits for another writer's lock to go away.
 const WAL_LOCK_WAIT_MS_MAX: u64 = 2_000;
-/// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
-const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
 /// Longest session id accepted.
 const SESSION_ID_BYTES_MAX: usize = 128;
 /// Argument keys whose values never reach the log (matched case-insensitively, as substrings).
@@ -527,13 +526,6 @@ impl Runtime {
                     source,
                 }
             })?;
-        // Jobs record the telemetry they were admitted on: wait (briefly) for the first sample.
-        for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
-            if sampler.telemetry().with_latest(|s| s.is_some()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
         let next_job_id = index_guard.next_job_id.max(1);
         drop(index_guard);
         let concurrent = options.concurrent_jobs_max.max(1);
@@ -688,6 +680,10 @@ impl Runtime {
             return reject("cancelled before it started".into());
         };
         let root = req.root.to_string_lossy();
+        // Telemetry that spans the job: a fresh sample now, and at the end one whose CPU
+        // deltas are against this one's reading.
+        let mut span = SpanStart::default();
+        let telemetry_before = self.sampler.span_start(&mut span).or(telemetry_before);
         self.record_durable(&Record::JobStarted(JobStarted {
             job_id,
             unix_ms: unix_ms(),
@@ -700,6 +696,10 @@ impl Runtime {
         }))?;
 
         let mut result = self.registry.run(&req.capability, &ctx, &req.args);
+        let telemetry_after = self
+            .sampler
+            .span_end(&span)
+            .or_else(|| self.telemetry().latest());
         if result.status == JobStatus::Interrupted {
             if let Some(reason) = self.cancelled_because(job_id) {
                 result.error = Some(format!("{reason}; every process of the job was killed"));
@@ -712,7 +712,6 @@ impl Runtime {
             let (e, _) = redact_output(e.as_bytes(), &secrets);
             String::from_utf8_lossy(&e).into_owned()
         });
-        let telemetry_after = self.telemetry().latest();
         // Who held each limit, in the log beside the end (made durable by the same sync).
         let enforcement = json!({
             "job_id": job_id,
