@@ -301,35 +301,39 @@ impl<'a> Cursor<'a> {
 
     /// Reads numbers as [`Cursor::number`] would, into `out` in order, until the line has no
     /// more fields or `out` is full; how many were read. The same results and errors as that
-    /// loop, in one tight loop for the long numeric lines of /proc/stat.
+    /// loop, in one tight loop for the long numeric lines of /proc/stat. (Eight bytes at a time
+    /// was measured slower here: each field's position then waits on the previous field's
+    /// arithmetic, where predicted branches let the next field start early.)
     #[inline]
     pub fn numbers(&mut self, out: &mut [u64]) -> Result<usize, ParseErrorKind> {
         let bytes = self.bytes;
         let mut pos = self.pos;
         let mut n = 0;
         while n < out.len() {
-            pos = skip_blanks_from(bytes, pos);
-            if let Some(word) = load_word(bytes, pos) {
-                let (digits, value) = leading_digits(word);
-                if digits < 8 {
-                    // The byte after the digits is within the word.
-                    let end = bytes[pos + digits];
-                    pos += digits;
-                    match end {
-                        b' ' | b'\t' | b'\n' if digits > 0 => {
-                            out[n] = value;
-                            n += 1;
-                            continue;
-                        }
-                        b'\n' => break,
-                        _ => {
-                            self.pos = pos;
-                            return Err(ParseErrorKind::NotADigit);
-                        }
-                    }
+            // The common case: one space, then up to 19 digits and the blank or newline that
+            // ends them. Digit by digit: the branches predict well and keep the next field's
+            // position off the arithmetic's dependency chain.
+            let mut p = pos + usize::from(bytes.get(pos) == Some(&b' '));
+            let start = p;
+            let fast_end = bytes.len().min(start + 19);
+            let mut value: u64 = 0;
+            while p < fast_end {
+                let digit = bytes[p].wrapping_sub(b'0');
+                if digit > 9 {
+                    break;
+                }
+                value = value * 10 + u64::from(digit);
+                p += 1;
+            }
+            if p > start && p < fast_end {
+                if let b' ' | b'\t' | b'\n' = bytes[p] {
+                    out[n] = value;
+                    n += 1;
+                    pos = p;
+                    continue;
                 }
             }
-            // Near the end of the text, or eight digits and more.
+            // Runs of blanks, the line's end, damage, long numbers, the end of the text.
             self.pos = pos;
             match self.number()? {
                 Some(value) => {
@@ -337,7 +341,10 @@ impl<'a> Cursor<'a> {
                     n += 1;
                     pos = self.pos;
                 }
-                None => break,
+                None => {
+                    pos = self.pos;
+                    break;
+                }
             }
         }
         self.pos = pos;
