@@ -235,6 +235,37 @@ fn print_ratio(label: &str, num: &Histogram<u64>, den: &Histogram<u64>, goal: &s
     println!("  {label:<22} p50 {p50:>6.2}x  p99 {p99:>6.2}x  mean {mean:>6.2}x   {goal}");
 }
 
+/// Warms every variant up, then records `iters` iterations of each in rounds of blocks, one
+/// block per variant, the order rotating each round; returns the rounds run.
+fn measure_interleaved(variants: &mut [Variant<'_>], iters: u64) -> u64 {
+    for v in variants.iter_mut() {
+        for _ in 0..WARMUP_ITERS {
+            (v.run)();
+        }
+    }
+    let rounds = iters.div_ceil(BLOCK_ITERS);
+    let count = variants.len();
+    for round in 0..rounds {
+        for k in 0..count {
+            let v = &mut variants[(round as usize + k) % count];
+            for _ in 0..BLOCK_WARM_ITERS {
+                (v.run)();
+            }
+            for _ in 0..BLOCK_ITERS {
+                v.timed();
+            }
+        }
+    }
+    rounds
+}
+
+fn print_rows(variants: &[Variant<'_>]) {
+    print_header();
+    for v in variants {
+        print_row(v.name, &v.hist);
+    }
+}
+
 /// The timer's own cost per iteration, included in every figure.
 fn timer_overhead() -> Histogram<u64> {
     let mut h = histogram();
@@ -273,24 +304,8 @@ fn interleaved(iters: u64) {
         Variant::new("sysinfo (new System per iter)", sysinfo_fresh_system),
     ];
 
-    for v in variants.iter_mut() {
-        for _ in 0..WARMUP_ITERS {
-            (v.run)();
-        }
-    }
-    let rounds = iters.div_ceil(BLOCK_ITERS);
     let started = Instant::now();
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = &mut variants[(round as usize + k) % 4];
-            for _ in 0..BLOCK_WARM_ITERS {
-                (v.run)();
-            }
-            for _ in 0..BLOCK_ITERS {
-                v.timed();
-            }
-        }
-    }
+    let rounds = measure_interleaved(&mut variants, iters);
     let elapsed = started.elapsed();
 
     let timer = timer_overhead();
@@ -298,10 +313,7 @@ fn interleaved(iters: u64) {
         "\n## Sample cost, interleaved ({rounds} rounds x {BLOCK_ITERS} per variant, {:.1} s)",
         elapsed.as_secs_f64()
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     print_row("(timer overhead, included above)", &timer);
     let [raw_v, vigil_v, procfs_v, sysinfo_v] = &variants;
     println!("  ratios:");
@@ -362,10 +374,7 @@ fn paced(rounds: u64) {
         "\n## Sample cost, paced (one of each every {PACED_INTERVAL_MS} ms, {rounds} rounds; \
          cold caches; p999 needs >= 1000)"
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     let [raw_v, vigil_v, procfs_v, sysinfo_v] = &variants;
     println!("  ratios:");
     print_ratio("vigil / raw", &vigil_v.hist, &raw_v.hist, "");
@@ -390,31 +399,12 @@ fn parse_1024(iters: u64) {
             black_box(&stat);
         }),
     ];
-    for v in variants.iter_mut() {
-        for _ in 0..WARMUP_ITERS {
-            (v.run)();
-        }
-    }
-    let rounds = iters.div_ceil(BLOCK_ITERS);
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = &mut variants[(round as usize + k) % 2];
-            for _ in 0..BLOCK_WARM_ITERS {
-                (v.run)();
-            }
-            for _ in 0..BLOCK_ITERS {
-                v.timed();
-            }
-        }
-    }
+    measure_interleaved(&mut variants, iters);
     println!(
         "\n## Parse only: synthetic /proc/stat, {SYNTHETIC_CPUS} CPUs, {} bytes",
         text.len()
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     let [floor, parse] = &variants;
     println!("  ratios:");
     print_ratio("parse / memchr count", &parse.hist, &floor.hist, "");
@@ -485,40 +475,45 @@ DirectMap1G:    25165824 kB
 /// Untimed parses for callgrind (see the module comment); `false` when the mode is not set.
 fn callgrind_mode() -> bool {
     const PARSES: usize = 100;
-    match std::env::var("VIGIL_BENCH_CALLGRIND").as_deref() {
-        Ok("stat") => {
-            let text = synthetic(SYNTHETIC_CPUS);
-            let mut stat: Box<ProcStat<1024>> = Box::default();
-            for _ in 0..PARSES {
+    let Ok(mode) = std::env::var("VIGIL_BENCH_CALLGRIND") else {
+        return false;
+    };
+    let repeat = |what: &str, mut parse: Box<dyn FnMut() + '_>| {
+        for _ in 0..PARSES {
+            parse();
+        }
+        println!("{PARSES} {what}");
+        true
+    };
+    let text = synthetic(SYNTHETIC_CPUS);
+    let mut stat: Box<ProcStat<1024>> = Box::default();
+    let mut m = vigil::procfs::MemInfo::default();
+    match mode.as_str() {
+        "stat" => repeat(
+            "parses of a 1024-CPU /proc/stat",
+            Box::new(|| {
                 stat.parse_into(black_box(&text)).expect("parse");
                 black_box(&stat);
-            }
-            println!("{PARSES} parses of a {SYNTHETIC_CPUS}-CPU /proc/stat");
-            true
-        }
-        Ok("meminfo") => {
-            let mut m = vigil::procfs::MemInfo::default();
-            for _ in 0..PARSES {
+            }),
+        ),
+        "meminfo" => repeat(
+            "parses of a 54-key /proc/meminfo",
+            Box::new(|| {
                 m.parse_into(black_box(MEMINFO_CAPTURE)).expect("parse");
                 black_box(&m);
-            }
-            println!("{PARSES} parses of a 54-key /proc/meminfo");
-            true
-        }
-        Ok("meminfo-sample") => {
-            let mut m = vigil::procfs::MemInfo::default();
-            for _ in 0..PARSES {
+            }),
+        ),
+        "meminfo-sample" => repeat(
+            "sample parses of a 54-key /proc/meminfo",
+            Box::new(|| {
                 m.parse_sample_into(black_box(MEMINFO_CAPTURE))
                     .expect("parse");
                 black_box(&m);
-            }
-            println!("{PARSES} sample parses of a 54-key /proc/meminfo");
-            true
-        }
-        Ok(other) => {
+            }),
+        ),
+        other => {
             panic!("VIGIL_BENCH_CALLGRIND={other}: expected stat, meminfo or meminfo-sample")
         }
-        Err(_) => false,
     }
 }
 
@@ -547,31 +542,12 @@ fn parse_meminfo(iters: u64) {
             black_box(&quick);
         }),
     ];
-    for v in variants.iter_mut() {
-        for _ in 0..WARMUP_ITERS {
-            (v.run)();
-        }
-    }
-    let rounds = iters.div_ceil(BLOCK_ITERS);
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = &mut variants[(round as usize + k) % 3];
-            for _ in 0..BLOCK_WARM_ITERS {
-                (v.run)();
-            }
-            for _ in 0..BLOCK_ITERS {
-                v.timed();
-            }
-        }
-    }
+    measure_interleaved(&mut variants, iters);
     println!(
         "\n## Parse only: /proc/meminfo capture, 54 keys, {} bytes",
         MEMINFO_CAPTURE.len()
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     let [floor, full_v, quick_v] = &variants;
     println!("  ratios:");
     print_ratio("parse_into / floor", &full_v.hist, &floor.hist, "");

@@ -280,18 +280,8 @@ impl<'a> Cursor<'a> {
             // The common case: one space, then up to 19 digits and the blank or newline that
             // ends them. Digit by digit: the branches predict well and keep the next field's
             // position off the arithmetic's dependency chain.
-            let mut p = pos + usize::from(bytes.get(pos) == Some(&b' '));
-            let start = p;
-            let fast_end = bytes.len().min(start + 19);
-            let mut value: u64 = 0;
-            while p < fast_end {
-                let digit = bytes[p].wrapping_sub(b'0');
-                if digit > 9 {
-                    break;
-                }
-                value = value * 10 + u64::from(digit);
-                p += 1;
-            }
+            let start = pos + usize::from(bytes.get(pos) == Some(&b' '));
+            let (p, fast_end, value) = short_digits(bytes, start);
             if p > start && p < fast_end {
                 if let b' ' | b'\t' | b'\n' = bytes[p] {
                     out[n] = value;
@@ -322,19 +312,8 @@ impl<'a> Cursor<'a> {
     /// and eight bytes at a time measured slower on these short fields).
     #[inline]
     fn digits_from(&mut self, start: usize) -> Result<Option<u64>, ParseErrorKind> {
-        let mut pos = start;
-        let mut value: u64 = 0;
         let bytes = self.bytes;
-        // Nineteen digits always fit in a u64: no overflow checks until then.
-        let fast_end = bytes.len().min(start + 19);
-        while pos < fast_end {
-            let digit = bytes[pos].wrapping_sub(b'0');
-            if digit > 9 {
-                break;
-            }
-            value = value * 10 + u64::from(digit);
-            pos += 1;
-        }
+        let (mut pos, fast_end, mut value) = short_digits(bytes, start);
         if pos == fast_end {
             while let Some(digit) = bytes.get(pos).map(|b| b.wrapping_sub(b'0')) {
                 if digit > 9 {
@@ -355,6 +334,24 @@ impl<'a> Cursor<'a> {
             Some(_) => Err(ParseErrorKind::NotADigit),
         }
     }
+}
+
+/// The digits from `start`, at most nineteen (which always fit a u64: no overflow checks):
+/// where they stop, where the nineteenth would end (or the text does), and their value.
+#[inline(always)]
+fn short_digits(bytes: &[u8], start: usize) -> (usize, usize, u64) {
+    let fast_end = bytes.len().min(start + 19);
+    let mut pos = start;
+    let mut value: u64 = 0;
+    while pos < fast_end {
+        let digit = bytes[pos].wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value * 10 + u64::from(digit);
+        pos += 1;
+    }
+    (pos, fast_end, value)
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
