@@ -145,11 +145,31 @@ pub fn boottime_ns() -> u64 {
 
 /// The reading a span's end takes its CPU deltas against (see [`Sampler::sample_span_start`]).
 /// Holds a whole /proc/stat table: allocate one per concurrent span and reuse it.
-#[derive(Default)]
 pub struct SpanStart {
     stat: Box<ProcStat>,
     /// CLOCK_BOOTTIME of the reading; `None` until a start was taken.
     timestamp_ns: Option<u64>,
+}
+
+impl Default for SpanStart {
+    /// Allocates the table without building it on the stack first: jobs start on threads
+    /// with small stacks, and an unoptimised `Box::default()` of a ~100 KiB table would pass
+    /// through two stack temporaries.
+    fn default() -> Self {
+        static EMPTY: ProcStat = ProcStat::new();
+        let mut stat = Box::<ProcStat>::new_uninit();
+        // SAFETY: `EMPTY` is a valid `ProcStat` and the new allocation is sized and aligned for
+        // one and does not overlap it; after the copy it holds that initialised value (plain
+        // data, no drop glue or pointers to duplicate).
+        let stat = unsafe {
+            core::ptr::copy_nonoverlapping(&EMPTY, stat.as_mut_ptr(), 1);
+            stat.assume_init()
+        };
+        Self {
+            stat,
+            timestamp_ns: None,
+        }
+    }
 }
 
 impl SpanStart {
@@ -628,6 +648,18 @@ mod tests {
         assert!(none.cpu.is_none());
         assert_eq!(none.flags & flags::FIRST, flags::FIRST);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_span_start_is_made_without_stack_temporaries() {
+        // Jobs run on connection threads with 256 KiB stacks; the table alone is ~100 KiB.
+        let made = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| SpanStart::default().timestamp_ns())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(made, None);
     }
 
     #[test]

@@ -87,8 +87,28 @@ pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
 
 impl<const N: usize> Default for ProcStat<N> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> ProcStat<N> {
+    /// An empty table (usable in a `static`, so a large one can be copied to the heap without
+    /// passing through a small stack).
+    pub const fn new() -> Self {
         Self {
-            total: CpuTimes::default(),
+            total: CpuTimes {
+                user: 0,
+                nice: 0,
+                system: 0,
+                idle: 0,
+                iowait: 0,
+                irq: 0,
+                softirq: 0,
+                steal: 0,
+                guest: 0,
+                guest_nice: 0,
+                columns: 0,
+            },
             cpus: Vec::new(),
             cpus_dropped: 0,
             ctxt: None,
@@ -98,9 +118,7 @@ impl<const N: usize> Default for ProcStat<N> {
             procs_blocked: None,
         }
     }
-}
 
-impl<const N: usize> ProcStat<N> {
     /// Parses `text` into `self`, replacing what was there; no allocation. On error `self` holds
     /// a partial parse and must not be used.
     pub fn parse_into(&mut self, text: &[u8]) -> Result<(), ParseError> {
