@@ -11,11 +11,11 @@ use common::{vigil_bin, TempDir};
 use serde_json::{json, Value};
 use vigil::exec::Limits;
 use vigil::guard::Thresholds;
+use vigil::model::{JobState, JobStatus};
 use vigil::runtime::{
     CancelOutcome, JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON,
 };
 use vigil::sample::Percent;
-use vigil::wal::record::JobStatus;
 
 fn options(dir: &Path) -> RuntimeOptions {
     let mut o = RuntimeOptions::new(dir);
@@ -74,7 +74,7 @@ fn a_job_is_recorded_from_start_to_finish_with_telemetry_and_survives_reopen() {
     let rt = Runtime::open(options(dir.path())).unwrap();
     let jobs = rt.jobs(None, None);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].status, "failed");
+    assert_eq!(jobs[0].status.as_str(), "failed");
     assert!(rt.recovery().interrupted.is_empty());
     let next = rt.run(&shell("true", dir.path())).unwrap();
     assert_eq!(next.job_id, first_id + 1, "ids continue after reopen");
@@ -111,7 +111,7 @@ fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
         rt.run(&bad_args).unwrap().result.status.as_str(),
         "rejected"
     );
-    assert_eq!(rt.jobs(None, Some("rejected")).len(), 3);
+    assert_eq!(rt.jobs(None, JobState::from_name("rejected")).len(), 3);
     let m = rt.job_metrics();
     assert_eq!(m.guard_refusals, 1, "only the first was the guard's");
     assert_eq!(m.jobs[&("shell".to_string(), JobStatus::Rejected)], 2);
@@ -135,7 +135,7 @@ fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let job_id = loop {
         if let Some(&id) = rt.active_jobs().first() {
-            if rt.job(id).is_some_and(|j| j.status == "running") {
+            if rt.job(id).is_some_and(|j| j.status.as_str() == "running") {
                 break id;
             }
         }
@@ -155,7 +155,7 @@ fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
     assert_eq!(out.result.status.as_str(), "interrupted");
     let error = out.result.error.clone().unwrap();
     assert!(error.starts_with("cancelled by test"), "{error}");
-    assert_eq!(rt.job(job_id).unwrap().status, "interrupted");
+    assert_eq!(rt.job(job_id).unwrap().status.as_str(), "interrupted");
     assert!(rt.active_jobs().is_empty());
     assert_eq!(
         rt.cancel(job_id, "again").unwrap(),
@@ -286,7 +286,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let running = JobIndex::load_dir(&data)
-            .map(|i| i.jobs.values().any(|j| j.status == "running"))
+            .map(|i| i.jobs.values().any(|j| j.status.as_str() == "running"))
             .unwrap_or(false);
         if running && processes_with(&marker).len() >= 2 {
             break;
@@ -304,7 +304,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     let rt = Runtime::open(o).unwrap();
     assert_eq!(rt.recovery().interrupted, vec![1], "{mode}");
     let job = rt.job(1).unwrap();
-    assert_eq!(job.status, "interrupted");
+    assert_eq!(job.status.as_str(), "interrupted");
     let detail = rt.job_detail(1).unwrap();
     assert_eq!(detail["result"]["error"], INTERRUPTED_REASON);
     let gone_by = Instant::now() + Duration::from_secs(5);
@@ -327,7 +327,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     // Recovering again changes nothing.
     let rt = Runtime::open(options(&data)).unwrap();
     assert!(rt.recovery().interrupted.is_empty());
-    assert_eq!(rt.jobs(None, Some("interrupted")).len(), 1);
+    assert_eq!(rt.jobs(None, JobState::from_name("interrupted")).len(), 1);
 }
 
 #[test]
@@ -473,12 +473,15 @@ fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
     // The start sample stands alone: its CPU shares are since boot, and say so.
     let since_boot = u64::from(vigil::sample::flags::CPU_SINCE_BOOT);
     assert_eq!(u(&before["flags"], "before.flags") & since_boot, since_boot);
-    assert!(before["cpu"]["busy"].is_u64(), "{before}");
+    assert!(before["cpu"]["busy_pct"].is_number(), "{before}");
     // The end sample's interval is exactly from the start sample to it (not from the sampler
     // thread's last tick, 50 ms before at most): it contains the whole job.
-    let interval_ns = u(&after["interval_ns"], "after.interval_ns");
-    assert_eq!(interval_ns, t1 - t0);
-    assert!(interval_ns + 1_000_000 >= out.result.wall_ms * 1_000_000);
+    let interval_ms = after["interval_ms"].as_f64().expect("after.interval_ms");
+    assert!(
+        (interval_ms * 1e6 - (t1 - t0) as f64).abs() < 1_000.0,
+        "{interval_ms} ms vs {t0}..{t1}"
+    );
+    assert!(interval_ms + 1.0 >= out.result.wall_ms as f64);
     assert_eq!(u(&after["flags"], "after.flags") & since_boot, 0);
 
     // The machine's busy ticks between the two readings include every tick the job ran. The
@@ -496,7 +499,11 @@ fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
         "the job spun: {job_cpu_ticks} ticks"
     );
     let total_ticks = u(&after["cpu"]["total_ticks"], "after.cpu.total_ticks");
-    let busy_bp = u(&after["cpu"]["busy"], "after.cpu.busy");
+    let busy_bp = (after["cpu"]["busy_pct"]
+        .as_f64()
+        .expect("after.cpu.busy_pct")
+        * 100.0)
+        .round() as u64;
     let busy_ticks_at_most = ((busy_bp + 1) * total_ticks).div_ceil(10_000);
     const ROUNDING_TICKS: u64 = 8;
     assert!(
