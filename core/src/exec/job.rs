@@ -15,8 +15,9 @@ use super::{ExecError, Limits};
 pub use super::cancel::CancelToken;
 pub use super::enforcement::{Enforcement, LimitEnforcement, Strength};
 pub use super::enforcement::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
-pub use super::result::{JobResult, JobStatus};
+pub use super::result::JobResult;
 pub use super::text::{duration_text, size_text};
+use crate::model::JobStatus;
 
 /// How the executor is set up.
 #[derive(Debug, Clone)]

@@ -20,10 +20,11 @@ use super::enforcement::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
 use super::meter::ProcessMeter;
 use super::pipes::Pipes;
 use super::reaper::{kill_untracked, reap_job_orphans};
-use super::result::{JobResult, JobStatus};
+use super::result::JobResult;
 use super::spawn::{self, SpawnedChild};
 use super::text::size_text;
 use super::{ExecError, Limits};
+use crate::model::JobStatus;
 
 /// Shortest wait between CPU-budget checks as the budget runs out.
 const CPU_POLL_INTERVAL_MS_MIN: u64 = 1;

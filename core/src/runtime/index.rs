@@ -8,9 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::{JobState, JobStatus};
 use crate::wal::log::{LogFault, WalError};
 use crate::wal::reader::Reader;
-use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
+use crate::wal::record::{kind as record_kind, JobRejected, JobStarted};
 use crate::wal::recovery::scan_log;
 use crate::wal::scan::FaultKind;
 use crate::wal::storage::FsStore;
@@ -21,21 +22,8 @@ use crate::wal::{Decoded, Lsn, Record, RecordError};
 /// Records read per batch while rebuilding the index.
 pub(super) const INDEX_BATCH_RECORDS: usize = 1024;
 
-/// One job in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobSummary {
-    pub job_id: u64,
-    pub capability: String,
-    /// `running` until the job's end is logged, then its final status.
-    pub status: String,
-    pub session: Option<String>,
-    pub started_unix_ms: Option<u64>,
-    pub finished_unix_ms: Option<u64>,
-    /// LSN of the job's first record.
-    pub lsn: Lsn,
-    /// LSN of the record that ended it.
-    pub end_lsn: Option<Lsn>,
-}
+/// One job in the index (its JSON is the job summary view).
+pub use crate::view::job::JobSummary;
 
 /// One session in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +49,8 @@ pub struct JobIndex {
     /// The history before `history_from_lsn` was carried forward by an index checkpoint
     /// (jobs still running, open sessions, counters); finished jobs before it are gone.
     pub from_checkpoint: bool,
+    /// The owner (see `super::owner`) of each job still running that named one.
+    pub owners: BTreeMap<u64, String>,
 }
 
 /// What an index checkpoint carries forward (the payload of an `INDEX_CHECKPOINT` frame, as
@@ -75,6 +65,9 @@ struct IndexCheckpoint {
     sessions: Vec<SessionSummary>,
     /// Open sessions left out because the budget was reached.
     sessions_dropped: u64,
+    /// Owners of the running jobs (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    owners: BTreeMap<u64, String>,
 }
 
 impl JobIndex {
@@ -95,7 +88,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: "running".into(),
+                        status: JobState::Running,
                         session: r.session.map(str::to_string),
                         started_unix_ms: Some(r.unix_ms),
                         finished_unix_ms: None,
@@ -111,7 +104,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: JobStatus::Rejected.as_str().into(),
+                        status: JobState::Ended(JobStatus::Rejected),
                         session: r.session.map(str::to_string),
                         started_unix_ms: None,
                         finished_unix_ms: Some(r.unix_ms),
@@ -152,9 +145,34 @@ impl JobIndex {
         }
     }
 
+    /// Applies one frame as read from the log: a record, a job's owner, or nothing (other
+    /// ignorable frames). A record that passes its checksum but does not decode is an error.
+    pub fn apply_frame(&mut self, frame: &Frame<'_>) -> Result<(), WalError> {
+        if frame.kind == record_kind::JOB_OWNER {
+            if let Ok(owner) = serde_json::from_slice::<super::owner::JobOwner>(frame.payload) {
+                self.set_owner(owner.job_id, owner.owner);
+            }
+            return Ok(());
+        }
+        match Record::decode(frame.kind, frame.payload) {
+            Ok(Decoded::Record(r)) => self.apply(frame.lsn, &r),
+            Ok(Decoded::Ignored { .. }) => {}
+            Err(error) => return Err(undecodable_record(frame, error)),
+        }
+        Ok(())
+    }
+
+    /// Records who runs `job_id` while it runs.
+    pub fn set_owner(&mut self, job_id: u64, owner: String) {
+        if self.jobs.get(&job_id).is_some_and(|j| j.end_lsn.is_none()) {
+            self.owners.insert(job_id, owner);
+        }
+    }
+
     fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
+        self.owners.remove(&job_id);
         if let Some(j) = self.jobs.get_mut(&job_id) {
-            j.status = status.as_str().into();
+            j.status = JobState::Ended(status);
             j.finished_unix_ms = Some(unix_ms);
             j.end_lsn = Some(lsn);
         }
@@ -206,6 +224,9 @@ impl JobIndex {
         for session in checkpoint.sessions {
             self.sessions.insert(session.session.clone(), session);
         }
+        for (job_id, owner) in checkpoint.owners {
+            self.set_owner(job_id, owner);
+        }
     }
 
     /// The payload of an index checkpoint of at most `budget` bytes: what a reader starting
@@ -229,6 +250,7 @@ impl JobIndex {
                 .cloned()
                 .collect(),
             sessions_dropped: 0,
+            owners: self.owners.clone(),
         };
         loop {
             let payload = serde_json::to_vec(&checkpoint).ok()?;
@@ -245,7 +267,7 @@ impl JobIndex {
     }
 
     /// Jobs matching the filters, oldest first.
-    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+    pub fn list(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.jobs
             .values()
             .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))
@@ -294,10 +316,8 @@ impl IndexLoader {
                 return;
             }
         }
-        match Record::decode(frame.kind, frame.payload) {
-            Ok(Decoded::Record(r)) => self.index.apply(frame.lsn, &r),
-            Ok(Decoded::Ignored { .. }) => {}
-            Err(error) => self.undecodable = Some(undecodable_record(frame, error)),
+        if let Err(error) = self.index.apply_frame(frame) {
+            self.undecodable = Some(error);
         }
     }
 

@@ -26,6 +26,7 @@ use super::host::{CgroupMode, Host};
 use super::{ExecError, Limits};
 use crate::procfs::cgroup as procfs;
 
+pub(crate) use sweep::instance_alive;
 pub use sweep::{instance_marker, sweep_stale, SweepReport};
 pub use usage::CgroupUsage;
 
