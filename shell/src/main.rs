@@ -9,6 +9,7 @@ mod call_cmd;
 mod damage;
 mod doctor_cmd;
 mod jobs_cmd;
+mod mcp;
 mod run_cmd;
 mod serve;
 mod telemetry_cmd;
@@ -67,6 +68,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Send one JSON-RPC request to a running server and print the result.
     Call(call_cmd::CallArgs),
+    /// Serve the tools to agents over the Model Context Protocol on stdio.
+    Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: vigil completions bash > /etc/bash_completion.d/vigil
@@ -99,7 +102,7 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
         // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools
         // do, instead of failing on the write. The server keeps SIGPIPE ignored: a client
         // that disconnects is an error on that connection only.
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Wal(args) => wal_cmd::run(&cli, args),
         Command::Call(args) => call_cmd::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args.clone()),
+        Command::Mcp(args) => mcp::run(&cli, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(*shell, &mut Cli::command(), "vigil", &mut std::io::stdout());

@@ -599,6 +599,16 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        self.run_observed(req, &mut |_| {})
+    }
+
+    /// [`Runtime::run`], telling `on_start` the job's id as soon as the job can be cancelled
+    /// (before it waits for a slot); not called for a dry run or a job refused up front.
+    pub fn run_observed(
+        &self,
+        req: &JobRequest,
+        on_start: &mut dyn FnMut(u64),
+    ) -> Result<JobOutcome, RuntimeError> {
         let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
         let exec_id = exec_job_id(&self.dir_token, job_id);
         let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
@@ -680,6 +690,7 @@ impl Runtime {
         }
 
         let _running = self.register_running(job_id, &cancel);
+        on_start(job_id);
         let slot = self.slots.acquire(|| cancel.is_cancelled());
         if let Some(reason) = self.cancelled_because(job_id) {
             return reject(format!("{reason} before it started"));
