@@ -515,10 +515,30 @@ fn with_socket_jobs_go_to_the_running_server() {
         .as_array()
         .unwrap();
     assert!(jobs.iter().any(|j| j["job_id"] == job_id), "{list}");
+    // A cancelled call: its job is found on the server (by the call's session) and killed.
+    mcp.send(&shell_call(
+        6,
+        "exec sleep 300",
+        r#","_meta":{"progressToken":7}"#,
+    ));
+    let note = mcp.recv();
+    assert_eq!(note["params"]["progressToken"], 7, "{note}");
+    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":6}}"#);
+    let mut notes = Vec::new();
+    mcp.send(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#);
+    assert_eq!(mcp.response(&json!(8), &mut notes)["result"], json!({}));
     let mcp_data = mcp.data_dir();
+    // The server's answer to the cancelled call comes only when its job has ended; the
+    // client's end of input waits for it.
     let (status, stdout, _dir) = mcp.finish();
     assert!(status.success());
     assert_only_protocol(&stdout);
+    let (code, jobs, err) = vigil_output(&server_data, &["jobs", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let jobs: Vec<Value> = serde_json::from_str(&jobs).unwrap();
+    let statuses: Vec<&str> = jobs.iter().map(|j| j["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["completed", "interrupted"], "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["session"].is_string()), "{jobs:?}");
     // The job is in the server's log, and `vigil mcp` opened no log of its own.
     assert_eq!(job(&server_data, job_id)["status"], "completed");
     assert!(!mcp_data.exists(), "vigil mcp --socket created a data dir");

@@ -36,6 +36,8 @@ use tools::ToolCall;
 /// The longest request line: room for the largest `file_write` (64 MiB of content) once
 /// JSON-escaped; a longer line is skipped and answered with an error.
 const LINE_BYTES_MAX: usize = 80 << 20;
+/// How often a cancelled call's job is looked for on the server (`--socket`).
+const REMOTE_CANCEL_POLL: Duration = Duration::from_millis(20);
 /// The reason a job cancelled by the client carries in the log.
 const CANCELLED_BY_CLIENT: &str = "cancelled by the MCP client";
 
@@ -96,6 +98,9 @@ struct InFlight {
     cancelled: Option<String>,
     /// Tells the progress ticker the job's id.
     started: Option<mpsc::Sender<u64>>,
+    /// With `--socket`: the session the call's job runs in (the server names the job only
+    /// when it has ended; a cancellation finds it by its session).
+    session: Option<String>,
 }
 
 struct Shared {
@@ -270,7 +275,7 @@ fn handle_line(shared: &Arc<Shared>, line: &[u8]) {
     }
 }
 
-fn notified(shared: &Shared, method: &str, params: &Map<String, Value>) {
+fn notified(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) {
     if method != "notifications/cancelled" {
         return;
     }
@@ -284,14 +289,65 @@ fn notified(shared: &Shared, method: &str, params: &Map<String, Value>) {
         ),
         None => CANCELLED_BY_CLIENT.to_string(),
     };
+    cancel_call(shared, &id.to_string(), &reason);
+}
+
+/// Cancels the call `key` (if it is still in flight): its job is killed now if it has one,
+/// else as soon as it gets one.
+fn cancel_call(shared: &Arc<Shared>, key: &str, reason: &str) {
     let mut calls = shared.lock_calls();
-    let Some(call) = calls.get_mut(&id.to_string()) else {
+    let Some(call) = calls.get_mut(key) else {
         return; // already answered, or never a call
     };
-    call.cancelled.get_or_insert(reason.clone());
+    if call.cancelled.is_some() {
+        return;
+    }
+    call.cancelled = Some(reason.to_string());
     if let Some(job_id) = call.job_id {
         drop(calls);
-        shared.cancel_job(job_id, &reason);
+        shared.cancel_job(job_id, reason);
+    } else if let Some(session) = call.session.clone() {
+        chase_remote(shared, key, &session, reason);
+    }
+}
+
+/// With `--socket`, the server names a job only in its answer, when the job has ended: a
+/// cancelled call's job is found by the call's own session instead, and cancelled as soon as
+/// it shows there (it may still be waiting for a slot), until the call has its answer.
+fn chase_remote(shared: &Arc<Shared>, key: &str, session: &str, reason: &str) {
+    let Backend::Remote(socket) = &shared.backend else {
+        return;
+    };
+    let (shared, socket, call, session) = (
+        shared.clone(),
+        socket.clone(),
+        key.to_string(),
+        session.to_string(),
+    );
+    let reason = reason.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("vigil-mcp-cancel".into())
+        .spawn(move || {
+            let mut cancelled = std::collections::BTreeSet::new();
+            while shared.lock_calls().contains_key(&call) {
+                let params = json!({"session": session, "status": "running"});
+                let jobs = match remote(&socket, "jobs.list", params) {
+                    Ok(Value::Object(mut page)) => page.remove("jobs").unwrap_or_default(),
+                    Ok(jobs) => jobs,
+                    Err(_) => Value::Null,
+                };
+                let ids = jobs.as_array().into_iter().flatten();
+                for job_id in ids.filter_map(|j| j["job_id"].as_u64()) {
+                    if cancelled.insert(job_id) {
+                        eprintln!("vigil mcp: call {call} {reason}; cancelling job {job_id}");
+                        shared.cancel_job(job_id, &reason);
+                    }
+                }
+                std::thread::sleep(REMOTE_CANCEL_POLL);
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("vigil mcp: cancelling call {key}: {e}");
     }
 }
 
@@ -421,7 +477,7 @@ fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<u64>) {
     }
 }
 
-fn call_tool(shared: &Shared, key: &str, call: ToolCall) -> Result<ToolResult, Failure> {
+fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResult, Failure> {
     match call {
         ToolCall::Job {
             capability,
@@ -448,17 +504,34 @@ fn call_tool(shared: &Shared, key: &str, call: ToolCall) -> Result<ToolResult, F
                         .map_err(runtime_failure)?;
                     run_view(&outcome)
                 }
-                Backend::Remote(socket) => remote(
-                    socket,
-                    "run",
-                    json!({
-                        "capability": capability,
-                        "args": args,
-                        "limits": merged,
-                        "root": shared.root,
-                        "require_enforcement": shared.require_enforcement,
-                    }),
-                )?,
+                Backend::Remote(socket) => {
+                    let session = remote(
+                        socket,
+                        "sessions.create",
+                        json!({"meta": {"created_by": "vigil mcp", "tool": capability}}),
+                    )?;
+                    let session = session["session"].as_str().map(str::to_string);
+                    let mut calls = shared.lock_calls();
+                    if let Some(call) = calls.get_mut(key) {
+                        call.session.clone_from(&session);
+                        if let (Some(session), Some(reason)) = (&session, &call.cancelled) {
+                            chase_remote(shared, key, session, reason);
+                        }
+                    }
+                    drop(calls);
+                    remote(
+                        socket,
+                        "run",
+                        json!({
+                            "capability": capability,
+                            "args": args,
+                            "limits": merged,
+                            "root": shared.root,
+                            "session": session,
+                            "require_enforcement": shared.require_enforcement,
+                        }),
+                    )?
+                }
             };
             Ok(job_result(view))
         }
@@ -682,20 +755,17 @@ fn send(shared: &Shared, line: &str) {
 
 /// Cancels every call in flight, waits for them to end (each job recorded), makes the log
 /// durable.
-fn shut_down(shared: &Shared, reason: &str) {
+fn shut_down(shared: &Arc<Shared>, reason: &str) {
     shared.closing.store(true, Ordering::Release);
-    let mut calls = shared.lock_calls();
-    let mut jobs = Vec::new();
-    for call in calls.values_mut() {
-        call.cancelled.get_or_insert_with(|| reason.to_string());
-        jobs.extend(call.job_id);
+    let keys: Vec<String> = shared.lock_calls().keys().cloned().collect();
+    if !keys.is_empty() {
+        eprintln!(
+            "vigil mcp: {reason}; cancelling {} call(s) in flight",
+            keys.len()
+        );
     }
-    drop(calls);
-    if !jobs.is_empty() {
-        eprintln!("vigil mcp: {reason}; cancelling job(s) {jobs:?}");
-    }
-    for job_id in jobs {
-        shared.cancel_job(job_id, reason);
+    for key in keys {
+        cancel_call(shared, &key, reason);
     }
     let mut calls = shared.lock_calls();
     while !calls.is_empty() {
