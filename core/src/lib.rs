@@ -19,6 +19,8 @@ pub mod json;
 #[cfg(feature = "std")]
 pub mod protocol;
 #[cfg(feature = "std")]
+pub mod rpc;
+#[cfg(feature = "std")]
 pub mod runtime;
 pub mod wal;
 

@@ -1,16 +1,16 @@
 //! `vigil call METHOD [PARAMS_JSON] --socket PATH`: one JSON-RPC request to a running
-//! `vigil serve`, for scripts and tests. Also the client `vigil run --socket` uses.
-use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+//! `vigil serve`, for scripts and tests.
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::client::call;
+use crate::config::Global;
 use crate::units::parse_duration;
-use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
@@ -30,75 +30,7 @@ pub struct CallArgs {
     pub json: bool,
 }
 
-/// The socket path the CLI talks to.
-pub fn socket_path(cli: &Cli, socket: Option<&Path>) -> PathBuf {
-    socket.map_or_else(
-        || {
-            cli.data_dir
-                .clone()
-                .unwrap_or_else(default_data_dir)
-                .join("vigil.sock")
-        },
-        Path::to_path_buf,
-    )
-}
-
-/// What a request came back with: the result, or the server's error object.
-pub type Answer = Result<Value, Value>;
-
-/// Sends one request and reads its answer. `Err` is a transport failure (no server, a broken
-/// connection, an unreadable answer).
-pub fn call(
-    socket: &Path,
-    method: &str,
-    params: Value,
-    timeout: Option<Duration>,
-) -> Result<Answer, String> {
-    let shown = socket.display();
-    let mut stream = UnixStream::connect(socket).map_err(|e| format!("{shown}: connect: {e}"))?;
-    // Requests carry arguments (and may carry secrets): only a server run by this user or
-    // root gets them.
-    let (uid, pid) = crate::serve::peer_credentials(&stream)
-        .map_err(|e| format!("{shown}: SO_PEERCRED: {e}"))?;
-    // SAFETY: geteuid has no failure mode.
-    let me = unsafe { libc::geteuid() };
-    if uid != me && uid != 0 {
-        return Err(format!(
-            "{shown}: the server (pid {pid}) runs as uid {uid}, not this user ({me}) or root; \
-             not sending it the request"
-        ));
-    }
-    stream
-        .set_read_timeout(timeout)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut line = request.to_string();
-    line.push('\n');
-    let sent = stream.write_all(line.as_bytes());
-    // A server that refuses the connection says why and closes it, possibly before the
-    // request is sent: its answer is still there to read.
-    let mut answer = String::new();
-    let read = BufReader::new(&stream).read_line(&mut answer);
-    if answer.is_empty() {
-        return Err(match (sent, read) {
-            (Err(e), _) => format!("{shown}: sending the request: {e}"),
-            (_, Err(e)) => format!("{shown}: reading the answer: {e}"),
-            _ => format!("{shown}: the server closed the connection"),
-        });
-    }
-    let v: Value = serde_json::from_str(&answer)
-        .map_err(|e| format!("{shown}: the answer is not JSON: {e}"))?;
-    let Value::Object(mut v) = v else {
-        return Err(format!("{shown}: the answer is not a JSON object"));
-    };
-    match (v.remove("result"), v.remove("error")) {
-        (Some(result), _) => Ok(Ok(result)),
-        (None, Some(error)) => Ok(Err(error)),
-        _ => Err(format!("{shown}: the answer has neither result nor error")),
-    }
-}
-
-pub fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
+pub fn run(cli: &Global, args: &CallArgs) -> ExitCode {
     let params = match args.params.as_deref().map(serde_json::from_str::<Value>) {
         None => json!({}),
         Some(Ok(v)) => v,
@@ -107,7 +39,7 @@ pub fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let socket = socket_path(cli, args.socket.as_deref());
+    let socket = cli.socket_path(args.socket.as_deref());
     match call(&socket, &args.method, params, args.timeout) {
         Ok(Ok(result)) => {
             if !args.json && std::io::stdout().is_terminal() {

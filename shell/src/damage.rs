@@ -10,50 +10,16 @@
 //! as damage is core's decision (`WalError::Corrupt`); this module only reports it.
 use std::path::Path;
 
-use serde_json::{json, Value};
-use vigil_core::runtime::RuntimeError;
 use vigil_core::wal::frame::Frame;
 use vigil_core::wal::log::{scan_log, LogFault, WalError};
 use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 use vigil_core::wal::storage::FsStore;
 
-/// JSON-RPC error code of an answer the server cannot give because the log is damaged.
-pub use vigil_core::protocol::code::LOG_DAMAGED;
-
 /// Exit code of a CLI reader that met a damaged log (also with `--partial`).
 pub const EXIT_DAMAGED: u8 = 1;
 
-/// The fault behind a log error, if the error is damage.
-pub fn wal_fault(error: &WalError) -> Option<&LogFault> {
-    match error {
-        WalError::Corrupt(fault) => Some(fault),
-        _ => None,
-    }
-}
-
-/// The fault behind a runtime error, if the error is damage of its log.
-pub fn runtime_fault(error: &RuntimeError) -> Option<&LogFault> {
-    match error {
-        RuntimeError::Wal(error) => wal_fault(error),
-        _ => None,
-    }
-}
-
-/// Where the damage is, for programs.
-pub fn fault_data(fault: &LogFault) -> Value {
-    json!({
-        "kind": fault.kind.as_str(),
-        "segment": fault.segment,
-        "offset": fault.offset,
-        "lsn": fault.expected_lsn,
-        "cause": fault.cause,
-    })
-}
-
-/// The message of a reader that stops at damage: where, and (core's fault says it) what to do.
-pub fn damaged_message(fault: &LogFault) -> String {
-    format!("the log is damaged: {fault}")
-}
+/// Where the damage is and what to say of it (core's, shared with the server's methods).
+pub use vigil_core::rpc::fault::{damaged_message, fault_data, runtime_fault};
 
 /// The warning a `--partial` reader prints (on stderr) after showing what it could read.
 pub fn partial_warning(fault: &LogFault) -> String {
@@ -82,6 +48,8 @@ pub fn read_until_damage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_core::rpc::fault::wal_fault;
+    use vigil_core::runtime::RuntimeError;
     use vigil_core::wal::scan::FaultKind;
 
     fn fault() -> LogFault {

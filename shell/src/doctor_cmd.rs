@@ -8,20 +8,20 @@ use serde_json::json;
 use vigil_core::exec::Limits;
 use vigil_core::wal::sync::{SyncEngine, SyncMethod};
 
-use crate::run_cmd::executor;
+use crate::config::{executor, CgroupModeArg};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Use at most this cgroup mode: v2, hybrid, v1 or none.
-    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
-    pub cgroup_mode: Option<String>,
+    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
+    pub cgroup_mode: Option<CgroupModeArg>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: &DoctorArgs) -> ExitCode {
-    let ex = match executor(args.cgroup_mode.as_deref()) {
+    let ex = match executor(args.cgroup_mode) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("vigil doctor: {e}");

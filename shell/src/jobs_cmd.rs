@@ -15,10 +15,10 @@ use vigil_core::wal::log::{LogFault, WalError};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{Decoded, Record};
 
+use crate::config::Global;
 use crate::damage::{
     damaged_message, partial_warning, read_until_damage, runtime_fault, EXIT_DAMAGED,
 };
-use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
 pub struct JobsArgs {
@@ -54,8 +54,8 @@ struct Loaded {
     damage: Option<LogFault>,
 }
 
-fn load(cli: &Cli, partial: bool) -> Result<Loaded, String> {
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+fn load(cli: &Global, partial: bool) -> Result<Loaded, String> {
+    let data_dir = cli.data_dir();
     let wal_dir = RuntimeOptions::wal_dir(&data_dir);
     if !wal_dir.exists() {
         return Ok(Loaded {
@@ -125,7 +125,7 @@ fn time(ms: Option<u64>) -> String {
     )
 }
 
-pub fn list(cli: &Cli, args: &JobsArgs) -> ExitCode {
+pub fn list(cli: &Global, args: &JobsArgs) -> ExitCode {
     let loaded = match load(cli, args.partial) {
         Ok(x) => x,
         Err(e) => {
@@ -179,7 +179,7 @@ fn print_table(jobs: &[JobSummary]) {
     }
 }
 
-pub fn show(cli: &Cli, args: &JobArgs) -> ExitCode {
+pub fn show(cli: &Global, args: &JobArgs) -> ExitCode {
     let id = args.id;
     let result = load(cli, false)
         .map_err(|e| format!("job {id} is unreadable: {e}"))

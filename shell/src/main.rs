@@ -1,11 +1,12 @@
 //! The `vigil` binary: a thin CLI over vigil-core. Each subcommand lives in its own module;
 //! this file only parses arguments and dispatches.
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod call_cmd;
+mod client;
+mod config;
 mod damage;
 mod doctor_cmd;
 mod jobs_cmd;
@@ -32,20 +33,8 @@ mod wal_cmd;
   vigil wal verify"
 )]
 pub struct Cli {
-    /// Where vigil keeps its WAL and state.
-    #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Read /proc files beneath this directory instead of /proc (a host /proc mounted elsewhere,
-    /// or a captured tree).
-    #[arg(long, global = true, default_value = "/proc")]
-    pub proc_root: PathBuf,
-    /// Size of each new log segment (e.g. 64M; small values make a log rotate and retire
-    /// segments quickly).
-    #[arg(long, global = true, env = "VIGIL_WAL_SEGMENT_BYTES", value_parser = units::parse_size)]
-    pub wal_segment_bytes: Option<u64>,
-    /// How much log to keep: older segments are retired past this size (e.g. 4G).
-    #[arg(long, global = true, env = "VIGIL_WAL_RETAIN_BYTES", value_parser = units::parse_size)]
-    pub wal_retain_bytes: Option<u64>,
+    #[command(flatten)]
+    pub global: config::Global,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -76,30 +65,6 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
-/// The log options the global flags ask for.
-pub fn wal_options(cli: &Cli) -> vigil_core::wal::log::WalOptions {
-    let mut options = vigil_core::wal::log::WalOptions::default();
-    if let Some(bytes) = cli.wal_segment_bytes {
-        options.segment_bytes = bytes;
-    }
-    if let Some(bytes) = cli.wal_retain_bytes {
-        options.retention.bytes_max = Some(bytes);
-    }
-    options
-}
-
-/// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
-/// `/var/lib/vigil` for root without a home.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("vigil");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".local/state/vigil");
-    }
-    PathBuf::from("/var/lib/vigil")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
@@ -110,15 +75,15 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     match &cli.command {
-        Command::Telemetry(args) => telemetry_cmd::run(&cli, args),
-        Command::Run(args) => run_cmd::run(&cli, args),
-        Command::Jobs(args) => jobs_cmd::list(&cli, args),
-        Command::Job(args) => jobs_cmd::show(&cli, args),
+        Command::Telemetry(args) => telemetry_cmd::run(&cli.global, args),
+        Command::Run(args) => run_cmd::run(&cli.global, args),
+        Command::Jobs(args) => jobs_cmd::list(&cli.global, args),
+        Command::Job(args) => jobs_cmd::show(&cli.global, args),
         Command::Doctor(args) => doctor_cmd::run(args),
-        Command::Wal(args) => wal_cmd::run(&cli, args),
-        Command::Call(args) => call_cmd::run(&cli, args),
-        Command::Serve(args) => serve::run(&cli, args.clone()),
-        Command::Mcp(args) => mcp::run(&cli, args),
+        Command::Wal(args) => wal_cmd::run(&cli.global, args),
+        Command::Call(args) => call_cmd::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args.clone()),
+        Command::Mcp(args) => mcp::run(&cli.global, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(*shell, &mut Cli::command(), "vigil", &mut std::io::stdout());

@@ -9,13 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
+use vigil_core::exec::job::{JobResult, JobStatus};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
-use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
+use vigil_core::runtime::{JobRequest, Runtime};
 
+use crate::client::call;
+use crate::config::{executor, CgroupModeArg, Global};
 use crate::units::{parse_duration, parse_size};
-use crate::{default_data_dir, Cli};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -50,8 +50,8 @@ pub struct RunArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
-    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
-    pub cgroup_mode: Option<String>,
+    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
+    pub cgroup_mode: Option<CgroupModeArg>,
     /// Refuse the job (status `rejected`, exit code 2) instead of running it when a requested
     /// limit is not held here: memory and pids must be held by the kernel, wall and CPU time by
     /// vigil's supervisor with a kill that reaches every process (see `vigil doctor`).
@@ -64,23 +64,6 @@ pub struct RunArgs {
     /// this process.
     #[arg(long)]
     pub socket: Option<PathBuf>,
-}
-
-/// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
-pub fn executor_config(mode: Option<&str>) -> Result<ExecutorConfig, String> {
-    let force_mode = match mode {
-        None => None,
-        Some(m) => Some(
-            CgroupMode::parse(m)
-                .ok_or_else(|| format!("--cgroup-mode {m:?}: expected v2, hybrid, v1 or none"))?,
-        ),
-    };
-    Ok(ExecutorConfig::with_mode(force_mode))
-}
-
-/// Executor for the CLI, with the mode forced when asked.
-pub fn executor(mode: Option<&str>) -> Result<Executor, String> {
-    Executor::new(executor_config(mode)?).map_err(|e| e.to_string())
 }
 
 fn exit_code_for(r: &JobResult) -> u8 {
@@ -101,17 +84,11 @@ fn exit_code_of(status: JobStatus, exit_code: Option<i32>) -> u8 {
 }
 
 /// Opens the runtime under the CLI's data directory with the requested cgroup mode.
-pub fn open_runtime(cli: &Cli, mode: Option<&str>) -> Result<Runtime, String> {
-    let executor = executor_config(mode)?;
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    let mut options = RuntimeOptions::new(data_dir);
-    options.proc_root = cli.proc_root.clone();
-    options.executor = executor;
-    options.wal = crate::wal_options(cli);
-    Runtime::open(options).map_err(|e| e.to_string())
+fn open_runtime(cli: &Global, mode: Option<CgroupModeArg>) -> Result<Runtime, String> {
+    Runtime::open(cli.runtime_options(mode)).map_err(|e| e.to_string())
 }
 
-pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
+pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("vigil run: {msg}");
         ExitCode::from(2)
@@ -122,7 +99,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             // The same object as any refusal, so scripts parse one shape; nothing ran, so
             // nothing is recorded and there is no job id.
             let error = format!("--args is not valid JSON: {e}");
-            let enforcement = match executor(args.cgroup_mode.as_deref()) {
+            let enforcement = match executor(args.cgroup_mode) {
                 Ok(ex) => ex.enforcement(&Limits::default()),
                 Err(e) => return fail(e),
             };
@@ -149,7 +126,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         };
         return run_remote(socket, args, parsed, root);
     }
-    let runtime = match open_runtime(cli, args.cgroup_mode.as_deref()) {
+    let runtime = match open_runtime(cli, args.cgroup_mode) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -262,7 +239,7 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
         "dry_run": args.dry_run,
         "require_enforcement": args.require_enforcement,
     });
-    let result = match crate::call_cmd::call(socket, "run", params, None) {
+    let result = match call(socket, "run", params, None) {
         Ok(Ok(result)) => result,
         Ok(Err(error)) => {
             eprintln!(

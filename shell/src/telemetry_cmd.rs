@@ -10,8 +10,8 @@ use vigil_core::procfs::Psi;
 use vigil_core::sample::{Percent, Sample};
 use vigil_core::sampler::Sampler;
 
+use crate::config::Global;
 use crate::units::parse_duration;
-use crate::Cli;
 
 #[derive(Debug, clap::Args)]
 pub struct TelemetryArgs {
@@ -29,7 +29,7 @@ pub struct TelemetryArgs {
 /// How many samples the live view's history lines show.
 const WATCH_HISTORY_LEN: usize = 60;
 
-pub fn run(cli: &Cli, args: &TelemetryArgs) -> ExitCode {
+pub fn run(cli: &Global, args: &TelemetryArgs) -> ExitCode {
     let mut sampler = match Sampler::open(&cli.proc_root) {
         Ok(s) => s,
         Err(e) => {

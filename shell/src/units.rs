@@ -61,9 +61,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {text:?}: too large"))
 }
 
+/// A duration as [`parse_duration`] reads it back (whole seconds, else milliseconds), for
+/// defaults shown in `--help`.
+pub fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms > 0 && ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_text_reads_back() {
+        for ms in [0, 1, 250, 1_000, 10_000, 60_000, 90_500, 3_600_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&duration_text(d)), Ok(d), "{ms} ms");
+        }
+        assert_eq!(duration_text(Duration::from_secs(60)), "60s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
+    }
 
     #[test]
     fn sizes_take_binary_suffixes() {

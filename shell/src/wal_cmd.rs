@@ -29,10 +29,10 @@ use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
 
+use crate::config::Global;
 use crate::damage::{
     damaged_message, fault_data, partial_warning, read_until_damage, EXIT_DAMAGED,
 };
-use crate::Cli;
 
 /// How often `tail -f` looks for new records.
 const FOLLOW_POLL_MS: u64 = 200;
@@ -151,8 +151,8 @@ pub enum WalCommand {
     },
 }
 
-pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
-    let data_dir = cli.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+pub fn run(cli: &Global, args: &WalArgs) -> ExitCode {
+    let data_dir = cli.data_dir();
     let dir = wal_dir(&data_dir);
     let result = if dir.is_dir() {
         match &args.command {
@@ -174,7 +174,7 @@ pub fn run(cli: &Cli, args: &WalArgs) -> ExitCode {
                 json,
             } => salvage(&dir, *json),
             WalCommand::Recover { mode, json } => {
-                recover(&dir, crate::wal_options(cli), (*mode).into(), *json)
+                recover(&dir, cli.wal_options(), (*mode).into(), *json)
             }
             WalCommand::Repair { json } => repair(&dir, *json, cli),
         }
@@ -687,8 +687,8 @@ fn salvage(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
 }
 
 /// `repair`: a new log of every valid record; the damaged files kept aside.
-fn repair(dir: &Path, json: bool, cli: &Cli) -> Result<ExitCode, Failure> {
-    let options = crate::wal_options(cli);
+fn repair(dir: &Path, json: bool, cli: &Global) -> Result<ExitCode, Failure> {
+    let options = cli.wal_options();
     let report = vigil_core::wal::repair::repair_dir(dir, options).map_err(|e| e.to_string())?;
     let lost: u64 = report.holes.iter().map(|(from, to)| to - from).sum();
     let mut out = Out::new();

@@ -43,7 +43,7 @@ pub fn instance_marker() -> &'static str {
 
 /// Field 22 (starttime) of /proc/PID/stat.
 pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
-    super::job::proc_stat(pid).map(|st| st.start_ticks)
+    super::reaper::proc_stat(pid).map(|st| st.start_ticks)
 }
 
 /// True when the instance named by a marker `pid-start` is still running: that pid exists,
@@ -56,7 +56,7 @@ fn instance_alive(marker: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
         return false;
     };
-    super::job::proc_stat(pid)
+    super::reaper::proc_stat(pid)
         .is_some_and(|st| st.start_ticks == start && !matches!(st.state, b'Z' | b'X' | b'x'))
 }
 

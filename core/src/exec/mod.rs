@@ -1,12 +1,17 @@
 //! The isolated executor: runs one job — a process tree or a file operation — under limits
 //! held by the kernel (memory, pids) or by vigil's supervisor (wall time, CPU time, output),
-//! and reports what happened and who held each limit (`job::Strength`).
+//! and reports what happened and who held each limit ([`enforcement::Strength`]).
 //!
 //! Layers, bottom up:
 //! - [`host`]: what this machine offers (cgroup mode, delegation, clone3/pidfd/openat2).
 //! - [`cgroup`]: one leaf per job in every hierarchy in use; limits, kill, usage, stale sweep.
 //! - [`spawn`]: the root process, placed in its leaf before it runs, with a clean environment.
-//! - [`job`]: the supervision loop (deadline, CPU budget, output capture, kill, accounting).
+//! - [`job`]: the [`Executor`]: from a request to a settled [`JobResult`] ([`result`]).
+//! - [`enforcement`]: who holds each limit on this host.
+//! - `supervise`: the supervision loop (deadline, CPU budget, output capture through `pipes`,
+//!   kill, accounting); [`cancel`]: ending a job early from another thread.
+//! - `reaper`: a job's processes found through /proc where no cgroup holds them, and the
+//!   zombies of finished jobs reaped.
 //! - `meter`: mode `none`'s own accounting of a job's processes (CPU clocks, VmHWM, VmRSS).
 //! - [`fsroot`]: path resolution confined beneath a root directory.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
@@ -14,14 +19,20 @@
 //!
 //! This module knows nothing of the WAL, sessions or the CLI: the runtime records what
 //! [`JobResult`] says, the CLI prints it.
+pub mod cancel;
 pub mod capability;
 pub mod cgroup;
+pub mod enforcement;
 pub mod fsroot;
 pub mod host;
 pub mod job;
 mod meter;
 pub mod output;
+mod pipes;
+mod reaper;
+pub mod result;
 pub mod spawn;
+mod supervise;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -15,13 +15,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use crate::exec::capability::{CapabilityRegistry, JobContext};
-use crate::exec::cgroup::SweepReport;
 use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
@@ -30,47 +29,36 @@ use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
 use crate::wal::record::{
-    kind as record_kind, JobFinished, JobInterrupted, JobLimits, JobRejected, JobStarted,
-    JobStatus, JobUsage, SessionClosed, SessionCreated,
+    kind as record_kind, JobFinished, JobLimits, JobRejected, JobStarted, JobStatus, JobUsage,
+    SessionClosed, SessionCreated,
 };
 use crate::wal::{Decoded, Lsn, Record};
 
 mod index;
 mod metrics;
+mod recovery;
+mod redaction;
+mod slots;
 use index::INDEX_BATCH_RECORDS;
 pub use index::{JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
+use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
+pub use recovery::{RecoveryInfo, INTERRUPTED_REASON};
+pub use redaction::redact_args;
+use redaction::{bounded_args_json, redact_output, scrub};
+pub use slots::CancelOutcome;
+use slots::{JobSlots, RunningJob};
 
 /// Output kept per stream in the `JobFinished` record (the caller gets the executor's full
 /// capture; the log keeps a bounded head).
 pub const RECORD_OUTPUT_BYTES_MAX: usize = 64 * 1024;
-/// The reason written in `JobInterrupted` records on restart.
-pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
 /// Jobs running at once unless configured.
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
-/// How long opening waits for another writer's lock to go away.
-const WAL_LOCK_WAIT_MS_MAX: u64 = 2_000;
 /// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
 const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
 /// Longest session id accepted.
 const SESSION_ID_BYTES_MAX: usize = 128;
-/// Argument keys whose values never reach the log (matched case-insensitively, as substrings).
-const SECRET_KEY_PARTS: &[&str] = &[
-    "secret",
-    "token",
-    "password",
-    "passwd",
-    "authorization",
-    "cookie",
-    "api_key",
-    "apikey",
-    "private_key",
-    "credential",
-];
-const REDACTED: &str = "[REDACTED]";
-/// Secret values shorter than this are not searched for in output (too many false hits).
-const SECRET_VALUE_BYTES_MIN: usize = 4;
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
@@ -191,71 +179,6 @@ impl JobOutcome {
     }
 }
 
-/// What opening the runtime found and repaired.
-#[derive(Debug, Clone, Default)]
-pub struct RecoveryInfo {
-    /// Jobs that had started but not ended, now recorded as interrupted.
-    pub interrupted: Vec<u64>,
-    /// Stale cgroup leaves of dead instances.
-    pub swept: Vec<String>,
-    pub sweep_failed: Vec<String>,
-    /// Bytes of torn tail the WAL truncated.
-    pub wal_truncated_bytes: u64,
-    /// Processes of interrupted jobs found outside any cgroup (by their job marker) and killed.
-    pub killed_processes: Vec<i32>,
-}
-
-/// A bound on jobs running at once.
-struct JobSlots {
-    running: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-}
-
-impl JobSlots {
-    /// Waits for a free slot; `None` when `cancelled` turns true first.
-    fn acquire(&self, cancelled: impl Fn() -> bool) -> Option<SlotGuard<'_>> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        while *running >= self.max {
-            if cancelled() {
-                return None;
-            }
-            running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
-        }
-        *running += 1;
-        Some(SlotGuard(self))
-    }
-
-    /// Wakes every waiter to look at its cancellation again. Taken under the slot lock, so a
-    /// waiter that has just found itself not cancelled is already waiting.
-    fn wake_waiters(&self) {
-        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        self.freed.notify_all();
-    }
-}
-
-struct SlotGuard<'a>(&'a JobSlots);
-
-/// Removes a job from the cancellable set when its run ends, however it ends.
-struct RunningRegistration<'a> {
-    runtime: &'a Runtime,
-    job_id: u64,
-}
-
-impl Drop for RunningRegistration<'_> {
-    fn drop(&mut self) {
-        self.runtime.running().remove(&self.job_id);
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
-        self.0.freed.notify_one();
-    }
-}
-
 /// An open runtime. Shareable between threads (`&Runtime` serves every request).
 pub struct Runtime {
     options: RuntimeOptions,
@@ -275,20 +198,6 @@ pub struct Runtime {
     running: Mutex<BTreeMap<u64, RunningJob>>,
     metrics: JobMetrics,
     sessions_created: AtomicU64,
-}
-
-struct RunningJob {
-    cancel: CancelToken,
-    cancelled_because: Option<String>,
-}
-
-/// What [`Runtime::cancel`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The job was running (or waiting for a slot); it is being killed.
-    Cancelled,
-    /// The job had already ended; nothing was done.
-    AlreadyEnded,
 }
 
 impl fmt::Debug for Runtime {
@@ -318,137 +227,6 @@ pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
         return None;
     }
     postcard::from_bytes(bytes).ok()
-}
-
-/// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
-/// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
-/// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
-fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
-    let started = std::time::Instant::now();
-    loop {
-        match Wal::open(dir, options) {
-            Err(WalError::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A short, stable token for a data directory: FNV-1a of its canonical path.
-fn data_dir_token(dir: &Path) -> String {
-    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in path.as_os_str().as_encoded_bytes() {
-        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:08x}", hash as u32)
-}
-
-/// The executor's name for a job: the data directory's token and the job id. It names the
-/// job's cgroup leaf and is the value of the marker variable every job process inherits.
-fn exec_job_id(dir_token: &str, job_id: u64) -> String {
-    format!("{dir_token}-{job_id}")
-}
-
-/// Kills the live processes that carry the marker of `exec_id` (what escaped a dead
-/// instance's job without a cgroup to hold it); returns their pids. A process that cleared its
-/// environment cannot be found this way: only cgroup modes hold such a process.
-fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
-    // -1 is no process's pid, group or session: only the marker selects.
-    let pids = crate::exec::job::untracked_job_processes(-1, exec_id, 0);
-    for &pid in &pids {
-        // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
-        // marker a moment ago; reuse within that window is the residual risk.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    pids
-}
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
-}
-
-/// Replaces the values of secret-looking keys, at any depth, and collects the secret strings
-/// so they can also be scrubbed from output.
-pub fn redact_args(args: &Value, secrets: &mut Vec<String>) -> Value {
-    fn collect(v: &Value, secrets: &mut Vec<String>) {
-        match v {
-            Value::String(s) if s.len() >= SECRET_VALUE_BYTES_MIN => secrets.push(s.clone()),
-            Value::Array(a) => a.iter().for_each(|x| collect(x, secrets)),
-            Value::Object(o) => o.values().for_each(|x| collect(x, secrets)),
-            _ => {}
-        }
-    }
-    match args {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if is_secret_key(k) {
-                        collect(v, secrets);
-                        (k.clone(), Value::String(REDACTED.into()))
-                    } else {
-                        (k.clone(), redact_args(v, secrets))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| redact_args(v, secrets)).collect())
-        }
-        other => other.clone(),
-    }
-}
-
-/// The head of `bytes`, at most [`RECORD_OUTPUT_BYTES_MAX`], with every secret value replaced.
-fn redact_output(bytes: &[u8], secrets: &[String]) -> (Vec<u8>, bool) {
-    let mut out = scrub(bytes, secrets);
-    // Scrubbed first, cut second: a secret across the cut would otherwise leave its head.
-    let cut = out.len() > RECORD_OUTPUT_BYTES_MAX;
-    out.truncate(RECORD_OUTPUT_BYTES_MAX);
-    (out, cut)
-}
-
-/// Logged arguments longer than this are replaced by a placeholder holding their head.
-const RECORD_ARGS_BYTES_MAX: usize = 64 * 1024;
-/// Bytes of over-long arguments kept in the placeholder.
-const RECORD_ARGS_HEAD_BYTES: usize = 4 * 1024;
-
-/// Arguments as logged: the (redacted) JSON text when it fits, else a valid JSON placeholder
-/// that says so and keeps the head, so the record is always JSON and always fits.
-fn bounded_args_json(args_json: String) -> String {
-    if args_json.len() <= RECORD_ARGS_BYTES_MAX {
-        return args_json;
-    }
-    let mut head = RECORD_ARGS_HEAD_BYTES;
-    while !args_json.is_char_boundary(head) {
-        head -= 1;
-    }
-    json!({
-        "args_truncated": true,
-        "bytes": args_json.len(),
-        "head": &args_json[..head],
-    })
-    .to_string()
-}
-
-/// `bytes` with every secret value replaced by the redaction marker.
-fn scrub(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    for secret in secrets {
-        let needle = secret.as_bytes();
-        let mut i = 0;
-        while let Some(at) = memchr::memmem::find(&out[i..], needle) {
-            let start = i + at;
-            out.splice(start..start + needle.len(), REDACTED.bytes());
-            i = start + REDACTED.len();
-        }
-    }
-    out
 }
 
 fn wal_limits(l: &Limits) -> JobLimits {
@@ -490,34 +268,11 @@ impl Runtime {
             wal_truncated_bytes: wal.recovery().truncated_bytes,
             ..RecoveryInfo::default()
         };
-        let unfinished: Vec<u64> = index_guard
-            .jobs
-            .values()
-            .filter(|j| j.end_lsn.is_none())
-            .map(|j| j.job_id)
-            .collect();
-        let now = unix_ms();
-        for job_id in unfinished {
-            let record = Record::JobInterrupted(JobInterrupted {
-                job_id,
-                unix_ms: now,
-                reason: INTERRUPTED_REASON,
-            });
-            wal.append_then(&record, |lsn| index_guard.apply(lsn, &record))?;
-            recovery.interrupted.push(job_id);
-        }
-        wal.sync_all()?;
+        recovery.interrupted = recovery::record_interrupted(&wal, &mut index_guard)?;
 
         let executor = Executor::new(options.executor.clone()).map_err(RuntimeError::Exec)?;
-        let SweepReport { removed, failed } = executor.sweep_stale();
-        recovery.swept = removed;
-        recovery.sweep_failed = failed;
         let dir_token = data_dir_token(&options.data_dir);
-        for &job_id in &recovery.interrupted {
-            recovery
-                .killed_processes
-                .extend(kill_marked_processes(&exec_job_id(&dir_token, job_id)));
-        }
+        recovery::sweep(&executor, &dir_token, &mut recovery);
 
         let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
         let sampler =
@@ -546,11 +301,7 @@ impl Runtime {
             index,
             dir_token,
             next_job_id: AtomicU64::new(next_job_id),
-            slots: JobSlots {
-                running: Mutex::new(0),
-                freed: Condvar::new(),
-                max: concurrent,
-            },
+            slots: JobSlots::new(concurrent),
             recovery,
             running: Mutex::new(BTreeMap::new()),
             metrics: JobMetrics::default(),
@@ -771,74 +522,6 @@ impl Runtime {
         }
     }
 
-    fn running(&self) -> MutexGuard<'_, BTreeMap<u64, RunningJob>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes `job_id` cancellable until the returned guard drops.
-    fn register_running(&self, job_id: u64, cancel: &CancelToken) -> RunningRegistration<'_> {
-        self.running().insert(
-            job_id,
-            RunningJob {
-                cancel: cancel.clone(),
-                cancelled_because: None,
-            },
-        );
-        RunningRegistration {
-            runtime: self,
-            job_id,
-        }
-    }
-
-    fn cancelled_because(&self, job_id: u64) -> Option<String> {
-        self.running()
-            .get(&job_id)
-            .and_then(|j| j.cancelled_because.clone())
-    }
-
-    /// Cancels a job that is running or waiting for a slot: every process of it is killed and
-    /// it ends `interrupted` (or `rejected`, if it had not started), with `reason` as its error.
-    pub fn cancel(&self, job_id: u64, reason: &str) -> Result<CancelOutcome, RuntimeError> {
-        let mut running = self.running();
-        if let Some(job) = running.get_mut(&job_id) {
-            job.cancelled_because
-                .get_or_insert_with(|| reason.to_string());
-            job.cancel.cancel();
-            drop(running);
-            self.slots.wake_waiters();
-            return Ok(CancelOutcome::Cancelled);
-        }
-        drop(running);
-        match self.job(job_id) {
-            Some(_) => Ok(CancelOutcome::AlreadyEnded),
-            None => Err(RuntimeError::JobNotFound(job_id)),
-        }
-    }
-
-    /// Cancels every job running or waiting (shutdown); returns how many.
-    pub fn cancel_all(&self, reason: &str) -> usize {
-        let mut running = self.running();
-        for job in running.values_mut() {
-            job.cancelled_because
-                .get_or_insert_with(|| reason.to_string());
-            job.cancel.cancel();
-        }
-        let n = running.len();
-        drop(running);
-        self.slots.wake_waiters();
-        n
-    }
-
-    /// Ids of jobs admitted and not yet ended (running or waiting for a slot), oldest first.
-    pub fn active_jobs(&self) -> Vec<u64> {
-        self.running().keys().copied().collect()
-    }
-
-    /// Jobs holding a slot right now (at most `concurrent_jobs_max`).
-    pub fn jobs_running(&self) -> usize {
-        *self.slots.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Counters of ended jobs and refusals since this runtime opened.
     pub fn job_metrics(&self) -> JobMetricsSnapshot {
         self.metrics.snapshot()
@@ -1047,30 +730,6 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_keys_are_redacted_at_any_depth_and_their_values_scrubbed_from_output() {
-        let args = json!({
-            "cmd": "curl -H 'x: hunter22' example",
-            "env": {"API_TOKEN": "hunter22", "PATH": "/bin"},
-            "nested": [{"password": "pw-1234"}],
-            "Authorization": "Bearer abc.def",
-        });
-        let mut secrets = Vec::new();
-        let red = redact_args(&args, &mut secrets);
-        assert_eq!(red["env"]["API_TOKEN"], REDACTED);
-        assert_eq!(red["env"]["PATH"], "/bin");
-        assert_eq!(red["nested"][0]["password"], REDACTED);
-        assert_eq!(red["Authorization"], REDACTED);
-        assert!(!red.to_string().contains("pw-1234"));
-        let (out, cut) = redact_output(b"token=hunter22 and pw-1234!", &secrets);
-        assert_eq!(out, b"token=[REDACTED] and [REDACTED]!");
-        assert!(!cut);
-        let big = vec![b'a'; RECORD_OUTPUT_BYTES_MAX + 10];
-        let (out, cut) = redact_output(&big, &secrets);
-        assert_eq!(out.len(), RECORD_OUTPUT_BYTES_MAX);
-        assert!(cut);
-    }
 
     #[test]
     fn samples_round_trip_through_the_telemetry_blob() {

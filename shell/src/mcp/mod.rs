@@ -21,11 +21,11 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 use vigil_core::json::sample_json;
 use vigil_core::protocol::parse_limits;
-use vigil_core::runtime::{JobOutcome, JobRequest, Runtime, RuntimeError, RuntimeOptions};
+use vigil_core::runtime::{JobOutcome, JobRequest, Runtime, RuntimeError};
 
+use crate::config::{CgroupModeArg, Global};
 use crate::damage::{damaged_message, fault_data, runtime_fault};
 use crate::units::{parse_duration, parse_size};
-use crate::{default_data_dir, Cli};
 
 pub mod protocol;
 pub mod tools;
@@ -67,8 +67,8 @@ pub struct McpArgs {
     #[arg(long = "max-output", value_parser = parse_size)]
     pub max_output: Option<u64>,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
-    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE")]
-    pub cgroup_mode: Option<String>,
+    #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
+    pub cgroup_mode: Option<CgroupModeArg>,
     /// Refuse every job whose requested limits are not all held here (see `vigil doctor`).
     #[arg(long = "require-enforcement")]
     pub require_enforcement: bool,
@@ -142,7 +142,7 @@ struct ToolResult {
     summary: Option<String>,
 }
 
-pub fn run(cli: &Cli, args: &McpArgs) -> ExitCode {
+pub fn run(cli: &Global, args: &McpArgs) -> ExitCode {
     match serve(cli, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,7 +152,7 @@ pub fn run(cli: &Cli, args: &McpArgs) -> ExitCode {
     }
 }
 
-fn serve(cli: &Cli, args: &McpArgs) -> Result<(), String> {
+fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
     if args.max_jobs == 0 {
         return Err("--max-jobs must be at least 1".into());
     }
@@ -172,12 +172,9 @@ fn serve(cli: &Cli, args: &McpArgs) -> Result<(), String> {
             Backend::Remote(socket.clone())
         }
         None => {
-            let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-            let mut options = RuntimeOptions::new(&data_dir);
-            options.proc_root = cli.proc_root.clone();
-            options.wal = crate::wal_options(cli);
+            let data_dir = cli.data_dir();
+            let mut options = cli.runtime_options(args.cgroup_mode);
             options.concurrent_jobs_max = args.max_jobs;
-            options.executor = crate::run_cmd::executor_config(args.cgroup_mode.as_deref())?;
             let runtime = Runtime::open(options).map_err(|e| e.to_string())?;
             if !runtime.recovery().interrupted.is_empty() {
                 eprintln!(
@@ -674,7 +671,7 @@ fn runtime_failure(e: RuntimeError) -> Failure {
 /// One request to the server at `socket`; its errors keep their meaning, with the server's
 /// codes moved out of MCP's reserved band.
 fn remote(socket: &std::path::Path, method: &str, params: Value) -> Result<Value, Failure> {
-    match crate::call_cmd::call(socket, method, params, None) {
+    match crate::client::call(socket, method, params, None) {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(error)) => {
             let code = error["code"].as_i64().unwrap_or(code::INTERNAL_ERROR);

@@ -117,30 +117,6 @@ fn lock_beside(path: &Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
-/// The peer's credentials (uid, pid), as the kernel recorded them at connect time.
-pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.uid, cred.pid))
-}
-
 /// Same uid as the server, root, or listed.
 pub fn peer_allowed(uid: u32, allowed: &[u32]) -> bool {
     // SAFETY: geteuid has no failure mode.

@@ -1,0 +1,428 @@
+//! Who holds each limit of a job on this host: the kernel (cgroup limits), the kernel per
+//! process (RLIMITs), or vigil's supervisor while vigil lives (deadline, CPU budget, output).
+use std::fs;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::host::CgroupMode;
+use super::job::Executor;
+use super::spawn::JOB_MARKER_ENV;
+use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
+use super::Limits;
+
+/// Who holds a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// Not asked for.
+    NotRequested,
+    /// The kernel holds it for the whole job, even if vigil dies (a cgroup limit).
+    Kernel,
+    /// The kernel holds it for each process on its own, even if vigil dies (an RLIMIT set on
+    /// the child): a tree of processes can exceed it together.
+    KernelPerProcess,
+    /// vigil's supervisor holds it while vigil lives (a deadline, a polled counter, its own
+    /// buffer). If vigil dies, the job runs on without it until a later vigil sweeps it.
+    Supervisor,
+    /// Asked for but not held at all here; the reason says why.
+    NotEnforced,
+}
+
+impl Strength {
+    /// The label in records and `doctor` (`kernel`, `supervisor`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strength::NotRequested => "not_requested",
+            Strength::Kernel => "kernel",
+            Strength::KernelPerProcess => "kernel_per_process",
+            Strength::Supervisor => "supervisor",
+            Strength::NotEnforced => "not_enforced",
+        }
+    }
+}
+
+/// One limit and how it is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitEnforcement {
+    /// `wall`, `cpu_time`, `memory`, `pids`, `output`.
+    pub limit: &'static str,
+    /// The requested value as a person writes it (`64M`, `500ms`, `16`); `None` when the
+    /// request set no such limit.
+    pub requested: Option<String>,
+    /// Who holds it.
+    pub strength: Strength,
+    /// The limit as requested holds for every process of the job: memory and pids held by
+    /// the kernel for the whole job; wall, CPU time and output held by the supervisor with a
+    /// kill that reaches every process. False for a requested limit held in part or not at all.
+    pub held: bool,
+    /// What does it.
+    pub mechanism: String,
+    /// Why a requested limit is not held (or only in part); `None` when it is held or was not
+    /// requested.
+    pub not_held_reason: Option<String>,
+}
+
+impl LimitEnforcement {
+    /// `memory limit 64M not held: <reason>` for a requested limit that is not held.
+    pub fn not_held_message(&self) -> Option<String> {
+        if self.held || self.strength == Strength::NotRequested {
+            return None;
+        }
+        Some(format!(
+            "{} limit {} not held: {}",
+            self.limit,
+            self.requested.as_deref().unwrap_or("?"),
+            self.not_held_reason.as_deref().unwrap_or(&self.mechanism)
+        ))
+    }
+}
+
+/// Which limits were enforced and by what: part of every job record and of `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enforcement {
+    /// Cgroup mode in use.
+    pub mode: &'static str,
+    /// How the root process was placed (set once it is started).
+    pub placement: Option<&'static str>,
+    /// How the job's processes are killed (at a limit, on cancellation, when the root ends).
+    pub kill: String,
+    /// The kill reaches every process of the job whatever it does (a cgroup holds them all);
+    /// false where vigil has to find them (mode `none`).
+    pub kill_complete: bool,
+    /// Where CPU and memory usage come from.
+    pub accounting: String,
+    /// One entry per limit.
+    pub limits: Vec<LimitEnforcement>,
+}
+
+impl Enforcement {
+    /// `<limit> limit <value> not held: <reason>` for each requested limit that is not held.
+    pub fn not_held_messages(&self) -> Vec<String> {
+        self.limits
+            .iter()
+            .filter_map(LimitEnforcement::not_held_message)
+            .collect()
+    }
+
+    /// Why a job that requires enforcement must be refused, if it must.
+    pub fn refusal(&self) -> Option<String> {
+        let missing = self.not_held_messages();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "enforcement required, but {} (mode {})",
+                missing.join("; "),
+                self.mode
+            )
+        })
+    }
+}
+
+fn req_strength(requested: bool, s: Strength) -> Strength {
+    if requested {
+        s
+    } else {
+        Strength::NotRequested
+    }
+}
+
+/// True when /proc/swaps lists a swap area (swap that an unlimited memsw would let a job use).
+fn host_has_swap() -> bool {
+    fs::read_to_string("/proc/swaps").is_ok_and(|t| t.lines().count() > 1)
+}
+
+/// A byte count as a person writes it: `64M`, `1G`, `512K`, else plain bytes.
+pub fn size_text(bytes: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A duration as a person writes it: `2s`, `500ms`.
+pub fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl Executor {
+    /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
+    pub fn enforcement(&self, limits: &Limits) -> Enforcement {
+        let h = &self.host;
+        let kill_complete = h.has_cgroups();
+        let mut limits_out = vec![
+            self.wall_enforcement(limits.timeout, kill_complete),
+            self.cpu_enforcement(limits.cpu_time, kill_complete),
+            self.memory_enforcement(limits.memory_bytes),
+            self.pids_enforcement(limits.pids),
+        ];
+        limits_out.push(LimitEnforcement {
+            limit: "output",
+            requested: Some(size_text(limits.max_output_bytes)),
+            strength: Strength::Supervisor,
+            held: true,
+            mechanism: format!(
+                "vigil's supervisor keeps the first and last {} per stream in its own buffer; the rest is counted and dropped",
+                size_text(limits.max_output_bytes / 2)
+            ),
+            not_held_reason: None,
+        });
+        Enforcement {
+            mode: h.mode.as_str(),
+            placement: None,
+            kill: self.kill_description(),
+            kill_complete,
+            accounting: self.accounting_description(),
+            limits: limits_out,
+        }
+    }
+
+    fn kill_description(&self) -> String {
+        let h = &self.host;
+        match h.mode {
+            CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_kill => "vigil writes pids.max=0 and cgroup.kill; the kernel kills every process in the job's group, and any it forks meanwhile; vigil waits for cgroup.events populated=0".to_string(),
+            CgroupMode::V2 | CgroupMode::Hybrid if h.cgroup_freeze => {
+                "vigil writes pids.max=0 and cgroup.freeze=1 (the kernel stops every process of the group), SIGKILLs every task, thaws, then waits for cgroup.events populated=0".to_string()
+            }
+            _ if h.v1.freezer.is_some() => "vigil writes pids.max=0 and freezer FROZEN (the kernel stops every process of the group), SIGKILLs every task, thaws, then waits for cgroup.procs to empty".to_string(),
+            CgroupMode::None => format!(
+                "vigil SIGKILLs the session and process group, their descendants and processes carrying {JOB_MARKER_ENV}, in rounds until none is left (best effort: a process that clears its environment, calls setsid and is orphaned escapes)"
+            ),
+            _ => "vigil SIGKILLs every process in cgroup.procs, in rounds until it is empty (no freezer, no cgroup.kill: a fast forker can race it)".to_string(),
+        }
+    }
+
+    fn accounting_description(&self) -> String {
+        let h = &self.host;
+        if h.mode == CgroupMode::None {
+            return format!("no group: vigil samples the job's processes it can find every {NONE_SAMPLE_INTERVAL_MS} ms or less (CPU clocks; VmHWM and VmRSS from /proc/PID/status), and the root's rusage for CPU; a lower bound");
+        }
+        let cpu = if h.unified_parent.is_none() && h.v1.cpuacct.is_some() {
+            "cpuacct.usage"
+        } else {
+            "cpu.stat usage_usec"
+        };
+        let mem = if h.v1.memory.is_some() {
+            "memory.max_usage_in_bytes, memory.oom_control oom_kill"
+        } else if self.v2_controller("memory") {
+            "memory.peak, memory.events oom_kill"
+        } else {
+            "no memory accounting"
+        };
+        format!("{cpu}; {mem}")
+    }
+
+    fn v2_controller(&self, c: &str) -> bool {
+        self.host.mode == CgroupMode::V2 && self.host.v2_controllers.iter().any(|x| x == c)
+    }
+
+    /// Why the kill may miss a process, for limits whose end is the kill.
+    fn incomplete_kill_reason() -> String {
+        format!("no cgroup holds the job: the kill finds its processes by session, process group, descendants and {JOB_MARKER_ENV}, and one that leaves all of them survives")
+    }
+
+    fn wall_enforcement(&self, timeout: Option<Duration>, kill_complete: bool) -> LimitEnforcement {
+        LimitEnforcement {
+            limit: "wall",
+            requested: timeout.map(duration_text),
+            strength: req_strength(timeout.is_some(), Strength::Supervisor),
+            held: timeout.is_none() || kill_complete,
+            mechanism: "vigil's supervisor: monotonic deadline (ppoll timeout), then the kill path; if vigil dies, the root is killed (PDEATHSIG) and the rest runs on until a later vigil sweeps it".into(),
+            not_held_reason: (timeout.is_some() && !kill_complete)
+                .then(Self::incomplete_kill_reason),
+        }
+    }
+
+    fn cpu_enforcement(&self, cpu: Option<Duration>, kill_complete: bool) -> LimitEnforcement {
+        let source = if self.host.has_cgroups() {
+            "the group's CPU usage"
+        } else {
+            "the CPU clocks of the job's processes it can find"
+        };
+        LimitEnforcement {
+            limit: "cpu_time",
+            requested: cpu.map(duration_text),
+            strength: req_strength(cpu.is_some(), Strength::Supervisor),
+            held: cpu.is_none() || kill_complete,
+            mechanism: format!("vigil's supervisor reads {source} every {CPU_POLL_INTERVAL_MS} ms, then the kill path; RLIMIT_CPU on each process (the budget rounded up to whole seconds, plus one) is a kernel-held backstop that stays if vigil dies"),
+            not_held_reason: (cpu.is_some() && !kill_complete).then(|| {
+                format!("{}; CPU time of processes it cannot find is not counted", Self::incomplete_kill_reason())
+            }),
+        }
+    }
+
+    fn memory_enforcement(&self, bytes: Option<u64>) -> LimitEnforcement {
+        let h = &self.host;
+        let (strength, mechanism, reason) = if let Some(m) = &h.v1.memory {
+            if m.join("memory.memsw.limit_in_bytes").exists() {
+                (
+                    Strength::Kernel,
+                    "memory.limit_in_bytes + memory.memsw.limit_in_bytes (no swap)".to_string(),
+                    None,
+                )
+            } else if host_has_swap() {
+                (
+                    Strength::Kernel,
+                    "memory.limit_in_bytes".to_string(),
+                    Some(
+                        "swap is not limited (no memsw accounting: boot with swapaccount=1)"
+                            .to_string(),
+                    ),
+                )
+            } else {
+                (
+                    Strength::Kernel,
+                    "memory.limit_in_bytes (no swap configured)".to_string(),
+                    None,
+                )
+            }
+        } else if self.v2_controller("memory") {
+            (
+                Strength::Kernel,
+                "memory.max + memory.swap.max=0 + memory.oom.group".to_string(),
+                None,
+            )
+        } else if h.mode == CgroupMode::None {
+            (
+                Strength::KernelPerProcess,
+                "RLIMIT_AS on each process (virtual address space)".to_string(),
+                Some("no cgroup memory controller: RLIMIT_AS bounds each process's address space, not the job's memory".to_string()),
+            )
+        } else {
+            (
+                Strength::NotEnforced,
+                "none".to_string(),
+                Some(self.missing_controller_reason("memory")),
+            )
+        };
+        let requested = bytes.is_some();
+        LimitEnforcement {
+            limit: "memory",
+            requested: bytes.map(size_text),
+            strength: req_strength(requested, strength),
+            held: !requested || reason.is_none(),
+            mechanism,
+            not_held_reason: reason.filter(|_| requested),
+        }
+    }
+
+    fn pids_enforcement(&self, pids: Option<u64>) -> LimitEnforcement {
+        let h = &self.host;
+        let (strength, mechanism, reason) = if h.v1.pids.is_some() || self.v2_controller("pids") {
+            (Strength::Kernel, "pids.max".to_string(), None)
+        } else if h.mode == CgroupMode::None {
+            (
+                Strength::NotEnforced,
+                "none".to_string(),
+                Some(
+                    "no cgroup pids controller (RLIMIT_NPROC counts per user, and root ignores it)"
+                        .to_string(),
+                ),
+            )
+        } else {
+            (
+                Strength::NotEnforced,
+                "none".to_string(),
+                Some(self.missing_controller_reason("pids")),
+            )
+        };
+        let requested = pids.is_some();
+        LimitEnforcement {
+            limit: "pids",
+            requested: pids.map(|n| n.to_string()),
+            strength: req_strength(requested, strength),
+            held: !requested || reason.is_none(),
+            mechanism,
+            not_held_reason: reason.filter(|_| requested),
+        }
+    }
+
+    /// Why a cgroup mode has no `controller`: the detection notes that name it, if any.
+    fn missing_controller_reason(&self, controller: &str) -> String {
+        let notes: Vec<&str> = self
+            .host
+            .notes
+            .iter()
+            .filter(|n| n.contains(controller) || n.contains("subtree_control"))
+            .map(String::as_str)
+            .collect();
+        if notes.is_empty() {
+            format!("no {controller} controller is available to vigil's groups here")
+        } else {
+            format!(
+                "no {controller} controller in vigil's groups: {}",
+                notes.join("; ")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strength_labels_match_their_serialized_names() {
+        for s in [
+            Strength::NotRequested,
+            Strength::Kernel,
+            Strength::KernelPerProcess,
+            Strength::Supervisor,
+            Strength::NotEnforced,
+        ] {
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
+        }
+    }
+
+    #[test]
+    fn requested_values_read_the_way_people_write_them() {
+        assert_eq!(size_text(64 << 20), "64M");
+        assert_eq!(size_text(1 << 30), "1G");
+        assert_eq!(size_text(512 << 10), "512K");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(size_text(0), "0");
+        assert_eq!(duration_text(Duration::from_secs(2)), "2s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(duration_text(Duration::from_millis(0)), "0ms");
+    }
+
+    #[test]
+    fn only_requested_limits_not_held_are_reported_and_refused() {
+        let limit = |name, requested: Option<&str>, strength, held| LimitEnforcement {
+            limit: name,
+            requested: requested.map(str::to_string),
+            strength,
+            held,
+            mechanism: "m".into(),
+            not_held_reason: (!held).then(|| "why".to_string()),
+        };
+        let mut e = Enforcement {
+            mode: "none",
+            placement: None,
+            kill: String::new(),
+            kill_complete: false,
+            accounting: String::new(),
+            limits: vec![
+                limit("wall", None, Strength::NotRequested, true),
+                limit("memory", Some("64M"), Strength::KernelPerProcess, false),
+                limit("output", Some("1M"), Strength::Supervisor, true),
+            ],
+        };
+        assert_eq!(
+            e.not_held_messages(),
+            vec!["memory limit 64M not held: why".to_string()]
+        );
+        assert!(e
+            .refusal()
+            .is_some_and(|r| r.contains("memory limit 64M not held: why")));
+        e.limits.remove(1);
+        assert!(e.not_held_messages().is_empty());
+        assert_eq!(e.refusal(), None);
+    }
+}

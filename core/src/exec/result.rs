@@ -1,0 +1,107 @@
+//! What the executor says about a finished job.
+use super::enforcement::Enforcement;
+use super::output::CapturedOutput;
+
+/// How a job ended: the same status the WAL records, so executor and log cannot disagree.
+pub use crate::wal::record::JobStatus;
+
+/// Everything known about a finished job.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The job's id.
+    pub job_id: String,
+    /// How it ended.
+    pub status: JobStatus,
+    /// Pid of the job's root process (its session id), once started.
+    pub root_pid: Option<i32>,
+    /// Exit code of the root process, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that killed the root process, when one did.
+    pub signal: Option<i32>,
+    /// The pids limit refused at least one fork.
+    pub pids_limit_hit: bool,
+    /// What ended the job early (`wall`, `cpu_time`, `memory`, `cancelled`), if anything.
+    pub limit_hit: Option<&'static str>,
+    /// CPU time of the whole group.
+    pub cpu_usage_us: Option<u64>,
+    /// Peak memory of the whole group.
+    pub memory_peak_bytes: Option<u64>,
+    /// Wall time from request to the group being empty and removed.
+    pub wall_ms: u64,
+    /// Time from the decision to kill to every process of the job being gone.
+    pub kill_ms: Option<f64>,
+    /// When the wall deadline fired: time from the deadline to every process being gone.
+    pub deadline_to_dead_ms: Option<f64>,
+    /// Processes still in the group when the root ended (killed by vigil).
+    pub stragglers_killed: usize,
+    /// Captured stdout.
+    pub stdout: CapturedOutput,
+    /// Captured stderr.
+    pub stderr: CapturedOutput,
+    /// Human message for anything that went wrong; `None` on success.
+    pub error: Option<String>,
+    /// Which limits were enforced and how.
+    pub enforcement: Enforcement,
+}
+
+impl JobResult {
+    /// A result for a job that never ran.
+    pub fn refused(
+        job_id: &str,
+        status: JobStatus,
+        error: String,
+        enforcement: Enforcement,
+    ) -> JobResult {
+        JobResult {
+            job_id: job_id.to_string(),
+            status,
+            root_pid: None,
+            exit_code: None,
+            signal: None,
+            pids_limit_hit: false,
+            limit_hit: None,
+            cpu_usage_us: None,
+            memory_peak_bytes: None,
+            wall_ms: 0,
+            kill_ms: None,
+            deadline_to_dead_ms: None,
+            stragglers_killed: 0,
+            stdout: CapturedOutput::default(),
+            stderr: CapturedOutput::default(),
+            error: Some(error),
+            enforcement,
+        }
+    }
+}
+
+impl JobResult {
+    /// The JSON object of `vigil run --json` and the socket's `run` method (DESIGN.md): the
+    /// contract fields first, then what vigil adds (pids limit, which limit fired, the requested
+    /// limits not held as `<limit> limit <value> not held: <reason>`, enforcement).
+    /// Output bytes that are not UTF-8 are replaced (U+FFFD); `total_bytes` keeps the real count.
+    pub fn to_json(&self, capability: &str, lsn: Option<u64>) -> serde_json::Value {
+        serde_json::json!({
+            "job_id": self.job_id,
+            "capability": capability,
+            "status": self.status.as_str(),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "stdout": String::from_utf8_lossy(&self.stdout.bytes),
+            "stderr": String::from_utf8_lossy(&self.stderr.bytes),
+            "stdout_truncated": self.stdout.truncated,
+            "stderr_truncated": self.stderr.truncated,
+            "stdout_total_bytes": self.stdout.total_bytes,
+            "stderr_total_bytes": self.stderr.total_bytes,
+            "wall_ms": self.wall_ms,
+            "cpu_usage_us": self.cpu_usage_us,
+            "memory_peak_bytes": self.memory_peak_bytes,
+            "pids_limit_hit": self.pids_limit_hit,
+            "limit_hit": self.limit_hit,
+            "stragglers_killed": self.stragglers_killed,
+            "lsn": lsn,
+            "error": self.error,
+            "limits_not_held": self.enforcement.not_held_messages(),
+            "enforcement": serde_json::to_value(&self.enforcement).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}

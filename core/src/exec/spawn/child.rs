@@ -1,0 +1,271 @@
+//! The child side of a spawn: what runs between the fork (or clone) and exec, with
+//! async-signal-safe system calls only, and the CLONE_VM|CLONE_VFORK clone that runs it on a
+//! stack of its own.
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use super::command::PreparedCommand;
+use super::CLONE_PIDFD;
+
+/// close_range's `CLOSE_RANGE_CLOEXEC` (linux/close_range.h, kernel 5.11).
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// The child reports where it failed with one of these before `_exit(127)`.
+const STAGE_GATE: u8 = 1;
+const STAGE_STDIO: u8 = 2;
+const STAGE_CWD: u8 = 3;
+const STAGE_RLIMIT: u8 = 4;
+const STAGE_NO_NEW_PRIVS: u8 = 5;
+const STAGE_EXEC: u8 = 6;
+const STAGE_PDEATHSIG: u8 = 7;
+const STAGE_PLACE: u8 = 8;
+/// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
+const CHILD_STACK_BYTES: usize = 128 << 10;
+
+/// The raw fds the child works with, and the cgroup.procs files it writes itself into.
+pub(super) struct ChildFds<'a> {
+    pub(super) self_place: &'a [CString],
+    pub(super) stdin: RawFd,
+    pub(super) stdout: RawFd,
+    pub(super) stderr: RawFd,
+    pub(super) gate: RawFd,
+    pub(super) report: RawFd,
+    pub(super) parent_pid: libc::pid_t,
+    pub(super) close_range: bool,
+}
+
+/// The child side: async-signal-safe system calls only, never returns.
+///
+/// # Safety
+/// Must be called only in a freshly forked/cloned child.
+pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! {
+    // SAFETY (whole function): plain system calls on fds and memory prepared before the fork.
+    unsafe {
+        // Die with vigil. PDEATHSIG is tied to the thread that forked us: the job's supervising
+        // thread lives until the job is over. If vigil died before the prctl took effect, our
+        // parent is already someone else: give up.
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            child_fail(fds.report, STAGE_PDEATHSIG);
+        }
+        if libc::getppid() != fds.parent_pid {
+            libc::_exit(126);
+        }
+        // vfork-style spawn: the child moves itself ("0" = the writer) into every leaf before
+        // it runs anything of the job.
+        for path in fds.self_place {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child_fail(fds.report, STAGE_PLACE);
+            }
+            libc::close(fd);
+        }
+        if fds.gate >= 0 {
+            let mut byte = 0u8;
+            loop {
+                let n = libc::read(fds.gate, (&mut byte as *mut u8).cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                // The parent closed the gate without opening it: placement failed.
+                child_fail(fds.report, STAGE_GATE);
+            }
+        }
+        // Signal state is inherited across exec: start the job from defaults (Rust ignores
+        // SIGPIPE in vigil itself, which must not leak into `yes | head`).
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        // Unblocked only now: after a vfork-style spawn no handler of vigil's may run here.
+        libc::sigprocmask(libc::SIG_SETMASK, &cmd.empty_sigset, std::ptr::null_mut());
+        libc::setsid();
+        for (src, dst) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+            if libc::dup2(src, dst) < 0 {
+                child_fail(fds.report, STAGE_STDIO);
+            }
+        }
+        // Every other inherited fd is closed at exec (the report pipe included, which is how the
+        // parent learns that exec succeeded).
+        let ranged = fds.close_range
+            && libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0;
+        if !ranged {
+            for fd in 3..cmd.nofile_max as i32 {
+                if fd != fds.report {
+                    libc::close(fd);
+                }
+            }
+        }
+        if let Some(cwd) = &cmd.cwd {
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                child_fail(fds.report, STAGE_CWD);
+            }
+        }
+        if let Some(s) = cmd.rlimit_cpu_s {
+            // Soft limit: SIGXCPU; hard limit one second later: SIGKILL. Per process, a backstop
+            // behind the cgroup's CPU accounting.
+            let rl = libc::rlimit {
+                rlim_cur: s,
+                rlim_max: s + 1,
+            };
+            if libc::setrlimit(libc::RLIMIT_CPU, &rl) != 0 {
+                child_fail(fds.report, STAGE_RLIMIT);
+            }
+        }
+        if let Some(b) = cmd.rlimit_as_bytes {
+            let rl = libc::rlimit {
+                rlim_cur: b,
+                rlim_max: b,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                child_fail(fds.report, STAGE_RLIMIT);
+            }
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            child_fail(fds.report, STAGE_NO_NEW_PRIVS);
+        }
+        libc::execve(
+            cmd.program.as_ptr(),
+            cmd.argv_ptrs.as_ptr(),
+            cmd.envp_ptrs.as_ptr(),
+        );
+        child_fail(fds.report, STAGE_EXEC)
+    }
+}
+
+/// Writes `[stage, errno (4 bytes LE)]` to the report pipe and exits 127.
+unsafe fn child_fail(report: RawFd, stage: u8) -> ! {
+    // SAFETY: errno location and write/_exit are async-signal-safe.
+    unsafe {
+        let e = (*libc::__errno_location()).to_le_bytes();
+        let buf = [stage, e[0], e[1], e[2], e[3]];
+        libc::write(report, buf.as_ptr().cast(), buf.len());
+        libc::_exit(127)
+    }
+}
+
+pub(super) fn stage_name(stage: u8) -> &'static str {
+    match stage {
+        STAGE_GATE => "waiting for cgroup placement",
+        STAGE_STDIO => "setting up stdio",
+        STAGE_CWD => "changing to the working directory",
+        STAGE_RLIMIT => "setting resource limits",
+        STAGE_NO_NEW_PRIVS => "setting no_new_privs",
+        STAGE_EXEC => "exec",
+        STAGE_PDEATHSIG => "setting the parent-death signal",
+        STAGE_PLACE => "moving itself into the job's cgroup leaves",
+        _ => "unknown stage",
+    }
+}
+
+/// The vfork-style child's stack: mmap'd with a guard page below it.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> std::io::Result<ChildStack> {
+        // SAFETY: sysconf has no preconditions; mmap of fresh anonymous memory.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = CHILD_STACK_BYTES + page;
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes the guard.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// Highest address, 16-byte aligned (the stack grows down).
+    fn top(&self) -> *mut libc::c_void {
+        ((self.base as usize + self.len) & !15) as *mut libc::c_void
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; the child has exec'd or exited (CLONE_VFORK).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// What the vfork-style child reads from the (suspended) parent's stack.
+struct VforkPlan<'a, 'b> {
+    cmd: &'a PreparedCommand,
+    fds: &'a ChildFds<'b>,
+}
+
+extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the VforkPlan on the parent's stack; the parent is suspended until this
+    // child execs or exits, so the plan outlives every use here.
+    let plan = unsafe { &*(arg as *const VforkPlan<'_, '_>) };
+    unsafe { child_exec(plan.cmd, plan.fds) }
+}
+
+/// CLONE_VM|CLONE_VFORK spawn: no page tables are copied and vigil's other threads take no
+/// copy-on-write faults. Every signal is blocked around the clone so no handler of vigil's can
+/// run on the shared memory in the child; the child resets them before unblocking.
+pub(super) fn vfork_spawn(
+    cmd: &PreparedCommand,
+    fds: &ChildFds<'_>,
+    pidfd: bool,
+    pidfd_out: &mut i32,
+) -> std::io::Result<libc::pid_t> {
+    let stack = ChildStack::new()?;
+    let plan = VforkPlan { cmd, fds };
+    // SAFETY: sigset out-parameters of the right type.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if pidfd {
+        flags |= CLONE_PIDFD as libc::c_int;
+    }
+    // SAFETY: glibc's clone runs vfork_child on the new stack; CLONE_VFORK suspends this thread
+    // until the child has exec'd or exited, so `plan` and `stack` stay valid for it.
+    let pid = unsafe {
+        libc::clone(
+            vfork_child,
+            stack.top(),
+            flags,
+            &plan as *const VforkPlan<'_, '_> as *mut libc::c_void,
+            pidfd_out as *mut i32,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        Err(err)
+    } else {
+        Ok(pid)
+    }
+}

@@ -1,0 +1,369 @@
+//! Creating a job's root process with its placement done before it runs a single instruction of
+//! the job's program.
+//!
+//! Where the kernel allows, clone3 with CLONE_INTO_CGROUP creates the child directly inside the
+//! job's cgroup2 leaf. Where a process must still be moved (v1 controller leaves on hybrid and v1
+//! hosts, or no clone3), the child blocks on a pipe — the gate — until the parent has written its
+//! pid into every leaf; only then does it exec.
+//!
+//! After fork in a multi-threaded program only async-signal-safe calls are allowed in the child:
+//! every C string, argv/envp array and signal set is prepared in the parent ([`PreparedCommand`]),
+//! and the child only makes plain system calls, allocating nothing.
+//!
+//! Parts: [`command`] builds what the child needs (environment, program path, C strings) before
+//! the fork; `child` is what runs in the child between the fork and exec, and the vfork-style
+//! clone.
+mod child;
+pub mod command;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
+
+use super::cgroup::CgroupLeaf;
+use super::host::Host;
+use super::ExecError;
+use child::{child_exec, stage_name, vfork_spawn, ChildFds};
+use command::cstring;
+
+pub(crate) use command::PreparedCommand;
+pub use command::{
+    check_env_name, job_environment, ProcessSpec, DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST,
+    JOB_MARKER_ENV,
+};
+
+/// clone3's `CLONE_INTO_CGROUP` (linux/sched.h, kernel 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// clone3's `CLONE_PIDFD` (linux/sched.h, kernel 5.2).
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// clone3's argument block (linux/sched.h `struct clone_args`, CLONE_ARGS_SIZE_VER2 = 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+/// How the root process got into the job's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// clone3 CLONE_INTO_CGROUP (cgroup2) — plus the gate for v1 leaves on hybrid hosts.
+    CloneIntoCgroup,
+    /// fork, then the parent wrote the pid into every leaf while the child waited on the gate.
+    ForkThenGate,
+    /// CLONE_VM|CLONE_VFORK; the child wrote itself into every leaf before exec.
+    VforkSelfPlaced,
+    /// No cgroup: process group and session only.
+    NoCgroup,
+}
+
+impl Placement {
+    /// Stable name for records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::CloneIntoCgroup => "clone3_into_cgroup",
+            Placement::ForkThenGate => "fork_then_gate",
+            Placement::VforkSelfPlaced => "vfork_self_placed_before_exec",
+            Placement::NoCgroup => "none",
+        }
+    }
+}
+
+/// A running root process and the parent's ends of its pipes.
+pub(crate) struct SpawnedChild {
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub stdin: Option<OwnedFd>,
+    pub placement: Placement,
+}
+
+/// Root pids of running jobs: orphan reaping never touches them. Reaping only takes zombies of
+/// the finished job's own session or group members, so a root registered a moment after its
+/// clone is not at risk in between either.
+pub(crate) static LIVE_ROOTS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A pipe whose both ends are close-on-exec and numbered >= 3 (so the child's dup2 onto 0..2
+/// never clobbers another of its sources).
+fn pipe_high() -> Result<(OwnedFd, OwnedFd), ExecError> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(ExecError::Io {
+            context: "pipe2".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: both fds were just created and are owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((raise_fd(r)?, raise_fd(w)?))
+}
+
+fn raise_fd(fd: OwnedFd) -> Result<OwnedFd, ExecError> {
+    if fd.as_raw_fd() >= 3 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an owned fd returns a new owned fd.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if n < 0 {
+        return Err(ExecError::Io {
+            context: "fcntl(F_DUPFD_CLOEXEC)".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: n is a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+fn open_dev_null() -> Result<OwnedFd, ExecError> {
+    // SAFETY: constant path; the fd is owned below.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(ExecError::Io {
+            context: "open /dev/null".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: fresh fd.
+    raise_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates the root process, placed in `leaf` (if any) before it runs the job's program.
+pub(crate) fn spawn(
+    job_id: &str,
+    cmd: &PreparedCommand,
+    stdin_bytes: bool,
+    leaf: Option<&CgroupLeaf>,
+    host: &Host,
+) -> Result<SpawnedChild, ExecError> {
+    let (out_r, out_w) = pipe_high()?;
+    let (err_r, err_w) = pipe_high()?;
+    let (stdin_child, stdin_parent) = if stdin_bytes {
+        let (r, w) = pipe_high()?;
+        (r, Some(w))
+    } else {
+        (open_dev_null()?, None)
+    };
+    let (report_r, report_w) = pipe_high()?;
+    let into_fd = leaf
+        .and_then(|l| l.unified_fd())
+        .filter(|_| host.clone_into_cgroup);
+    let use_clone3 = host.clone3;
+    let needs_gate = |into: bool| {
+        leaf.is_some_and(|l| l.needs_v1_placement() || (l.unified_dir().is_some() && !into))
+    };
+    // SAFETY: getpid has no preconditions.
+    let parent_pid = unsafe { libc::getpid() };
+    // vfork-style where a migration is needed anyway (v1 leaves) or there is no cgroup; clone3
+    // into the cgroup2 leaf where that alone places the child (pure v2: no migration at all).
+    let use_vfork = host.vfork
+        && leaf.is_none_or(|l| l.needs_v1_placement() || into_fd.is_none() || !use_clone3);
+    let self_place: Vec<CString> = match (use_vfork, leaf) {
+        (true, Some(l)) => l
+            .procs_files()
+            .iter()
+            .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+
+    let mut attempt_into = !use_vfork && into_fd.is_some() && use_clone3;
+    let (pid, pidfd, gate_w, placed_by_clone) = loop {
+        let gate = if !use_vfork && needs_gate(attempt_into) {
+            Some(pipe_high()?)
+        } else {
+            None
+        };
+        let fds = ChildFds {
+            self_place: &self_place,
+            stdin: stdin_child.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            gate: gate.as_ref().map_or(-1, |g| g.0.as_raw_fd()),
+            report: report_w.as_raw_fd(),
+            parent_pid,
+            close_range: host.close_range,
+        };
+        let mut pidfd_raw: i32 = -1;
+        let pid: libc::pid_t = if use_vfork {
+            vfork_spawn(cmd, &fds, host.pidfd, &mut pidfd_raw).map_err(|source| {
+                ExecError::Spawn {
+                    job: job_id.to_string(),
+                    stage: "clone(CLONE_VM|CLONE_VFORK)",
+                    source,
+                }
+            })?
+        } else if use_clone3 {
+            let mut args = CloneArgs {
+                exit_signal: libc::SIGCHLD as u64,
+                ..CloneArgs::default()
+            };
+            if host.pidfd {
+                args.flags |= CLONE_PIDFD;
+                args.pidfd = (&mut pidfd_raw as *mut i32) as u64;
+            }
+            if attempt_into {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = into_fd.unwrap_or(-1) as u64;
+            }
+            // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues on a
+            // copy of this stack and calls only child_exec, which never returns.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &mut args as *mut CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if rc == 0 {
+                unsafe { child_exec(cmd, &fds) }
+            }
+            if rc < 0 {
+                let e = last_errno();
+                if attempt_into
+                    && matches!(
+                        e,
+                        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EBUSY | libc::ENOSYS
+                    )
+                {
+                    // This kernel cannot clone into the leaf: place by writing cgroup.procs.
+                    attempt_into = false;
+                    continue;
+                }
+                return Err(ExecError::Spawn {
+                    job: job_id.to_string(),
+                    stage: "clone3",
+                    source: std::io::Error::from_raw_os_error(e),
+                });
+            }
+            rc as libc::pid_t
+        } else {
+            // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
+            let rc = unsafe { libc::fork() };
+            if rc == 0 {
+                unsafe { child_exec(cmd, &fds) }
+            }
+            if rc < 0 {
+                return Err(ExecError::Spawn {
+                    job: job_id.to_string(),
+                    stage: "fork",
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            rc
+        };
+        // Registered after the clone: holding a lock across fork would serialise every spawn.
+        LIVE_ROOTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pid);
+        // SAFETY: pidfd_raw was written by the kernel for this child (or stays -1).
+        let pidfd = (pidfd_raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd_raw) });
+        break (pid, pidfd, gate.map(|g| g.1), attempt_into);
+    };
+    drop((out_w, err_w, stdin_child, report_w));
+
+    let placement = match leaf {
+        None => Placement::NoCgroup,
+        Some(_) if use_vfork => Placement::VforkSelfPlaced,
+        Some(_) if placed_by_clone => Placement::CloneIntoCgroup,
+        Some(_) => Placement::ForkThenGate,
+    };
+    if let (Some(l), Some(gate_w)) = (leaf, gate_w) {
+        if let Err(e) = l.place(pid, placed_by_clone) {
+            // Closing the gate unopened makes the child exit; kill it anyway and reap it.
+            drop(gate_w);
+            reap_failed_child(pid);
+            return Err(e);
+        }
+        let byte = [1u8];
+        // SAFETY: writing one byte from a live buffer to an owned fd.
+        if unsafe { libc::write(gate_w.as_raw_fd(), byte.as_ptr().cast(), 1) } != 1 {
+            let source = std::io::Error::last_os_error();
+            reap_failed_child(pid);
+            return Err(ExecError::Spawn {
+                job: job_id.to_string(),
+                stage: "opening the placement gate",
+                source,
+            });
+        }
+    }
+    // EOF on the report pipe means exec succeeded (CLOEXEC closed it).
+    let mut report = [0u8; 5];
+    let mut got = 0usize;
+    while got < report.len() {
+        // SAFETY: reading into the unfilled part of a live buffer.
+        let n = unsafe {
+            libc::read(
+                report_r.as_raw_fd(),
+                report[got..].as_mut_ptr().cast(),
+                report.len() - got,
+            )
+        };
+        if n < 0 && last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got == report.len() {
+        reap_failed_child(pid);
+        let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+        return Err(ExecError::Spawn {
+            job: job_id.to_string(),
+            stage: stage_name(report[0]),
+            source: std::io::Error::from_raw_os_error(errno),
+        });
+    }
+    let pidfd = pidfd.or_else(|| {
+        if !host.pidfd {
+            return None;
+        }
+        // SAFETY: pidfd_open on our own unreaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    });
+    Ok(SpawnedChild {
+        pid,
+        pidfd,
+        stdout: out_r,
+        stderr: err_r,
+        stdin: stdin_parent,
+        placement,
+    })
+}
+
+fn reap_failed_child(pid: i32) {
+    // SAFETY: our own child; kill + blocking waitpid reaps it.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+    forget_root(pid);
+}
+
+/// Removes a reaped root from the registry.
+pub(crate) fn forget_root(pid: i32) {
+    let mut roots = LIVE_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    roots.retain(|&p| p != pid);
+}

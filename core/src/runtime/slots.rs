@@ -1,0 +1,156 @@
+//! Admission slots (a bound on jobs running at once) and the set of jobs that can be
+//! cancelled while they run or wait.
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::exec::job::CancelToken;
+
+use super::{Runtime, RuntimeError};
+
+/// A bound on jobs running at once.
+pub(super) struct JobSlots {
+    running: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl JobSlots {
+    /// At most `max` jobs at once.
+    pub(super) fn new(max: usize) -> Self {
+        JobSlots {
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+            max,
+        }
+    }
+
+    /// Waits for a free slot; `None` when `cancelled` turns true first.
+    pub(super) fn acquire(&self, cancelled: impl Fn() -> bool) -> Option<SlotGuard<'_>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= self.max {
+            if cancelled() {
+                return None;
+            }
+            running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+        Some(SlotGuard(self))
+    }
+
+    /// Wakes every waiter to look at its cancellation again. Taken under the slot lock, so a
+    /// waiter that has just found itself not cancelled is already waiting.
+    pub(super) fn wake_waiters(&self) {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.freed.notify_all();
+    }
+}
+
+pub(super) struct SlotGuard<'a>(&'a JobSlots);
+
+/// Removes a job from the cancellable set when its run ends, however it ends.
+pub(super) struct RunningRegistration<'a> {
+    runtime: &'a Runtime,
+    job_id: u64,
+}
+
+impl Drop for RunningRegistration<'_> {
+    fn drop(&mut self) {
+        self.runtime.running().remove(&self.job_id);
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+pub(super) struct RunningJob {
+    cancel: CancelToken,
+    cancelled_because: Option<String>,
+}
+
+/// What [`Runtime::cancel`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was running (or waiting for a slot); it is being killed.
+    Cancelled,
+    /// The job had already ended; nothing was done.
+    AlreadyEnded,
+}
+
+impl Runtime {
+    pub(super) fn running(&self) -> MutexGuard<'_, BTreeMap<u64, RunningJob>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `job_id` cancellable until the returned guard drops.
+    pub(super) fn register_running(
+        &self,
+        job_id: u64,
+        cancel: &CancelToken,
+    ) -> RunningRegistration<'_> {
+        self.running().insert(
+            job_id,
+            RunningJob {
+                cancel: cancel.clone(),
+                cancelled_because: None,
+            },
+        );
+        RunningRegistration {
+            runtime: self,
+            job_id,
+        }
+    }
+
+    pub(super) fn cancelled_because(&self, job_id: u64) -> Option<String> {
+        self.running()
+            .get(&job_id)
+            .and_then(|j| j.cancelled_because.clone())
+    }
+
+    /// Cancels a job that is running or waiting for a slot: every process of it is killed and
+    /// it ends `interrupted` (or `rejected`, if it had not started), with `reason` as its error.
+    pub fn cancel(&self, job_id: u64, reason: &str) -> Result<CancelOutcome, RuntimeError> {
+        let mut running = self.running();
+        if let Some(job) = running.get_mut(&job_id) {
+            job.cancelled_because
+                .get_or_insert_with(|| reason.to_string());
+            job.cancel.cancel();
+            drop(running);
+            self.slots.wake_waiters();
+            return Ok(CancelOutcome::Cancelled);
+        }
+        drop(running);
+        match self.job(job_id) {
+            Some(_) => Ok(CancelOutcome::AlreadyEnded),
+            None => Err(RuntimeError::JobNotFound(job_id)),
+        }
+    }
+
+    /// Cancels every job running or waiting (shutdown); returns how many.
+    pub fn cancel_all(&self, reason: &str) -> usize {
+        let mut running = self.running();
+        for job in running.values_mut() {
+            job.cancelled_because
+                .get_or_insert_with(|| reason.to_string());
+            job.cancel.cancel();
+        }
+        let n = running.len();
+        drop(running);
+        self.slots.wake_waiters();
+        n
+    }
+
+    /// Ids of jobs admitted and not yet ended (running or waiting for a slot), oldest first.
+    pub fn active_jobs(&self) -> Vec<u64> {
+        self.running().keys().copied().collect()
+    }
+
+    /// Jobs holding a slot right now (at most `concurrent_jobs_max`).
+    pub fn jobs_running(&self) -> usize {
+        *self.slots.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,125 @@
+//! Options more than one subcommand takes: the global flags (data directory, /proc root, log
+//! options), where the server's socket is by default, and the cgroup mode. Parsed once, by
+//! clap; subcommands read them from here and never from each other.
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use vigil_core::exec::host::CgroupMode;
+use vigil_core::exec::job::{Executor, ExecutorConfig};
+use vigil_core::runtime::RuntimeOptions;
+use vigil_core::wal::log::WalOptions;
+
+use crate::units::parse_size;
+
+/// The flags every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Where vigil keeps its WAL and state.
+    #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Read /proc files beneath this directory instead of /proc (a host /proc mounted elsewhere,
+    /// or a captured tree).
+    #[arg(long, global = true, default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Size of each new log segment (e.g. 64M; small values make a log rotate and retire
+    /// segments quickly).
+    #[arg(long, global = true, env = "VIGIL_WAL_SEGMENT_BYTES", value_parser = parse_size)]
+    pub wal_segment_bytes: Option<u64>,
+    /// How much log to keep: older segments are retired past this size (e.g. 4G).
+    #[arg(long, global = true, env = "VIGIL_WAL_RETAIN_BYTES", value_parser = parse_size)]
+    pub wal_retain_bytes: Option<u64>,
+}
+
+impl Global {
+    /// The data directory asked for, else the default one.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The log options the flags ask for.
+    pub fn wal_options(&self) -> WalOptions {
+        let mut options = WalOptions::default();
+        if let Some(bytes) = self.wal_segment_bytes {
+            options.segment_bytes = bytes;
+        }
+        if let Some(bytes) = self.wal_retain_bytes {
+            options.retention.bytes_max = Some(bytes);
+        }
+        options
+    }
+
+    /// Runtime options for the data directory, /proc root, log options and cgroup mode.
+    pub fn runtime_options(&self, mode: Option<CgroupModeArg>) -> RuntimeOptions {
+        let mut options = RuntimeOptions::new(self.data_dir());
+        options.proc_root = self.proc_root.clone();
+        options.wal = self.wal_options();
+        options.executor = executor_config(mode);
+        options
+    }
+
+    /// The server's socket: `socket` if given, else vigil.sock in the data directory.
+    pub fn socket_path(&self, socket: Option<&Path>) -> PathBuf {
+        socket.map_or_else(|| self.data_dir().join("vigil.sock"), Path::to_path_buf)
+    }
+}
+
+/// The default data directory: `$XDG_STATE_HOME/vigil`, else `~/.local/state/vigil`, else
+/// `/var/lib/vigil` for root without a home.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("vigil");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/vigil");
+    }
+    PathBuf::from("/var/lib/vigil")
+}
+
+/// `--cgroup-mode`: the most a job may use (the host may offer less).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupModeArg {
+    V2,
+    Hybrid,
+    V1,
+    None,
+}
+
+impl From<CgroupModeArg> for CgroupMode {
+    fn from(mode: CgroupModeArg) -> CgroupMode {
+        match mode {
+            CgroupModeArg::V2 => CgroupMode::V2,
+            CgroupModeArg::Hybrid => CgroupMode::Hybrid,
+            CgroupModeArg::V1 => CgroupMode::V1,
+            CgroupModeArg::None => CgroupMode::None,
+        }
+    }
+}
+
+/// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
+pub fn executor_config(mode: Option<CgroupModeArg>) -> ExecutorConfig {
+    ExecutorConfig::with_mode(mode.map(CgroupMode::from))
+}
+
+/// An executor for the CLI, with the mode forced when asked.
+pub fn executor(mode: Option<CgroupModeArg>) -> Result<Executor, String> {
+    Executor::new(executor_config(mode)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cgroup_mode_name_is_the_one_core_prints() {
+        for arg in CgroupModeArg::value_variants() {
+            let name = arg
+                .to_possible_value()
+                .expect("a value")
+                .get_name()
+                .to_string();
+            assert_eq!(CgroupMode::from(*arg).as_str(), name);
+            assert_eq!(CgroupMode::parse(&name), Some(CgroupMode::from(*arg)));
+        }
+        assert_eq!(CgroupModeArg::value_variants().len(), 4);
+    }
+}
