@@ -544,3 +544,103 @@ fn with_socket_jobs_go_to_the_running_server() {
     assert!(!mcp_data.exists(), "vigil mcp --socket created a data dir");
     drop(server);
 }
+
+/// The code block of `lang` that follows `after` in the README.
+fn readme_block(after: &str, lang: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("README lacks {after:?}"));
+    let rest = &readme[start..];
+    let open = format!("```{lang}\n");
+    let body = &rest[rest.find(&open).unwrap() + open.len()..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
+/// Starts `vigil ARGS` (the arguments a client configuration gives) on a scratch data dir,
+/// lists the tools and closes: the configuration starts a working server.
+fn check_registration(args: &[String], what: &str) {
+    let dir = TempDir::new("mcp-readme");
+    let mut child = Command::new(vigil_bin())
+        .args(args)
+        .env("VIGIL_DATA_DIR", dir.path().join("data"))
+        .env_remove("VIGIL_CGROUP_MODE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what}: {args:?}: {stderr}");
+    let answer: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}: {stderr}"));
+    assert_eq!(
+        answer["result"]["tools"].as_array().unwrap().len(),
+        7,
+        "{what}"
+    );
+}
+
+#[test]
+fn the_readme_registrations_start_a_working_server() {
+    // Claude Code: everything after `--` is the server's command line.
+    let sh = readme_block("Register it with Claude Code", "sh");
+    let line = sh
+        .lines()
+        .find(|l| l.starts_with("claude mcp add"))
+        .unwrap();
+    let command: Vec<String> = line
+        .split(" -- ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(command[0], "vigil");
+    check_registration(&command[1..], "Claude Code");
+
+    // Claude Desktop and Cursor.
+    let json: Value = serde_json::from_str(&readme_block("Claude Desktop (", "json")).unwrap();
+    let server = &json["mcpServers"]["vigil"];
+    assert_eq!(server["command"], "vigil");
+    let args: Vec<String> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    check_registration(&args, "Claude Desktop");
+
+    // Codex: TOML, read with Python's standard parser.
+    let toml = readme_block("Codex (", "toml");
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.loads(sys.argv[1])))",
+            &toml,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let codex: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let server = &codex["mcp_servers"]["vigil"];
+    assert_eq!(server["command"], "vigil");
+    let args: Vec<String> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    check_registration(&args, "Codex");
+}
