@@ -142,6 +142,17 @@ struct ToolResult {
     summary: Option<String>,
 }
 
+impl ToolResult {
+    /// A result that is not an error.
+    fn plain(structured: Value) -> ToolResult {
+        ToolResult {
+            structured,
+            is_error: false,
+            summary: None,
+        }
+    }
+}
+
 pub fn run(cli: &Global, args: &McpArgs) -> ExitCode {
     match serve(cli, args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,6 +373,14 @@ fn start_call(shared: &Arc<Shared>, request: Request) {
         Ok(c) => c,
         Err(message) => return reject(code::INVALID_PARAMS, message),
     };
+    // A local sample is at hand: answered here, without a thread of its own.
+    if let (ToolCall::Telemetry, Backend::Local(rt)) = (&call, &shared.backend) {
+        let line = match local_sample(rt) {
+            Ok(sample) => tool_result_line(&request, ToolResult::plain(sample)),
+            Err(f) => error_line(&request.id, f.code, &f.message, f.data),
+        };
+        return send(shared, &line);
+    }
     let key = request.id.to_string();
     {
         let mut calls = shared.lock_calls();
@@ -424,22 +443,26 @@ fn serve_call(shared: &Arc<Shared>, request: &Request, call: ToolCall) {
         return;
     }
     let line = match outcome {
-        Ok(r) => {
-            let mut content = Vec::new();
-            if let Some(summary) = r.summary {
-                content.push(json!({"type": "text", "text": summary}));
-            }
-            content.push(json!({"type": "text", "text": r.structured.to_string()}));
-            let result = json!({
-                "content": content,
-                "structuredContent": r.structured,
-                "isError": r.is_error,
-            });
-            result_line(request, result)
-        }
+        Ok(r) => tool_result_line(request, r),
         Err(f) => error_line(&request.id, f.code, &f.message, f.data),
     };
     send(shared, &line);
+}
+
+/// A `tools/call` result: the structured content, and a text copy (after the summary of
+/// what went wrong, for an error result).
+fn tool_result_line(request: &Request, r: ToolResult) -> String {
+    let mut content = Vec::new();
+    if let Some(summary) = r.summary {
+        content.push(json!({"type": "text", "text": summary}));
+    }
+    content.push(json!({"type": "text", "text": r.structured.to_string()}));
+    let result = json!({
+        "content": content,
+        "structuredContent": r.structured,
+        "isError": r.is_error,
+    });
+    result_line(request, result)
 }
 
 /// Sends `notifications/progress` for a running call: once its job has an id, then every
@@ -537,11 +560,7 @@ fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResu
                 Backend::Local(rt) => local_sample(rt)?,
                 Backend::Remote(socket) => remote(socket, "telemetry.sample", json!({}))?,
             };
-            Ok(ToolResult {
-                structured: sample,
-                is_error: false,
-                summary: None,
-            })
+            Ok(ToolResult::plain(sample))
         }
         ToolCall::JobsList { session, status } => {
             let jobs = match &shared.backend {
@@ -563,11 +582,7 @@ fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResu
                     }
                 }
             };
-            Ok(ToolResult {
-                structured: json!({"jobs": jobs}),
-                is_error: false,
-                summary: None,
-            })
+            Ok(ToolResult::plain(json!({"jobs": jobs})))
         }
         ToolCall::JobGet { job_id } => {
             let found = match &shared.backend {
@@ -583,11 +598,7 @@ fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResu
                 }
             };
             Ok(match found {
-                Some(detail) => ToolResult {
-                    structured: detail,
-                    is_error: false,
-                    summary: None,
-                },
+                Some(detail) => ToolResult::plain(detail),
                 None => {
                     let message = format!("no job {job_id} in the log");
                     ToolResult {
