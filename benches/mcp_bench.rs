@@ -7,6 +7,8 @@
 //! 2. The `telemetry` tool over MCP against `telemetry.sample` over the socket.
 //!
 //! `cargo bench --bench mcp_bench` (as root, so jobs get cgroups).
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,21 +17,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use support::{report, us, vigil_bin, wait_for_socket};
 
 /// Each side is measured in `ROUNDS` turns of `RUN_DURATION`, the sides alternating, so a
 /// burst of load elsewhere on the machine falls on both.
 const RUN_DURATION: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 3;
-
-fn vigil_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "vigil-shell"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil")
-}
 
 /// A child process ended with SIGTERM when dropped.
 struct Proc(Child);
@@ -137,11 +130,7 @@ fn serve(bin: &Path, dir: &Path) -> (Proc, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "vigil serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket);
     (Proc(child), socket)
 }
 
@@ -166,19 +155,6 @@ fn mcp(bin: &Path, dir: &Path, data: &str, extra: &[&str]) -> (Proc, Peer) {
     );
     assert!(answer.contains("protocolVersion"), "{answer}");
     (Proc(child), peer)
-}
-
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1e3
-}
-
-fn report(name: &str, rate: f64, h: &Histogram<u64>) {
-    println!(
-        "{name:<46} {rate:>8.0} /s   p50 {:>8.1} us  p99 {:>8.1} us  p999 {:>8.1} us",
-        us(h, 0.5),
-        us(h, 0.99),
-        us(h, 0.999)
-    );
 }
 
 fn ratio(name: &str, a: &Histogram<u64>, b: &Histogram<u64>) {

@@ -588,6 +588,15 @@ fn check_registration(args: &[String], what: &str) {
     );
 }
 
+/// A JSON array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    let items = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    items
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn the_readme_registrations_start_a_working_server() {
     // Claude Code: everything after `--` is the server's command line.
@@ -610,37 +619,12 @@ fn the_readme_registrations_start_a_working_server() {
     let json: Value = serde_json::from_str(&readme_block("Claude Desktop (", "json")).unwrap();
     let server = &json["mcpServers"]["vigil"];
     assert_eq!(server["command"], "vigil");
-    let args: Vec<String> = server["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    check_registration(&args, "Claude Desktop");
+    check_registration(&strings(&server["args"]), "Claude Desktop");
 
     // Codex: TOML, read with Python's standard parser.
     let toml = readme_block("Codex (", "toml");
-    let parsed = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, tomllib; print(json.dumps(tomllib.loads(sys.argv[1])))",
-            &toml,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        parsed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&parsed.stderr)
-    );
-    let codex: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let codex = common::toml_as_json(&toml);
     let server = &codex["mcp_servers"]["vigil"];
     assert_eq!(server["command"], "vigil");
-    let args: Vec<String> = server["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    check_registration(&args, "Codex");
+    check_registration(&strings(&server["args"]), "Codex");
 }

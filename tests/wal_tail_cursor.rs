@@ -102,41 +102,55 @@ fn saved_cursor(data: &Path) -> u64 {
         .unwrap()
 }
 
+/// Starts a tail and reads until it has printed `last`, then stops it with SIGTERM; returns
+/// every LSN it printed.
+fn tail_through(data: &Path, extra: &[&str], last: u64) -> Vec<u64> {
+    let (mut child, mut out) = start_tail(data, extra);
+    let mut lsns = Vec::new();
+    while lsns.last() != Some(&last) {
+        lsns.push(next_lsn(&mut out));
+    }
+    signal(&child, libc::SIGTERM);
+    lsns.extend(drain(&mut out));
+    assert!(child.wait().unwrap().success());
+    lsns
+}
+
 /// More records than a pipe holds, so a tail whose reader reads one line is still printing.
 const RECORDS: usize = 3_000;
+
+/// A log of `RECORDS` records and a tail of it from LSN 1, sent `sig` once it has printed its
+/// first line; returns the log's last LSN and every LSN the tail printed (checked to be a run
+/// from 1 that stops before the end: mid-stream).
+fn stopped_mid_stream(data: &Path, sig: i32) -> (u64, Vec<u64>) {
+    let last = append_records(data, RECORDS);
+    let (mut child, mut out) = start_tail(data, &["--from", "1"]);
+    let mut printed = vec![next_lsn(&mut out)];
+    signal(&child, sig);
+    printed.extend(drain(&mut out));
+    let status = child.wait().unwrap();
+    assert!(sig == libc::SIGKILL || status.success(), "{status}");
+    assert!(
+        (printed.len() as u64) < last,
+        "stopped mid-stream: {} of {last} records printed",
+        printed.len()
+    );
+    assert_run(&printed, 1, printed.len() as u64, "the stopped run");
+    (last, printed)
+}
 
 #[test]
 fn a_tail_stopped_mid_stream_resumes_from_its_cursor_with_no_gap_and_no_duplicate() {
     let dir = TempDir::new("tail-cursor");
     let data = dir.path().join("data");
-    let last = append_records(&data, RECORDS);
-
-    let (mut child, mut out) = start_tail(&data, &["--from", "1"]);
-    let mut first = vec![next_lsn(&mut out)];
-    signal(&child, libc::SIGTERM);
-    first.extend(drain(&mut out));
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    assert!(
-        (first.len() as u64) < last,
-        "stopped mid-stream: {} of {last} records printed",
-        first.len()
-    );
-    assert_run(&first, 1, first.len() as u64, "the first run");
+    let (_, first) = stopped_mid_stream(&data, libc::SIGTERM);
     assert_eq!(saved_cursor(&data), first.len() as u64 + 1);
 
     // The log grows while no tail runs; the restart (its --from ignored: the cursor file
     // wins) goes on from the cursor through the new records.
     let last = append_records(&data, 50);
-    let (child2, mut out2) = start_tail(&data, &["--from", "1"]);
-    let mut second = Vec::new();
-    while second.last() != Some(&last) {
-        second.push(next_lsn(&mut out2));
-    }
-    signal(&child2, libc::SIGTERM);
-    second.extend(drain(&mut out2));
     let mut all = first;
-    all.extend(second);
+    all.extend(tail_through(&data, &["--from", "1"], last));
     assert_run(&all, 1, last, "both runs");
     assert_eq!(saved_cursor(&data), last + 1);
 }
@@ -145,27 +159,25 @@ fn a_tail_stopped_mid_stream_resumes_from_its_cursor_with_no_gap_and_no_duplicat
 fn a_killed_tail_skips_nothing_and_repeats_only_what_followed_its_saved_cursor() {
     let dir = TempDir::new("tail-cursor-kill");
     let data = dir.path().join("data");
-    let last = append_records(&data, RECORDS);
-    let (mut child, mut out) = start_tail(&data, &["--from", "1"]);
-    let mut first = vec![next_lsn(&mut out)];
-    child.kill().unwrap();
-    child.wait().unwrap();
-    first.extend(drain(&mut out));
-    assert_run(&first, 1, first.len() as u64, "the killed run");
+    let (last, first) = stopped_mid_stream(&data, libc::SIGKILL);
     let cursor = saved_cursor(&data);
     assert!(
         cursor <= first.len() as u64 + 1,
         "the cursor ran ahead of the output"
     );
 
-    let (child2, mut out2) = start_tail(&data, &[]);
-    let mut second = Vec::new();
-    while second.last() != Some(&last) {
-        second.push(next_lsn(&mut out2));
-    }
-    signal(&child2, libc::SIGTERM);
-    second.extend(drain(&mut out2));
-    assert_run(&second, cursor, last, "the restart");
+    assert_run(&tail_through(&data, &[], last), cursor, last, "the restart");
+}
+
+/// `vigil wal tail --json --cursor-file DATA/cursor`, without -f.
+fn tail_once(data: &Path) -> std::process::Output {
+    Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["wal", "tail", "--json", "--cursor-file"])
+        .arg(data.join("cursor"))
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -178,13 +190,7 @@ fn a_cursor_that_is_not_one_is_refused_not_reset() {
         ("99\n", "past the end of the log"),
     ] {
         std::fs::write(data.join("cursor"), content).unwrap();
-        let out = Command::new(vigil_bin())
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["wal", "tail", "--json", "--cursor-file"])
-            .arg(data.join("cursor"))
-            .output()
-            .unwrap();
+        let out = tail_once(&data);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
@@ -196,13 +202,7 @@ fn a_cursor_that_is_not_one_is_refused_not_reset() {
     }
     // Without -f, a tail with a cursor prints what is new and saves where it stopped.
     std::fs::write(data.join("cursor"), "2\n").unwrap();
-    let out = Command::new(vigil_bin())
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["wal", "tail", "--json", "--cursor-file"])
-        .arg(data.join("cursor"))
-        .output()
-        .unwrap();
+    let out = tail_once(&data);
     assert!(out.status.success());
     let lsns: Vec<u64> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -216,20 +216,7 @@ fn a_cursor_that_is_not_one_is_refused_not_reset() {
 #[test]
 fn the_example_vector_config_runs_a_tail_that_works() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/vector.toml");
-    let parsed = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        parsed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&parsed.stderr)
-    );
-    let config: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let config = common::toml_as_json(&std::fs::read_to_string(config).unwrap());
     let source = &config["sources"]["vigil_log"];
     assert_eq!(source["type"], "exec");
     assert_eq!(source["mode"], "streaming");

@@ -6,16 +6,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use vigil_core::exec::job::{JobResult, JobStatus};
-use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::exec::Limits;
 use vigil_core::runtime::{JobRequest, Runtime};
 
 use crate::client::call;
-use crate::config::{executor, CgroupModeArg, Global};
-use crate::units::{parse_duration, parse_size};
+use crate::config::{executor, CgroupModeArg, Global, LimitArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -24,21 +22,8 @@ pub struct RunArgs {
     /// Arguments as a JSON object, e.g. '{"cmd": "ls -l"}'.
     #[arg(long, default_value = "{}")]
     pub args: String,
-    /// Wall-clock limit (e.g. 500ms, 2s, 1m).
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// CPU-time budget of all the job's processes together.
-    #[arg(long = "cpu-time", value_parser = parse_duration)]
-    pub cpu_time: Option<Duration>,
-    /// Memory limit of the job (no swap), e.g. 256M.
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// Most processes and threads alive at once.
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// Output kept per stream (head and tail), e.g. 64K.
-    #[arg(long = "max-output", value_parser = parse_size)]
-    pub max_output: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Root directory: file capabilities are confined beneath it, processes start in it
     /// (default: the current directory).
     #[arg(long)]
@@ -136,13 +121,7 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
     let request = JobRequest {
         capability: args.capability.clone(),
         args: parsed,
-        limits: Limits {
-            timeout: args.timeout,
-            cpu_time: args.cpu_time,
-            memory_bytes: args.memory,
-            pids: args.pids,
-            max_output_bytes: args.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
-        },
+        limits: args.limits.limits(),
         root,
         session: args.session.clone(),
         dry_run: args.dry_run,
@@ -223,17 +202,10 @@ const EXIT_BUSY: u8 = 75;
 
 /// `vigil run --socket`: the same request, answered by a running server.
 fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
     let params = serde_json::json!({
         "capability": args.capability,
         "args": parsed,
-        "limits": {
-            "timeout_ms": ms(args.timeout),
-            "cpu_time_ms": ms(args.cpu_time),
-            "memory_bytes": args.memory,
-            "pids": args.pids,
-            "max_output_bytes": args.max_output,
-        },
+        "limits": args.limits.to_json(),
         "root": root,
         "session": args.session,
         "dry_run": args.dry_run,

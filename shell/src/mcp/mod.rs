@@ -23,9 +23,9 @@ use vigil_core::json::sample_json;
 use vigil_core::protocol::parse_limits;
 use vigil_core::runtime::{JobOutcome, JobRequest, Runtime, RuntimeError};
 
-use crate::config::{CgroupModeArg, Global};
+use crate::config::{CgroupModeArg, Global, LimitArgs};
 use crate::damage::{damaged_message, fault_data, runtime_fault};
-use crate::units::{parse_duration, parse_size};
+use crate::units::parse_duration;
 
 pub mod protocol;
 pub mod tools;
@@ -51,21 +51,9 @@ pub struct McpArgs {
     /// this process.
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// Default wall-clock limit of a job (a call's `timeout_ms` overrides it), e.g. 30s.
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Default CPU-time budget of a job.
-    #[arg(long = "cpu-time", value_parser = parse_duration)]
-    pub cpu_time: Option<Duration>,
-    /// Default memory limit of a job, e.g. 512M.
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// Default bound on a job's processes and threads.
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// Default output kept per stream, e.g. 64K.
-    #[arg(long = "max-output", value_parser = parse_size)]
-    pub max_output: Option<u64>,
+    /// Default limits of every job (a call's own limits override them).
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
     #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
     pub cgroup_mode: Option<CgroupModeArg>,
@@ -201,19 +189,7 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
             Backend::Local(Box::new(runtime))
         }
     };
-    let ms = |d: Option<Duration>| d.map(|d| json!(d.as_millis() as u64));
-    let mut default_limits = Map::new();
-    for (k, v) in [
-        ("timeout_ms", ms(args.timeout)),
-        ("cpu_time_ms", ms(args.cpu_time)),
-        ("memory_bytes", args.memory.map(|n| json!(n))),
-        ("pids", args.pids.map(|n| json!(n))),
-        ("max_output_bytes", args.max_output.map(|n| json!(n))),
-    ] {
-        if let Some(v) = v {
-            default_limits.insert(k.into(), v);
-        }
-    }
+    let default_limits = args.limits.to_json();
     // The defaults must make a valid limits object on their own.
     parse_limits(default_limits.clone()).map_err(|e| e.message)?;
     let shared = Arc::new(Shared {
@@ -592,7 +568,7 @@ fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResu
                 },
                 Backend::Remote(socket) => {
                     match remote(socket, "jobs.get", json!({"job_id": job_id})) {
-                        Err(f) if f.code == vigil_core::protocol::code::NOT_FOUND + 1000 => None,
+                        Err(f) if f.code == code::NOT_FOUND => None,
                         other => Some(other?),
                     }
                 }
@@ -686,13 +662,8 @@ fn remote(socket: &std::path::Path, method: &str, params: Value) -> Result<Value
         Ok(Ok(result)) => Ok(result),
         Ok(Err(error)) => {
             let code = error["code"].as_i64().unwrap_or(code::INTERNAL_ERROR);
-            let code = if (-32099..=-32000).contains(&code) {
-                code + 1000
-            } else {
-                code
-            };
             Err(Failure {
-                code,
+                code: code::out_of_band(code),
                 message: error["message"]
                     .as_str()
                     .unwrap_or("the server failed")

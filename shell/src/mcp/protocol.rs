@@ -23,21 +23,32 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// Error codes. JSON-RPC's own, MCP's unsupported-version code, and vigil's: the socket
 /// protocol's server codes moved out of the band (-32000..-32099) MCP reserves for itself.
 pub mod code {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    pub const INVALID_PARAMS: i64 = -32602;
-    pub const INTERNAL_ERROR: i64 = -32603;
+    use vigil_core::protocol::code as rpc;
+    pub use vigil_core::protocol::code::{
+        INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    };
+
+    /// A code of the socket protocol as `vigil mcp` says it: out of MCP's reserved band.
+    pub const fn out_of_band(code: i64) -> i64 {
+        if code >= -32099 && code <= -32000 {
+            code + 1000
+        } else {
+            code
+        }
+    }
+
     /// MCP (2026-07-28): the request's protocol version is not one the server speaks.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
     /// Too many calls running and queued; retry later.
-    pub const BUSY: i64 = -31001;
+    pub const BUSY: i64 = out_of_band(rpc::BUSY);
+    /// No such job.
+    pub const NOT_FOUND: i64 = out_of_band(rpc::NOT_FOUND);
     /// A request line over the size cap.
-    pub const REQUEST_TOO_LARGE: i64 = -31004;
+    pub const REQUEST_TOO_LARGE: i64 = out_of_band(rpc::REQUEST_TOO_LARGE);
     /// The runtime failed (not the job: a job's failure is a tool result).
-    pub const RUNTIME_ERROR: i64 = -31005;
+    pub const RUNTIME_ERROR: i64 = out_of_band(rpc::RUNTIME_ERROR);
     /// vigil's log is damaged; `data` says where.
-    pub const LOG_DAMAGED: i64 = -31007;
+    pub const LOG_DAMAGED: i64 = out_of_band(rpc::LOG_DAMAGED);
 }
 
 /// Which protocol era a request speaks.

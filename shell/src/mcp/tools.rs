@@ -2,16 +2,6 @@
 //! arguments against the same input schema the client is shown (so the two cannot drift).
 use serde_json::{json, Map, Value};
 
-/// Limit arguments the process tools take beside the capability's own (the socket protocol's
-/// `limits` object, flattened).
-pub const LIMIT_KEYS: &[&str] = &[
-    "timeout_ms",
-    "cpu_time_ms",
-    "memory_bytes",
-    "pids",
-    "max_output_bytes",
-];
-
 /// What a validated `tools/call` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolCall {
@@ -32,46 +22,47 @@ pub enum ToolCall {
     },
 }
 
-fn limit_properties() -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert(
-        "timeout_ms".into(),
-        json!({"type": "integer", "minimum": 1, "description": "Wall-clock limit in milliseconds; every process of the job is killed when it passes."}),
-    );
-    m.insert(
-        "cpu_time_ms".into(),
-        json!({"type": "integer", "minimum": 1, "description": "CPU-time budget of all the job's processes together, in milliseconds."}),
-    );
-    m.insert(
-        "memory_bytes".into(),
-        json!({"type": "integer", "minimum": 1, "description": "Memory limit of the job in bytes (no swap); past it the job is OOM-killed."}),
-    );
-    m.insert(
-        "pids".into(),
-        json!({"type": "integer", "minimum": 1, "description": "Most processes and threads alive at once."}),
-    );
-    m.insert(
-        "max_output_bytes".into(),
-        json!({"type": "integer", "minimum": 0, "description": "Output kept per stream (head and tail), in bytes."}),
-    );
-    m
-}
+/// The limit arguments: name, least value, description.
+const LIMITS: &[(&str, u64, &str)] = &[
+    (
+        "timeout_ms",
+        1,
+        "Wall-clock limit in milliseconds; every process of the job is killed when it passes.",
+    ),
+    (
+        "cpu_time_ms",
+        1,
+        "CPU-time budget of all the job's processes together, in milliseconds.",
+    ),
+    (
+        "memory_bytes",
+        1,
+        "Memory limit of the job in bytes (no swap); past it the job is OOM-killed.",
+    ),
+    ("pids", 1, "Most processes and threads alive at once."),
+    (
+        "max_output_bytes",
+        0,
+        "Output kept per stream (head and tail), in bytes.",
+    ),
+];
 
+/// The arguments every process tool takes beside its own: cwd, env, stdin and the limits.
 fn process_properties() -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert(
-        "cwd".into(),
-        json!({"type": "string", "description": "Working directory, relative to the server's root."}),
-    );
-    m.insert(
-        "env".into(),
-        json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "Environment variables for the job (nothing of the server's own environment is passed)."}),
-    );
-    m.insert(
-        "stdin".into(),
-        json!({"type": "string", "description": "Text fed to the job's standard input (default: empty)."}),
-    );
-    m.extend(limit_properties());
+    let mut m: Map<String, Value> = [
+        ("cwd", json!({"type": "string", "description": "Working directory, relative to the server's root."})),
+        ("env", json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "Environment variables for the job (nothing of the server's own environment is passed)."})),
+        ("stdin", json!({"type": "string", "description": "Text fed to the job's standard input (default: empty)."})),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (name, minimum, description) in LIMITS {
+        m.insert(
+            (*name).to_string(),
+            json!({"type": "integer", "minimum": minimum, "description": description}),
+        );
+    }
     m
 }
 
@@ -271,7 +262,8 @@ pub fn parse_call(name: &str, arguments: Option<&Value>) -> Result<ToolCall, Str
     };
     let job = |capability: &'static str, mut args: Map<String, Value>| {
         let mut limits = Map::new();
-        for k in LIMIT_KEYS {
+        // The socket protocol's `limits` object, flattened into the tool's arguments.
+        for (k, _, _) in LIMITS {
             if let Some(v) = args.remove(*k) {
                 limits.insert((*k).to_string(), v);
             }
