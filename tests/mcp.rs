@@ -628,3 +628,47 @@ fn the_readme_registrations_start_a_working_server() {
     assert_eq!(server["command"], "vigil");
     check_registration(&strings(&server["args"]), "Codex");
 }
+
+#[test]
+fn progress_says_how_much_output_a_running_job_has_written() {
+    let mut mcp = Mcp::start("mcp-progress", &[]);
+    // The job writes 100 bytes, then waits until this test has seen them counted.
+    mcp.send(&shell_call(
+        1,
+        "printf '%0100d' 0; while [ ! -e seen ]; do sleep 0.01; done",
+        r#","_meta":{"progressToken":"p"}"#,
+    ));
+    let root = mcp.dir.path().join("root");
+    let mut last = -1.0;
+    loop {
+        let note = mcp.recv();
+        assert_eq!(note["method"], "notifications/progress", "{note}");
+        let progress = note["params"]["progress"].as_f64().unwrap();
+        assert!(progress > last, "progress went from {last} to {progress}");
+        last = progress;
+        let bytes = note["params"]["_meta"]["vigil/output_bytes"].as_u64();
+        if bytes == Some(100) {
+            assert!(
+                note["params"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("100 bytes of output"),
+                "{note}"
+            );
+            break;
+        }
+    }
+    std::fs::write(root.join("seen"), "").unwrap();
+    let mut notes = Vec::new();
+    let done = mcp.response(&json!(1), &mut notes);
+    assert_eq!(
+        done["result"]["structuredContent"]["stdout"]
+            .as_str()
+            .unwrap()
+            .len(),
+        100
+    );
+    let (status, stdout, _dir) = mcp.finish();
+    assert!(status.success());
+    assert_only_protocol(&stdout);
+}

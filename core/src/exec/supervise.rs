@@ -175,6 +175,10 @@ impl Executor {
             }
             let wake = [child.pidfd.as_ref(), cancel.map(|c| c.fd.as_ref())];
             pipes.pump(&wake, wait);
+            if let Some(c) = cancel {
+                c.output_bytes
+                    .store(pipes.output_bytes(), std::sync::atomic::Ordering::Relaxed);
+            }
             if root.is_none() {
                 // The last look at the job's processes before the root may be reaped.
                 if let Some(m) = meter.as_mut().filter(|_| Instant::now() >= next_sample) {

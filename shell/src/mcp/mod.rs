@@ -455,9 +455,16 @@ fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<u64>) {
             }
             Err(RecvTimeoutError::Timeout) => {
                 let elapsed = begun.elapsed().as_secs_f64();
-                match job_id {
-                    Some(id) => format!("job {id} running for {elapsed:.1} s"),
-                    None => format!("waiting for a job slot for {elapsed:.1} s"),
+                let output = match (&shared.backend, job_id) {
+                    (Backend::Local(rt), Some(id)) => rt.job_output_bytes(id),
+                    _ => None,
+                };
+                match (job_id, output) {
+                    (Some(id), Some(bytes)) => {
+                        format!("job {id} running for {elapsed:.1} s, {bytes} bytes of output")
+                    }
+                    (Some(id), None) => format!("job {id} running for {elapsed:.1} s"),
+                    (None, _) => format!("waiting for a job slot for {elapsed:.1} s"),
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -468,6 +475,9 @@ fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<u64>) {
         let mut params = json!({"progressToken": token, "progress": now, "message": message});
         if let Some(id) = job_id {
             params["_meta"] = json!({"vigil/job_id": id});
+            if let Backend::Local(rt) = &shared.backend {
+                params["_meta"]["vigil/output_bytes"] = json!(rt.job_output_bytes(id));
+            }
         }
         send(shared, &notification_line("notifications/progress", params));
     }
