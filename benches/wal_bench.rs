@@ -100,11 +100,9 @@ fn append(records: u64) {
         .open(&path)
         .unwrap();
     let bytes = records as usize * frame;
-    // SAFETY: fallocate on our own file.
-    assert_eq!(
-        unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) },
-        0
-    );
+    // SAFETY: fallocate on a descriptor this bench owns; no memory is passed.
+    let allocated = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+    assert_eq!(allocated, 0);
     // SAFETY: the file is ours alone for the duration.
     let mut map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
     let source = vec![0xA5u8; frame];
@@ -145,11 +143,9 @@ fn durable(ops: u64) {
         .open(&path)
         .unwrap();
     let raw_bytes = 64u64 << 20;
-    // SAFETY: fallocate on our own file.
-    assert_eq!(
-        unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, raw_bytes as libc::off_t) },
-        0
-    );
+    // SAFETY: fallocate on a descriptor this bench owns; no memory is passed.
+    let allocated = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, raw_bytes as libc::off_t) };
+    assert_eq!(allocated, 0);
     // Preallocated means written: zeros over the whole file first, as the WAL's segments are.
     let zeros = vec![0u8; 1 << 20];
     for at in (0..raw_bytes).step_by(zeros.len()) {
@@ -352,11 +348,9 @@ fn pipeline(records: u64, every: u64) {
         .open(dir.path().join("raw"))
         .unwrap();
     let bytes = records as usize * frame;
-    // SAFETY: fallocate on our own file.
-    assert_eq!(
-        unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) },
-        0
-    );
+    // SAFETY: fallocate on a descriptor this bench owns; no memory is passed.
+    let allocated = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+    assert_eq!(allocated, 0);
     let batch = vec![0x77u8; every as usize * frame];
     let started = Instant::now();
     let mut at = 0u64;

@@ -13,7 +13,10 @@
  * - A runtime may be used from many threads at once; a job handle is immutable and may be
  *   read from many threads; a WAL reader is for one thread at a time.
  * - Handles are opaque; each has exactly one close/free function, and closing or freeing
- *   NULL is a no-op. A handle used after it was closed gives VIGIL_E_CLOSED.
+ *   NULL is a no-op. A handle is a token, not an address, and a process never hands out
+ *   the same value twice: a handle used after it was closed gives VIGIL_E_CLOSED whatever
+ *   was opened since, and never reaches a newer handle. At most 32768 handles are open at
+ *   once (then VIGIL_E_LIMIT).
  * - Option and result structs start with `struct_size`: set it with the matching
  *   VIGIL_*_INIT macro so newer libraries can extend the struct compatibly.
  * - No function lets a Rust panic cross into C: an internal error is VIGIL_E_INTERNAL.
@@ -156,18 +159,21 @@ typedef struct vigil_wal_reader vigil_wal_reader;
 
 // Limits of a job. Initialise with VIGIL_LIMITS_INIT. A field left 0 takes the runtime's
 // default for it (vigil_runtime_options.default_limits), and a default left 0 means "not
-// limited" (or, for max_output_bytes, 1 MiB per stream).
+// limited" (or, for max_output_bytes, 1 MiB per stream). A field beyond its largest value is
+// VIGIL_E_INVALID_ARGUMENT, naming the field, before anything runs (the socket server takes
+// the same ranges).
 typedef struct vigil_limits {
   // sizeof(vigil_limits), set by VIGIL_LIMITS_INIT.
   uint32_t struct_size;
   // Wall-clock deadline from the start of the job, ms. When it passes, every process of
-  // the job is killed and the job is VIGIL_JOB_TIMED_OUT.
+  // the job is killed and the job is VIGIL_JOB_TIMED_OUT. At most 86400000 (a day).
   uint64_t timeout_ms;
-  // CPU time of all the job's processes together, ms.
+  // CPU time of all the job's processes together, ms. At most 86400000 (a day).
   uint64_t cpu_time_ms;
   // Memory of the job (no swap), bytes.
   uint64_t memory_bytes;
-  // Processes and threads alive in the job at once.
+  // Processes and threads alive in the job at once. At most 4194304, the most the kernel
+  // takes (PID_MAX_LIMIT).
   uint64_t pids;
   // Output kept per stream (head and tail), bytes; at most 64 MiB.
   uint64_t max_output_bytes;
@@ -331,8 +337,9 @@ uint32_t vigil_version_number(void);
 // before it starts and when it ends, and runs in the runtime's job root, in its own cgroup.
 //
 // A job that fails, times out or is refused by the runtime is still VIGIL_OK: its status says
-// how it ended. Not valid JSON, an unknown capability or bad UTF-8 is
-// VIGIL_E_INVALID_ARGUMENT, and then nothing runs and nothing is recorded.
+// how it ended. Not valid JSON, an unknown capability, bad UTF-8 or a limit out of range
+// (see vigil_limits) is VIGIL_E_INVALID_ARGUMENT, and then nothing runs and nothing is
+// recorded.
 //
 // On success *out receives a job handle owned by the caller, to free with vigil_job_free.
 // Strings are borrowed for the call only. Thread-safe: jobs may run from several threads at

@@ -80,13 +80,23 @@ fn cpp17_jobs_host_linked_statically_and_dynamically() {
 }
 
 #[test]
+fn c11_handles_host_linked_statically_and_dynamically() {
+    host_passes("handles", false);
+}
+
+#[test]
+fn cpp17_handles_host_linked_statically_and_dynamically() {
+    host_passes("handles", true);
+}
+
+#[test]
 fn c_hosts_are_clean_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("skipped: valgrind is not installed");
         return;
     }
     let dir = TempDir::new("c-valgrind");
-    for name in ["telemetry", "wal", "jobs"] {
+    for name in ["telemetry", "wal", "jobs", "handles"] {
         let bin = dir.path().join(format!("{name}-valgrind"));
         compile(&format!("{name}.c"), false, false, &bin);
         run_host(

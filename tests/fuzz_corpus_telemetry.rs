@@ -40,3 +40,8 @@ fn proc_pressure_corpus() {
 fn cgroup_files_corpus() {
     replay("cgroup_files", vigil::fuzzing::cgroup_files);
 }
+
+#[test]
+fn proc_pid_stat_corpus() {
+    replay("proc_pid_stat", vigil::fuzzing::proc_pid_stat);
+}

@@ -338,8 +338,12 @@ fn bad_requests_get_errors_and_the_connection_lives_on() {
     let mut c = server.conn();
     c.send_raw(b"{not json\n");
     assert_eq!(error_code(&c.read_answer()), -32700);
+    // A batch of two non-requests: each member is its own invalid request.
     c.send_raw(b"[1,2]\n");
-    assert_eq!(error_code(&c.read_answer()), -32600);
+    let batch = c.read_answer();
+    let members = batch.as_array().expect("a batch is answered with an array");
+    assert_eq!(members.len(), 2, "{batch}");
+    assert!(members.iter().all(|m| error_code(m) == -32600), "{batch}");
     assert_eq!(error_code(&c.call("no.such.method", json!({}))), -32601);
     assert_eq!(
         error_code(&c.call(
@@ -966,4 +970,140 @@ fn events_read_stops_at_its_byte_budget_and_the_cursor_goes_on() {
         "every record (a start, who held the limits, an end per job), across batches"
     );
     assert!(batches >= 2, "the budget split the read ({batches} batch)");
+}
+
+/// A request object for a batch.
+fn req(id: Option<u64>, method: &str, params: Value) -> Value {
+    let mut r = json!({"jsonrpc": "2.0", "method": method, "params": params});
+    if let Some(id) = id {
+        r["id"] = json!(id);
+    }
+    r
+}
+
+#[test]
+fn batches_are_answered_as_json_rpc_says() {
+    let server = Server::start("serve-batch", &[]);
+    let mut c = server.conn();
+    // Mixed: valid, invalid, unknown method, notifications (valid and not): one array of the
+    // answers to the members that have an id, in order.
+    let batch = json!([
+        req(Some(1), "health", json!({})),
+        req(None, "health", json!({})),
+        req(Some(2), "no.such.method", json!({})),
+        {"jsonrpc": "2.0", "id": 3},
+        req(None, "no.such.method", json!({})),
+        req(Some(4), "run", shell_run("echo batched", 20_000)),
+        7,
+    ]);
+    c.send_raw(format!("{batch}\n").as_bytes());
+    let answers = c.read_answer();
+    let answers = answers.as_array().expect("an array");
+    let ids: Vec<Value> = answers.iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), Value::Null]);
+    assert_eq!(answers[0]["result"]["status"], "ok");
+    assert_eq!(error_code(&answers[1]), -32601);
+    assert_eq!(error_code(&answers[2]), -32600);
+    assert_eq!(
+        answers[3]["result"]["status"], "completed",
+        "{}",
+        answers[3]
+    );
+    assert_eq!(answers[3]["result"]["stdout"], "batched\n");
+    assert_eq!(error_code(&answers[4]), -32600);
+    // Empty: one Invalid Request error, not an array.
+    c.send_raw(b"[]\n");
+    let empty = c.read_answer();
+    assert_eq!(error_code(&empty), -32600, "{empty}");
+    assert_eq!(empty["id"], Value::Null);
+    // Only notifications: no line at all. The next line answered is the next request's.
+    let quiet = json!([
+        req(None, "health", json!({})),
+        req(None, "jobs.list", json!({}))
+    ]);
+    c.send_raw(format!("{quiet}\n").as_bytes());
+    assert_eq!(result(c.call("health", json!({})))["status"], "ok");
+    // Over the bound: refused whole, and the connection lives on.
+    let many: Vec<Value> = (0..101)
+        .map(|i| req(Some(i), "health", json!({})))
+        .collect();
+    c.send_raw(format!("{}\n", Value::Array(many)).as_bytes());
+    assert_eq!(error_code(&c.read_answer()), -32600);
+    assert_eq!(result(c.call("health", json!({})))["status"], "ok");
+}
+
+#[test]
+fn jobs_and_sessions_lists_page_by_cursor() {
+    let server = Server::start("serve-pages", &[]);
+    let mut c = server.conn();
+    // 25 jobs, sent as one batch.
+    let runs: Vec<Value> = (0..25)
+        .map(|i| req(Some(i), "run", shell_run(&format!("echo {i}"), 20_000)))
+        .collect();
+    c.send_raw(format!("{}\n", Value::Array(runs)).as_bytes());
+    let ran = c.read_answer();
+    let ran = ran.as_array().expect("an array");
+    assert_eq!(ran.len(), 25);
+    let mut ids: Vec<u64> = ran
+        .iter()
+        .map(|a| a["result"]["job_id"].as_u64().expect("a job id"))
+        .collect();
+    ids.sort_unstable();
+    // Unpaged, the list is the whole array, as before.
+    let all = result(c.call("jobs.list", json!({})));
+    assert_eq!(all.as_array().map(Vec::len), Some(25));
+    // Pages of 10: every job exactly once, in order, and a null cursor at the end.
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let page = result(c.call("jobs.list", json!({"limit": 10, "cursor": cursor})));
+        let jobs = page["jobs"].as_array().expect("a page").clone();
+        sizes.push(jobs.len());
+        seen.extend(jobs.iter().map(|j| j["job_id"].as_u64().unwrap()));
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+        assert!(sizes.len() < 5, "the cursor moves on: {sizes:?}");
+    }
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(seen, ids);
+    // Filters and pages together; a page that ends exactly at the last job says so.
+    let filtered = result(c.call("jobs.list", json!({"status": "completed", "limit": 25})));
+    assert_eq!(filtered["jobs"].as_array().map(Vec::len), Some(25));
+    assert_eq!(filtered["next_cursor"], Value::Null);
+    let after_last = result(c.call("jobs.list", json!({"cursor": ids[24]})));
+    assert_eq!(after_last["jobs"], json!([]));
+    assert_eq!(after_last["next_cursor"], Value::Null);
+    // Sessions page by their id the same way.
+    for _ in 0..3 {
+        result(c.call("sessions.create", json!({})));
+    }
+    let first = result(c.call("sessions.list", json!({"limit": 2})));
+    assert_eq!(first["sessions"].as_array().map(Vec::len), Some(2));
+    let rest = result(c.call(
+        "sessions.list",
+        json!({"limit": 2, "cursor": first["next_cursor"]}),
+    ));
+    assert_eq!(rest["sessions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest["next_cursor"], Value::Null);
+    assert_eq!(
+        error_code(&c.call("jobs.list", json!({"limit": 0}))),
+        -32602
+    );
+}
+
+#[test]
+fn a_last_request_without_newline_is_answered_when_the_client_stops_sending() {
+    let server = Server::start("serve-eof", &[]);
+    let mut c = server.conn();
+    c.send_raw(br#"{"jsonrpc":"2.0","id":9,"method":"health"}"#);
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = c.read_answer();
+    assert_eq!(answer["id"], 9);
+    assert_eq!(result(answer)["status"], "ok");
+    let mut rest = String::new();
+    c.reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "then the server closes the connection");
 }

@@ -4,8 +4,8 @@
 //! Each body feeds arbitrary bytes to a parser and checks the invariants its output promises;
 //! a violated invariant panics, which is what the fuzzer reports.
 use crate::procfs::cgroup::{self, CpuStat, MemoryEvents, OomControl, PidsEvents};
-use crate::procfs::{LoadAvg, MemInfo, ProcStat, Psi};
-use crate::sample::{cpu_delta, CpuDelta, Percent, Sample};
+use crate::procfs::{LoadAvg, MemInfo, PidStat, ProcStat, Psi};
+use crate::sample::{cpu_delta, CpuDelta, MemorySample, Percent, Sample};
 
 /// /proc/stat: parse, then take a delta against a fixed baseline and against itself.
 pub fn proc_stat(data: &[u8]) {
@@ -41,8 +41,8 @@ pub fn proc_meminfo(data: &[u8]) {
     let mut m = MemInfo::default();
     if m.parse_into(data).is_ok() {
         assert!(m.available_bytes <= m.total_bytes);
-        if let Some(bp) = m.available_basis_points() {
-            assert!(bp <= 10_000);
+        if let Some(p) = MemorySample::from_meminfo(&m).available() {
+            assert!(p <= Percent::FULL);
         }
     }
 }
@@ -111,4 +111,32 @@ pub fn cgroup_files(data: &[u8]) {
     let _ = MemoryEvents::parse(data);
     let _ = OomControl::parse(data);
     let _ = PidsEvents::parse(data);
+}
+
+/// /proc/PID/stat: parse; what parses is a plausible process whatever the command name holds,
+/// and a name replaced by one full of parentheses and spaces parses to the same fields.
+pub fn proc_pid_stat(data: &[u8]) {
+    let Ok(st) = PidStat::parse(data) else {
+        return;
+    };
+    assert!(st.pid >= 0 && st.ppid >= 0 && st.pgrp >= 0 && st.session >= 0);
+    assert!(st.state.is_ascii_graphic());
+    let (Some(open), Some(close)) = (
+        data.iter().position(|&b| b == b'('),
+        data.iter().rposition(|&b| b == b')'),
+    ) else {
+        panic!("a line without its parentheses parsed");
+    };
+    let mut renamed = [0u8; 4096];
+    let name: &[u8] = b"(x) S 1 2 3 (";
+    let head = &data[..=open];
+    let tail = &data[close..];
+    if head.len() + name.len() + tail.len() <= renamed.len() {
+        let mut at = 0;
+        for part in [head, name, tail] {
+            renamed[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        assert_eq!(PidStat::parse(&renamed[..at]).ok(), Some(st));
+    }
 }

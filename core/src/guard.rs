@@ -22,7 +22,7 @@ impl Default for Thresholds {
     /// Conservative defaults: refuse only when the machine is clearly in trouble.
     fn default() -> Self {
         Self {
-            memory_available_min: Some(Percent(500)),
+            memory_available_min: Percent::new(500),
             cpu_busy_max: None,
             psi_memory_some_avg10_max_centi: Some(5_000),
             psi_cpu_some_avg10_max_centi: None,
@@ -107,8 +107,8 @@ pub fn decide(latest: Option<&Sample>, t: &Thresholds) -> Decision {
         if avail < min {
             return refuse(
                 RefusalReason::MemoryAvailableLow,
-                u32::from(avail.0),
-                u32::from(min.0),
+                u32::from(avail.basis_points()),
+                u32::from(min.basis_points()),
             );
         }
     }
@@ -116,8 +116,8 @@ pub fn decide(latest: Option<&Sample>, t: &Thresholds) -> Decision {
         if cpu.busy > max {
             return refuse(
                 RefusalReason::CpuBusyHigh,
-                u32::from(cpu.busy.0),
-                u32::from(max.0),
+                u32::from(cpu.busy.basis_points()),
+                u32::from(max.basis_points()),
             );
         }
     }
@@ -149,7 +149,7 @@ mod tests {
                 ..MemorySample::default()
             }),
             cpu: Some(CpuUsage {
-                busy: Percent(busy),
+                busy: Percent::new(busy).unwrap(),
                 ..CpuUsage::default()
             }),
             pressure: crate::sample::Pressure {
@@ -168,8 +168,8 @@ mod tests {
 
     fn strict() -> Thresholds {
         Thresholds {
-            memory_available_min: Some(Percent(1000)),
-            cpu_busy_max: Some(Percent(9000)),
+            memory_available_min: Percent::new(1000),
+            cpu_busy_max: Percent::new(9000),
             psi_memory_some_avg10_max_centi: Some(2000),
             psi_cpu_some_avg10_max_centi: Some(2000),
             refuse_without_sample: true,

@@ -189,7 +189,7 @@ pub fn frame_json<'a>(frame: &Frame<'a>) -> (&'static str, Value) {
         Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
         Err(error) => (
             "undecodable",
-            json!({"error": format!("{error:?}"), "bytes": frame.payload.len()}),
+            json!({"error": error.to_string(), "bytes": frame.payload.len()}),
         ),
     }
 }

@@ -3,6 +3,7 @@
 
 /// What was wrong with the bytes. Carried inside the per-file errors with the line it was on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ParseErrorKind {
     /// A field that must be a number was empty.
     Empty,
@@ -30,6 +31,8 @@ impl ParseError {
         Self { kind, line }
     }
 }
+
+impl core::error::Error for ParseError {}
 
 impl core::fmt::Display for ParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -15,15 +15,23 @@
 //!
 //! Percentages are [`Percent`]: hundredths of a percent in a `u16`, so a `Sample` holds no
 //! floating point that could be NaN.
+mod blob;
+
 use heapless::{HistoryBuf, Vec};
 
 use crate::procfs::{CpuLine, CpuTimes, LoadAvg, MemInfo, ProcStat, Psi};
+
+pub use blob::decode_blob;
+#[cfg(feature = "std")]
+pub use blob::encode_blob;
 
 /// Per-CPU entries a [`Sample`] carries; CPUs beyond it are counted in
 /// [`Sample::per_cpu_dropped`].
 pub const SAMPLE_CPUS_MAX: usize = 256;
 
-/// A share in hundredths of a percent: `Percent(2550)` is 25.50 %. Always `0..=10000`.
+/// A share in hundredths of a percent (basis points): 2550 is 25.50 %. Always `0..=10000`:
+/// the field is private, and construction ([`Percent::new`], [`Percent::ratio`]) and decoding
+/// (serde, e.g. from the log) refuse anything above.
 #[derive(
     Debug,
     Clone,
@@ -36,10 +44,36 @@ pub const SAMPLE_CPUS_MAX: usize = 256;
     serde::Serialize,
     serde::Deserialize,
 )]
-pub struct Percent(pub u16);
+#[serde(try_from = "u16", into = "u16")]
+pub struct Percent(u16);
 
 impl Percent {
+    /// 0 %.
+    pub const ZERO: Percent = Percent(0);
+    /// 100 %.
     pub const FULL: Percent = Percent(10_000);
+
+    /// `basis_points` hundredths of a percent; `None` above 10000 (100 %).
+    #[inline]
+    pub const fn new(basis_points: u16) -> Option<Percent> {
+        if basis_points <= Percent::FULL.0 {
+            Some(Percent(basis_points))
+        } else {
+            None
+        }
+    }
+
+    /// The share in hundredths of a percent, `0..=10000`.
+    #[inline]
+    pub const fn basis_points(self) -> u16 {
+        self.0
+    }
+
+    /// 100 % minus this share.
+    #[inline]
+    pub const fn complement(self) -> Percent {
+        Percent(Percent::FULL.0 - self.0)
+    }
 
     /// `part / whole`, clamped to 100 %; `None` when `whole` is zero (no data).
     #[inline]
@@ -55,6 +89,32 @@ impl Percent {
     /// As a float percentage (25.5 for `Percent(2550)`), for display and JSON.
     pub fn as_f64(self) -> f64 {
         f64::from(self.0) / 100.0
+    }
+}
+
+/// A share above 10000 basis points, refused when a [`Percent`] is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PercentOutOfRange(pub u16);
+
+impl core::fmt::Display for PercentOutOfRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} hundredths of a percent is above 100 %", self.0)
+    }
+}
+
+impl core::error::Error for PercentOutOfRange {}
+
+impl TryFrom<u16> for Percent {
+    type Error = PercentOutOfRange;
+
+    fn try_from(basis_points: u16) -> Result<Percent, PercentOutOfRange> {
+        Percent::new(basis_points).ok_or(PercentOutOfRange(basis_points))
+    }
+}
+
+impl From<Percent> for u16 {
+    fn from(p: Percent) -> u16 {
+        p.0
     }
 }
 
@@ -215,6 +275,11 @@ pub mod flags {
     pub const MEMORY_AVAILABLE_CLAMPED: u32 = 1 << 5;
 }
 
+/// Whether the per-CPU lines' ids strictly ascend, as the kernel writes them.
+fn cpu_ids_ascend(cpus: &[CpuLine]) -> bool {
+    cpus.windows(2).all(|w| w[0].id < w[1].id)
+}
+
 /// One telemetry sample: a fixed-size value, cheap to copy into a ring or a WAL record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
@@ -291,6 +356,14 @@ impl Sample {
                 self.ctxt_per_sec = u64::try_from(per_sec).ok();
             }
         }
+        if !cpu_ids_ascend(&prev.cpus) || !cpu_ids_ascend(&cur.cpus) {
+            // The merge walk below pairs CPUs by id only over ascending tables: a /proc/stat
+            // in another order (a captured or synthetic tree) gets no per-CPU data instead of
+            // deltas against the wrong CPU.
+            self.flags |= flags::PER_CPU_REBASELINED;
+            self.fill_per_cpu(cur, |_| None);
+            return;
+        }
         let mut prev_cpus = prev.cpus.iter().peekable();
         let mut rebaselined = false;
         self.fill_per_cpu(cur, |line: &CpuLine| {
@@ -317,6 +390,7 @@ impl Sample {
         }
     }
 
+    /// Checks done, fills `per_cpu` from `cur` in its order with `busy_of` each line.
     fn fill_per_cpu<const N: usize>(
         &mut self,
         cur: &ProcStat<N>,
@@ -478,6 +552,56 @@ mod tests {
         assert_eq!(u.total_ticks, 21);
         assert_eq!(u.user, Percent(0));
         assert!(u.busy <= Percent::FULL);
+    }
+
+    #[test]
+    fn a_percent_is_checked_when_built_and_when_decoded() {
+        assert_eq!(Percent::new(10_000), Some(Percent::FULL));
+        assert_eq!(Percent::new(10_001), None);
+        assert_eq!(Percent::new(u16::MAX), None);
+        assert_eq!(Percent::new(2550).map(Percent::basis_points), Some(2550));
+        assert_eq!(Percent::FULL.complement(), Percent::ZERO);
+        assert_eq!(Percent::ratio(u64::MAX, 1), Some(Percent::FULL));
+        // The encoding is the bare u16, as before the check: logged samples still decode.
+        let mut buf = [0u8; 8];
+        let bytes = postcard::to_slice(&Percent::FULL, &mut buf).unwrap();
+        assert_eq!(
+            bytes,
+            postcard::to_slice(&10_000u16, &mut [0u8; 8]).unwrap()
+        );
+        assert_eq!(postcard::from_bytes::<Percent>(bytes), Ok(Percent::FULL));
+        let too_big = postcard::to_slice(&10_001u16, &mut buf).unwrap();
+        assert!(postcard::from_bytes::<Percent>(too_big).is_err());
+        let whole = CpuUsage {
+            busy: Percent::FULL,
+            ..CpuUsage::default()
+        };
+        let mut buf = [0u8; 64];
+        let bytes = postcard::to_slice(&whole, &mut buf).unwrap();
+        assert_eq!(postcard::from_bytes::<CpuUsage>(bytes), Ok(whole));
+        // `busy` comes first, as the varint 0x90 0x4e (10000): make it 10001.
+        assert_eq!(bytes[..2], [0x90, 0x4e]);
+        let mut raised = [0u8; 64];
+        raised[..bytes.len()].copy_from_slice(bytes);
+        raised[0] += 1;
+        assert!(postcard::from_bytes::<CpuUsage>(&raised[..bytes.len()]).is_err());
+    }
+
+    #[test]
+    fn per_cpu_lines_out_of_id_order_give_no_per_cpu_data() {
+        let prev = stat(b"cpu 4 0 4 8\ncpu0 1 0 1 2\ncpu2 1 0 1 2\ncpu1 2 0 2 4\n");
+        let cur = stat(b"cpu 8 0 8 8\ncpu0 2 0 2 2\ncpu1 3 0 3 4\ncpu2 3 0 3 2\n");
+        let mut sample = Sample::default();
+        sample.set_cpu(Some(&prev), &cur, 1_000_000);
+        assert!(sample.cpu.is_some(), "the aggregate line is unaffected");
+        let ids: heapless::Vec<u16, 4> = sample.per_cpu.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        assert!(sample.per_cpu.iter().all(|c| c.busy.is_none()));
+        assert_ne!(sample.flags & flags::PER_CPU_REBASELINED, 0);
+        // In order, the same counters give data.
+        let prev = stat(b"cpu 4 0 4 8\ncpu0 1 0 1 2\ncpu1 2 0 2 4\ncpu2 1 0 1 2\n");
+        sample.set_cpu(Some(&prev), &cur, 1_000_000);
+        assert!(sample.per_cpu.iter().all(|c| c.busy.is_some()));
     }
 
     #[test]

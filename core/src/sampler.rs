@@ -29,6 +29,7 @@ pub const SAMPLE_HISTORY_LEN: usize = 120;
 
 /// Which file failed, and how.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SamplerError {
     Io { path: PathBuf, source: io::Error },
     Parse { path: PathBuf, source: ParseError },
@@ -43,7 +44,14 @@ impl std::fmt::Display for SamplerError {
     }
 }
 
-impl std::error::Error for SamplerError {}
+impl std::error::Error for SamplerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SamplerError::Io { source, .. } => Some(source),
+            SamplerError::Parse { source, .. } => Some(source),
+        }
+    }
+}
 
 /// One kept-open /proc file and the buffer it is read into.
 #[derive(Debug)]
@@ -414,7 +422,7 @@ mod tests {
         std::fs::write(dir.join("stat"), b"cpu 20 0 20 140\ncpu0 20 0 20 140\n").unwrap();
         let second = s.sample().unwrap();
         assert_eq!(second.seq, 2);
-        assert_eq!(second.cpu.unwrap().busy.0, 2500);
+        assert_eq!(second.cpu.unwrap().busy.basis_points(), 2500);
         assert_eq!(second.memory.unwrap().available_bytes, 500 * 1024);
         assert!(second.memory.unwrap().available_estimated);
         assert_eq!(second.load.unwrap().load1_centi, 100);
@@ -455,7 +463,7 @@ mod tests {
         std::fs::write(dir.join("stat"), b"cpu 20 0 20 160\n").unwrap();
         let ok = s.sample().unwrap();
         assert_eq!(ok.seq, 2, "the failed attempt consumed no sequence number");
-        assert_eq!(ok.cpu.unwrap().busy.0, 2000);
+        assert_eq!(ok.cpu.unwrap().busy.basis_points(), 2000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -130,8 +130,9 @@ fn job_ref<'a>(job: *const vigil_job) -> Result<&'a vigil_job, FfiError> {
 /// before it starts and when it ends, and runs in the runtime's job root, in its own cgroup.
 ///
 /// A job that fails, times out or is refused by the runtime is still VIGIL_OK: its status says
-/// how it ended. Not valid JSON, an unknown capability or bad UTF-8 is
-/// VIGIL_E_INVALID_ARGUMENT, and then nothing runs and nothing is recorded.
+/// how it ended. Not valid JSON, an unknown capability, bad UTF-8 or a limit out of range
+/// (see vigil_limits) is VIGIL_E_INVALID_ARGUMENT, and then nothing runs and nothing is
+/// recorded.
 ///
 /// On success *out receives a job handle owned by the caller, to free with vigil_job_free.
 /// Strings are borrowed for the call only. Thread-safe: jobs may run from several threads at

@@ -2,8 +2,9 @@
 //! crate; a test keeps the two identical).
 //!
 //! Every export goes through [`boundary`]: it catches panics, maps errors to a
-//! [`vigil_status`] and records the message for `vigil_last_error_message()`. Handles are
-//! registered while open, so a handle used after close is reported, not dereferenced.
+//! [`vigil_status`] and records the message for `vigil_last_error_message()`. A handle C holds
+//! is a token of the [`handle`] registry, not an address, so a handle used after close is
+//! reported, never dereferenced, even when a newer handle reuses its memory.
 //!
 //! Modules, one per part of the API: [`runtime`] (open/close, options, limits), [`telemetry`]
 //! (samples), [`wal`] (append, sync, reader), [`job`] (run, job results, listing). This crate
@@ -12,6 +13,9 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // the safety contract of each export is in the header
 
+mod handle;
+#[cfg(test)]
+mod handle_tests;
 pub mod job;
 pub mod runtime;
 pub mod telemetry;
@@ -20,7 +24,6 @@ pub mod wal;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vigil_core::runtime::RuntimeError;
 use vigil_core::sampler::SamplerError;
@@ -96,6 +99,8 @@ impl From<WalError> for FfiError {
             | WalError::LsnNotRetained { .. }
             | WalError::BadOptions(_) => VIGIL_E_INVALID_ARGUMENT,
             WalError::Encode(_) => VIGIL_E_INTERNAL,
+            // A failure this build does not classify: the message says what it was.
+            _ => VIGIL_E_IO,
         };
         FfiError::new(status, format!("write-ahead log: {e}"))
     }
@@ -112,6 +117,8 @@ impl From<RuntimeError> for FfiError {
             RuntimeError::JobNotFound(_)
             | RuntimeError::SessionNotFound(_)
             | RuntimeError::InvalidRequest(_) => VIGIL_E_INVALID_ARGUMENT,
+            // A failure this build does not classify: the message says what it was.
+            _ => VIGIL_E_IO,
         };
         FfiError::new(status, e.to_string())
     }
@@ -247,125 +254,84 @@ impl HandleKind {
         }
     }
 
-    /// The kind a registry entry's low bits name.
-    fn of_entry(entry: usize) -> HandleKind {
-        match entry & HANDLE_KIND_MASK {
-            1 => HandleKind::Runtime,
-            2 => HandleKind::Job,
-            _ => HandleKind::WalReader,
+    /// The kind a token's kind bits name.
+    fn from_bits(bits: usize) -> Option<HandleKind> {
+        match bits {
+            1 => Some(HandleKind::Runtime),
+            2 => Some(HandleKind::Job),
+            3 => Some(HandleKind::WalReader),
+            _ => None,
+        }
+    }
+
+    /// The error for a handle refused as this kind.
+    fn refused(self, why: handle::Refused) -> FfiError {
+        match why {
+            handle::Refused::OtherKind(bits) => FfiError::invalid(format!(
+                "not a {} handle (it is a {} handle)",
+                self.name(),
+                HandleKind::from_bits(bits).map_or("different", HandleKind::name)
+            )),
+            handle::Refused::Closed => {
+                FfiError::new(VIGIL_E_CLOSED, format!("{} handle is closed", self.name()))
+            }
         }
     }
 }
 
-// The registry of live handles: an open-addressing hash set of `address | kind` in a fixed
-// table of atomics, so checking a handle (every call) is a hash and a load or two, with no
-// lock; registering and closing are one compare-exchange. A slot goes from empty to an entry,
-// and from an entry to "freed" (which a later entry may reuse), never back to empty, so a
-// lookup that reaches an empty slot knows the address is not registered.
-const HANDLE_SLOTS_LOG2: u32 = 16;
-const HANDLE_SLOTS: usize = 1 << HANDLE_SLOTS_LOG2;
-/// Handles open at once, at most: half the slots, so probe chains stay short.
-const HANDLES_OPEN_MAX: usize = HANDLE_SLOTS / 2;
-/// Handles are boxes aligned to at least 4 bytes: the low two bits carry the kind.
-const HANDLE_KIND_MASK: usize = 0b11;
-const SLOT_EMPTY: usize = 0;
-/// A slot whose handle was closed (no real entry is 1: that would be address 0).
-const SLOT_FREED: usize = 1;
+/// The live handles of this process.
+static HANDLES: handle::Registry<{ handle::HANDLE_SLOTS }> = handle::Registry::new();
 
-static HANDLE_TABLE: [AtomicUsize; HANDLE_SLOTS] =
-    [const { AtomicUsize::new(SLOT_EMPTY) }; HANDLE_SLOTS];
-static HANDLES_OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// The registry slots where `addr` may be, in probe order.
-fn probe(addr: usize) -> impl Iterator<Item = &'static AtomicUsize> {
-    let hash = ((addr as u64 >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HANDLE_SLOTS_LOG2))
-        as usize;
-    (0..HANDLE_SLOTS).map(move |i| &HANDLE_TABLE[(hash + i) & (HANDLE_SLOTS - 1)])
-}
-
-/// The slot and kind of the live handle at `addr`, if there is one.
-fn find_handle(addr: usize) -> Option<(&'static AtomicUsize, HandleKind)> {
-    for slot in probe(addr) {
-        let entry = slot.load(Ordering::Acquire);
-        if entry == SLOT_EMPTY {
-            return None;
-        }
-        if entry & !HANDLE_KIND_MASK == addr && entry != SLOT_FREED {
-            return Some((slot, HandleKind::of_entry(entry)));
-        }
-    }
-    None
-}
-
-/// Boxes `value` and registers it as a live handle of `kind`.
+/// Boxes `value` and registers it as a live handle of `kind`. The pointer returned is the
+/// handle's token for C (see [`handle`]), not the box's address: it is never dereferenced.
 fn open_handle<T>(value: T, kind: HandleKind) -> Result<*mut T, FfiError> {
-    const { assert!(std::mem::align_of::<T>() > HANDLE_KIND_MASK) };
-    if HANDLES_OPEN.fetch_add(1, Ordering::AcqRel) >= HANDLES_OPEN_MAX {
-        HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
-        return Err(FfiError::new(
-            VIGIL_E_LIMIT,
-            format!("{HANDLES_OPEN_MAX} handles are open: close or free some first"),
-        ));
-    }
-    let ptr = Box::into_raw(Box::new(value));
-    let entry = ptr as usize | kind as usize;
-    for slot in probe(ptr as usize) {
-        let seen = slot.load(Ordering::Relaxed);
-        if (seen == SLOT_EMPTY || seen == SLOT_FREED)
-            && slot
-                .compare_exchange(seen, entry, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Ok(ptr);
+    let boxed = Box::into_raw(Box::new(value));
+    match HANDLES.open(boxed.cast(), kind as usize) {
+        Ok(token) => Ok(std::ptr::without_provenance_mut(token)),
+        Err(handle::Full) => {
+            // SAFETY: `boxed` came from Box::into_raw above and was never registered.
+            drop(unsafe { Box::from_raw(boxed) });
+            Err(FfiError::new(
+                VIGIL_E_LIMIT,
+                format!(
+                    "{} handles are open: close or free some first",
+                    handle::HANDLE_SLOTS
+                ),
+            ))
         }
     }
-    unreachable!("the handle table has a free slot: at most half of it is in use")
 }
 
-/// Checks that `addr` is a live handle of `kind`.
-fn check_live(addr: usize, kind: HandleKind) -> Result<&'static AtomicUsize, FfiError> {
-    match find_handle(addr) {
-        Some((slot, k)) if k == kind => Ok(slot),
-        Some((_, k)) => Err(FfiError::invalid(format!(
-            "not a {} handle (it is a {} handle)",
-            kind.name(),
-            k.name()
-        ))),
-        None => Err(FfiError::new(
-            VIGIL_E_CLOSED,
-            format!("{} handle is closed", kind.name()),
-        )),
-    }
-}
-
-/// Borrows a live handle of `kind`.
-unsafe fn handle_ref<'a, T>(ptr: *const T, kind: HandleKind) -> Result<&'a T, FfiError> {
-    non_null(ptr, kind.name())?;
-    check_live(ptr as usize, kind)?;
-    // SAFETY: registered handles point to live boxes of their kind (removed before freeing).
-    Ok(unsafe { &*ptr })
+/// Borrows the value of a live handle of `kind`.
+///
+/// # Safety
+/// Every handle of `kind` is opened by `open_handle::<T>` (each kind has one value type), and
+/// the handle is not closed while the borrow lives (the header forbids closing a handle
+/// another call is using).
+unsafe fn handle_ref<'a, T>(token: *const T, kind: HandleKind) -> Result<&'a T, FfiError> {
+    non_null(token, kind.name())?;
+    let value = HANDLES
+        .get(token.addr(), kind as usize)
+        .map_err(|why| kind.refused(why))?;
+    // SAFETY: a live handle of `kind` holds a box of T from open_handle, freed only after its
+    // token is unregistered (the caller's contract above).
+    Ok(unsafe { &*value.cast::<T>() })
 }
 
 /// Unregisters and frees a handle of `kind`; NULL is a no-op.
-unsafe fn close_handle<T>(ptr: *mut T, kind: HandleKind) -> Result<(), FfiError> {
-    if ptr.is_null() {
+///
+/// # Safety
+/// As for [`handle_ref`]: handles of `kind` hold boxes of T.
+unsafe fn close_handle<T>(token: *mut T, kind: HandleKind) -> Result<(), FfiError> {
+    if token.is_null() {
         return Ok(());
     }
-    let slot = check_live(ptr as usize, kind)?;
-    let entry = ptr as usize | kind as usize;
-    if slot
-        .compare_exchange(entry, SLOT_FREED, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        return Err(FfiError::new(
-            VIGIL_E_CLOSED,
-            format!("{} handle is closed", kind.name()),
-        ));
-    }
-    HANDLES_OPEN.fetch_sub(1, Ordering::AcqRel);
-    // SAFETY: this call unregistered it as `kind`, so it came from open_handle::<T> and no
-    // other close can free it.
-    drop(unsafe { Box::from_raw(ptr) });
+    let value = HANDLES
+        .close(token.addr(), kind as usize)
+        .map_err(|why| kind.refused(why))?;
+    // SAFETY: this call unregistered the handle, so it owns the box of T that open_handle
+    // registered, and no later lookup or close can reach it.
+    drop(unsafe { Box::from_raw(value.cast::<T>()) });
     Ok(())
 }
 
@@ -425,6 +391,7 @@ mod tests {
     fn a_panic_becomes_an_internal_error_with_a_message() {
         let status = boundary(|| panic!("boom"));
         assert_eq!(status, VIGIL_E_INTERNAL);
+        // SAFETY: a non-NULL, NUL-terminated string owned by this thread's last-error slot.
         let msg = unsafe { CStr::from_ptr(vigil_last_error_message()) };
         assert!(msg.to_str().unwrap().contains("boom"));
     }
@@ -434,9 +401,11 @@ mod tests {
         for code in -1..20 {
             assert!(!vigil_strerror(code).is_null());
         }
+        // SAFETY: vigil_strerror returns static NUL-terminated strings.
         let texts: Vec<&CStr> = (0..=VIGIL_E_LIMIT as i32)
             .map(|c| unsafe { CStr::from_ptr(vigil_strerror(c)) })
             .collect();
+        // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(vigil_strerror(VIGIL_E_LIMIT as i32 + 1)) };
         for (i, t) in texts.iter().enumerate() {
             assert_ne!(*t, unknown, "code {i} has no text");
@@ -447,19 +416,21 @@ mod tests {
     #[test]
     fn a_handle_is_refused_as_another_kind_and_after_it_is_closed() {
         let ptr = open_handle(7u32, HandleKind::Job).ok().unwrap();
+        // SAFETY: the kind check fails before anything is dereferenced.
         let as_reader = unsafe { handle_ref(ptr.cast_const(), HandleKind::WalReader) };
         assert_eq!(as_reader.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
-        assert_eq!(
-            *unsafe { handle_ref(ptr.cast_const(), HandleKind::Job) }
-                .ok()
-                .unwrap(),
-            7
-        );
+        // SAFETY: a live Job handle holding a u32, as opened above.
+        let seven = unsafe { handle_ref(ptr.cast_const(), HandleKind::Job) };
+        assert_eq!(*seven.ok().unwrap(), 7);
+        // SAFETY: the kind check fails before anything is freed.
         let wrong_close = unsafe { close_handle(ptr, HandleKind::Runtime) };
         assert_eq!(wrong_close.err().unwrap().status, VIGIL_E_INVALID_ARGUMENT);
+        // SAFETY: a live Job handle holding a u32, closed once.
         assert!(unsafe { close_handle(ptr, HandleKind::Job) }.is_ok());
+        // SAFETY: a closed handle is refused before anything is freed.
         let again = unsafe { close_handle(ptr, HandleKind::Job) };
         assert_eq!(again.err().unwrap().status, VIGIL_E_CLOSED);
+        // SAFETY: NULL is a no-op.
         assert!(unsafe { close_handle(std::ptr::null_mut::<u32>(), HandleKind::Job) }.is_ok());
     }
 
@@ -474,15 +445,19 @@ mod tests {
             let (close, keep): (Vec<_>, Vec<_>) =
                 live.iter().enumerate().partition(|(i, _)| i % 2 == 0);
             for (_, &p) in &close {
+                // SAFETY: a live Job handle holding a u64, closed once.
                 assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
+                // SAFETY: closed just above: refused, not dereferenced.
                 assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_err());
             }
             live = keep.into_iter().map(|(_, &p)| p).collect();
             for &p in &live {
+                // SAFETY: a live Job handle holding a u64.
                 assert!(unsafe { handle_ref(p.cast_const(), HandleKind::Job) }.is_ok());
             }
         }
         for p in live {
+            // SAFETY: a live Job handle holding a u64, closed once.
             assert!(unsafe { close_handle(p, HandleKind::Job) }.is_ok());
         }
     }
@@ -491,14 +466,18 @@ mod tests {
     fn copy_out_reports_the_needed_size_and_copies_only_when_it_fits() {
         let mut size = 0usize;
         let mut small = [0u8; 2];
+        // SAFETY: `small` holds buf_len bytes and `size` is a live usize.
         let e = unsafe { copy_out(b"abc", small.as_mut_ptr(), small.len(), &mut size) };
         assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
         assert_eq!((size, small), (3, [0, 0]));
         let mut big = [0u8; 4];
+        // SAFETY: `big` holds buf_len bytes.
         assert!(unsafe { copy_out(b"abc", big.as_mut_ptr(), big.len(), &mut size) }.is_ok());
         assert_eq!(&big[..3], b"abc");
+        // SAFETY: NULL with a length: refused before anything is written.
         let e = unsafe { copy_out(b"x", std::ptr::null_mut(), 8, &mut size) };
         assert_eq!(e.err().unwrap().status, VIGIL_E_BUFFER_TOO_SMALL);
+        // SAFETY: NULL and length 0: nothing is copied.
         assert!(unsafe { copy_out(b"", std::ptr::null_mut(), 0, &mut size) }.is_ok());
         assert_eq!(size, 0);
     }

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vigil_core::exec::Limits;
+use vigil_core::exec::{Limits, RequestedLimits};
 use vigil_core::runtime::{Runtime, RuntimeOptions};
 
 use crate::vigil_status::{self, *};
@@ -17,20 +17,23 @@ use crate::{
 
 /// Limits of a job. Initialise with VIGIL_LIMITS_INIT. A field left 0 takes the runtime's
 /// default for it (vigil_runtime_options.default_limits), and a default left 0 means "not
-/// limited" (or, for max_output_bytes, 1 MiB per stream).
+/// limited" (or, for max_output_bytes, 1 MiB per stream). A field beyond its largest value is
+/// VIGIL_E_INVALID_ARGUMENT, naming the field, before anything runs (the socket server takes
+/// the same ranges).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vigil_limits {
     /// sizeof(vigil_limits), set by VIGIL_LIMITS_INIT.
     pub struct_size: u32,
     /// Wall-clock deadline from the start of the job, ms. When it passes, every process of
-    /// the job is killed and the job is VIGIL_JOB_TIMED_OUT.
+    /// the job is killed and the job is VIGIL_JOB_TIMED_OUT. At most 86400000 (a day).
     pub timeout_ms: u64,
-    /// CPU time of all the job's processes together, ms.
+    /// CPU time of all the job's processes together, ms. At most 86400000 (a day).
     pub cpu_time_ms: u64,
     /// Memory of the job (no swap), bytes.
     pub memory_bytes: u64,
-    /// Processes and threads alive in the job at once.
+    /// Processes and threads alive in the job at once. At most 4194304, the most the kernel
+    /// takes (PID_MAX_LIMIT).
     pub pids: u64,
     /// Output kept per stream (head and tail), bytes; at most 64 MiB.
     pub max_output_bytes: u64,
@@ -155,7 +158,7 @@ pub(crate) unsafe fn limits_over(
     // struct is shorter than this one).
     let struct_size = unsafe { std::ptr::addr_of!((*limits).struct_size).read() };
     check_struct_size(struct_size, LIMITS_V1_BYTES, "limits", "VIGIL_LIMITS_INIT")?;
-    // SAFETY (each read): the field lies within the first LIMITS_V1_BYTES, checked above.
+    // SAFETY: each field read lies within the first LIMITS_V1_BYTES, checked above.
     let (timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes) = unsafe {
         (
             std::ptr::addr_of!((*limits).timeout_ms).read(),
@@ -172,24 +175,19 @@ pub(crate) unsafe fn limits_over(
     } else {
         0
     };
-    let base_limits = &base.limits;
-    let ms = |v: u64, d: Option<Duration>| {
-        if v == 0 {
-            d
-        } else {
-            Some(Duration::from_millis(v))
-        }
+    let given = |v: u64| (v != 0).then_some(v);
+    let requested = RequestedLimits {
+        timeout_ms: given(timeout_ms),
+        cpu_time_ms: given(cpu_time_ms),
+        memory_bytes: given(memory_bytes),
+        pids: given(pids),
+        max_output_bytes: given(max_output_bytes),
     };
-    let count = |v: u64, d: Option<u64>| if v == 0 { d } else { Some(v) };
+    requested
+        .check()
+        .map_err(|e| FfiError::invalid(format!("limits: {e}")))?;
     Ok(RunLimits {
-        limits: Limits {
-            timeout: ms(timeout_ms, base_limits.timeout),
-            cpu_time: ms(cpu_time_ms, base_limits.cpu_time),
-            memory_bytes: count(memory_bytes, base_limits.memory_bytes),
-            pids: count(pids, base_limits.pids),
-            max_output_bytes: count(max_output_bytes, Some(base_limits.max_output_bytes))
-                .unwrap_or(base_limits.max_output_bytes),
-        },
+        limits: requested.over(&base.limits),
         require_enforcement: base.require_enforcement || require != 0,
     })
 }
@@ -367,6 +365,67 @@ mod tests {
     }
 
     #[test]
+    fn limits_out_of_range_are_refused_naming_the_field() {
+        let base = RunLimits::default();
+        let at_most = vigil_limits {
+            timeout_ms: vigil_core::exec::TIMEOUT_MS_MAX,
+            pids: vigil_core::exec::PIDS_MAX,
+            ..limits(std::mem::size_of::<vigil_limits>(), 0)
+        };
+        // SAFETY: a live struct of the size it declares.
+        let got = unsafe { limits_over(&at_most, &base) }.ok().unwrap();
+        assert_eq!(got.limits.pids, Some(vigil_core::exec::PIDS_MAX));
+        for (field, bad) in [
+            (
+                "pids",
+                vigil_limits {
+                    pids: vigil_core::exec::PIDS_MAX + 1,
+                    ..at_most
+                },
+            ),
+            (
+                "pids",
+                vigil_limits {
+                    pids: u64::MAX,
+                    ..at_most
+                },
+            ),
+            (
+                "timeout_ms",
+                vigil_limits {
+                    timeout_ms: u64::MAX,
+                    ..at_most
+                },
+            ),
+            (
+                "cpu_time_ms",
+                vigil_limits {
+                    cpu_time_ms: u64::MAX,
+                    ..at_most
+                },
+            ),
+            (
+                "max_output_bytes",
+                vigil_limits {
+                    max_output_bytes: (64 << 20) + 1,
+                    ..at_most
+                },
+            ),
+        ] {
+            // SAFETY: as above.
+            let Err(e) = (unsafe { limits_over(&bad, &base) }) else {
+                panic!("{field} out of range is refused")
+            };
+            assert_eq!(e.status, VIGIL_E_INVALID_ARGUMENT);
+            assert!(
+                e.message.starts_with(&format!("limits: {field} ")),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn a_runtime_default_requiring_enforcement_cannot_be_lowered_by_a_job() {
         let base = RunLimits {
             require_enforcement: true,
@@ -377,11 +436,7 @@ mod tests {
         let got = unsafe { limits_over(&job, &base) }.ok().unwrap();
         assert!(got.require_enforcement);
         // SAFETY: NULL takes the default.
-        assert!(
-            unsafe { limits_over(std::ptr::null(), &base) }
-                .ok()
-                .unwrap()
-                .require_enforcement
-        );
+        let default = unsafe { limits_over(std::ptr::null(), &base) };
+        assert!(default.ok().unwrap().require_enforcement);
     }
 }

@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
+use vigil_core::exec::enforcement::Enforcement;
+use vigil_core::exec::host::{Host, Placement};
 use vigil_core::exec::Limits;
 use vigil_core::wal::sync::{SyncEngine, SyncMethod};
 
@@ -38,9 +40,24 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         ..Limits::default()
     };
     let enforcement = ex.enforcement(&all);
-    let (sync_method, sync_why) = log_sync_method();
+    let sync = log_sync_method();
+    if args.json {
+        let report = report_json(h, &enforcement, &sync);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print_report(h, &enforcement, &sync);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The `--json` report.
+fn report_json(h: &Host, enforcement: &Enforcement, sync: &(&str, String)) -> Value {
+    let (sync_method, sync_why) = sync;
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    let report = json!({
+    json!({
         "cgroup": {
             "detected_mode": h.detected_mode.as_str(),
             "mode": h.mode.as_str(),
@@ -74,14 +91,12 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             "sync_method_reason": sync_why,
         },
         "notes": h.notes,
-    });
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
-    }
+    })
+}
+
+/// The report for a person.
+fn print_report(h: &Host, enforcement: &Enforcement, sync: &(&str, String)) {
+    let (sync_method, sync_why) = sync;
     println!(
         "cgroup mode:   {} (host offers {})",
         h.mode.as_str(),
@@ -144,12 +159,10 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     if let Some(fix) = h.fix_hint() {
         println!("to hold memory and pids limits here: {fix}");
     }
-    ExitCode::SUCCESS
 }
 
 /// Which placement applies (vigil_core::exec::host's module doc) and the groups it uses.
-fn print_placement(h: &vigil_core::exec::host::Host) {
-    use vigil_core::exec::host::Placement;
+fn print_placement(h: &Host) {
     let what = match h.placement {
         Placement::RootCgroup => "in the root cgroup; job groups beneath it",
         Placement::Delegated => {

@@ -147,7 +147,7 @@ fn bar(p: Option<Percent>, width: usize) -> String {
     let Some(p) = p else {
         return format!("{:width$}", "·");
     };
-    let eighths = (usize::from(p.0) * width * 8) / 10_000;
+    let eighths = (usize::from(p.basis_points()) * width * 8) / 10_000;
     let mut s = "█".repeat(eighths / 8);
     if eighths / 8 < width {
         s.push(EIGHTHS[eighths % 8]);
@@ -160,14 +160,14 @@ fn sparkline(values: impl Iterator<Item = Option<Percent>>) -> String {
     const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     values
         .map(|v| match v {
-            Some(p) => LEVELS[(usize::from(p.0) * 7 / 10_000).min(7)],
+            Some(p) => LEVELS[(usize::from(p.basis_points()) * 7 / 10_000).min(7)],
             None => ' ',
         })
         .collect()
 }
 
 fn colour(p: Option<Percent>) -> &'static str {
-    match p.map(|p| p.0) {
+    match p.map(Percent::basis_points) {
         Some(v) if v >= 9000 => "\x1b[31m",
         Some(v) if v >= 6000 => "\x1b[33m",
         Some(_) => "\x1b[32m",
@@ -187,7 +187,7 @@ fn watch(sampler: &mut Sampler, args: &TelemetryArgs) -> Result<(), String> {
         let mem_used = s
             .memory
             .and_then(|m| m.available())
-            .map(|a| Percent(10_000 - a.0));
+            .map(Percent::complement);
         if history.len() == WATCH_HISTORY_LEN {
             history.pop_front();
         }
@@ -269,12 +269,12 @@ mod tests {
 
     #[test]
     fn bars_and_sparklines_scale() {
-        assert_eq!(bar(Some(Percent(10_000)), 4), "████");
-        assert_eq!(bar(Some(Percent(0)), 4), "    ");
-        assert_eq!(bar(Some(Percent(5000)), 4), "██  ");
+        assert_eq!(bar(Some(Percent::FULL), 4), "████");
+        assert_eq!(bar(Some(Percent::ZERO), 4), "    ");
+        assert_eq!(bar(Percent::new(5000), 4), "██  ");
         assert_eq!(bar(None, 3).chars().count(), 3);
         assert_eq!(
-            sparkline([Some(Percent(0)), Some(Percent(10_000)), None].into_iter()),
+            sparkline([Some(Percent::ZERO), Some(Percent::FULL), None].into_iter()),
             "▁█ "
         );
     }

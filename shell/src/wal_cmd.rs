@@ -257,7 +257,7 @@ fn census(dir: &Path, mode: RecoveryMode) -> Result<Census, Failure> {
                 *kinds.entry(record.kind_name().to_string()).or_insert(0) += 1
             }
             Ok(Decoded::Ignored { kind }) => *kinds.entry(ignored_name(kind)).or_insert(0) += 1,
-            Err(error) => malformed.push((frame.lsn, format!("{error:?}"))),
+            Err(error) => malformed.push((frame.lsn, error.to_string())),
         }
     })?;
     progress.done();

@@ -177,6 +177,17 @@ int main(int argc, char **argv) {
   free(detail);
   CHECK(vigil_job_detail_json(rt, 999999, NULL, 0, &needed) == VIGIL_E_INVALID_ARGUMENT);
 
+  /* Limits beyond what the kernel or a deadline takes are refused up front, by name. */
+  vigil_limits too_many = VIGIL_LIMITS_INIT;
+  too_many.pids = 4194305;
+  CHECK(vigil_run(rt, "shell", "{\"cmd\": \"true\"}", &too_many, &none) == VIGIL_E_INVALID_ARGUMENT);
+  CHECK(strstr(vigil_last_error_message(), "pids") != NULL);
+  vigil_limits forever = VIGIL_LIMITS_INIT;
+  forever.timeout_ms = UINT64_MAX;
+  CHECK(vigil_run(rt, "shell", "{\"cmd\": \"true\"}", &forever, &none) == VIGIL_E_INVALID_ARGUMENT);
+  CHECK(strstr(vigil_last_error_message(), "timeout_ms") != NULL);
+  CHECK(none == NULL);
+
   /* Job handles outlive the runtime; freed handles are reported, NULL is a no-op. */
   CHECK(vigil_runtime_close(rt) == VIGIL_OK);
   CHECK(vigil_run(rt, "shell", "{}", NULL, &none) == VIGIL_E_CLOSED);

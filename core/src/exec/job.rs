@@ -12,7 +12,6 @@ use super::{ExecError, Limits};
 
 pub use super::cancel::CancelToken;
 pub use super::enforcement::{duration_text, size_text, Enforcement, LimitEnforcement, Strength};
-pub use super::reaper::untracked_job_processes;
 pub use super::result::{JobResult, JobStatus};
 pub use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
 

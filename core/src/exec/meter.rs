@@ -139,7 +139,7 @@ impl ProcessMeter {
                 continue;
             }
             let Some(st) = proc_stat(pid) else { continue };
-            if st.state == b'Z' || st.state == b'X' {
+            if st.is_dead() {
                 continue;
             }
             let key = (pid, st.start_ticks);

@@ -75,8 +75,79 @@ impl Default for Limits {
     }
 }
 
+/// Longest wall-clock or CPU-time limit a request may set (a day).
+pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
+/// Largest pids limit: the kernel's `PID_MAX_LIMIT` (4 Mi on 64-bit); `pids.max` refuses more.
+pub const PIDS_MAX: u64 = 4 << 20;
+
+/// A job's limits as a request states them (the socket protocol, the C API): milliseconds,
+/// bytes and counts, `None` where the request leaves one out. [`RequestedLimits::check`] is
+/// the one range check of every such request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestedLimits {
+    pub timeout_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+impl RequestedLimits {
+    /// Refuses the first value beyond what vigil or the kernel takes (an hour-long wall time
+    /// is fine, a wall time of 2^64 ms cannot be a deadline), naming it.
+    pub fn check(&self) -> Result<(), LimitOutOfRange> {
+        let bounds = [
+            ("timeout_ms", self.timeout_ms, TIMEOUT_MS_MAX),
+            ("cpu_time_ms", self.cpu_time_ms, TIMEOUT_MS_MAX),
+            ("memory_bytes", self.memory_bytes, u64::MAX),
+            ("pids", self.pids, PIDS_MAX),
+            ("max_output_bytes", self.max_output_bytes, OUTPUT_BYTES_MAX),
+        ];
+        match bounds
+            .into_iter()
+            .find(|(_, v, max)| v.is_some_and(|v| v > *max))
+        {
+            Some((name, Some(value), max)) => Err(LimitOutOfRange { name, value, max }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `base` with each limit this request states in place of `base`'s.
+    pub fn over(&self, base: &Limits) -> Limits {
+        let ms = |v: Option<u64>, d: Option<Duration>| v.map(Duration::from_millis).or(d);
+        Limits {
+            timeout: ms(self.timeout_ms, base.timeout),
+            cpu_time: ms(self.cpu_time_ms, base.cpu_time),
+            memory_bytes: self.memory_bytes.or(base.memory_bytes),
+            pids: self.pids.or(base.pids),
+            max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
+        }
+    }
+}
+
+/// A requested limit beyond the largest value taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitOutOfRange {
+    /// The limit, as requests name it (`pids`, `timeout_ms`, ...).
+    pub name: &'static str,
+    /// The value asked for.
+    pub value: u64,
+    /// The largest value taken.
+    pub max: u64,
+}
+
+impl fmt::Display for LimitOutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let LimitOutOfRange { name, value, max } = self;
+        write!(f, "{name} must be an integer from 0 to {max}, not {value}")
+    }
+}
+
+impl std::error::Error for LimitOutOfRange {}
+
 /// Everything that can stop a job from being run or supervised, with the context to act on it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ExecError {
     /// A job id that cannot name a cgroup directory.
     InvalidJobId(String),
@@ -144,4 +215,13 @@ impl fmt::Display for ExecError {
     }
 }
 
-impl std::error::Error for ExecError {}
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Cgroup { source, .. }
+            | ExecError::Spawn { source, .. }
+            | ExecError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -6,7 +6,9 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use super::cgroup::KILL_WAIT_MS_MAX;
+use super::job::Executor;
 use super::spawn::{self, JOB_MARKER_ENV};
+use crate::procfs::PidStat;
 
 /// Longest /proc/PID/environ read when looking for the job marker (mode none).
 const ENVIRON_BYTES_MAX: u64 = 256 << 10;
@@ -15,34 +17,25 @@ const ENVIRON_BYTES_MAX: u64 = 256 << 10;
 /// zombie left behind would be one nobody reaps.
 const ORPHAN_REAP_MS_MAX: u64 = 2_000;
 
-/// The /proc/PID/stat fields vigil uses.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ProcStat {
-    pub(crate) state: u8,
-    pub(crate) ppid: i32,
-    pub(crate) pgrp: i32,
-    pub(crate) session: i32,
-    /// Clock ticks after boot at which the process started.
-    pub(crate) start_ticks: u64,
-}
+/// Longest /proc/PID/stat read: 52 numeric fields and a command name of at most 64 bytes fit
+/// well within it; the fields vigil uses come first.
+const PID_STAT_BYTES_MAX: usize = 4096;
 
-pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces and parentheses: fields restart after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut it = rest.split_whitespace();
-    let state = it.next()?.bytes().next()?;
-    let ppid = it.next()?.parse().ok()?;
-    let pgrp = it.next()?.parse().ok()?;
-    let session = it.next()?.parse().ok()?;
-    let start_ticks = it.nth(15)?.parse().ok()?;
-    Some(ProcStat {
-        state,
-        ppid,
-        pgrp,
-        session,
-        start_ticks,
-    })
+/// /proc/PID/stat of `pid`, read into a stack buffer; `None` when the process is gone or the
+/// line does not parse.
+pub(crate) fn proc_stat(pid: i32) -> Option<PidStat> {
+    let mut f = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; PID_STAT_BYTES_MAX];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    PidStat::parse(&buf[..len]).ok()
 }
 
 /// Now, in the clock ticks after boot that /proc/PID/stat's starttime uses (rounded down, so a
@@ -81,20 +74,22 @@ fn environ_has(pid: i32, needle: &[u8]) -> bool {
     buf.split(|&b| b == 0).any(|entry| entry == needle)
 }
 
-/// Live (non-zombie) processes of a job in mode `none`: its session and process group, anything
-/// carrying its marker variable, and every descendant of those. Only processes started at or
-/// after `since_ticks` (the job's start) can be the job's, which keeps the environment reads to
-/// the few processes that are new.
-pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
+/// Live (non-zombie) processes of a job in mode `none`: the session and process group of its
+/// `root` (when it has one here), anything carrying its marker variable, and every descendant
+/// of those. Only processes started at or after `since_ticks` (the job's start) can be the
+/// job's, which keeps the environment reads to the few processes that are new.
+fn untracked_job_processes(root: Option<i32>, job_id: &str, since_ticks: u64) -> Vec<i32> {
+    // Never 0 or 1 (no process, or init): a root is a real child of vigil.
+    let root = root.filter(|&r| r > 1);
     let marker = format!("{JOB_MARKER_ENV}={job_id}").into_bytes();
     let me = std::process::id() as i32;
     let candidate = |p: i32| {
         proc_stat(p)
-            .filter(|st| p != me && st.state != b'Z' && st.start_ticks >= since_ticks)
+            .filter(|st| p != me && !st.is_dead() && st.start_ticks >= since_ticks)
             .map(|st| (p, st))
     };
     let listed = all_pids();
-    let mut table: Vec<(i32, ProcStat)> = listed.iter().filter_map(|&p| candidate(p)).collect();
+    let mut table: Vec<(i32, PidStat)> = listed.iter().filter_map(|&p| candidate(p)).collect();
     // The listing is not a snapshot: a job process listed alive may fork and die before its
     // stat is read, and its child, created after the listing, is then in neither. Such a child
     // is an orphan, and vigil is the subreaper: every orphan is vigil's child from the moment
@@ -108,7 +103,7 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
     let mut set: BTreeSet<i32> = table
         .iter()
         .filter(|(p, st)| {
-            let ours = root > 1 && (*p == root || st.pgrp == root || st.session == root);
+            let ours = root.is_some_and(|r| *p == r || st.pgrp == r || st.session == r);
             ours || environ_has(*p, &marker)
         })
         .map(|t| t.0)
@@ -128,7 +123,8 @@ pub fn untracked_job_processes(root: i32, job_id: &str, since_ticks: u64) -> Vec
 }
 
 /// Mode `none`: kill the job's processes in rounds until none is found alive.
-pub(super) fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i32> {
+pub(super) fn kill_untracked(root: Option<i32>, job_id: &str, since_ticks: u64) -> Vec<i32> {
+    let root = root.filter(|&r| r > 1);
     let until = Instant::now() + Duration::from_millis(KILL_WAIT_MS_MAX);
     let mut seen = Vec::new();
     loop {
@@ -137,9 +133,9 @@ pub(super) fn kill_untracked(root: i32, job_id: &str, since_ticks: u64) -> Vec<i
             return seen;
         }
         // A negative pid names the group; never -1 or 0 (every process, or our own group).
-        if root > 1 {
+        if let Some(r) = root {
             // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(-root, libc::SIGKILL) };
+            unsafe { libc::kill(-r, libc::SIGKILL) };
         }
         for p in found {
             // SAFETY: as above.
@@ -216,5 +212,16 @@ pub(super) fn reap_job_orphans(root: i32, members: &[i32]) {
             return;
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+impl Executor {
+    /// Kills what is left of a job whose vigil instance died: its processes that no cgroup
+    /// holds, found by the job's marker variable (in rounds, so one that forks meanwhile is
+    /// found too); returns their pids. `job_id` is the id the job was run under. A process that
+    /// cleared its environment cannot be found this way: only cgroup modes hold such a process
+    /// (and [`Executor::sweep_stale`] kills those).
+    pub fn kill_orphans(&self, job_id: &str) -> Vec<i32> {
+        kill_untracked(None, job_id, 0)
     }
 }

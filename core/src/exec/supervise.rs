@@ -210,7 +210,7 @@ impl Executor {
                     }
                 }
             }
-            None => members = kill_untracked(pid, job_id, since_ticks),
+            None => members = kill_untracked(Some(pid), job_id, since_ticks),
         }
         if root.is_none() {
             root = try_reap(pid, true);

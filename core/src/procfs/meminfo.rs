@@ -137,12 +137,6 @@ impl MemInfo {
             .saturating_add(self.slab_reclaimable_bytes.unwrap_or(0))
             .min(self.total_bytes)
     }
-
-    /// Available memory as a fraction of total, in hundredths of a percent; `None` when
-    /// MemTotal is zero.
-    pub fn available_basis_points(&self) -> Option<u16> {
-        crate::sample::Percent::ratio(self.available_bytes, self.total_bytes).map(|p| p.0)
-    }
 }
 
 /// `123 kB` -> bytes; a bare number (hugepage counts) is taken as it is. Nothing else may
@@ -200,6 +194,13 @@ HugePages_Free:        0\n\
 Hugepagesize:       2048 kB\n\
 DirectMap4k:      200000 kB\n";
 
+    /// The share of memory available as samples report it (procfs itself does not compute it).
+    fn available_basis_points(m: &MemInfo) -> Option<u16> {
+        crate::sample::MemorySample::from_meminfo(m)
+            .available()
+            .map(crate::sample::Percent::basis_points)
+    }
+
     #[test]
     fn parses_a_real_capture_in_bytes() {
         let mut m = MemInfo::default();
@@ -211,7 +212,7 @@ DirectMap4k:      200000 kB\n";
         assert_eq!(m.inactive_file_bytes, Some(1490000 * 1024));
         assert_eq!(m.hugepages_total, Some(0), "unitless key");
         assert_eq!(m.hugepage_size_bytes, Some(2048 * 1024));
-        assert_eq!(m.available_basis_points(), Some(8954));
+        assert_eq!(available_basis_points(&m), Some(8954));
     }
 
     #[test]
@@ -221,7 +222,7 @@ DirectMap4k:      200000 kB\n";
             .unwrap();
         assert_eq!(m.available_bytes, 1000 * 1024);
         assert!(m.available_clamped);
-        assert_eq!(m.available_basis_points(), Some(10_000));
+        assert_eq!(available_basis_points(&m), Some(10_000));
         m.parse_into(b"MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 1000 kB\n")
             .unwrap();
         assert_eq!(m.available_bytes, 1000 * 1024);

@@ -1,5 +1,5 @@
 //! Parsers for the kernel's text files: /proc/stat, /proc/meminfo, /proc/loadavg,
-//! /proc/pressure/*, and the cgroup v1/v2 accounting files.
+//! /proc/pressure/*, /proc/PID/stat, and the cgroup v1/v2 accounting files.
 //!
 //! Every parser reads `&[u8]`, fills a caller-owned value in place (so the sampler can reuse
 //! it), never allocates and never panics. This module knows nothing of files or time: reading
@@ -7,10 +7,12 @@
 pub mod cgroup;
 pub mod loadavg;
 pub mod meminfo;
+pub mod pid_stat;
 pub mod pressure;
 pub mod stat;
 
 pub use loadavg::LoadAvg;
 pub use meminfo::MemInfo;
+pub use pid_stat::PidStat;
 pub use pressure::{Psi, PsiLine};
 pub use stat::{CpuLine, CpuTimes, ProcStat};

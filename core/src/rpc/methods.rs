@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::fault::runtime_fault;
 use super::{Answer, Failure, Service, EVENTS_BATCH_BYTES_MAX, TICK};
 use crate::json::{event_json, sample_json};
-use crate::protocol::{code, Call, RpcError, RunParams};
+use crate::protocol::{code, Call, Page, RpcError, RunParams};
 use crate::runtime::{CancelOutcome, JobRequest, RuntimeError};
 use crate::wal::log::WalError;
 
@@ -38,8 +38,16 @@ impl Service {
                 })
             }
             Call::Run(params) => self.run_job(*params)?,
-            Call::JobsList { session, status } => {
-                to_value(rt.jobs(session.as_deref(), status.as_deref()))?
+            Call::JobsList {
+                session,
+                status,
+                page,
+            } => {
+                let jobs = rt.jobs(session.as_deref(), status.as_deref());
+                match page {
+                    None => to_value(jobs)?,
+                    Some(page) => paged("jobs", jobs, page, |j| j.job_id)?,
+                }
             }
             Call::JobsGet { job_id } => rt.job_detail(job_id).map_err(runtime_error)?,
             Call::JobsCancel { job_id } => {
@@ -55,7 +63,10 @@ impl Service {
             Call::SessionsCreate { meta } => {
                 to_value(rt.create_session(&meta).map_err(runtime_error)?)?
             }
-            Call::SessionsList => to_value(rt.sessions())?,
+            Call::SessionsList { page } => match page {
+                None => to_value(rt.sessions())?,
+                Some(page) => paged("sessions", rt.sessions(), page, |s| s.session.clone())?,
+            },
             Call::SessionsGet { id } => to_value(rt.session(&id).map_err(runtime_error)?)?,
         };
         Ok(Answer::Value(value))
@@ -225,6 +236,27 @@ fn runtime_error(e: RuntimeError) -> Failure {
         RuntimeError::InvalidRequest(_) => RpcError::new(code::INVALID_PARAMS, e.to_string()),
         _ => RpcError::new(code::RUNTIME_ERROR, e.to_string()),
     })
+}
+
+/// One page of `items` (sorted by `key`, ascending) as `{<name>: [...], next_cursor}`:
+/// the entries after the cursor, at most `limit` of them; `next_cursor` is the key of the last
+/// one when more follow, null at the end.
+fn paged<T: serde::Serialize, K: Ord + serde::Serialize>(
+    name: &str,
+    items: Vec<T>,
+    page: Page<K>,
+    key: impl Fn(&T) -> K,
+) -> Result<Value, RpcError> {
+    let mut rest = items
+        .into_iter()
+        .filter(|item| page.after.as_ref().is_none_or(|after| key(item) > *after));
+    let entries: Vec<T> = rest.by_ref().take(page.limit).collect();
+    let more = rest.next().is_some();
+    let next_cursor = match entries.last() {
+        Some(last) if more => to_value(key(last))?,
+        _ => Value::Null,
+    };
+    Ok(json!({ name: to_value(entries)?, "next_cursor": next_cursor }))
 }
 
 fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::protocol::{error_response, parse_request, response, RpcError, METHODS};
+use crate::protocol::{
+    code, error_response, parse_request, parse_request_value, response, Rejection, Request,
+    RpcError, BATCH_REQUESTS_MAX, METHODS,
+};
 use crate::runtime::Runtime;
 use crate::wal::log::LogFault;
 
@@ -44,8 +47,7 @@ pub mod defaults {
     pub const GRACE: Duration = Duration::from_secs(10);
     /// Time between telemetry samples.
     pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-    /// Longest request line.
-    pub const REQUEST_BYTES_MAX: usize = crate::protocol::REQUEST_BYTES_MAX;
+    // The longest request line is the protocol's: `crate::protocol::REQUEST_BYTES_MAX`.
 }
 
 /// What the methods need to know of the server they answer for.
@@ -66,23 +68,33 @@ pub struct ServiceConfig {
 /// Counters about the server itself (the runtime keeps those about jobs).
 #[derive(Default)]
 pub struct ServerStats {
+    /// Requests taken, by method (in the order of [`METHODS`]); a batch counts each member.
     pub requests: [AtomicU64; METHODS.len()],
+    /// Requests answered with an error (refused, or failed).
     pub request_errors: AtomicU64,
+    /// Jobs and connections turned away as busy.
     pub busy: AtomicU64,
+    /// Connections accepted, ever.
     pub connections_total: AtomicU64,
+    /// Connections refused for their peer's uid.
     pub peers_refused: AtomicU64,
 }
 
 /// One runtime served over JSON-RPC, and what its server counts.
 pub struct Service {
+    /// The runtime every method answers from.
     pub runtime: Runtime,
+    /// What the methods need to know of the server.
     pub config: ServiceConfig,
+    /// When the service was made (`health`'s uptime).
     pub started: Instant,
+    /// Set once shutdown begins: `run` refuses new jobs, `events.read` stops waiting.
     pub shutting_down: AtomicBool,
     /// Connections open (the server counts them; `health` reports them).
     pub connections: AtomicUsize,
     /// `run` requests admitted and not yet answered (running or queued).
     pub jobs_admitted: AtomicUsize,
+    /// Counters about requests and connections.
     pub stats: ServerStats,
     /// The latest sample's JSON text and its sequence number: a sample changes once per
     /// interval, and `telemetry.sample` is asked far more often than that.
@@ -90,6 +102,7 @@ pub struct Service {
 }
 
 impl Service {
+    /// Serves `runtime` with the server's `config`.
     pub fn new(runtime: Runtime, config: ServiceConfig) -> Service {
         Service {
             runtime,
@@ -103,12 +116,50 @@ impl Service {
         }
     }
 
-    /// Answers one request line; `None` for a notification or a blank line.
+    /// Answers one request line; `None` for a notification, a batch of only notifications, or
+    /// a blank line. A batch (a JSON array of requests) is answered as JSON-RPC 2.0 says: an
+    /// array of the answers to its members that are not notifications, each member taken on
+    /// its own, in order.
     pub fn handle_line(&self, line: &[u8]) -> Option<String> {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => None,
+            Some(b'[') => match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Array(members)) => self.handle_batch(members),
+                // Not JSON: the same parse error as any request.
+                _ => self.answer(parse_request(line)),
+            },
+            Some(_) => self.answer(parse_request(line)),
+        }
+    }
+
+    fn handle_batch(&self, members: Vec<Value>) -> Option<String> {
+        let refuse = |message: String| {
+            self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
+            let error = RpcError::new(code::INVALID_REQUEST, message);
+            Some(error_response(&Value::Null, &error))
+        };
+        if members.is_empty() {
+            return refuse("an empty batch is not a request".into());
+        }
+        if members.len() > BATCH_REQUESTS_MAX {
+            return refuse(format!(
+                "a batch holds at most {BATCH_REQUESTS_MAX} requests, not {}",
+                members.len()
+            ));
+        }
+        let answers: Vec<String> = members
+            .into_iter()
+            .filter_map(|member| self.answer(parse_request_value(member)))
+            .collect();
+        if answers.is_empty() {
             return None;
         }
-        let request = match parse_request(line) {
+        Some(format!("[{}]", answers.join(",")))
+    }
+
+    /// Runs one parsed request and answers it (`None` for a notification).
+    fn answer(&self, parsed: Result<Request, Rejection>) -> Option<String> {
+        let request = match parsed {
             Ok(r) => r,
             Err(rejection) => {
                 self.stats.request_errors.fetch_add(1, Ordering::Relaxed);

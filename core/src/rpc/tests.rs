@@ -160,3 +160,123 @@ fn run_of_bin_true_completes_and_is_listed() {
         0
     );
 }
+
+#[test]
+fn a_batch_answers_each_member_on_its_own_and_skips_notifications() {
+    let dir = TempDir::new("batch");
+    let s = service(&dir);
+    let line = format!(
+        "[{},{},{},{},{},{}]",
+        request(1, "health", json!({})),
+        // A notification, valid: runs, gets no entry.
+        json!({"jsonrpc": "2.0", "method": "health"}),
+        request(2, "no.such.method", json!({})),
+        // Not a request object.
+        json!(7),
+        // A notification that is invalid: no entry either.
+        json!({"jsonrpc": "2.0", "method": "no.such"}),
+        request(3, "jobs.get", json!({"job_id": "x"})),
+    );
+    let answers = answer(&s, &line);
+    let answers = answers.as_array().expect("an array");
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["result"]["status"], "ok");
+    assert_eq!(answers[1]["id"], 2);
+    assert_eq!(error_code(&answers[1]), code::METHOD_NOT_FOUND);
+    assert_eq!(answers[2]["id"], Value::Null);
+    assert_eq!(error_code(&answers[2]), code::INVALID_REQUEST);
+    assert_eq!(answers[3]["id"], 3);
+    assert_eq!(error_code(&answers[3]), code::INVALID_PARAMS);
+    // Two health requests ran, the notification among them.
+    let health = crate::protocol::METHODS
+        .iter()
+        .position(|m| *m == "health")
+        .unwrap();
+    let counted = s.stats.requests[health].load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted, 2);
+}
+
+#[test]
+fn empty_oversized_unreadable_and_all_notification_batches() {
+    let dir = TempDir::new("batch-edges");
+    let s = service(&dir);
+    // An empty array is one Invalid Request error, not an empty array.
+    let empty = answer(&s, " [ ] ");
+    assert_eq!(error_code(&empty), code::INVALID_REQUEST);
+    assert_eq!(empty["id"], Value::Null);
+    // [1,2]: each member is its own invalid request.
+    let numbers = answer(&s, "[1,2]");
+    let numbers = numbers.as_array().expect("an array");
+    assert_eq!(numbers.len(), 2);
+    assert!(numbers
+        .iter()
+        .all(|a| error_code(a) == code::INVALID_REQUEST));
+    // A batch inside a batch is not a request.
+    let nested = answer(&s, &format!("[[{}]]", request(1, "health", json!({}))));
+    assert_eq!(error_code(&nested[0]), code::INVALID_REQUEST);
+    // Over the bound: refused whole, nothing runs.
+    let many = vec![request(1, "health", json!({})); crate::protocol::BATCH_REQUESTS_MAX + 1];
+    let too_many = answer(&s, &format!("[{}]", many.join(",")));
+    assert_eq!(error_code(&too_many), code::INVALID_REQUEST);
+    let at_bound = vec![request(1, "health", json!({})); crate::protocol::BATCH_REQUESTS_MAX];
+    let at_bound = answer(&s, &format!("[{}]", at_bound.join(",")));
+    assert_eq!(
+        at_bound.as_array().map(Vec::len),
+        Some(crate::protocol::BATCH_REQUESTS_MAX)
+    );
+    // Not JSON: one parse error.
+    let broken = answer(&s, r#"[{"jsonrpc":"2.0","method":"health"},"#);
+    assert_eq!(error_code(&broken), code::PARSE_ERROR);
+    // Only notifications: nothing at all to write.
+    let quiet = json!([
+        {"jsonrpc": "2.0", "method": "health"},
+        {"jsonrpc": "2.0", "method": "no.such"},
+    ]);
+    assert_eq!(s.handle_line(quiet.to_string().as_bytes()), None);
+}
+
+#[test]
+fn sessions_are_paged_by_their_id() {
+    let dir = TempDir::new("sessions-pages");
+    let s = service(&dir);
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let session = answer(
+            &s,
+            &request(i, "sessions.create", json!({"meta": {"n": i}})),
+        );
+        created.push(session["result"]["session"].as_str().unwrap().to_string());
+    }
+    created.sort();
+    // Unpaged: the whole array, as before paging existed.
+    let all = answer(&s, &request(9, "sessions.list", json!({})));
+    assert_eq!(all["result"].as_array().map(Vec::len), Some(5));
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    let mut pages = 0;
+    loop {
+        let params = json!({"limit": 2, "cursor": cursor});
+        let page = answer(&s, &request(10, "sessions.list", params));
+        let result = &page["result"];
+        let entries = result["sessions"].as_array().expect("a page");
+        assert!(entries.len() <= 2);
+        seen.extend(
+            entries
+                .iter()
+                .map(|e| e["session"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        cursor = result["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+        assert!(pages < 10, "the cursor moves on");
+    }
+    assert_eq!(seen, created);
+    assert_eq!(pages, 3);
+    let zero = answer(&s, &request(11, "sessions.list", json!({"limit": 0})));
+    assert_eq!(error_code(&zero), code::INVALID_PARAMS);
+    let bad_cursor = answer(&s, &request(12, "jobs.list", json!({"cursor": "s1"})));
+    assert_eq!(error_code(&bad_cursor), code::INVALID_PARAMS);
+}

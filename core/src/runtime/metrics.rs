@@ -26,6 +26,7 @@ pub static JOB_DURATION_BOUNDS_MS: [u64; 15] = [
     300_000,
     u64::MAX,
 ];
+const _: () = assert!(crate::histogram::bounds_are_valid(&JOB_DURATION_BOUNDS_MS));
 
 /// Wall times of one capability's jobs, in milliseconds.
 pub type JobDurations = Buckets<15>;
@@ -94,11 +95,12 @@ mod tests {
         assert_eq!(s.jobs[&("exec".into(), JobStatus::Rejected)], 1);
         let shell = s.durations["shell"];
         assert_eq!(
-            shell.counts[0], 2,
+            shell.counts()[0],
+            2,
             "3 ms and 5 ms are within the 5 ms bound"
         );
-        assert_eq!(shell.counts[JOB_DURATION_BOUNDS_MS.len() - 1], 1);
-        assert_eq!(shell.sum, 400_008);
+        assert_eq!(shell.counts()[JOB_DURATION_BOUNDS_MS.len() - 1], 1);
+        assert_eq!(shell.sum(), 400_008);
         assert!(
             !s.durations.contains_key("exec"),
             "a refusal ran for no time"

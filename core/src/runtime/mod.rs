@@ -24,7 +24,7 @@ use crate::exec::capability::{CapabilityRegistry, JobContext};
 use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
 use crate::guard::{self, Decision, Thresholds};
-use crate::sample::Sample;
+use crate::sample::{decode_blob, encode_blob};
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
@@ -40,7 +40,7 @@ mod recovery;
 mod redaction;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
@@ -96,6 +96,7 @@ impl RuntimeOptions {
 
 /// What can stop the runtime from opening or a request from being served.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RuntimeError {
     Wal(WalError),
     Exec(ExecError),
@@ -123,7 +124,17 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-impl std::error::Error for RuntimeError {}
+impl std::error::Error for RuntimeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RuntimeError::Wal(e) => Some(e),
+            RuntimeError::Exec(e) => Some(e),
+            RuntimeError::Telemetry(e) => Some(e),
+            RuntimeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 impl From<WalError> for RuntimeError {
     fn from(e: WalError) -> Self {
@@ -215,20 +226,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn encode_sample(sample: Option<&Sample>) -> Vec<u8> {
-    sample
-        .and_then(|s| postcard::to_allocvec(s).ok())
-        .unwrap_or_default()
-}
-
-/// Decodes a telemetry blob written by this runtime (`None` when empty or unreadable).
-pub fn decode_sample(bytes: &[u8]) -> Option<Sample> {
-    if bytes.is_empty() {
-        return None;
-    }
-    postcard::from_bytes(bytes).ok()
-}
-
 fn wal_limits(l: &Limits) -> JobLimits {
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
     JobLimits {
@@ -250,9 +247,9 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
             open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
@@ -423,7 +420,7 @@ impl Runtime {
                 args_json: &args_logged,
                 session: req.session.as_deref(),
                 reason: &reason,
-                telemetry: &encode_sample(telemetry_before.as_ref()),
+                telemetry: &encode_blob(telemetry_before.as_ref()),
             });
             let lsn = self.record_durable(&record)?;
             self.metrics
@@ -458,7 +455,7 @@ impl Runtime {
             limits: wal_limits(&req.limits),
             session: req.session.as_deref(),
             root: Some(&root),
-            telemetry_before: &encode_sample(telemetry_before.as_ref()),
+            telemetry_before: &encode_blob(telemetry_before.as_ref()),
         }))?;
 
         let mut result = self.registry.run(&req.capability, &ctx, &req.args);
@@ -502,7 +499,7 @@ impl Runtime {
             stderr: &stderr,
             stderr_truncated: result.stderr.truncated || stderr_cut,
             error: error.as_deref(),
-            telemetry_after: &encode_sample(telemetry_after.as_ref()),
+            telemetry_after: &encode_blob(telemetry_after.as_ref()),
         }))?;
         self.metrics.job_ended(
             self.metric_name(&req.capability),
@@ -649,7 +646,7 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
     let last = summary.end_lsn.unwrap_or(summary.lsn);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let sample_json = |b: &[u8]| {
-        decode_sample(b)
+        decode_blob(b)
             .and_then(|s| serde_json::to_value(s).ok())
             .unwrap_or(Value::Null)
     };
@@ -724,22 +721,5 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
         if n == 0 || done {
             return Ok(detail);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_round_trip_through_the_telemetry_blob() {
-        let s = Sample {
-            seq: 7,
-            ..Sample::default()
-        };
-        let blob = encode_sample(Some(&s));
-        assert_eq!(decode_sample(&blob), Some(s));
-        assert_eq!(decode_sample(&[]), None);
-        assert_eq!(decode_sample(&[0xff; 3]), None);
     }
 }

@@ -10,7 +10,7 @@ use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::record::JobInterrupted;
 use crate::wal::Record;
 
-use super::{unix_ms, JobIndex, RuntimeError};
+use super::{unix_ms, IndexLoader, JobIndex, RuntimeError};
 
 /// The reason written in `JobInterrupted` records on restart.
 pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
@@ -34,17 +34,27 @@ pub struct RecoveryInfo {
 /// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
 /// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
 /// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
-pub(super) fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+/// The job index comes from the same pass as the recovery scan.
+pub(super) fn open_wal_waiting_for_lock(
+    dir: &Path,
+    options: WalOptions,
+) -> Result<(Wal, JobIndex), WalError> {
     let started = std::time::Instant::now();
     loop {
-        match Wal::open(dir, options) {
+        let mut loader = IndexLoader::new(1);
+        let opened = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame));
+        match opened {
             Err(WalError::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            other => return other,
+            Err(error) => return Err(error),
+            Ok(wal) => {
+                loader.set_empty_from(wal.first_lsn());
+                return Ok((wal, loader.finish()?));
+            }
         }
     }
 }
@@ -63,20 +73,6 @@ pub(super) fn data_dir_token(dir: &Path) -> String {
 /// job's cgroup leaf and is the value of the marker variable every job process inherits.
 pub(super) fn exec_job_id(dir_token: &str, job_id: u64) -> String {
     format!("{dir_token}-{job_id}")
-}
-
-/// Kills the live processes that carry the marker of `exec_id` (what escaped a dead
-/// instance's job without a cgroup to hold it); returns their pids. A process that cleared its
-/// environment cannot be found this way: only cgroup modes hold such a process.
-fn kill_marked_processes(exec_id: &str) -> Vec<i32> {
-    // -1 is no process's pid, group or session: only the marker selects.
-    let pids = crate::exec::job::untracked_job_processes(-1, exec_id, 0);
-    for &pid in &pids {
-        // SAFETY: kill with a pid and a signal number. The pid was seen alive with the
-        // marker a moment ago; reuse within that window is the residual risk.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    pids
 }
 
 /// Appends a `JobInterrupted` record for every job in `index` with a start and no end, applies
@@ -115,6 +111,6 @@ pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut Recover
     for &job_id in &recovery.interrupted {
         recovery
             .killed_processes
-            .extend(kill_marked_processes(&exec_job_id(dir_token, job_id)));
+            .extend(executor.kill_orphans(&exec_job_id(dir_token, job_id)));
     }
 }

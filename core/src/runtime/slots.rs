@@ -15,12 +15,13 @@ pub(super) struct JobSlots {
 }
 
 impl JobSlots {
-    /// At most `max` jobs at once.
+    /// At most `max` jobs at once (at least one: no slot at all would make every job wait
+    /// for ever).
     pub(super) fn new(max: usize) -> Self {
         JobSlots {
             running: Mutex::new(0),
             freed: Condvar::new(),
-            max,
+            max: max.max(1),
         }
     }
 
@@ -34,6 +35,12 @@ impl JobSlots {
             running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
         }
         *running += 1;
+        debug_assert!(
+            *running <= self.max,
+            "{} slots taken of {}",
+            *running,
+            self.max
+        );
         Some(SlotGuard(self))
     }
 
@@ -45,6 +52,8 @@ impl JobSlots {
     }
 }
 
+/// One taken slot, given back on drop. Only [`JobSlots::acquire`] makes one, after counting
+/// it, so every decrement has its increment and the counter never underflows.
 pub(super) struct SlotGuard<'a>(&'a JobSlots);
 
 /// Removes a job from the cancellable set when its run ends, however it ends.
@@ -62,7 +71,8 @@ impl Drop for RunningRegistration<'_> {
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
+        debug_assert!(*running > 0, "a slot given back that was never taken");
+        *running = running.saturating_sub(1);
         self.0.freed.notify_one();
     }
 }
@@ -158,5 +168,58 @@ impl Runtime {
     /// Jobs holding a slot right now (at most `concurrent_jobs_max`).
     pub fn jobs_running(&self) -> usize {
         *self.slots.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken(slots: &JobSlots) -> usize {
+        *slots.running.lock().unwrap()
+    }
+
+    #[test]
+    fn slots_are_counted_up_to_the_bound_and_back_to_zero() {
+        let slots = JobSlots::new(2);
+        let a = slots.acquire(|| false).unwrap();
+        let b = slots.acquire(|| false).unwrap();
+        assert_eq!(taken(&slots), 2);
+        // Full: a cancelled waiter gives up instead of taking a third slot.
+        assert!(slots.acquire(|| true).is_none());
+        assert_eq!(taken(&slots), 2);
+        drop(a);
+        assert_eq!(taken(&slots), 1);
+        let c = slots.acquire(|| true).unwrap();
+        drop((b, c));
+        assert_eq!(taken(&slots), 0);
+    }
+
+    #[test]
+    fn a_waiter_takes_the_slot_given_back_by_another_thread() {
+        let slots = JobSlots::new(1);
+        let held = slots.acquire(|| false).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| slots.acquire(|| false).is_some());
+            drop(held);
+            assert!(waiter.join().unwrap());
+        });
+        assert_eq!(taken(&slots), 0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "never taken")]
+    fn giving_back_a_slot_never_taken_is_caught_in_debug_builds() {
+        let slots = JobSlots::new(1);
+        drop(SlotGuard(&slots));
+    }
+
+    #[test]
+    fn no_slot_at_all_is_one_slot() {
+        let slots = JobSlots::new(0);
+        let one = slots.acquire(|| true);
+        assert!(one.is_some());
+        assert!(slots.acquire(|| true).is_none());
     }
 }

@@ -90,6 +90,7 @@ fn update(state: u32, bytes: &[u8]) -> u32 {
 fn has_sse42() -> bool {
     // cpuid leaf 1, ECX bit 20 = SSE4.2. `__cpuid` is always available on x86_64.
     #[allow(unused_unsafe)]
+    // SAFETY: cpuid has no preconditions on x86_64 (safe to call on newer compilers).
     let leaf1 = unsafe { core::arch::x86_64::__cpuid(1) };
     leaf1.ecx & (1 << 20) != 0
 }

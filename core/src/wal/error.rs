@@ -9,6 +9,7 @@ use super::scan::FaultKind;
 
 /// Everything that can go wrong, with the segment, offset and LSN where that helps.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum WalError {
     /// A file operation failed; the message names the path.
     Io(io::Error),
@@ -48,7 +49,7 @@ impl fmt::Display for WalError {
                     "record of {payload_bytes} bytes exceeds the maximum of {max_bytes} bytes"
                 )
             }
-            WalError::Encode(error) => write!(f, "record cannot be encoded: {error:?}"),
+            WalError::Encode(error) => write!(f, "record cannot be encoded: {error}"),
             WalError::LsnNotAppended { lsn, last_lsn } => {
                 write!(
                     f,
@@ -70,6 +71,7 @@ impl std::error::Error for WalError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             WalError::Io(error) => Some(error),
+            WalError::Encode(error) => Some(error),
             _ => None,
         }
     }
@@ -78,6 +80,31 @@ impl std::error::Error for WalError {
 impl From<io::Error> for WalError {
     fn from(error: io::Error) -> WalError {
         WalError::Io(error)
+    }
+}
+
+/// A failed file operation of the log: what was being done, to which path, and the error the
+/// system gave, kept whole as its [`source`](std::error::Error::source). Carried inside an
+/// [`io::Error`] of the same kind (see `storage::context`).
+#[derive(Debug)]
+pub struct PathIoError {
+    /// What was being done ("open segment", ...).
+    pub what: String,
+    /// The file or directory it was done to.
+    pub path: std::path::PathBuf,
+    /// The error of the operation.
+    pub source: io::Error,
+}
+
+impl fmt::Display for PathIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for PathIoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 

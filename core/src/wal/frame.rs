@@ -79,6 +79,7 @@ pub struct SegmentHeader {
 
 /// Why a segment header does not validate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SegmentHeaderError {
     /// Fewer bytes than a header.
     Short,
@@ -191,6 +192,7 @@ impl Frame<'_> {
 
 /// Why bytes at a position are not a valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// Fewer bytes left than a frame header, or than the length the header claims.
     Short,
@@ -203,8 +205,24 @@ pub enum FrameError {
     BadChecksum,
 }
 
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FrameError::Short => "fewer bytes than the frame needs",
+            FrameError::Zero => "an all-zero header: nothing was written here",
+            FrameError::BadMagic => "bad magic",
+            FrameError::BadVersion => "unknown frame version",
+            FrameError::BadHeader => "reserved bits set or a length out of range",
+            FrameError::BadChecksum => "checksum mismatch",
+        })
+    }
+}
+
+impl core::error::Error for FrameError {}
+
 /// Why a frame could not be encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The payload is larger than `RECORD_PAYLOAD_BYTES_MAX`.
     PayloadTooLarge { payload_bytes: usize },

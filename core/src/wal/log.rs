@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::commit::GroupCommit;
 pub use super::error::{LogFault, LogSkip, WalError};
 use super::frame::{
-    frame_bytes, seal_frame, FrameMeta, Lsn, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX,
+    frame_bytes, seal_frame, Frame, FrameMeta, Lsn, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX,
     RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use super::reader::{LiveTail, Reader};
@@ -117,6 +117,7 @@ pub static SYNC_LATENCY_BOUNDS_US: [u64; 15] = [
     1_000_000,
     u64::MAX,
 ];
+const _: () = assert!(crate::histogram::bounds_are_valid(&SYNC_LATENCY_BOUNDS_US));
 
 /// How long group-commit sync passes took, in microseconds.
 pub type SyncLatency = Buckets<15>;
@@ -180,8 +181,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Wal {
     /// Opens (creating if needed) the log in `dir` as its single writer, recovering it first.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        Wal::open_visiting(dir, options, &mut |_| {})
+    }
+
+    /// As [`Wal::open`], handing every record the recovery scan keeps to `visit`, in LSN
+    /// order, from the first the log holds: what the log holds is read once, not once to
+    /// recover and again to index. Frames the scan cuts away (a torn tail) are never
+    /// handed out; if the open fails, what was handed out means nothing.
+    pub fn open_visiting(
+        dir: &Path,
+        options: WalOptions,
+        visit: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<Wal, WalError> {
         let store = FsStore::open_writer(dir, options.zero_fill_segments)?;
-        Wal::open_with_store(Arc::new(store), options)
+        Wal::open_inner(Arc::new(store), options, 1, visit)
     }
 
     /// Creates a new log in `dir` (which must hold no segments) whose first record will have
@@ -194,7 +207,12 @@ impl Wal {
                 dir.display()
             )));
         }
-        Wal::open_inner(Arc::new(store), options, first_lsn.clamp(1, LSN_MAX))
+        Wal::open_inner(
+            Arc::new(store),
+            options,
+            first_lsn.clamp(1, LSN_MAX),
+            &mut |_| {},
+        )
     }
 
     /// Opens a log over any store (the simulated one in crash tests).
@@ -202,7 +220,7 @@ impl Wal {
         store: Arc<dyn SegmentStore>,
         options: WalOptions,
     ) -> Result<Wal, WalError> {
-        Wal::open_inner(store, options, 1)
+        Wal::open_inner(store, options, 1, &mut |_| {})
     }
 
     /// Opens (recovering) the log in `store`; a new log starts at `first_lsn`.
@@ -210,6 +228,7 @@ impl Wal {
         store: Arc<dyn SegmentStore>,
         options: WalOptions,
         first_lsn: Lsn,
+        visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<Wal, WalError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
             let message = format!(
@@ -235,6 +254,7 @@ impl Wal {
             if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
                 prologues.push(seq);
             }
+            visit(frame);
         })?;
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {

@@ -191,7 +191,7 @@ impl Reader {
                             frame.lsn
                         ),
                         Err(error) => format!(
-                            "record LSN {expected} is missing: no valid frame here ({error:?}) \
+                            "record LSN {expected} is missing: no valid frame here ({error}) \
                              and no segment continues the log"
                         ),
                     };

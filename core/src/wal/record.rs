@@ -204,6 +204,7 @@ pub enum Record<'a> {
 
 /// Why a payload could not be turned into a [`Record`] or back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordError {
     /// A kind this version does not know, without the ignorable bit.
     UnknownKind(u16),
@@ -212,6 +213,20 @@ pub enum RecordError {
     /// The encoding does not fit the buffer given.
     BufferTooSmall,
 }
+
+impl core::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecordError::UnknownKind(kind) => write!(f, "unknown record kind {kind:#06x}"),
+            RecordError::Malformed { kind } => {
+                write!(f, "payload does not decode as a record of kind {kind:#06x}")
+            }
+            RecordError::BufferTooSmall => f.write_str("the encoding does not fit the buffer"),
+        }
+    }
+}
+
+impl core::error::Error for RecordError {}
 
 /// What a reader makes of one valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

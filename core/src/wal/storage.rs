@@ -29,6 +29,15 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Zero-fill chunk: bounded so creating a segment needs no large buffer.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes ahead of the append position read into the page cache when a segment is opened for
+/// appends. Bounded: a page cached there reads as data to `SEEK_DATA`, so the next open
+/// reads it (with `pread`) to prove it zero; a whole 64 MiB segment cost every open ~10 ms.
+const APPEND_READAHEAD_BYTES: usize = 256 << 10;
+/// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
+/// adds no resident memory however much it reads).
+const ZERO_PROOF_CHUNK_BYTES: usize = 256 << 10;
+/// Data regions [`data_regions`] lists one by one; past this the rest counts as one region.
+const DATA_REGIONS_MAX: usize = 4096;
 
 /// One segment's bytes.
 ///
@@ -46,6 +55,20 @@ pub trait SegmentFile: Send + Sync {
     /// from this process's resident set (they stay in the page cache, and a later access
     /// faults them back with the same bytes). Only whole pages inside the range are dropped.
     fn release_resident(&self, _start: usize, _end: usize) {}
+    /// Where the segment's zero tail starts: every byte from the returned offset on is zero,
+    /// and the byte before it (if any) is not. Recovery scans only up to there, so opening
+    /// costs what the log holds, not what the disk reserved. The default reads every byte.
+    fn zero_from(&self) -> io::Result<usize> {
+        // SAFETY: `len` bytes from the base are the segment's; callers scan before any writer
+        // in this process exists.
+        let bytes = unsafe { std::slice::from_raw_parts(self.base_ptr(), self.len()) };
+        Ok(bytes.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1))
+    }
+    /// Hints that appends will soon store into the bytes from `offset` on (a file segment
+    /// reads a bounded window of them into the page cache). A failed hint costs speed only.
+    fn prepare_appends(&self, _offset: usize) {}
+    /// Hints that a scan will read the first `end` bytes now.
+    fn prepare_scan(&self, _end: usize) {}
     /// Whether the segment has no bytes (never, for a valid segment).
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -267,7 +290,11 @@ impl SegmentStore for FsStore {
         }
         fs::rename(&tmp, &path).map_err(|e| context(e, "rename new segment", &path))?;
         sync_dir(&self.dir)?;
-        self.open(seq, true)
+        let file = self.open(seq, true)?;
+        // Segments are created ahead of need (on the background thread): their first pages
+        // are in the page cache before appends reach them.
+        file.prepare_appends(0);
+        Ok(file)
     }
 
     fn open(&self, seq: u64, writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
@@ -296,13 +323,12 @@ impl SegmentStore for FsStore {
             options.map_raw_read_only(&file)
         };
         let map = map.map_err(|e| context(e, "map segment", &path))?;
-        if writable {
-            // Read the (allocated, zero) pages into the page cache now (segments are opened
-            // for writing when created, on the background thread), so appends take cheap
-            // minor faults. Unlike MAP_POPULATE this maps nothing: the resident set grows only
-            // with what is written. A failed hint costs speed, not correctness.
-            let _ = map.advise(memmap2::Advice::WillNeed);
-        }
+        // No speculative read-around on faults: one touch of a preallocated segment's header
+        // would otherwise read megabytes of its unwritten tail into the page cache, where
+        // `SEEK_DATA` sees them as data and the next open has to read them to prove them zero.
+        // What is read soon is asked for explicitly ([`SegmentFile::prepare_scan`],
+        // [`SegmentFile::prepare_appends`]). A failed hint costs speed, not correctness.
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(Arc::new(FsSegment { file, map, path }))
     }
 
@@ -384,22 +410,115 @@ impl SegmentFile for FsSegment {
 
     fn release_resident(&self, start: usize, end: usize) {
         let page = page_bytes();
-        let start = start.div_ceil(page) * page;
-        let end = end.min(self.map.len()) / page * page;
-        if start >= end {
-            return;
-        }
-        // SAFETY: a page-aligned range inside our shared file mapping. MADV_DONTNEED on a
-        // shared file mapping only unmaps: dirty pages are kept in the page cache and the
-        // next access maps the same bytes again.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(start).cast(),
-                end - start,
-                libc::MADV_DONTNEED,
-            )
-        };
+        // MADV_DONTNEED on a shared file mapping only unmaps: dirty pages are kept in the
+        // page cache and the next access maps the same bytes again.
+        self.advise(
+            start.div_ceil(page) * page,
+            end.min(self.map.len()) / page * page,
+            libc::MADV_DONTNEED,
+        );
     }
+
+    /// The zero tail from the file's extents: `SEEK_DATA`/`SEEK_HOLE` list the regions that
+    /// may hold data (an allocated but unwritten extent is a hole unless the page cache holds
+    /// pages of it), and only those are read, with `pread` into one reused buffer and from the
+    /// last region backwards, until a non-zero byte. A hole reads as zeros, so nothing after
+    /// the returned offset can be non-zero. Where `SEEK_DATA` is unsupported the whole file
+    /// counts as data: correct, only slower.
+    fn zero_from(&self) -> io::Result<usize> {
+        let len = self.map.len();
+        let regions = data_regions(self.raw_fd(), len)
+            .map_err(|e| context(e, "list data regions of segment", &self.path))?;
+        let mut buf = vec![0u8; ZERO_PROOF_CHUNK_BYTES.min(len)];
+        let mut zero_from = 0;
+        'regions: for &(start, end) in regions.iter().rev() {
+            let mut high = end;
+            while high > start {
+                let low = high.saturating_sub(buf.len()).max(start);
+                let chunk = &mut buf[..high - low];
+                std::os::unix::fs::FileExt::read_exact_at(&self.file, chunk, low as u64)
+                    .map_err(|e| context(e, "read segment", &self.path))?;
+                if !super::scan::is_zero(chunk) {
+                    let last = chunk.iter().rposition(|&b| b != 0).unwrap_or(0);
+                    zero_from = low + last + 1;
+                    break 'regions;
+                }
+                high = low;
+            }
+        }
+        let cached_zeros: usize = regions
+            .iter()
+            .map(|&(start, end)| end.saturating_sub(start.max(zero_from)))
+            .sum();
+        if cached_zeros > APPEND_READAHEAD_BYTES {
+            // Zero pages in the page cache past the end (read there by an earlier scan, or
+            // read ahead for appends) make every open read them again: drop them. Only clean,
+            // unmapped pages go, and the file's bytes are the same either way.
+            let from = zero_from.next_multiple_of(page_bytes());
+            // SAFETY: fadvise on a descriptor we own; a hint only.
+            unsafe {
+                libc::posix_fadvise(
+                    self.raw_fd(),
+                    from as libc::off_t,
+                    (len - from.min(len)) as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+        }
+        Ok(zero_from)
+    }
+
+    fn prepare_appends(&self, offset: usize) {
+        // Reads the (allocated, zero) pages into the page cache so appends take cheap minor
+        // faults; it maps nothing, so the resident set grows only with what is written.
+        self.will_need(offset, offset.saturating_add(APPEND_READAHEAD_BYTES));
+    }
+
+    fn prepare_scan(&self, end: usize) {
+        self.will_need(0, end);
+    }
+}
+
+/// The regions of the first `len` bytes of `fd` that may hold data, in order, by
+/// `SEEK_DATA`/`SEEK_HOLE`; everything else reads as zeros. A file system without them, or
+/// one that reports everything as data, gives one region: the whole file.
+fn data_regions(fd: RawFd, len: usize) -> io::Result<Vec<(usize, usize)>> {
+    let whole = vec![(0, len)];
+    let mut regions = Vec::new();
+    let mut at = 0usize;
+    while at < len {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => Ok(regions), // no data at or after `at`
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
+                _ => Err(io::Error::last_os_error()),
+            };
+        }
+        let start = usize::try_from(data).unwrap_or(len).min(len);
+        if start >= len {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
+                _ => Err(io::Error::last_os_error()),
+            };
+        }
+        let end = usize::try_from(hole).unwrap_or(len).clamp(start, len);
+        if regions.len() == DATA_REGIONS_MAX || end == start {
+            // Too many regions to list (or a file system that answers oddly): the rest of
+            // the file counts as data.
+            regions.push((start, len));
+            break;
+        }
+        regions.push((start, end));
+        at = end;
+    }
+    Ok(regions)
 }
 
 fn page_bytes() -> usize {
@@ -411,6 +530,28 @@ fn page_bytes() -> usize {
 impl FsSegment {
     fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// Asks the kernel to read `start..end` into the page cache now (whole pages).
+    fn will_need(&self, start: usize, end: usize) {
+        let page = page_bytes();
+        self.advise(
+            start / page * page,
+            end.min(self.map.len()),
+            libc::MADV_WILLNEED,
+        );
+    }
+
+    /// `madvise(advice)` over `start..end` (`start` page-aligned) of the mapping, if not
+    /// empty. A failed hint costs speed, not correctness.
+    fn advise(&self, start: usize, end: usize, advice: libc::c_int) {
+        let end = end.min(self.map.len());
+        if start >= end {
+            return;
+        }
+        // SAFETY: a page-aligned range inside our shared file mapping; the advice callers
+        // pass (WILLNEED, DONTNEED) never changes the file's bytes.
+        unsafe { libc::madvise(self.map.as_mut_ptr().add(start).cast(), end - start, advice) };
     }
 }
 
@@ -481,7 +622,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
         .map_err(|e| context(e, "fsync directory", dir))
 }
 
-/// Adds what was being done and to which path, keeping the error kind and OS code readable.
+/// Adds what was being done and to which path, keeping the error kind, and the error itself
+/// (with its OS code) as the source of a [`PathIoError`](super::error::PathIoError).
 pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(error.kind(), format!("{what} {}: {error}", path.display()))
+    let kind = error.kind();
+    io::Error::new(
+        kind,
+        super::error::PathIoError {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            source: error,
+        },
+    )
 }

@@ -2,7 +2,7 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vigil_core::protocol::{code, RpcError, REQUEST_BYTES_MAX};
 
@@ -18,55 +18,38 @@ pub fn connection(server: &Server, mut stream: UnixStream) {
     }
     let mut framer = LineFramer::new(REQUEST_BYTES_MAX);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut last_activity = Instant::now();
-    // When the line being read (or skipped) began: a line must be complete within the I/O
-    // timeout of its first byte, however its bytes trickle in.
-    let mut line_started: Option<Instant> = None;
-    loop {
-        if server.shutting_down.load(Ordering::Acquire) {
-            return;
-        }
+    let mut clock = Deadlines::new(server.args.idle_timeout, server.args.io_timeout);
+    while !server.shutting_down.load(Ordering::Acquire) {
         let n = match stream.read(&mut chunk) {
             Ok(0) => {
                 // The peer is done sending; a last line without its newline is still a line.
-                if let Some(line) = framer.finish() {
-                    if let Some(answer) = server.handle_line(&line) {
-                        let _ = write_line(&mut stream, &answer);
-                    }
+                if let Some(answer) = framer.finish().and_then(|l| server.handle_line(&l)) {
+                    let _ = write_line(&mut stream, &answer);
                 }
                 return;
             }
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                let now = Instant::now();
-                let slow_line = line_started.is_some_and(|t| now - t > server.args.io_timeout);
-                if slow_line || now - last_activity > server.args.idle_timeout {
+            Err(e) if is_tick(&e) => {
+                if clock.expired(Instant::now()) {
                     return;
                 }
                 continue;
             }
             Err(_) => return,
         };
-        last_activity = Instant::now();
-        if line_started.is_some_and(|t| last_activity - t > server.args.io_timeout) {
+        clock.activity();
+        if clock.expired(Instant::now()) {
             return;
         }
         let answered = framer.push(&chunk[..n], |piece| {
             let answer = match piece {
                 Piece::Line(line) => {
-                    line_started = None;
+                    clock.line_done();
                     server.handle_line(line)
                 }
                 Piece::Oversized => {
                     // Skipping the rest of the line gets a deadline of its own.
-                    line_started = Some(Instant::now());
+                    clock.line_restart();
                     let error = RpcError::new(
                         code::REQUEST_TOO_LARGE,
                         format!("request line is over {REQUEST_BYTES_MAX} bytes; skipped"),
@@ -74,19 +57,67 @@ pub fn connection(server: &Server, mut stream: UnixStream) {
                     Some(server.refuse_line(&error))
                 }
             };
-            last_activity = Instant::now();
-            match answer {
-                Some(answer) => write_line(&mut stream, &answer),
-                None => Ok(()),
-            }
+            clock.activity();
+            answer.map_or(Ok(()), |answer| write_line(&mut stream, &answer))
         });
         if answered.is_err() {
             return;
         }
-        if framer.mid_line() {
-            line_started.get_or_insert_with(Instant::now);
-        } else {
-            line_started = None;
+        clock.line_open(framer.mid_line());
+    }
+}
+
+/// A read that timed out (the tick) or was interrupted, rather than failed.
+fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// A connection's two deadlines: it is closed when idle for the idle timeout, or when a line
+/// (or the skipping of an oversized one) is not complete within the I/O timeout of its first
+/// byte, however its bytes trickle in.
+struct Deadlines {
+    idle: Duration,
+    io: Duration,
+    last_activity: Instant,
+    line_started: Option<Instant>,
+}
+
+impl Deadlines {
+    fn new(idle: Duration, io: Duration) -> Deadlines {
+        Deadlines {
+            idle,
+            io,
+            last_activity: Instant::now(),
+            line_started: None,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        let slow_line = self.line_started.is_some_and(|t| now - t > self.io);
+        slow_line || now - self.last_activity > self.idle
+    }
+
+    fn activity(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    fn line_done(&mut self) {
+        self.line_started = None;
+    }
+
+    fn line_restart(&mut self) {
+        self.line_started = Some(Instant::now());
+    }
+
+    /// After a read: a line still open keeps the deadline of its first byte.
+    fn line_open(&mut self, open: bool) {
+        if !open {
+            self.line_started = None;
+        } else if self.line_started.is_none() {
+            self.line_started = Some(Instant::now());
         }
     }
 }

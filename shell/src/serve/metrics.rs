@@ -199,7 +199,7 @@ impl Exposition {
     ) {
         let mut cumulative = 0u64;
         let bucket_name = format!("{name}_bucket");
-        for (bound, count) in h.bounds.iter().zip(h.counts.iter()) {
+        for (bound, count) in h.bounds().iter().zip(h.counts()) {
             cumulative += count;
             let le = if *bound == u64::MAX {
                 "+Inf".to_string()
@@ -210,7 +210,7 @@ impl Exposition {
             with_le.push(("le", &le));
             self.sample(&bucket_name, &with_le, cumulative as f64);
         }
-        self.sample(&format!("{name}_sum"), labels, h.sum as f64 * scale);
+        self.sample(&format!("{name}_sum"), labels, h.sum() as f64 * scale);
         self.sample(&format!("{name}_count"), labels, cumulative as f64);
     }
 }

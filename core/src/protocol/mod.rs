@@ -8,11 +8,10 @@
 //! names are refused so a typo is an error rather than a silently ignored limit.
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::exec::{Limits, OUTPUT_BYTES_DEFAULT, OUTPUT_BYTES_MAX};
+use crate::exec::{Limits, RequestedLimits};
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -25,8 +24,13 @@ pub const EVENTS_BATCH_MAX: usize = 1_000;
 pub const EVENTS_WAIT_MS_MAX: u64 = 30_000;
 /// Most samples one `telemetry.history` returns.
 pub const HISTORY_SAMPLES_MAX: usize = 1_000;
-/// Longest wall-clock limit a request may set (a day).
-pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
+/// Most requests in one batch (a JSON array of requests on one line).
+pub const BATCH_REQUESTS_MAX: usize = 100;
+/// Entries of a paged `jobs.list` / `sessions.list` when the request gives a cursor but no limit.
+pub const LIST_PAGE_DEFAULT: usize = 100;
+/// Most entries one page of `jobs.list` / `sessions.list` holds.
+pub const LIST_PAGE_MAX: usize = 1_000;
+pub use crate::exec::TIMEOUT_MS_MAX;
 
 /// JSON-RPC error codes: the spec's own, then vigil's (-32000..-32099, server errors).
 pub mod code {
@@ -93,6 +97,8 @@ impl fmt::Display for RpcError {
     }
 }
 
+impl std::error::Error for RpcError {}
+
 /// What `run` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunParams {
@@ -118,9 +124,11 @@ pub enum Call {
         max: usize,
     },
     Run(Box<RunParams>),
+    /// Jobs matching the filters, oldest first; one page of them when `page` is given.
     JobsList {
         session: Option<String>,
         status: Option<String>,
+        page: Option<Page<u64>>,
     },
     JobsGet {
         job_id: u64,
@@ -137,7 +145,10 @@ pub enum Call {
     SessionsCreate {
         meta: Value,
     },
-    SessionsList,
+    /// Sessions by id; one page of them when `page` is given.
+    SessionsList {
+        page: Option<Page<String>>,
+    },
     SessionsGet {
         id: String,
     },
@@ -156,10 +167,21 @@ impl Call {
             Call::JobsCancel { .. } => "jobs.cancel",
             Call::EventsRead { .. } => "events.read",
             Call::SessionsCreate { .. } => "sessions.create",
-            Call::SessionsList => "sessions.list",
+            Call::SessionsList { .. } => "sessions.list",
             Call::SessionsGet { .. } => "sessions.get",
         }
     }
+}
+
+/// One page of a list: at most `limit` entries after the cursor `after` (from the start when
+/// `None`). The cursor is the key of the last entry of the previous page: a job id, a session
+/// id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<C> {
+    /// The key of the last entry of the previous page (`None`: from the start).
+    pub after: Option<C>,
+    /// Most entries on this page, 1..=[`LIST_PAGE_MAX`].
+    pub limit: usize,
 }
 
 /// A parsed request: its id (`None` for a notification, which gets no response) and call.
@@ -202,15 +224,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
             RpcError::new(code::PARSE_ERROR, format!("not JSON: {e}")),
         )
     })?;
+    parse_request_value(value)
+}
+
+/// Validates one request already read as JSON (a line, or a member of a batch).
+pub fn parse_request_value(value: Value) -> Result<Request, Rejection> {
+    let reject = |id: Value, error: RpcError| Rejection {
+        id,
+        error,
+        notification: false,
+    };
     let Value::Object(mut object) = value else {
-        let what = if value.is_array() {
-            "batches are not supported; send one request per line"
-        } else {
-            "a request is a JSON object"
-        };
         return Err(reject(
             Value::Null,
-            RpcError::new(code::INVALID_REQUEST, what),
+            RpcError::new(code::INVALID_REQUEST, "a request is a JSON object"),
         ));
     };
     let id = match object.remove("id") {
@@ -263,6 +290,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Rejection> {
             error,
         }),
     }
+}
+
+/// A page when either `cursor` or `limit` is given (the list is answered whole otherwise, as
+/// before paging existed).
+fn page<C>(after: Option<C>, limit: Option<u64>) -> Result<Option<Page<C>>, RpcError> {
+    if after.is_none() && limit.is_none() {
+        return Ok(None);
+    }
+    let limit = limit.map_or(LIST_PAGE_DEFAULT, |n| n as usize);
+    if limit == 0 {
+        return Err(RpcError::params("limit must be at least 1"));
+    }
+    Ok(Some(Page { after, limit }))
 }
 
 /// Named parameters, taken one by one; whatever is left at the end is an unknown name.
@@ -342,10 +382,15 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
                 .map_or(HISTORY_SAMPLES_MAX, |n| n as usize),
         },
         "run" => Call::Run(Box::new(parse_run(&mut p)?)),
-        "jobs.list" => Call::JobsList {
-            session: p.string("session")?,
-            status: p.string("status")?,
-        },
+        "jobs.list" => {
+            let limit = p.u64("limit", LIST_PAGE_MAX as u64)?;
+            let after = p.u64("cursor", u64::MAX)?;
+            Call::JobsList {
+                session: p.string("session")?,
+                status: p.string("status")?,
+                page: page(after, limit)?,
+            }
+        }
         "jobs.get" => Call::JobsGet {
             job_id: p.required_u64("job_id")?,
         },
@@ -362,7 +407,13 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
         "sessions.create" => Call::SessionsCreate {
             meta: Value::Object(p.object("meta")?.unwrap_or_default()),
         },
-        "sessions.list" => Call::SessionsList,
+        "sessions.list" => {
+            let limit = p.u64("limit", LIST_PAGE_MAX as u64)?;
+            let after = p.string("cursor")?;
+            Call::SessionsList {
+                page: page(after, limit)?,
+            }
+        }
         "sessions.get" => Call::SessionsGet {
             id: p.required_string("id")?,
         },
@@ -407,18 +458,18 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
 /// `{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`, each optional.
 pub fn parse_limits(m: Map<String, Value>) -> Result<Limits, RpcError> {
     let mut p = Params { map: m };
-    let ms = |n: Option<u64>| n.map(Duration::from_millis);
-    let limits = Limits {
-        timeout: ms(p.u64("timeout_ms", TIMEOUT_MS_MAX)?),
-        cpu_time: ms(p.u64("cpu_time_ms", TIMEOUT_MS_MAX)?),
+    let requested = RequestedLimits {
+        timeout_ms: p.u64("timeout_ms", u64::MAX)?,
+        cpu_time_ms: p.u64("cpu_time_ms", u64::MAX)?,
         memory_bytes: p.u64("memory_bytes", u64::MAX)?,
-        pids: p.u64("pids", u64::from(u32::MAX))?,
-        max_output_bytes: p
-            .u64("max_output_bytes", OUTPUT_BYTES_MAX)?
-            .unwrap_or(OUTPUT_BYTES_DEFAULT),
+        pids: p.u64("pids", u64::MAX)?,
+        max_output_bytes: p.u64("max_output_bytes", u64::MAX)?,
     };
     p.done("limits")?;
-    Ok(limits)
+    requested
+        .check()
+        .map_err(|e| RpcError::params(e.to_string()))?;
+    Ok(requested.over(&Limits::default()))
 }
 
 /// The success response line for `id` (no newline).
@@ -439,17 +490,36 @@ pub fn error_response(id: &Value, error: &RpcError) -> String {
 /// Fuzz body for request parsing (`fuzz/fuzz_targets/rpc_request.rs`, replayed over the
 /// committed corpus by `tests/rpc_fuzz_corpus.rs`). Checks, for any bytes: no panic; a
 /// rejection carries a non-empty message and an id that is null, a string or a number; every
-/// response line built from the outcome is one line of valid JSON.
+/// response line built from the outcome is one line of valid JSON. Bytes that read as a JSON
+/// array are also taken as a batch: each member (up to the batch bound) is checked the same way.
 pub fn fuzz_request(data: &[u8]) {
-    match parse_request(data) {
+    check_outcome(parse_request(data));
+    if let Ok(Value::Array(members)) = serde_json::from_slice::<Value>(data) {
+        for member in members.into_iter().take(BATCH_REQUESTS_MAX) {
+            check_outcome(parse_request_value(member));
+        }
+    }
+}
+
+fn check_outcome(outcome: Result<Request, Rejection>) {
+    match outcome {
         Ok(request) => {
             let id = request.id.clone().unwrap_or(Value::Null);
             let line = response(&id, &json!({"method": request.call.method()}));
             assert!(!line.contains('\n'));
             assert!(serde_json::from_str::<Value>(&line).is_ok());
             if let Call::Run(run) = &request.call {
-                assert!(run.limits.max_output_bytes <= OUTPUT_BYTES_MAX);
+                assert!(run.limits.max_output_bytes <= crate::exec::OUTPUT_BYTES_MAX);
                 assert!(run.root.as_ref().is_none_or(|r| r.is_absolute()));
+            }
+            if let Call::JobsList {
+                page: Some(page), ..
+            } = &request.call
+            {
+                assert!((1..=LIST_PAGE_MAX).contains(&page.limit));
+            }
+            if let Call::SessionsList { page: Some(page) } = &request.call {
+                assert!((1..=LIST_PAGE_MAX).contains(&page.limit));
             }
         }
         Err(rejection) => {
@@ -466,112 +536,4 @@ pub fn fuzz_request(data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(line: &str) -> Result<Request, Rejection> {
-        parse_request(line.as_bytes())
-    }
-
-    #[test]
-    fn every_method_parses_with_its_parameters() {
-        let r = call(r#"{"jsonrpc":"2.0","id":7,"method":"run","params":{"capability":"shell","args":{"cmd":"true"},"limits":{"timeout_ms":1500,"pids":64},"root":"/tmp","session":"s1","dry_run":true,"require_enforcement":true}}"#).unwrap();
-        assert_eq!(r.id, Some(json!(7)));
-        let Call::Run(run) = r.call else {
-            panic!("not a run")
-        };
-        assert_eq!(run.capability, "shell");
-        assert_eq!(run.limits.timeout, Some(Duration::from_millis(1500)));
-        assert_eq!(run.limits.pids, Some(64));
-        assert_eq!(run.limits.max_output_bytes, OUTPUT_BYTES_DEFAULT);
-        assert_eq!(run.root, Some(PathBuf::from("/tmp")));
-        assert!(run.dry_run);
-        assert!(run.require_enforcement);
-        for m in METHODS {
-            let params = match *m {
-                "run" => r#"{"capability":"shell"}"#,
-                "jobs.get" | "jobs.cancel" => r#"{"job_id":1}"#,
-                "sessions.get" => r#"{"id":"s"}"#,
-                _ => "{}",
-            };
-            let line = format!(r#"{{"jsonrpc":"2.0","id":"x","method":"{m}","params":{params}}}"#);
-            assert_eq!(call(&line).unwrap().call.method(), *m);
-        }
-        let ev = call(r#"{"jsonrpc":"2.0","id":1,"method":"events.read"}"#).unwrap();
-        assert_eq!(
-            ev.call,
-            Call::EventsRead {
-                cursor: 1,
-                max: EVENTS_BATCH_DEFAULT,
-                wait_ms: 0
-            }
-        );
-    }
-
-    #[test]
-    fn bad_requests_get_the_spec_codes_and_keep_the_id_when_readable() {
-        let code_of = |l: &str| call(l).unwrap_err().error.code;
-        assert_eq!(code_of("{not json"), code::PARSE_ERROR);
-        assert_eq!(code_of("[]"), code::INVALID_REQUEST);
-        assert_eq!(code_of("42"), code::INVALID_REQUEST);
-        assert_eq!(
-            code_of(r#"{"id":1,"method":"health"}"#),
-            code::INVALID_REQUEST
-        );
-        assert_eq!(
-            code_of(r#"{"jsonrpc":"2.0","id":{},"method":"health"}"#),
-            code::INVALID_REQUEST
-        );
-        let unknown = call(r#"{"jsonrpc":"2.0","id":"a","method":"nope"}"#).unwrap_err();
-        assert_eq!(unknown.id, json!("a"));
-        assert_eq!(unknown.error.code, code::METHOD_NOT_FOUND);
-        for bad in [
-            r#"{"capability":1}"#,
-            r#"{"capability":"shell","args":[]}"#,
-            r#"{"capability":"shell","limits":{"timeout_ms":-1}}"#,
-            r#"{"capability":"shell","limits":{"timeout_ms":1.5}}"#,
-            r#"{"capability":"shell","limits":{"timeuot_ms":5}}"#,
-            r#"{"capability":"shell","root":"relative"}"#,
-            r#"{"capability":"shell","typo":1}"#,
-            r#"{"capability":"shell","limits":{"max_output_bytes":1e30}}"#,
-        ] {
-            let line = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"run","params":{bad}}}"#);
-            let r = call(&line).unwrap_err();
-            assert_eq!(r.error.code, code::INVALID_PARAMS, "{bad}");
-            assert_eq!(r.id, json!(3));
-        }
-        assert_eq!(
-            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"jobs.get","params":{}}"#),
-            code::INVALID_PARAMS
-        );
-        let big = vec![b' '; REQUEST_BYTES_MAX + 1];
-        assert_eq!(
-            parse_request(&big).unwrap_err().error.code,
-            code::REQUEST_TOO_LARGE
-        );
-    }
-
-    #[test]
-    fn a_request_without_id_is_a_notification() {
-        let r = call(r#"{"jsonrpc":"2.0","method":"health"}"#).unwrap();
-        assert_eq!(r.id, None);
-        let bad = call(r#"{"jsonrpc":"2.0","method":"nope"}"#).unwrap_err();
-        assert!(
-            bad.notification,
-            "an erroneous notification is not answered either"
-        );
-        let bad = call(r#"{"jsonrpc":"2.0","method":"jobs.get","params":{}}"#).unwrap_err();
-        assert!(bad.notification);
-        assert!(
-            !call(r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#)
-                .unwrap_err()
-                .notification
-        );
-        assert!(
-            !call("{bad").unwrap_err().notification,
-            "unreadable: answered, id null"
-        );
-        let r = call(r#"{"jsonrpc":"2.0","id":null,"method":"health"}"#).unwrap();
-        assert_eq!(r.id, Some(Value::Null));
-    }
-}
+mod tests;

@@ -8,57 +8,31 @@
 //! The kill path never relies on signals reaching processes that try to escape: it first stops
 //! new forks (`pids.max` = 0), then kills the whole group at once (`cgroup.kill`; on v1 the freezer
 //! stops every task before SIGKILL so none can fork or move between the listing and the kill),
-//! and finally waits until the group is empty before removing it.
+//! and finally waits until the group is empty before removing it.//!
+//! Parts: `kill` (stop forks, kill the group at once, wait until it is empty), `usage` (CPU,
+//! memory, OOM kills, refused forks) and `sweep` (leaves of dead instances).
+mod kill;
+mod sweep;
+mod usage;
+
 use std::fs;
-use std::io::{self, Read, Seek};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::host::{CgroupMode, Host};
 use super::{ExecError, Limits};
 use crate::procfs::cgroup as procfs;
 
+pub use sweep::{instance_marker, sweep_stale, SweepReport};
+pub use usage::CgroupUsage;
+
 /// How long the kill path waits for a group to empty before giving up (and reporting it).
 pub const KILL_WAIT_MS_MAX: u64 = 5_000;
-/// How long the v1 freezer may take to reach FROZEN before vigil kills without it.
-const FREEZE_WAIT_MS_MAX: u64 = 1_000;
 /// Longest cgroup interface file vigil reads (cgroup.procs of a huge group is cut here).
 const CGROUP_FILE_BYTES_MAX: u64 = 1 << 20;
-/// Rounds of "list and SIGKILL" on hosts without cgroup.kill or freezer.
-const KILL_ROUNDS_MAX: u32 = 1_000;
-
-/// This process's identity for leaf names: pid and start time (clock ticks since boot), which
-/// together are never reused while the machine runs.
-pub fn instance_marker() -> &'static str {
-    static MARKER: OnceLock<String> = OnceLock::new();
-    MARKER.get_or_init(|| {
-        let pid = std::process::id();
-        let start = process_start_ticks(pid as i32).unwrap_or(0);
-        format!("{pid}-{start}")
-    })
-}
-
-/// Field 22 (starttime) of /proc/PID/stat.
-pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
-    super::reaper::proc_stat(pid).map(|st| st.start_ticks)
-}
-
-/// True when the instance named by a marker `pid-start` is still running: that pid exists,
-/// started at that time (not a reused pid), and is not a zombie or dying (an instance that
-/// has exited but not been reaped runs nothing and will never remove its leaves).
-fn instance_alive(marker: &str) -> bool {
-    let Some((pid, start)) = marker.split_once('-') else {
-        return false;
-    };
-    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
-        return false;
-    };
-    super::reaper::proc_stat(pid)
-        .is_some_and(|st| st.start_ticks == start && !matches!(st.state, b'Z' | b'X' | b'x'))
-}
 
 /// Reads a small cgroup file whole (bounded).
 fn read_small(path: &Path) -> io::Result<String> {
@@ -93,19 +67,6 @@ fn write_file(path: &Path, value: &str) -> Result<(), ExecError> {
         action: format!("write {value:?}"),
         source: e,
     })
-}
-
-/// Usage read from a job's group just before it is removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CgroupUsage {
-    /// CPU time of every process that ran in the group.
-    pub cpu_usage_us: Option<u64>,
-    /// Highest memory charge of the group.
-    pub memory_peak_bytes: Option<u64>,
-    /// Processes the kernel OOM-killed inside the group.
-    pub oom_kills: Option<u64>,
-    /// Forks refused because the pids limit was reached.
-    pub pids_limit_hits: Option<u64>,
 }
 
 /// A job's leaf in every hierarchy of the host mode. Dropping an un-removed leaf kills what is
@@ -325,214 +286,6 @@ impl CgroupLeaf {
         }
         self.procs().is_empty()
     }
-
-    /// Kills every process of the job and waits until the group is empty. Returns the pids that
-    /// were in the group when the kill began (their zombies may need reaping).
-    pub fn kill_all(&self) -> Result<Vec<i32>, ExecError> {
-        let members = self.procs();
-        // 1. No new processes from here on.
-        for dir in [&self.pids].into_iter().flatten() {
-            let _ = fs::write(dir.join("pids.max"), "0");
-        }
-        if let Some(u) = &self.unified {
-            let pm = u.join("pids.max");
-            if pm.exists() {
-                let _ = fs::write(pm, "0");
-            }
-        }
-        // 2. Kill the whole group.
-        if let (true, Some(u)) = (self.has_cgroup_kill, &self.unified) {
-            write_file(&u.join("cgroup.kill"), "1")?;
-        } else if let (true, Some(u)) = (self.has_cgroup_freeze, &self.unified) {
-            self.freeze2_kill_thaw(u)?;
-        } else if let Some(f) = &self.freezer {
-            self.freeze_kill_thaw(f)?;
-        } else {
-            self.kill_rounds();
-        }
-        // 3. Wait for it to be empty.
-        self.wait_empty(Duration::from_millis(KILL_WAIT_MS_MAX))?;
-        Ok(members)
-    }
-
-    /// cgroup2 freezer: freeze, wait for `frozen 1` in cgroup.events, SIGKILL every member,
-    /// thaw. Frozen tasks cannot fork, so the listing is complete.
-    fn freeze2_kill_thaw(&self, unified: &Path) -> Result<(), ExecError> {
-        write_file(&unified.join("cgroup.freeze"), "1")?;
-        let events = unified.join("cgroup.events");
-        let until = Instant::now() + Duration::from_millis(FREEZE_WAIT_MS_MAX);
-        let mut pause_us = 50;
-        while read_small(&events)
-            .ok()
-            .and_then(|t| flat_value(&t, b"frozen"))
-            != Some(1)
-            && Instant::now() < until
-        {
-            std::thread::sleep(Duration::from_micros(pause_us));
-            pause_us = (pause_us * 2).min(5_000);
-        }
-        for pid in self.procs() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        write_file(&unified.join("cgroup.freeze"), "0")?;
-        self.kill_rounds();
-        Ok(())
-    }
-
-    fn freeze_kill_thaw(&self, freezer: &Path) -> Result<(), ExecError> {
-        let state = freezer.join("freezer.state");
-        write_file(&state, "FROZEN")?;
-        let until = Instant::now() + Duration::from_millis(FREEZE_WAIT_MS_MAX);
-        let mut pause_us = 50;
-        while read_small(&state)
-            .map(|s| s.trim() != "FROZEN")
-            .unwrap_or(true)
-            && Instant::now() < until
-        {
-            std::thread::sleep(Duration::from_micros(pause_us));
-            pause_us = (pause_us * 2).min(5_000);
-        }
-        // Frozen tasks cannot fork or exit; SIGKILL is delivered when they thaw.
-        for pid in self.procs() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        write_file(&state, "THAWED")?;
-        // Anything that slipped in between (should be nothing: pids.max is 0) is killed in rounds.
-        self.kill_rounds();
-        Ok(())
-    }
-
-    fn kill_rounds(&self) {
-        for _ in 0..KILL_ROUNDS_MAX {
-            let procs = self.procs();
-            if procs.is_empty() {
-                return;
-            }
-            for pid in procs {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    /// Waits until the group has no process, with `cgroup.events` notifications where they
-    /// exist (POLLPRI on a modification) and short sleeps otherwise.
-    pub fn wait_empty(&self, max: Duration) -> Result<(), ExecError> {
-        let until = Instant::now() + max;
-        // Reading cgroup.events through the fd that is polled re-arms its notification; a read
-        // through another fd would leave POLLPRI set and turn the wait into a spin.
-        let mut events = self
-            .unified
-            .as_ref()
-            .and_then(|u| fs::File::open(u.join("cgroup.events")).ok());
-        let mut pause_us = 20;
-        let mut text = String::new();
-        loop {
-            let empty = match events.as_mut() {
-                Some(f) => {
-                    text.clear();
-                    let read = f
-                        .seek(io::SeekFrom::Start(0))
-                        .and_then(|_| f.read_to_string(&mut text));
-                    match read {
-                        Ok(_) => flat_value(&text, b"populated") == Some(0),
-                        Err(_) => self.is_empty(),
-                    }
-                }
-                None => self.is_empty(),
-            };
-            if empty {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= until {
-                return Err(ExecError::KillTimeout {
-                    leaf: self.name.clone(),
-                    remaining: self.procs(),
-                });
-            }
-            let left_ms = (until - now).as_millis().min(50) as i32;
-            if let Some(f) = &events {
-                let mut pfd = libc::pollfd {
-                    fd: f.as_raw_fd(),
-                    events: libc::POLLPRI,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, left_ms.max(1)) };
-            } else {
-                std::thread::sleep(Duration::from_micros(pause_us));
-                pause_us = (pause_us * 2).min(2_000);
-            }
-        }
-    }
-
-    /// OOM kills in the group so far (v1 memory.oom_control or v2 memory.events).
-    pub fn oom_kills(&self) -> Option<u64> {
-        if let Some(m) = &self.memory {
-            let t = read_small(&m.join("memory.oom_control")).ok()?;
-            return procfs::OomControl::parse(t.as_bytes()).ok()?.oom_kill;
-        }
-        if self.mode != CgroupMode::V2 {
-            return None;
-        }
-        let t = read_small(&self.unified.as_ref()?.join("memory.events")).ok()?;
-        procfs::MemoryEvents::parse(t.as_bytes())
-            .ok()
-            .map(|e| e.oom_kill)
-    }
-
-    /// CPU, peak memory, OOM kills and refused forks, from whichever hierarchy has them.
-    pub fn usage(&self) -> CgroupUsage {
-        let mut u = CgroupUsage {
-            cpu_usage_us: self.cpu_usage_us(),
-            ..CgroupUsage::default()
-        };
-        let text = |dir: &Path, file: &str| read_small(&dir.join(file)).ok();
-        if let Some(m) = &self.memory {
-            u.memory_peak_bytes = counter(&m.join("memory.max_usage_in_bytes"));
-            u.oom_kills = text(m, "memory.oom_control")
-                .and_then(|t| procfs::OomControl::parse(t.as_bytes()).ok())
-                .and_then(|o| o.oom_kill);
-        } else if let (CgroupMode::V2, Some(d)) = (self.mode, &self.unified) {
-            u.memory_peak_bytes = counter(&d.join("memory.peak"));
-            u.oom_kills = text(d, "memory.events")
-                .and_then(|t| procfs::MemoryEvents::parse(t.as_bytes()).ok())
-                .map(|e| e.oom_kill);
-        }
-        u.pids_limit_hits = self.pids_limit_hits();
-        u
-    }
-
-    /// Forks refused by the pids limit so far: the `max` counter of pids.events (v1 leaf, or
-    /// the cgroup2 leaf on v2). Read it before [`CgroupLeaf::kill_all`], whose pids.max=0
-    /// refuses forks of its own.
-    pub fn pids_limit_hits(&self) -> Option<u64> {
-        let dir = self.pids.as_deref().or(if self.mode == CgroupMode::V2 {
-            self.unified.as_deref()
-        } else {
-            None
-        })?;
-        let text = read_small(&dir.join("pids.events")).ok()?;
-        procfs::PidsEvents::parse(text.as_bytes())
-            .ok()
-            .map(|e| e.max)
-    }
-
-    /// CPU usage so far (for the CPU-time budget): cpuacct.usage on v1, else cpu.stat's
-    /// usage_usec, which every cgroup2 group has with or without the cpu controller.
-    pub fn cpu_usage_us(&self) -> Option<u64> {
-        if let Some(c) = &self.cpuacct {
-            return counter(&c.join("cpuacct.usage")).map(|ns| ns / 1_000);
-        }
-        let d = self.unified.as_ref()?;
-        let t = read_small(&d.join("cpu.stat")).ok()?;
-        procfs::CpuStat::parse(t.as_bytes()).ok()?.usage_usec
-    }
-
     /// Removes every directory of the leaf. The group must be empty.
     pub fn remove(mut self) -> Result<(), ExecError> {
         self.remove_dirs()
@@ -611,70 +364,6 @@ fn open_dir_path(dir: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// What the start-up sweep did.
-#[derive(Debug, Default, Clone)]
-pub struct SweepReport {
-    /// Leaf names of dead instances that were killed and removed.
-    pub removed: Vec<String>,
-    /// Leaves that could not be removed, with the reason.
-    pub failed: Vec<String>,
-}
-
-/// Kills and removes every leaf under vigil's parent groups whose owner instance is dead.
-/// Leaves of live instances (this one included) are left alone.
-pub fn sweep_stale(host: &Host) -> SweepReport {
-    let mut names: Vec<String> = Vec::new();
-    let parents: Vec<&Path> = host
-        .unified_parent
-        .iter()
-        .map(|p| p.as_path())
-        .chain(host.v1.present().map(|(_, p)| p))
-        .collect();
-    for parent in &parents {
-        let Ok(entries) = fs::read_dir(parent) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if let Some(n) = e.file_name().to_str() {
-                    if !names.iter().any(|x| x == n) {
-                        names.push(n.to_string());
-                    }
-                }
-            }
-        }
-    }
-    let mut report = SweepReport::default();
-    for name in names {
-        let Some((_, owner)) = name.rsplit_once('.') else {
-            continue;
-        };
-        if instance_alive(owner) {
-            continue;
-        }
-        let at = |p: Option<&PathBuf>| p.map(|p| p.join(&name)).filter(|d| d.is_dir());
-        let leaf = CgroupLeaf {
-            name: name.clone(),
-            mode: host.mode,
-            unified: at(host.unified_parent.as_ref()),
-            unified_dir_fd: None,
-            memory: at(host.v1.memory.as_ref()),
-            pids: at(host.v1.pids.as_ref()),
-            cpuacct: at(host.v1.cpuacct.as_ref()),
-            freezer: at(host.v1.freezer.as_ref()),
-            has_cgroup_kill: host.cgroup_kill,
-            has_cgroup_freeze: host.cgroup_freeze,
-            removed: false,
-        };
-        let outcome = leaf.kill_all().and_then(|_| leaf.remove());
-        match outcome {
-            Ok(()) => report.removed.push(name),
-            Err(e) => report.failed.push(format!("{name}: {e}")),
-        }
-    }
-    report
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,13 +373,6 @@ mod tests {
         assert_eq!(flat_value("populated 1\nfrozen 0\n", b"populated"), Some(1));
         assert_eq!(flat_value("populated_x 1\n", b"populated"), None);
         assert_eq!(flat_value("populated x\n", b"populated"), None);
-    }
-
-    #[test]
-    fn own_instance_is_alive_and_garbage_markers_are_dead() {
-        assert!(instance_alive(instance_marker()));
-        assert!(!instance_alive("nonsense"));
-        assert!(!instance_alive("1-0"));
     }
 
     #[test]
