@@ -672,3 +672,20 @@ fn progress_says_how_much_output_a_running_job_has_written() {
     assert!(status.success());
     assert_only_protocol(&stdout);
 }
+
+#[test]
+fn past_the_job_bound_and_queue_a_call_is_answered_busy() {
+    let mut mcp = Mcp::start("mcp-busy", &["--max-jobs", "1", "--queue", "0"]);
+    let job_id = start_long_job(&mut mcp, 1);
+    let busy = mcp.request(&shell_call(2, "true", ""));
+    assert_eq!(busy["error"]["code"], -31001, "{busy}");
+    assert!(busy["error"]["message"].as_str().unwrap().contains("busy"));
+    // Quick methods are still answered while the bound is taken.
+    let ping = mcp.request(r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#);
+    assert_eq!(ping["result"], json!({}));
+    let data = mcp.data_dir();
+    let (status, stdout, _dir) = mcp.finish();
+    assert!(status.success());
+    assert_only_protocol(&stdout);
+    assert_eq!(job(&data, job_id)["status"], "interrupted");
+}

@@ -464,6 +464,10 @@ fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<u64>) {
                         format!("job {id} running for {elapsed:.1} s, {bytes} bytes of output")
                     }
                     (Some(id), None) => format!("job {id} running for {elapsed:.1} s"),
+                    // The server names the job only when it has ended.
+                    (None, _) if matches!(shared.backend, Backend::Remote(_)) => {
+                        format!("sent to the server {elapsed:.1} s ago")
+                    }
                     (None, _) => format!("waiting for a job slot for {elapsed:.1} s"),
                 }
             }

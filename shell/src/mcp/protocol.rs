@@ -376,6 +376,62 @@ mod tests {
     }
 
     #[test]
+    fn no_line_panics() {
+        let pieces: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"jsonrpc\":\"2.0\"",
+            "\"id\":1",
+            "\"id\":\"x\"",
+            "\"id\":null",
+            "\"method\":\"tools/call\"",
+            "\"method\":\"initialize\"",
+            "\"method\":\"server/discover\"",
+            "\"params\":{}",
+            "\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":7}}",
+            "\"params\":{\"protocolVersion\":[]}",
+            ",",
+            ":",
+            "null",
+            "\u{0}",
+            "\"\\ud800\"",
+            "1e999",
+        ];
+        // Every sequence of up to three pieces, and each of those wrapped in braces.
+        let mut lines = Vec::new();
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    lines.push(format!("{a}{b}{c}"));
+                    lines.push(format!("{{{a},{b},{c}}}"));
+                }
+            }
+        }
+        let (mut requests, mut rejected) = (0, 0);
+        for line in &lines {
+            match parse(line.as_bytes()) {
+                Message::Request(r) => {
+                    requests += 1;
+                    if let Some(Ok(result)) = answer_static(&r) {
+                        let answer: Value = serde_json::from_str(&result_line(&r, result)).unwrap();
+                        assert_eq!(answer["id"], r.id);
+                    }
+                }
+                Message::Reject(text) => {
+                    rejected += 1;
+                    let answer: Value = serde_json::from_str(&text).unwrap();
+                    assert!(answer["error"]["code"].is_i64(), "{line}: {text}");
+                }
+                Message::Notification { .. } | Message::Ignore => {}
+            }
+        }
+        // The sweep reaches both the handlers and the refusals.
+        assert!(requests > 0 && rejected > 0, "{requests} {rejected}");
+    }
+
+    #[test]
     fn progress_tokens_are_taken_from_meta() {
         let r = request(
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"shell","arguments":{"cmd":"true"},"_meta":{"progressToken":"p1"}}}"#,

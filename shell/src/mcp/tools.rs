@@ -285,7 +285,10 @@ pub fn parse_call(name: &str, arguments: Option<&Value>) -> Result<ToolCall, Str
             status: string(&mut args, "status"),
         },
         "job_get" => ToolCall::JobGet {
-            job_id: args["job_id"].as_u64().unwrap_or_default(),
+            job_id: args
+                .get("job_id")
+                .and_then(Value::as_u64)
+                .ok_or("arguments.job_id is required")?,
         },
         _ => return Err(format!("no tool {name:?}")),
     })
@@ -370,6 +373,54 @@ mod tests {
             let err = parse_call(tool, Some(&args)).unwrap_err();
             assert!(err.contains(want), "{tool} {args}: {err:?} lacks {want:?}");
         }
+    }
+
+    #[test]
+    fn no_arguments_of_any_shape_panic() {
+        let values = [
+            Value::Null,
+            json!(true),
+            json!(-1),
+            json!(1.5),
+            json!(u64::MAX),
+            json!("x"),
+            json!([]),
+            json!([null, {"a": []}]),
+            json!({}),
+            json!({"cmd": null}),
+            json!({"cmd": {}, "argv": "ls"}),
+            json!({"env": [], "stdin": 3, "timeout_ms": "1"}),
+            json!({"argv": [[]], "path": ["a"], "content": 1, "append": "yes"}),
+            json!({"job_id": u64::MAX, "session": 1, "status": null}),
+        ];
+        let names = [
+            "shell",
+            "exec",
+            "file_read",
+            "file_write",
+            "telemetry",
+            "jobs_list",
+            "job_get",
+            "",
+            "shell\u{0}",
+        ];
+        let mut accepted = 0;
+        for name in names {
+            for v in &values {
+                let mut fields = Map::new();
+                fields.insert("cmd".into(), v.clone());
+                fields.insert("job_id".into(), v.clone());
+                fields.insert("argv".into(), v.clone());
+                for args in [v.clone(), Value::Object(fields)] {
+                    match parse_call(name, Some(&args)) {
+                        Ok(_) => accepted += 1,
+                        Err(message) => assert!(!message.is_empty()),
+                    }
+                }
+            }
+        }
+        // Only the argument-less tools take these: telemetry and jobs_list with {} or null.
+        assert_eq!(accepted, 4);
     }
 
     #[test]
