@@ -360,6 +360,12 @@ fn start_call(shared: &Arc<Shared>, request: Request) {
     let key = request.id.to_string();
     {
         let mut calls = shared.lock_calls();
+        if shared.closing.load(Ordering::Acquire) {
+            return reject(
+                code::SHUTTING_DOWN,
+                "vigil mcp is stopping and takes no new calls".into(),
+            );
+        }
         if calls.contains_key(&key) {
             return reject(
                 code::INVALID_REQUEST,

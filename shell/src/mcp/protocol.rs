@@ -43,6 +43,8 @@ pub mod code {
     pub const BUSY: i64 = out_of_band(rpc::BUSY);
     /// No such job.
     pub const NOT_FOUND: i64 = out_of_band(rpc::NOT_FOUND);
+    /// The server is stopping.
+    pub const SHUTTING_DOWN: i64 = out_of_band(rpc::SHUTTING_DOWN);
     /// A request line over the size cap.
     pub const REQUEST_TOO_LARGE: i64 = out_of_band(rpc::REQUEST_TOO_LARGE);
     /// The runtime failed (not the job: a job's failure is a tool result).
