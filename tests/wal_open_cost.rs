@@ -5,7 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use vigil::runtime::{IndexLoader, JobIndex};
@@ -171,6 +171,11 @@ fn a_log_of_a_million_records_opens_and_lists_jobs_without_reading_its_unwritten
 
     // Opening for appends reads only a bounded window ahead of the end, and builds the index
     // in the same pass.
+    let next = segment_path(&dir, seq + 1);
+    let next_inode = std::fs::metadata(&next).unwrap().ino();
+    let next_len = std::fs::metadata(&next).unwrap().len() as usize;
+    drop_cached(&next, 0);
+    assert_eq!(resident_pages(&next, 0..next_len), 0);
     let mut loader = IndexLoader::new(1);
     let wal = Wal::open_visiting(&dir, options(64 << 20, RecoveryMode::Tail), &mut |frame| {
         loader.visit(&frame)
@@ -197,9 +202,10 @@ fn a_log_of_a_million_records_opens_and_lists_jobs_without_reading_its_unwritten
     assert!(summary.zero_from <= end, "{summary:?}");
     assert_eq!(wal.recovery().truncated_bytes, 0);
     drop(wal);
-    // The pre-created next segment was kept, not recreated: its unwritten bytes stay so.
-    let next = segment_path(&dir, seq + 1);
-    assert!(next.exists());
+    // The healthy pre-created next segment was kept as it was, not removed and recreated.
+    assert_eq!(std::fs::metadata(&next).unwrap().ino(), next_inode);
+    // Of the pre-created segment, the open read its header page at most.
+    assert_eq!(resident_pages(&next, PAGE..next_len), 0);
 }
 
 /// A closed log of `records` durable records in 1 MiB segments (and what closing adds);

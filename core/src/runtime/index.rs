@@ -61,6 +61,8 @@ pub struct JobIndex {
     /// The history before `history_from_lsn` was carried forward by an index checkpoint
     /// (jobs still running, open sessions, counters); finished jobs before it are gone.
     pub from_checkpoint: bool,
+    /// The owner (see `super::owner`) of each job still running that named one.
+    pub owners: BTreeMap<u64, String>,
 }
 
 /// What an index checkpoint carries forward (the payload of an `INDEX_CHECKPOINT` frame, as
@@ -75,6 +77,9 @@ struct IndexCheckpoint {
     sessions: Vec<SessionSummary>,
     /// Open sessions left out because the budget was reached.
     sessions_dropped: u64,
+    /// Owners of the running jobs (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    owners: BTreeMap<u64, String>,
 }
 
 impl JobIndex {
@@ -152,7 +157,32 @@ impl JobIndex {
         }
     }
 
+    /// Applies one frame as read from the log: a record, a job's owner, or nothing (other
+    /// ignorable frames). A record that passes its checksum but does not decode is an error.
+    pub fn apply_frame(&mut self, frame: &Frame<'_>) -> Result<(), WalError> {
+        if frame.kind == record_kind::JOB_OWNER {
+            if let Ok(owner) = serde_json::from_slice::<super::owner::JobOwner>(frame.payload) {
+                self.set_owner(owner.job_id, owner.owner);
+            }
+            return Ok(());
+        }
+        match Record::decode(frame.kind, frame.payload) {
+            Ok(Decoded::Record(r)) => self.apply(frame.lsn, &r),
+            Ok(Decoded::Ignored { .. }) => {}
+            Err(error) => return Err(undecodable_record(frame, error)),
+        }
+        Ok(())
+    }
+
+    /// Records who runs `job_id` while it runs.
+    pub fn set_owner(&mut self, job_id: u64, owner: String) {
+        if self.jobs.get(&job_id).is_some_and(|j| j.end_lsn.is_none()) {
+            self.owners.insert(job_id, owner);
+        }
+    }
+
     fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
+        self.owners.remove(&job_id);
         if let Some(j) = self.jobs.get_mut(&job_id) {
             j.status = status.as_str().into();
             j.finished_unix_ms = Some(unix_ms);
@@ -206,6 +236,9 @@ impl JobIndex {
         for session in checkpoint.sessions {
             self.sessions.insert(session.session.clone(), session);
         }
+        for (job_id, owner) in checkpoint.owners {
+            self.set_owner(job_id, owner);
+        }
     }
 
     /// The payload of an index checkpoint of at most `budget` bytes: what a reader starting
@@ -229,6 +262,7 @@ impl JobIndex {
                 .cloned()
                 .collect(),
             sessions_dropped: 0,
+            owners: self.owners.clone(),
         };
         loop {
             let payload = serde_json::to_vec(&checkpoint).ok()?;
@@ -294,10 +328,8 @@ impl IndexLoader {
                 return;
             }
         }
-        match Record::decode(frame.kind, frame.payload) {
-            Ok(Decoded::Record(r)) => self.index.apply(frame.lsn, &r),
-            Ok(Decoded::Ignored { .. }) => {}
-            Err(error) => self.undecodable = Some(undecodable_record(frame, error)),
+        if let Err(error) = self.index.apply_frame(frame) {
+            self.undecodable = Some(error);
         }
     }
 

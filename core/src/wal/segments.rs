@@ -304,7 +304,7 @@ fn random_log_id() -> u128 {
 
 /// Zeroes everything after `offset` that is not zero already, given that every byte from
 /// `zero_from` on is zero (the scan proved it); returns the bytes zeroed.
-fn zero_after(file: &dyn SegmentFile, offset: usize, zero_from: usize) -> usize {
+pub(super) fn zero_after(file: &dyn SegmentFile, offset: usize, zero_from: usize) -> usize {
     let end = zero_from.min(file.len());
     if offset >= end {
         return 0; // Nothing but the proven zero tail: not a byte to read.

@@ -21,8 +21,7 @@ use super::sync::SyncEngine;
 
 /// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
 pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
-/// Name of the lock file the single writer holds with `flock`.
-pub const LOCK_FILE_NAME: &str = "LOCK";
+pub use super::share::LOCK_FILE_NAME;
 /// Mode of the log directory: logged arguments and output are the owner's alone.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Mode of segments, the lock and the identity file.
@@ -189,41 +188,26 @@ pub struct FsStore {
     /// Write zeros over new segments after fallocate. Off by default: on ext4 it made
     /// fdatasync after stores through the mapping slower, not faster (see the WAL bench).
     zero_fill: bool,
-    /// Held for the life of a writer: `flock(LOCK_EX)` on `LOCK`.
-    _lock: Option<File>,
+    /// Held for the life of an exclusive store (`repair`): the append lock.
+    _lock: Option<(super::share::AppendLock, super::share::AppendLock)>,
 }
 
 impl FsStore {
-    /// Opens `dir` for the single writer: creates it if needed, takes the lock (failing at once
-    /// if another process holds it) and removes half-created segments.
+    /// Opens `dir` for a writer, one of any number in any processes: creates it if needed and
+    /// removes half-created files whose creator is gone. Call it under the append lock
+    /// ([`super::share::AppendLock`]): a creator that is still alive holds no lock while it
+    /// allocates, so its files are told apart by the pid in their name.
     pub fn open_writer(dir: &Path, zero_fill: bool) -> io::Result<FsStore> {
         create_private_dir(dir).map_err(|e| context(e, "create WAL directory", dir))?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&lock_path)
-            .map_err(|e| context(e, "open lock file", &lock_path))?;
-        // Files made by earlier versions, or under a loose umask, are made private too.
-        make_private(&lock_path, PRIVATE_FILE_MODE)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = io::Error::last_os_error();
-            let message = format!(
-                "WAL {} is locked by another writer ({error})",
-                dir.display()
-            );
-            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
-        }
         for entry in fs::read_dir(dir).map_err(|e| context(e, "list WAL directory", dir))? {
             let entry = entry?;
             let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".tmp") {
-                fs::remove_file(entry.path())
-                    .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".tmp") {
+                if !temporary_creator_alive(stem) {
+                    fs::remove_file(entry.path())
+                        .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
+                }
             } else if entry.file_type()?.is_file() {
                 make_private(&entry.path(), PRIVATE_FILE_MODE)?;
             }
@@ -232,8 +216,26 @@ impl FsStore {
         Ok(FsStore {
             dir: dir.to_path_buf(),
             zero_fill,
-            _lock: Some(lock),
+            _lock: None,
         })
+    }
+
+    /// Opens `dir` for a tool that needs the log to itself (`repair`): takes the append lock
+    /// for the life of the store, failing at once if a writer is appending.
+    pub fn open_exclusive(dir: &Path) -> io::Result<FsStore> {
+        create_private_dir(dir).map_err(|e| context(e, "create WAL directory", dir))?;
+        let writers = super::share::AppendLock::open_named(dir, super::share::WRITERS_FILE_NAME)?;
+        let lock = super::share::AppendLock::open(dir)?;
+        if !writers.try_lock()? || !lock.try_lock()? {
+            let message = format!(
+                "WAL {} is open in another writer: stop the processes that share it first",
+                dir.display()
+            );
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
+        }
+        let mut store = FsStore::open_writer(dir, false)?;
+        store._lock = Some((writers, lock));
+        Ok(store)
     }
 
     /// Opens `dir` for reading only: no lock, no changes. Readers may run beside a writer.
@@ -278,7 +280,12 @@ impl SegmentStore for FsStore {
 
     fn create(&self, seq: u64, bytes: u64) -> io::Result<Arc<dyn SegmentFile>> {
         let path = self.path(seq);
-        let tmp = self.dir.join(format!("{}.tmp", segment_file_name(seq)));
+        // Named after this process, so a writer opening meanwhile knows it is not stale.
+        let tmp = self.dir.join(format!(
+            "{}.{}.tmp",
+            segment_file_name(seq),
+            std::process::id()
+        ));
         let result = create_allocated(&tmp, bytes, self.zero_fill);
         if let Err(error) = result {
             let _ = fs::remove_file(&tmp);
@@ -288,7 +295,15 @@ impl SegmentStore for FsStore {
                 &path,
             ));
         }
-        fs::rename(&tmp, &path).map_err(|e| context(e, "rename new segment", &path))?;
+        // Never over a segment another process created (and may already be writing): link
+        // fails where the name exists, and then that segment is the one.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(context(error, "link new segment", &path)),
+        }
         sync_dir(&self.dir)?;
         let file = self.open(seq, true)?;
         // Segments are created ahead of need (on the background thread): their first pages
@@ -364,6 +379,8 @@ impl SegmentStore for FsStore {
         let path = self.dir.join(IDENTITY_FILE_NAME);
         let tmp = self.dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
         let write = || -> io::Result<()> {
+            // Left by a writer killed mid-write (every write is under the append lock).
+            let _ = fs::remove_file(&tmp);
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -620,6 +637,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     handle
         .sync_all()
         .map_err(|e| context(e, "fsync directory", dir))
+}
+
+/// Whether the process that names a temporary file (`<name>.<pid>`) is still alive; files
+/// of the earlier naming, without a pid, were left by a writer that held the log alone.
+fn temporary_creator_alive(stem: &str) -> bool {
+    stem.rsplit_once('.')
+        .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        .is_some_and(super::share::process_exists)
 }
 
 /// Adds what was being done and to which path, keeping the error kind, and the error itself
