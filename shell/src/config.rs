@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::model;
 use vigil_core::runtime::RuntimeOptions;
+use vigil_core::view::limits::limits_json;
 use vigil_core::wal::log::WalOptions;
 
 use crate::units::{parse_duration, parse_size};
@@ -110,19 +112,21 @@ impl LimitArgs {
         }
     }
 
-    /// The socket protocol's `limits` object, with the limits asked for (and no others).
+    /// The socket protocol's `limits` object (the limits view): `null` where no limit was
+    /// asked for, which the receiver reads as its default.
     pub fn to_json(&self) -> Map<String, Value> {
-        let ms = |d: Option<Duration>| d.map(|d| json!(d.as_millis() as u64));
-        [
-            ("timeout_ms", ms(self.timeout)),
-            ("cpu_time_ms", ms(self.cpu_time)),
-            ("memory_bytes", self.memory.map(|n| json!(n))),
-            ("pids", self.pids.map(|n| json!(n))),
-            ("max_output_bytes", self.max_output.map(|n| json!(n))),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v?)))
-        .collect()
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        let limits = model::Limits {
+            timeout_ms: ms(self.timeout),
+            cpu_time_ms: ms(self.cpu_time),
+            memory_bytes: self.memory,
+            pids: self.pids,
+            max_output_bytes: self.max_output,
+        };
+        match limits_json(&limits) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Map, Value};
 use vigil_core::json::sample_json;
+use vigil_core::model::JobState;
 use vigil_core::protocol::parse_limits;
 use vigil_core::runtime::{JobOutcome, JobRequest, Runtime, RuntimeError};
 
@@ -561,7 +562,14 @@ fn call_tool(shared: &Arc<Shared>, key: &str, call: ToolCall) -> Result<ToolResu
         ToolCall::JobsList { session, status } => {
             let jobs = match &shared.backend {
                 Backend::Local(rt) => {
-                    serde_json::to_value(rt.jobs(session.as_deref(), status.as_deref()))
+                    let status = match status.as_deref().map(JobState::parse) {
+                        None => None,
+                        Some(Ok(state)) => Some(state),
+                        Some(Err(e)) => {
+                            return Err(Failure::new(code::INVALID_PARAMS, e.to_string()))
+                        }
+                    };
+                    serde_json::to_value(rt.jobs(session.as_deref(), status))
                         .map_err(|e| Failure::new(code::INTERNAL_ERROR, e.to_string()))?
                 }
                 Backend::Remote(socket) => {
