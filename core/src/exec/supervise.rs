@@ -212,6 +212,12 @@ impl<'a> Supervision<'a> {
         let wait = self.next_wait(now, cpu_used_us);
         let wake = [self.pidfd.as_ref(), self.cancel.map(|c| c.fd.as_ref())];
         self.pipes.pump(&wake, wait);
+        if let Some(c) = self.cancel {
+            c.output_bytes.store(
+                self.pipes.output_bytes(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         // The last look at the job's processes before the root may be reaped.
         self.sample_if_due(Instant::now());
         self.root = try_reap(self.pid, false);

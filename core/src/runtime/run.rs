@@ -62,6 +62,16 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        self.run_observed(req, &mut |_| {})
+    }
+
+    /// [`Runtime::run`], telling `on_start` the job's id as soon as the job can be cancelled
+    /// (before it waits for a slot); not called for a dry run or a job refused up front.
+    pub fn run_observed(
+        &self,
+        req: &JobRequest,
+        on_start: &mut dyn FnMut(u64),
+    ) -> Result<JobOutcome, RuntimeError> {
         // Unique across every process sharing the log: drawn under the append lock once the
         // index holds what the others appended.
         let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
@@ -83,6 +93,7 @@ impl Runtime {
             return self.record_rejected(&job, reason, telemetry_before.as_ref());
         }
         let _running = self.register_running(job_id, &cancel);
+        on_start(job_id);
         let _slot = match self.admit(&job, &cancel) {
             Ok(slot) => slot,
             Err(reason) => return self.record_rejected(&job, reason, telemetry_before.as_ref()),
