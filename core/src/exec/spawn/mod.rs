@@ -338,15 +338,7 @@ fn clone_child(
                 Err(e) => return Err(spawn_err("clone3", std::io::Error::from_raw_os_error(e))),
             }
         } else {
-            // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
-            let rc = unsafe { libc::fork() };
-            if rc == 0 {
-                unsafe { child_exec(cmd, &fds) }
-            }
-            if rc < 0 {
-                return Err(spawn_err("fork", std::io::Error::last_os_error()));
-            }
-            rc
+            fork_child(cmd, &fds).map_err(|e| spawn_err("fork", e))?
         };
         // Registered after the clone: holding a lock across fork would serialise every spawn.
         LIVE_ROOTS
@@ -362,6 +354,19 @@ fn clone_child(
             placed_by_clone: attempt_into,
         });
     }
+}
+
+/// A plain fork; the child runs `child_exec`.
+fn fork_child(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> std::io::Result<libc::pid_t> {
+    // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
+    let rc = unsafe { libc::fork() };
+    if rc == 0 {
+        unsafe { child_exec(cmd, fds) }
+    }
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc)
 }
 
 /// The errors of clone3 with CLONE_INTO_CGROUP that mean "not here", not "failed".
