@@ -274,6 +274,7 @@ fn every_method_answers_over_the_socket() {
         [
             "session_created",
             "job_started",
+            "job_owner",
             "job_enforcement",
             "job_finished"
         ]
@@ -860,8 +861,8 @@ fn metrics_parse_as_prometheus_exposition_and_move_with_work() {
     assert_eq!(jobs_total(&after, "failed"), 1.0);
     assert_eq!(
         appends(&after) - appends(&before),
-        6.0,
-        "three records per job: its start, who held its limits, its end"
+        8.0,
+        "four records per job: its start, its owner, who held its limits, its end"
     );
     assert!(
         after["vigil_wal_sync_duration_seconds_count"]["{}"]
@@ -966,8 +967,8 @@ fn events_read_stops_at_its_byte_budget_and_the_cursor_goes_on() {
         cursor = r["next_cursor"].clone();
     }
     assert_eq!(
-        total, 42,
-        "every record (a start, who held the limits, an end per job), across batches"
+        total, 56,
+        "every record (a start, its owner, who held the limits, an end per job), across batches"
     );
     assert!(batches >= 2, "the budget split the read ({batches} batch)");
 }

@@ -186,6 +186,12 @@ pub fn frame_json<'a>(frame: &Frame<'a>) -> (&'static str, Value) {
             "job_enforcement",
             serde_json::from_slice(frame.payload).unwrap_or(Value::Null),
         ),
+        Ok(Decoded::Ignored {
+            kind: record_kind::JOB_OWNER,
+        }) => (
+            "job_owner",
+            serde_json::from_slice(frame.payload).unwrap_or(Value::Null),
+        ),
         Ok(Decoded::Ignored { .. }) => ("ignored", json!({"bytes": frame.payload.len()})),
         Err(error) => (
             "undecodable",

@@ -192,6 +192,7 @@ fn log_sync_method() -> (&'static str, String) {
     match SyncEngine::new(SyncMethod::Auto) {
         Ok(engine) => {
             let why = match engine.fallback_reason() {
+                None if engine.method_name() == "fdatasync" => SyncEngine::auto_reason().to_string(),
                 None => "io_uring_setup succeeded: fdatasync is submitted as IORING_OP_FSYNC with IORING_FSYNC_DATASYNC".to_string(),
                 Some(e) => format!("io_uring is unavailable here (io_uring_setup: {e}); plain fdatasync(2)"),
             };

@@ -103,7 +103,8 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
                 Ok(ex) => ex.enforcement(&Limits::default()),
                 Err(e) => return fail(e),
             };
-            let result = JobResult::refused("", JobStatus::Rejected, error, enforcement);
+            let result =
+                JobResult::without_process("", JobStatus::Rejected, Some(error), enforcement);
             let mut obj = result.to_json(&args.capability, None);
             obj["job_id"] = serde_json::Value::Null;
             println!("{obj}");

@@ -255,17 +255,10 @@ fn plan_process(spec: &ProcessSpec) -> String {
 }
 
 fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
-    let status = match e {
-        ExecError::InvalidRequest(_)
-        | ExecError::PathRejected { .. }
-        | ExecError::InvalidJobId(_)
-        | ExecError::Unenforceable(_) => JobStatus::Rejected,
-        _ => JobStatus::Failed,
-    };
-    JobResult::refused(
+    JobResult::without_process(
         ctx.job_id,
-        status,
-        e.to_string(),
+        e.job_status(),
+        Some(e.to_string()),
         ctx.executor.enforcement(ctx.limits),
     )
 }
@@ -312,14 +305,12 @@ fn file_result(
     truncated: bool,
     total: u64,
 ) -> JobResult {
-    let mut r = JobResult::refused(
+    let mut r = JobResult::without_process(
         ctx.job_id,
         JobStatus::Completed,
-        String::new(),
+        None,
         ctx.executor.enforcement(ctx.limits),
     );
-    r.error = None;
-    r.exit_code = None;
     r.stdout = CapturedOutput {
         bytes: stdout,
         truncated,

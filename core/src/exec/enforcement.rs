@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::host::CgroupMode;
+use super::host::{CgroupMode, Host};
 use super::job::Executor;
 use super::spawn::JOB_MARKER_ENV;
 use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
@@ -154,6 +154,36 @@ pub fn duration_text(d: Duration) -> String {
 impl Executor {
     /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
     pub fn enforcement(&self, limits: &Limits) -> Enforcement {
+        HostFacts::read(&self.host).enforcement(limits)
+    }
+}
+
+/// What decides who holds each limit: the host's cgroup layout and, for memory, two facts about
+/// swap. [`HostFacts::enforcement`] is a pure function of these and the requested limits.
+#[derive(Debug, Clone, Copy)]
+pub struct HostFacts<'a> {
+    /// What the host offers and what is in use.
+    pub host: &'a Host,
+    /// The v1 memory hierarchy accounts swap (`memory.memsw.limit_in_bytes` exists).
+    pub memsw: bool,
+    /// The machine has a swap area (read only where it matters: v1 memory without memsw).
+    pub swap: bool,
+}
+
+impl<'a> HostFacts<'a> {
+    /// The facts of this machine for `host`.
+    pub fn read(host: &'a Host) -> HostFacts<'a> {
+        let memsw = host
+            .v1
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists());
+        let swap = host.v1.memory.is_some() && !memsw && host_has_swap();
+        HostFacts { host, memsw, swap }
+    }
+
+    /// How `limits` would be held with these facts.
+    pub fn enforcement(&self, limits: &Limits) -> Enforcement {
         let h = &self.host;
         let kill_complete = h.has_cgroups();
         let mut limits_out = vec![
@@ -259,14 +289,14 @@ impl Executor {
 
     fn memory_enforcement(&self, bytes: Option<u64>) -> LimitEnforcement {
         let h = &self.host;
-        let (strength, mechanism, reason) = if let Some(m) = &h.v1.memory {
-            if m.join("memory.memsw.limit_in_bytes").exists() {
+        let (strength, mechanism, reason) = if h.v1.memory.is_some() {
+            if self.memsw {
                 (
                     Strength::Kernel,
                     "memory.limit_in_bytes + memory.memsw.limit_in_bytes (no swap)".to_string(),
                     None,
                 )
-            } else if host_has_swap() {
+            } else if self.swap {
                 (
                     Strength::Kernel,
                     "memory.limit_in_bytes".to_string(),
@@ -364,65 +394,4 @@ impl Executor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strength_labels_match_their_serialized_names() {
-        for s in [
-            Strength::NotRequested,
-            Strength::Kernel,
-            Strength::KernelPerProcess,
-            Strength::Supervisor,
-            Strength::NotEnforced,
-        ] {
-            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
-        }
-    }
-
-    #[test]
-    fn requested_values_read_the_way_people_write_them() {
-        assert_eq!(size_text(64 << 20), "64M");
-        assert_eq!(size_text(1 << 30), "1G");
-        assert_eq!(size_text(512 << 10), "512K");
-        assert_eq!(size_text(1000), "1000");
-        assert_eq!(size_text(0), "0");
-        assert_eq!(duration_text(Duration::from_secs(2)), "2s");
-        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(duration_text(Duration::from_millis(0)), "0ms");
-    }
-
-    #[test]
-    fn only_requested_limits_not_held_are_reported_and_refused() {
-        let limit = |name, requested: Option<&str>, strength, held| LimitEnforcement {
-            limit: name,
-            requested: requested.map(str::to_string),
-            strength,
-            held,
-            mechanism: "m".into(),
-            not_held_reason: (!held).then(|| "why".to_string()),
-        };
-        let mut e = Enforcement {
-            mode: "none",
-            placement: None,
-            kill: String::new(),
-            kill_complete: false,
-            accounting: String::new(),
-            limits: vec![
-                limit("wall", None, Strength::NotRequested, true),
-                limit("memory", Some("64M"), Strength::KernelPerProcess, false),
-                limit("output", Some("1M"), Strength::Supervisor, true),
-            ],
-        };
-        assert_eq!(
-            e.not_held_messages(),
-            vec!["memory limit 64M not held: why".to_string()]
-        );
-        assert!(e
-            .refusal()
-            .is_some_and(|r| r.contains("memory limit 64M not held: why")));
-        e.limits.remove(1);
-        assert!(e.not_held_messages().is_empty());
-        assert_eq!(e.refusal(), None);
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@ use super::cgroup::{self, CgroupLeaf, SweepReport};
 use super::host::{CgroupMode, Host, HostConfig};
 use super::reaper::boot_ticks_now;
 use super::spawn::{self, PreparedCommand, ProcessSpec};
+use super::supervise::StartedJob;
 use super::{ExecError, Limits};
 
 pub use super::cancel::CancelToken;
@@ -85,6 +86,7 @@ impl Executor {
     pub fn sweep_stale(&self) -> SweepReport {
         cgroup::sweep_stale(&self.host)
     }
+
     /// Runs one process job to its end. Never panics; every failure is in the result.
     pub fn run_process(&self, job_id: &str, spec: &ProcessSpec, limits: &Limits) -> JobResult {
         self.run_process_cancellable(job_id, spec, limits, None)
@@ -99,21 +101,10 @@ impl Executor {
         cancel: Option<&CancelToken>,
     ) -> JobResult {
         let started = Instant::now();
-        let mut result = JobResult::refused(
-            job_id,
-            JobStatus::Failed,
-            String::new(),
-            self.enforcement(limits),
-        );
-        result.error = None;
+        let mut result =
+            JobResult::without_process(job_id, JobStatus::Failed, None, self.enforcement(limits));
         if let Err(e) = self.run_inner(job_id, spec, limits, started, cancel, &mut result) {
-            result.status = match e {
-                ExecError::InvalidJobId(_)
-                | ExecError::InvalidRequest(_)
-                | ExecError::PathRejected { .. }
-                | ExecError::Unenforceable(_) => JobStatus::Rejected,
-                _ => JobStatus::Failed,
-            };
+            result.status = e.job_status();
             result.error = Some(e.to_string());
         }
         result.wall_ms = started.elapsed().as_millis() as u64;
@@ -165,32 +156,17 @@ impl Executor {
             &self.host,
         )?;
         result.enforcement.placement = Some(child.placement.as_str());
-        self.supervise(
+        let job = StartedJob {
             job_id,
             since_ticks,
             child,
-            spec.stdin.as_deref().unwrap_or(&[]),
+            stdin: spec.stdin.as_deref().unwrap_or(&[]),
             leaf,
             limits,
             started,
             cancel,
-            result,
-        )
+        };
+        self.supervise(job, result);
+        Ok(())
     }
-}
-
-/// A fresh job id: milliseconds since the epoch, this process's pid and a counter, in hex
-/// (sortable by start time, unique within a machine).
-pub fn new_job_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    format!(
-        "{ms:011x}-{:x}-{:x}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }

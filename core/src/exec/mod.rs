@@ -253,3 +253,17 @@ impl std::error::Error for ExecError {
         }
     }
 }
+
+impl ExecError {
+    /// The status of a job this error ended: `rejected` when the request itself cannot be run
+    /// as asked (nothing ran), `failed` otherwise.
+    pub fn job_status(&self) -> JobStatus {
+        match self {
+            ExecError::InvalidJobId(_)
+            | ExecError::InvalidRequest(_)
+            | ExecError::PathRejected { .. }
+            | ExecError::Unenforceable(_) => JobStatus::Rejected,
+            _ => JobStatus::Failed,
+        }
+    }
+}

@@ -45,11 +45,12 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// A result for a job that never ran.
-    pub fn refused(
+    /// A result with no process in it: a job rejected before anything ran, a file job, or a
+    /// process job before its process starts.
+    pub fn without_process(
         job_id: &str,
         status: JobStatus,
-        error: String,
+        error: Option<String>,
         enforcement: Enforcement,
     ) -> JobResult {
         JobResult {
@@ -68,7 +69,7 @@ impl JobResult {
             stragglers_killed: 0,
             stdout: CapturedOutput::default(),
             stderr: CapturedOutput::default(),
-            error: Some(error),
+            error,
             enforcement,
         }
     }

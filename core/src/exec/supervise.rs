@@ -11,6 +11,7 @@
 //!
 //! Each limit is labelled by who holds it ([`Strength`]): the kernel (cgroup limits), the kernel
 //! per process (RLIMITs), or this supervisor while vigil lives (deadline, CPU budget, output).
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
@@ -21,7 +22,7 @@ use super::meter::ProcessMeter;
 use super::pipes::Pipes;
 use super::reaper::{kill_untracked, reap_job_orphans};
 use super::result::{JobResult, JobStatus};
-use super::spawn;
+use super::spawn::{self, SpawnedChild};
 use super::{ExecError, Limits};
 
 /// How often the CPU budget is checked against the group's usage.
@@ -88,170 +89,253 @@ fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
     }
 }
 
-impl Executor {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn supervise(
-        &self,
-        job_id: &str,
-        since_ticks: u64,
-        child: spawn::SpawnedChild,
-        stdin_data: &[u8],
-        leaf: Option<CgroupLeaf>,
-        limits: &Limits,
-        started: Instant,
-        cancel: Option<&CancelToken>,
-        result: &mut JobResult,
-    ) -> Result<(), ExecError> {
-        let pid = child.pid;
-        result.root_pid = Some(pid);
-        let mut pipes = Pipes::new(
-            child.stdout,
-            child.stderr,
-            child.stdin,
-            stdin_data,
-            limits.max_output_bytes as usize,
-        );
-        let deadline = limits.timeout.map(|t| started + t);
+/// A started job as the supervisor receives it.
+pub(super) struct StartedJob<'a> {
+    pub(super) job_id: &'a str,
+    /// Clock ticks after boot just before the spawn: no process of the job started earlier.
+    pub(super) since_ticks: u64,
+    pub(super) child: SpawnedChild,
+    /// Bytes fed to the job's stdin.
+    pub(super) stdin: &'a [u8],
+    /// The job's cgroup leaf (`None` in mode `none`).
+    pub(super) leaf: Option<CgroupLeaf>,
+    pub(super) limits: &'a Limits,
+    /// When the request began: the wall deadline counts from here.
+    pub(super) started: Instant,
+    pub(super) cancel: Option<&'a CancelToken>,
+}
+
+/// The state of one job's supervision, from the spawn to the group being empty.
+struct Supervision<'a> {
+    job_id: &'a str,
+    since_ticks: u64,
+    /// The root process.
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    pipes: Pipes<'a>,
+    leaf: Option<CgroupLeaf>,
+    limits: &'a Limits,
+    cancel: Option<&'a CancelToken>,
+    deadline: Option<Instant>,
+    cpu_budget_us: Option<u64>,
+    /// A memory limit held by a cgroup: its OOM kills end the job as a whole.
+    watch_oom: bool,
+    /// Mode `none`: vigil's own measurement of the job's processes.
+    meter: Option<ProcessMeter>,
+    sample_every: Duration,
+    next_sample: Instant,
+    /// How the root ended, once it has.
+    root: Option<RootExit>,
+}
+
+/// What the kill leaves to account for.
+struct Killed {
+    /// Pids in the group when the kill began.
+    members: Vec<i32>,
+    /// The kill or the leaf's removal failed.
+    error: Option<ExecError>,
+    /// Forks the pids limit refused before the kill.
+    pids_refused: Option<u64>,
+}
+
+impl<'a> Supervision<'a> {
+    fn new(job: StartedJob<'a>) -> Supervision<'a> {
+        let SpawnedChild {
+            pid,
+            pidfd,
+            stdout,
+            stderr,
+            stdin,
+            ..
+        } = job.child;
+        let limits = job.limits;
         let cpu_budget_us = limits.cpu_time.map(|c| c.as_micros() as u64);
-        let watch_oom = limits.memory_bytes.is_some() && leaf.is_some();
-        // Mode none: vigil measures the job itself, first right after exec so that even a job
-        // that ends at once has its own memory recorded (never vigil's: see `meter`).
-        let mut meter = leaf.is_none().then(|| ProcessMeter::new(pid));
         let sample_every = Duration::from_millis(if cpu_budget_us.is_some() {
             CPU_POLL_INTERVAL_MS
         } else {
             NONE_SAMPLE_INTERVAL_MS
         });
-        if let Some(m) = meter.as_mut() {
+        let max_output = limits.max_output_bytes as usize;
+        let mut s = Supervision {
+            job_id: job.job_id,
+            since_ticks: job.since_ticks,
+            pid,
+            pidfd,
+            pipes: Pipes::new(stdout, stderr, stdin, job.stdin, max_output),
+            watch_oom: limits.memory_bytes.is_some() && job.leaf.is_some(),
+            // Mode none: vigil measures the job itself.
+            meter: job.leaf.is_none().then(|| ProcessMeter::new(pid)),
+            leaf: job.leaf,
+            limits,
+            cancel: job.cancel,
+            deadline: limits.timeout.map(|t| job.started + t),
+            cpu_budget_us,
+            sample_every,
+            next_sample: Instant::now(),
+            root: None,
+        };
+        // First right after exec, so that even a job that ends at once has its own memory
+        // recorded (never vigil's: see `meter`).
+        if let Some(m) = s.meter.as_mut() {
             m.sample();
         }
-        let mut next_sample = Instant::now() + sample_every;
-        let mut root: Option<RootExit> = None;
-        let mut limit_hit: Option<&'static str> = None;
+        s.next_sample = Instant::now() + sample_every;
+        s
+    }
 
-        while root.is_none() {
-            let now = Instant::now();
-            if cancel.is_some_and(|c| c.is_cancelled()) {
-                limit_hit = Some("cancelled");
-                break;
+    /// Waits until the root process ends or a limit fires; returns the limit.
+    fn wait_for_root_or_limit(&mut self) -> Option<&'static str> {
+        while self.root.is_none() {
+            if let Some(hit) = self.step() {
+                return Some(hit);
             }
-            if deadline.is_some_and(|d| now >= d) {
-                limit_hit = Some("wall");
-                break;
-            }
-            if let Some(m) = meter.as_mut().filter(|_| now >= next_sample) {
-                m.sample();
-                next_sample = now + sample_every;
-            }
-            let cpu_used_us = match (&leaf, &meter) {
-                (Some(l), _) => l.cpu_usage_us(),
-                (None, Some(m)) => Some(m.cpu_us()),
-                (None, None) => None,
-            };
-            if let (Some(budget), Some(used)) = (cpu_budget_us, cpu_used_us) {
-                if used >= budget {
-                    limit_hit = Some("cpu_time");
-                    break;
-                }
-            }
-            // v1 kills one victim on OOM; like memory.oom.group on v2, the job ends as a whole.
-            if let (true, Some(l)) = (watch_oom, &leaf) {
-                if l.oom_kills().is_some_and(|n| n > 0) {
-                    limit_hit = Some("memory");
-                    break;
-                }
-            }
-            let mut wait = deadline.map(|d| d - now);
-            let mut cap_wait = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
-            if let (Some(budget), Some(used)) = (cpu_budget_us, cpu_used_us) {
-                cap_wait(cpu_poll_wait(budget - used));
-            }
-            if watch_oom {
-                cap_wait(Duration::from_millis(CPU_POLL_INTERVAL_MS));
-            }
-            if meter.is_some() {
-                cap_wait(next_sample.saturating_duration_since(now));
-            }
-            if child.pidfd.is_none() {
-                cap_wait(Duration::from_millis(NO_PIDFD_POLL_INTERVAL_MS));
-            }
-            let wake = [child.pidfd.as_ref(), cancel.map(|c| c.fd.as_ref())];
-            pipes.pump(&wake, wait);
-            if root.is_none() {
-                // The last look at the job's processes before the root may be reaped.
-                if let Some(m) = meter.as_mut().filter(|_| Instant::now() >= next_sample) {
-                    m.sample();
-                    next_sample = Instant::now() + sample_every;
-                }
-            }
-            root = try_reap(pid, false);
         }
-        if let Some(m) = meter.as_mut().filter(|_| limit_hit.is_none()) {
+        None
+    }
+
+    /// One round: check the limits, wait for the pipes, the root or the next check, reap.
+    fn step(&mut self) -> Option<&'static str> {
+        let now = Instant::now();
+        if self.cancel.is_some_and(|c| c.is_cancelled()) {
+            return Some("cancelled");
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Some("wall");
+        }
+        self.sample_if_due(now);
+        let cpu_used_us = self.cpu_used_us();
+        if let (Some(budget), Some(used)) = (self.cpu_budget_us, cpu_used_us) {
+            if used >= budget {
+                return Some("cpu_time");
+            }
+        }
+        // v1 kills one victim on OOM; like memory.oom.group on v2, the job ends as a whole.
+        if let (true, Some(l)) = (self.watch_oom, &self.leaf) {
+            if l.oom_kills().is_some_and(|n| n > 0) {
+                return Some("memory");
+            }
+        }
+        let wait = self.next_wait(now, cpu_used_us);
+        let wake = [self.pidfd.as_ref(), self.cancel.map(|c| c.fd.as_ref())];
+        self.pipes.pump(&wake, wait);
+        // The last look at the job's processes before the root may be reaped.
+        self.sample_if_due(Instant::now());
+        self.root = try_reap(self.pid, false);
+        None
+    }
+
+    /// Mode `none`: samples the job's processes when the interval has passed.
+    fn sample_if_due(&mut self, now: Instant) {
+        if let Some(m) = self.meter.as_mut().filter(|_| now >= self.next_sample) {
+            m.sample();
+            self.next_sample = now + self.sample_every;
+        }
+    }
+
+    /// CPU time the job has used so far, from its group or from vigil's own measurement.
+    fn cpu_used_us(&self) -> Option<u64> {
+        match (&self.leaf, &self.meter) {
+            (Some(l), _) => l.cpu_usage_us(),
+            (None, Some(m)) => Some(m.cpu_us()),
+            (None, None) => None,
+        }
+    }
+
+    /// How long the next wait may last: until the deadline, and no longer than the next CPU,
+    /// OOM or sampling check, or the poll interval where there is no pidfd to wake on.
+    fn next_wait(&self, now: Instant, cpu_used_us: Option<u64>) -> Option<Duration> {
+        let mut wait = self.deadline.map(|d| d - now);
+        let mut cap_wait = |d: Duration| wait = Some(wait.map_or(d, |w| w.min(d)));
+        if let (Some(budget), Some(used)) = (self.cpu_budget_us, cpu_used_us) {
+            cap_wait(cpu_poll_wait(budget - used));
+        }
+        if self.watch_oom {
+            cap_wait(Duration::from_millis(CPU_POLL_INTERVAL_MS));
+        }
+        if self.meter.is_some() {
+            cap_wait(self.next_sample.saturating_duration_since(now));
+        }
+        if self.pidfd.is_none() {
+            cap_wait(Duration::from_millis(NO_PIDFD_POLL_INTERVAL_MS));
+        }
+        wait
+    }
+
+    /// Kills whatever is left of the job, waits for the group to be empty and reaps the root.
+    fn kill_what_is_left(&mut self) -> Killed {
+        // Forks the pids limit refused, counted before the kill sets pids.max to 0 (the kill's
+        // own refusals are not the limit's).
+        let mut killed = Killed {
+            members: Vec::new(),
+            error: None,
+            pids_refused: self.leaf.as_ref().and_then(|l| l.pids_limit_hits()),
+        };
+        match &self.leaf {
+            Some(l) if !l.is_empty() => match l.kill_all() {
+                Ok(m) => killed.members = m,
+                Err(e) => killed.error = Some(e),
+            },
+            Some(_) => {}
+            None => killed.members = kill_untracked(Some(self.pid), self.job_id, self.since_ticks),
+        }
+        if self.root.is_none() {
+            self.root = try_reap(self.pid, true);
+        }
+        spawn::forget_root(self.pid);
+        killed
+    }
+
+    /// The group's usage, then the leaf removed (unless the kill failed: dropping the leaf
+    /// tries again).
+    fn account_and_remove(&mut self, killed: &mut Killed) -> cgroup::CgroupUsage {
+        let mut usage = self.leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
+        usage.pids_limit_hits = killed.pids_refused;
+        if let Some(l) = self.leaf.take() {
+            if killed.error.is_none() {
+                if let Err(e) = l.remove() {
+                    killed.error = Some(e);
+                }
+            }
+        }
+        usage
+    }
+}
+
+impl Executor {
+    /// Supervises a started job to its end and fills in `result`.
+    pub(super) fn supervise(&self, job: StartedJob<'_>, result: &mut JobResult) {
+        let mut s = Supervision::new(job);
+        result.root_pid = Some(s.pid);
+        let limit_hit = s.wait_for_root_or_limit();
+        if let Some(m) = s.meter.as_mut().filter(|_| limit_hit.is_none()) {
             // The root ended on its own: orphans still running are measured once more before
             // they are killed. Not when a limit fired: the kill must not wait for a walk.
             m.sample();
         }
-
-        // Forks the pids limit refused, counted before the kill sets pids.max to 0 (the kill's
-        // own refusals are not the limit's).
-        let pids_refused = leaf.as_ref().and_then(|l| l.pids_limit_hits());
-        // Kill whatever is left and wait for the group to be empty.
         let kill_from = Instant::now();
-        let mut members = Vec::new();
-        let mut kill_error = None;
-        match &leaf {
-            Some(l) => {
-                if !l.is_empty() {
-                    match l.kill_all() {
-                        Ok(m) => members = m,
-                        Err(e) => kill_error = Some(e),
-                    }
-                }
-            }
-            None => members = kill_untracked(Some(pid), job_id, since_ticks),
-        }
-        if root.is_none() {
-            root = try_reap(pid, true);
-        }
-        spawn::forget_root(pid);
+        let mut killed = s.kill_what_is_left();
         let dead_at = Instant::now();
         result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
-        if let (Some("wall"), Some(d)) = (limit_hit, deadline) {
+        if let (Some("wall"), Some(d)) = (limit_hit, s.deadline) {
             result.deadline_to_dead_ms =
                 Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
         }
-        result.stragglers_killed = members.iter().filter(|&&p| p != pid).count();
-
+        result.stragglers_killed = killed.members.iter().filter(|&&p| p != s.pid).count();
         // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
-        pipes.drain_to_eof();
-
-        let mut usage = leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
-        usage.pids_limit_hits = pids_refused;
-        if let Some(l) = leaf {
-            if kill_error.is_none() {
-                if let Err(e) = l.remove() {
-                    kill_error = Some(e);
-                }
-            }
-        }
+        s.pipes.drain_to_eof();
+        let usage = s.account_and_remove(&mut killed);
         if self.subreaper {
-            reap_job_orphans(pid, &members);
+            reap_job_orphans(s.pid, &killed.members);
         }
-
-        (result.stdout, result.stderr) = pipes.finish();
-        settle(
-            job_id,
-            Ending {
-                root: root.unwrap_or_default(),
-                usage,
-                meter: meter.as_ref(),
-                limit_hit,
-                kill_error,
-            },
-            limits,
-            result,
-        );
-        Ok(())
+        (result.stdout, result.stderr) = s.pipes.finish();
+        let end = Ending {
+            root: s.root.unwrap_or_default(),
+            usage,
+            meter: s.meter.as_ref(),
+            limit_hit,
+            kill_error: killed.error,
+        };
+        settle(s.job_id, end, s.limits, result);
     }
 }
 

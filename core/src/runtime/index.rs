@@ -11,8 +11,11 @@ use serde_json::Value;
 use crate::wal::log::{LogFault, WalError};
 use crate::wal::reader::Reader;
 use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
+use crate::wal::recovery::scan_log;
 use crate::wal::scan::FaultKind;
+use crate::wal::storage::FsStore;
 use crate::wal::Frame;
+use crate::wal::RecoveryMode;
 use crate::wal::{Decoded, Lsn, Record, RecordError};
 
 /// Records read per batch while rebuilding the index.
@@ -58,6 +61,8 @@ pub struct JobIndex {
     /// The history before `history_from_lsn` was carried forward by an index checkpoint
     /// (jobs still running, open sessions, counters); finished jobs before it are gone.
     pub from_checkpoint: bool,
+    /// The owner (see `super::owner`) of each job still running that named one.
+    pub owners: BTreeMap<u64, String>,
 }
 
 /// What an index checkpoint carries forward (the payload of an `INDEX_CHECKPOINT` frame, as
@@ -72,6 +77,9 @@ struct IndexCheckpoint {
     sessions: Vec<SessionSummary>,
     /// Open sessions left out because the budget was reached.
     sessions_dropped: u64,
+    /// Owners of the running jobs (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    owners: BTreeMap<u64, String>,
 }
 
 impl JobIndex {
@@ -149,7 +157,32 @@ impl JobIndex {
         }
     }
 
+    /// Applies one frame as read from the log: a record, a job's owner, or nothing (other
+    /// ignorable frames). A record that passes its checksum but does not decode is an error.
+    pub fn apply_frame(&mut self, frame: &Frame<'_>) -> Result<(), WalError> {
+        if frame.kind == record_kind::JOB_OWNER {
+            if let Ok(owner) = serde_json::from_slice::<super::owner::JobOwner>(frame.payload) {
+                self.set_owner(owner.job_id, owner.owner);
+            }
+            return Ok(());
+        }
+        match Record::decode(frame.kind, frame.payload) {
+            Ok(Decoded::Record(r)) => self.apply(frame.lsn, &r),
+            Ok(Decoded::Ignored { .. }) => {}
+            Err(error) => return Err(undecodable_record(frame, error)),
+        }
+        Ok(())
+    }
+
+    /// Records who runs `job_id` while it runs.
+    pub fn set_owner(&mut self, job_id: u64, owner: String) {
+        if self.jobs.get(&job_id).is_some_and(|j| j.end_lsn.is_none()) {
+            self.owners.insert(job_id, owner);
+        }
+    }
+
     fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
+        self.owners.remove(&job_id);
         if let Some(j) = self.jobs.get_mut(&job_id) {
             j.status = status.as_str().into();
             j.finished_unix_ms = Some(unix_ms);
@@ -161,46 +194,30 @@ impl JobIndex {
     /// record (the head of the first retained segment) seeds it; later ones are skipped, the
     /// records themselves being there.
     pub fn load(reader: &mut Reader) -> Result<JobIndex, WalError> {
-        let mut index = JobIndex {
-            next_job_id: 1,
-            history_from_lsn: reader.next_lsn(),
-            ..JobIndex::default()
-        };
-        let mut first = true;
-        let mut undecodable = None;
+        let mut loader = IndexLoader::new(reader.next_lsn());
         loop {
-            let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| {
-                if undecodable.is_some() {
-                    return;
-                }
-                if std::mem::take(&mut first) {
-                    index.history_from_lsn = frame.lsn;
-                    if frame.kind == record_kind::INDEX_CHECKPOINT {
-                        index.seed(frame.payload);
-                        return;
-                    }
-                }
-                match Record::decode(frame.kind, frame.payload) {
-                    Ok(Decoded::Record(r)) => index.apply(frame.lsn, &r),
-                    Ok(Decoded::Ignored { .. }) => {}
-                    Err(error) => undecodable = Some(undecodable_record(&frame, error)),
-                }
-            })?;
-            if let Some(error) = undecodable {
-                return Err(error);
-            }
-            if n == 0 {
-                return Ok(index);
+            let n = reader.read_batch(INDEX_BATCH_RECORDS, &mut |frame| loader.visit(&frame))?;
+            if loader.failed() || n == 0 {
+                return loader.finish();
             }
         }
     }
 
     /// The index of the log under `data_dir`, read without taking the writer's lock (for
     /// listing while a server owns the log). Unfinished jobs show as `running`. A damaged log
-    /// is an error naming where.
+    /// is an error naming where. The log is read once: the recovery scan that checks it
+    /// hands each record it keeps to the index.
     pub fn load_dir(data_dir: &Path) -> Result<JobIndex, WalError> {
-        let mut reader = Reader::open_dir_from_start(&super::RuntimeOptions::wal_dir(data_dir))?;
-        JobIndex::load(&mut reader)
+        let store = FsStore::open_reader(&super::RuntimeOptions::wal_dir(data_dir))?;
+        let mut loader = IndexLoader::new(1);
+        let scan = scan_log(&store, RecoveryMode::Tail, &mut |_, _, frame| {
+            loader.visit(&frame)
+        })?;
+        if let Some(fault) = scan.fault.filter(|f| f.kind == FaultKind::Corruption) {
+            return Err(WalError::Corrupt(fault));
+        }
+        loader.set_empty_from(scan.first_lsn.unwrap_or(1));
+        loader.finish()
     }
 
     /// Seeds an empty index from a checkpoint's payload. A payload that does not decode
@@ -218,6 +235,9 @@ impl JobIndex {
         }
         for session in checkpoint.sessions {
             self.sessions.insert(session.session.clone(), session);
+        }
+        for (job_id, owner) in checkpoint.owners {
+            self.set_owner(job_id, owner);
         }
     }
 
@@ -242,6 +262,7 @@ impl JobIndex {
                 .cloned()
                 .collect(),
             sessions_dropped: 0,
+            owners: self.owners.clone(),
         };
         loop {
             let payload = serde_json::to_vec(&checkpoint).ok()?;
@@ -265,6 +286,72 @@ impl JobIndex {
             .filter(|j| status.is_none_or(|s| j.status == s))
             .cloned()
             .collect()
+    }
+}
+
+/// Builds a [`JobIndex`] from the log's records handed over in LSN order, from the first the
+/// log holds: by a reader, or by the recovery scan itself as the log opens
+/// ([`crate::wal::log::Wal::open_visiting`]), so opening reads the log once.
+pub struct IndexLoader {
+    index: JobIndex,
+    /// Where the history starts when the log holds no record.
+    empty_from: Lsn,
+    first: bool,
+    undecodable: Option<WalError>,
+}
+
+impl IndexLoader {
+    /// A loader for a log whose first record (if any) has LSN `empty_from` or later.
+    pub fn new(empty_from: Lsn) -> IndexLoader {
+        IndexLoader {
+            index: JobIndex {
+                next_job_id: 1,
+                history_from_lsn: empty_from,
+                ..JobIndex::default()
+            },
+            empty_from,
+            first: true,
+            undecodable: None,
+        }
+    }
+
+    /// Applies the next record. An index checkpoint as the very first record seeds the
+    /// index; later ones are skipped, the records themselves being there.
+    pub fn visit(&mut self, frame: &Frame<'_>) {
+        if self.undecodable.is_some() {
+            return;
+        }
+        if std::mem::take(&mut self.first) {
+            self.index.history_from_lsn = frame.lsn;
+            if frame.kind == record_kind::INDEX_CHECKPOINT {
+                self.index.seed(frame.payload);
+                return;
+            }
+        }
+        if let Err(error) = self.index.apply_frame(frame) {
+            self.undecodable = Some(error);
+        }
+    }
+
+    /// Where the history starts if no record comes (a log that holds none yet).
+    pub fn set_empty_from(&mut self, lsn: Lsn) {
+        self.empty_from = lsn;
+    }
+
+    /// Whether a record did not decode (the index cannot be built).
+    pub fn failed(&self) -> bool {
+        self.undecodable.is_some()
+    }
+
+    /// The index, or the error naming the record that did not decode.
+    pub fn finish(mut self) -> Result<JobIndex, WalError> {
+        if let Some(error) = self.undecodable {
+            return Err(error);
+        }
+        if self.first {
+            self.index.history_from_lsn = self.empty_from;
+        }
+        Ok(self.index)
     }
 }
 

@@ -7,8 +7,10 @@
 //! before) made durable -> the executor runs it -> `JobFinished` (usage, bounded redacted
 //! output, telemetry after) made durable -> the result goes back to the caller.
 //!
-//! On open the index is rebuilt from the WAL; every job with a start and no end gets a
-//! `JobInterrupted` record, and cgroup leaves left by the dead instance are swept.
+//! Any number of runtimes, in any processes, may share one data directory. On open the index
+//! is rebuilt from the WAL and kept current with what the others append; every job with a
+//! start and no end whose owner process is gone ([`owner`]) gets a `JobInterrupted` record,
+//! and cgroup leaves of dead instances are swept.
 //!
 //! This module knows nothing of the CLI, sockets or C.
 use std::collections::BTreeMap;
@@ -36,14 +38,15 @@ use crate::wal::{Decoded, Lsn, Record};
 
 mod index;
 mod metrics;
+pub mod owner;
 mod recovery;
 mod redaction;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
-pub use index::{JobIndex, JobSummary, SessionSummary};
+pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
-use recovery::{data_dir_token, exec_job_id, open_wal_waiting_for_lock};
+use recovery::{data_dir_token, exec_job_id};
 pub use recovery::{RecoveryInfo, INTERRUPTED_REASON};
 pub use redaction::redact_args;
 use redaction::{bounded_args_json, redact_output, scrub};
@@ -201,14 +204,14 @@ pub struct Runtime {
     /// Names this data directory in job markers, so a later instance can find the processes
     /// of this one's jobs.
     dir_token: String,
-    next_job_id: AtomicU64,
+    /// This runtime as the owner of the jobs it runs (other processes share the log).
+    owner: owner::OwnerLock,
     slots: JobSlots,
     recovery: RecoveryInfo,
     /// Jobs admitted and not yet ended, with the token that cancels each and, once cancelled,
     /// why (written as the job's error).
     running: Mutex<BTreeMap<u64, RunningJob>>,
     metrics: JobMetrics,
-    sessions_created: AtomicU64,
 }
 
 impl fmt::Debug for Runtime {
@@ -247,9 +250,14 @@ impl Runtime {
                 source,
             }
         })?;
-        let wal =
-            open_wal_waiting_for_lock(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
-        let index = JobIndex::load(&mut wal.reader(wal.first_lsn()))?;
+        let owner =
+            owner::OwnerLock::acquire(&options.data_dir).map_err(|source| RuntimeError::Io {
+                context: format!("owner lock in {}", options.data_dir.display()),
+                source,
+            })?;
+        // The recovery scan builds the index as it goes: the log is read once.
+        let (wal, index) =
+            recovery::open_wal(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
@@ -260,12 +268,22 @@ impl Runtime {
                 .unwrap_or_else(|p| p.into_inner())
                 .checkpoint(budget)
         }));
-        let mut index_guard = index.lock().unwrap_or_else(|p| p.into_inner());
+        // What other processes append from now on reaches the index before this one appends.
+        let followed = Arc::clone(&index);
+        wal.set_follower(Box::new(move |frame| {
+            // A frame that does not decode was written by another version; the index skips
+            // it here, and a fresh load reports it.
+            let _ = followed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply_frame(&frame);
+        }));
         let mut recovery = RecoveryInfo {
             wal_truncated_bytes: wal.recovery().truncated_bytes,
             ..RecoveryInfo::default()
         };
-        recovery.interrupted = recovery::record_interrupted(&wal, &mut index_guard)?;
+        recovery.interrupted = recovery::record_interrupted(&wal, &index, &owner)?;
+        owner.remove_dead();
 
         let executor = Executor::new(options.executor.clone()).map_err(RuntimeError::Exec)?;
         let dir_token = data_dir_token(&options.data_dir);
@@ -286,8 +304,6 @@ impl Runtime {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let next_job_id = index_guard.next_job_id.max(1);
-        drop(index_guard);
         let concurrent = options.concurrent_jobs_max.max(1);
         Ok(Runtime {
             options,
@@ -297,12 +313,11 @@ impl Runtime {
             sampler,
             index,
             dir_token,
-            next_job_id: AtomicU64::new(next_job_id),
+            owner,
             slots: JobSlots::new(concurrent),
             recovery,
             running: Mutex::new(BTreeMap::new()),
             metrics: JobMetrics::default(),
-            sessions_created: AtomicU64::new(0),
         })
     }
 
@@ -347,7 +362,9 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
-        let job_id = self.next_job_id.fetch_add(1, Ordering::Relaxed);
+        // Unique across every process sharing the log: drawn under the append lock once the
+        // index holds what the others appended.
+        let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
         let exec_id = exec_job_id(&self.dir_token, job_id);
         let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
         let ctx = JobContext {
@@ -383,14 +400,14 @@ impl Runtime {
                 None => Some(format!("unknown capability {:?}", req.capability)),
             };
             let enforcement = self.executor.enforcement(&req.limits);
-            let mut result = JobResult::refused(
+            let mut result = JobResult::without_process(
                 &exec_id,
                 if error.is_some() {
                     JobStatus::Rejected
                 } else {
                     JobStatus::Completed
                 },
-                String::new(),
+                None,
                 enforcement,
             );
             result.error = error;
@@ -415,10 +432,10 @@ impl Runtime {
             let lsn = self.record_durable(&record)?;
             self.metrics
                 .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
-            let result = JobResult::refused(
+            let result = JobResult::without_process(
                 &exec_id,
                 JobStatus::Rejected,
-                reason,
+                Some(reason),
                 self.executor.enforcement(&req.limits),
             );
             Ok(outcome(result, Some(lsn), None))
@@ -436,7 +453,7 @@ impl Runtime {
             return reject("cancelled before it started".into());
         };
         let root = req.root.to_string_lossy();
-        self.record_durable(&Record::JobStarted(JobStarted {
+        let started = Record::JobStarted(JobStarted {
             job_id,
             unix_ms: unix_ms(),
             capability: &req.capability,
@@ -445,7 +462,17 @@ impl Runtime {
             session: req.session.as_deref(),
             root: Some(&root),
             telemetry_before: &encode_blob(telemetry_before.as_ref()),
-        }))?;
+        });
+        // The start and who runs it go in together: no process sees one without the other.
+        let owner = json!({"job_id": job_id, "owner": self.owner.name()}).to_string();
+        let lsn = self.wal.append_batch(|tx| {
+            tx.append_then(&started, |lsn| self.index().apply(lsn, &started))?;
+            let lsn = tx.append_raw(record_kind::JOB_OWNER, owner.as_bytes())?;
+            self.index()
+                .set_owner(job_id, self.owner.name().to_string());
+            Ok(lsn)
+        })?;
+        self.wal.sync(lsn)?;
 
         let mut result = self.registry.run(&req.capability, &ctx, &req.args);
         if result.status == JobStatus::Interrupted {
@@ -557,19 +584,33 @@ impl Runtime {
         }
     }
 
+    /// Brings the index up to date with what other processes appended. A failure shows
+    /// at the next append too (which cannot go on without catching up); listings show what
+    /// the index held.
+    fn refresh(&self) {
+        let _ = self.wal.refresh();
+    }
+
     /// Jobs matching the filters, oldest first.
     pub fn jobs(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+        self.refresh();
         self.index().list(session, status)
     }
 
     /// A job's summary.
     pub fn job(&self, job_id: u64) -> Option<JobSummary> {
+        self.refresh();
         self.index().jobs.get(&job_id).cloned()
     }
 
     /// A job's full record, as JSON: arguments as logged, limits, result, telemetry.
     pub fn job_detail(&self, job_id: u64) -> Result<Value, RuntimeError> {
         let summary = self.job(job_id).ok_or(RuntimeError::JobNotFound(job_id))?;
+        // Another process's records are read once durable: make them so.
+        let last = summary.end_lsn.unwrap_or(summary.lsn);
+        if last > self.wal.durable_lsn() {
+            self.wal.sync(last)?;
+        }
         // A running job carried forward by an index checkpoint may have its start retired.
         let from = summary.lsn.max(self.wal.first_lsn());
         job_detail_from(&mut self.wal.reader(from), &summary)
@@ -585,8 +626,16 @@ impl Runtime {
     /// Opens a session; `meta` is free-form JSON kept with it.
     pub fn create_session(&self, meta: &Value) -> Result<SessionSummary, RuntimeError> {
         // Unique within this process by the counter, across instances by time and position.
-        let n = self.sessions_created.fetch_add(1, Ordering::Relaxed);
-        let id = format!("s{:x}-{:x}-{n:x}", unix_ms(), self.wal.last_lsn() + 1);
+        // Unique within this process by the counter, across processes by the pid (and
+        // across time by the clock and the log's position).
+        static CREATED_IN_PROCESS: AtomicU64 = AtomicU64::new(0);
+        let n = CREATED_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "s{:x}-{:x}-{:x}-{n:x}",
+            unix_ms(),
+            self.wal.last_lsn() + 1,
+            std::process::id()
+        );
         debug_assert!(id.len() <= SESSION_ID_BYTES_MAX);
         let meta_json = meta.to_string();
         self.record_durable(&Record::SessionCreated(SessionCreated {

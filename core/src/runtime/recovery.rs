@@ -1,8 +1,9 @@
-//! What opening a runtime repairs: the log opened (waiting out a dead writer's lock), jobs
-//! that started and never ended marked interrupted, and what their dead instance left behind
-//! (stale cgroup leaves, marked processes) swept.
+//! What opening a runtime repairs: jobs that started and never ended whose owner process is
+//! gone marked interrupted, and what their dead instance left behind (stale cgroup leaves,
+//! marked processes) swept. Jobs of owners still alive (other processes sharing the data
+//! directory) are left running.
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use crate::exec::cgroup::SweepReport;
 use crate::exec::job::Executor;
@@ -10,13 +11,11 @@ use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::record::JobInterrupted;
 use crate::wal::Record;
 
-use super::{unix_ms, JobIndex, RuntimeError};
+use super::owner::OwnerLock;
+use super::{unix_ms, IndexLoader, JobIndex, RuntimeError};
 
 /// The reason written in `JobInterrupted` records on restart.
 pub const INTERRUPTED_REASON: &str = "interrupted by process restart";
-/// How long opening waits for another writer's lock to go away.
-const WAL_LOCK_WAIT_MS_MAX: u64 = 2_000;
-
 /// What opening the runtime found and repaired.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryInfo {
@@ -31,22 +30,13 @@ pub struct RecoveryInfo {
     pub killed_processes: Vec<i32>,
 }
 
-/// Opens the log, waiting up to [`WAL_LOCK_WAIT_MS_MAX`] for the writer's lock. A writer that
-/// was just killed can hold its lock for a moment after it is reaped (the kernel tears down its
-/// io_uring asynchronously), so an immediate restart would otherwise fail spuriously.
-pub(super) fn open_wal_waiting_for_lock(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
-    let started = std::time::Instant::now();
-    loop {
-        match Wal::open(dir, options) {
-            Err(WalError::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && started.elapsed() < Duration::from_millis(WAL_LOCK_WAIT_MS_MAX) =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
+/// Opens the log (beside any other writers of it) and builds the job index from the same
+/// pass as the recovery scan.
+pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex), WalError> {
+    let mut loader = IndexLoader::new(1);
+    let wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    loader.set_empty_from(wal.first_lsn());
+    Ok((wal, loader.finish()?))
 }
 
 /// A short, stable token for a data directory: FNV-1a of its canonical path.
@@ -65,29 +55,44 @@ pub(super) fn exec_job_id(dir_token: &str, job_id: u64) -> String {
     format!("{dir_token}-{job_id}")
 }
 
-/// Appends a `JobInterrupted` record for every job in `index` with a start and no end, applies
-/// each to the index, and makes them durable; returns their ids.
+/// Appends a `JobInterrupted` record for every job in `index` with a start and no end whose
+/// owner is gone, applies each to the index, and makes them durable; returns their ids. Runs
+/// under the log's append lock with the index current: no owner can end a job meanwhile, and
+/// no other process marks the same jobs.
 pub(super) fn record_interrupted(
     wal: &Wal,
-    index: &mut JobIndex,
+    index: &Mutex<JobIndex>,
+    owner: &OwnerLock,
 ) -> Result<Vec<u64>, RuntimeError> {
-    let unfinished: Vec<u64> = index
-        .jobs
-        .values()
-        .filter(|j| j.end_lsn.is_none())
-        .map(|j| j.job_id)
-        .collect();
-    let now = unix_ms();
-    let mut interrupted = Vec::new();
-    for job_id in unfinished {
-        let record = Record::JobInterrupted(JobInterrupted {
-            job_id,
-            unix_ms: now,
-            reason: INTERRUPTED_REASON,
-        });
-        wal.append_then(&record, |lsn| index.apply(lsn, &record))?;
-        interrupted.push(job_id);
-    }
+    let lock_index = || index.lock().unwrap_or_else(|p| p.into_inner());
+    let interrupted = wal.append_batch(|tx| {
+        let orphaned: Vec<u64> = {
+            let index = lock_index();
+            index
+                .jobs
+                .values()
+                .filter(|j| j.end_lsn.is_none())
+                .filter(|j| {
+                    !index
+                        .owners
+                        .get(&j.job_id)
+                        .is_some_and(|o| owner.is_alive(o))
+                })
+                .map(|j| j.job_id)
+                .collect()
+        };
+        let now = unix_ms();
+        for &job_id in &orphaned {
+            let record = Record::JobInterrupted(JobInterrupted {
+                job_id,
+                unix_ms: now,
+                reason: INTERRUPTED_REASON,
+            });
+            // The index is locked per record: a rotation's prologue locks it too.
+            tx.append_then(&record, |lsn| lock_index().apply(lsn, &record))?;
+        }
+        Ok(orphaned)
+    })?;
     wal.sync_all()?;
     Ok(interrupted)
 }

@@ -1,7 +1,14 @@
 //! Group commit: the durable watermark, the callers waiting on it, and the poison a failed
 //! sync leaves. The first caller that needs a sync leads one pass (the writer's
 //! `sync_pass`); every other caller parks until a pass covers its LSN; whoever arrives during
-//! a pass is covered by the next. No timer batches anything.
+//! a pass is covered by the next.
+//!
+//! Commit delay (PostgreSQL's `commit_delay`/`commit_siblings`): when the last pass covered
+//! several committers, they were just released and are about to append again. The next leader
+//! waits for their records before it syncs, until as many records as that pass covered are
+//! appended, or for at most half a recent sync's duration (and [`COMMIT_DELAY_MAX`]), so one
+//! sync covers them all instead of each paying for one of its own. After a pass that covered a
+//! single committer (a lone writer) nothing waits.
 //!
 //! A failed sync poisons the log for good: the kernel may have dropped the dirty pages it
 //! failed to write, so nothing after that point can honestly be acknowledged.
@@ -9,6 +16,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::error::WalError;
 use super::frame::Lsn;
@@ -26,6 +34,8 @@ struct DurableState {
 
 /// Waiters the durable state holds without reallocating.
 const SYNC_WAITERS_CAPACITY: usize = 64;
+/// The longest a leader waits for the committers of the last pass to append again.
+pub const COMMIT_DELAY_MAX: Duration = Duration::from_millis(2);
 
 /// The durable watermark and its waiters.
 pub(super) struct GroupCommit {
@@ -33,6 +43,15 @@ pub(super) struct GroupCommit {
     changed: Condvar,
     durable_lsn: AtomicU64,
     poisoned: AtomicBool,
+    /// The last LSN appended in this process.
+    appended: AtomicU64,
+    /// The LSN a gathering leader waits for (0: no one gathers).
+    gather_goal: AtomicU64,
+    gather_leader: Mutex<Option<std::thread::Thread>>,
+    /// Committers the last pass covered (the leader and the waiters it satisfied).
+    siblings: AtomicU64,
+    /// Recent pass duration, nanoseconds (moving average).
+    pass_ns: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,7 +74,54 @@ impl GroupCommit {
             changed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable_lsn),
             poisoned: AtomicBool::new(false),
+            appended: AtomicU64::new(durable_lsn),
+            gather_goal: AtomicU64::new(0),
+            gather_leader: Mutex::new(None),
+            siblings: AtomicU64::new(0),
+            pass_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Notes that this process appended `lsn` (so a gathering leader knows when its siblings
+    /// are in).
+    pub(super) fn appended(&self, lsn: Lsn) {
+        self.appended.fetch_max(lsn, Ordering::SeqCst);
+        let goal = self.gather_goal.load(Ordering::SeqCst);
+        if goal != 0 && lsn >= goal {
+            if let Some(leader) = lock(&self.gather_leader).as_ref() {
+                leader.unpark();
+            }
+        }
+    }
+
+    /// Before a pass: waits (bounded) for the committers the last pass covered to append
+    /// again. Returns at once after a pass that covered one committer.
+    fn gather(&self) {
+        let siblings = self.siblings.load(Ordering::Relaxed);
+        if siblings <= 1 {
+            return;
+        }
+        let goal = self.durable_lsn.load(Ordering::Acquire) + siblings;
+        if self.appended.load(Ordering::SeqCst) >= goal {
+            return;
+        }
+        let bound = Duration::from_nanos(self.pass_ns.load(Ordering::Relaxed) / 2);
+        let bound = bound.min(COMMIT_DELAY_MAX);
+        if bound.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + bound;
+        *lock(&self.gather_leader) = Some(std::thread::current());
+        self.gather_goal.store(goal, Ordering::SeqCst);
+        while self.appended.load(Ordering::SeqCst) < goal {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        self.gather_goal.store(0, Ordering::SeqCst);
+        *lock(&self.gather_leader) = None;
     }
 
     /// Every record up to this LSN is durable.
@@ -137,7 +203,17 @@ impl GroupCommit {
             }
             durable.syncing = true;
             drop(durable);
+            self.gather();
+            let started = Instant::now();
             let result = pass();
+            let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let average = self.pass_ns.load(Ordering::Relaxed);
+            let average = if average == 0 {
+                took
+            } else {
+                average - average / 8 + took / 8
+            };
+            self.pass_ns.store(average, Ordering::Relaxed);
             let mut durable = lock(&self.state);
             durable.syncing = false;
             match result {
@@ -159,15 +235,18 @@ impl GroupCommit {
             // was set, so this pass sees it: no wakeup is lost.
             let (target, failed) = (durable.durable_lsn, durable.poisoned.is_some());
             let mut next_leader = false;
+            let mut covered = 1u64; // this leader
             durable.waiters.retain(|(waiting_for, thread)| {
                 let wake = failed || *waiting_for <= target || !next_leader;
                 next_leader |= *waiting_for > target;
+                covered += u64::from(*waiting_for <= target);
                 if wake {
                     thread.unpark();
                 }
                 !wake
             });
             drop(durable);
+            self.siblings.store(covered, Ordering::Relaxed);
             self.changed.notify_all();
         }
     }

@@ -5,7 +5,7 @@
 
 use super::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
 use super::record::Record;
-use super::scan::{LogScanner, RecoveryMode, SegmentVerdict};
+use super::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 
 /// Frame decode on arbitrary bytes: a frame that validates decodes the same twice, and its
 /// record decode never panics.
@@ -50,30 +50,56 @@ pub fn scan(data: &[u8]) {
         RecoveryMode::Tail,
         RecoveryMode::Salvage,
     ] {
-        let first = scan_log_images(images, mode, log_id);
-        assert_eq!(first, scan_log_images(images, mode, log_id), "idempotent");
+        let first = scan_log_images(images, mode, log_id, false);
+        assert_eq!(
+            first,
+            scan_log_images(images, mode, log_id, false),
+            "idempotent"
+        );
+        // Opening proves where each file's zero tail starts and scans only up to there: the
+        // same verdicts as reading every byte.
+        assert_eq!(
+            first,
+            scan_log_images(images, mode, log_id, true),
+            "a known zero tail changes nothing"
+        );
     }
 }
 
 /// One scan of `images` as segments 1, 2, ...; returns (frames, last LSN, verdicts' digest).
-fn scan_log_images(images: &[&[u8]], mode: RecoveryMode, log_id: u128) -> (u64, Lsn, u64) {
+/// With `zero_tails`, each image is scanned as one whose bytes after its last non-zero byte
+/// are known to be zero, as opening a log file does.
+fn scan_log_images(
+    images: &[&[u8]],
+    mode: RecoveryMode,
+    log_id: u128,
+    zero_tails: bool,
+) -> (u64, Lsn, u64) {
     let mut scanner = LogScanner::new(mode, log_id, 1);
     let (mut frames, mut last_lsn, mut digest) = (0u64, 0 as Lsn, 0u64);
     for (i, image) in images.iter().enumerate() {
         let seq = i as u64 + 1;
         let (was_stopped, frames_before) = (scanner.stopped(), frames);
-        let verdict = scanner.segment(seq, image, |offset, frame: Frame<'_>| {
-            if frames > 0 {
-                assert!(frame.lsn > last_lsn, "LSNs increase");
-                if mode != RecoveryMode::Salvage {
-                    assert_eq!(frame.lsn, last_lsn + 1, "LSNs are dense");
+        let zero_from = if zero_tails {
+            image.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1)
+        } else {
+            image.len()
+        };
+        let verdict =
+            scanner.segment_zero_from(seq, image, zero_from, |offset, frame: Frame<'_>| {
+                if frames > 0 {
+                    assert!(frame.lsn > last_lsn, "LSNs increase");
+                    if mode != RecoveryMode::Salvage {
+                        assert_eq!(frame.lsn, last_lsn + 1, "LSNs are dense");
+                    }
                 }
-            }
-            assert!(offset >= SEGMENT_HEADER_BYTES && offset + frame.frame_bytes <= image.len());
-            let _ = Record::decode(frame.kind, frame.payload);
-            last_lsn = frame.lsn;
-            frames += 1;
-        });
+                assert!(
+                    offset >= SEGMENT_HEADER_BYTES && offset + frame.frame_bytes <= image.len()
+                );
+                let _ = Record::decode(frame.kind, frame.payload);
+                last_lsn = frame.lsn;
+                frames += 1;
+            });
         digest = digest.wrapping_mul(31).wrapping_add(match &verdict {
             SegmentVerdict::Used { frames, fault, .. } => {
                 assert!(frames.end_offset <= image.len().max(SEGMENT_HEADER_BYTES));
@@ -81,11 +107,14 @@ fn scan_log_images(images: &[&[u8]], mode: RecoveryMode, log_id: u128) -> (u64, 
                     // A clean segment has nothing but zeros after its end.
                     assert!(image[frames.end_offset..].iter().all(|&b| b == 0));
                 }
-                frames.frames ^ (frames.end_offset as u64) << 20
+                let fault_digest = frames.fault.or(*fault).map_or(0, |f| fault_digest(&f));
+                frames.frames ^ (frames.end_offset as u64) << 20 ^ fault_digest.rotate_left(7)
             }
             SegmentVerdict::Unused => 1,
-            SegmentVerdict::PastEnd { probe } => 2 ^ probe.valid_frames << 8,
-            SegmentVerdict::Damaged(fault) => 3 ^ (fault.expected_lsn << 8),
+            SegmentVerdict::PastEnd { probe } => {
+                2 ^ u64::from(probe.durable_after) << 1 ^ probe.valid_frames << 8
+            }
+            SegmentVerdict::Damaged(fault) => 3 ^ fault_digest(fault),
         });
         if was_stopped {
             assert_eq!(frames, frames_before, "nothing is accepted past a stop");
@@ -96,6 +125,15 @@ fn scan_log_images(images: &[&[u8]], mode: RecoveryMode, log_id: u128) -> (u64, 
         }
     }
     (frames, last_lsn, digest)
+}
+
+/// What a fault says, folded into a digest: its kind, place and expected LSN.
+fn fault_digest(fault: &Fault) -> u64 {
+    let kind = match fault.kind {
+        FaultKind::TornTail => 1u64,
+        FaultKind::Corruption => 2,
+    };
+    kind ^ (fault.offset as u64) << 2 ^ fault.expected_lsn << 34
 }
 
 #[cfg(feature = "std")]

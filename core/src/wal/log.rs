@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::commit::GroupCommit;
 pub use super::error::{LogFault, LogSkip, WalError};
 use super::frame::{
-    frame_bytes, seal_frame, FrameMeta, Lsn, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX,
-    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+    decode_frame, frame_bytes, salt_seed, seal_frame, Frame, FrameMeta, Lsn, SegmentHeader,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, LSN_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use super::reader::{LiveTail, Reader};
 use super::record::{kind, Record};
@@ -29,9 +29,13 @@ pub use super::recovery::{
 };
 use super::scan::RecoveryMode;
 use super::segments::{
-    recover_writer, start_segment, ActiveSegment, LiveSegment, NextSegment, WriterState,
+    recover_writer, start_segment, zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState,
 };
-use super::storage::{segment_bytes_mut, FsStore, LogIdentity, SegmentFile, SegmentStore};
+use super::share::{AppendLock, Held, SharedTail, TailState, WRITERS_FILE_NAME};
+use super::storage::{
+    create_private_dir, segment_bytes, segment_bytes_mut, FsStore, LogIdentity, SegmentFile,
+    SegmentStore,
+};
 use super::sync::{SyncEngine, SyncMethod};
 use crate::histogram::Buckets;
 
@@ -88,6 +92,45 @@ impl Default for WalOptions {
 /// Produces the payload of the frame that opens each new segment (see [`Wal::set_prologue`]).
 pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
 
+/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
+pub type Follower = Box<dyn FnMut(Frame<'_>) + Send>;
+
+/// What a writer shares with the other processes writing the same log (see [`super::share`]).
+struct Cross {
+    lock: AppendLock,
+    tail: Mutex<SharedTail>,
+    /// Held shared while this writer is open.
+    _present: AppendLock,
+}
+
+impl Cross {
+    fn open(dir: &Path) -> Result<Cross, WalError> {
+        create_private_dir(dir).map_err(WalError::Io)?;
+        let present = AppendLock::open_named(dir, WRITERS_FILE_NAME)?;
+        if !present.try_lock_shared()? {
+            let message = format!(
+                "WAL {} is held by a tool that needs it alone (repair)",
+                dir.display()
+            );
+            return Err(WalError::Io(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                message,
+            )));
+        }
+        let lock = AppendLock::open(dir)?;
+        let mut tail = SharedTail::open(dir)?;
+        lock.lock()?;
+        let ready = tail.init_mutex();
+        lock.unlock();
+        ready?;
+        Ok(Cross {
+            lock,
+            tail: Mutex::new(tail),
+            _present: present,
+        })
+    }
+}
+
 struct SyncState {
     engine: SyncEngine,
     /// Files to sync in the current pass; capacity is kept, so steady state allocates nothing.
@@ -139,6 +182,11 @@ pub(crate) struct Shared {
     prologue: Mutex<Option<Prologue>>,
     /// The durable LSN the identity file records.
     identity_durable_lsn: AtomicU64,
+    /// The lock and shared tail of a log other processes may write too (file stores).
+    cross: Option<Cross>,
+    follower: Mutex<Option<Follower>>,
+    /// The next number [`Wal::claim_number`] hands out (changed under the writer lock).
+    counter: AtomicU64,
 }
 
 /// The write-ahead log. Cheap to clone; all clones share one writer.
@@ -179,23 +227,58 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Wal {
-    /// Opens (creating if needed) the log in `dir` as its single writer, recovering it first.
+    /// Opens (creating if needed) the log in `dir`, recovering it first. Any number of
+    /// writers, in this process or others, may have it open at once: appends from all of
+    /// them go into the one log with dense LSNs (see [`super::share`]).
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
-        let store = FsStore::open_writer(dir, options.zero_fill_segments)?;
-        Wal::open_with_store(Arc::new(store), options)
+        Wal::open_visiting(dir, options, &mut |_| {})
+    }
+
+    /// As [`Wal::open`], handing every record the recovery scan keeps to `visit`, in LSN
+    /// order, from the first the log holds: what the log holds is read once, not once to
+    /// recover and again to index. Frames the scan cuts away (a torn tail) are never
+    /// handed out; if the open fails, what was handed out means nothing.
+    pub fn open_visiting(
+        dir: &Path,
+        options: WalOptions,
+        visit: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<Wal, WalError> {
+        let cross = Cross::open(dir)?;
+        let zero_fill = options.zero_fill_segments;
+        Wal::open_inner(
+            &|| {
+                let store: Arc<dyn SegmentStore> = Arc::new(FsStore::open_writer(dir, zero_fill)?);
+                Ok(store)
+            },
+            options,
+            1,
+            Some(cross),
+            visit,
+        )
     }
 
     /// Creates a new log in `dir` (which must hold no segments) whose first record will have
     /// LSN `first_lsn`: `repair` rebuilds a log with every record at its old LSN.
     pub fn create_at(dir: &Path, options: WalOptions, first_lsn: Lsn) -> Result<Wal, WalError> {
-        let store = FsStore::open_writer(dir, options.zero_fill_segments)?;
-        if !store.list()?.is_empty() || store.identity()?.is_some() {
-            return Err(WalError::BadOptions(format!(
-                "{} already holds a log",
-                dir.display()
-            )));
-        }
-        Wal::open_inner(Arc::new(store), options, first_lsn.clamp(1, LSN_MAX))
+        let cross = Cross::open(dir)?;
+        let zero_fill = options.zero_fill_segments;
+        Wal::open_inner(
+            &|| {
+                let store = FsStore::open_writer(dir, zero_fill)?;
+                if !store.list()?.is_empty() || store.identity()?.is_some() {
+                    return Err(WalError::BadOptions(format!(
+                        "{} already holds a log",
+                        dir.display()
+                    )));
+                }
+                let store: Arc<dyn SegmentStore> = Arc::new(store);
+                Ok(store)
+            },
+            options,
+            first_lsn.clamp(1, LSN_MAX),
+            Some(cross),
+            &mut |_| {},
+        )
     }
 
     /// Opens a log over any store (the simulated one in crash tests).
@@ -203,14 +286,18 @@ impl Wal {
         store: Arc<dyn SegmentStore>,
         options: WalOptions,
     ) -> Result<Wal, WalError> {
-        Wal::open_inner(store, options, 1)
+        Wal::open_inner(&|| Ok(store.clone()), options, 1, None, &mut |_| {})
     }
 
-    /// Opens (recovering) the log in `store`; a new log starts at `first_lsn`.
+    /// Opens (recovering) the log in the store `make_store` returns; a new log starts at
+    /// `first_lsn`. With `cross`, the store is made, the log recovered and the tail
+    /// published under the append lock: no other process appends meanwhile.
     fn open_inner(
-        store: Arc<dyn SegmentStore>,
+        make_store: &dyn Fn() -> Result<Arc<dyn SegmentStore>, WalError>,
         options: WalOptions,
         first_lsn: Lsn,
+        cross: Option<Cross>,
+        visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<Wal, WalError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
             let message = format!(
@@ -229,6 +316,17 @@ impl Wal {
             ));
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
+        if let Some(cross) = &cross {
+            cross.lock.lock().map_err(WalError::Io)?;
+        }
+        let held = cross.as_ref().map(|cross| Held(&cross.lock));
+        // Appends take the mutex alone: recovery holds it too, so none runs meanwhile.
+        let mut tail = cross.as_ref().map(|cross| lock(&cross.tail));
+        let mutex = match tail.as_deref() {
+            Some(tail) => Some(tail.hold().map_err(WalError::Io)?.0),
+            None => None,
+        };
+        let store = make_store()?;
         let mut last_kind = 0u16;
         let mut prologues = Vec::new();
         let scan = scan_log(&*store, options.recovery_mode, &mut |seq, offset, frame| {
@@ -236,6 +334,7 @@ impl Wal {
             if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
                 prologues.push(seq);
             }
+            visit(frame);
         })?;
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
@@ -260,7 +359,19 @@ impl Wal {
         )?;
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
+        let mut counter = 0;
+        if let Some(tail) = tail.as_deref_mut() {
+            tail.enter();
+            counter = tail.read(log_id).map_or(0, |(_, state)| state.counter);
+            tail.publish(log_id, tail_state(&writer, counter));
+        }
+        drop(mutex);
+        drop(tail);
+        drop(held);
         let shared = Shared {
+            cross,
+            follower: Mutex::new(None),
+            counter: AtomicU64::new(counter),
             log_id,
             prologue: Mutex::new(None),
             identity_durable_lsn: AtomicU64::new(0),
@@ -295,16 +406,7 @@ impl Wal {
 
     /// Appends a frame of `kind` with `payload` as it is (the C API's opaque records).
     pub fn append_raw(&self, kind: u16, payload: &[u8]) -> Result<Lsn, WalError> {
-        self.append_with(kind, |out| {
-            let dest = out
-                .get_mut(..payload.len())
-                .ok_or(WalError::RecordTooLarge {
-                    payload_bytes: payload.len(),
-                    max_bytes: RECORD_PAYLOAD_BYTES_MAX,
-                })?;
-            dest.copy_from_slice(payload);
-            Ok(payload.len())
-        })
+        self.append_with(kind, |out| copy_payload(out, payload))
     }
 
     /// Appends and waits until the record is durable.
@@ -344,6 +446,47 @@ impl Wal {
     /// forward is ever lost.
     pub fn set_prologue(&self, prologue: Prologue) {
         *lock(&self.shared.prologue) = Some(prologue);
+    }
+
+    /// Sets what sees the frames other processes append to this log: it runs under the
+    /// writer lock, once per foreign frame, in LSN order, before this process appends after
+    /// them (the runtime keeps its job index current with it).
+    pub fn set_follower(&self, follower: Follower) {
+        *lock(&self.shared.follower) = Some(follower);
+    }
+
+    /// Brings this writer up to date with what other processes appended (the follower sees
+    /// it); returns the last LSN of the log.
+    pub fn refresh(&self) -> Result<Lsn, WalError> {
+        self.shared.locked(|_| Ok(()))?;
+        Ok(self.last_lsn())
+    }
+
+    /// A number no other call, in any process sharing this log, ever returns: at least
+    /// `floor()`, which runs under the append lock once this writer is up to date (the
+    /// runtime's job ids: its index's next id is the floor).
+    pub fn claim_number(&self, floor: impl FnOnce() -> u64) -> Result<u64, WalError> {
+        self.shared.locked(|_| {
+            let number = self.shared.counter.load(Ordering::Acquire).max(floor());
+            self.shared
+                .counter
+                .store(number.saturating_add(1), Ordering::Release);
+            Ok(number)
+        })
+    }
+
+    /// Appends several records with no other append, from this process or another, between
+    /// them; `batch` gets an [`Appender`].
+    pub fn append_batch<T>(
+        &self,
+        batch: impl FnOnce(&mut Appender<'_>) -> Result<T, WalError>,
+    ) -> Result<T, WalError> {
+        self.shared.locked(|writer| {
+            batch(&mut Appender {
+                shared: &self.shared,
+                writer,
+            })
+        })
     }
 
     /// The first LSN the log still holds (older segments were retired).
@@ -446,7 +589,208 @@ impl Wal {
     }
 }
 
+/// Appends records inside [`Wal::append_batch`].
+pub struct Appender<'a> {
+    shared: &'a Shared,
+    writer: &'a mut WriterState,
+}
+
+impl Appender<'_> {
+    /// Appends a record and runs `then(lsn)` before the batch goes on.
+    pub fn append_then(
+        &mut self,
+        record: &Record<'_>,
+        then: impl FnOnce(Lsn),
+    ) -> Result<Lsn, WalError> {
+        self.shared.append_locked(
+            self.writer,
+            record.kind(),
+            |out| record.encode_into(out).map_err(WalError::Encode),
+            then,
+        )
+    }
+
+    /// Appends a frame of `kind` with `payload` as it is.
+    pub fn append_raw(&mut self, kind: u16, payload: &[u8]) -> Result<Lsn, WalError> {
+        self.shared
+            .append_locked(self.writer, kind, |out| copy_payload(out, payload), |_| {})
+    }
+}
+
+fn copy_payload(out: &mut [u8], payload: &[u8]) -> Result<usize, WalError> {
+    let dest = out
+        .get_mut(..payload.len())
+        .ok_or(WalError::RecordTooLarge {
+            payload_bytes: payload.len(),
+            max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+        })?;
+    dest.copy_from_slice(payload);
+    Ok(payload.len())
+}
+
+/// What the tail file says of a writer's state.
+fn tail_state(writer: &WriterState, counter: u64) -> TailState {
+    TailState {
+        seq: writer.active.seq,
+        offset: writer.active.offset as u64,
+        next_lsn: writer.next_lsn,
+        prev_checksum: writer.prev_checksum,
+        counter,
+    }
+}
+
 impl Shared {
+    /// Runs `f` on the writer state with this process's writer lock and, when other
+    /// processes may share the log, the append lock held and the state brought up to date
+    /// with what they appended; publishes the new tail before letting go.
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut WriterState) -> Result<T, WalError>,
+    ) -> Result<T, WalError> {
+        let mut guard = lock(&self.writer);
+        let writer = &mut *guard;
+        let Some(cross) = &self.cross else {
+            return f(writer);
+        };
+        let mut tail = lock(&cross.tail);
+        let (held, owner_died) = tail.hold().map_err(WalError::Io)?;
+        let suspect = tail.enter() || owner_died;
+        if suspect || tail.peek_generation() != tail.seen() {
+            // Another process published since this one did (or died mid-batch).
+            let published = tail.read(self.log_id).map(|(_, state)| state);
+            // On an error the holder mark stays: the next holder checks everything.
+            self.catch_up(writer, published, suspect)?;
+            if let Some(state) = published {
+                self.counter.fetch_max(state.counter, Ordering::AcqRel);
+            }
+        }
+        let result = f(writer);
+        tail.publish(
+            self.log_id,
+            tail_state(writer, self.counter.load(Ordering::Acquire)),
+        );
+        drop(held);
+        result
+    }
+
+    /// Follows the frame chain from where this writer left off over what other processes
+    /// appended, into the segments they rotated to, handing each frame to the follower. The
+    /// published tail says how far that must reach; `suspect` (the last holder died holding
+    /// the lock) also looks for a rotation it did not publish and clears its torn bytes.
+    fn catch_up(
+        &self,
+        writer: &mut WriterState,
+        published: Option<TailState>,
+        suspect: bool,
+    ) -> Result<(), WalError> {
+        let mut follower = lock(&self.follower);
+        loop {
+            let file = writer.active.file.clone();
+            // SAFETY: we hold the append lock: no process writes the log meanwhile.
+            let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
+            while let Some(Ok(frame)) = bytes
+                .get(writer.active.offset..)
+                .map(|rest| decode_frame(rest, writer.active.seed))
+            {
+                if frame.lsn != writer.next_lsn || frame.prev_checksum != writer.prev_checksum {
+                    break;
+                }
+                if let Some(follow) = follower.as_mut() {
+                    follow(frame);
+                }
+                writer.active.offset += frame.frame_bytes;
+                writer.prev_checksum = frame.checksum;
+                writer.next_lsn = frame.lsn + 1;
+                writer.last_kind = frame.kind;
+                self.last_lsn.store(frame.lsn, Ordering::Release);
+            }
+            let rotated = published.is_none_or(|tail| tail.seq > writer.active.seq);
+            if !(rotated || suspect) || !self.follow_rotation(writer)? {
+                break;
+            }
+        }
+        let at = writer.active.offset;
+        if suspect {
+            // A holder died mid-frame: its bytes past the chain were never part of the log
+            // (and never synced by anyone to acknowledge them). Zero them before appending.
+            let file = writer.active.file.clone();
+            // SAFETY: as above.
+            let rest = unsafe { segment_bytes(&*file, at, file.len()) };
+            if rest.iter().take(FRAME_HEADER_BYTES).any(|&b| b != 0) {
+                // SAFETY: as above; nothing of these bytes is published.
+                zero_after(&*file, at, file.len());
+            }
+        }
+        if let Some(tail) = published {
+            if (tail.seq, tail.next_lsn) > (writer.active.seq, writer.next_lsn) {
+                return Err(WalError::Corrupt(LogFault {
+                    kind: super::scan::FaultKind::Corruption,
+                    seq: writer.active.seq,
+                    segment: self.store.describe(writer.active.seq),
+                    offset: at,
+                    expected_lsn: writer.next_lsn,
+                    cause: format!(
+                        "the log's chain ends before LSN {} in segment {}, which another \
+                         writer published",
+                        tail.next_lsn, tail.seq
+                    ),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the writer to the segment after its active one when that segment continues the
+    /// log (another process rotated); false when it does not (yet).
+    fn follow_rotation(&self, writer: &mut WriterState) -> Result<bool, WalError> {
+        let seq = writer.active.seq + 1;
+        let file = match self.store.open(seq, true) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(WalError::Io(error)),
+        };
+        // SAFETY: we hold the append lock: no process writes the header meanwhile.
+        let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
+        let Ok(header) = SegmentHeader::decode(head) else {
+            return Ok(false); // pre-created, not yet used
+        };
+        if header.log_id != self.log_id
+            || header.segment_seq != seq
+            || header.first_lsn != writer.next_lsn
+        {
+            return Ok(false);
+        }
+        let seed = salt_seed(header.salt);
+        // SAFETY: as above.
+        let first = unsafe { segment_bytes(&*file, 0, file.len()) }
+            .get(SEGMENT_HEADER_BYTES..)
+            .and_then(|rest| decode_frame(rest, seed).ok())
+            .map(|frame| frame.kind);
+        let old = std::mem::replace(
+            &mut writer.active,
+            ActiveSegment {
+                seq,
+                file,
+                seed,
+                offset: SEGMENT_HEADER_BYTES,
+                first_lsn: header.first_lsn,
+            },
+        );
+        // Its last bytes (another process's) are covered by this process's next sync too.
+        writer.unsynced.push(old.file);
+        writer.prev_checksum = 0;
+        writer.segments.push_back(LiveSegment {
+            seq,
+            first_lsn: header.first_lsn,
+            prologue: first == Some(kind::INDEX_CHECKPOINT),
+        });
+        if matches!(writer.next, NextSegment::Ready(_)) {
+            // Made for a segment the log has moved past.
+            writer.next = NextSegment::Missing;
+        }
+        Ok(true)
+    }
+
     /// Appends one frame; `then(lsn)` runs before the writer lock is released, so whatever it
     /// records (the runtime's job index) is in step with the log at every rotation.
     fn append_frame(
@@ -455,12 +799,24 @@ impl Shared {
         encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
         then: impl FnOnce(Lsn),
     ) -> Result<Lsn, WalError> {
+        if self.commit.is_poisoned() {
+            return Err(self.commit.poison_error());
+        }
+        self.locked(|writer| self.append_locked(writer, kind, encode, then))
+    }
+
+    /// [`Shared::append_frame`] with the locks held.
+    fn append_locked(
+        &self,
+        writer: &mut WriterState,
+        kind: u16,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, WalError>,
+        then: impl FnOnce(Lsn),
+    ) -> Result<Lsn, WalError> {
         let shared = self;
         if shared.commit.is_poisoned() {
             return Err(shared.commit.poison_error());
         }
-        let mut guard = lock(&shared.writer);
-        let writer = &mut *guard;
         let payload_len = encode(&mut writer.scratch[FRAME_HEADER_BYTES..])?;
         let total = frame_bytes(payload_len);
         let capacity = shared.options.segment_bytes as usize - SEGMENT_HEADER_BYTES;
@@ -475,6 +831,7 @@ impl Shared {
         }
         let lsn = shared.place_frame(writer, kind, payload_len, false)?;
         then(lsn);
+        shared.commit.appended(lsn);
         Ok(lsn)
     }
 
@@ -548,14 +905,16 @@ impl Shared {
         }
         // Beside the segments, so that losing the end of the log (this checkpoint included)
         // is seen as corruption, not taken for a crash before these records were written.
-        // Under the writer lock: retention rewrites the identity too, under the same lock.
-        let writer = lock(&self.writer);
-        let identity = LogIdentity {
-            log_id: writer.log_id,
-            first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
-            durable_lsn: lsn,
-        };
-        self.store.set_identity(identity).map_err(WalError::Io)?;
+        // Under the writer (and append) lock: retention rewrites the identity too, under
+        // the same lock.
+        self.locked(|writer| {
+            let identity = self.merged_identity(LogIdentity {
+                log_id: writer.log_id,
+                first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
+                durable_lsn: lsn,
+            });
+            self.store.set_identity(identity).map_err(WalError::Io)
+        })?;
         self.identity_durable_lsn.store(lsn, Ordering::Release);
         Ok(())
     }
@@ -613,6 +972,14 @@ impl Shared {
     fn rotate(&self, writer: &mut WriterState, room: usize) -> Result<(), WalError> {
         let seq = writer.active.seq + 1;
         let next = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
+            // Shared with other processes, the segment is taken by its name now: the one made
+            // ahead may have been replaced meanwhile (retired, or removed by a recovery).
+            pending if self.cross.is_some() => {
+                if let NextSegment::Pending(handle) = pending {
+                    let _ = handle.join();
+                }
+                self.shared_next_segment(seq)?
+            }
             NextSegment::Ready(file) => file,
             NextSegment::Pending(handle) => match handle.join() {
                 Ok(Ok(file)) => file,
@@ -676,6 +1043,46 @@ impl Shared {
         Ok(())
     }
 
+    /// Segment `seq`, unused, for a rotation of a shared log (under the append lock, caught
+    /// up): the one another process made ahead if it is there, else a new one. One that holds
+    /// a header is past the end of the log (the chain does not lead into it): never part of
+    /// the log, it is cleared as recovery would.
+    fn shared_next_segment(&self, seq: u64) -> Result<Arc<dyn SegmentFile>, WalError> {
+        let file = match self.store.open(seq, true) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                self.store.create(seq, self.options.segment_bytes)?
+            }
+            Err(error) => return Err(WalError::Io(error)),
+        };
+        if file.len() as u64 != self.options.segment_bytes {
+            drop(file);
+            self.store.remove(seq)?;
+            return Ok(self.store.create(seq, self.options.segment_bytes)?);
+        }
+        // SAFETY: we hold the append lock; the segment is not part of the log.
+        let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES.min(file.len())) };
+        if head.iter().any(|&b| b != 0) {
+            zero_after(&*file, 0, file.len());
+        }
+        Ok(file)
+    }
+
+    /// The identity to record, merged with what the file says now when other processes
+    /// share the log: their retention may have moved the first segment on, and their close a
+    /// larger durable LSN; neither goes back.
+    fn merged_identity(&self, mut identity: LogIdentity) -> LogIdentity {
+        if self.cross.is_some() {
+            if let Ok(Some(current)) = self.store.identity() {
+                if current.log_id == identity.log_id {
+                    identity.first_seq = identity.first_seq.max(current.first_seq);
+                    identity.durable_lsn = identity.durable_lsn.max(current.durable_lsn);
+                }
+            }
+        }
+        identity
+    }
+
     /// Writes the prologue frame at the head of the (new, empty) active segment, leaving
     /// `room` bytes after it. False when there is no prologue or it does not fit.
     fn write_prologue(&self, writer: &mut WriterState, room: usize) -> Result<bool, WalError> {
@@ -715,6 +1122,17 @@ impl Shared {
                 .min()
                 .unwrap_or(Lsn::MAX)
         };
+        if self.cross.is_some() {
+            // Another process's retention may have retired the oldest ones already.
+            if let Ok(Some(identity)) = self.store.identity() {
+                while writer.segments.len() >= 2
+                    && writer.segments[0].seq < identity.first_seq
+                    && writer.segments[0].seq != writer.active.seq
+                {
+                    writer.segments.pop_front();
+                }
+            }
+        }
         while writer.segments.len() >= 2 {
             let count = writer.segments.len() as u64 + 1; // + the pre-created next one
             let over_count = retention.segments_max.is_some_and(|max| count > max);
@@ -733,11 +1151,11 @@ impl Shared {
             }
             // The new first segment is durable in the identity before the old one goes, so a
             // lost oldest segment is never mistaken for a retired one.
-            let identity = LogIdentity {
+            let identity = self.merged_identity(LogIdentity {
                 log_id: writer.log_id,
                 first_seq: following.seq,
                 durable_lsn: durable,
-            };
+            });
             if self.store.set_identity(identity).is_err() || self.store.remove(oldest).is_err() {
                 break; // Retention is best effort; the log itself is unharmed.
             }

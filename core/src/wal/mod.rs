@@ -55,6 +55,8 @@ pub mod repair;
 #[cfg(feature = "std")]
 mod segments;
 #[cfg(feature = "std")]
+pub mod share;
+#[cfg(feature = "std")]
 pub mod sim;
 #[cfg(feature = "std")]
 pub mod storage;

@@ -337,6 +337,11 @@ impl Reader {
         if header.segment_seq != seq || expected.is_some_and(|lsn| lsn != header.first_lsn) {
             return Ok(false);
         }
+        // Mappings do no read-around of their own: read what the segment holds ahead of the
+        // reader, and nothing of its unwritten tail. A failed hint costs speed only.
+        if let Ok(end) = file.zero_from() {
+            file.prepare_scan(end);
+        }
         self.current = Some(OpenSegment {
             seq,
             file,

@@ -41,6 +41,10 @@ pub mod kind {
     /// reason), as JSON `{job_id, enforcement, limits_not_held}`; written with the job's end,
     /// in the same sync. Ignorable.
     pub const JOB_ENFORCEMENT: u16 = 0x8005;
+    /// Which process runs a job (its owner name, see the runtime's `owner` module), as JSON
+    /// `{job_id, owner}`; written with the `JobStarted`, in the same append batch, so a job
+    /// is marked interrupted only when that process is gone. Ignorable.
+    pub const JOB_OWNER: u16 = 0x8006;
 }
 
 /// Limits a job ran under; `None` where no limit was set.

@@ -10,6 +10,9 @@ use super::frame::{
 use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 use super::storage::{segment_bytes, LogIdentity, SegmentStore};
 
+/// Bytes of a segment the scan keeps mapped behind its position.
+const SCAN_RESIDENT_BYTES: usize = 4 << 20;
+
 /// What a scan found in one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentState {
@@ -33,6 +36,9 @@ pub struct SegmentSummary {
     pub frames: u64,
     pub end_offset: usize,
     pub bytes: usize,
+    /// Every byte of the file from here on is zero (proven from its extents, see
+    /// [`super::storage::SegmentFile::zero_from`]); the scan read nothing past it.
+    pub zero_from: usize,
 }
 
 /// Where the valid log ends: appends continue here.
@@ -136,8 +142,20 @@ pub fn scan_log(
         // mapping of another process's log; nothing in this process writes these bytes.
         let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
         let name = store.describe(seq);
-        let verdict = scanner.segment(seq, bytes, |offset, frame| visit(seq, offset, frame));
-        scan.record(seq, &name, bytes.len(), verdict);
+        // The unwritten tail of a preallocated segment is never read.
+        let zero_from = file.zero_from()?;
+        file.prepare_scan(zero_from);
+        let mut released = 0;
+        let verdict = scanner.segment_zero_from(seq, bytes, zero_from, |offset, frame| {
+            visit(seq, offset, frame);
+            // The resident set stays bounded on a large log: pages the scan has passed are
+            // unmapped (they stay in the page cache; a later touch maps the same bytes).
+            if offset - released >= SCAN_RESIDENT_BYTES {
+                file.release_resident(released, offset);
+                released = offset;
+            }
+        });
+        scan.record(seq, &name, bytes.len(), zero_from, verdict);
     }
     if let Some(lost) = scanner.finish(identity.durable_lsn) {
         scan.durable_lost(store, lost);
@@ -201,7 +219,14 @@ impl LogScan {
     }
 
     /// Folds one segment's verdict into the scan of the whole log.
-    fn record(&mut self, seq: u64, name: &str, bytes: usize, verdict: SegmentVerdict) {
+    fn record(
+        &mut self,
+        seq: u64,
+        name: &str,
+        bytes: usize,
+        zero_from: usize,
+        verdict: SegmentVerdict,
+    ) {
         let mut summary = SegmentSummary {
             seq,
             segment: name.to_string(),
@@ -210,6 +235,7 @@ impl LogScan {
             frames: 0,
             end_offset: 0,
             bytes,
+            zero_from,
         };
         let fault_at = |fault: Fault| LogFault {
             kind: fault.kind,

@@ -51,7 +51,7 @@ pub fn repair_dir(dir: &Path, options: WalOptions) -> Result<RepairReport, WalEr
         ..options
     };
     // The old log's writer lock, held until the end: no writer can open it meanwhile.
-    let old = FsStore::open_writer(dir, false)?;
+    let old = FsStore::open_exclusive(dir)?;
     let stamp = unix_ms();
     let parent = dir.parent().unwrap_or(Path::new("."));
     let name = dir

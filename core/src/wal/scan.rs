@@ -152,13 +152,26 @@ pub struct Probe {
 
 /// Looks for checksum-valid frames at 8-byte aligned offsets from `from` on.
 pub fn probe(bytes: &[u8], from: usize, seed: u32, expected_lsn: Lsn) -> Probe {
+    probe_before(bytes, bytes.len(), from, seed, expected_lsn)
+}
+
+/// [`probe`] over an image whose bytes from `zero_from` on are all zero: no frame starts
+/// there (a frame header is never all zero), so only offsets before it are tried. A frame
+/// that starts before `zero_from` is still decoded whole.
+fn probe_before(
+    bytes: &[u8],
+    zero_from: usize,
+    from: usize,
+    seed: u32,
+    expected_lsn: Lsn,
+) -> Probe {
     let mut result = Probe {
         first: None,
         valid_frames: 0,
         durable_after: false,
     };
     let mut at = from.next_multiple_of(FRAME_ALIGN_BYTES);
-    while at.saturating_add(FRAME_HEADER_BYTES) <= bytes.len() {
+    while at < zero_from && at.saturating_add(FRAME_HEADER_BYTES) <= bytes.len() {
         if has_frame_magic(bytes, at) {
             if let Ok(frame) = decode_frame(&bytes[at..], seed) {
                 if frame.lsn >= expected_lsn {
@@ -188,11 +201,56 @@ pub fn scan_frames<'a, F>(
     seed: u32,
     first_lsn: Lsn,
     mode: RecoveryMode,
+    visit: F,
+) -> FrameScan
+where
+    F: FnMut(usize, Frame<'a>),
+{
+    scan_frames_of(
+        ZeroFrom::new(bytes, bytes.len()),
+        start,
+        seed,
+        first_lsn,
+        mode,
+        visit,
+    )
+}
+
+/// A segment image and where its known-zero tail starts: every byte of `bytes` from
+/// `zero_from` on is zero. The scan never reads there except to finish decoding a frame that
+/// starts before it, and its verdict is the one it gives when it reads every byte.
+#[derive(Clone, Copy)]
+struct ZeroFrom<'a> {
+    bytes: &'a [u8],
+    zero_from: usize,
+}
+
+impl<'a> ZeroFrom<'a> {
+    fn new(bytes: &'a [u8], zero_from: usize) -> ZeroFrom<'a> {
+        ZeroFrom {
+            bytes,
+            zero_from: zero_from.min(bytes.len()),
+        }
+    }
+
+    /// Whether `bytes[from..]` is all zero: only the part before `zero_from` is read.
+    fn zero_after(&self, from: usize) -> bool {
+        from >= self.zero_from || is_zero(&self.bytes[from..self.zero_from])
+    }
+}
+
+fn scan_frames_of<'a, F>(
+    image: ZeroFrom<'a>,
+    start: usize,
+    seed: u32,
+    first_lsn: Lsn,
+    mode: RecoveryMode,
     mut visit: F,
 ) -> FrameScan
 where
     F: FnMut(usize, Frame<'a>),
 {
+    let bytes = image.bytes;
     assert!(
         start.is_multiple_of(FRAME_ALIGN_BYTES),
         "frames start aligned"
@@ -202,7 +260,8 @@ where
         ..empty_scan(first_lsn)
     };
     let mut pos = start;
-    while pos < bytes.len() {
+    // From `zero_from` on the bytes are zero: no frame there, and the rest is a clean end.
+    while pos < image.zero_from {
         let rest = &bytes[pos..];
         let cause = match decode_frame(rest, seed) {
             Ok(frame)
@@ -217,10 +276,16 @@ where
             Ok(_) => FaultCause::ChainMismatch,
             Err(error) => FaultCause::Frame(error),
         };
-        if is_zero(rest) {
+        if image.zero_after(pos) {
             break; // A clean zero tail: the log simply ends here.
         }
-        let after = probe(bytes, pos + FRAME_ALIGN_BYTES, seed, scan.next_lsn);
+        let after = probe_before(
+            bytes,
+            image.zero_from,
+            pos + FRAME_ALIGN_BYTES,
+            seed,
+            scan.next_lsn,
+        );
         let out_of_place = matches!(
             cause,
             FaultCause::LsnMismatch { .. } | FaultCause::ChainMismatch
@@ -385,6 +450,25 @@ impl LogScanner {
     where
         F: FnMut(usize, Frame<'a>),
     {
+        self.segment_zero_from(seq, bytes, bytes.len(), visit)
+    }
+
+    /// As [`LogScanner::segment`], for an image whose bytes from `zero_from` on are known to
+    /// be zero (the file layer proves it from the file's extents, without reading them). The
+    /// verdict is the one [`LogScanner::segment`] gives, but no byte at or after `zero_from`
+    /// is read except the end of a frame that starts before it: the unwritten tail of a
+    /// preallocated segment costs nothing. The claim must be true: a wrong one hides bytes.
+    pub fn segment_zero_from<'a, F>(
+        &mut self,
+        seq: u64,
+        bytes: &'a [u8],
+        zero_from: usize,
+        visit: F,
+    ) -> SegmentVerdict
+    where
+        F: FnMut(usize, Frame<'a>),
+    {
+        let image = ZeroFrom::new(bytes, zero_from);
         let expected_seq = self.next_seq;
         self.next_seq = Some(seq.saturating_add(1));
         let expected_lsn = self.next_lsn();
@@ -401,7 +485,7 @@ impl LogScanner {
         }
         let header = match SegmentHeader::decode_with(bytes, self.legacy) {
             Ok(header) => header,
-            Err(SegmentHeaderError::Unused) if is_zero(bytes) => {
+            Err(SegmentHeaderError::Unused) if image.zero_after(0) => {
                 self.unused_seen.get_or_insert(seq);
                 return SegmentVerdict::Unused;
             }
@@ -412,7 +496,7 @@ impl LogScanner {
         let seed = salt_seed(header.salt);
         if let Some(stop) = self.stopped_at {
             return SegmentVerdict::PastEnd {
-                probe: probe(bytes, SEGMENT_HEADER_BYTES, seed, stop),
+                probe: probe_before(bytes, image.zero_from, SEGMENT_HEADER_BYTES, seed, stop),
             };
         }
         let mut segment_fault = None;
@@ -453,7 +537,13 @@ impl LogScanner {
             // A segment that starts past the expected LSN is what a crash leaves when the end
             // of the previous segment was never synced but this header was: a tear, unless a
             // frame here was written when that end was already durable.
-            let after = probe(bytes, SEGMENT_HEADER_BYTES, seed, expected_lsn);
+            let after = probe_before(
+                bytes,
+                image.zero_from,
+                SEGMENT_HEADER_BYTES,
+                seed,
+                expected_lsn,
+            );
             let tear = header.first_lsn > expected_lsn && !after.durable_after;
             let kind = if tear {
                 FaultKind::TornTail
@@ -483,8 +573,8 @@ impl LogScanner {
             }
             segment_fault = Some(found);
         }
-        let frames = scan_frames(
-            bytes,
+        let frames = scan_frames_of(
+            image,
             SEGMENT_HEADER_BYTES,
             seed,
             header.first_lsn,
@@ -749,6 +839,57 @@ mod tests {
             let mut bytes = zeros;
             bytes[at] = 0x80;
             assert!(!is_zero(&bytes), "byte {at}");
+        }
+    }
+
+    /// Offset just past the last non-zero byte: the tightest claim the file layer can make.
+    fn zero_boundary(image: &[u8]) -> usize {
+        image.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1)
+    }
+
+    #[test]
+    fn a_known_zero_tail_gives_the_verdict_of_reading_every_byte() {
+        let (clean, offsets) = segment(10, 0, SALT, 4096);
+        let mut torn = clean.clone();
+        torn[offsets[9] + 5] ^= 0x10;
+        let mut garbage_far = clean.clone();
+        garbage_far[3000] = 0x55;
+        // A durable frame far after a hole of zeros: corruption, found only past the hole.
+        let (long, long_offsets) = segment(40, 0, SALT, 4096);
+        let mut valid_far = long.clone();
+        valid_far[long_offsets[20]..long_offsets[39]].fill(0);
+        let unused = vec![0u8; 4096];
+        let mut zero_header_data_after = unused.clone();
+        zero_header_data_after[2000] = 1;
+        let images = [
+            clean,
+            torn,
+            garbage_far,
+            valid_far,
+            unused,
+            zero_header_data_after,
+        ];
+        for mode in [
+            RecoveryMode::Strict,
+            RecoveryMode::Tail,
+            RecoveryMode::Salvage,
+        ] {
+            for image in &images {
+                let mut full = vec![];
+                let expected = LogScanner::new(mode, 1, 1)
+                    .segment(1, image, |at, frame| full.push((at, frame.lsn)));
+                for zero_from in zero_boundary(image)..=image.len() {
+                    let mut hinted = vec![];
+                    let verdict = LogScanner::new(mode, 1, 1).segment_zero_from(
+                        1,
+                        image,
+                        zero_from,
+                        |at, frame| hinted.push((at, frame.lsn)),
+                    );
+                    assert_eq!(verdict, expected, "{mode:?}, zero from {zero_from}");
+                    assert_eq!(hinted, full);
+                }
+            }
         }
     }
 

@@ -124,7 +124,7 @@ pub(super) fn recover_writer(
             SegmentState::Unused | SegmentState::PastEnd => {
                 if summary.state == SegmentState::PastEnd {
                     // A tear the mode accepted: its frames were never durable.
-                    report.truncated_bytes += zero_after(&*file, 0) as u64;
+                    report.truncated_bytes += zero_after(&*file, 0, summary.zero_from) as u64;
                     file.sync(engine)?;
                     file.release_resident(0, file.len());
                 }
@@ -153,10 +153,16 @@ pub(super) fn recover_writer(
     let (active, prev_checksum, next_lsn) = match scan.end {
         Some(end) => {
             let file = store.open(end.seq, true)?;
-            report.truncated_bytes += zero_after(&*file, end.offset) as u64;
-            // The scan for stray bytes read the whole tail; it is zero and untouched until
-            // appends reach it.
+            let zero_from = scan
+                .segments
+                .iter()
+                .find(|s| s.seq == end.seq)
+                .map_or(file.len(), |s| s.zero_from);
+            report.truncated_bytes += zero_after(&*file, end.offset, zero_from) as u64;
+            // Whatever the scan and the zeroing touched after the end is zero and untouched
+            // until appends reach it.
             file.release_resident(end.offset, file.len());
+            file.prepare_appends(end.offset);
             let seed = {
                 // SAFETY: no writer runs yet.
                 let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
@@ -296,10 +302,15 @@ fn random_log_id() -> u128 {
     (high << 64 | low).max(1)
 }
 
-/// Zeroes everything after `offset` that is not zero already; returns the bytes zeroed.
-fn zero_after(file: &dyn SegmentFile, offset: usize) -> usize {
+/// Zeroes everything after `offset` that is not zero already, given that every byte from
+/// `zero_from` on is zero (the scan proved it); returns the bytes zeroed.
+pub(super) fn zero_after(file: &dyn SegmentFile, offset: usize, zero_from: usize) -> usize {
+    let end = zero_from.min(file.len());
+    if offset >= end {
+        return 0; // Nothing but the proven zero tail: not a byte to read.
+    }
     // SAFETY: recovery runs before the writer exists.
-    let tail = unsafe { segment_bytes_mut(file, offset, file.len()) };
+    let tail = unsafe { segment_bytes_mut(file, offset, end) };
     let Some(last) = tail.iter().rposition(|&b| b != 0) else {
         return 0;
     };

@@ -21,14 +21,22 @@ use super::sync::SyncEngine;
 
 /// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
 pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
-/// Name of the lock file the single writer holds with `flock`.
-pub const LOCK_FILE_NAME: &str = "LOCK";
+pub use super::share::LOCK_FILE_NAME;
 /// Mode of the log directory: logged arguments and output are the owner's alone.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Mode of segments, the lock and the identity file.
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Zero-fill chunk: bounded so creating a segment needs no large buffer.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes ahead of the append position read into the page cache when a segment is opened for
+/// appends. Bounded: a page cached there reads as data to `SEEK_DATA`, so the next open
+/// reads it (with `pread`) to prove it zero; a whole 64 MiB segment cost every open ~10 ms.
+const APPEND_READAHEAD_BYTES: usize = 256 << 10;
+/// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
+/// adds no resident memory however much it reads).
+const ZERO_PROOF_CHUNK_BYTES: usize = 256 << 10;
+/// Data regions [`data_regions`] lists one by one; past this the rest counts as one region.
+const DATA_REGIONS_MAX: usize = 4096;
 
 /// One segment's bytes.
 ///
@@ -46,6 +54,20 @@ pub trait SegmentFile: Send + Sync {
     /// from this process's resident set (they stay in the page cache, and a later access
     /// faults them back with the same bytes). Only whole pages inside the range are dropped.
     fn release_resident(&self, _start: usize, _end: usize) {}
+    /// Where the segment's zero tail starts: every byte from the returned offset on is zero,
+    /// and the byte before it (if any) is not. Recovery scans only up to there, so opening
+    /// costs what the log holds, not what the disk reserved. The default reads every byte.
+    fn zero_from(&self) -> io::Result<usize> {
+        // SAFETY: `len` bytes from the base are the segment's; callers scan before any writer
+        // in this process exists.
+        let bytes = unsafe { std::slice::from_raw_parts(self.base_ptr(), self.len()) };
+        Ok(bytes.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1))
+    }
+    /// Hints that appends will soon store into the bytes from `offset` on (a file segment
+    /// reads a bounded window of them into the page cache). A failed hint costs speed only.
+    fn prepare_appends(&self, _offset: usize) {}
+    /// Hints that a scan will read the first `end` bytes now.
+    fn prepare_scan(&self, _end: usize) {}
     /// Whether the segment has no bytes (never, for a valid segment).
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -166,41 +188,26 @@ pub struct FsStore {
     /// Write zeros over new segments after fallocate. Off by default: on ext4 it made
     /// fdatasync after stores through the mapping slower, not faster (see the WAL bench).
     zero_fill: bool,
-    /// Held for the life of a writer: `flock(LOCK_EX)` on `LOCK`.
-    _lock: Option<File>,
+    /// Held for the life of an exclusive store (`repair`): the append lock.
+    _lock: Option<(super::share::AppendLock, super::share::AppendLock)>,
 }
 
 impl FsStore {
-    /// Opens `dir` for the single writer: creates it if needed, takes the lock (failing at once
-    /// if another process holds it) and removes half-created segments.
+    /// Opens `dir` for a writer, one of any number in any processes: creates it if needed and
+    /// removes half-created files whose creator is gone. Call it under the append lock
+    /// ([`super::share::AppendLock`]): a creator that is still alive holds no lock while it
+    /// allocates, so its files are told apart by the pid in their name.
     pub fn open_writer(dir: &Path, zero_fill: bool) -> io::Result<FsStore> {
         create_private_dir(dir).map_err(|e| context(e, "create WAL directory", dir))?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&lock_path)
-            .map_err(|e| context(e, "open lock file", &lock_path))?;
-        // Files made by earlier versions, or under a loose umask, are made private too.
-        make_private(&lock_path, PRIVATE_FILE_MODE)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = io::Error::last_os_error();
-            let message = format!(
-                "WAL {} is locked by another writer ({error})",
-                dir.display()
-            );
-            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
-        }
         for entry in fs::read_dir(dir).map_err(|e| context(e, "list WAL directory", dir))? {
             let entry = entry?;
             let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".tmp") {
-                fs::remove_file(entry.path())
-                    .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".tmp") {
+                if !temporary_creator_alive(stem) {
+                    fs::remove_file(entry.path())
+                        .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
+                }
             } else if entry.file_type()?.is_file() {
                 make_private(&entry.path(), PRIVATE_FILE_MODE)?;
             }
@@ -209,8 +216,26 @@ impl FsStore {
         Ok(FsStore {
             dir: dir.to_path_buf(),
             zero_fill,
-            _lock: Some(lock),
+            _lock: None,
         })
+    }
+
+    /// Opens `dir` for a tool that needs the log to itself (`repair`): takes the append lock
+    /// for the life of the store, failing at once if a writer is appending.
+    pub fn open_exclusive(dir: &Path) -> io::Result<FsStore> {
+        create_private_dir(dir).map_err(|e| context(e, "create WAL directory", dir))?;
+        let writers = super::share::AppendLock::open_named(dir, super::share::WRITERS_FILE_NAME)?;
+        let lock = super::share::AppendLock::open(dir)?;
+        if !writers.try_lock()? || !lock.try_lock()? {
+            let message = format!(
+                "WAL {} is open in another writer: stop the processes that share it first",
+                dir.display()
+            );
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
+        }
+        let mut store = FsStore::open_writer(dir, false)?;
+        store._lock = Some((writers, lock));
+        Ok(store)
     }
 
     /// Opens `dir` for reading only: no lock, no changes. Readers may run beside a writer.
@@ -255,7 +280,12 @@ impl SegmentStore for FsStore {
 
     fn create(&self, seq: u64, bytes: u64) -> io::Result<Arc<dyn SegmentFile>> {
         let path = self.path(seq);
-        let tmp = self.dir.join(format!("{}.tmp", segment_file_name(seq)));
+        // Named after this process, so a writer opening meanwhile knows it is not stale.
+        let tmp = self.dir.join(format!(
+            "{}.{}.tmp",
+            segment_file_name(seq),
+            std::process::id()
+        ));
         let result = create_allocated(&tmp, bytes, self.zero_fill);
         if let Err(error) = result {
             let _ = fs::remove_file(&tmp);
@@ -265,9 +295,21 @@ impl SegmentStore for FsStore {
                 &path,
             ));
         }
-        fs::rename(&tmp, &path).map_err(|e| context(e, "rename new segment", &path))?;
+        // Never over a segment another process created (and may already be writing): link
+        // fails where the name exists, and then that segment is the one.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(context(error, "link new segment", &path)),
+        }
         sync_dir(&self.dir)?;
-        self.open(seq, true)
+        let file = self.open(seq, true)?;
+        // Segments are created ahead of need (on the background thread): their first pages
+        // are in the page cache before appends reach them.
+        file.prepare_appends(0);
+        Ok(file)
     }
 
     fn open(&self, seq: u64, writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
@@ -296,13 +338,12 @@ impl SegmentStore for FsStore {
             options.map_raw_read_only(&file)
         };
         let map = map.map_err(|e| context(e, "map segment", &path))?;
-        if writable {
-            // Read the (allocated, zero) pages into the page cache now (segments are opened
-            // for writing when created, on the background thread), so appends take cheap
-            // minor faults. Unlike MAP_POPULATE this maps nothing: the resident set grows only
-            // with what is written. A failed hint costs speed, not correctness.
-            let _ = map.advise(memmap2::Advice::WillNeed);
-        }
+        // No speculative read-around on faults: one touch of a preallocated segment's header
+        // would otherwise read megabytes of its unwritten tail into the page cache, where
+        // `SEEK_DATA` sees them as data and the next open has to read them to prove them zero.
+        // What is read soon is asked for explicitly ([`SegmentFile::prepare_scan`],
+        // [`SegmentFile::prepare_appends`]). A failed hint costs speed, not correctness.
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(Arc::new(FsSegment { file, map, path }))
     }
 
@@ -338,6 +379,8 @@ impl SegmentStore for FsStore {
         let path = self.dir.join(IDENTITY_FILE_NAME);
         let tmp = self.dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
         let write = || -> io::Result<()> {
+            // Left by a writer killed mid-write (every write is under the append lock).
+            let _ = fs::remove_file(&tmp);
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -384,22 +427,115 @@ impl SegmentFile for FsSegment {
 
     fn release_resident(&self, start: usize, end: usize) {
         let page = page_bytes();
-        let start = start.div_ceil(page) * page;
-        let end = end.min(self.map.len()) / page * page;
-        if start >= end {
-            return;
-        }
-        // SAFETY: a page-aligned range inside our shared file mapping. MADV_DONTNEED on a
-        // shared file mapping only unmaps: dirty pages are kept in the page cache and the
-        // next access maps the same bytes again.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(start).cast(),
-                end - start,
-                libc::MADV_DONTNEED,
-            )
-        };
+        // MADV_DONTNEED on a shared file mapping only unmaps: dirty pages are kept in the
+        // page cache and the next access maps the same bytes again.
+        self.advise(
+            start.div_ceil(page) * page,
+            end.min(self.map.len()) / page * page,
+            libc::MADV_DONTNEED,
+        );
     }
+
+    /// The zero tail from the file's extents: `SEEK_DATA`/`SEEK_HOLE` list the regions that
+    /// may hold data (an allocated but unwritten extent is a hole unless the page cache holds
+    /// pages of it), and only those are read, with `pread` into one reused buffer and from the
+    /// last region backwards, until a non-zero byte. A hole reads as zeros, so nothing after
+    /// the returned offset can be non-zero. Where `SEEK_DATA` is unsupported the whole file
+    /// counts as data: correct, only slower.
+    fn zero_from(&self) -> io::Result<usize> {
+        let len = self.map.len();
+        let regions = data_regions(self.raw_fd(), len)
+            .map_err(|e| context(e, "list data regions of segment", &self.path))?;
+        let mut buf = vec![0u8; ZERO_PROOF_CHUNK_BYTES.min(len)];
+        let mut zero_from = 0;
+        'regions: for &(start, end) in regions.iter().rev() {
+            let mut high = end;
+            while high > start {
+                let low = high.saturating_sub(buf.len()).max(start);
+                let chunk = &mut buf[..high - low];
+                std::os::unix::fs::FileExt::read_exact_at(&self.file, chunk, low as u64)
+                    .map_err(|e| context(e, "read segment", &self.path))?;
+                if !super::scan::is_zero(chunk) {
+                    let last = chunk.iter().rposition(|&b| b != 0).unwrap_or(0);
+                    zero_from = low + last + 1;
+                    break 'regions;
+                }
+                high = low;
+            }
+        }
+        let cached_zeros: usize = regions
+            .iter()
+            .map(|&(start, end)| end.saturating_sub(start.max(zero_from)))
+            .sum();
+        if cached_zeros > APPEND_READAHEAD_BYTES {
+            // Zero pages in the page cache past the end (read there by an earlier scan, or
+            // read ahead for appends) make every open read them again: drop them. Only clean,
+            // unmapped pages go, and the file's bytes are the same either way.
+            let from = zero_from.next_multiple_of(page_bytes());
+            // SAFETY: fadvise on a descriptor we own; a hint only.
+            unsafe {
+                libc::posix_fadvise(
+                    self.raw_fd(),
+                    from as libc::off_t,
+                    (len - from.min(len)) as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+        }
+        Ok(zero_from)
+    }
+
+    fn prepare_appends(&self, offset: usize) {
+        // Reads the (allocated, zero) pages into the page cache so appends take cheap minor
+        // faults; it maps nothing, so the resident set grows only with what is written.
+        self.will_need(offset, offset.saturating_add(APPEND_READAHEAD_BYTES));
+    }
+
+    fn prepare_scan(&self, end: usize) {
+        self.will_need(0, end);
+    }
+}
+
+/// The regions of the first `len` bytes of `fd` that may hold data, in order, by
+/// `SEEK_DATA`/`SEEK_HOLE`; everything else reads as zeros. A file system without them, or
+/// one that reports everything as data, gives one region: the whole file.
+fn data_regions(fd: RawFd, len: usize) -> io::Result<Vec<(usize, usize)>> {
+    let whole = vec![(0, len)];
+    let mut regions = Vec::new();
+    let mut at = 0usize;
+    while at < len {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => Ok(regions), // no data at or after `at`
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
+                _ => Err(io::Error::last_os_error()),
+            };
+        }
+        let start = usize::try_from(data).unwrap_or(len).min(len);
+        if start >= len {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
+                _ => Err(io::Error::last_os_error()),
+            };
+        }
+        let end = usize::try_from(hole).unwrap_or(len).clamp(start, len);
+        if regions.len() == DATA_REGIONS_MAX || end == start {
+            // Too many regions to list (or a file system that answers oddly): the rest of
+            // the file counts as data.
+            regions.push((start, len));
+            break;
+        }
+        regions.push((start, end));
+        at = end;
+    }
+    Ok(regions)
 }
 
 fn page_bytes() -> usize {
@@ -411,6 +547,28 @@ fn page_bytes() -> usize {
 impl FsSegment {
     fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// Asks the kernel to read `start..end` into the page cache now (whole pages).
+    fn will_need(&self, start: usize, end: usize) {
+        let page = page_bytes();
+        self.advise(
+            start / page * page,
+            end.min(self.map.len()),
+            libc::MADV_WILLNEED,
+        );
+    }
+
+    /// `madvise(advice)` over `start..end` (`start` page-aligned) of the mapping, if not
+    /// empty. A failed hint costs speed, not correctness.
+    fn advise(&self, start: usize, end: usize, advice: libc::c_int) {
+        let end = end.min(self.map.len());
+        if start >= end {
+            return;
+        }
+        // SAFETY: a page-aligned range inside our shared file mapping; the advice callers
+        // pass (WILLNEED, DONTNEED) never changes the file's bytes.
+        unsafe { libc::madvise(self.map.as_mut_ptr().add(start).cast(), end - start, advice) };
     }
 }
 
@@ -479,6 +637,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     handle
         .sync_all()
         .map_err(|e| context(e, "fsync directory", dir))
+}
+
+/// Whether the process that names a temporary file (`<name>.<pid>`) is still alive; files
+/// of the earlier naming, without a pid, were left by a writer that held the log alone.
+fn temporary_creator_alive(stem: &str) -> bool {
+    stem.rsplit_once('.')
+        .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        .is_some_and(super::share::process_exists)
 }
 
 /// Adds what was being done and to which path, keeping the error kind, and the error itself

@@ -26,6 +26,7 @@ use super::host::{CgroupMode, Host};
 use super::{ExecError, Limits};
 use crate::procfs::cgroup as procfs;
 
+pub(crate) use sweep::instance_alive;
 pub use sweep::{instance_marker, sweep_stale, SweepReport};
 pub use usage::CgroupUsage;
 
@@ -234,17 +235,7 @@ impl CgroupLeaf {
     /// Every cgroup.procs file a process must be written into to be in the whole leaf (the child
     /// of a vfork-style spawn writes "0", meaning itself, into each before it execs).
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        [
-            &self.unified,
-            &self.memory,
-            &self.pids,
-            &self.cpuacct,
-            &self.freezer,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("cgroup.procs"))
-        .collect()
+        self.dirs().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// The directory whose cgroup.procs lists every process of the job.
@@ -291,10 +282,9 @@ impl CgroupLeaf {
         self.remove_dirs()
     }
 
-    fn remove_dirs(&mut self) -> Result<(), ExecError> {
-        self.unified_dir_fd = None;
-        let mut first_err = None;
-        for dir in [
+    /// The leaf's directory in every hierarchy it has one in.
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        [
             &self.unified,
             &self.memory,
             &self.pids,
@@ -303,7 +293,12 @@ impl CgroupLeaf {
         ]
         .into_iter()
         .flatten()
-        {
+    }
+
+    fn remove_dirs(&mut self) -> Result<(), ExecError> {
+        self.unified_dir_fd = None;
+        let mut first_err = None;
+        for dir in self.dirs() {
             if let Err(e) = rmdir_retry(dir) {
                 first_err.get_or_insert(e);
             }

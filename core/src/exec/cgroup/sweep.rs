@@ -26,7 +26,7 @@ pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
 /// True when the instance named by a marker `pid-start` is still running: that pid exists,
 /// started at that time (not a reused pid), and is not a zombie or dying (an instance that
 /// has exited but not been reaped runs nothing and will never remove its leaves).
-fn instance_alive(marker: &str) -> bool {
+pub(crate) fn instance_alive(marker: &str) -> bool {
     let Some((pid, start)) = marker.split_once('-') else {
         return false;
     };

@@ -36,6 +36,11 @@ pub(super) struct ChildFds<'a> {
 
 /// The child side: async-signal-safe system calls only, never returns.
 ///
+/// Longer than 70 lines on purpose: it is one straight sequence of system calls whose order is
+/// the contract (die with vigil, get placed, reset signals, stdio, close fds, cwd, rlimits,
+/// no_new_privs, exec), read top to bottom in one place; it runs on the vfork-style child's
+/// small stack, where every further frame is stack the child does not have to spare.
+///
 /// # Safety
 /// Must be called only in a freshly forked/cloned child.
 pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! {

@@ -145,6 +145,104 @@ fn open_dev_null() -> Result<OwnedFd, ExecError> {
     raise_fd(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The job's stdio and the exec report pipe: the child's ends and the parent's.
+struct Stdio {
+    out_r: OwnedFd,
+    out_w: OwnedFd,
+    err_r: OwnedFd,
+    err_w: OwnedFd,
+    /// The child's stdin: a pipe's read end, or /dev/null.
+    stdin_child: OwnedFd,
+    stdin_parent: Option<OwnedFd>,
+    /// EOF here means exec succeeded (CLOEXEC closed the write end); else the failed stage.
+    report_r: OwnedFd,
+    report_w: OwnedFd,
+}
+
+impl Stdio {
+    fn open(stdin_bytes: bool) -> Result<Stdio, ExecError> {
+        let (out_r, out_w) = pipe_high()?;
+        let (err_r, err_w) = pipe_high()?;
+        let (stdin_child, stdin_parent) = if stdin_bytes {
+            let (r, w) = pipe_high()?;
+            (r, Some(w))
+        } else {
+            (open_dev_null()?, None)
+        };
+        let (report_r, report_w) = pipe_high()?;
+        Ok(Stdio {
+            out_r,
+            out_w,
+            err_r,
+            err_w,
+            stdin_child,
+            stdin_parent,
+            report_r,
+            report_w,
+        })
+    }
+
+    /// The parent's ends (stdout, stderr, stdin, report). The child's ends close here, so EOF
+    /// on the report pipe then means the child exec'd.
+    fn into_parent_ends(self) -> (OwnedFd, OwnedFd, Option<OwnedFd>, OwnedFd) {
+        (self.out_r, self.err_r, self.stdin_parent, self.report_r)
+    }
+}
+
+/// How the child is created and placed.
+struct ClonePlan<'a> {
+    leaf: Option<&'a CgroupLeaf>,
+    /// The cgroup2 leaf's directory fd, where clone3 may place the child into it.
+    into_fd: Option<i32>,
+    /// vfork-style where a migration is needed anyway (v1 leaves) or there is no cgroup; clone3
+    /// into the cgroup2 leaf where that alone places the child (pure v2: no migration at all).
+    vfork: bool,
+    /// The cgroup.procs files a vfork-style child writes itself into.
+    self_place: Vec<CString>,
+}
+
+impl<'a> ClonePlan<'a> {
+    fn new(leaf: Option<&'a CgroupLeaf>, host: &Host) -> Result<ClonePlan<'a>, ExecError> {
+        let into_fd = leaf
+            .and_then(|l| l.unified_fd())
+            .filter(|_| host.clone_into_cgroup);
+        let vfork = host.vfork
+            && leaf.is_none_or(|l| l.needs_v1_placement() || into_fd.is_none() || !host.clone3);
+        let self_place: Vec<CString> = match (vfork, leaf) {
+            (true, Some(l)) => l
+                .procs_files()
+                .iter()
+                .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(ClonePlan {
+            leaf,
+            into_fd,
+            vfork,
+            self_place,
+        })
+    }
+
+    /// The child must wait on the gate until the parent has placed it.
+    fn needs_gate(&self, into: bool) -> bool {
+        !self.vfork
+            && self
+                .leaf
+                .is_some_and(|l| l.needs_v1_placement() || (l.unified_dir().is_some() && !into))
+    }
+}
+
+/// A created child, not yet known to have exec'd.
+struct Cloned {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    /// The write end of the placement gate, when the child waits on one.
+    gate_w: Option<OwnedFd>,
+    /// clone3 placed it into the cgroup2 leaf.
+    placed_by_clone: bool,
+}
+
 /// Creates the root process, placed in `leaf` (if any) before it runs the job's program.
 pub(crate) fn spawn(
     job_id: &str,
@@ -153,123 +251,103 @@ pub(crate) fn spawn(
     leaf: Option<&CgroupLeaf>,
     host: &Host,
 ) -> Result<SpawnedChild, ExecError> {
-    let (out_r, out_w) = pipe_high()?;
-    let (err_r, err_w) = pipe_high()?;
-    let (stdin_child, stdin_parent) = if stdin_bytes {
-        let (r, w) = pipe_high()?;
-        (r, Some(w))
-    } else {
-        (open_dev_null()?, None)
+    let stdio = Stdio::open(stdin_bytes)?;
+    let plan = ClonePlan::new(leaf, host)?;
+    let cloned = clone_child(job_id, cmd, &stdio, &plan, host)?;
+    let (out_r, err_r, stdin_parent, report_r) = stdio.into_parent_ends();
+    let Cloned {
+        pid,
+        pidfd,
+        gate_w,
+        placed_by_clone,
+    } = cloned;
+    let placement = match leaf {
+        None => Placement::NoCgroup,
+        Some(_) if plan.vfork => Placement::VforkSelfPlaced,
+        Some(_) if placed_by_clone => Placement::CloneIntoCgroup,
+        Some(_) => Placement::ForkThenGate,
     };
-    let (report_r, report_w) = pipe_high()?;
-    let into_fd = leaf
-        .and_then(|l| l.unified_fd())
-        .filter(|_| host.clone_into_cgroup);
-    let use_clone3 = host.clone3;
-    let needs_gate = |into: bool| {
-        leaf.is_some_and(|l| l.needs_v1_placement() || (l.unified_dir().is_some() && !into))
-    };
+    if let (Some(l), Some(gate_w)) = (leaf, gate_w) {
+        open_gate(job_id, l, pid, gate_w, placed_by_clone)?;
+    }
+    read_exec_report(job_id, pid, &report_r)?;
+    let pidfd = pidfd.or_else(|| {
+        if !host.pidfd {
+            return None;
+        }
+        // SAFETY: pidfd_open on our own unreaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: pidfd_open returned a fresh descriptor (fd >= 0) that nothing else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    });
+    Ok(SpawnedChild {
+        pid,
+        pidfd,
+        stdout: out_r,
+        stderr: err_r,
+        stdin: stdin_parent,
+        placement,
+    })
+}
+
+/// Creates the child (vfork-style, clone3 or fork, as planned), falling back from clone3 into
+/// the cgroup to placement by cgroup.procs where this kernel cannot clone into the leaf.
+fn clone_child(
+    job_id: &str,
+    cmd: &PreparedCommand,
+    stdio: &Stdio,
+    plan: &ClonePlan<'_>,
+    host: &Host,
+) -> Result<Cloned, ExecError> {
     // SAFETY: getpid has no preconditions.
     let parent_pid = unsafe { libc::getpid() };
-    // vfork-style where a migration is needed anyway (v1 leaves) or there is no cgroup; clone3
-    // into the cgroup2 leaf where that alone places the child (pure v2: no migration at all).
-    let use_vfork = host.vfork
-        && leaf.is_none_or(|l| l.needs_v1_placement() || into_fd.is_none() || !use_clone3);
-    let self_place: Vec<CString> = match (use_vfork, leaf) {
-        (true, Some(l)) => l
-            .procs_files()
-            .iter()
-            .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
-            .collect::<Result<_, _>>()?,
-        _ => Vec::new(),
-    };
-
-    let mut attempt_into = !use_vfork && into_fd.is_some() && use_clone3;
-    let (pid, pidfd, gate_w, placed_by_clone) = loop {
-        let gate = if !use_vfork && needs_gate(attempt_into) {
+    let mut attempt_into = !plan.vfork && plan.into_fd.is_some() && host.clone3;
+    loop {
+        let gate = if plan.needs_gate(attempt_into) {
             Some(pipe_high()?)
         } else {
             None
         };
         let fds = ChildFds {
-            self_place: &self_place,
-            stdin: stdin_child.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
+            self_place: &plan.self_place,
+            stdin: stdio.stdin_child.as_raw_fd(),
+            stdout: stdio.out_w.as_raw_fd(),
+            stderr: stdio.err_w.as_raw_fd(),
             gate: gate.as_ref().map_or(-1, |g| g.0.as_raw_fd()),
-            report: report_w.as_raw_fd(),
+            report: stdio.report_w.as_raw_fd(),
             parent_pid,
             close_range: host.close_range,
         };
         let mut pidfd_raw: i32 = -1;
-        let pid: libc::pid_t = if use_vfork {
-            vfork_spawn(cmd, &fds, host.pidfd, &mut pidfd_raw).map_err(|source| {
-                ExecError::Spawn {
-                    job: job_id.to_string(),
-                    stage: "clone(CLONE_VM|CLONE_VFORK)",
-                    source,
-                }
-            })?
-        } else if use_clone3 {
-            let mut args = CloneArgs {
-                exit_signal: libc::SIGCHLD as u64,
-                ..CloneArgs::default()
-            };
-            if host.pidfd {
-                args.flags |= CLONE_PIDFD;
-                args.pidfd = (&mut pidfd_raw as *mut i32) as u64;
-            }
-            if attempt_into {
-                args.flags |= CLONE_INTO_CGROUP;
-                args.cgroup = into_fd.unwrap_or(-1) as u64;
-            }
-            // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues on a
-            // copy of this stack and calls only child_exec, which never returns.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_clone3,
-                    &mut args as *mut CloneArgs,
-                    std::mem::size_of::<CloneArgs>(),
-                )
-            };
-            if rc == 0 {
-                // SAFETY: rc == 0: this is the freshly cloned child, where child_exec must run (it
-                // never returns).
-                unsafe { child_exec(cmd, &fds) }
-            }
-            if rc < 0 {
-                let e = last_errno();
-                if attempt_into
-                    && matches!(
-                        e,
-                        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EBUSY | libc::ENOSYS
-                    )
-                {
+        let spawn_err = |stage, source| ExecError::Spawn {
+            job: job_id.to_string(),
+            stage,
+            source,
+        };
+        let pid: libc::pid_t = if plan.vfork {
+            vfork_spawn(cmd, &fds, host.pidfd, &mut pidfd_raw)
+                .map_err(|e| spawn_err("clone(CLONE_VM|CLONE_VFORK)", e))?
+        } else if host.clone3 {
+            let into = plan.into_fd.filter(|_| attempt_into);
+            match clone3_child(cmd, &fds, host.pidfd, into, &mut pidfd_raw) {
+                Ok(pid) => pid,
+                Err(e) if into.is_some() && cannot_clone_into(e) => {
                     // This kernel cannot clone into the leaf: place by writing cgroup.procs.
                     attempt_into = false;
                     continue;
                 }
-                return Err(ExecError::Spawn {
-                    job: job_id.to_string(),
-                    stage: "clone3",
-                    source: std::io::Error::from_raw_os_error(e),
-                });
+                Err(e) => return Err(spawn_err("clone3", std::io::Error::from_raw_os_error(e))),
             }
-            rc as libc::pid_t
         } else {
             // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
             let rc = unsafe { libc::fork() };
             if rc == 0 {
-                // SAFETY: rc == 0: this is the freshly forked child, where child_exec must run (it
-                // never returns).
+                // SAFETY: rc == 0: this is the freshly forked child, where child_exec must run
+                // (it never returns).
                 unsafe { child_exec(cmd, &fds) }
             }
             if rc < 0 {
-                return Err(ExecError::Spawn {
-                    job: job_id.to_string(),
-                    stage: "fork",
-                    source: std::io::Error::last_os_error(),
-                });
+                return Err(spawn_err("fork", std::io::Error::last_os_error()));
             }
             rc
         };
@@ -280,36 +358,96 @@ pub(crate) fn spawn(
             .push(pid);
         // SAFETY: pidfd_raw was written by the kernel for this child (or stays -1).
         let pidfd = (pidfd_raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd_raw) });
-        break (pid, pidfd, gate.map(|g| g.1), attempt_into);
-    };
-    drop((out_w, err_w, stdin_child, report_w));
-
-    let placement = match leaf {
-        None => Placement::NoCgroup,
-        Some(_) if use_vfork => Placement::VforkSelfPlaced,
-        Some(_) if placed_by_clone => Placement::CloneIntoCgroup,
-        Some(_) => Placement::ForkThenGate,
-    };
-    if let (Some(l), Some(gate_w)) = (leaf, gate_w) {
-        if let Err(e) = l.place(pid, placed_by_clone) {
-            // Closing the gate unopened makes the child exit; kill it anyway and reap it.
-            drop(gate_w);
-            reap_failed_child(pid);
-            return Err(e);
-        }
-        let byte = [1u8];
-        // SAFETY: writing one byte from a live buffer to an owned fd.
-        if unsafe { libc::write(gate_w.as_raw_fd(), byte.as_ptr().cast(), 1) } != 1 {
-            let source = std::io::Error::last_os_error();
-            reap_failed_child(pid);
-            return Err(ExecError::Spawn {
-                job: job_id.to_string(),
-                stage: "opening the placement gate",
-                source,
-            });
-        }
+        return Ok(Cloned {
+            pid,
+            pidfd,
+            gate_w: gate.map(|g| g.1),
+            placed_by_clone: attempt_into,
+        });
     }
-    // EOF on the report pipe means exec succeeded (CLOEXEC closed it).
+}
+
+/// The errors of clone3 with CLONE_INTO_CGROUP that mean "not here", not "failed".
+fn cannot_clone_into(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EBUSY | libc::ENOSYS
+    )
+}
+
+/// A fork-like clone3, into the cgroup2 directory `into` when given; the child runs
+/// `child_exec`. Returns the child's pid, or the errno.
+fn clone3_child(
+    cmd: &PreparedCommand,
+    fds: &ChildFds<'_>,
+    pidfd: bool,
+    into: Option<i32>,
+    pidfd_out: &mut i32,
+) -> Result<libc::pid_t, i32> {
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if pidfd {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = (pidfd_out as *mut i32) as u64;
+    }
+    if let Some(fd) = into {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues on a copy of
+    // this stack and calls only child_exec, which never returns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc == 0 {
+        // SAFETY: rc == 0: this is the freshly cloned child, where child_exec must run (it
+        // never returns).
+        unsafe { child_exec(cmd, fds) }
+    }
+    if rc < 0 {
+        return Err(last_errno());
+    }
+    Ok(rc as libc::pid_t)
+}
+
+/// Moves the child (waiting on the gate) into every leaf, then opens the gate; on failure the
+/// child is killed and reaped.
+fn open_gate(
+    job_id: &str,
+    leaf: &CgroupLeaf,
+    pid: i32,
+    gate_w: OwnedFd,
+    placed_by_clone: bool,
+) -> Result<(), ExecError> {
+    if let Err(e) = leaf.place(pid, placed_by_clone) {
+        // Closing the gate unopened makes the child exit; kill it anyway and reap it.
+        drop(gate_w);
+        reap_failed_child(pid);
+        return Err(e);
+    }
+    let byte = [1u8];
+    // SAFETY: writing one byte from a live buffer to an owned fd.
+    if unsafe { libc::write(gate_w.as_raw_fd(), byte.as_ptr().cast(), 1) } != 1 {
+        let source = std::io::Error::last_os_error();
+        reap_failed_child(pid);
+        return Err(ExecError::Spawn {
+            job: job_id.to_string(),
+            stage: "opening the placement gate",
+            source,
+        });
+    }
+    Ok(())
+}
+
+/// Waits for the exec report: EOF means exec succeeded (CLOEXEC closed the pipe); a full
+/// report names the stage that failed and its errno, and the child is reaped.
+fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<(), ExecError> {
     let mut report = [0u8; 5];
     let mut got = 0usize;
     while got < report.len() {
@@ -338,23 +476,7 @@ pub(crate) fn spawn(
             source: std::io::Error::from_raw_os_error(errno),
         });
     }
-    let pidfd = pidfd.or_else(|| {
-        if !host.pidfd {
-            return None;
-        }
-        // SAFETY: pidfd_open on our own unreaped child.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: pidfd_open returned a fresh descriptor (fd >= 0) that nothing else owns.
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-    });
-    Ok(SpawnedChild {
-        pid,
-        pidfd,
-        stdout: out_r,
-        stderr: err_r,
-        stdin: stdin_parent,
-        placement,
-    })
+    Ok(())
 }
 
 fn reap_failed_child(pid: i32) {

@@ -1,0 +1,207 @@
+//! One-shot CLI processes, whole, against `vigil --version` in the same run (interleaved, so
+//! all see the same machine noise): `vigil run exec --args '{"argv":["/bin/true"]}'` on a data
+//! dir with 200 jobs and on one whose log holds 1 M records, and `vigil wal stats` / `verify`
+//! on a 16 KB log. Wall time per process (hdrhistogram p50/p99/p999, the p50 ratio to
+//! `--version`) and peak RSS (wait4's ru_maxrss). Goals: run <= 3x the wall median of
+//! `--version`, peak RSS <= 16 MiB.
+//!
+//! `cargo bench --bench oneshot` (as root for cgroups).
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use vigil_core::wal::log::{Wal, WalOptions};
+use vigil_core::wal::record::kind;
+
+// The `vigil` binary of this profile (release for benches), built on first use.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// Measured iterations per case.
+const ITERATIONS: u32 = 40;
+/// Unmeasured iterations first (page cache, dentries, cgroup setup).
+const WARMUP_ITERATIONS: u32 = 4;
+/// Jobs in the first data dir before measuring.
+const JOBS: u32 = 200;
+/// Records in the log of the second data dir.
+const RECORDS: u64 = 1_000_000;
+/// Goals.
+const WALL_RATIO_MAX: f64 = 3.0;
+const RSS_KIB_MAX: u64 = 16 * 1024;
+
+/// Runs `bin ARGS` to its end: (wall us, peak RSS KiB, exit status).
+// The child is reaped by wait4 (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn run_once(bin: &Path, args: &[&str]) -> (u64, u64, i32) {
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn vigil");
+    let mut status = 0;
+    // SAFETY: all-zero is a valid rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both out-pointers are valid.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_micros() as u64;
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (wall, usage.ru_maxrss as u64, code)
+}
+
+struct Case {
+    name: String,
+    args: Vec<String>,
+    wall: Histogram<u64>,
+    rss_kib: Histogram<u64>,
+}
+
+impl Case {
+    fn new(name: &str, args: &[&str]) -> Case {
+        Case {
+            name: name.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            wall: Histogram::new(3).expect("histogram"),
+            rss_kib: Histogram::new(3).expect("histogram"),
+        }
+    }
+}
+
+fn run_args(data: &Path) -> Vec<String> {
+    [
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "run",
+        "exec",
+        "--args",
+        r#"{"argv":["/bin/true"]}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Set (to `DIR:RECORDS:PAYLOAD_BYTES`) in the helper process that fills a log.
+const FILL_ENV: &str = "VIGIL_ONESHOT_FILL";
+
+/// Fills the log under `spec`'s directory with user records, in this process.
+fn fill(spec: &str) {
+    let mut parts = spec.rsplitn(3, ':');
+    let payload: usize = parts.next().and_then(|p| p.parse().ok()).expect("payload");
+    let records: u64 = parts.next().and_then(|p| p.parse().ok()).expect("records");
+    let dir = Path::new(parts.next().expect("dir"));
+    let wal = Wal::open(&dir.join("wal"), WalOptions::default()).expect("open");
+    for i in 0..records {
+        let mut body = vec![(i % 251) as u8 | 1; payload];
+        body[..8.min(payload)].copy_from_slice(&i.to_le_bytes()[..8.min(payload)]);
+        wal.append_raw(kind::USER, &body).expect("append");
+    }
+    wal.close().expect("close");
+}
+
+/// Fills a log in a helper process: the peak RSS a child reports (wait4's ru_maxrss) is at
+/// least the RSS of the process that spawned it, so this one stays small.
+fn fill_in_helper(dir: &Path, records: u64, payload: usize) {
+    let status = Command::new(std::env::current_exe().expect("bench binary"))
+        .env(FILL_ENV, format!("{}:{records}:{payload}", dir.display()))
+        .status()
+        .expect("spawn helper");
+    assert!(status.success(), "filling {} failed", dir.display());
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(FILL_ENV) {
+        fill(&spec);
+        return;
+    }
+    let bin = common::vigil_bin();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let jobs_dir = scratch.path().join("jobs200");
+    let records_dir = scratch.path().join("records1m");
+    let small_dir = scratch.path().join("log16k");
+
+    let prepare = Instant::now();
+    for _ in 0..JOBS {
+        let args = run_args(&jobs_dir);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, _, code) = run_once(bin, &args);
+        assert_eq!(code, 0, "preparing the 200-job data dir");
+    }
+    fill_in_helper(&records_dir, RECORDS, 8);
+    // 200 records of 48 bytes: a 16 KB log.
+    fill_in_helper(&small_dir, 200, 48);
+    println!(
+        "oneshot: {ITERATIONS} iterations per case, interleaved (prepared in {:.1} s)",
+        prepare.elapsed().as_secs_f64()
+    );
+
+    let small = small_dir.to_str().expect("utf-8 path");
+    let mut cases = vec![
+        Case::new("vigil --version (baseline)", &["--version"]),
+        Case::new("run exec /bin/true, 200 jobs", &[]),
+        Case::new("run exec /bin/true, 1 M records", &[]),
+        Case::new(
+            "wal stats, 16 KB log",
+            &["--data-dir", small, "wal", "stats"],
+        ),
+        Case::new(
+            "wal verify, 16 KB log",
+            &["--data-dir", small, "wal", "verify"],
+        ),
+    ];
+    cases[1].args = run_args(&jobs_dir);
+    cases[2].args = run_args(&records_dir);
+    for i in 0..(WARMUP_ITERATIONS + ITERATIONS) {
+        for case in cases.iter_mut() {
+            let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+            let (wall, rss, code) = run_once(bin, &args);
+            assert_eq!(code, 0, "{} exited {code}", case.name);
+            if i >= WARMUP_ITERATIONS {
+                case.wall.record(wall).expect("record");
+                case.rss_kib.record(rss).expect("record");
+            }
+        }
+    }
+    let base = cases[0].wall.value_at_quantile(0.5).max(1) as f64;
+    for case in &cases {
+        let ratio = case.wall.value_at_quantile(0.5) as f64 / base;
+        let rss_max = case.rss_kib.max();
+        println!(
+            "  {:<34} p50 {:>7} us  p99 {:>7} us  p999 {:>7} us  x{:<6.1} peak RSS p50 {:>6} KiB max {:>6} KiB",
+            case.name,
+            case.wall.value_at_quantile(0.5),
+            case.wall.value_at_quantile(0.99),
+            case.wall.value_at_quantile(0.999),
+            ratio,
+            case.rss_kib.value_at_quantile(0.5),
+            rss_max,
+        );
+    }
+    for case in &cases[1..] {
+        let ratio = case.wall.value_at_quantile(0.5) as f64 / base;
+        let rss_max = case.rss_kib.max();
+        println!(
+            "  goal {:<34} wall <= {WALL_RATIO_MAX}x: {}  peak RSS <= {} KiB: {}",
+            case.name,
+            if ratio <= WALL_RATIO_MAX {
+                "met"
+            } else {
+                "NOT met"
+            },
+            RSS_KIB_MAX,
+            if rss_max <= RSS_KIB_MAX {
+                "met"
+            } else {
+                "NOT met"
+            },
+        );
+    }
+}

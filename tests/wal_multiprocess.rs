@@ -1,0 +1,401 @@
+//! Many processes, one log: concurrent `vigil run` processes on one data directory (some
+//! killed mid-job), and processes appending through `Wal` at once while the log rotates.
+//!
+//! Nothing here waits on time: a job that must be running when something happens blocks
+//! reading a FIFO this test holds, and the test's open of the FIFO's write end returns only
+//! once the job has opened it (so its `JobStarted` is durable: it is written before the job
+//! runs).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{vigil_bin, vigil_output, TempDir};
+use serde_json::{json, Value};
+use vigil::wal::log::{scan_log, Wal, WalOptions};
+use vigil::wal::reader::Reader;
+use vigil::wal::record::kind;
+use vigil::wal::scan::RecoveryMode;
+use vigil::wal::storage::FsStore;
+use vigil::wal::sync::SyncMethod;
+
+fn mkfifo(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Starts `vigil run --json` on `data` with `args`.
+fn spawn_run(data: &Path, root: &Path, capability: &str, args: Value) -> Child {
+    Command::new(vigil_bin())
+        .env("VIGIL_DATA_DIR", data)
+        .env_remove("VIGIL_CGROUP_MODE")
+        .arg("run")
+        .arg(capability)
+        .arg("--args")
+        .arg(args.to_string())
+        .args(["--timeout", "10m", "--json", "--root"])
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil run")
+}
+
+/// A job that blocks until the test writes a line into (or closes) `fifo`.
+fn spawn_blocked(data: &Path, root: &Path, fifo: &Path) -> Child {
+    let cmd = format!("read line < '{}'; echo \"got $line\"", fifo.display());
+    spawn_run(data, root, "shell", json!({ "cmd": cmd }))
+}
+
+/// Opens the write end of `fifo`: returns once the job reading it has opened it.
+fn hold(fifo: &Path) -> File {
+    OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .expect("open fifo")
+}
+
+/// Waits for a `vigil run --json` and returns its result object.
+fn finish(child: Child) -> Value {
+    let out = child.wait_with_output().expect("wait vigil run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "vigil run printed no JSON ({e}): exit {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{result}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(result["status"], "completed", "{result}");
+    result
+}
+
+/// `vigil jobs --json`, by job id; every id listed once.
+fn jobs(data: &Path) -> BTreeMap<u64, Value> {
+    let (code, out, err) = vigil_output(data, &["jobs", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let mut by_id = BTreeMap::new();
+    for job in list {
+        let id = job["job_id"].as_u64().unwrap();
+        assert!(by_id.insert(id, job).is_none(), "job {id} listed twice");
+    }
+    by_id
+}
+
+/// Reads every record of the log in `dir` (which must verify): their LSNs, in order.
+fn lsns(dir: &Path) -> Vec<u64> {
+    let mut reader = Reader::open_dir_from_start(dir).unwrap();
+    let mut lsns = Vec::new();
+    while reader
+        .read_batch(1024, &mut |frame| lsns.push(frame.lsn))
+        .unwrap()
+        > 0
+    {}
+    lsns
+}
+
+#[test]
+fn sixteen_runs_share_one_data_dir_and_only_the_killed_jobs_are_interrupted() {
+    let tmp = TempDir::new("mp-runs");
+    let data = tmp.path().join("data");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let fifo = |name: &str| -> PathBuf {
+        let path = tmp.path().join(name);
+        mkfifo(&path);
+        path
+    };
+    let quick = || json!({ "argv": ["/bin/true"] });
+
+    // 4 jobs to kill mid-job, 4 that stay running, and 4 quick runs, all at once.
+    let victim_fifos: Vec<PathBuf> = (0..4).map(|i| fifo(&format!("victim{i}"))).collect();
+    let long_fifos: Vec<PathBuf> = (0..4).map(|i| fifo(&format!("long{i}"))).collect();
+    let mut victims: Vec<Child> = victim_fifos
+        .iter()
+        .map(|f| spawn_blocked(&data, &root, f))
+        .collect();
+    let longs: Vec<Child> = long_fifos
+        .iter()
+        .map(|f| spawn_blocked(&data, &root, f))
+        .collect();
+    let first_quick: Vec<Child> = (0..4)
+        .map(|_| spawn_run(&data, &root, "exec", quick()))
+        .collect();
+    // Every blocked job is running (its start durable) once its FIFO's reader is there.
+    let victim_ends: Vec<File> = victim_fifos.iter().map(|f| hold(f)).collect();
+    let mut long_ends: Vec<File> = long_fifos.iter().map(|f| hold(f)).collect();
+    let mut results: Vec<Value> = first_quick.into_iter().map(finish).collect();
+
+    let running = jobs(&data);
+    let running_ids: Vec<u64> = running
+        .values()
+        .filter(|j| j["status"] == "running")
+        .map(|j| j["job_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(running_ids.len(), 8, "{running:?}");
+
+    for victim in &mut victims {
+        victim.kill().unwrap(); // SIGKILL, mid-job
+        victim.wait().unwrap();
+    }
+    drop(victim_ends);
+
+    // The next opens (4 more runs, while the long jobs still run) mark the killed ones.
+    let second_quick: Vec<Child> = (0..4)
+        .map(|_| spawn_run(&data, &root, "exec", quick()))
+        .collect();
+    results.extend(second_quick.into_iter().map(finish));
+
+    let listed = jobs(&data);
+    let interrupted: Vec<u64> = listed
+        .values()
+        .filter(|j| j["status"] == "interrupted")
+        .map(|j| j["job_id"].as_u64().unwrap())
+        .collect();
+    let still_running: Vec<u64> = listed
+        .values()
+        .filter(|j| j["status"] == "running")
+        .map(|j| j["job_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(interrupted.len(), 4, "the killed jobs: {listed:?}");
+    assert_eq!(
+        still_running.len(),
+        4,
+        "no live job is interrupted: {listed:?}"
+    );
+    assert!(
+        interrupted.iter().all(|id| running_ids.contains(id)),
+        "only jobs that were running were interrupted"
+    );
+
+    // Release the long jobs: each sees its line and succeeds.
+    for end in &mut long_ends {
+        end.write_all(b"go\n").unwrap();
+    }
+    drop(long_ends);
+    for long in longs {
+        let result = finish(long);
+        assert_eq!(result["stdout"], "got go\n", "{result}");
+        results.push(result);
+    }
+
+    // Every survivor's job is listed once, completed, under its own id.
+    let listed = jobs(&data);
+    assert_eq!(listed.len(), 16, "{listed:?}");
+    let mut acknowledged: Vec<u64> = results
+        .iter()
+        .map(|r| r["job_id"].as_u64().unwrap())
+        .collect();
+    acknowledged.sort_unstable();
+    acknowledged.dedup();
+    assert_eq!(acknowledged.len(), 12, "ids are unique across processes");
+    for id in &acknowledged {
+        assert_eq!(listed[id]["status"], "completed", "{}", listed[id]);
+    }
+    for id in &interrupted {
+        assert_eq!(listed[id]["status"], "interrupted");
+    }
+
+    let (code, out, err) = vigil_output(&data, &["wal", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lsns = lsns(&data.join("wal"));
+    assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>(), "dense");
+}
+
+/// Set in a child process of [`processes_append_through_wal_at_once_with_dense_lsns_and_one_chain`].
+const CHILD_ENV: &str = "VIGIL_TEST_WAL_APPENDER";
+const CHILD_RECORDS: u32 = 400;
+const CHILDREN: u32 = 4;
+
+fn small_segments() -> WalOptions {
+    WalOptions {
+        segment_bytes: 16 * 1024,
+        sync_method: SyncMethod::Fdatasync,
+        ..WalOptions::default()
+    }
+}
+
+/// A child's work: append records `(child, i)` to the log named in the environment, some
+/// made durable on the way.
+#[test]
+fn wal_appender_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // Only does something as a child of the test below.
+    };
+    let (dir, child) = spec.split_once('|').unwrap();
+    let child: u32 = child.parse().unwrap();
+    let wal = Wal::open(Path::new(dir), small_segments()).unwrap();
+    for i in 0..CHILD_RECORDS {
+        let mut payload = child.to_le_bytes().to_vec();
+        payload.extend_from_slice(&i.to_le_bytes());
+        payload.resize(100, 0);
+        let lsn = wal.append_raw(kind::USER, &payload).unwrap();
+        if i % 16 == 0 {
+            wal.sync(lsn).unwrap();
+        }
+    }
+    wal.close().unwrap();
+}
+
+#[test]
+fn processes_append_through_wal_at_once_with_dense_lsns_and_one_chain() {
+    let tmp = TempDir::new("mp-wal");
+    let dir = tmp.path().join("wal");
+    // The log exists before the children race to open it.
+    let parent = Wal::open(&dir, small_segments()).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<Child> = (1..=CHILDREN)
+        .map(|child| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "wal_appender_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, format!("{}|{child}", dir.display()))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // This process appends as child 0 meanwhile.
+    for i in 0..CHILD_RECORDS {
+        let mut payload = 0u32.to_le_bytes().to_vec();
+        payload.extend_from_slice(&i.to_le_bytes());
+        payload.resize(100, 0);
+        parent.append_raw(kind::USER, &payload).unwrap();
+    }
+    parent.sync_all().unwrap();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a child failed");
+    }
+    parent.close().unwrap();
+
+    // One chain: the scan accepts every frame with no fault, and the segments rotated.
+    let store = FsStore::open_reader(&dir).unwrap();
+    let scan = scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}).unwrap();
+    assert_eq!(scan.fault, None);
+    assert!(scan.segments.len() > 4, "appends rotated across processes");
+    // Dense LSNs, and each writer's records in its own order.
+    let mut reader = Reader::open_dir_from_start(&dir).unwrap();
+    let mut lsns = Vec::new();
+    let mut next: BTreeMap<u32, u32> = BTreeMap::new();
+    while reader
+        .read_batch(1024, &mut |frame| {
+            lsns.push(frame.lsn);
+            if frame.kind == kind::USER {
+                let child = u32::from_le_bytes(frame.payload[0..4].try_into().unwrap());
+                let i = u32::from_le_bytes(frame.payload[4..8].try_into().unwrap());
+                let expected = next.entry(child).or_insert(0);
+                assert_eq!(i, *expected, "writer {child}'s records in order");
+                *expected += 1;
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>(), "dense");
+    assert_eq!(next.len() as u32, CHILDREN + 1);
+    assert!(next.values().all(|&n| n == CHILD_RECORDS), "{next:?}");
+}
+
+/// Set in the child of [`a_writer_killed_mid_append_leaves_the_log_to_the_others_intact`].
+const KILLED_ENV: &str = "VIGIL_TEST_WAL_KILLED";
+
+/// A child that appends without end, saying on stdout when it has appended 200 records.
+#[test]
+fn wal_killed_child() {
+    let Ok(dir) = std::env::var(KILLED_ENV) else {
+        return; // Only does something as a child of the test below.
+    };
+    let wal = Wal::open(Path::new(&dir), small_segments()).unwrap();
+    let mut stdout = std::io::stdout();
+    for i in 0u64.. {
+        let lsn = wal.append_raw(kind::USER, &[0xEE; 300]).unwrap();
+        if i % 32 == 0 {
+            wal.sync(lsn).unwrap();
+        }
+        if i == 200 {
+            stdout.write_all(b"appending\n").unwrap();
+            stdout.flush().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_writer_killed_mid_append_leaves_the_log_to_the_others_intact() {
+    use std::io::BufRead;
+    let tmp = TempDir::new("mp-killed");
+    let dir = tmp.path().join("wal");
+    let survivor = Wal::open(&dir, small_segments()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "wal_killed_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILLED_ENV, &dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it says so, it is appending in a loop: the kill lands somewhere in an append, the
+    // lock held or not, a frame half-copied or not, a rotation under way or not.
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    while !line.contains("appending") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child ended early"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The survivor appends after whatever the dead writer left, and everything acknowledged
+    // is there, in one chain with dense LSNs.
+    let mut acknowledged = Vec::new();
+    for i in 0..100u32 {
+        let lsn = survivor.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+        survivor.sync(lsn).unwrap();
+        acknowledged.push(lsn);
+    }
+    survivor.close().unwrap();
+    let store = FsStore::open_reader(&dir).unwrap();
+    let scan = scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}).unwrap();
+    assert_eq!(scan.fault, None, "no damage, not even a torn tail");
+    let mut reader = Reader::open_dir_from_start(&dir).unwrap();
+    let mut lsns = Vec::new();
+    let mut ours = Vec::new();
+    while reader
+        .read_batch(1024, &mut |frame| {
+            lsns.push(frame.lsn);
+            if frame.kind == kind::USER && frame.payload.len() == 4 {
+                ours.push(frame.lsn);
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>(), "dense");
+    assert_eq!(ours, acknowledged);
+    // And a writer opening now recovers nothing to cut.
+    let reopened = Wal::open(&dir, small_segments()).unwrap();
+    assert_eq!(reopened.recovery().truncated_bytes, 0);
+}

@@ -1,0 +1,375 @@
+//! Opening the log costs what it holds, not what the disk reserved: the unwritten tail of a
+//! preallocated segment is never read (measured as page-cache residency of the tail, which
+//! any read of it, through the mapping or `pread`, would create), and the corruption rule
+//! holds on that path exactly as when every byte was read.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use vigil::runtime::{IndexLoader, JobIndex};
+use vigil::wal::frame::{decode_frame, salt_seed, SegmentHeader, SEGMENT_HEADER_BYTES};
+use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil::wal::reader::Reader;
+use vigil::wal::record::{kind, JobInterrupted, JobLimits, JobStarted, Record};
+use vigil::wal::scan::{FaultKind, RecoveryMode};
+use vigil::wal::storage::segment_file_name;
+use vigil::wal::sync::SyncMethod;
+
+const PAGE: usize = 4096;
+/// What the writer reads ahead of its append position when it opens (storage.rs).
+const APPEND_WINDOW: usize = 256 << 10;
+
+fn options(segment_bytes: u64, mode: RecoveryMode) -> WalOptions {
+    WalOptions {
+        segment_bytes,
+        sync_method: SyncMethod::Fdatasync,
+        recovery_mode: mode,
+        retention: Retention {
+            bytes_max: None,
+            segments_max: None,
+        },
+        zero_fill_segments: false,
+    }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment_file_name(seq))
+}
+
+/// Pages of `path` in `range` that are in the page cache (mincore over a fresh mapping,
+/// which itself reads nothing).
+fn resident_pages(path: &Path, range: std::ops::Range<usize>) -> usize {
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: a read-only shared mapping of a file we opened; never dereferenced.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED);
+    let mut vec = vec![0u8; len.div_ceil(PAGE)];
+    // SAFETY: `vec` has one byte per page of the mapping.
+    let rc = unsafe { libc::mincore(base, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: unmapping what we mapped.
+    unsafe { libc::munmap(base, len) };
+    vec[range.start / PAGE..range.end.div_ceil(PAGE).min(vec.len())]
+        .iter()
+        .filter(|&&b| b & 1 != 0)
+        .count()
+}
+
+/// Drops the clean page-cache pages of `path` in `from..` (a hint; asserted by the caller).
+fn drop_cached(path: &Path, from: usize) {
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: fadvise on a descriptor we own.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            from as libc::off_t,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+/// Where the log ends (segment, offset, next LSN), by the scan a reader runs.
+fn log_end(dir: &Path) -> (u64, usize, u64) {
+    let scan = vigil::wal::recovery::scan_log(
+        &vigil::wal::storage::FsStore::open_reader(dir).unwrap(),
+        RecoveryMode::Strict,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let end = scan.end.unwrap();
+    (end.seq, end.offset, scan.next_lsn)
+}
+
+fn job_started(job_id: u64) -> Record<'static> {
+    Record::JobStarted(JobStarted {
+        job_id,
+        unix_ms: 1_700_000_000_000 + job_id,
+        capability: "exec",
+        args_json: "{\"argv\":[\"/bin/true\"]}",
+        limits: JobLimits::default(),
+        session: None,
+        root: None,
+        telemetry_before: &[],
+    })
+}
+
+fn job_ended(job_id: u64) -> Record<'static> {
+    Record::JobInterrupted(JobInterrupted {
+        job_id,
+        unix_ms: 1_700_000_000_500 + job_id,
+        reason: "test",
+    })
+}
+
+#[test]
+fn a_log_of_a_million_records_opens_and_lists_jobs_without_reading_its_unwritten_tail() {
+    const RECORDS: u64 = 1_000_000;
+    const JOBS: u64 = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    {
+        let wal = Wal::open(&dir, options(64 << 20, RecoveryMode::Tail)).unwrap();
+        let every = RECORDS / JOBS;
+        for i in 0..RECORDS - JOBS * 2 {
+            if i % every == 0 {
+                let job_id = i / every + 1;
+                wal.append(&job_started(job_id)).unwrap();
+                wal.append(&job_ended(job_id)).unwrap();
+            }
+            wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let (seq, end, _) = log_end(&dir);
+    let path = segment_path(&dir, seq);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let tail = end.next_multiple_of(PAGE) + PAGE;
+    assert!(
+        len - tail > 8 << 20,
+        "the test needs a large unwritten tail"
+    );
+    drop_cached(&path, tail);
+    assert_eq!(
+        resident_pages(&path, tail..len),
+        0,
+        "the tail starts out of the page cache"
+    );
+    // The measure can fail: one read of one page of the tail shows.
+    let mut one = [0u8; 1];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut one, (len - PAGE) as u64)
+        .unwrap();
+    assert_eq!(resident_pages(&path, tail..len), 1);
+    drop_cached(&path, tail);
+    assert_eq!(resident_pages(&path, tail..len), 0);
+
+    // A reader (`vigil jobs`, `vigil wal stats`) reads no byte of the tail.
+    let index = JobIndex::load_dir(tmp.path()).unwrap();
+    assert_eq!(index.jobs.len() as u64, JOBS);
+    assert_eq!(index.records, RECORDS);
+    assert_eq!(
+        resident_pages(&path, tail..len),
+        0,
+        "a reader read the tail"
+    );
+
+    // Opening for appends reads only a bounded window ahead of the end, and builds the index
+    // in the same pass.
+    let next = segment_path(&dir, seq + 1);
+    let next_inode = std::fs::metadata(&next).unwrap().ino();
+    let next_len = std::fs::metadata(&next).unwrap().len() as usize;
+    drop_cached(&next, 0);
+    assert_eq!(resident_pages(&next, 0..next_len), 0);
+    let mut loader = IndexLoader::new(1);
+    let wal = Wal::open_visiting(&dir, options(64 << 20, RecoveryMode::Tail), &mut |frame| {
+        loader.visit(&frame)
+    })
+    .unwrap();
+    let index = loader.finish().unwrap();
+    assert_eq!(index.jobs.len() as u64, JOBS);
+    assert!(index.jobs.values().all(|j| j.end_lsn.is_some()));
+    assert_eq!(index.records, RECORDS);
+    let window_end = (end + APPEND_WINDOW).next_multiple_of(PAGE);
+    assert_eq!(
+        resident_pages(&path, window_end..len),
+        0,
+        "the writer's open read the tail"
+    );
+    let summary = wal
+        .recovery()
+        .scan
+        .segments
+        .iter()
+        .find(|s| s.seq == seq)
+        .cloned()
+        .unwrap();
+    assert!(summary.zero_from <= end, "{summary:?}");
+    assert_eq!(wal.recovery().truncated_bytes, 0);
+    drop(wal);
+    // The healthy pre-created next segment was kept as it was, not removed and recreated.
+    assert_eq!(std::fs::metadata(&next).unwrap().ino(), next_inode);
+    // Of the pre-created segment, the open read its header page at most.
+    assert_eq!(resident_pages(&next, PAGE..next_len), 0);
+}
+
+/// A closed log of `records` durable records in 1 MiB segments (and what closing adds);
+/// returns the directory, the segment holding the end, where its frames end and the next LSN.
+fn small_log(records: u64) -> (tempfile::TempDir, PathBuf, PathBuf, usize, u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    {
+        let wal = Wal::open(&dir, options(1 << 20, RecoveryMode::Tail)).unwrap();
+        for i in 0..records {
+            let lsn = wal.append_raw(kind::USER, &[i as u8 | 1; 40]).unwrap();
+            wal.sync(lsn).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let (seq, end, next_lsn) = log_end(&dir);
+    let path = segment_path(&dir, seq);
+    (tmp, dir, path, end, next_lsn)
+}
+
+fn open_error(dir: &Path, mode: RecoveryMode) -> Option<(FaultKind, usize)> {
+    match Wal::open(dir, options(1 << 20, mode)) {
+        Ok(_) => None,
+        Err(WalError::Corrupt(fault)) => Some((fault.kind, fault.offset)),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+fn write_at(path: &Path, offset: usize, bytes: &[u8], flush: bool) {
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, offset as u64).unwrap();
+    if flush {
+        file.sync_all().unwrap();
+        drop(file);
+        drop_cached(path, 0);
+    }
+}
+
+#[test]
+fn garbage_far_after_the_end_is_still_found() {
+    for flushed in [false, true] {
+        let (_tmp, dir, path, end, next_lsn) = small_log(50);
+        let far = (1 << 20) - 3 * PAGE + 17;
+        write_at(&path, far, &[0x5A; 9], flushed);
+        // Strict refuses the stray bytes; tail mode treats them as a torn tail (no valid
+        // frame after them), zeroes them and keeps every record.
+        assert_eq!(
+            open_error(&dir, RecoveryMode::Strict),
+            Some((FaultKind::TornTail, end)),
+            "flushed to disk: {flushed}"
+        );
+        let wal = Wal::open(&dir, options(1 << 20, RecoveryMode::Tail)).unwrap();
+        assert_eq!(wal.recovery().truncated_bytes as usize, far + 9 - end);
+        assert_eq!(wal.recovery().scan.next_lsn, next_lsn, "every record kept");
+        drop(wal);
+        let mut byte = [0u8; 9];
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_exact_at(&mut byte, far as u64)
+            .unwrap();
+        assert_eq!(byte, [0; 9]);
+    }
+}
+
+#[test]
+fn a_durable_frame_far_after_a_hole_is_corruption() {
+    let (_tmp, dir, path, end, next_lsn) = small_log(60);
+    let last_lsn = next_lsn - 1;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut image = vec![0u8; 1 << 20];
+    file.read_exact_at(&mut image, 0).unwrap();
+    let header = SegmentHeader::decode(&image).unwrap();
+    let seed = salt_seed(header.salt);
+    // Find the last frame and the offset of LSN 40.
+    let (mut at, mut offsets) = (SEGMENT_HEADER_BYTES, Vec::new());
+    while let Ok(frame) = decode_frame(&image[at..], seed) {
+        offsets.push((frame.lsn, at, frame.frame_bytes));
+        at += frame.frame_bytes;
+    }
+    assert_eq!(at, end);
+    let &(_, cut, _) = offsets.iter().find(|o| o.0 == 40).unwrap();
+    let &(_, last, bytes) = offsets.iter().find(|o| o.0 == last_lsn).unwrap();
+    let frame = image[last..last + bytes].to_vec();
+    // Everything from LSN 40 on becomes a real hole; the last frame lands 700 KiB in.
+    let hole_from = cut.next_multiple_of(PAGE);
+    file.write_all_at(&vec![0u8; hole_from - cut], cut as u64)
+        .unwrap();
+    // SAFETY: fallocate on a descriptor we own.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            hole_from as libc::off_t,
+            ((1 << 20) - hole_from) as libc::off_t,
+        )
+    };
+    assert_eq!(rc, 0, "punch hole: {}", std::io::Error::last_os_error());
+    let far = 700 << 10;
+    file.write_all_at(&frame, far as u64).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    drop_cached(&path, 0);
+
+    assert_eq!(
+        open_error(&dir, RecoveryMode::Tail),
+        Some((FaultKind::Corruption, cut)),
+        "frames written after LSN 40 was durable prove it lost"
+    );
+    assert!(matches!(
+        Reader::open_dir(&dir, 1),
+        Err(WalError::Corrupt(ref f)) if f.kind == FaultKind::Corruption
+    ));
+    assert!(JobIndex::load_dir(dir.parent().unwrap()).is_err());
+    // Nothing was changed by the refusals.
+    let mut after = vec![0u8; frame.len()];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut after, far as u64)
+        .unwrap();
+    assert_eq!(after, frame);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_every_record_before_it_kept() {
+    let (_tmp, dir, path, end, next_lsn) = small_log(30);
+    let last_lsn = next_lsn - 1;
+    // Tear the last frame (zero its second half), as a crash before it was durable leaves
+    // it: the identity file then records only the LSN before it as durable.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0u8; 24], (end - 24) as u64).unwrap();
+    drop(file);
+    let identity = dir.join("IDENTITY");
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let durable = format!(" durable-lsn {last_lsn}\n");
+    assert!(text.ends_with(&durable), "{text}");
+    let torn = format!(" durable-lsn {}\n", last_lsn - 1);
+    std::fs::write(&identity, text.replace(&durable, &torn)).unwrap();
+    assert_eq!(
+        open_error(&dir, RecoveryMode::Strict).map(|f| f.0),
+        Some(FaultKind::TornTail)
+    );
+    let wal = Wal::open(&dir, options(1 << 20, RecoveryMode::Tail)).unwrap();
+    assert_eq!(
+        wal.recovery().scan.next_lsn,
+        last_lsn,
+        "every record before it kept"
+    );
+    assert!(wal.recovery().truncated_bytes > 0);
+}
+
+#[test]
+fn data_after_the_zero_header_of_a_pre_created_segment_is_damage() {
+    let (_tmp, dir, path, _end, _) = small_log(10);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let seq: u64 = name.trim_end_matches(".wal").parse().unwrap();
+    let next = segment_path(&dir, seq + 1);
+    assert!(next.exists(), "the writer pre-creates the next segment");
+    write_at(&next, 900 << 10, &[1], true);
+    assert_eq!(
+        open_error(&dir, RecoveryMode::Tail).map(|f| f.0),
+        Some(FaultKind::Corruption)
+    );
+}
