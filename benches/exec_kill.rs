@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::{Limits, ProcessSpec};
+use vigil_core::model::JobStatus;
 
 /// Processes in the tree.
 const TREE_PROCESSES: u32 = 200;

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::{Limits, ProcessSpec};
+use vigil_core::model::JobStatus;
 
 /// Measured iterations per side and mode.
 const ITERATIONS: u32 = 400;

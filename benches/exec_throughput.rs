@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::{Limits, ProcessSpec};
+use vigil_core::model::JobStatus;
 
 /// Concurrent jobs.
 const CONCURRENCY: usize = 8;

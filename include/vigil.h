@@ -386,7 +386,8 @@ vigil_status vigil_job_free(struct vigil_job *job);
 // Lists the runtime's jobs, oldest first, as a JSON array of objects (job_id, capability,
 // status — "running" until its end is logged —, session, started_unix_ms,
 // finished_unix_ms, lsn, end_lsn), optionally only those with status `status_filter` (e.g.
-// "completed", "timed_out"; NULL for all). Copies it with its terminating NUL into `buf` of
+// "completed", "timed_out"; NULL for all; any other name is VIGIL_E_INVALID_ARGUMENT, its
+// message naming the valid ones). Copies it with its terminating NUL into `buf` of
 // `buf_len` bytes and writes the bytes that takes (NUL included) to *needed. When `buf` is
 // too small (or NULL), only *needed is written and the status is VIGIL_E_BUFFER_TOO_SMALL:
 // call again with a buffer that large (jobs that end in between can make it grow again).

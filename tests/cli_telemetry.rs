@@ -157,3 +157,54 @@ fn text_output_names_each_resource() {
         assert!(text.contains(word), "{word} missing in {text}");
     }
 }
+
+/// The shape of a JSON value: its object keys, recursively (an array by its first element).
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        _ => Value::Null,
+    }
+}
+
+#[test]
+fn a_jobs_telemetry_has_the_shape_of_vigil_telemetry() {
+    let dir = captured_tree(
+        "MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 500 kB\n",
+        true,
+    );
+    let proc_root = dir.path().to_str().unwrap();
+    let data = TempDir::new("job-telemetry");
+    let sample = telemetry_json(&["--proc-root", proc_root]);
+    let (code, out, err) = common::vigil_output(
+        data.path(),
+        &[
+            "--proc-root",
+            proc_root,
+            "run",
+            "file.write",
+            "--root",
+            data.path().to_str().unwrap(),
+            "--args",
+            r#"{"path": "x", "content": "y"}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let run: Value = serde_json::from_str(&out).unwrap();
+    let id = run["job_id"].as_u64().unwrap().to_string();
+    let (code, out, err) = common::vigil_output(data.path(), &["job", &id, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let detail: Value = serde_json::from_str(&out).unwrap();
+    for key in ["telemetry_before", "telemetry_after"] {
+        assert!(detail[key].is_object(), "{key}: {detail}");
+        assert_eq!(shape(&detail[key]), shape(&sample), "{key}: {detail}");
+    }
+    assert_eq!(
+        detail["telemetry_before"]["memory"]["total_bytes"],
+        1_024_000
+    );
+    assert_eq!(detail["telemetry_before"]["load"]["load1"], 0.5);
+}

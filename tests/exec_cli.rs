@@ -321,3 +321,39 @@ fn escapees_of_a_killed_vigil_are_swept_by_the_next_instance() {
         );
     }
 }
+
+#[test]
+fn a_completed_file_job_exits_0_and_jobs_status_filters_are_checked() {
+    let data = common::TempDir::new("exec-cli-jobs");
+    let root = data.path().to_str().unwrap();
+    let (code, out, err) = common::vigil_output(
+        data.path(),
+        &[
+            "run",
+            "file.write",
+            "--root",
+            root,
+            "--args",
+            r#"{"path": "f", "content": "x"}"#,
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, v["status"].as_str(), v["exit_code"].as_i64()),
+        (0, Some("completed"), Some(0)),
+        "{out}{err}"
+    );
+    let (code, out, err) =
+        common::vigil_output(data.path(), &["jobs", "--status", "completed", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let jobs: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    assert_eq!(jobs[0]["status"], "completed");
+    let (code, out, err) = common::vigil_output(data.path(), &["jobs", "--status", "done"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("\"done\"") && err.contains("running, completed, failed, timed_out"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 
 use exec_support::*;
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::JobStatus;
+use vigil_core::model::JobStatus;
 
 /// Runs of the escape per mode.
 const RUNS: usize = 50;

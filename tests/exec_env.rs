@@ -8,8 +8,8 @@ use exec_support::*;
 use serde_json::json;
 use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::JobStatus;
 use vigil_core::exec::ProcessSpec;
+use vigil_core::model::JobStatus;
 
 const SECRET_VALUE: &str = "s3cr3t-value-that-must-not-leak";
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use exec_support::*;
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::JobStatus;
+use vigil_core::model::JobStatus;
 
 #[test]
 fn fork_bomb_is_stopped_by_the_pids_limit_and_killed_at_the_deadline() {

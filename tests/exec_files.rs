@@ -13,8 +13,9 @@ use vigil_core::exec::capability::{
     Capability, FileReadCapability, FileWriteCapability, JobContext,
 };
 use vigil_core::exec::host::{CgroupMode, HostConfig};
-use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult, JobStatus};
+use vigil_core::exec::job::{Executor, ExecutorConfig, JobResult};
 use vigil_core::exec::Limits;
+use vigil_core::model::JobStatus;
 
 const OUTSIDE_SECRET: &str = "outside-secret-9f2c";
 

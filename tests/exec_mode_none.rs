@@ -12,8 +12,9 @@ use exec_support::{assert_nothing_left, config, limits, sh};
 use serde_json::json;
 use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, JobStatus};
+use vigil_core::exec::job::Executor;
 use vigil_core::exec::spawn::JOB_MARKER_ENV;
+use vigil_core::model::JobStatus;
 
 fn executor_none() -> Executor {
     Executor::new(config(Some(CgroupMode::None))).expect("mode none is always available")

@@ -7,8 +7,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::job::{Executor, JobStatus};
+use vigil_core::exec::job::Executor;
 use vigil_core::exec::{Limits, ProcessSpec};
+use vigil_core::model::JobStatus;
 
 use exec_support::{config, limits};
 

@@ -11,11 +11,11 @@ use common::{vigil_bin, TempDir};
 use serde_json::{json, Value};
 use vigil::exec::Limits;
 use vigil::guard::Thresholds;
+use vigil::model::{JobState, JobStatus};
 use vigil::runtime::{
     CancelOutcome, JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON,
 };
 use vigil::sample::Percent;
-use vigil::wal::record::JobStatus;
 
 fn options(dir: &Path) -> RuntimeOptions {
     let mut o = RuntimeOptions::new(dir);
@@ -74,7 +74,7 @@ fn a_job_is_recorded_from_start_to_finish_with_telemetry_and_survives_reopen() {
     let rt = Runtime::open(options(dir.path())).unwrap();
     let jobs = rt.jobs(None, None);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].status, "failed");
+    assert_eq!(jobs[0].status.as_str(), "failed");
     assert!(rt.recovery().interrupted.is_empty());
     let next = rt.run(&shell("true", dir.path())).unwrap();
     assert_eq!(next.job_id, first_id + 1, "ids continue after reopen");
@@ -111,7 +111,7 @@ fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
         rt.run(&bad_args).unwrap().result.status.as_str(),
         "rejected"
     );
-    assert_eq!(rt.jobs(None, Some("rejected")).len(), 3);
+    assert_eq!(rt.jobs(None, JobState::from_name("rejected")).len(), 3);
     let m = rt.job_metrics();
     assert_eq!(m.guard_refusals, 1, "only the first was the guard's");
     assert_eq!(m.jobs[&("shell".to_string(), JobStatus::Rejected)], 2);
@@ -135,7 +135,7 @@ fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let job_id = loop {
         if let Some(&id) = rt.active_jobs().first() {
-            if rt.job(id).is_some_and(|j| j.status == "running") {
+            if rt.job(id).is_some_and(|j| j.status.as_str() == "running") {
                 break id;
             }
         }
@@ -155,7 +155,7 @@ fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
     assert_eq!(out.result.status.as_str(), "interrupted");
     let error = out.result.error.clone().unwrap();
     assert!(error.starts_with("cancelled by test"), "{error}");
-    assert_eq!(rt.job(job_id).unwrap().status, "interrupted");
+    assert_eq!(rt.job(job_id).unwrap().status.as_str(), "interrupted");
     assert!(rt.active_jobs().is_empty());
     assert_eq!(
         rt.cancel(job_id, "again").unwrap(),
@@ -286,7 +286,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let running = JobIndex::load_dir(&data)
-            .map(|i| i.jobs.values().any(|j| j.status == "running"))
+            .map(|i| i.jobs.values().any(|j| j.status.as_str() == "running"))
             .unwrap_or(false);
         if running && processes_with(&marker).len() >= 2 {
             break;
@@ -304,7 +304,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     let rt = Runtime::open(o).unwrap();
     assert_eq!(rt.recovery().interrupted, vec![1], "{mode}");
     let job = rt.job(1).unwrap();
-    assert_eq!(job.status, "interrupted");
+    assert_eq!(job.status.as_str(), "interrupted");
     let detail = rt.job_detail(1).unwrap();
     assert_eq!(detail["result"]["error"], INTERRUPTED_REASON);
     let gone_by = Instant::now() + Duration::from_secs(5);
@@ -327,7 +327,7 @@ fn kill_mid_job_then_recover(mode: &str) {
     // Recovering again changes nothing.
     let rt = Runtime::open(options(&data)).unwrap();
     assert!(rt.recovery().interrupted.is_empty());
-    assert_eq!(rt.jobs(None, Some("interrupted")).len(), 1);
+    assert_eq!(rt.jobs(None, JobState::from_name("interrupted")).len(), 1);
 }
 
 #[test]

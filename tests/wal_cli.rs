@@ -4,12 +4,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use vigil::model::{JobStatus, Limits, Usage};
 use vigil::wal::frame::SEGMENT_HEADER_BYTES;
 use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::record::{
-    JobFinished, JobLimits, JobStarted, JobStatus, JobUsage, Record, SessionCreated,
-    TelemetrySample,
-};
+use vigil::wal::record::{JobFinished, JobStarted, Record, SessionCreated, TelemetrySample};
 use vigil::wal::scan::RecoveryMode;
 use vigil::wal::storage::segment_file_name;
 use vigil::wal::sync::SyncMethod;
@@ -51,9 +49,9 @@ fn write_log(data_dir: &Path) {
             unix_ms: 1000 + job_id,
             capability: "shell",
             args_json: r#"{"cmd":"echo hi"}"#,
-            limits: JobLimits {
+            limits: Limits {
                 timeout_ms: Some(2000),
-                ..JobLimits::default()
+                ..Limits::default()
             },
             session: Some("s-1"),
             root: None,
@@ -66,7 +64,7 @@ fn write_log(data_dir: &Path) {
             status: JobStatus::Completed,
             exit_code: Some(0),
             signal: None,
-            usage: JobUsage {
+            usage: Usage {
                 cpu_usage_us: 10,
                 memory_peak_bytes: 4096,
                 wall_ms: 3,

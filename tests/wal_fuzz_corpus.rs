@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vigil::model::{JobStatus, Usage};
 use vigil::wal::frame::{encode_frame, salt_seed, FrameMeta};
 use vigil::wal::fuzzing;
 use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::record::{kind, JobFinished, JobStatus, JobUsage, Record};
+use vigil::wal::record::{kind, JobFinished, Record};
 use vigil::wal::scan::RecoveryMode;
 use vigil::wal::sim::{FaultPlan, SimStore};
 use vigil::wal::sync::SyncMethod;
@@ -82,7 +83,7 @@ fn log_images(records: u64, sync_every: u64) -> Vec<Vec<u8>> {
             status: JobStatus::Completed,
             exit_code: Some(0),
             signal: None,
-            usage: JobUsage {
+            usage: Usage {
                 cpu_usage_us: 5,
                 memory_peak_bytes: 4096,
                 wall_ms: 1,
@@ -181,7 +182,7 @@ fn maybe_write_corpus() {
         status: JobStatus::TimedOut,
         exit_code: None,
         signal: Some(9),
-        usage: JobUsage::default(),
+        usage: Usage::default(),
         stdout: b"x",
         stdout_truncated: true,
         stderr: b"y",

@@ -8,11 +8,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use vigil::model::Limits;
 use vigil::runtime::{IndexLoader, JobIndex};
 use vigil::wal::frame::{decode_frame, salt_seed, SegmentHeader, SEGMENT_HEADER_BYTES};
 use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil::wal::reader::Reader;
-use vigil::wal::record::{kind, JobInterrupted, JobLimits, JobStarted, Record};
+use vigil::wal::record::{kind, JobInterrupted, JobStarted, Record};
 use vigil::wal::scan::{FaultKind, RecoveryMode};
 use vigil::wal::storage::segment_file_name;
 use vigil::wal::sync::SyncMethod;
@@ -101,7 +102,7 @@ fn job_started(job_id: u64) -> Record<'static> {
         unix_ms: 1_700_000_000_000 + job_id,
         capability: "exec",
         args_json: "{\"argv\":[\"/bin/true\"]}",
-        limits: JobLimits::default(),
+        limits: Limits::default(),
         session: None,
         root: None,
         telemetry_before: &[],

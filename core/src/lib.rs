@@ -10,6 +10,7 @@
 pub mod fuzzing;
 pub mod guard;
 pub mod histogram;
+pub mod model;
 pub mod parse;
 pub mod procfs;
 pub mod sample;
@@ -22,6 +23,8 @@ pub mod protocol;
 pub mod rpc;
 #[cfg(feature = "std")]
 pub mod runtime;
+#[cfg(feature = "std")]
+pub mod view;
 pub mod wal;
 
 #[cfg(feature = "std")]

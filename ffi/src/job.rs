@@ -4,11 +4,12 @@
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
-use vigil_core::exec::JobStatus;
+use vigil_core::model::{JobState, JobStatus};
 use vigil_core::runtime::{JobOutcome, JobRequest};
+use vigil_core::view::job::summaries_json;
 
 use crate::runtime::{limits_over, runtime_ref, vigil_limits, vigil_runtime};
-use crate::vigil_status::{self, *};
+use crate::vigil_status;
 use crate::{
     boundary, c_string, check_struct_size, close_handle, copy_out, handle_ref, non_null,
     open_handle, opt_str, out_param, req_str, FfiError, HandleKind,
@@ -354,7 +355,8 @@ unsafe fn copy_out_c_string(
 /// Lists the runtime's jobs, oldest first, as a JSON array of objects (job_id, capability,
 /// status — "running" until its end is logged —, session, started_unix_ms,
 /// finished_unix_ms, lsn, end_lsn), optionally only those with status `status_filter` (e.g.
-/// "completed", "timed_out"; NULL for all). Copies it with its terminating NUL into `buf` of
+/// "completed", "timed_out"; NULL for all; any other name is VIGIL_E_INVALID_ARGUMENT, its
+/// message naming the valid ones). Copies it with its terminating NUL into `buf` of
 /// `buf_len` bytes and writes the bytes that takes (NUL included) to *needed. When `buf` is
 /// too small (or NULL), only *needed is written and the status is VIGIL_E_BUFFER_TOO_SMALL:
 /// call again with a buffer that large (jobs that end in between can make it grow again).
@@ -372,9 +374,11 @@ pub unsafe extern "C" fn vigil_jobs_list_json(
         non_null(needed, "needed")?;
         // SAFETY: NULL or a NUL-terminated string.
         let status = unsafe { opt_str(status_filter, "status_filter") }?;
+        let status = status
+            .map(|s| JobState::parse(s).map_err(|e| FfiError::invalid(e.to_string())))
+            .transpose()?;
         let jobs = rt.runtime.jobs(None, status);
-        let text = serde_json::to_string(&jobs)
-            .map_err(|e| FfiError::new(VIGIL_E_INTERNAL, format!("job list as JSON: {e}")))?;
+        let text = summaries_json(&jobs).to_string();
         // SAFETY: forwarded from the caller's contract on buf/buf_len/needed.
         unsafe { copy_out_c_string(text, buf, buf_len, needed) }
     })

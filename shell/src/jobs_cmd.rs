@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use vigil_core::model::JobState;
 use vigil_core::runtime::{job_detail_from, JobIndex, JobSummary, RuntimeOptions};
+use vigil_core::view::job::summaries_json;
 use vigil_core::wal::log::{LogFault, WalError};
 use vigil_core::wal::reader::Reader;
 use vigil_core::wal::record::{Decoded, Record};
@@ -27,8 +29,8 @@ pub struct JobsArgs {
     pub session: Option<String>,
     /// Only jobs with this status (running, completed, failed, timed_out, oom_killed,
     /// rejected, interrupted).
-    #[arg(long)]
-    pub status: Option<String>,
+    #[arg(long, value_parser = parse_state)]
+    pub status: Option<JobState>,
     /// Print one JSON array.
     #[arg(long)]
     pub json: bool,
@@ -125,6 +127,11 @@ fn time(ms: Option<u64>) -> String {
     )
 }
 
+/// `--status`: a job state name, else an error naming the valid ones.
+fn parse_state(name: &str) -> Result<JobState, String> {
+    JobState::parse(name).map_err(|e| e.to_string())
+}
+
 pub fn list(cli: &Global, args: &JobsArgs) -> ExitCode {
     let loaded = match load(cli, args.partial) {
         Ok(x) => x,
@@ -133,17 +140,9 @@ pub fn list(cli: &Global, args: &JobsArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let jobs: Vec<JobSummary> = loaded
-        .index
-        .list(args.session.as_deref(), args.status.as_deref());
+    let jobs: Vec<JobSummary> = loaded.index.list(args.session.as_deref(), args.status);
     if args.json {
-        match serde_json::to_string(&jobs) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("vigil jobs: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        println!("{}", summaries_json(&jobs));
     } else {
         print_table(&jobs);
         if loaded.index.from_checkpoint {

@@ -9,9 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vigil_core::exec::job::{JobResult, JobStatus};
+use vigil_core::exec::job::JobResult;
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::model::{self, JobStatus};
 use vigil_core::runtime::{JobRequest, Runtime};
+use vigil_core::view::job::RunView;
+use vigil_core::view::limits::limits_json;
 
 use crate::client::call;
 use crate::config::{executor, CgroupModeArg, Global};
@@ -66,23 +69,6 @@ pub struct RunArgs {
     pub socket: Option<PathBuf>,
 }
 
-fn exit_code_for(r: &JobResult) -> u8 {
-    exit_code_of(r.status, r.exit_code)
-}
-
-fn exit_code_of(status: JobStatus, exit_code: Option<i32>) -> u8 {
-    match status {
-        JobStatus::Completed if exit_code.unwrap_or(0) == 0 => 0,
-        JobStatus::Completed | JobStatus::Failed => exit_code
-            .filter(|c| (1..=125).contains(c))
-            .map_or(1, |c| c as u8),
-        JobStatus::Rejected => 2,
-        JobStatus::Interrupted => 3,
-        JobStatus::TimedOut => 124,
-        JobStatus::OomKilled => 137,
-    }
-}
-
 /// Opens the runtime under the CLI's data directory with the requested cgroup mode.
 fn open_runtime(cli: &Global, mode: Option<CgroupModeArg>) -> Result<Runtime, String> {
     Runtime::open(cli.runtime_options(mode)).map_err(|e| e.to_string())
@@ -105,10 +91,9 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
             };
             let result =
                 JobResult::without_process("", JobStatus::Rejected, Some(error), enforcement);
-            let mut obj = result.to_json(&args.capability, None);
-            obj["job_id"] = serde_json::Value::Null;
-            println!("{obj}");
-            return ExitCode::from(exit_code_for(&result));
+            let view = RunView::new(&result, &args.capability, None, None, None);
+            println!("{}", view.to_json());
+            return ExitCode::from(view.process_exit_code());
         }
         Err(e) => return fail(format!("--args is not valid JSON: {e}")),
     };
@@ -127,9 +112,17 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
         };
         return run_remote(socket, args, parsed, root);
     }
+    run_local(cli, args, parsed, root)
+}
+
+/// `vigil run` in this process: open the runtime, run the job, report it.
+fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
     let runtime = match open_runtime(cli, args.cgroup_mode) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => {
+            eprintln!("vigil run: {e}");
+            return ExitCode::from(2);
+        }
     };
     for f in &runtime.recovery().sweep_failed {
         eprintln!("vigil run: stale cgroup leaf not removed: {f}");
@@ -156,52 +149,47 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = &outcome.result;
+    let view = outcome.view();
+    // The job's own bytes, not their text form: output need not be UTF-8.
+    let output = (
+        &outcome.result.stdout.bytes[..],
+        &outcome.result.stderr.bytes[..],
+    );
+    report(args, &view, None, output)
+}
+
+/// Prints a finished job as asked (`--json`: `raw` when given, else the view; a dry run's
+/// report; else the human form with `output`) and gives the process exit code.
+fn report(
+    args: &RunArgs,
+    view: &RunView,
+    raw: Option<&serde_json::Value>,
+    output: (&[u8], &[u8]),
+) -> ExitCode {
     if args.json {
-        println!("{}", outcome.to_json());
-    } else if let Some(report) = &outcome.dry_run {
+        match raw {
+            Some(raw) => println!("{raw}"),
+            None => println!("{}", view.to_json()),
+        }
+    } else if let Some(report) = &view.dry_run {
         println!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else {
-        print_human(&Finished {
-            job_id: Some(outcome.job_id),
-            status: result.status,
-            exit_code: result.exit_code,
-            signal: result.signal,
-            wall_ms: result.wall_ms,
-            error: result.error.as_deref(),
-            stdout: &result.stdout.bytes,
-            stderr: &result.stderr.bytes,
-            not_held: result.enforcement.not_held_messages(),
-        });
+        print_human(view, output.0, output.1);
     }
-    ExitCode::from(exit_code_for(result))
-}
-
-/// What the human output of a finished job shows.
-struct Finished<'a> {
-    job_id: Option<u64>,
-    status: JobStatus,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    wall_ms: u64,
-    error: Option<&'a str>,
-    stdout: &'a [u8],
-    stderr: &'a [u8],
-    /// `<limit> limit <value> not held: <reason>` for each requested limit not held.
-    not_held: Vec<String>,
+    ExitCode::from(view.process_exit_code())
 }
 
 /// The job's own output on our stdout and stderr, then one warning line on stderr per
 /// requested limit that was not held, then one summary line on stderr.
-fn print_human(f: &Finished<'_>) {
-    let _ = std::io::stdout().write_all(f.stdout);
-    let _ = std::io::stderr().write_all(f.stderr);
+fn print_human(f: &RunView, stdout: &[u8], stderr: &[u8]) {
+    let _ = std::io::stdout().write_all(stdout);
+    let _ = std::io::stderr().write_all(stderr);
     // A rejected job ran nothing: its error already says what was not held.
     if f.status != JobStatus::Rejected {
-        for m in &f.not_held {
+        for m in &f.limits_not_held {
             eprintln!("vigil: warning: {m}");
         }
     }
@@ -215,7 +203,10 @@ fn print_human(f: &Finished<'_>) {
         f.job_id.map_or("-".to_string(), |id| id.to_string()),
         f.status.as_str(),
         f.wall_ms,
-        f.error.map(|e| format!(": {e}")).unwrap_or_default()
+        f.error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
     );
 }
 
@@ -224,17 +215,19 @@ const EXIT_BUSY: u8 = 75;
 
 /// `vigil run --socket`: the same request, answered by a running server.
 fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+    // Unset limits (the output cap too) are left to the server's defaults.
+    let limits = model::Limits {
+        timeout_ms: ms(args.timeout),
+        cpu_time_ms: ms(args.cpu_time),
+        memory_bytes: args.memory,
+        pids: args.pids,
+        max_output_bytes: args.max_output,
+    };
     let params = serde_json::json!({
         "capability": args.capability,
         "args": parsed,
-        "limits": {
-            "timeout_ms": ms(args.timeout),
-            "cpu_time_ms": ms(args.cpu_time),
-            "memory_bytes": args.memory,
-            "pids": args.pids,
-            "max_output_bytes": args.max_output,
-        },
+        "limits": limits_json(&limits),
         "root": root,
         "session": args.session,
         "dry_run": args.dry_run,
@@ -256,38 +249,14 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
             return ExitCode::from(2);
         }
     };
-    let status = result["status"]
-        .as_str()
-        .and_then(JobStatus::from_name)
-        .unwrap_or(JobStatus::Failed);
-    let exit_code = result["exit_code"].as_i64().map(|c| c as i32);
-    if args.json {
-        println!("{result}");
-    } else if let Some(report) = result.get("dry_run") {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
-    } else {
-        let text = |k: &str| result[k].as_str().unwrap_or_default().as_bytes().to_vec();
-        print_human(&Finished {
-            job_id: result["job_id"].as_u64(),
-            status,
-            exit_code,
-            signal: result["signal"].as_i64().map(|s| s as i32),
-            wall_ms: result["wall_ms"].as_u64().unwrap_or(0),
-            error: result["error"].as_str(),
-            stdout: &text("stdout"),
-            stderr: &text("stderr"),
-            not_held: result["limits_not_held"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|m| m.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
-    }
-    ExitCode::from(exit_code_of(status, exit_code))
+    let view: RunView = match serde_json::from_value(result.clone()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vigil run: the server's answer is not a run result ({e}): {result}");
+            return ExitCode::from(2);
+        }
+    };
+    // With --json, the server's answer as it came, fields this version does not know included.
+    let output = (view.stdout.as_bytes(), view.stderr.as_bytes());
+    report(args, &view, Some(&result), output)
 }

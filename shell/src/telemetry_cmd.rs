@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use vigil_core::json::{centi, sample_json};
 use vigil_core::procfs::Psi;
 use vigil_core::sample::{Percent, Sample};
 use vigil_core::sampler::Sampler;
+use vigil_core::view::sample::{centi, sample_json};
 
 use crate::config::Global;
 use crate::units::parse_duration;
@@ -175,8 +175,10 @@ fn colour(p: Option<Percent>) -> &'static str {
     }
 }
 
+/// Resets the terminal colour.
+const RESET: &str = "\x1b[0m";
+
 fn watch(sampler: &mut Sampler, args: &TelemetryArgs) -> Result<(), String> {
-    const RESET: &str = "\x1b[0m";
     let mut history: VecDeque<(Option<Percent>, Option<Percent>)> = VecDeque::new();
     let mut out = std::io::stdout();
     sampler.sample().map_err(|e| e.to_string())?;
@@ -192,75 +194,89 @@ fn watch(sampler: &mut Sampler, args: &TelemetryArgs) -> Result<(), String> {
             history.pop_front();
         }
         history.push_back((busy, mem_used));
-
-        let mut screen = String::from("\x1b[H\x1b[2J");
-        screen += &format!(
-            "\x1b[1mvigil telemetry\x1b[0m  sample {}  every {:?}  (Ctrl-C to quit)\n\n",
-            s.seq, args.interval
-        );
-        screen += &format!(
-            "  all   {}[{}]{} {}  iowait {}  steal {}\n",
-            colour(busy),
-            bar(busy, 40),
-            RESET,
-            fmt_pct(busy),
-            fmt_pct(s.cpu.map(|c| c.iowait)),
-            fmt_pct(s.cpu.map(|c| c.steal)),
-        );
-        for c in &s.per_cpu {
-            screen += &format!(
-                "  cpu{:<3} {}[{}]{} {}\n",
-                c.id,
-                colour(c.busy),
-                bar(c.busy, 40),
-                RESET,
-                fmt_pct(c.busy)
-            );
-        }
-        if s.per_cpu_dropped > 0 {
-            screen += &format!("  (+{} CPUs not shown)\n", s.per_cpu_dropped);
-        }
-        if let Some(m) = s.memory {
-            screen += &format!(
-                "\n  mem   {}[{}]{} {} used, {} available of {}\n",
-                colour(mem_used),
-                bar(mem_used, 40),
-                RESET,
-                fmt_pct(mem_used),
-                fmt_bytes(m.available_bytes),
-                fmt_bytes(m.total_bytes)
-            );
-        }
-        if let Some(l) = s.load {
-            screen += &format!(
-                "  load  {:.2} {:.2} {:.2}   running {}  blocked {}\n",
-                centi(l.load1_centi),
-                centi(l.load5_centi),
-                centi(l.load15_centi),
-                s.procs_running.unwrap_or(0),
-                s.procs_blocked.unwrap_or(0)
-            );
-        }
-        let psi = |p: Option<Psi>| {
-            p.map_or("n/a".to_string(), |p| {
-                format!("{:.2}%", centi(p.some.avg10_centi))
-            })
-        };
-        screen += &format!(
-            "  psi   cpu {}  memory {}  io {}  (some avg10)\n\n",
-            psi(s.pressure.cpu),
-            psi(s.pressure.memory),
-            psi(s.pressure.io)
-        );
-        screen += &format!(
-            "  cpu history {}\n  mem history {}\n",
-            sparkline(history.iter().map(|h| h.0)),
-            sparkline(history.iter().map(|h| h.1))
-        );
+        let screen = watch_screen(&s, args.interval, &history);
         out.write_all(screen.as_bytes())
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())?;
     }
+}
+
+/// One screen of `--watch`: bars per CPU and for memory, load, pressure and the history.
+/// Over 70 lines because it lays out the screen line by line, one format call each, top to
+/// bottom as it appears; cutting it would only scatter the layout.
+fn watch_screen(
+    s: &Sample,
+    interval: Duration,
+    history: &VecDeque<(Option<Percent>, Option<Percent>)>,
+) -> String {
+    let busy = s.cpu.map(|c| c.busy);
+    // The newest history entry is this sample's.
+    let mem_used = history.back().and_then(|h| h.1);
+    let mut screen = String::from("\x1b[H\x1b[2J");
+    screen += &format!(
+        "\x1b[1mvigil telemetry\x1b[0m  sample {}  every {:?}  (Ctrl-C to quit)\n\n",
+        s.seq, interval
+    );
+    screen += &format!(
+        "  all   {}[{}]{} {}  iowait {}  steal {}\n",
+        colour(busy),
+        bar(busy, 40),
+        RESET,
+        fmt_pct(busy),
+        fmt_pct(s.cpu.map(|c| c.iowait)),
+        fmt_pct(s.cpu.map(|c| c.steal)),
+    );
+    for c in &s.per_cpu {
+        screen += &format!(
+            "  cpu{:<3} {}[{}]{} {}\n",
+            c.id,
+            colour(c.busy),
+            bar(c.busy, 40),
+            RESET,
+            fmt_pct(c.busy)
+        );
+    }
+    if s.per_cpu_dropped > 0 {
+        screen += &format!("  (+{} CPUs not shown)\n", s.per_cpu_dropped);
+    }
+    if let Some(m) = s.memory {
+        screen += &format!(
+            "\n  mem   {}[{}]{} {} used, {} available of {}\n",
+            colour(mem_used),
+            bar(mem_used, 40),
+            RESET,
+            fmt_pct(mem_used),
+            fmt_bytes(m.available_bytes),
+            fmt_bytes(m.total_bytes)
+        );
+    }
+    if let Some(l) = s.load {
+        screen += &format!(
+            "  load  {:.2} {:.2} {:.2}   running {}  blocked {}\n",
+            centi(l.load1_centi),
+            centi(l.load5_centi),
+            centi(l.load15_centi),
+            s.procs_running.unwrap_or(0),
+            s.procs_blocked.unwrap_or(0)
+        );
+    }
+    let psi = |p: Option<Psi>| {
+        p.map_or("n/a".to_string(), |p| {
+            format!("{:.2}%", centi(p.some.avg10_centi))
+        })
+    };
+    screen += &format!(
+        "  psi   cpu {}  memory {}  io {}  (some avg10)\n\n",
+        psi(s.pressure.cpu),
+        psi(s.pressure.memory),
+        psi(s.pressure.io)
+    );
+    screen += &format!(
+        "  cpu history {}\n  mem history {}\n",
+        sparkline(history.iter().map(|h| h.0)),
+        sparkline(history.iter().map(|h| h.1))
+    );
+    screen
 }
 
 #[cfg(test)]

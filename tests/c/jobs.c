@@ -168,6 +168,10 @@ int main(int argc, char **argv) {
   CHECK(vigil_jobs_list_json(rt, NULL, tiny, sizeof tiny, &needed) == VIGIL_E_BUFFER_TOO_SMALL);
   CHECK(tiny[0] == 'x' && needed > sizeof tiny);
   CHECK(vigil_jobs_list_json(rt, NULL, tiny, sizeof tiny, NULL) == VIGIL_E_NULL_ARGUMENT);
+  /* An unknown status is refused, naming the valid ones; nothing is written. */
+  CHECK(vigil_jobs_list_json(rt, "done", tiny, sizeof tiny, &needed) == VIGIL_E_INVALID_ARGUMENT);
+  CHECK(tiny[0] == 'x');
+  CHECK(strstr(vigil_last_error_message(), "timed_out") != NULL);
 
   /* One job's full record, from the log. */
   CHECK(vigil_job_detail_json(rt, ok_id, NULL, 0, &needed) == VIGIL_E_BUFFER_TOO_SMALL);

@@ -18,10 +18,11 @@ use serde_json::{Map, Value};
 use super::fsroot::{
     ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
 };
-use super::job::{CancelToken, Enforcement, Executor, JobResult, JobStatus};
+use super::job::{CancelToken, Enforcement, Executor, JobResult};
 use super::output::CapturedOutput;
 use super::spawn::{check_env_name, ProcessSpec};
 use super::{ExecError, Limits};
+use crate::model::JobStatus;
 
 /// Largest `stdin` a process capability accepts.
 pub const STDIN_BYTES_MAX: usize = 16 << 20;
@@ -311,6 +312,9 @@ fn file_result(
         None,
         ctx.executor.enforcement(ctx.limits),
     );
+    // A file operation that completed succeeded: exit code 0, as a process that did so (the
+    // CLI exits 0 only for a completed job with exit code 0).
+    r.exit_code = Some(0);
     r.stdout = CapturedOutput {
         bytes: stdout,
         truncated,

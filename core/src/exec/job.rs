@@ -13,8 +13,9 @@ use super::{ExecError, Limits};
 
 pub use super::cancel::CancelToken;
 pub use super::enforcement::{duration_text, size_text, Enforcement, LimitEnforcement, Strength};
-pub use super::result::{JobResult, JobStatus};
+pub use super::result::JobResult;
 pub use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
+use crate::model::JobStatus;
 
 /// How the executor is set up.
 #[derive(Debug, Clone)]

@@ -40,8 +40,10 @@ use std::time::Duration;
 
 pub use capability::{Capability, CapabilityRegistry, JobContext};
 pub use host::{CgroupMode, Host, HostConfig};
-pub use job::{CancelToken, Enforcement, Executor, ExecutorConfig, JobResult, JobStatus};
+pub use job::{CancelToken, Enforcement, Executor, ExecutorConfig, JobResult};
 pub use spawn::ProcessSpec;
+
+use crate::model::{self, JobStatus};
 
 /// Output kept per stream when the request sets no cap.
 pub const OUTPUT_BYTES_DEFAULT: u64 = 1 << 20;
@@ -63,6 +65,20 @@ pub struct Limits {
     pub max_output_bytes: u64,
 }
 
+impl Limits {
+    /// The wire and log form of these limits (milliseconds; the output cap always set).
+    pub fn to_model(&self) -> model::Limits {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        model::Limits {
+            timeout_ms: ms(self.timeout),
+            cpu_time_ms: ms(self.cpu_time),
+            memory_bytes: self.memory_bytes,
+            pids: self.pids,
+            max_output_bytes: Some(self.max_output_bytes),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -80,22 +96,11 @@ pub const TIMEOUT_MS_MAX: u64 = 24 * 3_600 * 1_000;
 /// Largest pids limit: the kernel's `PID_MAX_LIMIT` (4 Mi on 64-bit); `pids.max` refuses more.
 pub const PIDS_MAX: u64 = 4 << 20;
 
-/// A job's limits as a request states them (the socket protocol, the C API): milliseconds,
-/// bytes and counts, `None` where the request leaves one out. [`RequestedLimits::check`] is
-/// the one range check of every such request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestedLimits {
-    /// Wall-clock deadline, ms; at most [`TIMEOUT_MS_MAX`].
-    pub timeout_ms: Option<u64>,
-    /// CPU time of all the job's processes, ms; at most [`TIMEOUT_MS_MAX`].
-    pub cpu_time_ms: Option<u64>,
-    /// Memory of the job, bytes.
-    pub memory_bytes: Option<u64>,
-    /// Processes and threads at once; at most [`PIDS_MAX`].
-    pub pids: Option<u64>,
-    /// Output kept per stream, bytes; at most [`OUTPUT_BYTES_MAX`].
-    pub max_output_bytes: Option<u64>,
-}
+/// A job's limits as a request states them (the socket protocol, the C API) and as the log
+/// keeps them: the one wire [`model::Limits`], in milliseconds, bytes and counts, `None` where
+/// the request leaves one out. [`RequestedLimits::check`] is the one range check of every such
+/// request.
+pub use crate::model::Limits as RequestedLimits;
 
 impl RequestedLimits {
     /// Refuses the first value beyond what vigil or the kernel takes (an hour-long wall time

@@ -2,8 +2,7 @@
 use super::enforcement::Enforcement;
 use super::output::CapturedOutput;
 
-/// How a job ended: the same status the WAL records, so executor and log cannot disagree.
-pub use crate::wal::record::JobStatus;
+use crate::model::JobStatus;
 
 /// Everything known about a finished job.
 #[derive(Debug, Clone)]
@@ -72,37 +71,5 @@ impl JobResult {
             error,
             enforcement,
         }
-    }
-}
-
-impl JobResult {
-    /// The JSON object of `vigil run --json` and the socket's `run` method (DESIGN.md): the
-    /// contract fields first, then what vigil adds (pids limit, which limit fired, the requested
-    /// limits not held as `<limit> limit <value> not held: <reason>`, enforcement).
-    /// Output bytes that are not UTF-8 are replaced (U+FFFD); `total_bytes` keeps the real count.
-    pub fn to_json(&self, capability: &str, lsn: Option<u64>) -> serde_json::Value {
-        serde_json::json!({
-            "job_id": self.job_id,
-            "capability": capability,
-            "status": self.status.as_str(),
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "stdout": String::from_utf8_lossy(&self.stdout.bytes),
-            "stderr": String::from_utf8_lossy(&self.stderr.bytes),
-            "stdout_truncated": self.stdout.truncated,
-            "stderr_truncated": self.stderr.truncated,
-            "stdout_total_bytes": self.stdout.total_bytes,
-            "stderr_total_bytes": self.stderr.total_bytes,
-            "wall_ms": self.wall_ms,
-            "cpu_usage_us": self.cpu_usage_us,
-            "memory_peak_bytes": self.memory_peak_bytes,
-            "pids_limit_hit": self.pids_limit_hit,
-            "limit_hit": self.limit_hit,
-            "stragglers_killed": self.stragglers_killed,
-            "lsn": lsn,
-            "error": self.error,
-            "limits_not_held": self.enforcement.not_held_messages(),
-            "enforcement": serde_json::to_value(&self.enforcement).unwrap_or(serde_json::Value::Null),
-        })
     }
 }

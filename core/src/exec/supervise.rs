@@ -21,9 +21,10 @@ use super::job::Executor;
 use super::meter::ProcessMeter;
 use super::pipes::Pipes;
 use super::reaper::{kill_untracked, reap_job_orphans};
-use super::result::{JobResult, JobStatus};
+use super::result::JobResult;
 use super::spawn::{self, SpawnedChild};
 use super::{ExecError, Limits};
+use crate::model::JobStatus;
 
 /// How often the CPU budget is checked against the group's usage.
 pub const CPU_POLL_INTERVAL_MS: u64 = 10;

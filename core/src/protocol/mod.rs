@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use crate::exec::{Limits, RequestedLimits};
+use crate::model::JobState;
 use crate::wal::Lsn;
 
 /// Longest request line accepted, newline excluded.
@@ -127,7 +128,7 @@ pub enum Call {
     /// Jobs matching the filters, oldest first; one page of them when `page` is given.
     JobsList {
         session: Option<String>,
-        status: Option<String>,
+        status: Option<JobState>,
         page: Option<Page<u64>>,
     },
     JobsGet {
@@ -387,7 +388,10 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
             let after = p.u64("cursor", u64::MAX)?;
             Call::JobsList {
                 session: p.string("session")?,
-                status: p.string("status")?,
+                status: p
+                    .string("status")?
+                    .map(|s| JobState::parse(&s).map_err(|e| RpcError::params(e.to_string())))
+                    .transpose()?,
                 page: page(after, limit)?,
             }
         }

@@ -187,3 +187,25 @@ fn limits_beyond_what_the_kernel_or_a_deadline_takes_are_refused_by_name() {
         assert!(error.message.starts_with(name), "{bad}: {}", error.message);
     }
 }
+
+#[test]
+fn the_jobs_list_status_filter_is_a_known_state() {
+    let r =
+        call(r#"{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{"status":"timed_out"}}"#)
+            .unwrap();
+    let Call::JobsList { status, .. } = r.call else {
+        panic!("not jobs.list: {:?}", r.call);
+    };
+    assert_eq!(
+        status,
+        Some(JobState::Ended(crate::model::JobStatus::TimedOut))
+    );
+    let r = call(r#"{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{"status":"done"}}"#)
+        .unwrap_err();
+    assert_eq!(r.error.code, code::INVALID_PARAMS);
+    assert!(
+        r.error.message.contains("\"done\"") && r.error.message.contains("running, completed"),
+        "{}",
+        r.error.message
+    );
+}

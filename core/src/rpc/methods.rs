@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 
 use super::fault::runtime_fault;
 use super::{Answer, Failure, Service, EVENTS_BATCH_BYTES_MAX, TICK};
-use crate::json::{event_json, sample_json};
+use crate::json::event_json;
 use crate::protocol::{code, Call, Page, RpcError, RunParams};
 use crate::runtime::{CancelOutcome, JobRequest, RuntimeError};
+use crate::view::job::summaries_json;
+use crate::view::sample::sample_json;
 use crate::wal::log::WalError;
 
 impl Service {
@@ -43,9 +45,9 @@ impl Service {
                 status,
                 page,
             } => {
-                let jobs = rt.jobs(session.as_deref(), status.as_deref());
+                let jobs = rt.jobs(session.as_deref(), status);
                 match page {
-                    None => to_value(jobs)?,
+                    None => summaries_json(&jobs),
                     Some(page) => paged("jobs", jobs, page, |j| j.job_id)?,
                 }
             }

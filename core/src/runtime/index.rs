@@ -8,9 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::{JobState, JobStatus};
 use crate::wal::log::{LogFault, WalError};
 use crate::wal::reader::Reader;
-use crate::wal::record::{kind as record_kind, JobRejected, JobStarted, JobStatus};
+use crate::wal::record::{kind as record_kind, JobRejected, JobStarted};
 use crate::wal::recovery::scan_log;
 use crate::wal::scan::FaultKind;
 use crate::wal::storage::FsStore;
@@ -21,21 +22,8 @@ use crate::wal::{Decoded, Lsn, Record, RecordError};
 /// Records read per batch while rebuilding the index.
 pub(super) const INDEX_BATCH_RECORDS: usize = 1024;
 
-/// One job in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobSummary {
-    pub job_id: u64,
-    pub capability: String,
-    /// `running` until the job's end is logged, then its final status.
-    pub status: String,
-    pub session: Option<String>,
-    pub started_unix_ms: Option<u64>,
-    pub finished_unix_ms: Option<u64>,
-    /// LSN of the job's first record.
-    pub lsn: Lsn,
-    /// LSN of the record that ended it.
-    pub end_lsn: Option<Lsn>,
-}
+/// One job in the index (its JSON is the job summary view).
+pub use crate::view::job::JobSummary;
 
 /// One session in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +88,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: "running".into(),
+                        status: JobState::Running,
                         session: r.session.map(str::to_string),
                         started_unix_ms: Some(r.unix_ms),
                         finished_unix_ms: None,
@@ -116,7 +104,7 @@ impl JobIndex {
                     JobSummary {
                         job_id: r.job_id,
                         capability: r.capability.to_string(),
-                        status: JobStatus::Rejected.as_str().into(),
+                        status: JobState::Ended(JobStatus::Rejected),
                         session: r.session.map(str::to_string),
                         started_unix_ms: None,
                         finished_unix_ms: Some(r.unix_ms),
@@ -184,7 +172,7 @@ impl JobIndex {
     fn end_job(&mut self, job_id: u64, status: JobStatus, unix_ms: u64, lsn: Lsn) {
         self.owners.remove(&job_id);
         if let Some(j) = self.jobs.get_mut(&job_id) {
-            j.status = status.as_str().into();
+            j.status = JobState::Ended(status);
             j.finished_unix_ms = Some(unix_ms);
             j.end_lsn = Some(lsn);
         }
@@ -279,7 +267,7 @@ impl JobIndex {
     }
 
     /// Jobs matching the filters, oldest first.
-    pub fn list(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+    pub fn list(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.jobs
             .values()
             .filter(|j| session.is_none_or(|s| j.session.as_deref() == Some(s)))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::histogram::Buckets;
-use crate::wal::record::JobStatus;
+use crate::model::JobStatus;
 
 /// Upper bounds, in milliseconds, of the job-duration buckets.
 pub static JOB_DURATION_BOUNDS_MS: [u64; 15] = [

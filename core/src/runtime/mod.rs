@@ -12,6 +12,11 @@
 //! start and no end whose owner process is gone ([`owner`]) gets a `JobInterrupted` record,
 //! and cgroup leaves of dead instances are swept.
 //!
+//! Parts: `run` ([`Runtime::run`], step by step), `recovery` (what opening repairs),
+//! `redaction` (secrets kept out of the log), `slots` (admission and cancellation), `index`
+//! (jobs and sessions rebuilt from the log), `metrics` (counters). What a job looks like as
+//! JSON is the views' ([`crate::view`]).
+//!
 //! This module knows nothing of the CLI, sockets or C.
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,18 +27,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::exec::capability::{CapabilityRegistry, JobContext};
-use crate::exec::job::{CancelToken, Executor, ExecutorConfig, JobResult};
+use crate::exec::capability::CapabilityRegistry;
+use crate::exec::job::{Executor, ExecutorConfig, JobResult};
 use crate::exec::{ExecError, Limits};
-use crate::guard::{self, Decision, Thresholds};
-use crate::sample::{decode_blob, encode_blob};
+use crate::guard::Thresholds;
+use crate::model::JobState;
+use crate::sample::decode_blob;
 use crate::sampler::{Sampler, SamplerError, SamplerThread, Telemetry};
+use crate::view::job::{detail_json, result_json, JobDetail, RunView};
 use crate::wal::log::{Wal, WalError, WalOptions};
 use crate::wal::reader::Reader;
-use crate::wal::record::{
-    kind as record_kind, JobFinished, JobLimits, JobRejected, JobStarted, JobStatus, JobUsage,
-    SessionClosed, SessionCreated,
-};
+use crate::wal::record::{kind as record_kind, SessionClosed, SessionCreated};
 use crate::wal::{Decoded, Lsn, Record};
 
 mod index;
@@ -41,15 +45,15 @@ mod metrics;
 pub mod owner;
 mod recovery;
 mod redaction;
+mod run;
 mod slots;
 use index::INDEX_BATCH_RECORDS;
 pub use index::{IndexLoader, JobIndex, JobSummary, SessionSummary};
 use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
-use recovery::{data_dir_token, exec_job_id};
+use recovery::data_dir_token;
 pub use recovery::{RecoveryInfo, INTERRUPTED_REASON};
 pub use redaction::redact_args;
-use redaction::{bounded_args_json, redact_output, scrub};
 pub use slots::CancelOutcome;
 use slots::{JobSlots, RunningJob};
 
@@ -176,20 +180,27 @@ pub struct JobOutcome {
 }
 
 impl JobOutcome {
-    /// The object of `vigil run --json` and the socket's `run` result.
+    /// The run view: the object of `vigil run --json` and the socket's `run` result.
+    pub fn view(&self) -> RunView {
+        let mut view = RunView::new(
+            &self.result,
+            &self.capability,
+            Some(self.job_id),
+            self.session.as_deref(),
+            self.lsn,
+        );
+        view.dry_run = self.dry_run.clone();
+        view
+    }
+
+    /// The JSON of [`JobOutcome::view`].
     pub fn to_json(&self) -> Value {
-        let mut v = self.result.to_json(&self.capability, self.lsn);
-        v["job_id"] = json!(self.job_id);
-        v["session"] = json!(self.session);
-        if let Some(report) = &self.dry_run {
-            v["dry_run"] = report.clone();
-        }
-        v
+        self.view().to_json()
     }
 
     /// The process exit code the CLI uses: 0 only for `completed` with exit code 0.
     pub fn succeeded(&self) -> bool {
-        self.result.status == JobStatus::Completed && self.result.exit_code == Some(0)
+        self.result.status.process_exit_code(self.result.exit_code) == 0
     }
 }
 
@@ -229,15 +240,24 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn wal_limits(l: &Limits) -> JobLimits {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
-    JobLimits {
-        timeout_ms: ms(l.timeout),
-        cpu_time_ms: ms(l.cpu_time),
-        memory_bytes: l.memory_bytes,
-        pids: l.pids,
-        max_output_bytes: Some(l.max_output_bytes),
+/// Starts the sampling thread and waits (briefly) for its first sample: jobs record the
+/// telemetry they were admitted on.
+fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError> {
+    let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
+    let sampler =
+        SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
+            RuntimeError::Io {
+                context: "starting the sampling thread".into(),
+                source,
+            }
+        })?;
+    for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
+        if sampler.telemetry().with_latest(|s| s.is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+    Ok(sampler)
 }
 
 impl Runtime {
@@ -289,21 +309,7 @@ impl Runtime {
         let dir_token = data_dir_token(&options.data_dir);
         recovery::sweep(&executor, &dir_token, &mut recovery);
 
-        let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
-        let sampler =
-            SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
-                RuntimeError::Io {
-                    context: "starting the sampling thread".into(),
-                    source,
-                }
-            })?;
-        // Jobs record the telemetry they were admitted on: wait (briefly) for the first sample.
-        for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
-            if sampler.telemetry().with_latest(|s| s.is_some()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let sampler = start_sampler(&options)?;
         let concurrent = options.concurrent_jobs_max.max(1);
         Ok(Runtime {
             options,
@@ -358,230 +364,9 @@ impl Runtime {
         Ok(lsn)
     }
 
-    /// Runs one job to its end and records it. Errors are only those of the log (a job that
-    /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
-    /// record a job, the job does not run.
-    pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
-        // Unique across every process sharing the log: drawn under the append lock once the
-        // index holds what the others appended.
-        let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
-        let exec_id = exec_job_id(&self.dir_token, job_id);
-        let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
-        let ctx = JobContext {
-            executor: &self.executor,
-            job_id: &exec_id,
-            limits: &req.limits,
-            root: &req.root,
-            cancel: Some(&cancel),
-        };
-        let outcome = |result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>| JobOutcome {
-            job_id,
-            capability: req.capability.clone(),
-            session: req.session.clone(),
-            result,
-            lsn,
-            dry_run,
-        };
-        let mut secrets = Vec::new();
-        let args_logged = redact_args(&req.args, &mut secrets).to_string();
-        // A secret may also appear inside other arguments (a command line that uses it).
-        let args_logged =
-            String::from_utf8_lossy(&scrub(args_logged.as_bytes(), &secrets)).into_owned();
-        let args_logged = bounded_args_json(args_logged);
-
-        if req.dry_run {
-            let report = match self.registry.get(&req.capability) {
-                Some(cap) => serde_json::to_value(cap.dry_run(&ctx, &req.args)).ok(),
-                None => None,
-            };
-            let error = match &report {
-                Some(r) if r["valid"] == json!(true) => None,
-                Some(r) => r["error"].as_str().map(str::to_string),
-                None => Some(format!("unknown capability {:?}", req.capability)),
-            };
-            let enforcement = self.executor.enforcement(&req.limits);
-            let mut result = JobResult::without_process(
-                &exec_id,
-                if error.is_some() {
-                    JobStatus::Rejected
-                } else {
-                    JobStatus::Completed
-                },
-                None,
-                enforcement,
-            );
-            result.error = error;
-            result.exit_code = result.error.is_none().then_some(0);
-            return Ok(outcome(result, None, report));
-        }
-
-        // Refusals before anything runs: unknown capability, bad session, bad arguments,
-        // isolation policy, guard.
-        let refusal = self.refusal(req, &ctx);
-        let telemetry_before = self.telemetry().latest();
-        let reject = |reason: String| -> Result<JobOutcome, RuntimeError> {
-            let record = Record::JobRejected(JobRejected {
-                job_id,
-                unix_ms: unix_ms(),
-                capability: &req.capability,
-                args_json: &args_logged,
-                session: req.session.as_deref(),
-                reason: &reason,
-                telemetry: &encode_blob(telemetry_before.as_ref()),
-            });
-            let lsn = self.record_durable(&record)?;
-            self.metrics
-                .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
-            let result = JobResult::without_process(
-                &exec_id,
-                JobStatus::Rejected,
-                Some(reason),
-                self.executor.enforcement(&req.limits),
-            );
-            Ok(outcome(result, Some(lsn), None))
-        };
-        if let Some(reason) = refusal {
-            return reject(reason);
-        }
-
-        let _running = self.register_running(job_id, &cancel);
-        let slot = self.slots.acquire(|| cancel.is_cancelled());
-        if let Some(reason) = self.cancelled_because(job_id) {
-            return reject(format!("{reason} before it started"));
-        }
-        let Some(_slot) = slot else {
-            return reject("cancelled before it started".into());
-        };
-        let root = req.root.to_string_lossy();
-        let started = Record::JobStarted(JobStarted {
-            job_id,
-            unix_ms: unix_ms(),
-            capability: &req.capability,
-            args_json: &args_logged,
-            limits: wal_limits(&req.limits),
-            session: req.session.as_deref(),
-            root: Some(&root),
-            telemetry_before: &encode_blob(telemetry_before.as_ref()),
-        });
-        // The start and who runs it go in together: no process sees one without the other.
-        let owner = json!({"job_id": job_id, "owner": self.owner.name()}).to_string();
-        let lsn = self.wal.append_batch(|tx| {
-            tx.append_then(&started, |lsn| self.index().apply(lsn, &started))?;
-            let lsn = tx.append_raw(record_kind::JOB_OWNER, owner.as_bytes())?;
-            self.index()
-                .set_owner(job_id, self.owner.name().to_string());
-            Ok(lsn)
-        })?;
-        self.wal.sync(lsn)?;
-
-        let mut result = self.registry.run(&req.capability, &ctx, &req.args);
-        if result.status == JobStatus::Interrupted {
-            if let Some(reason) = self.cancelled_because(job_id) {
-                result.error = Some(format!("{reason}; every process of the job was killed"));
-            }
-        }
-
-        let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &secrets);
-        let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &secrets);
-        let error = result.error.as_deref().map(|e| {
-            let (e, _) = redact_output(e.as_bytes(), &secrets);
-            String::from_utf8_lossy(&e).into_owned()
-        });
-        let telemetry_after = self.telemetry().latest();
-        // Who held each limit, in the log beside the end (made durable by the same sync).
-        let enforcement = json!({
-            "job_id": job_id,
-            "enforcement": serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
-            "limits_not_held": result.enforcement.not_held_messages(),
-        });
-        self.wal.append_raw(
-            record_kind::JOB_ENFORCEMENT,
-            enforcement.to_string().as_bytes(),
-        )?;
-        let lsn = self.record_durable(&Record::JobFinished(JobFinished {
-            job_id,
-            unix_ms: unix_ms(),
-            status: result.status,
-            exit_code: result.exit_code,
-            signal: result.signal,
-            usage: JobUsage {
-                cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
-                memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
-                wall_ms: result.wall_ms,
-                oom_kills: u64::from(result.status == JobStatus::OomKilled),
-            },
-            stdout: &stdout,
-            stdout_truncated: result.stdout.truncated || stdout_cut,
-            stderr: &stderr,
-            stderr_truncated: result.stderr.truncated || stderr_cut,
-            error: error.as_deref(),
-            telemetry_after: &encode_blob(telemetry_after.as_ref()),
-        }))?;
-        self.metrics.job_ended(
-            self.metric_name(&req.capability),
-            result.status,
-            Some(result.wall_ms),
-        );
-        Ok(outcome(result, Some(lsn), None))
-    }
-
-    /// The capability name counters use: a registered name, else `unknown` (so clients cannot
-    /// grow the counters without bound).
-    fn metric_name<'a>(&self, capability: &'a str) -> &'a str {
-        if self.registry.get(capability).is_some() {
-            capability
-        } else {
-            "unknown"
-        }
-    }
-
     /// Counters of ended jobs and refusals since this runtime opened.
     pub fn job_metrics(&self) -> JobMetricsSnapshot {
         self.metrics.snapshot()
-    }
-
-    /// Why `req` must not run, if it must not.
-    fn refusal(&self, req: &JobRequest, ctx: &JobContext<'_>) -> Option<String> {
-        let Some(cap) = self.registry.get(&req.capability) else {
-            return Some(format!(
-                "unknown capability {:?} (known: {})",
-                req.capability,
-                self.registry.names().join(", ")
-            ));
-        };
-        if let Some(s) = &req.session {
-            let index = self.index();
-            match index.sessions.get(s) {
-                None => return Some(format!("unknown session {s:?}")),
-                Some(sess) if sess.closed_unix_ms.is_some() => {
-                    return Some(format!("session {s:?} is closed"))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Err(e) = cap.plan(ctx, &req.args) {
-            return Some(e.to_string());
-        }
-        if req.require_enforcement || self.options.executor.require_enforcement {
-            if let Some(why) = self.executor.enforcement(&req.limits).refusal() {
-                return Some(why);
-            }
-        }
-        if self.options.require_isolation && !self.executor.host().has_cgroups() {
-            return Some(
-                "policy requires cgroup isolation, which this host does not provide".into(),
-            );
-        }
-        match self
-            .telemetry()
-            .with_latest(|s| guard::decide(s, &self.options.thresholds))
-        {
-            Decision::Admit => None,
-            Decision::Refuse(r) => {
-                self.metrics.guard_refused();
-                Some(r.to_string())
-            }
-        }
     }
 
     /// Brings the index up to date with what other processes appended. A failure shows
@@ -592,7 +377,7 @@ impl Runtime {
     }
 
     /// Jobs matching the filters, oldest first.
-    pub fn jobs(&self, session: Option<&str>, status: Option<&str>) -> Vec<JobSummary> {
+    pub fn jobs(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.refresh();
         self.index().list(session, status)
     }
@@ -670,24 +455,15 @@ impl Runtime {
     }
 }
 
-/// Reads a job's records starting at its first LSN and assembles its full record.
+/// Reads a job's records starting at its first LSN and assembles its full record, as the job
+/// detail view.
 pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Value, RuntimeError> {
-    let mut detail = json!({
-        "job_id": summary.job_id,
-        "capability": summary.capability,
-        "status": summary.status,
-        "session": summary.session,
-        "lsn": summary.lsn,
-        "end_lsn": summary.end_lsn,
-    });
+    let mut detail = JobDetail {
+        summary: Some(summary.clone()),
+        ..JobDetail::default()
+    };
     let wanted = [Some(summary.lsn), summary.end_lsn];
     let last = summary.end_lsn.unwrap_or(summary.lsn);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let sample_json = |b: &[u8]| {
-        decode_blob(b)
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or(Value::Null)
-    };
     let mut undecodable = None;
     loop {
         let mut done = false;
@@ -699,65 +475,53 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
             if frame.kind == record_kind::JOB_ENFORCEMENT {
                 let held: Value = serde_json::from_slice(frame.payload).unwrap_or(Value::Null);
                 if held["job_id"] == json!(summary.job_id) {
-                    detail["enforcement"] = held["enforcement"].clone();
-                    detail["limits_not_held"] = held["limits_not_held"].clone();
+                    detail.enforcement = Some(held["enforcement"].clone());
+                    detail.limits_not_held = Some(held["limits_not_held"].clone());
                 }
                 return;
             }
             if !wanted.contains(&Some(frame.lsn)) {
                 return;
             }
-            let record = match Record::decode(frame.kind, frame.payload) {
-                Ok(Decoded::Record(record)) => record,
-                Ok(Decoded::Ignored { .. }) => return,
-                Err(error) => {
-                    undecodable = Some(index::undecodable_record(&frame, error));
-                    return;
-                }
-            };
-            match record {
-                Record::JobStarted(r) => {
-                    detail["started_unix_ms"] = json!(r.unix_ms);
-                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
-                    detail["limits"] = serde_json::to_value(r.limits).unwrap_or(Value::Null);
-                    detail["root"] = json!(r.root);
-                    detail["telemetry_before"] = sample_json(r.telemetry_before);
-                }
-                Record::JobFinished(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["result"] = json!({
-                        "status": r.status.as_str(),
-                        "exit_code": r.exit_code,
-                        "signal": r.signal,
-                        "wall_ms": r.usage.wall_ms,
-                        "cpu_usage_us": r.usage.cpu_usage_us,
-                        "memory_peak_bytes": r.usage.memory_peak_bytes,
-                        "stdout": text(r.stdout),
-                        "stdout_truncated": r.stdout_truncated,
-                        "stderr": text(r.stderr),
-                        "stderr_truncated": r.stderr_truncated,
-                        "error": r.error,
-                    });
-                    detail["telemetry_after"] = sample_json(r.telemetry_after);
-                }
-                Record::JobInterrupted(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["result"] = json!({"status": "interrupted", "error": r.reason});
-                }
-                Record::JobRejected(r) => {
-                    detail["finished_unix_ms"] = json!(r.unix_ms);
-                    detail["args"] = serde_json::from_str(r.args_json).unwrap_or(Value::Null);
-                    detail["result"] = json!({"status": "rejected", "error": r.reason});
-                    detail["telemetry_before"] = sample_json(r.telemetry);
-                }
-                _ => {}
+            match Record::decode(frame.kind, frame.payload) {
+                Ok(Decoded::Record(record)) => add_to_detail(&mut detail, &record),
+                Ok(Decoded::Ignored { .. }) => {}
+                Err(error) => undecodable = Some(index::undecodable_record(&frame, error)),
             }
         })?;
         if let Some(error) = undecodable.take() {
             return Err(RuntimeError::Wal(error));
         }
         if n == 0 || done {
-            return Ok(detail);
+            return Ok(detail_json(&detail));
         }
+    }
+}
+
+/// What one of a job's records adds to its full record.
+fn add_to_detail(detail: &mut JobDetail, record: &Record<'_>) {
+    let args = |text: &str| Some(serde_json::from_str(text).unwrap_or(Value::Null));
+    match record {
+        Record::JobStarted(r) => {
+            detail.started_unix_ms = Some(r.unix_ms);
+            detail.args = args(r.args_json);
+            detail.limits = Some(r.limits);
+            detail.root = r.root.map(str::to_string);
+            detail.telemetry_before = decode_blob(r.telemetry_before);
+        }
+        Record::JobFinished(r) => {
+            detail.finished_unix_ms = Some(r.unix_ms);
+            detail.telemetry_after = decode_blob(r.telemetry_after);
+        }
+        Record::JobInterrupted(r) => detail.finished_unix_ms = Some(r.unix_ms),
+        Record::JobRejected(r) => {
+            detail.finished_unix_ms = Some(r.unix_ms);
+            detail.args = args(r.args_json);
+            detail.telemetry_before = decode_blob(r.telemetry);
+        }
+        _ => return,
+    }
+    if let Some(result) = result_json(record) {
+        detail.result = Some(result);
     }
 }

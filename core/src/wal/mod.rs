@@ -6,8 +6,9 @@
 //! - [`record`]: the records and their borrowing postcard payloads (no_std).
 //! - [`scan`]: the recovery scan over `&[u8]`: valid prefix, end, torn tail vs corruption.
 //! - With `std`: [`storage`] (segment files: fallocate, mmap, fsync; swappable for the
-//!   fault-injecting [`sim`] storage), [`sync`] (io_uring fdatasync with a plain fallback),
-//!   [`log`] (the writer: append, group commit, rotation, retention, recovery) and
+//!   fault-injecting [`sim`] storage), [`sync`] (fdatasync, plain or through io_uring),
+//!   [`share`] (the append lock and the shared tail through which many processes write one
+//!   log), [`log`] (the writer: append, group commit, rotation, retention, recovery) and
 //!   [`reader`] (bounded batches from an LSN, tail-follow; damage is an error, never the end),
 //!   and [`repair`] (a new log of every valid record, the damaged files kept aside).
 //!

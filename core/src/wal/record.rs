@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame::KIND_IGNORABLE_BIT;
+use crate::model::{JobStatus, Limits, Usage};
 
 /// Kind numbers of the records this version knows.
 pub mod kind {
@@ -47,71 +48,6 @@ pub mod kind {
     pub const JOB_OWNER: u16 = 0x8006;
 }
 
-/// Limits a job ran under; `None` where no limit was set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobLimits {
-    pub timeout_ms: Option<u64>,
-    pub cpu_time_ms: Option<u64>,
-    pub memory_bytes: Option<u64>,
-    pub pids: Option<u64>,
-    pub max_output_bytes: Option<u64>,
-}
-
-/// Resources a job used, read from its cgroup.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobUsage {
-    pub cpu_usage_us: u64,
-    pub memory_peak_bytes: u64,
-    pub wall_ms: u64,
-    pub oom_kills: u64,
-}
-
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum JobStatus {
-    /// The root process exited with code 0.
-    Completed,
-    /// It exited non-zero, died of a signal, or could not be started.
-    Failed,
-    /// The wall deadline or the CPU-time budget passed; the whole group was killed.
-    TimedOut,
-    /// The kernel killed a process of the job for exceeding the memory limit.
-    OomKilled,
-    /// The request was refused before anything ran (bad arguments, escaping path, policy).
-    Rejected,
-    /// vigil stopped before the job ended (recorded on restart, or a cancelled job).
-    Interrupted,
-}
-
-impl JobStatus {
-    /// Every status, in declaration order.
-    pub const ALL: [JobStatus; 6] = [
-        JobStatus::Completed,
-        JobStatus::Failed,
-        JobStatus::TimedOut,
-        JobStatus::OomKilled,
-        JobStatus::Rejected,
-        JobStatus::Interrupted,
-    ];
-
-    /// The status with this name (`completed`, `timed_out`, ...).
-    pub fn from_name(name: &str) -> Option<JobStatus> {
-        JobStatus::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    /// The status's name in the CLI and protocol.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::TimedOut => "timed_out",
-            JobStatus::OomKilled => "oom_killed",
-            JobStatus::Rejected => "rejected",
-            JobStatus::Interrupted => "interrupted",
-        }
-    }
-}
-
 /// A job was admitted and is about to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStarted<'a> {
@@ -120,7 +56,7 @@ pub struct JobStarted<'a> {
     pub capability: &'a str,
     /// The arguments as JSON text, already redacted.
     pub args_json: &'a str,
-    pub limits: JobLimits,
+    pub limits: Limits,
     #[serde(borrow)]
     pub session: Option<&'a str>,
     #[serde(borrow)]
@@ -137,7 +73,7 @@ pub struct JobFinished<'a> {
     pub status: JobStatus,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    pub usage: JobUsage,
+    pub usage: Usage,
     pub stdout: &'a [u8],
     pub stdout_truncated: bool,
     pub stderr: &'a [u8],
@@ -333,10 +269,10 @@ mod tests {
                 unix_ms: 1_700_000_000_000,
                 capability: "shell",
                 args_json: r#"{"cmd":"echo hi"}"#,
-                limits: JobLimits {
+                limits: Limits {
                     timeout_ms: Some(2000),
                     memory_bytes: Some(64 << 20),
-                    ..JobLimits::default()
+                    ..Limits::default()
                 },
                 session: Some("s-1"),
                 root: None,
@@ -348,7 +284,7 @@ mod tests {
                 status: JobStatus::TimedOut,
                 exit_code: None,
                 signal: Some(9),
-                usage: JobUsage {
+                usage: Usage {
                     cpu_usage_us: 12,
                     memory_peak_bytes: 4096,
                     wall_ms: 2001,
@@ -447,25 +383,6 @@ mod tests {
             let len = record.encode_into(&mut buf).unwrap();
             let hex: String = buf[..len].iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(hex, golden, "{}", record.kind_name());
-        }
-    }
-
-    /// `JobStatus` is stored by variant index: the order of its variants is frozen.
-    #[test]
-    fn job_status_variant_order_is_frozen() {
-        let names = [
-            "completed",
-            "failed",
-            "timed_out",
-            "oom_killed",
-            "rejected",
-            "interrupted",
-        ];
-        for (index, status) in JobStatus::ALL.into_iter().enumerate() {
-            let mut buf = [0u8; 4];
-            let bytes = postcard::to_slice(&status, &mut buf).unwrap();
-            assert_eq!(bytes, &[index as u8], "{status:?}");
-            assert_eq!(status.as_str(), names[index]);
         }
     }
 

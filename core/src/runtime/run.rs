@@ -1,0 +1,304 @@
+//! [`Runtime::run`], one named step at a time: prepare (the job's ids and its arguments as
+//! logged), the dry run, refusal (validation, policy, guard), admission (a slot, unless
+//! cancelled first), record the start, execute, record the end.
+use serde_json::{json, Value};
+
+use super::recovery::exec_job_id;
+use super::redaction::{bounded_args_json, redact_args, redact_output, scrub};
+use super::slots::SlotGuard;
+use super::{unix_ms, JobOutcome, JobRequest, Runtime, RuntimeError};
+use crate::exec::capability::JobContext;
+use crate::exec::job::{CancelToken, JobResult};
+use crate::guard::{self, Decision};
+use crate::model::{JobStatus, Usage};
+use crate::sample::{encode_blob, Sample};
+use crate::wal::record::{kind as record_kind, JobFinished, JobRejected, JobStarted};
+use crate::wal::{Lsn, Record};
+
+/// One job on its way through [`Runtime::run`]: what every step needs.
+struct Job<'r> {
+    req: &'r JobRequest,
+    job_id: u64,
+    /// The executor's name for the job (cgroup leaf, process marker).
+    exec_id: String,
+    /// The arguments as logged: secret values redacted, scrubbed, bounded.
+    args_logged: String,
+    /// The secret values found in the arguments, scrubbed from logged output too.
+    secrets: Vec<String>,
+}
+
+impl<'r> Job<'r> {
+    /// Names the job and prepares its arguments for the log.
+    fn prepare(req: &'r JobRequest, job_id: u64, dir_token: &str) -> Job<'r> {
+        let mut secrets = Vec::new();
+        let args_logged = redact_args(&req.args, &mut secrets).to_string();
+        // A secret may also appear inside other arguments (a command line that uses it).
+        let args_logged =
+            String::from_utf8_lossy(&scrub(args_logged.as_bytes(), &secrets)).into_owned();
+        Job {
+            req,
+            job_id,
+            exec_id: exec_job_id(dir_token, job_id),
+            args_logged: bounded_args_json(args_logged),
+            secrets,
+        }
+    }
+
+    fn outcome(&self, result: JobResult, lsn: Option<Lsn>, dry_run: Option<Value>) -> JobOutcome {
+        JobOutcome {
+            job_id: self.job_id,
+            capability: self.req.capability.clone(),
+            session: self.req.session.clone(),
+            result,
+            lsn,
+            dry_run,
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs one job to its end and records it. Errors are only those of the log (a job that
+    /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
+    /// record a job, the job does not run.
+    pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        // Unique across every process sharing the log: drawn under the append lock once the
+        // index holds what the others appended.
+        let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
+        let job = Job::prepare(req, job_id, &self.dir_token);
+        let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
+        let ctx = JobContext {
+            executor: &self.executor,
+            job_id: &job.exec_id,
+            limits: &req.limits,
+            root: &req.root,
+            cancel: Some(&cancel),
+        };
+        if req.dry_run {
+            return Ok(self.dry_run(&job, &ctx));
+        }
+        let refusal = self.refusal(req, &ctx);
+        let telemetry_before = self.telemetry().latest();
+        if let Some(reason) = refusal {
+            return self.record_rejected(&job, reason, telemetry_before.as_ref());
+        }
+        let _running = self.register_running(job_id, &cancel);
+        let _slot = match self.admit(&job, &cancel) {
+            Ok(slot) => slot,
+            Err(reason) => return self.record_rejected(&job, reason, telemetry_before.as_ref()),
+        };
+        self.record_start(&job, telemetry_before.as_ref())?;
+        let result = self.execute(&job, &ctx);
+        let lsn = self.record_end(&job, &result)?;
+        Ok(job.outcome(result, Some(lsn), None))
+    }
+
+    /// Validates and reports; runs nothing, records nothing.
+    fn dry_run(&self, job: &Job<'_>, ctx: &JobContext<'_>) -> JobOutcome {
+        let req = job.req;
+        let report = match self.registry.get(&req.capability) {
+            Some(cap) => serde_json::to_value(cap.dry_run(ctx, &req.args)).ok(),
+            None => None,
+        };
+        let error = match &report {
+            Some(r) if r["valid"] == json!(true) => None,
+            Some(r) => r["error"].as_str().map(str::to_string),
+            None => Some(format!("unknown capability {:?}", req.capability)),
+        };
+        let enforcement = self.executor.enforcement(&req.limits);
+        let mut result = JobResult::without_process(
+            &job.exec_id,
+            if error.is_some() {
+                JobStatus::Rejected
+            } else {
+                JobStatus::Completed
+            },
+            None,
+            enforcement,
+        );
+        result.error = error;
+        result.exit_code = result.error.is_none().then_some(0);
+        job.outcome(result, None, report)
+    }
+
+    /// Why `req` must not run, if it must not.
+    fn refusal(&self, req: &JobRequest, ctx: &JobContext<'_>) -> Option<String> {
+        let Some(cap) = self.registry.get(&req.capability) else {
+            return Some(format!(
+                "unknown capability {:?} (known: {})",
+                req.capability,
+                self.registry.names().join(", ")
+            ));
+        };
+        if let Some(s) = &req.session {
+            let index = self.index();
+            match index.sessions.get(s) {
+                None => return Some(format!("unknown session {s:?}")),
+                Some(sess) if sess.closed_unix_ms.is_some() => {
+                    return Some(format!("session {s:?} is closed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Err(e) = cap.plan(ctx, &req.args) {
+            return Some(e.to_string());
+        }
+        if req.require_enforcement || self.options.executor.require_enforcement {
+            if let Some(why) = self.executor.enforcement(&req.limits).refusal() {
+                return Some(why);
+            }
+        }
+        if self.options.require_isolation && !self.executor.host().has_cgroups() {
+            return Some(
+                "policy requires cgroup isolation, which this host does not provide".into(),
+            );
+        }
+        match self
+            .telemetry()
+            .with_latest(|s| guard::decide(s, &self.options.thresholds))
+        {
+            Decision::Admit => None,
+            Decision::Refuse(r) => {
+                self.metrics.guard_refused();
+                Some(r.to_string())
+            }
+        }
+    }
+
+    /// Waits for a slot; the reason to reject the job instead when it was cancelled first.
+    fn admit(&self, job: &Job<'_>, cancel: &CancelToken) -> Result<SlotGuard<'_>, String> {
+        let slot = self.slots.acquire(|| cancel.is_cancelled());
+        if let Some(reason) = self.cancelled_because(job.job_id) {
+            return Err(format!("{reason} before it started"));
+        }
+        slot.ok_or_else(|| "cancelled before it started".to_string())
+    }
+
+    /// Records a job that never ran (`JobRejected`, durable) and counts it.
+    fn record_rejected(
+        &self,
+        job: &Job<'_>,
+        reason: String,
+        telemetry_before: Option<&Sample>,
+    ) -> Result<JobOutcome, RuntimeError> {
+        let req = job.req;
+        let record = Record::JobRejected(JobRejected {
+            job_id: job.job_id,
+            unix_ms: unix_ms(),
+            capability: &req.capability,
+            args_json: &job.args_logged,
+            session: req.session.as_deref(),
+            reason: &reason,
+            telemetry: &encode_blob(telemetry_before),
+        });
+        let lsn = self.record_durable(&record)?;
+        self.metrics
+            .job_ended(self.metric_name(&req.capability), JobStatus::Rejected, None);
+        let result = JobResult::without_process(
+            &job.exec_id,
+            JobStatus::Rejected,
+            Some(reason),
+            self.executor.enforcement(&req.limits),
+        );
+        Ok(job.outcome(result, Some(lsn), None))
+    }
+
+    /// Records the job's start (`JobStarted`, with who runs it, durable) before anything of it
+    /// runs.
+    fn record_start(
+        &self,
+        job: &Job<'_>,
+        telemetry_before: Option<&Sample>,
+    ) -> Result<(), RuntimeError> {
+        let req = job.req;
+        let root = req.root.to_string_lossy();
+        let started = Record::JobStarted(JobStarted {
+            job_id: job.job_id,
+            unix_ms: unix_ms(),
+            capability: &req.capability,
+            args_json: &job.args_logged,
+            limits: req.limits.to_model(),
+            session: req.session.as_deref(),
+            root: Some(&root),
+            telemetry_before: &encode_blob(telemetry_before),
+        });
+        // The start and who runs it go in together: no process sees one without the other.
+        let owner = json!({"job_id": job.job_id, "owner": self.owner.name()}).to_string();
+        let lsn = self.wal.append_batch(|tx| {
+            tx.append_then(&started, |lsn| self.index().apply(lsn, &started))?;
+            let lsn = tx.append_raw(record_kind::JOB_OWNER, owner.as_bytes())?;
+            self.index()
+                .set_owner(job.job_id, self.owner.name().to_string());
+            Ok(lsn)
+        })?;
+        self.wal.sync(lsn)?;
+        Ok(())
+    }
+
+    /// Runs the capability; a cancelled job's error says why it was cancelled.
+    fn execute(&self, job: &Job<'_>, ctx: &JobContext<'_>) -> JobResult {
+        let mut result = self.registry.run(&job.req.capability, ctx, &job.req.args);
+        if result.status == JobStatus::Interrupted {
+            if let Some(reason) = self.cancelled_because(job.job_id) {
+                result.error = Some(format!("{reason}; every process of the job was killed"));
+            }
+        }
+        result
+    }
+
+    /// Records the job's end: who held each limit, then `JobFinished` with bounded, redacted
+    /// output and the telemetry after, both made durable by one sync; counts the job.
+    fn record_end(&self, job: &Job<'_>, result: &JobResult) -> Result<Lsn, RuntimeError> {
+        let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &job.secrets);
+        let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &job.secrets);
+        let error = result.error.as_deref().map(|e| {
+            let (e, _) = redact_output(e.as_bytes(), &job.secrets);
+            String::from_utf8_lossy(&e).into_owned()
+        });
+        let telemetry_after = self.telemetry().latest();
+        // Who held each limit, in the log beside the end (made durable by the same sync).
+        let enforcement = json!({
+            "job_id": job.job_id,
+            "enforcement": serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
+            "limits_not_held": result.enforcement.not_held_messages(),
+        });
+        self.wal.append_raw(
+            record_kind::JOB_ENFORCEMENT,
+            enforcement.to_string().as_bytes(),
+        )?;
+        let lsn = self.record_durable(&Record::JobFinished(JobFinished {
+            job_id: job.job_id,
+            unix_ms: unix_ms(),
+            status: result.status,
+            exit_code: result.exit_code,
+            signal: result.signal,
+            usage: Usage {
+                cpu_usage_us: result.cpu_usage_us.unwrap_or(0),
+                memory_peak_bytes: result.memory_peak_bytes.unwrap_or(0),
+                wall_ms: result.wall_ms,
+                oom_kills: u64::from(result.status == JobStatus::OomKilled),
+            },
+            stdout: &stdout,
+            stdout_truncated: result.stdout.truncated || stdout_cut,
+            stderr: &stderr,
+            stderr_truncated: result.stderr.truncated || stderr_cut,
+            error: error.as_deref(),
+            telemetry_after: &encode_blob(telemetry_after.as_ref()),
+        }))?;
+        self.metrics.job_ended(
+            self.metric_name(&job.req.capability),
+            result.status,
+            Some(result.wall_ms),
+        );
+        Ok(lsn)
+    }
+
+    /// The capability name counters use: a registered name, else `unknown` (so clients cannot
+    /// grow the counters without bound).
+    fn metric_name<'a>(&self, capability: &'a str) -> &'a str {
+        if self.registry.get(capability).is_some() {
+            capability
+        } else {
+            "unknown"
+        }
+    }
+}
