@@ -289,11 +289,34 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
-        // The existing target, if any, must be a regular file (never followed: AT_SYMLINK_NOFOLLOW).
+        let (mode, old) = self.existing_target(&parent, &cname, path, append)?;
+        let total = (old.len() + content.len()) as u64;
+        if total > FILE_WRITE_BYTES_MAX {
+            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        }
+        let target = Target {
+            parent: &parent,
+            name,
+            cname: &cname,
+            path,
+        };
+        target.replace(mode, &[&old, content])?;
+        Ok(total)
+    }
+
+    /// The mode a write keeps and, for `append`, the bytes it extends: the existing target must
+    /// be a regular file (never followed: AT_SYMLINK_NOFOLLOW); a new one gets 0644.
+    fn existing_target(
+        &self,
+        parent: &OwnedFd,
+        cname: &CString,
+        path: &str,
+        append: bool,
+    ) -> Result<(libc::mode_t, Vec<u8>), ExecError> {
         // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the right
-        // type.
+        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
+        // right type.
         let exists = unsafe {
             libc::fstatat(
                 parent.as_raw_fd(),
@@ -302,89 +325,25 @@ impl ConfinedRoot {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         } == 0;
-        let mut mode = 0o644;
-        let mut old = Vec::new();
-        if exists {
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(reject(path, "target exists and is not a regular file"));
-            }
-            mode = st.st_mode & 0o7777 & !0o7000;
-            if append {
-                let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
-                if more {
-                    return Err(reject(
-                        path,
-                        format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
-                    ));
-                }
-                old = bytes;
-            }
+        if !exists {
+            return Ok((0o644, Vec::new()));
         }
-        let total = (old.len() + content.len()) as u64;
-        if total > FILE_WRITE_BYTES_MAX {
-            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(reject(path, "target exists and is not a regular file"));
         }
-        let tmp_name = format!(
-            ".{name}.vigil-tmp-{}-{}",
-            std::process::id(),
-            unique_suffix()
-        );
-        let ctmp =
-            CString::new(tmp_name.as_str()).map_err(|_| reject(path, "contains a NUL byte"))?;
-        // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW never opens an existing entry.
-        let rc = unsafe {
-            libc::openat(
-                parent.as_raw_fd(),
-                ctmp.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode,
-            )
-        };
-        if rc < 0 {
-            return Err(ExecError::Io {
-                context: format!("create temporary file for {path:?}"),
-                source: std::io::Error::last_os_error(),
-            });
+        let mode = st.st_mode & 0o7777 & !0o7000;
+        if !append {
+            return Ok((mode, Vec::new()));
         }
-        let mut tmp = File::from(fd_from(rc as libc::c_long));
-        // SAFETY: unlinkat on the parent directory fd this function holds and a NUL-terminated
-        // name.
-        let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
-        let io = |context: &str, e: std::io::Error| ExecError::Io {
-            context: format!("{context} {path:?}"),
-            source: e,
-        };
-        let written = tmp
-            .write_all(&old)
-            .and_then(|_| tmp.write_all(content))
-            .and_then(|_| tmp.sync_all());
-        if let Err(e) = written {
-            unlink_tmp();
-            return Err(io("write", e));
+        let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
+        if more {
+            return Err(reject(
+                path,
+                format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
+            ));
         }
-        drop(tmp);
-        // SAFETY: both names are relative to the same owned dirfd; rename replaces the entry
-        // itself, never a symlink's target.
-        if unsafe {
-            libc::renameat(
-                parent.as_raw_fd(),
-                ctmp.as_ptr(),
-                parent.as_raw_fd(),
-                cname.as_ptr(),
-            )
-        } != 0
-        {
-            let e = std::io::Error::last_os_error();
-            unlink_tmp();
-            return Err(io("rename into place", e));
-        }
-        // SAFETY: fsync on an owned directory fd makes the rename durable.
-        if unsafe { libc::fsync(parent.as_raw_fd()) } != 0 {
-            return Err(io("fsync directory of", std::io::Error::last_os_error()));
-        }
-        Ok(total)
+        Ok((mode, bytes))
     }
-
     /// The root as given (for messages).
     pub fn display(&self) -> &str {
         &self.display
@@ -416,6 +375,83 @@ fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
         return Err(reject(path, "not a regular file"));
     }
     Ok(st.st_size as u64)
+}
+
+/// The entry a file write replaces: its directory (an owned fd beneath the root) and name.
+struct Target<'a> {
+    parent: &'a OwnedFd,
+    name: &'a str,
+    cname: &'a CString,
+    /// The path as requested (for messages).
+    path: &'a str,
+}
+
+impl Target<'_> {
+    /// Writes `parts` into a new temporary file beside the target, syncs it, renames it over the
+    /// target and syncs the directory: readers see the old file or the new one, never a mix.
+    fn replace(&self, mode: libc::mode_t, parts: &[&[u8]]) -> Result<(), ExecError> {
+        let (parent, path) = (self.parent, self.path);
+        let tmp_name = format!(
+            ".{}.vigil-tmp-{}-{}",
+            self.name,
+            std::process::id(),
+            unique_suffix()
+        );
+        let ctmp =
+            CString::new(tmp_name.as_str()).map_err(|_| reject(path, "contains a NUL byte"))?;
+        // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW never opens an existing entry.
+        let rc = unsafe {
+            libc::openat(
+                parent.as_raw_fd(),
+                ctmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode,
+            )
+        };
+        if rc < 0 {
+            return Err(ExecError::Io {
+                context: format!("create temporary file for {path:?}"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let mut tmp = File::from(fd_from(rc as libc::c_long));
+        // SAFETY: unlinkat on the parent directory fd this function holds and a NUL-terminated
+        // name.
+        let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
+        let io = |context: &str, e: std::io::Error| ExecError::Io {
+            context: format!("{context} {path:?}"),
+            source: e,
+        };
+        let written = parts
+            .iter()
+            .try_for_each(|p| tmp.write_all(p))
+            .and_then(|_| tmp.sync_all());
+        if let Err(e) = written {
+            unlink_tmp();
+            return Err(io("write", e));
+        }
+        drop(tmp);
+        // SAFETY: both names are relative to the same owned dirfd; rename replaces the entry
+        // itself, never a symlink's target.
+        if unsafe {
+            libc::renameat(
+                parent.as_raw_fd(),
+                ctmp.as_ptr(),
+                parent.as_raw_fd(),
+                self.cname.as_ptr(),
+            )
+        } != 0
+        {
+            let e = std::io::Error::last_os_error();
+            unlink_tmp();
+            return Err(io("rename into place", e));
+        }
+        // SAFETY: fsync on an owned directory fd makes the rename durable.
+        if unsafe { libc::fsync(parent.as_raw_fd()) } != 0 {
+            return Err(io("fsync directory of", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

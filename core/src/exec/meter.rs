@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 
-use super::reaper::{own_orphans, proc_stat};
+use super::proctable::{own_orphans, proc_stat};
 
 /// Largest pid Linux hands out (PID_MAX_LIMIT): beyond it, a pid cannot name a CPU clock.
 const PID_MAX: i32 = 4 << 20;

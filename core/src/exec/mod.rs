@@ -29,10 +29,12 @@ pub mod job;
 mod meter;
 pub mod output;
 mod pipes;
+mod proctable;
 mod reaper;
 pub mod result;
 pub mod spawn;
 mod supervise;
+mod text;
 
 use std::fmt;
 use std::path::PathBuf;
