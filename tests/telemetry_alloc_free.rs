@@ -22,10 +22,11 @@ fn count() {
     }
 }
 
+// SAFETY: every call forwards to the system allocator unchanged, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged: the caller upholds GlobalAlloc::alloc's contract.
         count();
+        // SAFETY: forwarded unchanged: the caller upholds GlobalAlloc::alloc's contract.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -33,8 +34,8 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged: `ptr` came from System with `layout`.
         count();
+        // SAFETY: forwarded unchanged: `ptr` came from System with `layout`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -22,11 +22,14 @@ pub enum ParseErrorKind {
 /// A parse failure: what, and on which line (1-based; 0 when it concerns the whole file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseError {
+    /// What was wrong.
     pub kind: ParseErrorKind,
+    /// The line it was on (1-based), or 0 for the whole file.
     pub line: u32,
 }
 
 impl ParseError {
+    /// A failure of `kind` on `line`.
     pub const fn new(kind: ParseErrorKind, line: u32) -> Self {
         Self { kind, line }
     }

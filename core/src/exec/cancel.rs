@@ -24,9 +24,10 @@ impl CancelToken {
                 source: std::io::Error::last_os_error(),
             });
         }
-        // SAFETY: fresh fd.
+        // SAFETY: eventfd returned a fresh descriptor (fd >= 0) that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(CancelToken {
-            fd: std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }),
+            fd: std::sync::Arc::new(fd),
             output_bytes: Default::default(),
         })
     }

@@ -315,6 +315,8 @@ impl ConfinedRoot {
     ) -> Result<(libc::mode_t, Vec<u8>), ExecError> {
         // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
+        // right type.
         let exists = unsafe {
             libc::fstatat(
                 parent.as_raw_fd(),
@@ -362,6 +364,7 @@ fn unique_suffix() -> u64 {
 fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
     // SAFETY: zeroed out-parameter, owned fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on an fd owned by the caller into a stat out-parameter of the right type.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(ExecError::Io {
             context: format!("fstat {path:?}"),
@@ -412,6 +415,8 @@ impl Target<'_> {
             });
         }
         let mut tmp = File::from(fd_from(rc as libc::c_long));
+        // SAFETY: unlinkat on the parent directory fd this function holds and a NUL-terminated
+        // name.
         let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
         let io = |context: &str, e: std::io::Error| ExecError::Io {
             context: format!("{context} {path:?}"),

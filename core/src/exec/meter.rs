@@ -85,6 +85,7 @@ fn memory_of(pid: i32) -> Option<(u64, u64)> {
 fn own_max_rss_bytes() -> Option<u64> {
     // SAFETY: an out-parameter of the right type.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into a rusage out-parameter of the right type.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return None;
     }

@@ -25,7 +25,9 @@ pub(super) fn boot_ticks_now() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // SAFETY: clock_gettime writes into a timespec out-parameter of the right type.
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return 0;
     }

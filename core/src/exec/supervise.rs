@@ -50,6 +50,8 @@ fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
     loop {
         // SAFETY: wait4 on our own child with valid out-parameters.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on the job's own child pid, with status and rusage out-parameters of the
+        // right type.
         let rc = unsafe {
             libc::wait4(
                 pid,

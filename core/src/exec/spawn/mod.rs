@@ -277,6 +277,7 @@ pub(crate) fn spawn(
         }
         // SAFETY: pidfd_open on our own unreaped child.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: pidfd_open returned a fresh descriptor (fd >= 0) that nothing else owns.
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
     });
     Ok(SpawnedChild {
@@ -361,6 +362,8 @@ fn fork_child(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> std::io::Result<libc
     // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
     let rc = unsafe { libc::fork() };
     if rc == 0 {
+        // SAFETY: rc == 0: this is the freshly forked child, where child_exec must run (it never
+        // returns).
         unsafe { child_exec(cmd, fds) }
     }
     if rc < 0 {
@@ -408,6 +411,8 @@ fn clone3_child(
         )
     };
     if rc == 0 {
+        // SAFETY: rc == 0: this is the freshly cloned child, where child_exec must run (it never
+        // returns).
         unsafe { child_exec(cmd, fds) }
     }
     if rc < 0 {
