@@ -273,6 +273,10 @@ pub mod flags {
     /// total. A flag, not a field of [`super::MemorySample`], so logged samples keep their
     /// encoding.
     pub const MEMORY_AVAILABLE_CLAMPED: u32 = 1 << 5;
+    /// The CPU shares (and context switches per second) are averages since boot, not over an
+    /// interval between two readings: a sample taken alone, with no earlier reading behind
+    /// it (a job's `telemetry_before`). `interval_ns` is then the time since boot.
+    pub const CPU_SINCE_BOOT: u32 = 1 << 6;
 }
 
 /// Whether the per-CPU lines' ids strictly ascend, as the kernel writes them.
@@ -333,13 +337,7 @@ impl Sample {
         cur: &ProcStat<N>,
         interval_ns: u64,
     ) {
-        self.cpu = None;
-        self.per_cpu.clear();
-        self.per_cpu_dropped = cur.cpus_dropped;
-        self.procs_running = cur.procs_running;
-        self.procs_blocked = cur.procs_blocked;
-        self.ctxt_per_sec = None;
-        self.interval_ns = interval_ns;
+        self.reset_cpu(cur, interval_ns);
         let Some(prev) = prev else {
             self.flags |= flags::FIRST;
             self.fill_per_cpu(cur, |_| None);
@@ -388,6 +386,37 @@ impl Sample {
         if rebaselined {
             self.flags |= flags::PER_CPU_REBASELINED;
         }
+    }
+
+    /// Fills the CPU part of `self` from one /proc/stat reading alone: shares since boot,
+    /// `uptime_ns` (CLOCK_BOOTTIME at the reading) as the interval, flag
+    /// [`flags::CPU_SINCE_BOOT`].
+    pub fn set_cpu_since_boot<const N: usize>(&mut self, cur: &ProcStat<N>, uptime_ns: u64) {
+        self.reset_cpu(cur, uptime_ns);
+        self.flags |= flags::CPU_SINCE_BOOT;
+        let boot = CpuTimes::default();
+        if let CpuDelta::Usage(u) = cpu_delta(&boot, &cur.total) {
+            self.cpu = Some(u);
+        }
+        if let Some(ctxt) = cur.ctxt.filter(|_| uptime_ns > 0) {
+            let per_sec = u128::from(ctxt) * 1_000_000_000 / u128::from(uptime_ns);
+            self.ctxt_per_sec = u64::try_from(per_sec).ok();
+        }
+        self.fill_per_cpu(cur, |line| match cpu_delta(&boot, &line.times) {
+            CpuDelta::Usage(u) => Some(u.busy),
+            CpuDelta::NoData | CpuDelta::Rebaselined => None,
+        });
+    }
+
+    /// Clears the CPU part and takes what needs no delta from `cur`.
+    fn reset_cpu<const N: usize>(&mut self, cur: &ProcStat<N>, interval_ns: u64) {
+        self.cpu = None;
+        self.per_cpu.clear();
+        self.per_cpu_dropped = cur.cpus_dropped;
+        self.procs_running = cur.procs_running;
+        self.procs_blocked = cur.procs_blocked;
+        self.ctxt_per_sec = None;
+        self.interval_ns = interval_ns;
     }
 
     /// Checks done, fills `per_cpu` from `cur` in its order with `busy_of` each line.

@@ -289,9 +289,34 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
-        // The existing target, if any, must be a regular file (never followed: AT_SYMLINK_NOFOLLOW).
+        let (mode, old) = self.existing_target(&parent, &cname, path, append)?;
+        let total = (old.len() + content.len()) as u64;
+        if total > FILE_WRITE_BYTES_MAX {
+            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        }
+        let target = Target {
+            parent: &parent,
+            name,
+            cname: &cname,
+            path,
+        };
+        target.replace(mode, &[&old, content])?;
+        Ok(total)
+    }
+
+    /// The mode a write keeps and, for `append`, the bytes it extends: the existing target must
+    /// be a regular file (never followed: AT_SYMLINK_NOFOLLOW); a new one gets 0644.
+    fn existing_target(
+        &self,
+        parent: &OwnedFd,
+        cname: &CString,
+        path: &str,
+        append: bool,
+    ) -> Result<(libc::mode_t, Vec<u8>), ExecError> {
         // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
+        // right type.
         let exists = unsafe {
             libc::fstatat(
                 parent.as_raw_fd(),
@@ -300,30 +325,75 @@ impl ConfinedRoot {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         } == 0;
-        let mut mode = 0o644;
-        let mut old = Vec::new();
-        if exists {
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(reject(path, "target exists and is not a regular file"));
-            }
-            mode = st.st_mode & 0o7777 & !0o7000;
-            if append {
-                let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
-                if more {
-                    return Err(reject(
-                        path,
-                        format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
-                    ));
-                }
-                old = bytes;
-            }
+        if !exists {
+            return Ok((0o644, Vec::new()));
         }
-        let total = (old.len() + content.len()) as u64;
-        if total > FILE_WRITE_BYTES_MAX {
-            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(reject(path, "target exists and is not a regular file"));
         }
+        let mode = st.st_mode & 0o7777 & !0o7000;
+        if !append {
+            return Ok((mode, Vec::new()));
+        }
+        let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
+        if more {
+            return Err(reject(
+                path,
+                format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
+            ));
+        }
+        Ok((mode, bytes))
+    }
+    /// The root as given (for messages).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+/// The size of an opened file, refusing anything but a regular file.
+fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
+    // SAFETY: zeroed out-parameter, owned fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on an fd owned by the caller into a stat out-parameter of the right type.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(ExecError::Io {
+            context: format!("fstat {path:?}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(reject(path, "not a regular file"));
+    }
+    Ok(st.st_size as u64)
+}
+
+/// The entry a file write replaces: its directory (an owned fd beneath the root) and name.
+struct Target<'a> {
+    parent: &'a OwnedFd,
+    name: &'a str,
+    cname: &'a CString,
+    /// The path as requested (for messages).
+    path: &'a str,
+}
+
+impl Target<'_> {
+    /// Writes `parts` into a new temporary file beside the target, syncs it, renames it over the
+    /// target and syncs the directory: readers see the old file or the new one, never a mix.
+    fn replace(&self, mode: libc::mode_t, parts: &[&[u8]]) -> Result<(), ExecError> {
+        let (parent, path) = (self.parent, self.path);
         let tmp_name = format!(
-            ".{name}.vigil-tmp-{}-{}",
+            ".{}.vigil-tmp-{}-{}",
+            self.name,
             std::process::id(),
             unique_suffix()
         );
@@ -345,14 +415,16 @@ impl ConfinedRoot {
             });
         }
         let mut tmp = File::from(fd_from(rc as libc::c_long));
+        // SAFETY: unlinkat on the parent directory fd this function holds and a NUL-terminated
+        // name.
         let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
         let io = |context: &str, e: std::io::Error| ExecError::Io {
             context: format!("{context} {path:?}"),
             source: e,
         };
-        let written = tmp
-            .write_all(&old)
-            .and_then(|_| tmp.write_all(content))
+        let written = parts
+            .iter()
+            .try_for_each(|p| tmp.write_all(p))
             .and_then(|_| tmp.sync_all());
         if let Err(e) = written {
             unlink_tmp();
@@ -366,7 +438,7 @@ impl ConfinedRoot {
                 parent.as_raw_fd(),
                 ctmp.as_ptr(),
                 parent.as_raw_fd(),
-                cname.as_ptr(),
+                self.cname.as_ptr(),
             )
         } != 0
         {
@@ -378,39 +450,8 @@ impl ConfinedRoot {
         if unsafe { libc::fsync(parent.as_raw_fd()) } != 0 {
             return Err(io("fsync directory of", std::io::Error::last_os_error()));
         }
-        Ok(total)
+        Ok(())
     }
-
-    /// The root as given (for messages).
-    pub fn display(&self) -> &str {
-        &self.display
-    }
-}
-
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
-}
-
-/// The size of an opened file, refusing anything but a regular file.
-fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
-    // SAFETY: zeroed out-parameter, owned fd.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(ExecError::Io {
-            context: format!("fstat {path:?}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(reject(path, "not a regular file"));
-    }
-    Ok(st.st_size as u64)
 }
 
 #[cfg(test)]

@@ -84,6 +84,10 @@ impl CappedOutput {
     }
 
     /// Bytes held right now (never more than the cap).
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
     pub fn held_bytes(&self) -> usize {
         self.head.len() + self.tail.len()
     }

@@ -41,14 +41,7 @@ impl CpuTimes {
     #[inline]
     fn parse_columns(c: &mut Cursor<'_>) -> Result<Self, ParseError> {
         let mut values = [0u64; 10];
-        let mut n = 0usize;
-        while n < values.len() {
-            match c.number().map_err(|k| c.error(k))? {
-                Some(v) => values[n] = v,
-                None => break,
-            }
-            n += 1;
-        }
+        let n = c.numbers(&mut values).map_err(|k| c.error(k))?;
         if n < CPU_COLUMNS_MIN {
             return Err(c.error(ParseErrorKind::MissingField));
         }
@@ -94,8 +87,28 @@ pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
 
 impl<const N: usize> Default for ProcStat<N> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> ProcStat<N> {
+    /// An empty table (usable in a `static`, so a large one can be copied to the heap without
+    /// passing through a small stack).
+    pub const fn new() -> Self {
         Self {
-            total: CpuTimes::default(),
+            total: CpuTimes {
+                user: 0,
+                nice: 0,
+                system: 0,
+                idle: 0,
+                iowait: 0,
+                irq: 0,
+                softirq: 0,
+                steal: 0,
+                guest: 0,
+                guest_nice: 0,
+                columns: 0,
+            },
             cpus: Vec::new(),
             cpus_dropped: 0,
             ctxt: None,
@@ -105,9 +118,7 @@ impl<const N: usize> Default for ProcStat<N> {
             procs_blocked: None,
         }
     }
-}
 
-impl<const N: usize> ProcStat<N> {
     /// Parses `text` into `self`, replacing what was there; no allocation. On error `self` holds
     /// a partial parse and must not be used.
     pub fn parse_into(&mut self, text: &[u8]) -> Result<(), ParseError> {

@@ -4,8 +4,9 @@
 //!
 //! Life of a job: validate -> guard decision on the latest sample (a refusal is a `rejected`
 //! job, recorded with its reason) -> `JobStarted` (redacted arguments, limits, telemetry
-//! before) made durable -> the executor runs it -> `JobFinished` (usage, bounded redacted
-//! output, telemetry after) made durable -> the result goes back to the caller.
+//! before: a fresh sample, CPU since boot) made durable -> the executor runs it -> `JobFinished`
+//! (usage, bounded redacted output, telemetry after: a fresh sample whose CPU deltas span the
+//! job) made durable -> the result goes back to the caller.
 //!
 //! Any number of runtimes, in any processes, may share one data directory. On open the index
 //! is rebuilt from the WAL and kept current with what the others append; every job with a
@@ -62,8 +63,6 @@ use slots::{JobSlots, RunningJob};
 pub const RECORD_OUTPUT_BYTES_MAX: usize = 64 * 1024;
 /// Jobs running at once unless configured.
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
-/// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
-const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
 /// Longest session id accepted.
 const SESSION_ID_BYTES_MAX: usize = 128;
 
@@ -251,12 +250,6 @@ fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError
                 source,
             }
         })?;
-    for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
-        if sampler.telemetry().with_latest(|s| s.is_some()) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
     Ok(sampler)
 }
 

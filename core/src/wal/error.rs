@@ -111,12 +111,17 @@ impl std::error::Error for PathIoError {
 /// A fault found by a scan of the whole log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFault {
+    /// A torn tail or corruption.
     pub kind: FaultKind,
+    /// The damaged segment's sequence number.
     pub seq: u64,
     /// The segment's path (or simulated name).
     pub segment: String,
+    /// Byte offset of the damage in the segment.
     pub offset: usize,
+    /// The LSN the next valid frame there would have had.
     pub expected_lsn: Lsn,
+    /// What is wrong with the bytes.
     pub cause: String,
 }
 
@@ -145,9 +150,14 @@ impl fmt::Display for LogFault {
 /// A range salvage skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSkip {
+    /// The segment's sequence number.
     pub seq: u64,
+    /// The segment's path (or simulated name).
     pub segment: String,
+    /// Where the skipped range starts in the segment.
     pub offset: usize,
+    /// How many bytes were skipped.
     pub bytes: usize,
+    /// The LSN expected at the start of the range.
     pub expected_lsn: Lsn,
 }

@@ -105,7 +105,8 @@ struct Cross {
 
 impl Cross {
     fn open(dir: &Path) -> Result<Cross, WalError> {
-        create_private_dir(dir).map_err(WalError::Io)?;
+        create_private_dir(dir)
+            .map_err(|e| WalError::Io(super::storage::context(e, "create WAL directory", dir)))?;
         let present = AppendLock::open_named(dir, WRITERS_FILE_NAME)?;
         if !present.try_lock_shared()? {
             let message = format!(

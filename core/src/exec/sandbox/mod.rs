@@ -673,7 +673,11 @@ impl Executor {
         }
         let base = match &self.sandbox.data_dir {
             Some(d) => d.join("tmp"),
-            None => std::env::temp_dir().join(format!("vigil-tmp-{}", unsafe { libc::geteuid() })),
+            None => {
+                // SAFETY: geteuid has no preconditions.
+                let uid = unsafe { libc::geteuid() };
+                std::env::temp_dir().join(format!("vigil-tmp-{uid}"))
+            }
         };
         let io = |context: String| move |source| ExecError::Io { context, source };
         fs::DirBuilder::new()
