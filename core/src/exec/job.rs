@@ -8,7 +8,7 @@ use super::cgroup::{self, CgroupLeaf, SweepReport};
 use super::enforcement::HostFacts;
 use super::host::{CgroupMode, Host, HostConfig};
 use super::reaper::{self, boot_ticks_now};
-use super::sandbox::{check_cwd, SandboxConfig};
+use super::sandbox::{check_cwd, ReadRulesCache, SandboxConfig};
 use super::spawn::{self, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
@@ -80,6 +80,7 @@ pub struct Executor {
     subreaper: bool,
     require_enforcement: bool,
     pub(super) sandbox: SandboxConfig,
+    pub(super) sandbox_reads: ReadRulesCache,
 }
 
 impl Executor {
@@ -95,6 +96,7 @@ impl Executor {
             subreaper: config.subreaper,
             require_enforcement: config.require_enforcement,
             sandbox: config.sandbox,
+            sandbox_reads: ReadRulesCache::default(),
         })
     }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 
 use super::{ResolvedSandbox, SandboxMode, ABI_NET, ABI_SCOPE, DEVICES};
@@ -43,25 +43,90 @@ pub fn kernel_abi() -> i32 {
 /// are descended into instead. A symlink is kept only when its target neither is nor holds
 /// nor lies beneath a denied path (a rule follows it to its target).
 pub fn read_rule_paths(denied: &[PathBuf]) -> Vec<PathBuf> {
+    read_rule_walk(denied).0
+}
+
+/// [`read_rule_paths`] and the directories it listed to find them.
+fn read_rule_walk(denied: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut out = Vec::new();
+    let mut walked = Vec::new();
     if denied.is_empty() {
         out.push(PathBuf::from("/"));
-        return out;
+        return (out, walked);
     }
     if denied.iter().any(|d| d == Path::new("/")) {
-        return out;
+        return (out, walked);
     }
-    descend(Path::new("/"), denied, &mut out, 0);
-    out
+    descend(Path::new("/"), denied, &mut out, &mut walked, 0);
+    (out, walked)
+}
+
+/// What says a directory's entries are unchanged: device, inode, mtime (s, ns).
+type DirStamp = (u64, u64, i64, i64);
+
+fn stamp(p: &Path) -> Option<DirStamp> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The read rules of one deny list, opened (O_PATH) once and reused by every job while the
+/// directories listed to find them are unchanged (same inode and mtime): listing `/` and the
+/// directories down to each denied path, and opening every entry, costs far more than a spawn.
+#[derive(Debug)]
+pub(crate) struct ReadRules {
+    denied: Vec<PathBuf>,
+    walked: Vec<(PathBuf, Option<DirStamp>)>,
+    /// Each rule's fd and whether it is a directory (files take file rights only).
+    rules: Vec<(PathFd, bool)>,
+}
+
+impl ReadRules {
+    pub(crate) fn build(denied: &[PathBuf]) -> ReadRules {
+        // Stamps first: a change made while listing shows as stale on the next job.
+        let (paths, walked) = read_rule_walk(denied);
+        let walked: Vec<_> = walked
+            .into_iter()
+            .map(|d| {
+                let s = stamp(&d);
+                (d, s)
+            })
+            .collect();
+        let rules = paths
+            .into_iter()
+            .filter_map(|p| {
+                let dir = fs::metadata(&p).is_ok_and(|m| m.is_dir());
+                PathFd::new(&p).ok().map(|fd| (fd, dir))
+            })
+            .collect();
+        ReadRules {
+            denied: denied.to_vec(),
+            walked,
+            rules,
+        }
+    }
+
+    /// Still right for `denied`: the same list, and no listed directory changed.
+    pub(crate) fn fresh(&self, denied: &[PathBuf]) -> bool {
+        self.denied == denied && self.walked.iter().all(|(d, s)| stamp(d) == *s)
+    }
 }
 
 /// Deepest directory level descended (a deny list of absurd depth stops here, denying more).
 const DESCEND_MAX: usize = 64;
 
-fn descend(dir: &Path, denied: &[PathBuf], out: &mut Vec<PathBuf>, depth: usize) {
+fn descend(
+    dir: &Path,
+    denied: &[PathBuf],
+    out: &mut Vec<PathBuf>,
+    walked: &mut Vec<PathBuf>,
+    depth: usize,
+) {
     if depth > DESCEND_MAX {
         return;
     }
+    walked.push(dir.to_path_buf());
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -84,7 +149,7 @@ fn descend(dir: &Path, denied: &[PathBuf], out: &mut Vec<PathBuf>, depth: usize)
             continue;
         }
         if denied.iter().any(|d| d.starts_with(&p)) {
-            descend(&p, denied, out, depth + 1);
+            descend(&p, denied, out, walked, depth + 1);
         } else {
             out.push(p);
         }
@@ -99,7 +164,11 @@ fn ll_err(e: impl std::fmt::Display) -> ExecError {
 }
 
 /// The job's ruleset, created (not applied): the child applies its fd.
-pub(super) fn build(r: &ResolvedSandbox, tmp: &Path) -> Result<OwnedFd, ExecError> {
+pub(super) fn build(
+    r: &ResolvedSandbox,
+    reads: &ReadRules,
+    tmp: &Path,
+) -> Result<OwnedFd, ExecError> {
     let abi = ABI::from(r.abi);
     let strict = r.mode == SandboxMode::Strict;
     // Hard requirement: every right asked for is one this ABI has, and none is dropped quietly.
@@ -121,10 +190,16 @@ pub(super) fn build(r: &ResolvedSandbox, tmp: &Path) -> Result<OwnedFd, ExecErro
     let read = AccessFs::from_read(abi);
     let all = AccessFs::from_all(abi);
     let dev = AccessFs::from_file(abi) | AccessFs::ReadDir;
+    let file_read = read & AccessFs::from_file(abi);
     let created = rs
         .create()
         .map_err(ll_err)?
-        .add_rules(path_beneath_rules(read_rule_paths(&r.denied), read))
+        .add_rules(reads.rules.iter().map(|(fd, dir)| {
+            Ok::<_, landlock::RulesetError>(PathBeneath::new(
+                fd,
+                if *dir { read } else { file_read },
+            ))
+        }))
         .map_err(ll_err)?
         .add_rules(path_beneath_rules(
             r.writable.iter().map(PathBuf::as_path).chain([tmp]),

@@ -29,6 +29,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,11 @@ use super::enforcement::{LimitEnforcement, Strength};
 use super::job::Executor;
 use super::ExecError;
 
+pub(crate) use landlock_rules::ReadRules;
 pub use landlock_rules::{kernel_abi, read_rule_paths};
+
+/// The executor's cache of read rules (see [`ReadRules`]).
+pub(crate) type ReadRulesCache = Mutex<Option<Arc<ReadRules>>>;
 
 /// Environment variable that lowers the Landlock ABI vigil uses (`0`: as if the kernel had
 /// no Landlock): how the fallback labelling is tested on a newer kernel. Never raises it.
@@ -190,10 +195,13 @@ pub const DEFAULT_DENY_READ_HOME: &[&str] = &[
 /// The default deny list: [`DEFAULT_DENY_READ_HOME`] beneath the home of the user the job
 /// runs as.
 pub fn default_deny_read() -> Vec<PathBuf> {
-    match user_home() {
-        Some(h) => DEFAULT_DENY_READ_HOME.iter().map(|p| h.join(p)).collect(),
-        None => Vec::new(),
-    }
+    static DEFAULT: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| match user_home() {
+            Some(h) => DEFAULT_DENY_READ_HOME.iter().map(|p| h.join(p)).collect(),
+            None => Vec::new(),
+        })
+        .clone()
 }
 
 /// `p` made absolute against `base` and cleaned of `.` and `..` without touching the disk.
@@ -653,6 +661,19 @@ impl Executor {
         }
     }
 
+    /// The read rules for `denied`, from the cache while they are fresh.
+    fn read_rules(&self, denied: &[PathBuf]) -> Arc<ReadRules> {
+        let mut cache = self.sandbox_reads.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some(r) if r.fresh(denied) => Arc::clone(r),
+            _ => {
+                let r = Arc::new(ReadRules::build(denied));
+                *cache = Some(Arc::clone(&r));
+                r
+            }
+        }
+    }
+
     /// The sandbox settings.
     pub fn sandbox_config(&self) -> &SandboxConfig {
         &self.sandbox
@@ -703,7 +724,8 @@ impl Executor {
             env.insert(k.to_string(), tmp_s.clone());
         }
         if resolved.abi >= 1 {
-            prepared.ruleset = Some(landlock_rules::build(&resolved, &tmp)?);
+            let reads = self.read_rules(&resolved.denied);
+            prepared.ruleset = Some(landlock_rules::build(&resolved, &reads, &tmp)?);
         }
         if resolved.mode == SandboxMode::Strict && resolved.seccomp {
             prepared.bpf = seccomp::strict_program()?;

@@ -33,6 +33,14 @@ fn err(e: impl std::fmt::Display) -> ExecError {
 /// The `strict` filter: EPERM for socket(2) of any family but AF_UNIX and for the three
 /// io_uring calls; everything else allowed (Landlock holds the file rules).
 pub(super) fn strict_program() -> Result<Vec<libc::sock_filter>, ExecError> {
+    static PROGRAM: OnceLock<Result<Vec<libc::sock_filter>, String>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| compile().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(err)
+}
+
+fn compile() -> Result<Vec<libc::sock_filter>, ExecError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(err)?;
     let not_unix = SeccompCondition::new(
         0,
