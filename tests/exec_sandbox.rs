@@ -439,3 +439,22 @@ fn the_sandbox_holds_on_every_spawn_path() {
         assert!(!d.outside.path().join("escaped").exists(), "{mode:?}");
     }
 }
+
+#[test]
+fn a_file_created_beside_a_denied_path_after_a_job_is_readable_by_the_next() {
+    if !landlock() {
+        return;
+    }
+    let d = Dirs::new();
+    let ex = d.executor(None, false);
+    let r = d.run(&ex, SandboxMode::Workspace, "cat \"$SIBLING/open.txt\"");
+    assert_eq!(out(&r), "public", "{r:?}");
+    // The read rules of that job were kept; the sibling directory has changed since.
+    std::fs::write(d.parent_of_secret.path().join("later.txt"), "fresh").unwrap();
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "cat \"$SIBLING/later.txt\"; cat \"$SECRET/key\"",
+    );
+    assert_eq!(out(&r), "fresh", "{r:?}");
+}
