@@ -38,7 +38,14 @@ fn main() {
     }
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let data = tempfile::tempdir().expect("data dir");
+    // The data dir where vigil's default one is, beneath the home directory: the read rules are
+    // rebuilt whenever a directory on the way to a denied path changes, and /tmp on a busy
+    // machine changes all the time (a data dir there pays for listing it on most jobs).
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let data = match &home {
+        Some(h) => tempfile::tempdir_in(h).expect("data dir"),
+        None => tempfile::tempdir().expect("data dir"),
+    };
     let job_root = tempfile::tempdir().expect("job root");
     let mode = if root { None } else { Some(CgroupMode::None) };
     let ex = Executor::new(ExecutorConfig {

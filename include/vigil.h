@@ -58,6 +58,9 @@
 // vigil_job_info.limits_not_held bit: the output cap.
 #define VIGIL_LIMIT_OUTPUT 16
 
+// vigil_job_info.limits_not_held bit: a rule of the sandbox (vigil_job_json names which).
+#define VIGIL_LIMIT_SANDBOX 32
+
 // vigil_job_output's `stream` for the job's standard output.
 #define VIGIL_STREAM_STDOUT 1
 
