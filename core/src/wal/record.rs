@@ -15,19 +15,20 @@ use crate::model::{JobStatus, Limits, Usage};
 
 /// Kind numbers of the records this version knows.
 pub mod kind {
-    /// [`JobStarted`]: a job was admitted and is about to run.
+    /// [`JobStarted`](super::JobStarted): a job was admitted and is about to run.
     pub const JOB_STARTED: u16 = 1;
-    /// [`JobFinished`]: a job ended (any status but interrupted).
+    /// [`JobFinished`](super::JobFinished): a job ended (any status but interrupted).
     pub const JOB_FINISHED: u16 = 2;
-    /// [`JobInterrupted`]: a job started but its end was never logged (written on recovery).
+    /// [`JobInterrupted`](super::JobInterrupted): a job started but its end was never logged
+    /// (written on recovery).
     pub const JOB_INTERRUPTED: u16 = 3;
-    /// [`JobRejected`]: a job refused before it ran.
+    /// [`JobRejected`](super::JobRejected): a job refused before it ran.
     pub const JOB_REJECTED: u16 = 4;
-    /// [`TelemetrySample`]: a host sample.
+    /// [`TelemetrySample`](super::TelemetrySample): a host sample.
     pub const TELEMETRY_SAMPLE: u16 = 5;
-    /// [`SessionCreated`]: a session was opened.
+    /// [`SessionCreated`](super::SessionCreated): a session was opened.
     pub const SESSION_CREATED: u16 = 6;
-    /// [`SessionClosed`]: a session was closed.
+    /// [`SessionClosed`](super::SessionClosed): a session was closed.
     pub const SESSION_CLOSED: u16 = 7;
     /// Opaque bytes from an embedding application (the C API); never interpreted.
     pub const USER: u16 = 8;
