@@ -319,10 +319,11 @@ pub struct Sample {
     pub per_cpu_dropped: u32,
     /// Context switches per second over the interval.
     pub ctxt_per_sec: Option<u64>,
-    /// Tasks runnable at the read (/proc/stat `procs_running`); `None` when the file lacks the line.
-    pub procs_running: Option<u64>,
-    /// Tasks blocked on I/O at the read (/proc/stat `procs_blocked`); `None` when the file lacks the
+    /// Tasks runnable at the read (/proc/stat `procs_running`); `None` when the file lacks the
     /// line.
+    pub procs_running: Option<u64>,
+    /// Tasks blocked on I/O at the read (/proc/stat `procs_blocked`); `None` when the file lacks
+    /// the line.
     pub procs_blocked: Option<u64>,
     /// Memory figures from /proc/meminfo; `None` when the sample holds none (one not built by a
     /// sampler).

@@ -78,8 +78,8 @@ pub struct ProcFile {
 }
 
 impl ProcFile {
-    /// Opens `path` for reading, with a buffer of `initial_bytes` (at least 64; it grows as the file
-    /// needs). [`SamplerError::Io`] when the file cannot be opened.
+    /// Opens `path` for reading, with a buffer of `initial_bytes` (at least 64; it grows as the
+    /// file needs). [`SamplerError::Io`] when the file cannot be opened.
     pub fn open(path: PathBuf, initial_bytes: usize) -> Result<Self, SamplerError> {
         let file = File::open(&path).map_err(|source| SamplerError::Io {
             path: path.clone(),

@@ -37,8 +37,8 @@ pub use crate::exec::TIMEOUT_MS_MAX;
 pub mod code {
     /// The request line is not valid JSON (JSON-RPC 2.0).
     pub const PARSE_ERROR: i64 = -32700;
-    /// The JSON is not a request object: no `"jsonrpc": "2.0"`, no string `method`, a bad `id` or an
-    /// unknown member (JSON-RPC 2.0).
+    /// The JSON is not a request object: no `"jsonrpc": "2.0"`, no string `method`, a bad `id` or
+    /// an unknown member (JSON-RPC 2.0).
     pub const INVALID_REQUEST: i64 = -32600;
     /// No method of that name; the message lists the known ones (JSON-RPC 2.0).
     pub const METHOD_NOT_FOUND: i64 = -32601;
@@ -167,7 +167,8 @@ pub enum Call {
     EventsRead {
         /// The LSN of the first record wanted, at least 1 (the log's start when not given).
         cursor: Lsn,
-        /// Most records to return, 1..=[`EVENTS_BATCH_MAX`] ([`EVENTS_BATCH_DEFAULT`] when not given).
+        /// Most records to return, 1..=[`EVENTS_BATCH_MAX`] ([`EVENTS_BATCH_DEFAULT`] when not
+        /// given).
         max: usize,
         /// How long to wait for a record when there is none yet, in ms, 0..=[`EVENTS_WAIT_MS_MAX`].
         wait_ms: u64,

@@ -57,7 +57,8 @@ pub struct RunView {
     pub stderr_total_bytes: u64,
     /// Wall-clock time of the job in ms, from request to its processes being gone.
     pub wall_ms: u64,
-    /// CPU time of all the job's processes, in µs; `null` when unmeasured (no cgroup, never started).
+    /// CPU time of all the job's processes, in µs; `null` when unmeasured (no cgroup, never
+    /// started).
     pub cpu_usage_us: Option<u64>,
     /// Peak memory of all the job's processes, in bytes; `null` when unmeasured.
     pub memory_peak_bytes: Option<u64>,

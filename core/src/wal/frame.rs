@@ -162,8 +162,8 @@ impl SegmentHeader {
 /// The fields of a frame header a writer chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameMeta {
-    /// The record kind (see `record::kind`); kinds with [`KIND_IGNORABLE_BIT`] set may be skipped by
-    /// readers that do not know them.
+    /// The record kind (see `record::kind`); kinds with [`KIND_IGNORABLE_BIT`] set may be skipped
+    /// by readers that do not know them.
     pub kind: u16,
     /// The record's LSN, 1..=[`LSN_MAX`]: the previous frame's plus one.
     pub lsn: Lsn,

@@ -78,8 +78,8 @@ pub struct LogScan {
     pub next_lsn: Lsn,
     /// Where appends continue; `None` when no segment holds frames of the log.
     pub end: Option<LogEnd>,
-    /// The first fault found (torn tail, corruption, foreign or missing segment); `None` for a clean
-    /// log. Whether it refused the open depends on `mode`.
+    /// The first fault found (torn tail, corruption, foreign or missing segment); `None` for a
+    /// clean log. Whether it refused the open depends on `mode`.
     pub fault: Option<LogFault>,
     /// Valid frames after a torn spot, written while it was unsynced: not part of the log.
     pub dropped_unsynced_frames: u64,
