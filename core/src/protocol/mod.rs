@@ -139,7 +139,7 @@ pub enum Call {
     TelemetryHistory {
         /// Only samples with a sequence number above this.
         since_seq: Option<u64>,
-        /// Most samples to return, 1..=[`HISTORY_SAMPLES_MAX`] (that bound when not given).
+        /// Most samples to return, at most [`HISTORY_SAMPLES_MAX`] (that bound when not given).
         max: usize,
     },
     /// `run`: run a capability as a job.
@@ -167,7 +167,7 @@ pub enum Call {
     EventsRead {
         /// The LSN of the first record wanted, at least 1 (the log's start when not given).
         cursor: Lsn,
-        /// Most records to return, 1..=[`EVENTS_BATCH_MAX`] ([`EVENTS_BATCH_DEFAULT`] when not
+        /// Most records to return, at most [`EVENTS_BATCH_MAX`] ([`EVENTS_BATCH_DEFAULT`] when not
         /// given).
         max: usize,
         /// How long to wait for a record when there is none yet, in ms, 0..=[`EVENTS_WAIT_MS_MAX`].

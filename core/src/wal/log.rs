@@ -228,9 +228,9 @@ pub struct WalStats {
     pub segments: u64,
     /// Size of every segment file, in bytes.
     pub segment_bytes: u64,
-    /// Records appended by this handle since it was opened.
+    /// Records appended through this `Wal` since it was opened (not those of other processes).
     pub appends: u64,
-    /// Group-commit sync passes run by this handle since it was opened.
+    /// Group-commit sync passes run by this `Wal` since it was opened.
     pub syncs: u64,
     /// How long those sync passes took, in µs buckets.
     pub sync_latency: SyncLatency,
