@@ -213,8 +213,9 @@ typedef struct vigil_limits {
   const char *const *deny_read;
   // Entries in deny_read.
   size_t deny_read_count;
-  // Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, else
-  // workspace where the kernel has Landlock), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
+  // Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, set in
+  // vigil_runtime_options.default_limits; off when that sets none, as before this field
+  // existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
   // VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
   uint32_t sandbox;
 } vigil_limits;

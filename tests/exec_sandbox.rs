@@ -458,3 +458,40 @@ fn a_file_created_beside_a_denied_path_after_a_job_is_readable_by_the_next() {
     );
     assert_eq!(out(&r), "fresh", "{r:?}");
 }
+
+#[test]
+fn a_data_dir_inside_the_root_is_labelled_not_held_in_the_record() {
+    if !landlock() {
+        return;
+    }
+    let d = Dirs::new();
+    let inner = d.root.path().join("data");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("wal.log"), "log bytes").unwrap();
+    let ex = Executor::new(ExecutorConfig {
+        host: HostConfig {
+            force_mode: Some(CgroupMode::None),
+            ..HostConfig::default()
+        },
+        subreaper: false,
+        sandbox: SandboxConfig {
+            data_dir: Some(inner.clone()),
+            deny_read: Some(Vec::new()),
+            ..SandboxConfig::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
+    let r = d.run(&ex, SandboxMode::Workspace, "cat data/wal.log");
+    // Landlock cannot deny beneath what it allows: the job reads it, and the record says so.
+    assert_eq!(out(&r), "log bytes", "{r:?}");
+    let read = rule(&r, "sandbox.read");
+    assert!(!read.held, "{read:?}");
+    assert!(
+        read.not_held_reason
+            .as_deref()
+            .unwrap()
+            .contains("beneath a writable path"),
+        "{read:?}"
+    );
+}

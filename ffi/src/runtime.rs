@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vigil_core::exec::sandbox::{host_default_mode, SandboxMode};
+use vigil_core::exec::sandbox::SandboxMode;
 use vigil_core::exec::{Limits, RequestedLimits};
 use vigil_core::runtime::{Runtime, RuntimeOptions};
 
@@ -58,8 +58,9 @@ pub struct vigil_limits {
     pub deny_read: *const *const c_char,
     /// Entries in deny_read.
     pub deny_read_count: usize,
-    /// Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, else
-    /// workspace where the kernel has Landlock), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
+    /// Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, set in
+    /// vigil_runtime_options.default_limits; off when that sets none, as before this field
+    /// existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
     /// VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
     pub sandbox: u32,
 }
@@ -352,8 +353,6 @@ pub unsafe extern "C" fn vigil_runtime_open(
         if o.wal_retain_bytes != 0 {
             rt_options.wal.retention.bytes_max = Some(o.wal_retain_bytes);
         }
-        // As the CLI: workspace where the kernel has Landlock, unless a job asks otherwise.
-        rt_options.executor.sandbox.default_mode = Some(host_default_mode());
         let runtime = Runtime::open(rt_options)?;
         let ptr = open_handle(
             vigil_runtime {

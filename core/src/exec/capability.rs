@@ -71,7 +71,10 @@ pub trait Capability: Send + Sync {
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult;
     /// Validates and reports without side effects.
     fn dry_run(&self, ctx: &JobContext<'_>, args: &Value) -> DryRunReport {
-        let enforcement = ctx.executor.enforcement(ctx.limits);
+        let process = matches!(self.name(), "shell" | "exec");
+        let enforcement = ctx
+            .executor
+            .enforcement_for(ctx.limits, Some(ctx.root), process);
         match self.plan(ctx, args) {
             Ok(plan) => DryRunReport {
                 capability: self.name().into(),
@@ -256,12 +259,13 @@ fn plan_process(spec: &ProcessSpec) -> String {
     )
 }
 
-fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
+fn rejected(ctx: &JobContext<'_>, e: ExecError, process: bool) -> JobResult {
     JobResult::without_process(
         ctx.job_id,
         e.job_status(),
         Some(e.to_string()),
-        ctx.executor.enforcement(ctx.limits),
+        ctx.executor
+            .enforcement_for(ctx.limits, Some(ctx.root), process),
     )
 }
 
@@ -272,7 +276,7 @@ fn run_spec(ctx: &JobContext<'_>, spec: Result<ProcessSpec, ExecError>) -> JobRe
             ctx.executor
                 .run_process_in(ctx.job_id, &spec, ctx.limits, Some(ctx.root), ctx.cancel)
         }
-        Err(e) => rejected(ctx, e),
+        Err(e) => rejected(ctx, e, true),
     }
 }
 
@@ -312,7 +316,9 @@ fn file_result(
         ctx.job_id,
         JobStatus::Completed,
         None,
-        ctx.executor.enforcement(ctx.limits),
+        // File capabilities are confined by path resolution beneath the root, not a sandbox.
+        ctx.executor
+            .enforcement_for(ctx.limits, Some(ctx.root), false),
     );
     // A file operation that completed succeeded: exit code 0, as a process that did so (the
     // CLI exits 0 only for a completed job with exit code 0).
@@ -369,7 +375,7 @@ impl Capability for FileReadCapability {
             let (bytes, more, size) = confined(ctx)?.read(path, max)?;
             Ok(file_result(ctx, started, bytes, more, size))
         };
-        run().unwrap_or_else(|e| rejected(ctx, e))
+        run().unwrap_or_else(|e| rejected(ctx, e, false))
     }
 }
 
@@ -423,7 +429,7 @@ impl Capability for FileWriteCapability {
             let total = msg.len() as u64;
             Ok(file_result(ctx, started, msg.into_bytes(), false, total))
         };
-        run().unwrap_or_else(|e| rejected(ctx, e))
+        run().unwrap_or_else(|e| rejected(ctx, e, false))
     }
 }
 
@@ -474,6 +480,7 @@ impl CapabilityRegistry {
                     "unknown capability {name:?} (known: {})",
                     self.names().join(", ")
                 )),
+                false,
             ),
         }
     }

@@ -120,9 +120,23 @@ impl Executor {
 
     /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
     pub fn enforcement(&self, limits: &Limits) -> Enforcement {
+        self.enforcement_for(limits, None, true)
+    }
+
+    /// How a job rooted at `root` would be held: the limits, and for a process job (`shell`,
+    /// `exec`) each rule of its sandbox, judged against that root (a denied path beneath it
+    /// cannot be denied).
+    pub fn enforcement_for(
+        &self,
+        limits: &Limits,
+        root: Option<&Path>,
+        process: bool,
+    ) -> Enforcement {
         let mut e = HostFacts::read(&self.host).enforcement(limits);
-        e.limits
-            .extend(self.sandbox_enforcement(Some(&limits.sandbox)));
+        if process {
+            e.limits
+                .extend(self.sandbox_enforcement(Some(&limits.sandbox), root));
+        }
         e
     }
 
@@ -154,8 +168,12 @@ impl Executor {
         cancel: Option<&CancelToken>,
     ) -> JobResult {
         let started = Instant::now();
-        let mut result =
-            JobResult::without_process(job_id, JobStatus::Failed, None, self.enforcement(limits));
+        let mut result = JobResult::without_process(
+            job_id,
+            JobStatus::Failed,
+            None,
+            self.enforcement_for(limits, root, true),
+        );
         let run = RunInput {
             job_id,
             spec,

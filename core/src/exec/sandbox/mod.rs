@@ -654,8 +654,9 @@ impl Executor {
     pub(crate) fn sandbox_enforcement(
         &self,
         req: Option<&SandboxRequest>,
+        root: Option<&Path>,
     ) -> Vec<LimitEnforcement> {
-        match self.sandbox.resolve(req, None) {
+        match self.sandbox.resolve(req, root) {
             Ok(r) => r.enforcement(),
             Err(_) => Vec::new(),
         }
