@@ -48,6 +48,8 @@ pub mod error;
 #[cfg(feature = "std")]
 pub mod log;
 #[cfg(feature = "std")]
+pub mod mode;
+#[cfg(feature = "std")]
 pub mod reader;
 #[cfg(feature = "std")]
 pub mod recovery;

@@ -16,16 +16,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use super::error::context;
 use super::frame::Lsn;
+pub use super::mode::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use super::sync::SyncEngine;
 
 /// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
 pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
 pub use super::share::LOCK_FILE_NAME;
-/// Mode of the log directory: logged arguments and output are the owner's alone.
-pub const PRIVATE_DIR_MODE: u32 = 0o700;
-/// Mode of segments, the lock and the identity file.
-pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Zero-fill chunk: bounded so creating a segment needs no large buffer.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 /// Bytes ahead of the append position read into the page cache when a segment is opened for
@@ -645,18 +643,4 @@ fn temporary_creator_alive(stem: &str) -> bool {
     stem.rsplit_once('.')
         .and_then(|(_, pid)| pid.parse::<i32>().ok())
         .is_some_and(super::share::process_exists)
-}
-
-/// Adds what was being done and to which path, keeping the error kind, and the error itself
-/// (with its OS code) as the source of a [`PathIoError`](super::error::PathIoError).
-pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
-    let kind = error.kind();
-    io::Error::new(
-        kind,
-        super::error::PathIoError {
-            what: what.to_string(),
-            path: path.to_path_buf(),
-            source: error,
-        },
-    )
 }
