@@ -1,3 +1,4 @@
+use super::calls::job_result;
 use super::*;
 
 fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, &'static str>> {
