@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
-use vigil_core::wal::log::{Wal, WalError, WalOptions};
+use vigil_core::wal::log::{RecoveryReport, Wal, WalError, WalOptions};
 use vigil_core::wal::scan::RecoveryMode;
 
 use crate::config::Global;
@@ -59,30 +59,41 @@ pub(super) fn recover(
         });
         out.line(&value.to_string())?;
     } else {
-        out.line(&format!(
-            "recovered {} records ({} mode), last LSN {:?}",
-            scan.frames,
-            mode.as_str(),
-            last_lsn(scan)
-        ))?;
-        if let Some(fault) = &scan.fault {
-            out.line(&format!("found: {fault}"))?;
-        }
-        out.line(&format!(
-            "truncated {} bytes, dropped {} unsynced frames, removed {} segments past the end",
-            report.truncated_bytes,
-            scan.dropped_unsynced_frames,
-            report.removed_segments.len()
-        ))?;
-        for skip in &scan.skipped {
-            out.line(&format!(
-                "skipped {} bytes in {} at offset {} (expected LSN {})",
-                skip.bytes, skip.segment, skip.offset, skip.expected_lsn
-            ))?;
-        }
+        print_recover_text(&mut out, mode, report)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The human form of `recover`'s report.
+fn print_recover_text(
+    out: &mut Out,
+    mode: RecoveryMode,
+    report: &RecoveryReport,
+) -> Result<(), Failure> {
+    let scan = &report.scan;
+    out.line(&format!(
+        "recovered {} records ({} mode), last LSN {:?}",
+        scan.frames,
+        mode.as_str(),
+        last_lsn(scan)
+    ))?;
+    if let Some(fault) = &scan.fault {
+        out.line(&format!("found: {fault}"))?;
+    }
+    out.line(&format!(
+        "truncated {} bytes, dropped {} unsynced frames, removed {} segments past the end",
+        report.truncated_bytes,
+        scan.dropped_unsynced_frames,
+        report.removed_segments.len()
+    ))?;
+    for skip in &scan.skipped {
+        out.line(&format!(
+            "skipped {} bytes in {} at offset {} (expected LSN {})",
+            skip.bytes, skip.segment, skip.offset, skip.expected_lsn
+        ))?;
+    }
+    Ok(())
 }
 
 /// `recover --mode salvage`: what a repair would keep and drop; changes nothing.

@@ -9,7 +9,7 @@ use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 
 use crate::damage::{damaged_message, fault_data, EXIT_DAMAGED};
 
-use super::{census, corrupt, fault_json, last_lsn, Failure, Out};
+use super::{census, corrupt, fault_json, last_lsn, Census, Failure, Out};
 
 pub(super) fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, Failure> {
     let census = match census(dir, RecoveryMode::Tail) {
@@ -46,34 +46,7 @@ pub(super) fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, F
         });
         out.line(&value.to_string())?;
     } else {
-        out.line(&format!(
-            "{}: {} segments, {} records, LSN {}..{}",
-            dir.display(),
-            scan.segments.len(),
-            scan.frames,
-            scan.first_lsn.map_or("-".to_string(), |l| l.to_string()),
-            last_lsn(scan).map_or("-".to_string(), |l| l.to_string()),
-        ))?;
-        if let Some(fault) = &scan.fault {
-            out.line(&fault.to_string())?;
-            if fault.kind == FaultKind::TornTail {
-                out.line(&format!(
-                    "a torn tail is what a crash leaves; opening the log truncates it \
-                     ({} unsynced frames after it are dropped)",
-                    scan.dropped_unsynced_frames
-                ))?;
-            }
-        }
-        for (lsn, error) in &census.malformed {
-            out.line(&format!(
-                "LSN {lsn}: checksum-valid frame whose record does not decode: {error}"
-            ))?;
-        }
-        out.line(if failed {
-            "verify: FAILED"
-        } else {
-            "verify: ok"
-        })?;
+        print_verify_text(&mut out, dir, &census, failed)?;
     }
     out.flush()?;
     Ok(if failed {
@@ -81,6 +54,45 @@ pub(super) fn verify(dir: &Path, json: bool, strict: bool) -> Result<ExitCode, F
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The human form of `verify`'s report.
+fn print_verify_text(
+    out: &mut Out,
+    dir: &Path,
+    census: &Census,
+    failed: bool,
+) -> Result<(), Failure> {
+    let scan = &census.scan;
+    out.line(&format!(
+        "{}: {} segments, {} records, LSN {}..{}",
+        dir.display(),
+        scan.segments.len(),
+        scan.frames,
+        scan.first_lsn.map_or("-".to_string(), |l| l.to_string()),
+        last_lsn(scan).map_or("-".to_string(), |l| l.to_string()),
+    ))?;
+    if let Some(fault) = &scan.fault {
+        out.line(&fault.to_string())?;
+        if fault.kind == FaultKind::TornTail {
+            out.line(&format!(
+                "a torn tail is what a crash leaves; opening the log truncates it \
+                 ({} unsynced frames after it are dropped)",
+                scan.dropped_unsynced_frames
+            ))?;
+        }
+    }
+    for (lsn, error) in &census.malformed {
+        out.line(&format!(
+            "LSN {lsn}: checksum-valid frame whose record does not decode: {error}"
+        ))?;
+    }
+    out.line(if failed {
+        "verify: FAILED"
+    } else {
+        "verify: ok"
+    })?;
+    Ok(())
 }
 
 /// The log's statistics; exits 1 when the log is damaged (the statistics then cover only the
