@@ -156,6 +156,8 @@ mod ops {
     /// anywhere, zeroed sectors, truncation, a lost, swapped or foreign segment). After a crash
     /// every acknowledged record comes back intact; after damage the open either gives back
     /// every acknowledged record intact or refuses, naming corruption, and changes nothing.
+    // Longer than 70 lines on purpose: one operation interpreter over the fuzz input, one arm per
+    // operation, with the model of acknowledged records they all update.
     pub fn operations(data: &[u8]) {
         let mut bytes = data.iter().copied();
         let seed = u64::from(bytes.next().unwrap_or(0)) << 8 | u64::from(bytes.next().unwrap_or(0));

@@ -257,6 +257,9 @@ impl Wal {
     /// Opens (recovering) the log in the store `make_store` returns; a new log starts at
     /// `first_lsn`. With `cross`, the store is made, the log recovered and the tail
     /// published under the append lock: no other process appends meanwhile.
+    // Longer than 70 lines on purpose: opening is one ordered sequence under the append lock (make
+    // the store, recover, check the mode, set up the writer and its state, publish the tail); its
+    // order is what other processes rely on.
     fn open_inner(
         make_store: &dyn Fn() -> Result<Arc<dyn SegmentStore>, WalError>,
         options: WalOptions,

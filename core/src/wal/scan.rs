@@ -243,6 +243,9 @@ impl<'a> ZeroFrom<'a> {
     }
 }
 
+// Longer than 70 lines on purpose: the frame walk of the recovery scan: one loop whose state
+// (position, expected LSN and chain, salvage resumption) every branch updates; it is no_std and
+// fuzzed as one piece.
 fn scan_frames_of<'a, F>(
     image: ZeroFrom<'a>,
     start: usize,

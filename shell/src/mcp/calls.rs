@@ -236,6 +236,8 @@ pub(super) fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<
     }
 }
 
+// Longer than 70 lines on purpose: one short arm per tool, each choosing between the runtime in
+// this process and a `vigil serve`; the arms are independent and read side by side.
 pub(super) fn call_tool(
     shared: &Arc<Shared>,
     key: &str,

@@ -20,6 +20,9 @@ use super::{lock, Shared};
 impl Shared {
     /// Moves appends to the next segment, opening it with the prologue frame; `room` bytes
     /// must be left after it for the frame that caused the rotation.
+    // Longer than 70 lines on purpose: one ordered sequence under the writer lock (take or create
+    // the next segment, write its header, switch to it, open it with the prologue, prepare the one
+    // after, retire); the order is what a crash mid-rotation relies on.
     pub(super) fn rotate(&self, writer: &mut WriterState, room: usize) -> Result<(), WalError> {
         let seq = writer.active.seq + 1;
         let next = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
