@@ -183,13 +183,6 @@ pub struct Frame<'a> {
     pub frame_bytes: usize,
 }
 
-impl Frame<'_> {
-    /// Whether a reader that does not know `kind` may skip this frame.
-    pub fn is_ignorable(&self) -> bool {
-        self.kind & KIND_IGNORABLE_BIT != 0
-    }
-}
-
 /// Why bytes at a position are not a valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
