@@ -27,6 +27,7 @@ use vigil_core::wal::scan::{FaultKind, RecoveryMode};
 use vigil_core::wal::storage::{FsStore, SegmentStore};
 
 use vigil_core::json::{event_json, frame_json};
+use vigil_core::runtime::RuntimeOptions;
 
 use crate::config::Global;
 use crate::damage::{damaged_message, fault_data, EXIT_DAMAGED};
@@ -169,7 +170,7 @@ pub enum WalCommand {
 
 pub fn run(cli: &Global, args: &WalArgs) -> ExitCode {
     let data_dir = cli.data_dir();
-    let dir = wal_dir(&data_dir);
+    let dir = RuntimeOptions::wal_dir(&data_dir);
     let result = if dir.is_dir() {
         match &args.command {
             WalCommand::Verify { json, strict } => verify(&dir, *json, *strict),
@@ -365,9 +366,4 @@ fn render(frame: &Frame<'_>, json: bool) -> String {
         let (name, fields) = frame_json(frame);
         format!("{:>10}  {:<18} {}", frame.lsn, name, fields)
     }
-}
-
-/// The WAL directory for a data directory (for callers that share the layout).
-pub fn wal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("wal")
 }
