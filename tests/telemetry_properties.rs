@@ -9,11 +9,11 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_any_parser(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        vigil::fuzzing::proc_stat(&data);
-        vigil::fuzzing::proc_meminfo(&data);
-        vigil::fuzzing::proc_loadavg(&data);
-        vigil::fuzzing::proc_pressure(&data);
-        vigil::fuzzing::cgroup_files(&data);
+        vigil::fuzzing::telemetry::proc_stat(&data);
+        vigil::fuzzing::telemetry::proc_meminfo(&data);
+        vigil::fuzzing::telemetry::proc_loadavg(&data);
+        vigil::fuzzing::telemetry::proc_pressure(&data);
+        vigil::fuzzing::telemetry::cgroup_files(&data);
     }
 
     #[test]
@@ -26,9 +26,9 @@ proptest! {
             for c in cols { text.push(' '); text.push_str(c); }
             text.push('\n');
         }
-        vigil::fuzzing::proc_stat(text.as_bytes());
-        vigil::fuzzing::proc_meminfo(text.as_bytes());
-        vigil::fuzzing::proc_pressure(text.as_bytes());
+        vigil::fuzzing::telemetry::proc_stat(text.as_bytes());
+        vigil::fuzzing::telemetry::proc_meminfo(text.as_bytes());
+        vigil::fuzzing::telemetry::proc_pressure(text.as_bytes());
     }
 
     #[test]

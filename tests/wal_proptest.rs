@@ -108,8 +108,8 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_scan_the_same_twice(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        vigil::wal::fuzzing::scan(&bytes);
-        vigil::wal::fuzzing::frame_decode(&bytes);
+        vigil::fuzzing::wal::scan(&bytes);
+        vigil::fuzzing::wal::frame_decode(&bytes);
     }
 
     #[test]
@@ -121,6 +121,6 @@ proptest! {
         for (at, value) in damage {
             image[at.index(len)] = value;
         }
-        vigil::wal::fuzzing::scan(&image);
+        vigil::fuzzing::wal::scan(&image);
     }
 }

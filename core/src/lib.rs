@@ -7,6 +7,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
 pub mod histogram;

@@ -37,7 +37,6 @@
 
 pub mod crc32c;
 pub mod frame;
-pub mod fuzzing;
 pub mod record;
 pub mod scan;
 

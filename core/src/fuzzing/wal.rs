@@ -3,9 +3,9 @@
 //! Each asserts the properties the target checks: no panic on any bytes, only checksum-valid
 //! frames come out, and scanning is idempotent.
 
-use super::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
-use super::record::Record;
-use super::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
+use crate::wal::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
+use crate::wal::record::Record;
+use crate::wal::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 
 /// Frame decode on arbitrary bytes: a frame that validates decodes the same twice, and its
 /// record decode never panics.
