@@ -236,8 +236,6 @@ pub(super) fn progress(shared: &Shared, token: &Value, started: &mpsc::Receiver<
     }
 }
 
-// Longer than 70 lines on purpose: one short arm per tool, each choosing between the runtime in
-// this process and a `vigil serve`; the arms are independent and read side by side.
 pub(super) fn call_tool(
     shared: &Arc<Shared>,
     key: &str,
@@ -248,58 +246,7 @@ pub(super) fn call_tool(
             capability,
             args,
             limits,
-        } => {
-            let mut merged = shared.default_limits.clone();
-            merged.extend(limits);
-            let view = match &shared.backend {
-                Backend::Local(rt) => {
-                    let limits = parse_limits(merged)
-                        .map_err(|e| Failure::new(code::INVALID_PARAMS, e.message))?;
-                    let request = JobRequest {
-                        capability: capability.into(),
-                        args: Value::Object(args),
-                        limits,
-                        root: shared.root.clone(),
-                        session: None,
-                        dry_run: false,
-                        require_enforcement: shared.require_enforcement,
-                    };
-                    let outcome = rt
-                        .run_observed(&request, &mut |job_id| shared.job_started(key, job_id))
-                        .map_err(runtime_failure)?;
-                    run_view(&outcome)
-                }
-                Backend::Remote(socket) => {
-                    let session = remote(
-                        socket,
-                        "sessions.create",
-                        json!({"meta": {"created_by": "vigil mcp", "tool": capability}}),
-                    )?;
-                    let session = session["session"].as_str().map(str::to_string);
-                    let mut calls = shared.lock_calls();
-                    if let Some(call) = calls.get_mut(key) {
-                        call.session.clone_from(&session);
-                        if let (Some(session), Some(reason)) = (&session, &call.cancelled) {
-                            chase_remote(shared, key, session, reason);
-                        }
-                    }
-                    drop(calls);
-                    remote(
-                        socket,
-                        "run",
-                        json!({
-                            "capability": capability,
-                            "args": args,
-                            "limits": merged,
-                            "root": shared.root,
-                            "session": session,
-                            "require_enforcement": shared.require_enforcement,
-                        }),
-                    )?
-                }
-            };
-            Ok(job_result(view))
-        }
+        } => call_job(shared, key, capability, args, limits),
         ToolCall::Telemetry => {
             let sample = match &shared.backend {
                 Backend::Local(rt) => local_sample(rt)?,
@@ -307,35 +254,7 @@ pub(super) fn call_tool(
             };
             Ok(ToolResult::plain(sample))
         }
-        ToolCall::JobsList { session, status } => {
-            let jobs = match &shared.backend {
-                Backend::Local(rt) => {
-                    let status = match status.as_deref().map(JobState::parse) {
-                        None => None,
-                        Some(Ok(state)) => Some(state),
-                        Some(Err(e)) => {
-                            return Err(Failure::new(code::INVALID_PARAMS, e.to_string()))
-                        }
-                    };
-                    serde_json::to_value(rt.jobs(session.as_deref(), status))
-                        .map_err(|e| Failure::new(code::INTERNAL_ERROR, e.to_string()))?
-                }
-                Backend::Remote(socket) => {
-                    let mut params = Map::new();
-                    if let Some(s) = session {
-                        params.insert("session".into(), json!(s));
-                    }
-                    if let Some(s) = status {
-                        params.insert("status".into(), json!(s));
-                    }
-                    match remote(socket, "jobs.list", Value::Object(params))? {
-                        Value::Object(mut page) => page.remove("jobs").unwrap_or_default(),
-                        jobs => jobs,
-                    }
-                }
-            };
-            Ok(ToolResult::plain(json!({"jobs": jobs})))
-        }
+        ToolCall::JobsList { session, status } => call_jobs_list(shared, session, status),
         ToolCall::JobGet { job_id } => {
             let found = match &shared.backend {
                 Backend::Local(rt) => match rt.job_detail(job_id) {
@@ -362,6 +281,101 @@ pub(super) fn call_tool(
             })
         }
     }
+}
+
+/// A job tool: run here or through the server, with the server's default limits under the
+/// call's own.
+fn call_job(
+    shared: &Arc<Shared>,
+    key: &str,
+    capability: &'static str,
+    args: Map<String, Value>,
+    limits: Map<String, Value>,
+) -> Result<ToolResult, Failure> {
+    let mut merged = shared.default_limits.clone();
+    merged.extend(limits);
+    let view = match &shared.backend {
+        Backend::Local(rt) => {
+            let limits =
+                parse_limits(merged).map_err(|e| Failure::new(code::INVALID_PARAMS, e.message))?;
+            let request = JobRequest {
+                capability: capability.into(),
+                args: Value::Object(args),
+                limits,
+                root: shared.root.clone(),
+                session: None,
+                dry_run: false,
+                require_enforcement: shared.require_enforcement,
+            };
+            let outcome = rt
+                .run_observed(&request, &mut |job_id| shared.job_started(key, job_id))
+                .map_err(runtime_failure)?;
+            run_view(&outcome)
+        }
+        Backend::Remote(socket) => {
+            let session = remote(
+                socket,
+                "sessions.create",
+                json!({"meta": {"created_by": "vigil mcp", "tool": capability}}),
+            )?;
+            let session = session["session"].as_str().map(str::to_string);
+            let mut calls = shared.lock_calls();
+            if let Some(call) = calls.get_mut(key) {
+                call.session.clone_from(&session);
+                if let (Some(session), Some(reason)) = (&session, &call.cancelled) {
+                    chase_remote(shared, key, session, reason);
+                }
+            }
+            drop(calls);
+            remote(
+                socket,
+                "run",
+                json!({
+                    "capability": capability,
+                    "args": args,
+                    "limits": merged,
+                    "root": shared.root,
+                    "session": session,
+                    "require_enforcement": shared.require_enforcement,
+                }),
+            )?
+        }
+    };
+    Ok(job_result(view))
+}
+
+/// `jobs_list`: the jobs of the log, here or through the server, optionally of one session
+/// and status.
+fn call_jobs_list(
+    shared: &Arc<Shared>,
+    session: Option<String>,
+    status: Option<String>,
+) -> Result<ToolResult, Failure> {
+    let jobs = match &shared.backend {
+        Backend::Local(rt) => {
+            let status = match status.as_deref().map(JobState::parse) {
+                None => None,
+                Some(Ok(state)) => Some(state),
+                Some(Err(e)) => return Err(Failure::new(code::INVALID_PARAMS, e.to_string())),
+            };
+            serde_json::to_value(rt.jobs(session.as_deref(), status))
+                .map_err(|e| Failure::new(code::INTERNAL_ERROR, e.to_string()))?
+        }
+        Backend::Remote(socket) => {
+            let mut params = Map::new();
+            if let Some(s) = session {
+                params.insert("session".into(), json!(s));
+            }
+            if let Some(s) = status {
+                params.insert("status".into(), json!(s));
+            }
+            match remote(socket, "jobs.list", Value::Object(params))? {
+                Value::Object(mut page) => page.remove("jobs").unwrap_or_default(),
+                jobs => jobs,
+            }
+        }
+    };
+    Ok(ToolResult::plain(json!({"jobs": jobs})))
 }
 
 /// The run object of a finished job (`vigil run --json`): the one place tool results take it
