@@ -110,7 +110,7 @@ impl std::error::Error for PathIoError {
 }
 
 /// Adds what was being done and to which path, keeping the error kind, and the error itself
-/// (with its OS code) as the source of a [`PathIoError`](super::error::PathIoError).
+/// (with its OS code) as the source of a [`PathIoError`].
 pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
     let kind = error.kind();
     io::Error::new(

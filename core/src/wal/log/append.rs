@@ -12,7 +12,7 @@ use super::super::segments::WriterState;
 use super::super::storage::segment_bytes_mut;
 use super::Shared;
 
-/// Appends records inside [`Wal::append_batch`].
+/// Appends records inside [`Wal::append_batch`](super::Wal::append_batch).
 pub struct Appender<'a> {
     pub(super) shared: &'a Shared,
     pub(super) writer: &'a mut WriterState,
