@@ -46,9 +46,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use procfs::prelude::*;
-use vigil::procfs::stat::{synthetic, ProcStat};
-use vigil::sample::{Sample, SampleRing};
-use vigil::sampler::Sampler;
+use vigil_runtime::procfs::stat::{synthetic, ProcStat};
+use vigil_runtime::sample::{Sample, SampleRing};
+use vigil_runtime::sampler::Sampler;
 
 const ITERS_DEFAULT: u64 = 20_000;
 const PACED_ROUNDS_DEFAULT: u64 = 100;
@@ -487,7 +487,7 @@ fn callgrind_mode() -> bool {
     };
     let text = synthetic(SYNTHETIC_CPUS);
     let mut stat: Box<ProcStat<1024>> = Box::default();
-    let mut m = vigil::procfs::MemInfo::default();
+    let mut m = vigil_runtime::procfs::MemInfo::default();
     match mode.as_str() {
         "stat" => repeat(
             "parses of a 1024-CPU /proc/stat",
@@ -520,8 +520,8 @@ fn callgrind_mode() -> bool {
 /// Parse-only of [`MEMINFO_CAPTURE`]: every field (`parse_into`) against the sampler's
 /// `parse_sample_into`, with a newline count over the same bytes as the floor.
 fn parse_meminfo(iters: u64) {
-    let mut full = vigil::procfs::MemInfo::default();
-    let mut quick = vigil::procfs::MemInfo::default();
+    let mut full = vigil_runtime::procfs::MemInfo::default();
+    let mut quick = vigil_runtime::procfs::MemInfo::default();
     full.parse_into(MEMINFO_CAPTURE).expect("capture parses");
     quick
         .parse_sample_into(MEMINFO_CAPTURE)

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use vigil::wal::crc32c::crc32c;
-use vigil::wal::frame::frame_bytes;
-use vigil::wal::log::{scan_log, Retention, Wal, WalOptions};
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::storage::FsStore;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::crc32c::crc32c;
+use vigil_runtime::wal::frame::frame_bytes;
+use vigil_runtime::wal::log::{scan_log, Retention, Wal, WalOptions};
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::FsStore;
+use vigil_runtime::wal::sync::SyncMethod;
 
 const PAYLOAD_BYTES: usize = 128;
 

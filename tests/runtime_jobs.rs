@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use common::{vigil_bin, TempDir};
 use serde_json::{json, Value};
-use vigil::exec::Limits;
-use vigil::guard::Thresholds;
-use vigil::model::{JobState, JobStatus};
-use vigil::runtime::{
+use vigil_runtime::exec::Limits;
+use vigil_runtime::guard::Thresholds;
+use vigil_runtime::model::{JobState, JobStatus};
+use vigil_runtime::runtime::{
     CancelOutcome, JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON,
 };
-use vigil::sample::Percent;
+use vigil_runtime::sample::Percent;
 
 fn options(dir: &Path) -> RuntimeOptions {
     let mut o = RuntimeOptions::new(dir);
@@ -300,7 +300,7 @@ fn kill_mid_job_then_recover(mode: &str) {
 
     // Restart: a new runtime in this mode records the interruption and sweeps the leftovers.
     let mut o = options(&data);
-    o.executor.host.force_mode = vigil::exec::CgroupMode::parse(mode);
+    o.executor.host.force_mode = vigil_runtime::exec::CgroupMode::parse(mode);
     let rt = Runtime::open(o).unwrap();
     assert_eq!(rt.recovery().interrupted, vec![1], "{mode}");
     let job = rt.job(1).unwrap();
@@ -471,7 +471,7 @@ fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
     );
     assert!(t1 > t0);
     // The start sample stands alone: its CPU shares are since boot, and say so.
-    let since_boot = u64::from(vigil::sample::flags::CPU_SINCE_BOOT);
+    let since_boot = u64::from(vigil_runtime::sample::flags::CPU_SINCE_BOOT);
     assert_eq!(u(&before["flags"], "before.flags") & since_boot, since_boot);
     assert!(before["cpu"]["busy_pct"].is_number(), "{before}");
     // The end sample's interval is exactly from the start sample to it (not from the sampler

@@ -58,9 +58,9 @@ fn steady_state_sampling_and_parsing_allocate_nothing() {
     // The counter itself must see allocations, or a zero below would prove nothing.
     assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 64]))) >= 1);
 
-    let mut sampler = vigil::sampler::Sampler::open(Path::new("/proc")).unwrap();
-    let mut ring = vigil::sample::SampleRing::<64>::new_boxed();
-    let mut sample = vigil::sample::Sample::default();
+    let mut sampler = vigil_runtime::sampler::Sampler::open(Path::new("/proc")).unwrap();
+    let mut ring = vigil_runtime::sample::SampleRing::<64>::new_boxed();
+    let mut sample = vigil_runtime::sample::Sample::default();
     // Warm-up: buffers reach their steady size.
     for _ in 0..3 {
         sampler.sample_into(&mut sample).unwrap();
@@ -75,8 +75,8 @@ fn steady_state_sampling_and_parsing_allocate_nothing() {
     assert_eq!(n, 0, "allocations in 200 steady-state samples");
     assert_eq!(ring.latest().unwrap().seq, 203);
 
-    let mut start = vigil::sampler::SpanStart::default();
-    let mut end = vigil::sample::Sample::default();
+    let mut start = vigil_runtime::sampler::SpanStart::default();
+    let mut end = vigil_runtime::sample::Sample::default();
     sampler.sample_span_start(&mut start, &mut sample).unwrap();
     sampler.sample_span_end(&start, &mut end).unwrap();
     let n = allocations_during(|| {
@@ -88,15 +88,15 @@ fn steady_state_sampling_and_parsing_allocate_nothing() {
     assert_eq!(n, 0, "allocations in 100 job start and end samples");
     assert!(end.seq > sample.seq);
 
-    let big = vigil::procfs::stat::synthetic(1024);
-    let mut stat = Box::new(vigil::procfs::ProcStat::<1024>::default());
-    let mut meminfo = vigil::procfs::MemInfo::default();
+    let big = vigil_runtime::procfs::stat::synthetic(1024);
+    let mut stat = Box::new(vigil_runtime::procfs::ProcStat::<1024>::default());
+    let mut meminfo = vigil_runtime::procfs::MemInfo::default();
     let meminfo_text = std::fs::read("/proc/meminfo").unwrap();
     let n = allocations_during(|| {
         for _ in 0..20 {
             stat.parse_into(&big).unwrap();
             meminfo.parse_into(&meminfo_text).unwrap();
-            vigil::procfs::LoadAvg::parse(b"0.1 0.2 0.3 1/2 3").unwrap();
+            vigil_runtime::procfs::LoadAvg::parse(b"0.1 0.2 0.3 1/2 3").unwrap();
         }
     });
     assert_eq!(n, 0, "allocations while parsing");

@@ -9,9 +9,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::{vigil_bin, TempDir};
 use serde_json::Value;
-use vigil::wal::log::{Wal, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::{Record, SessionCreated};
+use vigil_runtime::wal::log::{Wal, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::{Record, SessionCreated};
 
 /// Appends `n` records (each ~200 bytes of JSON when printed); returns the last LSN.
 fn append_records(data: &Path, n: usize) -> u64 {

@@ -165,6 +165,7 @@ fn skip_blanks_from(bytes: &[u8], mut pos: usize) -> usize {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at the start of `bytes`, on line 1.
     pub fn new(bytes: &'a [u8]) -> Self {
         Self {
             bytes,
@@ -197,6 +198,7 @@ impl<'a> Cursor<'a> {
         ParseError::new(kind, self.line)
     }
 
+    /// Moves past spaces and tabs (not newlines).
     #[inline]
     pub fn skip_blanks(&mut self) {
         self.pos = skip_blanks_from(self.bytes, self.pos);

@@ -129,11 +129,17 @@ pub struct CpuUsage {
     pub user: Percent,
     /// nice without guest_nice.
     pub nice: Percent,
+    /// Kernel mode.
     pub system: Percent,
+    /// Idle.
     pub idle: Percent,
+    /// Idle with I/O outstanding.
     pub iowait: Percent,
+    /// Servicing hardware interrupts.
     pub irq: Percent,
+    /// Servicing softirqs.
     pub softirq: Percent,
+    /// Stolen by the hypervisor for other guests.
     pub steal: Percent,
     /// guest + guest_nice.
     pub guest: Percent,
@@ -144,6 +150,7 @@ pub struct CpuUsage {
 /// The outcome of comparing two readings of one CPU line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuDelta {
+    /// Time passed: the shares of the interval.
     Usage(CpuUsage),
     /// No time passed on this CPU (identical readings).
     NoData,
@@ -218,18 +225,26 @@ pub struct CpuBusy {
 /// Memory figures of a sample, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemorySample {
+    /// `MemTotal`, in bytes.
     pub total_bytes: u64,
+    /// `MemAvailable` (or vigil's estimate), in bytes; never above `total_bytes`.
     pub available_bytes: u64,
+    /// `MemFree`, in bytes.
     pub free_bytes: u64,
+    /// `Cached` (page cache), in bytes; 0 when the kernel did not print it.
     pub cached_bytes: u64,
+    /// `SwapTotal`, in bytes; 0 without swap.
     pub swap_total_bytes: u64,
+    /// `SwapFree`, in bytes; 0 without swap.
     pub swap_free_bytes: u64,
+    /// `Dirty` (waiting to be written back), in bytes; 0 when the kernel did not print it.
     pub dirty_bytes: u64,
     /// `available_bytes` is vigil's estimate (kernel without MemAvailable).
     pub available_estimated: bool,
 }
 
 impl MemorySample {
+    /// The sample's figures from a parsed /proc/meminfo; fields the kernel did not print are 0.
     pub fn from_meminfo(m: &MemInfo) -> Self {
         Self {
             total_bytes: m.total_bytes,
@@ -252,8 +267,11 @@ impl MemorySample {
 /// PSI of the three resources; `None` where the kernel has no /proc/pressure.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pressure {
+    /// CPU pressure (/proc/pressure/cpu).
     pub cpu: Option<Psi>,
+    /// Memory pressure (/proc/pressure/memory).
     pub memory: Option<Psi>,
+    /// I/O pressure (/proc/pressure/io).
     pub io: Option<Psi>,
 }
 
@@ -295,14 +313,24 @@ pub struct Sample {
     pub interval_ns: u64,
     /// Aggregate CPU shares; `None` with no data (first sample, zero ticks, re-baselined).
     pub cpu: Option<CpuUsage>,
+    /// Busy share of each CPU, ascending by id, at most [`SAMPLE_CPUS_MAX`].
     pub per_cpu: Vec<CpuBusy, SAMPLE_CPUS_MAX>,
+    /// CPUs left out of `per_cpu` because there were more than [`SAMPLE_CPUS_MAX`].
     pub per_cpu_dropped: u32,
     /// Context switches per second over the interval.
     pub ctxt_per_sec: Option<u64>,
+    /// Tasks runnable at the read (/proc/stat `procs_running`); `None` when the file lacks the
+    /// line.
     pub procs_running: Option<u64>,
+    /// Tasks blocked on I/O at the read (/proc/stat `procs_blocked`); `None` when the file lacks
+    /// the line.
     pub procs_blocked: Option<u64>,
+    /// Memory figures from /proc/meminfo; `None` when the sample holds none (one not built by a
+    /// sampler).
     pub memory: Option<MemorySample>,
+    /// Load averages from /proc/loadavg; `None` when the sample holds none.
     pub load: Option<LoadAvg>,
+    /// Pressure stall information of CPU, memory and I/O.
     pub pressure: Pressure,
     /// See [`flags`].
     pub flags: u32,
@@ -464,6 +492,7 @@ impl<const N: usize> Default for SampleRing<N> {
 }
 
 impl<const N: usize> SampleRing<N> {
+    /// An empty ring.
     pub const fn new() -> Self {
         Self {
             samples: HistoryBuf::new(),
@@ -488,14 +517,17 @@ impl<const N: usize> SampleRing<N> {
         self.samples.write(sample);
     }
 
+    /// The newest sample; `None` when the ring is empty.
     pub fn latest(&self) -> Option<&Sample> {
         self.samples.recent()
     }
 
+    /// Samples held, at most `N`.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// No sample held yet.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }

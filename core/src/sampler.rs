@@ -31,8 +31,20 @@ pub const SAMPLE_HISTORY_LEN: usize = 120;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SamplerError {
-    Io { path: PathBuf, source: io::Error },
-    Parse { path: PathBuf, source: ParseError },
+    /// A file could not be opened or read.
+    Io {
+        /// The file, under the proc root.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file was read but its text is not what the kernel writes.
+    Parse {
+        /// The file, under the proc root.
+        path: PathBuf,
+        /// What was wrong, and on which line.
+        source: ParseError,
+    },
 }
 
 impl std::fmt::Display for SamplerError {
@@ -66,6 +78,8 @@ pub struct ProcFile {
 }
 
 impl ProcFile {
+    /// Opens `path` for reading, with a buffer of `initial_bytes` (at least 64; it grows as the
+    /// file needs). [`SamplerError::Io`] when the file cannot be opened.
     pub fn open(path: PathBuf, initial_bytes: usize) -> Result<Self, SamplerError> {
         let file = File::open(&path).map_err(|source| SamplerError::Io {
             path: path.clone(),
@@ -80,6 +94,7 @@ impl ProcFile {
         })
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -389,6 +404,7 @@ impl Telemetry {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A copy of the newest sample; `None` before the first sample succeeded.
     pub fn latest(&self) -> Option<Sample> {
         self.ring().latest().cloned()
     }
@@ -464,6 +480,11 @@ fn tick(
 }
 
 impl SamplerThread {
+    /// Takes a first sample now, then starts the `vigil-sampler` thread that takes one every
+    /// `interval` into the history (the last [`SAMPLE_HISTORY_LEN`]) and sends each to `publish`,
+    /// when given (a full channel drops the sample; the thread stops once the receiver is gone). A
+    /// failed sample is kept as [`Telemetry::last_error`]. Errors only when the thread cannot be
+    /// started.
     pub fn spawn(
         sampler: Sampler,
         interval: Duration,
@@ -500,6 +521,7 @@ impl SamplerThread {
         })
     }
 
+    /// The latest sample, the history and the last error, shared with the sampling thread.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
     }

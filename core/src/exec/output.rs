@@ -88,6 +88,7 @@ impl CappedOutput {
         self.total_bytes
     }
 
+    /// Bytes kept right now: the head plus the tail ring (never more than the cap).
     pub fn held_bytes(&self) -> usize {
         self.head.len() + self.tail.len()
     }

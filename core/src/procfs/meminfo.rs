@@ -10,7 +10,9 @@ use crate::parse::{Cursor, ParseError, ParseErrorKind};
 /// Parsed /proc/meminfo. Sizes are bytes; a field the kernel did not print is `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemInfo {
+    /// `MemTotal`: usable RAM, in bytes (always present).
     pub total_bytes: u64,
+    /// `MemFree`: RAM not used at all, in bytes (always present; far below what is available).
     pub free_bytes: u64,
     /// The kernel's MemAvailable, or the estimate when it is absent.
     pub available_bytes: u64,
@@ -18,33 +20,61 @@ pub struct MemInfo {
     pub available_estimated: bool,
     /// True when MemAvailable exceeded MemTotal and `available_bytes` was cut to MemTotal.
     pub available_clamped: bool,
+    /// `Buffers`: raw block-device cache, in bytes.
     pub buffers_bytes: Option<u64>,
+    /// `Cached`: page cache (files, tmpfs and shmem), in bytes; swap cache excluded.
     pub cached_bytes: Option<u64>,
+    /// `SwapCached`: memory swapped out and back in that is still in swap, in bytes.
     pub swap_cached_bytes: Option<u64>,
+    /// `Active`: recently used memory, reclaimed last, in bytes.
     pub active_bytes: Option<u64>,
+    /// `Inactive`: memory not used recently, reclaim candidates, in bytes.
     pub inactive_bytes: Option<u64>,
+    /// `Active(anon)`: recently used anonymous memory, in bytes.
     pub active_anon_bytes: Option<u64>,
+    /// `Inactive(anon)`: anonymous memory not used recently (swap candidates), in bytes.
     pub inactive_anon_bytes: Option<u64>,
+    /// `Active(file)`: recently used file-backed memory, in bytes.
     pub active_file_bytes: Option<u64>,
+    /// `Inactive(file)`: file-backed memory not used recently (first to be reclaimed), in bytes.
     pub inactive_file_bytes: Option<u64>,
+    /// `Unevictable`: memory that cannot be reclaimed (mlocked, ramfs), in bytes.
     pub unevictable_bytes: Option<u64>,
+    /// `Mlocked`: memory locked with `mlock`, in bytes.
     pub mlocked_bytes: Option<u64>,
+    /// `SwapTotal`: swap space, in bytes (0 without swap).
     pub swap_total_bytes: Option<u64>,
+    /// `SwapFree`: swap space unused, in bytes.
     pub swap_free_bytes: Option<u64>,
+    /// `Dirty`: memory waiting to be written back to disk, in bytes.
     pub dirty_bytes: Option<u64>,
+    /// `Writeback`: memory being written back right now, in bytes.
     pub writeback_bytes: Option<u64>,
+    /// `AnonPages`: anonymous pages mapped into user page tables, in bytes.
     pub anon_pages_bytes: Option<u64>,
+    /// `Mapped`: files mapped into memory (libraries, mmap), in bytes.
     pub mapped_bytes: Option<u64>,
+    /// `Shmem`: shared memory and tmpfs, in bytes.
     pub shmem_bytes: Option<u64>,
+    /// `Slab`: kernel slab caches, in bytes.
     pub slab_bytes: Option<u64>,
+    /// `SReclaimable`: the part of the slab that can be reclaimed (dentries, inodes), in bytes.
     pub slab_reclaimable_bytes: Option<u64>,
+    /// `SUnreclaim`: the part of the slab that cannot be reclaimed, in bytes.
     pub slab_unreclaimable_bytes: Option<u64>,
+    /// `KernelStack`: kernel stacks of all tasks, in bytes.
     pub kernel_stack_bytes: Option<u64>,
+    /// `PageTables`: page tables, in bytes.
     pub page_tables_bytes: Option<u64>,
+    /// `CommitLimit`: the most that may be committed under strict overcommit, in bytes.
     pub commit_limit_bytes: Option<u64>,
+    /// `Committed_AS`: memory allocated by all processes, even if not yet used, in bytes.
     pub committed_as_bytes: Option<u64>,
+    /// `HugePages_Total`: huge pages in the pool (a count, not bytes).
     pub hugepages_total: Option<u64>,
+    /// `HugePages_Free`: huge pages of the pool not yet allocated (a count).
     pub hugepages_free: Option<u64>,
+    /// `Hugepagesize`: the size of one huge page, in bytes.
     pub hugepage_size_bytes: Option<u64>,
 }
 

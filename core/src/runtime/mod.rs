@@ -69,18 +69,30 @@ const SESSION_ID_BYTES_MAX: usize = 128;
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
+    /// The data directory: the log lives in its `wal/` subdirectory ([`RuntimeOptions::wal_dir`]);
+    /// created (mode 0700) when missing. One runtime per process owns it at a time.
     pub data_dir: PathBuf,
+    /// Where procfs is mounted (`/proc`); telemetry is read beneath it.
     pub proc_root: PathBuf,
+    /// How often the sampling thread takes a host sample (1 s by default).
     pub sample_interval: Duration,
+    /// Host conditions under which new jobs are refused (admission control).
     pub thresholds: Thresholds,
+    /// Most jobs running at once ([`CONCURRENT_JOBS_DEFAULT`] by default; 0 counts as 1). A job
+    /// that finds every slot taken is refused as busy.
     pub concurrent_jobs_max: usize,
+    /// How the executor runs jobs: cgroups, default limits, capabilities.
     pub executor: ExecutorConfig,
+    /// How the write-ahead log is written: segment size, sync method, retention.
     pub wal: WalOptions,
     /// Refuse jobs when the host cannot put them in a cgroup (no delegation).
     pub require_isolation: bool,
 }
 
 impl RuntimeOptions {
+    /// Options with defaults for everything but the data directory: `/proc`, a 1 s sample
+    /// interval, default thresholds, [`CONCURRENT_JOBS_DEFAULT`] slots, default executor and log
+    /// options, isolation not required.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -104,15 +116,25 @@ impl RuntimeOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// The write-ahead log failed (opening, recovering, appending or reading).
     Wal(WalError),
+    /// The executor refused or failed the job.
     Exec(ExecError),
+    /// The telemetry sampler could not be opened (procfs unreadable or unparsable).
     Telemetry(SamplerError),
+    /// An operating-system call failed outside the log and the executor (the data directory, its
+    /// owner lock, the sampling thread).
     Io {
+        /// What was being done, e.g. `data directory /var/lib/vigil`.
         context: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// No job with this id is in the log.
     JobNotFound(u64),
+    /// No session with this id is in the log.
     SessionNotFound(String),
+    /// The request is malformed; the message says how.
     InvalidRequest(String),
 }
 
@@ -151,11 +173,15 @@ impl From<WalError> for RuntimeError {
 /// A request to run one capability.
 #[derive(Debug, Clone)]
 pub struct JobRequest {
+    /// The capability to run, by name (it must be in the registry).
     pub capability: String,
+    /// The capability's arguments, a JSON object checked by the capability.
     pub args: Value,
+    /// The limits to run under (timeout, CPU time, memory, pids, output bytes).
     pub limits: Limits,
     /// Root directory (file capabilities are confined beneath it; processes start in it).
     pub root: PathBuf,
+    /// The id of the session the job belongs to, if any; recorded with the job.
     pub session: Option<String>,
     /// Validate and report, run nothing, record nothing.
     pub dry_run: bool,
@@ -167,9 +193,14 @@ pub struct JobRequest {
 /// What a job came to, as returned to the caller.
 #[derive(Debug, Clone)]
 pub struct JobOutcome {
+    /// The job's id, unique across every process sharing the log (a dry run draws one too, but
+    /// records nothing).
     pub job_id: u64,
+    /// The capability that ran, by name.
     pub capability: String,
+    /// The session the job belongs to, if any.
     pub session: Option<String>,
+    /// How the job ended: status, exit code, output, usage and limits hit.
     pub result: JobResult,
     /// LSN of the record that ended the job (`JobFinished` or `JobRejected`); `None` for a
     /// dry run.
@@ -324,26 +355,32 @@ impl Runtime {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The options the runtime was opened with.
     pub fn options(&self) -> &RuntimeOptions {
         &self.options
     }
 
+    /// The write-ahead log the runtime records jobs, sessions and samples in.
     pub fn wal(&self) -> &Wal {
         &self.wal
     }
 
+    /// The executor that runs jobs.
     pub fn executor(&self) -> &Executor {
         &self.executor
     }
 
+    /// The capabilities jobs may run.
     pub fn registry(&self) -> &CapabilityRegistry {
         &self.registry
     }
 
+    /// The latest host telemetry and its recent history, shared with the sampling thread.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         self.sampler.telemetry()
     }
 
+    /// What recovering the log found when the runtime opened (interrupted jobs included).
     pub fn recovery(&self) -> &RecoveryInfo {
         &self.recovery
     }
@@ -435,10 +472,12 @@ impl Runtime {
         self.session(id)
     }
 
+    /// Every session in the log, ordered by id.
     pub fn sessions(&self) -> Vec<SessionSummary> {
         self.index().sessions.values().cloned().collect()
     }
 
+    /// One session by id; [`RuntimeError::SessionNotFound`] when the log has none of that id.
     pub fn session(&self, id: &str) -> Result<SessionSummary, RuntimeError> {
         self.index()
             .sessions

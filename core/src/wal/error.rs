@@ -17,18 +17,33 @@ pub enum WalError {
     /// The log is damaged in a way the recovery mode does not accept.
     Corrupt(LogFault),
     /// An earlier sync failed; nothing can be acknowledged any more.
-    Poisoned { cause: String },
+    Poisoned {
+        /// The failed sync's error, as text.
+        cause: String,
+    },
     /// The payload exceeds what a frame (or a segment) can hold.
     RecordTooLarge {
+        /// Size of the encoded payload, in bytes.
         payload_bytes: usize,
+        /// The most a payload may have, in bytes.
         max_bytes: usize,
     },
     /// A record that cannot be encoded.
     Encode(RecordError),
     /// An LSN that was never appended.
-    LsnNotAppended { lsn: Lsn, last_lsn: Lsn },
+    LsnNotAppended {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The last LSN appended so far.
+        last_lsn: Lsn,
+    },
     /// A reader asked for an LSN retention already removed.
-    LsnNotRetained { lsn: Lsn, first_lsn: Lsn },
+    LsnNotRetained {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The oldest LSN the log still holds.
+        first_lsn: Lsn,
+    },
     /// Options out of range.
     BadOptions(String),
 }

@@ -14,6 +14,7 @@ use super::{
 /// fuzz targets feed it arbitrary images. It is the one place that decides what a log holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogScanner {
+    /// What damage the scan accepts and goes on past.
     pub mode: RecoveryMode,
     /// The identity every segment must carry.
     pub log_id: u128,
@@ -37,7 +38,9 @@ pub struct LogScanner {
 pub enum SegmentVerdict {
     /// Its frames (or some of them, see `frames.fault`) belong to the log.
     Used {
+        /// The segment's validated header.
         header: SegmentHeader,
+        /// What scanning its frames found.
         frames: FrameScan,
         /// A fault at the segment level found before its frames were scanned (salvage goes on
         /// past it).
@@ -47,7 +50,10 @@ pub enum SegmentVerdict {
     Unused,
     /// After the end of the log (a fault stopped it): only probed. `durable_after` means a
     /// frame here was written when the stop was already durable: the stop is corruption.
-    PastEnd { probe: Probe },
+    PastEnd {
+        /// What the probe of the segment's bytes found.
+        probe: Probe,
+    },
     /// The segment as a whole is damaged: none of its frames can be trusted.
     Damaged(Fault),
 }
