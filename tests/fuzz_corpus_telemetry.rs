@@ -23,25 +23,40 @@ fn proc_stat_corpus() {
 
 #[test]
 fn proc_meminfo_corpus() {
-    replay("proc_meminfo", vigil_runtime::fuzzing::telemetry::proc_meminfo);
+    replay(
+        "proc_meminfo",
+        vigil_runtime::fuzzing::telemetry::proc_meminfo,
+    );
 }
 
 #[test]
 fn proc_loadavg_corpus() {
-    replay("proc_loadavg", vigil_runtime::fuzzing::telemetry::proc_loadavg);
+    replay(
+        "proc_loadavg",
+        vigil_runtime::fuzzing::telemetry::proc_loadavg,
+    );
 }
 
 #[test]
 fn proc_pressure_corpus() {
-    replay("proc_pressure", vigil_runtime::fuzzing::telemetry::proc_pressure);
+    replay(
+        "proc_pressure",
+        vigil_runtime::fuzzing::telemetry::proc_pressure,
+    );
 }
 
 #[test]
 fn cgroup_files_corpus() {
-    replay("cgroup_files", vigil_runtime::fuzzing::telemetry::cgroup_files);
+    replay(
+        "cgroup_files",
+        vigil_runtime::fuzzing::telemetry::cgroup_files,
+    );
 }
 
 #[test]
 fn proc_pid_stat_corpus() {
-    replay("proc_pid_stat", vigil_runtime::fuzzing::telemetry::proc_pid_stat);
+    replay(
+        "proc_pid_stat",
+        vigil_runtime::fuzzing::telemetry::proc_pid_stat,
+    );
 }

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vigil_runtime::fuzzing;
 use vigil_runtime::model::{JobStatus, Usage};
 use vigil_runtime::wal::frame::{encode_frame, salt_seed, FrameMeta};
-use vigil_runtime::fuzzing;
 use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
 use vigil_runtime::wal::record::{kind, JobFinished, Record};
 use vigil_runtime::wal::scan::RecoveryMode;
