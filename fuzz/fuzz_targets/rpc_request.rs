@@ -1,8 +1,8 @@
-//! Fuzz target: `vigil_core::protocol::fuzz_request` (see that function for the properties checked).
+//! Fuzz target: `vigil_core::fuzzing::rpc::request` (see that function for the properties checked).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    vigil_core::protocol::fuzz_request(data);
+    vigil_core::fuzzing::rpc::request(data);
 });
