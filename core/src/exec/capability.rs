@@ -19,7 +19,7 @@ use super::fsroot::{
     ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
 };
 use super::job::{CancelToken, Enforcement, Executor, JobResult};
-use super::output::CapturedOutput;
+use super::output::{CapturedOutput, OutputCut};
 use super::spawn::{check_env_name, ProcessSpec};
 use super::{ExecError, Limits};
 use crate::model::JobStatus;
@@ -315,10 +315,16 @@ fn file_result(
     // A file operation that completed succeeded: exit code 0, as a process that did so (the
     // CLI exits 0 only for a completed job with exit code 0).
     r.exit_code = Some(0);
+    // A file read cut at max_bytes keeps only a head: whatever straddled the end is partial.
+    let len = stdout.len();
     r.stdout = CapturedOutput {
         bytes: stdout,
         truncated,
         total_bytes: total,
+        cut: truncated.then_some(OutputCut {
+            head_end: len,
+            tail_start: len,
+        }),
     };
     r.wall_ms = started.elapsed().as_millis() as u64;
     r
