@@ -13,6 +13,15 @@
 //! open, and the type is checked on the opened fd (`fstat`), not on the path. Writes are atomic:
 //! a temporary file in the same directory, fsync, `renameat` over the target, fsync of the
 //! directory. `append` is the same atomic replacement with the old bytes copied first.
+//! Replacing an existing file keeps its owner, group and permission bits (the temporary file is
+//! given them with `fchown`/`fchmod` before the rename; setuid, setgid and sticky bits are
+//! dropped); when they cannot be kept (not root, and the file belongs to someone else), the
+//! write is refused and the file left as it was.
+//!
+//! A regular file with more than one hard link is refused for reading and writing unless the
+//! request allows it ([`ConfinedRoot::allow_hardlinks`]): a link planted beneath the root may
+//! share its inode with a file outside it (/etc/shadow), which no path check can see. Allowed,
+//! a write replaces the directory entry and leaves the other links' file untouched.
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -56,6 +65,7 @@ pub struct ConfinedRoot {
     dir: OwnedFd,
     display: String,
     use_openat2: bool,
+    allow_hardlinks: bool,
 }
 
 fn errno() -> i32 {
@@ -147,6 +157,7 @@ impl ConfinedRoot {
             dir: fd_from(fd as libc::c_long),
             display: root.display().to_string(),
             use_openat2,
+            allow_hardlinks: false,
         })
     }
 
@@ -261,12 +272,35 @@ impl ConfinedRoot {
         }
     }
 
+    /// Allows files with more than one hard link (refused by default).
+    pub fn allow_hardlinks(mut self, allow: bool) -> ConfinedRoot {
+        self.allow_hardlinks = allow;
+        self
+    }
+
+    /// Refuses a file with several hard links unless they are allowed.
+    fn check_links(&self, path: &str, st: &libc::stat) -> Result<(), ExecError> {
+        if st.st_nlink > 1 && !self.allow_hardlinks {
+            return Err(reject(
+                path,
+                format!(
+                    "has {} hard links (a link may share its file with one outside the root); \
+                     set \"allow_hardlinks\": true to allow it",
+                    st.st_nlink
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads at most `max_bytes` of the regular file `path`. Returns the bytes, whether the file
     /// held more, and its size.
     pub fn read(&self, path: &str, max_bytes: u64) -> Result<(Vec<u8>, bool, u64), ExecError> {
         let comps = components(path)?;
         let fd = self.open_beneath(path, &comps, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
-        let size = regular_size(path, &fd)?;
+        let st = regular_stat(path, &fd)?;
+        self.check_links(path, &st)?;
+        let size = st.st_size as u64;
         let mut file = File::from(fd);
         let mut buf = Vec::with_capacity(size.min(max_bytes) as usize);
         (&mut file)
@@ -306,6 +340,7 @@ impl ConfinedRoot {
             if st.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Err(reject(path, "target exists and is not a regular file"));
             }
+            self.check_links(path, &st)?;
             mode = st.st_mode & 0o7777 & !0o7000;
             if append {
                 let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
@@ -350,6 +385,15 @@ impl ConfinedRoot {
             context: format!("{context} {path:?}"),
             source: e,
         };
+        if exists {
+            if let Err(e) = keep_owner_and_mode(&tmp, &st, mode) {
+                unlink_tmp();
+                return Err(reject(
+                    path,
+                    format!("cannot keep the file's owner, group and mode ({e}); not written"),
+                ));
+            }
+        }
         let written = tmp
             .write_all(&old)
             .and_then(|_| tmp.write_all(content))
@@ -397,8 +441,31 @@ fn unique_suffix() -> u64 {
     (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
 }
 
-/// The size of an opened file, refusing anything but a regular file.
-fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
+/// Gives the temporary file the replaced file's owner, group and permission bits. `fchown` runs
+/// only when they differ from the temporary file's own (it needs privilege); `fchmod` always
+/// runs, after it (a chown clears setuid bits; the umask narrowed the create mode).
+fn keep_owner_and_mode(tmp: &File, st: &libc::stat, mode: libc::mode_t) -> std::io::Result<()> {
+    let fd = tmp.as_raw_fd();
+    // SAFETY: zeroed out-parameter, owned fd.
+    let mut cur: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut cur) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if (cur.st_uid, cur.st_gid) != (st.st_uid, st.st_gid)
+        // SAFETY: owned fd.
+        && unsafe { libc::fchown(fd, st.st_uid, st.st_gid) } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: owned fd.
+    if unsafe { libc::fchmod(fd, mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stat of an opened file, refusing anything but a regular file.
+fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
     // SAFETY: zeroed out-parameter, owned fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
@@ -410,7 +477,7 @@ fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(reject(path, "not a regular file"));
     }
-    Ok(st.st_size as u64)
+    Ok(st)
 }
 
 #[cfg(test)]
