@@ -5,23 +5,16 @@
 //! open recovers it under the append lock and every append batch takes it.
 //!
 //! `cargo bench --bench multiproc_runs` (`VIGIL_MULTIPROC_ROUNDS`, default 6).
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use support::vigil_bin;
 
 const PROCESSES: usize = 16;
-
-fn vigil_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "vigil-shell"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil")
-}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap()

@@ -10,6 +10,8 @@
 //! 3. Idle RSS of `vigil serve`. Goal: <= 10 MiB.
 //!
 //! `cargo bench --bench serve_bench` (as root for cgroups).
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use support::{report, vigil_bin, wait_for_socket};
 use vigil_core::exec::Limits;
 use vigil_core::runtime::{JobRequest, Runtime, RuntimeOptions};
 
@@ -26,16 +29,6 @@ const CLIENTS: usize = 8;
 const RUN_DURATION: Duration = Duration::from_secs(3);
 const RSS_GOAL_KIB: u64 = 10 * 1024;
 const SAMPLE_RATE_GOAL: f64 = 20_000.0;
-
-fn vigil_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "vigil-shell"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil")
-}
 
 struct Served {
     child: Child,
@@ -66,11 +59,7 @@ fn serve() -> Served {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket);
     Served {
         child,
         socket,
@@ -148,19 +137,6 @@ fn echo_server(answer: String) -> (PathBuf, tempfile::TempDir) {
         }
     });
     (path, dir)
-}
-
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1e3
-}
-
-fn report(name: &str, rate: f64, h: &Histogram<u64>) {
-    println!(
-        "{name:<44} {rate:>10.0} req/s   p50 {:>8.1} us  p99 {:>8.1} us  p999 {:>8.1} us",
-        us(h, 0.5),
-        us(h, 0.99),
-        us(h, 0.999)
-    );
 }
 
 fn check_sample(answer: &str) {

@@ -26,10 +26,17 @@
 //! cadence, with cold caches, and sysinfo without its construction work.
 //!
 //! Last, parse-only: `ProcStat::<1024>::parse_into` over a synthetic 1024-CPU /proc/stat,
-//! against a plain memchr newline count over the same bytes (the floor of touching them).
+//! against a plain memchr newline count over the same bytes (the floor of touching them); and
+//! `MemInfo::parse_into` against the sampler's `parse_sample_into` over a 54-key capture.
 //!
 //! Environment: `VIGIL_BENCH_ITERS` (recorded iterations per variant, default 20000),
 //! `VIGIL_BENCH_PACED` (paced rounds, default 100; 0 skips the section).
+//!
+//! `VIGIL_BENCH_CALLGRIND=stat|meminfo|meminfo-sample` runs only 100 parses of the synthetic
+//! 1024-CPU /proc/stat or of [`MEMINFO_CAPTURE`] (`parse_into` or the sampler's
+//! `parse_sample_into`), untimed, for instruction counts that do not depend
+//! on the machine's load:
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*parse_*into*' <bench>`.
 use std::fs::File;
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
@@ -39,9 +46,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use procfs::prelude::*;
-use vigil::procfs::stat::{synthetic, ProcStat};
-use vigil::sample::{Sample, SampleRing};
-use vigil::sampler::Sampler;
+use vigil_runtime::procfs::stat::{synthetic, ProcStat};
+use vigil_runtime::sample::{Sample, SampleRing};
+use vigil_runtime::sampler::Sampler;
 
 const ITERS_DEFAULT: u64 = 20_000;
 const PACED_ROUNDS_DEFAULT: u64 = 100;
@@ -228,6 +235,37 @@ fn print_ratio(label: &str, num: &Histogram<u64>, den: &Histogram<u64>, goal: &s
     println!("  {label:<22} p50 {p50:>6.2}x  p99 {p99:>6.2}x  mean {mean:>6.2}x   {goal}");
 }
 
+/// Warms every variant up, then records `iters` iterations of each in rounds of blocks, one
+/// block per variant, the order rotating each round; returns the rounds run.
+fn measure_interleaved(variants: &mut [Variant<'_>], iters: u64) -> u64 {
+    for v in variants.iter_mut() {
+        for _ in 0..WARMUP_ITERS {
+            (v.run)();
+        }
+    }
+    let rounds = iters.div_ceil(BLOCK_ITERS);
+    let count = variants.len();
+    for round in 0..rounds {
+        for k in 0..count {
+            let v = &mut variants[(round as usize + k) % count];
+            for _ in 0..BLOCK_WARM_ITERS {
+                (v.run)();
+            }
+            for _ in 0..BLOCK_ITERS {
+                v.timed();
+            }
+        }
+    }
+    rounds
+}
+
+fn print_rows(variants: &[Variant<'_>]) {
+    print_header();
+    for v in variants {
+        print_row(v.name, &v.hist);
+    }
+}
+
 /// The timer's own cost per iteration, included in every figure.
 fn timer_overhead() -> Histogram<u64> {
     let mut h = histogram();
@@ -266,24 +304,8 @@ fn interleaved(iters: u64) {
         Variant::new("sysinfo (new System per iter)", sysinfo_fresh_system),
     ];
 
-    for v in variants.iter_mut() {
-        for _ in 0..WARMUP_ITERS {
-            (v.run)();
-        }
-    }
-    let rounds = iters.div_ceil(BLOCK_ITERS);
     let started = Instant::now();
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = &mut variants[(round as usize + k) % 4];
-            for _ in 0..BLOCK_WARM_ITERS {
-                (v.run)();
-            }
-            for _ in 0..BLOCK_ITERS {
-                v.timed();
-            }
-        }
-    }
+    let rounds = measure_interleaved(&mut variants, iters);
     let elapsed = started.elapsed();
 
     let timer = timer_overhead();
@@ -291,10 +313,7 @@ fn interleaved(iters: u64) {
         "\n## Sample cost, interleaved ({rounds} rounds x {BLOCK_ITERS} per variant, {:.1} s)",
         elapsed.as_secs_f64()
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     print_row("(timer overhead, included above)", &timer);
     let [raw_v, vigil_v, procfs_v, sysinfo_v] = &variants;
     println!("  ratios:");
@@ -355,10 +374,7 @@ fn paced(rounds: u64) {
         "\n## Sample cost, paced (one of each every {PACED_INTERVAL_MS} ms, {rounds} rounds; \
          cold caches; p999 needs >= 1000)"
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     let [raw_v, vigil_v, procfs_v, sysinfo_v] = &variants;
     println!("  ratios:");
     print_ratio("vigil / raw", &vigil_v.hist, &raw_v.hist, "");
@@ -383,31 +399,12 @@ fn parse_1024(iters: u64) {
             black_box(&stat);
         }),
     ];
-    for v in variants.iter_mut() {
-        for _ in 0..WARMUP_ITERS {
-            (v.run)();
-        }
-    }
-    let rounds = iters.div_ceil(BLOCK_ITERS);
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = &mut variants[(round as usize + k) % 2];
-            for _ in 0..BLOCK_WARM_ITERS {
-                (v.run)();
-            }
-            for _ in 0..BLOCK_ITERS {
-                v.timed();
-            }
-        }
-    }
+    measure_interleaved(&mut variants, iters);
     println!(
         "\n## Parse only: synthetic /proc/stat, {SYNTHETIC_CPUS} CPUs, {} bytes",
         text.len()
     );
-    print_header();
-    for v in &variants {
-        print_row(v.name, &v.hist);
-    }
+    print_rows(&variants);
     let [floor, parse] = &variants;
     println!("  ratios:");
     print_ratio("parse / memchr count", &parse.hist, &floor.hist, "");
@@ -418,7 +415,149 @@ fn parse_1024(iters: u64) {
     );
 }
 
+/// /proc/meminfo of a Linux 6.18 x86_64 machine (54 keys): the input of the callgrind mode.
+const MEMINFO_CAPTURE: &[u8] = b"MemTotal:       24684084 kB
+MemFree:         7453844 kB
+MemAvailable:   22922232 kB
+Buffers:           91728 kB
+Cached:         15131484 kB
+SwapCached:            0 kB
+Active:          2468096 kB
+Inactive:       13816804 kB
+Active(anon):       1640 kB
+Inactive(anon):  1069096 kB
+Active(file):    2466456 kB
+Inactive(file): 12747708 kB
+Unevictable:       20632 kB
+Mlocked:           19616 kB
+SwapTotal:             0 kB
+SwapFree:              0 kB
+Zswap:                 0 kB
+Zswapped:              0 kB
+Dirty:            604212 kB
+Writeback:             0 kB
+AnonPages:       1082528 kB
+Mapped:           271840 kB
+Shmem:              8872 kB
+KReclaimable:     648632 kB
+Slab:             732332 kB
+SReclaimable:     648632 kB
+SUnreclaim:        83700 kB
+KernelStack:        2880 kB
+PageTables:        10804 kB
+SecPageTables:         0 kB
+NFS_Unstable:          0 kB
+Bounce:                0 kB
+WritebackTmp:          0 kB
+CommitLimit:    12342040 kB
+Committed_AS:     611892 kB
+VmallocTotal:   34359738367 kB
+VmallocUsed:       15660 kB
+VmallocChunk:          0 kB
+Percpu:             1072 kB
+AnonHugePages:         0 kB
+ShmemHugePages:        0 kB
+ShmemPmdMapped:        0 kB
+FileHugePages:    133120 kB
+FilePmdMapped:      2048 kB
+Balloon:               0 kB
+HugePages_Total:       0
+HugePages_Free:        0
+HugePages_Rsvd:        0
+HugePages_Surp:        0
+Hugepagesize:       2048 kB
+Hugetlb:               0 kB
+DirectMap4k:       30720 kB
+DirectMap2M:     2066432 kB
+DirectMap1G:    25165824 kB
+";
+
+/// Untimed parses for callgrind (see the module comment); `false` when the mode is not set.
+fn callgrind_mode() -> bool {
+    const PARSES: usize = 100;
+    let Ok(mode) = std::env::var("VIGIL_BENCH_CALLGRIND") else {
+        return false;
+    };
+    let repeat = |what: &str, mut parse: Box<dyn FnMut() + '_>| {
+        for _ in 0..PARSES {
+            parse();
+        }
+        println!("{PARSES} {what}");
+        true
+    };
+    let text = synthetic(SYNTHETIC_CPUS);
+    let mut stat: Box<ProcStat<1024>> = Box::default();
+    let mut m = vigil_runtime::procfs::MemInfo::default();
+    match mode.as_str() {
+        "stat" => repeat(
+            "parses of a 1024-CPU /proc/stat",
+            Box::new(|| {
+                stat.parse_into(black_box(&text)).expect("parse");
+                black_box(&stat);
+            }),
+        ),
+        "meminfo" => repeat(
+            "parses of a 54-key /proc/meminfo",
+            Box::new(|| {
+                m.parse_into(black_box(MEMINFO_CAPTURE)).expect("parse");
+                black_box(&m);
+            }),
+        ),
+        "meminfo-sample" => repeat(
+            "sample parses of a 54-key /proc/meminfo",
+            Box::new(|| {
+                m.parse_sample_into(black_box(MEMINFO_CAPTURE))
+                    .expect("parse");
+                black_box(&m);
+            }),
+        ),
+        other => {
+            panic!("VIGIL_BENCH_CALLGRIND={other}: expected stat, meminfo or meminfo-sample")
+        }
+    }
+}
+
+/// Parse-only of [`MEMINFO_CAPTURE`]: every field (`parse_into`) against the sampler's
+/// `parse_sample_into`, with a newline count over the same bytes as the floor.
+fn parse_meminfo(iters: u64) {
+    let mut full = vigil_runtime::procfs::MemInfo::default();
+    let mut quick = vigil_runtime::procfs::MemInfo::default();
+    full.parse_into(MEMINFO_CAPTURE).expect("capture parses");
+    quick
+        .parse_sample_into(MEMINFO_CAPTURE)
+        .expect("capture parses");
+    assert_eq!(quick.available_bytes, full.available_bytes);
+    let mut variants = [
+        Variant::new("memchr newline count (floor)", || {
+            black_box(memchr::memchr_iter(b'\n', black_box(MEMINFO_CAPTURE)).count());
+        }),
+        Variant::new("MemInfo::parse_into", || {
+            full.parse_into(black_box(MEMINFO_CAPTURE)).expect("parse");
+            black_box(&full);
+        }),
+        Variant::new("MemInfo::parse_sample_into", || {
+            quick
+                .parse_sample_into(black_box(MEMINFO_CAPTURE))
+                .expect("parse");
+            black_box(&quick);
+        }),
+    ];
+    measure_interleaved(&mut variants, iters);
+    println!(
+        "\n## Parse only: /proc/meminfo capture, 54 keys, {} bytes",
+        MEMINFO_CAPTURE.len()
+    );
+    print_rows(&variants);
+    let [floor, full_v, quick_v] = &variants;
+    println!("  ratios:");
+    print_ratio("parse_into / floor", &full_v.hist, &floor.hist, "");
+    print_ratio("sample / parse_into", &quick_v.hist, &full_v.hist, "");
+}
+
 fn main() {
+    if callgrind_mode() {
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: keep that run short.
     let benching = std::env::args().any(|a| a == "--bench");
     let iters = env_u64(
@@ -432,6 +571,7 @@ fn main() {
     println!("telemetry bench: {iters} recorded iterations per variant; times in ns");
     interleaved(iters);
     parse_1024(iters);
+    parse_meminfo(iters);
     if paced_rounds > 0 {
         paced(paced_rounds);
     }

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use vigil::wal::crc32c::crc32c;
-use vigil::wal::frame::frame_bytes;
-use vigil::wal::log::{scan_log, Retention, Wal, WalOptions};
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::storage::FsStore;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::crc32c::crc32c;
+use vigil_runtime::wal::frame::frame_bytes;
+use vigil_runtime::wal::log::{scan_log, Retention, Wal, WalOptions};
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::FsStore;
+use vigil_runtime::wal::sync::SyncMethod;
 
 const PAYLOAD_BYTES: usize = 128;
 
@@ -214,11 +214,9 @@ fn fdatasync_p50(dir: &Path, ops: u64) -> (u64, Histogram<u64>) {
         .open(&path)
         .unwrap();
     let bytes = (ops + 1) * 4096;
-    // SAFETY: fallocate on our own file.
-    assert_eq!(
-        unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) },
-        0
-    );
+    // SAFETY: fallocate on a descriptor this bench owns; no memory is passed.
+    let allocated = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+    assert_eq!(allocated, 0);
     file.write_all_at(&vec![0u8; bytes as usize], 0).unwrap();
     file.sync_all().unwrap();
     let record = [0x44u8; PAYLOAD_BYTES];

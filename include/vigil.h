@@ -224,7 +224,8 @@ typedef struct vigil_runtime_options {
   // sizeof(vigil_runtime_options), set by VIGIL_RUNTIME_OPTIONS_INIT.
   uint32_t struct_size;
   // Where vigil keeps its state (the write-ahead log under data_dir/wal); required. Created
-  // if missing. One runtime at a time may own a data directory. Borrowed for the call only.
+  // if missing. Several runtimes, in this and other processes, may share a data directory
+  // and its log. Borrowed for the call only.
   const char *data_dir;
   // Read /proc files beneath this directory; NULL for "/proc". Borrowed for the call only.
   const char *proc_root;
@@ -413,8 +414,8 @@ vigil_status vigil_job_detail_json(const struct vigil_runtime *rt,
 // briefly for the first sample. `options` is required (data_dir has no default).
 //
 // On success *out receives a handle owned by the caller, to close with vigil_runtime_close.
-// Fails with VIGIL_E_IO when the data directory is owned by another open runtime (in this or
-// another process) or cannot be created, VIGIL_E_CORRUPT when its log is damaged.
+// Fails with VIGIL_E_IO when the data directory cannot be created or opened, VIGIL_E_CORRUPT
+// when its log is damaged.
 // Thread-safe.
 vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
                                 struct vigil_runtime **out);

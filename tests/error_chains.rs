@@ -3,8 +3,8 @@
 use std::error::Error;
 use std::io;
 
-use vigil::runtime::{Runtime, RuntimeOptions};
-use vigil::sampler::Sampler;
+use vigil_runtime::runtime::{Runtime, RuntimeOptions};
+use vigil_runtime::sampler::Sampler;
 
 /// Every error of the chain that starts at `top`, `top` first.
 fn chain<'a>(top: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {

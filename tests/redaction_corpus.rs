@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::TempDir;
 use serde_json::{json, Value};
-use vigil::exec::Limits;
-use vigil::runtime::{JobOutcome, JobRequest, Runtime, RuntimeOptions};
+use vigil_runtime::exec::Limits;
+use vigil_runtime::runtime::{JobOutcome, JobRequest, Runtime, RuntimeOptions};
 
 /// (text as a job would carry it, the part of it that is secret).
 fn corpus() -> Vec<(String, String)> {

@@ -8,7 +8,7 @@ fn every_rpc_seed_replays_without_a_failure() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
-        vigil::protocol::fuzz_request(&std::fs::read(&path).unwrap());
+        vigil_runtime::protocol::fuzz_request(&std::fs::read(&path).unwrap());
         n += 1;
     }
     assert!(n >= 10, "the seed corpus is committed ({n} seeds)");

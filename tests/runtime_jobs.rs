@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use common::{vigil_bin, TempDir};
 use serde_json::{json, Value};
-use vigil::exec::Limits;
-use vigil::guard::Thresholds;
-use vigil::model::{JobState, JobStatus};
-use vigil::runtime::{
+use vigil_runtime::exec::Limits;
+use vigil_runtime::guard::Thresholds;
+use vigil_runtime::model::{JobState, JobStatus};
+use vigil_runtime::runtime::{
     CancelOutcome, JobIndex, JobRequest, Runtime, RuntimeOptions, INTERRUPTED_REASON,
 };
-use vigil::sample::Percent;
+use vigil_runtime::sample::Percent;
 
 fn options(dir: &Path) -> RuntimeOptions {
     let mut o = RuntimeOptions::new(dir);
@@ -300,7 +300,7 @@ fn kill_mid_job_then_recover(mode: &str) {
 
     // Restart: a new runtime in this mode records the interruption and sweeps the leftovers.
     let mut o = options(&data);
-    o.executor.host.force_mode = vigil::exec::CgroupMode::parse(mode);
+    o.executor.host.force_mode = vigil_runtime::exec::CgroupMode::parse(mode);
     let rt = Runtime::open(o).unwrap();
     assert_eq!(rt.recovery().interrupted, vec![1], "{mode}");
     let job = rt.job(1).unwrap();
@@ -438,4 +438,76 @@ fn a_queued_job_cancels_at_once_and_sessions_created_at_once_are_distinct() {
     unique.dedup();
     assert_eq!(unique.len(), 160);
     assert_eq!(rt.sessions().len(), 160);
+}
+
+#[test]
+fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
+    let dir = TempDir::new("rt-span");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    // Spins until the shell's own CPU time (utime + stime in /proc/self/stat, USER_HZ ticks)
+    // reaches 50 ticks: half a second of CPU, however loaded the machine is (with a deadline
+    // for a machine shared eight ways and more).
+    const SPIN_TICKS: u64 = 50;
+    let spin = format!(
+        "while :; do read -r _ _ _ _ _ _ _ _ _ _ _ _ _ ut st _ < /proc/$$/stat; \
+         [ $((ut + st)) -ge {SPIN_TICKS} ] && break; done"
+    );
+    let mut req = shell(&spin, dir.path());
+    req.limits.timeout = Some(Duration::from_secs(300));
+    let out = rt.run(&req).unwrap();
+    assert_eq!(out.result.status.as_str(), "completed", "{:?}", out.result);
+    let detail = rt.job_detail(out.job_id).unwrap();
+    let (before, after) = (&detail["telemetry_before"], &detail["telemetry_after"]);
+    let u = |v: &Value, what: &str| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("{what}: {v} in {detail}"))
+    };
+
+    // Two samples: the one at the start and a fresh one at the end.
+    assert!(u(&after["seq"], "after.seq") > u(&before["seq"], "before.seq"));
+    let (t0, t1) = (
+        u(&before["timestamp_ns"], "before.timestamp_ns"),
+        u(&after["timestamp_ns"], "after.timestamp_ns"),
+    );
+    assert!(t1 > t0);
+    // The start sample stands alone: its CPU shares are since boot, and say so.
+    let since_boot = u64::from(vigil_runtime::sample::flags::CPU_SINCE_BOOT);
+    assert_eq!(u(&before["flags"], "before.flags") & since_boot, since_boot);
+    assert!(before["cpu"]["busy_pct"].is_number(), "{before}");
+    // The end sample's interval is exactly from the start sample to it (not from the sampler
+    // thread's last tick, 50 ms before at most): it contains the whole job.
+    let interval_ms = after["interval_ms"].as_f64().expect("after.interval_ms");
+    assert!(
+        (interval_ms * 1e6 - (t1 - t0) as f64).abs() < 1_000.0,
+        "{interval_ms} ms vs {t0}..{t1}"
+    );
+    assert!(interval_ms + 1.0 >= out.result.wall_ms as f64);
+    assert_eq!(u(&after["flags"], "after.flags") & since_boot, 0);
+
+    // The machine's busy ticks between the two readings include every tick the job ran. The
+    // job's CPU time in USER_HZ ticks (10 ms) is from its cgroup (or rusage); /proc/stat rounds
+    // each of the aggregate line's fields down to a tick at each reading, so the busy delta may
+    // fall short of the true figure by under one tick per busy field (user, nice, system,
+    // irq, softirq, steal, guest, guest_nice: 8), and the busy share is rounded down to
+    // 0.01 %.
+    let job_cpu_ticks = match out.result.cpu_usage_us {
+        Some(us) => us / 10_000,
+        None => SPIN_TICKS,
+    };
+    assert!(
+        job_cpu_ticks >= SPIN_TICKS - 1,
+        "the job spun: {job_cpu_ticks} ticks"
+    );
+    let total_ticks = u(&after["cpu"]["total_ticks"], "after.cpu.total_ticks");
+    let busy_bp = (after["cpu"]["busy_pct"]
+        .as_f64()
+        .expect("after.cpu.busy_pct")
+        * 100.0)
+        .round() as u64;
+    let busy_ticks_at_most = ((busy_bp + 1) * total_ticks).div_ceil(10_000);
+    const ROUNDING_TICKS: u64 = 8;
+    assert!(
+        busy_ticks_at_most + ROUNDING_TICKS >= job_cpu_ticks,
+        "busy {busy_ticks_at_most} of {total_ticks} ticks during a job of {job_cpu_ticks} CPU ticks"
+    );
 }

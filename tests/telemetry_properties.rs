@@ -1,19 +1,19 @@
 //! Properties of the /proc parsers and CPU deltas: arbitrary bytes never panic, and
 //! well-formed input generated from arbitrary numbers parses back to those numbers.
 use proptest::prelude::*;
-use vigil::procfs::{LoadAvg, MemInfo, ProcStat, Psi};
-use vigil::sample::{cpu_delta, CpuDelta, Percent, Sample};
+use vigil_runtime::procfs::{LoadAvg, MemInfo, ProcStat, Psi};
+use vigil_runtime::sample::{cpu_delta, CpuDelta, Percent, Sample};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn arbitrary_bytes_never_panic_any_parser(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        vigil::fuzzing::proc_stat(&data);
-        vigil::fuzzing::proc_meminfo(&data);
-        vigil::fuzzing::proc_loadavg(&data);
-        vigil::fuzzing::proc_pressure(&data);
-        vigil::fuzzing::cgroup_files(&data);
+        vigil_runtime::fuzzing::proc_stat(&data);
+        vigil_runtime::fuzzing::proc_meminfo(&data);
+        vigil_runtime::fuzzing::proc_loadavg(&data);
+        vigil_runtime::fuzzing::proc_pressure(&data);
+        vigil_runtime::fuzzing::cgroup_files(&data);
     }
 
     #[test]
@@ -26,9 +26,9 @@ proptest! {
             for c in cols { text.push(' '); text.push_str(c); }
             text.push('\n');
         }
-        vigil::fuzzing::proc_stat(text.as_bytes());
-        vigil::fuzzing::proc_meminfo(text.as_bytes());
-        vigil::fuzzing::proc_pressure(text.as_bytes());
+        vigil_runtime::fuzzing::proc_stat(text.as_bytes());
+        vigil_runtime::fuzzing::proc_meminfo(text.as_bytes());
+        vigil_runtime::fuzzing::proc_pressure(text.as_bytes());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::record::{Record, TelemetrySample};
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
+use vigil_runtime::wal::record::{Record, TelemetrySample};
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::sync::SyncMethod;
 
 struct Counting;
 

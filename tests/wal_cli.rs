@@ -4,13 +4,15 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use vigil::model::{JobStatus, Limits, Usage};
-use vigil::wal::frame::SEGMENT_HEADER_BYTES;
-use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::record::{JobFinished, JobStarted, Record, SessionCreated, TelemetrySample};
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::storage::segment_file_name;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::model::{JobStatus, Limits, Usage};
+use vigil_runtime::wal::frame::SEGMENT_HEADER_BYTES;
+use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
+use vigil_runtime::wal::record::{
+    JobFinished, JobStarted, Record, SessionCreated, TelemetrySample,
+};
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::segment_file_name;
+use vigil_runtime::wal::sync::SyncMethod;
 
 fn vigil(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(common::vigil_bin())

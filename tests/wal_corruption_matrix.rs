@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use common::{compile_c_host, vigil_bin, TempDir};
 use serde_json::{json, Value};
-use vigil::wal::log::scan_log;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::storage::{segment_file_name, FsStore};
+use vigil_runtime::wal::log::scan_log;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::{segment_file_name, FsStore};
 
 /// Segment size of the test logs: small, so 40 jobs span several segments.
 const SEGMENT_BYTES: u64 = 16 * 1024;

@@ -7,11 +7,11 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 
-use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::sync::SyncMethod;
 
 /// An unmount on drop, so a failing assertion does not leave the mount behind.
 struct Mount(CString);
@@ -101,7 +101,7 @@ fn segment_creation_on_a_full_filesystem_fails_clearly_and_loses_nothing() {
     drop(wal);
     let mut reader = Reader::open_dir(&wal_dir, 1).unwrap();
     let mut got = Vec::new();
-    let mut keep = |f: vigil::wal::Frame<'_>| {
+    let mut keep = |f: vigil_runtime::wal::Frame<'_>| {
         if f.kind != kind::CHECKPOINT {
             got.push(f.payload.to_vec())
         }

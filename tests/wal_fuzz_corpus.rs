@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil::model::{JobStatus, Usage};
-use vigil::wal::frame::{encode_frame, salt_seed, FrameMeta};
-use vigil::wal::fuzzing;
-use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::record::{kind, JobFinished, Record};
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::sim::{FaultPlan, SimStore};
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::model::{JobStatus, Usage};
+use vigil_runtime::wal::frame::{encode_frame, salt_seed, FrameMeta};
+use vigil_runtime::wal::fuzzing;
+use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
+use vigil_runtime::wal::record::{kind, JobFinished, Record};
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::sim::{FaultPlan, SimStore};
+use vigil_runtime::wal::sync::SyncMethod;
 
 /// A fuzz target body.
 type FuzzBody = fn(&[u8]);

@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil::wal::frame::{Frame, Lsn, SEGMENT_HEADER_BYTES};
-use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::{kind, Decoded, JobInterrupted, Record};
-use vigil::wal::scan::{FaultKind, RecoveryMode};
-use vigil::wal::sim::{FaultPlan, SimStore};
-use vigil::wal::storage::{segment_file_name, SegmentStore};
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::frame::{Frame, Lsn, SEGMENT_HEADER_BYTES};
+use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::{kind, Decoded, JobInterrupted, Record};
+use vigil_runtime::wal::scan::{FaultKind, RecoveryMode};
+use vigil_runtime::wal::sim::{FaultPlan, SimStore};
+use vigil_runtime::wal::storage::{segment_file_name, SegmentStore};
+use vigil_runtime::wal::sync::SyncMethod;
 
 fn options(segment_bytes: u64, sync_method: SyncMethod) -> WalOptions {
     WalOptions {
@@ -307,9 +307,9 @@ fn corruption_in_the_middle_is_refused_with_its_place_and_salvage_returns_the_re
     };
     let refused = Wal::open(dir.path(), salvage).unwrap_err();
     assert!(matches!(refused, WalError::BadOptions(_)), "{refused}");
-    let store = vigil::wal::storage::FsStore::open_reader(dir.path()).unwrap();
+    let store = vigil_runtime::wal::storage::FsStore::open_reader(dir.path()).unwrap();
     let mut salvaged = Vec::new();
-    let scan = vigil::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
+    let scan = vigil_runtime::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
         salvaged.push(f.lsn)
     })
     .unwrap();
@@ -665,9 +665,9 @@ fn repair_keeps_every_valid_record_at_its_lsn_and_the_damaged_files() {
     bytes[20] ^= 0x01;
     std::fs::write(&second, &bytes).unwrap();
     let lost: Vec<Lsn> = {
-        let store = vigil::wal::storage::FsStore::open_reader(&wal_dir).unwrap();
+        let store = vigil_runtime::wal::storage::FsStore::open_reader(&wal_dir).unwrap();
         let mut kept = Vec::new();
-        vigil::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
+        vigil_runtime::wal::log::scan_log(&store, RecoveryMode::Salvage, &mut |_, _, f| {
             kept.push(f.lsn)
         })
         .unwrap();
@@ -684,12 +684,14 @@ fn repair_keeps_every_valid_record_at_its_lsn_and_the_damaged_files() {
     {
         let other = dir.path().join("busy");
         let _writer = Wal::open(&other, options(4096, SyncMethod::Fdatasync)).unwrap();
-        let refused = vigil::wal::repair::repair_dir(&other, options(4096, SyncMethod::Fdatasync));
+        let refused =
+            vigil_runtime::wal::repair::repair_dir(&other, options(4096, SyncMethod::Fdatasync));
         assert!(refused.is_err(), "repair beside a live writer");
     }
 
     let report =
-        vigil::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+        vigil_runtime::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync))
+            .unwrap();
     let holes: Vec<Lsn> = report
         .holes
         .iter()
@@ -828,7 +830,7 @@ fn a_log_of_the_earlier_format_is_refused_by_name_and_repair_carries_every_recor
             if bytes[..4] == *b"VSEG" {
                 bytes[4] = 1;
                 bytes[40..60].fill(0);
-                let crc = vigil::wal::crc32c::crc32c(&bytes[..60]);
+                let crc = vigil_runtime::wal::crc32c::crc32c(&bytes[..60]);
                 bytes[60..64].copy_from_slice(&crc.to_le_bytes());
                 std::fs::write(&path, &bytes).unwrap();
             }
@@ -839,7 +841,8 @@ fn a_log_of_the_earlier_format_is_refused_by_name_and_repair_carries_every_recor
     assert!(err.to_string().contains("earlier vigil"), "{err}");
 
     let report =
-        vigil::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
+        vigil_runtime::wal::repair::repair_dir(&wal_dir, options(4096, SyncMethod::Fdatasync))
+            .unwrap();
     assert!(report.holes.is_empty(), "{:?}", report.holes);
     let wal = Wal::open(&wal_dir, options(4096, SyncMethod::Fdatasync)).unwrap();
     drop(wal);

@@ -18,12 +18,12 @@ use std::process::{Child, Command, Stdio};
 
 use common::{vigil_bin, vigil_output, TempDir};
 use serde_json::{json, Value};
-use vigil::wal::log::{scan_log, Wal, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::storage::FsStore;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::log::{scan_log, Wal, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::FsStore;
+use vigil_runtime::wal::sync::SyncMethod;
 
 fn mkfifo(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();

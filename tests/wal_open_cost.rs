@@ -8,15 +8,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use vigil::model::Limits;
-use vigil::runtime::{IndexLoader, JobIndex};
-use vigil::wal::frame::{decode_frame, salt_seed, SegmentHeader, SEGMENT_HEADER_BYTES};
-use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::{kind, JobInterrupted, JobStarted, Record};
-use vigil::wal::scan::{FaultKind, RecoveryMode};
-use vigil::wal::storage::segment_file_name;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::model::Limits;
+use vigil_runtime::runtime::{IndexLoader, JobIndex};
+use vigil_runtime::wal::frame::{decode_frame, salt_seed, SegmentHeader, SEGMENT_HEADER_BYTES};
+use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::{kind, JobInterrupted, JobStarted, Record};
+use vigil_runtime::wal::scan::{FaultKind, RecoveryMode};
+use vigil_runtime::wal::storage::segment_file_name;
+use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
 /// What the writer reads ahead of its append position when it opens (storage.rs).
@@ -86,8 +86,8 @@ fn drop_cached(path: &Path, from: usize) {
 
 /// Where the log ends (segment, offset, next LSN), by the scan a reader runs.
 fn log_end(dir: &Path) -> (u64, usize, u64) {
-    let scan = vigil::wal::recovery::scan_log(
-        &vigil::wal::storage::FsStore::open_reader(dir).unwrap(),
+    let scan = vigil_runtime::wal::recovery::scan_log(
+        &vigil_runtime::wal::storage::FsStore::open_reader(dir).unwrap(),
         RecoveryMode::Strict,
         &mut |_, _, _| {},
     )

@@ -4,14 +4,16 @@
 
 use proptest::prelude::*;
 
-use vigil::wal::frame::{encode_frame, salt_seed, FrameMeta, SegmentHeader, SEGMENT_HEADER_BYTES};
-use vigil::wal::scan::{scan_segment, FaultKind, RecoveryMode};
+use vigil_runtime::wal::frame::{
+    encode_frame, salt_seed, FrameMeta, SegmentHeader, SEGMENT_HEADER_BYTES,
+};
+use vigil_runtime::wal::scan::{scan_segment, FaultKind, RecoveryMode};
 
 /// A segment image holding `payloads`, each written when all earlier frames were durable.
 fn segment(payloads: &[Vec<u8>], salt: u64) -> (Vec<u8>, Vec<usize>) {
     let used: usize = payloads
         .iter()
-        .map(|p| vigil::wal::frame::frame_bytes(p.len()))
+        .map(|p| vigil_runtime::wal::frame::frame_bytes(p.len()))
         .sum();
     let mut image = vec![0u8; SEGMENT_HEADER_BYTES + used + 256];
     let header = SegmentHeader {
@@ -42,7 +44,10 @@ fn segment(payloads: &[Vec<u8>], salt: u64) -> (Vec<u8>, Vec<usize>) {
     (image, offsets)
 }
 
-fn scan(bytes: &[u8], mode: RecoveryMode) -> Option<(Vec<Vec<u8>>, vigil::wal::scan::SegmentScan)> {
+fn scan(
+    bytes: &[u8],
+    mode: RecoveryMode,
+) -> Option<(Vec<Vec<u8>>, vigil_runtime::wal::scan::SegmentScan)> {
     let mut out = Vec::new();
     let result = scan_segment(bytes, mode, |_, f| out.push(f.payload.to_vec())).ok()?;
     Some((out, result))
@@ -108,8 +113,8 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_scan_the_same_twice(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        vigil::wal::fuzzing::scan(&bytes);
-        vigil::wal::fuzzing::frame_decode(&bytes);
+        vigil_runtime::wal::fuzzing::scan(&bytes);
+        vigil_runtime::wal::fuzzing::frame_decode(&bytes);
     }
 
     #[test]
@@ -121,6 +126,6 @@ proptest! {
         for (at, value) in damage {
             image[at.index(len)] = value;
         }
-        vigil::wal::fuzzing::scan(&image);
+        vigil_runtime::wal::fuzzing::scan(&image);
     }
 }

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use vigil::wal::frame::Lsn;
-use vigil::wal::log::{Retention, Wal, WalError, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::sim::{FaultPlan, SimRng, SimStore};
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::frame::Lsn;
+use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::sim::{FaultPlan, SimRng, SimStore};
+use vigil_runtime::wal::sync::SyncMethod;
 
 /// Seeds to run: the default keeps the suite fast; `VIGIL_WAL_SIM_SEEDS` runs more.
 fn seeds(default: u64) -> u64 {
@@ -40,7 +40,7 @@ fn options(segment_bytes: u64) -> WalOptions {
 fn frames(store: &SimStore) -> Vec<(Lsn, u16, Vec<u8>)> {
     let mut reader = Reader::over_store(Arc::new(store.clone()), 1).unwrap();
     let mut out = Vec::new();
-    let mut keep = |f: vigil::wal::Frame<'_>| out.push((f.lsn, f.kind, f.payload.to_vec()));
+    let mut keep = |f: vigil_runtime::wal::Frame<'_>| out.push((f.lsn, f.kind, f.payload.to_vec()));
     while reader.read_batch(500, &mut keep).unwrap() > 0 {}
     out
 }

@@ -10,13 +10,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil::wal::frame::Lsn;
-use vigil::wal::log::{Retention, Wal, WalOptions};
-use vigil::wal::reader::Reader;
-use vigil::wal::record::kind;
-use vigil::wal::scan::RecoveryMode;
-use vigil::wal::sim::SimRng;
-use vigil::wal::sync::SyncMethod;
+use vigil_runtime::wal::frame::Lsn;
+use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::sim::SimRng;
+use vigil_runtime::wal::sync::SyncMethod;
 
 const DIR_ENV: &str = "VIGIL_WAL_TORTURE_DIR";
 const ROUND_ENV: &str = "VIGIL_WAL_TORTURE_ROUND";
@@ -140,14 +140,14 @@ fn sigkilled_writers_never_lose_an_acknowledged_record() {
         assert!(
             fault
                 .as_ref()
-                .is_none_or(|f| f.kind == vigil::wal::FaultKind::TornTail),
+                .is_none_or(|f| f.kind == vigil_runtime::wal::FaultKind::TornTail),
             "{fault:?}"
         );
         drop(wal);
         let mut reader = Reader::open_dir(dir.path(), 1).unwrap();
         let mut log: Vec<(Lsn, Vec<u8>)> = Vec::new();
         let mut kinds: Vec<u16> = Vec::new();
-        let mut collect = |f: vigil::wal::Frame<'_>| {
+        let mut collect = |f: vigil_runtime::wal::Frame<'_>| {
             log.push((f.lsn, f.payload.to_vec()));
             kinds.push(f.kind);
         };

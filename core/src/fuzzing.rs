@@ -39,11 +39,23 @@ pub fn proc_stat(data: &[u8]) {
 /// /proc/meminfo: parse; available never exceeds total, whatever the text says.
 pub fn proc_meminfo(data: &[u8]) {
     let mut m = MemInfo::default();
+    let mut quick = MemInfo::default();
+    let quick_ok = quick.parse_sample_into(data).is_ok();
     if m.parse_into(data).is_ok() {
         assert!(m.available_bytes <= m.total_bytes);
         if let Some(p) = MemorySample::from_meminfo(&m).available() {
             assert!(p <= Percent::FULL);
         }
+        // The sampler's partial parse accepts it too, with the same figures.
+        assert!(quick_ok);
+        assert_eq!(
+            MemorySample::from_meminfo(&quick),
+            MemorySample::from_meminfo(&m)
+        );
+        assert_eq!(quick.available_clamped, m.available_clamped);
+    }
+    if quick_ok {
+        assert!(quick.available_bytes <= quick.total_bytes);
     }
 }
 

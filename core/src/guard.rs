@@ -34,18 +34,26 @@ impl Default for Thresholds {
 /// Which limit refused the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RefusalReason {
+    /// Available memory fell below [`Thresholds::memory_available_min`].
     MemoryAvailableLow,
+    /// Aggregate CPU busy rose above [`Thresholds::cpu_busy_max`].
     CpuBusyHigh,
+    /// Memory pressure (PSI `some avg10`) rose above its threshold.
     MemoryPressureHigh,
+    /// CPU pressure (PSI `some avg10`) rose above its threshold.
     CpuPressureHigh,
+    /// There is no sample at all and [`Thresholds::refuse_without_sample`] is set.
     NoTelemetry,
 }
 
 /// A refusal with the observed value and the limit, both in hundredths of a percent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
+    /// Which check refused.
     pub reason: RefusalReason,
+    /// The value observed, in hundredths of a percent (0 for [`RefusalReason::NoTelemetry`]).
     pub observed_centi: u32,
+    /// The threshold it crossed, in hundredths of a percent (0 for [`RefusalReason::NoTelemetry`]).
     pub limit_centi: u32,
     /// The sequence number of the sample the decision was taken on (0 without one).
     pub sample_seq: u64,
@@ -75,7 +83,9 @@ impl core::fmt::Display for Refusal {
 /// The guard's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// Run the job.
     Admit,
+    /// Refuse the job, and why.
     Refuse(Refusal),
 }
 

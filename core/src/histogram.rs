@@ -53,6 +53,7 @@ impl<const N: usize> Buckets<N> {
         }
     }
 
+    /// Counts `value` in the bucket of the first bound at or above it. Allocation-free.
     pub fn record(&mut self, value: u64) {
         let bucket = self.bounds.partition_point(|&bound| bound < value);
         // partition_point is at most N - 1 because the last bound is u64::MAX.

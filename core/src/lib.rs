@@ -6,6 +6,7 @@
 //! /proc files open and re-reads them with one `pread` each.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 pub mod fuzzing;
 pub mod guard;

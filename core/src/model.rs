@@ -227,19 +227,29 @@ impl LimitHit {
 /// (`{timeout_ms, cpu_time_ms, memory_bytes, pids, max_output_bytes}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
+    /// Wall-clock limit in ms: the job is killed when it runs longer.
     pub timeout_ms: Option<u64>,
+    /// CPU-time budget in ms, summed over all the job's processes.
     pub cpu_time_ms: Option<u64>,
+    /// Memory limit of the job's cgroup, in bytes.
     pub memory_bytes: Option<u64>,
+    /// Most processes and threads the job may have at once.
     pub pids: Option<u64>,
+    /// Most bytes kept of standard output, and of standard error (each on its own); what is
+    /// written beyond is counted, not kept.
     pub max_output_bytes: Option<u64>,
 }
 
 /// Resources a job used, read from its cgroup. Field order is the log's encoding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// CPU time of all the job's processes, in µs; 0 when unmeasured.
     pub cpu_usage_us: u64,
+    /// Peak memory of the job's cgroup, in bytes; 0 when unmeasured.
     pub memory_peak_bytes: u64,
+    /// Wall-clock time of the job, in ms.
     pub wall_ms: u64,
+    /// Processes the kernel's OOM killer killed (1 when the job ended `oom_killed`, else 0).
     pub oom_kills: u64,
 }
 

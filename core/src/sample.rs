@@ -129,11 +129,17 @@ pub struct CpuUsage {
     pub user: Percent,
     /// nice without guest_nice.
     pub nice: Percent,
+    /// Kernel mode.
     pub system: Percent,
+    /// Idle.
     pub idle: Percent,
+    /// Idle with I/O outstanding.
     pub iowait: Percent,
+    /// Servicing hardware interrupts.
     pub irq: Percent,
+    /// Servicing softirqs.
     pub softirq: Percent,
+    /// Stolen by the hypervisor for other guests.
     pub steal: Percent,
     /// guest + guest_nice.
     pub guest: Percent,
@@ -144,6 +150,7 @@ pub struct CpuUsage {
 /// The outcome of comparing two readings of one CPU line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuDelta {
+    /// Time passed: the shares of the interval.
     Usage(CpuUsage),
     /// No time passed on this CPU (identical readings).
     NoData,
@@ -218,18 +225,26 @@ pub struct CpuBusy {
 /// Memory figures of a sample, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemorySample {
+    /// `MemTotal`, in bytes.
     pub total_bytes: u64,
+    /// `MemAvailable` (or vigil's estimate), in bytes; never above `total_bytes`.
     pub available_bytes: u64,
+    /// `MemFree`, in bytes.
     pub free_bytes: u64,
+    /// `Cached` (page cache), in bytes; 0 when the kernel did not print it.
     pub cached_bytes: u64,
+    /// `SwapTotal`, in bytes; 0 without swap.
     pub swap_total_bytes: u64,
+    /// `SwapFree`, in bytes; 0 without swap.
     pub swap_free_bytes: u64,
+    /// `Dirty` (waiting to be written back), in bytes; 0 when the kernel did not print it.
     pub dirty_bytes: u64,
     /// `available_bytes` is vigil's estimate (kernel without MemAvailable).
     pub available_estimated: bool,
 }
 
 impl MemorySample {
+    /// The sample's figures from a parsed /proc/meminfo; fields the kernel did not print are 0.
     pub fn from_meminfo(m: &MemInfo) -> Self {
         Self {
             total_bytes: m.total_bytes,
@@ -252,8 +267,11 @@ impl MemorySample {
 /// PSI of the three resources; `None` where the kernel has no /proc/pressure.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pressure {
+    /// CPU pressure (/proc/pressure/cpu).
     pub cpu: Option<Psi>,
+    /// Memory pressure (/proc/pressure/memory).
     pub memory: Option<Psi>,
+    /// I/O pressure (/proc/pressure/io).
     pub io: Option<Psi>,
 }
 
@@ -273,6 +291,10 @@ pub mod flags {
     /// total. A flag, not a field of [`super::MemorySample`], so logged samples keep their
     /// encoding.
     pub const MEMORY_AVAILABLE_CLAMPED: u32 = 1 << 5;
+    /// The CPU shares (and context switches per second) are averages since boot, not over an
+    /// interval between two readings: a sample taken alone, with no earlier reading behind
+    /// it (a job's `telemetry_before`). `interval_ns` is then the time since boot.
+    pub const CPU_SINCE_BOOT: u32 = 1 << 6;
 }
 
 /// Whether the per-CPU lines' ids strictly ascend, as the kernel writes them.
@@ -291,14 +313,24 @@ pub struct Sample {
     pub interval_ns: u64,
     /// Aggregate CPU shares; `None` with no data (first sample, zero ticks, re-baselined).
     pub cpu: Option<CpuUsage>,
+    /// Busy share of each CPU, ascending by id, at most [`SAMPLE_CPUS_MAX`].
     pub per_cpu: Vec<CpuBusy, SAMPLE_CPUS_MAX>,
+    /// CPUs left out of `per_cpu` because there were more than [`SAMPLE_CPUS_MAX`].
     pub per_cpu_dropped: u32,
     /// Context switches per second over the interval.
     pub ctxt_per_sec: Option<u64>,
+    /// Tasks runnable at the read (/proc/stat `procs_running`); `None` when the file lacks the
+    /// line.
     pub procs_running: Option<u64>,
+    /// Tasks blocked on I/O at the read (/proc/stat `procs_blocked`); `None` when the file lacks
+    /// the line.
     pub procs_blocked: Option<u64>,
+    /// Memory figures from /proc/meminfo; `None` when the sample holds none (one not built by a
+    /// sampler).
     pub memory: Option<MemorySample>,
+    /// Load averages from /proc/loadavg; `None` when the sample holds none.
     pub load: Option<LoadAvg>,
+    /// Pressure stall information of CPU, memory and I/O.
     pub pressure: Pressure,
     /// See [`flags`].
     pub flags: u32,
@@ -333,13 +365,7 @@ impl Sample {
         cur: &ProcStat<N>,
         interval_ns: u64,
     ) {
-        self.cpu = None;
-        self.per_cpu.clear();
-        self.per_cpu_dropped = cur.cpus_dropped;
-        self.procs_running = cur.procs_running;
-        self.procs_blocked = cur.procs_blocked;
-        self.ctxt_per_sec = None;
-        self.interval_ns = interval_ns;
+        self.reset_cpu(cur, interval_ns);
         let Some(prev) = prev else {
             self.flags |= flags::FIRST;
             self.fill_per_cpu(cur, |_| None);
@@ -390,6 +416,37 @@ impl Sample {
         }
     }
 
+    /// Fills the CPU part of `self` from one /proc/stat reading alone: shares since boot,
+    /// `uptime_ns` (CLOCK_BOOTTIME at the reading) as the interval, flag
+    /// [`flags::CPU_SINCE_BOOT`].
+    pub fn set_cpu_since_boot<const N: usize>(&mut self, cur: &ProcStat<N>, uptime_ns: u64) {
+        self.reset_cpu(cur, uptime_ns);
+        self.flags |= flags::CPU_SINCE_BOOT;
+        let boot = CpuTimes::default();
+        if let CpuDelta::Usage(u) = cpu_delta(&boot, &cur.total) {
+            self.cpu = Some(u);
+        }
+        if let Some(ctxt) = cur.ctxt.filter(|_| uptime_ns > 0) {
+            let per_sec = u128::from(ctxt) * 1_000_000_000 / u128::from(uptime_ns);
+            self.ctxt_per_sec = u64::try_from(per_sec).ok();
+        }
+        self.fill_per_cpu(cur, |line| match cpu_delta(&boot, &line.times) {
+            CpuDelta::Usage(u) => Some(u.busy),
+            CpuDelta::NoData | CpuDelta::Rebaselined => None,
+        });
+    }
+
+    /// Clears the CPU part and takes what needs no delta from `cur`.
+    fn reset_cpu<const N: usize>(&mut self, cur: &ProcStat<N>, interval_ns: u64) {
+        self.cpu = None;
+        self.per_cpu.clear();
+        self.per_cpu_dropped = cur.cpus_dropped;
+        self.procs_running = cur.procs_running;
+        self.procs_blocked = cur.procs_blocked;
+        self.ctxt_per_sec = None;
+        self.interval_ns = interval_ns;
+    }
+
     /// Checks done, fills `per_cpu` from `cur` in its order with `busy_of` each line.
     fn fill_per_cpu<const N: usize>(
         &mut self,
@@ -435,6 +492,7 @@ impl<const N: usize> Default for SampleRing<N> {
 }
 
 impl<const N: usize> SampleRing<N> {
+    /// An empty ring.
     pub const fn new() -> Self {
         Self {
             samples: HistoryBuf::new(),
@@ -459,14 +517,17 @@ impl<const N: usize> SampleRing<N> {
         self.samples.write(sample);
     }
 
+    /// The newest sample; `None` when the ring is empty.
     pub fn latest(&self) -> Option<&Sample> {
         self.samples.recent()
     }
 
+    /// Samples held, at most `N`.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// No sample held yet.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }

@@ -31,8 +31,20 @@ pub const SAMPLE_HISTORY_LEN: usize = 120;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SamplerError {
-    Io { path: PathBuf, source: io::Error },
-    Parse { path: PathBuf, source: ParseError },
+    /// A file could not be opened or read.
+    Io {
+        /// The file, under the proc root.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file was read but its text is not what the kernel writes.
+    Parse {
+        /// The file, under the proc root.
+        path: PathBuf,
+        /// What was wrong, and on which line.
+        source: ParseError,
+    },
 }
 
 impl std::fmt::Display for SamplerError {
@@ -66,6 +78,8 @@ pub struct ProcFile {
 }
 
 impl ProcFile {
+    /// Opens `path` for reading, with a buffer of `initial_bytes` (at least 64; it grows as the
+    /// file needs). [`SamplerError::Io`] when the file cannot be opened.
     pub fn open(path: PathBuf, initial_bytes: usize) -> Result<Self, SamplerError> {
         let file = File::open(&path).map_err(|source| SamplerError::Io {
             path: path.clone(),
@@ -80,6 +94,7 @@ impl ProcFile {
         })
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -143,6 +158,52 @@ pub fn boottime_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The reading a span's end takes its CPU deltas against (see [`Sampler::sample_span_start`]).
+/// Holds a whole /proc/stat table: allocate one per concurrent span and reuse it.
+pub struct SpanStart {
+    stat: Box<ProcStat>,
+    /// CLOCK_BOOTTIME of the reading; `None` until a start was taken.
+    timestamp_ns: Option<u64>,
+}
+
+impl Default for SpanStart {
+    /// Allocates the table without building it on the stack first: jobs start on threads
+    /// with small stacks, and an unoptimised `Box::default()` of a ~100 KiB table would pass
+    /// through two stack temporaries.
+    fn default() -> Self {
+        static EMPTY: ProcStat = ProcStat::new();
+        let mut stat = Box::<ProcStat>::new_uninit();
+        // SAFETY: `EMPTY` is a valid `ProcStat` and the new allocation is sized and aligned for
+        // one and does not overlap it; after the copy it holds that initialised value (plain
+        // data, no drop glue or pointers to duplicate).
+        let stat = unsafe {
+            core::ptr::copy_nonoverlapping(&EMPTY, stat.as_mut_ptr(), 1);
+            stat.assume_init()
+        };
+        Self {
+            stat,
+            timestamp_ns: None,
+        }
+    }
+}
+
+impl SpanStart {
+    /// When the start reading was taken (CLOCK_BOOTTIME ns), if it was.
+    pub fn timestamp_ns(&self) -> Option<u64> {
+        self.timestamp_ns
+    }
+}
+
+/// What a reading's CPU deltas are taken against.
+enum Since<'a> {
+    /// The sampler's previous periodic reading.
+    Previous,
+    /// Boot (all counters zero).
+    Boot,
+    /// The start of a span.
+    Span(&'a SpanStart),
+}
+
 /// Reads /proc/stat, /proc/meminfo, /proc/loadavg and /proc/pressure/{cpu,memory,io} through
 /// kept-open descriptors and turns each pair of readings into a [`Sample`].
 pub struct Sampler {
@@ -199,6 +260,47 @@ impl Sampler {
     /// Takes a sample into `out`, reusing its storage: no allocation in steady state. The first
     /// sample has no CPU delta (flag [`crate::sample::flags::FIRST`]).
     pub fn sample_into(&mut self, out: &mut Sample) -> Result<(), SamplerError> {
+        let timestamp_ns = self.read_into(out, Since::Previous)?;
+        // Only a fully successful sample advances the baseline.
+        core::mem::swap(&mut self.prev, &mut self.cur);
+        self.have_prev = true;
+        self.prev_timestamp_ns = timestamp_ns;
+        Ok(())
+    }
+
+    /// Takes a sample at the start of a span of time (a job) into `out` and keeps its reading
+    /// in `start`, for [`Sampler::sample_span_end`]. Memory, load and pressure are as they
+    /// are now; the CPU shares are since boot (flag [`crate::sample::flags::CPU_SINCE_BOOT`]),
+    /// as there is no earlier reading of the span to take a delta against. The periodic
+    /// baseline of [`Sampler::sample_into`] is left alone. No allocation: `start`'s storage is
+    /// exchanged with the sampler's.
+    pub fn sample_span_start(
+        &mut self,
+        start: &mut SpanStart,
+        out: &mut Sample,
+    ) -> Result<(), SamplerError> {
+        start.timestamp_ns = None;
+        let timestamp_ns = self.read_into(out, Since::Boot)?;
+        core::mem::swap(&mut start.stat, &mut self.cur);
+        start.timestamp_ns = Some(timestamp_ns);
+        Ok(())
+    }
+
+    /// Takes a sample at the end of a span into `out`, its CPU deltas (and `interval_ns`)
+    /// against the reading `start` holds: what the machine did during the span. Without a
+    /// start reading the CPU part is empty (flag [`crate::sample::flags::FIRST`]). The periodic
+    /// baseline is left alone.
+    pub fn sample_span_end(
+        &mut self,
+        start: &SpanStart,
+        out: &mut Sample,
+    ) -> Result<(), SamplerError> {
+        self.read_into(out, Since::Span(start)).map(drop)
+    }
+
+    /// Reads every file into `out` with the CPU deltas against `since`, parsing /proc/stat
+    /// into `self.cur`; on success takes the next sequence number and returns the timestamp.
+    fn read_into(&mut self, out: &mut Sample, since: Since<'_>) -> Result<u64, SamplerError> {
         let timestamp_ns = boottime_ns();
         let text = self.stat.read()?;
         if let Err(source) = self.cur.parse_into(text) {
@@ -209,17 +311,30 @@ impl Sampler {
         }
         out.flags = 0;
         out.timestamp_ns = timestamp_ns;
-        let interval_ns = if self.have_prev {
-            timestamp_ns.saturating_sub(self.prev_timestamp_ns)
-        } else {
-            0
-        };
-        let prev = self.have_prev.then_some(&*self.prev);
-        out.set_cpu(prev, &self.cur, interval_ns);
+        match since {
+            Since::Previous => {
+                let interval_ns = if self.have_prev {
+                    timestamp_ns.saturating_sub(self.prev_timestamp_ns)
+                } else {
+                    0
+                };
+                let prev = self.have_prev.then_some(&*self.prev);
+                out.set_cpu(prev, &self.cur, interval_ns);
+            }
+            Since::Boot => out.set_cpu_since_boot(&self.cur, timestamp_ns),
+            Since::Span(start) => match start.timestamp_ns {
+                Some(start_ns) => out.set_cpu(
+                    Some(&*start.stat),
+                    &self.cur,
+                    timestamp_ns.saturating_sub(start_ns),
+                ),
+                None => out.set_cpu(None, &self.cur, 0),
+            },
+        }
 
         let text = self.meminfo.read()?;
         self.meminfo_parsed
-            .parse_into(text)
+            .parse_sample_into(text)
             .map_err(|source| SamplerError::Parse {
                 path: self.meminfo.path.clone(),
                 source,
@@ -246,13 +361,10 @@ impl Sampler {
         out.pressure.memory = pressure[1];
         out.pressure.io = pressure[2];
 
-        // Only a fully successful sample advances the baseline and the sequence.
-        core::mem::swap(&mut self.prev, &mut self.cur);
-        self.have_prev = true;
-        self.prev_timestamp_ns = timestamp_ns;
+        // Only a fully successful sample takes a sequence number.
         self.seq += 1;
         out.seq = self.seq;
-        Ok(())
+        Ok(timestamp_ns)
     }
 
     /// Takes a sample by value.
@@ -292,6 +404,7 @@ impl Telemetry {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A copy of the newest sample; `None` before the first sample succeeded.
     pub fn latest(&self) -> Option<Sample> {
         self.ring().latest().cloned()
     }
@@ -312,6 +425,10 @@ impl Telemetry {
         self.ring().since(after).cloned().collect()
     }
 
+    fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
     /// The last sampling error, if the most recent attempt failed.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -323,59 +440,121 @@ impl Telemetry {
 
 /// A background thread sampling every `interval` into a shared ring, optionally publishing
 /// each sample on a bounded channel (a full channel drops and counts, it never blocks the
-/// sampler). Dropping it stops the thread.
+/// sampler). Dropping it stops the thread. The first sample is taken before `spawn` returns,
+/// so the ring is never empty when sampling works. Jobs take their own samples at their start
+/// and end through the same [`Sampler`] ([`SamplerThread::span_start`]), sharing its sequence
+/// numbers; those samples are not pushed into the ring, whose samples stay one interval apart,
+/// so the ring's sequence numbers may skip theirs.
 pub struct SamplerThread {
     telemetry: Arc<Telemetry>,
+    sampler: Arc<Mutex<Sampler>>,
     stop: Option<Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
+/// Takes one periodic sample into `sample` and publishes it; `false` when the channel's
+/// receiver is gone.
+fn tick(
+    sampler: &Mutex<Sampler>,
+    shared: &Telemetry,
+    sample: &mut Sample,
+    publish: Option<&Sender<Sample>>,
+) -> bool {
+    let taken = sampler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .sample_into(sample);
+    match taken {
+        Ok(()) => {
+            shared.ring().push(sample.clone());
+            shared.set_error(None);
+            if let Some(tx) = publish {
+                if let Err(TrySendError::Disconnected(_)) = tx.try_send(sample.clone()) {
+                    return false;
+                }
+            }
+        }
+        Err(e) => shared.set_error(Some(e.to_string())),
+    }
+    true
+}
+
 impl SamplerThread {
+    /// Takes a first sample now, then starts the `vigil-sampler` thread that takes one every
+    /// `interval` into the history (the last [`SAMPLE_HISTORY_LEN`]) and sends each to `publish`,
+    /// when given (a full channel drops the sample; the thread stops once the receiver is gone). A
+    /// failed sample is kept as [`Telemetry::last_error`]. Errors only when the thread cannot be
+    /// started.
     pub fn spawn(
-        mut sampler: Sampler,
+        sampler: Sampler,
         interval: Duration,
         publish: Option<Sender<Sample>>,
     ) -> io::Result<Self> {
         let telemetry = Arc::new(Telemetry::default());
+        let sampler = Arc::new(Mutex::new(sampler));
+        let mut sample = Sample::default();
+        let running = tick(&sampler, &telemetry, &mut sample, publish.as_ref());
         let shared = Arc::clone(&telemetry);
+        let thread_sampler = Arc::clone(&sampler);
         let (stop_tx, stop_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name("vigil-sampler".into())
             .spawn(move || {
-                let mut sample = Sample::default();
+                if !running {
+                    return;
+                }
                 loop {
-                    match sampler.sample_into(&mut sample) {
-                        Ok(()) => {
-                            shared.ring().push(sample.clone());
-                            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                            if let Some(tx) = &publish {
-                                if let Err(TrySendError::Disconnected(_)) =
-                                    tx.try_send(sample.clone())
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(e.to_string());
-                        }
-                    }
                     match stop_rx.recv_timeout(interval) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                         _ => return,
+                    }
+                    if !tick(&thread_sampler, &shared, &mut sample, publish.as_ref()) {
+                        return;
                     }
                 }
             })?;
         Ok(Self {
             telemetry,
+            sampler,
             stop: Some(stop_tx),
             handle: Some(handle),
         })
     }
 
+    /// The latest sample, the history and the last error, shared with the sampling thread.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// A fresh sample at a job's start, its reading kept in `start` (see
+    /// [`Sampler::sample_span_start`]); `None` if reading failed (the error is kept as
+    /// [`Telemetry::last_error`]).
+    pub fn span_start(&self, start: &mut SpanStart) -> Option<Sample> {
+        self.span(|sampler, out| sampler.sample_span_start(start, out))
+    }
+
+    /// A fresh sample at a job's end, its CPU deltas against `start` (see
+    /// [`Sampler::sample_span_end`]); `None` if reading failed.
+    pub fn span_end(&self, start: &SpanStart) -> Option<Sample> {
+        self.span(|sampler, out| sampler.sample_span_end(start, out))
+    }
+
+    fn span(
+        &self,
+        take: impl FnOnce(&mut Sampler, &mut Sample) -> Result<(), SamplerError>,
+    ) -> Option<Sample> {
+        let mut out = Sample::default();
+        let taken = take(
+            &mut self.sampler.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut out,
+        );
+        match taken {
+            Ok(()) => Some(out),
+            Err(e) => {
+                self.telemetry.set_error(Some(e.to_string()));
+                None
+            }
+        }
     }
 }
 
@@ -428,6 +607,113 @@ mod tests {
         assert_eq!(second.load.unwrap().load1_centi, 100);
         assert_eq!(second.pressure.memory.unwrap().some.avg10_centi, 100);
         assert!(second.pressure.cpu.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_span_end_takes_its_deltas_against_the_span_start_not_the_periodic_reading() {
+        use crate::sample::flags;
+        let dir = temp_dir("span");
+        // Since boot at the span's start: 40 busy of 200 ticks; ctxt 500 over the uptime.
+        write_tree(
+            &dir,
+            b"cpu 10 0 10 80\ncpu0 10 0 10 80\nctxt 500\nprocs_running 3\n",
+        );
+        let mut s = Sampler::open(&dir).unwrap();
+        let periodic = s.sample().unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            b"cpu 20 0 20 160\ncpu0 20 0 20 160\nctxt 500\nprocs_running 3\n",
+        )
+        .unwrap();
+        let mut start = SpanStart::default();
+        assert_eq!(start.timestamp_ns(), None);
+        let mut before = Sample::default();
+        s.sample_span_start(&mut start, &mut before).unwrap();
+        assert_eq!(start.timestamp_ns(), Some(before.timestamp_ns));
+        assert_eq!(before.flags & flags::CPU_SINCE_BOOT, flags::CPU_SINCE_BOOT);
+        assert_eq!(before.cpu.unwrap().busy.as_f64(), 20.0);
+        assert_eq!(before.cpu.unwrap().total_ticks, 200);
+        assert_eq!(before.per_cpu[0].busy.unwrap().as_f64(), 20.0);
+        assert_eq!(before.interval_ns, before.timestamp_ns, "since boot");
+        assert!(before.ctxt_per_sec.is_some());
+        assert_eq!(before.procs_running, Some(3));
+
+        // During the span: 60 busy of 100 ticks; since the periodic reading 80 of 200. A
+        // periodic sample in between must not move the span's baseline, nor the span the
+        // periodic one.
+        std::fs::write(dir.join("stat"), b"cpu 50 0 50 200\ncpu0 50 0 50 200\n").unwrap();
+        let mid = s.sample().unwrap();
+        assert_eq!(
+            mid.cpu.unwrap().busy.as_f64(),
+            40.0,
+            "against the periodic reading"
+        );
+        let mut after = Sample::default();
+        s.sample_span_end(&start, &mut after).unwrap();
+        assert_eq!(after.cpu.unwrap().busy.as_f64(), 60.0);
+        assert_eq!(after.cpu.unwrap().total_ticks, 100);
+        assert_eq!(after.per_cpu[0].busy.unwrap().as_f64(), 60.0);
+        assert_eq!(after.interval_ns, after.timestamp_ns - before.timestamp_ns);
+        assert_eq!(after.flags & (flags::FIRST | flags::CPU_SINCE_BOOT), 0);
+        assert!(periodic.seq < before.seq && before.seq < mid.seq && mid.seq < after.seq);
+        let next = s.sample().unwrap();
+        assert!(
+            next.cpu.is_none(),
+            "the periodic baseline is still `mid`'s reading"
+        );
+        assert_eq!(next.flags & flags::FIRST, 0);
+
+        // An end with no start reading has no CPU part.
+        let mut none = Sample::default();
+        s.sample_span_end(&SpanStart::default(), &mut none).unwrap();
+        assert!(none.cpu.is_none());
+        assert_eq!(none.flags & flags::FIRST, flags::FIRST);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_span_start_is_made_without_stack_temporaries() {
+        // Jobs run on connection threads with 256 KiB stacks; the table alone is ~100 KiB.
+        let made = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| SpanStart::default().timestamp_ns())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(made, None);
+    }
+
+    #[test]
+    fn the_sampler_thread_has_a_sample_when_spawned_and_spans_share_its_sequence() {
+        let dir = temp_dir("thread");
+        write_tree(&dir, b"cpu 10 0 10 80\ncpu0 10 0 10 80\n");
+        let thread = SamplerThread::spawn(
+            Sampler::open(&dir).unwrap(),
+            Duration::from_secs(3600),
+            None,
+        )
+        .unwrap();
+        let first = thread
+            .telemetry()
+            .latest()
+            .expect("sampled before spawn returned");
+        assert_eq!(first.seq, 1);
+        let mut start = SpanStart::default();
+        let before = thread.span_start(&mut start).unwrap();
+        std::fs::write(dir.join("stat"), b"cpu 30 0 10 100\ncpu0 30 0 10 100\n").unwrap();
+        let after = thread.span_end(&start).unwrap();
+        assert_eq!((before.seq, after.seq), (2, 3));
+        assert_eq!(after.cpu.unwrap().busy.as_f64(), 50.0);
+        assert_eq!(
+            thread.telemetry().latest().unwrap().seq,
+            1,
+            "spans stay out of the ring"
+        );
+        std::fs::write(dir.join("stat"), b"garbage\n").unwrap();
+        assert!(thread.span_end(&start).is_none());
+        assert!(thread.telemetry().last_error().unwrap().contains("stat"));
+        drop(thread);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -62,7 +62,8 @@ pub struct vigil_runtime_options {
     /// sizeof(vigil_runtime_options), set by VIGIL_RUNTIME_OPTIONS_INIT.
     pub struct_size: u32,
     /// Where vigil keeps its state (the write-ahead log under data_dir/wal); required. Created
-    /// if missing. One runtime at a time may own a data directory. Borrowed for the call only.
+    /// if missing. Several runtimes, in this and other processes, may share a data directory
+    /// and its log. Borrowed for the call only.
     pub data_dir: *const c_char,
     /// Read /proc files beneath this directory; NULL for "/proc". Borrowed for the call only.
     pub proc_root: *const c_char,
@@ -197,8 +198,8 @@ pub(crate) unsafe fn limits_over(
 /// briefly for the first sample. `options` is required (data_dir has no default).
 ///
 /// On success *out receives a handle owned by the caller, to close with vigil_runtime_close.
-/// Fails with VIGIL_E_IO when the data directory is owned by another open runtime (in this or
-/// another process) or cannot be created, VIGIL_E_CORRUPT when its log is damaged.
+/// Fails with VIGIL_E_IO when the data directory cannot be created or opened, VIGIL_E_CORRUPT
+/// when its log is damaged.
 /// Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn vigil_runtime_open(

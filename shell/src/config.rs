@@ -2,14 +2,19 @@
 //! options), where the server's socket is by default, and the cgroup mode. Parsed once, by
 //! clap; subcommands read them from here and never from each other.
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use serde_json::{Map, Value};
 use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig};
+use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
+use vigil_core::model;
 use vigil_core::runtime::RuntimeOptions;
+use vigil_core::view::limits::limits_json;
 use vigil_core::wal::log::WalOptions;
 
-use crate::units::parse_size;
+use crate::units::{parse_duration, parse_size};
 
 /// The flags every subcommand accepts.
 #[derive(Debug, Clone, Args)]
@@ -73,6 +78,56 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/state/vigil");
     }
     PathBuf::from("/var/lib/vigil")
+}
+
+/// A job's limits as flags (`vigil run`, and `vigil mcp`'s defaults for every job).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Wall-clock limit (e.g. 500ms, 2s, 1m).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// CPU-time budget of all the job's processes together.
+    #[arg(long = "cpu-time", value_parser = parse_duration)]
+    pub cpu_time: Option<Duration>,
+    /// Memory limit of the job (no swap), e.g. 256M.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Most processes and threads alive at once.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Output kept per stream (head and tail), e.g. 64K.
+    #[arg(long = "max-output", value_parser = parse_size)]
+    pub max_output: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The limits asked for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.timeout,
+            cpu_time: self.cpu_time,
+            memory_bytes: self.memory,
+            pids: self.pids,
+            max_output_bytes: self.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
+        }
+    }
+
+    /// The socket protocol's `limits` object (the limits view): `null` where no limit was
+    /// asked for, which the receiver reads as its default.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        let limits = model::Limits {
+            timeout_ms: ms(self.timeout),
+            cpu_time_ms: ms(self.cpu_time),
+            memory_bytes: self.memory,
+            pids: self.pids,
+            max_output_bytes: self.max_output,
+        };
+        match limits_json(&limits) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
 }
 
 /// `--cgroup-mode`: the most a job may use (the host may offer less).

@@ -10,6 +10,7 @@ mod config;
 mod damage;
 mod doctor_cmd;
 mod jobs_cmd;
+mod mcp;
 mod run_cmd;
 mod serve;
 mod telemetry_cmd;
@@ -56,6 +57,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Send one JSON-RPC request to a running server and print the result.
     Call(call_cmd::CallArgs),
+    /// Serve the tools to agents over the Model Context Protocol on stdio.
+    Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: vigil completions bash > /etc/bash_completion.d/vigil
@@ -64,7 +67,7 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
         // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools
         // do, instead of failing on the write. The server keeps SIGPIPE ignored: a client
         // that disconnects is an error on that connection only.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Wal(args) => wal_cmd::run(&cli.global, args),
         Command::Call(args) => call_cmd::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args.clone()),
+        Command::Mcp(args) => mcp::run(&cli.global, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(*shell, &mut Cli::command(), "vigil", &mut std::io::stdout());

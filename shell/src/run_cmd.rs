@@ -6,19 +6,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use vigil_core::exec::job::JobResult;
-use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
-use vigil_core::model::{self, JobStatus};
+use vigil_core::exec::Limits;
+use vigil_core::model::JobStatus;
 use vigil_core::runtime::{JobRequest, Runtime};
 use vigil_core::view::job::RunView;
-use vigil_core::view::limits::limits_json;
 
 use crate::client::call;
-use crate::config::{executor, CgroupModeArg, Global};
-use crate::units::{parse_duration, parse_size};
+use crate::config::{executor, CgroupModeArg, Global, LimitArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -27,21 +24,8 @@ pub struct RunArgs {
     /// Arguments as a JSON object, e.g. '{"cmd": "ls -l"}'.
     #[arg(long, default_value = "{}")]
     pub args: String,
-    /// Wall-clock limit (e.g. 500ms, 2s, 1m).
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// CPU-time budget of all the job's processes together.
-    #[arg(long = "cpu-time", value_parser = parse_duration)]
-    pub cpu_time: Option<Duration>,
-    /// Memory limit of the job (no swap), e.g. 256M.
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// Most processes and threads alive at once.
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// Output kept per stream (head and tail), e.g. 64K.
-    #[arg(long = "max-output", value_parser = parse_size)]
-    pub max_output: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Root directory: file capabilities are confined beneath it, processes start in it
     /// (default: the current directory).
     #[arg(long)]
@@ -130,13 +114,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
     let request = JobRequest {
         capability: args.capability.clone(),
         args: parsed,
-        limits: Limits {
-            timeout: args.timeout,
-            cpu_time: args.cpu_time,
-            memory_bytes: args.memory,
-            pids: args.pids,
-            max_output_bytes: args.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
-        },
+        limits: args.limits.limits(),
         root,
         session: args.session.clone(),
         dry_run: args.dry_run,
@@ -215,19 +193,11 @@ const EXIT_BUSY: u8 = 75;
 
 /// `vigil run --socket`: the same request, answered by a running server.
 fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
     // Unset limits (the output cap too) are left to the server's defaults.
-    let limits = model::Limits {
-        timeout_ms: ms(args.timeout),
-        cpu_time_ms: ms(args.cpu_time),
-        memory_bytes: args.memory,
-        pids: args.pids,
-        max_output_bytes: args.max_output,
-    };
     let params = serde_json::json!({
         "capability": args.capability,
         "args": parsed,
-        "limits": limits_json(&limits),
+        "limits": args.limits.to_json(),
         "root": root,
         "session": args.session,
         "dry_run": args.dry_run,

@@ -119,9 +119,11 @@ pub enum WalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the last records; with -f, keep printing new ones.
+    /// Print the last records; with -f, keep printing new ones. With --cursor-file, a log
+    /// shipper's resumable stream: each restart goes on exactly where the last one stopped.
     Tail {
-        /// Keep following new records.
+        /// Keep following new records (SIGTERM/SIGINT end it after the batch being printed,
+        /// its position saved).
         #[arg(short = 'f', long)]
         follow: bool,
         /// How many of the last records to print first.
@@ -130,6 +132,15 @@ pub enum WalCommand {
         /// JSON Lines: one object per record.
         #[arg(long)]
         json: bool,
+        /// First LSN to print: a cursor, as `events.read` takes it and answers it as
+        /// `next_cursor` (instead of the last -n records).
+        #[arg(long)]
+        from: Option<Lsn>,
+        /// Resume from the position saved in this file and save it there (the next LSN to
+        /// print, replaced atomically after each batch is printed and flushed). An existing
+        /// file wins over --from and -n.
+        #[arg(long = "cursor-file")]
+        cursor_file: Option<PathBuf>,
     },
     /// Open the log as its writer and recover it: truncate a torn tail (tail) or refuse on any
     /// fault (strict). Salvage only reads: it lists every record that still validates and
@@ -168,7 +179,18 @@ pub fn run(cli: &Global, args: &WalArgs) -> ExitCode {
                 follow,
                 lines,
                 json,
-            } => tail(&dir, *follow, *lines, *json),
+                from,
+                cursor_file,
+            } => tail(
+                &dir,
+                &TailArgs {
+                    follow: *follow,
+                    lines: *lines,
+                    json: *json,
+                    from: *from,
+                    cursor_file: cursor_file.as_deref(),
+                },
+            ),
             WalCommand::Recover {
                 mode: ModeArg::Salvage,
                 json,
@@ -428,7 +450,11 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
         out.line(&format!(
             "disk bytes   {disk_bytes} ({used_bytes} holding records)"
         ))?;
-        out.line(&format!("records      {}", scan.frames))?;
+        out.line(&format!(
+            "records \
+                     {}",
+            scan.frames
+        ))?;
         out.line(&format!(
             "LSN range    {}..{}",
             scan.first_lsn.map_or("-".to_string(), |l| l.to_string()),
@@ -459,7 +485,6 @@ fn print_from(
     out: &mut Out,
 ) -> Result<u64, Failure> {
     let mut printed = 0u64;
-    let mut failure = None;
     loop {
         let want = limit.map_or(BATCH_RECORDS, |l| {
             (l - printed).min(BATCH_RECORDS as u64) as usize
@@ -467,21 +492,33 @@ fn print_from(
         if want == 0 {
             break;
         }
-        let n = reader.read_batch(want, &mut |frame| {
-            if failure.is_none() {
-                failure = out.line(&render(&frame, json)).err();
-            }
-        })?;
-        if let Some(error) = failure.take() {
-            return Err(Failure::Other(error));
-        }
+        let n = print_batch(reader, json, want, out)?;
         printed += n as u64;
         if n == 0 {
             break;
         }
     }
-    out.flush()?;
     Ok(printed)
+}
+
+/// Prints up to `want` records from the reader's cursor and flushes them; returns how many.
+fn print_batch(
+    reader: &mut Reader,
+    json: bool,
+    want: usize,
+    out: &mut Out,
+) -> Result<usize, Failure> {
+    let mut failure = None;
+    let n = reader.read_batch(want, &mut |frame| {
+        if failure.is_none() {
+            failure = out.line(&render(&frame, json)).err();
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(Failure::Other(error));
+    }
+    out.flush()?;
+    Ok(n)
 }
 
 /// Prints the records from `from`. The reader refuses a damaged log before anything is
@@ -541,25 +578,152 @@ fn dump_readable(
     }
 }
 
-/// Prints the last `lines` records, then (with `follow`) new ones as they come. A damaged log
-/// is refused before anything is printed; damage met while following ends it with exit 1.
-fn tail(dir: &Path, follow: bool, lines: u64, json: bool) -> Result<ExitCode, Failure> {
+/// What `wal tail` was asked for.
+struct TailArgs<'a> {
+    follow: bool,
+    lines: u64,
+    json: bool,
+    from: Option<Lsn>,
+    cursor_file: Option<&'a Path>,
+}
+
+/// Prints the last `lines` records (or from `--from`, or from the saved cursor), then (with
+/// `follow`) new ones as they come. A damaged log is refused before anything is printed;
+/// damage met while following ends it with exit 1.
+///
+/// The cursor is the next LSN to print, as `events.read`'s: saved after each batch is printed
+/// and flushed, so a restart neither skips nor repeats a record. (A tail killed with SIGKILL
+/// between a batch and its save prints that batch again; each record carries its LSN.) A
+/// cursor behind what the log still holds is an error: those records were retired unread.
+fn tail(dir: &Path, args: &TailArgs<'_>) -> Result<ExitCode, Failure> {
     let census = census(dir, RecoveryMode::Tail)?;
     if let Some(fault) = census.scan.fault.clone().filter(|_| corrupt(&census.scan)) {
         return Err(Failure::Damaged(fault));
     }
     let first = census.scan.first_lsn.unwrap_or(1);
-    let from = census.scan.next_lsn.saturating_sub(lines).max(first);
+    let end = census.scan.next_lsn.max(1);
+    let saved = match args.cursor_file {
+        Some(path) => read_cursor(path)?,
+        None => None,
+    };
+    let from = match (saved, args.from) {
+        (Some(lsn), _) | (None, Some(lsn)) => {
+            if lsn < first {
+                return Err(Failure::Other(format!(
+                    "the cursor is at LSN {lsn} but the log now starts at LSN {first}: records \
+                     {lsn}..{} were retired before they were read (--from {first} goes on from \
+                     what the log holds)",
+                    first - 1
+                )));
+            }
+            if lsn > end {
+                return Err(Failure::Other(format!(
+                    "the cursor is at LSN {lsn}, past the end of the log (next LSN {end}): \
+                     not this log's cursor?"
+                )));
+            }
+            lsn
+        }
+        (None, None) => end.saturating_sub(args.lines).max(first),
+    };
     let mut reader = Reader::open_dir(dir, from)?;
     let mut out = Out::new();
-    print_from(&mut reader, json, None, &mut out)?;
-    if follow {
-        loop {
-            std::thread::sleep(Duration::from_millis(FOLLOW_POLL_MS));
-            print_from(&mut reader, json, None, &mut out)?;
+    if let (Some(path), None) = (args.cursor_file, saved) {
+        // Pinned before anything is printed: a restart goes on from here, not from "the last
+        // -n records" of a log that has grown meanwhile.
+        save_cursor(path, from)?;
+    }
+    let stop = if args.follow { stop_on_signals() } else { None };
+    loop {
+        let n = print_batch(&mut reader, args.json, BATCH_RECORDS, &mut out)?;
+        if n > 0 {
+            if let Some(path) = args.cursor_file {
+                save_cursor(path, reader.next_lsn())?;
+            }
+        }
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
+            break;
+        }
+        if n == 0 {
+            if !args.follow {
+                break;
+            }
+            reader.wait(Duration::from_millis(FOLLOW_POLL_MS));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The cursor saved in `path` (`None` when there is no file yet).
+fn read_cursor(path: &Path) -> Result<Option<Lsn>, Failure> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Failure::Other(format!(
+                "cursor file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    match text.trim().parse::<Lsn>() {
+        Ok(lsn) if lsn >= 1 => Ok(Some(lsn)),
+        _ => Err(Failure::Other(format!(
+            "cursor file {}: {:?} is not an LSN (the file holds the next LSN to print)",
+            path.display(),
+            text.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Replaces the cursor file atomically and durably: a temporary file beside it, written and
+/// fsynced, renamed over it, the directory fsynced.
+fn save_cursor(path: &Path, lsn: Lsn) -> Result<(), Failure> {
+    let fail = |what: &str, e: std::io::Error| {
+        Failure::Other(format!("cursor file {}: {what}: {e}", path.display()))
+    };
+    let name = path.file_name().ok_or_else(|| {
+        Failure::Other(format!("cursor file {}: not a file name", path.display()))
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::File::create(&tmp).map_err(|e| fail("create", e))?;
+    file.write_all(format!("{lsn}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| fail("write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail("rename", e))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("sync its directory", e))
+}
+
+/// From now on SIGTERM, SIGINT and SIGHUP only raise the returned flag (the follow loop ends
+/// after the batch it is printing, its position saved).
+fn stop_on_signals() -> Option<&'static std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    extern "C" fn raise(_: libc::c_int) {
+        STOP.store(true, Ordering::Release);
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a handler that only stores to an atomic is async-signal-safe; the sigaction
+        // is zeroed and its mask emptied before use.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = raise as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return None;
+            }
+        }
+    }
+    Some(&STOP)
 }
 
 fn recover(

@@ -53,10 +53,16 @@ int main(int argc, char **argv) {
   CHECK(rt != NULL);
   if (rt == NULL) return 1;
 
-  /* A second runtime on the same data directory is refused: one owner at a time. */
+  /* A second runtime shares the data directory and its log: appends from both get distinct
+   * LSNs. */
   vigil_runtime *second = NULL;
-  CHECK(vigil_runtime_open(&options, &second) == VIGIL_E_IO);
-  CHECK(second == NULL);
+  CHECK(vigil_runtime_open(&options, &second) == VIGIL_OK);
+  CHECK(second != NULL);
+  uint64_t first_lsn = 0, second_lsn = 0;
+  CHECK(vigil_wal_append(rt, "a", 1, &first_lsn) == VIGIL_OK);
+  CHECK(vigil_wal_append(second, "b", 1, &second_lsn) == VIGIL_OK);
+  CHECK(second_lsn > first_lsn);
+  CHECK(vigil_runtime_close(second) == VIGIL_OK);
 
   vigil_sample sample = VIGIL_SAMPLE_INIT;
   CHECK(vigil_telemetry_sample(rt, NULL) == VIGIL_E_NULL_ARGUMENT);
@@ -103,7 +109,7 @@ int main(int argc, char **argv) {
   CHECK(vigil_runtime_close(rt) == VIGIL_E_CLOSED);
   CHECK(vigil_runtime_close(NULL) == VIGIL_OK);
 
-  /* The data directory is free again once closed. */
+  /* A runtime opens again on the directory once the others are closed. */
   CHECK(vigil_runtime_open(&options, &second) == VIGIL_OK);
   CHECK(vigil_runtime_close(second) == VIGIL_OK);
 

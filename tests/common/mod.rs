@@ -136,3 +136,21 @@ pub fn compile_c_host(source: &str, cpp: bool, link_static: bool, out: &Path) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// TOML text as JSON, read by Python's standard parser (tomllib, Python 3.11+).
+pub fn toml_as_json(text: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.loads(sys.argv[1])))",
+            text,
+        ])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "not TOML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+}

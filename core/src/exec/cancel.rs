@@ -8,6 +8,8 @@ use super::ExecError;
 #[derive(Debug, Clone)]
 pub struct CancelToken {
     pub(super) fd: std::sync::Arc<OwnedFd>,
+    /// Bytes the running job has written to stdout and stderr, as the supervisor last saw.
+    pub(super) output_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CancelToken {
@@ -22,10 +24,17 @@ impl CancelToken {
                 source: std::io::Error::last_os_error(),
             });
         }
-        // SAFETY: fresh fd.
+        // SAFETY: eventfd returned a fresh descriptor (fd >= 0) that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(CancelToken {
-            fd: std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }),
+            fd: std::sync::Arc::new(fd),
+            output_bytes: Default::default(),
         })
+    }
+
+    /// Bytes the job has written to stdout and stderr so far (progress while it runs).
+    pub fn output_bytes(&self) -> u64 {
+        self.output_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the job to end: every process of it is killed, status `interrupted`.

@@ -6,10 +6,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::host::{CgroupMode, Host};
-use super::job::Executor;
 use super::spawn::JOB_MARKER_ENV;
-use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
+pub use super::text::{duration_text, size_text};
 use super::Limits;
+
+/// How often the supervisor checks the CPU budget against the group's usage.
+pub const CPU_POLL_INTERVAL_MS: u64 = 10;
+/// Mode `none`: how often the job's processes are sampled (CPU clocks, memory) when no
+/// CPU budget asks for [`CPU_POLL_INTERVAL_MS`].
+pub const NONE_SAMPLE_INTERVAL_MS: u64 = 50;
 
 /// Who holds a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,33 +134,6 @@ fn req_strength(requested: bool, s: Strength) -> Strength {
 /// True when /proc/swaps lists a swap area (swap that an unlimited memsw would let a job use).
 fn host_has_swap() -> bool {
     fs::read_to_string("/proc/swaps").is_ok_and(|t| t.lines().count() > 1)
-}
-
-/// A byte count as a person writes it: `64M`, `1G`, `512K`, else plain bytes.
-pub fn size_text(bytes: u64) -> String {
-    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
-}
-
-/// A duration as a person writes it: `2s`, `500ms`.
-pub fn duration_text(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms >= 1000 && ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-impl Executor {
-    /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
-    pub fn enforcement(&self, limits: &Limits) -> Enforcement {
-        HostFacts::read(&self.host).enforcement(limits)
-    }
 }
 
 /// What decides who holds each limit: the host's cgroup layout and, for memory, two facts about

@@ -323,9 +323,35 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
-        // The existing target, if any, must be a regular file (never followed: AT_SYMLINK_NOFOLLOW).
+        let (keep, mode, old) = self.existing_target(&parent, &cname, path, append)?;
+        let total = (old.len() + content.len()) as u64;
+        if total > FILE_WRITE_BYTES_MAX {
+            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        }
+        let target = Target {
+            parent: &parent,
+            name,
+            cname: &cname,
+            path,
+        };
+        target.replace(mode, keep, &[&old, content])?;
+        Ok(total)
+    }
+
+    /// The owner and group a write keeps (for an existing target), the mode, and, for `append`,
+    /// the bytes it extends: the existing target must be a regular file (never followed:
+    /// AT_SYMLINK_NOFOLLOW) with a single link unless links are allowed; a new one gets 0644.
+    fn existing_target(
+        &self,
+        parent: &OwnedFd,
+        cname: &CString,
+        path: &str,
+        append: bool,
+    ) -> Result<(Option<Owner>, libc::mode_t, Vec<u8>), ExecError> {
         // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
+        // right type.
         let exists = unsafe {
             libc::fstatat(
                 parent.as_raw_fd(),
@@ -334,31 +360,116 @@ impl ConfinedRoot {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         } == 0;
-        let mut mode = 0o644;
-        let mut old = Vec::new();
-        if exists {
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(reject(path, "target exists and is not a regular file"));
-            }
-            self.check_links(path, &st)?;
-            mode = st.st_mode & 0o7777 & !0o7000;
-            if append {
-                let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
-                if more {
-                    return Err(reject(
-                        path,
-                        format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
-                    ));
-                }
-                old = bytes;
-            }
+        if !exists {
+            return Ok((None, 0o644, Vec::new()));
         }
-        let total = (old.len() + content.len()) as u64;
-        if total > FILE_WRITE_BYTES_MAX {
-            return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(reject(path, "target exists and is not a regular file"));
         }
+        self.check_links(path, &st)?;
+        let keep = Some((st.st_uid, st.st_gid));
+        let mode = st.st_mode & 0o7777 & !0o7000;
+        if !append {
+            return Ok((keep, mode, Vec::new()));
+        }
+        let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
+        if more {
+            return Err(reject(
+                path,
+                format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
+            ));
+        }
+        Ok((keep, mode, bytes))
+    }
+    /// The root as given (for messages).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+/// The owner and group of a replaced file.
+type Owner = (libc::uid_t, libc::gid_t);
+
+/// Gives the temporary file the replaced file's owner, group and permission bits (nothing for a
+/// new file, `keep` None). `fchown` runs only when they differ from the temporary file's own (it needs
+/// privilege); `fchmod` always runs, after it (a chown clears setuid bits; the umask narrowed
+/// the create mode).
+fn keep_owner_and_mode(tmp: &File, keep: Option<Owner>, mode: libc::mode_t) -> std::io::Result<()> {
+    let fd = tmp.as_raw_fd();
+    // A new file keeps the create mode as the umask left it.
+    let Some((uid, gid)) = keep else {
+        return Ok(());
+    };
+    {
+        // SAFETY: zeroed out-parameter of the right type.
+        let mut cur: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on an fd the caller owns into a stat out-parameter of the right type.
+        if unsafe { libc::fstat(fd, &mut cur) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fchown on an fd the caller owns.
+        if (cur.st_uid, cur.st_gid) != (uid, gid) && unsafe { libc::fchown(fd, uid, gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: fchmod on an fd the caller owns.
+    if unsafe { libc::fchmod(fd, mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stat of an opened file, refusing anything but a regular file.
+fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
+    // SAFETY: zeroed out-parameter, owned fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on an fd owned by the caller into a stat out-parameter of the right type.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(ExecError::Io {
+            context: format!("fstat {path:?}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(reject(path, "not a regular file"));
+    }
+    Ok(st)
+}
+
+/// The entry a file write replaces: its directory (an owned fd beneath the root) and name.
+struct Target<'a> {
+    parent: &'a OwnedFd,
+    name: &'a str,
+    cname: &'a CString,
+    /// The path as requested (for messages).
+    path: &'a str,
+}
+
+impl Target<'_> {
+    /// Writes `parts` into a new temporary file beside the target, syncs it, renames it over the
+    /// target and syncs the directory: readers see the old file or the new one, never a mix.
+    /// `keep`: the replaced file's owner and group, given to the new one (or the write is
+    /// refused).
+    fn replace(
+        &self,
+        mode: libc::mode_t,
+        keep: Option<Owner>,
+        parts: &[&[u8]],
+    ) -> Result<(), ExecError> {
+        let (parent, path) = (self.parent, self.path);
         let tmp_name = format!(
-            ".{name}.vigil-tmp-{}-{}",
+            ".{}.vigil-tmp-{}-{}",
+            self.name,
             std::process::id(),
             unique_suffix()
         );
@@ -380,23 +491,23 @@ impl ConfinedRoot {
             });
         }
         let mut tmp = File::from(fd_from(rc as libc::c_long));
+        // SAFETY: unlinkat on the parent directory fd this function holds and a NUL-terminated
+        // name.
         let unlink_tmp = || unsafe { libc::unlinkat(parent.as_raw_fd(), ctmp.as_ptr(), 0) };
         let io = |context: &str, e: std::io::Error| ExecError::Io {
             context: format!("{context} {path:?}"),
             source: e,
         };
-        if exists {
-            if let Err(e) = keep_owner_and_mode(&tmp, &st, mode) {
-                unlink_tmp();
-                return Err(reject(
-                    path,
-                    format!("cannot keep the file's owner, group and mode ({e}); not written"),
-                ));
-            }
+        if let Err(e) = keep_owner_and_mode(&tmp, keep, mode) {
+            unlink_tmp();
+            return Err(reject(
+                path,
+                format!("cannot keep the file's owner, group and mode ({e}); not written"),
+            ));
         }
-        let written = tmp
-            .write_all(&old)
-            .and_then(|_| tmp.write_all(content))
+        let written = parts
+            .iter()
+            .try_for_each(|p| tmp.write_all(p))
             .and_then(|_| tmp.sync_all());
         if let Err(e) = written {
             unlink_tmp();
@@ -410,7 +521,7 @@ impl ConfinedRoot {
                 parent.as_raw_fd(),
                 ctmp.as_ptr(),
                 parent.as_raw_fd(),
-                cname.as_ptr(),
+                self.cname.as_ptr(),
             )
         } != 0
         {
@@ -422,62 +533,8 @@ impl ConfinedRoot {
         if unsafe { libc::fsync(parent.as_raw_fd()) } != 0 {
             return Err(io("fsync directory of", std::io::Error::last_os_error()));
         }
-        Ok(total)
+        Ok(())
     }
-
-    /// The root as given (for messages).
-    pub fn display(&self) -> &str {
-        &self.display
-    }
-}
-
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
-}
-
-/// Gives the temporary file the replaced file's owner, group and permission bits. `fchown` runs
-/// only when they differ from the temporary file's own (it needs privilege); `fchmod` always
-/// runs, after it (a chown clears setuid bits; the umask narrowed the create mode).
-fn keep_owner_and_mode(tmp: &File, st: &libc::stat, mode: libc::mode_t) -> std::io::Result<()> {
-    let fd = tmp.as_raw_fd();
-    // SAFETY: zeroed out-parameter, owned fd.
-    let mut cur: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut cur) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if (cur.st_uid, cur.st_gid) != (st.st_uid, st.st_gid)
-        // SAFETY: owned fd.
-        && unsafe { libc::fchown(fd, st.st_uid, st.st_gid) } != 0
-    {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: owned fd.
-    if unsafe { libc::fchmod(fd, mode) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The stat of an opened file, refusing anything but a regular file.
-fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
-    // SAFETY: zeroed out-parameter, owned fd.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(ExecError::Io {
-            context: format!("fstat {path:?}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(reject(path, "not a regular file"));
-    }
-    Ok(st)
 }
 
 #[cfg(test)]

@@ -5,16 +5,18 @@
 use std::time::Instant;
 
 use super::cgroup::{self, CgroupLeaf, SweepReport};
+use super::enforcement::HostFacts;
 use super::host::{CgroupMode, Host, HostConfig};
-use super::reaper::boot_ticks_now;
+use super::reaper::{self, boot_ticks_now};
 use super::spawn::{self, PreparedCommand, ProcessSpec};
-use super::supervise::StartedJob;
+use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
 
 pub use super::cancel::CancelToken;
-pub use super::enforcement::{duration_text, size_text, Enforcement, LimitEnforcement, Strength};
+pub use super::enforcement::{Enforcement, LimitEnforcement, Strength};
+pub use super::enforcement::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
 pub use super::result::JobResult;
-pub use super::supervise::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
+pub use super::text::{duration_text, size_text};
 use crate::model::JobStatus;
 
 /// How the executor is set up.
@@ -58,8 +60,8 @@ impl ExecutorConfig {
 /// Runs jobs on this host. Cheap to share between threads (`&Executor` is all a job needs).
 #[derive(Debug)]
 pub struct Executor {
-    pub(super) host: Host,
-    pub(super) subreaper: bool,
+    host: Host,
+    subreaper: bool,
     require_enforcement: bool,
 }
 
@@ -86,6 +88,19 @@ impl Executor {
     /// Kills and removes leaves left by dead vigil instances.
     pub fn sweep_stale(&self) -> SweepReport {
         cgroup::sweep_stale(&self.host)
+    }
+
+    /// Kills what is left of a job whose vigil instance died: its processes that no cgroup
+    /// holds, found by the job's marker variable; returns their pids. `job_id` is the id the job
+    /// was run under. A process that cleared its environment cannot be found this way: only
+    /// cgroup modes hold such a process (and [`Executor::sweep_stale`] kills those).
+    pub fn kill_orphans(&self, job_id: &str) -> Vec<i32> {
+        reaper::kill_orphans(job_id)
+    }
+
+    /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
+    pub fn enforcement(&self, limits: &Limits) -> Enforcement {
+        HostFacts::read(&self.host).enforcement(limits)
     }
 
     /// Runs one process job to its end. Never panics; every failure is in the result.
@@ -167,7 +182,7 @@ impl Executor {
             started,
             cancel,
         };
-        self.supervise(job, result);
+        supervise(job, self.subreaper, result);
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 
-use super::reaper::{own_orphans, proc_stat};
+use super::proctable::{own_orphans, proc_stat};
 
 /// Largest pid Linux hands out (PID_MAX_LIMIT): beyond it, a pid cannot name a CPU clock.
 const PID_MAX: i32 = 4 << 20;
@@ -85,6 +85,7 @@ fn memory_of(pid: i32) -> Option<(u64, u64)> {
 fn own_max_rss_bytes() -> Option<u64> {
     // SAFETY: an out-parameter of the right type.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into a rusage out-parameter of the right type.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return None;
     }

@@ -29,10 +29,12 @@ pub mod job;
 mod meter;
 pub mod output;
 mod pipes;
+mod proctable;
 mod reaper;
 pub mod result;
 pub mod spawn;
 mod supervise;
+mod text;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -164,26 +166,49 @@ pub enum ExecError {
     /// The request itself is malformed (bad arguments, NUL bytes, empty argv).
     InvalidRequest(String),
     /// A path escapes the root or is not a regular file: the capability refuses it.
-    PathRejected { path: String, reason: String },
+    PathRejected {
+        /// The path as the request gave it.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// argv[0] was not found in the job's PATH.
-    ProgramNotFound { program: String, path: String },
+    ProgramNotFound {
+        /// argv[0].
+        program: String,
+        /// The PATH searched.
+        path: String,
+    },
     /// A cgroup interface file or directory operation failed.
     Cgroup {
+        /// The file or directory.
         path: PathBuf,
+        /// What was being done to it.
         action: String,
+        /// The system's error.
         source: std::io::Error,
     },
     /// The group did not empty in time after the kill.
-    KillTimeout { leaf: String, remaining: Vec<i32> },
+    KillTimeout {
+        /// The job's leaf group.
+        leaf: String,
+        /// Pids still in it.
+        remaining: Vec<i32>,
+    },
     /// Creating the root process failed at `stage`.
     Spawn {
+        /// The job's id.
         job: String,
+        /// The step that failed.
         stage: &'static str,
+        /// The system's error.
         source: std::io::Error,
     },
     /// Another I/O failure.
     Io {
+        /// What was being done, to which path.
         context: String,
+        /// The system's error.
         source: std::io::Error,
     },
     /// A limit the policy requires cannot be enforced on this host.

@@ -33,7 +33,9 @@ pub struct CapturedOutput {
 /// The position of a capture's cut (see [`CapturedOutput::cut`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputCut {
+    /// End of the kept head (exclusive).
     pub head_end: usize,
+    /// Start of the kept tail.
     pub tail_start: usize,
 }
 
@@ -95,6 +97,11 @@ impl CappedOutput {
     }
 
     /// Bytes held right now (never more than the cap).
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Bytes kept right now: the head plus the tail ring (never more than the cap).
     pub fn held_bytes(&self) -> usize {
         self.head.len() + self.tail.len()
     }

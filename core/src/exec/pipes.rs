@@ -170,6 +170,11 @@ impl<'a> Pipes<'a> {
         }
     }
 
+    /// Bytes the job has written to stdout and stderr so far (kept or not).
+    pub(super) fn output_bytes(&self) -> u64 {
+        self.out.capture.total_bytes() + self.err.capture.total_bytes()
+    }
+
     /// The captured stdout and stderr.
     pub(super) fn finish(self) -> (CapturedOutput, CapturedOutput) {
         (self.out.capture.finish(), self.err.capture.finish())

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use super::cgroup::KILL_WAIT_MS_MAX;
-use super::job::Executor;
+use super::proctable::{all_pids, own_children, own_orphans, proc_stat};
 use super::spawn::{self, JOB_MARKER_ENV};
 use crate::procfs::PidStat;
 
@@ -17,27 +17,6 @@ const ENVIRON_BYTES_MAX: u64 = 256 << 10;
 /// zombie left behind would be one nobody reaps.
 const ORPHAN_REAP_MS_MAX: u64 = 2_000;
 
-/// Longest /proc/PID/stat read: 52 numeric fields and a command name of at most 64 bytes fit
-/// well within it; the fields vigil uses come first.
-const PID_STAT_BYTES_MAX: usize = 4096;
-
-/// /proc/PID/stat of `pid`, read into a stack buffer; `None` when the process is gone or the
-/// line does not parse.
-pub(crate) fn proc_stat(pid: i32) -> Option<PidStat> {
-    let mut f = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = [0u8; PID_STAT_BYTES_MAX];
-    let mut len = 0;
-    while len < buf.len() {
-        match f.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
-    }
-    PidStat::parse(&buf[..len]).ok()
-}
-
 /// Now, in the clock ticks after boot that /proc/PID/stat's starttime uses (rounded down, so a
 /// process started after this call never has a smaller start time).
 pub(super) fn boot_ticks_now() -> u64 {
@@ -46,20 +25,13 @@ pub(super) fn boot_ticks_now() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // SAFETY: clock_gettime writes into a timespec out-parameter of the right type.
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return 0;
     }
     (ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000).saturating_sub(1)
-}
-
-fn all_pids() -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect()
 }
 
 /// True when /proc/PID/environ holds `needle` as a whole entry.
@@ -148,37 +120,6 @@ pub(super) fn kill_untracked(root: Option<i32>, job_id: &str, since_ticks: u64) 
     }
 }
 
-/// Orphans handed to vigil as subreaper (and any child of its main thread): the kernel hands
-/// an orphan to the subreaper's first live thread, the main thread, so one file holds them all
-/// (/proc/self/task/<pid>/children) however many threads vigil runs.
-pub(crate) fn own_orphans() -> Vec<i32> {
-    let path = format!("/proc/self/task/{}/children", std::process::id());
-    fs::read_to_string(path)
-        .map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Pids of vigil's own children (threads included), from /proc/self/task/*/children.
-pub(crate) fn own_children() -> Vec<i32> {
-    let mut kids = Vec::new();
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
-        return kids;
-    };
-    for t in tasks.flatten() {
-        if let Ok(text) = fs::read_to_string(t.path().join("children")) {
-            kids.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    kids
-}
-
 /// Reaps zombies of a finished job that were handed to vigil as subreaper: children of vigil that
 /// are not a running job's root and belong to the job's session or were members of its group.
 pub(super) fn reap_job_orphans(root: i32, members: &[i32]) {
@@ -215,13 +156,9 @@ pub(super) fn reap_job_orphans(root: i32, members: &[i32]) {
     }
 }
 
-impl Executor {
-    /// Kills what is left of a job whose vigil instance died: its processes that no cgroup
-    /// holds, found by the job's marker variable (in rounds, so one that forks meanwhile is
-    /// found too); returns their pids. `job_id` is the id the job was run under. A process that
-    /// cleared its environment cannot be found this way: only cgroup modes hold such a process
-    /// (and [`Executor::sweep_stale`] kills those).
-    pub fn kill_orphans(&self, job_id: &str) -> Vec<i32> {
-        kill_untracked(None, job_id, 0)
-    }
+/// Kills what is left of a job whose vigil instance died: its processes that no cgroup holds,
+/// found by the job's marker variable (in rounds, so one that forks meanwhile is found too);
+/// returns their pids. A process that cleared its environment cannot be found this way.
+pub(super) fn kill_orphans(job_id: &str) -> Vec<i32> {
+    kill_untracked(None, job_id, 0)
 }

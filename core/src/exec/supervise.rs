@@ -16,21 +16,16 @@ use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
 use super::cgroup::{self, CgroupLeaf};
-use super::enforcement::size_text;
-use super::job::Executor;
+use super::enforcement::{CPU_POLL_INTERVAL_MS, NONE_SAMPLE_INTERVAL_MS};
 use super::meter::ProcessMeter;
 use super::pipes::Pipes;
 use super::reaper::{kill_untracked, reap_job_orphans};
 use super::result::JobResult;
 use super::spawn::{self, SpawnedChild};
+use super::text::size_text;
 use super::{ExecError, Limits};
 use crate::model::JobStatus;
 
-/// How often the CPU budget is checked against the group's usage.
-pub const CPU_POLL_INTERVAL_MS: u64 = 10;
-/// Mode `none`: how often the job's processes are sampled (CPU clocks, memory) when no
-/// CPU budget asks for [`CPU_POLL_INTERVAL_MS`].
-pub const NONE_SAMPLE_INTERVAL_MS: u64 = 50;
 /// Shortest wait between CPU-budget checks as the budget runs out.
 const CPU_POLL_INTERVAL_MS_MIN: u64 = 1;
 /// Wake-up interval when the kernel has no pidfd to wait on.
@@ -55,6 +50,8 @@ fn try_reap(pid: i32, block: bool) -> Option<RootExit> {
     loop {
         // SAFETY: wait4 on our own child with valid out-parameters.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on the job's own child pid, with status and rusage out-parameters of the
+        // right type.
         let rc = unsafe {
             libc::wait4(
                 pid,
@@ -217,6 +214,12 @@ impl<'a> Supervision<'a> {
         let wait = self.next_wait(now, cpu_used_us);
         let wake = [self.pidfd.as_ref(), self.cancel.map(|c| c.fd.as_ref())];
         self.pipes.pump(&wake, wait);
+        if let Some(c) = self.cancel {
+            c.output_bytes.store(
+                self.pipes.output_bytes(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         // The last look at the job's processes before the root may be reaped.
         self.sample_if_due(Instant::now());
         self.root = try_reap(self.pid, false);
@@ -300,42 +303,40 @@ impl<'a> Supervision<'a> {
     }
 }
 
-impl Executor {
-    /// Supervises a started job to its end and fills in `result`.
-    pub(super) fn supervise(&self, job: StartedJob<'_>, result: &mut JobResult) {
-        let mut s = Supervision::new(job);
-        result.root_pid = Some(s.pid);
-        let limit_hit = s.wait_for_root_or_limit();
-        if let Some(m) = s.meter.as_mut().filter(|_| limit_hit.is_none()) {
-            // The root ended on its own: orphans still running are measured once more before
-            // they are killed. Not when a limit fired: the kill must not wait for a walk.
-            m.sample();
-        }
-        let kill_from = Instant::now();
-        let mut killed = s.kill_what_is_left();
-        let dead_at = Instant::now();
-        result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
-        if let (Some("wall"), Some(d)) = (limit_hit, s.deadline) {
-            result.deadline_to_dead_ms =
-                Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
-        }
-        result.stragglers_killed = killed.members.iter().filter(|&&p| p != s.pid).count();
-        // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
-        s.pipes.drain_to_eof();
-        let usage = s.account_and_remove(&mut killed);
-        if self.subreaper {
-            reap_job_orphans(s.pid, &killed.members);
-        }
-        (result.stdout, result.stderr) = s.pipes.finish();
-        let end = Ending {
-            root: s.root.unwrap_or_default(),
-            usage,
-            meter: s.meter.as_ref(),
-            limit_hit,
-            kill_error: killed.error,
-        };
-        settle(s.job_id, end, s.limits, result);
+/// Supervises a started job to its end and fills in `result`; `subreaper`: vigil is the
+/// child subreaper, so the job's orphans come back to it to be reaped.
+pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobResult) {
+    let mut s = Supervision::new(job);
+    result.root_pid = Some(s.pid);
+    let limit_hit = s.wait_for_root_or_limit();
+    if let Some(m) = s.meter.as_mut().filter(|_| limit_hit.is_none()) {
+        // The root ended on its own: orphans still running are measured once more before
+        // they are killed. Not when a limit fired: the kill must not wait for a walk.
+        m.sample();
     }
+    let kill_from = Instant::now();
+    let mut killed = s.kill_what_is_left();
+    let dead_at = Instant::now();
+    result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
+    if let (Some("wall"), Some(d)) = (limit_hit, s.deadline) {
+        result.deadline_to_dead_ms = Some(dead_at.saturating_duration_since(d).as_secs_f64() * 1e3);
+    }
+    result.stragglers_killed = killed.members.iter().filter(|&&p| p != s.pid).count();
+    // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
+    s.pipes.drain_to_eof();
+    let usage = s.account_and_remove(&mut killed);
+    if subreaper {
+        reap_job_orphans(s.pid, &killed.members);
+    }
+    (result.stdout, result.stderr) = s.pipes.finish();
+    let end = Ending {
+        root: s.root.unwrap_or_default(),
+        usage,
+        meter: s.meter.as_ref(),
+        limit_hit,
+        kill_error: killed.error,
+    };
+    settle(s.job_id, end, s.limits, result);
 }
 
 /// What is known when a job's processes are all gone, for [`settle`].

@@ -43,15 +43,22 @@ pub fn for_each_flat_keyed(
 /// `nr_throttled`, `throttled_time` in ns). Fields the file lacks stay `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuStat {
+    /// CPU time of every process of the cgroup, user and system, in µs (v2 only).
     pub usage_usec: Option<u64>,
+    /// User-mode CPU time of the cgroup, in µs (v2 only).
     pub user_usec: Option<u64>,
+    /// Kernel-mode CPU time of the cgroup, in µs (v2 only).
     pub system_usec: Option<u64>,
+    /// Enforcement periods of the CPU quota that have elapsed; `None` without a quota controller.
     pub nr_periods: Option<u64>,
+    /// Periods in which the cgroup was throttled (ran out of quota).
     pub nr_throttled: Option<u64>,
+    /// Total time the cgroup was throttled, in µs (v1's `throttled_time` in ns is converted).
     pub throttled_usec: Option<u64>,
 }
 
 impl CpuStat {
+    /// Parses a `cpu.stat` file; an error when a line's value is not a number.
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let mut s = Self::default();
         for_each_flat_keyed(text, |key, value| match key {
@@ -71,15 +78,23 @@ impl CpuStat {
 /// `memory.events` (v2): how often each memory boundary was hit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryEvents {
+    /// Times usage went below `memory.low` while reclaim was under way (protection broken).
     pub low: u64,
+    /// Times usage exceeded `memory.high` and the cgroup was throttled and reclaimed.
     pub high: u64,
+    /// Times usage was about to exceed `memory.max` (allocation failed or reclaim forced).
     pub max: u64,
+    /// Times the cgroup hit its limit and reclaim could not free enough (the OOM killer was invoked
+    /// or the allocation failed).
     pub oom: u64,
+    /// Processes of the cgroup killed by the OOM killer.
     pub oom_kill: u64,
+    /// Times the OOM killer killed the cgroup as a whole (`memory.oom.group`).
     pub oom_group_kill: u64,
 }
 
 impl MemoryEvents {
+    /// Parses a `memory.events` file; keys it lacks stay 0, a non-numeric value is an error.
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let mut e = Self::default();
         for_each_flat_keyed(text, |key, value| match key {
@@ -98,12 +113,16 @@ impl MemoryEvents {
 /// `memory.oom_control` (v1). `oom_kill` exists since Linux 4.13; older kernels lack it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OomControl {
+    /// The OOM killer is disabled for the cgroup (tasks hang instead of being killed).
     pub oom_kill_disable: bool,
+    /// The cgroup is under OOM right now (its tasks are stalled waiting for memory).
     pub under_oom: bool,
+    /// Processes of the cgroup killed by the OOM killer; `None` on kernels before 4.13.
     pub oom_kill: Option<u64>,
 }
 
 impl OomControl {
+    /// Parses a `memory.oom_control` file; a non-numeric value is an error.
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let mut o = Self::default();
         for_each_flat_keyed(text, |key, value| match key {
@@ -119,10 +138,12 @@ impl OomControl {
 /// `pids.events`: how many forks failed on `pids.max`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PidsEvents {
+    /// Forks refused because the cgroup reached `pids.max`.
     pub max: u64,
 }
 
 impl PidsEvents {
+    /// Parses a `pids.events` file; 0 when it has no `max` line, an error on a non-numeric value.
     pub fn parse(text: &[u8]) -> Result<Self, ParseError> {
         let mut e = Self::default();
         for_each_flat_keyed(text, |key, value| {

@@ -5,11 +5,17 @@ use crate::parse::{parse_hundredths, parse_u32, Cursor, ParseError, ParseErrorKi
 /// last pid handed out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadAvg {
+    /// 1-minute load average, in hundredths (`0.52` -> 52).
     pub load1_centi: u32,
+    /// 5-minute load average, in hundredths.
     pub load5_centi: u32,
+    /// 15-minute load average, in hundredths.
     pub load15_centi: u32,
+    /// Scheduling entities (threads) runnable right now, the one reading included.
     pub runnable: u32,
+    /// Scheduling entities (threads) that exist on the host.
     pub entities: u32,
+    /// The pid most recently handed out.
     pub last_pid: u32,
 }
 

@@ -10,7 +10,9 @@ use crate::parse::{Cursor, ParseError, ParseErrorKind};
 /// Parsed /proc/meminfo. Sizes are bytes; a field the kernel did not print is `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemInfo {
+    /// `MemTotal`: usable RAM, in bytes (always present).
     pub total_bytes: u64,
+    /// `MemFree`: RAM not used at all, in bytes (always present; far below what is available).
     pub free_bytes: u64,
     /// The kernel's MemAvailable, or the estimate when it is absent.
     pub available_bytes: u64,
@@ -18,33 +20,61 @@ pub struct MemInfo {
     pub available_estimated: bool,
     /// True when MemAvailable exceeded MemTotal and `available_bytes` was cut to MemTotal.
     pub available_clamped: bool,
+    /// `Buffers`: raw block-device cache, in bytes.
     pub buffers_bytes: Option<u64>,
+    /// `Cached`: page cache (files, tmpfs and shmem), in bytes; swap cache excluded.
     pub cached_bytes: Option<u64>,
+    /// `SwapCached`: memory swapped out and back in that is still in swap, in bytes.
     pub swap_cached_bytes: Option<u64>,
+    /// `Active`: recently used memory, reclaimed last, in bytes.
     pub active_bytes: Option<u64>,
+    /// `Inactive`: memory not used recently, reclaim candidates, in bytes.
     pub inactive_bytes: Option<u64>,
+    /// `Active(anon)`: recently used anonymous memory, in bytes.
     pub active_anon_bytes: Option<u64>,
+    /// `Inactive(anon)`: anonymous memory not used recently (swap candidates), in bytes.
     pub inactive_anon_bytes: Option<u64>,
+    /// `Active(file)`: recently used file-backed memory, in bytes.
     pub active_file_bytes: Option<u64>,
+    /// `Inactive(file)`: file-backed memory not used recently (first to be reclaimed), in bytes.
     pub inactive_file_bytes: Option<u64>,
+    /// `Unevictable`: memory that cannot be reclaimed (mlocked, ramfs), in bytes.
     pub unevictable_bytes: Option<u64>,
+    /// `Mlocked`: memory locked with `mlock`, in bytes.
     pub mlocked_bytes: Option<u64>,
+    /// `SwapTotal`: swap space, in bytes (0 without swap).
     pub swap_total_bytes: Option<u64>,
+    /// `SwapFree`: swap space unused, in bytes.
     pub swap_free_bytes: Option<u64>,
+    /// `Dirty`: memory waiting to be written back to disk, in bytes.
     pub dirty_bytes: Option<u64>,
+    /// `Writeback`: memory being written back right now, in bytes.
     pub writeback_bytes: Option<u64>,
+    /// `AnonPages`: anonymous pages mapped into user page tables, in bytes.
     pub anon_pages_bytes: Option<u64>,
+    /// `Mapped`: files mapped into memory (libraries, mmap), in bytes.
     pub mapped_bytes: Option<u64>,
+    /// `Shmem`: shared memory and tmpfs, in bytes.
     pub shmem_bytes: Option<u64>,
+    /// `Slab`: kernel slab caches, in bytes.
     pub slab_bytes: Option<u64>,
+    /// `SReclaimable`: the part of the slab that can be reclaimed (dentries, inodes), in bytes.
     pub slab_reclaimable_bytes: Option<u64>,
+    /// `SUnreclaim`: the part of the slab that cannot be reclaimed, in bytes.
     pub slab_unreclaimable_bytes: Option<u64>,
+    /// `KernelStack`: kernel stacks of all tasks, in bytes.
     pub kernel_stack_bytes: Option<u64>,
+    /// `PageTables`: page tables, in bytes.
     pub page_tables_bytes: Option<u64>,
+    /// `CommitLimit`: the most that may be committed under strict overcommit, in bytes.
     pub commit_limit_bytes: Option<u64>,
+    /// `Committed_AS`: memory allocated by all processes, even if not yet used, in bytes.
     pub committed_as_bytes: Option<u64>,
+    /// `HugePages_Total`: huge pages in the pool (a count, not bytes).
     pub hugepages_total: Option<u64>,
+    /// `HugePages_Free`: huge pages of the pool not yet allocated (a count).
     pub hugepages_free: Option<u64>,
+    /// `Hugepagesize`: the size of one huge page, in bytes.
     pub hugepage_size_bytes: Option<u64>,
 }
 
@@ -106,6 +136,80 @@ impl MemInfo {
             *slot = Some(parse_value(&mut c).map_err(|k| c.error(k))?);
             c.next_line();
         }
+        self.finish(total, free, available)
+    }
+
+    /// Parses only what a [`crate::sample::Sample`] shows (MemTotal, MemFree, MemAvailable,
+    /// Cached, SwapTotal, SwapFree, Dirty) and what the MemAvailable estimate needs (Buffers,
+    /// Shmem, SReclaimable); every other field is left `None`. The sampler's path: a line is
+    /// recognised or skipped by its first bytes, without splitting it into fields, and only
+    /// the lines read are checked. Whatever [`MemInfo::parse_into`] accepts, this accepts with
+    /// the same values in the fields it reads.
+    pub fn parse_sample_into(&mut self, text: &[u8]) -> Result<(), ParseError> {
+        // The first four bytes of each key read, little-endian, as the dispatch.
+        const fn first4(key: &[u8]) -> u32 {
+            u32::from_le_bytes([key[0], key[1], key[2], key[3]])
+        }
+        const MEMT: u32 = first4(b"MemTotal:");
+        const MEMF: u32 = first4(b"MemFree:");
+        const MEMA: u32 = first4(b"MemAvailable:");
+        const BUFF: u32 = first4(b"Buffers:");
+        const CACH: u32 = first4(b"Cached:");
+        const SWAP: u32 = first4(b"SwapTotal:");
+        const DIRT: u32 = first4(b"Dirty:");
+        const SHME: u32 = first4(b"Shmem:");
+        const SREC: u32 = first4(b"SReclaimable:");
+        const TOTA: u32 = first4(b"Total:");
+        const FREE: u32 = first4(b"Free:");
+
+        *self = Self::default();
+        let mut total = None;
+        let mut free = None;
+        let mut available = None;
+        let mut c = Cursor::new(text);
+        while !c.is_empty() {
+            c.skip_blanks();
+            let word = c.peek_word();
+            let (key, slot): (&[u8], &mut Option<u64>) = match word as u32 {
+                MEMT => (b"MemTotal:", &mut total),
+                MEMF => (b"MemFree:", &mut free),
+                MEMA => (b"MemAvailable:", &mut available),
+                BUFF => (b"Buffers:", &mut self.buffers_bytes),
+                CACH => (b"Cached:", &mut self.cached_bytes),
+                DIRT => (b"Dirty:", &mut self.dirty_bytes),
+                SHME => (b"Shmem:", &mut self.shmem_bytes),
+                SREC => (b"SReclaimable:", &mut self.slab_reclaimable_bytes),
+                SWAP => match (word >> 32) as u32 {
+                    TOTA => (b"SwapTotal:", &mut self.swap_total_bytes),
+                    FREE => (b"SwapFree:", &mut self.swap_free_bytes),
+                    _ => {
+                        c.next_line();
+                        continue;
+                    }
+                },
+                _ => {
+                    c.next_line();
+                    continue;
+                }
+            };
+            // The whole key, then the end of the field (`Cached:x` is another key).
+            if !c.eat(key) || !matches!(c.rest().first(), None | Some(b' ' | b'\t' | b'\n')) {
+                c.next_line();
+                continue;
+            }
+            *slot = Some(parse_value(&mut c).map_err(|k| c.error(k))?);
+            c.next_line();
+        }
+        self.finish(total, free, available)
+    }
+
+    /// The required fields, MemAvailable or its estimate, and the clamp to MemTotal.
+    fn finish(
+        &mut self,
+        total: Option<u64>,
+        free: Option<u64>,
+        available: Option<u64>,
+    ) -> Result<(), ParseError> {
         self.total_bytes = total.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
         self.free_bytes = free.ok_or(ParseError::new(ParseErrorKind::MissingLine, 0))?;
         match available {
@@ -285,5 +389,76 @@ MemTotal: 10 kB";
             ParseErrorKind::MissingLine
         );
         assert!(m.parse_into(b"MemTotal: kB\nMemFree: 4 kB\n").is_err());
+    }
+
+    /// The fields `parse_sample_into` reads, as the sample shows them, and the flags.
+    fn sample_view(m: &MemInfo) -> (crate::sample::MemorySample, bool, [Option<u64>; 3]) {
+        (
+            crate::sample::MemorySample::from_meminfo(m),
+            m.available_clamped,
+            [m.buffers_bytes, m.shmem_bytes, m.slab_reclaimable_bytes],
+        )
+    }
+
+    #[test]
+    fn the_sample_parse_reads_the_same_values_and_leaves_the_rest_none() {
+        let texts: [&[u8]; 6] = [
+            CAPTURE,
+            b"MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n\
+Shmem: 100 kB\nSReclaimable: 20 kB\n",
+            b"FutureThing(x): 7 kB\nMemAvailable: 5 kB\nHugePages_Free: 3\nMemFree: 4 kB\n\
+MemTotal: 10 kB",
+            b"  MemTotal:\t10 kB\nMemFree: 4 kB\nSwapCached: 9 kB\nSwapFree: 3 kB\n\
+SwapTotal: 8 kB\nCached:x: 5 kB\nDirty: 1\n",
+            b"MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 5000 kB\n",
+            b"MemTotal: 10 kB\nMemFree: 4 kB\nMemTotal: 12 kB\nMem:",
+        ];
+        for text in texts {
+            let mut full = MemInfo::default();
+            full.parse_into(text).unwrap();
+            let mut quick = MemInfo {
+                active_bytes: Some(1),
+                ..MemInfo::default()
+            };
+            quick.parse_sample_into(text).unwrap();
+            assert_eq!(sample_view(&quick), sample_view(&full));
+            assert_eq!(quick.active_bytes, None);
+        }
+        let mut quick = MemInfo::default();
+        quick.parse_sample_into(CAPTURE).unwrap();
+        assert_eq!(quick.swap_free_bytes, Some(0));
+        assert_eq!(quick.dirty_bytes, Some(128 * 1024));
+        assert_eq!(quick.hugepage_size_bytes, None, "not read");
+    }
+
+    #[test]
+    fn the_sample_parse_rejects_damage_in_the_lines_it_reads() {
+        let mut m = MemInfo::default();
+        for (text, kind) in [
+            (
+                &b"MemTotal: 10 MB\nMemFree: 4 kB\n"[..],
+                ParseErrorKind::Malformed,
+            ),
+            (
+                b"MemTotal: 18446744073709551615 kB\nMemFree: 4 kB\n",
+                ParseErrorKind::Overflow,
+            ),
+            (b"MemFree: 4 kB\n", ParseErrorKind::MissingLine),
+            (b"MemTotal: kB\nMemFree: 4 kB\n", ParseErrorKind::NotADigit),
+            (
+                b"MemTotal: 10 kB\nMemFree 4 kB\n",
+                ParseErrorKind::MissingLine,
+            ),
+            (
+                b"MemTotal: 10 kB\nDirty: 4 kB x\nMemFree: 4 kB\n",
+                ParseErrorKind::Malformed,
+            ),
+        ] {
+            assert_eq!(
+                m.parse_sample_into(text).unwrap_err().kind,
+                kind,
+                "{text:?}"
+            );
+        }
     }
 }

@@ -8,16 +8,23 @@ use crate::parse::{parse_hundredths, parse_u64, Cursor, ParseError, ParseErrorKi
 /// percent (`6.17` -> 617), and the total stall time in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PsiLine {
+    /// Share of wall time stalled over the last 10 s, in hundredths of a percent (0..=10000).
     pub avg10_centi: u32,
+    /// Share of wall time stalled over the last 60 s, in hundredths of a percent (0..=10000).
     pub avg60_centi: u32,
+    /// Share of wall time stalled over the last 300 s, in hundredths of a percent (0..=10000).
     pub avg300_centi: u32,
+    /// Total stall time since boot, in µs.
     pub total_us: u64,
 }
 
 /// A whole PSI file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Psi {
+    /// At least one task was stalled on the resource.
     pub some: PsiLine,
+    /// Every non-idle task was stalled at once; `None` when the file has no `full` line (cpu before
+    /// Linux 5.13).
     pub full: Option<PsiLine>,
 }
 

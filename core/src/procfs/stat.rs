@@ -18,15 +18,25 @@ pub const PROC_STAT_CPUS_MAX: usize = 1024;
 /// kernel already counts `guest` inside `user` and `guest_nice` inside `nice`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTimes {
+    /// Time in user mode (`guest` included), in USER_HZ ticks.
     pub user: u64,
+    /// Time in user mode at low priority (nice > 0; `guest_nice` included), in ticks.
     pub nice: u64,
+    /// Time in kernel mode, in ticks.
     pub system: u64,
+    /// Time idle, in ticks.
     pub idle: u64,
+    /// Time idle while I/O was outstanding, in ticks (unreliable: an idle CPU has no task waiting).
     pub iowait: u64,
+    /// Time servicing hardware interrupts, in ticks.
     pub irq: u64,
+    /// Time servicing softirqs, in ticks.
     pub softirq: u64,
+    /// Time stolen by the hypervisor for other guests, in ticks.
     pub steal: u64,
+    /// Time running a virtual CPU of a guest, in ticks (already counted in `user`).
     pub guest: u64,
+    /// Time running a niced guest, in ticks (already counted in `nice`).
     pub guest_nice: u64,
     /// How many numeric columns the line had (4..=10; extra future columns are ignored).
     pub columns: u8,
@@ -41,14 +51,7 @@ impl CpuTimes {
     #[inline]
     fn parse_columns(c: &mut Cursor<'_>) -> Result<Self, ParseError> {
         let mut values = [0u64; 10];
-        let mut n = 0usize;
-        while n < values.len() {
-            match c.number().map_err(|k| c.error(k))? {
-                Some(v) => values[n] = v,
-                None => break,
-            }
-            n += 1;
-        }
+        let n = c.numbers(&mut values).map_err(|k| c.error(k))?;
         if n < CPU_COLUMNS_MIN {
             return Err(c.error(ParseErrorKind::MissingField));
         }
@@ -72,7 +75,9 @@ impl CpuTimes {
 /// One `cpuN` line: the CPU's id (gaps mean offline CPUs) and its times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuLine {
+    /// The CPU's number (`cpu3` -> 3).
     pub id: u32,
+    /// Its time columns.
     pub times: CpuTimes,
 }
 
@@ -85,17 +90,42 @@ pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
     pub cpus: Vec<CpuLine, N>,
     /// Per-CPU lines that did not fit in `N`.
     pub cpus_dropped: u32,
+    /// Context switches since boot (`ctxt`); `None` when the file lacks the line.
     pub ctxt: Option<u64>,
+    /// Boot time, in seconds since the Unix epoch (`btime`); `None` when the file lacks the line.
     pub btime: Option<u64>,
+    /// Processes and threads created since boot (`processes`); `None` when the file lacks the line.
     pub processes: Option<u64>,
+    /// Tasks runnable right now (`procs_running`); `None` when the file lacks the line.
     pub procs_running: Option<u64>,
+    /// Tasks blocked on I/O right now (`procs_blocked`); `None` when the file lacks the line.
     pub procs_blocked: Option<u64>,
 }
 
 impl<const N: usize> Default for ProcStat<N> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> ProcStat<N> {
+    /// An empty table (usable in a `static`, so a large one can be copied to the heap without
+    /// passing through a small stack).
+    pub const fn new() -> Self {
         Self {
-            total: CpuTimes::default(),
+            total: CpuTimes {
+                user: 0,
+                nice: 0,
+                system: 0,
+                idle: 0,
+                iowait: 0,
+                irq: 0,
+                softirq: 0,
+                steal: 0,
+                guest: 0,
+                guest_nice: 0,
+                columns: 0,
+            },
             cpus: Vec::new(),
             cpus_dropped: 0,
             ctxt: None,
@@ -105,9 +135,7 @@ impl<const N: usize> Default for ProcStat<N> {
             procs_blocked: None,
         }
     }
-}
 
-impl<const N: usize> ProcStat<N> {
     /// Parses `text` into `self`, replacing what was there; no allocation. On error `self` holds
     /// a partial parse and must not be used.
     pub fn parse_into(&mut self, text: &[u8]) -> Result<(), ParseError> {

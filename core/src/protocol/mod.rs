@@ -35,10 +35,16 @@ pub use crate::exec::TIMEOUT_MS_MAX;
 
 /// JSON-RPC error codes: the spec's own, then vigil's (-32000..-32099, server errors).
 pub mod code {
+    /// The request line is not valid JSON (JSON-RPC 2.0).
     pub const PARSE_ERROR: i64 = -32700;
+    /// The JSON is not a request object: no `"jsonrpc": "2.0"`, no string `method`, a bad `id` or
+    /// an unknown member (JSON-RPC 2.0).
     pub const INVALID_REQUEST: i64 = -32600;
+    /// No method of that name; the message lists the known ones (JSON-RPC 2.0).
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// A parameter is missing, of the wrong type, out of range or unknown (JSON-RPC 2.0).
     pub const INVALID_PARAMS: i64 = -32602;
+    /// The server failed in a way that is not the request's fault (JSON-RPC 2.0).
     pub const INTERNAL_ERROR: i64 = -32603;
     /// Every job slot and every queue place is taken; retry later.
     pub const BUSY: i64 = -32001;
@@ -75,11 +81,14 @@ pub const METHODS: &[&str] = &[
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
+    /// The error code: one of [`code`].
     pub code: i64,
+    /// A human-readable sentence saying what was wrong.
     pub message: String,
 }
 
 impl RpcError {
+    /// An error with `code` (one of [`code`]) and `message`.
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {
             code,
@@ -103,12 +112,17 @@ impl std::error::Error for RpcError {}
 /// What `run` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunParams {
+    /// The capability to run, by name.
     pub capability: String,
+    /// The capability's arguments: always a JSON object (`{}` when the request gives none).
     pub args: Value,
+    /// The limits to run under: the request's `limits` over the defaults, already checked.
     pub limits: Limits,
     /// Absolute; `None` means the server's default root.
     pub root: Option<PathBuf>,
+    /// The session the job belongs to (its id), if any.
     pub session: Option<String>,
+    /// Check and plan the job without running it.
     pub dry_run: bool,
     /// Refuse the job when a requested limit is not held (the server may require it anyway).
     pub require_enforcement: bool,
@@ -117,40 +131,61 @@ pub struct RunParams {
 /// One validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
+    /// `health`: is the server up, and how is it configured.
     Health,
+    /// `telemetry.sample`: the latest host sample.
     TelemetrySample,
     /// Samples newer than `since_seq` (all kept, when `None`), at most `max`, oldest first.
     TelemetryHistory {
+        /// Only samples with a sequence number above this.
         since_seq: Option<u64>,
+        /// Most samples to return, at most [`HISTORY_SAMPLES_MAX`] (that bound when not given).
         max: usize,
     },
+    /// `run`: run a capability as a job.
     Run(Box<RunParams>),
     /// Jobs matching the filters, oldest first; one page of them when `page` is given.
     JobsList {
+        /// Only jobs of this session id.
         session: Option<String>,
+        /// Only jobs in this state.
         status: Option<JobState>,
+        /// The page to return; `None` answers the whole list.
         page: Option<Page<u64>>,
     },
+    /// `jobs.get`: one job's detail.
     JobsGet {
+        /// The job's id.
         job_id: u64,
     },
+    /// `jobs.cancel`: stop a running job.
     JobsCancel {
+        /// The job's id.
         job_id: u64,
     },
     /// Up to `max` records from LSN `cursor` on; waits up to `wait_ms` when there are none.
     EventsRead {
+        /// The LSN of the first record wanted, at least 1 (the log's start when not given).
         cursor: Lsn,
+        /// Most records to return, at most [`EVENTS_BATCH_MAX`] ([`EVENTS_BATCH_DEFAULT`] when not
+        /// given).
         max: usize,
+        /// How long to wait for a record when there is none yet, in ms, 0..=[`EVENTS_WAIT_MS_MAX`].
         wait_ms: u64,
     },
+    /// `sessions.create`: open a new session.
     SessionsCreate {
+        /// Caller-chosen metadata stored with the session: a JSON object (`{}` when not given).
         meta: Value,
     },
     /// Sessions by id; one page of them when `page` is given.
     SessionsList {
+        /// The page to return; `None` answers the whole list.
         page: Option<Page<String>>,
     },
+    /// `sessions.get`: one session's detail.
     SessionsGet {
+        /// The session's id.
         id: String,
     },
 }
@@ -188,7 +223,10 @@ pub struct Page<C> {
 /// A parsed request: its id (`None` for a notification, which gets no response) and call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// The request's id, echoed in the response: null, a string or a number. `None` for a
+    /// notification, which gets no response.
     pub id: Option<Value>,
+    /// The method and its validated parameters.
     pub call: Call,
 }
 
@@ -196,7 +234,9 @@ pub struct Request {
 /// and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
+    /// The id to answer with: the request's own, or null when it could not be read.
     pub id: Value,
+    /// Why the request was refused.
     pub error: RpcError,
     /// The request was a readable notification (no `id`): the spec forbids answering it, even
     /// with an error.

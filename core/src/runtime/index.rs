@@ -28,18 +28,26 @@ pub use crate::view::job::JobSummary;
 /// One session in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionSummary {
+    /// The session's id.
     pub session: String,
+    /// When the session was created, in ms since the Unix epoch.
     pub created_unix_ms: u64,
+    /// When the session was closed, in ms since the Unix epoch; `None` while it is open.
     pub closed_unix_ms: Option<u64>,
+    /// Caller-chosen metadata given at creation: a JSON object.
     pub meta: Value,
+    /// Jobs of this session the index has seen (started or refused).
     pub jobs: u64,
 }
 
 /// Jobs and sessions, rebuilt from the log on open and kept current as records are written.
 #[derive(Debug, Default)]
 pub struct JobIndex {
+    /// Jobs by id.
     pub jobs: BTreeMap<u64, JobSummary>,
+    /// Sessions by id.
     pub sessions: BTreeMap<String, SessionSummary>,
+    /// Records applied to the index since the log began (those of retired segments included).
     pub records: u64,
     /// The next job id never used in this log (ids are never reused, even after the records
     /// that used them were retired).

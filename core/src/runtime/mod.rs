@@ -4,8 +4,9 @@
 //!
 //! Life of a job: validate -> guard decision on the latest sample (a refusal is a `rejected`
 //! job, recorded with its reason) -> `JobStarted` (redacted arguments, limits, telemetry
-//! before) made durable -> the executor runs it -> `JobFinished` (usage, bounded redacted
-//! output, telemetry after) made durable -> the result goes back to the caller.
+//! before: a fresh sample, CPU since boot) made durable -> the executor runs it -> `JobFinished`
+//! (usage, bounded redacted output, telemetry after: a fresh sample whose CPU deltas span the
+//! job) made durable -> the result goes back to the caller.
 //!
 //! Any number of runtimes, in any processes, may share one data directory. On open the index
 //! is rebuilt from the WAL and kept current with what the others append; every job with a
@@ -62,26 +63,36 @@ use slots::{JobSlots, RunningJob};
 pub const RECORD_OUTPUT_BYTES_MAX: usize = 64 * 1024;
 /// Jobs running at once unless configured.
 pub const CONCURRENT_JOBS_DEFAULT: usize = 8;
-/// Rounds of 5 ms the runtime waits on open for the sampler's first sample.
-const FIRST_SAMPLE_WAIT_ROUNDS: u32 = 200;
 /// Longest session id accepted.
 const SESSION_ID_BYTES_MAX: usize = 128;
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
+    /// The data directory: the log lives in its `wal/` subdirectory ([`RuntimeOptions::wal_dir`]);
+    /// created (mode 0700) when missing. One runtime per process owns it at a time.
     pub data_dir: PathBuf,
+    /// Where procfs is mounted (`/proc`); telemetry is read beneath it.
     pub proc_root: PathBuf,
+    /// How often the sampling thread takes a host sample (1 s by default).
     pub sample_interval: Duration,
+    /// Host conditions under which new jobs are refused (admission control).
     pub thresholds: Thresholds,
+    /// Most jobs running at once ([`CONCURRENT_JOBS_DEFAULT`] by default; 0 counts as 1). A job
+    /// that finds every slot taken is refused as busy.
     pub concurrent_jobs_max: usize,
+    /// How the executor runs jobs: cgroups, default limits, capabilities.
     pub executor: ExecutorConfig,
+    /// How the write-ahead log is written: segment size, sync method, retention.
     pub wal: WalOptions,
     /// Refuse jobs when the host cannot put them in a cgroup (no delegation).
     pub require_isolation: bool,
 }
 
 impl RuntimeOptions {
+    /// Options with defaults for everything but the data directory: `/proc`, a 1 s sample
+    /// interval, default thresholds, [`CONCURRENT_JOBS_DEFAULT`] slots, default executor and log
+    /// options, isolation not required.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -105,15 +116,25 @@ impl RuntimeOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// The write-ahead log failed (opening, recovering, appending or reading).
     Wal(WalError),
+    /// The executor refused or failed the job.
     Exec(ExecError),
+    /// The telemetry sampler could not be opened (procfs unreadable or unparsable).
     Telemetry(SamplerError),
+    /// An operating-system call failed outside the log and the executor (the data directory, its
+    /// owner lock, the sampling thread).
     Io {
+        /// What was being done, e.g. `data directory /var/lib/vigil`.
         context: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// No job with this id is in the log.
     JobNotFound(u64),
+    /// No session with this id is in the log.
     SessionNotFound(String),
+    /// The request is malformed; the message says how.
     InvalidRequest(String),
 }
 
@@ -152,11 +173,15 @@ impl From<WalError> for RuntimeError {
 /// A request to run one capability.
 #[derive(Debug, Clone)]
 pub struct JobRequest {
+    /// The capability to run, by name (it must be in the registry).
     pub capability: String,
+    /// The capability's arguments, a JSON object checked by the capability.
     pub args: Value,
+    /// The limits to run under (timeout, CPU time, memory, pids, output bytes).
     pub limits: Limits,
     /// Root directory (file capabilities are confined beneath it; processes start in it).
     pub root: PathBuf,
+    /// The id of the session the job belongs to, if any; recorded with the job.
     pub session: Option<String>,
     /// Validate and report, run nothing, record nothing.
     pub dry_run: bool,
@@ -168,9 +193,14 @@ pub struct JobRequest {
 /// What a job came to, as returned to the caller.
 #[derive(Debug, Clone)]
 pub struct JobOutcome {
+    /// The job's id, unique across every process sharing the log (a dry run draws one too, but
+    /// records nothing).
     pub job_id: u64,
+    /// The capability that ran, by name.
     pub capability: String,
+    /// The session the job belongs to, if any.
     pub session: Option<String>,
+    /// How the job ended: status, exit code, output, usage and limits hit.
     pub result: JobResult,
     /// LSN of the record that ended the job (`JobFinished` or `JobRejected`); `None` for a
     /// dry run.
@@ -251,12 +281,6 @@ fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError
                 source,
             }
         })?;
-    for _ in 0..FIRST_SAMPLE_WAIT_ROUNDS {
-        if sampler.telemetry().with_latest(|s| s.is_some()) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
     Ok(sampler)
 }
 
@@ -331,26 +355,32 @@ impl Runtime {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The options the runtime was opened with.
     pub fn options(&self) -> &RuntimeOptions {
         &self.options
     }
 
+    /// The write-ahead log the runtime records jobs, sessions and samples in.
     pub fn wal(&self) -> &Wal {
         &self.wal
     }
 
+    /// The executor that runs jobs.
     pub fn executor(&self) -> &Executor {
         &self.executor
     }
 
+    /// The capabilities jobs may run.
     pub fn registry(&self) -> &CapabilityRegistry {
         &self.registry
     }
 
+    /// The latest host telemetry and its recent history, shared with the sampling thread.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         self.sampler.telemetry()
     }
 
+    /// What recovering the log found when the runtime opened (interrupted jobs included).
     pub fn recovery(&self) -> &RecoveryInfo {
         &self.recovery
     }
@@ -442,10 +472,12 @@ impl Runtime {
         self.session(id)
     }
 
+    /// Every session in the log, ordered by id.
     pub fn sessions(&self) -> Vec<SessionSummary> {
         self.index().sessions.values().cloned().collect()
     }
 
+    /// One session by id; [`RuntimeError::SessionNotFound`] when the log has none of that id.
     pub fn session(&self, id: &str) -> Result<SessionSummary, RuntimeError> {
         self.index()
             .sessions

@@ -32,7 +32,9 @@ const LOCK_SUFFIX: &str = ".lock";
 /// The payload of a `JOB_OWNER` record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobOwner {
+    /// The job the record claims.
     pub job_id: u64,
+    /// The owner's name, `PID-START@PIDNS.N` (see the module doc).
     pub owner: String,
 }
 

@@ -23,6 +23,8 @@ pub struct RecoveryInfo {
     pub interrupted: Vec<u64>,
     /// Stale cgroup leaves of dead instances.
     pub swept: Vec<String>,
+    /// Stale cgroup leaves of dead instances that could not be removed (processes still in them,
+    /// say).
     pub sweep_failed: Vec<String>,
     /// Bytes of torn tail the WAL truncated.
     pub wal_truncated_bytes: u64,

@@ -12,6 +12,7 @@ use crate::exec::job::{CancelToken, JobResult};
 use crate::guard::{self, Decision};
 use crate::model::{JobStatus, Usage};
 use crate::sample::{encode_blob, Sample};
+use crate::sampler::SpanStart;
 use crate::wal::record::{kind as record_kind, JobFinished, JobRejected, JobStarted};
 use crate::wal::{Lsn, Record};
 
@@ -62,6 +63,16 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        self.run_observed(req, &mut |_| {})
+    }
+
+    /// [`Runtime::run`], telling `on_start` the job's id as soon as the job can be cancelled
+    /// (before it waits for a slot); not called for a dry run or a job refused up front.
+    pub fn run_observed(
+        &self,
+        req: &JobRequest,
+        on_start: &mut dyn FnMut(u64),
+    ) -> Result<JobOutcome, RuntimeError> {
         // Unique across every process sharing the log: drawn under the append lock once the
         // index holds what the others appended.
         let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
@@ -83,13 +94,22 @@ impl Runtime {
             return self.record_rejected(&job, reason, telemetry_before.as_ref());
         }
         let _running = self.register_running(job_id, &cancel);
+        on_start(job_id);
         let _slot = match self.admit(&job, &cancel) {
             Ok(slot) => slot,
             Err(reason) => return self.record_rejected(&job, reason, telemetry_before.as_ref()),
         };
+        // Telemetry that spans the job: a fresh sample now, and at the end one whose CPU
+        // deltas are against this one's reading.
+        let mut span = SpanStart::default();
+        let telemetry_before = self.sampler.span_start(&mut span).or(telemetry_before);
         self.record_start(&job, telemetry_before.as_ref())?;
         let result = self.execute(&job, &ctx);
-        let lsn = self.record_end(&job, &result)?;
+        let telemetry_after = self
+            .sampler
+            .span_end(&span)
+            .or_else(|| self.telemetry().latest());
+        let lsn = self.record_end(&job, &result, telemetry_after.as_ref())?;
         Ok(job.outcome(result, Some(lsn), None))
     }
 
@@ -249,11 +269,15 @@ impl Runtime {
 
     /// Records the job's end: who held each limit, then `JobFinished` with bounded, redacted
     /// output and the telemetry after, both made durable by one sync; counts the job.
-    fn record_end(&self, job: &Job<'_>, result: &JobResult) -> Result<Lsn, RuntimeError> {
+    fn record_end(
+        &self,
+        job: &Job<'_>,
+        result: &JobResult,
+        telemetry_after: Option<&Sample>,
+    ) -> Result<Lsn, RuntimeError> {
         let (stdout, stdout_cut) = job.redactor.output(&result.stdout);
         let (stderr, stderr_cut) = job.redactor.output(&result.stderr);
         let error = result.error.as_deref().map(|e| job.redactor.text(e));
-        let telemetry_after = self.telemetry().latest();
         // Who held each limit, in the log beside the end (made durable by the same sync).
         let enforcement = json!({
             "job_id": job.job_id,
@@ -281,7 +305,7 @@ impl Runtime {
             stderr: &stderr,
             stderr_truncated: result.stderr.truncated || stderr_cut,
             error: error.as_deref(),
-            telemetry_after: &encode_blob(telemetry_after.as_ref()),
+            telemetry_after: &encode_blob(telemetry_after),
         }))?;
         self.metrics.job_ended(
             self.metric_name(&job.req.capability),

@@ -159,6 +159,12 @@ impl Runtime {
         self.running().keys().copied().collect()
     }
 
+    /// Bytes a job still running has written to stdout and stderr so far (`None` once it
+    /// has ended).
+    pub fn job_output_bytes(&self, job_id: u64) -> Option<u64> {
+        self.running().get(&job_id).map(|j| j.cancel.output_bytes())
+    }
+
     /// Jobs holding a slot right now (at most `concurrent_jobs_max`).
     pub fn jobs_running(&self) -> usize {
         *self.slots.running.lock().unwrap_or_else(|p| p.into_inner())

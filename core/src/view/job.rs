@@ -29,29 +29,46 @@ use crate::wal::Lsn;
 pub struct RunView {
     /// `null` when nothing was recorded (bad `--args` JSON before any job existed).
     pub job_id: Option<u64>,
+    /// The capability the job ran, by name.
     pub capability: String,
+    /// The id of the session the job belongs to; `null` when none.
     #[serde(default)]
     pub session: Option<String>,
+    /// How the job ended (`completed`, `failed`, `timeout`, `killed`, `rejected`, ...).
     pub status: JobStatus,
+    /// Exit code of the job's root process; `null` when it did not exit by itself (killed by a
+    /// signal, refused, never started).
     pub exit_code: Option<i32>,
+    /// Signal number that killed the root process; `null` when none did.
     pub signal: Option<i32>,
     /// Output as text; bytes that are not UTF-8 are replaced (U+FFFD).
     pub stdout: String,
+    /// Standard error as text; bytes that are not UTF-8 are replaced (U+FFFD).
     pub stderr: String,
+    /// Standard output was longer than the job's `max_output_bytes`: only its start is kept.
     pub stdout_truncated: bool,
+    /// Standard error was longer than the job's `max_output_bytes`: only its start is kept.
     pub stderr_truncated: bool,
     /// Everything the job wrote to the stream, kept or not.
     #[serde(default)]
     pub stdout_total_bytes: u64,
+    /// Everything the job wrote to standard error, kept or not, in bytes.
     #[serde(default)]
     pub stderr_total_bytes: u64,
+    /// Wall-clock time of the job in ms, from request to its processes being gone.
     pub wall_ms: u64,
+    /// CPU time of all the job's processes, in µs; `null` when unmeasured (no cgroup, never
+    /// started).
     pub cpu_usage_us: Option<u64>,
+    /// Peak memory of all the job's processes, in bytes; `null` when unmeasured.
     pub memory_peak_bytes: Option<u64>,
+    /// The pids limit refused at least one fork.
     #[serde(default)]
     pub pids_limit_hit: bool,
+    /// The limit that ended the job early; `null` when none did.
     #[serde(default)]
     pub limit_hit: Option<LimitHit>,
+    /// Processes still running when the root process ended, killed by vigil.
     #[serde(default)]
     pub stragglers_killed: u64,
     /// LSN of the record that ended the job; `null` for a dry run.
@@ -122,12 +139,18 @@ impl RunView {
 /// One job in the index: a line of `vigil jobs --json` and of `jobs.list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSummary {
+    /// The job's id, unique in the log.
     pub job_id: u64,
+    /// The capability the job ran, by name.
     pub capability: String,
     /// `running` until the job's end is logged, then its final status.
     pub status: JobState,
+    /// The id of the session the job belongs to; `None` when none.
     pub session: Option<String>,
+    /// When the job's start was logged, in ms since the Unix epoch; `None` for a job refused before
+    /// it started.
     pub started_unix_ms: Option<u64>,
+    /// When the job's end was logged, in ms since the Unix epoch; `None` while it runs.
     pub finished_unix_ms: Option<u64>,
     /// LSN of the job's first record.
     pub lsn: Lsn,
@@ -143,19 +166,28 @@ pub fn summaries_json(jobs: &[JobSummary]) -> Value {
 /// A job's full record, gathered from its records in the log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobDetail {
+    /// The job's line in the index; `None` until its first record is read.
     pub summary: Option<JobSummary>,
+    /// When the job's start was logged, in ms since the Unix epoch; `None` when no start record.
     pub started_unix_ms: Option<u64>,
+    /// When the job's end was logged, in ms since the Unix epoch; `None` while it runs.
     pub finished_unix_ms: Option<u64>,
     /// The arguments as logged (redacted, possibly a truncation placeholder).
     pub args: Option<Value>,
+    /// The limits the job ran under, as logged with its start.
     pub limits: Option<Limits>,
+    /// The job's root directory, as logged.
     pub root: Option<String>,
+    /// The host sample the job was admitted on; `None` when telemetry had none.
     pub telemetry_before: Option<Sample>,
+    /// The host sample taken as the job ended; `None` when telemetry had none.
     pub telemetry_after: Option<Sample>,
     /// How it ended ([`result_json`]), once it has.
     pub result: Option<Value>,
     /// Who held each limit, as logged with the job's end.
     pub enforcement: Option<Value>,
+    /// `<limit> limit <value> not held: <reason>` for each requested limit not held, as logged with
+    /// the job's end.
     pub limits_not_held: Option<Value>,
 }
 

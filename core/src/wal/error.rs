@@ -16,18 +16,33 @@ pub enum WalError {
     /// The log is damaged in a way the recovery mode does not accept.
     Corrupt(LogFault),
     /// An earlier sync failed; nothing can be acknowledged any more.
-    Poisoned { cause: String },
+    Poisoned {
+        /// The failed sync's error, as text.
+        cause: String,
+    },
     /// The payload exceeds what a frame (or a segment) can hold.
     RecordTooLarge {
+        /// Size of the encoded payload, in bytes.
         payload_bytes: usize,
+        /// The most a payload may have, in bytes.
         max_bytes: usize,
     },
     /// A record that cannot be encoded.
     Encode(RecordError),
     /// An LSN that was never appended.
-    LsnNotAppended { lsn: Lsn, last_lsn: Lsn },
+    LsnNotAppended {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The last LSN appended so far.
+        last_lsn: Lsn,
+    },
     /// A reader asked for an LSN retention already removed.
-    LsnNotRetained { lsn: Lsn, first_lsn: Lsn },
+    LsnNotRetained {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The oldest LSN the log still holds.
+        first_lsn: Lsn,
+    },
     /// Options out of range.
     BadOptions(String),
 }
@@ -111,12 +126,17 @@ impl std::error::Error for PathIoError {
 /// A fault found by a scan of the whole log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFault {
+    /// A torn tail or corruption.
     pub kind: FaultKind,
+    /// The damaged segment's sequence number.
     pub seq: u64,
     /// The segment's path (or simulated name).
     pub segment: String,
+    /// Byte offset of the damage in the segment.
     pub offset: usize,
+    /// The LSN the next valid frame there would have had.
     pub expected_lsn: Lsn,
+    /// What is wrong with the bytes.
     pub cause: String,
 }
 
@@ -145,9 +165,14 @@ impl fmt::Display for LogFault {
 /// A range salvage skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSkip {
+    /// The segment's sequence number.
     pub seq: u64,
+    /// The segment's path (or simulated name).
     pub segment: String,
+    /// Where the skipped range starts in the segment.
     pub offset: usize,
+    /// How many bytes were skipped.
     pub bytes: usize,
+    /// The LSN expected at the start of the range.
     pub expected_lsn: Lsn,
 }

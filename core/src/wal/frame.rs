@@ -162,7 +162,10 @@ impl SegmentHeader {
 /// The fields of a frame header a writer chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameMeta {
+    /// The record kind (see `record::kind`); kinds with [`KIND_IGNORABLE_BIT`] set may be skipped
+    /// by readers that do not know them.
     pub kind: u16,
+    /// The record's LSN, 1..=[`LSN_MAX`]: the previous frame's plus one.
     pub lsn: Lsn,
     /// Every LSN up to and including this one was durable when the frame was written.
     pub synced_lsn: Lsn,
@@ -173,11 +176,17 @@ pub struct FrameMeta {
 /// A frame that validated, borrowing its payload from the scanned bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The record kind (see `record::kind`).
     pub kind: u16,
+    /// The record's LSN, 1..=[`LSN_MAX`].
     pub lsn: Lsn,
+    /// Every LSN up to and including this one was durable when the frame was written.
     pub synced_lsn: Lsn,
+    /// Checksum of the previous frame in the segment, 0 for the first.
     pub prev_checksum: u32,
+    /// This frame's CRC32C, seeded with the segment's salt; it validated.
     pub checksum: u32,
+    /// The record's encoded bytes (padding excluded), at most [`RECORD_PAYLOAD_BYTES_MAX`].
     pub payload: &'a [u8],
     /// Bytes the whole frame occupies, padding included.
     pub frame_bytes: usize,
@@ -198,10 +207,14 @@ pub enum FrameError {
     Short,
     /// The header is all zero: nothing was written here.
     Zero,
+    /// The first four bytes are not [`FRAME_MAGIC`].
     BadMagic,
+    /// The frame's version is not [`FORMAT_VERSION`].
     BadVersion,
     /// Reserved bits set or a length above the maximum.
     BadHeader,
+    /// The checksum does not match the bytes: torn, corrupt, or a stale frame of an older use of
+    /// the segment.
     BadChecksum,
 }
 
@@ -225,9 +238,15 @@ impl core::error::Error for FrameError {}
 #[non_exhaustive]
 pub enum EncodeError {
     /// The payload is larger than `RECORD_PAYLOAD_BYTES_MAX`.
-    PayloadTooLarge { payload_bytes: usize },
+    PayloadTooLarge {
+        /// Size of the payload, in bytes.
+        payload_bytes: usize,
+    },
     /// The output buffer cannot hold the frame.
-    BufferTooSmall { needed_bytes: usize },
+    BufferTooSmall {
+        /// Bytes the whole frame needs, header and padding included.
+        needed_bytes: usize,
+    },
 }
 
 /// Writes a frame header for a payload that already sits at `out[FRAME_HEADER_BYTES..]`,

@@ -50,7 +50,11 @@ pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
 /// reader still needs, and never the active one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
+    /// Keep at most this many bytes of segments (counted as segments × segment size, the
+    /// pre-created next one included); `None`: no byte bound. 4 GiB by default.
     pub bytes_max: Option<u64>,
+    /// Keep at most this many segment files (the pre-created next one included); `None`: no count
+    /// bound (the default).
     pub segments_max: Option<u64>,
 }
 
@@ -66,9 +70,14 @@ impl Default for Retention {
 /// How a log is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalOptions {
+    /// Size of every segment file, in bytes, [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX`]
+    /// ([`SEGMENT_BYTES_DEFAULT`] by default). A record must fit in one segment.
     pub segment_bytes: u64,
+    /// How appends are made durable (fdatasync, O_DSYNC, ...).
     pub sync_method: SyncMethod,
+    /// What recovery accepts when the log is opened: a torn tail, corruption, neither.
     pub recovery_mode: RecoveryMode,
+    /// How much old log to keep.
     pub retention: Retention,
     /// Write zeros over new segments (see [`FsStore`]); only for the file store.
     pub zero_fill_segments: bool,
@@ -105,7 +114,8 @@ struct Cross {
 
 impl Cross {
     fn open(dir: &Path) -> Result<Cross, WalError> {
-        create_private_dir(dir).map_err(WalError::Io)?;
+        create_private_dir(dir)
+            .map_err(|e| WalError::Io(super::storage::context(e, "create WAL directory", dir)))?;
         let present = AppendLock::open_named(dir, WRITERS_FILE_NAME)?;
         if !present.try_lock_shared()? {
             let message = format!(
@@ -208,13 +218,21 @@ impl fmt::Debug for Wal {
 /// Counters for `stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalStats {
+    /// The LSN of the last record appended (0 when the log has none yet).
     pub last_lsn: Lsn,
+    /// Every record up to this LSN is durable (synced).
     pub durable_lsn: Lsn,
+    /// The LSN of the oldest record the log still holds (retention removes older ones).
     pub first_lsn: Lsn,
+    /// Segment files the log holds.
     pub segments: u64,
+    /// Size of every segment file, in bytes.
     pub segment_bytes: u64,
+    /// Records appended through this `Wal` since it was opened (not those of other processes).
     pub appends: u64,
+    /// Group-commit sync passes run by this `Wal` since it was opened.
     pub syncs: u64,
+    /// How long those sync passes took, in µs buckets.
     pub sync_latency: SyncLatency,
 }
 

@@ -15,12 +15,20 @@ use crate::model::{JobStatus, Limits, Usage};
 
 /// Kind numbers of the records this version knows.
 pub mod kind {
+    /// [`JobStarted`](super::JobStarted): a job was admitted and is about to run.
     pub const JOB_STARTED: u16 = 1;
+    /// [`JobFinished`](super::JobFinished): a job ended (any status but interrupted).
     pub const JOB_FINISHED: u16 = 2;
+    /// [`JobInterrupted`](super::JobInterrupted): a job started but its end was never logged
+    /// (written on recovery).
     pub const JOB_INTERRUPTED: u16 = 3;
+    /// [`JobRejected`](super::JobRejected): a job refused before it ran.
     pub const JOB_REJECTED: u16 = 4;
+    /// [`TelemetrySample`](super::TelemetrySample): a host sample.
     pub const TELEMETRY_SAMPLE: u16 = 5;
+    /// [`SessionCreated`](super::SessionCreated): a session was opened.
     pub const SESSION_CREATED: u16 = 6;
+    /// [`SessionClosed`](super::SessionClosed): a session was closed.
     pub const SESSION_CLOSED: u16 = 7;
     /// Opaque bytes from an embedding application (the C API); never interpreted.
     pub const USER: u16 = 8;
@@ -51,14 +59,20 @@ pub mod kind {
 /// A job was admitted and is about to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStarted<'a> {
+    /// The job's id, unique in the log and never reused.
     pub job_id: u64,
+    /// When the record was made, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// The capability the job runs, by name.
     pub capability: &'a str,
     /// The arguments as JSON text, already redacted.
     pub args_json: &'a str,
+    /// The limits the job runs under; `None` fields were not set.
     pub limits: Limits,
+    /// The id of the session the job belongs to, if any.
     #[serde(borrow)]
     pub session: Option<&'a str>,
+    /// The job's root directory, if it has one.
     #[serde(borrow)]
     pub root: Option<&'a str>,
     /// The telemetry sample the admission decision used, encoded by the telemetry layer.
@@ -68,53 +82,81 @@ pub struct JobStarted<'a> {
 /// A job ended (any status but interrupted-by-restart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFinished<'a> {
+    /// The id of the job, as in its [`JobStarted`].
     pub job_id: u64,
+    /// When the job ended, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// How the job ended.
     pub status: JobStatus,
+    /// Exit code of the job's root process; `None` when it did not exit by itself.
     pub exit_code: Option<i32>,
+    /// Signal number that killed the root process; `None` when none did.
     pub signal: Option<i32>,
+    /// Resources the job used (0 where unmeasured).
     pub usage: Usage,
+    /// The start of standard output as logged, secrets redacted (bounded; see `stdout_truncated`).
     pub stdout: &'a [u8],
+    /// Standard output is longer than what is logged (the job's output cap or the log's bound).
     pub stdout_truncated: bool,
+    /// The start of standard error as logged, secrets redacted.
     pub stderr: &'a [u8],
+    /// Standard error is longer than what is logged.
     pub stderr_truncated: bool,
+    /// Human message for what went wrong; `None` on success.
     #[serde(borrow)]
     pub error: Option<&'a str>,
+    /// The telemetry sample taken as the job ended, encoded by the telemetry layer (empty when
+    /// there was none).
     pub telemetry_after: &'a [u8],
 }
 
 /// A job that was started but whose end was never logged (written on restart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInterrupted<'a> {
+    /// The id of the job, as in its [`JobStarted`].
     pub job_id: u64,
+    /// When the interruption was recorded, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// Why the job is deemed interrupted (its owner process is gone).
     pub reason: &'a str,
 }
 
 /// A job refused before it ran (bad arguments, guard, confinement).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRejected<'a> {
+    /// The job's id, unique in the log and never reused.
     pub job_id: u64,
+    /// When the job was refused, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// The capability the job asked for, by name.
     pub capability: &'a str,
+    /// The arguments as JSON text, already redacted.
     pub args_json: &'a str,
+    /// The id of the session the job named, if any.
     #[serde(borrow)]
     pub session: Option<&'a str>,
+    /// Why the job was refused, as a human message.
     pub reason: &'a str,
+    /// The telemetry sample the refusal was decided on, encoded by the telemetry layer (empty when
+    /// there was none).
     pub telemetry: &'a [u8],
 }
 
 /// A telemetry sample, encoded by the telemetry layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TelemetrySample<'a> {
+    /// When the sample was recorded, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// The sample, encoded by the telemetry layer.
     pub body: &'a [u8],
 }
 
 /// A session was opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCreated<'a> {
+    /// The session's id, unique in the log.
     pub session: &'a str,
+    /// When the session was opened, in ms since the Unix epoch.
     pub unix_ms: u64,
     /// Free-form metadata as JSON text ("{}" when none).
     pub meta_json: &'a str,
@@ -123,20 +165,30 @@ pub struct SessionCreated<'a> {
 /// A session was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClosed<'a> {
+    /// The id of the session closed.
     pub session: &'a str,
+    /// When it was closed, in ms since the Unix epoch.
     pub unix_ms: u64,
+    /// Why it was closed, as given by the caller.
     pub reason: &'a str,
 }
 
 /// Every record this version of vigil writes or reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
+    /// A job was admitted and is about to run.
     JobStarted(JobStarted<'a>),
+    /// A job ended.
     JobFinished(JobFinished<'a>),
+    /// A job's end was never logged; recovery marked it interrupted.
     JobInterrupted(JobInterrupted<'a>),
+    /// A job was refused before it ran.
     JobRejected(JobRejected<'a>),
+    /// A host telemetry sample.
     TelemetrySample(TelemetrySample<'a>),
+    /// A session was opened.
     SessionCreated(SessionCreated<'a>),
+    /// A session was closed.
     SessionClosed(SessionClosed<'a>),
     /// Opaque bytes, stored as they are (no postcard framing).
     User(&'a [u8]),
@@ -149,7 +201,10 @@ pub enum RecordError {
     /// A kind this version does not know, without the ignorable bit.
     UnknownKind(u16),
     /// The payload does not decode as the record its kind names (or has trailing bytes).
-    Malformed { kind: u16 },
+    Malformed {
+        /// The frame's record kind.
+        kind: u16,
+    },
     /// The encoding does not fit the buffer given.
     BufferTooSmall,
 }
@@ -171,9 +226,11 @@ impl core::error::Error for RecordError {}
 /// What a reader makes of one valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
+    /// A record this version knows.
     Record(Record<'a>),
     /// An unknown kind marked ignorable: skip it.
     Ignored {
+        /// The frame's kind (with [`KIND_IGNORABLE_BIT`] set).
         kind: u16,
     },
 }

@@ -29,12 +29,19 @@ pub enum SegmentState {
 /// One segment as the scan saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentSummary {
+    /// The segment's sequence number (from its file name).
     pub seq: u64,
+    /// The segment's file name.
     pub segment: String,
+    /// What the scan found in it.
     pub state: SegmentState,
+    /// The LSN of its first frame, from its header; `None` when the header is unused or bad.
     pub first_lsn: Option<Lsn>,
+    /// Frames of the log it holds.
     pub frames: u64,
+    /// Byte offset just past its last accepted frame (0 when none).
     pub end_offset: usize,
+    /// Size of the segment file, in bytes.
     pub bytes: usize,
     /// Every byte of the file from here on is zero (proven from its extents, see
     /// [`super::storage::SegmentFile::zero_from`]); the scan read nothing past it.
@@ -44,27 +51,39 @@ pub struct SegmentSummary {
 /// Where the valid log ends: appends continue here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogEnd {
+    /// Sequence number of the segment the log ends in.
     pub seq: u64,
+    /// Byte offset in it just past the last valid frame: the next frame is written here.
     pub offset: usize,
+    /// Checksum of that last frame, which the next frame chains on (0 when the segment has none).
     pub last_checksum: u32,
 }
 
 /// The result of scanning every segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogScan {
+    /// The recovery mode the scan applied.
     pub mode: RecoveryMode,
     /// The log's identity (0 for a log with no segments yet).
     pub log_id: u128,
     /// Segments before the first retained one, whose removal a stop interrupted.
     pub retired: Vec<u64>,
+    /// Every segment scanned, in order.
     pub segments: Vec<SegmentSummary>,
+    /// Frames accepted as the log, over all segments.
     pub frames: u64,
+    /// The LSN of the first record of the log; `None` when it has none.
     pub first_lsn: Option<Lsn>,
+    /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
+    /// Where appends continue; `None` when no segment holds frames of the log.
     pub end: Option<LogEnd>,
+    /// The first fault found (torn tail, corruption, foreign or missing segment); `None` for a
+    /// clean log. Whether it refused the open depends on `mode`.
     pub fault: Option<LogFault>,
     /// Valid frames after a torn spot, written while it was unsynced: not part of the log.
     pub dropped_unsynced_frames: u64,
+    /// Byte ranges skipped to go on past damage (salvage mode only; empty otherwise).
     pub skipped: Vec<LogSkip>,
 }
 
@@ -372,6 +391,7 @@ fn describe_cause(cause: FaultCause) -> String {
 /// What opening the log found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// What scanning the log found.
     pub scan: LogScan,
     /// Bytes zeroed at the end of the log (a torn tail, or unsynced frames after it).
     pub truncated_bytes: u64,

@@ -40,7 +40,9 @@ pub struct RepairReport {
     pub damaged_dir: PathBuf,
     /// The LSN of the `REPAIRED` record.
     pub repair_lsn: Lsn,
+    /// The id of the damaged log (every segment header of a log carries it).
     pub old_log_id: u128,
+    /// The id of the new log the repair started; its segments carry this one.
     pub new_log_id: u128,
 }
 

@@ -41,6 +41,7 @@ impl RecoveryMode {
         }
     }
 
+    /// The mode's name: `strict`, `tail` or `salvage`.
     pub fn as_str(self) -> &'static str {
         match self {
             RecoveryMode::Strict => "strict",
@@ -60,6 +61,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The kind's name: `torn_tail` or `corruption`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::TornTail => "torn_tail",
@@ -74,43 +76,69 @@ pub enum FaultCause {
     /// The bytes are not a valid frame.
     Frame(FrameError),
     /// A valid frame with another LSN than the one expected next.
-    LsnMismatch { found: Lsn },
+    LsnMismatch {
+        /// The LSN the frame carries.
+        found: Lsn,
+    },
     /// A valid frame that does not chain to the frame before it.
     ChainMismatch,
     /// The segment header does not validate.
     SegmentHeader(SegmentHeaderError),
     /// A header of another log (its identity differs).
-    ForeignLog { found: u128 },
+    ForeignLog {
+        /// The log id the header carries.
+        found: u128,
+    },
     /// The header names another segment than the file it is in (swapped or renamed files).
-    SegmentSeq { found: u64 },
+    SegmentSeq {
+        /// The segment number the header carries.
+        found: u64,
+    },
     /// A segment number is missing between two segments present.
-    MissingSegment { seq: u64 },
+    MissingSegment {
+        /// The number of the first segment missing.
+        seq: u64,
+    },
     /// The file is not the size its header records (truncated or extended).
-    SegmentSize { header_bytes: u64 },
+    SegmentSize {
+        /// The size the header records, in bytes.
+        header_bytes: u64,
+    },
     /// The segment does not start at the LSN where the previous one ended.
-    FirstLsn { found: Lsn },
+    FirstLsn {
+        /// The first LSN the segment's header carries.
+        found: Lsn,
+    },
     /// An unwritten (all-zero) segment stands before segments that hold the log.
     UnusedBeforeUsed,
     /// The log ends before an LSN recorded as durable beside it.
-    DurableLost { durable_lsn: Lsn },
+    DurableLost {
+        /// The LSN recorded as durable, which the log no longer reaches.
+        durable_lsn: Lsn,
+    },
 }
 
 /// The first fault found in a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// Whether the damage is a torn tail or corruption.
     pub kind: FaultKind,
     /// Offset in the segment where the bad bytes start.
     pub offset: usize,
     /// The LSN that should have been there.
     pub expected_lsn: Lsn,
+    /// What exactly is wrong there.
     pub cause: FaultCause,
 }
 
 /// A range salvage skipped over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SkippedRange {
+    /// Offset in the segment where the skipped bytes start.
     pub offset: usize,
+    /// Bytes skipped.
     pub bytes: usize,
+    /// The LSN expected at the start of the range.
     pub expected_lsn: Lsn,
 }
 
@@ -137,6 +165,7 @@ pub struct FrameScan {
     pub dropped_unsynced_frames: u64,
     /// Ranges skipped in salvage mode.
     pub skipped: heapless::Vec<SkippedRange, SKIPPED_RANGES_MAX>,
+    /// Skipped ranges beyond the [`SKIPPED_RANGES_MAX`] listed in `skipped`.
     pub skipped_more: u64,
 }
 
@@ -145,6 +174,7 @@ pub struct FrameScan {
 pub struct Probe {
     /// The first valid frame (offset, LSN) with an LSN at or past the expected one.
     pub first: Option<(usize, Lsn)>,
+    /// Valid frames found after the spot.
     pub valid_frames: u64,
     /// Some valid frame after the spot was written when the spot was already durable.
     pub durable_after: bool,
@@ -346,7 +376,9 @@ fn accept(scan: &mut FrameScan, pos: usize, frame: &Frame<'_>) {
 /// The result of scanning one whole segment image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScan {
+    /// The segment's validated header.
     pub header: SegmentHeader,
+    /// What scanning its frames found.
     pub frames: FrameScan,
 }
 
@@ -377,6 +409,7 @@ where
 /// fuzz targets feed it arbitrary images. It is the one place that decides what a log holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogScanner {
+    /// What damage the scan accepts and goes on past.
     pub mode: RecoveryMode,
     /// The identity every segment must carry.
     pub log_id: u128,
@@ -400,7 +433,9 @@ pub struct LogScanner {
 pub enum SegmentVerdict {
     /// Its frames (or some of them, see `frames.fault`) belong to the log.
     Used {
+        /// The segment's validated header.
         header: SegmentHeader,
+        /// What scanning its frames found.
         frames: FrameScan,
         /// A fault at the segment level found before its frames were scanned (salvage goes on
         /// past it).
@@ -410,7 +445,10 @@ pub enum SegmentVerdict {
     Unused,
     /// After the end of the log (a fault stopped it): only probed. `durable_after` means a
     /// frame here was written when the stop was already durable: the stop is corruption.
-    PastEnd { probe: Probe },
+    PastEnd {
+        /// What the probe of the segment's bytes found.
+        probe: Probe,
+    },
     /// The segment as a whole is damaged: none of its frames can be trusted.
     Damaged(Fault),
 }

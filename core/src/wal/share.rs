@@ -135,9 +135,14 @@ impl Drop for Held<'_> {
 /// Where the log ends, as the last lock holder published it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TailState {
+    /// Sequence number of the segment the log ends in.
     pub seq: u64,
+    /// Byte offset in that segment where the next frame goes.
     pub offset: u64,
+    /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
+    /// Checksum of the last frame of that segment, which the next frame chains on (0 when the
+    /// segment has no frame yet).
     pub prev_checksum: u32,
     /// The next value of the log's shared counter (see `Wal::claim_number`).
     pub counter: u64,

@@ -35,10 +35,12 @@ pub struct FaultPlan {
 pub struct SimRng(u64);
 
 impl SimRng {
+    /// A generator seeded with `seed` (any value; 0 included).
     pub fn new(seed: u64) -> SimRng {
         SimRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// The next pseudo-random number of the sequence.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;

@@ -1,10 +1,13 @@
 //! `--metrics ADDR`: the Prometheus text exposition format (version 0.0.4) over a minimal
-//! HTTP/1.1 responder. One scrape at a time, each bounded in size and time: it serves a
-//! monitoring system, not the public.
+//! HTTP/1.1 responder. It serves a monitoring system, not the public, but no client can stall
+//! it: each connection is answered on its own thread, bounded in size and time (a request head
+//! within [`HTTP_IO_TIMEOUT`] of connecting, the answer taken within as long), and past
+//! [`HTTP_CONNECTIONS_MAX`] open connections a new one is refused at once with a 503.
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_core::histogram::Buckets;
@@ -17,6 +20,10 @@ use super::Server;
 const HTTP_REQUEST_BYTES_MAX: usize = 8 * 1024;
 /// Time a scraper gets to send its request and take the answer.
 const HTTP_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections answered at once; past this, new ones get a 503 and are closed.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
+/// Time a refused connection gets to take its 503.
+const HTTP_REFUSE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Binds `addr`: `HOST:PORT`, or a bare port on 127.0.0.1.
 pub fn bind(addr: &str) -> Result<TcpListener, String> {
@@ -29,18 +36,59 @@ pub fn bind(addr: &str) -> Result<TcpListener, String> {
     TcpListener::bind(parsed).map_err(|e| format!("--metrics {parsed}: {e}"))
 }
 
-pub fn serve(listener: TcpListener, server: &Server) {
+pub fn serve(listener: TcpListener, server: &Arc<Server>) {
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if server.shutting_down.load(Ordering::Acquire) {
             return;
         }
         match stream {
-            Ok(stream) => {
-                let _ = answer(stream, server);
-            }
+            Ok(stream) => admit(stream, server, &open),
             // EMFILE and friends: back off instead of spinning.
             Err(_) => std::thread::sleep(HTTP_IO_TIMEOUT / 50),
         }
+    }
+}
+
+/// Answers `stream` on a thread of its own, or refuses it when too many are open.
+fn admit(mut stream: TcpStream, server: &Arc<Server>, open: &Arc<AtomicUsize>) {
+    if open.fetch_add(1, Ordering::AcqRel) >= HTTP_CONNECTIONS_MAX {
+        open.fetch_sub(1, Ordering::AcqRel);
+        // A fresh socket takes a short answer at once; one that does not is dropped.
+        let _ = stream.set_write_timeout(Some(HTTP_REFUSE_TIMEOUT));
+        let _ = respond(
+            &mut stream,
+            "503 Service Unavailable",
+            "text/plain",
+            "too many connections to the metrics endpoint; retry\n",
+        );
+        // What the client already sent is read, so closing does not reset the connection
+        // (and discard the answer) over unread bytes.
+        if stream.set_nonblocking(true).is_ok() {
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        return;
+    }
+    /// Releases the connection's place however its thread ends.
+    struct Place(Arc<AtomicUsize>);
+    impl Drop for Place {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let place = Place(open.clone());
+    let server = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("vigil-metrics-conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _place = place;
+            let _ = answer(stream, &server);
+        });
+    if spawned.is_err() {
+        // The closure (and its place) is dropped with the error.
+        std::thread::sleep(HTTP_IO_TIMEOUT / 50);
     }
 }
 

@@ -20,7 +20,7 @@ pub fn instance_marker() -> &'static str {
 
 /// Field 22 (starttime) of /proc/PID/stat.
 pub(crate) fn process_start_ticks(pid: i32) -> Option<u64> {
-    crate::exec::reaper::proc_stat(pid).map(|st| st.start_ticks)
+    crate::exec::proctable::proc_stat(pid).map(|st| st.start_ticks)
 }
 
 /// True when the instance named by a marker `pid-start` is still running: that pid exists,
@@ -33,7 +33,8 @@ pub(crate) fn instance_alive(marker: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
         return false;
     };
-    crate::exec::reaper::proc_stat(pid).is_some_and(|st| st.start_ticks == start && !st.is_dead())
+    crate::exec::proctable::proc_stat(pid)
+        .is_some_and(|st| st.start_ticks == start && !st.is_dead())
 }
 
 /// What the start-up sweep did.

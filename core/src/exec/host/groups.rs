@@ -19,6 +19,7 @@ pub(super) fn ensure_parent(own: &Path, name: &str) -> io::Result<PathBuf> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // SAFETY: valid C string; access only checks permissions.
             let c = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+            // SAFETY: access only reads the NUL-terminated path c.
             if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
                 Ok(dir)
             } else {

@@ -101,6 +101,7 @@ pub(super) fn statfs_magic(path: &Path) -> Option<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: c is a valid NUL-terminated path; buf is a properly sized out-parameter.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a NUL-terminated path and buf a statfs out-parameter of the right type.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     (rc == 0).then_some(buf.f_type as i64)
 }

@@ -16,6 +16,7 @@ pub(super) fn probe_pidfd() -> bool {
     // SAFETY: pidfd_open on our own pid; the fd is closed at once.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
     if fd >= 0 {
+        // SAFETY: fd is the descriptor pidfd_open just returned, owned here and closed once.
         unsafe { libc::close(fd as i32) };
         true
     } else {
@@ -40,6 +41,7 @@ pub(super) fn probe_openat2() -> bool {
         )
     };
     if fd >= 0 {
+        // SAFETY: fd is the descriptor openat2 just returned, owned here and closed once.
         unsafe { libc::close(fd as i32) };
         true
     } else {

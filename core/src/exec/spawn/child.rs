@@ -44,7 +44,7 @@ pub(super) struct ChildFds<'a> {
 /// # Safety
 /// Must be called only in a freshly forked/cloned child.
 pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! {
-    // SAFETY (whole function): plain system calls on fds and memory prepared before the fork.
+    // SAFETY: (the whole function) plain system calls on fds and memory prepared before the fork.
     unsafe {
         // Die with vigil. PDEATHSIG is tied to the thread that forked us: the job's supervising
         // thread lives until the job is over. If vigil died before the prctl took effect, our
@@ -184,6 +184,8 @@ impl ChildStack {
         // SAFETY: sysconf has no preconditions; mmap of fresh anonymous memory.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let len = CHILD_STACK_BYTES + page;
+        // SAFETY: an anonymous private mapping at an address the kernel picks; no memory is
+        // aliased.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -228,6 +230,8 @@ extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: arg is the VforkPlan on the parent's stack; the parent is suspended until this
     // child execs or exits, so the plan outlives every use here.
     let plan = unsafe { &*(arg as *const VforkPlan<'_, '_>) };
+    // SAFETY: this runs only in the vfork child (vfork_child is its entry point), as child_exec
+    // requires.
     unsafe { child_exec(plan.cmd, plan.fds) }
 }
 
@@ -244,7 +248,9 @@ pub(super) fn vfork_spawn(
     let plan = VforkPlan { cmd, fds };
     // SAFETY: sigset out-parameters of the right type.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: an all-zero sigset_t is a valid value; sigfillset/pthread_sigmask fill it below.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigset pointers to live locals; the mask is restored in this thread after the clone.
     unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);

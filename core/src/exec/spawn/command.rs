@@ -158,6 +158,7 @@ impl PreparedCommand {
             .transpose()?;
         // SAFETY: sigemptyset initialises the set it is given.
         let mut empty_sigset: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a pointer to a live local sigset_t, which sigemptyset initialises.
         unsafe { libc::sigemptyset(&mut empty_sigset) };
         let mut rl = libc::rlimit {
             rlim_cur: 0,

@@ -277,6 +277,7 @@ pub(crate) fn spawn(
         }
         // SAFETY: pidfd_open on our own unreaped child.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: pidfd_open returned a fresh descriptor (fd >= 0) that nothing else owns.
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
     });
     Ok(SpawnedChild {
@@ -338,15 +339,7 @@ fn clone_child(
                 Err(e) => return Err(spawn_err("clone3", std::io::Error::from_raw_os_error(e))),
             }
         } else {
-            // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
-            let rc = unsafe { libc::fork() };
-            if rc == 0 {
-                unsafe { child_exec(cmd, &fds) }
-            }
-            if rc < 0 {
-                return Err(spawn_err("fork", std::io::Error::last_os_error()));
-            }
-            rc
+            fork_child(cmd, &fds).map_err(|e| spawn_err("fork", e))?
         };
         // Registered after the clone: holding a lock across fork would serialise every spawn.
         LIVE_ROOTS
@@ -362,6 +355,21 @@ fn clone_child(
             placed_by_clone: attempt_into,
         });
     }
+}
+
+/// A plain fork; the child runs `child_exec`.
+fn fork_child(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> std::io::Result<libc::pid_t> {
+    // SAFETY: the child only calls child_exec (async-signal-safe, never returns).
+    let rc = unsafe { libc::fork() };
+    if rc == 0 {
+        // SAFETY: rc == 0: this is the freshly forked child, where child_exec must run (it never
+        // returns).
+        unsafe { child_exec(cmd, fds) }
+    }
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc)
 }
 
 /// The errors of clone3 with CLONE_INTO_CGROUP that mean "not here", not "failed".
@@ -403,6 +411,8 @@ fn clone3_child(
         )
     };
     if rc == 0 {
+        // SAFETY: rc == 0: this is the freshly cloned child, where child_exec must run (it never
+        // returns).
         unsafe { child_exec(cmd, fds) }
     }
     if rc < 0 {
