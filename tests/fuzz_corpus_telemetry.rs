@@ -18,30 +18,45 @@ fn replay(target: &str, body: fn(&[u8])) {
 
 #[test]
 fn proc_stat_corpus() {
-    replay("proc_stat", vigil_runtime::fuzzing::proc_stat);
+    replay("proc_stat", vigil_runtime::fuzzing::telemetry::proc_stat);
 }
 
 #[test]
 fn proc_meminfo_corpus() {
-    replay("proc_meminfo", vigil_runtime::fuzzing::proc_meminfo);
+    replay(
+        "proc_meminfo",
+        vigil_runtime::fuzzing::telemetry::proc_meminfo,
+    );
 }
 
 #[test]
 fn proc_loadavg_corpus() {
-    replay("proc_loadavg", vigil_runtime::fuzzing::proc_loadavg);
+    replay(
+        "proc_loadavg",
+        vigil_runtime::fuzzing::telemetry::proc_loadavg,
+    );
 }
 
 #[test]
 fn proc_pressure_corpus() {
-    replay("proc_pressure", vigil_runtime::fuzzing::proc_pressure);
+    replay(
+        "proc_pressure",
+        vigil_runtime::fuzzing::telemetry::proc_pressure,
+    );
 }
 
 #[test]
 fn cgroup_files_corpus() {
-    replay("cgroup_files", vigil_runtime::fuzzing::cgroup_files);
+    replay(
+        "cgroup_files",
+        vigil_runtime::fuzzing::telemetry::cgroup_files,
+    );
 }
 
 #[test]
 fn proc_pid_stat_corpus() {
-    replay("proc_pid_stat", vigil_runtime::fuzzing::proc_pid_stat);
+    replay(
+        "proc_pid_stat",
+        vigil_runtime::fuzzing::telemetry::proc_pid_stat,
+    );
 }

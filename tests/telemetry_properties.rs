@@ -9,11 +9,11 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_any_parser(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        vigil_runtime::fuzzing::proc_stat(&data);
-        vigil_runtime::fuzzing::proc_meminfo(&data);
-        vigil_runtime::fuzzing::proc_loadavg(&data);
-        vigil_runtime::fuzzing::proc_pressure(&data);
-        vigil_runtime::fuzzing::cgroup_files(&data);
+        vigil_runtime::fuzzing::telemetry::proc_stat(&data);
+        vigil_runtime::fuzzing::telemetry::proc_meminfo(&data);
+        vigil_runtime::fuzzing::telemetry::proc_loadavg(&data);
+        vigil_runtime::fuzzing::telemetry::proc_pressure(&data);
+        vigil_runtime::fuzzing::telemetry::cgroup_files(&data);
     }
 
     #[test]
@@ -26,9 +26,9 @@ proptest! {
             for c in cols { text.push(' '); text.push_str(c); }
             text.push('\n');
         }
-        vigil_runtime::fuzzing::proc_stat(text.as_bytes());
-        vigil_runtime::fuzzing::proc_meminfo(text.as_bytes());
-        vigil_runtime::fuzzing::proc_pressure(text.as_bytes());
+        vigil_runtime::fuzzing::telemetry::proc_stat(text.as_bytes());
+        vigil_runtime::fuzzing::telemetry::proc_meminfo(text.as_bytes());
+        vigil_runtime::fuzzing::telemetry::proc_pressure(text.as_bytes());
     }
 
     #[test]

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vigil_runtime::fuzzing;
 use vigil_runtime::model::{JobStatus, Usage};
 use vigil_runtime::wal::frame::{encode_frame, salt_seed, FrameMeta};
-use vigil_runtime::wal::fuzzing;
 use vigil_runtime::wal::log::{Retention, Wal, WalOptions};
 use vigil_runtime::wal::record::{kind, JobFinished, Record};
 use vigil_runtime::wal::scan::RecoveryMode;
@@ -44,9 +44,9 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn every_seed_replays_through_its_target_without_a_failure() {
     maybe_write_corpus();
     let targets: [(&str, FuzzBody); 3] = [
-        ("wal_scan", fuzzing::scan),
-        ("wal_frame_decode", fuzzing::frame_decode),
-        ("wal_ops", fuzzing::operations),
+        ("wal_scan", fuzzing::wal::scan),
+        ("wal_frame_decode", fuzzing::wal::frame_decode),
+        ("wal_ops", fuzzing::wal::operations),
     ];
     for (target, body) in targets {
         let seeds = seeds(target);

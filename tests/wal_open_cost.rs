@@ -19,7 +19,7 @@ use vigil_runtime::wal::storage::segment_file_name;
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
-/// What the writer reads ahead of its append position when it opens (storage.rs).
+/// What the writer reads ahead of its append position when it opens (storage/fs_segment.rs).
 const APPEND_WINDOW: usize = 256 << 10;
 
 fn options(segment_bytes: u64, mode: RecoveryMode) -> WalOptions {

@@ -113,8 +113,8 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_scan_the_same_twice(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        vigil_runtime::wal::fuzzing::scan(&bytes);
-        vigil_runtime::wal::fuzzing::frame_decode(&bytes);
+        vigil_runtime::fuzzing::wal::scan(&bytes);
+        vigil_runtime::fuzzing::wal::frame_decode(&bytes);
     }
 
     #[test]
@@ -126,6 +126,6 @@ proptest! {
         for (at, value) in damage {
             image[at.index(len)] = value;
         }
-        vigil_runtime::wal::fuzzing::scan(&image);
+        vigil_runtime::fuzzing::wal::scan(&image);
     }
 }

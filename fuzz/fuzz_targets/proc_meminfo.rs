@@ -1,4 +1,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| vigil_core::fuzzing::proc_meminfo(data));
+fuzz_target!(|data: &[u8]| vigil_core::fuzzing::telemetry::proc_meminfo(data));

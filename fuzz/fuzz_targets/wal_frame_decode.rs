@@ -1,8 +1,8 @@
-//! Fuzz target: `vigil_core::wal::fuzzing::frame_decode` (see that function for the properties checked).
+//! Fuzz target: `vigil_core::fuzzing::wal::frame_decode` (see that function for the properties checked).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    vigil_core::wal::fuzzing::frame_decode(data);
+    vigil_core::fuzzing::wal::frame_decode(data);
 });

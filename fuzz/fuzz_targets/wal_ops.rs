@@ -1,8 +1,8 @@
-//! Fuzz target: `vigil_core::wal::fuzzing::operations` (see that function for the properties checked).
+//! Fuzz target: `vigil_core::fuzzing::wal::operations` (see that function for the properties checked).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    vigil_core::wal::fuzzing::operations(data);
+    vigil_core::fuzzing::wal::operations(data);
 });

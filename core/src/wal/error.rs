@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::Path;
 
 use super::frame::Lsn;
 use super::record::RecordError;
@@ -100,7 +101,7 @@ impl From<io::Error> for WalError {
 
 /// A failed file operation of the log: what was being done, to which path, and the error the
 /// system gave, kept whole as its [`source`](std::error::Error::source). Carried inside an
-/// [`io::Error`] of the same kind (see `storage::context`).
+/// [`io::Error`] of the same kind (see [`context`]).
 #[derive(Debug)]
 pub struct PathIoError {
     /// What was being done ("open segment", ...).
@@ -121,6 +122,20 @@ impl std::error::Error for PathIoError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
+}
+
+/// Adds what was being done and to which path, keeping the error kind, and the error itself
+/// (with its OS code) as the source of a [`PathIoError`].
+pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
+    let kind = error.kind();
+    io::Error::new(
+        kind,
+        super::error::PathIoError {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            source: error,
+        },
+    )
 }
 
 /// A fault found by a scan of the whole log.

@@ -37,7 +37,6 @@
 
 pub mod crc32c;
 pub mod frame;
-pub mod fuzzing;
 pub mod record;
 pub mod scan;
 
@@ -47,6 +46,8 @@ pub mod commit;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod log;
+#[cfg(feature = "std")]
+pub mod mode;
 #[cfg(feature = "std")]
 pub mod reader;
 #[cfg(feature = "std")]

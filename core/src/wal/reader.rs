@@ -139,6 +139,9 @@ impl Reader {
 
     /// Hands up to `max_records` (capped at [`READ_BATCH_RECORDS_MAX`]) frames to `visit`, in
     /// LSN order; returns how many. 0 means nothing new yet.
+    // Longer than 70 lines on purpose: one loop over segments and frames whose decisions (end of
+    // segment, successor, damage or a writer mid-copy) share the reader's position; it reads as the
+    // protocol it implements.
     pub fn read_batch(
         &mut self,
         max_records: usize,

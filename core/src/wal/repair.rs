@@ -47,6 +47,9 @@ pub struct RepairReport {
 }
 
 /// Repairs the log in `dir`; `options` shape the new log (segment size, retention).
+// Longer than 70 lines on purpose: the repair is one ordered procedure under the old log's writer
+// lock (find the first LSN, copy every valid record into a new log, record the repair, swap the
+// directories); its order is what a crash mid-repair relies on.
 pub fn repair_dir(dir: &Path, options: WalOptions) -> Result<RepairReport, WalError> {
     let options = WalOptions {
         recovery_mode: RecoveryMode::Tail,

@@ -84,6 +84,9 @@ pub(super) fn random_salt() -> u64 {
 /// was never acknowledged: the torn tail of the end segment (zeroed), and segments past the
 /// end whose frames were all written while the end was unsynced (zeroed and kept as the next
 /// segment, or removed when a second one). A healthy pre-created segment is kept as it is.
+// Longer than 70 lines on purpose: applies the recovery verdict in one ordered pass (new log, end
+// segment, segments past the end, zeroing, the durability sync); each step is safe only after the
+// ones before it.
 pub(super) fn recover_writer(
     store: &dyn SegmentStore,
     new_segment_bytes: u64,

@@ -29,8 +29,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::crc32c::crc32c;
+use super::error::context;
 use super::frame::Lsn;
-use super::storage::{context, PRIVATE_FILE_MODE};
+use super::mode::PRIVATE_FILE_MODE;
 
 /// Name of the lock file appends are serialised on.
 pub const LOCK_FILE_NAME: &str = "LOCK";

@@ -11,32 +11,22 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use super::error::context;
 use super::frame::Lsn;
+pub use super::mode::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use super::sync::SyncEngine;
 
 /// Suffix of segment files; the stem is the segment sequence number, 20 decimal digits.
 pub const SEGMENT_FILE_SUFFIX: &str = ".wal";
 pub use super::share::LOCK_FILE_NAME;
-/// Mode of the log directory: logged arguments and output are the owner's alone.
-pub const PRIVATE_DIR_MODE: u32 = 0o700;
-/// Mode of segments, the lock and the identity file.
-pub const PRIVATE_FILE_MODE: u32 = 0o600;
-/// Zero-fill chunk: bounded so creating a segment needs no large buffer.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
-/// Bytes ahead of the append position read into the page cache when a segment is opened for
-/// appends. Bounded: a page cached there reads as data to `SEEK_DATA`, so the next open
-/// reads it (with `pread`) to prove it zero; a whole 64 MiB segment cost every open ~10 ms.
-const APPEND_READAHEAD_BYTES: usize = 256 << 10;
-/// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
-/// adds no resident memory however much it reads).
-const ZERO_PROOF_CHUNK_BYTES: usize = 256 << 10;
-/// Data regions [`data_regions`] lists one by one; past this the rest counts as one region.
-const DATA_REGIONS_MAX: usize = 4096;
+
+mod fs_segment;
+
+use fs_segment::{create_allocated, FsSegment};
 
 /// One segment's bytes.
 ///
@@ -403,202 +393,6 @@ impl SegmentStore for FsStore {
     }
 }
 
-/// A mapped segment file.
-struct FsSegment {
-    file: File,
-    map: memmap2::MmapRaw,
-    path: PathBuf,
-}
-
-impl SegmentFile for FsSegment {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn base_ptr(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
-    }
-
-    fn sync(&self, engine: &mut SyncEngine) -> io::Result<()> {
-        engine
-            .fdatasync(self.raw_fd())
-            .map_err(|e| context(e, "fdatasync segment", &self.path))
-    }
-
-    fn release_resident(&self, start: usize, end: usize) {
-        let page = page_bytes();
-        // MADV_DONTNEED on a shared file mapping only unmaps: dirty pages are kept in the
-        // page cache and the next access maps the same bytes again.
-        self.advise(
-            start.div_ceil(page) * page,
-            end.min(self.map.len()) / page * page,
-            libc::MADV_DONTNEED,
-        );
-    }
-
-    /// The zero tail from the file's extents: `SEEK_DATA`/`SEEK_HOLE` list the regions that
-    /// may hold data (an allocated but unwritten extent is a hole unless the page cache holds
-    /// pages of it), and only those are read, with `pread` into one reused buffer and from the
-    /// last region backwards, until a non-zero byte. A hole reads as zeros, so nothing after
-    /// the returned offset can be non-zero. Where `SEEK_DATA` is unsupported the whole file
-    /// counts as data: correct, only slower.
-    fn zero_from(&self) -> io::Result<usize> {
-        let len = self.map.len();
-        let regions = data_regions(self.raw_fd(), len)
-            .map_err(|e| context(e, "list data regions of segment", &self.path))?;
-        let mut buf = vec![0u8; ZERO_PROOF_CHUNK_BYTES.min(len)];
-        let mut zero_from = 0;
-        'regions: for &(start, end) in regions.iter().rev() {
-            let mut high = end;
-            while high > start {
-                let low = high.saturating_sub(buf.len()).max(start);
-                let chunk = &mut buf[..high - low];
-                std::os::unix::fs::FileExt::read_exact_at(&self.file, chunk, low as u64)
-                    .map_err(|e| context(e, "read segment", &self.path))?;
-                if !super::scan::is_zero(chunk) {
-                    let last = chunk.iter().rposition(|&b| b != 0).unwrap_or(0);
-                    zero_from = low + last + 1;
-                    break 'regions;
-                }
-                high = low;
-            }
-        }
-        let cached_zeros: usize = regions
-            .iter()
-            .map(|&(start, end)| end.saturating_sub(start.max(zero_from)))
-            .sum();
-        if cached_zeros > APPEND_READAHEAD_BYTES {
-            // Zero pages in the page cache past the end (read there by an earlier scan, or
-            // read ahead for appends) make every open read them again: drop them. Only clean,
-            // unmapped pages go, and the file's bytes are the same either way.
-            let from = zero_from.next_multiple_of(page_bytes());
-            // SAFETY: fadvise on a descriptor we own; a hint only.
-            unsafe {
-                libc::posix_fadvise(
-                    self.raw_fd(),
-                    from as libc::off_t,
-                    (len - from.min(len)) as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                )
-            };
-        }
-        Ok(zero_from)
-    }
-
-    fn prepare_appends(&self, offset: usize) {
-        // Reads the (allocated, zero) pages into the page cache so appends take cheap minor
-        // faults; it maps nothing, so the resident set grows only with what is written.
-        self.will_need(offset, offset.saturating_add(APPEND_READAHEAD_BYTES));
-    }
-
-    fn prepare_scan(&self, end: usize) {
-        self.will_need(0, end);
-    }
-}
-
-/// The regions of the first `len` bytes of `fd` that may hold data, in order, by
-/// `SEEK_DATA`/`SEEK_HOLE`; everything else reads as zeros. A file system without them, or
-/// one that reports everything as data, gives one region: the whole file.
-fn data_regions(fd: RawFd, len: usize) -> io::Result<Vec<(usize, usize)>> {
-    let whole = vec![(0, len)];
-    let mut regions = Vec::new();
-    let mut at = 0usize;
-    while at < len {
-        // SAFETY: lseek on a descriptor we own.
-        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            return match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ENXIO) => Ok(regions), // no data at or after `at`
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
-                _ => Err(io::Error::last_os_error()),
-            };
-        }
-        let start = usize::try_from(data).unwrap_or(len).min(len);
-        if start >= len {
-            break;
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(whole),
-                _ => Err(io::Error::last_os_error()),
-            };
-        }
-        let end = usize::try_from(hole).unwrap_or(len).clamp(start, len);
-        if regions.len() == DATA_REGIONS_MAX || end == start {
-            // Too many regions to list (or a file system that answers oddly): the rest of
-            // the file counts as data.
-            regions.push((start, len));
-            break;
-        }
-        regions.push((start, end));
-        at = end;
-    }
-    Ok(regions)
-}
-
-fn page_bytes() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page).unwrap_or(4096).max(1)
-}
-
-impl FsSegment {
-    fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
-    }
-
-    /// Asks the kernel to read `start..end` into the page cache now (whole pages).
-    fn will_need(&self, start: usize, end: usize) {
-        let page = page_bytes();
-        self.advise(
-            start / page * page,
-            end.min(self.map.len()),
-            libc::MADV_WILLNEED,
-        );
-    }
-
-    /// `madvise(advice)` over `start..end` (`start` page-aligned) of the mapping, if not
-    /// empty. A failed hint costs speed, not correctness.
-    fn advise(&self, start: usize, end: usize, advice: libc::c_int) {
-        let end = end.min(self.map.len());
-        if start >= end {
-            return;
-        }
-        // SAFETY: a page-aligned range inside our shared file mapping; the advice callers
-        // pass (WILLNEED, DONTNEED) never changes the file's bytes.
-        unsafe { libc::madvise(self.map.as_mut_ptr().add(start).cast(), end - start, advice) };
-    }
-}
-
-fn create_allocated(tmp: &Path, bytes: u64, zero_fill: bool) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(PRIVATE_FILE_MODE)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(tmp)?;
-    let len =
-        libc::off_t::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: fallocate on a descriptor we own, mode 0 = allocate and extend the size.
-    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if zero_fill {
-        use std::os::unix::fs::FileExt;
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes as usize)];
-        let mut at = 0u64;
-        while at < bytes {
-            let n = zeros.len().min((bytes - at) as usize);
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-    }
-    file.sync_all()
-}
-
 /// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700: the
 /// mode is set explicitly, so the umask cannot widen it. For directories vigil owns (the log).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -645,18 +439,4 @@ fn temporary_creator_alive(stem: &str) -> bool {
     stem.rsplit_once('.')
         .and_then(|(_, pid)| pid.parse::<i32>().ok())
         .is_some_and(super::share::process_exists)
-}
-
-/// Adds what was being done and to which path, keeping the error kind, and the error itself
-/// (with its OS code) as the source of a [`PathIoError`](super::error::PathIoError).
-pub fn context(error: io::Error, what: &str, path: &Path) -> io::Error {
-    let kind = error.kind();
-    io::Error::new(
-        kind,
-        super::error::PathIoError {
-            what: what.to_string(),
-            path: path.to_path_buf(),
-            source: error,
-        },
-    )
 }

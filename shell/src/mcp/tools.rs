@@ -105,6 +105,8 @@ fn run_output_schema() -> Value {
 }
 
 /// The `tools` array of `tools/list`.
+// Longer than 70 lines on purpose: the `tools` array written out as one JSON literal, tool by tool,
+// so it reads as a client receives it; each tool is a few schema lines.
 pub fn list() -> Value {
     let process_hints = json!({"readOnlyHint": false, "destructiveHint": true, "idempotentHint": false, "openWorldHint": true});
     let read_hints = json!({"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});

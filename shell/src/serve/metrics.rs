@@ -227,8 +227,17 @@ fn ratio(p: Percent) -> f64 {
 
 /// The whole exposition.
 pub fn render(server: &Server) -> String {
-    let rt = &server.runtime;
     let mut e = Exposition { out: String::new() };
+    server_metrics(&mut e, server);
+    host_metrics(&mut e, server);
+    job_metrics(&mut e, server);
+    wal_metrics(&mut e, server);
+    rpc_metrics(&mut e, server);
+    e.out
+}
+
+/// The server itself: its build and uptime.
+fn server_metrics(e: &mut Exposition, server: &Server) {
     e.family("vigil_build_info", "gauge", "Build of the running vigil.");
     e.sample(
         "vigil_build_info",
@@ -240,7 +249,11 @@ pub fn render(server: &Server) -> String {
         "Time since the server started.",
         Some(server.started.elapsed().as_secs_f64()),
     );
+}
 
+/// The host, from the latest telemetry sample: CPU, memory, load and pressure.
+fn host_metrics(e: &mut Exposition, server: &Server) {
+    let rt = &server.runtime;
     let sample = rt.telemetry().latest();
     let cpu = sample.as_ref().and_then(|s| s.cpu);
     e.gauge(
@@ -308,7 +321,11 @@ pub fn render(server: &Server) -> String {
             }
         }
     }
+}
 
+/// Jobs: ended by capability and status, their durations, slots and admissions.
+fn job_metrics(e: &mut Exposition, server: &Server) {
+    let rt = &server.runtime;
     let jobs = rt.job_metrics();
     e.family(
         "vigil_jobs_total",
@@ -350,7 +367,11 @@ pub fn render(server: &Server) -> String {
         "Jobs refused by the admission guard (machine overloaded).",
         jobs.guard_refusals,
     );
+}
 
+/// The write-ahead log: appends, sync passes and their latency, LSNs, poisoning.
+fn wal_metrics(e: &mut Exposition, server: &Server) {
+    let rt = &server.runtime;
     let wal = rt.wal().stats();
     e.counter(
         "vigil_wal_appends_total",
@@ -388,7 +409,10 @@ pub fn render(server: &Server) -> String {
         "1 when a failed sync poisoned the log (no more acknowledgements).",
         Some(f64::from(u8::from(rt.wal().is_poisoned()))),
     );
+}
 
+/// The socket: requests by method, errors, refusals and connections.
+fn rpc_metrics(e: &mut Exposition, server: &Server) {
     let stats = &server.stats;
     e.family(
         "vigil_rpc_requests_total",
@@ -427,5 +451,4 @@ pub fn render(server: &Server) -> String {
         "Connections open.",
         Some(server.connections.load(Ordering::Relaxed) as f64),
     );
-    e.out
 }

@@ -3,9 +3,9 @@
 //! Each asserts the properties the target checks: no panic on any bytes, only checksum-valid
 //! frames come out, and scanning is idempotent.
 
-use super::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
-use super::record::Record;
-use super::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
+use crate::wal::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
+use crate::wal::record::Record;
+use crate::wal::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
 
 /// Frame decode on arbitrary bytes: a frame that validates decodes the same twice, and its
 /// record decode never panics.
@@ -156,6 +156,8 @@ mod ops {
     /// anywhere, zeroed sectors, truncation, a lost, swapped or foreign segment). After a crash
     /// every acknowledged record comes back intact; after damage the open either gives back
     /// every acknowledged record intact or refuses, naming corruption, and changes nothing.
+    // Longer than 70 lines on purpose: one operation interpreter over the fuzz input, one arm per
+    // operation, with the model of acknowledged records they all update.
     pub fn operations(data: &[u8]) {
         let mut bytes = data.iter().copied();
         let seed = u64::from(bytes.next().unwrap_or(0)) << 8 | u64::from(bytes.next().unwrap_or(0));

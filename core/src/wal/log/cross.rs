@@ -1,0 +1,223 @@
+//! Writers in several processes: the cross-process append lock and shared tail, and
+//! catching up with what other processes appended.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use super::super::error::{LogFault, WalError};
+use super::super::frame::{
+    decode_frame, salt_seed, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use super::super::record::kind;
+use super::super::segments::{zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState};
+use super::super::share::{AppendLock, SharedTail, TailState, WRITERS_FILE_NAME};
+use super::super::storage::{create_private_dir, segment_bytes};
+use super::{lock, Shared};
+
+/// What a writer shares with the other processes writing the same log (see [`super::super::share`]).
+pub(super) struct Cross {
+    pub(super) lock: AppendLock,
+    pub(super) tail: Mutex<SharedTail>,
+    /// Held shared while this writer is open.
+    _present: AppendLock,
+}
+
+impl Cross {
+    pub(super) fn open(dir: &Path) -> Result<Cross, WalError> {
+        create_private_dir(dir).map_err(|e| {
+            WalError::Io(super::super::storage::context(
+                e,
+                "create WAL directory",
+                dir,
+            ))
+        })?;
+        let present = AppendLock::open_named(dir, WRITERS_FILE_NAME)?;
+        if !present.try_lock_shared()? {
+            let message = format!(
+                "WAL {} is held by a tool that needs it alone (repair)",
+                dir.display()
+            );
+            return Err(WalError::Io(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                message,
+            )));
+        }
+        let lock = AppendLock::open(dir)?;
+        let mut tail = SharedTail::open(dir)?;
+        lock.lock()?;
+        let ready = tail.init_mutex();
+        lock.unlock();
+        ready?;
+        Ok(Cross {
+            lock,
+            tail: Mutex::new(tail),
+            _present: present,
+        })
+    }
+}
+
+/// What the tail file says of a writer's state.
+pub(super) fn tail_state(writer: &WriterState, counter: u64) -> TailState {
+    TailState {
+        seq: writer.active.seq,
+        offset: writer.active.offset as u64,
+        next_lsn: writer.next_lsn,
+        prev_checksum: writer.prev_checksum,
+        counter,
+    }
+}
+
+impl Shared {
+    /// Runs `f` on the writer state with this process's writer lock and, when other
+    /// processes may share the log, the append lock held and the state brought up to date
+    /// with what they appended; publishes the new tail before letting go.
+    pub(super) fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut WriterState) -> Result<T, WalError>,
+    ) -> Result<T, WalError> {
+        let mut guard = lock(&self.writer);
+        let writer = &mut *guard;
+        let Some(cross) = &self.cross else {
+            return f(writer);
+        };
+        let mut tail = lock(&cross.tail);
+        let (held, owner_died) = tail.hold().map_err(WalError::Io)?;
+        let suspect = tail.enter() || owner_died;
+        if suspect || tail.peek_generation() != tail.seen() {
+            // Another process published since this one did (or died mid-batch).
+            let published = tail.read(self.log_id).map(|(_, state)| state);
+            // On an error the holder mark stays: the next holder checks everything.
+            self.catch_up(writer, published, suspect)?;
+            if let Some(state) = published {
+                self.counter.fetch_max(state.counter, Ordering::AcqRel);
+            }
+        }
+        let result = f(writer);
+        tail.publish(
+            self.log_id,
+            tail_state(writer, self.counter.load(Ordering::Acquire)),
+        );
+        drop(held);
+        result
+    }
+
+    /// Follows the frame chain from where this writer left off over what other processes
+    /// appended, into the segments they rotated to, handing each frame to the follower. The
+    /// published tail says how far that must reach; `suspect` (the last holder died holding
+    /// the lock) also looks for a rotation it did not publish and clears its torn bytes.
+    pub(super) fn catch_up(
+        &self,
+        writer: &mut WriterState,
+        published: Option<TailState>,
+        suspect: bool,
+    ) -> Result<(), WalError> {
+        let mut follower = lock(&self.follower);
+        loop {
+            let file = writer.active.file.clone();
+            // SAFETY: we hold the append lock: no process writes the log meanwhile.
+            let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
+            while let Some(Ok(frame)) = bytes
+                .get(writer.active.offset..)
+                .map(|rest| decode_frame(rest, writer.active.seed))
+            {
+                if frame.lsn != writer.next_lsn || frame.prev_checksum != writer.prev_checksum {
+                    break;
+                }
+                if let Some(follow) = follower.as_mut() {
+                    follow(frame);
+                }
+                writer.active.offset += frame.frame_bytes;
+                writer.prev_checksum = frame.checksum;
+                writer.next_lsn = frame.lsn + 1;
+                writer.last_kind = frame.kind;
+                self.last_lsn.store(frame.lsn, Ordering::Release);
+            }
+            let rotated = published.is_none_or(|tail| tail.seq > writer.active.seq);
+            if !(rotated || suspect) || !self.follow_rotation(writer)? {
+                break;
+            }
+        }
+        let at = writer.active.offset;
+        if suspect {
+            // A holder died mid-frame: its bytes past the chain were never part of the log
+            // (and never synced by anyone to acknowledge them). Zero them before appending.
+            let file = writer.active.file.clone();
+            // SAFETY: as above.
+            let rest = unsafe { segment_bytes(&*file, at, file.len()) };
+            if rest.iter().take(FRAME_HEADER_BYTES).any(|&b| b != 0) {
+                // SAFETY: as above; nothing of these bytes is published.
+                zero_after(&*file, at, file.len());
+            }
+        }
+        if let Some(tail) = published {
+            if (tail.seq, tail.next_lsn) > (writer.active.seq, writer.next_lsn) {
+                return Err(WalError::Corrupt(LogFault {
+                    kind: super::super::scan::FaultKind::Corruption,
+                    seq: writer.active.seq,
+                    segment: self.store.describe(writer.active.seq),
+                    offset: at,
+                    expected_lsn: writer.next_lsn,
+                    cause: format!(
+                        "the log's chain ends before LSN {} in segment {}, which another \
+                         writer published",
+                        tail.next_lsn, tail.seq
+                    ),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the writer to the segment after its active one when that segment continues the
+    /// log (another process rotated); false when it does not (yet).
+    pub(super) fn follow_rotation(&self, writer: &mut WriterState) -> Result<bool, WalError> {
+        let seq = writer.active.seq + 1;
+        let file = match self.store.open(seq, true) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(WalError::Io(error)),
+        };
+        // SAFETY: we hold the append lock: no process writes the header meanwhile.
+        let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
+        let Ok(header) = SegmentHeader::decode(head) else {
+            return Ok(false); // pre-created, not yet used
+        };
+        if header.log_id != self.log_id
+            || header.segment_seq != seq
+            || header.first_lsn != writer.next_lsn
+        {
+            return Ok(false);
+        }
+        let seed = salt_seed(header.salt);
+        // SAFETY: as above.
+        let first = unsafe { segment_bytes(&*file, 0, file.len()) }
+            .get(SEGMENT_HEADER_BYTES..)
+            .and_then(|rest| decode_frame(rest, seed).ok())
+            .map(|frame| frame.kind);
+        let old = std::mem::replace(
+            &mut writer.active,
+            ActiveSegment {
+                seq,
+                file,
+                seed,
+                offset: SEGMENT_HEADER_BYTES,
+                first_lsn: header.first_lsn,
+            },
+        );
+        // Its last bytes (another process's) are covered by this process's next sync too.
+        writer.unsynced.push(old.file);
+        writer.prev_checksum = 0;
+        writer.segments.push_back(LiveSegment {
+            seq,
+            first_lsn: header.first_lsn,
+            prologue: first == Some(kind::INDEX_CHECKPOINT),
+        });
+        if matches!(writer.next, NextSegment::Ready(_)) {
+            // Made for a segment the log has moved past.
+            writer.next = NextSegment::Missing;
+        }
+        Ok(true)
+    }
+}
