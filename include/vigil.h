@@ -58,11 +58,27 @@
 // vigil_job_info.limits_not_held bit: the output cap.
 #define VIGIL_LIMIT_OUTPUT 16
 
+// vigil_job_info.limits_not_held bit: a rule of the sandbox (vigil_job_json names which).
+#define VIGIL_LIMIT_SANDBOX 32
+
 // vigil_job_output's `stream` for the job's standard output.
 #define VIGIL_STREAM_STDOUT 1
 
 // vigil_job_output's `stream` for the job's standard error.
 #define VIGIL_STREAM_STDERR 2
+
+// vigil_limits.sandbox: the runtime default's mode.
+#define VIGIL_SANDBOX_DEFAULT 0
+
+// vigil_limits.sandbox: no sandbox.
+#define VIGIL_SANDBOX_OFF 1
+
+// vigil_limits.sandbox: writes only beneath the root, a private TMPDIR and the usual
+// devices; reads all but vigil's data dir and the deny list; cannot signal vigil (Landlock).
+#define VIGIL_SANDBOX_WORKSPACE 2
+
+// vigil_limits.sandbox: workspace without network (only AF_UNIX sockets) and io_uring.
+#define VIGIL_SANDBOX_STRICT 3
 
 // Entries in vigil_sample.per_cpu; CPUs beyond it are counted in per_cpu_dropped.
 #define VIGIL_SAMPLE_CPUS_MAX 256
@@ -184,6 +200,24 @@ typedef struct vigil_limits {
   // Appended after max_output_bytes: a caller built before it existed passes the shorter
   // struct_size (48) and gets the runtime's default.
   uint32_t require_enforcement;
+  // Paths a shell or exec job may also write beneath (besides its root and its private
+  // TMPDIR): an array of allow_write_count NUL-terminated UTF-8 absolute paths, or NULL.
+  // Added to the runtime default's. Borrowed for the call only. Appended after
+  // require_enforcement, like deny_read and sandbox: a caller built before they existed
+  // passes a struct_size (56) that does not cover them, and they are not read.
+  const char *const *allow_write;
+  // Entries in allow_write.
+  size_t allow_write_count;
+  // Paths a shell or exec job may not read (besides vigil's data dir and the default deny
+  // list): as allow_write.
+  const char *const *deny_read;
+  // Entries in deny_read.
+  size_t deny_read_count;
+  // Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, set in
+  // vigil_runtime_options.default_limits; off when that sets none, as before this field
+  // existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
+  // VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
+  uint32_t sandbox;
 } vigil_limits;
 
 // The scalar results of a job. Initialise with VIGIL_JOB_INFO_INIT before passing it.

@@ -176,6 +176,8 @@ fn require_enforcement_rejects_a_limit_not_held_before_anything_runs() {
     let dir = common::TempDir::new("require-enf");
     let marker = dir.path().join("ran");
     let cmd = serde_json::json!({ "cmd": format!("touch {}", marker.display()) }).to_string();
+    // The marker lies outside the job's root: the sandbox must let the job write it.
+    let marker_dir = dir.path().display().to_string();
     let job = [
         "run",
         "shell",
@@ -185,6 +187,8 @@ fn require_enforcement_rejects_a_limit_not_held_before_anything_runs() {
         "none",
         "--memory",
         "64M",
+        "--allow-write",
+        &marker_dir,
     ];
     let (code, v, err, data) = vigil(&[&job[..], &["--require-enforcement", "--json"]].concat());
     assert_eq!(code, 2, "{v} {err}");

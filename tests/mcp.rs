@@ -689,3 +689,38 @@ fn past_the_job_bound_and_queue_a_call_is_answered_busy() {
     assert_only_protocol(&stdout);
     assert_eq!(job(&data, job_id)["status"], "interrupted");
 }
+
+#[test]
+fn the_sandbox_flags_confine_every_job_of_the_server() {
+    let outside = TempDir::new("mcp-sbx-out");
+    let escaped = outside.path().join("escaped");
+    let mut mcp = Mcp::start("mcp-sbx", &["--sandbox", "strict"]);
+    mcp.request(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    );
+    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let cmd = format!(
+        "echo x > {} 2>/dev/null; echo in > inside && cat inside",
+        escaped.display()
+    );
+    let run = mcp.request(&shell_call(2, &cmd, ""));
+    let content = &run["result"]["structuredContent"];
+    assert_eq!(content["stdout"], "in\n", "{run}");
+    let rules = content["enforcement"]["limits"].as_array().unwrap();
+    let rule = |name: &str| {
+        rules
+            .iter()
+            .find(|l| l["limit"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {rules:?}"))
+    };
+    assert_eq!(rule("sandbox")["requested"], "strict", "{run}");
+    let write = rule("sandbox.write");
+    assert_eq!(
+        escaped.exists(),
+        write["held"] == false,
+        "the file lies outside the root exactly when the write rule is not held: {write}"
+    );
+    assert!(rule("sandbox.network")["held"].is_boolean());
+    let (status, _, _) = mcp.finish();
+    assert!(status.success());
+}

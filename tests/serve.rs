@@ -735,9 +735,17 @@ fn call_and_run_socket_from_the_cli() {
 fn the_servers_require_enforcement_is_a_floor_a_request_cannot_lower() {
     // Mode none holds no memory limit for the job: the server must refuse one, whatever the
     // request says, and still run jobs whose limits are held.
+    // (Sandbox off: this server's data dir lies inside its root, where no sandbox can keep
+    // jobs out of it, and --require-enforcement would refuse every job for that alone.)
     let strict = Server::start(
         "serve-require",
-        &["--cgroup-mode", "none", "--require-enforcement"],
+        &[
+            "--cgroup-mode",
+            "none",
+            "--require-enforcement",
+            "--sandbox",
+            "off",
+        ],
     );
     let mut req = shell_run("echo ran", 5_000);
     req["limits"] = json!({"memory_bytes": 64u64 << 20});

@@ -42,7 +42,18 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
     (
         "root_cgroup",
         true,
-        &["require_enforcement", "warning_line"],
+        &[
+            "require_enforcement",
+            "warning_line",
+            "sandbox_landlock_abi",
+            "sandbox_write_refused",
+            "sandbox_write_held",
+            "sandbox_write_inside",
+            "sandbox_signal_not_held",
+            "sandbox_network_seccomp",
+            "sandbox_warning_line",
+            "sandbox_require_refused",
+        ],
     ),
     (
         "delegated_service",

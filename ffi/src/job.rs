@@ -91,6 +91,8 @@ pub const VIGIL_LIMIT_MEMORY: u32 = 4;
 pub const VIGIL_LIMIT_PIDS: u32 = 8;
 /// vigil_job_info.limits_not_held bit: the output cap.
 pub const VIGIL_LIMIT_OUTPUT: u32 = 16;
+/// vigil_job_info.limits_not_held bit: a rule of the sandbox (vigil_job_json names which).
+pub const VIGIL_LIMIT_SANDBOX: u32 = 32;
 
 /// sizeof(vigil_job_info) before `limits_not_held` was appended: still accepted.
 const JOB_INFO_V1_BYTES: usize = std::mem::offset_of!(vigil_job_info, limits_not_held);
@@ -106,7 +108,9 @@ fn limits_not_held_bits(enforcement: &vigil_core::exec::Enforcement) -> u32 {
             "cpu_time" => VIGIL_LIMIT_CPU_TIME,
             "memory" => VIGIL_LIMIT_MEMORY,
             "pids" => VIGIL_LIMIT_PIDS,
-            _ => VIGIL_LIMIT_OUTPUT,
+            "output" => VIGIL_LIMIT_OUTPUT,
+            // Every other entry is a rule of the sandbox (`sandbox`, `sandbox.write`, ...).
+            _ => VIGIL_LIMIT_SANDBOX,
         })
         .fold(0, |a, b| a | b)
 }
@@ -404,4 +408,51 @@ pub unsafe extern "C" fn vigil_job_detail_json(
         // SAFETY: forwarded from the caller's contract on buf/buf_len/needed.
         unsafe { copy_out_c_string(detail.to_string(), buf, buf_len, needed) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::exec::enforcement::{LimitEnforcement, Strength};
+    use vigil_core::exec::Enforcement;
+
+    fn entry(limit: &'static str, held: bool) -> LimitEnforcement {
+        LimitEnforcement {
+            limit,
+            requested: Some("x".into()),
+            strength: if held {
+                Strength::Kernel
+            } else {
+                Strength::NotEnforced
+            },
+            held,
+            mechanism: String::new(),
+            not_held_reason: (!held).then(|| "why".into()),
+        }
+    }
+
+    #[test]
+    fn a_sandbox_rule_not_held_sets_the_sandbox_bit_not_the_output_bit() {
+        let e = Enforcement {
+            mode: "none",
+            placement: None,
+            kill: String::new(),
+            kill_complete: false,
+            accounting: String::new(),
+            limits: vec![
+                entry("output", true),
+                entry("sandbox.write", true),
+                entry("sandbox.signal", false),
+            ],
+        };
+        assert_eq!(limits_not_held_bits(&e), VIGIL_LIMIT_SANDBOX);
+        let e = Enforcement {
+            limits: vec![entry("output", false), entry("memory", false)],
+            ..e
+        };
+        assert_eq!(
+            limits_not_held_bits(&e),
+            VIGIL_LIMIT_OUTPUT | VIGIL_LIMIT_MEMORY
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vigil_core::exec::sandbox::SandboxMode;
 use vigil_core::exec::{Limits, RequestedLimits};
 use vigil_core::runtime::{Runtime, RuntimeOptions};
 
@@ -44,10 +45,80 @@ pub struct vigil_limits {
     /// Appended after max_output_bytes: a caller built before it existed passes the shorter
     /// struct_size (48) and gets the runtime's default.
     pub require_enforcement: u32,
+    /// Paths a shell or exec job may also write beneath (besides its root and its private
+    /// TMPDIR): an array of allow_write_count NUL-terminated UTF-8 absolute paths, or NULL.
+    /// Added to the runtime default's. Borrowed for the call only. Appended after
+    /// require_enforcement, like deny_read and sandbox: a caller built before they existed
+    /// passes a struct_size (56) that does not cover them, and they are not read.
+    pub allow_write: *const *const c_char,
+    /// Entries in allow_write.
+    pub allow_write_count: usize,
+    /// Paths a shell or exec job may not read (besides vigil's data dir and the default deny
+    /// list): as allow_write.
+    pub deny_read: *const *const c_char,
+    /// Entries in deny_read.
+    pub deny_read_count: usize,
+    /// Sandbox of shell and exec jobs: VIGIL_SANDBOX_DEFAULT (0: the runtime default's, set in
+    /// vigil_runtime_options.default_limits; off when that sets none, as before this field
+    /// existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
+    /// VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
+    pub sandbox: u32,
 }
+
+/// vigil_limits.sandbox: the runtime default's mode.
+pub const VIGIL_SANDBOX_DEFAULT: u32 = 0;
+/// vigil_limits.sandbox: no sandbox.
+pub const VIGIL_SANDBOX_OFF: u32 = 1;
+/// vigil_limits.sandbox: writes only beneath the root, a private TMPDIR and the usual
+/// devices; reads all but vigil's data dir and the deny list; cannot signal vigil (Landlock).
+pub const VIGIL_SANDBOX_WORKSPACE: u32 = 2;
+/// vigil_limits.sandbox: workspace without network (only AF_UNIX sockets) and io_uring.
+pub const VIGIL_SANDBOX_STRICT: u32 = 3;
+
+/// Most entries in allow_write or deny_read.
+const SANDBOX_PATHS_MAX: usize = 64;
 
 /// sizeof(vigil_limits) before `require_enforcement` was appended: still accepted.
 const LIMITS_V1_BYTES: usize = std::mem::offset_of!(vigil_limits, require_enforcement);
+/// The bytes a caller's struct_size must cover for `require_enforcement` to be read.
+const LIMITS_REQUIRE_END: usize = LIMITS_V1_BYTES + std::mem::size_of::<u32>();
+/// The bytes a caller's struct_size must cover for the sandbox fields to be read.
+const LIMITS_SANDBOX_END: usize =
+    std::mem::offset_of!(vigil_limits, sandbox) + std::mem::size_of::<u32>();
+
+/// `count` C strings at `list` as absolute paths.
+///
+/// # Safety
+/// `list` is NULL or points to `count` NULL or NUL-terminated strings (header contract).
+unsafe fn path_list(
+    list: *const *const c_char,
+    count: usize,
+    name: &str,
+) -> Result<Vec<PathBuf>, FfiError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    non_null(list, name)?;
+    if count > SANDBOX_PATHS_MAX {
+        return Err(FfiError::invalid(format!(
+            "limits.{name}: at most {SANDBOX_PATHS_MAX} paths, not {count}"
+        )));
+    }
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: i < count, within the caller's array.
+        let p = unsafe { list.add(i).read() };
+        // SAFETY: each entry is a NUL-terminated string (header contract).
+        let s = unsafe { req_str(p, name) }?;
+        if !s.starts_with('/') {
+            return Err(FfiError::invalid(format!(
+                "limits.{name}: {s:?} is not an absolute path"
+            )));
+        }
+        out.push(PathBuf::from(s));
+    }
+    Ok(out)
+}
 
 /// A job's limits and whether they must all be held.
 #[derive(Debug, Clone, Default)]
@@ -169,13 +240,44 @@ pub(crate) unsafe fn limits_over(
             std::ptr::addr_of!((*limits).max_output_bytes).read(),
         )
     };
-    let require_present = struct_size as usize >= std::mem::size_of::<vigil_limits>();
-    let require = if require_present {
-        // SAFETY: struct_size covers the whole current struct.
+    let require = if struct_size as usize >= LIMITS_REQUIRE_END {
+        // SAFETY: struct_size covers the field.
         unsafe { std::ptr::addr_of!((*limits).require_enforcement).read() }
     } else {
         0
     };
+    let mut sandbox = base.limits.sandbox.clone();
+    if struct_size as usize >= LIMITS_SANDBOX_END {
+        // SAFETY: struct_size covers every sandbox field.
+        let (mode, aw, awn, dr, drn) = unsafe {
+            (
+                std::ptr::addr_of!((*limits).sandbox).read(),
+                std::ptr::addr_of!((*limits).allow_write).read(),
+                std::ptr::addr_of!((*limits).allow_write_count).read(),
+                std::ptr::addr_of!((*limits).deny_read).read(),
+                std::ptr::addr_of!((*limits).deny_read_count).read(),
+            )
+        };
+        sandbox.mode = match mode {
+            VIGIL_SANDBOX_DEFAULT => sandbox.mode,
+            VIGIL_SANDBOX_OFF => Some(SandboxMode::Off),
+            VIGIL_SANDBOX_WORKSPACE => Some(SandboxMode::Workspace),
+            VIGIL_SANDBOX_STRICT => Some(SandboxMode::Strict),
+            other => {
+                return Err(FfiError::invalid(format!(
+                    "limits.sandbox must be a VIGIL_SANDBOX_* value (0-3), not {other}"
+                )))
+            }
+        };
+        // SAFETY: header contract for both lists.
+        sandbox
+            .allow_write
+            .extend(unsafe { path_list(aw, awn, "allow_write") }?);
+        // SAFETY: as above.
+        sandbox
+            .deny_read
+            .extend(unsafe { path_list(dr, drn, "deny_read") }?);
+    }
     let given = |v: u64| (v != 0).then_some(v);
     let requested = RequestedLimits {
         timeout_ms: given(timeout_ms),
@@ -187,8 +289,10 @@ pub(crate) unsafe fn limits_over(
     requested
         .check()
         .map_err(|e| FfiError::invalid(format!("limits: {e}")))?;
+    let mut limits = requested.over(&base.limits);
+    limits.sandbox = sandbox;
     Ok(RunLimits {
-        limits: requested.over(&base.limits),
+        limits,
         require_enforcement: base.require_enforcement || require != 0,
     })
 }
@@ -348,7 +452,62 @@ mod tests {
             pids: 0,
             max_output_bytes: 0,
             require_enforcement: require,
+            allow_write: std::ptr::null(),
+            allow_write_count: 0,
+            deny_read: std::ptr::null(),
+            deny_read_count: 0,
+            sandbox: VIGIL_SANDBOX_DEFAULT,
         }
+    }
+
+    #[test]
+    fn sandbox_fields_are_read_only_from_callers_that_have_them() {
+        let base = RunLimits::default();
+        let paths = [c"/srv/out".as_ptr(), c"/srv/other".as_ptr()];
+        let deny = [c"/home/u/.ssh".as_ptr()];
+        let full = vigil_limits {
+            sandbox: VIGIL_SANDBOX_STRICT,
+            allow_write: paths.as_ptr(),
+            allow_write_count: 2,
+            deny_read: deny.as_ptr(),
+            deny_read_count: 1,
+            ..limits(std::mem::size_of::<vigil_limits>(), 0)
+        };
+        // SAFETY: a live struct of the size it declares, with live path arrays.
+        let got = unsafe { limits_over(&full, &base) }.ok().unwrap();
+        assert_eq!(got.limits.sandbox.mode, Some(SandboxMode::Strict));
+        assert_eq!(got.limits.sandbox.allow_write.len(), 2);
+        assert_eq!(
+            got.limits.sandbox.deny_read,
+            vec![PathBuf::from("/home/u/.ssh")]
+        );
+        // The struct of the previous version (56 bytes): the fields are not read.
+        let old = vigil_limits {
+            struct_size: LIMITS_REQUIRE_END.next_multiple_of(8) as u32,
+            ..full
+        };
+        // SAFETY: as above.
+        let got = unsafe { limits_over(&old, &base) }.ok().unwrap();
+        assert_eq!(got.limits.sandbox.mode, None);
+        assert!(got.limits.sandbox.allow_write.is_empty());
+        let bad_mode = vigil_limits { sandbox: 4, ..full };
+        // SAFETY: as above.
+        assert!(unsafe { limits_over(&bad_mode, &base) }.is_err());
+        let relative = [c"srv".as_ptr()];
+        let bad_path = vigil_limits {
+            allow_write: relative.as_ptr(),
+            allow_write_count: 1,
+            ..full
+        };
+        // SAFETY: as above.
+        assert!(unsafe { limits_over(&bad_path, &base) }.is_err());
+        let missing = vigil_limits {
+            allow_write: std::ptr::null(),
+            allow_write_count: 3,
+            ..full
+        };
+        // SAFETY: as above (a NULL array with a count is refused before any read).
+        assert!(unsafe { limits_over(&missing, &base) }.is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 use vigil_core::exec::host::CgroupMode;
 use vigil_core::exec::job::{Executor, ExecutorConfig};
+use vigil_core::exec::sandbox::{host_default_mode, SandboxMode, SandboxRequest};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
 use vigil_core::model;
 use vigil_core::runtime::RuntimeOptions;
@@ -109,6 +110,7 @@ impl LimitArgs {
             memory_bytes: self.memory,
             pids: self.pids,
             max_output_bytes: self.max_output.unwrap_or(OUTPUT_BYTES_DEFAULT),
+            ..Limits::default()
         }
     }
 
@@ -150,9 +152,108 @@ impl From<CgroupModeArg> for CgroupMode {
     }
 }
 
-/// The executor configuration for `--cgroup-mode` (`None`: the best the host offers).
+/// The executor configuration for `--cgroup-mode` (`None`: the best the host offers), with
+/// the sandbox's default: `workspace` where the kernel has Landlock, else `off`.
 pub fn executor_config(mode: Option<CgroupModeArg>) -> ExecutorConfig {
-    ExecutorConfig::with_mode(mode.map(CgroupMode::from))
+    let mut config = ExecutorConfig::with_mode(mode.map(CgroupMode::from));
+    config.sandbox.default_mode = Some(host_default_mode());
+    config
+}
+
+/// `--sandbox`: how a `shell` or `exec` job is confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxModeArg {
+    /// No sandbox.
+    Off,
+    /// Writes only beneath the root, a private TMPDIR and the usual devices; reads all but
+    /// vigil's data dir and the deny list; cannot signal vigil (Landlock).
+    Workspace,
+    /// `workspace` without network (only AF_UNIX sockets) and without io_uring (seccomp).
+    Strict,
+}
+
+impl From<SandboxModeArg> for SandboxMode {
+    fn from(mode: SandboxModeArg) -> SandboxMode {
+        match mode {
+            SandboxModeArg::Off => SandboxMode::Off,
+            SandboxModeArg::Workspace => SandboxMode::Workspace,
+            SandboxModeArg::Strict => SandboxMode::Strict,
+        }
+    }
+}
+
+/// The sandbox flags `vigil run`, `vigil serve` and `vigil mcp` share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SandboxArgs {
+    /// Sandbox of shell and exec jobs: off, workspace or strict (default: workspace where the
+    /// kernel has Landlock, else off). For `serve` and `mcp`, also the weakest mode a request
+    /// may ask for: a weaker request is raised to it, and its record says so.
+    #[arg(long, value_enum)]
+    pub sandbox: Option<SandboxModeArg>,
+    /// Also let jobs write beneath this path. Repeatable.
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// Also keep jobs from reading this path (beyond vigil's data dir and the default deny
+    /// list). Repeatable.
+    #[arg(long = "deny-read", value_name = "PATH")]
+    pub deny_read: Vec<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The request one job makes with these flags.
+    pub fn request(&self) -> SandboxRequest {
+        SandboxRequest {
+            mode: self.sandbox.map(SandboxMode::from),
+            allow_write: self.allow_write.clone(),
+            deny_read: self.deny_read.clone(),
+        }
+    }
+
+    /// These flags as the socket protocol's `run` params (`sandbox`, `allow_write`,
+    /// `deny_read`), paths made absolute; only those given.
+    pub fn to_params(&self) -> Map<String, Value> {
+        let abs = |ps: &[PathBuf]| -> Value {
+            ps.iter()
+                .map(|p| {
+                    let a = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                    Value::from(a.display().to_string())
+                })
+                .collect()
+        };
+        let mut m = Map::new();
+        if let Some(s) = self.sandbox {
+            m.insert("sandbox".into(), SandboxMode::from(s).as_str().into());
+        }
+        if !self.allow_write.is_empty() {
+            m.insert("allow_write".into(), abs(&self.allow_write));
+        }
+        if !self.deny_read.is_empty() {
+            m.insert("deny_read".into(), abs(&self.deny_read));
+        }
+        m
+    }
+
+    /// These flags as a server's defaults: the mode is the default and the floor, the paths
+    /// apply to every job.
+    pub fn apply_server_defaults(&self, config: &mut ExecutorConfig) {
+        if let Some(m) = self.sandbox {
+            config.sandbox.default_mode = Some(m.into());
+            config.sandbox.floor = Some(m.into());
+        }
+        config
+            .sandbox
+            .allow_write
+            .extend(self.allow_write.iter().cloned());
+        if !self.deny_read.is_empty() {
+            let mut deny = config
+                .sandbox
+                .deny_read
+                .clone()
+                .unwrap_or_else(vigil_core::exec::sandbox::default_deny_read);
+            deny.extend(self.deny_read.iter().cloned());
+            config.sandbox.deny_read = Some(deny);
+        }
+    }
 }
 
 /// An executor for the CLI, with the mode forced when asked.

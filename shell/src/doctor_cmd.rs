@@ -7,10 +7,12 @@ use clap::Args;
 use serde_json::{json, Value};
 use vigil_core::exec::enforcement::Enforcement;
 use vigil_core::exec::host::{Host, Placement};
+use vigil_core::exec::sandbox::SandboxReport;
 use vigil_core::exec::Limits;
 use vigil_core::wal::sync::{SyncEngine, SyncMethod};
 
-use crate::config::{executor, CgroupModeArg};
+use crate::config::{executor_config, CgroupModeArg, Global};
+use vigil_core::exec::job::Executor;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -22,8 +24,11 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-pub fn run(args: &DoctorArgs) -> ExitCode {
-    let ex = match executor(args.cgroup_mode) {
+pub fn run(cli: &Global, args: &DoctorArgs) -> ExitCode {
+    let mut config = executor_config(args.cgroup_mode);
+    // The data dir a job of this CLI would be kept from (as `vigil run` does).
+    config.sandbox.data_dir = Some(cli.data_dir());
+    let ex = match Executor::new(config).map_err(|e| e.to_string()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("vigil doctor: {e}");
@@ -39,16 +44,23 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         pids: Some(100),
         ..Limits::default()
     };
-    let enforcement = ex.enforcement(&all);
+    let mut enforcement = ex.enforcement(&all);
+    // The sandbox's rules have their own section, mode by mode.
+    enforcement
+        .limits
+        .retain(|l| !l.limit.starts_with("sandbox"));
+    let sandbox = ex.sandbox_report();
     let sync = log_sync_method();
     if args.json {
-        let report = report_json(h, &enforcement, &sync);
+        let mut report = report_json(h, &enforcement, &sync);
+        report["sandbox"] = serde_json::to_value(&sandbox).unwrap_or(Value::Null);
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
         print_report(h, &enforcement, &sync);
+        print_sandbox(&sandbox);
     }
     ExitCode::SUCCESS
 }
@@ -158,6 +170,37 @@ fn print_report(h: &Host, enforcement: &Enforcement, sync: &(&str, String)) {
     }
     if let Some(fix) = h.fix_hint() {
         println!("to hold memory and pids limits here: {fix}");
+    }
+}
+
+/// The sandbox section for a person: the ABI, then each mode's rules and who holds them.
+fn print_sandbox(s: &SandboxReport) {
+    println!(
+        "sandbox:       default {}; Landlock ABI {} (kernel {}){}; seccomp {}",
+        s.default_mode,
+        s.landlock_abi_used,
+        s.landlock_abi_kernel,
+        if s.landlock_abi_kernel == 0 {
+            ": no Landlock, so no file rules and no signal scoping"
+        } else {
+            ""
+        },
+        if s.seccomp { "yes" } else { "no" }
+    );
+    println!("landlock:      {}", s.landlock_rights.join(" "));
+    for (mode, rules) in [("workspace", &s.workspace), ("strict", &s.strict)] {
+        println!("sandbox {mode}:");
+        for l in rules {
+            println!(
+                "  {:<16} {:<12} {}",
+                l.limit,
+                l.strength.as_str(),
+                l.mechanism
+            );
+            if let Some(why) = &l.not_held_reason {
+                println!("  {:<16} {:<12} {why}", "", "NOT HELD:");
+            }
+        }
     }
 }
 

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(&cli.global, args),
         Command::Jobs(args) => jobs_cmd::list(&cli.global, args),
         Command::Job(args) => jobs_cmd::show(&cli.global, args),
-        Command::Doctor(args) => doctor_cmd::run(args),
+        Command::Doctor(args) => doctor_cmd::run(&cli.global, args),
         Command::Wal(args) => wal_cmd::run(&cli.global, args),
         Command::Call(args) => call_cmd::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args.clone()),

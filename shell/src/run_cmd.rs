@@ -15,7 +15,7 @@ use vigil_core::runtime::{JobRequest, Runtime};
 use vigil_core::view::job::RunView;
 
 use crate::client::call;
-use crate::config::{executor, CgroupModeArg, Global, LimitArgs};
+use crate::config::{executor, CgroupModeArg, Global, LimitArgs, SandboxArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -44,6 +44,8 @@ pub struct RunArgs {
     /// vigil's supervisor with a kill that reaches every process (see `vigil doctor`).
     #[arg(long = "require-enforcement")]
     pub require_enforcement: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -114,7 +116,10 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
     let request = JobRequest {
         capability: args.capability.clone(),
         args: parsed,
-        limits: args.limits.limits(),
+        limits: Limits {
+            sandbox: args.sandbox.request(),
+            ..args.limits.limits()
+        },
         root,
         session: args.session.clone(),
         dry_run: args.dry_run,
@@ -194,7 +199,7 @@ const EXIT_BUSY: u8 = 75;
 /// `vigil run --socket`: the same request, answered by a running server.
 fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
     // Unset limits (the output cap too) are left to the server's defaults.
-    let params = serde_json::json!({
+    let mut params = serde_json::json!({
         "capability": args.capability,
         "args": parsed,
         "limits": args.limits.to_json(),
@@ -203,6 +208,9 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
         "dry_run": args.dry_run,
         "require_enforcement": args.require_enforcement,
     });
+    if let serde_json::Value::Object(p) = &mut params {
+        p.extend(args.sandbox.to_params());
+    }
     let result = match call(socket, "run", params, None) {
         Ok(Ok(result)) => result,
         Ok(Err(error)) => {

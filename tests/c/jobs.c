@@ -192,6 +192,32 @@ int main(int argc, char **argv) {
   CHECK(strstr(vigil_last_error_message(), "timeout_ms") != NULL);
   CHECK(none == NULL);
 
+  /* The sandbox: a strict job runs and its record labels the network rule; an unknown mode
+   * and a relative path are refused up front. */
+  vigil_limits sandboxed = VIGIL_LIMITS_INIT;
+  sandboxed.sandbox = VIGIL_SANDBOX_STRICT;
+  vigil_job *strict_job = run_shell(rt, "{\"cmd\": \"echo confined\"}", &sandboxed);
+  if (strict_job == NULL) return 1;
+  vigil_job_info strict_info = info_of(strict_job);
+  CHECK(strict_info.status == VIGIL_JOB_COMPLETED);
+  CHECK(vigil_job_detail_json(rt, strict_info.job_id, NULL, 0, &needed) == VIGIL_E_BUFFER_TOO_SMALL);
+  char *strict_detail = (char *)malloc(needed);
+  CHECK(vigil_job_detail_json(rt, strict_info.job_id, strict_detail, needed, &needed) == VIGIL_OK);
+  CHECK(strstr(strict_detail, "sandbox.network") != NULL);
+  free(strict_detail);
+  vigil_job_free(strict_job);
+  vigil_limits bad_mode = VIGIL_LIMITS_INIT;
+  bad_mode.sandbox = 7;
+  CHECK(vigil_run(rt, "shell", "{\"cmd\": \"true\"}", &bad_mode, &none) == VIGIL_E_INVALID_ARGUMENT);
+  CHECK(strstr(vigil_last_error_message(), "sandbox") != NULL);
+  const char *relative[] = {"relative/dir"};
+  vigil_limits bad_path = VIGIL_LIMITS_INIT;
+  bad_path.allow_write = relative;
+  bad_path.allow_write_count = 1;
+  CHECK(vigil_run(rt, "shell", "{\"cmd\": \"true\"}", &bad_path, &none) == VIGIL_E_INVALID_ARGUMENT);
+  CHECK(strstr(vigil_last_error_message(), "allow_write") != NULL);
+  CHECK(none == NULL);
+
   /* Job handles outlive the runtime; freed handles are reported, NULL is a no-op. */
   CHECK(vigil_runtime_close(rt) == VIGIL_OK);
   CHECK(vigil_run(rt, "shell", "{}", NULL, &none) == VIGIL_E_CLOSED);

@@ -198,8 +198,10 @@ scenario_simultaneous_start() {
   check simultaneous_all_held "$ok of 3 oom_killed" [ $ok -eq 3 ]
 }
 
+# The cgroup limits' checks run without the sandbox: this kernel's Landlock (6.1: ABI 2) holds
+# no signal scoping and no truncate rule, which scenario_sandbox checks on its own.
 scenario_require_enforcement() {
-  vig run shell --args '{"cmd":"true"}' --memory 64M --pids 16 --require-enforcement --json > /tmp/req.json 2>&1
+  vig run shell --args '{"cmd":"true"}' --memory 64M --pids 16 --sandbox off --require-enforcement --json > /tmp/req.json 2>&1
   if [ -n "$EXPECT_KERNEL_LIMITS" ]; then
     check_json require_enforcement /tmp/req.json '"status":"completed"'
   else
@@ -208,11 +210,53 @@ scenario_require_enforcement() {
 }
 
 scenario_warning_line() {
-  vig run shell --args '{"cmd":"true"}' --memory 64M > /tmp/warn.txt 2>&1
+  vig run shell --args '{"cmd":"true"}' --memory 64M --sandbox off > /tmp/warn.txt 2>&1
   if [ -n "$EXPECT_KERNEL_LIMITS" ]; then
     check warning_line "no warning where held" sh -c '! grep -qi "not held" /tmp/warn.txt'
   else
     check warning_line "names memory" grep -qi "memory.*not held\|not held.*memory" /tmp/warn.txt
+  fi
+}
+
+# The sandbox on this kernel: Landlock's file rules hold (ABI 1+), so a `workspace` job cannot
+# write outside its root; signal scoping (ABI 6) and truncate (ABI 3) are not held, and are
+# named; `strict` holds the network rule by seccomp alone (no Landlock TCP rules before ABI 4);
+# --require-enforcement refuses a job whose rules are not all held.
+scenario_sandbox() {
+  vig doctor --json > /tmp/sbx-doctor.json 2>&1
+  abi=$(compact /tmp/sbx-doctor.json | sed -n 's/.*"landlock_abi_kernel":\([0-9]*\).*/\1/p')
+  result sandbox_landlock_abi PASS "Landlock ABI ${abi:-unknown} on $(uname -r)"
+  mkdir -p /tmp/sbx-root /tmp/sbx-out
+  rm -f /tmp/sbx-out/escaped
+  vig run shell --root /tmp/sbx-root --sandbox workspace \
+    --args '{"cmd":"echo x > /tmp/sbx-out/escaped; echo in > inside; cat inside"}' --json > /tmp/sbx.json 2>/tmp/sbx.err
+  if [ "${abi:-0}" -ge 1 ]; then
+    check sandbox_write_refused "no file written outside the root" [ ! -e /tmp/sbx-out/escaped ]
+    check_json sandbox_write_held /tmp/sbx.json '"held":true,"limit":"sandbox.write","mechanism":"Landlock:[^"]*","not_held_reason":null,"requested":"workspace","strength":"kernel"'
+  else
+    check sandbox_write_refused "no Landlock: the write lands, and the record says so" [ -e /tmp/sbx-out/escaped ]
+    check_json sandbox_write_held /tmp/sbx.json '"held":false,"limit":"sandbox.write"'
+  fi
+  check_json sandbox_write_inside /tmp/sbx.json '"stdout":"in\\n"'
+  if [ "${abi:-0}" -lt 6 ]; then
+    check_json sandbox_signal_not_held /tmp/sbx.json '"held":false,"limit":"sandbox.signal"'
+  else
+    check_json sandbox_signal_not_held /tmp/sbx.json '"held":true,"limit":"sandbox.signal"'
+  fi
+  vig run shell --root /tmp/sbx-root --sandbox strict --args '{"cmd":"true"}' > /tmp/sbx-strict.txt 2>&1
+  vig run shell --root /tmp/sbx-root --sandbox strict --args '{"cmd":"true"}' --json > /tmp/sbx-strict.json 2>&1
+  if [ "${abi:-0}" -lt 4 ]; then
+    check_json sandbox_network_seccomp /tmp/sbx-strict.json '"held":true,"limit":"sandbox.network","mechanism":"seccomp:[^"]*AF_UNIX","not_held_reason":null'
+  else
+    check_json sandbox_network_seccomp /tmp/sbx-strict.json '"held":true,"limit":"sandbox.network","mechanism":"seccomp:[^"]*Landlock[^"]*"'
+  fi
+  if [ "${abi:-0}" -lt 6 ]; then
+    check sandbox_warning_line "names the signal rule" grep -q "warning: sandbox.signal rule of sandbox strict not held" /tmp/sbx-strict.txt
+    vig run shell --root /tmp/sbx-root --sandbox workspace --require-enforcement --args '{"cmd":"true"}' --json > /tmp/sbx-req.json 2>&1
+    check_json sandbox_require_refused /tmp/sbx-req.json '"status":"rejected"'
+  else
+    check sandbox_warning_line "no sandbox warning where all is held" sh -c '! grep -q "warning: sandbox" /tmp/sbx-strict.txt'
+    result sandbox_require_refused PASS "every rule held: nothing to refuse"
   fi
 }
 
@@ -243,6 +287,7 @@ scenario_hog_is_real
 held_suite
 scenario_require_enforcement
 scenario_warning_line
+scenario_sandbox
 
 # --- vigil alone in a delegated service group (systemd Delegate=yes) ---
 enable_down $CG/system.slice

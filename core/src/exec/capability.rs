@@ -7,8 +7,9 @@
 //! content, append?} work on regular files beneath the job's root (see [`super::fsroot`]); both
 //! take `allow_hardlinks?` (a file with more than one hard link is refused unless it is true).
 //!
-//! Process capabilities start in the job's root directory (`cwd` is taken relative to it); they
-//! are confined by the executor's limits, not by path: a command can read what its user can.
+//! Process capabilities start in the job's root directory (`cwd` is taken relative to it and
+//! must lie beneath it, else the job is `rejected`); beyond the executor's limits, the job's
+//! sandbox ([`super::sandbox`]) confines where they write, what they read, and the network.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,7 +72,10 @@ pub trait Capability: Send + Sync {
     fn execute(&self, ctx: &JobContext<'_>, args: &Value) -> JobResult;
     /// Validates and reports without side effects.
     fn dry_run(&self, ctx: &JobContext<'_>, args: &Value) -> DryRunReport {
-        let enforcement = ctx.executor.enforcement(ctx.limits);
+        let process = matches!(self.name(), "shell" | "exec");
+        let enforcement = ctx
+            .executor
+            .enforcement_for(ctx.limits, Some(ctx.root), process);
         match self.plan(ctx, args) {
             Ok(plan) => DryRunReport {
                 capability: self.name().into(),
@@ -256,22 +260,24 @@ fn plan_process(spec: &ProcessSpec) -> String {
     )
 }
 
-fn rejected(ctx: &JobContext<'_>, e: ExecError) -> JobResult {
+fn rejected(ctx: &JobContext<'_>, e: ExecError, process: bool) -> JobResult {
     JobResult::without_process(
         ctx.job_id,
         e.job_status(),
         Some(e.to_string()),
-        ctx.executor.enforcement(ctx.limits),
+        ctx.executor
+            .enforcement_for(ctx.limits, Some(ctx.root), process),
     )
 }
 
 /// Runs a process capability's validated spec, or rejects the job with why it is invalid.
 fn run_spec(ctx: &JobContext<'_>, spec: Result<ProcessSpec, ExecError>) -> JobResult {
     match spec {
-        Ok(spec) => ctx
-            .executor
-            .run_process_cancellable(ctx.job_id, &spec, ctx.limits, ctx.cancel),
-        Err(e) => rejected(ctx, e),
+        Ok(spec) => {
+            ctx.executor
+                .run_process_in(ctx.job_id, &spec, ctx.limits, Some(ctx.root), ctx.cancel)
+        }
+        Err(e) => rejected(ctx, e, true),
     }
 }
 
@@ -311,7 +317,9 @@ fn file_result(
         ctx.job_id,
         JobStatus::Completed,
         None,
-        ctx.executor.enforcement(ctx.limits),
+        // File capabilities are confined by path resolution beneath the root, not a sandbox.
+        ctx.executor
+            .enforcement_for(ctx.limits, Some(ctx.root), false),
     );
     // A file operation that completed succeeded: exit code 0, as a process that did so (the
     // CLI exits 0 only for a completed job with exit code 0).
@@ -385,7 +393,7 @@ impl Capability for FileReadCapability {
             let (bytes, more, size) = confined(ctx, "file.read", args)?.read(path, max)?;
             Ok(file_result(ctx, started, bytes, more, size))
         };
-        run().unwrap_or_else(|e| rejected(ctx, e))
+        run().unwrap_or_else(|e| rejected(ctx, e, false))
     }
 }
 
@@ -445,7 +453,7 @@ impl Capability for FileWriteCapability {
             let total = msg.len() as u64;
             Ok(file_result(ctx, started, msg.into_bytes(), false, total))
         };
-        run().unwrap_or_else(|e| rejected(ctx, e))
+        run().unwrap_or_else(|e| rejected(ctx, e, false))
     }
 }
 
@@ -496,6 +504,7 @@ impl CapabilityRegistry {
                     "unknown capability {name:?} (known: {})",
                     self.names().join(", ")
                 )),
+                false,
             ),
         }
     }

@@ -74,6 +74,14 @@ impl LimitEnforcement {
         if self.held || self.strength == Strength::NotRequested {
             return None;
         }
+        if self.limit.starts_with("sandbox") {
+            return Some(format!(
+                "{} rule of sandbox {} not held: {}",
+                self.limit,
+                self.requested.as_deref().unwrap_or("?"),
+                self.not_held_reason.as_deref().unwrap_or(&self.mechanism)
+            ));
+        }
         Some(format!(
             "{} limit {} not held: {}",
             self.limit,

@@ -8,9 +8,11 @@ use super::cgroup::{self, CgroupLeaf, SweepReport};
 use super::enforcement::HostFacts;
 use super::host::{CgroupMode, Host, HostConfig};
 use super::reaper::{self, boot_ticks_now};
+use super::sandbox::{check_cwd, ReadRulesCache, SandboxConfig};
 use super::spawn::{self, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
+use std::path::Path;
 
 pub use super::cancel::CancelToken;
 pub use super::enforcement::{Enforcement, LimitEnforcement, Strength};
@@ -31,6 +33,8 @@ pub struct ExecutorConfig {
     /// not held here (see [`Enforcement::refusal`]), instead of running it with the weaker
     /// mechanism.
     pub require_enforcement: bool,
+    /// The job sandbox: default mode, floor, data dir, deny list.
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for ExecutorConfig {
@@ -39,6 +43,7 @@ impl Default for ExecutorConfig {
             host: HostConfig::default(),
             subreaper: true,
             require_enforcement: false,
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -57,12 +62,25 @@ impl ExecutorConfig {
     }
 }
 
+/// One process job as [`Executor::run_process_in`] was asked to run it.
+#[derive(Clone, Copy)]
+struct RunInput<'a> {
+    job_id: &'a str,
+    spec: &'a ProcessSpec,
+    limits: &'a Limits,
+    root: Option<&'a Path>,
+    started: Instant,
+    cancel: Option<&'a CancelToken>,
+}
+
 /// Runs jobs on this host. Cheap to share between threads (`&Executor` is all a job needs).
 #[derive(Debug)]
 pub struct Executor {
     host: Host,
     subreaper: bool,
     require_enforcement: bool,
+    pub(super) sandbox: SandboxConfig,
+    pub(super) sandbox_reads: ReadRulesCache,
 }
 
 impl Executor {
@@ -77,6 +95,8 @@ impl Executor {
             host,
             subreaper: config.subreaper,
             require_enforcement: config.require_enforcement,
+            sandbox: config.sandbox,
+            sandbox_reads: ReadRulesCache::default(),
         })
     }
 
@@ -100,7 +120,24 @@ impl Executor {
 
     /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
     pub fn enforcement(&self, limits: &Limits) -> Enforcement {
-        HostFacts::read(&self.host).enforcement(limits)
+        self.enforcement_for(limits, None, true)
+    }
+
+    /// How a job rooted at `root` would be held: the limits, and for a process job (`shell`,
+    /// `exec`) each rule of its sandbox, judged against that root (a denied path beneath it
+    /// cannot be denied).
+    pub fn enforcement_for(
+        &self,
+        limits: &Limits,
+        root: Option<&Path>,
+        process: bool,
+    ) -> Enforcement {
+        let mut e = HostFacts::read(&self.host).enforcement(limits);
+        if process {
+            e.limits
+                .extend(self.sandbox_enforcement(Some(&limits.sandbox), root));
+        }
+        e
     }
 
     /// Runs one process job to its end. Never panics; every failure is in the result.
@@ -116,10 +153,36 @@ impl Executor {
         limits: &Limits,
         cancel: Option<&CancelToken>,
     ) -> JobResult {
+        self.run_process_in(job_id, spec, limits, None, cancel)
+    }
+
+    /// [`Executor::run_process_cancellable`] for a job rooted at `root`: its `cwd` must lie
+    /// beneath it (else `rejected`) and a sandbox lets it write there. Without a root, the
+    /// sandbox's writable directory is the job's cwd (or vigil's own).
+    pub fn run_process_in(
+        &self,
+        job_id: &str,
+        spec: &ProcessSpec,
+        limits: &Limits,
+        root: Option<&Path>,
+        cancel: Option<&CancelToken>,
+    ) -> JobResult {
         let started = Instant::now();
-        let mut result =
-            JobResult::without_process(job_id, JobStatus::Failed, None, self.enforcement(limits));
-        if let Err(e) = self.run_inner(job_id, spec, limits, started, cancel, &mut result) {
+        let mut result = JobResult::without_process(
+            job_id,
+            JobStatus::Failed,
+            None,
+            self.enforcement_for(limits, root, true),
+        );
+        let run = RunInput {
+            job_id,
+            spec,
+            limits,
+            root,
+            started,
+            cancel,
+        };
+        if let Err(e) = self.run_inner(&run, &mut result) {
             result.status = e.job_status();
             result.error = Some(e.to_string());
         }
@@ -127,15 +190,15 @@ impl Executor {
         result
     }
 
-    fn run_inner(
-        &self,
-        job_id: &str,
-        spec: &ProcessSpec,
-        limits: &Limits,
-        started: Instant,
-        cancel: Option<&CancelToken>,
-        result: &mut JobResult,
-    ) -> Result<(), ExecError> {
+    fn run_inner(&self, run: &RunInput<'_>, result: &mut JobResult) -> Result<(), ExecError> {
+        let RunInput {
+            job_id,
+            spec,
+            limits,
+            root,
+            started,
+            cancel,
+        } = *run;
         cgroup::validate_job_id(job_id)?;
         if self.require_enforcement {
             if let Some(why) = result.enforcement.refusal() {
@@ -149,7 +212,40 @@ impl Executor {
                 super::OUTPUT_BYTES_MAX
             )));
         }
+        if let (Some(root), Some(cwd)) = (root, spec.cwd.as_deref()) {
+            check_cwd(root, cwd)?;
+        }
+        let here;
+        let sandbox_root = match (root, spec.cwd.as_deref()) {
+            (Some(r), _) => r,
+            (None, Some(c)) => c,
+            (None, None) => {
+                here = std::env::current_dir().map_err(|source| ExecError::Io {
+                    context: "the current directory".into(),
+                    source,
+                })?;
+                here.as_path()
+            }
+        };
+        let mut env = spec.env.clone();
+        // Held until the job is over: dropping it removes the job's TMPDIR.
+        let sandbox =
+            self.prepare_sandbox(job_id, Some(&limits.sandbox), sandbox_root, &mut env)?;
+        let sandboxed_spec;
+        let spec = if sandbox.is_some() {
+            sandboxed_spec = ProcessSpec {
+                env,
+                ..spec.clone()
+            };
+            &sandboxed_spec
+        } else {
+            spec
+        };
         let mut cmd = PreparedCommand::new(job_id, spec)?;
+        if let Some(s) = &sandbox {
+            cmd.landlock_fd = s.ruleset_fd();
+            cmd.seccomp = s.bpf.clone();
+        }
         if let Some(cpu) = limits.cpu_time {
             // A backstop only: rounded up plus a second, so the supervisor's check, which holds
             // the budget to the millisecond, fires first.
@@ -183,6 +279,8 @@ impl Executor {
             cancel,
         };
         supervise(job, self.subreaper, result);
+        // The job is over: its TMPDIR goes.
+        drop(sandbox);
         Ok(())
     }
 }

@@ -34,6 +34,7 @@ mod pipes;
 mod proctable;
 mod reaper;
 pub mod result;
+pub mod sandbox;
 pub mod spawn;
 mod supervise;
 mod text;
@@ -67,6 +68,8 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// Bytes kept per output stream (head and tail).
     pub max_output_bytes: u64,
+    /// The sandbox of a process job (mode, extra writable and denied paths).
+    pub sandbox: sandbox::SandboxRequest,
 }
 
 impl Limits {
@@ -91,6 +94,7 @@ impl Default for Limits {
             memory_bytes: None,
             pids: None,
             max_output_bytes: OUTPUT_BYTES_DEFAULT,
+            sandbox: sandbox::SandboxRequest::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl RequestedLimits {
             memory_bytes: self.memory_bytes.or(base.memory_bytes),
             pids: self.pids.or(base.pids),
             max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
+            sandbox: base.sandbox.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
+use crate::exec::sandbox::{SandboxMode, SandboxRequest};
 use crate::exec::{Limits, RequestedLimits};
 use crate::model::JobState;
 use crate::wal::Lsn;
@@ -479,10 +480,11 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(RpcError::params("args must be an object")),
     };
-    let limits = match p.object("limits")? {
+    let mut limits = match p.object("limits")? {
         None => Limits::default(),
         Some(m) => parse_limits(m)?,
     };
+    limits.sandbox = parse_sandbox(p)?;
     let root = match p.string("root")? {
         None => None,
         Some(r) if r.starts_with('/') && !r.contains('\0') => Some(PathBuf::from(r)),
@@ -496,6 +498,48 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
         session: p.string("session")?,
         dry_run: p.bool("dry_run")?,
         require_enforcement: p.bool("require_enforcement")?,
+    })
+}
+
+/// Most paths in `allow_write` or `deny_read`.
+pub const SANDBOX_PATHS_MAX: usize = 64;
+
+/// `sandbox` (`off`, `workspace`, `strict`), `allow_write` and `deny_read` (arrays of absolute
+/// paths), each optional.
+fn parse_sandbox(p: &mut Params) -> Result<SandboxRequest, RpcError> {
+    let mode = match p.string("sandbox")? {
+        None => None,
+        Some(m) => Some(SandboxMode::parse(&m).ok_or_else(|| {
+            RpcError::params(format!(
+                "sandbox must be \"off\", \"workspace\" or \"strict\", not {m:?}"
+            ))
+        })?),
+    };
+    let mut paths = |name: &str| -> Result<Vec<PathBuf>, RpcError> {
+        match p.take(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) if a.len() <= SANDBOX_PATHS_MAX => a
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) if s.starts_with('/') && !s.contains('\0') => {
+                        Ok(PathBuf::from(s))
+                    }
+                    _ => Err(RpcError::params(format!(
+                        "{name} entries must be absolute paths"
+                    ))),
+                })
+                .collect(),
+            Some(_) => Err(RpcError::params(format!(
+                "{name} must be an array of at most {SANDBOX_PATHS_MAX} absolute paths"
+            ))),
+        }
+    };
+    let allow_write = paths("allow_write")?;
+    let deny_read = paths("deny_read")?;
+    Ok(SandboxRequest {
+        mode,
+        allow_write,
+        deny_read,
     })
 }
 

@@ -209,3 +209,39 @@ fn the_jobs_list_status_filter_is_a_known_state() {
         r.error.message
     );
 }
+
+#[test]
+fn run_takes_the_sandbox_and_its_paths_and_refuses_bad_ones() {
+    let r = call(r#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"capability":"shell","sandbox":"strict","allow_write":["/srv/out"],"deny_read":["/etc/secret","/home/u/.ssh"]}}"#).unwrap();
+    let Call::Run(run) = r.call else {
+        panic!("not a run")
+    };
+    assert_eq!(
+        run.limits.sandbox.mode,
+        Some(crate::exec::sandbox::SandboxMode::Strict)
+    );
+    assert_eq!(
+        run.limits.sandbox.allow_write,
+        vec![PathBuf::from("/srv/out")]
+    );
+    assert_eq!(run.limits.sandbox.deny_read.len(), 2);
+    let r =
+        call(r#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"capability":"shell"}}"#).unwrap();
+    let Call::Run(run) = r.call else {
+        panic!("not a run")
+    };
+    assert_eq!(run.limits.sandbox.mode, None);
+    for bad in [
+        r#""sandbox":"none""#,
+        r#""sandbox":1"#,
+        r#""allow_write":["relative"]"#,
+        r#""deny_read":"/not/an/array""#,
+        r#""deny_read":[1]"#,
+    ] {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"run","params":{{"capability":"shell",{bad}}}}}"#
+        );
+        let e = call(&line).expect_err(bad);
+        assert_eq!(e.error.code, code::INVALID_PARAMS, "{bad}");
+    }
+}

@@ -329,7 +329,16 @@ impl Runtime {
         recovery.interrupted = recovery::record_interrupted(&wal, &index, &owner)?;
         owner.remove_dead();
 
-        let executor = Executor::new(options.executor.clone()).map_err(RuntimeError::Exec)?;
+        let mut exec_config = options.executor.clone();
+        // A sandboxed job never reads or writes the log it is recorded in; its private TMPDIR
+        // lives in the data dir's tmp/.
+        if exec_config.sandbox.data_dir.is_none() {
+            exec_config.sandbox.data_dir = Some(
+                std::fs::canonicalize(&options.data_dir)
+                    .unwrap_or_else(|_| options.data_dir.clone()),
+            );
+        }
+        let executor = Executor::new(exec_config).map_err(RuntimeError::Exec)?;
         let dir_token = data_dir_token(&options.data_dir);
         recovery::sweep(&executor, &dir_token, &mut recovery);
 

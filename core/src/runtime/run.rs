@@ -125,7 +125,11 @@ impl Runtime {
             Some(r) => r["error"].as_str().map(str::to_string),
             None => Some(format!("unknown capability {:?}", req.capability)),
         };
-        let enforcement = self.executor.enforcement(&req.limits);
+        let enforcement = self.executor.enforcement_for(
+            &req.limits,
+            Some(&req.root),
+            is_process(&req.capability),
+        );
         let mut result = JobResult::without_process(
             &job.exec_id,
             if error.is_some() {
@@ -164,7 +168,11 @@ impl Runtime {
             return Some(e.to_string());
         }
         if req.require_enforcement || self.options.executor.require_enforcement {
-            if let Some(why) = self.executor.enforcement(&req.limits).refusal() {
+            if let Some(why) = self
+                .executor
+                .enforcement_for(&req.limits, Some(&req.root), is_process(&req.capability))
+                .refusal()
+            {
                 return Some(why);
             }
         }
@@ -219,7 +227,11 @@ impl Runtime {
             &job.exec_id,
             JobStatus::Rejected,
             Some(reason),
-            self.executor.enforcement(&req.limits),
+            self.executor.enforcement_for(
+                &req.limits,
+                Some(&req.root),
+                is_process(&req.capability),
+            ),
         );
         Ok(job.outcome(result, Some(lsn), None))
     }
@@ -324,4 +336,9 @@ impl Runtime {
             "unknown"
         }
     }
+}
+
+/// A capability that runs a process (and so gets the sandbox).
+fn is_process(capability: &str) -> bool {
+    matches!(capability, "shell" | "exec")
 }

@@ -327,18 +327,18 @@ fn call_job(
                 }
             }
             drop(calls);
-            remote(
-                socket,
-                "run",
-                json!({
-                    "capability": capability,
-                    "args": args,
-                    "limits": merged,
-                    "root": shared.root,
-                    "session": session,
-                    "require_enforcement": shared.require_enforcement,
-                }),
-            )?
+            let mut params = json!({
+                "capability": capability,
+                "args": args,
+                "limits": merged,
+                "root": shared.root,
+                "session": session,
+                "require_enforcement": shared.require_enforcement,
+            });
+            if let Value::Object(p) = &mut params {
+                p.extend(shared.sandbox_params.clone());
+            }
+            remote(socket, "run", params)?
         }
     };
     Ok(job_result(view))

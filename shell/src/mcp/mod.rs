@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use vigil_core::protocol::parse_limits;
 use vigil_core::runtime::Runtime;
 
-use crate::config::{CgroupModeArg, Global, LimitArgs};
+use crate::config::{CgroupModeArg, Global, LimitArgs, SandboxArgs};
 use crate::units::parse_duration;
 
 mod calls;
@@ -53,6 +53,9 @@ pub struct McpArgs {
     /// Default limits of every job (a call's own limits override them).
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The sandbox of every shell and exec job (the mode is also the weakest any job gets).
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
     #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
     pub cgroup_mode: Option<CgroupModeArg>,
@@ -96,6 +99,8 @@ struct Shared {
     /// The default limits, as a socket-protocol `limits` object.
     default_limits: Map<String, Value>,
     require_enforcement: bool,
+    /// The sandbox flags, as the socket protocol's `run` takes them (sent with `--socket`).
+    sandbox_params: Map<String, Value>,
     progress_interval: Duration,
     /// Calls in flight at most (running and waiting for a slot).
     calls_max: usize,
@@ -173,6 +178,7 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
             let data_dir = cli.data_dir();
             let mut options = cli.runtime_options(args.cgroup_mode);
             options.concurrent_jobs_max = args.max_jobs;
+            args.sandbox.apply_server_defaults(&mut options.executor);
             let runtime = Runtime::open(options).map_err(|e| e.to_string())?;
             if !runtime.recovery().interrupted.is_empty() {
                 eprintln!(
@@ -196,6 +202,7 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
         root,
         default_limits,
         require_enforcement: args.require_enforcement,
+        sandbox_params: args.sandbox.to_params(),
         progress_interval: args.progress_interval.max(Duration::from_millis(10)),
         calls_max: args.max_jobs.saturating_add(args.queue),
         calls: Mutex::new(HashMap::new()),

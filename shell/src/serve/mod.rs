@@ -22,7 +22,7 @@ use clap::Args;
 use vigil_core::rpc::{defaults, Service, ServiceConfig};
 use vigil_core::runtime::Runtime;
 
-use crate::config::{CgroupModeArg, Global};
+use crate::config::{CgroupModeArg, Global, SandboxArgs};
 use crate::units::{duration_text, parse_duration};
 
 mod accept;
@@ -86,6 +86,8 @@ pub struct ServeArgs {
     /// a request's `require_enforcement: false` cannot lower it.
     #[arg(long = "require-enforcement")]
     pub require_enforcement: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 /// Everything a connection thread needs: the service (runtime, counters, methods) and the
@@ -126,6 +128,7 @@ fn serve(cli: &Global, args: ServeArgs) -> Result<(), String> {
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
     };
     let mut options = cli.runtime_options(args.cgroup_mode);
+    args.sandbox.apply_server_defaults(&mut options.executor);
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
     // The runtime first: it holds the log's lock, so a second server on the same data

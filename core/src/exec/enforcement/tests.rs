@@ -101,6 +101,7 @@ fn limits_all() -> Limits {
         memory_bytes: Some(64 << 20),
         pids: Some(16),
         max_output_bytes: 1 << 20,
+        ..Limits::default()
     }
 }
 

@@ -19,6 +19,10 @@ const STAGE_NO_NEW_PRIVS: u8 = 5;
 const STAGE_EXEC: u8 = 6;
 const STAGE_PDEATHSIG: u8 = 7;
 const STAGE_PLACE: u8 = 8;
+const STAGE_LANDLOCK: u8 = 9;
+const STAGE_SECCOMP: u8 = 10;
+/// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
+const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 /// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
 const CHILD_STACK_BYTES: usize = 128 << 10;
 
@@ -139,6 +143,29 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             child_fail(fds.report, STAGE_NO_NEW_PRIVS);
         }
+        // The sandbox, built before the fork: the Landlock ruleset (its fd closes at exec),
+        // then the seccomp filter, last, so nothing vigil calls here is filtered.
+        if cmd.landlock_fd >= 0
+            && libc::syscall(libc::SYS_landlock_restrict_self, cmd.landlock_fd, 0u32) != 0
+        {
+            child_fail(fds.report, STAGE_LANDLOCK);
+        }
+        if !cmd.seccomp.is_empty() {
+            let prog = libc::sock_fprog {
+                len: cmd.seccomp.len() as libc::c_ushort,
+                filter: cmd.seccomp.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog as libc::c_ulong,
+                0,
+                0,
+            ) != 0
+            {
+                child_fail(fds.report, STAGE_SECCOMP);
+            }
+        }
         libc::execve(
             cmd.program.as_ptr(),
             cmd.argv_ptrs.as_ptr(),
@@ -169,6 +196,8 @@ pub(super) fn stage_name(stage: u8) -> &'static str {
         STAGE_EXEC => "exec",
         STAGE_PDEATHSIG => "setting the parent-death signal",
         STAGE_PLACE => "moving itself into the job's cgroup leaves",
+        STAGE_LANDLOCK => "applying the Landlock ruleset",
+        STAGE_SECCOMP => "installing the seccomp filter",
         _ => "unknown stage",
     }
 }

@@ -50,6 +50,10 @@ pub(crate) struct PreparedCommand {
     pub(crate) rlimit_as_bytes: Option<u64>,
     pub(super) empty_sigset: libc::sigset_t,
     pub(super) nofile_max: u64,
+    /// The job's Landlock ruleset, applied by the child after no_new_privs (-1: none).
+    pub(crate) landlock_fd: i32,
+    /// The job's seccomp program, installed by the child last (empty: none).
+    pub(crate) seccomp: Vec<libc::sock_filter>,
 }
 
 pub(super) fn cstring(what: &str, s: &[u8]) -> Result<CString, ExecError> {
@@ -181,6 +185,8 @@ impl PreparedCommand {
             rlimit_as_bytes: None,
             empty_sigset,
             nofile_max,
+            landlock_fd: -1,
+            seccomp: Vec::new(),
         })
     }
 }

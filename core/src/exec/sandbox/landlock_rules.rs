@@ -1,0 +1,212 @@
+//! The Landlock side of the sandbox: the kernel's ABI, the read rules of "everywhere except
+//! the denied paths", and the ruleset built before the fork.
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use landlock::{
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+};
+
+use super::{ResolvedSandbox, SandboxMode, ABI_NET, ABI_SCOPE, DEVICES};
+use crate::exec::ExecError;
+
+/// landlock_create_ruleset's `LANDLOCK_CREATE_RULESET_VERSION`.
+const CREATE_RULESET_VERSION: u32 = 1;
+
+/// The Landlock ABI of the running kernel (0: none, or disabled at boot).
+pub fn kernel_abi() -> i32 {
+    static ABI_CACHE: OnceLock<i32> = OnceLock::new();
+    *ABI_CACHE.get_or_init(|| {
+        // SAFETY: the version query takes no attribute (NULL, 0) and returns an integer.
+        let v = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<u8>(),
+                0usize,
+                CREATE_RULESET_VERSION,
+            )
+        };
+        if v < 0 {
+            0
+        } else {
+            v.min(i64::from(i32::MAX)) as i32
+        }
+    })
+}
+
+/// The paths that get read rules so that everything is readable except `denied` (canonical
+/// paths): `/` itself when nothing is denied; otherwise every entry of each directory on the
+/// way down to a denied path, except the denied path and the directories holding one, which
+/// are descended into instead. A symlink is kept only when its target neither is nor holds
+/// nor lies beneath a denied path (a rule follows it to its target).
+pub fn read_rule_paths(denied: &[PathBuf]) -> Vec<PathBuf> {
+    read_rule_walk(denied).0
+}
+
+/// [`read_rule_paths`] and the directories it listed to find them.
+fn read_rule_walk(denied: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut out = Vec::new();
+    let mut walked = Vec::new();
+    if denied.is_empty() {
+        out.push(PathBuf::from("/"));
+        return (out, walked);
+    }
+    if denied.iter().any(|d| d == Path::new("/")) {
+        return (out, walked);
+    }
+    descend(Path::new("/"), denied, &mut out, &mut walked, 0);
+    (out, walked)
+}
+
+/// What says a directory's entries are unchanged: device, inode, mtime (s, ns).
+type DirStamp = (u64, u64, i64, i64);
+
+fn stamp(p: &Path) -> Option<DirStamp> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The read rules of one deny list, opened (O_PATH) once and reused by every job while the
+/// directories listed to find them are unchanged (same inode and mtime): listing `/` and the
+/// directories down to each denied path, and opening every entry, costs far more than a spawn.
+#[derive(Debug)]
+pub(crate) struct ReadRules {
+    denied: Vec<PathBuf>,
+    walked: Vec<(PathBuf, Option<DirStamp>)>,
+    /// Each rule's fd and whether it is a directory (files take file rights only).
+    rules: Vec<(PathFd, bool)>,
+}
+
+impl ReadRules {
+    pub(crate) fn build(denied: &[PathBuf]) -> ReadRules {
+        // Stamps first: a change made while listing shows as stale on the next job.
+        let (paths, walked) = read_rule_walk(denied);
+        let walked: Vec<_> = walked
+            .into_iter()
+            .map(|d| {
+                let s = stamp(&d);
+                (d, s)
+            })
+            .collect();
+        let rules = paths
+            .into_iter()
+            .filter_map(|p| {
+                let dir = fs::metadata(&p).is_ok_and(|m| m.is_dir());
+                PathFd::new(&p).ok().map(|fd| (fd, dir))
+            })
+            .collect();
+        ReadRules {
+            denied: denied.to_vec(),
+            walked,
+            rules,
+        }
+    }
+
+    /// Still right for `denied`: the same list, and no listed directory changed.
+    pub(crate) fn fresh(&self, denied: &[PathBuf]) -> bool {
+        self.denied == denied && self.walked.iter().all(|(d, s)| stamp(d) == *s)
+    }
+}
+
+/// Deepest directory level descended (a deny list of absurd depth stops here, denying more).
+const DESCEND_MAX: usize = 64;
+
+fn descend(
+    dir: &Path,
+    denied: &[PathBuf],
+    out: &mut Vec<PathBuf>,
+    walked: &mut Vec<PathBuf>,
+    depth: usize,
+) {
+    if depth > DESCEND_MAX {
+        return;
+    }
+    walked.push(dir.to_path_buf());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
+        if is_link {
+            let Ok(target) = fs::canonicalize(&p) else {
+                continue;
+            };
+            let dangerous = denied
+                .iter()
+                .any(|d| target.starts_with(d) || d.starts_with(&target));
+            if !dangerous {
+                out.push(p);
+            }
+            continue;
+        }
+        if denied.iter().any(|d| d == &p) {
+            continue;
+        }
+        if denied.iter().any(|d| d.starts_with(&p)) {
+            descend(&p, denied, out, walked, depth + 1);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn ll_err(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Io {
+        context: format!("building the job's Landlock ruleset: {e}"),
+        source: std::io::Error::other("landlock"),
+    }
+}
+
+/// The job's ruleset, created (not applied): the child applies its fd.
+pub(super) fn build(
+    r: &ResolvedSandbox,
+    reads: &ReadRules,
+    tmp: &Path,
+) -> Result<OwnedFd, ExecError> {
+    let abi = ABI::from(r.abi);
+    let strict = r.mode == SandboxMode::Strict;
+    // Hard requirement: every right asked for is one this ABI has, and none is dropped quietly.
+    let mut rs = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(ll_err)?;
+    if strict && r.abi >= ABI_NET {
+        rs = rs.handle_access(AccessNet::from_all(abi)).map_err(ll_err)?;
+    }
+    if r.abi >= ABI_SCOPE {
+        rs = if strict {
+            rs.scope(Scope::from_all(abi))
+        } else {
+            rs.scope(Scope::Signal)
+        }
+        .map_err(ll_err)?;
+    }
+    let read = AccessFs::from_read(abi);
+    let all = AccessFs::from_all(abi);
+    let dev = AccessFs::from_file(abi) | AccessFs::ReadDir;
+    let file_read = read & AccessFs::from_file(abi);
+    let created = rs
+        .create()
+        .map_err(ll_err)?
+        .add_rules(reads.rules.iter().map(|(fd, dir)| {
+            Ok::<_, landlock::RulesetError>(PathBeneath::new(
+                fd,
+                if *dir { read } else { file_read },
+            ))
+        }))
+        .map_err(ll_err)?
+        .add_rules(path_beneath_rules(
+            r.writable.iter().map(PathBuf::as_path).chain([tmp]),
+            all,
+        ))
+        .map_err(ll_err)?
+        .add_rules(path_beneath_rules(DEVICES, dev))
+        .map_err(ll_err)?;
+    Option::<OwnedFd>::from(created).ok_or_else(|| ll_err("the kernel returned no ruleset"))
+}

@@ -1,0 +1,739 @@
+//! The job sandbox: what a `shell` or `exec` job may write, read, connect to and signal,
+//! held by the kernel (Landlock, seccomp) from before exec, so it holds even if vigil dies.
+//!
+//! Modes ([`SandboxMode`]):
+//! - `workspace`: Landlock lets the job write only beneath its root, a private per-job TMPDIR
+//!   (created here, 0700, removed after the job) and the usual devices, plus any
+//!   `allow_write` path; it reads and executes everywhere except vigil's data dir and the deny
+//!   list ([`default_deny_read`] plus `deny_read`); where the ABI has signal scoping (6), it
+//!   cannot signal any process outside its own domain, vigil included. Network on.
+//! - `strict`: `workspace` plus no network (a seccomp filter refuses socket(2) for any family
+//!   but AF_UNIX; Landlock's TCP bind/connect rules too where the ABI has them, and abstract
+//!   UNIX socket scoping) and no io_uring (io_uring_setup/enter/register refused: its
+//!   operations bypass seccomp).
+//! - `off`: no sandbox.
+//!
+//! Landlock denies what a ruleset handles and no rule allows, and a rule on a directory grants
+//! everything beneath it. "Read everywhere except X" is therefore a set of read rules on every
+//! entry of `/` and, along the path down to each denied X, on every sibling of that path, but
+//! never on X or a directory holding X. The directories along that path cannot themselves be
+//! listed (`ls /` fails while a path beneath `/` is denied); what lies in them opens as usual.
+//!
+//! Everything (the ruleset fd, the BPF program, the TMPDIR) is prepared in the parent before
+//! the fork ([`Executor::prepare_sandbox`]); the child makes two system calls
+//! (`landlock_restrict_self`, `prctl(PR_SET_SECCOMP)`) after `no_new_privs`.
+mod landlock_rules;
+mod seccomp;
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::enforcement::{LimitEnforcement, Strength};
+use super::job::Executor;
+use super::ExecError;
+
+pub(crate) use landlock_rules::ReadRules;
+pub use landlock_rules::{kernel_abi, read_rule_paths};
+
+/// The executor's cache of read rules (see [`ReadRules`]).
+pub(crate) type ReadRulesCache = Mutex<Option<Arc<ReadRules>>>;
+
+/// Environment variable that lowers the Landlock ABI vigil uses (`0`: as if the kernel had
+/// no Landlock): how the fallback labelling is tested on a newer kernel. Never raises it.
+pub const FORCE_ABI_ENV: &str = "VIGIL_SANDBOX_FORCE_ABI";
+
+/// Landlock ABI with signal scoping (Linux 6.12).
+pub const ABI_SCOPE: i32 = 6;
+/// Landlock ABI with TCP bind/connect rules (Linux 6.7).
+pub const ABI_NET: i32 = 4;
+/// Landlock ABI that handles truncate(2) (Linux 6.2).
+pub const ABI_TRUNCATE: i32 = 3;
+
+/// How a process job is confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMode {
+    /// No sandbox.
+    Off,
+    /// Writes beneath the root, TMPDIR and devices; reads all but the data dir and deny list.
+    Workspace,
+    /// `workspace` without network and io_uring.
+    Strict,
+}
+
+impl SandboxMode {
+    /// `off`, `workspace`, `strict`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Off => "off",
+            SandboxMode::Workspace => "workspace",
+            SandboxMode::Strict => "strict",
+        }
+    }
+
+    /// The mode named `s`.
+    pub fn parse(s: &str) -> Option<SandboxMode> {
+        match s {
+            "off" => Some(SandboxMode::Off),
+            "workspace" => Some(SandboxMode::Workspace),
+            "strict" => Some(SandboxMode::Strict),
+            _ => None,
+        }
+    }
+
+    /// Order of strength: off < workspace < strict.
+    pub fn rank(self) -> u8 {
+        match self {
+            SandboxMode::Off => 0,
+            SandboxMode::Workspace => 1,
+            SandboxMode::Strict => 2,
+        }
+    }
+}
+
+/// What a job asks of the sandbox (part of its [`super::Limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SandboxRequest {
+    /// The mode; `None`: the executor's default.
+    pub mode: Option<SandboxMode>,
+    /// Further directories (or files) the job may write beneath.
+    pub allow_write: Vec<PathBuf>,
+    /// Further paths the job may not read.
+    pub deny_read: Vec<PathBuf>,
+}
+
+/// The executor's sandbox settings.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// Mode of a job that names none (`None`: `off`).
+    pub default_mode: Option<SandboxMode>,
+    /// The weakest mode a job may ask for: a weaker request is raised to it (and the record
+    /// says so).
+    pub floor: Option<SandboxMode>,
+    /// vigil's data dir: never readable nor writable by a sandboxed job. The private TMPDIRs
+    /// live in its `tmp/`.
+    pub data_dir: Option<PathBuf>,
+    /// Paths no sandboxed job may read, beyond the data dir; `None`: [`default_deny_read`].
+    pub deny_read: Option<Vec<PathBuf>>,
+    /// Paths every sandboxed job may also write beneath (a server's defaults).
+    pub allow_write: Vec<PathBuf>,
+    /// Use at most this Landlock ABI (0: none); the environment's [`FORCE_ABI_ENV`] also lowers.
+    pub force_abi: Option<i32>,
+}
+
+/// The mode a host should use by default: `workspace` where the kernel has Landlock.
+pub fn host_default_mode() -> SandboxMode {
+    if effective_abi(None) >= 1 {
+        SandboxMode::Workspace
+    } else {
+        SandboxMode::Off
+    }
+}
+
+/// The Landlock ABI vigil uses here: the kernel's, lowered by `force` and [`FORCE_ABI_ENV`].
+pub fn effective_abi(force: Option<i32>) -> i32 {
+    let mut abi = kernel_abi();
+    if let Some(f) = force {
+        abi = abi.min(f.max(0));
+    }
+    if let Some(f) = std::env::var(FORCE_ABI_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+    {
+        abi = abi.min(f.max(0));
+    }
+    abi
+}
+
+/// The home directory of the user vigil runs as (from the password database, not `$HOME`).
+fn user_home() -> Option<PathBuf> {
+    // SAFETY: getpwuid_r with buffers of the stated sizes; the result points into `buf`.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let mut buf = vec![0u8; 4096];
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        );
+        if rc != 0 || out.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pw.pw_dir).to_bytes();
+        use std::os::unix::ffi::OsStrExt;
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
+    }
+}
+
+/// Credentials beneath the home directory that no sandboxed job reads by default.
+pub const DEFAULT_DENY_READ_HOME: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".config/gh",
+    ".pgpass",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials.toml",
+    ".vault-token",
+];
+
+/// The default deny list: [`DEFAULT_DENY_READ_HOME`] beneath the home of the user the job
+/// runs as.
+pub fn default_deny_read() -> Vec<PathBuf> {
+    static DEFAULT: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| match user_home() {
+            Some(h) => DEFAULT_DENY_READ_HOME.iter().map(|p| h.join(p)).collect(),
+            None => Vec::new(),
+        })
+        .clone()
+}
+
+/// `p` made absolute against `base` and cleaned of `.` and `..` without touching the disk.
+pub fn lexical_absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Checks that a process job's working directory lies beneath its root: lexically, then (when
+/// it exists) after resolving symlinks. A directory that does not exist is left to the child's
+/// chdir, which fails.
+pub fn check_cwd(root: &Path, cwd: &Path) -> Result<PathBuf, ExecError> {
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let root_lex = lexical_absolute(&here, root);
+    let root_c = fs::canonicalize(root).unwrap_or_else(|_| root_lex.clone());
+    let reject = |why: &str| ExecError::PathRejected {
+        path: cwd.display().to_string(),
+        reason: format!("cwd {why} the job's root {}", root_c.display()),
+    };
+    let lex = lexical_absolute(&here, cwd);
+    if !lex.starts_with(&root_lex) && !lex.starts_with(&root_c) {
+        return Err(reject("lies outside"));
+    }
+    match fs::canonicalize(cwd) {
+        Ok(c) if c.starts_with(&root_c) => Ok(c),
+        Ok(_) => Err(reject("resolves outside")),
+        Err(_) => Ok(cwd.to_path_buf()),
+    }
+}
+
+/// The rules of one job, resolved: what the parent builds and the record reports.
+#[derive(Debug)]
+pub(crate) struct ResolvedSandbox {
+    pub mode: SandboxMode,
+    /// The mode asked for, when the floor raised it.
+    pub raised_from: Option<SandboxMode>,
+    pub abi: i32,
+    pub writable: Vec<PathBuf>,
+    pub denied: Vec<PathBuf>,
+    /// Denied paths beneath a writable one: Landlock cannot deny them.
+    pub denied_unheld: Vec<PathBuf>,
+    pub seccomp: bool,
+}
+
+/// What the child applies: the Landlock ruleset fd and the seccomp program, and the TMPDIR,
+/// removed when this is dropped (after the job).
+pub(crate) struct PreparedSandbox {
+    pub ruleset: Option<OwnedFd>,
+    pub bpf: Vec<libc::sock_filter>,
+    pub tmpdir: Option<PathBuf>,
+}
+
+impl PreparedSandbox {
+    /// The ruleset fd for the child (-1: none).
+    pub fn ruleset_fd(&self) -> i32 {
+        self.ruleset.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+}
+
+impl Drop for PreparedSandbox {
+    fn drop(&mut self) {
+        if let Some(t) = self.tmpdir.take() {
+            remove_tree(&t);
+        }
+    }
+}
+
+/// Removes a job's TMPDIR, making directories the job left unwritable writable first.
+fn remove_tree(dir: &Path) {
+    if fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+        return;
+    }
+    fn open_up(p: &Path) {
+        if let Ok(m) = fs::symlink_metadata(p) {
+            if m.is_dir() {
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        open_up(&e.path());
+                    }
+                }
+            }
+        }
+    }
+    open_up(dir);
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// The devices every sandboxed job may read and write.
+pub const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/ptmx",
+    "/dev/pts",
+];
+
+fn canonical_existing(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl SandboxConfig {
+    /// The job's mode: its request or the default, raised to the floor.
+    fn mode_for(&self, req: Option<&SandboxRequest>) -> (SandboxMode, Option<SandboxMode>) {
+        let asked = req
+            .and_then(|r| r.mode)
+            .or(self.default_mode)
+            .unwrap_or(SandboxMode::Off);
+        match self.floor {
+            Some(f) if f.rank() > asked.rank() => (f, Some(asked)),
+            _ => (asked, None),
+        }
+    }
+
+    /// Resolves the rules of a job rooted at `root` (no side effects).
+    pub(crate) fn resolve(
+        &self,
+        req: Option<&SandboxRequest>,
+        root: Option<&Path>,
+    ) -> Result<ResolvedSandbox, ExecError> {
+        let (mode, raised_from) = self.mode_for(req);
+        let abi = effective_abi(self.force_abi);
+        let mut writable = Vec::new();
+        if let Some(r) = root {
+            writable.push(fs::canonicalize(r).map_err(|e| ExecError::PathRejected {
+                path: r.display().to_string(),
+                reason: format!("the root cannot be resolved: {e}"),
+            })?);
+        }
+        let asked = req.map(|r| r.allow_write.as_slice()).unwrap_or(&[]);
+        for p in self.allow_write.iter().chain(asked) {
+            writable.push(fs::canonicalize(p).map_err(|e| ExecError::PathRejected {
+                path: p.display().to_string(),
+                reason: format!("allow_write path cannot be resolved: {e}"),
+            })?);
+        }
+        let mut deny: Vec<PathBuf> = self.deny_read.clone().unwrap_or_else(default_deny_read);
+        deny.extend(self.data_dir.iter().cloned());
+        deny.extend(req.map(|r| r.deny_read.clone()).unwrap_or_default());
+        let denied_all = canonical_existing(&deny);
+        let (denied_unheld, denied): (Vec<_>, Vec<_>) = denied_all
+            .into_iter()
+            .partition(|d| writable.iter().any(|w| d.starts_with(w)));
+        Ok(ResolvedSandbox {
+            mode,
+            raised_from,
+            abi,
+            writable,
+            denied,
+            denied_unheld,
+            seccomp: seccomp::available(),
+        })
+    }
+}
+
+fn rule(
+    name: &'static str,
+    mode: SandboxMode,
+    strength: Strength,
+    held: bool,
+    mechanism: String,
+    reason: Option<String>,
+) -> LimitEnforcement {
+    LimitEnforcement {
+        limit: name,
+        requested: Some(mode.as_str().to_string()),
+        strength,
+        held,
+        mechanism,
+        not_held_reason: reason,
+    }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ResolvedSandbox {
+    /// One entry per sandbox rule: who holds it, or why it is not held.
+    pub(crate) fn enforcement(&self) -> Vec<LimitEnforcement> {
+        let mode = self.mode;
+        let mut out = Vec::new();
+        let raised = self
+            .raised_from
+            .map(|a| format!(" (asked for {}, raised to the server's floor)", a.as_str()))
+            .unwrap_or_default();
+        if mode == SandboxMode::Off {
+            out.push(rule(
+                "sandbox",
+                mode,
+                Strength::NotRequested,
+                true,
+                format!("off{raised}: the job writes, reads, connects and signals wherever its user can"),
+                None,
+            ));
+            return out;
+        }
+        let abi = self.abi;
+        let no_landlock = || {
+            Some(if abi <= 0 {
+                "this kernel has no Landlock (or vigil was told to use none)".to_string()
+            } else {
+                format!("Landlock ABI {abi}")
+            })
+        };
+        out.push(rule(
+            "sandbox",
+            mode,
+            if abi >= 1 {
+                Strength::Kernel
+            } else {
+                Strength::NotEnforced
+            },
+            abi >= 1,
+            format!(
+                "{}{raised}: Landlock ABI {abi} applied in the child before exec",
+                mode.as_str()
+            ),
+            (abi < 1).then(|| no_landlock().unwrap_or_default()),
+        ));
+        let (s, h) = if abi >= 1 {
+            (Strength::Kernel, true)
+        } else {
+            (Strength::NotEnforced, false)
+        };
+        out.push(rule(
+            "sandbox.write",
+            mode,
+            s,
+            h,
+            format!(
+                "Landlock: writes only beneath {}, the job's private TMPDIR and the devices {}",
+                if self.writable.is_empty() {
+                    "the job's root".to_string()
+                } else {
+                    list(&self.writable)
+                },
+                DEVICES.join(" ")
+            ),
+            (!h).then(|| no_landlock().unwrap_or_default()),
+        ));
+        let trunc = abi >= ABI_TRUNCATE;
+        out.push(rule(
+            "sandbox.truncate",
+            mode,
+            if trunc { Strength::Kernel } else { Strength::NotEnforced },
+            trunc,
+            "Landlock LANDLOCK_ACCESS_FS_TRUNCATE: truncate(2) only where writes are allowed".into(),
+            (!trunc).then(|| {
+                format!(
+                    "{}: truncate(2) of a file outside the writable paths is not refused (needs ABI {ABI_TRUNCATE}, Linux 6.2)",
+                    no_landlock().unwrap_or_default()
+                )
+            }),
+        ));
+        let read_held = abi >= 1 && self.denied_unheld.is_empty();
+        out.push(rule(
+            "sandbox.read",
+            mode,
+            if abi >= 1 { Strength::Kernel } else { Strength::NotEnforced },
+            read_held,
+            format!("Landlock: reads and executes everywhere except {}", list(&self.denied)),
+            if abi < 1 {
+                no_landlock()
+            } else if !self.denied_unheld.is_empty() {
+                Some(format!(
+                    "{} lie beneath a writable path, and Landlock cannot deny beneath what it allows",
+                    list(&self.denied_unheld)
+                ))
+            } else {
+                None
+            },
+        ));
+        let scope = abi >= ABI_SCOPE;
+        out.push(rule(
+            "sandbox.signal",
+            mode,
+            if scope { Strength::Kernel } else { Strength::NotEnforced },
+            scope,
+            "Landlock LANDLOCK_SCOPE_SIGNAL: no signal to a process outside the job's domain (vigil included)".into(),
+            (!scope).then(|| {
+                format!(
+                    "{}: no signal scoping (needs ABI {ABI_SCOPE}, Linux 6.12); a job of vigil's user can signal vigil",
+                    no_landlock().unwrap_or_default()
+                )
+            }),
+        ));
+        if mode == SandboxMode::Strict {
+            let net_ll = if abi >= ABI_NET {
+                "; Landlock also refuses every TCP bind and connect"
+            } else {
+                ""
+            };
+            out.push(rule(
+                "sandbox.network",
+                mode,
+                if self.seccomp {
+                    Strength::Kernel
+                } else {
+                    Strength::NotEnforced
+                },
+                self.seccomp,
+                format!("seccomp: socket(2) refused (EPERM) for every family but AF_UNIX{net_ll}"),
+                (!self.seccomp).then(|| "this kernel has no seccomp filters".to_string()),
+            ));
+            out.push(rule(
+                "sandbox.io_uring",
+                mode,
+                if self.seccomp {
+                    Strength::Kernel
+                } else {
+                    Strength::NotEnforced
+                },
+                self.seccomp,
+                "seccomp: io_uring_setup, io_uring_enter and io_uring_register refused (EPERM)"
+                    .into(),
+                (!self.seccomp).then(|| "this kernel has no seccomp filters".to_string()),
+            ));
+        }
+        out.push(rule(
+            "sandbox.tmpdir",
+            mode,
+            Strength::Supervisor,
+            true,
+            "vigil creates a private TMPDIR (0700) per job, sets TMPDIR, TMP and TEMP to it, and removes it after the job (if vigil dies first, it stays in the data dir's tmp/)".into(),
+            None,
+        ));
+        out
+    }
+}
+
+/// The Landlock rights an ABI has (file system, network, scoping), as the kernel names them.
+pub fn landlock_rights(abi: i32) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if abi >= 1 {
+        out.extend([
+            "fs.execute",
+            "fs.write_file",
+            "fs.read_file",
+            "fs.read_dir",
+            "fs.remove_dir",
+            "fs.remove_file",
+            "fs.make_char",
+            "fs.make_dir",
+            "fs.make_reg",
+            "fs.make_sock",
+            "fs.make_fifo",
+            "fs.make_block",
+            "fs.make_sym",
+        ]);
+    }
+    if abi >= 2 {
+        out.push("fs.refer");
+    }
+    if abi >= ABI_TRUNCATE {
+        out.push("fs.truncate");
+    }
+    if abi >= ABI_NET {
+        out.extend(["net.bind_tcp", "net.connect_tcp"]);
+    }
+    if abi >= 5 {
+        out.push("fs.ioctl_dev");
+    }
+    if abi >= ABI_SCOPE {
+        out.extend(["scope.abstract_unix_socket", "scope.signal"]);
+    }
+    out
+}
+
+/// What `doctor` says of the sandbox on this host.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    /// The running kernel's Landlock ABI (0: none).
+    pub landlock_abi_kernel: i32,
+    /// The ABI vigil uses (lower when forced).
+    pub landlock_abi_used: i32,
+    /// The Landlock rights of that ABI.
+    pub landlock_rights: Vec<&'static str>,
+    /// The kernel takes seccomp filters.
+    pub seccomp: bool,
+    /// Mode of a job that names none.
+    pub default_mode: &'static str,
+    /// The weakest mode a request may ask for, if any.
+    pub floor: Option<&'static str>,
+    /// Each rule of `workspace`, and who holds it here.
+    pub workspace: Vec<LimitEnforcement>,
+    /// Each rule of `strict`, and who holds it here.
+    pub strict: Vec<LimitEnforcement>,
+}
+
+impl Executor {
+    /// The sandbox on this host, mode by mode (what `doctor` reports).
+    pub fn sandbox_report(&self) -> SandboxReport {
+        let c = &self.sandbox;
+        let rules = |mode| {
+            let req = SandboxRequest {
+                mode: Some(mode),
+                ..SandboxRequest::default()
+            };
+            let unfloored = SandboxConfig {
+                floor: None,
+                ..c.clone()
+            };
+            unfloored
+                .resolve(Some(&req), None)
+                .map(|r| r.enforcement())
+                .unwrap_or_default()
+        };
+        let used = effective_abi(c.force_abi);
+        SandboxReport {
+            landlock_abi_kernel: kernel_abi(),
+            landlock_abi_used: used,
+            landlock_rights: landlock_rights(used),
+            seccomp: seccomp::available(),
+            default_mode: c.default_mode.unwrap_or(SandboxMode::Off).as_str(),
+            floor: c.floor.map(SandboxMode::as_str),
+            workspace: rules(SandboxMode::Workspace),
+            strict: rules(SandboxMode::Strict),
+        }
+    }
+
+    /// The sandbox rules a job with `limits` would get here, labelled (part of the record).
+    pub(crate) fn sandbox_enforcement(
+        &self,
+        req: Option<&SandboxRequest>,
+        root: Option<&Path>,
+    ) -> Vec<LimitEnforcement> {
+        match self.sandbox.resolve(req, root) {
+            Ok(r) => r.enforcement(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The read rules for `denied`, from the cache while they are fresh.
+    fn read_rules(&self, denied: &[PathBuf]) -> Arc<ReadRules> {
+        let mut cache = self.sandbox_reads.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some(r) if r.fresh(denied) => Arc::clone(r),
+            _ => {
+                let r = Arc::new(ReadRules::build(denied));
+                *cache = Some(Arc::clone(&r));
+                r
+            }
+        }
+    }
+
+    /// The sandbox settings.
+    pub fn sandbox_config(&self) -> &SandboxConfig {
+        &self.sandbox
+    }
+
+    /// Builds the job's sandbox before the fork: the TMPDIR (its path added to `env`), the
+    /// Landlock ruleset and the seccomp program. `None` for mode `off`.
+    pub(crate) fn prepare_sandbox(
+        &self,
+        job_id: &str,
+        req: Option<&SandboxRequest>,
+        root: &Path,
+        env: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<Option<PreparedSandbox>, ExecError> {
+        let resolved = self.sandbox.resolve(req, Some(root))?;
+        if resolved.mode == SandboxMode::Off {
+            return Ok(None);
+        }
+        let base = match &self.sandbox.data_dir {
+            Some(d) => d.join("tmp"),
+            None => {
+                // SAFETY: geteuid has no preconditions.
+                let uid = unsafe { libc::geteuid() };
+                std::env::temp_dir().join(format!("vigil-tmp-{uid}"))
+            }
+        };
+        let io = |context: String| move |source| ExecError::Io { context, source };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)
+            .map_err(io(format!("creating {}", base.display())))?;
+        let tmp = base.join(format!("job-{job_id}"));
+        if tmp.exists() {
+            remove_tree(&tmp);
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(io(format!("creating the job's TMPDIR {}", tmp.display())))?;
+        let mut prepared = PreparedSandbox {
+            ruleset: None,
+            bpf: Vec::new(),
+            tmpdir: Some(tmp.clone()),
+        };
+        let tmp_s = tmp.display().to_string();
+        for k in ["TMPDIR", "TMP", "TEMP"] {
+            env.insert(k.to_string(), tmp_s.clone());
+        }
+        if resolved.abi >= 1 {
+            let reads = self.read_rules(&resolved.denied);
+            prepared.ruleset = Some(landlock_rules::build(&resolved, &reads, &tmp)?);
+        }
+        if resolved.mode == SandboxMode::Strict && resolved.seccomp {
+            prepared.bpf = seccomp::strict_program()?;
+        }
+        Ok(Some(prepared))
+    }
+}
+
+#[cfg(test)]
+mod tests;

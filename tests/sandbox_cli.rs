@@ -1,0 +1,302 @@
+//! The sandbox through the `vigil` binary: the default mode, `--json` and the human output
+//! naming each rule, `--require-enforcement` with a forced lower Landlock ABI, `doctor`, and a
+//! server's `--sandbox` as the weakest mode a client may ask for.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{vigil_bin, TempDir};
+use serde_json::Value;
+use vigil_core::exec::sandbox::{kernel_abi, ABI_SCOPE, FORCE_ABI_ENV};
+
+fn landlock() -> bool {
+    if kernel_abi() < 1 {
+        eprintln!("skipped: this kernel has no Landlock");
+        return false;
+    }
+    true
+}
+
+/// `vigil ARGS` with `env` added: (exit code, stdout, stderr).
+fn vigil(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(vigil_bin());
+    cmd.env_remove("VIGIL_CGROUP_MODE")
+        .env_remove(FORCE_ABI_ENV);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().expect("run vigil");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn rules(v: &Value) -> Vec<(String, bool, String)> {
+    v["enforcement"]["limits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l["limit"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("sandbox"))
+        })
+        .map(|l| {
+            (
+                l["limit"].as_str().unwrap_or_default().to_string(),
+                l["held"] == true,
+                l["strength"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn run_defaults_to_workspace_and_its_json_says_who_holds_each_rule() {
+    if !landlock() {
+        return;
+    }
+    let (data, root, outside) = (
+        TempDir::new("sbx-cli-data"),
+        TempDir::new("sbx-cli-root"),
+        TempDir::new("sbx-cli-out"),
+    );
+    let cmd = format!(
+        "echo x > {}/escaped; echo in > inside; cat inside",
+        s(outside.path())
+    );
+    let args = serde_json::json!({ "cmd": cmd }).to_string();
+    let d = s(data.path());
+    let r = s(root.path());
+    let (code, out, err) = vigil(
+        &[],
+        &[
+            "--data-dir",
+            &d,
+            "run",
+            "shell",
+            "--root",
+            &r,
+            "--args",
+            &args,
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["stdout"], "in\n", "{v}");
+    assert!(!outside.path().join("escaped").exists());
+    let held = rules(&v);
+    assert!(
+        held.contains(&("sandbox.write".into(), true, "kernel".into())),
+        "{held:?}"
+    );
+    assert!(
+        held.contains(&("sandbox.read".into(), true, "kernel".into())),
+        "{held:?}"
+    );
+    // `--sandbox off` runs the same job unconfined, and says so.
+    let (_, out, _) = vigil(
+        &[],
+        &[
+            "--data-dir",
+            &d,
+            "run",
+            "shell",
+            "--root",
+            &r,
+            "--sandbox",
+            "off",
+            "--args",
+            &args,
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(outside.path().join("escaped").exists(), "{v}");
+    assert_eq!(
+        rules(&v),
+        vec![("sandbox".to_string(), true, "not_requested".to_string())]
+    );
+}
+
+#[test]
+fn a_rule_not_held_is_named_and_require_enforcement_refuses_the_job() {
+    if !landlock() || kernel_abi() < ABI_SCOPE {
+        eprintln!("skipped: needs Landlock ABI {ABI_SCOPE} to force a lower one");
+        return;
+    }
+    let (data, root) = (TempDir::new("sbx-cli-fb"), TempDir::new("sbx-cli-fb-root"));
+    let d = s(data.path());
+    let r = s(root.path());
+    let forced = [(FORCE_ABI_ENV, "2")];
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "--data-dir",
+            &d,
+            "run",
+            "shell",
+            "--root",
+            &r,
+            "--args",
+            r#"{"cmd":"echo ran"}"#,
+        ];
+        a.extend_from_slice(extra);
+        vigil(&forced, &a)
+    };
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ran\n");
+    assert!(
+        err.contains(
+            "vigil: warning: sandbox.signal rule of sandbox workspace not held: Landlock ABI 2"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("sandbox.truncate"), "{err}");
+    let (code, out, _) = run(&["--require-enforcement", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["status"], "rejected", "{v}");
+    assert!(v["stdout"] == "", "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sandbox.signal"), "{v}");
+    // Without the forced ABI every workspace rule is held here, and the same job runs.
+    let (code, out, err) = vigil(
+        &[],
+        &[
+            "--data-dir",
+            &d,
+            "run",
+            "shell",
+            "--root",
+            &r,
+            "--args",
+            r#"{"cmd":"echo ran"}"#,
+            "--require-enforcement",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+}
+
+#[test]
+fn doctor_reports_the_abi_and_each_mode_rule_by_rule() {
+    let data = TempDir::new("sbx-doctor");
+    let d = s(data.path());
+    let (code, out, err) = vigil(
+        &[(FORCE_ABI_ENV, "0")],
+        &["--data-dir", &d, "doctor", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let sb = &v["sandbox"];
+    assert_eq!(sb["landlock_abi_used"], 0, "{sb}");
+    assert_eq!(sb["default_mode"], "off", "{sb}");
+    let write = sb["workspace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["limit"] == "sandbox.write")
+        .unwrap();
+    assert_eq!(write["held"], false, "{write}");
+    assert_eq!(write["strength"], "not_enforced", "{write}");
+    if kernel_abi() >= ABI_SCOPE {
+        let (_, out, _) = vigil(&[], &["--data-dir", &d, "doctor", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let sb = &v["sandbox"];
+        assert_eq!(sb["default_mode"], "workspace", "{sb}");
+        assert!(sb["landlock_rights"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("scope.signal")));
+        for mode in ["workspace", "strict"] {
+            for r in sb[mode].as_array().unwrap() {
+                assert_eq!(r["held"], true, "{mode}: {r}");
+            }
+        }
+        // The human report names the ABI.
+        let (_, text, _) = vigil(&[], &["--data-dir", &d, "doctor"]);
+        assert!(
+            text.contains(&format!("Landlock ABI {}", kernel_abi())),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_servers_sandbox_is_the_weakest_a_client_gets() {
+    if !landlock() {
+        return;
+    }
+    let dir = TempDir::new("sbx-serve");
+    let (root, outside) = (
+        TempDir::new("sbx-serve-root"),
+        TempDir::new("sbx-serve-out"),
+    );
+    let socket = dir.path().join("vigil.sock");
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut server = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .arg("--root")
+        .arg(root.path())
+        .args(["--sandbox", "workspace"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start vigil serve");
+    let sock = s(&socket);
+    // Ready when it answers: wait for that, not for a guessed time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vigil(&[], &["call", "health", "--socket", &sock]).0 != 0 {
+        assert!(Instant::now() < deadline, "no server");
+        assert!(server.try_wait().unwrap().is_none(), "server exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cmd = format!("echo x > {}/escaped; echo done", s(outside.path()));
+    let args = serde_json::json!({ "cmd": cmd }).to_string();
+    let (_, out, err) = vigil(
+        &[],
+        &[
+            "run",
+            "shell",
+            "--socket",
+            &sock,
+            "--sandbox",
+            "off",
+            "--args",
+            &args,
+            "--json",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(v["stdout"], "done\n", "{v}");
+    assert!(!outside.path().join("escaped").exists(), "{v}");
+    let sandbox = v["enforcement"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["limit"] == "sandbox")
+        .unwrap()
+        .clone();
+    assert_eq!(sandbox["requested"], "workspace", "{sandbox}");
+    assert!(
+        sandbox["mechanism"]
+            .as_str()
+            .unwrap()
+            .contains("asked for off, raised to the server's floor"),
+        "{sandbox}"
+    );
+}
