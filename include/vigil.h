@@ -450,6 +450,11 @@ vigil_status vigil_job_detail_json(const struct vigil_runtime *rt,
 // On success *out receives a handle owned by the caller, to close with vigil_runtime_close.
 // Fails with VIGIL_E_IO when the data directory cannot be created or opened, VIGIL_E_CORRUPT
 // when its log is damaged.
+//
+// Makes the calling process non-dumpable (prctl PR_SET_DUMPABLE 0), so that jobs running as
+// the same uid cannot read its environment, descriptors or memory through /proc, nor ptrace
+// it. This lasts for the life of the process (also after vigil_runtime_close); core dumps of
+// the host process are off from then on. A job running as root can still read them.
 // Thread-safe.
 vigil_status vigil_runtime_open(const struct vigil_runtime_options *options,
                                 struct vigil_runtime **out);

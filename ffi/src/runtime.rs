@@ -304,6 +304,11 @@ pub(crate) unsafe fn limits_over(
 /// On success *out receives a handle owned by the caller, to close with vigil_runtime_close.
 /// Fails with VIGIL_E_IO when the data directory cannot be created or opened, VIGIL_E_CORRUPT
 /// when its log is damaged.
+///
+/// Makes the calling process non-dumpable (prctl PR_SET_DUMPABLE 0), so that jobs running as
+/// the same uid cannot read its environment, descriptors or memory through /proc, nor ptrace
+/// it. This lasts for the life of the process (also after vigil_runtime_close); core dumps of
+/// the host process are off from then on. A job running as root can still read them.
 /// Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn vigil_runtime_open(
@@ -315,6 +320,8 @@ pub unsafe extern "C" fn vigil_runtime_open(
         non_null(options, "options")?;
         // SAFETY: non-NULL options point to a caller-owned struct of at least struct_size.
         let o = unsafe { read_options(options) }?;
+        vigil_core::exec::dumpable::make_non_dumpable()
+            .map_err(|e| FfiError::new(VIGIL_E_IO, format!("prctl(PR_SET_DUMPABLE, 0): {e}")))?;
         // SAFETY: header contract: NULL or NUL-terminated strings, a NULL or valid limits.
         let (data_dir, proc_root, job_root, default_limits) = unsafe {
             (

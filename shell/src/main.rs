@@ -66,6 +66,12 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: a job running as vigil's uid cannot read vigil's environment,
+    // descriptors or memory, nor ptrace it (see vigil_core::exec::dumpable).
+    if let Err(e) = vigil_core::exec::dumpable::make_non_dumpable() {
+        eprintln!("vigil: cannot make the process non-dumpable: {e}");
+        return ExitCode::from(1);
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
         // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools

@@ -4,7 +4,8 @@
 //!
 //! Built-ins: `shell` {cmd, cwd?, env?, stdin?} runs `/bin/sh -c cmd`; `exec` {argv, cwd?, env?,
 //! stdin?} runs a program directly; `file.read` {path, max_bytes?} and `file.write` {path,
-//! content, append?} work on regular files beneath the job's root (see [`super::fsroot`]).
+//! content, append?} work on regular files beneath the job's root (see [`super::fsroot`]); both
+//! take `allow_hardlinks?` (a file with more than one hard link is refused unless it is true).
 //!
 //! Process capabilities start in the job's root directory (`cwd` is taken relative to it and
 //! must lie beneath it, else the job is `rejected`); beyond the executor's limits, the job's
@@ -20,7 +21,7 @@ use super::fsroot::{
     ConfinedRoot, FILE_READ_BYTES_DEFAULT, FILE_READ_BYTES_MAX, FILE_WRITE_BYTES_MAX,
 };
 use super::job::{CancelToken, Enforcement, Executor, JobResult};
-use super::output::CapturedOutput;
+use super::output::{CapturedOutput, OutputCut};
 use super::spawn::{check_env_name, ProcessSpec};
 use super::{ExecError, Limits};
 use crate::model::JobStatus;
@@ -323,22 +324,39 @@ fn file_result(
     // A file operation that completed succeeded: exit code 0, as a process that did so (the
     // CLI exits 0 only for a completed job with exit code 0).
     r.exit_code = Some(0);
+    // A file read cut at max_bytes keeps only a head: whatever straddled the end is partial.
+    let len = stdout.len();
     r.stdout = CapturedOutput {
         bytes: stdout,
         truncated,
         total_bytes: total,
+        cut: truncated.then_some(OutputCut {
+            head_end: len,
+            tail_start: len,
+        }),
     };
     r.wall_ms = started.elapsed().as_millis() as u64;
     r
 }
 
-fn confined(ctx: &JobContext<'_>) -> Result<ConfinedRoot, ExecError> {
-    ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)
+fn confined(ctx: &JobContext<'_>, cap: &str, args: &Value) -> Result<ConfinedRoot, ExecError> {
+    let allow = allow_hardlinks(cap, args)?;
+    Ok(ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)?.allow_hardlinks(allow))
+}
+
+/// `allow_hardlinks`: a file with more than one hard link is refused unless this is true.
+fn allow_hardlinks(cap: &str, args: &Value) -> Result<bool, ExecError> {
+    match args.get("allow_hardlinks") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid(cap, "\"allow_hardlinks\" must be a boolean")),
+    }
 }
 
 impl FileReadCapability {
     fn parse<'a>(&self, args: &'a Value) -> Result<(&'a str, u64), ExecError> {
-        let obj = object("file.read", args, &["path", "max_bytes"])?;
+        let obj = object("file.read", args, &["path", "max_bytes", "allow_hardlinks"])?;
+        allow_hardlinks("file.read", args)?;
         let path = req_str("file.read", obj, "path")?;
         let max = match obj.get("max_bytes") {
             None | Some(Value::Null) => FILE_READ_BYTES_DEFAULT,
@@ -372,7 +390,7 @@ impl Capability for FileReadCapability {
         let started = Instant::now();
         let run = || -> Result<JobResult, ExecError> {
             let (path, max) = self.parse(args)?;
-            let (bytes, more, size) = confined(ctx)?.read(path, max)?;
+            let (bytes, more, size) = confined(ctx, "file.read", args)?.read(path, max)?;
             Ok(file_result(ctx, started, bytes, more, size))
         };
         run().unwrap_or_else(|e| rejected(ctx, e, false))
@@ -381,7 +399,12 @@ impl Capability for FileReadCapability {
 
 impl FileWriteCapability {
     fn parse<'a>(&self, args: &'a Value) -> Result<(&'a str, &'a str, bool), ExecError> {
-        let obj = object("file.write", args, &["path", "content", "append"])?;
+        let obj = object(
+            "file.write",
+            args,
+            &["path", "content", "append", "allow_hardlinks"],
+        )?;
+        allow_hardlinks("file.write", args)?;
         let path = req_str("file.write", obj, "path")?;
         let content = req_str("file.write", obj, "content")?;
         if content.len() as u64 > FILE_WRITE_BYTES_MAX {
@@ -421,7 +444,8 @@ impl Capability for FileWriteCapability {
         let started = Instant::now();
         let run = || -> Result<JobResult, ExecError> {
             let (path, content, append) = self.parse(args)?;
-            let size = confined(ctx)?.write(path, content.as_bytes(), append)?;
+            let size =
+                confined(ctx, "file.write", args)?.write(path, content.as_bytes(), append)?;
             let msg = format!(
                 "wrote {} bytes to {path}; file is now {size} bytes\n",
                 content.len()

@@ -13,6 +13,15 @@
 //! open, and the type is checked on the opened fd (`fstat`), not on the path. Writes are atomic:
 //! a temporary file in the same directory, fsync, `renameat` over the target, fsync of the
 //! directory. `append` is the same atomic replacement with the old bytes copied first.
+//! Replacing an existing file keeps its owner, group and permission bits (the temporary file is
+//! given them with `fchown`/`fchmod` before the rename; setuid, setgid and sticky bits are
+//! dropped); when they cannot be kept (not root, and the file belongs to someone else), the
+//! write is refused and the file left as it was.
+//!
+//! A regular file with more than one hard link is refused for reading and writing unless the
+//! request allows it ([`ConfinedRoot::allow_hardlinks`]): a link planted beneath the root may
+//! share its inode with a file outside it (/etc/shadow), which no path check can see. Allowed,
+//! a write replaces the directory entry and leaves the other links' file untouched.
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -56,6 +65,7 @@ pub struct ConfinedRoot {
     dir: OwnedFd,
     display: String,
     use_openat2: bool,
+    allow_hardlinks: bool,
 }
 
 fn errno() -> i32 {
@@ -147,6 +157,7 @@ impl ConfinedRoot {
             dir: fd_from(fd as libc::c_long),
             display: root.display().to_string(),
             use_openat2,
+            allow_hardlinks: false,
         })
     }
 
@@ -261,12 +272,35 @@ impl ConfinedRoot {
         }
     }
 
+    /// Allows files with more than one hard link (refused by default).
+    pub fn allow_hardlinks(mut self, allow: bool) -> ConfinedRoot {
+        self.allow_hardlinks = allow;
+        self
+    }
+
+    /// Refuses a file with several hard links unless they are allowed.
+    fn check_links(&self, path: &str, st: &libc::stat) -> Result<(), ExecError> {
+        if st.st_nlink > 1 && !self.allow_hardlinks {
+            return Err(reject(
+                path,
+                format!(
+                    "has {} hard links (a link may share its file with one outside the root); \
+                     set \"allow_hardlinks\": true to allow it",
+                    st.st_nlink
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads at most `max_bytes` of the regular file `path`. Returns the bytes, whether the file
     /// held more, and its size.
     pub fn read(&self, path: &str, max_bytes: u64) -> Result<(Vec<u8>, bool, u64), ExecError> {
         let comps = components(path)?;
         let fd = self.open_beneath(path, &comps, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
-        let size = regular_size(path, &fd)?;
+        let st = regular_stat(path, &fd)?;
+        self.check_links(path, &st)?;
+        let size = st.st_size as u64;
         let mut file = File::from(fd);
         let mut buf = Vec::with_capacity(size.min(max_bytes) as usize);
         (&mut file)
@@ -289,7 +323,7 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
-        let (mode, old) = self.existing_target(&parent, &cname, path, append)?;
+        let (keep, mode, old) = self.existing_target(&parent, &cname, path, append)?;
         let total = (old.len() + content.len()) as u64;
         if total > FILE_WRITE_BYTES_MAX {
             return Err(ExecError::InvalidRequest(format!("{path:?}: result of {total} bytes exceeds the {FILE_WRITE_BYTES_MAX}-byte write limit")));
@@ -300,19 +334,20 @@ impl ConfinedRoot {
             cname: &cname,
             path,
         };
-        target.replace(mode, &[&old, content])?;
+        target.replace(mode, keep, &[&old, content])?;
         Ok(total)
     }
 
-    /// The mode a write keeps and, for `append`, the bytes it extends: the existing target must
-    /// be a regular file (never followed: AT_SYMLINK_NOFOLLOW); a new one gets 0644.
+    /// The owner and group a write keeps (for an existing target), the mode, and, for `append`,
+    /// the bytes it extends: the existing target must be a regular file (never followed:
+    /// AT_SYMLINK_NOFOLLOW) with a single link unless links are allowed; a new one gets 0644.
     fn existing_target(
         &self,
         parent: &OwnedFd,
         cname: &CString,
         path: &str,
         append: bool,
-    ) -> Result<(libc::mode_t, Vec<u8>), ExecError> {
+    ) -> Result<(Option<Owner>, libc::mode_t, Vec<u8>), ExecError> {
         // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
@@ -326,14 +361,16 @@ impl ConfinedRoot {
             )
         } == 0;
         if !exists {
-            return Ok((0o644, Vec::new()));
+            return Ok((None, 0o644, Vec::new()));
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(reject(path, "target exists and is not a regular file"));
         }
+        self.check_links(path, &st)?;
+        let keep = Some((st.st_uid, st.st_gid));
         let mode = st.st_mode & 0o7777 & !0o7000;
         if !append {
-            return Ok((mode, Vec::new()));
+            return Ok((keep, mode, Vec::new()));
         }
         let (bytes, more, _) = self.read(path, FILE_WRITE_BYTES_MAX)?;
         if more {
@@ -342,7 +379,7 @@ impl ConfinedRoot {
                 format!("file is larger than the {FILE_WRITE_BYTES_MAX}-byte append limit"),
             ));
         }
-        Ok((mode, bytes))
+        Ok((keep, mode, bytes))
     }
     /// The root as given (for messages).
     pub fn display(&self) -> &str {
@@ -360,8 +397,40 @@ fn unique_suffix() -> u64 {
     (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
 }
 
-/// The size of an opened file, refusing anything but a regular file.
-fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
+/// The owner and group of a replaced file.
+type Owner = (libc::uid_t, libc::gid_t);
+
+/// Gives the temporary file the replaced file's owner, group and permission bits (nothing for a
+/// new file, `keep` None). `fchown` runs only when they differ from the temporary file's own (it needs
+/// privilege); `fchmod` always runs, after it (a chown clears setuid bits; the umask narrowed
+/// the create mode).
+fn keep_owner_and_mode(tmp: &File, keep: Option<Owner>, mode: libc::mode_t) -> std::io::Result<()> {
+    let fd = tmp.as_raw_fd();
+    // A new file keeps the create mode as the umask left it.
+    let Some((uid, gid)) = keep else {
+        return Ok(());
+    };
+    {
+        // SAFETY: zeroed out-parameter of the right type.
+        let mut cur: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on an fd the caller owns into a stat out-parameter of the right type.
+        if unsafe { libc::fstat(fd, &mut cur) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fchown on an fd the caller owns.
+        if (cur.st_uid, cur.st_gid) != (uid, gid) && unsafe { libc::fchown(fd, uid, gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: fchmod on an fd the caller owns.
+    if unsafe { libc::fchmod(fd, mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stat of an opened file, refusing anything but a regular file.
+fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
     // SAFETY: zeroed out-parameter, owned fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on an fd owned by the caller into a stat out-parameter of the right type.
@@ -374,7 +443,7 @@ fn regular_size(path: &str, fd: &OwnedFd) -> Result<u64, ExecError> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(reject(path, "not a regular file"));
     }
-    Ok(st.st_size as u64)
+    Ok(st)
 }
 
 /// The entry a file write replaces: its directory (an owned fd beneath the root) and name.
@@ -389,7 +458,14 @@ struct Target<'a> {
 impl Target<'_> {
     /// Writes `parts` into a new temporary file beside the target, syncs it, renames it over the
     /// target and syncs the directory: readers see the old file or the new one, never a mix.
-    fn replace(&self, mode: libc::mode_t, parts: &[&[u8]]) -> Result<(), ExecError> {
+    /// `keep`: the replaced file's owner and group, given to the new one (or the write is
+    /// refused).
+    fn replace(
+        &self,
+        mode: libc::mode_t,
+        keep: Option<Owner>,
+        parts: &[&[u8]],
+    ) -> Result<(), ExecError> {
         let (parent, path) = (self.parent, self.path);
         let tmp_name = format!(
             ".{}.vigil-tmp-{}-{}",
@@ -422,6 +498,13 @@ impl Target<'_> {
             context: format!("{context} {path:?}"),
             source: e,
         };
+        if let Err(e) = keep_owner_and_mode(&tmp, keep, mode) {
+            unlink_tmp();
+            return Err(reject(
+                path,
+                format!("cannot keep the file's owner, group and mode ({e}); not written"),
+            ));
+        }
         let written = parts
             .iter()
             .try_for_each(|p| tmp.write_all(p))

@@ -14,6 +14,7 @@
 //!   zombies of finished jobs reaped.
 //! - `meter`: mode `none`'s own accounting of a job's processes (CPU clocks, VmHWM, VmRSS).
 //! - [`fsroot`]: path resolution confined beneath a root directory.
+//! - [`dumpable`]: vigil made non-dumpable, out of reach of same-uid jobs.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
 //!   `file.write`.
 //!
@@ -22,6 +23,7 @@
 pub mod cancel;
 pub mod capability;
 pub mod cgroup;
+pub mod dumpable;
 pub mod enforcement;
 pub mod fsroot;
 pub mod host;

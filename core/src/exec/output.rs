@@ -24,6 +24,19 @@ pub struct CapturedOutput {
     pub truncated: bool,
     /// Everything the job wrote to the stream.
     pub total_bytes: u64,
+    /// Where bytes were dropped, when they were: `bytes[..head_end]` is the stream's head and
+    /// `bytes[tail_start..]` its tail (a marker line sits between them). Whatever straddled the
+    /// cut is partial on both sides, which redaction must know.
+    pub cut: Option<OutputCut>,
+}
+
+/// The position of a capture's cut (see [`CapturedOutput::cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCut {
+    /// End of the kept head (exclusive).
+    pub head_end: usize,
+    /// Start of the kept tail.
+    pub tail_start: usize,
 }
 
 impl std::fmt::Debug for CapturedOutput {
@@ -98,9 +111,15 @@ impl CappedOutput {
         let kept = (self.head.len() + self.tail.len()) as u64;
         let truncated = self.total_bytes > kept;
         let mut bytes = self.head;
+        let mut cut = None;
         if truncated {
             let omitted = self.total_bytes - kept;
+            let head_end = bytes.len();
             bytes.extend_from_slice(format!("\n[vigil: {omitted} bytes omitted]\n").as_bytes());
+            cut = Some(OutputCut {
+                head_end,
+                tail_start: bytes.len(),
+            });
         }
         // The ring's oldest byte sits at tail_pos once it has wrapped.
         if self.tail.len() == self.tail_cap {
@@ -113,6 +132,7 @@ impl CappedOutput {
             bytes,
             truncated,
             total_bytes: self.total_bytes,
+            cut,
         }
     }
 }
@@ -144,6 +164,9 @@ mod tests {
         assert!(out.bytes.starts_with(b"012"));
         assert!(out.bytes.ends_with(b"789"));
         assert!(String::from_utf8_lossy(&out.bytes).contains("4 bytes omitted"));
+        let cut = out.cut.expect("a truncated capture says where it was cut");
+        assert_eq!(&out.bytes[..cut.head_end], b"012");
+        assert_eq!(&out.bytes[cut.tail_start..], b"789");
     }
 
     #[test]

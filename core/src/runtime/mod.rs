@@ -54,7 +54,7 @@ use metrics::JobMetrics;
 pub use metrics::{JobDurations, JobMetricsSnapshot, JOB_DURATION_BOUNDS_MS};
 use recovery::data_dir_token;
 pub use recovery::{RecoveryInfo, INTERRUPTED_REASON};
-pub use redaction::redact_args;
+pub use redaction::{is_secret_key, redact_args, Redactor, REDACTED};
 pub use slots::CancelOutcome;
 use slots::{JobSlots, RunningJob};
 

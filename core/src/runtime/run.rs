@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::recovery::exec_job_id;
-use super::redaction::{bounded_args_json, redact_args, redact_output, scrub};
+use super::redaction::{bounded_args_json, Redactor};
 use super::slots::SlotGuard;
 use super::{unix_ms, JobOutcome, JobRequest, Runtime, RuntimeError};
 use crate::exec::capability::JobContext;
@@ -24,24 +24,25 @@ struct Job<'r> {
     exec_id: String,
     /// The arguments as logged: secret values redacted, scrubbed, bounded.
     args_logged: String,
-    /// The secret values found in the arguments, scrubbed from logged output too.
-    secrets: Vec<String>,
+    /// The secret values found in the arguments (scrubbed from everything logged) and the
+    /// secret shapes.
+    redactor: Redactor,
 }
 
 impl<'r> Job<'r> {
     /// Names the job and prepares its arguments for the log.
     fn prepare(req: &'r JobRequest, job_id: u64, dir_token: &str) -> Job<'r> {
-        let mut secrets = Vec::new();
-        let args_logged = redact_args(&req.args, &mut secrets).to_string();
-        // A secret may also appear inside other arguments (a command line that uses it).
-        let args_logged =
-            String::from_utf8_lossy(&scrub(args_logged.as_bytes(), &secrets)).into_owned();
+        // Every string is scrubbed as a raw value, before JSON escaping: a secret is found
+        // whatever quotes, backslashes or tabs it holds, and wherever else it is used (a
+        // command line, argv, stdin).
+        let redactor = Redactor::from_args(&req.args);
+        let args_logged = redactor.args(&req.args).to_string();
         Job {
             req,
             job_id,
             exec_id: exec_job_id(dir_token, job_id),
             args_logged: bounded_args_json(args_logged),
-            secrets,
+            redactor,
         }
     }
 
@@ -209,13 +210,14 @@ impl Runtime {
         telemetry_before: Option<&Sample>,
     ) -> Result<JobOutcome, RuntimeError> {
         let req = job.req;
+        let reason_logged = job.redactor.text(&reason);
         let record = Record::JobRejected(JobRejected {
             job_id: job.job_id,
             unix_ms: unix_ms(),
             capability: &req.capability,
             args_json: &job.args_logged,
             session: req.session.as_deref(),
-            reason: &reason,
+            reason: &reason_logged,
             telemetry: &encode_blob(telemetry_before),
         });
         let lsn = self.record_durable(&record)?;
@@ -242,7 +244,7 @@ impl Runtime {
         telemetry_before: Option<&Sample>,
     ) -> Result<(), RuntimeError> {
         let req = job.req;
-        let root = req.root.to_string_lossy();
+        let root = job.redactor.text(&req.root.to_string_lossy());
         let started = Record::JobStarted(JobStarted {
             job_id: job.job_id,
             unix_ms: unix_ms(),
@@ -285,12 +287,9 @@ impl Runtime {
         result: &JobResult,
         telemetry_after: Option<&Sample>,
     ) -> Result<Lsn, RuntimeError> {
-        let (stdout, stdout_cut) = redact_output(&result.stdout.bytes, &job.secrets);
-        let (stderr, stderr_cut) = redact_output(&result.stderr.bytes, &job.secrets);
-        let error = result.error.as_deref().map(|e| {
-            let (e, _) = redact_output(e.as_bytes(), &job.secrets);
-            String::from_utf8_lossy(&e).into_owned()
-        });
+        let (stdout, stdout_cut) = job.redactor.output(&result.stdout);
+        let (stderr, stderr_cut) = job.redactor.output(&result.stderr);
+        let error = result.error.as_deref().map(|e| job.redactor.text(e));
         // Who held each limit, in the log beside the end (made durable by the same sync).
         let enforcement = json!({
             "job_id": job.job_id,

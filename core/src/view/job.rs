@@ -326,11 +326,13 @@ mod tests {
             bytes: b"out\xff".to_vec(),
             truncated: false,
             total_bytes: 4,
+            cut: None,
         };
         r.stderr = CapturedOutput {
             bytes: b"err".to_vec(),
             truncated: true,
             total_bytes: 9000,
+            cut: None,
         };
         r
     }

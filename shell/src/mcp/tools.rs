@@ -134,6 +134,7 @@ pub fn list() -> Value {
             "inputSchema": input_schema(Map::new(), json!({
                 "path": {"type": "string", "description": "Path relative to the server's root."},
                 "max_bytes": {"type": "integer", "minimum": 0, "description": "Read at most this many bytes."},
+                "allow_hardlinks": {"type": "boolean", "description": "Allow a file with more than one hard link (refused by default: a link may share its file with one outside the root)."},
             }), &["path"]),
             "outputSchema": run_output_schema(),
             "annotations": read_hints,
@@ -146,6 +147,7 @@ pub fn list() -> Value {
                 "path": {"type": "string", "description": "Path relative to the server's root."},
                 "content": {"type": "string", "description": "The text to write."},
                 "append": {"type": "boolean", "description": "Append instead of replacing the file."},
+                "allow_hardlinks": {"type": "boolean", "description": "Allow a file with more than one hard link (refused by default: a link may share its file with one outside the root)."},
             }), &["path", "content"]),
             "outputSchema": run_output_schema(),
             "annotations": {"readOnlyHint": false, "destructiveHint": true, "idempotentHint": false, "openWorldHint": false},

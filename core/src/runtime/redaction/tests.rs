@@ -1,0 +1,324 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::exec::output::CappedOutput;
+
+/// (text as it appears, the part of it that is secret).
+fn corpus() -> Vec<(String, String)> {
+    let pem_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj";
+    vec![
+        (
+            "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A".into(),
+            "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A".into(),
+        ),
+        (
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuv".into(),
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuv".into(),
+        ),
+        ("AKIAIOSFODNN7EXAMPLE".into(), "AKIAIOSFODNN7EXAMPLE".into()),
+        (
+            "xoxb-123456789012-abcdefghijABCD".into(),
+            "xoxb-123456789012-abcdefghijABCD".into(),
+        ),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(),
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(),
+        ),
+        (
+            format!("-----BEGIN RSA PRIVATE KEY-----\n{pem_body}\n-----END RSA PRIVATE KEY-----"),
+            pem_body.into(),
+        ),
+        (
+            "Authorization: Bearer s3cr3tB3ar3rT0k3nValue".into(),
+            "s3cr3tB3ar3rT0k3nValue".into(),
+        ),
+        (
+            "curl -u alice:Sup3rS3cretPassw0rd https://example.com".into(),
+            "Sup3rS3cretPassw0rd".into(),
+        ),
+        (
+            "git clone https://bob:UrlPassw0rdS3cret@example.com/r.git".into(),
+            "UrlPassw0rdS3cret".into(),
+        ),
+        (
+            "X-API-KEY: k3yV4lu3Th4tIsS3cret".into(),
+            "k3yV4lu3Th4tIsS3cret".into(),
+        ),
+    ]
+}
+
+/// Every 8-byte window of `secret`, raw and JSON-escaped.
+fn fragments(secret: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for form in [secret.to_string(), {
+        let e = Value::String(secret.into()).to_string();
+        e[1..e.len() - 1].to_string()
+    }] {
+        let b = form.as_bytes();
+        if b.len() < 8 {
+            out.push(b.to_vec());
+        } else {
+            out.extend(b.windows(8).map(<[u8]>::to_vec));
+        }
+    }
+    out
+}
+
+fn leaks(haystack: &[u8], secret: &str) -> Option<String> {
+    fragments(secret)
+        .into_iter()
+        .find(|f| memchr::memmem::find(haystack, f).is_some())
+        .map(|f| String::from_utf8_lossy(&f).into_owned())
+}
+
+#[test]
+fn secret_keys_by_common_names() {
+    for k in [
+        "X-API-KEY",
+        "GITHUB_PAT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "PGPASS",
+        "PGPASSWORD",
+        "DB_PWD",
+        "api_key",
+        "apiKey",
+        "accessToken",
+        "Authorization",
+        "AUTH_HEADER",
+        "Cookie",
+        "set-cookie",
+        "client.secret",
+        "ssh_private_key",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "passphrase",
+    ] {
+        assert!(is_secret_key(k), "{k} must be a secret key");
+    }
+    for k in [
+        "PATH",
+        "HOME",
+        "PWD",
+        "OLDPWD",
+        "cmd",
+        "argv",
+        "GIT_AUTHOR_NAME",
+        "LANG",
+        "cwd",
+        "stdin",
+        "KEYBOARD_LAYOUT",
+    ] {
+        assert!(!is_secret_key(k), "{k} is not a secret key");
+    }
+}
+
+#[test]
+fn secret_keys_are_redacted_at_any_depth_and_their_values_scrubbed_from_output() {
+    let args = json!({
+        "cmd": "curl -H 'x: hunter22' example",
+        "env": {"API_TOKEN": "hunter22", "PATH": "/bin"},
+        "nested": [{"password": "pw-1234"}],
+        "Authorization": "Bearer abc.def",
+    });
+    let mut secrets = Vec::new();
+    let red = redact_args(&args, &mut secrets);
+    assert_eq!(red["env"]["API_TOKEN"], REDACTED);
+    assert_eq!(red["env"]["PATH"], "/bin");
+    assert_eq!(red["nested"][0]["password"], REDACTED);
+    assert_eq!(red["Authorization"], REDACTED);
+    assert!(!red.to_string().contains("pw-1234"));
+    assert!(!red.to_string().contains("hunter22"));
+    let r = Redactor::from_values(secrets);
+    let captured = |b: &[u8]| {
+        let mut c = CappedOutput::new(usize::MAX / 2);
+        c.push(b);
+        c.finish()
+    };
+    let (out, cut) = r.output(&captured(b"token=hunter22 and pw-1234!"));
+    assert_eq!(out, b"token=[REDACTED] and [REDACTED]!");
+    assert!(!cut);
+    let big = vec![b'a'; RECORD_OUTPUT_BYTES_MAX + 10];
+    let (out, cut) = r.output(&captured(&big));
+    assert_eq!(out.len(), RECORD_OUTPUT_BYTES_MAX);
+    assert!(cut);
+}
+
+#[test]
+fn a_value_with_quote_backslash_tab_or_newline_is_found_raw_and_escaped() {
+    let secret = "p\"a\\s\ts\nw0rd-XYZ";
+    let args = json!({
+        "cmd": format!("echo '{secret}' | tee out"),
+        "env": {"DB_PWD": secret},
+        "stdin": format!("{{\"x\": {}}}", Value::String(secret.into())),
+    });
+    let r = Redactor::from_args(&args);
+    let logged = r.args(&args).to_string();
+    assert_eq!(leaks(logged.as_bytes(), secret), None, "{logged}");
+    let escaped = Value::String(secret.into()).to_string();
+    let out = r.scrub(format!("a {secret} b {escaped} c").as_bytes(), false, false);
+    assert_eq!(
+        leaks(&out, secret),
+        None,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn every_shape_is_scrubbed_in_every_string_of_the_arguments() {
+    for (text, secret) in corpus() {
+        let args = json!({
+            "cmd": format!("run {text} now"),
+            "argv": ["prog", text.clone()],
+            "stdin": format!("line1\n{text}\nline3"),
+            "env": {"NOT_NAMED_LIKE_IT": text.clone()},
+        });
+        let logged = Redactor::from_args(&args).args(&args).to_string();
+        assert_eq!(leaks(logged.as_bytes(), &secret), None, "{logged}");
+        assert!(logged.contains(REDACTED));
+    }
+}
+
+#[test]
+fn non_secrets_are_kept() {
+    let r = Redactor::default();
+    for text in [
+        "echo hello; exit 4",
+        "ls -la /tmp && git log --author=me",
+        "https://example.com/path?q=1",
+        "ssh://git@github.com/x.git",
+        "eyJ not a jwt",
+    ] {
+        assert_eq!(r.text(text), text);
+    }
+}
+
+/// A secret straddling the cap's head cut or its tail cut, at every offset: neither side keeps
+/// a fragment.
+#[test]
+fn a_secret_across_the_output_cap_leaves_no_part_at_any_offset() {
+    let known = "kn0wn-S3cret with space\tand\ttab".to_string();
+    let mut kinds = corpus();
+    kinds.push((known.clone(), known.clone()));
+    let r = Redactor::from_values([known]);
+    let cap: usize = 64;
+    for (text, secret) in kinds {
+        for off in 0..=text.len() + 1 {
+            // Head: the text starts `off` bytes before the head's end.
+            let mut stream = vec![b'.'; (cap / 2 + 1).saturating_sub(off)];
+            stream.extend_from_slice(text.as_bytes());
+            stream.extend_from_slice(&vec![b','; cap * 2]);
+            // Tail: the text ends `off` bytes after the tail's start.
+            stream.extend_from_slice(text.as_bytes());
+            stream.extend_from_slice(&vec![b';'; (cap / 2).saturating_sub(off)]);
+            for chunk in [1usize, 7, 4096] {
+                let mut c = CappedOutput::new(cap);
+                stream.chunks(chunk).for_each(|p| c.push(p));
+                let captured = c.finish();
+                let (out, _) = r.output(&captured);
+                assert_eq!(
+                    leaks(&out, &secret),
+                    None,
+                    "offset {off}: {:?}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn scrubbing_is_linear_on_adversarial_input() {
+    // Repeated prefixes that each start a scan: must finish quickly (no quadratic rescans).
+    let r = Redactor::from_values(["aaaaaaab".to_string()]);
+    for unit in [
+        &b"eyJ"[..],
+        b"xoxb-",
+        b"://",
+        b"ghp_",
+        b"-----BEGIN PRIVATE KEY-----",
+        b"token=",
+        b"a",
+    ] {
+        let input: Vec<u8> = unit.iter().copied().cycle().take(400_000).collect();
+        let out = r.scrub(&input, true, true);
+        assert!(out.len() <= input.len() + REDACTED.len() * 2);
+    }
+}
+
+fn kind_strategy() -> impl Strategy<Value = (String, String)> {
+    let b62 = "[A-Za-z0-9]";
+    prop_oneof![
+        proptest::string::string_regex(&format!("{b62}{{36}}"))
+            .unwrap()
+            .prop_map(|s| (format!("ghp_{s}"), format!("ghp_{s}"))),
+        proptest::string::string_regex("[A-Z0-9]{16}")
+            .unwrap()
+            .prop_map(|s| (format!("AKIA{s}"), format!("AKIA{s}"))),
+        proptest::string::string_regex(&format!("{b62}{{12,30}}"))
+            .unwrap()
+            .prop_map(|s| (format!("xoxp-{s}"), format!("xoxp-{s}"))),
+        proptest::string::string_regex(
+            "[A-Za-z0-9_-]{8,20}\\.[A-Za-z0-9_-]{8,20}\\.[A-Za-z0-9_-]{8,30}"
+        )
+        .unwrap()
+        .prop_map(|s| (format!("eyJ{s}"), format!("eyJ{s}"))),
+        proptest::string::string_regex("[A-Za-z0-9+/]{16,40}")
+            .unwrap()
+            .prop_map(|s| (format!("Authorization: Bearer {s}"), s)),
+        proptest::string::string_regex(&format!("{b62}{{10,24}}"))
+            .unwrap()
+            .prop_map(|s| (format!("https://u:{s}@h.example/"), s)),
+        proptest::string::string_regex("[A-Za-z0-9+/]{8,16}\n[A-Za-z0-9+/]{8,16}")
+            .unwrap()
+            .prop_map(|s| (
+                format!("-----BEGIN PRIVATE KEY-----\n{s}\n-----END PRIVATE KEY-----"),
+                s
+            )),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Random text with an embedded secret (a shape, or a known value with any bytes), cut by
+    /// a random cap, never logs a fragment of it.
+    #[test]
+    fn random_text_with_embedded_secrets_never_leaks_a_fragment(
+        prefix in "[ -~\n\t]{0,80}",
+        suffix in "[ -~\n\t]{0,80}",
+        (text, secret) in kind_strategy(),
+        known in "[ -~\t\n\"\\\\]{8,24}",
+        cap in 0usize..200,
+        chunk in 1usize..64,
+        known_first in any::<bool>(),
+    ) {
+        let r = Redactor::from_values([known.clone()]);
+        // A fragment that the random text around the secret holds on its own is not a leak.
+        let around = format!("{prefix}\u{0}{suffix}");
+        let around = format!("{around}\u{0}{}", Value::String(around.clone()));
+        let leaks = |hay: &[u8], secret: &str| {
+            fragments(secret)
+                .into_iter()
+                .filter(|f| memchr::memmem::find(around.as_bytes(), f).is_none())
+                .find(|f| memchr::memmem::find(hay, f).is_some())
+                .map(|f| String::from_utf8_lossy(&f).into_owned())
+        };
+        let stream = if known_first {
+            format!("{prefix}{known}{text}{suffix}")
+        } else {
+            format!("{prefix}{text} {known}{suffix}")
+        };
+        // Whole, as arguments.
+        let args = json!({"cmd": stream, "env": {"DB_PWD": known}});
+        let logged = r.args(&args).to_string();
+        prop_assert_eq!(leaks(logged.as_bytes(), &secret), None, "{}", logged);
+        prop_assert_eq!(leaks(logged.as_bytes(), &known), None, "{}", logged);
+        // As output under a cap.
+        let mut c = CappedOutput::new(cap);
+        stream.as_bytes().chunks(chunk).for_each(|p| c.push(p));
+        let (out, _) = r.output(&c.finish());
+        prop_assert_eq!(leaks(&out, &secret), None, "{:?}", String::from_utf8_lossy(&out));
+        prop_assert_eq!(leaks(&out, &known), None, "{:?}", String::from_utf8_lossy(&out));
+    }
+}
