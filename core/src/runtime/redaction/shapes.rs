@@ -1,0 +1,278 @@
+//! Secret values recognised by their shape (credentials in command strings, well-known token
+//! formats, PEM private keys), in one linear left-to-right pass.
+
+use super::keys::is_secret_key;
+
+fn is_b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn is_cred(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Where a value ends: whitespace, a quote, a backslash (an escape in JSON text) or a shell
+/// separator.
+fn ends_value(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'\\' | b'`' | b';' | b'&' | b'|' | b',')
+}
+
+fn run(bytes: &[u8], from: usize, class: fn(u8) -> bool) -> usize {
+    let mut i = from;
+    while i < bytes.len() && class(bytes[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn starts_ci(bytes: &[u8], at: usize, word: &[u8]) -> bool {
+    bytes.len() >= at + word.len() && bytes[at..at + word.len()].eq_ignore_ascii_case(word)
+}
+
+fn skip_blanks(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+        i += 1;
+    }
+    i
+}
+
+/// Memoised scans: the end of a run (the first byte at or after `from` outside a class, or the
+/// first occurrence of a pattern) is the same from every start up to that end, so no byte is
+/// scanned twice for the same rule and the whole pass stays linear.
+#[derive(Default)]
+struct Memo {
+    from: usize,
+    end: usize,
+    set: bool,
+}
+
+impl Memo {
+    fn run(&mut self, bytes: &[u8], from: usize, class: fn(u8) -> bool) -> usize {
+        if self.set && self.from <= from && from <= self.end {
+            return self.end;
+        }
+        let end = run(bytes, from, class);
+        *self = Memo {
+            from,
+            end,
+            set: true,
+        };
+        end
+    }
+
+    /// The first occurrence of `pat` at or after `from` (`bytes.len()` when none).
+    fn find(&mut self, bytes: &[u8], from: usize, pat: &[u8]) -> usize {
+        if self.set && self.from <= from && from <= self.end {
+            return self.end;
+        }
+        let end = memchr::memmem::find(&bytes[from..], pat).map_or(bytes.len(), |at| from + at);
+        *self = Memo {
+            from,
+            end,
+            set: true,
+        };
+        end
+    }
+}
+
+#[derive(Default)]
+struct Memos {
+    alnum: Memo,
+    alnum_underscore: Memo,
+    alnum_dash: Memo,
+    b64url: [Memo; 3],
+    cred: Memo,
+    value: Memo,
+    line: Memo,
+    userinfo: Memo,
+    pem_end: Memo,
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+fn is_line(b: u8) -> bool {
+    !matches!(b, b'\n' | b'\r' | b'"' | b'\'' | b'\\')
+}
+
+fn is_userinfo(b: u8) -> bool {
+    !ends_value(b) && !matches!(b, b'@' | b'/' | b'?' | b'#')
+}
+
+/// Past an optional opening quote (raw, or escaped as in JSON text).
+fn skip_quote(bytes: &[u8], i: usize) -> usize {
+    if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
+        i + 1
+    } else if i + 1 < bytes.len() && bytes[i] == b'\\' && bytes[i + 1] == b'"' {
+        i + 2
+    } else {
+        i
+    }
+}
+
+const PEM_BEGIN: &[u8] = b"-----BEGIN ";
+const PEM_END: &[u8] = b"-----END ";
+const PEM_LABEL_MAX: usize = 64;
+
+/// The end of a PEM armour label that names a private key (`… PRIVATE KEY-----`, or
+/// `PGP PRIVATE KEY BLOCK-----`), just past its closing dashes.
+fn private_label_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let window = &bytes[from..bytes.len().min(from + PEM_LABEL_MAX)];
+    let close = memchr::memmem::find(window, b"-----")?;
+    let label = &window[..close];
+    memchr::memmem::find(label, b"PRIVATE KEY").map(|_| from + close + 5)
+}
+
+/// Words after which the rest of the line is a credential (`Authorization: Bearer …`).
+fn is_scheme(word: &[u8]) -> bool {
+    [&b"bearer"[..], b"basic", b"token", b"digest", b"bot"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+}
+
+/// Spans of secret shapes in `bytes`, in one left-to-right pass. Every start is examined (a
+/// match never skips what follows it, so a shape inside another's value is still found); the
+/// scans behind each rule are memoised.
+pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
+    let n = bytes.len();
+    let mut m = Memos::default();
+    for i in 0..n {
+        let b = bytes[i];
+        match b {
+            b'g' if i + 4 <= n
+                && matches!(
+                    &bytes[i..i + 4],
+                    b"ghp_" | b"gho_" | b"ghu_" | b"ghs_" | b"ghr_"
+                ) =>
+            {
+                let end = m.alnum.run(bytes, i + 4, is_alnum);
+                if end - (i + 4) >= 20 {
+                    spans.push((i, end));
+                }
+            }
+            b'g' if bytes[i..].starts_with(b"github_pat_") => {
+                let end = m
+                    .alnum_underscore
+                    .run(bytes, i + 11, |c| c.is_ascii_alphanumeric() || c == b'_');
+                if end - (i + 11) >= 20 {
+                    spans.push((i, end));
+                }
+            }
+            b'A' if i + 20 <= n
+                && (bytes[i..].starts_with(b"AKIA") || bytes[i..].starts_with(b"ASIA"))
+                && bytes[i + 4..i + 20]
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
+            {
+                spans.push((i, m.alnum.run(bytes, i + 20, is_alnum)));
+            }
+            b'x' if i + 5 <= n
+                && bytes[i..].starts_with(b"xox")
+                && matches!(bytes[i + 3], b'a' | b'b' | b'p' | b'r' | b's')
+                && bytes[i + 4] == b'-' =>
+            {
+                let end = m
+                    .alnum_dash
+                    .run(bytes, i + 5, |c| c.is_ascii_alphanumeric() || c == b'-');
+                if end - (i + 5) >= 10 {
+                    spans.push((i, end));
+                }
+            }
+            b'e' if bytes[i..].starts_with(b"eyJ") => {
+                let p1 = m.b64url[0].run(bytes, i, is_b64url);
+                if bytes.get(p1) == Some(&b'.') {
+                    let p2 = m.b64url[1].run(bytes, p1 + 1, is_b64url);
+                    if p2 > p1 + 1 && bytes.get(p2) == Some(&b'.') {
+                        spans.push((i, m.b64url[2].run(bytes, p2 + 1, is_b64url)));
+                    }
+                }
+            }
+            b'-' if bytes[i..].starts_with(PEM_BEGIN) => {
+                if let Some(label_end) = private_label_end(bytes, i + PEM_BEGIN.len()) {
+                    let at = m.pem_end.find(bytes, label_end, PEM_END);
+                    let end = if at < n {
+                        let from = at + PEM_END.len();
+                        let w = &bytes[from..n.min(from + PEM_LABEL_MAX)];
+                        memchr::memmem::find(w, b"-----").map_or(n, |c| from + c + 5)
+                    } else {
+                        n
+                    };
+                    spans.push((i, end));
+                }
+            }
+            b'-' if bytes[i..].starts_with(PEM_END) => {
+                // The end of a block whose start is not here (cut off): all before it goes.
+                if let Some(end) = private_label_end(bytes, i + PEM_END.len()) {
+                    spans.push((0, end));
+                }
+            }
+            b'-' if bytes[i..].starts_with(b"-u ") || bytes[i..].starts_with(b"--user") => {
+                let mut s = if bytes[i + 1] == b'u' { i + 3 } else { i + 6 };
+                if bytes.get(s) == Some(&b'=') {
+                    s += 1;
+                }
+                let s = skip_quote(bytes, skip_blanks(bytes, s));
+                let e = m.value.run(bytes, s, |c| !ends_value(c));
+                if let Some(colon) = memchr::memchr(b':', &bytes[s..e]) {
+                    if s + colon + 1 < e {
+                        spans.push((s + colon + 1, e));
+                    }
+                }
+            }
+            b':' if bytes[i..].starts_with(b"://") => {
+                let from = i + 3;
+                let j = m.userinfo.run(bytes, from, is_userinfo);
+                if j < n && bytes[j] == b'@' {
+                    if let Some(colon) = memchr::memchr(b':', &bytes[from..j]) {
+                        if from + colon + 1 < j {
+                            spans.push((from + colon + 1, j));
+                        }
+                    }
+                }
+            }
+            b'b' | b'B' if starts_ci(bytes, i, b"bearer") || starts_ci(bytes, i, b"basic") => {
+                let word = if starts_ci(bytes, i, b"bearer") { 6 } else { 5 };
+                let s = skip_blanks(bytes, i + word);
+                if s > i + word {
+                    let e = m.cred.run(bytes, s, is_cred);
+                    if e > s {
+                        spans.push((s, e));
+                    }
+                }
+            }
+            _ => {}
+        }
+        // `NAME=value`, `NAME: value`, `"NAME": "value"` where NAME is a secret key; after a
+        // name ending in `authorization`, or a scheme word, the rest of the line.
+        if is_ident(b) && (i == 0 || !is_ident(bytes[i - 1])) {
+            let end = run(bytes, i, is_ident);
+            let mut j = skip_blanks(bytes, skip_quote(bytes, end));
+            if bytes.get(j) == Some(&b'\\') && bytes.get(j + 1) == Some(&b'"') {
+                j += 2;
+            }
+            if j < n
+                && matches!(bytes[j], b'=' | b':')
+                && std::str::from_utf8(&bytes[i..end]).is_ok_and(is_secret_key)
+            {
+                let s = skip_quote(bytes, skip_blanks(bytes, j + 1));
+                let e = m.value.run(bytes, s, |c| !ends_value(c));
+                let name = &bytes[i..end];
+                let authorization = name.len() >= 13
+                    && name[name.len() - 13..].eq_ignore_ascii_case(b"authorization");
+                if authorization || is_scheme(&bytes[s..e]) {
+                    let e = m.line.run(bytes, s, is_line);
+                    if e > s {
+                        spans.push((s, e));
+                    }
+                } else if e > s {
+                    spans.push((s, e));
+                }
+            }
+        }
+    }
+}
