@@ -11,8 +11,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -54,12 +56,46 @@ fn spawn_blocked(data: &Path, root: &Path, fifo: &Path) -> Child {
     spawn_run(data, root, "shell", json!({ "cmd": cmd }))
 }
 
-/// Opens the write end of `fifo`: returns once the job reading it has opened it.
-fn hold(fifo: &Path) -> File {
-    OpenOptions::new()
-        .write(true)
-        .open(fifo)
-        .expect("open fifo")
+/// Opens the write end of `fifo`: returns once the job reading it has opened it. Fails (never
+/// hangs) when `child`, the `vigil run` whose job reads it, exits first.
+fn hold(fifo: &Path, child: &mut Child) -> File {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            Ok(file) => {
+                // SAFETY: fcntl on a descriptor this function owns.
+                unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
+                return file;
+            }
+            // ENXIO: no reader yet.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) => panic!("open {}: {e}", fifo.display()),
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                let _ = out.read_to_string(&mut stdout);
+            }
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            panic!(
+                "the job reading {} ended before the test held it: {status}\nstdout: {stdout}\nstderr: {stderr}",
+                fifo.display()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reader on {} after 300 s",
+            fifo.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Waits for a `vigil run --json` and returns its result object.
@@ -136,8 +172,17 @@ fn sixteen_runs_share_one_data_dir_and_only_the_killed_jobs_are_interrupted() {
         .map(|_| spawn_run(&data, &root, "exec", quick()))
         .collect();
     // Every blocked job is running (its start durable) once its FIFO's reader is there.
-    let victim_ends: Vec<File> = victim_fifos.iter().map(|f| hold(f)).collect();
-    let mut long_ends: Vec<File> = long_fifos.iter().map(|f| hold(f)).collect();
+    let victim_ends: Vec<File> = victim_fifos
+        .iter()
+        .zip(victims.iter_mut())
+        .map(|(f, c)| hold(f, c))
+        .collect();
+    let mut longs = longs;
+    let mut long_ends: Vec<File> = long_fifos
+        .iter()
+        .zip(longs.iter_mut())
+        .map(|(f, c)| hold(f, c))
+        .collect();
     let mut results: Vec<Value> = first_quick.into_iter().map(finish).collect();
 
     let running = jobs(&data);

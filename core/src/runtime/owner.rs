@@ -28,6 +28,8 @@ use crate::wal::storage::{create_private_dir, PRIVATE_FILE_MODE};
 /// Where owners keep their locks, under the data directory.
 pub const OWNERS_DIR_NAME: &str = "owners";
 const LOCK_SUFFIX: &str = ".lock";
+/// Suffix of a lock file being set up (not an owner name: liveness probes never look at it).
+const STAGING_SUFFIX: &str = ".lock-staging";
 
 /// The payload of a `JOB_OWNER` record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,18 +88,27 @@ impl OwnerLock {
         create_private_dir(&dir)?;
         let name = new_name();
         let path = lock_path(&dir, &name);
+        // The lock is taken on a file under a name no owner has, then renamed into place: the
+        // owner's lock path is held from the moment it exists. Created in place, another
+        // process's liveness probe could find it free between the create and the flock, call
+        // this owner dead, remove its lock file and later interrupt its running jobs.
+        let staging = dir.join(format!("{name}{STAGING_SUFFIX}"));
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(PRIVATE_FILE_MODE)
             .custom_flags(libc::O_CLOEXEC)
-            .open(&path)?;
+            .open(&staging)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("owner lock {} is held", path.display()),
+                format!("owner lock {} is held", staging.display()),
             ));
+        }
+        if let Err(error) = fs::rename(&staging, &path) {
+            let _ = fs::remove_file(&staging);
+            return Err(error);
         }
         Ok(OwnerLock {
             name,
