@@ -262,7 +262,40 @@ impl Reader {
         if expected < self.verified_until {
             return Err(self.damage(seq, offset, expected, cause));
         }
+        // A successor that begins past `expected` was started after the writer wrote
+        // `expected` here. Read the spot once more (a writer in another process may have been
+        // mid-copy when it was read): if it still holds no valid frame, the log is damaged.
+        if let Some((header, _)) = self.header_of(seq + 1)? {
+            if header.first_lsn > expected && !self.frame_at_current(expected) {
+                let cause = format!(
+                    "{cause}; segment {} continues the log at LSN {}",
+                    seq + 1,
+                    header.first_lsn
+                );
+                return Err(self.damage(seq, offset, expected, cause));
+            }
+        }
         Ok(false)
+    }
+
+    /// Whether the current segment now holds the valid frame `lsn` at the reader's offset.
+    fn frame_at_current(&self, lsn: Lsn) -> bool {
+        let Some(segment) = self.current.as_ref() else {
+            return false;
+        };
+        let len = match &self.live {
+            Some(shared) => shared.visible_end(segment.seq, segment.file.len()),
+            None => segment.file.len(),
+        };
+        // SAFETY: as in `read_batch`: below the published end in-process; a read-only mapping
+        // whose every byte used is validated otherwise.
+        let bytes = unsafe { segment_bytes(&*segment.file, 0, len) };
+        bytes
+            .get(segment.offset..)
+            .map(|rest| decode_frame(rest, segment.seed))
+            .is_some_and(|frame| {
+                frame.is_ok_and(|f| f.lsn == lsn && f.prev_checksum == segment.prev_checksum)
+            })
     }
 
     /// The error for damage met at `offset` of segment `seq`, where `lsn` was expected.
