@@ -190,6 +190,10 @@ impl Executor {
         result
     }
 
+    // Longer than 70 lines on purpose: a process job's set-up in its required order (checks,
+    // sandbox, command, cgroup leaf, spawn, supervision); each step uses what the ones before
+    // it made and some must outlive the job (the sandbox's TMPDIR, the leaf), so it stays one
+    // sequence.
     fn run_inner(&self, run: &RunInput<'_>, result: &mut JobResult) -> Result<(), ExecError> {
         let RunInput {
             job_id,

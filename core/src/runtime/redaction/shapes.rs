@@ -138,6 +138,8 @@ fn is_scheme(word: &[u8]) -> bool {
 /// Spans of secret shapes in `bytes`, in one left-to-right pass. Every start is examined (a
 /// match never skips what follows it, so a shape inside another's value is still found); the
 /// scans behind each rule are memoised.
+// Longer than 70 lines on purpose: one pass over the bytes with one arm per secret shape; the
+// arms share the position and the memoised scans, and split apart they would rescan.
 pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
     let n = bytes.len();
     let mut m = Memos::default();
