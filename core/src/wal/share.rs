@@ -59,6 +59,19 @@ pub struct AppendLock {
     file: File,
 }
 
+/// Opens (creating, private to the owner, never truncated) a file the log's processes share.
+fn open_private(path: &Path, what: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(PRIVATE_FILE_MODE)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| context(e, what, path))
+}
+
 impl AppendLock {
     /// Opens (creating) the lock file in `dir`; takes no lock.
     pub fn open(dir: &Path) -> io::Result<AppendLock> {
@@ -67,16 +80,7 @@ impl AppendLock {
 
     /// Opens (creating) the lock file `name` in `dir`; takes no lock.
     pub fn open_named(dir: &Path, name: &str) -> io::Result<AppendLock> {
-        let path = dir.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| context(e, "open lock file", &path))?;
+        let file = open_private(&dir.join(name), "open lock file")?;
         Ok(AppendLock { file })
     }
 
@@ -168,15 +172,7 @@ impl SharedTail {
     /// Opens (creating, all blocks allocated) the tail file in `dir`.
     pub fn open(dir: &Path) -> io::Result<SharedTail> {
         let path = dir.join(TAIL_FILE_NAME);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| context(e, "open tail file", &path))?;
+        let file = open_private(&path, "open tail file")?;
         // Allocated, never sparse: a store into the mapping cannot fail for want of space.
         // Growing an existing file of the right size changes nothing.
         // SAFETY: fallocate on a descriptor we own (mode 0: allocate, extend the size).
