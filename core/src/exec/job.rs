@@ -8,12 +8,15 @@ use super::cgroup::{self, CgroupLeaf, SweepReport};
 use super::dumpable;
 use super::enforcement::{HostFacts, ROOT_LEAVES_CGROUP_NOTICE};
 use super::host::{CgroupMode, Host, HostConfig};
-use super::identity::UserSpec;
+use super::identity::{RunAs, UserSpec};
 use super::reaper::{self, boot_ticks_now};
-use super::sandbox::{check_cwd, ReadRulesCache, SandboxConfig};
+use super::sandbox::{
+    check_cwd, ReadRulesCache, SandboxConfig, SandboxRequest, DEFAULT_DENY_READ_HOME,
+};
 use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
+use std::borrow::Cow;
 use std::path::Path;
 
 pub use super::cancel::CancelToken;
@@ -64,6 +67,20 @@ impl ExecutorConfig {
                 ..HostConfig::default()
             },
             ..ExecutorConfig::default()
+        }
+    }
+}
+
+/// The sandbox a job asks for, with the credentials beneath the home of the user it switches
+/// to, if any, added to its deny list ([`DEFAULT_DENY_READ_HOME`]).
+fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxRequest> {
+    match user.filter(|u| u.switches()).and_then(|u| u.home.as_ref()) {
+        None => Cow::Borrowed(&limits.sandbox),
+        Some(home) => {
+            let mut req = limits.sandbox.clone();
+            req.deny_read
+                .extend(DEFAULT_DENY_READ_HOME.iter().map(|p| home.join(p)));
+            Cow::Owned(req)
         }
     }
 }
@@ -142,13 +159,15 @@ impl Executor {
     ) -> Enforcement {
         let mut e = HostFacts::read(&self.host).enforcement(limits);
         if process {
-            e.limits
-                .extend(self.sandbox_enforcement(Some(&limits.sandbox), root));
             // A job refused for its user runs as no one: no user, no notice.
-            if let Ok(user) = self.job_user(limits, true) {
+            let user = self.job_user(limits, true).ok();
+            let sandbox = job_sandbox(limits, user.as_ref());
+            e.limits
+                .extend(self.sandbox_enforcement(Some(&sandbox), root));
+            if let Some(user) = user {
                 if user.uid == 0
                     && self.host.has_cgroups()
-                    && !self.sandbox_confines_writes(Some(&limits.sandbox), root)
+                    && !self.sandbox_confines_writes(Some(&sandbox), root)
                 {
                     e.notices.push(ROOT_LEAVES_CGROUP_NOTICE.to_string());
                 }
@@ -255,7 +274,7 @@ impl Executor {
         // Held until the job is over: dropping it removes the job's TMPDIR.
         let sandbox = self.prepare_sandbox(
             job_id,
-            Some(&limits.sandbox),
+            Some(&job_sandbox(limits, Some(&user))),
             sandbox_root,
             switch_to,
             &mut env,
