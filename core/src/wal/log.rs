@@ -103,7 +103,19 @@ impl Default for WalOptions {
 pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
 
 /// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
-pub type Follower = Box<dyn FnMut(Frame<'_>) + Send>;
+pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
+
+/// What a [`Follower`] is handed.
+#[derive(Clone, Copy, Debug)]
+pub enum Followed<'a> {
+    /// The next frame another process appended.
+    Frame(Frame<'a>),
+    /// This writer sat idle while other processes appended so much that retention retired
+    /// the segments after its own: the frames that follow start over at the first retained
+    /// segment (with its prologue, when it has one). What the follower built so far is to
+    /// be dropped; the prologue carries what the retired segments held that still matters.
+    Restart,
+}
 
 struct SyncState {
     engine: SyncEngine,
