@@ -404,6 +404,30 @@ fn the_protocols_user_runs_the_job_as_that_user_through_vigil_serve() {
             .is_some_and(|e| e.contains("runs every job as user nobody")),
         "{v}"
     );
+    // A server whose --user names no one does not start.
+    let mut bad = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(fixed_dir.path().join("data-bad"))
+        .args(["serve", "--user", "no-such-user-of-vigil", "--socket"])
+        .arg(fixed_dir.path().join("bad.sock"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bad.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = bad.kill();
+            panic!("vigil serve started with an unknown --user");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = bad.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--user no-such-user-of-vigil: no user named"),
+        "{err}"
+    );
     // `vigil run --socket --user` sends it.
     let out = Command::new(vigil_bin())
         .args([

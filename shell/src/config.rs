@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 use vigil_core::exec::host::CgroupMode;
-use vigil_core::exec::identity::UserSpec;
+use vigil_core::exec::identity::{RunAs, UserSpec};
 use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::sandbox::{host_default_mode, SandboxMode, SandboxRequest};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
@@ -280,9 +280,17 @@ impl UserArgs {
         m
     }
 
-    /// The flag as a server's identity for every job.
-    pub fn apply_server_defaults(&self, config: &mut ExecutorConfig) {
+    /// The flag as a server's identity for every job; refused (the server does not start)
+    /// when no such user exists or vigil may not switch to it.
+    pub fn apply_server_defaults(&self, config: &mut ExecutorConfig) -> Result<(), String> {
+        if let Some(spec) = &self.user {
+            let user = RunAs::resolve(spec).map_err(|e| format!("--user {spec}: {e}"))?;
+            if let Some(why) = user.refusal() {
+                return Err(format!("--user {spec}: {why}"));
+            }
+        }
         config.user.clone_from(&self.user);
+        Ok(())
     }
 }
 

@@ -182,7 +182,7 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
             let mut options = cli.runtime_options(args.cgroup_mode);
             options.concurrent_jobs_max = args.max_jobs;
             args.sandbox.apply_server_defaults(&mut options.executor);
-            args.user.apply_server_defaults(&mut options.executor);
+            args.user.apply_server_defaults(&mut options.executor)?;
             let runtime = Runtime::open(options).map_err(|e| e.to_string())?;
             if !runtime.recovery().interrupted.is_empty() {
                 eprintln!(

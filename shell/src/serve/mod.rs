@@ -131,7 +131,7 @@ fn serve(cli: &Global, args: ServeArgs) -> Result<(), String> {
     };
     let mut options = cli.runtime_options(args.cgroup_mode);
     args.sandbox.apply_server_defaults(&mut options.executor);
-    args.user.apply_server_defaults(&mut options.executor);
+    args.user.apply_server_defaults(&mut options.executor)?;
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
     // The runtime first: it holds the log's lock, so a second server on the same data
