@@ -17,6 +17,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -129,10 +130,24 @@ impl RunAs {
         })
     }
 
-    /// The user vigil itself runs as: its effective ids and supplementary groups.
+    /// The user vigil itself runs as: its effective ids and supplementary groups. Looked up
+    /// once per set of ids (every process job's record names it).
     pub fn current() -> RunAs {
+        static CURRENT: Mutex<Option<RunAs>> = Mutex::new(None);
         // SAFETY: geteuid and getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let mut cached = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        match cached.as_ref() {
+            Some(c) if c.uid == uid && c.gid == gid => c.clone(),
+            _ => {
+                let me = RunAs::look_up_current(uid, gid);
+                *cached = Some(me.clone());
+                me
+            }
+        }
+    }
+
+    fn look_up_current(uid: u32, gid: u32) -> RunAs {
         let entry = passwd_by_uid(uid).ok().flatten();
         RunAs {
             user: entry
