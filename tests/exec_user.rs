@@ -141,6 +141,10 @@ fn a_job_run_as_nobody_has_its_ids_and_none_of_roots_groups() {
     let (code, detail, err) = vigil(dir.path(), &["job", &job, "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(detail["enforcement"]["run_as"], *run_as, "{detail}");
+    assert_eq!(
+        detail["run_as"], *run_as,
+        "logged with the start too: {detail}"
+    );
     // By number, the same user.
     let (code, v, err) = shell(dir.path(), "id -u", &["--user", "65534"]);
     assert_eq!(code, 0, "{v} {err}");

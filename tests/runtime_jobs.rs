@@ -307,6 +307,10 @@ fn kill_mid_job_then_recover(mode: &str) {
     assert_eq!(job.status.as_str(), "interrupted");
     let detail = rt.job_detail(1).unwrap();
     assert_eq!(detail["result"]["error"], INTERRUPTED_REASON);
+    // Its end was never logged, but the user it ran as was, with its start.
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(detail["run_as"]["uid"], uid, "{detail}");
     let gone_by = Instant::now() + Duration::from_secs(5);
     while !processes_with(&marker).is_empty() && Instant::now() < gone_by {
         std::thread::sleep(Duration::from_millis(20));
@@ -512,9 +516,9 @@ fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
     );
 }
 
-/// The user a job ran as lives in the JSON of its enforcement record, which the log keeps
-/// beside the postcard records (frozen): a log written before that field existed reads back
-/// whole, without it, and a job run now has it.
+/// The user a job ran as lives in the JSON of its owner and enforcement records, which the
+/// log keeps beside the postcard records (frozen): a log written before that field existed
+/// reads back whole, without it, and a job run now has it.
 #[test]
 fn a_job_logged_before_the_record_named_its_user_reads_back_without_one() {
     use vigil_runtime::model::Usage;
@@ -564,9 +568,14 @@ fn a_job_logged_before_the_record_named_its_user_reads_back_without_one() {
     assert_eq!(detail["status"], "completed", "{detail}");
     assert_eq!(detail["enforcement"], old["enforcement"], "{detail}");
     assert!(detail["enforcement"].get("run_as").is_none(), "{detail}");
+    assert_eq!(detail["run_as"], Value::Null, "{detail}");
     let now = rt.run(&shell("true", dir.path())).unwrap();
     let detail = rt.job_detail(now.job_id).unwrap();
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(detail["enforcement"]["run_as"]["uid"], uid, "{detail}");
+    assert_eq!(
+        detail["run_as"], detail["enforcement"]["run_as"],
+        "{detail}"
+    );
 }
