@@ -10,11 +10,27 @@ use super::super::error::{LogFault, WalError};
 use super::super::frame::{
     decode_frame, salt_seed, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
+use super::super::frame::{Frame, Lsn};
 use super::super::record::kind;
 use super::super::segments::{zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState};
 use super::super::share::{AppendLock, SharedTail, TailState, WRITERS_FILE_NAME};
 use super::super::storage::{create_private_dir, segment_bytes, SegmentFile};
-use super::{lock, Followed, Shared};
+use super::{lock, Shared, Wal};
+
+/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
+pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
+
+/// What a [`Follower`] is handed.
+#[derive(Clone, Copy, Debug)]
+pub enum Followed<'a> {
+    /// The next frame another process appended.
+    Frame(Frame<'a>),
+    /// This writer sat idle while other processes appended so much that retention retired
+    /// the segments after its own: the frames that follow start over at the first retained
+    /// segment (with its prologue, when it has one). What the follower built so far is to
+    /// be dropped; the prologue carries what the retired segments held that still matters.
+    Restart,
+}
 
 /// A segment file and its (valid) header.
 type UsedSegment = (Arc<dyn SegmentFile>, SegmentHeader);
@@ -280,5 +296,19 @@ impl Shared {
             // Made for a segment the log has moved past.
             writer.next = NextSegment::Missing;
         }
+    }
+}
+
+impl Wal {
+    /// Brings this process up to date with what other processes appended (the follower sees
+    /// it) and makes that durable here too when it is not yet, so this process's readers
+    /// (`events.read`, which show durable records only) see it. One sync when there is
+    /// something new, none otherwise. Returns the last LSN of the log.
+    pub fn catch_up(&self) -> Result<Lsn, WalError> {
+        let last = self.refresh()?;
+        if last > self.durable_lsn() {
+            self.sync(last)?;
+        }
+        Ok(last)
     }
 }

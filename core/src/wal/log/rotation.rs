@@ -15,7 +15,15 @@ use super::super::segments::{
     start_segment, zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState,
 };
 use super::super::storage::{segment_bytes, LogIdentity, SegmentFile};
-use super::{lock, Shared};
+use super::{lock, Shared, SEGMENT_BYTES_FIRST};
+
+/// The size a new segment `seq` gets when segments are `max` bytes: [`SEGMENT_BYTES_FIRST`]
+/// for the first, doubling with each next one, never more than `max`. Every record that fits
+/// a segment of `max` bytes fits each of these (the first holds the largest record).
+pub fn segment_bytes_for(seq: u64, max: u64) -> u64 {
+    let doublings = seq.saturating_sub(1).min(16) as u32;
+    (SEGMENT_BYTES_FIRST << doublings).min(max)
+}
 
 impl Shared {
     /// Moves appends to the next segment, opening it with the prologue frame; `room` bytes
@@ -99,7 +107,7 @@ impl Shared {
 
     /// The size segment `seq` is created with (see [`super::segment_bytes_for`]).
     pub(super) fn segment_bytes(&self, seq: u64) -> u64 {
-        super::segment_bytes_for(seq, self.options.segment_bytes)
+        segment_bytes_for(seq, self.options.segment_bytes)
     }
 
     /// Segment `seq`, unused, for a rotation of a shared log (under the append lock, caught
