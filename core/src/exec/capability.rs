@@ -340,6 +340,8 @@ fn file_result(
 }
 
 fn confined(ctx: &JobContext<'_>, cap: &str, args: &Value) -> Result<ConfinedRoot, ExecError> {
+    // A file job runs with vigil's permissions: refused when it names another user.
+    ctx.executor.job_user(ctx.limits, false)?;
     let allow = allow_hardlinks(cap, args)?;
     Ok(ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)?.allow_hardlinks(allow))
 }

@@ -15,6 +15,7 @@
 //! - `meter`: mode `none`'s own accounting of a job's processes (CPU clocks, VmHWM, VmRSS).
 //! - [`fsroot`]: path resolution confined beneath a root directory.
 //! - [`dumpable`]: vigil made non-dumpable, out of reach of same-uid jobs.
+//! - [`identity`]: the user a process job runs as (`--user`), resolved before the fork.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
 //!   `file.write`.
 //!
@@ -27,6 +28,7 @@ pub mod dumpable;
 pub mod enforcement;
 pub mod fsroot;
 pub mod host;
+pub mod identity;
 pub mod job;
 mod meter;
 pub mod output;
@@ -70,6 +72,9 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// The sandbox of a process job (mode, extra writable and denied paths).
     pub sandbox: sandbox::SandboxRequest,
+    /// The user a process job runs as; `None`: the executor's (`--user` of a server), else
+    /// vigil's own.
+    pub user: Option<identity::UserSpec>,
 }
 
 impl Limits {
@@ -95,6 +100,7 @@ impl Default for Limits {
             pids: None,
             max_output_bytes: OUTPUT_BYTES_DEFAULT,
             sandbox: sandbox::SandboxRequest::default(),
+            user: None,
         }
     }
 }
@@ -140,6 +146,7 @@ impl RequestedLimits {
             pids: self.pids.or(base.pids),
             max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
             sandbox: base.sandbox.clone(),
+            user: base.user.clone(),
         }
     }
 }
@@ -220,6 +227,8 @@ pub enum ExecError {
     },
     /// A limit the policy requires cannot be enforced on this host.
     Unenforceable(String),
+    /// The job cannot run as the user it names (unknown, or vigil may not switch to it).
+    User(String),
 }
 
 impl fmt::Display for ExecError {
@@ -253,6 +262,7 @@ impl fmt::Display for ExecError {
             ),
             ExecError::Io { context, source } => write!(f, "{context}: {source}"),
             ExecError::Unenforceable(m) => write!(f, "cannot enforce: {m}"),
+            ExecError::User(m) => write!(f, "cannot run as the requested user: {m}"),
         }
     }
 }
@@ -276,7 +286,8 @@ impl ExecError {
             ExecError::InvalidJobId(_)
             | ExecError::InvalidRequest(_)
             | ExecError::PathRejected { .. }
-            | ExecError::Unenforceable(_) => JobStatus::Rejected,
+            | ExecError::Unenforceable(_)
+            | ExecError::User(_) => JobStatus::Rejected,
             _ => JobStatus::Failed,
         }
     }

@@ -167,6 +167,12 @@ impl Runtime {
         if let Err(e) = cap.plan(ctx, &req.args) {
             return Some(e.to_string());
         }
+        if let Err(e) = self
+            .executor
+            .job_user(&req.limits, is_process(&req.capability))
+        {
+            return Some(e.to_string());
+        }
         if req.require_enforcement || self.options.executor.require_enforcement {
             if let Some(why) = self
                 .executor

@@ -78,6 +78,10 @@ pub struct RunView {
     /// `<limit> limit <value> not held: <reason>` for each requested limit not held.
     #[serde(default)]
     pub limits_not_held: Vec<String>,
+    /// What the job can do that no limit stops (a job running as root outside the sandbox can
+    /// leave its cgroup); absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
     /// Who held each limit and sandbox rule (`kernel`, `supervisor`, `not_enforced`, ...).
     #[serde(default)]
     pub enforcement: Value,
@@ -119,6 +123,7 @@ impl RunView {
             lsn,
             error: result.error.clone(),
             limits_not_held: result.enforcement.not_held_messages(),
+            notices: result.enforcement.notices.clone(),
             enforcement: serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
             dry_run: None,
         }
@@ -305,6 +310,8 @@ mod tests {
                 mechanism: "none".into(),
                 not_held_reason: Some("no memory controller".into()),
             }],
+            run_as: None,
+            notices: Vec::new(),
         }
     }
 
