@@ -232,3 +232,43 @@ fn a_full_disk_at_segment_creation_is_an_error_that_loses_nothing() {
     wal.abandon();
     check(&store.crash_image(1), &history, "enospc");
 }
+
+#[test]
+fn reopening_a_cleanly_closed_log_syncs_nothing_and_a_log_left_unsynced_is_synced_at_open() {
+    let store = SimStore::new(FaultPlan::default(), 7);
+    let open = |store: &SimStore| Wal::open_with_store(Arc::new(store.clone()), options(1 << 16));
+    let wal = open(&store).unwrap();
+    for i in 0..20u64 {
+        wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    wal.close().unwrap();
+    // The close recorded its checkpoint as durable in the identity: the open proves the whole
+    // log on disk from it and has nothing to sync.
+    let before = store.syncs();
+    let wal = open(&store).unwrap();
+    assert_eq!(
+        store.syncs(),
+        before,
+        "a clean log was synced again at open"
+    );
+    // Records appended and never synced, as a killed writer leaves them in the page cache.
+    for i in 20..30u64 {
+        wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    std::mem::forget(wal);
+    let before = store.syncs();
+    let wal = open(&store).unwrap();
+    assert!(
+        store.syncs() > before,
+        "the open must make what it recovered durable before new frames claim it"
+    );
+    // Nothing of the unsynced records was lost to a crash right after that open.
+    let image = store.crash_image(11);
+    drop(wal);
+    let recovered: Vec<Lsn> = frames(&image)
+        .into_iter()
+        .filter(|(_, k, _)| *k == kind::USER)
+        .map(|(lsn, _, _)| lsn)
+        .collect();
+    assert_eq!(recovered.len(), 30, "{recovered:?}");
+}
