@@ -194,13 +194,17 @@ pub(super) fn recover_writer(
         }
         None => {
             let (seq, file) = match reuse {
-                Some(file) => (
-                    scan.segments
+                Some(file) => {
+                    // Another process created it: its name is made durable before a header
+                    // goes in (see `SegmentStore::sync_listing`).
+                    store.sync_listing()?;
+                    let seq = scan
+                        .segments
                         .iter()
                         .find(|s| s.state != SegmentState::Used)
-                        .map_or(1, |s| s.seq),
-                    file,
-                ),
+                        .map_or(1, |s| s.seq);
+                    (seq, file)
+                }
                 None => {
                     let seq = scan
                         .segments
