@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_runtime::wal::frame::{Frame, Lsn, SEGMENT_HEADER_BYTES};
+use vigil_runtime::wal::frame::{Frame, Lsn, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::{kind, Decoded, JobInterrupted, Record};
@@ -854,4 +854,60 @@ fn a_log_of_the_earlier_format_is_refused_by_name_and_repair_carries_every_recor
             "LSN {lsn} carried over"
         );
     }
+}
+
+/// Sizes of the segment files in `dir`, by sequence number.
+fn segment_sizes(dir: &Path) -> Vec<(u64, u64)> {
+    let mut sizes: Vec<(u64, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().ok()?;
+            let seq = name.strip_suffix(".wal")?.parse().ok()?;
+            Some((seq, e.metadata().unwrap().len()))
+        })
+        .collect();
+    sizes.sort();
+    sizes
+}
+
+#[test]
+fn a_new_log_starts_with_small_segments_that_double_to_the_configured_size() {
+    const MIB: u64 = 1 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, WalOptions::default()).unwrap();
+    // A new log reserves its first segment and the next one: 24 MiB, not two of 64.
+    assert_eq!(segment_sizes(&dir), vec![(1, 8 * MIB), (2, 16 * MIB)]);
+    // The largest record fits the smallest segment.
+    let largest = vec![7u8; RECORD_PAYLOAD_BYTES_MAX];
+    let lsn = wal.append_raw(kind::USER, &largest).unwrap();
+    wal.sync(lsn).unwrap();
+    // 1 MiB records: past the first two segments, into the third.
+    let record = vec![9u8; MIB as usize];
+    let mut last = lsn;
+    for _ in 0..24 {
+        last = wal.append_raw(kind::USER, &record).unwrap();
+    }
+    wal.sync(last).unwrap();
+    wal.close().unwrap();
+    let sizes = segment_sizes(&dir);
+    assert_eq!(
+        sizes,
+        vec![(1, 8 * MIB), (2, 16 * MIB), (3, 32 * MIB), (4, 64 * MIB)],
+        "each segment doubles up to the configured 64 MiB"
+    );
+    // And they read back whole.
+    let mut reader = Reader::open_dir_from_start(&dir).unwrap();
+    let mut payload_bytes = 0usize;
+    while reader
+        .read_batch(64, &mut |frame| {
+            if frame.kind == kind::USER {
+                payload_bytes += frame.payload.len();
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(payload_bytes, RECORD_PAYLOAD_BYTES_MAX + 24 * MIB as usize);
 }

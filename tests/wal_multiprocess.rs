@@ -17,14 +17,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use common::{vigil_bin, vigil_output, TempDir};
 use serde_json::{json, Value};
-use vigil_runtime::wal::log::{scan_log, Wal, WalOptions};
+use vigil_runtime::wal::log::{scan_log, Followed, Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::kind;
 use vigil_runtime::wal::scan::RecoveryMode;
-use vigil_runtime::wal::storage::FsStore;
+use vigil_runtime::wal::storage::{FsStore, SegmentStore};
 use vigil_runtime::wal::sync::SyncMethod;
 
 fn mkfifo(path: &Path) {
@@ -443,4 +445,92 @@ fn a_writer_killed_mid_append_leaves_the_log_to_the_others_intact() {
     // And a writer opening now recovers nothing to cut.
     let reopened = Wal::open(&dir, small_segments()).unwrap();
     assert_eq!(reopened.recovery().truncated_bytes, 0);
+}
+
+/// Appends `records` 100-byte records to `wal`, making each 16th durable.
+fn append_records(wal: &Wal, records: u32) -> u64 {
+    let mut last = 0;
+    for i in 0..records {
+        last = wal.append_raw(kind::USER, &[i as u8; 100]).unwrap();
+        if i % 16 == 15 {
+            wal.sync(last).unwrap();
+        }
+    }
+    wal.sync(last).unwrap();
+    last
+}
+
+#[test]
+fn a_writer_idle_while_others_retire_its_segment_appends_after_them() {
+    let tmp = TempDir::new("mp-retired");
+    let dir = tmp.path().join("wal");
+    let options = WalOptions {
+        retention: Retention {
+            bytes_max: Some(3 * 16 * 1024),
+            segments_max: None,
+        },
+        ..small_segments()
+    };
+    let idle = Wal::open(&dir, options).unwrap();
+    let followed = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&followed);
+    let restarts = Arc::new(AtomicU32::new(0));
+    let restarted = Arc::clone(&restarts);
+    idle.set_follower(Box::new(move |followed| match followed {
+        Followed::Frame(frame) => seen.lock().unwrap().push(frame.lsn),
+        Followed::Restart => {
+            restarted.fetch_add(1, Ordering::Relaxed);
+            seen.lock().unwrap().clear();
+        }
+    }));
+    let first = append_records(&idle, 4);
+    // A reader of the idle process, at the end of what it has read.
+    let mut reader = idle.reader(1);
+    let mut read = Vec::new();
+    reader
+        .read_batch(100, &mut |frame| read.push(frame.lsn))
+        .unwrap();
+    assert_eq!(read, (1..=first).collect::<Vec<_>>());
+    let busy = Wal::open(&dir, options).unwrap();
+    // Enough for several rotations: the idle writer's segment is retired meanwhile.
+    let last = append_records(&busy, 2_000);
+    let store = FsStore::open_reader(&dir).unwrap();
+    assert!(
+        store.identity().unwrap().unwrap().first_seq > 2,
+        "the idle writer's segment was retired"
+    );
+    let next = idle.append_raw(kind::USER, b"after").unwrap();
+    assert_eq!(next, last + 1, "dense LSNs across the retired segments");
+    idle.sync(next).unwrap();
+    // The follower was told to start over once, and then saw a whole, ordered history
+    // from the first retained segment on.
+    assert_eq!(restarts.load(Ordering::Relaxed), 1);
+    let followed = followed.lock().unwrap().clone();
+    let first_retained = Reader::open_dir_from_start(&dir).unwrap().next_lsn();
+    assert!(first_retained > first, "{first_retained}");
+    assert_eq!(followed.first(), Some(&first_retained), "{followed:?}");
+    assert!(
+        followed.windows(2).all(|w| w[1] == w[0] + 1),
+        "{followed:?}"
+    );
+    assert_eq!(followed.last(), Some(&last));
+    // The reader reads on to the end of its segment, then says the rest was retired
+    // instead of waiting for records that will never come.
+    let error = loop {
+        match reader.read_batch(1000, &mut |_| {}) {
+            Ok(0) => panic!("the reader stopped quietly at LSN {}", reader.next_lsn()),
+            Ok(_) => {}
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        matches!(error, WalError::LsnNotRetained { first_lsn, .. } if first_lsn == first_retained),
+        "{error}"
+    );
+    drop(reader);
+    busy.close().unwrap();
+    idle.close().unwrap();
+    let scan = scan_log(&store, RecoveryMode::Tail, &mut |_, _, _| {}).unwrap();
+    assert_eq!(scan.fault, None);
+    assert!(scan.next_lsn > next, "{scan:?}");
 }

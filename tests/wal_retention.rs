@@ -197,3 +197,65 @@ fn a_log_past_retention_opens_lists_and_runs_and_keeps_a_running_job() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// One-shot runs next to an idle server retire the segments the server had not followed
+/// yet: the server's next job still appends after theirs, with the next job id, and its
+/// index lists what the retained log holds.
+#[test]
+fn a_server_idle_while_one_shot_runs_retire_its_segments_goes_on_after_them() {
+    let dir = TempDir::new("retention-idle");
+    let data = dir.path().join("data");
+    let socket = dir.path().join("vigil.sock");
+    let mut server = start_server(dir.path(), &data, &socket);
+    let first = call(
+        &socket,
+        "run",
+        json!({"capability": "exec", "args": {"argv": ["/bin/true"]}}),
+    );
+    assert_eq!(first["job_id"], 1, "{first}");
+    let retention = ["--wal-segment-bytes", "16K", "--wal-retain-bytes", "32K"];
+    for n in 0..SHORT_JOBS {
+        let word = format!("one-shot {n} {}", "x".repeat(1000));
+        let args = json!({"argv": ["/bin/echo", word]}).to_string();
+        let mut all = retention.to_vec();
+        all.extend(["run", "exec", "--args", &args, "--json"]);
+        let run = json_out(&vigil(&data, &all));
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let wal = data.join("wal");
+    assert!(
+        !wal.join(format!("{:020}.wal", 2)).exists(),
+        "the segments after the server's were retired: {:?}",
+        segment_files(&wal)
+    );
+    let run = call(
+        &socket,
+        "run",
+        json!({"capability": "exec", "args": {"argv": ["/bin/true"]}}),
+    );
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["job_id"],
+        SHORT_JOBS + 2,
+        "the next id after the one-shots"
+    );
+    let listed = call(&socket, "jobs.list", json!({}));
+    let ids: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["job_id"].as_u64())
+        .collect();
+    assert!(
+        ids.contains(&(SHORT_JOBS + 1)) && ids.contains(&(SHORT_JOBS + 2)) && !ids.contains(&1),
+        "the server lists the retained history: {ids:?}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let verify = vigil(&data, &["wal", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{JobState, JobStatus};
-use crate::wal::log::{LogFault, WalError};
+use crate::wal::log::{Followed, LogFault, WalError};
 use crate::wal::reader::Reader;
 use crate::wal::record::{kind as record_kind, JobRejected, JobStarted};
 use crate::wal::recovery::scan_log;
@@ -59,6 +59,8 @@ pub struct JobIndex {
     pub from_checkpoint: bool,
     /// The owner (see `super::owner`) of each job still running that named one.
     pub owners: BTreeMap<u64, String>,
+    /// The next frame followed starts the history over (see [`JobIndex::follow`]).
+    restarting: bool,
 }
 
 /// What an index checkpoint carries forward (the payload of an `INDEX_CHECKPOINT` frame, as
@@ -168,6 +170,34 @@ impl JobIndex {
             Err(error) => return Err(undecodable_record(frame, error)),
         }
         Ok(())
+    }
+
+    /// Follows a frame another process appended. A restart (this process was idle while
+    /// retention retired the segments it had not followed yet) drops the history: it is
+    /// rebuilt from the first retained segment, whose index checkpoint carries the running
+    /// jobs (this process's included: the process that wrote it had followed them), the open
+    /// sessions and the next job id. A frame that does not decode was written by another
+    /// version; it is skipped here, and a fresh load reports it.
+    pub fn follow(&mut self, followed: Followed<'_>) {
+        match followed {
+            Followed::Restart => {
+                *self = JobIndex {
+                    next_job_id: self.next_job_id,
+                    restarting: true,
+                    ..JobIndex::default()
+                };
+            }
+            Followed::Frame(frame) => {
+                if std::mem::take(&mut self.restarting) {
+                    self.history_from_lsn = frame.lsn;
+                    if frame.kind == record_kind::INDEX_CHECKPOINT {
+                        self.seed(frame.payload);
+                        return;
+                    }
+                }
+                let _ = self.apply_frame(&frame);
+            }
+        }
     }
 
     /// Records who runs `job_id` while it runs.

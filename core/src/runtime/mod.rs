@@ -314,13 +314,11 @@ impl Runtime {
         }));
         // What other processes append from now on reaches the index before this one appends.
         let followed = Arc::clone(&index);
-        wal.set_follower(Box::new(move |frame| {
-            // A frame that does not decode was written by another version; the index skips
-            // it here, and a fresh load reports it.
-            let _ = followed
+        wal.set_follower(Box::new(move |followed_frame| {
+            followed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .apply_frame(&frame);
+                .follow(followed_frame);
         }));
         let mut recovery = RecoveryInfo {
             wal_truncated_bytes: wal.recovery().truncated_bytes,

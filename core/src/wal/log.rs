@@ -39,9 +39,15 @@ mod sync_pass;
 use append::copy_payload;
 pub use append::Appender;
 use cross::{tail_state, Cross};
+pub use cross::{Followed, Follower};
+pub use rotation::segment_bytes_for;
 
 /// Default segment size.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Size of a new log's first segment when [`WalOptions::segment_bytes`] is larger: each next
+/// one doubles until it reaches that size (8, 16, 32, 64 MiB by default), so a log that holds
+/// a few jobs reserves 24 MiB of disk, not two full segments. It holds the largest record.
+pub const SEGMENT_BYTES_FIRST: u64 = 8 * 1024 * 1024;
 /// Smallest segment accepted: a header and a few frames.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Largest segment accepted (the mapping must fit comfortably in the address space).
@@ -71,8 +77,9 @@ impl Default for Retention {
 /// How a log is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalOptions {
-    /// Size of every segment file, in bytes, [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX`]
-    /// ([`SEGMENT_BYTES_DEFAULT`] by default). A record must fit in one segment.
+    /// Size of a segment file, in bytes, [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX`]
+    /// ([`SEGMENT_BYTES_DEFAULT`] by default); a new log's first segments are smaller (see
+    /// [`segment_bytes_for`]). A record must fit in one segment of this size.
     pub segment_bytes: u64,
     /// How appends are made durable (fdatasync, O_DSYNC, ...).
     pub sync_method: SyncMethod,
@@ -101,9 +108,6 @@ impl Default for WalOptions {
 
 /// Produces the payload of the frame that opens each new segment (see [`Wal::set_prologue`]).
 pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
-
-/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
-pub type Follower = Box<dyn FnMut(Frame<'_>) + Send>;
 
 struct SyncState {
     engine: SyncEngine,

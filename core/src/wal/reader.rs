@@ -259,13 +259,25 @@ impl Reader {
         if self.open_segment(seq + 1, Some(expected))? {
             return Ok(true);
         }
+        let successor = self.header_of(seq + 1)?;
+        if successor.is_none() {
+            // No successor: the log ends here for now, unless another process's retention
+            // retired it while this reader was behind (its own retention waits for readers,
+            // another process's cannot see them). Then what it wants is gone, which it says.
+            if let Some(first_lsn) = self.retired_after(seq)? {
+                return Err(WalError::LsnNotRetained {
+                    lsn: expected,
+                    first_lsn,
+                });
+            }
+        }
         if expected < self.verified_until {
             return Err(self.damage(seq, offset, expected, cause));
         }
         // A successor that begins past `expected` was started after the writer wrote
         // `expected` here. Read the spot once more (a writer in another process may have been
         // mid-copy when it was read): if it still holds no valid frame, the log is damaged.
-        if let Some((header, _)) = self.header_of(seq + 1)? {
+        if let Some((header, _)) = successor {
             if header.first_lsn > expected && !self.frame_at_current(expected) {
                 let cause = format!(
                     "{cause}; segment {} continues the log at LSN {}",
@@ -276,6 +288,20 @@ impl Reader {
             }
         }
         Ok(false)
+    }
+
+    /// The first LSN the log holds when the identity says segments after `seq` were retired
+    /// (the first retained one lies past `seq + 1`); `None` otherwise.
+    fn retired_after(&self, seq: u64) -> Result<Option<Lsn>, WalError> {
+        let Some(identity) = self.store.identity()? else {
+            return Ok(None);
+        };
+        if identity.log_id != self.log_id || identity.first_seq <= seq + 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .header_of(identity.first_seq)?
+            .map(|(header, _)| header.first_lsn))
     }
 
     /// Whether the current segment now holds the valid frame `lsn` at the reader's offset.

@@ -122,7 +122,8 @@ pub(super) fn recover_writer(
         }
         let wanted_seq = end_seq.map_or(summary.seq, |end| end + 1);
         let file = store.open(summary.seq, true)?;
-        let right_size = file.len() as u64 == new_segment_bytes;
+        let right_size =
+            file.len() as u64 == super::log::segment_bytes_for(summary.seq, new_segment_bytes);
         match summary.state {
             SegmentState::Unused | SegmentState::PastEnd => {
                 if summary.state == SegmentState::PastEnd {
@@ -212,7 +213,8 @@ pub(super) fn recover_writer(
                         .map(|s| s.seq)
                         .max()
                         .map_or(1, |m| m + 1);
-                    (seq, store.create(seq, new_segment_bytes)?)
+                    let bytes = super::log::segment_bytes_for(seq, new_segment_bytes);
+                    (seq, store.create(seq, bytes)?)
                 }
             };
             let next_lsn = scan.next_lsn;
@@ -258,7 +260,10 @@ pub(super) fn recover_writer(
     let next = match next {
         Some(file) => NextSegment::Ready(file),
         None => store
-            .create(active.seq + 1, new_segment_bytes)
+            .create(
+                active.seq + 1,
+                super::log::segment_bytes_for(active.seq + 1, new_segment_bytes),
+            )
             .map_or(NextSegment::Missing, NextSegment::Ready),
     };
     Ok(WriterState {

@@ -4,17 +4,36 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::super::error::{LogFault, WalError};
 use super::super::frame::{
     decode_frame, salt_seed, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
+use super::super::frame::{Frame, Lsn};
 use super::super::record::kind;
 use super::super::segments::{zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState};
 use super::super::share::{AppendLock, SharedTail, TailState, WRITERS_FILE_NAME};
-use super::super::storage::{create_private_dir, segment_bytes};
-use super::{lock, Shared};
+use super::super::storage::{create_private_dir, segment_bytes, SegmentFile};
+use super::{lock, Shared, Wal};
+
+/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
+pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
+
+/// What a [`Follower`] is handed.
+#[derive(Clone, Copy, Debug)]
+pub enum Followed<'a> {
+    /// The next frame another process appended.
+    Frame(Frame<'a>),
+    /// This writer sat idle while other processes appended so much that retention retired
+    /// the segments after its own: the frames that follow start over at the first retained
+    /// segment (with its prologue, when it has one). What the follower built so far is to
+    /// be dropped; the prologue carries what the retired segments held that still matters.
+    Restart,
+}
+
+/// A segment file and its (valid) header.
+type UsedSegment = (Arc<dyn SegmentFile>, SegmentHeader);
 
 /// What a writer shares with the other processes writing the same log (see [`super::super::share`]).
 pub(super) struct Cross {
@@ -126,7 +145,7 @@ impl Shared {
                     break;
                 }
                 if let Some(follow) = follower.as_mut() {
-                    follow(frame);
+                    follow(Followed::Frame(frame));
                 }
                 writer.active.offset += frame.frame_bytes;
                 writer.prev_checksum = frame.checksum;
@@ -135,8 +154,18 @@ impl Shared {
                 self.last_lsn.store(frame.lsn, Ordering::Release);
             }
             let rotated = published.is_none_or(|tail| tail.seq > writer.active.seq);
-            if !(rotated || suspect) || !self.follow_rotation(writer)? {
+            if !(rotated || suspect) {
                 break;
+            }
+            if self.follow_rotation(writer)? {
+                continue;
+            }
+            let behind = published.is_some_and(|tail| tail.seq > writer.active.seq);
+            if !(behind && self.rejoin(writer)?) {
+                break;
+            }
+            if let Some(follow) = follower.as_mut() {
+                follow(Followed::Restart);
             }
         }
         let at = writer.active.offset;
@@ -174,24 +203,73 @@ impl Shared {
     /// log (another process rotated); false when it does not (yet).
     pub(super) fn follow_rotation(&self, writer: &mut WriterState) -> Result<bool, WalError> {
         let seq = writer.active.seq + 1;
+        let Some((file, header)) = self.used_segment(seq)? else {
+            return Ok(false);
+        };
+        if header.first_lsn != writer.next_lsn {
+            return Ok(false);
+        }
+        self.enter_segment(writer, seq, file, header);
+        Ok(true)
+    }
+
+    /// Moves the writer to the first retained segment when other processes retired the
+    /// segments after its active one (it was idle while they appended past retention): the
+    /// chain it followed is gone, and the log goes on from there. False when nothing after
+    /// it was retired (a gap in the log, which the caller reports) or the identity does not
+    /// lead to a segment that starts after this writer's position.
+    fn rejoin(&self, writer: &mut WriterState) -> Result<bool, WalError> {
+        let Some(identity) = self.store.identity().map_err(WalError::Io)? else {
+            return Ok(false);
+        };
+        let seq = identity.first_seq;
+        if identity.log_id != self.log_id || seq <= writer.active.seq + 1 {
+            return Ok(false);
+        }
+        let Some((file, header)) = self.used_segment(seq)? else {
+            return Ok(false);
+        };
+        if header.first_lsn < writer.next_lsn {
+            return Ok(false);
+        }
+        // Retirement needs everything before the first retained segment durable: nothing
+        // this writer holds in the old segments waits for it.
+        writer.segments.clear();
+        writer.next_lsn = header.first_lsn;
+        self.last_lsn
+            .store(header.first_lsn.saturating_sub(1), Ordering::Release);
+        self.enter_segment(writer, seq, file, header);
+        Ok(true)
+    }
+
+    /// Segment `seq` and its header, when it exists and holds a header of this log.
+    fn used_segment(&self, seq: u64) -> Result<Option<UsedSegment>, WalError> {
         let file = match self.store.open(seq, true) {
             Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(WalError::Io(error)),
         };
         // SAFETY: we hold the append lock: no process writes the header meanwhile.
         let head = unsafe { segment_bytes(&*file, 0, file.len().min(SEGMENT_HEADER_BYTES)) };
         let Ok(header) = SegmentHeader::decode(head) else {
-            return Ok(false); // pre-created, not yet used
+            return Ok(None); // pre-created, not yet used
         };
-        if header.log_id != self.log_id
-            || header.segment_seq != seq
-            || header.first_lsn != writer.next_lsn
-        {
-            return Ok(false);
+        if header.log_id != self.log_id || header.segment_seq != seq {
+            return Ok(None);
         }
+        Ok(Some((file, header)))
+    }
+
+    /// Makes segment `seq` (with `header`, starting at the writer's next LSN) the active one.
+    fn enter_segment(
+        &self,
+        writer: &mut WriterState,
+        seq: u64,
+        file: Arc<dyn SegmentFile>,
+        header: SegmentHeader,
+    ) {
         let seed = salt_seed(header.salt);
-        // SAFETY: as above.
+        // SAFETY: callers hold the append lock: no process writes the segment meanwhile.
         let first = unsafe { segment_bytes(&*file, 0, file.len()) }
             .get(SEGMENT_HEADER_BYTES..)
             .and_then(|rest| decode_frame(rest, seed).ok())
@@ -218,6 +296,19 @@ impl Shared {
             // Made for a segment the log has moved past.
             writer.next = NextSegment::Missing;
         }
-        Ok(true)
+    }
+}
+
+impl Wal {
+    /// Brings this process up to date with what other processes appended (the follower sees
+    /// it) and makes that durable here too when it is not yet, so this process's readers
+    /// (`events.read`, which show durable records only) see it. One sync when there is
+    /// something new, none otherwise. Returns the last LSN of the log.
+    pub fn catch_up(&self) -> Result<Lsn, WalError> {
+        let last = self.refresh()?;
+        if last > self.durable_lsn() {
+            self.sync(last)?;
+        }
+        Ok(last)
     }
 }

@@ -15,7 +15,15 @@ use super::super::segments::{
     start_segment, zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState,
 };
 use super::super::storage::{segment_bytes, LogIdentity, SegmentFile};
-use super::{lock, Shared};
+use super::{lock, Shared, SEGMENT_BYTES_FIRST};
+
+/// The size a new segment `seq` gets when segments are `max` bytes: [`SEGMENT_BYTES_FIRST`]
+/// for the first, doubling with each next one, never more than `max`. Every record that fits
+/// a segment of `max` bytes fits each of these (the first holds the largest record).
+pub fn segment_bytes_for(seq: u64, max: u64) -> u64 {
+    let doublings = seq.saturating_sub(1).min(16) as u32;
+    (SEGMENT_BYTES_FIRST << doublings).min(max)
+}
 
 impl Shared {
     /// Moves appends to the next segment, opening it with the prologue frame; `room` bytes
@@ -40,9 +48,9 @@ impl Shared {
                 Ok(Ok(file)) => (file, false),
                 // The background creation failed (a full disk, say): try once more now, so
                 // the error the caller sees is current.
-                _ => (self.store.create(seq, self.options.segment_bytes)?, false),
+                _ => (self.store.create(seq, self.segment_bytes(seq))?, false),
             },
-            NextSegment::Missing => (self.store.create(seq, self.options.segment_bytes)?, false),
+            NextSegment::Missing => (self.store.create(seq, self.segment_bytes(seq))?, false),
         };
         if adopted {
             // Its name may not be durable yet (its creator may have died before syncing the
@@ -83,7 +91,7 @@ impl Shared {
             prologue,
         });
         let store = self.store.clone();
-        let bytes = self.options.segment_bytes;
+        let bytes = self.segment_bytes(seq + 1);
         writer.next = if store.creates_in_background() {
             // Pre-create the following segment off the append path. If no thread can be
             // started, the next rotation creates it inline instead.
@@ -103,6 +111,11 @@ impl Shared {
         Ok(())
     }
 
+    /// The size segment `seq` is created with (see [`super::segment_bytes_for`]).
+    pub(super) fn segment_bytes(&self, seq: u64) -> u64 {
+        segment_bytes_for(seq, self.options.segment_bytes)
+    }
+
     /// Segment `seq`, unused, for a rotation of a shared log (under the append lock, caught
     /// up): the one another process made ahead if it is there, else a new one. One that holds
     /// a header is past the end of the log (the chain does not lead into it): never part of
@@ -111,14 +124,14 @@ impl Shared {
         let file = match self.store.open(seq, true) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                self.store.create(seq, self.options.segment_bytes)?
+                self.store.create(seq, self.segment_bytes(seq))?
             }
             Err(error) => return Err(WalError::Io(error)),
         };
-        if file.len() as u64 != self.options.segment_bytes {
+        if file.len() as u64 != self.segment_bytes(seq) {
             drop(file);
             self.store.remove(seq)?;
-            return Ok(self.store.create(seq, self.options.segment_bytes)?);
+            return Ok(self.store.create(seq, self.segment_bytes(seq))?);
         }
         // SAFETY: we hold the append lock; the segment is not part of the log.
         let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES.min(file.len())) };
@@ -199,10 +212,14 @@ impl Shared {
         }
         while writer.segments.len() >= 2 {
             let count = writer.segments.len() as u64 + 1; // + the pre-created next one
+            let bytes: u64 = writer
+                .segments
+                .iter()
+                .map(|s| self.segment_bytes(s.seq))
+                .sum::<u64>()
+                + self.segment_bytes(writer.active.seq + 1);
             let over_count = retention.segments_max.is_some_and(|max| count > max);
-            let over_bytes = retention
-                .bytes_max
-                .is_some_and(|max| count * self.options.segment_bytes > max);
+            let over_bytes = retention.bytes_max.is_some_and(|max| bytes > max);
             let oldest = writer.segments[0].seq;
             let following = writer.segments[1];
             let following_first = following.first_lsn;
