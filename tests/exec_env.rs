@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use exec_support::*;
 use serde_json::json;
 use vigil_core::exec::capability::{CapabilityRegistry, JobContext};
-use vigil_core::exec::host::CgroupMode;
+use vigil_core::exec::host::{CgroupMode, Host};
 use vigil_core::exec::ProcessSpec;
 use vigil_core::model::JobStatus;
 
@@ -120,6 +120,41 @@ fn inherited_file_descriptors_are_closed_and_stdin_is_dev_null_or_given() {
     }
 }
 
+/// Asserts that `/proc/self/cgroup`, as the job's first program printed it, names the job's leaf
+/// in every hierarchy the job has one in (the job was run with a pids limit, so the v1 pids
+/// leaf exists too).
+fn assert_job_in_its_leaf(h: &Host, id: &str, proc_self_cgroup: &str, what: &str) {
+    // Hybrid uses cgroup2 for CPU accounting and the kill: no cpuacct or freezer leaf there.
+    let v1_only = h.unified_parent.is_none();
+    let expect: Vec<&str> = [
+        h.unified_parent.as_ref().map(|_| "0::"),
+        h.v1.memory.as_ref().map(|_| ":memory:"),
+        h.v1.pids.as_ref().map(|_| ":pids:"),
+        h.v1.cpuacct
+            .as_ref()
+            .filter(|_| v1_only)
+            .map(|_| ":cpuacct:"),
+        h.v1.freezer
+            .as_ref()
+            .filter(|_| v1_only)
+            .map(|_| ":freezer:"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(!expect.is_empty(), "{what}: no hierarchy to check");
+    for key in expect {
+        let line = proc_self_cgroup
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("/{id}.")),
+            "{what}: {key} line {line:?} is not the job's leaf:\n{proc_self_cgroup}"
+        );
+    }
+}
+
 #[test]
 fn root_process_is_in_every_leaf_from_its_first_instruction() {
     for mode in modes() {
@@ -142,33 +177,7 @@ fn root_process_is_in_every_leaf_from_its_first_instruction() {
         );
         assert_eq!(r.status, JobStatus::Completed, "{mode:?}: {r:?}");
         let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
-        let h = ex.host();
-        // Hybrid uses cgroup2 for CPU accounting and the kill: no cpuacct or freezer leaf there.
-        let v1_only = h.unified_parent.is_none();
-        let expect: Vec<&str> = [
-            h.unified_parent.as_ref().map(|_| "0::"),
-            h.v1.memory.as_ref().map(|_| ":memory:"),
-            h.v1.pids.as_ref().map(|_| ":pids:"),
-            h.v1.cpuacct
-                .as_ref()
-                .filter(|_| v1_only)
-                .map(|_| ":cpuacct:"),
-            h.v1.freezer
-                .as_ref()
-                .filter(|_| v1_only)
-                .map(|_| ":freezer:"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        assert!(!expect.is_empty());
-        for key in expect {
-            let line = out.lines().find(|l| l.contains(key)).unwrap_or_default();
-            assert!(
-                line.contains(&format!("/{id}.")),
-                "{mode:?}: {key} line {line:?} is not the job's leaf:\n{out}"
-            );
-        }
+        assert_job_in_its_leaf(ex.host(), &id, &out, &format!("{mode:?}"));
         assert_nothing_left(&r, &format!("placement ({mode:?})"));
     }
 }
@@ -316,30 +325,33 @@ fn stale_leaves_of_a_zombie_or_reused_pid_instance_are_killed_and_removed() {
     }
 }
 
+/// The placement each spawn variant reports in `mode`: the vfork-style spawn is born in the
+/// cgroup2 leaf where there is one (hybrid, v2) and moves itself otherwise; v1 never clones into
+/// a cgroup2 leaf, so the fork-like clone3 falls back to the gate there.
+fn expected_placement(mode: CgroupMode, variant: &str) -> &'static str {
+    let unified = matches!(mode, CgroupMode::Hybrid | CgroupMode::V2);
+    match variant {
+        _ if mode == CgroupMode::None => "none",
+        "vfork" if unified => "clone3_vfork_into_cgroup",
+        "vfork" | "vfork-no-clone3" => "vfork_self_placed_before_exec",
+        "clone3-into-cgroup" if unified => "clone3_into_cgroup",
+        _ => "fork_then_gate",
+    }
+}
+
 #[test]
 fn every_spawn_path_places_the_child_before_it_runs_and_kills_escapes() {
     use vigil_core::exec::job::Executor;
     for mode in modes() {
-        // (name, force_no_vfork, force_no_clone_into_cgroup, force_no_clone3, expected placement)
-        let variants: [(&str, bool, bool, bool, &str); 4] = [
-            (
-                "vfork",
-                false,
-                false,
-                false,
-                "vfork_self_placed_before_exec",
-            ),
-            (
-                "clone3-into-cgroup",
-                true,
-                false,
-                false,
-                "clone3_into_cgroup",
-            ),
-            ("clone3-gate", true, true, false, "fork_then_gate"),
-            ("fork-gate", true, true, true, "fork_then_gate"),
+        // (name, force_no_vfork, force_no_clone_into_cgroup, force_no_clone3)
+        let variants: [(&str, bool, bool, bool); 5] = [
+            ("vfork", false, false, false),
+            ("vfork-no-clone3", false, false, true),
+            ("clone3-into-cgroup", true, false, false),
+            ("clone3-gate", true, true, false),
+            ("fork-gate", true, true, true),
         ];
-        for (name, no_vfork, no_into, no_clone3, expect) in variants {
+        for (name, no_vfork, no_into, no_clone3) in variants {
             let mut cfg = config(Some(mode));
             cfg.host.force_no_vfork = no_vfork;
             cfg.host.force_no_clone_into_cgroup = no_into;
@@ -348,6 +360,8 @@ fn every_spawn_path_places_the_child_before_it_runs_and_kills_escapes() {
             let id = job_id(&format!("path-{name}"), mode);
             let mut l = limits(1_000);
             l.pids = Some(64);
+            // `cat` is the job's first program: what it reads is where the root process was
+            // before its first instruction of the job (placement is done before exec).
             let r = ex.run_process(
                 &id,
                 &sh("cat /proc/self/cgroup; (setsid sleep 777 &); sleep 30"),
@@ -355,26 +369,99 @@ fn every_spawn_path_places_the_child_before_it_runs_and_kills_escapes() {
             );
             assert_eq!(r.status, JobStatus::TimedOut, "{mode:?}/{name}: {r:?}");
             let placement = r.enforcement.placement.unwrap_or("missing");
-            match mode {
-                CgroupMode::None => assert_eq!(placement, "none", "{name}"),
-                // Hybrid without cgroup2 placement falls back; v1 never clones into a cgroup2.
-                CgroupMode::V1 if expect == "clone3_into_cgroup" => {
-                    assert_eq!(placement, "fork_then_gate", "{name}")
-                }
-                _ => assert_eq!(placement, expect, "{mode:?}/{name}"),
-            }
+            assert_eq!(placement, expected_placement(mode, name), "{mode:?}/{name}");
             if mode != CgroupMode::None {
                 let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
-                let pids_line = out
-                    .lines()
-                    .find(|l| l.contains(":pids:"))
-                    .unwrap_or_default();
-                assert!(
-                    pids_line.contains(&format!("/{id}.")),
-                    "{mode:?}/{name}: not placed: {out}"
-                );
+                assert_job_in_its_leaf(ex.host(), &id, &out, &format!("{mode:?}/{name}"));
             }
             assert_nothing_left(&r, &format!("{name} ({mode:?})"));
         }
+    }
+}
+
+/// A seccomp filter that answers clone3 with `errno` and allows everything else, installed in
+/// the calling thread (and inherited by the threads and processes it creates), as container
+/// runtimes do.
+fn refuse_clone3_in_this_thread(errno: u32) {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let filter = [
+        // seccomp_data: nr at offset 0, arch at offset 4.
+        stmt(load, 4),
+        jeq(AUDIT_ARCH_X86_64, 0, 2),
+        stmt(load, 0),
+        jeq(libc::SYS_clone3 as u32, 1, 0),
+        stmt(ret, SECCOMP_RET_ALLOW),
+        stmt(ret, SECCOMP_RET_ERRNO | errno),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctls on this thread; the program outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog as libc::c_ulong,
+                0,
+                0
+            ),
+            0,
+            "seccomp: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_clone3_refused_at_run_time_falls_back_to_self_placement_before_exec() {
+    let unified: Vec<CgroupMode> = modes()
+        .into_iter()
+        .filter(|m| matches!(m, CgroupMode::Hybrid | CgroupMode::V2))
+        .collect();
+    // ENOSYS, as container runtimes answer (glibc's pthread_create falls back to clone on
+    // ENOSYS only, so a filter answering EPERM would break thread creation in the whole test).
+    let errno = libc::ENOSYS;
+    for &mode in &unified {
+        // A thread of its own: the filter stays with it and the threads it creates.
+        std::thread::spawn(move || {
+            refuse_clone3_in_this_thread(errno as u32);
+            let ex = executor(mode);
+            let id = job_id(&format!("seccomp-{errno}"), mode);
+            let mut l = limits(5_000);
+            l.pids = Some(64);
+            let r = ex.run_process(&id, &sh("cat /proc/self/cgroup"), &l);
+            let what = format!("{mode:?}, clone3 refused with errno {errno}");
+            assert_eq!(r.status, JobStatus::Completed, "{what}: {r:?}");
+            assert_eq!(
+                r.enforcement.placement,
+                Some("vfork_self_placed_before_exec"),
+                "{what}"
+            );
+            let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+            assert_job_in_its_leaf(ex.host(), &id, &out, &what);
+            assert_nothing_left(&r, &what);
+        })
+        .join()
+        .expect("the job thread");
     }
 }

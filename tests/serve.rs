@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{vigil_bin, TempDir};
+use common::{vigil_bin, vigil_output, TempDir};
 use serde_json::{json, Value};
 
 /// A `vigil serve` child on a socket in its own temp dir, killed on drop.
@@ -1115,4 +1115,65 @@ fn a_last_request_without_newline_is_answered_when_the_client_stops_sending() {
     let mut rest = String::new();
     c.reader.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "", "then the server closes the connection");
+}
+
+/// Records other processes write to the server's data directory (one-shot `vigil run`) reach
+/// `events.read` and `jobs.list` without the server writing anything itself, and a long-poll
+/// waiting past the end is woken by them.
+#[test]
+fn events_read_and_jobs_list_see_what_one_shot_runs_append_beside_the_server() {
+    let server = Server::start("serve-foreign", &[]);
+    let data = server.dir.path().join("data");
+    let one_shot = |word: &str| {
+        let args = json!({"argv": ["/bin/echo", word]}).to_string();
+        let (code, stdout, stderr) =
+            vigil_output(&data, &["run", "exec", "--args", &args, "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()["job_id"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = one_shot("first");
+    let mut c = Conn::open(&server.socket).unwrap();
+    let events = result(c.call("events.read", json!({"cursor": 1, "max": 1000})));
+    let finished: Vec<u64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "job_finished")
+        .filter_map(|e| e["job_id"].as_u64())
+        .collect();
+    assert_eq!(finished, [first], "{events}");
+    let listed = result(c.call("jobs.list", json!({})));
+    assert_eq!(listed[0]["job_id"], first, "{listed}");
+    assert_eq!(listed[0]["status"], "completed", "{listed}");
+
+    // A long-poll past the end is woken by the next one-shot run.
+    let cursor = events["next_cursor"].clone();
+    let socket = server.socket.clone();
+    let poller = std::thread::spawn(move || {
+        let mut c = Conn::open(&socket).unwrap();
+        result(c.call("events.read", json!({"cursor": cursor, "wait_ms": 30_000})))
+    });
+    let second = one_shot("second");
+    let mut seen = Vec::new();
+    let mut r = poller.join().unwrap();
+    loop {
+        let events = r["events"].as_array().unwrap().clone();
+        assert!(!events.is_empty(), "a long-poll ended empty: {r}");
+        seen.extend(events);
+        if seen.iter().any(|e| e["kind"] == "job_finished") {
+            break;
+        }
+        r = result(c.call(
+            "events.read",
+            json!({"cursor": r["next_cursor"], "wait_ms": 30_000}),
+        ));
+    }
+    let ended: Vec<u64> = seen
+        .iter()
+        .filter(|e| e["kind"] == "job_finished")
+        .filter_map(|e| e["job_id"].as_u64())
+        .collect();
+    assert_eq!(ended, [second]);
 }

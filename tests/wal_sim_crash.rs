@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vigil_runtime::wal::frame::Lsn;
+use vigil_runtime::wal::frame::SEGMENT_HEADER_BYTES;
 use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::kind;
 use vigil_runtime::wal::scan::RecoveryMode;
 use vigil_runtime::wal::sim::{FaultPlan, SimRng, SimStore};
+use vigil_runtime::wal::storage::{LogIdentity, SegmentFile, SegmentStore};
 use vigil_runtime::wal::sync::SyncMethod;
 
 /// Seeds to run: the default keeps the suite fast; `VIGIL_WAL_SIM_SEEDS` runs more.
@@ -231,4 +233,125 @@ fn a_full_disk_at_segment_creation_is_an_error_that_loses_nothing() {
     assert!(wal.append_raw(kind::USER, &[7u8; 300]).is_err());
     wal.abandon();
     check(&store.crash_image(1), &history, "enospc");
+}
+
+#[test]
+fn reopening_a_cleanly_closed_log_syncs_nothing_and_a_log_left_unsynced_is_synced_at_open() {
+    let store = SimStore::new(FaultPlan::default(), 7);
+    let open = |store: &SimStore| Wal::open_with_store(Arc::new(store.clone()), options(1 << 16));
+    let wal = open(&store).unwrap();
+    for i in 0..20u64 {
+        wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    wal.close().unwrap();
+    // The close recorded its checkpoint as durable in the identity: the open proves the whole
+    // log on disk from it and has nothing to sync.
+    let before = store.syncs();
+    let wal = open(&store).unwrap();
+    assert_eq!(
+        store.syncs(),
+        before,
+        "a clean log was synced again at open"
+    );
+    // Records appended and never synced, as a killed writer leaves them in the page cache.
+    for i in 20..30u64 {
+        wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    std::mem::forget(wal);
+    let before = store.syncs();
+    let wal = open(&store).unwrap();
+    assert!(
+        store.syncs() > before,
+        "the open must make what it recovered durable before new frames claim it"
+    );
+    // Nothing of the unsynced records was lost to a crash right after that open.
+    let image = store.crash_image(11);
+    drop(wal);
+    let recovered: Vec<Lsn> = frames(&image)
+        .into_iter()
+        .filter(|(_, k, _)| *k == kind::USER)
+        .map(|(lsn, _, _)| lsn)
+        .collect();
+    assert_eq!(recovered.len(), 30, "{recovered:?}");
+}
+
+/// A simulated store that notes, at each `sync_listing`, whether segment 2 already had a
+/// durable header.
+struct ListingWatch {
+    sim: SimStore,
+    /// For each `sync_listing`: segment 2's durable header was still all zeros.
+    calls: std::sync::Mutex<Vec<bool>>,
+}
+
+impl SegmentStore for ListingWatch {
+    fn list(&self) -> std::io::Result<Vec<u64>> {
+        self.sim.list()
+    }
+    fn create(&self, seq: u64, bytes: u64) -> std::io::Result<Arc<dyn SegmentFile>> {
+        self.sim.create(seq, bytes)
+    }
+    fn open(&self, seq: u64, writable: bool) -> std::io::Result<Arc<dyn SegmentFile>> {
+        self.sim.open(seq, writable)
+    }
+    fn remove(&self, seq: u64) -> std::io::Result<()> {
+        self.sim.remove(seq)
+    }
+    fn describe(&self, seq: u64) -> String {
+        self.sim.describe(seq)
+    }
+    fn identity(&self) -> std::io::Result<Option<LogIdentity>> {
+        self.sim.identity()
+    }
+    fn set_identity(&self, identity: LogIdentity) -> std::io::Result<()> {
+        self.sim.set_identity(identity)
+    }
+    fn describe_identity(&self) -> String {
+        self.sim.describe_identity()
+    }
+    fn creates_in_background(&self) -> bool {
+        self.sim.creates_in_background()
+    }
+    fn sync_listing(&self) -> std::io::Result<()> {
+        let header_empty = self
+            .sim
+            .durable_image(2)
+            .is_some_and(|image| image[..SEGMENT_HEADER_BYTES].iter().all(|&b| b == 0));
+        self.calls.lock().unwrap().push(header_empty);
+        self.sim.sync_listing()
+    }
+}
+
+#[test]
+fn a_segment_found_at_open_has_its_name_synced_before_the_writer_puts_a_header_in_it() {
+    let sim = SimStore::new(FaultPlan::default(), 3);
+    // A first writer leaves segment 1 with records and segment 2 made ahead, unused.
+    let wal = Wal::open_with_store(Arc::new(sim.clone()), options(1 << 16)).unwrap();
+    wal.append_raw(kind::USER, b"first").unwrap();
+    wal.close().unwrap();
+    assert_eq!(sim.list().unwrap(), vec![1, 2]);
+    // The next writer finds segment 2 at open and rotates into it.
+    let watch = Arc::new(ListingWatch {
+        sim: sim.clone(),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    let wal = Wal::open_with_store(watch.clone(), options(1 << 16)).unwrap();
+    assert!(
+        watch.calls.lock().unwrap().is_empty(),
+        "the open synced the listing"
+    );
+    let body = vec![7u8; 4096];
+    for _ in 0..64 {
+        if wal.stats().segments >= 2 {
+            break;
+        }
+        wal.append_raw(kind::USER, &body).unwrap();
+    }
+    assert!(wal.stats().segments >= 2, "no rotation");
+    wal.close().unwrap();
+    let calls = watch.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.first(),
+        Some(&true),
+        "the listing was not synced before segment 2's header: {calls:?}"
+    );
 }

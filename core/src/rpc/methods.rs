@@ -176,6 +176,9 @@ impl Service {
     /// `LOG_DAMAGED` error naming it.
     fn events_read(&self, cursor: u64, max: usize, wait_ms: u64) -> Result<Arc<str>, Failure> {
         let wal = self.runtime.wal();
+        // What other processes (one-shot runs, C hosts) append is read as well: the reader
+        // catches up whenever it reaches the end of what this process knows, so also after
+        // each tick of the wait.
         let mut reader = wal.reader(cursor);
         let deadline = Instant::now() + Duration::from_millis(wait_ms);
         let mut events = String::from("[");

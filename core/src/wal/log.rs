@@ -39,6 +39,8 @@ mod sync_pass;
 use append::copy_payload;
 pub use append::Appender;
 use cross::{tail_state, Cross};
+pub use cross::{Followed, Follower};
+pub use rotation::segment_bytes_for;
 
 /// Default segment size.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -104,31 +106,8 @@ impl Default for WalOptions {
     }
 }
 
-/// The size a new segment `seq` gets when segments are `max` bytes: [`SEGMENT_BYTES_FIRST`]
-/// for the first, doubling with each next one, never more than `max`. Every record that fits
-/// a segment of `max` bytes fits each of these (the first holds the largest record).
-pub fn segment_bytes_for(seq: u64, max: u64) -> u64 {
-    let doublings = seq.saturating_sub(1).min(16) as u32;
-    (SEGMENT_BYTES_FIRST << doublings).min(max)
-}
-
 /// Produces the payload of the frame that opens each new segment (see [`Wal::set_prologue`]).
 pub type Prologue = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
-
-/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
-pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
-
-/// What a [`Follower`] is handed.
-#[derive(Clone, Copy, Debug)]
-pub enum Followed<'a> {
-    /// The next frame another process appended.
-    Frame(Frame<'a>),
-    /// This writer sat idle while other processes appended so much that retention retired
-    /// the segments after its own: the frames that follow start over at the first retained
-    /// segment (with its prologue, when it has one). What the follower built so far is to
-    /// be dropped; the prologue carries what the retired segments held that still matters.
-    Restart,
-}
 
 struct SyncState {
     engine: SyncEngine,
@@ -170,6 +149,8 @@ pub(crate) struct Shared {
     writer: Mutex<WriterState>,
     commit: GroupCommit,
     last_lsn: AtomicU64,
+    /// The last LSN learned from another process's appends (0: none yet).
+    foreign_lsn: AtomicU64,
     /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
     abandoned: AtomicBool,
     sync: Mutex<SyncState>,
@@ -390,6 +371,7 @@ impl Wal {
             writer: Mutex::new(writer),
             commit: GroupCommit::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
+            foreign_lsn: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {

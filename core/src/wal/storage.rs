@@ -118,6 +118,14 @@ pub trait SegmentStore: Send + Sync {
     fn creates_in_background(&self) -> bool {
         true
     }
+    /// Makes every name in the store durable (the directory's fsync). The writer calls it
+    /// before it writes a header into a segment it did not create in this call: a creator
+    /// killed between linking a segment and syncing the directory leaves a name a crash may
+    /// still take away, and no frame may go where a crash can take it with its name. (A
+    /// simulated store makes names durable as it creates them.)
+    fn sync_listing(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What a log is and where it starts: kept beside the segments.
@@ -202,7 +210,11 @@ impl FsStore {
                 make_private(&entry.path(), PRIVATE_FILE_MODE)?;
             }
         }
-        sync_dir(dir)?;
+        // No directory fsync here: nothing above needs to survive a crash (a half-created
+        // file that comes back is removed again, a mode is set again). What does need it, a
+        // segment name a killed creator linked and never synced, is synced before the writer
+        // first writes into such a segment (`sync_listing`, at rotation and at reuse); every
+        // segment that holds a header got there that way or from `create`, which syncs.
         Ok(FsStore {
             dir: dir.to_path_buf(),
             zero_fill,
@@ -385,6 +397,10 @@ impl SegmentStore for FsStore {
             let _ = fs::remove_file(&tmp);
             return Err(context(error, "write log identity", &path));
         }
+        sync_dir(&self.dir)
+    }
+
+    fn sync_listing(&self) -> io::Result<()> {
         sync_dir(&self.dir)
     }
 

@@ -1,11 +1,11 @@
 //! The child side of a spawn: what runs between the fork (or clone) and exec, with
 //! async-signal-safe system calls only, and the CLONE_VM|CLONE_VFORK clone that runs it on a
-//! stack of its own.
+//! stack of its own (clone3 into the cgroup2 leaf where the kernel allows, glibc's clone else).
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use super::command::PreparedCommand;
-use super::CLONE_PIDFD;
+use super::{CloneArgs, CLONE_INTO_CGROUP, CLONE_PIDFD};
 
 /// close_range's `CLOSE_RANGE_CLOEXEC` (linux/close_range.h, kernel 5.11).
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
@@ -275,6 +275,16 @@ impl ChildStack {
     fn top(&self) -> *mut libc::c_void {
         ((self.base as usize + self.len) & !15) as *mut libc::c_void
     }
+
+    /// The range above the guard page, for clone3 (which takes the lowest address and the size,
+    /// and starts the child at their sum: page-aligned, so 16-byte aligned).
+    fn usable(&self) -> (*mut libc::c_void, usize) {
+        let guard = self.len - CHILD_STACK_BYTES;
+        (
+            (self.base as usize + guard) as *mut libc::c_void,
+            CHILD_STACK_BYTES,
+        )
+    }
 }
 
 impl Drop for ChildStack {
@@ -302,14 +312,20 @@ extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
 /// CLONE_VM|CLONE_VFORK spawn: no page tables are copied and vigil's other threads take no
 /// copy-on-write faults. Every signal is blocked around the clone so no handler of vigil's can
 /// run on the shared memory in the child; the child resets them before unblocking.
+///
+/// With `into` (the cgroup2 leaf's fd) the clone is clone3 with CLONE_INTO_CGROUP: the child is
+/// born in the leaf and never migrates there. Returns the child's pid, or the errno (ENOSYS
+/// where this build has no clone3 entry for the architecture: the caller falls back).
 pub(super) fn vfork_spawn(
     cmd: &PreparedCommand,
     fds: &ChildFds<'_>,
     pidfd: bool,
+    into: Option<i32>,
     pidfd_out: &mut i32,
-) -> std::io::Result<libc::pid_t> {
-    let stack = ChildStack::new()?;
+) -> Result<libc::pid_t, i32> {
+    let stack = ChildStack::new().map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
     let plan = VforkPlan { cmd, fds };
+    let arg = &plan as *const VforkPlan<'_, '_> as *mut libc::c_void;
     // SAFETY: sigset out-parameters of the right type.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: an all-zero sigset_t is a valid value; sigfillset/pthread_sigmask fill it below.
@@ -319,28 +335,123 @@ pub(super) fn vfork_spawn(
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
+    let rc = match into {
+        Some(cgroup_fd) => clone3_vfork(&stack, cgroup_fd, pidfd, pidfd_out, arg),
+        None => glibc_vfork(&stack, pidfd, pidfd_out, arg),
+    };
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    rc
+}
+
+/// glibc's clone on the child's stack.
+fn glibc_vfork(
+    stack: &ChildStack,
+    pidfd: bool,
+    pidfd_out: &mut i32,
+    arg: *mut libc::c_void,
+) -> Result<libc::pid_t, i32> {
     let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     if pidfd {
         flags |= CLONE_PIDFD as libc::c_int;
     }
     // SAFETY: glibc's clone runs vfork_child on the new stack; CLONE_VFORK suspends this thread
-    // until the child has exec'd or exited, so `plan` and `stack` stay valid for it.
-    let pid = unsafe {
-        libc::clone(
-            vfork_child,
-            stack.top(),
-            flags,
-            &plan as *const VforkPlan<'_, '_> as *mut libc::c_void,
-            pidfd_out as *mut i32,
-        )
-    };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: restoring the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    drop(stack);
+    // until the child has exec'd or exited, so the plan behind `arg` and `stack` stay valid.
+    let pid = unsafe { libc::clone(vfork_child, stack.top(), flags, arg, pidfd_out as *mut i32) };
     if pid < 0 {
-        Err(err)
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL))
     } else {
         Ok(pid)
     }
+}
+
+/// clone3(CLONE_VM|CLONE_VFORK|CLONE_INTO_CGROUP) on the child's stack.
+fn clone3_vfork(
+    stack: &ChildStack,
+    cgroup_fd: i32,
+    pidfd: bool,
+    pidfd_out: &mut i32,
+    arg: *mut libc::c_void,
+) -> Result<libc::pid_t, i32> {
+    let (low, len) = stack.usable();
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: low as u64,
+        stack_size: len as u64,
+        cgroup: cgroup_fd as u64,
+        ..CloneArgs::default()
+    };
+    if pidfd {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = (pidfd_out as *mut i32) as u64;
+    }
+    // SAFETY: the child starts on `stack` (the kernel sets its stack pointer to the top of the
+    // range given) and runs only vfork_child, which never returns; CLONE_VFORK suspends this
+    // thread until the child has exec'd or exited, so `args`, the plan behind `arg` and `stack`
+    // stay valid for it.
+    let rc = unsafe { raw_clone3(&mut args, vfork_child, arg) };
+    if rc < 0 {
+        Err((-rc) as i32)
+    } else {
+        Ok(rc as libc::pid_t)
+    }
+}
+
+/// clone3 whose child starts on a stack of its own, so it cannot return from the system call
+/// into Rust code (whose frame is on the parent's stack): it calls `entry(arg)` right after the
+/// `syscall` instruction and exits with its result should it ever return. Returns the child's
+/// pid or -errno, as the kernel does.
+///
+/// # Safety
+/// `args` must describe a valid stack for the child (or none, without CLONE_VM); `entry` must
+/// be safe to run on it with `arg`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_clone3(
+    args: &mut CloneArgs,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> isize {
+    let rc: isize;
+    // SAFETY: (the caller's contract) in the parent, the syscall clobbers rax (result), rcx and
+    // r11 only; the child never leaves the asm block. The kernel hands the child a stack
+    // pointer 16-byte aligned at the top of its stack, as the call needs.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 as isize => rc,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rc
+}
+
+/// No clone3 entry for this architecture yet: the caller falls back to glibc's clone.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn raw_clone3(
+    _args: &mut CloneArgs,
+    _entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    _arg: *mut libc::c_void,
+) -> isize {
+    -(libc::ENOSYS as isize)
 }

@@ -1,10 +1,15 @@
 //! Creating a job's root process with its placement done before it runs a single instruction of
 //! the job's program.
 //!
-//! Where the kernel allows, clone3 with CLONE_INTO_CGROUP creates the child directly inside the
-//! job's cgroup2 leaf. Where a process must still be moved (v1 controller leaves on hybrid and v1
-//! hosts, or no clone3), the child blocks on a pipe — the gate — until the parent has written its
-//! pid into every leaf; only then does it exec.
+//! The usual spawn is vfork-style (CLONE_VM|CLONE_VFORK on a stack of its own). Where the kernel
+//! allows, it is clone3 with CLONE_INTO_CGROUP, which creates the child directly inside the job's
+//! cgroup2 leaf: no migration, no wait. Into v1 leaves (hybrid and v1 hosts) the child moves
+//! itself before it execs, by writing "0" to each leaf's `tasks` (a self-move of a single thread,
+//! which the kernel does without a global lock); where clone3 or CLONE_INTO_CGROUP is refused
+//! (old kernels, seccomp-filtered containers) it moves itself into the cgroup2 leaf too.
+//! Without the vfork-style spawn (forced off), the child is a fork-like clone3 into the cgroup2
+//! leaf, or a fork, and blocks on a pipe — the gate — until the parent has written its pid into
+//! every leaf it must still be moved into; only then does it exec.
 //!
 //! After fork in a multi-threaded program only async-signal-safe calls are allowed in the child:
 //! every C string, argv/envp array and signal set is prepared in the parent ([`PreparedCommand`]),
@@ -59,6 +64,9 @@ const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
 /// How the root process got into the job's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
+    /// clone3 CLONE_VM|CLONE_VFORK|CLONE_INTO_CGROUP: born in the cgroup2 leaf; the child moved
+    /// itself into the v1 leaves (if any) before exec.
+    VforkIntoCgroup,
     /// clone3 CLONE_INTO_CGROUP (cgroup2) — plus the gate for v1 leaves on hybrid hosts.
     CloneIntoCgroup,
     /// fork, then the parent wrote the pid into every leaf while the child waited on the gate.
@@ -73,6 +81,7 @@ impl Placement {
     /// Stable name for records.
     pub fn as_str(self) -> &'static str {
         match self {
+            Placement::VforkIntoCgroup => "clone3_vfork_into_cgroup",
             Placement::CloneIntoCgroup => "clone3_into_cgroup",
             Placement::ForkThenGate => "fork_then_gate",
             Placement::VforkSelfPlaced => "vfork_self_placed_before_exec",
@@ -194,11 +203,13 @@ struct ClonePlan<'a> {
     leaf: Option<&'a CgroupLeaf>,
     /// The cgroup2 leaf's directory fd, where clone3 may place the child into it.
     into_fd: Option<i32>,
-    /// vfork-style where a migration is needed anyway (v1 leaves) or there is no cgroup; clone3
-    /// into the cgroup2 leaf where that alone places the child (pure v2: no migration at all).
+    /// vfork-style (the default): clone3 into the cgroup2 leaf where allowed, glibc's clone
+    /// else; the child moves itself into whatever leaf it was not born in.
     vfork: bool,
-    /// The cgroup.procs files a vfork-style child writes itself into.
-    self_place: Vec<CString>,
+    /// The files a vfork-style child born in the cgroup2 leaf writes itself into (v1 leaves).
+    self_place_born_in_leaf: Vec<CString>,
+    /// The same, when it was not (the cgroup2 leaf's cgroup.procs as well).
+    self_place_all: Vec<CString>,
 }
 
 impl<'a> ClonePlan<'a> {
@@ -206,21 +217,23 @@ impl<'a> ClonePlan<'a> {
         let into_fd = leaf
             .and_then(|l| l.unified_fd())
             .filter(|_| host.clone_into_cgroup);
-        let vfork = host.vfork
-            && leaf.is_none_or(|l| l.needs_v1_placement() || into_fd.is_none() || !host.clone3);
-        let self_place: Vec<CString> = match (vfork, leaf) {
-            (true, Some(l)) => l
-                .procs_files()
-                .iter()
-                .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
+        let vfork = host.vfork;
+        let files = |born_in_leaf: bool| -> Result<Vec<CString>, ExecError> {
+            match (vfork, leaf) {
+                (true, Some(l)) => l
+                    .self_place_files(born_in_leaf)
+                    .iter()
+                    .map(|p| cstring("cgroup path", p.as_os_str().as_bytes()))
+                    .collect(),
+                _ => Ok(Vec::new()),
+            }
         };
         Ok(ClonePlan {
             leaf,
             into_fd,
             vfork,
-            self_place,
+            self_place_born_in_leaf: files(true)?,
+            self_place_all: files(false)?,
         })
     }
 
@@ -263,6 +276,7 @@ pub(crate) fn spawn(
     } = cloned;
     let placement = match leaf {
         None => Placement::NoCgroup,
+        Some(_) if plan.vfork && placed_by_clone => Placement::VforkIntoCgroup,
         Some(_) if plan.vfork => Placement::VforkSelfPlaced,
         Some(_) if placed_by_clone => Placement::CloneIntoCgroup,
         Some(_) => Placement::ForkThenGate,
@@ -292,6 +306,10 @@ pub(crate) fn spawn(
 
 /// Creates the child (vfork-style, clone3 or fork, as planned), falling back from clone3 into
 /// the cgroup to placement by cgroup.procs where this kernel cannot clone into the leaf.
+///
+/// Tests force each fallback through `HostConfig` (`force_no_clone3`,
+/// `force_no_clone_into_cgroup`, `force_no_vfork`); a refusal at run time (seccomp) takes the
+/// same fallback.
 fn clone_child(
     job_id: &str,
     cmd: &PreparedCommand,
@@ -301,7 +319,7 @@ fn clone_child(
 ) -> Result<Cloned, ExecError> {
     // SAFETY: getpid has no preconditions.
     let parent_pid = unsafe { libc::getpid() };
-    let mut attempt_into = !plan.vfork && plan.into_fd.is_some() && host.clone3;
+    let mut attempt_into = plan.into_fd.is_some() && host.clone3;
     loop {
         let gate = if plan.needs_gate(attempt_into) {
             Some(pipe_high()?)
@@ -309,7 +327,11 @@ fn clone_child(
             None
         };
         let fds = ChildFds {
-            self_place: &plan.self_place,
+            self_place: if attempt_into {
+                &plan.self_place_born_in_leaf
+            } else {
+                &plan.self_place_all
+            },
             stdin: stdio.stdin_child.as_raw_fd(),
             stdout: stdio.out_w.as_raw_fd(),
             stderr: stdio.err_w.as_raw_fd(),
@@ -324,11 +346,23 @@ fn clone_child(
             stage,
             source,
         };
+        let into = plan.into_fd.filter(|_| attempt_into);
         let pid: libc::pid_t = if plan.vfork {
-            vfork_spawn(cmd, &fds, host.pidfd, &mut pidfd_raw)
-                .map_err(|e| spawn_err("clone(CLONE_VM|CLONE_VFORK)", e))?
+            match vfork_spawn(cmd, &fds, host.pidfd, into, &mut pidfd_raw) {
+                Ok(pid) => pid,
+                Err(e) if into.is_some() && cannot_clone_into(e) => {
+                    // Refused here: glibc's clone, the child moves itself into the leaf too.
+                    attempt_into = false;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(spawn_err(
+                        "clone(CLONE_VM|CLONE_VFORK)",
+                        std::io::Error::from_raw_os_error(e),
+                    ))
+                }
+            }
         } else if host.clone3 {
-            let into = plan.into_fd.filter(|_| attempt_into);
             match clone3_child(cmd, &fds, host.pidfd, into, &mut pidfd_raw) {
                 Ok(pid) => pid,
                 Err(e) if into.is_some() && cannot_clone_into(e) => {
@@ -372,11 +406,15 @@ fn fork_child(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> std::io::Result<libc
     Ok(rc)
 }
 
-/// The errors of clone3 with CLONE_INTO_CGROUP that mean "not here", not "failed".
+/// The errors of clone3 with CLONE_INTO_CGROUP that mean "not here", not "failed": no clone3
+/// or no CLONE_INTO_CGROUP (ENOSYS, E2BIG, EINVAL), a seccomp filter refusing clone3 (ENOSYS or
+/// EPERM, as container runtimes answer), a group that cannot take the child this way
+/// (EOPNOTSUPP, EBUSY). The fallback then places by writing cgroup.procs, which names its own
+/// error if the group truly cannot take the child.
 fn cannot_clone_into(errno: i32) -> bool {
     matches!(
         errno,
-        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EBUSY | libc::ENOSYS
+        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EBUSY | libc::ENOSYS | libc::EPERM
     )
 }
 

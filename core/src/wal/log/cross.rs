@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::super::error::{LogFault, WalError};
+use super::super::frame::Frame;
 use super::super::frame::{
     decode_frame, salt_seed, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
@@ -14,7 +15,22 @@ use super::super::record::kind;
 use super::super::segments::{zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState};
 use super::super::share::{AppendLock, SharedTail, TailState, WRITERS_FILE_NAME};
 use super::super::storage::{create_private_dir, segment_bytes, SegmentFile};
-use super::{lock, Followed, Shared};
+use super::{lock, Shared};
+
+/// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
+pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
+
+/// What a [`Follower`] is handed.
+#[derive(Clone, Copy, Debug)]
+pub enum Followed<'a> {
+    /// The next frame another process appended.
+    Frame(Frame<'a>),
+    /// This writer sat idle while other processes appended so much that retention retired
+    /// the segments after its own: the frames that follow start over at the first retained
+    /// segment (with its prologue, when it has one). What the follower built so far is to
+    /// be dropped; the prologue carries what the retired segments held that still matters.
+    Restart,
+}
 
 /// A segment file and its (valid) header.
 type UsedSegment = (Arc<dyn SegmentFile>, SegmentHeader);
@@ -136,6 +152,7 @@ impl Shared {
                 writer.next_lsn = frame.lsn + 1;
                 writer.last_kind = frame.kind;
                 self.last_lsn.store(frame.lsn, Ordering::Release);
+                self.foreign_lsn.store(frame.lsn, Ordering::Release);
             }
             let rotated = published.is_none_or(|tail| tail.seq > writer.active.seq);
             if !(rotated || suspect) {

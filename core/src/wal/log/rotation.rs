@@ -15,7 +15,15 @@ use super::super::segments::{
     start_segment, zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState,
 };
 use super::super::storage::{segment_bytes, LogIdentity, SegmentFile};
-use super::{lock, Shared};
+use super::{lock, Shared, SEGMENT_BYTES_FIRST};
+
+/// The size a new segment `seq` gets when segments are `max` bytes: [`SEGMENT_BYTES_FIRST`]
+/// for the first, doubling with each next one, never more than `max`. Every record that fits
+/// a segment of `max` bytes fits each of these (the first holds the largest record).
+pub fn segment_bytes_for(seq: u64, max: u64) -> u64 {
+    let doublings = seq.saturating_sub(1).min(16) as u32;
+    (SEGMENT_BYTES_FIRST << doublings).min(max)
+}
 
 impl Shared {
     /// Moves appends to the next segment, opening it with the prologue frame; `room` bytes
@@ -25,24 +33,30 @@ impl Shared {
     // after, retire); the order is what a crash mid-rotation relies on.
     pub(super) fn rotate(&self, writer: &mut WriterState, room: usize) -> Result<(), WalError> {
         let seq = writer.active.seq + 1;
-        let next = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
+        // `adopted`: not created by this process (found at open, or made ahead by another).
+        let (next, adopted) = match std::mem::replace(&mut writer.next, NextSegment::Missing) {
             // Shared with other processes, the segment is taken by its name now: the one made
             // ahead may have been replaced meanwhile (retired, or removed by a recovery).
             pending if self.cross.is_some() => {
                 if let NextSegment::Pending(handle) = pending {
                     let _ = handle.join();
                 }
-                self.shared_next_segment(seq)?
+                (self.shared_next_segment(seq)?, true)
             }
-            NextSegment::Ready(file) => file,
+            NextSegment::Ready(file) => (file, true),
             NextSegment::Pending(handle) => match handle.join() {
-                Ok(Ok(file)) => file,
+                Ok(Ok(file)) => (file, false),
                 // The background creation failed (a full disk, say): try once more now, so
                 // the error the caller sees is current.
-                _ => self.store.create(seq, self.segment_bytes(seq))?,
+                _ => (self.store.create(seq, self.segment_bytes(seq))?, false),
             },
-            NextSegment::Missing => self.store.create(seq, self.segment_bytes(seq))?,
+            NextSegment::Missing => (self.store.create(seq, self.segment_bytes(seq))?, false),
         };
+        if adopted {
+            // Its name may not be durable yet (its creator may have died before syncing the
+            // directory): make it so before a header goes in. Once per rotation at most.
+            self.store.sync_listing()?;
+        }
         let seed = match start_segment(
             &*next,
             seq,
@@ -99,7 +113,7 @@ impl Shared {
 
     /// The size segment `seq` is created with (see [`super::segment_bytes_for`]).
     pub(super) fn segment_bytes(&self, seq: u64) -> u64 {
-        super::segment_bytes_for(seq, self.options.segment_bytes)
+        segment_bytes_for(seq, self.options.segment_bytes)
     }
 
     /// Segment `seq`, unused, for a rotation of a shared log (under the append lock, caught
