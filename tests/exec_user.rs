@@ -593,3 +593,50 @@ fn the_credentials_in_the_home_of_the_jobs_user_are_denied_to_its_sandbox() {
         "{v}"
     );
 }
+
+mod exec_support;
+
+/// The child switches users on every way vigil creates it (vfork-style and placing itself,
+/// clone3 into the cgroup, fork with the placement gate), after its placement: it ends up in
+/// its own leaf, as nobody.
+#[test]
+fn every_spawn_path_places_the_job_then_switches_to_its_user() {
+    use exec_support::{config, job_id, limits, modes, sh};
+    use vigil_core::exec::host::CgroupMode;
+    use vigil_core::exec::identity::UserSpec;
+    use vigil_core::exec::job::Executor;
+    use vigil_core::model::JobStatus;
+    if !root_or_skip() {
+        return;
+    }
+    let dir = scratch("user-spawn");
+    for mode in modes() {
+        for (path, no_vfork, no_clone3) in [
+            ("vfork", false, false),
+            ("clone3", true, false),
+            ("fork", true, true),
+        ] {
+            let mut cfg = config(Some(mode));
+            cfg.host.force_no_vfork = no_vfork;
+            cfg.host.force_no_clone3 = no_clone3;
+            let ex = Executor::new(cfg).expect("executor");
+            let mut l = limits(10_000);
+            l.user = Some(UserSpec::Name("nobody".into()));
+            let id = job_id(&format!("user-{path}"), mode);
+            let r = ex.run_process_in(
+                &id,
+                &sh("id -u; cat /proc/self/cgroup"),
+                &l,
+                Some(dir.path()),
+                None,
+            );
+            let out = String::from_utf8_lossy(&r.stdout.bytes).into_owned();
+            assert_eq!(r.status, JobStatus::Completed, "{mode:?} {path}: {r:?}");
+            assert!(out.starts_with("65534\n"), "{mode:?} {path}: {out}");
+            if mode != CgroupMode::None {
+                assert!(out.contains(&id), "{mode:?} {path}: not in its leaf: {out}");
+            }
+            assert_eq!(r.enforcement.run_as.as_ref().map(|u| u.uid), Some(NOBODY));
+        }
+    }
+}
