@@ -149,6 +149,12 @@ fn a_job_run_as_nobody_has_its_ids_and_none_of_roots_groups() {
     let (code, v, err) = shell(dir.path(), "id -u", &["--user", "65534"]);
     assert_eq!(code, 0, "{v} {err}");
     assert_eq!(v["stdout"], "65534\n");
+    // A uid without a password entry: the group of the same number, no other.
+    let bare = "3000000007";
+    let (code, v, err) = shell(dir.path(), "id -u; id -G", &["--user", bare]);
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["stdout"], format!("{bare}\n{bare}\n"), "{v}");
+    assert_eq!(v["enforcement"]["run_as"]["user"], Value::Null, "{v}");
 }
 
 #[test]
