@@ -296,6 +296,20 @@ fn an_unknown_user_and_a_file_job_as_another_user_are_refused_before_anything_ru
     // The log records a refusal.
     let (_, jobs, _) = vigil(dir.path(), &["jobs", "--json"]);
     assert_eq!(jobs[0]["status"], "rejected", "{jobs}");
+    // A dry run says so too.
+    let (code, v, err) = shell(
+        dir.path(),
+        &cmd,
+        &["--user", "no-such-user-of-vigil", "--dry-run"],
+    );
+    assert_eq!(code, 2, "{v} {err}");
+    assert_eq!(v["dry_run"]["valid"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no user named")),
+        "{v}"
+    );
     if !root_or_skip() {
         return;
     }

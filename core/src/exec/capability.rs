@@ -76,7 +76,12 @@ pub trait Capability: Send + Sync {
         let enforcement = ctx
             .executor
             .enforcement_for(ctx.limits, Some(ctx.root), process);
-        match self.plan(ctx, args) {
+        // The job's user is part of whether it can run (an unknown name, a switch vigil may
+        // not make).
+        let plan = self
+            .plan(ctx, args)
+            .and_then(|plan| ctx.executor.job_user(ctx.limits, process).map(|_| plan));
+        match plan {
             Ok(plan) => DryRunReport {
                 capability: self.name().into(),
                 valid: true,
