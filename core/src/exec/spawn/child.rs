@@ -122,6 +122,9 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
             if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
                 child_fail(fds.report, STAGE_SETUID);
             }
+            // The change of user made this copy of vigil's memory as dumpable as
+            // fs.suid_dumpable says (1: attachable by the new user until exec): not at all.
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             // A change of user clears the parent-death signal: set it again.
             die_with_vigil(fds);
         }
