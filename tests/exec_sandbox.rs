@@ -496,3 +496,64 @@ fn a_data_dir_inside_the_root_is_labelled_not_held_in_the_record() {
         "{read:?}"
     );
 }
+
+/// As root, a job under `workspace` cannot move itself out of its cgroup: the top of each
+/// hierarchy's `cgroup.procs` lies outside its root, so Landlock refuses the write and the job
+/// stays in its leaf. Without the sandbox the same write moves it (the short-lived shell leaves
+/// its leaf and exits at once), and the record carries the notice that says so.
+#[test]
+fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
+    use exec_support::{config, is_root};
+    if !landlock() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: not root (moving between cgroups needs root)");
+        return;
+    }
+    let d = Dirs::new();
+    let mut cfg = config(None);
+    cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
+    let ex = Executor::new(cfg).expect("executor");
+    if !ex.host().has_cgroups() {
+        eprintln!("skipped: no cgroups here");
+        return;
+    }
+    // Each hierarchy's top-level cgroup.procs (the v2 root, and the v1 ones on hybrid hosts).
+    let tops: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup2 ") || l.contains(" - cgroup "))
+        .filter_map(|l| l.split(' ').nth(4).map(|m| format!("{m}/cgroup.procs")))
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    assert!(!tops.is_empty(), "no cgroup hierarchy mounted");
+    // Where the shell is before and after it tries each top.
+    let script = format!(
+        "cat /proc/$$/cgroup; echo ---; for top in {}; do echo $$ > \"$top\" 2>/dev/null && \
+         echo MOVED; done; echo ---; cat /proc/$$/cgroup",
+        tops.join(" ")
+    );
+    let places = |r: &JobResult| {
+        let text = out(r);
+        let parts: Vec<String> = text.split("---").map(|p| p.trim().to_string()).collect();
+        assert_eq!(parts.len(), 3, "{text}");
+        (parts[0].clone(), parts[1].clone(), parts[2].clone())
+    };
+    let r = d.run(&ex, SandboxMode::Workspace, &script);
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let (before, moved, after) = places(&r);
+    assert!(before.contains("sbx-"), "not in its leaf: {before}");
+    assert_eq!(moved, "", "left its cgroup");
+    assert_eq!(before, after, "left its cgroup");
+    assert!(r.enforcement.notices.is_empty(), "{r:?}");
+    // Without the sandbox the job can leave, and its record says it could.
+    let r = d.run(&ex, SandboxMode::Off, &script);
+    let (before, moved, after) = places(&r);
+    assert!(moved.contains("MOVED") && before != after, "{r:?}");
+    assert_eq!(
+        r.enforcement.notices,
+        [vigil_core::exec::enforcement::ROOT_LEAVES_CGROUP_NOTICE],
+        "{r:?}"
+    );
+}
