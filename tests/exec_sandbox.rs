@@ -56,6 +56,7 @@ impl Dirs {
                 allow_write: Vec::new(),
                 force_abi,
             },
+            user: None,
         })
         .expect("executor")
     }

@@ -724,3 +724,36 @@ fn the_sandbox_flags_confine_every_job_of_the_server() {
     let (status, _, _) = mcp.finish();
     assert!(status.success());
 }
+
+#[test]
+fn with_user_every_process_job_runs_as_that_user_and_file_tools_are_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipping: vigil must be root to run jobs as another user");
+        return;
+    }
+    let mut mcp = Mcp::start("mcp-user", &["--user", "nobody"]);
+    mcp.request(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    );
+    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let run = mcp.request(&shell_call(2, "id -u", ""));
+    let content = &run["result"]["structuredContent"];
+    assert_eq!(content["stdout"], "65534\n", "{run}");
+    assert_eq!(content["enforcement"]["run_as"]["user"], "nobody", "{run}");
+    let read = mcp.request(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"file_read","arguments":{"path":"x"}}}"#,
+    );
+    assert_eq!(read["result"]["isError"], true, "{read}");
+    let content = &read["result"]["structuredContent"];
+    assert_eq!(content["status"], "rejected", "{read}");
+    assert!(
+        content["error"].as_str().is_some_and(
+            |e| e.contains("file.read and file.write run with vigil's own permissions")
+        ),
+        "{read}"
+    );
+    let (status, _, _) = mcp.finish();
+    assert!(status.success());
+}

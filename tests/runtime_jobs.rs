@@ -307,6 +307,10 @@ fn kill_mid_job_then_recover(mode: &str) {
     assert_eq!(job.status.as_str(), "interrupted");
     let detail = rt.job_detail(1).unwrap();
     assert_eq!(detail["result"]["error"], INTERRUPTED_REASON);
+    // Its end was never logged, but the user it ran as was, with its start.
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(detail["run_as"]["uid"], uid, "{detail}");
     let gone_by = Instant::now() + Duration::from_secs(5);
     while !processes_with(&marker).is_empty() && Instant::now() < gone_by {
         std::thread::sleep(Duration::from_millis(20));
@@ -509,5 +513,69 @@ fn telemetry_after_is_taken_at_the_job_end_and_its_cpu_delta_covers_the_job() {
     assert!(
         busy_ticks_at_most + ROUNDING_TICKS >= job_cpu_ticks,
         "busy {busy_ticks_at_most} of {total_ticks} ticks during a job of {job_cpu_ticks} CPU ticks"
+    );
+}
+
+/// The user a job ran as lives in the JSON of its owner and enforcement records, which the
+/// log keeps beside the postcard records (frozen): a log written before that field existed
+/// reads back whole, without it, and a job run now has it.
+#[test]
+fn a_job_logged_before_the_record_named_its_user_reads_back_without_one() {
+    use vigil_runtime::model::Usage;
+    use vigil_runtime::wal::log::{Wal, WalOptions};
+    use vigil_runtime::wal::record::{kind, JobFinished, JobStarted};
+    use vigil_runtime::wal::Record;
+    let dir = TempDir::new("rt-old-enforcement");
+    let wal = Wal::open(&RuntimeOptions::wal_dir(dir.path()), WalOptions::default()).unwrap();
+    wal.append(&Record::JobStarted(JobStarted {
+        job_id: 1,
+        unix_ms: 1_700_000_000_000,
+        capability: "shell",
+        args_json: r#"{"cmd":"true"}"#,
+        limits: Default::default(),
+        session: None,
+        root: Some("/tmp"),
+        telemetry_before: &[],
+    }))
+    .unwrap();
+    let old = json!({
+        "job_id": 1,
+        "enforcement": {"mode": "hybrid", "placement": "clone3_into_cgroup", "kill": "cgroup.kill",
+                        "kill_complete": true, "accounting": "cpu.stat", "limits": []},
+        "limits_not_held": [],
+    });
+    wal.append_raw(kind::JOB_ENFORCEMENT, old.to_string().as_bytes())
+        .unwrap();
+    wal.append(&Record::JobFinished(JobFinished {
+        job_id: 1,
+        unix_ms: 1_700_000_000_100,
+        status: JobStatus::Completed,
+        exit_code: Some(0),
+        signal: None,
+        usage: Usage::default(),
+        stdout: b"",
+        stdout_truncated: false,
+        stderr: b"",
+        stderr_truncated: false,
+        error: None,
+        telemetry_after: &[],
+    }))
+    .unwrap();
+    wal.close().unwrap();
+
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let detail = rt.job_detail(1).unwrap();
+    assert_eq!(detail["status"], "completed", "{detail}");
+    assert_eq!(detail["enforcement"], old["enforcement"], "{detail}");
+    assert!(detail["enforcement"].get("run_as").is_none(), "{detail}");
+    assert_eq!(detail["run_as"], Value::Null, "{detail}");
+    let now = rt.run(&shell("true", dir.path())).unwrap();
+    let detail = rt.job_detail(now.job_id).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(detail["enforcement"]["run_as"]["uid"], uid, "{detail}");
+    assert_eq!(
+        detail["run_as"], detail["enforcement"]["run_as"],
+        "{detail}"
     );
 }

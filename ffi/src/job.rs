@@ -444,6 +444,8 @@ mod tests {
                 entry("sandbox.write", true),
                 entry("sandbox.signal", false),
             ],
+            run_as: None,
+            notices: Vec::new(),
         };
         assert_eq!(limits_not_held_bits(&e), VIGIL_LIMIT_SANDBOX);
         let e = Enforcement {

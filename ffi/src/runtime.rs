@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vigil_core::exec::identity::UserSpec;
 use vigil_core::exec::sandbox::SandboxMode;
 use vigil_core::exec::{Limits, RequestedLimits};
 use vigil_core::runtime::{Runtime, RuntimeOptions};
@@ -63,6 +64,16 @@ pub struct vigil_limits {
     /// existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
     /// VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
     pub sandbox: u32,
+    /// The user a shell or exec job runs as: a NUL-terminated name from the password database
+    /// or a decimal uid (a uid without an entry runs with the group of the same number and
+    /// no supplementary groups); NULL takes the runtime default's, and vigil's own user when
+    /// that names none. Switching needs a root process: otherwise, and for an unknown name,
+    /// the job is VIGIL_JOB_REJECTED, before anything runs, with the reason; a file job that
+    /// would switch is refused the same way. The job's JSON names the user
+    /// (enforcement.run_as). Borrowed for the call only. Appended after sandbox: a caller
+    /// built before it existed passes a struct_size that does not cover it, and it is not
+    /// read.
+    pub user: *const c_char,
 }
 
 /// vigil_limits.sandbox: the runtime default's mode.
@@ -85,6 +96,10 @@ const LIMITS_REQUIRE_END: usize = LIMITS_V1_BYTES + std::mem::size_of::<u32>();
 /// The bytes a caller's struct_size must cover for the sandbox fields to be read.
 const LIMITS_SANDBOX_END: usize =
     std::mem::offset_of!(vigil_limits, sandbox) + std::mem::size_of::<u32>();
+
+/// The bytes a caller's struct_size must cover for `user` to be read.
+const LIMITS_USER_END: usize =
+    std::mem::offset_of!(vigil_limits, user) + std::mem::size_of::<*const c_char>();
 
 /// `count` C strings at `list` as absolute paths.
 ///
@@ -278,6 +293,17 @@ pub(crate) unsafe fn limits_over(
             .deny_read
             .extend(unsafe { path_list(dr, drn, "deny_read") }?);
     }
+    let mut user = base.limits.user.clone();
+    if struct_size as usize >= LIMITS_USER_END {
+        // SAFETY: struct_size covers the field; a non-NULL user is a NUL-terminated string
+        // (header contract).
+        let given = unsafe { opt_str(std::ptr::addr_of!((*limits).user).read(), "limits.user") }?;
+        if let Some(u) = given {
+            user = Some(
+                UserSpec::parse(u).map_err(|e| FfiError::invalid(format!("limits.user: {e}")))?,
+            );
+        }
+    }
     let given = |v: u64| (v != 0).then_some(v);
     let requested = RequestedLimits {
         timeout_ms: given(timeout_ms),
@@ -291,6 +317,7 @@ pub(crate) unsafe fn limits_over(
         .map_err(|e| FfiError::invalid(format!("limits: {e}")))?;
     let mut limits = requested.over(&base.limits);
     limits.sandbox = sandbox;
+    limits.user = user;
     Ok(RunLimits {
         limits,
         require_enforcement: base.require_enforcement || require != 0,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 use vigil_core::exec::host::CgroupMode;
+use vigil_core::exec::identity::{RunAs, UserSpec};
 use vigil_core::exec::job::{Executor, ExecutorConfig};
 use vigil_core::exec::sandbox::{host_default_mode, SandboxMode, SandboxRequest};
 use vigil_core::exec::{Limits, OUTPUT_BYTES_DEFAULT};
@@ -253,6 +254,43 @@ impl SandboxArgs {
             deny.extend(self.deny_read.iter().cloned());
             config.sandbox.deny_read = Some(deny);
         }
+    }
+}
+
+/// `--user NAME|UID`, which `vigil run`, `vigil serve` and `vigil mcp` share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UserArgs {
+    /// Run shell and exec jobs as this user (a name or a uid; vigil must be root to switch).
+    /// For `serve` and `mcp`, every job runs as it, and a request naming another user is
+    /// refused. File jobs that would run as another user are refused.
+    #[arg(long, value_name = "NAME|UID", value_parser = UserSpec::parse)]
+    pub user: Option<UserSpec>,
+}
+
+impl UserArgs {
+    /// The flag as the socket protocol's `run` params (`user`), when given.
+    pub fn to_params(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Some(u) = &self.user {
+            m.insert(
+                "user".into(),
+                serde_json::to_value(u).unwrap_or(Value::Null),
+            );
+        }
+        m
+    }
+
+    /// The flag as a server's identity for every job; refused (the server does not start)
+    /// when no such user exists or vigil may not switch to it.
+    pub fn apply_server_defaults(&self, config: &mut ExecutorConfig) -> Result<(), String> {
+        if let Some(spec) = &self.user {
+            let user = RunAs::resolve(spec).map_err(|e| format!("--user {spec}: {e}"))?;
+            if let Some(why) = user.refusal() {
+                return Err(format!("--user {spec}: {why}"));
+            }
+        }
+        config.user.clone_from(&self.user);
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use vigil_core::exec::enforcement::Enforcement;
 use vigil_core::exec::host::{Host, Placement};
-use vigil_core::exec::sandbox::SandboxReport;
+use vigil_core::exec::sandbox::{SandboxMode, SandboxReport, SandboxRequest};
 use vigil_core::exec::Limits;
 use vigil_core::wal::sync::{SyncEngine, SyncMethod};
 
@@ -50,10 +50,21 @@ pub fn run(cli: &Global, args: &DoctorArgs) -> ExitCode {
         .limits
         .retain(|l| !l.limit.starts_with("sandbox"));
     let sandbox = ex.sandbox_report();
+    // What a job of vigil's own user gets with the sandbox off: as root, it may leave its
+    // cgroup.
+    let off = Limits {
+        sandbox: SandboxRequest {
+            mode: Some(SandboxMode::Off),
+            ..SandboxRequest::default()
+        },
+        ..all.clone()
+    };
+    let sandbox_off_notice = ex.enforcement(&off).notices.into_iter().next();
     let sync = log_sync_method();
     if args.json {
         let mut report = report_json(h, &enforcement, &sync);
         report["sandbox"] = serde_json::to_value(&sandbox).unwrap_or(Value::Null);
+        report["sandbox_off_notice"] = json!(sandbox_off_notice);
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -61,6 +72,9 @@ pub fn run(cli: &Global, args: &DoctorArgs) -> ExitCode {
     } else {
         print_report(h, &enforcement, &sync);
         print_sandbox(&sandbox);
+        if let Some(n) = sandbox_off_notice {
+            println!("notice:        a job with sandbox off and no --user: {n}");
+        }
     }
     ExitCode::SUCCESS
 }

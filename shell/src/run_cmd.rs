@@ -15,7 +15,7 @@ use vigil_core::runtime::{JobRequest, Runtime};
 use vigil_core::view::job::RunView;
 
 use crate::client::call;
-use crate::config::{executor, CgroupModeArg, Global, LimitArgs, SandboxArgs};
+use crate::config::{executor, CgroupModeArg, Global, LimitArgs, SandboxArgs, UserArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -46,6 +46,8 @@ pub struct RunArgs {
     pub require_enforcement: bool,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub user: UserArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -118,6 +120,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         args: parsed,
         limits: Limits {
             sandbox: args.sandbox.request(),
+            user: args.user.user.clone(),
             ..args.limits.limits()
         },
         root,
@@ -166,7 +169,8 @@ fn report(
 }
 
 /// The job's own output on our stdout and stderr, then one warning line on stderr per
-/// requested limit that was not held, then one summary line on stderr.
+/// requested limit that was not held and one notice line per notice, then one summary line
+/// on stderr.
 fn print_human(f: &RunView, stdout: &[u8], stderr: &[u8]) {
     let _ = std::io::stdout().write_all(stdout);
     let _ = std::io::stderr().write_all(stderr);
@@ -174,6 +178,9 @@ fn print_human(f: &RunView, stdout: &[u8], stderr: &[u8]) {
     if f.status != JobStatus::Rejected {
         for m in &f.limits_not_held {
             eprintln!("vigil: warning: {m}");
+        }
+        for m in &f.notices {
+            eprintln!("vigil: notice: {m}");
         }
     }
     let how = match (f.exit_code, f.signal) {
@@ -210,6 +217,7 @@ fn run_remote(socket: &Path, args: &RunArgs, parsed: serde_json::Value, root: Pa
     });
     if let serde_json::Value::Object(p) = &mut params {
         p.extend(args.sandbox.to_params());
+        p.extend(args.user.to_params());
     }
     let result = match call(socket, "run", params, None) {
         Ok(Ok(result)) => result,

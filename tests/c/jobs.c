@@ -4,6 +4,8 @@
  * Compiled as C11 and (through jobs_cpp.cpp) as C++17 by tests/c_api.rs. */
 #include "host.h"
 
+#include <unistd.h>
+
 /* Runs `cmd` with the shell capability; NULL on failure. */
 static vigil_job *run_shell(vigil_runtime *rt, const char *args_json, const vigil_limits *limits) {
   vigil_job *job = NULL;
@@ -118,6 +120,32 @@ int main(int argc, char **argv) {
   for (size_t i = offsetof(vigil_job_info, limits_not_held); i < sizeof old_info; i++)
     CHECK(old_info[i] == 0xAB);
   vigil_job_free(required);
+
+  /* user: a shell job as nobody. Switching needs root: otherwise the job is refused before it
+     runs, saying why; an unknown name is refused either way. */
+  vigil_limits as_nobody = VIGIL_LIMITS_INIT;
+  as_nobody.user = "nobody";
+  vigil_job *switched = run_shell(rt, "{\"cmd\": \"id -u\"}", &as_nobody);
+  if (switched == NULL) return 1;
+  info = info_of(switched);
+  CHECK(vigil_job_json(switched, &json) == VIGIL_OK);
+  if (geteuid() == 0) {
+    CHECK(info.status == VIGIL_JOB_COMPLETED);
+    CHECK(vigil_job_output(switched, VIGIL_STREAM_STDOUT, &data, &len) == VIGIL_OK);
+    CHECK(len == 6 && memcmp(data, "65534\n", 6) == 0);
+    CHECK(strstr(json, "\"uid\":65534,\"user\":\"nobody\"") != NULL);
+  } else {
+    CHECK(info.status == VIGIL_JOB_REJECTED);
+    CHECK(strstr(json, "not root") != NULL);
+  }
+  vigil_job_free(switched);
+  as_nobody.user = "no-such-user-of-vigil";
+  vigil_job *unknown = run_shell(rt, "{\"cmd\": \"true\"}", &as_nobody);
+  if (unknown == NULL) return 1;
+  CHECK(info_of(unknown).status == VIGIL_JOB_REJECTED);
+  CHECK(vigil_job_error(unknown, &message) == VIGIL_OK);
+  CHECK(message != NULL && strstr(message, "no user named") != NULL);
+  vigil_job_free(unknown);
 
   /* A job that exits non-zero has failed, with its exit code. */
   vigil_job *failed = run_shell(rt, "{\"cmd\": \"exit 3\"}", NULL);

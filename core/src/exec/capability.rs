@@ -76,7 +76,12 @@ pub trait Capability: Send + Sync {
         let enforcement = ctx
             .executor
             .enforcement_for(ctx.limits, Some(ctx.root), process);
-        match self.plan(ctx, args) {
+        // The job's user is part of whether it can run (an unknown name, a switch vigil may
+        // not make).
+        let plan = self
+            .plan(ctx, args)
+            .and_then(|plan| ctx.executor.job_user(ctx.limits, process).map(|_| plan));
+        match plan {
             Ok(plan) => DryRunReport {
                 capability: self.name().into(),
                 valid: true,
@@ -340,6 +345,8 @@ fn file_result(
 }
 
 fn confined(ctx: &JobContext<'_>, cap: &str, args: &Value) -> Result<ConfinedRoot, ExecError> {
+    // A file job runs with vigil's permissions: refused when it names another user.
+    ctx.executor.job_user(ctx.limits, false)?;
     let allow = allow_hardlinks(cap, args)?;
     Ok(ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)?.allow_hardlinks(allow))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::host::{CgroupMode, Host};
+use super::identity::RunAs;
 use super::spawn::JOB_MARKER_ENV;
 pub use super::text::{duration_text, size_text};
 use super::Limits;
@@ -107,7 +108,19 @@ pub struct Enforcement {
     pub accounting: String,
     /// One entry per limit.
     pub limits: Vec<LimitEnforcement>,
+    /// The user a process job runs as (`None` for a file job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+    /// What the job can do that no limit above stops ([`ROOT_LEAVES_CGROUP_NOTICE`]); shown
+    /// by `vigil run` as `vigil: notice: ...`. Not a limit: `require_enforcement` does not
+    /// refuse a job for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
+
+/// Why a job running as root outside the sandbox is not confined to its cgroup (the job's
+/// record and `vigil doctor` say so).
+pub const ROOT_LEAVES_CGROUP_NOTICE: &str = "the job runs as root and no sandbox confines its writes: it can write its own pid into cgroup.procs at the top of the cgroup hierarchy and leave its cgroup, out of reach of its memory and pids limits and of the kill; run it as another user (--user) or in a sandbox (workspace, strict)";
 
 impl Enforcement {
     /// `<limit> limit <value> not held: <reason>` for each requested limit that is not held.
@@ -196,6 +209,8 @@ impl<'a> HostFacts<'a> {
             kill_complete,
             accounting: self.accounting_description(),
             limits: limits_out,
+            run_as: None,
+            notices: Vec::new(),
         }
     }
 

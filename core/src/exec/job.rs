@@ -5,13 +5,18 @@
 use std::time::Instant;
 
 use super::cgroup::{self, CgroupLeaf, SweepReport};
-use super::enforcement::HostFacts;
+use super::dumpable;
+use super::enforcement::{HostFacts, ROOT_LEAVES_CGROUP_NOTICE};
 use super::host::{CgroupMode, Host, HostConfig};
+use super::identity::{RunAs, UserSpec};
 use super::reaper::{self, boot_ticks_now};
-use super::sandbox::{check_cwd, ReadRulesCache, SandboxConfig};
-use super::spawn::{self, PreparedCommand, ProcessSpec};
+use super::sandbox::{
+    check_cwd, ReadRulesCache, SandboxConfig, SandboxRequest, DEFAULT_DENY_READ_HOME,
+};
+use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
+use std::borrow::Cow;
 use std::path::Path;
 
 pub use super::cancel::CancelToken;
@@ -35,6 +40,9 @@ pub struct ExecutorConfig {
     pub require_enforcement: bool,
     /// The job sandbox: default mode, floor, data dir, deny list.
     pub sandbox: SandboxConfig,
+    /// The user every process job runs as (a server's `--user`); a job that names another
+    /// user is refused. `None`: a job's own `user`, else vigil's.
+    pub user: Option<UserSpec>,
 }
 
 impl Default for ExecutorConfig {
@@ -44,6 +52,7 @@ impl Default for ExecutorConfig {
             subreaper: true,
             require_enforcement: false,
             sandbox: SandboxConfig::default(),
+            user: None,
         }
     }
 }
@@ -58,6 +67,20 @@ impl ExecutorConfig {
                 ..HostConfig::default()
             },
             ..ExecutorConfig::default()
+        }
+    }
+}
+
+/// The sandbox a job asks for, with the credentials beneath the home of the user it switches
+/// to, if any, added to its deny list ([`DEFAULT_DENY_READ_HOME`]).
+fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxRequest> {
+    match user.filter(|u| u.switches()).and_then(|u| u.home.as_ref()) {
+        None => Cow::Borrowed(&limits.sandbox),
+        Some(home) => {
+            let mut req = limits.sandbox.clone();
+            req.deny_read
+                .extend(DEFAULT_DENY_READ_HOME.iter().map(|p| home.join(p)));
+            Cow::Owned(req)
         }
     }
 }
@@ -81,6 +104,7 @@ pub struct Executor {
     require_enforcement: bool,
     pub(super) sandbox: SandboxConfig,
     pub(super) sandbox_reads: ReadRulesCache,
+    pub(super) user: Option<UserSpec>,
 }
 
 impl Executor {
@@ -97,6 +121,7 @@ impl Executor {
             require_enforcement: config.require_enforcement,
             sandbox: config.sandbox,
             sandbox_reads: ReadRulesCache::default(),
+            user: config.user,
         })
     }
 
@@ -134,8 +159,20 @@ impl Executor {
     ) -> Enforcement {
         let mut e = HostFacts::read(&self.host).enforcement(limits);
         if process {
+            // A job refused for its user runs as no one: no user, no notice.
+            let user = self.job_user(limits, true).ok();
+            let sandbox = job_sandbox(limits, user.as_ref());
             e.limits
-                .extend(self.sandbox_enforcement(Some(&limits.sandbox), root));
+                .extend(self.sandbox_enforcement(Some(&sandbox), root));
+            if let Some(user) = user {
+                if user.uid == 0
+                    && self.host.has_cgroups()
+                    && !self.sandbox_confines_writes(Some(&sandbox), root)
+                {
+                    e.notices.push(ROOT_LEAVES_CGROUP_NOTICE.to_string());
+                }
+                e.run_as = Some(user);
+            }
         }
         e
     }
@@ -219,6 +256,8 @@ impl Executor {
         if let (Some(root), Some(cwd)) = (root, spec.cwd.as_deref()) {
             check_cwd(root, cwd)?;
         }
+        let user = self.job_user(limits, true)?;
+        let switch_to = Some(&user).filter(|u| u.switches());
         let here;
         let sandbox_root = match (root, spec.cwd.as_deref()) {
             (Some(r), _) => r,
@@ -233,8 +272,13 @@ impl Executor {
         };
         let mut env = spec.env.clone();
         // Held until the job is over: dropping it removes the job's TMPDIR.
-        let sandbox =
-            self.prepare_sandbox(job_id, Some(&limits.sandbox), sandbox_root, &mut env)?;
+        let sandbox = self.prepare_sandbox(
+            job_id,
+            Some(&job_sandbox(limits, Some(&user))),
+            sandbox_root,
+            switch_to,
+            &mut env,
+        )?;
         let sandboxed_spec;
         let spec = if sandbox.is_some() {
             sandboxed_spec = ProcessSpec {
@@ -258,19 +302,28 @@ impl Executor {
         if self.host.mode == CgroupMode::None {
             cmd.rlimit_as_bytes = limits.memory_bytes;
         }
+        cmd.ids = switch_to.map(ChildIds::of);
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)
         } else {
             None
         };
         let since_ticks = boot_ticks_now();
+        let was_dumpable = dumpable::is_dumpable();
         let child = spawn::spawn(
             job_id,
             &cmd,
             spec.stdin.is_some(),
             leaf.as_ref(),
             &self.host,
-        )?;
+        );
+        if cmd.ids.is_some() && !was_dumpable {
+            // A vfork-style child shares vigil's memory, and its change of user resets the
+            // dumpable flag of that memory to fs.suid_dumpable: make vigil non-dumpable again.
+            // Best effort: it was non-dumpable before, and the same call succeeded then.
+            let _ = dumpable::make_non_dumpable();
+        }
+        let child = child?;
         result.enforcement.placement = Some(child.placement.as_str());
         let job = StartedJob {
             job_id,

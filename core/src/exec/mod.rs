@@ -16,6 +16,7 @@
 //! - [`fsroot`]: path resolution confined beneath a root directory.
 //! - [`dumpable`]: vigil made non-dumpable, out of reach of same-uid jobs.
 //! - [`fdtable`]: the descriptor table grown once at start-up, not while a job is set up.
+//! - [`identity`]: the user a process job runs as (`--user`), resolved before the fork.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
 //!   `file.write`.
 //!
@@ -29,6 +30,7 @@ pub mod enforcement;
 pub mod fdtable;
 pub mod fsroot;
 pub mod host;
+pub mod identity;
 pub mod job;
 mod meter;
 pub mod output;
@@ -72,6 +74,9 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// The sandbox of a process job (mode, extra writable and denied paths).
     pub sandbox: sandbox::SandboxRequest,
+    /// The user a process job runs as; `None`: the executor's (`--user` of a server), else
+    /// vigil's own.
+    pub user: Option<identity::UserSpec>,
 }
 
 impl Limits {
@@ -97,6 +102,7 @@ impl Default for Limits {
             pids: None,
             max_output_bytes: OUTPUT_BYTES_DEFAULT,
             sandbox: sandbox::SandboxRequest::default(),
+            user: None,
         }
     }
 }
@@ -142,6 +148,7 @@ impl RequestedLimits {
             pids: self.pids.or(base.pids),
             max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
             sandbox: base.sandbox.clone(),
+            user: base.user.clone(),
         }
     }
 }
@@ -222,6 +229,8 @@ pub enum ExecError {
     },
     /// A limit the policy requires cannot be enforced on this host.
     Unenforceable(String),
+    /// The job cannot run as the user it names (unknown, or vigil may not switch to it).
+    User(String),
 }
 
 impl fmt::Display for ExecError {
@@ -255,6 +264,7 @@ impl fmt::Display for ExecError {
             ),
             ExecError::Io { context, source } => write!(f, "{context}: {source}"),
             ExecError::Unenforceable(m) => write!(f, "cannot enforce: {m}"),
+            ExecError::User(m) => write!(f, "cannot run as the requested user: {m}"),
         }
     }
 }
@@ -278,7 +288,8 @@ impl ExecError {
             ExecError::InvalidJobId(_)
             | ExecError::InvalidRequest(_)
             | ExecError::PathRejected { .. }
-            | ExecError::Unenforceable(_) => JobStatus::Rejected,
+            | ExecError::Unenforceable(_)
+            | ExecError::User(_) => JobStatus::Rejected,
             _ => JobStatus::Failed,
         }
     }

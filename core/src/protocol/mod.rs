@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
+use crate::exec::identity::UserSpec;
 use crate::exec::sandbox::{SandboxMode, SandboxRequest};
 use crate::exec::{Limits, RequestedLimits};
 use crate::model::JobState;
@@ -485,6 +486,7 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
         Some(m) => parse_limits(m)?,
     };
     limits.sandbox = parse_sandbox(p)?;
+    limits.user = parse_user(p)?;
     let root = match p.string("root")? {
         None => None,
         Some(r) if r.starts_with('/') && !r.contains('\0') => Some(PathBuf::from(r)),
@@ -499,6 +501,21 @@ fn parse_run(p: &mut Params) -> Result<RunParams, RpcError> {
         dry_run: p.bool("dry_run")?,
         require_enforcement: p.bool("require_enforcement")?,
     })
+}
+
+/// `user`: a name (string) or a uid (number) a process job runs as, optional.
+fn parse_user(p: &mut Params) -> Result<Option<UserSpec>, RpcError> {
+    let spec = match p.take("user") {
+        None => return Ok(None),
+        Some(Value::String(s)) => UserSpec::parse(&s),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(uid) => UserSpec::Uid(uid).checked(),
+            None => Err(format!("user id {n} is out of range")),
+        },
+        Some(_) => Err("must be a user name (string) or a uid (number)".to_string()),
+    };
+    spec.map(Some)
+        .map_err(|e| RpcError::params(format!("user: {e}")))
 }
 
 /// Most paths in `allow_write` or `deny_read`.

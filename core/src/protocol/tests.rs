@@ -245,3 +245,41 @@ fn run_takes_the_sandbox_and_its_paths_and_refuses_bad_ones() {
         assert_eq!(e.error.code, code::INVALID_PARAMS, "{bad}");
     }
 }
+
+#[test]
+fn run_takes_a_user_by_name_or_uid_and_refuses_what_names_no_user() {
+    let user = |v: &str| {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"run","params":{{"capability":"shell","user":{v}}}}}"#
+        );
+        call(&line).map(|r| match r.call {
+            Call::Run(run) => run.limits.user,
+            _ => None,
+        })
+    };
+    use crate::exec::identity::UserSpec;
+    assert_eq!(
+        user(r#""nobody""#),
+        Ok(Some(UserSpec::Name("nobody".into())))
+    );
+    assert_eq!(user(r#""65534""#), Ok(Some(UserSpec::Uid(65534))));
+    assert_eq!(user("65534"), Ok(Some(UserSpec::Uid(65534))));
+    assert_eq!(user("null"), Ok(None));
+    for bad in [
+        "\"\"",
+        "-1",
+        "4294967295",
+        "4294967296",
+        "1.5",
+        "true",
+        "[0]",
+    ] {
+        let e = user(bad).expect_err(bad);
+        assert_eq!(e.error.code, code::INVALID_PARAMS, "{bad}");
+        assert!(
+            e.error.message.starts_with("user: "),
+            "{bad}: {}",
+            e.error.message
+        );
+    }
+}

@@ -511,6 +511,13 @@ pub fn job_detail_from(reader: &mut Reader, summary: &JobSummary) -> Result<Valu
                 done = true;
                 return;
             }
+            if frame.kind == record_kind::JOB_OWNER {
+                let owner: Value = serde_json::from_slice(frame.payload).unwrap_or(Value::Null);
+                if owner["job_id"] == json!(summary.job_id) && !owner["run_as"].is_null() {
+                    detail.run_as = Some(owner["run_as"].clone());
+                }
+                return;
+            }
             if frame.kind == record_kind::JOB_ENFORCEMENT {
                 let held: Value = serde_json::from_slice(frame.payload).unwrap_or(Value::Null);
                 if held["job_id"] == json!(summary.job_id) {

@@ -167,6 +167,12 @@ impl Runtime {
         if let Err(e) = cap.plan(ctx, &req.args) {
             return Some(e.to_string());
         }
+        if let Err(e) = self
+            .executor
+            .job_user(&req.limits, is_process(&req.capability))
+        {
+            return Some(e.to_string());
+        }
         if req.require_enforcement || self.options.executor.require_enforcement {
             if let Some(why) = self
                 .executor
@@ -256,7 +262,13 @@ impl Runtime {
             telemetry_before: &encode_blob(telemetry_before),
         });
         // The start and who runs it go in together: no process sees one without the other.
-        let owner = json!({"job_id": job.job_id, "owner": self.owner.name()}).to_string();
+        // With them, the user a process job runs as, so even a job whose end is never logged
+        // names it.
+        let run_as = is_process(&req.capability)
+            .then(|| self.executor.job_user(&req.limits, true).ok())
+            .flatten();
+        let owner =
+            json!({"job_id": job.job_id, "owner": self.owner.name(), "run_as": run_as}).to_string();
         let lsn = self.wal.append_batch(|tx| {
             tx.append_then(&started, |lsn| self.index().apply(lsn, &started))?;
             let lsn = tx.append_raw(record_kind::JOB_OWNER, owner.as_bytes())?;

@@ -78,6 +78,10 @@ pub struct RunView {
     /// `<limit> limit <value> not held: <reason>` for each requested limit not held.
     #[serde(default)]
     pub limits_not_held: Vec<String>,
+    /// What the job can do that no limit stops (a job running as root outside the sandbox can
+    /// leave its cgroup); absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
     /// Who held each limit and sandbox rule (`kernel`, `supervisor`, `not_enforced`, ...).
     #[serde(default)]
     pub enforcement: Value,
@@ -119,6 +123,7 @@ impl RunView {
             lsn,
             error: result.error.clone(),
             limits_not_held: result.enforcement.not_held_messages(),
+            notices: result.enforcement.notices.clone(),
             enforcement: serde_json::to_value(&result.enforcement).unwrap_or(Value::Null),
             dry_run: None,
         }
@@ -189,6 +194,9 @@ pub struct JobDetail {
     /// `<limit> limit <value> not held: <reason>` for each requested limit not held, as logged with
     /// the job's end.
     pub limits_not_held: Option<Value>,
+    /// The user a process job runs as (`{user, uid, gid, groups}`), as logged with its start;
+    /// `None` for a file job and in logs from before it was logged.
+    pub run_as: Option<Value>,
 }
 
 /// The JSON object of a job's full record. Fields the log does not (yet) hold are `null`.
@@ -212,6 +220,7 @@ pub fn detail_json(d: &JobDetail) -> Value {
         "result": d.result,
         "enforcement": d.enforcement,
         "limits_not_held": d.limits_not_held,
+        "run_as": d.run_as,
     })
 }
 
@@ -305,6 +314,8 @@ mod tests {
                 mechanism: "none".into(),
                 not_held_reason: Some("no memory controller".into()),
             }],
+            run_as: None,
+            notices: Vec::new(),
         }
     }
 
@@ -451,6 +462,7 @@ mod tests {
             result: result_json(&Record::JobFinished(finished())),
             enforcement: None,
             limits_not_held: Some(json!([])),
+            run_as: Some(json!({"user": "nobody", "uid": 65534})),
         };
         let v = detail_json(&detail);
         assert_eq!(v["telemetry_before"], sample_json(&sample));
@@ -468,7 +480,8 @@ mod tests {
                 r#""limits_not_held":[],"lsn":9,"result":{"cpu_usage_us":10,"error":null,"#,
                 r#""exit_code":4,"memory_peak_bytes":20,"signal":null,"status":"failed","#,
                 r#""stderr":"","stderr_truncated":false,"stdout":"hi\n","stdout_truncated":false,"#,
-                r#""wall_ms":30},"root":"/tmp","session":"s1","started_unix_ms":1000,"#,
+                r#""wall_ms":30},"root":"/tmp","run_as":{"uid":65534,"user":"nobody"},"#,
+                r#""session":"s1","started_unix_ms":1000,"#,
                 r#""status":"failed","telemetry_after":null,"telemetry_before":null}"#
             )
         );

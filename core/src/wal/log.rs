@@ -149,6 +149,8 @@ pub(crate) struct Shared {
     writer: Mutex<WriterState>,
     commit: GroupCommit,
     last_lsn: AtomicU64,
+    /// The last LSN learned from another process's appends (0: none yet).
+    foreign_lsn: AtomicU64,
     /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
     abandoned: AtomicBool,
     sync: Mutex<SyncState>,
@@ -369,6 +371,7 @@ impl Wal {
             writer: Mutex::new(writer),
             commit: GroupCommit::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
+            foreign_lsn: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {

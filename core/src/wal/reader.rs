@@ -60,6 +60,9 @@ pub(crate) trait LiveTail: Send + Sync {
     fn wait_durable(&self, lsn: Lsn, timeout: Duration) -> bool;
     /// Retention keeps what `position` (the next LSN a reader needs) still needs.
     fn register_reader(&self, position: Arc<AtomicU64>);
+    /// Follows what other processes appended to the log and makes it durable here too, so
+    /// a reader at the end of what this process knows sees their records.
+    fn catch_up(&self) -> Result<(), WalError>;
 }
 
 /// A cursor over the log.
@@ -148,6 +151,12 @@ impl Reader {
         visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<usize, WalError> {
         let max_records = max_records.min(READ_BATCH_RECORDS_MAX);
+        if let Some(shared) = &self.live {
+            // At the end of what this process knows: other processes may have gone on.
+            if self.next_lsn > shared.durable_lsn() {
+                shared.catch_up()?;
+            }
+        }
         let limit = self
             .live
             .as_ref()

@@ -55,6 +55,7 @@ fn limits(struct_size: usize, require: u32) -> vigil_limits {
         deny_read: std::ptr::null(),
         deny_read_count: 0,
         sandbox: VIGIL_SANDBOX_DEFAULT,
+        user: std::ptr::null(),
     }
 }
 
@@ -203,4 +204,57 @@ fn a_runtime_default_requiring_enforcement_cannot_be_lowered_by_a_job() {
     // SAFETY: NULL takes the default.
     let default = unsafe { limits_over(std::ptr::null(), &base) };
     assert!(default.ok().unwrap().require_enforcement);
+}
+
+#[test]
+fn the_user_is_read_only_from_callers_that_have_the_field_and_bad_ones_are_refused() {
+    use vigil_core::exec::identity::UserSpec;
+    let base = RunLimits {
+        limits: Limits {
+            user: Some(UserSpec::Name("daemon".into())),
+            ..Limits::default()
+        },
+        ..RunLimits::default()
+    };
+    let full = vigil_limits {
+        user: c"nobody".as_ptr(),
+        ..limits(std::mem::size_of::<vigil_limits>(), 0)
+    };
+    // SAFETY: a live struct of the size it declares, with a live string.
+    let got = unsafe { limits_over(&full, &base) }.ok().unwrap();
+    assert_eq!(got.limits.user, Some(UserSpec::Name("nobody".into())));
+    let by_uid = vigil_limits {
+        user: c"65534".as_ptr(),
+        ..full
+    };
+    // SAFETY: as above.
+    let got = unsafe { limits_over(&by_uid, &base) }.ok().unwrap();
+    assert_eq!(got.limits.user, Some(UserSpec::Uid(65534)));
+    // NULL, or a caller built before the field: the runtime default's.
+    let unset = vigil_limits {
+        user: std::ptr::null(),
+        ..full
+    };
+    // SAFETY: as above.
+    let got = unsafe { limits_over(&unset, &base) }.ok().unwrap();
+    assert_eq!(got.limits.user, base.limits.user);
+    let old = vigil_limits {
+        struct_size: LIMITS_USER_END as u32 - 1,
+        ..full
+    };
+    // SAFETY: as above (the struct is larger than it declares).
+    let got = unsafe { limits_over(&old, &base) }.ok().unwrap();
+    assert_eq!(got.limits.user, base.limits.user);
+    for bad in [c"", c"4294967295"] {
+        let refused = vigil_limits {
+            user: bad.as_ptr(),
+            ..full
+        };
+        // SAFETY: as above.
+        let Err(e) = (unsafe { limits_over(&refused, &base) }) else {
+            panic!("{bad:?} is refused")
+        };
+        assert_eq!(e.status, VIGIL_E_INVALID_ARGUMENT);
+        assert!(e.message.starts_with("limits.user: "), "{}", e.message);
+    }
 }

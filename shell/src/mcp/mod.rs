@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use vigil_core::protocol::parse_limits;
 use vigil_core::runtime::Runtime;
 
-use crate::config::{CgroupModeArg, Global, LimitArgs, SandboxArgs};
+use crate::config::{CgroupModeArg, Global, LimitArgs, SandboxArgs, UserArgs};
 use crate::units::parse_duration;
 
 mod calls;
@@ -56,6 +56,8 @@ pub struct McpArgs {
     /// The sandbox of every shell and exec job (the mode is also the weakest any job gets).
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub user: UserArgs,
     /// Use at most this cgroup mode: v2, hybrid, v1 or none (default: the best the host offers).
     #[arg(long = "cgroup-mode", env = "VIGIL_CGROUP_MODE", value_enum)]
     pub cgroup_mode: Option<CgroupModeArg>,
@@ -99,7 +101,8 @@ struct Shared {
     /// The default limits, as a socket-protocol `limits` object.
     default_limits: Map<String, Value>,
     require_enforcement: bool,
-    /// The sandbox flags, as the socket protocol's `run` takes them (sent with `--socket`).
+    /// The sandbox and user flags, as the socket protocol's `run` takes them (sent with
+    /// `--socket`).
     sandbox_params: Map<String, Value>,
     progress_interval: Duration,
     /// Calls in flight at most (running and waiting for a slot).
@@ -179,6 +182,7 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
             let mut options = cli.runtime_options(args.cgroup_mode);
             options.concurrent_jobs_max = args.max_jobs;
             args.sandbox.apply_server_defaults(&mut options.executor);
+            args.user.apply_server_defaults(&mut options.executor)?;
             let runtime = Runtime::open(options).map_err(|e| e.to_string())?;
             if !runtime.recovery().interrupted.is_empty() {
                 eprintln!(
@@ -202,7 +206,12 @@ fn serve(cli: &Global, args: &McpArgs) -> Result<(), String> {
         root,
         default_limits,
         require_enforcement: args.require_enforcement,
-        sandbox_params: args.sandbox.to_params(),
+        sandbox_params: args
+            .sandbox
+            .to_params()
+            .into_iter()
+            .chain(args.user.to_params())
+            .collect(),
         progress_interval: args.progress_interval.max(Duration::from_millis(10)),
         calls_max: args.max_jobs.saturating_add(args.queue),
         calls: Mutex::new(HashMap::new()),

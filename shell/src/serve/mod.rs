@@ -22,7 +22,7 @@ use clap::Args;
 use vigil_core::rpc::{defaults, Service, ServiceConfig};
 use vigil_core::runtime::Runtime;
 
-use crate::config::{CgroupModeArg, Global, SandboxArgs};
+use crate::config::{CgroupModeArg, Global, SandboxArgs, UserArgs};
 use crate::units::{duration_text, parse_duration};
 
 mod accept;
@@ -88,6 +88,8 @@ pub struct ServeArgs {
     pub require_enforcement: bool,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub user: UserArgs,
 }
 
 /// Everything a connection thread needs: the service (runtime, counters, methods) and the
@@ -129,6 +131,7 @@ fn serve(cli: &Global, args: ServeArgs) -> Result<(), String> {
     };
     let mut options = cli.runtime_options(args.cgroup_mode);
     args.sandbox.apply_server_defaults(&mut options.executor);
+    args.user.apply_server_defaults(&mut options.executor)?;
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
     // The runtime first: it holds the log's lock, so a second server on the same data

@@ -47,6 +47,8 @@ fn only_requested_limits_not_held_are_reported_and_refused() {
             limit("memory", Some("64M"), Strength::KernelPerProcess, false),
             limit("output", Some("1M"), Strength::Supervisor, true),
         ],
+        run_as: None,
+        notices: Vec::new(),
     };
     assert_eq!(
         e.not_held_messages(),

@@ -2,6 +2,7 @@
 //! preparation in the parent before the fork.
 
 use super::*;
+use crate::exec::identity::RunAs;
 use crate::exec::job::Executor;
 
 /// What `doctor` says of the sandbox on this host.
@@ -68,6 +69,18 @@ impl Executor {
         }
     }
 
+    /// A job with this request rooted at `root` has its writes confined by Landlock (a
+    /// sandbox mode other than `off`, on a kernel with Landlock).
+    pub(crate) fn sandbox_confines_writes(
+        &self,
+        req: Option<&SandboxRequest>,
+        root: Option<&Path>,
+    ) -> bool {
+        self.sandbox
+            .resolve(req, root)
+            .is_ok_and(|r| r.mode != SandboxMode::Off && r.abi >= 1)
+    }
+
     /// The read rules for `denied`, from the cache while they are fresh.
     fn read_rules(&self, denied: &[PathBuf]) -> Arc<ReadRules> {
         let mut cache = self.sandbox_reads.lock().unwrap_or_else(|p| p.into_inner());
@@ -86,33 +99,23 @@ impl Executor {
         &self.sandbox
     }
 
-    /// Builds the job's sandbox before the fork: the TMPDIR (its path added to `env`), the
-    /// Landlock ruleset and the seccomp program. `None` for mode `off`.
+    /// Builds the job's sandbox before the fork: the TMPDIR (its path added to `env`; owned by
+    /// `owner`, the user the job switches to, if any), the Landlock ruleset and the seccomp
+    /// program. `None` for mode `off`.
     pub(crate) fn prepare_sandbox(
         &self,
         job_id: &str,
         req: Option<&SandboxRequest>,
         root: &Path,
+        owner: Option<&RunAs>,
         env: &mut std::collections::BTreeMap<String, String>,
     ) -> Result<Option<PreparedSandbox>, ExecError> {
         let resolved = self.sandbox.resolve(req, Some(root))?;
         if resolved.mode == SandboxMode::Off {
             return Ok(None);
         }
-        let base = match &self.sandbox.data_dir {
-            Some(d) => d.join("tmp"),
-            None => {
-                // SAFETY: geteuid has no preconditions.
-                let uid = unsafe { libc::geteuid() };
-                std::env::temp_dir().join(format!("vigil-tmp-{uid}"))
-            }
-        };
         let io = |context: String| move |source| ExecError::Io { context, source };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&base)
-            .map_err(io(format!("creating {}", base.display())))?;
+        let base = self.tmp_base(owner.is_some())?;
         let tmp = base.join(format!("job-{job_id}"));
         if tmp.exists() {
             remove_tree(&tmp);
@@ -121,6 +124,13 @@ impl Executor {
             .mode(0o700)
             .create(&tmp)
             .map_err(io(format!("creating the job's TMPDIR {}", tmp.display())))?;
+        if let Some(u) = owner {
+            std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(io(format!(
+                "handing the job's TMPDIR {} to uid {}",
+                tmp.display(),
+                u.uid
+            )))?;
+        }
         let mut prepared = PreparedSandbox {
             ruleset: None,
             bpf: Vec::new(),
@@ -138,5 +148,49 @@ impl Executor {
             prepared.bpf = seccomp::strict_program()?;
         }
         Ok(Some(prepared))
+    }
+}
+
+impl Executor {
+    /// Where the jobs' TMPDIRs go, created: the data dir's `tmp/` (0700), reachable by jobs of
+    /// vigil's own user; for a job that runs as another user, who cannot pass through the data
+    /// dir, `vigil-jobs-UID` in the system's temporary directory, 0711 (entered, never listed)
+    /// and refused unless it is a directory of vigil's own that no one else may write.
+    fn tmp_base(&self, other_user: bool) -> Result<PathBuf, ExecError> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let (base, mode) = match &self.sandbox.data_dir {
+            Some(d) if !other_user => (d.join("tmp"), 0o700),
+            None if !other_user => (std::env::temp_dir().join(format!("vigil-tmp-{uid}")), 0o700),
+            _ => (
+                std::env::temp_dir().join(format!("vigil-jobs-{uid}")),
+                0o711,
+            ),
+        };
+        let io = |context: String| move |source| ExecError::Io { context, source };
+        if fs::symlink_metadata(&base).is_err() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&base)
+                .map_err(io(format!("creating {}", base.display())))?;
+        }
+        let meta = fs::symlink_metadata(&base).map_err(io(format!("{}", base.display())))?;
+        use std::os::unix::fs::MetadataExt;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(ExecError::Io {
+                context: format!(
+                    "{} is not a directory of uid {uid} that only it may write (a symlink, or \
+                     planted by someone else?); remove it",
+                    base.display()
+                ),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            });
+        }
+        if meta.mode() & 0o777 != mode {
+            fs::set_permissions(&base, fs::Permissions::from_mode(mode))
+                .map_err(io(format!("setting the mode of {}", base.display())))?;
+        }
+        Ok(base)
     }
 }

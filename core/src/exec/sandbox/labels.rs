@@ -161,7 +161,7 @@ impl ResolvedSandbox {
             mode,
             Strength::Supervisor,
             true,
-            "vigil creates a private TMPDIR (0700) per job, sets TMPDIR, TMP and TEMP to it, and removes it after the job (if vigil dies first, it stays in the data dir's tmp/)".into(),
+            "vigil creates a private TMPDIR (0700) per job, sets TMPDIR, TMP and TEMP to it, and removes it after the job (if vigil dies first, it stays: in the data dir's tmp/, or for a job of another user in vigil-jobs-UID in the temporary directory)".into(),
             None,
         ));
         out

@@ -21,6 +21,9 @@ const STAGE_PDEATHSIG: u8 = 7;
 const STAGE_PLACE: u8 = 8;
 const STAGE_LANDLOCK: u8 = 9;
 const STAGE_SECCOMP: u8 = 10;
+const STAGE_SETGROUPS: u8 = 11;
+const STAGE_SETGID: u8 = 12;
+const STAGE_SETUID: u8 = 13;
 /// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 /// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
@@ -41,8 +44,8 @@ pub(super) struct ChildFds<'a> {
 /// The child side: async-signal-safe system calls only, never returns.
 ///
 /// Longer than 70 lines on purpose: it is one straight sequence of system calls whose order is
-/// the contract (die with vigil, get placed, reset signals, stdio, close fds, cwd, rlimits,
-/// no_new_privs, exec), read top to bottom in one place; it runs on the vfork-style child's
+/// the contract (die with vigil, get placed, reset signals, stdio, close fds, the job's user,
+/// cwd, rlimits, no_new_privs, Landlock, seccomp, exec), read top to bottom in one place; it runs on the vfork-style child's
 /// small stack, where every further frame is stack the child does not have to spare.
 ///
 /// # Safety
@@ -51,21 +54,8 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
     // SAFETY: (the whole function) plain system calls on fds and memory prepared before the fork.
     unsafe {
         // Die with vigil. PDEATHSIG is tied to the thread that forked us: the job's supervising
-        // thread lives until the job is over. If vigil died before the prctl took effect, our
-        // parent is already someone else: give up.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            child_fail(fds.report, STAGE_PDEATHSIG);
-        }
-        if libc::getppid() != fds.parent_pid {
-            libc::_exit(126);
-        }
+        // thread lives until the job is over.
+        die_with_vigil(fds);
         // vfork-style spawn: the child moves itself ("0" = the writer) into every leaf before
         // it runs anything of the job.
         for path in fds.self_place {
@@ -114,6 +104,26 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
                     libc::close(fd);
                 }
             }
+        }
+        // The job's user: groups, gid, uid, in that order (each needs the privilege the next
+        // drops), as raw system calls: glibc's wrappers would signal vigil's threads, whose
+        // memory a vfork-style child shares. Before the cwd (entered as the user) and the
+        // sandbox (the seccomp filter need not allow these).
+        if let Some(ids) = &cmd.ids {
+            let n = ids.groups.len() as libc::c_long;
+            if libc::syscall(libc::SYS_setgroups, n, ids.groups.as_ptr()) != 0 {
+                child_fail(fds.report, STAGE_SETGROUPS);
+            }
+            let gid = libc::c_long::from(ids.gid);
+            if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+                child_fail(fds.report, STAGE_SETGID);
+            }
+            let uid = libc::c_long::from(ids.uid);
+            if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+                child_fail(fds.report, STAGE_SETUID);
+            }
+            // A change of user clears the parent-death signal: set it again.
+            die_with_vigil(fds);
         }
         if let Some(cwd) = &cmd.cwd {
             if libc::chdir(cwd.as_ptr()) != 0 {
@@ -175,6 +185,28 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
     }
 }
 
+/// Sets the parent-death signal (SIGKILL). If vigil died before it took effect, our parent is
+/// already someone else: give up.
+#[inline(always)]
+unsafe fn die_with_vigil(fds: &ChildFds<'_>) {
+    // SAFETY: prctl with integer arguments, getppid and _exit are async-signal-safe.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            child_fail(fds.report, STAGE_PDEATHSIG);
+        }
+        if libc::getppid() != fds.parent_pid {
+            libc::_exit(126);
+        }
+    }
+}
+
 /// Writes `[stage, errno (4 bytes LE)]` to the report pipe and exits 127.
 unsafe fn child_fail(report: RawFd, stage: u8) -> ! {
     // SAFETY: errno location and write/_exit are async-signal-safe.
@@ -198,6 +230,9 @@ pub(super) fn stage_name(stage: u8) -> &'static str {
         STAGE_PLACE => "moving itself into the job's cgroup leaves",
         STAGE_LANDLOCK => "applying the Landlock ruleset",
         STAGE_SECCOMP => "installing the seccomp filter",
+        STAGE_SETGROUPS => "setting the job user's groups (setgroups)",
+        STAGE_SETGID => "switching to the job user's group (setresgid)",
+        STAGE_SETUID => "switching to the job's user (setresuid)",
         _ => "unknown stage",
     }
 }

@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::super::identity::RunAs;
 use super::super::ExecError;
 
 /// Fallback bound when close_range is missing and RLIMIT_NOFILE is unlimited.
@@ -54,6 +55,27 @@ pub(crate) struct PreparedCommand {
     pub(crate) landlock_fd: i32,
     /// The job's seccomp program, installed by the child last (empty: none).
     pub(crate) seccomp: Vec<libc::sock_filter>,
+    /// The user the child switches to before the sandbox (`None`: vigil's own).
+    pub(crate) ids: Option<ChildIds>,
+}
+
+/// The ids a child switches to: its groups, then its gid, then its uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChildIds {
+    pub(crate) uid: libc::uid_t,
+    pub(crate) gid: libc::gid_t,
+    pub(crate) groups: Vec<libc::gid_t>,
+}
+
+impl ChildIds {
+    /// The ids of a resolved user.
+    pub(crate) fn of(user: &RunAs) -> ChildIds {
+        ChildIds {
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.groups.clone(),
+        }
+    }
 }
 
 pub(super) fn cstring(what: &str, s: &[u8]) -> Result<CString, ExecError> {
@@ -187,6 +209,7 @@ impl PreparedCommand {
             nofile_max,
             landlock_fd: -1,
             seccomp: Vec::new(),
+            ids: None,
         })
     }
 }

@@ -32,11 +32,11 @@ use super::ExecError;
 use child::{child_exec, stage_name, vfork_spawn, ChildFds};
 use command::cstring;
 
-pub(crate) use command::PreparedCommand;
 pub use command::{
     check_env_name, job_environment, ProcessSpec, DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST,
     JOB_MARKER_ENV,
 };
+pub(crate) use command::{ChildIds, PreparedCommand};
 
 /// clone3's `CLONE_INTO_CGROUP` (linux/sched.h, kernel 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;

@@ -7,15 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::super::error::{LogFault, WalError};
+use super::super::frame::Frame;
 use super::super::frame::{
     decode_frame, salt_seed, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use super::super::frame::{Frame, Lsn};
 use super::super::record::kind;
 use super::super::segments::{zero_after, ActiveSegment, LiveSegment, NextSegment, WriterState};
 use super::super::share::{AppendLock, SharedTail, TailState, WRITERS_FILE_NAME};
 use super::super::storage::{create_private_dir, segment_bytes, SegmentFile};
-use super::{lock, Shared, Wal};
+use super::{lock, Shared};
 
 /// Sees every frame other processes appended, in LSN order (see [`Wal::set_follower`]).
 pub type Follower = Box<dyn FnMut(Followed<'_>) + Send>;
@@ -152,6 +152,7 @@ impl Shared {
                 writer.next_lsn = frame.lsn + 1;
                 writer.last_kind = frame.kind;
                 self.last_lsn.store(frame.lsn, Ordering::Release);
+                self.foreign_lsn.store(frame.lsn, Ordering::Release);
             }
             let rotated = published.is_none_or(|tail| tail.seq > writer.active.seq);
             if !(rotated || suspect) {
@@ -296,19 +297,5 @@ impl Shared {
             // Made for a segment the log has moved past.
             writer.next = NextSegment::Missing;
         }
-    }
-}
-
-impl Wal {
-    /// Brings this process up to date with what other processes appended (the follower sees
-    /// it) and makes that durable here too when it is not yet, so this process's readers
-    /// (`events.read`, which show durable records only) see it. One sync when there is
-    /// something new, none otherwise. Returns the last LSN of the log.
-    pub fn catch_up(&self) -> Result<Lsn, WalError> {
-        let last = self.refresh()?;
-        if last > self.durable_lsn() {
-            self.sync(last)?;
-        }
-        Ok(last)
     }
 }

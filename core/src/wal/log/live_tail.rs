@@ -1,8 +1,9 @@
 //! What readers in this process see of the live log.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::super::error::WalError;
 use super::super::frame::Lsn;
 use super::super::reader::LiveTail;
 use super::super::storage::SegmentStore;
@@ -35,6 +36,20 @@ impl LiveTail for Shared {
         let mut readers = lock(&self.readers);
         readers.retain(|r| Arc::strong_count(r) > 1);
         readers.push(position);
+    }
+
+    fn catch_up(&self) -> Result<(), WalError> {
+        if self.cross.is_none() {
+            return Ok(()); // No other process writes this log.
+        }
+        self.locked(|_| Ok(()))?;
+        // Only what came from others is synced here: this process's own appends become
+        // durable when their writers ask, not because a reader looked.
+        let foreign = self.foreign_lsn.load(Ordering::Acquire);
+        if foreign > self.commit.durable_lsn() {
+            self.sync_to(foreign)?;
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for the durable LSN to reach `lsn`; true if it did.
