@@ -616,9 +616,10 @@ fn the_credentials_in_the_home_of_the_jobs_user_are_denied_to_its_sandbox() {
 
 mod exec_support;
 
-/// The child switches users on every way vigil creates it (vfork-style and placing itself,
-/// clone3 into the cgroup, fork with the placement gate), after its placement: it ends up in
-/// its own leaf, as nobody.
+/// The child switches users on every way vigil creates it (clone3 into the cgroup, fork with
+/// the placement gate), after its placement: it ends up in its own leaf, as nobody. It is never
+/// vfork-style, even where vigil spawns so by default: a child that changes user must not run
+/// on vigil's own memory.
 #[test]
 fn every_spawn_path_places_the_job_then_switches_to_its_user() {
     use exec_support::{config, job_id, limits, modes, sh};
@@ -657,6 +658,12 @@ fn every_spawn_path_places_the_job_then_switches_to_its_user() {
                 assert!(out.contains(&id), "{mode:?} {path}: not in its leaf: {out}");
             }
             assert_eq!(r.enforcement.run_as.as_ref().map(|u| u.uid), Some(NOBODY));
+            if let Some(placement) = r.enforcement.placement {
+                assert!(
+                    !placement.contains("vfork"),
+                    "{mode:?} {path}: a job as another user spawned {placement}"
+                );
+            }
         }
     }
 }

@@ -54,6 +54,10 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
             "sandbox_network_seccomp",
             "sandbox_warning_line",
             "sandbox_require_refused",
+            "user_status",
+            "user_uid_and_kill",
+            "user_memory_held",
+            "user_run_as",
         ],
     ),
     (

@@ -263,6 +263,19 @@ scenario_sandbox() {
   fi
 }
 
+# A job as another user on this kernel: born in its leaf (clone3 into the cgroup2 leaf), then
+# switched to uid 65534 (no passwd entry here: its own group, no others), with its memory limit
+# held; it cannot signal vigil, which finishes the job.
+scenario_user() {
+  vig run shell --user 65534 --sandbox off --memory 64M \
+    --args '{"cmd":"id -u; kill -9 $PPID 2>/dev/null && echo killed || echo refused"}' --json > /tmp/user.json 2>&1
+  result user_detail PASS "$(compact /tmp/user.json | grep -o '"error":"[^"]*"\|"status":"[^"]*"\|"stdout":"[^"]*"\|"stderr":"[^"]*"' | tr '\n' ' ')"
+  check_json user_status /tmp/user.json '"status":"completed"'
+  check_json user_uid_and_kill /tmp/user.json '"stdout":"65534\\nrefused\\n"'
+  check_json user_memory_held /tmp/user.json '"held":true,"limit":"memory"'
+  check_json user_run_as /tmp/user.json '"uid":65534'
+}
+
 # Everything a placement where the kernel holds the limits must show.
 held_suite() {
   scenario_doctor
@@ -291,6 +304,7 @@ held_suite
 scenario_require_enforcement
 scenario_warning_line
 scenario_sandbox
+scenario_user
 
 # --- vigil alone in a delegated service group (systemd Delegate=yes) ---
 enable_down $CG/system.slice

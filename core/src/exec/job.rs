@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use super::cgroup::{self, CgroupLeaf, SweepReport};
-use super::dumpable;
 use super::enforcement::{HostFacts, ROOT_LEAVES_CGROUP_NOTICE};
 use super::host::{CgroupMode, Host, HostConfig};
 use super::identity::{RunAs, UserSpec};
@@ -309,7 +308,6 @@ impl Executor {
             None
         };
         let since_ticks = boot_ticks_now();
-        let was_dumpable = dumpable::is_dumpable();
         let child = spawn::spawn(
             job_id,
             &cmd,
@@ -317,12 +315,6 @@ impl Executor {
             leaf.as_ref(),
             &self.host,
         );
-        if cmd.ids.is_some() && !was_dumpable {
-            // A vfork-style child shares vigil's memory, and its change of user resets the
-            // dumpable flag of that memory to fs.suid_dumpable: make vigil non-dumpable again.
-            // Best effort: it was non-dumpable before, and the same call succeeded then.
-            let _ = dumpable::make_non_dumpable();
-        }
         let child = child?;
         result.enforcement.placement = Some(child.placement.as_str());
         let job = StartedJob {

@@ -213,11 +213,19 @@ struct ClonePlan<'a> {
 }
 
 impl<'a> ClonePlan<'a> {
-    fn new(leaf: Option<&'a CgroupLeaf>, host: &Host) -> Result<ClonePlan<'a>, ExecError> {
+    fn new(
+        leaf: Option<&'a CgroupLeaf>,
+        host: &Host,
+        switches_user: bool,
+    ) -> Result<ClonePlan<'a>, ExecError> {
         let into_fd = leaf
             .and_then(|l| l.unified_fd())
             .filter(|_| host.clone_into_cgroup);
-        let vfork = host.vfork;
+        // A child that changes user is never vfork-style: it would run as that user on vigil's
+        // own memory until exec (and its change of user sets that memory's dumpable flag), so
+        // with fs.suid_dumpable=1 a process of that user could attach to it and write into
+        // vigil. Fork-style, it changes user on a copy, which the change makes non-dumpable.
+        let vfork = host.vfork && !switches_user;
         let files = |born_in_leaf: bool| -> Result<Vec<CString>, ExecError> {
             match (vfork, leaf) {
                 (true, Some(l)) => l
@@ -265,7 +273,7 @@ pub(crate) fn spawn(
     host: &Host,
 ) -> Result<SpawnedChild, ExecError> {
     let stdio = Stdio::open(stdin_bytes)?;
-    let plan = ClonePlan::new(leaf, host)?;
+    let plan = ClonePlan::new(leaf, host, cmd.ids.is_some())?;
     let cloned = clone_child(job_id, cmd, &stdio, &plan, host)?;
     let (out_r, err_r, stdin_parent, report_r) = stdio.into_parent_ends();
     let Cloned {
