@@ -5,7 +5,9 @@
 //! `--version`) and peak RSS (wait4's ru_maxrss). Goals: run <= 3x the wall median of
 //! `--version`, peak RSS <= 16 MiB.
 //!
-//! `cargo bench --bench oneshot` (as root for cgroups).
+//! `cargo bench --bench oneshot` (as root for cgroups). With `VIGIL_ONESHOT_BEFORE_BIN` set to
+//! another build of `vigil` (an earlier commit, say), one more case runs that binary on a 200-job
+//! data dir of its own, interleaved with the rest: a before/after comparison in the same run.
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -59,6 +61,8 @@ fn run_once(bin: &Path, args: &[&str]) -> (u64, u64, i32) {
 
 struct Case {
     name: String,
+    /// The binary to run: this build's `vigil` unless the case says otherwise.
+    bin: Option<std::path::PathBuf>,
     args: Vec<String>,
     wall: Histogram<u64>,
     rss_kib: Histogram<u64>,
@@ -68,6 +72,7 @@ impl Case {
     fn new(name: &str, args: &[&str]) -> Case {
         Case {
             name: name.to_string(),
+            bin: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             wall: Histogram::new(3).expect("histogram"),
             rss_kib: Histogram::new(3).expect("histogram"),
@@ -88,6 +93,26 @@ fn run_args(data: &Path) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// Fills `dir` with `JOBS` jobs run by `bin`.
+fn prepare_jobs(bin: &Path, dir: &Path) {
+    for _ in 0..JOBS {
+        let args = run_args(dir);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, _, code) = run_once(bin, &args);
+        assert_eq!(code, 0, "preparing the 200-job data dir {}", dir.display());
+    }
+}
+
+/// /proc/loadavg as it reads (the machine is shared: the figures mean little without it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unreadable: {e}"))
+}
+
+/// An earlier build of `vigil` to compare against in the same run (module doc).
+const BEFORE_BIN_ENV: &str = "VIGIL_ONESHOT_BEFORE_BIN";
 
 /// Set (to `DIR:RECORDS:PAYLOAD_BYTES`) in the helper process that fills a log.
 const FILL_ENV: &str = "VIGIL_ONESHOT_FILL";
@@ -129,11 +154,11 @@ fn main() {
     let small_dir = scratch.path().join("log16k");
 
     let prepare = Instant::now();
-    for _ in 0..JOBS {
-        let args = run_args(&jobs_dir);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (_, _, code) = run_once(bin, &args);
-        assert_eq!(code, 0, "preparing the 200-job data dir");
+    prepare_jobs(bin, &jobs_dir);
+    let before_bin = std::env::var_os(BEFORE_BIN_ENV).map(std::path::PathBuf::from);
+    let before_dir = scratch.path().join("jobs200-before");
+    if let Some(before) = &before_bin {
+        prepare_jobs(before, &before_dir);
     }
     fill_in_helper(&records_dir, RECORDS, 8);
     // 200 records of 48 bytes: a 16 KB log.
@@ -159,10 +184,17 @@ fn main() {
     ];
     cases[1].args = run_args(&jobs_dir);
     cases[2].args = run_args(&records_dir);
+    if let Some(before) = before_bin {
+        let mut case = Case::new("run exec /bin/true, 200 jobs, BEFORE", &[]);
+        case.args = run_args(&before_dir);
+        case.bin = Some(before);
+        cases.push(case);
+    }
+    println!("  load average before: {}", load_average());
     for i in 0..(WARMUP_ITERATIONS + ITERATIONS) {
         for case in cases.iter_mut() {
             let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
-            let (wall, rss, code) = run_once(bin, &args);
+            let (wall, rss, code) = run_once(case.bin.as_deref().unwrap_or(bin), &args);
             assert_eq!(code, 0, "{} exited {code}", case.name);
             if i >= WARMUP_ITERATIONS {
                 case.wall.record(wall).expect("record");
@@ -170,12 +202,13 @@ fn main() {
             }
         }
     }
+    println!("  load average after: {}", load_average());
     let base = cases[0].wall.value_at_quantile(0.5).max(1) as f64;
     for case in &cases {
         let ratio = case.wall.value_at_quantile(0.5) as f64 / base;
         let rss_max = case.rss_kib.max();
         println!(
-            "  {:<34} p50 {:>7} us  p99 {:>7} us  p999 {:>7} us  x{:<6.1} peak RSS p50 {:>6} KiB max {:>6} KiB",
+            "  {:<40} p50 {:>7} us  p99 {:>7} us  p999 {:>7} us  x{:<6.1} peak RSS p50 {:>6} KiB max {:>6} KiB",
             case.name,
             case.wall.value_at_quantile(0.5),
             case.wall.value_at_quantile(0.99),
@@ -189,7 +222,7 @@ fn main() {
         let ratio = case.wall.value_at_quantile(0.5) as f64 / base;
         let rss_max = case.rss_kib.max();
         println!(
-            "  goal {:<34} wall <= {WALL_RATIO_MAX}x: {}  peak RSS <= {} KiB: {}",
+            "  goal {:<40} wall <= {WALL_RATIO_MAX}x: {}  peak RSS <= {} KiB: {}",
             case.name,
             if ratio <= WALL_RATIO_MAX {
                 "met"

@@ -28,6 +28,7 @@ const HELD_CHECKS: &[&str] = &[
     "doctor_memory_kernel",
     "doctor_pids_kernel",
     "memory_oom_killed",
+    "spawn_born_in_leaf",
     "pids_limit_hit",
     "escape_timed_out",
     "escape_none_left",

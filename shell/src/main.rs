@@ -72,6 +72,9 @@ fn main() -> ExitCode {
         eprintln!("vigil: cannot make the process non-dumpable: {e}");
         return ExitCode::from(1);
     }
+    // While this is the only thread: growing the table later, with the sampler running, waits
+    // for an RCU grace period (see vigil_core::exec::fdtable). Only slower if it fails.
+    let _ = vigil_core::exec::fdtable::reserve_fd_table();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
         // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools

@@ -117,6 +117,9 @@ scenario_hog_is_real() {
 scenario_oom() {
   vig run shell --args "$HOG" --memory 16M --json > /tmp/oom.json 2>&1
   check_json memory_oom_killed /tmp/oom.json '"status":"oom_killed"'
+  # Pure cgroup v2: the job's root process is born in its leaf (clone3 CLONE_INTO_CGROUP),
+  # never migrated there.
+  check_json spawn_born_in_leaf /tmp/oom.json '"placement":"clone3_vfork_into_cgroup"'
 }
 
 scenario_pids() {

@@ -15,6 +15,7 @@
 //! - `meter`: mode `none`'s own accounting of a job's processes (CPU clocks, VmHWM, VmRSS).
 //! - [`fsroot`]: path resolution confined beneath a root directory.
 //! - [`dumpable`]: vigil made non-dumpable, out of reach of same-uid jobs.
+//! - [`fdtable`]: the descriptor table grown once at start-up, not while a job is set up.
 //! - [`identity`]: the user a process job runs as (`--user`), resolved before the fork.
 //! - [`capability`]: the capability trait and the built-ins `shell`, `exec`, `file.read`,
 //!   `file.write`.
@@ -26,6 +27,7 @@ pub mod capability;
 pub mod cgroup;
 pub mod dumpable;
 pub mod enforcement;
+pub mod fdtable;
 pub mod fsroot;
 pub mod host;
 pub mod identity;

@@ -132,9 +132,13 @@ pub struct HostConfig {
     pub parent_group_name: String,
     /// Pretend openat2 is missing (tests of the component-wise walk).
     pub force_no_openat2: bool,
-    /// Pretend clone3 is missing (fork + placement through the pipe gate).
+    /// Pretend clone3 is missing: the vfork-style spawn goes through glibc's clone and the child
+    /// writes itself into the cgroup2 leaf too (the fallback where a kernel or a seccomp filter
+    /// refuses clone3); without the vfork-style spawn, fork + placement through the pipe gate.
+    /// Tests use it to exercise those paths.
     pub force_no_clone3: bool,
-    /// Keep clone3 but place through the gate instead of CLONE_INTO_CGROUP.
+    /// Keep clone3 but never CLONE_INTO_CGROUP: the child is moved into the cgroup2 leaf by a
+    /// write to its cgroup.procs (by itself, or by the parent through the gate).
     pub force_no_clone_into_cgroup: bool,
     /// Pretend `cgroup.kill` is missing (tests of the cgroup2 freezer kill path).
     pub force_no_cgroup_kill: bool,
@@ -218,8 +222,8 @@ pub struct Host {
     pub pidfd: bool,
     /// openat2 with RESOLVE_BENEATH (kernel >= 5.6) and not forced off.
     pub openat2: bool,
-    /// Spawn with CLONE_VM|CLONE_VFORK where the child must be moved into v1 leaves (or there
-    /// is no cgroup): no page-table copy and no copy-on-write faults in vigil's threads.
+    /// Spawn with CLONE_VM|CLONE_VFORK (through clone3 into the cgroup2 leaf where allowed): no
+    /// page-table copy and no copy-on-write faults in vigil's threads.
     pub vfork: bool,
     /// close_range (kernel >= 5.9; CLOSE_RANGE_CLOEXEC >= 5.11).
     pub close_range: bool,
