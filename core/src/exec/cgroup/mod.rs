@@ -237,9 +237,10 @@ impl CgroupLeaf {
     /// created the child there (`in_unified_already`).
     ///
     /// v1 takes `tasks`, not `cgroup.procs`: a thread moving itself ("0" to `tasks`) is the one
-    /// migration the kernel (>= 6.0) makes without write-locking the global threadgroup rwsem,
-    /// whose write side waits for an RCU grace period when it has been idle (5-15 ms measured on
-    /// a hybrid host, against 0.1 ms). The child is single-threaded, so moving its thread moves
+    /// migration recent kernels make without write-locking the global threadgroup rwsem, whose
+    /// write side waits for an RCU grace period when it has been idle (5-15 ms measured on a
+    /// 6.18 hybrid host, against 0.1 ms; a kernel that still takes the lock for it costs what
+    /// `cgroup.procs` did, no more). The child is single-threaded, so moving its thread moves
     /// the whole process. cgroup2 domain groups refuse thread moves, hence CLONE_INTO_CGROUP
     /// there.
     pub(crate) fn self_place_files(&self, in_unified_already: bool) -> Vec<PathBuf> {
