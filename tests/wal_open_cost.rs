@@ -374,3 +374,36 @@ fn data_after_the_zero_header_of_a_pre_created_segment_is_damage() {
         Some(FaultKind::Corruption)
     );
 }
+
+/// A writer reads a window ahead of its end into the page cache for cheap appends; a clean
+/// close drops it (and the pre-created next segment's), so the next open's proof that the
+/// tail is zero has no cached zeros to read back.
+#[test]
+fn a_clean_close_leaves_no_zeros_read_ahead_in_the_page_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, options(16 << 20, RecoveryMode::Tail)).unwrap();
+    let mut last = 0;
+    for i in 0..100u64 {
+        last = wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    wal.sync(last).unwrap();
+    let (seq, _, _) = log_end(&dir);
+    let path = segment_path(&dir, seq);
+    let next = segment_path(&dir, seq + 1);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let next_len = std::fs::metadata(&next).unwrap().len() as usize;
+    // While open: the window ahead of the end is cached (what the close must drop).
+    let (_, end, _) = log_end(&dir);
+    let past_end = end.next_multiple_of(PAGE);
+    assert!(
+        resident_pages(&path, past_end..len) > 0,
+        "the writer reads ahead for its appends"
+    );
+    wal.close().unwrap();
+    let (_, end, _) = log_end(&dir);
+    let past_end = end.next_multiple_of(PAGE);
+    assert_eq!(resident_pages(&path, past_end..len), 0, "{path:?}");
+    // (The scan that found the end above read the next segment's header page.)
+    assert_eq!(resident_pages(&next, PAGE..next_len), 0, "{next:?}");
+}

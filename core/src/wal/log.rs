@@ -590,7 +590,23 @@ impl Drop for Shared {
         if let NextSegment::Pending(handle) =
             std::mem::replace(&mut writer.next, NextSegment::Missing)
         {
-            let _ = handle.join();
+            if let Ok(Ok(next)) = handle.join() {
+                writer.next = NextSegment::Ready(next);
+            }
+        }
+        if !self.abandoned.load(Ordering::Acquire) {
+            // What was read ahead for appends past the end is zeros no one needs now: dropped,
+            // so the next open proves the zero tail without reading it back.
+            writer.active.file.drop_cached_tail(writer.active.offset);
+            match &writer.next {
+                NextSegment::Ready(next) => next.drop_cached_tail(0),
+                // Shared with other processes, the next segment is taken by its name.
+                _ => {
+                    if let Ok(next) = self.store.open(writer.active.seq + 1, false) {
+                        next.drop_cached_tail(0);
+                    }
+                }
+            }
         }
     }
 }

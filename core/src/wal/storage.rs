@@ -58,6 +58,11 @@ pub trait SegmentFile: Send + Sync {
     fn prepare_appends(&self, _offset: usize) {}
     /// Hints that a scan will read the first `end` bytes now.
     fn prepare_scan(&self, _end: usize) {}
+    /// Hints that no byte from `from` on holds data and none will be touched soon: a file
+    /// segment drops the clean, unmapped pages it holds in the page cache there (zeros read
+    /// ahead for appends), so that the next open's proof of the zero tail has nothing to read.
+    /// The file's bytes are the same either way.
+    fn drop_cached_tail(&self, _from: usize) {}
     /// Whether the segment has no bytes (never, for a valid segment).
     fn is_empty(&self) -> bool {
         self.len() == 0

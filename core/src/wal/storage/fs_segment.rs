@@ -58,19 +58,26 @@ impl SegmentFile for FsSegment {
     /// The zero tail from the file's extents: `SEEK_DATA`/`SEEK_HOLE` list the regions that
     /// may hold data (an allocated but unwritten extent is a hole unless the page cache holds
     /// pages of it), and only those are read, with `pread` into one reused buffer and from the
-    /// last region backwards, until a non-zero byte. A hole reads as zeros, so nothing after
-    /// the returned offset can be non-zero. Where `SEEK_DATA` is unsupported the whole file
-    /// counts as data: correct, only slower.
+    /// last region backwards, until a non-zero byte: a page first, each next read twice the
+    /// last (up to [`ZERO_PROOF_CHUNK_BYTES`]), as the end of a closed log's data is usually in
+    /// the last page of its region. A hole reads as zeros, so nothing after the returned offset
+    /// can be non-zero. Where `SEEK_DATA` is unsupported the whole file counts as data:
+    /// correct, only slower.
     fn zero_from(&self) -> io::Result<usize> {
         let len = self.map.len();
         let regions = data_regions(self.raw_fd(), len)
             .map_err(|e| context(e, "list data regions of segment", &self.path))?;
-        let mut buf = vec![0u8; ZERO_PROOF_CHUNK_BYTES.min(len)];
+        let mut buf = Vec::new();
+        let mut step = page_bytes();
         let mut zero_from = 0;
         'regions: for &(start, end) in regions.iter().rev() {
             let mut high = end;
             while high > start {
-                let low = high.saturating_sub(buf.len()).max(start);
+                let low = high.saturating_sub(step).max(start);
+                step = (step * 2).min(ZERO_PROOF_CHUNK_BYTES);
+                if buf.len() < high - low {
+                    buf.resize(high - low, 0);
+                }
                 let chunk = &mut buf[..high - low];
                 std::os::unix::fs::FileExt::read_exact_at(&self.file, chunk, low as u64)
                     .map_err(|e| context(e, "read segment", &self.path))?;
@@ -88,20 +95,26 @@ impl SegmentFile for FsSegment {
             .sum();
         if cached_zeros > APPEND_READAHEAD_BYTES {
             // Zero pages in the page cache past the end (read there by an earlier scan, or
-            // read ahead for appends) make every open read them again: drop them. Only clean,
-            // unmapped pages go, and the file's bytes are the same either way.
-            let from = zero_from.next_multiple_of(page_bytes());
-            // SAFETY: fadvise on a descriptor we own; a hint only.
-            unsafe {
-                libc::posix_fadvise(
-                    self.raw_fd(),
-                    from as libc::off_t,
-                    (len - from.min(len)) as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                )
-            };
+            // read ahead for appends by a writer that did not close) make every open read
+            // them again: drop them.
+            self.drop_cached_tail(zero_from);
         }
         Ok(zero_from)
+    }
+
+    fn drop_cached_tail(&self, from: usize) {
+        let len = self.map.len();
+        let from = from.next_multiple_of(page_bytes()).min(len);
+        // Only clean, unmapped pages go: another process's appends there keep theirs.
+        // SAFETY: fadvise on a descriptor we own; a hint only.
+        unsafe {
+            libc::posix_fadvise(
+                self.raw_fd(),
+                from as libc::off_t,
+                (len - from) as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
     }
 
     fn prepare_appends(&self, offset: usize) {
