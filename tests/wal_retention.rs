@@ -36,8 +36,15 @@ fn json_out(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON value")
 }
 
-/// One JSON-RPC call on a fresh connection.
+/// One JSON-RPC call on a fresh connection; its result (an error fails the test).
 fn call(socket: &Path, method: &str, params: Value) -> Value {
+    let answer = call_raw(socket, method, params);
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+/// One JSON-RPC call on a fresh connection; the whole answer.
+fn call_raw(socket: &Path, method: &str, params: Value) -> Value {
     let mut stream = UnixStream::connect(socket).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
@@ -46,9 +53,7 @@ fn call(socket: &Path, method: &str, params: Value) -> Value {
     stream.write_all(format!("{request}\n").as_bytes()).unwrap();
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).unwrap();
-    let answer: Value = serde_json::from_str(&line).expect("a JSON answer");
-    assert!(answer.get("error").is_none(), "{method}: {answer}");
-    answer["result"].clone()
+    serde_json::from_str(&line).expect("a JSON answer")
 }
 
 fn start_server(dir: &Path, data: &Path, socket: &Path) -> Child {
@@ -250,6 +255,16 @@ fn a_server_idle_while_one_shot_runs_retire_its_segments_goes_on_after_them() {
         ids.contains(&(SHORT_JOBS + 1)) && ids.contains(&(SHORT_JOBS + 2)) && !ids.contains(&1),
         "the server lists the retained history: {ids:?}"
     );
+    // A cursor from before the retained log: an error that says where the log now starts,
+    // and reading goes on from there.
+    let retired = call_raw(&socket, "events.read", json!({"cursor": 1}));
+    assert_eq!(retired["error"]["code"], -32008, "{retired}");
+    assert_eq!(retired["error"]["data"]["lsn"], 1, "{retired}");
+    let first_lsn = retired["error"]["data"]["first_lsn"]
+        .as_u64()
+        .expect("first_lsn");
+    let events = call(&socket, "events.read", json!({"cursor": first_lsn}));
+    assert_eq!(events["events"][0]["lsn"], first_lsn, "{events}");
     let _ = server.kill();
     let _ = server.wait();
     let verify = vigil(&data, &["wal", "verify"]);

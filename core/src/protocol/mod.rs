@@ -63,6 +63,9 @@ pub mod code {
     /// The answer needs records of the log that are damaged; the error's `data` is
     /// `{kind, segment, offset, lsn, cause}`.
     pub const LOG_DAMAGED: i64 = -32007;
+    /// The records asked for were retired (an `events.read` cursor older than the log's
+    /// retention); the error's `data` is `{lsn, first_lsn}`: reading goes on from `first_lsn`.
+    pub const NOT_RETAINED: i64 = -32008;
 }
 
 /// The methods, by protocol name.

@@ -200,6 +200,9 @@ impl Service {
                     // The batch so far is whole; the next request starts at the damage.
                     Err(_) if count > 0 => break,
                     Err(WalError::Corrupt(fault)) => return Err(Failure::damaged(&fault)),
+                    Err(WalError::LsnNotRetained { lsn, first_lsn }) => {
+                        return Err(Failure::not_retained(lsn, first_lsn))
+                    }
                     Err(e) => return Err(RpcError::new(code::RUNTIME_ERROR, e.to_string()).into()),
                 }
                 if !got {

@@ -217,6 +217,15 @@ impl Failure {
         }
     }
 
+    /// Records that were retired: their own code, and where the log now starts as data.
+    fn not_retained(lsn: u64, first_lsn: u64) -> Failure {
+        let error = crate::wal::log::WalError::LsnNotRetained { lsn, first_lsn };
+        Failure {
+            error: RpcError::new(crate::protocol::code::NOT_RETAINED, error.to_string()),
+            data: Some(json!({"lsn": lsn, "first_lsn": first_lsn})),
+        }
+    }
+
     fn response(&self, id: &Value) -> String {
         match &self.data {
             None => error_response(id, &self.error),
