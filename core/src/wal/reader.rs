@@ -65,6 +65,10 @@ pub(crate) trait LiveTail: Send + Sync {
     fn catch_up(&self) -> Result<(), WalError>;
 }
 
+/// How many times a reader re-reads the identity while retention keeps retiring the segment
+/// it names as first.
+const RETIRED_RETRIES: usize = 8;
+
 /// A cursor over the log.
 pub struct Reader {
     store: Arc<dyn SegmentStore>,
@@ -302,15 +306,24 @@ impl Reader {
     /// The first LSN the log holds when the identity says segments after `seq` were retired
     /// (the first retained one lies past `seq + 1`); `None` otherwise.
     fn retired_after(&self, seq: u64) -> Result<Option<Lsn>, WalError> {
-        let Some(identity) = self.store.identity()? else {
-            return Ok(None);
-        };
-        if identity.log_id != self.log_id || identity.first_seq <= seq + 1 {
-            return Ok(None);
+        // Retention records the new first segment before it removes the old one, so a first
+        // segment gone between the two reads was retired meanwhile: read the identity again.
+        for _ in 0..RETIRED_RETRIES {
+            let Some(identity) = self.store.identity()? else {
+                return Ok(None);
+            };
+            if identity.log_id != self.log_id || identity.first_seq <= seq + 1 {
+                return Ok(None);
+            }
+            if let Some((header, _)) = self.header_of(identity.first_seq)? {
+                return Ok(Some(header.first_lsn));
+            }
         }
-        Ok(self
-            .header_of(identity.first_seq)?
-            .map(|(header, _)| header.first_lsn))
+        // Retired past `seq` for certain, but where the log now starts kept moving: loud, not
+        // a guess (the next read finds it).
+        Err(WalError::Io(std::io::Error::other(format!(
+            "the segments after {seq} were retired while this reader looked for where the log              now starts; read again"
+        ))))
     }
 
     /// Whether the current segment now holds the valid frame `lsn` at the reader's offset.
