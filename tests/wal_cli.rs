@@ -262,3 +262,29 @@ fn a_new_data_directory_and_its_log_are_private_whatever_the_umask() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+/// The README's promise: a new data directory's first job reserves 24 MiB of log (an 8 MiB
+/// first segment and the 16 MiB next one, preallocated), not two 64 MiB segments.
+#[test]
+fn a_new_data_directory_reserves_24_mib_of_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = vigil(
+        &data,
+        &[
+            "run",
+            "exec",
+            "--args",
+            r#"{"argv":["/bin/true"]}"#,
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reserved: u64 = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(reserved, 24 << 20);
+}
