@@ -66,6 +66,16 @@ impl Dirs {
     }
 
     fn run_spec(&self, ex: &Executor, mode: SandboxMode, spec: &ProcessSpec) -> JobResult {
+        self.run_spec_in(ex, mode, spec, self.root.path())
+    }
+
+    fn run_spec_in(
+        &self,
+        ex: &Executor,
+        mode: SandboxMode,
+        spec: &ProcessSpec,
+        root: &Path,
+    ) -> JobResult {
         let mut l: Limits = limits(20_000);
         if !ex.host().has_cgroups() {
             // Mode none holds no wall limit completely: leave it out so that
@@ -76,7 +86,7 @@ impl Dirs {
         let id = format!("sbx-{}-{}", std::process::id(), next());
         let mut spec = spec.clone();
         if spec.cwd.is_none() {
-            spec.cwd = Some(self.root.path().to_path_buf());
+            spec.cwd = Some(root.to_path_buf());
         }
         spec.env.insert("OUT".into(), path_str(self.outside.path()));
         spec.env.insert("DATA".into(), path_str(self.data.path()));
@@ -85,7 +95,7 @@ impl Dirs {
             .insert("SIBLING".into(), path_str(self.parent_of_secret.path()));
         spec.env
             .insert("VIGIL_PID".into(), std::process::id().to_string());
-        ex.run_process_in(&id, &spec, &l, Some(self.root.path()), None)
+        ex.run_process_in(&id, &spec, &l, Some(root), None)
     }
 }
 
@@ -556,4 +566,194 @@ fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
         [vigil_core::exec::enforcement::ROOT_LEAVES_CGROUP_NOTICE],
         "{r:?}"
     );
+}
+
+/// An executor of `d` whose jobs run in cgroup leaves (root, a host with cgroups); `None`
+/// (and why, printed) elsewhere.
+fn cgroup_executor(d: &Dirs) -> Option<Executor> {
+    use exec_support::{config, is_root};
+    if !landlock() {
+        return None;
+    }
+    if !is_root() {
+        eprintln!("skipped: not root (cgroup leaves need root)");
+        return None;
+    }
+    let mut cfg = config(None);
+    cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
+    cfg.sandbox.deny_read = Some(vec![d.secret()]);
+    let ex = Executor::new(cfg).expect("executor");
+    if !ex.host().has_cgroups() {
+        eprintln!("skipped: no cgroups here");
+        return None;
+    }
+    Some(ex)
+}
+
+/// The entries of the data dir's `tmp/` (where the TMPDIRs live).
+fn tmpdirs(d: &Dirs) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(d.data.path().join("tmp"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_reused_tmpdir_reaches_the_next_job_empty_and_private() {
+    let d = Dirs::new();
+    let Some(ex) = cgroup_executor(&d) else {
+        return;
+    };
+    // The first job fills its TMPDIR, with a directory it cannot list any more and a file in
+    // it, and leaves a process behind that would write there later.
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "echo secret > \"$TMPDIR/f\" && mkdir -p \"$TMPDIR/d/e\" && echo x > \"$TMPDIR/d/e/g\" \
+         && chmod 000 \"$TMPDIR/d\" && ln -s /etc \"$TMPDIR/l\" && mkfifo \"$TMPDIR/p\"; \
+         (sleep 0.2; echo late > \"$TMPDIR/late\") >/dev/null 2>&1 & \
+         ls -A \"$TMPDIR\" | wc -l; echo \"$TMPDIR\"",
+    );
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let lines: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "4", "the job filled its TMPDIR: {r:?}");
+    let first = PathBuf::from(&lines[1]);
+    assert_eq!(
+        tmpdirs(&d),
+        vec![first.clone()],
+        "kept, emptied, for the next job"
+    );
+    assert_eq!(std::fs::read_dir(&first).unwrap().count(), 0, "emptied");
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "echo \"$TMPDIR\"; stat -c %a \"$TMPDIR\"; ls -A \"$TMPDIR\"; echo end; \
+         echo mine > \"$TMPDIR/m\" && cat \"$TMPDIR/m\"",
+    );
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let lines: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[0],
+        first.display().to_string(),
+        "the TMPDIR was reused"
+    );
+    assert_eq!(lines[1], "700");
+    assert_eq!(
+        lines[2], "end",
+        "the first job's files reached the second: {lines:?}"
+    );
+    assert_eq!(lines[3], "mine");
+    // The first job's background writer was killed with its group: nothing comes late.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read_dir(&first).unwrap().count(), 0);
+    // A job the sandbox is off for gets no TMPDIR; dropping the executor removes the kept one.
+    drop(ex);
+    assert_eq!(
+        tmpdirs(&d),
+        Vec::<PathBuf>::new(),
+        "kept TMPDIRs outlived the executor"
+    );
+}
+
+#[test]
+fn a_tmpdir_whose_job_changed_its_mode_is_not_reused() {
+    let d = Dirs::new();
+    let Some(ex) = cgroup_executor(&d) else {
+        return;
+    };
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "chmod 755 \"$TMPDIR\" && echo \"$TMPDIR\"",
+    );
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let first = PathBuf::from(out(&r));
+    assert!(
+        !first.exists(),
+        "a TMPDIR with another mode was kept: {first:?}"
+    );
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "stat -c %a \"$TMPDIR\"; echo \"$TMPDIR\"",
+    );
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let lines: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "700");
+    assert_ne!(lines[1], first.display().to_string());
+}
+
+#[test]
+fn jobs_at_once_get_tmpdirs_of_their_own() {
+    let d = Dirs::new();
+    let Some(ex) = cgroup_executor(&d) else {
+        return;
+    };
+    // Warm the pool with one TMPDIR, then run four jobs at once: one may take it, the
+    // others get new ones; each sees only its own.
+    let r = d.run(&ex, SandboxMode::Workspace, "true");
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let seen: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let (d, ex) = (&d, &ex);
+                s.spawn(move || {
+                    let r = d.run(
+                        ex,
+                        SandboxMode::Workspace,
+                        &format!(
+                            "echo {i} > \"$TMPDIR/who\"; sleep 0.5; cat \"$TMPDIR/who\"; \
+                             ls -A \"$TMPDIR\" | wc -l; echo \"$TMPDIR\""
+                        ),
+                    );
+                    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+                    let lines: Vec<String> = out(&r).lines().map(str::to_string).collect();
+                    assert_eq!(lines[0], i.to_string(), "another job wrote here: {lines:?}");
+                    assert_eq!(lines[1], "1", "{lines:?}");
+                    lines[2].clone()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut distinct = seen.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "{seen:?}");
+}
+
+#[test]
+fn a_root_made_again_at_the_same_path_is_writable_to_the_next_job() {
+    let d = Dirs::new();
+    let Some(ex) = cgroup_executor(&d) else {
+        return;
+    };
+    // A root in a directory the read rules do not list: nothing but the root itself changes.
+    let root = d.root.path().join("w");
+    std::fs::create_dir(&root).unwrap();
+    let run = |cmd: &str| d.run_spec_in(&ex, SandboxMode::Workspace, &sh(cmd), &root);
+    let r = run("echo a > f && cat f && echo \"$TMPDIR\"");
+    let first: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(first[0], "a", "{r:?}");
+    // Another directory at the root's path: a ruleset kept from the first job names the old
+    // inode and would refuse every write here.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    let r = run("echo \"$TMPDIR\"; echo b > f && cat f");
+    let second: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(
+        second[0], first[1],
+        "the TMPDIR (and its ruleset's slot) was reused"
+    );
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    assert_eq!(second.get(1).map(String::as_str), Some("b"), "{r:?}");
+    // The rules still hold: outside the root stays unwritable.
+    let r = run("echo c > \"$OUT/f\"");
+    assert_ne!(r.status, JobStatus::Completed, "{r:?}");
+    // And a ruleset kept while the root is unchanged is used again (same TMPDIR, still
+    // writable root).
+    let r = run("echo \"$TMPDIR\"; echo d > f && cat f");
+    let third: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(third, vec![first[1].clone(), "d".to_string()], "{r:?}");
 }

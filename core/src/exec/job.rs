@@ -10,7 +10,7 @@ use super::host::{CgroupMode, Host, HostConfig};
 use super::identity::{RunAs, UserSpec};
 use super::reaper::{self, boot_ticks_now};
 use super::sandbox::{
-    check_cwd, ReadRulesCache, SandboxConfig, SandboxRequest, DEFAULT_DENY_READ_HOME,
+    check_cwd, ReadRulesCache, SandboxConfig, SandboxRequest, TmpSlots, DEFAULT_DENY_READ_HOME,
 };
 use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
@@ -103,6 +103,8 @@ pub struct Executor {
     require_enforcement: bool,
     pub(super) sandbox: SandboxConfig,
     pub(super) sandbox_reads: ReadRulesCache,
+    /// TMPDIRs (and their rulesets) emptied after their job, for later jobs.
+    pub(super) sandbox_slots: TmpSlots,
     pub(super) user: Option<UserSpec>,
 }
 
@@ -120,6 +122,7 @@ impl Executor {
             require_enforcement: config.require_enforcement,
             sandbox: config.sandbox,
             sandbox_reads: ReadRulesCache::default(),
+            sandbox_slots: TmpSlots::default(),
             user: config.user,
         })
     }
@@ -270,12 +273,14 @@ impl Executor {
             }
         };
         let mut env = spec.env.clone();
-        // Held until the job is over: dropping it removes the job's TMPDIR.
+        // Held until the job is over: dropping it removes the job's TMPDIR; released after
+        // the job, the TMPDIR may be emptied and reused.
         let sandbox = self.prepare_sandbox(
             job_id,
             Some(&job_sandbox(limits, Some(&user))),
             sandbox_root,
             switch_to,
+            self.host.has_cgroups(),
             &mut env,
         )?;
         let sandboxed_spec;
@@ -327,9 +332,12 @@ impl Executor {
             started,
             cancel,
         };
-        supervise(job, self.subreaper, result);
-        // The job is over: its TMPDIR goes.
-        drop(sandbox);
+        let group_gone = supervise(job, self.subreaper, result);
+        // The job is over: its TMPDIR goes, or is emptied for a later job when the kernel
+        // proved every process of this one gone.
+        if let Some(s) = sandbox {
+            self.release_sandbox(s, group_gone);
+        }
         Ok(())
     }
 }

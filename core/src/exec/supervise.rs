@@ -288,24 +288,29 @@ impl<'a> Supervision<'a> {
     }
 
     /// The group's usage, then the leaf removed (unless the kill failed: dropping the leaf
-    /// tries again).
-    fn account_and_remove(&mut self, killed: &mut Killed) -> cgroup::CgroupUsage {
+    /// tries again). Also whether the leaf was removed: the kernel removes a cgroup only when
+    /// no process is left in it, so that proves every process of the job gone.
+    fn account_and_remove(&mut self, killed: &mut Killed) -> (cgroup::CgroupUsage, bool) {
         let mut usage = self.leaf.as_ref().map(|l| l.usage()).unwrap_or_default();
         usage.pids_limit_hits = killed.pids_refused;
+        let mut removed = false;
         if let Some(l) = self.leaf.take() {
             if killed.error.is_none() {
-                if let Err(e) = l.remove() {
-                    killed.error = Some(e);
+                match l.remove() {
+                    Ok(()) => removed = true,
+                    Err(e) => killed.error = Some(e),
                 }
             }
         }
-        usage
+        (usage, removed)
     }
 }
 
 /// Supervises a started job to its end and fills in `result`; `subreaper`: vigil is the
-/// child subreaper, so the job's orphans come back to it to be reaped.
-pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobResult) {
+/// child subreaper, so the job's orphans come back to it to be reaped. True when the job's
+/// cgroup leaf was removed at the end (the kernel's proof that none of its processes is
+/// left).
+pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobResult) -> bool {
     let mut s = Supervision::new(job);
     result.root_pid = Some(s.pid);
     let limit_hit = s.wait_for_root_or_limit();
@@ -324,7 +329,7 @@ pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobRe
     result.stragglers_killed = killed.members.iter().filter(|&&p| p != s.pid).count();
     // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
     s.pipes.drain_to_eof();
-    let usage = s.account_and_remove(&mut killed);
+    let (usage, group_gone) = s.account_and_remove(&mut killed);
     if subreaper {
         reap_job_orphans(s.pid, &killed.members);
     }
@@ -337,6 +342,7 @@ pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobRe
         kill_error: killed.error,
     };
     settle(s.job_id, end, s.limits, result);
+    group_gone
 }
 
 /// What is known when a job's processes are all gone, for [`settle`].

@@ -101,19 +101,79 @@ impl Executor {
 
     /// Builds the job's sandbox before the fork: the TMPDIR (its path added to `env`; owned by
     /// `owner`, the user the job switches to, if any), the Landlock ruleset and the seccomp
-    /// program. `None` for mode `off`.
+    /// program. `None` for mode `off`. A TMPDIR left emptied by an earlier job whose group
+    /// the kernel proved empty is reused, with its ruleset while that is still right
+    /// ([`slots`]); `reusable`: this job's may be reused after it (it runs in a cgroup).
     pub(crate) fn prepare_sandbox(
         &self,
         job_id: &str,
         req: Option<&SandboxRequest>,
         root: &Path,
         owner: Option<&RunAs>,
+        reusable: bool,
         env: &mut std::collections::BTreeMap<String, String>,
     ) -> Result<Option<PreparedSandbox>, ExecError> {
         let resolved = self.sandbox.resolve(req, Some(root))?;
         if resolved.mode == SandboxMode::Off {
             return Ok(None);
         }
+        let reusable = reusable && owner.is_none();
+        let pooled = if reusable {
+            self.sandbox_slots.take()
+        } else {
+            None
+        };
+        let slot = match pooled {
+            Some(s) => s,
+            None => self.make_tmpdir(job_id, owner, reusable)?,
+        };
+        let tmp_s = slot.path.display().to_string();
+        let mut prepared = PreparedSandbox {
+            ruleset: None,
+            bpf: Vec::new(),
+            tmpdir: Some(slot),
+        };
+        for k in ["TMPDIR", "TMP", "TEMP"] {
+            env.insert(k.to_string(), tmp_s.clone());
+        }
+        if resolved.abi >= 1 {
+            let reads = self.read_rules(&resolved.denied);
+            let key =
+                slots::RulesetKey::new(resolved.mode, resolved.abi, &resolved.writable, &reads);
+            let slot = prepared.tmpdir.as_mut().expect("set above");
+            let fd = match slot.ruleset_for(&key) {
+                Some(fd) => fd,
+                None => {
+                    let fd = Arc::new(landlock_rules::build(&resolved, &reads, &slot.path)?);
+                    if slot.reusable {
+                        slot.keep_ruleset(key, Arc::clone(&fd));
+                    }
+                    fd
+                }
+            };
+            prepared.ruleset = Some(fd);
+        }
+        if resolved.mode == SandboxMode::Strict && resolved.seccomp {
+            prepared.bpf = seccomp::strict_program()?;
+        }
+        Ok(Some(prepared))
+    }
+
+    /// Ends a job's sandbox: its TMPDIR emptied and kept for a later job when the job's
+    /// group is proven empty (`group_empty`: its cgroup leaf was removed), else removed.
+    pub(crate) fn release_sandbox(&self, mut sandbox: PreparedSandbox, group_empty: bool) {
+        if let Some(slot) = sandbox.tmpdir.take() {
+            self.sandbox_slots.release(slot, group_empty);
+        }
+    }
+
+    /// A new TMPDIR for `job_id`, 0700, handed to `owner` if the job switches user.
+    fn make_tmpdir(
+        &self,
+        job_id: &str,
+        owner: Option<&RunAs>,
+        reusable: bool,
+    ) -> Result<slots::TmpSlot, ExecError> {
         let io = |context: String| move |source| ExecError::Io { context, source };
         let base = self.tmp_base(owner.is_some())?;
         let tmp = base.join(format!("job-{job_id}"));
@@ -125,29 +185,16 @@ impl Executor {
             .create(&tmp)
             .map_err(io(format!("creating the job's TMPDIR {}", tmp.display())))?;
         if let Some(u) = owner {
-            std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(io(format!(
-                "handing the job's TMPDIR {} to uid {}",
-                tmp.display(),
-                u.uid
-            )))?;
+            if let Err(e) = std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)) {
+                remove_tree(&tmp);
+                return Err(io(format!(
+                    "handing the job's TMPDIR {} to uid {}",
+                    tmp.display(),
+                    u.uid
+                ))(e));
+            }
         }
-        let mut prepared = PreparedSandbox {
-            ruleset: None,
-            bpf: Vec::new(),
-            tmpdir: Some(tmp.clone()),
-        };
-        let tmp_s = tmp.display().to_string();
-        for k in ["TMPDIR", "TMP", "TEMP"] {
-            env.insert(k.to_string(), tmp_s.clone());
-        }
-        if resolved.abi >= 1 {
-            let reads = self.read_rules(&resolved.denied);
-            prepared.ruleset = Some(landlock_rules::build(&resolved, &reads, &tmp)?);
-        }
-        if resolved.mode == SandboxMode::Strict && resolved.seccomp {
-            prepared.bpf = seccomp::strict_program()?;
-        }
-        Ok(Some(prepared))
+        Ok(slots::TmpSlot::made(tmp, reusable))
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Modes ([`SandboxMode`]):
 //! - `workspace`: Landlock lets the job write only beneath its root, a private per-job TMPDIR
-//!   (created here, 0700, removed after the job) and the usual devices, plus any
+//!   (0700, empty at the start, emptied after the job and kept for a later one when the
+//!   kernel proved the job's processes gone, see `slots`) and the usual devices, plus any
 //!   `allow_write` path; it reads and executes everywhere except vigil's data dir and the deny
 //!   list ([`default_deny_read`] plus `deny_read`); where the ABI has signal scoping (6), it
 //!   cannot signal any process outside its own domain, vigil included. Network on.
@@ -20,10 +21,11 @@
 //! listed (`ls /` fails while a path beneath `/` is denied); what lies in them opens as usual.
 //!
 //! Everything (the ruleset fd, the BPF program, the TMPDIR) is prepared in the parent before
-//! the fork ([`Executor::prepare_sandbox`]); the child makes two system calls
+//! the fork (`Executor::prepare_sandbox`); the child makes two system calls
 //! (`landlock_restrict_self`, `prctl(PR_SET_SECCOMP)`) after `no_new_privs`.
 mod landlock_rules;
 mod seccomp;
+pub(crate) mod slots;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -43,6 +45,7 @@ pub use executor::SandboxReport;
 pub use labels::landlock_rights;
 pub(crate) use landlock_rules::ReadRules;
 pub use landlock_rules::{kernel_abi, read_rule_paths};
+pub(crate) use slots::TmpSlots;
 
 /// The executor's cache of read rules (see [`ReadRules`]).
 pub(crate) type ReadRulesCache = Mutex<Option<Arc<ReadRules>>>;
@@ -264,12 +267,13 @@ pub(crate) struct ResolvedSandbox {
     pub seccomp: bool,
 }
 
-/// What the child applies: the Landlock ruleset fd and the seccomp program, and the TMPDIR,
-/// removed when this is dropped (after the job).
+/// What the child applies: the Landlock ruleset fd and the seccomp program, and the job's
+/// TMPDIR ([`slots::TmpSlot`]): removed if this is dropped, or handed back to the executor
+/// after the job ([`TmpSlots::release`]).
 pub(crate) struct PreparedSandbox {
-    pub ruleset: Option<OwnedFd>,
+    pub ruleset: Option<Arc<OwnedFd>>,
     pub bpf: Vec<libc::sock_filter>,
-    pub tmpdir: Option<PathBuf>,
+    pub tmpdir: Option<slots::TmpSlot>,
 }
 
 impl PreparedSandbox {
@@ -282,7 +286,7 @@ impl PreparedSandbox {
 impl Drop for PreparedSandbox {
     fn drop(&mut self) {
         if let Some(t) = self.tmpdir.take() {
-            remove_tree(&t);
+            remove_tree(&t.path);
         }
     }
 }

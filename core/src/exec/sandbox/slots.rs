@@ -1,0 +1,202 @@
+//! Reused TMPDIRs and rulesets: a job whose group the kernel proved empty at its end (its
+//! cgroup leaf removed) leaves its TMPDIR, emptied, to a later job of the same executor, with
+//! the Landlock ruleset built for it. A ruleset names the TMPDIR's inode, so a fresh directory
+//! per job means a fresh ruleset per job: about 45 rules added, a directory made and removed.
+//! Reusing both keeps the sandbox's cost per job to a few `statx` and the child's
+//! `landlock_restrict_self`.
+//!
+//! What keeps a TMPDIR private: one job at a time holds a slot (it is out of the pool while
+//! the job runs); it goes back only when the job's cgroup leaf was removed, which the kernel
+//! refuses while any process is left in it, and only once its contents are gone; a slot
+//! whose directory changed (another inode, a mode other than 0700, another owner, a symlink)
+//! or could not be emptied is removed instead. Jobs without a cgroup (mode `none`, where no
+//! kill is proven complete) and jobs run as another user never reuse a TMPDIR: theirs is
+//! removed after the job, as before.
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::landlock_rules::ReadRules;
+use super::{remove_tree, SandboxMode};
+
+/// Free slots kept per executor; one more is removed at release.
+const SLOTS_KEPT: usize = 16;
+/// Rulesets kept per slot (one per mode and root in use), the oldest dropped first.
+const RULESETS_KEPT: usize = 4;
+
+/// What a cached ruleset was built for.
+#[derive(Debug)]
+pub(crate) struct RulesetKey {
+    pub mode: SandboxMode,
+    pub abi: i32,
+    /// The writable paths, canonical, and the (device, inode) each had when the ruleset was
+    /// built: a root removed and made again at the same path is another inode.
+    pub writable: Vec<(PathBuf, Option<(u64, u64)>)>,
+    /// The read rules it holds (compared by identity: rebuilt read rules, another ruleset).
+    pub reads: Arc<ReadRules>,
+}
+
+impl RulesetKey {
+    pub(crate) fn new(
+        mode: SandboxMode,
+        abi: i32,
+        writable: &[PathBuf],
+        reads: &Arc<ReadRules>,
+    ) -> RulesetKey {
+        RulesetKey {
+            mode,
+            abi,
+            writable: writable.iter().map(|p| (p.clone(), dev_ino(p))).collect(),
+            reads: Arc::clone(reads),
+        }
+    }
+
+    /// `newer` is for the same mode and paths, so this one is stale.
+    fn replaced_by(&self, newer: &RulesetKey) -> bool {
+        self.mode == newer.mode
+            && self.abi == newer.abi
+            && self.writable.len() == newer.writable.len()
+            && self
+                .writable
+                .iter()
+                .zip(&newer.writable)
+                .all(|((a, _), (b, _))| a == b)
+    }
+
+    fn same(&self, other: &RulesetKey) -> bool {
+        self.mode == other.mode
+            && self.abi == other.abi
+            && self.writable == other.writable
+            && Arc::ptr_eq(&self.reads, &other.reads)
+    }
+}
+
+fn dev_ino(p: &Path) -> Option<(u64, u64)> {
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A job's TMPDIR and, once built, the ruleset that names it.
+#[derive(Debug)]
+pub(crate) struct TmpSlot {
+    pub path: PathBuf,
+    /// (device, inode) of the directory when it was made.
+    id: Option<(u64, u64)>,
+    /// May go back to the pool after the job (vigil's own user, and made for reuse).
+    pub reusable: bool,
+    rulesets: Vec<(RulesetKey, Arc<OwnedFd>)>,
+}
+
+impl TmpSlot {
+    /// A slot for a directory just made at `path`.
+    pub(crate) fn made(path: PathBuf, reusable: bool) -> TmpSlot {
+        let id = fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+        TmpSlot {
+            path,
+            id,
+            reusable,
+            rulesets: Vec::new(),
+        }
+    }
+
+    /// The cached ruleset built for `key`, if any.
+    pub(crate) fn ruleset_for(&self, key: &RulesetKey) -> Option<Arc<OwnedFd>> {
+        self.rulesets
+            .iter()
+            .find(|(k, _)| k.same(key))
+            .map(|(_, fd)| Arc::clone(fd))
+    }
+
+    pub(crate) fn keep_ruleset(&mut self, key: RulesetKey, fd: Arc<OwnedFd>) {
+        // Rulesets of stale read rules or writable paths are never matched again.
+        self.rulesets.retain(|(k, _)| !k.replaced_by(&key));
+        if self.rulesets.len() >= RULESETS_KEPT {
+            self.rulesets.remove(0);
+        }
+        self.rulesets.push((key, fd));
+    }
+
+    /// The directory is still the one made for this slot: same inode, a directory (not a
+    /// symlink) of vigil's user, mode 0700.
+    fn intact(&self) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            m.file_type().is_dir()
+                && Some((m.dev(), m.ino())) == self.id
+                && m.uid() == uid
+                && m.mode() & 0o7777 == 0o700
+        })
+    }
+
+    /// Empties the directory; true when it is intact and empty afterwards.
+    fn empty(&self) -> bool {
+        if !self.intact() {
+            return false;
+        }
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return false;
+        };
+        let mut any = false;
+        for e in entries {
+            let Ok(e) = e else { return false };
+            any = true;
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&p);
+            } else if fs::remove_file(&p).is_err() {
+                return false;
+            }
+        }
+        // Anything left (an entry that resisted removal) and the slot is not reused.
+        !any || fs::read_dir(&self.path).is_ok_and(|mut r| r.next().is_none())
+    }
+}
+
+/// The executor's free slots.
+#[derive(Debug, Default)]
+pub(crate) struct TmpSlots {
+    free: Mutex<Vec<TmpSlot>>,
+}
+
+impl TmpSlots {
+    /// A free slot whose directory is intact, if any (one that is not is removed).
+    pub(crate) fn take(&self) -> Option<TmpSlot> {
+        loop {
+            let slot = self.lock().pop()?;
+            if slot.intact() {
+                return Some(slot);
+            }
+            remove_tree(&slot.path);
+        }
+    }
+
+    /// Returns a slot after its job: emptied and pooled when the job's processes are proven
+    /// gone (`group_empty`), else removed.
+    pub(crate) fn release(&self, slot: TmpSlot, group_empty: bool) {
+        if !(slot.reusable && group_empty && slot.empty()) {
+            remove_tree(&slot.path);
+            return;
+        }
+        let mut free = self.lock();
+        if free.len() >= SLOTS_KEPT {
+            drop(free);
+            remove_tree(&slot.path);
+        } else {
+            free.push(slot);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TmpSlot>> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for TmpSlots {
+    fn drop(&mut self) {
+        for slot in self.lock().drain(..) {
+            remove_tree(&slot.path);
+        }
+    }
+}
