@@ -218,15 +218,14 @@ typedef struct vigil_limits {
   // existed: a C host opts in), VIGIL_SANDBOX_OFF, VIGIL_SANDBOX_WORKSPACE or
   // VIGIL_SANDBOX_STRICT. The job's JSON says which rule is held and by whom.
   uint32_t sandbox;
-  // The user a shell or exec job runs as: a NUL-terminated name from the password database
-  // or a decimal uid (a uid without an entry runs with the group of the same number and
-  // no supplementary groups); NULL takes the runtime default's, and vigil's own user when
-  // that names none. Switching needs a root process: otherwise, and for an unknown name,
-  // the job is VIGIL_JOB_REJECTED, before anything runs, with the reason; a file job that
-  // would switch is refused the same way. The job's JSON names the user
-  // (enforcement.run_as). Borrowed for the call only. Appended after sandbox: a caller
-  // built before it existed passes a struct_size that does not cover it, and it is not
-  // read.
+  // The user a job runs as (a file job's work is done by a vigil thread switched to it): a
+  // NUL-terminated name from the password database or a decimal uid (a uid without an
+  // entry runs with the group of the same number and no supplementary groups); NULL takes
+  // the runtime default's, and vigil's own user when that names none. Switching needs a
+  // root process: otherwise, and for an unknown name, the job is VIGIL_JOB_REJECTED, before
+  // anything runs, with the reason. The job's JSON names the user (enforcement.run_as).
+  // Borrowed for the call only. Appended after sandbox: a caller built before it existed
+  // passes a struct_size that does not cover it, and it is not read.
   const char *user;
 } vigil_limits;
 

@@ -1,7 +1,8 @@
 //! Jobs as another user (`--user`), end to end: the ids a job gets, what it can no longer do
 //! to vigil (signal it, read its environment, write its data dir), its own TMPDIR, what is
-//! refused (an unknown name, a switch by a vigil that is not root, a file job as another
-//! user, a request naming another user than its server's), the protocol's `user` through
+//! refused (an unknown name, a switch by a vigil that is not root, a request naming another
+//! user than its server's), file jobs done with that user's permissions, the protocol's
+//! `user` through
 //! `vigil serve`, and the notice that a root job outside the sandbox can leave its cgroup.
 //! Switching needs root: CI runs these as root; elsewhere they are skipped with the reason
 //! printed.
@@ -279,7 +280,7 @@ fn a_vigil_that_is_not_root_refuses_another_user_and_takes_its_own() {
 }
 
 #[test]
-fn an_unknown_user_and_a_file_job_as_another_user_are_refused_before_anything_runs() {
+fn an_unknown_user_is_refused_before_anything_runs() {
     let dir = scratch("user-unknown");
     let marker = dir.path().join("ran");
     let cmd = format!("touch {}", marker.display());
@@ -310,31 +311,121 @@ fn an_unknown_user_and_a_file_job_as_another_user_are_refused_before_anything_ru
             .is_some_and(|e| e.contains("no user named")),
         "{v}"
     );
-    if !root_or_skip() {
+}
+
+/// `vigil run CAP --args ARGS --user nobody --json` in `dir`.
+fn file_job_as_nobody(dir: &Path, cap: &str, args: Value) -> (i32, Value, String) {
+    let args = args.to_string();
+    vigil(
+        dir,
+        &["run", cap, "--args", &args, "--user", "nobody", "--json"],
+    )
+}
+
+#[test]
+fn file_jobs_as_another_user_have_that_users_permissions_and_say_so() {
+    let Some(dir) = root_scratch("user-files") else {
         return;
-    }
-    std::fs::write(dir.path().join("notes.txt"), "secret\n").unwrap();
-    let (code, v, err) = vigil(
-        dir.path(),
+    };
+    let d = dir.path();
+    std::fs::write(d.join("public.txt"), "for all\n").unwrap();
+    std::fs::set_permissions(d.join("public.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(d.join("private.txt"), "root only\n").unwrap();
+    std::fs::set_permissions(
+        d.join("private.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // A directory nobody owns, and the root (0755, root's) nobody cannot write.
+    std::fs::create_dir(d.join("mine")).unwrap();
+    std::os::unix::fs::chown(d.join("mine"), Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let (code, v, err) = file_job_as_nobody(d, "file.read", json!({"path": "public.txt"}));
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["stdout"], "for all\n", "{v}");
+    // Root can read this file; nobody cannot, and the kernel says so.
+    let (code, v, err) = file_job_as_nobody(d, "file.read", json!({"path": "private.txt"}));
+    assert_ne!(code, 0, "{v} {err}");
+    assert_ne!(v["status"], "completed", "{v}");
+    assert_eq!(v["stdout"], "", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ermission denied")),
+        "{v}"
+    );
+    let (code, v, _) = vigil(
+        d,
         &[
             "run",
             "file.read",
             "--args",
-            r#"{"path":"notes.txt"}"#,
-            "--user",
-            "nobody",
+            r#"{"path":"private.txt"}"#,
             "--json",
         ],
     );
-    assert_eq!(code, 2, "{v} {err}");
-    assert_eq!(v["status"], "rejected", "{v}");
-    assert_eq!(v["stdout"], "", "{v}");
-    assert!(
-        v["error"].as_str().is_some_and(
-            |e| e.contains("file.read and file.write run with vigil's own permissions")
-        ),
+    assert_eq!(
+        (code, v["stdout"].as_str()),
+        (0, Some("root only\n")),
         "{v}"
     );
+    // Writing where nobody may not is refused; where it may, the new file is nobody's.
+    let (code, v, err) = file_job_as_nobody(
+        d,
+        "file.write",
+        json!({"path": "planted.txt", "content": "x"}),
+    );
+    assert_ne!(code, 0, "{v} {err}");
+    assert!(!d.join("planted.txt").exists());
+    let (code, v, err) = file_job_as_nobody(
+        d,
+        "file.write",
+        json!({"path": "mine/new.txt", "content": "made by nobody\n"}),
+    );
+    assert_eq!(code, 0, "{v} {err}");
+    let meta = std::fs::metadata(d.join("mine/new.txt")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("mine/new.txt")).unwrap(),
+        "made by nobody\n"
+    );
+    // A file of root's in nobody's directory cannot be replaced keeping its owner: refused,
+    // the file unchanged.
+    std::fs::write(d.join("mine/roots.txt"), "root's\n").unwrap();
+    let (code, v, err) = file_job_as_nobody(
+        d,
+        "file.write",
+        json!({"path": "mine/roots.txt", "content": "changed"}),
+    );
+    assert_ne!(code, 0, "{v} {err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("mine/roots.txt")).unwrap(),
+        "root's\n"
+    );
+    // The record names the user the file job ran as, and vigil itself is still root.
+    let (_, jobs, _) = vigil(d, &["jobs", "--json"]);
+    let id = jobs
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|j| j["capability"] == "file.write" && j["status"] == "completed")
+        })
+        .map(|j| j["job_id"].clone())
+        .unwrap_or_else(|| panic!("no completed file.write in {jobs}"));
+    let (_, job, _) = vigil(d, &["job", &id.to_string(), "--json"]);
+    assert_eq!(job["run_as"]["uid"], NOBODY, "{job}");
+    let (code, v, _) = vigil(
+        d,
+        &[
+            "run",
+            "file.write",
+            "--args",
+            r#"{"path":"by-root.txt","content":"r"}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(std::fs::metadata(d.join("by-root.txt")).unwrap().uid(), 0);
 }
 
 /// `vigil serve` on a socket in `dir`, killed on drop.

@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -726,7 +727,7 @@ fn the_sandbox_flags_confine_every_job_of_the_server() {
 }
 
 #[test]
-fn with_user_every_process_job_runs_as_that_user_and_file_tools_are_refused() {
+fn with_user_every_job_runs_as_that_user_file_tools_included() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(std::env::var_os("CI").is_none(), "CI runs as root");
@@ -742,18 +743,33 @@ fn with_user_every_process_job_runs_as_that_user_and_file_tools_are_refused() {
     let content = &run["result"]["structuredContent"];
     assert_eq!(content["stdout"], "65534\n", "{run}");
     assert_eq!(content["enforcement"]["run_as"]["user"], "nobody", "{run}");
-    let read = mcp.request(
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"file_read","arguments":{"path":"x"}}}"#,
-    );
-    assert_eq!(read["result"]["isError"], true, "{read}");
+    // File tools too: with nobody's permissions, checked by the kernel.
+    let root = mcp.dir.path().join("root");
+    std::fs::write(root.join("x"), "for all\n").unwrap();
+    std::fs::set_permissions(root.join("x"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(root.join("secret"), "root only\n").unwrap();
+    std::fs::set_permissions(root.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tool = |id: u32, name: &str, args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{args}}}}}"#
+        )
+    };
+    let read = mcp.request(&tool(3, "file_read", r#"{"path":"x"}"#));
     let content = &read["result"]["structuredContent"];
-    assert_eq!(content["status"], "rejected", "{read}");
-    assert!(
-        content["error"].as_str().is_some_and(
-            |e| e.contains("file.read and file.write run with vigil's own permissions")
-        ),
-        "{read}"
-    );
+    assert_eq!(content["stdout"], "for all\n", "{read}");
+    assert_eq!(content["enforcement"]["run_as"]["user"], "nobody", "{read}");
+    for (id, name, args) in [
+        (4, "file_read", r#"{"path":"secret"}"#),
+        (5, "file_write", r#"{"path":"new","content":"x"}"#),
+    ] {
+        let r = mcp.request(&tool(id, name, args));
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        let err = r["result"]["structuredContent"]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(err.contains("ermission denied"), "{r}");
+    }
+    assert!(!root.join("new").exists());
     let (status, _, _) = mcp.finish();
     assert!(status.success());
 }

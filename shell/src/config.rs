@@ -260,9 +260,9 @@ impl SandboxArgs {
 /// `--user NAME|UID`, which `vigil run`, `vigil serve` and `vigil mcp` share.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UserArgs {
-    /// Run shell and exec jobs as this user (a name or a uid; vigil must be root to switch).
-    /// For `serve` and `mcp`, every job runs as it, and a request naming another user is
-    /// refused. File jobs that would run as another user are refused.
+    /// Run the job as this user (a name or a uid; vigil must be root to switch): a shell or
+    /// exec job's process, or the thread that does a file job. For `serve` and `mcp`, every
+    /// job runs as it, and a request naming another user is refused.
     #[arg(long, value_name = "NAME|UID", value_parser = UserSpec::parse)]
     pub user: Option<UserSpec>,
 }

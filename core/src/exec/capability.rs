@@ -80,7 +80,7 @@ pub trait Capability: Send + Sync {
         // not make).
         let plan = self
             .plan(ctx, args)
-            .and_then(|plan| ctx.executor.job_user(ctx.limits, process).map(|_| plan));
+            .and_then(|plan| ctx.executor.job_user(ctx.limits).map(|_| plan));
         match plan {
             Ok(plan) => DryRunReport {
                 capability: self.name().into(),
@@ -344,11 +344,21 @@ fn file_result(
     r
 }
 
-fn confined(ctx: &JobContext<'_>, cap: &str, args: &Value) -> Result<ConfinedRoot, ExecError> {
-    // A file job runs with vigil's permissions: refused when it names another user.
-    ctx.executor.job_user(ctx.limits, false)?;
+/// Runs `op` on the job's root, opened beneath it as the job's user: vigil's own, or another
+/// one in a thread switched to it (the kernel then checks that user's permissions).
+fn confined<T: Send>(
+    ctx: &JobContext<'_>,
+    cap: &str,
+    args: &Value,
+    op: impl FnOnce(&ConfinedRoot) -> Result<T, ExecError> + Send,
+) -> Result<T, ExecError> {
+    let user = ctx.executor.job_user(ctx.limits)?;
     let allow = allow_hardlinks(cap, args)?;
-    Ok(ConfinedRoot::open(ctx.root, ctx.executor.host().openat2)?.allow_hardlinks(allow))
+    let openat2 = ctx.executor.host().openat2;
+    let root = ctx.root;
+    ctx.executor.as_job_user(&user, || {
+        op(&ConfinedRoot::open(root, openat2)?.allow_hardlinks(allow))
+    })
 }
 
 /// `allow_hardlinks`: a file with more than one hard link is refused unless this is true.
@@ -397,7 +407,7 @@ impl Capability for FileReadCapability {
         let started = Instant::now();
         let run = || -> Result<JobResult, ExecError> {
             let (path, max) = self.parse(args)?;
-            let (bytes, more, size) = confined(ctx, "file.read", args)?.read(path, max)?;
+            let (bytes, more, size) = confined(ctx, "file.read", args, |r| r.read(path, max))?;
             Ok(file_result(ctx, started, bytes, more, size))
         };
         run().unwrap_or_else(|e| rejected(ctx, e, false))
@@ -451,8 +461,9 @@ impl Capability for FileWriteCapability {
         let started = Instant::now();
         let run = || -> Result<JobResult, ExecError> {
             let (path, content, append) = self.parse(args)?;
-            let size =
-                confined(ctx, "file.write", args)?.write(path, content.as_bytes(), append)?;
+            let size = confined(ctx, "file.write", args, |r| {
+                r.write(path, content.as_bytes(), append)
+            })?;
             let msg = format!(
                 "wrote {} bytes to {path}; file is now {size} bytes\n",
                 content.len()

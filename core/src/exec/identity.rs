@@ -8,12 +8,14 @@
 //! - a user equal to vigil's own effective uid is a no-op (nothing is switched);
 //! - switching to another user needs root (vigil's effective uid 0); otherwise the job is
 //!   refused before anything runs;
-//! - only process jobs switch: a file job that names another user is refused (file
-//!   capabilities run with vigil's own permissions).
+//! - a process job's child switches; a file job (`file.read`, `file.write`) runs in a thread
+//!   of vigil's that switches itself, then does the file operation and ends
+//!   ([`Executor::as_job_user`]): the kernel checks that user's permissions on every path.
 //!
-//! The child switches with raw `setgroups`, `setresgid`, `setresuid` system calls (glibc's
-//! wrappers signal every thread of the process, which a vfork-style child must not do), after
-//! its cgroup placement and before Landlock and seccomp (see `spawn::child`).
+//! Both switch with raw `setgroups`, `setresgid`, `setresuid` system calls, which change the
+//! calling thread only (glibc's wrappers signal every thread of the process to switch them
+//! all, which neither a vfork-style child nor one thread of a running vigil may do). The child
+//! does it after its cgroup placement and before Landlock and seccomp (see `spawn::child`).
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::path::PathBuf;
@@ -191,9 +193,9 @@ impl fmt::Display for RunAs {
 impl Executor {
     /// The user a job with `limits` runs as: the executor's (`--user` of a server), the job's
     /// own, else vigil's. Refused ([`ExecError::User`]): a name not in the password
-    /// database, a job naming another user than the executor's, a switch vigil may not make
-    /// (it is not root), and a file job (`process` false) that would switch.
-    pub fn job_user(&self, limits: &Limits, process: bool) -> Result<RunAs, ExecError> {
+    /// database, a job naming another user than the executor's, and a switch vigil may not
+    /// make (it is not root).
+    pub fn job_user(&self, limits: &Limits) -> Result<RunAs, ExecError> {
         let fixed = self.user.as_ref().map(RunAs::resolve).transpose();
         let fixed = fixed.map_err(ExecError::User)?;
         let asked = limits.user.as_ref().map(RunAs::resolve).transpose();
@@ -211,14 +213,78 @@ impl Executor {
         if let Some(why) = user.refusal() {
             return Err(ExecError::User(why));
         }
-        if !process && user.switches() {
-            return Err(ExecError::User(format!(
-                "file.read and file.write run with vigil's own permissions and cannot run as \
-                 {user}; run `exec` (cat, tee) as that user instead"
-            )));
-        }
         Ok(user)
     }
+
+    /// Runs `op` (a file job's work) as `user`: in vigil's own thread when nothing switches,
+    /// else in a thread of its own that first switches its groups, gid and uid (raw system
+    /// calls: this thread only; it drops root's capabilities with root's uid) and ends after
+    /// `op`. vigil's process stays non-dumpable throughout: a change of a thread's uid resets
+    /// the process's dumpable flag to `fs.suid_dumpable`, which the thread sets back to 0
+    /// before anything else, and the caller again after.
+    pub(crate) fn as_job_user<T: Send>(
+        &self,
+        user: &RunAs,
+        op: impl FnOnce() -> Result<T, ExecError> + Send,
+    ) -> Result<T, ExecError> {
+        if !user.switches() {
+            return op();
+        }
+        let switched = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("vigil-file-job".into())
+                .spawn_scoped(s, || {
+                    switch_this_thread(user)?;
+                    op()
+                })
+                .map_err(|source| ExecError::Io {
+                    context: format!("starting a thread to run the file job as {user}"),
+                    source,
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(ExecError::User(format!(
+                        "the thread running the file job as {user} panicked"
+                    )))
+                })
+        });
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        switched
+    }
+}
+
+/// Switches the calling thread (only) to `user`'s groups, gid and uid.
+fn switch_this_thread(user: &RunAs) -> Result<(), ExecError> {
+    let fail = |what: &str| {
+        ExecError::User(format!(
+            "switching the file job's thread to {user} ({what}): {}",
+            std::io::Error::last_os_error()
+        ))
+    };
+    let groups: Vec<libc::gid_t> = user.groups.clone();
+    // SAFETY: raw system calls with a pointer to `groups.len()` gids and integer ids; they
+    // change this thread's credentials only.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_setgroups,
+            groups.len() as libc::c_long,
+            groups.as_ptr(),
+        ) != 0
+        {
+            return Err(fail("setgroups"));
+        }
+        let gid = libc::c_long::from(user.gid);
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+            return Err(fail("setresgid"));
+        }
+        let uid = libc::c_long::from(user.uid);
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+            return Err(fail("setresuid"));
+        }
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    Ok(())
 }
 
 /// The fields of a password entry vigil uses.

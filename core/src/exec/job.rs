@@ -162,7 +162,7 @@ impl Executor {
         let mut e = HostFacts::read(&self.host).enforcement(limits);
         if process {
             // A job refused for its user runs as no one: no user, no notice.
-            let user = self.job_user(limits, true).ok();
+            let user = self.job_user(limits).ok();
             let sandbox = job_sandbox(limits, user.as_ref());
             e.limits
                 .extend(self.sandbox_enforcement(Some(&sandbox), root));
@@ -175,6 +175,9 @@ impl Executor {
                 }
                 e.run_as = Some(user);
             }
+        } else if let Ok(user) = self.job_user(limits) {
+            // A file job is done by a thread of vigil's as this user.
+            e.run_as = Some(user);
         }
         e
     }
@@ -258,7 +261,7 @@ impl Executor {
         if let (Some(root), Some(cwd)) = (root, spec.cwd.as_deref()) {
             check_cwd(root, cwd)?;
         }
-        let user = self.job_user(limits, true)?;
+        let user = self.job_user(limits)?;
         let switch_to = Some(&user).filter(|u| u.switches());
         let here;
         let sandbox_root = match (root, spec.cwd.as_deref()) {

@@ -167,10 +167,7 @@ impl Runtime {
         if let Err(e) = cap.plan(ctx, &req.args) {
             return Some(e.to_string());
         }
-        if let Err(e) = self
-            .executor
-            .job_user(&req.limits, is_process(&req.capability))
-        {
+        if let Err(e) = self.executor.job_user(&req.limits) {
             return Some(e.to_string());
         }
         if req.require_enforcement || self.options.executor.require_enforcement {
@@ -262,11 +259,9 @@ impl Runtime {
             telemetry_before: &encode_blob(telemetry_before),
         });
         // The start and who runs it go in together: no process sees one without the other.
-        // With them, the user a process job runs as, so even a job whose end is never logged
-        // names it.
-        let run_as = is_process(&req.capability)
-            .then(|| self.executor.job_user(&req.limits, true).ok())
-            .flatten();
+        // With them, the user the job runs as (a process job's child, or the thread doing a
+        // file job), so even a job whose end is never logged names it.
+        let run_as = self.executor.job_user(&req.limits).ok();
         let owner =
             json!({"job_id": job.job_id, "owner": self.owner.name(), "run_as": run_as}).to_string();
         let lsn = self.wal.append_batch(|tx| {
