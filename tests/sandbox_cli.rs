@@ -300,3 +300,94 @@ fn a_servers_sandbox_is_the_weakest_a_client_gets() {
         "{sandbox}"
     );
 }
+
+#[test]
+fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_are_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    if !landlock() {
+        return;
+    }
+    let dir = TempDir::new("sbx-sweep");
+    let data = dir.path().join("data");
+    let d = s(&data);
+    let run = |args: &[&str]| vigil(&[], &[&["--data-dir", d.as_str()][..], args].concat());
+    let one_shot = || {
+        let (code, out, err) = run(&["run", "exec", "--args", r#"{"argv":["/bin/true"]}"#]);
+        assert_eq!(code, 0, "{out} {err}");
+        assert!(!err.contains("warning"), "{err}");
+    };
+    one_shot();
+    // Left by a vigil that died: nothing holds it.
+    let stale = data.join("tmp/job-stale-1");
+    std::fs::create_dir_all(stale.join("deep")).unwrap();
+    std::fs::write(stale.join("deep/f"), "left").unwrap();
+    // Being made by a live vigil (mode 0500 until it is locked): left alone.
+    let making = data.join("tmp/job-making-1");
+    std::fs::create_dir(&making).unwrap();
+    std::fs::set_permissions(&making, std::fs::Permissions::from_mode(0o500)).unwrap();
+    // A server whose finished job left it a TMPDIR for its next one (as root, where jobs run
+    // in cgroups).
+    let socket = dir.path().join("vigil.sock");
+    let sock = s(&socket);
+    let mut server = Command::new(vigil_bin())
+        .args(["--data-dir", d.as_str(), "serve", "--socket", sock.as_str()])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vigil serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vigil(&[], &["call", "health", "--socket", &sock]).0 != 0 {
+        assert!(Instant::now() < deadline, "no server");
+        assert!(server.try_wait().unwrap().is_none(), "server exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, out, err) = vigil(
+        &[],
+        &[
+            "run",
+            "shell",
+            "--socket",
+            &sock,
+            "--args",
+            r#"{"cmd":"echo \"$TMPDIR\""}"#,
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    let kept = std::path::PathBuf::from(v["stdout"].as_str().unwrap_or_default().trim());
+    assert!(kept.starts_with(data.join("tmp")), "{v}");
+    let in_cgroup = v["enforcement"]["mode"] != "none";
+    if in_cgroup {
+        assert!(kept.exists(), "the server keeps its job's TMPDIR: {v}");
+    } else {
+        eprintln!("note: jobs run without a cgroup here; the server keeps no TMPDIR");
+    }
+    one_shot();
+    assert!(!stale.exists(), "a TMPDIR no vigil holds stayed");
+    assert!(making.exists(), "a TMPDIR being made was removed");
+    if in_cgroup {
+        assert!(kept.exists(), "a live server's TMPDIR was removed");
+        // The server's next job takes it again, empty.
+        let (_, out, _) = vigil(
+            &[],
+            &[
+                "run",
+                "shell",
+                "--socket",
+                &sock,
+                "--args",
+                r#"{"cmd":"echo \"$TMPDIR\"; ls -A \"$TMPDIR\" | wc -l"}"#,
+                "--json",
+            ],
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["stdout"], format!("{}\n0\n", kept.display()), "{v}");
+    }
+    // The server dies: the next vigil removes what it held.
+    let _ = server.kill();
+    let _ = server.wait();
+    one_shot();
+    assert!(!kept.exists(), "the TMPDIR of a server that is gone stayed");
+    assert!(making.exists());
+}

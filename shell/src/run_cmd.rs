@@ -113,7 +113,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         }
     };
     for f in &runtime.recovery().sweep_failed {
-        eprintln!("vigil run: stale cgroup leaf not removed: {f}");
+        eprintln!("vigil run: warning: {f}");
     }
     let request = JobRequest {
         capability: args.capability.clone(),

@@ -99,8 +99,9 @@ pub(super) fn record_interrupted(
     Ok(interrupted)
 }
 
-/// Sweeps the stale cgroup leaves of dead instances and kills the marked processes of the
-/// jobs just recorded as interrupted, noting both in `recovery`.
+/// Sweeps the stale cgroup leaves of dead instances, kills the marked processes of the jobs
+/// just recorded as interrupted, then removes the TMPDIRs no live instance holds, noting all
+/// three in `recovery`.
 pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut RecoveryInfo) {
     let SweepReport { removed, failed } = executor.sweep_stale();
     recovery.swept = removed;
@@ -110,4 +111,5 @@ pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut Recover
             .killed_processes
             .extend(executor.kill_orphans(&exec_job_id(dir_token, job_id)));
     }
+    recovery.sweep_failed.extend(executor.sweep_stale_tmpdirs());
 }

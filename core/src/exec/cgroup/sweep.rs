@@ -95,7 +95,9 @@ pub fn sweep_stale(host: &Host) -> SweepReport {
         let outcome = leaf.kill_all().and_then(|_| leaf.remove());
         match outcome {
             Ok(()) => report.removed.push(name),
-            Err(e) => report.failed.push(format!("{name}: {e}")),
+            Err(e) => report.failed.push(format!(
+                "the cgroup leaf {name} of a vigil that is gone could not be removed: {e}"
+            )),
         }
     }
     report

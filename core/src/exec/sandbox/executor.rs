@@ -167,7 +167,9 @@ impl Executor {
         }
     }
 
-    /// A new TMPDIR for `job_id`, 0700, handed to `owner` if the job switches user.
+    /// A new TMPDIR for `job_id`, 0700, handed to `owner` if the job switches user. It is
+    /// made 0500, locked (a shared `flock` held as long as this vigil holds the directory:
+    /// what tells [`Executor::sweep_stale_tmpdirs`] it is in use), then opened up to 0700.
     fn make_tmpdir(
         &self,
         job_id: &str,
@@ -176,25 +178,50 @@ impl Executor {
     ) -> Result<slots::TmpSlot, ExecError> {
         let io = |context: String| move |source| ExecError::Io { context, source };
         let base = self.tmp_base(owner.is_some())?;
-        let tmp = base.join(format!("job-{job_id}"));
+        let tmp = base.join(format!("{}{job_id}", slots::TMPDIR_PREFIX));
         if tmp.exists() {
             remove_tree(&tmp);
         }
         fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(slots::TMPDIR_MODE_MAKING)
             .create(&tmp)
             .map_err(io(format!("creating the job's TMPDIR {}", tmp.display())))?;
-        if let Some(u) = owner {
-            if let Err(e) = std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)) {
+        let made = slots::lock_dir(&tmp, false)
+            .and_then(|lock| {
+                if let Some(u) = owner {
+                    std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid))?;
+                }
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700))?;
+                Ok(lock)
+            })
+            .map_err(io(format!(
+                "setting up the job's TMPDIR {}{}",
+                tmp.display(),
+                owner.map_or(String::new(), |u| format!(" for uid {}", u.uid))
+            )));
+        match made {
+            Ok(lock) => Ok(slots::TmpSlot::made(tmp, lock, reusable)),
+            Err(e) => {
                 remove_tree(&tmp);
-                return Err(io(format!(
-                    "handing the job's TMPDIR {} to uid {}",
-                    tmp.display(),
-                    u.uid
-                ))(e));
+                Err(e)
             }
         }
-        Ok(slots::TmpSlot::made(tmp, reusable))
+    }
+
+    /// Removes the TMPDIRs of vigil processes that are gone (no shared `flock` on them), in
+    /// every place this executor makes TMPDIRs: the data dir's `tmp/` and the temporary
+    /// directory's `vigil-jobs-UID` (and `vigil-tmp-UID` without a data dir). Call it after
+    /// their jobs' processes were killed. Returns what could not be removed, with why.
+    pub fn sweep_stale_tmpdirs(&self) -> Vec<String> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let tmp = std::env::temp_dir();
+        let mut bases = vec![tmp.join(format!("vigil-jobs-{uid}"))];
+        bases.push(match &self.sandbox.data_dir {
+            Some(d) => d.join("tmp"),
+            None => tmp.join(format!("vigil-tmp-{uid}")),
+        });
+        bases.iter().flat_map(|b| slots::sweep(b)).collect()
     }
 }
 

@@ -161,7 +161,7 @@ impl ResolvedSandbox {
             mode,
             Strength::Supervisor,
             true,
-            "vigil gives each job an empty private TMPDIR (0700) that no other job holds while it runs, sets TMPDIR, TMP and TEMP to it, and empties it after the job; when the job's cgroup was removed (the kernel's proof that none of its processes is left) the empty directory is kept for a later job of this vigil, else removed, and vigil removes the ones it kept when it exits (if vigil dies first, they stay: in the data dir's tmp/, or for a job of another user in vigil-jobs-UID in the temporary directory)".into(),
+            "vigil gives each job an empty private TMPDIR (0700) that no other job holds while it runs, sets TMPDIR, TMP and TEMP to it, and empties it after the job; when the job's cgroup was removed (the kernel's proof that none of its processes is left) the empty directory is kept for a later job of this vigil, else removed, and vigil removes the ones it kept when it exits (if vigil dies first, the next vigil that opens the data dir removes them: in the data dir's tmp/, or for a job of another user in vigil-jobs-UID in the temporary directory)".into(),
             None,
         ));
         out

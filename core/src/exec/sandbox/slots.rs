@@ -13,13 +13,86 @@
 //! kill is proven complete) and jobs run as another user never reuse a TMPDIR: theirs is
 //! removed after the job, as before.
 use std::fs;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use super::landlock_rules::ReadRules;
 use super::{remove_tree, SandboxMode};
+
+/// What every TMPDIR's name starts with (then the id of the job it was made for).
+pub(crate) const TMPDIR_PREFIX: &str = "job-";
+/// A TMPDIR's mode from its `mkdir` until it is locked and opened up to 0700: the sweep leaves
+/// such a directory alone for [`MAKING_GRACE`].
+pub(crate) const TMPDIR_MODE_MAKING: u32 = 0o500;
+/// How long a TMPDIR still being made is left alone by the sweep (its maker died between
+/// `mkdir` and `flock` if it is older).
+const MAKING_GRACE: Duration = Duration::from_secs(60);
+
+/// Opens directory `dir` (never through a symlink) and takes a `flock` on it: shared (a
+/// TMPDIR in use, held by its maker) or exclusive without waiting (the sweep: no one holds
+/// it).
+pub(crate) fn lock_dir(dir: &Path, exclusive: bool) -> std::io::Result<OwnedFd> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    let op = if exclusive {
+        libc::LOCK_EX | libc::LOCK_NB
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(OwnedFd::from(f))
+}
+
+/// Removes the TMPDIRs in `base` that no live vigil holds; returns what could not be removed.
+pub(crate) fn sweep(base: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut failed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(TMPDIR_PREFIX) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let making = meta.mode() & 0o7777 == TMPDIR_MODE_MAKING;
+        let young = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_none_or(|age| age < MAKING_GRACE);
+        if making && young {
+            continue;
+        }
+        // Held by a live vigil: in use, or kept for its next job.
+        let Ok(lock) = lock_dir(&path, true) else {
+            continue;
+        };
+        remove_tree(&path);
+        drop(lock);
+        if fs::symlink_metadata(&path).is_ok() {
+            failed.push(format!(
+                "the TMPDIR {} of a vigil that is gone could not be removed",
+                path.display()
+            ));
+        }
+    }
+    failed
+}
 
 /// Free slots kept per executor; one more is removed at release.
 const SLOTS_KEPT: usize = 16;
@@ -85,17 +158,20 @@ pub(crate) struct TmpSlot {
     id: Option<(u64, u64)>,
     /// May go back to the pool after the job (vigil's own user, and made for reuse).
     pub reusable: bool,
+    /// The shared `flock` that marks the directory in use, released after its removal.
+    _lock: OwnedFd,
     rulesets: Vec<(RulesetKey, Arc<OwnedFd>)>,
 }
 
 impl TmpSlot {
-    /// A slot for a directory just made at `path`.
-    pub(crate) fn made(path: PathBuf, reusable: bool) -> TmpSlot {
+    /// A slot for a directory just made at `path`, held by `lock` ([`lock_dir`]).
+    pub(crate) fn made(path: PathBuf, lock: OwnedFd, reusable: bool) -> TmpSlot {
         let id = fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
         TmpSlot {
             path,
             id,
             reusable,
+            _lock: lock,
             rulesets: Vec::new(),
         }
     }
