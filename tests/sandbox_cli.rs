@@ -59,6 +59,26 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Waits until the server on `sock` answers (not a guessed time); fails if it exits first.
+fn wait_for_server(server: &mut std::process::Child, sock: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vigil(&[], &["call", "health", "--socket", sock]).0 != 0 {
+        assert!(Instant::now() < deadline, "no server");
+        assert!(server.try_wait().unwrap().is_none(), "server exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `vigil run shell --socket SOCK --args {"cmd": CMD} --json` with `extra` flags, as JSON.
+fn shell_via(sock: &str, cmd: &str, extra: &[&str]) -> Value {
+    let args = serde_json::json!({ "cmd": cmd }).to_string();
+    let mut all = vec!["run", "shell", "--socket", sock];
+    all.extend_from_slice(extra);
+    all.extend_from_slice(&["--args", &args, "--json"]);
+    let (_, out, err) = vigil(&[], &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"))
+}
+
 #[test]
 fn run_defaults_to_workspace_and_its_json_says_who_holds_each_rule() {
     if !landlock() {
@@ -256,32 +276,11 @@ fn a_servers_sandbox_is_the_weakest_a_client_gets() {
         .spawn()
         .expect("start vigil serve");
     let sock = s(&socket);
-    // Ready when it answers: wait for that, not for a guessed time.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while vigil(&[], &["call", "health", "--socket", &sock]).0 != 0 {
-        assert!(Instant::now() < deadline, "no server");
-        assert!(server.try_wait().unwrap().is_none(), "server exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_server(&mut server, &sock);
     let cmd = format!("echo x > {}/escaped; echo done", s(outside.path()));
-    let args = serde_json::json!({ "cmd": cmd }).to_string();
-    let (_, out, err) = vigil(
-        &[],
-        &[
-            "run",
-            "shell",
-            "--socket",
-            &sock,
-            "--sandbox",
-            "off",
-            "--args",
-            &args,
-            "--json",
-        ],
-    );
+    let v = shell_via(&sock, &cmd, &["--sandbox", "off"]);
     let _ = server.kill();
     let _ = server.wait();
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
     assert_eq!(v["stdout"], "done\n", "{v}");
     assert!(!outside.path().join("escaped").exists(), "{v}");
     let sandbox = v["enforcement"]["limits"]
@@ -336,25 +335,8 @@ fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_a
         .stderr(Stdio::null())
         .spawn()
         .expect("start vigil serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while vigil(&[], &["call", "health", "--socket", &sock]).0 != 0 {
-        assert!(Instant::now() < deadline, "no server");
-        assert!(server.try_wait().unwrap().is_none(), "server exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (_, out, err) = vigil(
-        &[],
-        &[
-            "run",
-            "shell",
-            "--socket",
-            &sock,
-            "--args",
-            r#"{"cmd":"echo \"$TMPDIR\""}"#,
-            "--json",
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    wait_for_server(&mut server, &sock);
+    let v = shell_via(&sock, "echo \"$TMPDIR\"", &[]);
     let kept = std::path::PathBuf::from(v["stdout"].as_str().unwrap_or_default().trim());
     assert!(kept.starts_with(data.join("tmp")), "{v}");
     let in_cgroup = v["enforcement"]["mode"] != "none";
@@ -369,19 +351,7 @@ fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_a
     if in_cgroup {
         assert!(kept.exists(), "a live server's TMPDIR was removed");
         // The server's next job takes it again, empty.
-        let (_, out, _) = vigil(
-            &[],
-            &[
-                "run",
-                "shell",
-                "--socket",
-                &sock,
-                "--args",
-                r#"{"cmd":"echo \"$TMPDIR\"; ls -A \"$TMPDIR\" | wc -l"}"#,
-                "--json",
-            ],
-        );
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v = shell_via(&sock, "echo \"$TMPDIR\"; ls -A \"$TMPDIR\" | wc -l", &[]);
         assert_eq!(v["stdout"], format!("{}\n0\n", kept.display()), "{v}");
     }
     // The server dies: the next vigil removes what it held.
