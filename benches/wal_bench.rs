@@ -41,6 +41,7 @@ fn options(segment_bytes: u64, sync_method: SyncMethod, zero_fill: bool) -> WalO
             segments_max: None,
         },
         zero_fill_segments: zero_fill,
+        open_from_checkpoint: false,
     }
 }
 

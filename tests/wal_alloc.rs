@@ -47,6 +47,7 @@ fn appends_and_syncs_allocate_nothing_in_steady_state() {
                 segments_max: None,
             },
             zero_fill_segments: false,
+            open_from_checkpoint: false,
         };
         let wal = Wal::open(&dir.path().join(format!("{method:?}")), options).unwrap();
         let body = [0x5Au8; 128];

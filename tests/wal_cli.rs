@@ -37,6 +37,7 @@ fn write_log(data_dir: &Path) {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     };
     let wal = Wal::open(&data_dir.join("wal"), options).unwrap();
     wal.append(&Record::SessionCreated(SessionCreated {

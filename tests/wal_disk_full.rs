@@ -61,6 +61,7 @@ fn segment_creation_on_a_full_filesystem_fails_clearly_and_loses_nothing() {
             segments_max: None,
         },
         zero_fill_segments: true,
+        open_from_checkpoint: false,
     };
     let wal = Wal::open(&wal_dir, options).unwrap();
     let mut acked = Vec::new();

@@ -74,6 +74,7 @@ fn log_images(records: u64, sync_every: u64) -> Vec<Vec<u8>> {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     };
     let wal = Wal::open_with_store(Arc::new(store.clone()), options).unwrap();
     for i in 0..records {

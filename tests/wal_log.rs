@@ -24,6 +24,7 @@ fn options(segment_bytes: u64, sync_method: SyncMethod) -> WalOptions {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     }
 }
 

@@ -3,11 +3,14 @@
 //! any read of it, through the mapping or `pread`, would create), and the corruption rule
 //! holds on that path exactly as when every byte was read.
 
+mod common;
+
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use common::resident_pages;
 use vigil_runtime::model::Limits;
 use vigil_runtime::runtime::{IndexLoader, JobIndex};
 use vigil_runtime::wal::frame::{decode_frame, salt_seed, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -32,40 +35,12 @@ fn options(segment_bytes: u64, mode: RecoveryMode) -> WalOptions {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     }
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(segment_file_name(seq))
-}
-
-/// Pages of `path` in `range` that are in the page cache (mincore over a fresh mapping,
-/// which itself reads nothing).
-fn resident_pages(path: &Path, range: std::ops::Range<usize>) -> usize {
-    let file = std::fs::File::open(path).unwrap();
-    let len = file.metadata().unwrap().len() as usize;
-    // SAFETY: a read-only shared mapping of a file we opened; never dereferenced.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(base, libc::MAP_FAILED);
-    let mut vec = vec![0u8; len.div_ceil(PAGE)];
-    // SAFETY: `vec` has one byte per page of the mapping.
-    let rc = unsafe { libc::mincore(base, len, vec.as_mut_ptr()) };
-    assert_eq!(rc, 0);
-    // SAFETY: unmapping what we mapped.
-    unsafe { libc::munmap(base, len) };
-    vec[range.start / PAGE..range.end.div_ceil(PAGE).min(vec.len())]
-        .iter()
-        .filter(|&&b| b & 1 != 0)
-        .count()
 }
 
 /// Drops the clean page-cache pages of `path` in `from..` (a hint; asserted by the caller).

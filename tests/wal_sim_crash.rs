@@ -35,6 +35,7 @@ fn options(segment_bytes: u64) -> WalOptions {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     }
 }
 

@@ -33,6 +33,7 @@ fn options() -> WalOptions {
             segments_max: None,
         },
         zero_fill_segments: false,
+        open_from_checkpoint: false,
     }
 }
 

@@ -59,7 +59,12 @@ pub struct RunArgs {
 
 /// Opens the runtime under the CLI's data directory with the requested cgroup mode.
 fn open_runtime(cli: &Global, mode: Option<CgroupModeArg>) -> Result<Runtime, String> {
-    Runtime::open(cli.runtime_options(mode)).map_err(|e| e.to_string())
+    let mut options = cli.runtime_options(mode);
+    // A one-shot run needs the log's current state (the next job id, the running jobs and
+    // their owners, the open sessions), which the newest segment's index checkpoint and what
+    // follows it hold: its open does not read the whole history.
+    options.wal.open_from_checkpoint = true;
+    Runtime::open(options).map_err(|e| e.to_string())
 }
 
 pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {

@@ -154,3 +154,32 @@ pub fn toml_as_json(text: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("JSON from python3")
 }
+
+/// Pages of `path` in `range` (bytes) that are in the page cache: mincore over a fresh
+/// read-only mapping, which itself reads nothing.
+pub fn resident_pages(path: &Path, range: std::ops::Range<usize>) -> usize {
+    use std::os::fd::AsRawFd;
+    const PAGE: usize = 4096;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: a read-only shared mapping of a file we opened; never dereferenced.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED);
+    let mut vec = vec![0u8; len.div_ceil(PAGE)];
+    // SAFETY: `vec` has one byte per page of the mapping.
+    let rc = unsafe { libc::mincore(base, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: unmapping what we mapped.
+    unsafe { libc::munmap(base, len) };
+    let pages = range.start / PAGE..range.end.div_ceil(PAGE).min(vec.len());
+    vec[pages].iter().filter(|&&b| b & 1 != 0).count()
+}

@@ -21,7 +21,8 @@ use super::frame::{Frame, Lsn, LSN_MAX, SEGMENT_HEADER_BYTES};
 use super::reader::Reader;
 use super::record::{kind, Record};
 pub use super::recovery::{
-    scan_log, LogEnd, LogScan, RecoveryReport, SegmentState, SegmentSummary,
+    scan_log, scan_log_from_checkpoint, LogEnd, LogScan, RecoveryReport, SegmentState,
+    SegmentSummary,
 };
 use super::scan::RecoveryMode;
 use super::segments::{recover_writer, NextSegment, WriterState};
@@ -89,6 +90,13 @@ pub struct WalOptions {
     pub retention: Retention,
     /// Write zeros over new segments (see [`FsStore`]); only for the file store.
     pub zero_fill_segments: bool,
+    /// Open reading only from the newest segment that opens with an index checkpoint, when
+    /// the identity file proves everything before it durable
+    /// ([`super::recovery::scan_log_from_checkpoint`]): the open costs what that segment
+    /// holds, not the log's length, and the visitor of [`Wal::open_visiting`] sees that
+    /// checkpoint first. For a process that needs the current state, not the history (a
+    /// one-shot run); off by default.
+    pub open_from_checkpoint: bool,
 }
 
 impl Default for WalOptions {
@@ -102,6 +110,7 @@ impl Default for WalOptions {
             // with pwrite make each later fdatasync ~3x slower than into fallocate'd blocks
             // (benches/wal_bench.rs, "durable"), so plain fallocate is the default.
             zero_fill_segments: false,
+            open_from_checkpoint: false,
         }
     }
 }
@@ -320,13 +329,19 @@ impl Wal {
         let store = make_store()?;
         let mut last_kind = 0u16;
         let mut prologues = Vec::new();
-        let scan = scan_log(&*store, options.recovery_mode, &mut |seq, offset, frame| {
+        let scan_fn = if options.open_from_checkpoint {
+            scan_log_from_checkpoint
+        } else {
+            scan_log
+        };
+        let scan = scan_fn(&*store, options.recovery_mode, &mut |seq, offset, frame| {
             last_kind = frame.kind;
             if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
                 prologues.push(seq);
             }
             visit(frame);
         })?;
+        prologues.extend_from_slice(&scan.sealed_prologues);
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
                 return Err(WalError::Corrupt(fault.clone()));

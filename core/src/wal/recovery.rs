@@ -5,9 +5,13 @@
 use super::error::{LogFault, LogSkip, WalError};
 use super::frame::Frame;
 use super::frame::{
-    Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_FORMAT_VERSION_LEGACY, SEGMENT_HEADER_BYTES,
+    decode_frame, salt_seed, Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_FORMAT_VERSION_LEGACY,
+    SEGMENT_HEADER_BYTES,
 };
-use super::scan::{Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
+use super::record::kind::INDEX_CHECKPOINT;
+use super::scan::{
+    is_zero, Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict,
+};
 use super::storage::{segment_bytes, LogIdentity, SegmentStore};
 
 /// Bytes of a segment the scan keeps mapped behind its position.
@@ -24,6 +28,9 @@ pub enum SegmentState {
     BadHeader,
     /// Lies after the end of the log (after a fault); only probed.
     PastEnd,
+    /// Before the segments a scan from the last checkpoint read ([`scan_log_from_checkpoint`]):
+    /// its header and first frame were checked, its other frames not read.
+    Sealed,
 }
 
 /// One segment as the scan saw it.
@@ -85,6 +92,9 @@ pub struct LogScan {
     pub dropped_unsynced_frames: u64,
     /// Byte ranges skipped to go on past damage (salvage mode only; empty otherwise).
     pub skipped: Vec<LogSkip>,
+    /// The [`SegmentState::Sealed`] segments whose first frame is an index checkpoint (the
+    /// others' first frames reach the visitor).
+    pub sealed_prologues: Vec<u64>,
 }
 
 /// Scans every segment of `store` in order, handing each accepted frame to `visit` as
@@ -92,11 +102,38 @@ pub struct LogScan {
 ///
 /// The decisions are [`LogScanner`]'s (no_std, fuzzed); this only walks the files and names
 /// what it finds.
-// Longer than 70 lines on purpose: walks the segment files in order, with the identity, retirement
-// and mapping steps each file needs around the scanner's verdict; one pass reads top to bottom.
 pub fn scan_log(
     store: &dyn SegmentStore,
     mode: RecoveryMode,
+    visit: &mut dyn FnMut(u64, usize, Frame<'_>),
+) -> Result<LogScan, WalError> {
+    scan_log_with(store, mode, false, visit)
+}
+
+/// As [`scan_log`], reading only the segments from the newest one that opens with an index
+/// checkpoint, when the identity file proves every record before that segment durable (a
+/// clean close or retention recorded it): the older segments are [`SegmentState::Sealed`],
+/// their headers (identity, number, size, first LSN in order) and first frames checked, their
+/// other frames not read. What is read gets the verdict of the full scan, by the same scanner,
+/// as a log whose older segments were retired; the record count (`frames`) covers what was
+/// read. Anything that does not check out (no such checkpoint, an identity older than that
+/// segment, a header or first frame that does not validate, a missing segment) scans the
+/// whole log. For an open that needs the current state (the newest checkpoint and what
+/// follows), not the history: its cost follows the newest segment, not the log's length.
+pub fn scan_log_from_checkpoint(
+    store: &dyn SegmentStore,
+    mode: RecoveryMode,
+    visit: &mut dyn FnMut(u64, usize, Frame<'_>),
+) -> Result<LogScan, WalError> {
+    scan_log_with(store, mode, true, visit)
+}
+
+// Longer than 70 lines on purpose: walks the segment files in order, with the identity, retirement
+// and mapping steps each file needs around the scanner's verdict; one pass reads top to bottom.
+fn scan_log_with(
+    store: &dyn SegmentStore,
+    mode: RecoveryMode,
+    from_checkpoint: bool,
     visit: &mut dyn FnMut(u64, usize, Frame<'_>),
 ) -> Result<LogScan, WalError> {
     let mut seqs = store.list()?;
@@ -140,7 +177,13 @@ pub fn scan_log(
         .filter(|&seq| seq < identity.first_seq)
         .collect();
     seqs.retain(|&seq| seq >= identity.first_seq);
-    let mut scanner = LogScanner::new(mode, log_id, identity.first_seq);
+    let sealed = match from_checkpoint && mode != RecoveryMode::Salvage {
+        true => sealed_prefix(store, &seqs, &identity)?,
+        false => None,
+    };
+    let start_seq = sealed.as_ref().map_or(identity.first_seq, |s| s.start_seq);
+    seqs.retain(|&seq| seq >= start_seq);
+    let mut scanner = LogScanner::new(mode, log_id, start_seq);
     if mode == RecoveryMode::Salvage && log_id == 0 {
         scanner = scanner.reading_legacy();
     }
@@ -156,6 +199,7 @@ pub fn scan_log(
         fault: None,
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
+        sealed_prologues: Vec::new(),
     };
     for seq in seqs {
         let file = store.open(seq, false)?;
@@ -181,7 +225,133 @@ pub fn scan_log(
     if let Some(lost) = scanner.finish(identity.durable_lsn) {
         scan.durable_lost(store, lost);
     }
+    if let Some(sealed) = sealed {
+        scan.first_lsn = sealed.segments.first().and_then(|s| s.first_lsn);
+        scan.sealed_prologues = sealed.prologues;
+        let mut segments = sealed.segments;
+        segments.append(&mut scan.segments);
+        scan.segments = segments;
+    }
     Ok(scan)
+}
+
+/// The segments a scan from the last checkpoint does not read.
+struct SealedPrefix {
+    /// The first segment read: the newest one that opens with an index checkpoint.
+    start_seq: u64,
+    segments: Vec<SegmentSummary>,
+    prologues: Vec<u64>,
+}
+
+/// The header and first frame of segment `seq`, when both validate as a used segment of the
+/// log `log_id` with a file of the size its header records (the frame's kind with them).
+fn sealed_head(
+    store: &dyn SegmentStore,
+    seq: u64,
+    log_id: u128,
+) -> Result<Option<(SegmentHeader, Option<u16>, usize)>, WalError> {
+    let file = store.open(seq, false)?;
+    let len = file.len();
+    if len < SEGMENT_HEADER_BYTES {
+        return Ok(None);
+    }
+    // SAFETY: a read-only look at a segment whose frames, up to the durable LSN the identity
+    // records, no writer changes any more.
+    let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
+    let Ok(header) = SegmentHeader::decode(head) else {
+        return Ok(None);
+    };
+    if header.log_id != log_id || header.segment_seq != seq || header.segment_bytes != len as u64 {
+        return Ok(None);
+    }
+    let first_frame = len.min(SEGMENT_HEADER_BYTES + FIRST_FRAME_BYTES_READ);
+    // SAFETY: as above.
+    let frames = unsafe { segment_bytes(&*file, SEGMENT_HEADER_BYTES, first_frame) };
+    // Its first frame must validate too (or the full scan says what is wrong with it).
+    let first = decode_frame(frames, salt_seed(header.salt))
+        .ok()
+        .filter(|f| f.lsn == header.first_lsn && f.prev_checksum == 0)
+        .map(|f| f.kind);
+    file.release_resident(0, len);
+    Ok(first.map(|kind| (header, Some(kind), len)))
+}
+
+/// Bytes read at the start of a sealed segment for its first frame (an index checkpoint is
+/// bounded well below this; a longer first frame just does not count as a checkpoint).
+const FIRST_FRAME_BYTES_READ: usize = 64 << 10;
+
+/// The prefix a scan from the last checkpoint may skip, or `None` for a full scan.
+fn sealed_prefix(
+    store: &dyn SegmentStore,
+    seqs: &[u64],
+    identity: &LogIdentity,
+) -> Result<Option<SealedPrefix>, WalError> {
+    let first = identity.first_seq;
+    // The retained segments are numbered without a gap, or the full scan says which is missing.
+    let contiguous = seqs
+        .iter()
+        .enumerate()
+        .all(|(i, &seq)| seq == first + i as u64);
+    if identity.log_id == 0 || seqs.len() < 2 || !contiguous {
+        return Ok(None);
+    }
+    // The newest segment with a valid header (the last is usually the pre-created next one).
+    let mut start = None;
+    for &seq in seqs.iter().rev() {
+        match sealed_head(store, seq, identity.log_id)? {
+            Some((header, kind, _)) => {
+                start = Some((seq, header, kind));
+                break;
+            }
+            None => continue,
+        }
+    }
+    let Some((start_seq, start_header, start_kind)) = start else {
+        return Ok(None);
+    };
+    let proven = start_header.first_lsn.saturating_sub(1) <= identity.durable_lsn;
+    if start_seq == first || start_kind != Some(INDEX_CHECKPOINT) || !proven {
+        return Ok(None);
+    }
+    // Every segment after the start must be unwritten: its header all zeros.
+    for &seq in seqs.iter().filter(|&&seq| seq > start_seq) {
+        let file = store.open(seq, false)?;
+        let n = file.len().min(SEGMENT_HEADER_BYTES);
+        // SAFETY: a read-only look at a header.
+        if !is_zero(unsafe { segment_bytes(&*file, 0, n) }) {
+            return Ok(None);
+        }
+    }
+    let mut segments = Vec::new();
+    let mut prologues = Vec::new();
+    let mut last_first_lsn = 0;
+    for seq in first..start_seq {
+        let Some((header, kind, len)) = sealed_head(store, seq, identity.log_id)? else {
+            return Ok(None);
+        };
+        if header.first_lsn <= last_first_lsn || header.first_lsn >= start_header.first_lsn {
+            return Ok(None);
+        }
+        last_first_lsn = header.first_lsn;
+        if kind == Some(INDEX_CHECKPOINT) {
+            prologues.push(seq);
+        }
+        segments.push(SegmentSummary {
+            seq,
+            segment: store.describe(seq),
+            state: SegmentState::Sealed,
+            first_lsn: Some(header.first_lsn),
+            frames: 0,
+            end_offset: 0,
+            bytes: len,
+            zero_from: len,
+        });
+    }
+    Ok(Some(SealedPrefix {
+        start_seq,
+        segments,
+        prologues,
+    }))
 }
 
 /// The log identity the oldest segment with a valid header claims (0 if none has one).

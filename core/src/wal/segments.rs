@@ -145,7 +145,7 @@ pub(super) fn recover_writer(
                     report.removed_segments.push(summary.seq);
                 }
             }
-            SegmentState::Used | SegmentState::BadHeader => {
+            SegmentState::Used | SegmentState::BadHeader | SegmentState::Sealed => {
                 // Only salvage could get here, and the writer does not open in salvage mode.
                 return Err(WalError::BadOptions(format!(
                     "segment {} lies past the end of the log",
@@ -233,12 +233,12 @@ pub(super) fn recover_writer(
     // make it durable before anything new claims it as its synced prefix.
     let sync_recovered = !end_proven_durable(store, log_id, next_lsn, report)?;
     let mut segments = VecDeque::new();
-    for summary in scan
-        .segments
-        .iter()
-        .filter(|s| s.state == SegmentState::Used && Some(s.seq) <= end_seq)
-    {
-        if summary.seq != active.seq && sync_recovered {
+    for summary in scan.segments.iter().filter(|s| {
+        matches!(s.state, SegmentState::Used | SegmentState::Sealed) && Some(s.seq) <= end_seq
+    }) {
+        // A sealed segment lies before a durable LSN the identity records: nothing to sync.
+        let sealed = summary.state == SegmentState::Sealed;
+        if summary.seq != active.seq && sync_recovered && !sealed {
             store.open(summary.seq, false)?.sync(engine)?; // fdatasync needs no write access
         }
         segments.push_back(LiveSegment {

@@ -1,0 +1,368 @@
+//! Opening from the newest checkpoint (`WalOptions::open_from_checkpoint`, what a one-shot
+//! `vigil run` does): the open reads the newest segment, from the index checkpoint that opens
+//! it, and of the older ones only their headers and first frames; what it reads gets the full
+//! scan's verdict; damage it does not read fails every reader loudly; and a log whose
+//! identity does not prove the older segments durable (a crash) is read whole.
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{resident_pages, vigil_bin, vigil_output, TempDir};
+use serde_json::Value;
+use vigil_runtime::wal::frame::Lsn;
+use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
+use vigil_runtime::wal::reader::Reader;
+use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::recovery::SegmentState;
+use vigil_runtime::wal::scan::RecoveryMode;
+use vigil_runtime::wal::storage::segment_file_name;
+use vigil_runtime::wal::sync::SyncMethod;
+
+const PAGE: usize = 4096;
+const SEGMENT: u64 = 64 << 10;
+
+fn options(from_checkpoint: bool) -> WalOptions {
+    WalOptions {
+        segment_bytes: SEGMENT,
+        sync_method: SyncMethod::Fdatasync,
+        recovery_mode: RecoveryMode::Tail,
+        retention: Retention {
+            bytes_max: None,
+            segments_max: None,
+        },
+        open_from_checkpoint: from_checkpoint,
+        ..WalOptions::default()
+    }
+}
+
+/// Opens `dir` with every new segment starting with an index checkpoint (as the runtime's).
+fn open(dir: &Path, from_checkpoint: bool) -> Result<(Wal, Vec<(Lsn, u16)>), WalError> {
+    let mut seen = Vec::new();
+    let wal = Wal::open_visiting(dir, options(from_checkpoint), &mut |f| {
+        seen.push((f.lsn, f.kind))
+    })?;
+    wal.set_prologue(Box::new(|_| Some(br#"{"next_job_id":1}"#.to_vec())));
+    Ok((wal, seen))
+}
+
+/// A closed log of `records` user records over several 64 KiB segments; returns the
+/// segments that hold frames.
+fn closed_log(dir: &Path, records: u64) -> Vec<u64> {
+    let (wal, _) = open(dir, false).unwrap();
+    for i in 0..records {
+        wal.append_raw(kind::USER, &[i as u8; 200]).unwrap();
+    }
+    wal.close().unwrap();
+    let (wal, _) = open(dir, false).unwrap();
+    let used: Vec<u64> = wal
+        .recovery()
+        .scan
+        .segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Used)
+        .map(|s| s.seq)
+        .collect();
+    wal.close().unwrap();
+    used
+}
+
+fn segment(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment_file_name(seq))
+}
+
+/// Pages of `path` from `from` on that are in the page cache.
+fn resident_from(path: &Path, from: usize) -> usize {
+    resident_pages(path, from..usize::MAX)
+}
+
+fn drop_cached(path: &Path) {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: fadvise on a descriptor we own.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+/// Every record of the log in `dir` from LSN 1, or the reader's error.
+fn read_all(dir: &Path) -> Result<Vec<Lsn>, WalError> {
+    let mut reader = Reader::open_dir(dir, 1)?;
+    let mut lsns = Vec::new();
+    while reader.read_batch(512, &mut |f| lsns.push(f.lsn))? > 0 {}
+    Ok(lsns)
+}
+
+#[test]
+fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let used = closed_log(&dir, 1000);
+    assert!(used.len() >= 4, "the test needs several segments: {used:?}");
+    let newest = *used.last().unwrap();
+    for &seq in &used {
+        drop_cached(&segment(&dir, seq));
+        assert_eq!(resident_from(&segment(&dir, seq), 0), 0);
+    }
+    let full_next = {
+        let (wal, seen) = open(&dir, false).unwrap();
+        assert_eq!(seen.first().map(|s| s.0), Some(1));
+        let next = wal.last_lsn() + 1;
+        wal.close().unwrap();
+        next
+    };
+    for &seq in &used {
+        drop_cached(&segment(&dir, seq));
+    }
+    let (wal, seen) = open(&dir, true).unwrap();
+    // The visitor starts at the newest segment's checkpoint and goes to the end.
+    let states: Vec<(u64, SegmentState)> = wal
+        .recovery()
+        .scan
+        .segments
+        .iter()
+        .map(|s| (s.seq, s.state))
+        .collect();
+    let newest_first = wal
+        .recovery()
+        .scan
+        .segments
+        .iter()
+        .find(|s| s.seq == newest)
+        .and_then(|s| s.first_lsn)
+        .unwrap();
+    assert_eq!(seen.first(), Some(&(newest_first, kind::INDEX_CHECKPOINT)));
+    assert_eq!(seen.last().map(|s| s.0), Some(full_next - 1));
+    for &seq in &used {
+        let want = if seq == newest {
+            SegmentState::Used
+        } else {
+            SegmentState::Sealed
+        };
+        assert!(states.contains(&(seq, want)), "{seq}: {states:?}");
+        if seq != newest {
+            // Its header and first frame: the first page or two, nothing further.
+            let pages = resident_from(&segment(&dir, seq), 2 * PAGE);
+            assert_eq!(pages, 0, "segment {seq}: the open read its frames");
+        }
+    }
+    assert_eq!(wal.recovery().scan.first_lsn, Some(1));
+    assert_eq!(wal.recovery().scan.next_lsn, full_next);
+    // Appends go on where the log ends, and the whole log reads back and verifies.
+    let lsn = wal.append_raw(kind::USER, b"after").unwrap();
+    assert_eq!(lsn, full_next);
+    wal.close().unwrap();
+    // Every record, in order, without a gap (the close adds a checkpoint after them).
+    let lsns = read_all(&dir).unwrap();
+    assert!(lsns.len() as u64 >= full_next, "{}", lsns.len());
+    assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>());
+    let (wal, _) = open(&dir, false).unwrap();
+    assert_eq!(wal.last_lsn(), lsns.len() as u64);
+    wal.close().unwrap();
+}
+
+#[test]
+fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let used = closed_log(&dir, 1000);
+    let victim = segment(&dir, used[1]);
+    // A flipped byte well inside the frames of a sealed segment.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&victim)
+        .unwrap();
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, 20_000).unwrap();
+    file.write_all_at(&[b[0] ^ 0x40], 20_000).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    // The checkpoint open does not read it, and changes nothing before the end.
+    let (wal, _) = open(&dir, true).unwrap();
+    wal.close().unwrap();
+    match read_all(&dir) {
+        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
+        other => panic!("a reader went over damage quietly: {other:?}"),
+    }
+    match open(&dir, false) {
+        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("the full open accepted damage"),
+    }
+    // Damage in the newest segment is read, and refused, by the checkpoint open too.
+    let newest = segment(&dir, *used.last().unwrap());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
+    file.write_all_at(&[0xFF; 8], 4096).unwrap();
+    drop(file);
+    assert!(matches!(open(&dir, true), Err(WalError::Corrupt(_))));
+}
+
+#[test]
+fn a_log_whose_identity_does_not_prove_the_older_segments_durable_is_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    // A writer that syncs and then dies without closing: the identity records no durable
+    // LSN past the older segments.
+    let (wal, _) = open(&dir, false).unwrap();
+    for i in 0..1000u64 {
+        wal.append_raw(kind::USER, &[i as u8; 200]).unwrap();
+    }
+    wal.sync_all().unwrap();
+    let last = wal.last_lsn();
+    wal.abandon();
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(seen.first().map(|s| s.0), Some(1), "read whole");
+    assert!(wal
+        .recovery()
+        .scan
+        .segments
+        .iter()
+        .all(|s| s.state != SegmentState::Sealed));
+    assert_eq!(wal.last_lsn(), last);
+    wal.close().unwrap();
+    // After that clean close, the next open reads from the newest checkpoint.
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(seen.first().map(|s| s.1), Some(kind::INDEX_CHECKPOINT));
+    assert!(seen.first().map(|s| s.0) > Some(1));
+    wal.close().unwrap();
+}
+
+/// `vigil ARGS` on the data dir `data` with 64 KiB segments: (exit code, stdout, stderr).
+fn vigil(data: &Path, args: &[&str]) -> (i32, String, String) {
+    vigil_output(data, &[&["--wal-segment-bytes", "64K"], args].concat())
+}
+
+fn run_json(data: &Path, args: &str) -> Value {
+    let (code, out, err) = vigil(
+        data,
+        &["run", "exec", "--sandbox", "off", "--args", args, "--json"],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn one_shot_runs_continue_job_ids_and_interrupt_a_dead_servers_job_known_from_a_checkpoint() {
+    let dir = TempDir::new("open-checkpoint");
+    let data = dir.path().join("data");
+    let first = run_json(&data, r#"{"argv":["/bin/true"]}"#);
+    // A server runs a long job; one-shot runs beside it fill several segments, so the job's
+    // start lies in an older segment and the newest checkpoints carry it as running.
+    let socket = dir.path().join("vigil.sock");
+    let sock = socket.display().to_string();
+    let mut server = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--wal-segment-bytes", "64K", "serve", "--socket", &sock])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vigil serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Command::new(vigil_bin())
+        .args(["call", "health", "--socket", &sock])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(Instant::now() < deadline, "no server");
+        assert!(server.try_wait().unwrap().is_none(), "server exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut long = Command::new(vigil_bin())
+        .args([
+            "run",
+            "exec",
+            "--socket",
+            &sock,
+            "--sandbox",
+            "off",
+            "--json",
+        ])
+        .args(["--args", r#"{"argv":["/bin/sleep","60"]}"#])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the server's job is logged as running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let long_id = loop {
+        let (_, out, _) = vigil(&data, &["jobs", "--json"]);
+        let jobs: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let running = jobs.as_array().and_then(|a| {
+            a.iter()
+                .find(|j| j["status"] == "running")
+                .map(|j| j["job_id"].as_u64().unwrap())
+        });
+        if let Some(id) = running {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's job never showed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let big = r#"{"argv":["/bin/sh","-c","head -c 30000 /dev/zero | tr '\\0' x"]}"#;
+    let mut ids = vec![first["job_id"].as_u64().unwrap()];
+    for _ in 0..12 {
+        let v = run_json(&data, big);
+        ids.push(v["job_id"].as_u64().unwrap());
+    }
+    let (_, out, _) = vigil(&data, &["wal", "stats", "--json"]);
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        stats["segments_used"].as_u64().unwrap_or(0) >= 3,
+        "the test needs several segments: {stats}"
+    );
+    // The server is alive: no one-shot run interrupted its job.
+    let (_, out, _) = vigil(&data, &["job", &long_id.to_string(), "--json"]);
+    assert!(out.contains("\"running\""), "{out}");
+    // The server dies; the next one-shot run, which reads only the newest segment, finds
+    // its job in the checkpoint, with its dead owner, and interrupts it.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = long.kill();
+    let _ = long.wait();
+    let wal = data.join("wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    // The pre-created next segment and the newest one with frames are read; the rest not.
+    let older = &segments[..segments.len() - 2];
+    assert!(older.len() >= 2, "{segments:?}");
+    for p in older {
+        drop_cached(p);
+    }
+    let v = run_json(&data, r#"{"argv":["/bin/true"]}"#);
+    ids.push(v["job_id"].as_u64().unwrap());
+    for p in older {
+        assert_eq!(
+            resident_from(p, 2 * PAGE),
+            0,
+            "{}: the run read it",
+            p.display()
+        );
+    }
+    let (_, out, _) = vigil(&data, &["job", &long_id.to_string(), "--json"]);
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["status"], "interrupted", "{job}");
+    // Job ids went on without reuse, past the server's.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(!ids.contains(&long_id));
+    let (code, out, err) = vigil(&data, &["wal", "verify"]);
+    assert_eq!(code, 0, "{out} {err}");
+}
