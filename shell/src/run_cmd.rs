@@ -128,7 +128,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         dry_run: args.dry_run,
         require_enforcement: args.require_enforcement,
     };
-    let outcome = match runtime.run(&request) {
+    let outcome = match runtime.run_last(&request) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("vigil run: {e}");
