@@ -85,6 +85,9 @@ pub struct LogScan {
     pub dropped_unsynced_frames: u64,
     /// Byte ranges skipped to go on past damage (salvage mode only; empty otherwise).
     pub skipped: Vec<LogSkip>,
+    /// The durable LSN the identity file recorded when the scan read it (0 without one): an
+    /// open under the append lock takes it from here instead of reading the file again.
+    pub recorded_durable_lsn: Lsn,
 }
 
 /// Scans every segment of `store` in order, handing each accepted frame to `visit` as
@@ -156,6 +159,7 @@ pub fn scan_log(
         fault: None,
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
+        recorded_durable_lsn: identity.durable_lsn,
     };
     for seq in seqs {
         let file = store.open(seq, false)?;
