@@ -57,11 +57,6 @@ pub struct RunArgs {
     pub socket: Option<PathBuf>,
 }
 
-/// Opens the runtime under the CLI's data directory with the requested cgroup mode.
-fn open_runtime(cli: &Global, mode: Option<CgroupModeArg>) -> Result<Runtime, String> {
-    Runtime::open(cli.runtime_options(mode)).map_err(|e| e.to_string())
-}
-
 pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("vigil run: {msg}");
@@ -105,7 +100,11 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
 
 /// `vigil run` in this process: open the runtime, run the job, report it.
 fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
-    let runtime = match open_runtime(cli, args.cgroup_mode) {
+    // One job, then exit: no history is read, so no sampling thread (the job's own samples at
+    // its start and end are taken all the same).
+    let mut options = cli.runtime_options(args.cgroup_mode);
+    options.background_sampling = false;
+    let runtime = match Runtime::open(options).map_err(|e| e.to_string()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vigil run: {e}");
