@@ -82,6 +82,49 @@ fn a_job_is_recorded_from_start_to_finish_with_telemetry_and_survives_reopen() {
 }
 
 #[test]
+fn a_last_job_has_its_end_and_the_closing_checkpoint_made_durable_by_one_sync() {
+    let dir = TempDir::new("rt-last");
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    let syncs = rt.wal().stats().syncs;
+    let out = rt.run_last(&shell("echo last", dir.path())).unwrap();
+    assert!(out.succeeded());
+    let lsn = out.lsn.expect("finished record has an LSN");
+    let wal = rt.wal();
+    assert_eq!(wal.last_lsn(), lsn + 1, "the checkpoint follows the end");
+    assert_eq!(
+        wal.durable_lsn(),
+        lsn + 1,
+        "acknowledged with the checkpoint durable"
+    );
+    assert_eq!(
+        wal.stats().syncs,
+        syncs + 2,
+        "one sync for the start, one for the end and the checkpoint"
+    );
+    wal.checkpoint().unwrap();
+    assert_eq!(
+        wal.stats().syncs,
+        syncs + 2,
+        "the close synced the log again"
+    );
+    assert_eq!(
+        wal.last_lsn(),
+        lsn + 1,
+        "the close appended a second checkpoint"
+    );
+    drop(rt);
+
+    let rt = Runtime::open(options(dir.path())).unwrap();
+    assert_eq!(rt.wal().recovery().scan.fault, None);
+    let jobs = rt.jobs(None, None);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].status.as_str(), "completed");
+    // More jobs after a last one are allowed: its checkpoint is then a frame in the middle.
+    let next = rt.run(&shell("true", dir.path())).unwrap();
+    assert_eq!(next.job_id, out.job_id + 1);
+}
+
+#[test]
 fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
     let dir = TempDir::new("rt-reject");
     let mut o = options(dir.path());

@@ -768,6 +768,98 @@ fn a_wiped_end_of_a_closed_log_is_corruption_not_a_tear() {
 }
 
 #[test]
+fn a_checkpoint_synced_with_the_last_records_leaves_the_close_no_log_sync_and_a_wiped_end_is_still_caught(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(64 * 1024, SyncMethod::Fdatasync);
+    let last;
+    {
+        let wal = Wal::open(dir.path(), opts).unwrap();
+        for i in 0..100u64 {
+            wal.append_raw(kind::USER, &payload(i, 100)).unwrap();
+        }
+        last = wal.append_checkpoint().unwrap();
+        assert_eq!(last, 101);
+        wal.sync(last).unwrap();
+        let syncs = wal.stats().syncs;
+        wal.checkpoint().unwrap();
+        assert_eq!(wal.stats().syncs, syncs, "the close synced the log again");
+        assert_eq!(
+            wal.last_lsn(),
+            last,
+            "the close appended a second checkpoint"
+        );
+        wal.close().unwrap();
+    }
+    {
+        let wal = Wal::open(dir.path(), opts).unwrap();
+        assert_eq!(wal.recovery().scan.fault, None);
+        assert_eq!(wal.last_lsn(), last, "the log ends in the one checkpoint");
+        drop(wal);
+    }
+    assert_eq!(read_all(dir.path()).len(), 100);
+    // The close still recorded the durable end beside the log: wiping the page that holds the
+    // last records and the checkpoint is corruption, not a tear.
+    let path = dir.path().join(segment_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    let page = end / 4096 * 4096;
+    bytes[page..page + 4096].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Wal::open(dir.path(), opts).unwrap_err();
+    let WalError::Corrupt(fault) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(fault.kind, FaultKind::Corruption);
+    assert!(fault.cause.contains("was durable"), "{err}");
+}
+
+#[test]
+fn an_unsynced_checkpoint_kept_after_a_lost_record_before_it_is_a_torn_tail() {
+    let store = Arc::new(SimStore::new(FaultPlan::default(), 3));
+    let opts = options(64 * 1024, SyncMethod::Fdatasync);
+    {
+        let wal = Wal::open_with_store(store.clone(), opts).unwrap();
+        for i in 0..10u64 {
+            wal.append_raw(kind::USER, &payload(i, 100)).unwrap();
+        }
+        wal.sync_all().unwrap();
+        // Several sectors of unsynced records, then the closing checkpoint, all unsynced.
+        for i in 10..30u64 {
+            wal.append_raw(kind::USER, &payload(i, 100)).unwrap();
+        }
+        wal.append_checkpoint().unwrap();
+        wal.abandon();
+    }
+    // Each unsynced sector is kept or dropped on its own: among these images are ones that
+    // keep the checkpoint and drop records before it.
+    let mut dropped_before_kept = 0;
+    for seed in 0..64u64 {
+        let image = Arc::new(store.crash_image(seed));
+        let wal = Wal::open_with_store(image, opts)
+            .unwrap_or_else(|e| panic!("seed {seed}: an unsynced tail refused the open: {e}"));
+        let scan = &wal.recovery().scan;
+        assert!(
+            wal.last_lsn() >= 10,
+            "seed {seed}: a synced record was lost"
+        );
+        assert!(
+            scan.fault
+                .as_ref()
+                .is_none_or(|f| f.kind == FaultKind::TornTail),
+            "seed {seed}: {:?}",
+            scan.fault
+        );
+        dropped_before_kept += usize::from(scan.dropped_unsynced_frames > 0);
+        wal.abandon();
+    }
+    assert!(
+        dropped_before_kept > 0,
+        "no image kept a frame after a dropped one"
+    );
+}
+
+#[test]
 fn a_following_reader_names_damage_in_records_written_after_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(64 * 1024, SyncMethod::Fdatasync);

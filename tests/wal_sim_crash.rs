@@ -356,3 +356,65 @@ fn a_segment_found_at_open_has_its_name_synced_before_the_writer_puts_a_header_i
         "the listing was not synced before segment 2's header: {calls:?}"
     );
 }
+
+/// A simulated store that counts reads of the identity.
+struct IdentityReads {
+    sim: SimStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl SegmentStore for IdentityReads {
+    fn list(&self) -> std::io::Result<Vec<u64>> {
+        self.sim.list()
+    }
+    fn create(&self, seq: u64, bytes: u64) -> std::io::Result<Arc<dyn SegmentFile>> {
+        self.sim.create(seq, bytes)
+    }
+    fn open(&self, seq: u64, writable: bool) -> std::io::Result<Arc<dyn SegmentFile>> {
+        self.sim.open(seq, writable)
+    }
+    fn remove(&self, seq: u64) -> std::io::Result<()> {
+        self.sim.remove(seq)
+    }
+    fn describe(&self, seq: u64) -> String {
+        self.sim.describe(seq)
+    }
+    fn identity(&self) -> std::io::Result<Option<LogIdentity>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sim.identity()
+    }
+    fn set_identity(&self, identity: LogIdentity) -> std::io::Result<()> {
+        self.sim.set_identity(identity)
+    }
+    fn describe_identity(&self) -> String {
+        self.sim.describe_identity()
+    }
+    fn creates_in_background(&self) -> bool {
+        self.sim.creates_in_background()
+    }
+}
+
+#[test]
+fn opening_a_cleanly_closed_log_reads_its_identity_once_and_syncs_nothing() {
+    let sim = SimStore::new(FaultPlan::default(), 5);
+    let wal = Wal::open_with_store(Arc::new(sim.clone()), options(1 << 16)).unwrap();
+    for i in 0..5u64 {
+        wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
+    }
+    wal.close().unwrap();
+    let store = Arc::new(IdentityReads {
+        sim: sim.clone(),
+        reads: Default::default(),
+    });
+    let syncs = sim.syncs();
+    let wal = Wal::open_with_store(store.clone(), options(1 << 16)).unwrap();
+    assert_eq!(
+        store.reads.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the scan's read proves the durable end too"
+    );
+    assert_eq!(sim.syncs(), syncs, "a clean log was synced again at open");
+    assert_eq!(wal.recovery().scan.recorded_durable_lsn, 6);
+    wal.abandon();
+}

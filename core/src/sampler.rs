@@ -521,6 +521,22 @@ impl SamplerThread {
         })
     }
 
+    /// Takes a first sample now and starts no thread: later samples are only the jobs' own
+    /// ([`SamplerThread::span_start`], [`SamplerThread::span_end`]), and the history holds the
+    /// first one. For a process that runs one job and exits (a one-shot `vigil run`), which
+    /// reads no history: it saves the thread's start and the join at exit.
+    pub fn without_thread(sampler: Sampler) -> Self {
+        let telemetry = Arc::new(Telemetry::default());
+        let sampler = Arc::new(Mutex::new(sampler));
+        let _ = tick(&sampler, &telemetry, &mut Sample::default(), None);
+        Self {
+            telemetry,
+            sampler,
+            stop: None,
+            handle: None,
+        }
+    }
+
     /// The latest sample, the history and the last error, shared with the sampling thread.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry

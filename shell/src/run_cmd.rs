@@ -57,16 +57,6 @@ pub struct RunArgs {
     pub socket: Option<PathBuf>,
 }
 
-/// Opens the runtime under the CLI's data directory with the requested cgroup mode.
-fn open_runtime(cli: &Global, mode: Option<CgroupModeArg>) -> Result<Runtime, String> {
-    let mut options = cli.runtime_options(mode);
-    // A one-shot run needs the log's current state (the next job id, the running jobs and
-    // their owners, the open sessions), which the newest segment's index checkpoint and what
-    // follows it hold: its open does not read the whole history.
-    options.wal.open_from_checkpoint = true;
-    Runtime::open(options).map_err(|e| e.to_string())
-}
-
 pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("vigil run: {msg}");
@@ -110,7 +100,15 @@ pub fn run(cli: &Global, args: &RunArgs) -> ExitCode {
 
 /// `vigil run` in this process: open the runtime, run the job, report it.
 fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: PathBuf) -> ExitCode {
-    let runtime = match open_runtime(cli, args.cgroup_mode) {
+    // One job, then exit: no history is read, so no sampling thread (the job's own samples at
+    // its start and end are taken all the same).
+    let mut options = cli.runtime_options(args.cgroup_mode);
+    options.background_sampling = false;
+    // Nor does it need the log's history: the next job id, the running jobs and their owners
+    // and the open sessions are in the newest segment's index checkpoint and what follows it,
+    // so its open does not read the older segments' records.
+    options.wal.open_from_checkpoint = true;
+    let runtime = match Runtime::open(options).map_err(|e| e.to_string()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vigil run: {e}");
@@ -133,7 +131,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         dry_run: args.dry_run,
         require_enforcement: args.require_enforcement,
     };
-    let outcome = match runtime.run(&request) {
+    let outcome = match runtime.run_last(&request) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("vigil run: {e}");

@@ -76,6 +76,10 @@ pub struct RuntimeOptions {
     pub proc_root: PathBuf,
     /// How often the sampling thread takes a host sample (1 s by default).
     pub sample_interval: Duration,
+    /// Sample the host on a thread of its own every `sample_interval` (the default). Off: one
+    /// sample at open and each job's own samples at its start and end, no thread: for a
+    /// process that runs one job and exits (a one-shot `vigil run`), which reads no history.
+    pub background_sampling: bool,
     /// Host conditions under which new jobs are refused (admission control).
     pub thresholds: Thresholds,
     /// Most jobs running at once ([`CONCURRENT_JOBS_DEFAULT`] by default; 0 counts as 1). A job
@@ -98,6 +102,7 @@ impl RuntimeOptions {
             data_dir: data_dir.into(),
             proc_root: PathBuf::from("/proc"),
             sample_interval: Duration::from_secs(1),
+            background_sampling: true,
             thresholds: Thresholds::default(),
             concurrent_jobs_max: CONCURRENT_JOBS_DEFAULT,
             executor: ExecutorConfig::default(),
@@ -270,10 +275,13 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the sampling thread and waits (briefly) for its first sample: jobs record the
-/// telemetry they were admitted on.
+/// Takes the first sample (jobs record the telemetry they were admitted on) and starts the
+/// sampling thread unless [`RuntimeOptions::background_sampling`] is off.
 fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError> {
     let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
+    if !options.background_sampling {
+        return Ok(SamplerThread::without_thread(sampler));
+    }
     let sampler =
         SamplerThread::spawn(sampler, options.sample_interval, None).map_err(|source| {
             RuntimeError::Io {

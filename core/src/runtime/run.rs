@@ -27,6 +27,8 @@ struct Job<'r> {
     /// The secret values found in the arguments (scrubbed from everything logged) and the
     /// secret shapes.
     redactor: Redactor,
+    /// The caller closes the log after this job: the closing checkpoint goes into its end.
+    closes_log: bool,
 }
 
 impl<'r> Job<'r> {
@@ -43,6 +45,7 @@ impl<'r> Job<'r> {
             exec_id: exec_job_id(dir_token, job_id),
             args_logged: bounded_args_json(args_logged),
             redactor,
+            closes_log: false,
         }
     }
 
@@ -63,7 +66,16 @@ impl Runtime {
     /// fails, is refused or times out is an `Ok` outcome with that status): when the log cannot
     /// record a job, the job does not run.
     pub fn run(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
-        self.run_observed(req, &mut |_| {})
+        self.run_job(req, &mut |_| {}, false)
+    }
+
+    /// [`Runtime::run`] for a caller that closes the runtime right after this job (a one-shot
+    /// CLI run): the log's closing checkpoint frame is appended after the job's end and made
+    /// durable by the same flush, so the close syncs nothing more of the log (it still records
+    /// the durable end in the identity file). Running more jobs afterwards is allowed: the
+    /// checkpoint is then an ordinary frame in the middle of the log.
+    pub fn run_last(&self, req: &JobRequest) -> Result<JobOutcome, RuntimeError> {
+        self.run_job(req, &mut |_| {}, true)
     }
 
     /// [`Runtime::run`], telling `on_start` the job's id as soon as the job can be cancelled
@@ -73,10 +85,22 @@ impl Runtime {
         req: &JobRequest,
         on_start: &mut dyn FnMut(u64),
     ) -> Result<JobOutcome, RuntimeError> {
+        self.run_job(req, on_start, false)
+    }
+
+    fn run_job(
+        &self,
+        req: &JobRequest,
+        on_start: &mut dyn FnMut(u64),
+        closes_log: bool,
+    ) -> Result<JobOutcome, RuntimeError> {
         // Unique across every process sharing the log: drawn under the append lock once the
         // index holds what the others appended.
         let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
-        let job = Job::prepare(req, job_id, &self.dir_token);
+        let job = Job {
+            closes_log,
+            ..Job::prepare(req, job_id, &self.dir_token)
+        };
         let cancel = CancelToken::new().map_err(RuntimeError::Exec)?;
         let ctx = JobContext {
             executor: &self.executor,
@@ -307,7 +331,7 @@ impl Runtime {
             record_kind::JOB_ENFORCEMENT,
             enforcement.to_string().as_bytes(),
         )?;
-        let lsn = self.record_durable(&Record::JobFinished(JobFinished {
+        let finished = Record::JobFinished(JobFinished {
             job_id: job.job_id,
             unix_ms: unix_ms(),
             status: result.status,
@@ -325,7 +349,18 @@ impl Runtime {
             stderr_truncated: result.stderr.truncated || stderr_cut,
             error: error.as_deref(),
             telemetry_after: &encode_blob(telemetry_after),
-        }))?;
+        });
+        let lsn = self
+            .wal
+            .append_then(&finished, |lsn| self.index().apply(lsn, &finished))?;
+        // A caller that closes the log next has its closing checkpoint made durable by this
+        // same flush (see `Runtime::run_last`).
+        let synced = if job.closes_log {
+            self.wal.append_checkpoint()?
+        } else {
+            lsn
+        };
+        self.wal.sync(synced)?;
         self.metrics.job_ended(
             self.metric_name(&job.req.capability),
             result.status,

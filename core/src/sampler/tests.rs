@@ -147,6 +147,27 @@ fn the_sampler_thread_has_a_sample_when_spawned_and_spans_share_its_sequence() {
 }
 
 #[test]
+fn a_sampler_without_a_thread_has_its_first_sample_and_takes_spans_but_nothing_periodic() {
+    let dir = temp_dir("no-thread");
+    write_tree(&dir, b"cpu 10 0 10 80\ncpu0 10 0 10 80\n");
+    let sampler = SamplerThread::without_thread(Sampler::open(&dir).unwrap());
+    assert!(sampler.handle.is_none(), "no thread was started");
+    assert_eq!(
+        sampler.telemetry().latest().expect("sampled at once").seq,
+        1
+    );
+    let mut start = SpanStart::default();
+    let before = sampler.span_start(&mut start).unwrap();
+    std::fs::write(dir.join("stat"), b"cpu 30 0 10 100\ncpu0 30 0 10 100\n").unwrap();
+    let after = sampler.span_end(&start).unwrap();
+    assert_eq!((before.seq, after.seq), (2, 3));
+    assert_eq!(after.cpu.unwrap().busy.as_f64(), 50.0);
+    assert_eq!(sampler.telemetry().history(10).len(), 1, "nothing periodic");
+    drop(sampler);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_stat_file_larger_than_the_buffer_is_read_whole() {
     let dir = temp_dir("big");
     let text = crate::procfs::stat::synthetic(1024);

@@ -511,6 +511,18 @@ impl Wal {
         self.shared.checkpoint()
     }
 
+    /// Appends the checkpoint frame a close writes, without waiting for it to be durable: for
+    /// a caller whose last records are about to be synced and that closes the log right after
+    /// (a one-shot CLI run), so one flush covers both. A close that then finds the log ending
+    /// in it appends no second checkpoint and syncs nothing more of the log. Frames appended
+    /// after it make it an ordinary frame in the middle, as after [`Wal::checkpoint`].
+    ///
+    /// It carries the durable LSN of its own append like every frame, so a crash that keeps it
+    /// and drops an unsynced frame before it is still a torn tail, never corruption.
+    pub fn append_checkpoint(&self) -> Result<Lsn, WalError> {
+        self.append_with(kind::CHECKPOINT, |_| Ok(0))
+    }
+
     /// Makes everything durable and writes a checkpoint, as [`Wal::close`] does, without
     /// giving up the log: for a server that shuts down while other threads may still hold it.
     /// Appends after it are allowed (and make it an ordinary frame in the middle).

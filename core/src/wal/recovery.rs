@@ -95,6 +95,9 @@ pub struct LogScan {
     /// The [`SegmentState::Sealed`] segments whose first frame is an index checkpoint (the
     /// others' first frames reach the visitor).
     pub sealed_prologues: Vec<u64>,
+    /// The durable LSN the identity file recorded when the scan read it (0 without one): an
+    /// open under the append lock takes it from here instead of reading the file again.
+    pub recorded_durable_lsn: Lsn,
 }
 
 /// Scans every segment of `store` in order, handing each accepted frame to `visit` as
@@ -200,6 +203,7 @@ fn scan_log_with(
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
         sealed_prologues: Vec::new(),
+        recorded_durable_lsn: identity.durable_lsn,
     };
     for seq in seqs {
         let file = store.open(seq, false)?;

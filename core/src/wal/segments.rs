@@ -231,7 +231,7 @@ pub(super) fn recover_writer(
     };
     // What a killed process left in the page cache is recovered but maybe not yet on disk:
     // make it durable before anything new claims it as its synced prefix.
-    let sync_recovered = !end_proven_durable(store, log_id, next_lsn, report)?;
+    let sync_recovered = !end_proven_durable(log_id, next_lsn, report);
     let mut segments = VecDeque::new();
     for summary in scan.segments.iter().filter(|s| {
         matches!(s.state, SegmentState::Used | SegmentState::Sealed) && Some(s.seq) <= end_seq
@@ -288,18 +288,15 @@ pub(super) fn recover_writer(
 /// covered that LSN: at a clean close, or by retention), and this open changed no byte of the
 /// log (no torn tail was zeroed). A log a killed writer left with unsynced frames, or one whose
 /// identity is older than its end, is synced as before.
-fn end_proven_durable(
-    store: &dyn SegmentStore,
-    log_id: u128,
-    next_lsn: Lsn,
-    report: &RecoveryReport,
-) -> Result<bool, WalError> {
-    if report.truncated_bytes != 0 || report.scan.end.is_none() {
-        return Ok(false);
-    }
-    Ok(store
-        .identity()?
-        .is_some_and(|id| id.log_id == log_id && id.durable_lsn >= next_lsn - 1))
+///
+/// The identity is the one the scan read: the open holds the append lock from the scan on, and
+/// every identity write (a close, retention) takes that lock, so the file cannot have changed.
+fn end_proven_durable(log_id: u128, next_lsn: Lsn, report: &RecoveryReport) -> bool {
+    let scan = &report.scan;
+    report.truncated_bytes == 0
+        && scan.end.is_some()
+        && scan.log_id == log_id
+        && scan.recorded_durable_lsn >= next_lsn - 1
 }
 
 /// Writes the header of segment `seq` (a zeroed, unpublished file) starting at `first_lsn`, and

@@ -417,8 +417,14 @@ impl SegmentStore for FsStore {
 /// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700: the
 /// mode is set explicitly, so the umask cannot widen it. For directories vigil owns (the log).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    create_dir_private_if_new(dir)?;
-    make_private(dir, PRIVATE_DIR_MODE)
+    // An existing directory (every open but the first) costs one stat.
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => set_mode_from(dir, &meta, PRIVATE_DIR_MODE),
+        _ => {
+            create_dir_private_if_new(dir)?;
+            make_private(dir, PRIVATE_DIR_MODE)
+        }
+    }
 }
 
 /// Creates `dir` (and missing parents) with mode 0700 when it does not exist; an existing
@@ -437,8 +443,13 @@ pub fn create_dir_private_if_new(dir: &Path) -> io::Result<()> {
 
 /// Sets `path`'s permission bits to `mode` when they differ.
 fn make_private(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path).map_err(|e| context(e, "stat", path))?;
+    set_mode_from(path, &meta, mode)
+}
+
+/// Sets `path`'s permission bits to `mode` when `meta` (its metadata) says they differ.
+fn set_mode_from(path: &Path, meta: &fs::Metadata, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     if meta.permissions().mode() & 0o777 != mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| context(e, "make private", path))?;

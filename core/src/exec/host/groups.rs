@@ -1,6 +1,6 @@
 //! vigil's parent groups: created, checked for write access and for processes that are not
 //! vigil's, and given the controllers vigil hands down.
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -14,13 +14,21 @@ const V2_CONTROLLERS_WANTED: [&str; 3] = ["cpu", "memory", "pids"];
 /// Creates (or reuses) vigil's parent group under `own`; `Err` means no delegation there.
 pub(super) fn ensure_parent(own: &Path, name: &str) -> io::Result<PathBuf> {
     let dir = own.join(name);
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // The group exists on every run but the first: one access(2) then, not a failed mkdir
+    // before it.
+    if may_write(&c) {
+        return Ok(dir);
+    }
+    let missing = io::Error::last_os_error();
+    if missing.kind() != io::ErrorKind::NotFound {
+        return Err(missing);
+    }
     match fs::create_dir(&dir) {
         Ok(()) => Ok(dir),
+        // Created meanwhile by another vigil.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // SAFETY: valid C string; access only checks permissions.
-            let c = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-            // SAFETY: access only reads the NUL-terminated path c.
-            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+            if may_write(&c) {
                 Ok(dir)
             } else {
                 Err(io::Error::last_os_error())
@@ -28,6 +36,12 @@ pub(super) fn ensure_parent(own: &Path, name: &str) -> io::Result<PathBuf> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// access(2) with W_OK: this process may write in `path`.
+fn may_write(path: &CStr) -> bool {
+    // SAFETY: access only reads the NUL-terminated path.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// The controllers vigil wants that `group` may hand down (its cgroup.controllers).
@@ -63,8 +77,7 @@ pub(super) fn writable(group: &Path) -> bool {
     let Ok(c) = CString::new(group.join("cgroup.procs").as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: valid C string; access only checks permissions.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    may_write(&c)
 }
 
 /// True when `group` holds a process that is neither this one nor another vigil (same

@@ -19,10 +19,15 @@ pub(super) struct CgroupMount {
     pub(super) controllers: Option<Vec<String>>,
 }
 
+/// Room reserved before reading such a file: procfs reports no size, and from an empty
+/// buffer the reads would start at 32 bytes and double (eight reads for a 2 KB mountinfo);
+/// with this much room a typical host's file comes in one read and the end in a second.
+const PROC_TABLE_READ_BYTES: usize = 16 << 10;
+
 pub(super) fn read_bounded(path: &Path) -> io::Result<String> {
     use std::io::Read;
     let file = fs::File::open(path)?;
-    let mut text = String::new();
+    let mut text = String::with_capacity(PROC_TABLE_READ_BYTES);
     file.take(PROC_TABLE_BYTES_MAX).read_to_string(&mut text)?;
     Ok(text)
 }

@@ -157,27 +157,11 @@ pub fn effective_abi(force: Option<i32>) -> i32 {
     abi
 }
 
-/// The home directory of the user vigil runs as (from the password database, not `$HOME`).
+/// The home directory of the user vigil runs as (from the password database, not `$HOME`):
+/// the entry [`RunAs::current`](crate::exec::identity::RunAs::current) looks up once per
+/// process anyway (every process job's record names its user), so no second lookup.
 fn user_home() -> Option<PathBuf> {
-    // SAFETY: getpwuid_r with buffers of the stated sizes; the result points into `buf`.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let mut buf = vec![0u8; 4096];
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        );
-        if rc != 0 || out.is_null() || pw.pw_dir.is_null() {
-            return None;
-        }
-        let dir = std::ffi::CStr::from_ptr(pw.pw_dir).to_bytes();
-        use std::os::unix::ffi::OsStrExt;
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
-    }
+    crate::exec::identity::RunAs::current().home
 }
 
 /// Credentials beneath the home directory that no sandboxed job reads by default.
