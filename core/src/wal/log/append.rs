@@ -130,6 +130,7 @@ impl Shared {
         let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
         dest.copy_from_slice(&buffer[..total]);
         writer.active.offset = at + total;
+        writer.active.keep_read_ahead();
         writer.prev_checksum = checksum;
         writer.next_lsn = lsn + 1;
         writer.appends += 1;

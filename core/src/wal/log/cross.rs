@@ -277,13 +277,7 @@ impl Shared {
             .map(|frame| frame.kind);
         let old = std::mem::replace(
             &mut writer.active,
-            ActiveSegment {
-                seq,
-                file,
-                seed,
-                offset: SEGMENT_HEADER_BYTES,
-                first_lsn: header.first_lsn,
-            },
+            ActiveSegment::new(seq, file, seed, SEGMENT_HEADER_BYTES, header.first_lsn),
         );
         // Its last bytes (another process's) are covered by this process's next sync too.
         writer.unsynced.push(old.file);
