@@ -102,6 +102,9 @@ pub(super) struct WriterState {
     /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
     /// engine belongs to the sync pass, which may be running).
     pub(super) header_sync: SyncEngine,
+    /// The shared tail of a log other processes may write too (file stores): behind the
+    /// writer lock with the rest, as only a writer-lock holder takes the append mutex in it.
+    pub(super) tail: Option<super::share::SharedTail>,
 }
 
 /// A random salt per segment, so bytes from any earlier use never validate.
@@ -309,6 +312,7 @@ pub(super) fn recover_writer(
         last_kind,
         log_id,
         header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
+        tail: None,
     })
 }
 

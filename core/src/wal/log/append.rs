@@ -135,8 +135,10 @@ impl Shared {
         writer.next_lsn = lsn + 1;
         writer.appends += 1;
         writer.last_kind = kind;
-        let previous = self.last_lsn.swap(lsn, Ordering::Release);
+        // Only writer-lock holders store `last_lsn`: a load and a store, no atomic exchange.
+        let previous = self.last_lsn.load(Ordering::Relaxed);
         assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
+        self.last_lsn.store(lsn, Ordering::Release);
         Ok(lsn)
     }
 }
