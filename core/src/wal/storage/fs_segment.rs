@@ -20,7 +20,7 @@ const APPEND_READAHEAD_BYTES: usize = 256 << 10;
 /// How far appends move before the window is read ahead again. Each time, the append that
 /// crosses it pays the `madvise` and the zeroing of this many bytes of new pages (measured:
 /// ~35 us for 128 KiB, ~15 us for 32 KiB on the 2-core bench host); smaller steps cut that
-/// spike but add system calls (16 KiB: ~10% more CPU per append than 128 KiB).
+/// spike but add system calls (16 KiB: ~15% more CPU per append than 128 KiB).
 const APPEND_READAHEAD_STEP_BYTES: usize = 64 << 10;
 const _: () = assert!(APPEND_READAHEAD_STEP_BYTES <= APPEND_READAHEAD_BYTES);
 /// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
