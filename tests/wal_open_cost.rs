@@ -22,7 +22,7 @@ use vigil_runtime::wal::storage::segment_file_name;
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
-/// What the writer reads ahead of its append position when it opens (storage/fs_segment.rs).
+/// What the writer keeps read ahead of its append position (storage/fs_segment.rs).
 const APPEND_WINDOW: usize = 256 << 10;
 
 fn options(segment_bytes: u64, mode: RecoveryMode) -> WalOptions {
@@ -381,4 +381,41 @@ fn a_clean_close_leaves_no_zeros_read_ahead_in_the_page_cache() {
     assert_eq!(resident_pages(&path, past_end..len), 0, "{path:?}");
     // (The scan that found the end above read the next segment's header page.)
     assert_eq!(resident_pages(&next, PAGE..next_len), 0, "{next:?}");
+}
+
+/// Appends far into a segment find the pages ahead of them already in the page cache (the
+/// read-ahead window moves with the appends), and what is cached past the end stays within
+/// one window, which is what the next open's zero proof may have to read.
+#[test]
+fn the_read_ahead_window_moves_with_the_appends_and_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, options(16 << 20, RecoveryMode::Tail)).unwrap();
+    let payload = [0x5Au8; 128];
+    let mut last = 0;
+    // About 4 MiB of frames: far past the window read when the segment was opened.
+    for _ in 0..25_000u64 {
+        last = wal.append_raw(kind::USER, &payload).unwrap();
+    }
+    wal.sync(last).unwrap();
+    let (seq, end, _) = log_end(&dir);
+    assert!(
+        end > 8 * APPEND_WINDOW,
+        "the appends went far into the segment"
+    );
+    let path = segment_path(&dir, seq);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let past_end = end.next_multiple_of(PAGE);
+    let ahead = resident_pages(&path, past_end..past_end + APPEND_WINDOW / 2);
+    assert!(
+        ahead * 2 >= APPEND_WINDOW / 2 / PAGE,
+        "pages ahead of the appends are read in ahead of them: {ahead} of {}",
+        APPEND_WINDOW / 2 / PAGE
+    );
+    assert_eq!(
+        resident_pages(&path, past_end + APPEND_WINDOW..len),
+        0,
+        "nothing is read ahead past one window"
+    );
+    wal.abandon();
 }

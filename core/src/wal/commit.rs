@@ -43,7 +43,8 @@ pub(super) struct GroupCommit {
     changed: Condvar,
     durable_lsn: AtomicU64,
     poisoned: AtomicBool,
-    /// The last LSN appended in this process.
+    /// The last LSN appended in this process. Stored by appends under the writer lock only:
+    /// a gathering leader sees it through that lock (see [`GroupCommit::gather`]).
     appended: AtomicU64,
     /// The LSN a gathering leader waits for (0: no one gathers).
     gather_goal: AtomicU64,
@@ -83,10 +84,11 @@ impl GroupCommit {
     }
 
     /// Notes that this process appended `lsn` (so a gathering leader knows when its siblings
-    /// are in).
+    /// are in). Called under the writer lock, with LSNs that only grow: plain stores and
+    /// loads, no read-modify-write or fence per append.
     pub(super) fn appended(&self, lsn: Lsn) {
-        self.appended.fetch_max(lsn, Ordering::SeqCst);
-        let goal = self.gather_goal.load(Ordering::SeqCst);
+        self.appended.store(lsn, Ordering::Release);
+        let goal = self.gather_goal.load(Ordering::Acquire);
         if goal != 0 && lsn >= goal {
             if let Some(leader) = lock(&self.gather_leader).as_ref() {
                 leader.unpark();
@@ -96,13 +98,18 @@ impl GroupCommit {
 
     /// Before a pass: waits (bounded) for the committers the last pass covered to append
     /// again. Returns at once after a pass that covered one committer.
-    fn gather(&self) {
+    ///
+    /// `appends_fence` takes and releases the writer lock, under which every append stores
+    /// `appended` and then loads the goal: an append that held it before sees no goal, but its
+    /// `appended` is seen here after the fence; one that holds it after sees the goal set
+    /// before the fence, and wakes this leader. No wake-up is lost, without a fence per append.
+    fn gather(&self, appends_fence: &dyn Fn()) {
         let siblings = self.siblings.load(Ordering::Relaxed);
         if siblings <= 1 {
             return;
         }
         let goal = self.durable_lsn.load(Ordering::Acquire) + siblings;
-        if self.appended.load(Ordering::SeqCst) >= goal {
+        if self.appended.load(Ordering::Acquire) >= goal {
             return;
         }
         let bound = Duration::from_nanos(self.pass_ns.load(Ordering::Relaxed) / 2);
@@ -112,15 +119,16 @@ impl GroupCommit {
         }
         let deadline = Instant::now() + bound;
         *lock(&self.gather_leader) = Some(std::thread::current());
-        self.gather_goal.store(goal, Ordering::SeqCst);
-        while self.appended.load(Ordering::SeqCst) < goal {
+        self.gather_goal.store(goal, Ordering::Release);
+        appends_fence();
+        while self.appended.load(Ordering::Acquire) < goal {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             std::thread::park_timeout(deadline - now);
         }
-        self.gather_goal.store(0, Ordering::SeqCst);
+        self.gather_goal.store(0, Ordering::Release);
         *lock(&self.gather_leader) = None;
     }
 
@@ -169,7 +177,9 @@ impl GroupCommit {
 
     /// Returns when every record up to `lsn` is durable. `last_lsn` is the last one
     /// appended; `pass` runs one sync of everything appended so far and returns the LSN it
-    /// made durable. One caller at a time leads a pass; the others park until it covers them.
+    /// made durable; `appends_fence` waits out an append in progress (see
+    /// [`GroupCommit::gather`]). One caller at a time leads a pass; the others park until it
+    /// covers them.
     // Longer than 70 lines on purpose: the group commit's one loop (covered, lead a pass, or park)
     // with its lock held across the decisions; splitting it would split the reasoning about that
     // lock.
@@ -178,6 +188,7 @@ impl GroupCommit {
         lsn: Lsn,
         last_lsn: Lsn,
         pass: &dyn Fn() -> io::Result<Lsn>,
+        appends_fence: &dyn Fn(),
     ) -> Result<(), WalError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poison_error());
@@ -206,7 +217,7 @@ impl GroupCommit {
             }
             durable.syncing = true;
             drop(durable);
-            self.gather();
+            self.gather(appends_fence);
             let started = Instant::now();
             let result = pass();
             let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -26,7 +26,7 @@ pub use super::recovery::{
 };
 use super::scan::RecoveryMode;
 use super::segments::{recover_writer, NextSegment, WriterState};
-use super::share::Held;
+use super::share::{Held, SharedTail};
 use super::storage::{FsStore, SegmentFile, SegmentStore};
 use super::sync::{SyncEngine, SyncMethod};
 use crate::histogram::Buckets;
@@ -296,7 +296,7 @@ impl Wal {
         make_store: &dyn Fn() -> Result<Arc<dyn SegmentStore>, WalError>,
         options: WalOptions,
         first_lsn: Lsn,
-        cross: Option<Cross>,
+        cross: Option<(Cross, SharedTail)>,
         visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<Wal, WalError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
@@ -316,13 +316,13 @@ impl Wal {
             ));
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
+        let (cross, mut tail) = cross.unzip();
         if let Some(cross) = &cross {
             cross.lock.lock().map_err(WalError::Io)?;
         }
         let held = cross.as_ref().map(|cross| Held(&cross.lock));
         // Appends take the mutex alone: recovery holds it too, so none runs meanwhile.
-        let mut tail = cross.as_ref().map(|cross| lock(&cross.tail));
-        let mutex = match tail.as_deref() {
+        let mutex = match tail.as_ref() {
             Some(tail) => Some(tail.hold().map_err(WalError::Io)?.0),
             None => None,
         };
@@ -355,7 +355,7 @@ impl Wal {
         if report.scan.end.is_none() {
             report.scan.next_lsn = first_lsn;
         }
-        let writer = recover_writer(
+        let mut writer = recover_writer(
             &*store,
             options.segment_bytes,
             &mut engine,
@@ -366,14 +366,14 @@ impl Wal {
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
         let mut counter = 0;
-        if let Some(tail) = tail.as_deref_mut() {
+        if let Some(tail) = tail.as_mut() {
             tail.enter();
             counter = tail.read(log_id).map_or(0, |(_, state)| state.counter);
             tail.publish(log_id, tail_state(&writer, counter));
         }
         drop(mutex);
-        drop(tail);
         drop(held);
+        writer.tail = tail;
         let shared = Shared {
             cross,
             follower: Mutex::new(None),

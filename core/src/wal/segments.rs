@@ -22,6 +22,45 @@ pub(super) struct ActiveSegment {
     pub(super) seed: u32,
     pub(super) offset: usize,
     pub(super) first_lsn: Lsn,
+    /// When `offset` reaches this, the bytes after it are read ahead again (see
+    /// [`SegmentFile::prepare_appends`]).
+    pub(super) read_ahead_at: usize,
+}
+
+impl ActiveSegment {
+    /// Segment `seq` (with `seed`, whose first frame has `first_lsn`), taking appends at
+    /// `offset`; the first append reads ahead.
+    pub(super) fn new(
+        seq: u64,
+        file: Arc<dyn SegmentFile>,
+        seed: u32,
+        offset: usize,
+        first_lsn: Lsn,
+    ) -> ActiveSegment {
+        ActiveSegment {
+            seq,
+            file,
+            seed,
+            offset,
+            first_lsn,
+            read_ahead_at: offset,
+        }
+    }
+
+    /// Reads ahead of the append position when it reached [`ActiveSegment::read_ahead_at`]:
+    /// a system call every so many appends, never one per append.
+    #[inline]
+    pub(super) fn keep_read_ahead(&mut self) {
+        if self.offset >= self.read_ahead_at {
+            self.read_ahead();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_ahead(&mut self) {
+        self.read_ahead_at = self.file.prepare_appends(self.offset);
+    }
 }
 
 /// The segment after the active one, ready or being created in the background.
@@ -63,6 +102,9 @@ pub(super) struct WriterState {
     /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
     /// engine belongs to the sync pass, which may be running).
     pub(super) header_sync: SyncEngine,
+    /// The shared tail of a log other processes may write too (file stores): behind the
+    /// writer lock with the rest, as only a writer-lock holder takes the append mutex in it.
+    pub(super) tail: Option<super::share::SharedTail>,
 }
 
 /// A random salt per segment, so bytes from any earlier use never validate.
@@ -166,7 +208,7 @@ pub(super) fn recover_writer(
             // Whatever the scan and the zeroing touched after the end is zero and untouched
             // until appends reach it.
             file.release_resident(end.offset, file.len());
-            file.prepare_appends(end.offset);
+            let read_ahead_at = file.prepare_appends(end.offset);
             let seed = {
                 // SAFETY: no writer runs yet.
                 let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
@@ -185,11 +227,8 @@ pub(super) fn recover_writer(
                 .and_then(|s| s.first_lsn)
                 .unwrap_or(1);
             let active = ActiveSegment {
-                seq: end.seq,
-                file,
-                seed,
-                offset: end.offset,
-                first_lsn,
+                read_ahead_at,
+                ..ActiveSegment::new(end.seq, file, seed, end.offset, first_lsn)
             };
             (active, end.last_checksum, scan.next_lsn)
         }
@@ -219,13 +258,7 @@ pub(super) fn recover_writer(
             };
             let next_lsn = scan.next_lsn;
             let seed = start_segment(&*file, seq, next_lsn, log_id, engine)?;
-            let active = ActiveSegment {
-                seq,
-                file,
-                seed,
-                offset: SEGMENT_HEADER_BYTES,
-                first_lsn: next_lsn,
-            };
+            let active = ActiveSegment::new(seq, file, seed, SEGMENT_HEADER_BYTES, next_lsn);
             (active, 0, next_lsn)
         }
     };
@@ -279,6 +312,7 @@ pub(super) fn recover_writer(
         last_kind,
         log_id,
         header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
+        tail: None,
     })
 }
 

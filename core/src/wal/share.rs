@@ -160,6 +160,11 @@ pub struct SharedTail {
     /// The generation this process last read or published: when the newest slot still has
     /// it and no holder died, nothing changed since.
     seen: u64,
+    /// What [`SharedTail::enter`] writes into the holder word: this process's id when the
+    /// tail was opened (never 0), taken once, as `getpid` is a system call and `enter` runs
+    /// on every append. Only its being non-zero means anything (a child forked after the
+    /// open writes its parent's id: still a mark).
+    holder_mark: u64,
 }
 
 impl std::fmt::Debug for SharedTail {
@@ -206,6 +211,7 @@ impl SharedTail {
             map,
             _file: file,
             seen: 0,
+            holder_mark: u64::from(std::process::id()).max(1),
         })
     }
 
@@ -287,10 +293,10 @@ impl SharedTail {
     /// Marks the tail as being updated by this process; returns whether the previous holder
     /// left it marked (it died holding the lock, maybe mid-batch). Call with the lock held.
     pub fn enter(&mut self) -> bool {
-        let pid = u64::from(std::process::id()).max(1);
+        let mark = self.holder_mark;
         let word = &mut self.bytes()[HOLDER_AT..HOLDER_AT + 8];
         let previous = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-        word.copy_from_slice(&pid.to_le_bytes());
+        word.copy_from_slice(&mark.to_le_bytes());
         previous != 0
     }
 

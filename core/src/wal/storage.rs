@@ -54,8 +54,12 @@ pub trait SegmentFile: Send + Sync {
         Ok(bytes.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1))
     }
     /// Hints that appends will soon store into the bytes from `offset` on (a file segment
-    /// reads a bounded window of them into the page cache). A failed hint costs speed only.
-    fn prepare_appends(&self, _offset: usize) {}
+    /// reads a bounded window of them into the page cache). Returns the offset at which the
+    /// writer hints again, past `offset` (the file's length: never). A failed hint costs
+    /// speed only.
+    fn prepare_appends(&self, _offset: usize) -> usize {
+        self.len()
+    }
     /// Hints that a scan will read the first `end` bytes now.
     fn prepare_scan(&self, _end: usize) {}
     /// Hints that no byte from `from` on holds data and none will be touched soon: a file

@@ -130,12 +130,15 @@ impl Shared {
         let dest = unsafe { segment_bytes_mut(&*writer.active.file, at, at + total) };
         dest.copy_from_slice(&buffer[..total]);
         writer.active.offset = at + total;
+        writer.active.keep_read_ahead();
         writer.prev_checksum = checksum;
         writer.next_lsn = lsn + 1;
         writer.appends += 1;
         writer.last_kind = kind;
-        let previous = self.last_lsn.swap(lsn, Ordering::Release);
+        // Only writer-lock holders store `last_lsn`: a load and a store, no atomic exchange.
+        let previous = self.last_lsn.load(Ordering::Relaxed);
         assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");
+        self.last_lsn.store(lsn, Ordering::Release);
         Ok(lsn)
     }
 }

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::super::error::{LogFault, WalError};
 use super::super::frame::Frame;
@@ -35,16 +35,18 @@ pub enum Followed<'a> {
 /// A segment file and its (valid) header.
 type UsedSegment = (Arc<dyn SegmentFile>, SegmentHeader);
 
-/// What a writer shares with the other processes writing the same log (see [`super::super::share`]).
+/// What a writer shares with the other processes writing the same log (see
+/// [`super::super::share`]); the shared tail itself is in the writer state
+/// ([`WriterState::tail`]), behind the writer lock.
 pub(super) struct Cross {
     pub(super) lock: AppendLock,
-    pub(super) tail: Mutex<SharedTail>,
     /// Held shared while this writer is open.
     _present: AppendLock,
 }
 
 impl Cross {
-    pub(super) fn open(dir: &Path) -> Result<Cross, WalError> {
+    /// Opens the lock files and the shared tail of the log in `dir`.
+    pub(super) fn open(dir: &Path) -> Result<(Cross, SharedTail), WalError> {
         create_private_dir(dir).map_err(|e| {
             WalError::Io(super::super::storage::context(
                 e,
@@ -69,11 +71,13 @@ impl Cross {
         let ready = tail.init_mutex();
         lock.unlock();
         ready?;
-        Ok(Cross {
-            lock,
-            tail: Mutex::new(tail),
-            _present: present,
-        })
+        Ok((
+            Cross {
+                lock,
+                _present: present,
+            },
+            tail,
+        ))
     }
 }
 
@@ -98,10 +102,9 @@ impl Shared {
     ) -> Result<T, WalError> {
         let mut guard = lock(&self.writer);
         let writer = &mut *guard;
-        let Some(cross) = &self.cross else {
+        let Some(tail) = writer.tail.as_mut() else {
             return f(writer);
         };
-        let mut tail = lock(&cross.tail);
         let (held, owner_died) = tail.hold().map_err(WalError::Io)?;
         let suspect = tail.enter() || owner_died;
         if suspect || tail.peek_generation() != tail.seen() {
@@ -114,10 +117,10 @@ impl Shared {
             }
         }
         let result = f(writer);
-        tail.publish(
-            self.log_id,
-            tail_state(writer, self.counter.load(Ordering::Acquire)),
-        );
+        let state = tail_state(writer, self.counter.load(Ordering::Acquire));
+        if let Some(tail) = writer.tail.as_mut() {
+            tail.publish(self.log_id, state);
+        }
         drop(held);
         result
     }
@@ -277,13 +280,7 @@ impl Shared {
             .map(|frame| frame.kind);
         let old = std::mem::replace(
             &mut writer.active,
-            ActiveSegment {
-                seq,
-                file,
-                seed,
-                offset: SEGMENT_HEADER_BYTES,
-                first_lsn: header.first_lsn,
-            },
+            ActiveSegment::new(seq, file, seed, SEGMENT_HEADER_BYTES, header.first_lsn),
         );
         // Its last bytes (another process's) are covered by this process's next sync too.
         writer.unsynced.push(old.file);

@@ -74,13 +74,7 @@ impl Shared {
         };
         let old = std::mem::replace(
             &mut writer.active,
-            ActiveSegment {
-                seq,
-                file: next,
-                seed,
-                offset: SEGMENT_HEADER_BYTES,
-                first_lsn: writer.next_lsn,
-            },
+            ActiveSegment::new(seq, next, seed, SEGMENT_HEADER_BYTES, writer.next_lsn),
         );
         writer.unsynced.push(old.file);
         writer.prev_checksum = 0;

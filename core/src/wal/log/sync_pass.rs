@@ -54,7 +54,11 @@ impl Shared {
     /// Returns when every record up to `lsn` is durable (group commit).
     pub(super) fn sync_to(&self, lsn: Lsn) -> Result<(), WalError> {
         let last_lsn = self.last_lsn.load(Ordering::Acquire);
-        self.commit.sync_to(lsn, last_lsn, &|| self.sync_pass())
+        // The fence takes the writer lock as the pass does next: no lock order changes.
+        self.commit
+            .sync_to(lsn, last_lsn, &|| self.sync_pass(), &|| {
+                drop(lock(&self.writer));
+            })
     }
 
     /// One group-commit pass: syncs every segment with bytes appended so far.
