@@ -534,3 +534,48 @@ fn a_writer_idle_while_others_retire_its_segment_appends_after_them() {
     assert_eq!(scan.fault, None);
     assert!(scan.next_lsn > next, "{scan:?}");
 }
+
+#[test]
+fn an_append_mutex_a_lost_boot_left_held_is_initialised_afresh_by_the_next_open() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use vigil_runtime::wal::share::SharedTail;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    Wal::open(&dir, WalOptions::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    // The mutex as a machine crash can leave it on disk: held by a thread that will never
+    // let go and that no kernel reports dead (here: a live thread that keeps it).
+    let (held_tx, held_rx) = mpsc::channel();
+    let holder_dir = dir.clone();
+    std::thread::spawn(move || {
+        let tail = SharedTail::open(&holder_dir).unwrap();
+        tail.hold_forever().unwrap();
+        held_tx.send(()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    held_rx.recv().unwrap();
+    // ... recorded as initialised in another boot.
+    SharedTail::open(&dir).unwrap().set_mutex_boot([0x5A; 16]);
+    // The open (in a thread: a wait on that mutex would never end) goes through and appends.
+    let (done_tx, done_rx) = mpsc::channel();
+    let open_dir = dir.clone();
+    std::thread::spawn(move || {
+        let appended = Wal::open(&open_dir, WalOptions::default()).and_then(|wal| {
+            let lsn = wal.append_raw(kind::USER, b"after the reboot")?;
+            wal.sync_all()?;
+            wal.close()?;
+            Ok(lsn)
+        });
+        let _ = done_tx.send(appended.map_err(|e| e.to_string()));
+    });
+    let result = done_rx.recv_timeout(Duration::from_secs(120));
+    assert!(
+        matches!(result, Ok(Ok(_))),
+        "the open waited on a mutex of another boot, or failed: {result:?}"
+    );
+}

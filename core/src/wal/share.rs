@@ -50,6 +50,8 @@ const SLOT_AT: [usize; 2] = [64, 192];
 const SLOT_BYTES: usize = 72;
 /// The word that says the mutex is initialised, and the mutex.
 const MUTEX_READY_AT: usize = 512;
+/// The boot the mutex was initialised in (16 bytes of `/proc/sys/kernel/random/boot_id`).
+const MUTEX_BOOT_AT: usize = 528;
 const MUTEX_AT: usize = 576;
 const MUTEX_READY: u64 = 0x5845_5455_4d5f_4c47; // "GL_MUTEX"
 
@@ -220,11 +222,29 @@ impl SharedTail {
         unsafe { self.map.as_mut_ptr().add(MUTEX_AT).cast() }
     }
 
-    /// Initialises the append mutex of a new tail file. Call with the [`AppendLock`] held
-    /// (every opening writer does, before it uses the mutex), so it happens exactly once.
+    /// Initialises the append mutex of a new tail file, and again in the first open after a
+    /// reboot. Call with the [`AppendLock`] held (every opening writer does, before it uses
+    /// the mutex), so it happens exactly once per boot.
+    ///
+    /// The mutex lives in a file: if its page reached the disk while a holder had it and the
+    /// machine then went down, it comes back locked by a thread no kernel will ever report
+    /// dead (the robust-futex hand-over runs when a thread exits, which a crash skips), and
+    /// every later lock would wait forever. The boot it was initialised in is kept beside it:
+    /// another boot means no process holds it, and it is initialised afresh. A tail file of an
+    /// earlier build (no boot recorded) only gets this boot recorded: a writer of that build
+    /// may be using the mutex right now.
     pub fn init_mutex(&mut self) -> io::Result<()> {
+        let boot = boot_id();
         let ready = &self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8];
-        if u64::from_le_bytes(ready.try_into().unwrap_or([0; 8])) == MUTEX_READY {
+        let ready = u64::from_le_bytes(ready.try_into().unwrap_or([0; 8])) == MUTEX_READY;
+        let recorded: [u8; 16] = self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16]
+            .try_into()
+            .unwrap_or([0; 16]);
+        let another_boot = boot.is_some_and(|b| recorded != [0; 16] && recorded != b);
+        if ready && !another_boot {
+            if let Some(b) = boot.filter(|_| recorded == [0; 16]) {
+                self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&b);
+            }
             return Ok(());
         }
         // SAFETY: attribute and mutex initialisation on memory no one uses yet (no writer
@@ -246,8 +266,25 @@ impl SharedTail {
             libc::pthread_mutexattr_destroy(&mut attr);
             set?;
         }
+        self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&boot.unwrap_or([0; 16]));
         self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8]
             .copy_from_slice(&MUTEX_READY.to_le_bytes());
+        Ok(())
+    }
+
+    /// Records `boot` as the boot the mutex was initialised in (tests: a file from another
+    /// boot).
+    #[doc(hidden)]
+    pub fn set_mutex_boot(&mut self, boot: [u8; 16]) {
+        self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&boot);
+    }
+
+    /// Takes the append mutex and returns without releasing it (tests: a holder the machine
+    /// lost). The mutex stays held by this thread until the process exits.
+    #[doc(hidden)]
+    pub fn hold_forever(&self) -> io::Result<()> {
+        let (held, _) = self.hold()?;
+        std::mem::forget(held);
         Ok(())
     }
 
@@ -484,4 +521,20 @@ mod tests {
         b.unlock();
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`, 16 bytes); `None` where it cannot be
+/// read (then the mutex is initialised only once, as before).
+fn boot_id() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let hex: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    (out != [0; 16]).then_some(out)
 }
