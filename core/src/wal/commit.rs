@@ -34,6 +34,10 @@ struct DurableState {
 
 /// Waiters the durable state holds without reallocating.
 const SYNC_WAITERS_CAPACITY: usize = 64;
+/// Waiters yield instead of parking only where a sync pass takes at most this long (a fast
+/// device, where the wake-ups would cost as much as the sync); they yield for at most one
+/// pass.
+const SPIN_PASS_MAX: Duration = Duration::from_micros(200);
 /// The longest a leader waits for the committers of the last pass to append again.
 pub const COMMIT_DELAY_MAX: Duration = Duration::from_millis(2);
 
@@ -121,12 +125,20 @@ impl GroupCommit {
         *lock(&self.gather_leader) = Some(std::thread::current());
         self.gather_goal.store(goal, Ordering::Release);
         appends_fence();
+        // On a fast device, yielding rather than parking: the committers are on their way,
+        // and a parked leader needs a wake-up system call from the one that completes the
+        // goal. On a slow one the wait is long enough to park.
+        let spin = bound <= SPIN_PASS_MAX / 2;
         while self.appended.load(Ordering::Acquire) < goal {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            std::thread::park_timeout(deadline - now);
+            if spin {
+                std::thread::yield_now();
+            } else {
+                std::thread::park_timeout(deadline - now);
+            }
         }
         self.gather_goal.store(0, Ordering::Release);
         *lock(&self.gather_leader) = None;
@@ -265,9 +277,37 @@ impl GroupCommit {
         }
     }
 
+    /// Before parking, where a pass takes at most [`SPIN_PASS_MAX`]: yields the core for up
+    /// to the recent pass duration, checking the durable LSN between yields, so a committer
+    /// the pass in flight covers goes on (to append its next record) as soon as the sync
+    /// returns, without waiting for the leader to unpark it (a system call and a wake-up per
+    /// committer, which on two cores cost more than the sync). A stale unpark the leader
+    /// sends later only makes a later park return once.
+    fn spin_until_durable(&self, lsn: Lsn) -> bool {
+        let bound = Duration::from_nanos(self.pass_ns.load(Ordering::Relaxed));
+        if bound > SPIN_PASS_MAX {
+            return false; // A slow device: parking costs little against its sync.
+        }
+        let deadline = Instant::now() + bound;
+        loop {
+            if self.durable_lsn.load(Ordering::Acquire) >= lsn
+                || self.poisoned.load(Ordering::Acquire)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Parks until a finishing sync removed this thread from the waiters (or `lsn` became
     /// durable, or the log was poisoned). Spurious unparks just park again.
     fn park_until_called(&self, lsn: Lsn) {
+        if self.spin_until_durable(lsn) {
+            return;
+        }
         let me = std::thread::current().id();
         loop {
             std::thread::park();
