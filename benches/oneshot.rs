@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use vigil_core::wal::log::{Wal, WalOptions};
+use vigil_core::runtime::{Runtime, RuntimeOptions};
 use vigil_core::wal::record::kind;
 
 // The `vigil` binary of this profile (release for benches), built on first use.
@@ -117,19 +117,21 @@ const BEFORE_BIN_ENV: &str = "VIGIL_ONESHOT_BEFORE_BIN";
 /// Set (to `DIR:RECORDS:PAYLOAD_BYTES`) in the helper process that fills a log.
 const FILL_ENV: &str = "VIGIL_ONESHOT_FILL";
 
-/// Fills the log under `spec`'s directory with user records, in this process.
+/// Fills the log under `spec`'s directory with user records, in this process, through a
+/// runtime (as a C host's `vigil_wal_append` does: every new segment opens with the
+/// runtime's index checkpoint).
 fn fill(spec: &str) {
     let mut parts = spec.rsplitn(3, ':');
     let payload: usize = parts.next().and_then(|p| p.parse().ok()).expect("payload");
     let records: u64 = parts.next().and_then(|p| p.parse().ok()).expect("records");
     let dir = Path::new(parts.next().expect("dir"));
-    let wal = Wal::open(&dir.join("wal"), WalOptions::default()).expect("open");
+    let runtime = Runtime::open(RuntimeOptions::new(dir)).expect("open");
     for i in 0..records {
         let mut body = vec![(i % 251) as u8 | 1; payload];
         body[..8.min(payload)].copy_from_slice(&i.to_le_bytes()[..8.min(payload)]);
-        wal.append_raw(kind::USER, &body).expect("append");
+        runtime.wal().append_raw(kind::USER, &body).expect("append");
     }
-    wal.close().expect("close");
+    runtime.close().expect("close");
 }
 
 /// Fills a log in a helper process: the peak RSS a child reports (wait4's ru_maxrss) is at

@@ -757,3 +757,45 @@ fn a_root_made_again_at_the_same_path_is_writable_to_the_next_job() {
     let third: Vec<String> = out(&r).lines().map(str::to_string).collect();
     assert_eq!(third, vec![first[1].clone(), "d".to_string()], "{r:?}");
 }
+
+#[test]
+fn strict_jobs_carry_one_filter_and_vigil_none() {
+    if !landlock() {
+        return;
+    }
+    let d = Dirs::new();
+    let ex = d.executor(None, false);
+    for _ in 0..3 {
+        let r = d.run(
+            &ex,
+            SandboxMode::Strict,
+            "grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status",
+        );
+        assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+        let text = out(&r);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        assert_eq!(field("Seccomp:").as_deref(), Some("2"), "{text}");
+        assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"), "{text}");
+        if let Some(n) = field("Seccomp_filters:") {
+            assert_eq!(n, "1", "one filter: {text}");
+        }
+    }
+    // The filter is the job's alone: vigil carries none, nor does a later workspace job.
+    let mine = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    assert!(mine.lines().any(|l| l == "Seccomp:\t0"), "{mine}");
+    std::net::TcpListener::bind("127.0.0.1:0").expect("vigil is not filtered");
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "grep '^Seccomp:' /proc/self/status",
+    );
+    assert_eq!(
+        out(&r),
+        "Seccomp:\t0",
+        "a workspace job inherited the strict filter: {r:?}"
+    );
+}
