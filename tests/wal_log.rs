@@ -1004,3 +1004,46 @@ fn a_new_log_starts_with_small_segments_that_double_to_the_configured_size() {
     {}
     assert_eq!(payload_bytes, RECORD_PAYLOAD_BYTES_MAX + 24 * MIB as usize);
 }
+
+/// Bytes of the `.wal` files in `dir`.
+fn segment_file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn retention_counts_each_segment_at_the_size_of_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log made with 64 KiB segments...
+    let wal = Wal::open(dir.path(), options(64 << 10, SyncMethod::Fdatasync)).unwrap();
+    for i in 0..3000u64 {
+        wal.append(&Record::User(&payload(i, 100))).unwrap();
+    }
+    wal.close().unwrap();
+    assert!(segment_file_bytes(dir.path()) >= 6 * (64 << 10));
+    // ... opened with 16 KiB segments and a 256 KiB bound: the old files count at their size.
+    let mut opts = options(16 << 10, SyncMethod::Fdatasync);
+    opts.retention = Retention {
+        bytes_max: Some(256 << 10),
+        segments_max: None,
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    for i in 0..400u64 {
+        wal.append(&Record::User(&payload(i, 100))).unwrap();
+        if i % 20 == 0 {
+            wal.sync_all().unwrap();
+        }
+    }
+    wal.sync_all().unwrap();
+    let held = segment_file_bytes(dir.path());
+    // The bound, plus at most the active segment the bound cannot retire and the next one.
+    assert!(
+        held <= (256 << 10) + (64 << 10),
+        "{held} bytes of segments kept"
+    );
+    wal.close().unwrap();
+}

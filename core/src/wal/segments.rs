@@ -77,6 +77,9 @@ pub(super) struct LiveSegment {
     pub(super) first_lsn: Lsn,
     /// Its first frame is an `INDEX_CHECKPOINT`.
     pub(super) prologue: bool,
+    /// The size of its file (what retention counts: a log made with other segment sizes
+    /// holds files of those sizes).
+    pub(super) bytes: u64,
 }
 
 pub(super) struct WriterState {
@@ -278,6 +281,7 @@ pub(super) fn recover_writer(
             seq: summary.seq,
             first_lsn: summary.first_lsn.unwrap_or(1),
             prologue: prologues.contains(&summary.seq),
+            bytes: summary.bytes as u64,
         });
     }
     if end_seq.is_some() && sync_recovered {
@@ -288,6 +292,7 @@ pub(super) fn recover_writer(
             seq: active.seq,
             first_lsn: active.first_lsn,
             prologue: false,
+            bytes: active.file.len() as u64,
         });
     }
     let next = match next {

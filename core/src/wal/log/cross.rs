@@ -289,6 +289,7 @@ impl Shared {
             seq,
             first_lsn: header.first_lsn,
             prologue: first == Some(kind::INDEX_CHECKPOINT),
+            bytes: writer.active.file.len() as u64,
         });
         if matches!(writer.next, NextSegment::Ready(_)) {
             // Made for a segment the log has moved past.

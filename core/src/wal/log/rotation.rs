@@ -83,6 +83,7 @@ impl Shared {
             seq,
             first_lsn: writer.active.first_lsn,
             prologue,
+            bytes: writer.active.file.len() as u64,
         });
         let store = self.store.clone();
         let bytes = self.segment_bytes(seq + 1);
@@ -206,11 +207,7 @@ impl Shared {
         }
         while writer.segments.len() >= 2 {
             let count = writer.segments.len() as u64 + 1; // + the pre-created next one
-            let bytes: u64 = writer
-                .segments
-                .iter()
-                .map(|s| self.segment_bytes(s.seq))
-                .sum::<u64>()
+            let bytes: u64 = writer.segments.iter().map(|s| s.bytes).sum::<u64>()
                 + self.segment_bytes(writer.active.seq + 1);
             let over_count = retention.segments_max.is_some_and(|max| count > max);
             let over_bytes = retention.bytes_max.is_some_and(|max| bytes > max);
