@@ -9,13 +9,16 @@
 //! - switching to another user needs root (vigil's effective uid 0); otherwise the job is
 //!   refused before anything runs;
 //! - a process job's child switches; a file job (`file.read`, `file.write`) runs in a thread
-//!   of vigil's that switches itself, then does the file operation and ends
-//!   ([`Executor::as_job_user`]): the kernel checks that user's permissions on every path.
+//!   of vigil's that switches its filesystem ids (groups, fsgid, fsuid), then does the file
+//!   operation and ends ([`Executor::as_job_user`]): the kernel checks that user's
+//!   permissions on every path, while the thread's real and saved ids stay vigil's, so the
+//!   user's processes can neither signal it nor change its limits.
 //!
-//! Both switch with raw `setgroups`, `setresgid`, `setresuid` system calls, which change the
-//! calling thread only (glibc's wrappers signal every thread of the process to switch them
-//! all, which neither a vfork-style child nor one thread of a running vigil may do). The child
-//! does it after its cgroup placement and before Landlock and seccomp (see `spawn::child`).
+//! Both switch with raw system calls, which change the calling thread only (glibc's wrappers
+//! signal every thread of the process to switch them all, which neither a vfork-style child
+//! nor one thread of a running vigil may do). The child calls `setgroups`, `setresgid`,
+//! `setresuid` after its cgroup placement and before Landlock and seccomp (see
+//! `spawn::child`).
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::path::PathBuf;
@@ -217,11 +220,11 @@ impl Executor {
     }
 
     /// Runs `op` (a file job's work) as `user`: in vigil's own thread when nothing switches,
-    /// else in a thread of its own that first switches its groups, gid and uid (raw system
-    /// calls: this thread only; it drops root's capabilities with root's uid) and ends after
-    /// `op`. vigil's process stays non-dumpable throughout: a change of a thread's uid resets
-    /// the process's dumpable flag to `fs.suid_dumpable`, which the thread sets back to 0
-    /// before anything else, and the caller again after.
+    /// else in a thread of its own that first switches its filesystem ids to the user's
+    /// ([`switch_this_thread`]: raw system calls, this thread only) and ends after `op`.
+    /// vigil's process stays non-dumpable throughout: a change of a thread's fsuid resets the
+    /// process's dumpable flag to `fs.suid_dumpable`, which the thread sets back to 0 before
+    /// anything else, and the caller again after.
     pub(crate) fn as_job_user<T: Send>(
         &self,
         user: &RunAs,
@@ -254,8 +257,13 @@ impl Executor {
     }
 }
 
-/// Switches the calling thread (only) to `user`'s groups, gid and uid.
-fn switch_this_thread(user: &RunAs) -> Result<(), ExecError> {
+/// Switches the calling thread's filesystem ids (only) to `user`'s: its supplementary groups,
+/// then its fsgid and fsuid. The kernel checks file access against these, and a change of the
+/// fsuid from 0 drops the thread's filesystem capabilities (DAC override, chown, fowner...).
+/// Its real, effective and saved ids stay vigil's: who may signal vigil, change its limits
+/// (prlimit) or trace it is decided by those, so a process of the job's user can do none of
+/// it to this thread, as it could if the thread took the user's uid.
+pub(crate) fn switch_this_thread(user: &RunAs) -> Result<(), ExecError> {
     let fail = |what: &str| {
         ExecError::User(format!(
             "switching the file job's thread to {user} ({what}): {}",
@@ -274,13 +282,15 @@ fn switch_this_thread(user: &RunAs) -> Result<(), ExecError> {
         {
             return Err(fail("setgroups"));
         }
-        let gid = libc::c_long::from(user.gid);
-        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
-            return Err(fail("setresgid"));
+        // setfsgid/setfsuid return the previous id and cannot report failure: each is
+        // checked by asking again (-1 changes nothing and returns the current one).
+        libc::syscall(libc::SYS_setfsgid, libc::c_long::from(user.gid));
+        if libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long) != libc::c_long::from(user.gid) {
+            return Err(fail("setfsgid"));
         }
-        let uid = libc::c_long::from(user.uid);
-        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
-            return Err(fail("setresuid"));
+        libc::syscall(libc::SYS_setfsuid, libc::c_long::from(user.uid));
+        if libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) != libc::c_long::from(user.uid) {
+            return Err(fail("setfsuid"));
         }
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
@@ -392,6 +402,41 @@ fn group_list(name: &CStr, gid: u32) -> Result<Vec<u32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_jobs_thread_takes_the_users_filesystem_ids_and_keeps_vigils_own() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipped: switching ids needs root");
+            return;
+        }
+        let user = RunAs::resolve(&UserSpec::Uid(65534)).unwrap();
+        let status = std::thread::spawn(move || {
+            switch_this_thread(&user).unwrap();
+            std::fs::read_to_string("/proc/thread-self/status").unwrap()
+        })
+        .join()
+        .unwrap();
+        let line = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        // Real, effective and saved ids stay 0: no process of uid 65534 may signal this
+        // thread or change its limits; the filesystem ids are the user's.
+        assert_eq!(line("Uid:"), "Uid:\t0\t0\t0\t65534", "{status}");
+        assert_eq!(line("Gid:"), "Gid:\t0\t0\t0\t65534", "{status}");
+        // The filesystem capabilities went with fsuid 0 (CAP_DAC_OVERRIDE is bit 1).
+        let eff = line("CapEff:");
+        let bits = u64::from_str_radix(eff.trim_start_matches("CapEff:").trim(), 16).unwrap();
+        assert_eq!(bits & 0b10, 0, "{status}");
+        // This thread (vigil's) is untouched.
+        let mine = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        assert!(mine.lines().any(|l| l == "Uid:\t0\t0\t0\t0"), "{mine}");
+    }
 
     #[test]
     fn a_spec_of_digits_is_a_uid_and_anything_else_a_name() {
