@@ -536,7 +536,7 @@ fn a_writer_idle_while_others_retire_its_segment_appends_after_them() {
 }
 
 #[test]
-fn an_append_mutex_a_lost_boot_left_held_is_initialised_afresh_by_the_next_open() {
+fn an_append_mutex_left_held_by_a_lost_holder_is_initialised_afresh_by_the_next_lone_writer() {
     use std::sync::mpsc;
     use std::time::Duration;
     use vigil_runtime::wal::share::SharedTail;
@@ -547,7 +547,8 @@ fn an_append_mutex_a_lost_boot_left_held_is_initialised_afresh_by_the_next_open(
         .close()
         .unwrap();
     // The mutex as a machine crash can leave it on disk: held by a thread that will never
-    // let go and that no kernel reports dead (here: a live thread that keeps it).
+    // let go and that no kernel reports dead (here: a live thread that keeps it, and holds
+    // no writer's lock, as nothing of a lost boot does).
     let (held_tx, held_rx) = mpsc::channel();
     let holder_dir = dir.clone();
     std::thread::spawn(move || {
@@ -559,9 +560,9 @@ fn an_append_mutex_a_lost_boot_left_held_is_initialised_afresh_by_the_next_open(
         }
     });
     held_rx.recv().unwrap();
-    // ... recorded as initialised in another boot.
-    SharedTail::open(&dir).unwrap().set_mutex_boot([0x5A; 16]);
-    // The open (in a thread: a wait on that mutex would never end) goes through and appends.
+    // The next writer to open the log is the only one (no writer holds `WRITERS`): it starts
+    // from a fresh mutex. The open (in a thread: a wait on that mutex would never end) goes
+    // through and appends.
     let (done_tx, done_rx) = mpsc::channel();
     let open_dir = dir.clone();
     std::thread::spawn(move || {
@@ -576,6 +577,42 @@ fn an_append_mutex_a_lost_boot_left_held_is_initialised_afresh_by_the_next_open(
     let result = done_rx.recv_timeout(Duration::from_secs(120));
     assert!(
         matches!(result, Ok(Ok(_))),
-        "the open waited on a mutex of another boot, or failed: {result:?}"
+        "the open waited on a mutex a lost holder left, or failed: {result:?}"
     );
+}
+
+#[test]
+fn an_append_mutex_in_use_is_never_initialised_afresh_while_a_writer_has_the_log_open() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use vigil_runtime::wal::share::SharedTail;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    // A writer that has the log open, and the mutex held as in the middle of a batch.
+    let open_writer = Wal::open(&dir, WalOptions::default()).unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let holder_dir = dir.clone();
+    std::thread::spawn(move || {
+        let tail = SharedTail::open(&holder_dir).unwrap();
+        tail.hold_forever().unwrap();
+        held_tx.send(()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    held_rx.recv().unwrap();
+    // A second writer is not alone: it must wait for the mutex, not take a fresh one (two
+    // appenders at one place). Its open never gets through here; had it taken a fresh mutex,
+    // it would have at once.
+    let (done_tx, done_rx) = mpsc::channel();
+    let open_dir = dir.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(Wal::open(&open_dir, WalOptions::default()).is_ok());
+    });
+    let result = done_rx.recv_timeout(Duration::from_secs(2));
+    assert!(
+        result.is_err(),
+        "a second writer went past a held mutex: {result:?}"
+    );
+    open_writer.abandon();
 }

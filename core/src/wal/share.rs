@@ -50,8 +50,6 @@ const SLOT_AT: [usize; 2] = [64, 192];
 const SLOT_BYTES: usize = 72;
 /// The word that says the mutex is initialised, and the mutex.
 const MUTEX_READY_AT: usize = 512;
-/// The boot the mutex was initialised in (16 bytes of `/proc/sys/kernel/random/boot_id`).
-const MUTEX_BOOT_AT: usize = 528;
 const MUTEX_AT: usize = 576;
 const MUTEX_READY: u64 = 0x5845_5455_4d5f_4c47; // "GL_MUTEX"
 
@@ -222,29 +220,20 @@ impl SharedTail {
         unsafe { self.map.as_mut_ptr().add(MUTEX_AT).cast() }
     }
 
-    /// Initialises the append mutex of a new tail file, and again in the first open after a
-    /// reboot. Call with the [`AppendLock`] held (every opening writer does, before it uses
-    /// the mutex), so it happens exactly once per boot.
+    /// Initialises the append mutex of a new tail file, and afresh whenever the opener is
+    /// `alone`: no other writer, of any build, has the log open (it took the `WRITERS` lock
+    /// exclusively under the [`AppendLock`]), so no process holds the mutex or waits on it.
+    /// Call with the [`AppendLock`] held (every opening writer does, before it uses the mutex).
     ///
     /// The mutex lives in a file: if its page reached the disk while a holder had it and the
     /// machine then went down, it comes back locked by a thread no kernel will ever report
     /// dead (the robust-futex hand-over runs when a thread exits, which a crash skips), and
-    /// every later lock would wait forever. The boot it was initialised in is kept beside it:
-    /// another boot means no process holds it, and it is initialised afresh. A tail file of an
-    /// earlier build (no boot recorded) only gets this boot recorded: a writer of that build
-    /// may be using the mutex right now.
-    pub fn init_mutex(&mut self) -> io::Result<()> {
-        let boot = boot_id();
+    /// every lock would wait forever. The first writer to open the log after that is alone,
+    /// and starts from a fresh mutex; the holder mark beside it still tells the next holder
+    /// that the last one may have died mid-batch.
+    pub fn init_mutex(&mut self, alone: bool) -> io::Result<()> {
         let ready = &self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8];
-        let ready = u64::from_le_bytes(ready.try_into().unwrap_or([0; 8])) == MUTEX_READY;
-        let recorded: [u8; 16] = self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16]
-            .try_into()
-            .unwrap_or([0; 16]);
-        let another_boot = boot.is_some_and(|b| recorded != [0; 16] && recorded != b);
-        if ready && !another_boot {
-            if let Some(b) = boot.filter(|_| recorded == [0; 16]) {
-                self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&b);
-            }
+        if u64::from_le_bytes(ready.try_into().unwrap_or([0; 8])) == MUTEX_READY && !alone {
             return Ok(());
         }
         // SAFETY: attribute and mutex initialisation on memory no one uses yet (no writer
@@ -266,17 +255,9 @@ impl SharedTail {
             libc::pthread_mutexattr_destroy(&mut attr);
             set?;
         }
-        self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&boot.unwrap_or([0; 16]));
         self.bytes()[MUTEX_READY_AT..MUTEX_READY_AT + 8]
             .copy_from_slice(&MUTEX_READY.to_le_bytes());
         Ok(())
-    }
-
-    /// Records `boot` as the boot the mutex was initialised in (tests: a file from another
-    /// boot).
-    #[doc(hidden)]
-    pub fn set_mutex_boot(&mut self, boot: [u8; 16]) {
-        self.bytes()[MUTEX_BOOT_AT..MUTEX_BOOT_AT + 16].copy_from_slice(&boot);
     }
 
     /// Takes the append mutex and returns without releasing it (tests: a holder the machine
@@ -521,20 +502,4 @@ mod tests {
         b.unlock();
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// This boot's id (`/proc/sys/kernel/random/boot_id`, 16 bytes); `None` where it cannot be
-/// read (then the mutex is initialised only once, as before).
-fn boot_id() -> Option<[u8; 16]> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let hex: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    (out != [0; 16]).then_some(out)
 }

@@ -55,7 +55,20 @@ impl Cross {
             ))
         })?;
         let present = AppendLock::open_named(dir, WRITERS_FILE_NAME)?;
-        if !present.try_lock_shared()? {
+        let lock = AppendLock::open(dir)?;
+        let mut tail = SharedTail::open(dir)?;
+        // Under the append lock no other writer opens meanwhile. One that finds `WRITERS`
+        // free (exclusively) is the only writer, of any build: it starts from a fresh mutex.
+        lock.lock()?;
+        let opened = (|| {
+            let alone = present.try_lock()?;
+            tail.init_mutex(alone)?;
+            // Then it holds `WRITERS` shared for its life, as every writer does; a tool that
+            // needs the log alone (repair) holds it exclusively.
+            present.try_lock_shared()
+        })();
+        lock.unlock();
+        if !opened? {
             let message = format!(
                 "WAL {} is held by a tool that needs it alone (repair)",
                 dir.display()
@@ -65,12 +78,6 @@ impl Cross {
                 message,
             )));
         }
-        let lock = AppendLock::open(dir)?;
-        let mut tail = SharedTail::open(dir)?;
-        lock.lock()?;
-        let ready = tail.init_mutex();
-        lock.unlock();
-        ready?;
         Ok((
             Cross {
                 lock,
