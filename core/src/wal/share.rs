@@ -457,7 +457,7 @@ mod tests {
     fn a_holder_that_dies_hands_the_mutex_on_marked() {
         let dir = temp_dir("mutex");
         let mut tail = SharedTail::open(&dir).unwrap();
-        tail.init_mutex().unwrap();
+        tail.init_mutex(true).unwrap();
         let (held, died) = tail.hold().unwrap();
         assert!(!died);
         drop(held);
@@ -479,13 +479,38 @@ mod tests {
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert_eq!(libc::WEXITSTATUS(status), 0);
+        // Another writer has the log open: the mutex is kept as it is.
         let mut reopened = SharedTail::open(&dir).unwrap();
-        reopened.init_mutex().unwrap();
+        reopened.init_mutex(false).unwrap();
         let (held, died) = reopened.hold().unwrap();
         assert!(died, "the next holder learns its holder died");
         drop(held);
         let (held, died) = reopened.hold().unwrap();
         assert!(!died, "and it is consistent again");
+        drop(held);
+        // A writer that opens alone starts from a fresh mutex: a holder a crash lost never
+        // hands it on. The holder mark still says the last holder may have died mid-batch.
+        // SAFETY: the child only locks the mutex, marks the tail and leaves at once.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match reopened.hold() {
+                Ok((held, _)) => {
+                    reopened.enter();
+                    std::mem::forget(held);
+                    0
+                }
+                Err(_) => 1,
+            };
+            // SAFETY: leaving the child without running anything of the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let mut fresh = SharedTail::open(&dir).unwrap();
+        fresh.init_mutex(true).unwrap();
+        let (held, died) = fresh.hold().unwrap();
+        assert!(!died, "a fresh mutex");
+        assert!(fresh.enter(), "the holder mark is kept");
         drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
     }
