@@ -799,3 +799,36 @@ fn strict_jobs_carry_one_filter_and_vigil_none() {
         "a workspace job inherited the strict filter: {r:?}"
     );
 }
+
+#[test]
+fn a_tmpdir_a_job_gave_an_extended_attribute_is_not_reused() {
+    let d = Dirs::new();
+    let Some(ex) = cgroup_executor(&d) else {
+        return;
+    };
+    if !python() {
+        return;
+    }
+    // A note on the directory itself (an ACL is one too): it would reach the next job.
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "python3 -c 'import os; os.setxattr(os.environ[\"TMPDIR\"], \"user.note\", b\"from job A\")' \
+         && echo \"$TMPDIR\"",
+    );
+    if r.status != JobStatus::Completed {
+        eprintln!("skipped: user xattrs unsupported here: {}", out(&r));
+        return;
+    }
+    let first = PathBuf::from(out(&r));
+    assert!(
+        !first.exists(),
+        "a TMPDIR with a job's xattr was kept: {first:?}"
+    );
+    let r = d.run(
+        &ex,
+        SandboxMode::Workspace,
+        "python3 -c 'import os; print(os.listxattr(os.environ[\"TMPDIR\"]))'",
+    );
+    assert_eq!(out(&r), "[]", "{r:?}");
+}

@@ -275,24 +275,48 @@ impl Drop for PreparedSandbox {
     }
 }
 
-/// Removes a job's TMPDIR, making directories the job left unwritable writable first.
+/// Removes a job's TMPDIR, making directories the job left unwritable writable first. The
+/// walk goes through directory descriptors opened without following symlinks, so a job that
+/// swaps a directory for a symlink meanwhile cannot turn the chmod onto a path outside.
 fn remove_tree(dir: &Path) {
     if fs::remove_dir_all(dir).is_ok() || !dir.exists() {
         return;
     }
-    fn open_up(p: &Path) {
-        if let Ok(m) = fs::symlink_metadata(p) {
-            if m.is_dir() {
-                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-                if let Ok(rd) = fs::read_dir(p) {
-                    for e in rd.flatten() {
-                        open_up(&e.path());
-                    }
+    /// Opens directory `name` beneath `at` (or `name` itself, `at` < 0) without following a
+    /// symlink, makes it 0700 through its descriptor and does the same beneath it.
+    fn open_up(at: libc::c_int, name: &std::ffi::CStr, depth: usize) {
+        if depth > 256 {
+            return;
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let base = if at < 0 { libc::AT_FDCWD } else { at };
+        // SAFETY: openat with a valid directory fd (or AT_FDCWD) and a NUL-terminated name.
+        let fd = unsafe { libc::openat(base, name.as_ptr(), flags) };
+        if fd < 0 {
+            return; // Not a directory (or a symlink), or unreadable: nothing to open up here.
+        }
+        // SAFETY: `fd` was just opened and is owned here.
+        let dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: fchmod on a descriptor we own.
+        unsafe { libc::fchmod(dir.as_raw_fd(), 0o700) };
+        // The entries, listed through the descriptor (its /proc link is the directory itself).
+        let Ok(entries) = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                use std::os::unix::ffi::OsStrExt;
+                if let Ok(c) = std::ffi::CString::new(e.file_name().as_bytes()) {
+                    open_up(dir.as_raw_fd(), &c, depth + 1);
                 }
             }
         }
     }
-    open_up(dir);
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
+        open_up(-1, &c, 0);
+    }
     let _ = fs::remove_dir_all(dir);
 }
 

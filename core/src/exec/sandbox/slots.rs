@@ -194,7 +194,8 @@ impl TmpSlot {
     }
 
     /// The directory is still the one made for this slot: same inode, a directory (not a
-    /// symlink) of vigil's user, mode 0700.
+    /// symlink) of vigil's user, mode 0700, and no extended attribute a job can set (a
+    /// `user.*` note or an ACL, default or not, would reach the next job).
     fn intact(&self) -> bool {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
@@ -203,7 +204,7 @@ impl TmpSlot {
                 && Some((m.dev(), m.ino())) == self.id
                 && m.uid() == uid
                 && m.mode() & 0o7777 == 0o700
-        })
+        }) && !has_job_xattrs(&self.path)
     }
 
     /// Empties the directory; true when it is intact and empty afterwards.
@@ -228,6 +229,26 @@ impl TmpSlot {
         // Anything left (an entry that resisted removal) and the slot is not reused.
         !any || fs::read_dir(&self.path).is_ok_and(|mut r| r.next().is_none())
     }
+}
+
+/// Whether `path` carries an extended attribute other than the `security.*` ones a security
+/// module sets (which a job cannot); unreadable counts as carrying one.
+fn has_job_xattrs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut names = vec![0u8; 4096];
+    // SAFETY: llistxattr writes at most `names.len()` bytes into `names`.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        let unsupported = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSUP);
+        return !unsupported;
+    }
+    names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        .any(|name| !name.starts_with(b"security."))
 }
 
 /// The executor's free slots.
