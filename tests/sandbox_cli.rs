@@ -317,11 +317,14 @@ fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_a
     };
     one_shot();
     // Left by a vigil that died: nothing holds it.
-    let stale = data.join("tmp/job-stale-1");
+    let stale = data.join("tmp/jobtmp-stale-1");
     std::fs::create_dir_all(stale.join("deep")).unwrap();
     std::fs::write(stale.join("deep/f"), "left").unwrap();
+    // An earlier build's TMPDIR (it took no lock; its vigil may still run the job): left alone.
+    let earlier = data.join("tmp/job-earlier-1");
+    std::fs::create_dir(&earlier).unwrap();
     // Being made by a live vigil (mode 0500 until it is locked): left alone.
-    let making = data.join("tmp/job-making-1");
+    let making = data.join("tmp/jobtmp-making-1");
     std::fs::create_dir(&making).unwrap();
     std::fs::set_permissions(&making, std::fs::Permissions::from_mode(0o500)).unwrap();
     // A server whose finished job left it a TMPDIR for its next one (as root, where jobs run
@@ -348,6 +351,7 @@ fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_a
     one_shot();
     assert!(!stale.exists(), "a TMPDIR no vigil holds stayed");
     assert!(making.exists(), "a TMPDIR being made was removed");
+    assert!(earlier.exists(), "an earlier build's TMPDIR was removed");
     if in_cgroup {
         assert!(kept.exists(), "a live server's TMPDIR was removed");
         // The server's next job takes it again, empty.

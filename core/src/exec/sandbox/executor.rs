@@ -179,8 +179,17 @@ impl Executor {
         let io = |context: String| move |source| ExecError::Io { context, source };
         let base = self.tmp_base(owner.is_some())?;
         let tmp = base.join(format!("{}{job_id}", slots::TMPDIR_PREFIX));
-        if tmp.exists() {
-            remove_tree(&tmp);
+        if fs::symlink_metadata(&tmp).is_ok() {
+            // Left by a vigil that died with this job id: removed only when no vigil holds it.
+            match slots::lock_dir(&tmp, true) {
+                Ok(_lock) => remove_tree(&tmp),
+                Err(e) => {
+                    return Err(io(format!(
+                        "the job's TMPDIR {} exists and another vigil holds it",
+                        tmp.display()
+                    ))(e))
+                }
+            }
         }
         fs::DirBuilder::new()
             .mode(slots::TMPDIR_MODE_MAKING)

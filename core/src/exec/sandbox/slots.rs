@@ -22,8 +22,10 @@ use std::time::{Duration, SystemTime};
 use super::landlock_rules::ReadRules;
 use super::{remove_tree, SandboxMode};
 
-/// What every TMPDIR's name starts with (then the id of the job it was made for).
-pub(crate) const TMPDIR_PREFIX: &str = "job-";
+/// What every TMPDIR's name starts with (then the id of the job it was made for). Earlier
+/// builds named theirs `job-ID` and took no lock on them: the sweep leaves those alone, since
+/// such a vigil may still be running their jobs.
+pub(crate) const TMPDIR_PREFIX: &str = "jobtmp-";
 /// A TMPDIR's mode from its `mkdir` until it is locked and opened up to 0700: the sweep leaves
 /// such a directory alone for [`MAKING_GRACE`].
 pub(crate) const TMPDIR_MODE_MAKING: u32 = 0o500;
