@@ -138,14 +138,19 @@ impl Executor {
         }
         if resolved.abi >= 1 {
             let reads = self.read_rules(&resolved.denied);
-            let key =
-                slots::RulesetKey::new(resolved.mode, resolved.abi, &resolved.writable, &reads);
+            let (mode, abi, writable) = (resolved.mode, resolved.abi, &resolved.writable);
+            let now = slots::RulesetKey::current(mode, abi, writable, &reads);
             let slot = prepared.tmpdir.as_mut().expect("set above");
-            let fd = match slot.ruleset_for(&key) {
+            let fd = match slot.ruleset_for(&now) {
                 Some(fd) => fd,
                 None => {
-                    let fd = Arc::new(landlock_rules::build(&resolved, &reads, &slot.path)?);
+                    // The writable paths opened once: the rules and the kept key both come
+                    // from these descriptors.
+                    let opened = landlock_rules::open_writable(writable)?;
+                    let fd = landlock_rules::build(&resolved, &reads, &opened, &slot.path)?;
+                    let fd = Arc::new(fd);
                     if slot.reusable {
+                        let key = slots::RulesetKey::new(mode, abi, writable, &opened, &reads);
                         slot.keep_ruleset(key, Arc::clone(&fd));
                     }
                     fd

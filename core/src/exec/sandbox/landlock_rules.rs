@@ -182,10 +182,20 @@ fn ll_err(e: impl std::fmt::Display) -> ExecError {
     }
 }
 
-/// The job's ruleset, created (not applied): the child applies its fd.
+/// The writable paths, opened (O_PATH) for their rules.
+pub(super) fn open_writable(writable: &[PathBuf]) -> Result<Vec<PathFd>, ExecError> {
+    writable
+        .iter()
+        .map(|p| PathFd::new(p).map_err(ll_err))
+        .collect()
+}
+
+/// The job's ruleset, created (not applied): the child applies its fd. `writable` are the
+/// job's writable paths opened by [`open_writable`].
 pub(super) fn build(
     r: &ResolvedSandbox,
     reads: &ReadRules,
+    writable: &[PathFd],
     tmp: &Path,
 ) -> Result<OwnedFd, ExecError> {
     let abi = ABI::from(r.abi);
@@ -220,10 +230,13 @@ pub(super) fn build(
             ))
         }))
         .map_err(ll_err)?
-        .add_rules(path_beneath_rules(
-            r.writable.iter().map(PathBuf::as_path).chain([tmp]),
-            all,
-        ))
+        .add_rules(
+            writable
+                .iter()
+                .map(|fd| Ok::<_, landlock::RulesetError>(PathBeneath::new(fd, all))),
+        )
+        .map_err(ll_err)?
+        .add_rules(path_beneath_rules([tmp], all))
         .map_err(ll_err)?
         .add_rules(path_beneath_rules(DEVICES, dev))
         .map_err(ll_err)?;

@@ -114,7 +114,31 @@ pub(crate) struct RulesetKey {
 }
 
 impl RulesetKey {
+    /// The key of a ruleset whose writable rules are built from `opened`: the same
+    /// descriptors the stamps are taken from, so a path renamed in between cannot give a key
+    /// of one inode to rules of another.
     pub(crate) fn new(
+        mode: SandboxMode,
+        abi: i32,
+        writable: &[PathBuf],
+        opened: &[landlock::PathFd],
+        reads: &Arc<ReadRules>,
+    ) -> RulesetKey {
+        RulesetKey {
+            mode,
+            abi,
+            writable: writable
+                .iter()
+                .zip(opened)
+                .map(|(p, fd)| (p.clone(), fd_dev_ino(fd)))
+                .collect(),
+            reads: Arc::clone(reads),
+        }
+    }
+
+    /// The key the rules of `writable` would have now (paths stat'ed): compared with a kept
+    /// key, a root removed and made again at the same path is another inode.
+    pub(crate) fn current(
         mode: SandboxMode,
         abi: i32,
         writable: &[PathBuf],
@@ -150,6 +174,15 @@ impl RulesetKey {
 
 fn dev_ino(p: &Path) -> Option<(u64, u64)> {
     fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn fd_dev_ino(fd: &landlock::PathFd) -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    // SAFETY: a zeroed stat is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor `fd` owns (O_PATH descriptors may be fstat'ed).
+    let ok = unsafe { libc::fstat(fd.as_fd().as_raw_fd(), &mut st) } == 0;
+    ok.then_some((st.st_dev, st.st_ino))
 }
 
 /// A job's TMPDIR and, once built, the ruleset that names it.
