@@ -539,7 +539,6 @@ fn a_writer_idle_while_others_retire_its_segment_appends_after_them() {
 fn an_append_mutex_left_held_by_a_lost_holder_is_initialised_afresh_by_the_next_lone_writer() {
     use std::sync::mpsc;
     use std::time::Duration;
-    use vigil_runtime::wal::share::SharedTail;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     Wal::open(&dir, WalOptions::default())
@@ -549,17 +548,7 @@ fn an_append_mutex_left_held_by_a_lost_holder_is_initialised_afresh_by_the_next_
     // The mutex as a machine crash can leave it on disk: held by a thread that will never
     // let go and that no kernel reports dead (here: a live thread that keeps it, and holds
     // no writer's lock, as nothing of a lost boot does).
-    let (held_tx, held_rx) = mpsc::channel();
-    let holder_dir = dir.clone();
-    std::thread::spawn(move || {
-        let tail = SharedTail::open(&holder_dir).unwrap();
-        tail.hold_forever().unwrap();
-        held_tx.send(()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    held_rx.recv().unwrap();
+    hold_the_append_mutex_forever(&dir);
     // The next writer to open the log is the only one (no writer holds `WRITERS`): it starts
     // from a fresh mutex. The open (in a thread: a wait on that mutex would never end) goes
     // through and appends.
@@ -585,22 +574,11 @@ fn an_append_mutex_left_held_by_a_lost_holder_is_initialised_afresh_by_the_next_
 fn an_append_mutex_in_use_is_never_initialised_afresh_while_a_writer_has_the_log_open() {
     use std::sync::mpsc;
     use std::time::Duration;
-    use vigil_runtime::wal::share::SharedTail;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     // A writer that has the log open, and the mutex held as in the middle of a batch.
     let open_writer = Wal::open(&dir, WalOptions::default()).unwrap();
-    let (held_tx, held_rx) = mpsc::channel();
-    let holder_dir = dir.clone();
-    std::thread::spawn(move || {
-        let tail = SharedTail::open(&holder_dir).unwrap();
-        tail.hold_forever().unwrap();
-        held_tx.send(()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    held_rx.recv().unwrap();
+    hold_the_append_mutex_forever(&dir);
     // A second writer is not alone: it must wait for the mutex, not take a fresh one (two
     // appenders at one place). Its open never gets through here; had it taken a fresh mutex,
     // it would have at once.
@@ -615,4 +593,20 @@ fn an_append_mutex_in_use_is_never_initialised_afresh_while_a_writer_has_the_log
         "a second writer went past a held mutex: {result:?}"
     );
     open_writer.abandon();
+}
+
+/// Takes the append mutex of the log in `dir` in a thread that never lets go (and holds no
+/// writer's lock); returns once it is held.
+fn hold_the_append_mutex_forever(dir: &Path) {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder_dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let tail = vigil_runtime::wal::share::SharedTail::open(&holder_dir).unwrap();
+        tail.hold_forever().unwrap();
+        held_tx.send(()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    held_rx.recv().unwrap();
 }
