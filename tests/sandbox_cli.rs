@@ -365,3 +365,48 @@ fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_a
     assert!(!kept.exists(), "the TMPDIR of a server that is gone stayed");
     assert!(making.exists());
 }
+
+#[test]
+fn a_dead_vigils_tmpdir_that_cannot_be_removed_is_named_in_a_warning() {
+    let dir = TempDir::new("sbx-sweep-stuck");
+    let data = dir.path().join("data");
+    let d = s(&data);
+    let run = || {
+        vigil(
+            &[],
+            &[
+                "--data-dir",
+                &d,
+                "run",
+                "exec",
+                "--args",
+                r#"{"argv":["/bin/true"]}"#,
+            ],
+        )
+    };
+    let (code, out, err) = run();
+    assert_eq!(code, 0, "{out} {err}");
+    // A TMPDIR no vigil holds, with a file nothing may remove (immutable: needs root).
+    let stale = data.join("tmp/jobtmp-stuck-1");
+    std::fs::create_dir_all(&stale).unwrap();
+    let file = stale.join("pinned");
+    std::fs::write(&file, "x").unwrap();
+    let pinned = Command::new("chattr").arg("+i").arg(&file).status();
+    if !pinned.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: chattr +i is not available here (root and an ext-like filesystem)");
+        return;
+    }
+    let (code, out, err) = run();
+    let _ = Command::new("chattr").arg("-i").arg(&file).status();
+    assert_eq!(code, 0, "the job still runs: {out} {err}");
+    assert!(
+        err.contains("warning") && err.contains("jobtmp-stuck-1"),
+        "the TMPDIR left behind is named: {err}"
+    );
+    let (_, _, err) = run();
+    assert!(
+        !err.contains("jobtmp-stuck-1"),
+        "removed once it could be: {err}"
+    );
+    assert!(!stale.exists());
+}
