@@ -19,7 +19,7 @@ use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::kind;
 use vigil_runtime::wal::recovery::SegmentState;
 use vigil_runtime::wal::scan::RecoveryMode;
-use vigil_runtime::wal::storage::segment_file_name;
+use vigil_runtime::wal::storage::{segment_file_name, CHECKPOINT_HINT_FILE_NAME};
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
@@ -115,6 +115,8 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     for &seq in &used {
         drop_cached(&segment(&dir, seq));
     }
+    // Without the close's hint, the open starts at the head of the newest segment.
+    std::fs::remove_file(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
     let (wal, seen) = open(&dir, true).unwrap();
     // The visitor starts at the newest segment's checkpoint and goes to the end.
     let states: Vec<(u64, SegmentState)> = wal
@@ -162,6 +164,115 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     wal.close().unwrap();
 }
 
+/// The hint the last clean close left: (offset, LSN) of its index checkpoint.
+fn hint(dir: &Path) -> (u64, usize, Lsn) {
+    let text = std::fs::read_to_string(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    let fields: Vec<&str> = text.trim_end().split(' ').collect();
+    assert_eq!(fields.len(), 6, "{text}");
+    (
+        fields[3].parse().unwrap(),
+        fields[4].parse().unwrap(),
+        fields[5].parse().unwrap(),
+    )
+}
+
+#[test]
+fn the_open_starts_at_the_checkpoint_the_last_close_recorded_and_reads_nothing_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let used = closed_log(&dir, 1000);
+    let newest = *used.last().unwrap();
+    // The close ended the log with an index checkpoint and recorded where it lies.
+    let (seq, offset, lsn) = hint(&dir);
+    assert_eq!(seq, newest);
+    assert!(
+        offset > 2 * PAGE,
+        "the test needs frames before it: {offset}"
+    );
+    for &seq in &used {
+        drop_cached(&segment(&dir, seq));
+    }
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(
+        seen,
+        vec![(lsn, kind::INDEX_CHECKPOINT)],
+        "only the checkpoint is read"
+    );
+    assert_eq!(wal.recovery().scan.first_lsn, Some(1));
+    assert_eq!(wal.last_lsn(), lsn);
+    // Of the newest segment, the header and first frame, then the page of the checkpoint
+    // on: nothing in between.
+    let file = segment(&dir, newest);
+    let between = resident_pages(&file, 2 * PAGE..offset / PAGE * PAGE);
+    assert_eq!(between, 0, "the open read frames before the checkpoint");
+    assert!(resident_pages(&file, offset / PAGE * PAGE..offset / PAGE * PAGE + PAGE) > 0);
+    // Appends go on after it; the log reads back whole and dense.
+    let mut lsns = vec![wal.append_raw(kind::USER, b"after").unwrap()];
+    lsns.push(wal.append_raw(kind::USER, b"after, too").unwrap());
+    assert_eq!(lsns, vec![lsn + 1, lsn + 2]);
+    wal.sync_all().unwrap();
+    // A crash: the identity still proves the recorded checkpoint durable, so the next open
+    // starts there again and reads what followed it.
+    wal.abandon();
+    let (wal, seen) = open(&dir, true).unwrap();
+    let read: Vec<Lsn> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(read, vec![lsn, lsn + 1, lsn + 2]);
+    wal.close().unwrap();
+    let all = read_all(&dir).unwrap();
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
+    assert!(all.len() as u64 > lsn + 2);
+}
+
+#[test]
+fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_its_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let used = closed_log(&dir, 1000);
+    let newest = *used.last().unwrap();
+    let (seq, offset, lsn) = hint(&dir);
+    let text = std::fs::read_to_string(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    let id = text.split(' ').nth(2).unwrap().to_string();
+    let newest_head = {
+        let (wal, _) = open(&dir, false).unwrap();
+        let first = wal
+            .recovery()
+            .scan
+            .segments
+            .iter()
+            .find(|s| s.seq == newest)
+            .and_then(|s| s.first_lsn)
+            .unwrap();
+        wal.abandon();
+        first
+    };
+    let other_id = format!("{:032x}", u128::from_str_radix(&id, 16).unwrap() ^ 1);
+    let bad = [
+        // Another place, another LSN, one past the durable end, another log, another
+        // segment (torn text below).
+        (id.clone(), seq, offset + 8, lsn),
+        (id.clone(), seq, offset, lsn - 1),
+        (id.clone(), seq, offset, lsn + 1),
+        (other_id, seq, offset, lsn),
+        (id.clone(), seq - 1, offset, lsn),
+    ];
+    for (id, seq, offset, lsn) in bad {
+        let text = format!("vigil-wal checkpoint {id} {seq:020} {offset:020} {lsn:020}\n");
+        std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text).unwrap();
+        let (wal, seen) = open(&dir, true).unwrap();
+        assert_eq!(
+            seen.first(),
+            Some(&(newest_head, kind::INDEX_CHECKPOINT)),
+            "{text}"
+        );
+        assert_eq!(seen.last().map(|s| s.0), Some(wal.last_lsn()));
+        wal.abandon();
+    }
+    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text[..text.len() / 2]).unwrap();
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(seen.first(), Some(&(newest_head, kind::INDEX_CHECKPOINT)));
+    wal.close().unwrap();
+}
+
 #[test]
 fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -191,15 +302,29 @@ fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("the full open accepted damage"),
     }
-    // Damage in the newest segment is read, and refused, by the checkpoint open too.
-    let newest = segment(&dir, *used.last().unwrap());
+    // Damage in the newest segment before the checkpoint the last close recorded is not
+    // read by the checkpoint open either; every reader names it.
+    let newest_seq = *used.last().unwrap();
+    let newest = segment(&dir, newest_seq);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&newest)
         .unwrap();
     file.write_all_at(&[0xFF; 8], 4096).unwrap();
     drop(file);
-    assert!(matches!(open(&dir, true), Err(WalError::Corrupt(_))));
+    let (wal, _) = open(&dir, true).unwrap();
+    wal.close().unwrap();
+    match read_all(&dir) {
+        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
+        other => panic!("a reader went over damage quietly: {other:?}"),
+    }
+    // Without that hint, the open reads the newest segment from its head, and refuses.
+    std::fs::remove_file(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    match open(&dir, true) {
+        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, newest_seq, "{fault:?}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("the checkpoint open accepted damage it read"),
+    }
 }
 
 #[test]

@@ -8,9 +8,10 @@
 //!   non-zero exit with the damaged segment file named on stderr, a JSON-RPC error
 //!   `LOG_DAMAGED` naming it, `VIGIL_E_CORRUPT` from C naming it. Never a shorter answer
 //!   presented as success. A writer (`vigil run`, `vigil serve`, a C runtime) must refuse a
-//!   damaged log, with one exception: a one-shot `vigil run` reads the newest segment and
-//!   only the headers and first frames of the older ones, so damage further inside an older
-//!   segment may let it run its job; it must then have changed nothing before the log's end,
+//!   damaged log, with one exception: a one-shot `vigil run` reads the newest segment (from
+//!   the index checkpoint the last clean close recorded, when there is one) and only the
+//!   headers and first frames of the older ones, so damage further inside an older segment,
+//!   or in the newest one before that checkpoint, may let it run its job; it must then have changed nothing before the log's end,
 //!   and `wal verify` must still name the damage.
 //! - no panic, no death by a signal;
 //! - the log is byte for byte what it was before the reader ran: an opener adds nothing to,
@@ -264,6 +265,16 @@ struct Pristine {
     used: Vec<u64>,
     /// A second log built the same way (the source of a foreign segment).
     other: TempDir,
+    /// Segment and offset of the index checkpoint the last clean close recorded in the
+    /// `CHECKPOINT` hint.
+    hint: Option<(u64, usize)>,
+}
+
+/// The segment and offset the `CHECKPOINT` hint in `wal` names.
+fn checkpoint_hint(wal: &Path) -> Option<(u64, usize)> {
+    let text = std::fs::read_to_string(wal.join("CHECKPOINT")).ok()?;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    Some((fields.get(3)?.parse().ok()?, fields.get(4)?.parse().ok()?))
 }
 
 impl Pristine {
@@ -275,14 +286,18 @@ impl Pristine {
         self.used[self.used.len() - 1]
     }
 
-    /// Damage at `offset` of segment `seq` lies where a one-shot run does not read: an older
-    /// segment than the last, past its first frame.
+    /// Damage at `offset` of segment `seq` lies where a one-shot run does not read: past the
+    /// first frame of an older segment than the last, or of the last one before the
+    /// checkpoint the last close recorded.
     fn unread_by_run(&self, seq: u64, offset: usize) -> bool {
         let first_end = self
             .frames_in(seq)
             .first()
             .map_or(usize::MAX, |f| f.offset + f.bytes);
-        seq != self.last_segment() && offset >= first_end
+        let before_hint = self
+            .hint
+            .is_some_and(|(hint_seq, hint_offset)| hint_seq == seq && offset < hint_offset);
+        offset >= first_end && (seq != self.last_segment() || before_hint)
     }
 
     /// The LSN of the first frame of segment `seq`.
@@ -589,6 +604,7 @@ fn run_past_unread(changed: Option<&str>, damage: &Damage, last_seq: u64, copy: 
         format!("{} added", segment_file_name(last_seq + 1)),
         format!("{} added", segment_file_name(last_seq + 2)),
         "IDENTITY changed".to_string(),
+        "CHECKPOINT changed".to_string(),
         "TAIL changed".to_string(),
     ];
     let before_end: Vec<&str> = changed
@@ -952,11 +968,13 @@ fn every_reader_answers_completely_or_names_the_damage_and_no_opener_changes_a_d
         let frames = frames_of(&dir.path().join("data/wal"));
         let mut used: Vec<u64> = frames.iter().map(|f| f.seq).collect();
         used.dedup();
+        let hint = checkpoint_hint(&dir.path().join("data/wal"));
         Pristine {
             dir,
             frames,
             used,
             other,
+            hint,
         }
     };
     assert!(

@@ -334,10 +334,14 @@ impl Wal {
         } else {
             scan_log
         };
+        let mut last_index_checkpoint = None;
         let scan = scan_fn(&*store, options.recovery_mode, &mut |seq, offset, frame| {
             last_kind = frame.kind;
-            if offset == SEGMENT_HEADER_BYTES && frame.kind == kind::INDEX_CHECKPOINT {
-                prologues.push(seq);
+            if frame.kind == kind::INDEX_CHECKPOINT {
+                if offset == SEGMENT_HEADER_BYTES {
+                    prologues.push(seq);
+                }
+                last_index_checkpoint = Some((seq, offset, frame.lsn));
             }
             visit(frame);
         })?;
@@ -362,6 +366,7 @@ impl Wal {
             &mut report,
             last_kind,
             &prologues,
+            last_index_checkpoint,
         )?;
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
@@ -517,10 +522,14 @@ impl Wal {
     /// in it appends no second checkpoint and syncs nothing more of the log. Frames appended
     /// after it make it an ordinary frame in the middle, as after [`Wal::checkpoint`].
     ///
+    /// With a prologue set ([`Wal::set_prologue`]) it is an index checkpoint carrying the
+    /// prologue's payload, which the close records as where the next open from the last
+    /// checkpoint may start.
+    ///
     /// It carries the durable LSN of its own append like every frame, so a crash that keeps it
     /// and drops an unsynced frame before it is still a torn tail, never corruption.
     pub fn append_checkpoint(&self) -> Result<Lsn, WalError> {
-        self.append_with(kind::CHECKPOINT, |_| Ok(0))
+        self.shared.append_closing_checkpoint()
     }
 
     /// Makes everything durable and writes a checkpoint, as [`Wal::close`] does, without

@@ -424,7 +424,7 @@ impl Reader {
         // Mappings do no read-around of their own: read what the segment holds ahead of the
         // reader, and nothing of its unwritten tail. A failed hint costs speed only.
         if let Ok(end) = file.zero_from() {
-            file.prepare_scan(end);
+            file.prepare_scan(0, end);
         }
         self.current = Some(OpenSegment {
             seq,

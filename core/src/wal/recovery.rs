@@ -5,12 +5,12 @@
 use super::error::{LogFault, LogSkip, WalError};
 use super::frame::Frame;
 use super::frame::{
-    decode_frame, salt_seed, Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_FORMAT_VERSION_LEGACY,
-    SEGMENT_HEADER_BYTES,
+    decode_frame, salt_seed, Lsn, SegmentHeader, SegmentHeaderError, FRAME_ALIGN_BYTES,
+    SEGMENT_FORMAT_VERSION_LEGACY, SEGMENT_HEADER_BYTES,
 };
 use super::record::kind::INDEX_CHECKPOINT;
 use super::scan::{
-    is_zero, Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, SegmentVerdict,
+    is_zero, Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, Resume, SegmentVerdict,
 };
 use super::storage::{segment_bytes, LogIdentity, SegmentStore};
 
@@ -117,7 +117,10 @@ pub fn scan_log(
 /// checkpoint, when the identity file proves every record before that segment durable (a
 /// clean close or retention recorded it): the older segments are [`SegmentState::Sealed`],
 /// their headers (identity, number, size, first LSN in order) and first frames checked, their
-/// other frames not read. What is read gets the verdict of the full scan, by the same scanner,
+/// other frames not read. Where the store's checkpoint hint (written by a clean close) names
+/// an index checkpoint inside the newest segment that the identity proves durable and that
+/// validates where the hint says (checksum, LSN, kind), the scan starts at that frame, and
+/// the bytes of the newest segment before it are not read either. What is read gets the verdict of the full scan, by the same scanner,
 /// as a log whose older segments were retired; the record count (`frames`) covers what was
 /// read. Anything that does not check out (no such checkpoint, an identity older than that
 /// segment, a header or first frame that does not validate, a missing segment) scans the
@@ -187,6 +190,10 @@ fn scan_log_with(
     let start_seq = sealed.as_ref().map_or(identity.first_seq, |s| s.start_seq);
     seqs.retain(|&seq| seq >= start_seq);
     let mut scanner = LogScanner::new(mode, log_id, start_seq);
+    let resume = sealed.as_ref().and_then(|s| s.resume);
+    if let Some(resume) = resume {
+        scanner = scanner.resuming_at(resume);
+    }
     if mode == RecoveryMode::Salvage && log_id == 0 {
         scanner = scanner.reading_legacy();
     }
@@ -213,7 +220,11 @@ fn scan_log_with(
         let name = store.describe(seq);
         // The unwritten tail of a preallocated segment is never read.
         let zero_from = file.zero_from()?;
-        file.prepare_scan(zero_from);
+        let from = match resume {
+            Some(resume) if seq == start_seq => resume.offset.min(zero_from),
+            _ => 0,
+        };
+        file.prepare_scan(from, zero_from);
         let mut released = 0;
         let verdict = scanner.segment_zero_from(seq, bytes, zero_from, |offset, frame| {
             visit(seq, offset, frame);
@@ -230,7 +241,9 @@ fn scan_log_with(
         scan.durable_lost(store, lost);
     }
     if let Some(sealed) = sealed {
-        scan.first_lsn = sealed.segments.first().and_then(|s| s.first_lsn);
+        if let Some(first) = sealed.segments.first() {
+            scan.first_lsn = first.first_lsn;
+        }
         scan.sealed_prologues = sealed.prologues;
         let mut segments = sealed.segments;
         segments.append(&mut scan.segments);
@@ -239,10 +252,14 @@ fn scan_log_with(
     Ok(scan)
 }
 
-/// The segments a scan from the last checkpoint does not read.
+/// The segments (and the head of the first segment read) a scan from the last checkpoint
+/// does not read.
 struct SealedPrefix {
-    /// The first segment read: the newest one that opens with an index checkpoint.
+    /// The first segment read: the newest one, which opens with an index checkpoint or holds
+    /// the one the checkpoint hint names.
     start_seq: u64,
+    /// Where in `start_seq` the scan starts: the hinted checkpoint (`None`: its head).
+    resume: Option<Resume>,
     segments: Vec<SegmentSummary>,
     prologues: Vec<u64>,
 }
@@ -296,7 +313,7 @@ fn sealed_prefix(
         .iter()
         .enumerate()
         .all(|(i, &seq)| seq == first + i as u64);
-    if identity.log_id == 0 || seqs.len() < 2 || !contiguous {
+    if identity.log_id == 0 || seqs.is_empty() || !contiguous {
         return Ok(None);
     }
     // The newest segment with a valid header (the last is usually the pre-created next one).
@@ -313,8 +330,10 @@ fn sealed_prefix(
     let Some((start_seq, start_header, start_kind)) = start else {
         return Ok(None);
     };
+    let resume = hinted_checkpoint(store, start_seq, &start_header, identity)?;
     let proven = start_header.first_lsn.saturating_sub(1) <= identity.durable_lsn;
-    if start_seq == first || start_kind != Some(INDEX_CHECKPOINT) || !proven {
+    let head_start = start_seq != first && start_kind == Some(INDEX_CHECKPOINT) && proven;
+    if resume.is_none() && !head_start {
         return Ok(None);
     }
     // Every segment after the start must be unwritten: its header all zeros.
@@ -351,10 +370,54 @@ fn sealed_prefix(
             zero_from: len,
         });
     }
+    // The visitor never sees the head of a segment read from a hinted checkpoint on.
+    if resume.is_some() && start_kind == Some(INDEX_CHECKPOINT) {
+        prologues.push(start_seq);
+    }
     Ok(Some(SealedPrefix {
         start_seq,
+        resume,
         segments,
         prologues,
+    }))
+}
+
+/// The store's checkpoint hint, when it names an index checkpoint frame past the head of
+/// segment `seq` (whose header is `header`) that the identity proves durable: its identity,
+/// place, checksum, LSN and kind all check out. The scan may then start there, reading
+/// nothing of the segment before it.
+fn hinted_checkpoint(
+    store: &dyn SegmentStore,
+    seq: u64,
+    header: &SegmentHeader,
+    identity: &LogIdentity,
+) -> Result<Option<Resume>, WalError> {
+    let Some(hint) = store.checkpoint_hint() else {
+        return Ok(None);
+    };
+    let fits = hint.log_id == identity.log_id
+        && hint.seq == seq
+        && hint.offset > SEGMENT_HEADER_BYTES
+        && hint.offset.is_multiple_of(FRAME_ALIGN_BYTES)
+        && hint.lsn > header.first_lsn
+        && hint.lsn <= identity.durable_lsn;
+    if !fits {
+        return Ok(None);
+    }
+    let file = store.open(seq, false)?;
+    if hint.offset >= file.len() {
+        return Ok(None);
+    }
+    let end = file.len().min(hint.offset + FIRST_FRAME_BYTES_READ);
+    // SAFETY: a read-only look at a frame up to the durable LSN, which no writer changes.
+    let bytes = unsafe { segment_bytes(&*file, hint.offset, end) };
+    let frame = decode_frame(bytes, salt_seed(header.salt))
+        .ok()
+        .filter(|f| f.lsn == hint.lsn && f.kind == INDEX_CHECKPOINT);
+    Ok(frame.map(|f| Resume {
+        offset: hint.offset,
+        lsn: hint.lsn,
+        prev_checksum: f.prev_checksum,
     }))
 }
 

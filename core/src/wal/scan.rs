@@ -19,7 +19,7 @@ use super::frame::{
 
 mod verdict;
 
-pub use verdict::{LogScanner, SegmentVerdict};
+pub use verdict::{LogScanner, Resume, SegmentVerdict};
 
 /// How recovery treats what the scan finds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -244,7 +244,7 @@ where
         ZeroFrom::new(bytes, bytes.len()),
         start,
         seed,
-        first_lsn,
+        (first_lsn, 0),
         mode,
         visit,
     )
@@ -276,11 +276,12 @@ impl<'a> ZeroFrom<'a> {
 // Longer than 70 lines on purpose: the frame walk of the recovery scan: one loop whose state
 // (position, expected LSN and chain, salvage resumption) every branch updates; it is no_std and
 // fuzzed as one piece.
+// `(first_lsn, prev_checksum)`: what the frame at `start` must carry (0: a segment's first).
 fn scan_frames_of<'a, F>(
     image: ZeroFrom<'a>,
     start: usize,
     seed: u32,
-    first_lsn: Lsn,
+    (first_lsn, prev_checksum): (Lsn, u32),
     mode: RecoveryMode,
     mut visit: F,
 ) -> FrameScan
@@ -294,6 +295,7 @@ where
     );
     let mut scan = FrameScan {
         end_offset: start,
+        last_checksum: prev_checksum,
         ..empty_scan(first_lsn)
     };
     let mut pos = start;

@@ -100,6 +100,10 @@ pub(super) struct WriterState {
     pub(super) appends: u64,
     /// Kind of the last frame in the log (0 when empty).
     pub(super) last_kind: u16,
+    /// The newest index checkpoint frame this writer knows of (appended, or found by the
+    /// open's scan): segment, offset and LSN. A clean close records it as the store's
+    /// [`super::storage::CheckpointHint`].
+    pub(super) last_index_checkpoint: Option<(u64, usize, Lsn)>,
     /// The log's identity, written into every segment header.
     pub(super) log_id: u128,
     /// Makes a new segment's header durable at rotation (plain fdatasync: the group commit's
@@ -139,6 +143,7 @@ pub(super) fn recover_writer(
     report: &mut RecoveryReport,
     last_kind: u16,
     prologues: &[u64],
+    last_index_checkpoint: Option<(u64, usize, Lsn)>,
 ) -> Result<WriterState, WalError> {
     let scan = report.scan.clone();
     let log_id = if scan.log_id != 0 {
@@ -315,6 +320,7 @@ pub(super) fn recover_writer(
         prologue: Vec::new(),
         appends: 0,
         last_kind,
+        last_index_checkpoint,
         log_id,
         header_sync: SyncEngine::new(SyncMethod::Fdatasync)?,
         tail: None,

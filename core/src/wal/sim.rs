@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::storage::{LogIdentity, SegmentFile, SegmentStore};
+use super::storage::{CheckpointHint, LogIdentity, SegmentFile, SegmentStore};
 use super::sync::SyncEngine;
 
 /// The atomic unit of a simulated disk write.
@@ -59,6 +59,8 @@ impl SimRng {
 struct SimState {
     files: BTreeMap<u64, Arc<SimFile>>,
     identity: Option<LogIdentity>,
+    /// Not durable: a crash keeps or loses it.
+    hint: Option<CheckpointHint>,
     plan: FaultPlan,
     syncs: u64,
     creates: u64,
@@ -168,6 +170,7 @@ impl SimStore {
         let state = SimState {
             files: BTreeMap::new(),
             identity: None,
+            hint: None,
             plan,
             syncs: 0,
             creates: 0,
@@ -195,6 +198,9 @@ impl SimStore {
     pub fn crash_image(&self, seed: u64) -> SimStore {
         let mut rng = SimRng::new(seed);
         let identity = lock(&self.state).identity;
+        // Its own draw, so the sectors' fates stay what they were for a seed.
+        let keep_hint = SimRng::new(seed ^ 0x4849_4e54).below(2) == 0;
+        let hint = lock(&self.state).hint.filter(|_| keep_hint);
         let images: Vec<(u64, Vec<u8>)> = {
             let state = lock(&self.state);
             state
@@ -221,6 +227,7 @@ impl SimStore {
         {
             let mut state = lock(&restarted.state);
             state.identity = identity;
+            state.hint = hint;
             for (seq, image) in images {
                 let file = Arc::new(SimFile::new(image, &restarted.state));
                 state.files.insert(seq, file);
@@ -324,6 +331,17 @@ impl SegmentStore for SimStore {
 
     fn describe_identity(&self) -> String {
         "sim:IDENTITY".to_string()
+    }
+
+    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
+        lock(&self.state).hint
+    }
+
+    fn set_checkpoint_hint(&self, hint: CheckpointHint) {
+        let mut state = lock(&self.state);
+        if !state.dead {
+            state.hint = Some(hint);
+        }
     }
 
     fn creates_in_background(&self) -> bool {

@@ -60,8 +60,8 @@ pub trait SegmentFile: Send + Sync {
     fn prepare_appends(&self, _offset: usize) -> usize {
         self.len()
     }
-    /// Hints that a scan will read the first `end` bytes now.
-    fn prepare_scan(&self, _end: usize) {}
+    /// Hints that a scan will read the bytes `start..end` now.
+    fn prepare_scan(&self, _start: usize, _end: usize) {}
     /// Hints that no byte from `from` on holds data and none will be touched soon: a file
     /// segment drops the clean, unmapped pages it holds in the page cache there (zeros read
     /// ahead for appends), so that the next open's proof of the zero tail has nothing to read.
@@ -122,6 +122,16 @@ pub trait SegmentStore: Send + Sync {
     fn set_identity(&self, identity: LogIdentity) -> io::Result<()>;
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
+    /// Where the newest index checkpoint a clean close recorded lies, if the store keeps such
+    /// a hint and it reads back whole. Only a hint: an open checks the frame it names (its
+    /// checksum, LSN and kind) and the identity's durable LSN before it starts there, and
+    /// reads the whole segment otherwise.
+    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
+        None
+    }
+    /// Records the hint, without making it durable: losing or tearing it costs the next open
+    /// a longer scan, nothing else. Best effort.
+    fn set_checkpoint_hint(&self, _hint: CheckpointHint) {}
     /// Whether the writer should create the next segment on a thread of its own (files take
     /// an fallocate and fsyncs; a simulated store is faster inline and deterministic).
     fn creates_in_background(&self) -> bool {
@@ -149,6 +159,47 @@ pub struct LogIdentity {
     /// wipes the end of a log, the frames that prove it durable included, would look like a
     /// crash that never wrote those records.
     pub durable_lsn: Lsn,
+}
+
+/// Where an index checkpoint frame lies: what a one-shot open may start its scan from
+/// ([`super::recovery::scan_log_from_checkpoint`]) instead of the head of the newest segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointHint {
+    /// The log it belongs to.
+    pub log_id: u128,
+    /// The segment holding the frame.
+    pub seq: u64,
+    /// The frame's byte offset in that segment.
+    pub offset: usize,
+    /// The frame's LSN.
+    pub lsn: Lsn,
+}
+
+/// Name of the file that holds the [`CheckpointHint`].
+pub const CHECKPOINT_HINT_FILE_NAME: &str = "CHECKPOINT";
+/// What the hint file says before the hint.
+const HINT_PREFIX: &str = "vigil-wal checkpoint ";
+
+/// The hint file's text: fixed width, so a rewrite in place covers the whole earlier text.
+fn hint_text(hint: CheckpointHint) -> String {
+    format!(
+        "{HINT_PREFIX}{:032x} {:020} {:020} {:020}\n",
+        hint.log_id, hint.seq, hint.offset, hint.lsn
+    )
+}
+
+/// Reads a hint file's text; `None` when it is not one (torn, say).
+fn parse_hint(text: &str) -> Option<CheckpointHint> {
+    let rest = text.strip_prefix(HINT_PREFIX)?.strip_suffix('\n')?;
+    let mut fields = rest.split(' ');
+    let hex = fields.next().filter(|h| h.len() == 32)?;
+    let hint = CheckpointHint {
+        log_id: u128::from_str_radix(hex, 16).ok()?,
+        seq: fields.next()?.parse().ok()?,
+        offset: fields.next()?.parse().ok()?,
+        lsn: fields.next()?.parse().ok()?,
+    };
+    fields.next().is_none().then_some(hint)
 }
 
 /// Name of the file that holds a log's identity.
@@ -411,6 +462,26 @@ impl SegmentStore for FsStore {
 
     fn sync_listing(&self) -> io::Result<()> {
         sync_dir(&self.dir)
+    }
+
+    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
+        let text = fs::read(self.dir.join(CHECKPOINT_HINT_FILE_NAME)).ok()?;
+        parse_hint(std::str::from_utf8(&text).ok()?)
+    }
+
+    fn set_checkpoint_hint(&self, hint: CheckpointHint) {
+        // Written in place (every write is under the append lock, and the text has one
+        // length); a torn one fails to parse, or names a frame the open's checks refuse.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(PRIVATE_FILE_MODE)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.dir.join(CHECKPOINT_HINT_FILE_NAME));
+        if let Ok(file) = file {
+            let _ = std::os::unix::fs::FileExt::write_all_at(&file, hint_text(hint).as_bytes(), 0);
+        }
     }
 
     fn describe_identity(&self) -> String {

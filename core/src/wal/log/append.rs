@@ -7,10 +7,11 @@ use super::super::frame::{
     frame_bytes, seal_frame, FrameMeta, Lsn, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES,
     RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
+use super::super::record::kind::{CHECKPOINT, INDEX_CHECKPOINT};
 use super::super::record::Record;
 use super::super::segments::WriterState;
 use super::super::storage::segment_bytes_mut;
-use super::Shared;
+use super::{lock, Shared};
 
 /// Appends records inside [`Wal::append_batch`](super::Wal::append_batch).
 pub struct Appender<'a> {
@@ -64,6 +65,33 @@ impl Shared {
             return Err(self.commit.poison_error());
         }
         self.locked(|writer| self.append_locked(writer, kind, encode, then))
+    }
+
+    /// Appends the checkpoint a close writes: an index checkpoint (the prologue's payload,
+    /// which carries the state a reader needs from before it) where a prologue is set and its
+    /// payload fits a quarter of a segment, else a plain checkpoint frame. An open from the
+    /// last checkpoint starts at such a frame ([`super::super::storage::CheckpointHint`]).
+    pub(super) fn append_closing_checkpoint(&self) -> Result<Lsn, WalError> {
+        if self.commit.is_poisoned() {
+            return Err(self.commit.poison_error());
+        }
+        self.locked(|writer| {
+            let budget = (self.options.segment_bytes as usize / 4).min(RECORD_PAYLOAD_BYTES_MAX);
+            // Writer, prologue, then whatever the prologue locks: the order of a rotation.
+            let payload = lock(&self.prologue)
+                .as_ref()
+                .and_then(|produce| produce(budget))
+                .filter(|payload| payload.len() <= budget);
+            match payload {
+                Some(payload) => self.append_locked(
+                    writer,
+                    INDEX_CHECKPOINT,
+                    |out| copy_payload(out, &payload),
+                    |_| {},
+                ),
+                None => self.append_locked(writer, CHECKPOINT, |_| Ok(0), |_| {}),
+            }
+        })
     }
 
     /// [`Shared::append_frame`] with the locks held.
@@ -135,6 +163,9 @@ impl Shared {
         writer.next_lsn = lsn + 1;
         writer.appends += 1;
         writer.last_kind = kind;
+        if kind == INDEX_CHECKPOINT {
+            writer.last_index_checkpoint = Some((writer.active.seq, at, lsn));
+        }
         // Only writer-lock holders store `last_lsn`: a load and a store, no atomic exchange.
         let previous = self.last_lsn.load(Ordering::Relaxed);
         assert_eq!(previous + 1, lsn, "LSNs are dense and increasing");

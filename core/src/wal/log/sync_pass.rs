@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use super::super::error::WalError;
 use super::super::frame::Lsn;
 use super::super::record::kind;
-use super::super::storage::LogIdentity;
+use super::super::segments::WriterState;
+use super::super::storage::{CheckpointHint, LogIdentity};
 use super::{lock, Shared};
 
 impl Shared {
@@ -25,10 +26,10 @@ impl Shared {
         self.sync_to(last)?;
         // A log that already ends in a checkpoint (one a crash left, say) needs no second one,
         // but its durable end is still recorded below.
-        let lsn = if last_kind == kind::CHECKPOINT {
+        let lsn = if last_kind == kind::CHECKPOINT || last_kind == kind::INDEX_CHECKPOINT {
             last
         } else {
-            let lsn = self.append_frame(kind::CHECKPOINT, |_| Ok(0), |_| {})?;
+            let lsn = self.append_closing_checkpoint()?;
             self.sync_to(lsn)?;
             lsn
         };
@@ -45,10 +46,41 @@ impl Shared {
                 first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
                 durable_lsn: lsn,
             });
-            self.store.set_identity(identity).map_err(WalError::Io)
+            self.store.set_identity(identity).map_err(WalError::Io)?;
+            self.record_hint(writer, identity.durable_lsn);
+            Ok(())
         })?;
         self.identity_durable_lsn.store(lsn, Ordering::Release);
         Ok(())
+    }
+
+    /// Records where the newest index checkpoint this writer knows of lies, once the identity
+    /// proves it durable (`durable_lsn`): the next open from the last checkpoint starts there.
+    /// Another process's newer hint is kept. Best effort: a lost hint costs a longer scan.
+    fn record_hint(&self, writer: &WriterState, durable_lsn: Lsn) {
+        let Some((seq, offset, lsn)) = writer.last_index_checkpoint else {
+            return;
+        };
+        if lsn > durable_lsn {
+            return;
+        }
+        let hint = CheckpointHint {
+            log_id: writer.log_id,
+            seq,
+            offset,
+            lsn,
+        };
+        // The log's last frame is the newest checkpoint there is; otherwise another process
+        // may have recorded a newer one.
+        if lsn != self.last_lsn.load(Ordering::Acquire) && self.cross.is_some() {
+            let newer = self.store.checkpoint_hint().is_some_and(|current| {
+                current.log_id == hint.log_id && current.lsn > lsn && current.lsn <= durable_lsn
+            });
+            if newer {
+                return;
+            }
+        }
+        self.store.set_checkpoint_hint(hint);
     }
 
     /// Returns when every record up to `lsn` is durable (group commit).

@@ -2,7 +2,8 @@
 //! [`SegmentVerdict`] it gives each one.
 
 use super::super::frame::{
-    salt_seed, Frame, Lsn, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES,
+    salt_seed, Frame, Lsn, SegmentHeader, SegmentHeaderError, FRAME_ALIGN_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use super::{
     empty_scan, probe_before, scan_frames_of, Fault, FaultCause, FaultKind, FrameScan, Probe,
@@ -29,6 +30,20 @@ pub struct LogScanner {
     stopped_at: Option<Lsn>,
     /// Headers of the earlier format (version 1) are read too (to repair such a log).
     legacy: bool,
+    /// Where the frames of the first segment scanned are read from, if not its head.
+    resume: Option<Resume>,
+}
+
+/// A scan that starts at a frame inside its first segment (an index checkpoint a clean close
+/// recorded): the offset of that frame, its LSN and the checksum it chains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Byte offset of the frame in the segment (8-byte aligned, past the header).
+    pub offset: usize,
+    /// The frame's LSN.
+    pub lsn: Lsn,
+    /// The checksum of the frame before it, which it carries.
+    pub prev_checksum: u32,
 }
 
 /// What one segment is, as part of the log.
@@ -69,7 +84,18 @@ impl LogScanner {
             unused_seen: None,
             stopped_at: None,
             legacy: false,
+            resume: None,
         }
+    }
+
+    /// This scan reads the frames of its first segment from `resume` on, not from the head:
+    /// the bytes before it are not read (the caller proved them durable and checked the frame
+    /// there). A resume point that does not fit the segment's header (before the first frame,
+    /// unaligned, or an LSN before the segment's first) is ignored and the segment is read
+    /// whole. A frame there that does not validate is corruption, never a torn tail.
+    pub fn resuming_at(mut self, resume: Resume) -> LogScanner {
+        self.resume = Some(resume);
+        self
     }
 
     /// This scan also reads segments of the earlier format (version 1), whose identity is 0.
@@ -219,14 +245,25 @@ impl LogScanner {
             }
             segment_fault = Some(found);
         }
-        let frames = scan_frames_of(
-            image,
-            SEGMENT_HEADER_BYTES,
-            seed,
-            header.first_lsn,
-            self.mode,
-            visit,
-        );
+        let resume = self.resume.take().filter(|r| {
+            r.offset >= SEGMENT_HEADER_BYTES
+                && r.offset.is_multiple_of(FRAME_ALIGN_BYTES)
+                && r.offset < image.zero_from
+                && r.lsn >= header.first_lsn
+                && segment_fault.is_none()
+        });
+        let (start, from) = match resume {
+            Some(r) => (r.offset, (r.lsn, r.prev_checksum)),
+            None => (SEGMENT_HEADER_BYTES, (header.first_lsn, 0)),
+        };
+        let mut frames = scan_frames_of(image, start, seed, from, self.mode, visit);
+        if let (Some(fault), Some(r)) = (frames.fault.as_mut(), resume) {
+            // The frame resumed at was checked before: bytes that fail now changed under the
+            // scan, which no crash explains.
+            if fault.offset == r.offset {
+                fault.kind = FaultKind::Corruption;
+            }
+        }
         self.next_lsn = Some(frames.next_lsn);
         if frames.fault.is_some() && self.mode != RecoveryMode::Salvage {
             self.stopped_at = Some(frames.next_lsn);

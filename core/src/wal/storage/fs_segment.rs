@@ -135,8 +135,8 @@ impl SegmentFile for FsSegment {
             .min(self.map.len())
     }
 
-    fn prepare_scan(&self, end: usize) {
-        self.will_need(0, end);
+    fn prepare_scan(&self, start: usize, end: usize) {
+        self.will_need(start, end);
     }
 }
 
