@@ -19,7 +19,9 @@ use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::kind;
 use vigil_runtime::wal::recovery::SegmentState;
 use vigil_runtime::wal::scan::RecoveryMode;
-use vigil_runtime::wal::storage::{segment_file_name, CHECKPOINT_HINT_FILE_NAME};
+use vigil_runtime::wal::storage::{
+    hint_text, segment_file_name, CheckpointHint, CHECKPOINT_HINT_FILE_NAME,
+};
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
@@ -115,8 +117,9 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     for &seq in &used {
         drop_cached(&segment(&dir, seq));
     }
-    // Without the close's hint, the open starts at the head of the newest segment.
-    std::fs::remove_file(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    // With the close's durable LSN but no checkpoint position recorded, the open starts at
+    // the head of the newest segment.
+    forget_position(&dir);
     let (wal, seen) = open(&dir, true).unwrap();
     // The visitor starts at the newest segment's checkpoint and goes to the end.
     let states: Vec<(u64, SegmentState)> = wal
@@ -164,16 +167,41 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     wal.close().unwrap();
 }
 
-/// The hint the last clean close left: (offset, LSN) of its index checkpoint.
+/// The hint the last clean close left: (segment, offset, LSN) of its index checkpoint.
 fn hint(dir: &Path) -> (u64, usize, Lsn) {
+    let h = read_hint(dir);
+    (h.seq, h.offset, h.lsn)
+}
+
+/// The LSN of the last record of the closed log in `dir`.
+fn wal_last(dir: &Path) -> Lsn {
+    *read_all(dir).unwrap().last().unwrap()
+}
+
+/// Rewrites the hint without a checkpoint position (its durable LSN kept).
+fn forget_position(dir: &Path) {
+    let hint = CheckpointHint {
+        seq: 0,
+        offset: 0,
+        lsn: 0,
+        ..read_hint(dir)
+    };
+    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), hint_text(hint)).unwrap();
+}
+
+fn read_hint(dir: &Path) -> CheckpointHint {
     let text = std::fs::read_to_string(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
     let fields: Vec<&str> = text.trim_end().split(' ').collect();
-    assert_eq!(fields.len(), 6, "{text}");
-    (
-        fields[3].parse().unwrap(),
-        fields[4].parse().unwrap(),
-        fields[5].parse().unwrap(),
-    )
+    assert_eq!(fields.len(), 8, "{text}");
+    let hint = CheckpointHint {
+        log_id: u128::from_str_radix(fields[2], 16).unwrap(),
+        seq: fields[3].parse().unwrap(),
+        offset: fields[4].parse().unwrap(),
+        lsn: fields[5].parse().unwrap(),
+        durable_lsn: fields[6].parse().unwrap(),
+    };
+    assert_eq!(hint_text(hint), text, "the hint reads back as written");
+    hint
 }
 
 #[test]
@@ -229,9 +257,8 @@ fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_it
     let dir = tmp.path().join("wal");
     let used = closed_log(&dir, 1000);
     let newest = *used.last().unwrap();
-    let (seq, offset, lsn) = hint(&dir);
-    let text = std::fs::read_to_string(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
-    let id = text.split(' ').nth(2).unwrap().to_string();
+    let good = read_hint(&dir);
+    let text = hint_text(good);
     let newest_head = {
         let (wal, _) = open(&dir, false).unwrap();
         let first = wal
@@ -245,32 +272,63 @@ fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_it
         wal.abandon();
         first
     };
-    let other_id = format!("{:032x}", u128::from_str_radix(&id, 16).unwrap() ^ 1);
+    let (seq, offset, lsn) = (good.seq, good.offset, good.lsn);
     let bad = [
-        // Another place, another LSN, one past the durable end, another log, another
-        // segment (torn text below).
-        (id.clone(), seq, offset + 8, lsn),
-        (id.clone(), seq, offset, lsn - 1),
-        (id.clone(), seq, offset, lsn + 1),
-        (other_id, seq, offset, lsn),
-        (id.clone(), seq - 1, offset, lsn),
+        // Another place, another LSN, one past the durable end, another segment (another
+        // log and torn text below).
+        CheckpointHint {
+            offset: offset + 8,
+            ..good
+        },
+        CheckpointHint {
+            lsn: lsn - 1,
+            ..good
+        },
+        CheckpointHint {
+            lsn: lsn + 1,
+            durable_lsn: lsn,
+            ..good
+        },
+        CheckpointHint {
+            seq: seq - 1,
+            ..good
+        },
     ];
-    for (id, seq, offset, lsn) in bad {
-        let text = format!("vigil-wal checkpoint {id} {seq:020} {offset:020} {lsn:020}\n");
+    // A hint of another log proves nothing, its durable LSN included: the log is read whole.
+    let foreign = CheckpointHint {
+        log_id: good.log_id ^ 1,
+        ..good
+    };
+    let cases = bad
+        .iter()
+        .map(|&b| (b, (newest_head, kind::INDEX_CHECKPOINT)))
+        .chain([(foreign, (1, kind::USER))]);
+    for (bad, first) in cases {
+        let text = hint_text(bad);
         std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text).unwrap();
         let (wal, seen) = open(&dir, true).unwrap();
-        assert_eq!(
-            seen.first(),
-            Some(&(newest_head, kind::INDEX_CHECKPOINT)),
-            "{text}"
-        );
+        assert_eq!(seen.first(), Some(&first), "{text}");
         assert_eq!(seen.last().map(|s| s.0), Some(wal.last_lsn()));
         wal.abandon();
     }
+    // The good one is used; a torn one (half its text, or one digit changed) is not, and
+    // then nothing proves the newest segment's predecessors durable (the identity file holds
+    // the durable LSN of the log's creation): the log is read whole.
+    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text).unwrap();
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(seen.first(), Some(&(lsn, kind::INDEX_CHECKPOINT)));
+    wal.abandon();
+    let flipped = text.replacen(&format!("{offset:020}"), &format!("{:020}", offset + 8), 1);
+    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &flipped).unwrap();
+    let (wal, seen) = open(&dir, true).unwrap();
+    assert_eq!(seen.first().map(|s| s.0), Some(1));
+    wal.abandon();
     std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text[..text.len() / 2]).unwrap();
     let (wal, seen) = open(&dir, true).unwrap();
-    assert_eq!(seen.first(), Some(&(newest_head, kind::INDEX_CHECKPOINT)));
+    assert_eq!(seen.first().map(|s| s.0), Some(1));
     wal.close().unwrap();
+    // That close recorded a whole hint again.
+    assert_eq!(read_hint(&dir).lsn, wal_last(&dir));
 }
 
 #[test]
@@ -318,8 +376,8 @@ fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
         Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
         other => panic!("a reader went over damage quietly: {other:?}"),
     }
-    // Without that hint, the open reads the newest segment from its head, and refuses.
-    std::fs::remove_file(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    // Without that position, the open reads the newest segment from its head, and refuses.
+    forget_position(&dir);
     match open(&dir, true) {
         Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, newest_seq, "{fault:?}"),
         Err(other) => panic!("{other}"),

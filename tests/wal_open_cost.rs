@@ -18,7 +18,9 @@ use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::{kind, JobInterrupted, JobStarted, Record};
 use vigil_runtime::wal::scan::{FaultKind, RecoveryMode};
-use vigil_runtime::wal::storage::segment_file_name;
+use vigil_runtime::wal::storage::{
+    hint_text, segment_file_name, CheckpointHint, CHECKPOINT_HINT_FILE_NAME,
+};
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
@@ -317,12 +319,19 @@ fn a_torn_tail_is_cut_and_every_record_before_it_kept() {
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0u8; 24], (end - 24) as u64).unwrap();
     drop(file);
-    let identity = dir.join("IDENTITY");
-    let text = std::fs::read_to_string(&identity).unwrap();
-    let durable = format!(" durable-lsn {last_lsn}\n");
-    assert!(text.ends_with(&durable), "{text}");
-    let torn = format!(" durable-lsn {}\n", last_lsn - 1);
-    std::fs::write(&identity, text.replace(&durable, &torn)).unwrap();
+    let hint_path = dir.join(CHECKPOINT_HINT_FILE_NAME);
+    let text = std::fs::read_to_string(&hint_path).unwrap();
+    let durable = format!(" {last_lsn:020} ");
+    assert!(text.contains(&durable), "{text}");
+    let fields: Vec<&str> = text.trim_end().split(' ').collect();
+    let hint = CheckpointHint {
+        log_id: u128::from_str_radix(fields[2], 16).unwrap(),
+        seq: fields[3].parse().unwrap(),
+        offset: fields[4].parse().unwrap(),
+        lsn: fields[5].parse().unwrap(),
+        durable_lsn: last_lsn - 1,
+    };
+    std::fs::write(&hint_path, hint_text(hint)).unwrap();
     assert_eq!(
         open_error(&dir, RecoveryMode::Strict).map(|f| f.0),
         Some(FaultKind::TornTail)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::storage::{CheckpointHint, LogIdentity, SegmentFile, SegmentStore};
+use super::storage::{with_hint, CheckpointHint, LogIdentity, SegmentFile, SegmentStore};
 use super::sync::SyncEngine;
 
 /// The atomic unit of a simulated disk write.
@@ -59,7 +59,8 @@ impl SimRng {
 struct SimState {
     files: BTreeMap<u64, Arc<SimFile>>,
     identity: Option<LogIdentity>,
-    /// Not durable: a crash keeps or loses it.
+    /// Durable when set, but a crash keeps or loses it (as if never written): losing it only
+    /// weakens what the next open may assume.
     hint: Option<CheckpointHint>,
     plan: FaultPlan,
     syncs: u64,
@@ -317,7 +318,8 @@ impl SegmentStore for SimStore {
     }
 
     fn identity(&self) -> io::Result<Option<LogIdentity>> {
-        Ok(lock(&self.state).identity)
+        let state = lock(&self.state);
+        Ok(state.identity.map(|id| with_hint(id, state.hint)))
     }
 
     fn set_identity(&self, identity: LogIdentity) -> io::Result<()> {
@@ -337,11 +339,13 @@ impl SegmentStore for SimStore {
         lock(&self.state).hint
     }
 
-    fn set_checkpoint_hint(&self, hint: CheckpointHint) {
+    fn set_checkpoint_hint(&self, hint: CheckpointHint) -> io::Result<()> {
         let mut state = lock(&self.state);
-        if !state.dead {
-            state.hint = Some(hint);
+        if state.dead {
+            return Err(io::Error::other("simulated machine has crashed"));
         }
+        state.hint = Some(hint);
+        Ok(())
     }
 
     fn creates_in_background(&self) -> bool {

@@ -122,16 +122,17 @@ pub trait SegmentStore: Send + Sync {
     fn set_identity(&self, identity: LogIdentity) -> io::Result<()>;
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
-    /// Where the newest index checkpoint a clean close recorded lies, if the store keeps such
-    /// a hint and it reads back whole. Only a hint: an open checks the frame it names (its
-    /// checksum, LSN and kind) and the identity's durable LSN before it starts there, and
-    /// reads the whole segment otherwise.
+    /// What the last clean close recorded ([`CheckpointHint`]), if the store keeps it and it
+    /// reads back whole. [`SegmentStore::identity`] already counts its durable LSN. Where it
+    /// names a frame, an open checks that frame (checksum, LSN, kind) before starting there.
     fn checkpoint_hint(&self) -> Option<CheckpointHint> {
         None
     }
-    /// Records the hint, without making it durable: losing or tearing it costs the next open
-    /// a longer scan, nothing else. Best effort.
-    fn set_checkpoint_hint(&self, _hint: CheckpointHint) {}
+    /// Records the hint durably (a clean close). A store without hints refuses, and the close
+    /// records its durable LSN in the identity instead.
+    fn set_checkpoint_hint(&self, _hint: CheckpointHint) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Whether the writer should create the next segment on a thread of its own (files take
     /// an fallocate and fsyncs; a simulated store is faster inline and deterministic).
     fn creates_in_background(&self) -> bool {
@@ -154,25 +155,33 @@ pub struct LogIdentity {
     pub log_id: u128,
     /// The oldest segment the log still holds: every segment from it on must be present.
     pub first_seq: u64,
-    /// Every record up to this LSN was durable when this was written (at a clean close, and
-    /// when retention retires a segment): the log must reach it. Without it, damage that
+    /// Every record up to this LSN was durable when this was written (when retention retires
+    /// a segment; a clean close records it in the [`CheckpointHint`], which
+    /// [`SegmentStore::identity`] counts in): the log must reach it. Without it, damage that
     /// wipes the end of a log, the frames that prove it durable included, would look like a
     /// crash that never wrote those records.
     pub durable_lsn: Lsn,
 }
 
-/// Where an index checkpoint frame lies: what a one-shot open may start its scan from
+/// What a clean close records beside the log, in one small file it overwrites in place and
+/// syncs: every record up to `durable_lsn` was durable (the identity's claim, without the
+/// identity file's rename and directory sync), and where the close's index checkpoint frame
+/// lies, which a one-shot open may start its scan from
 /// ([`super::recovery::scan_log_from_checkpoint`]) instead of the head of the newest segment.
+/// It carries its own checksum: a torn one is ignored, and the identity file's older claim
+/// holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckpointHint {
     /// The log it belongs to.
     pub log_id: u128,
-    /// The segment holding the frame.
+    /// The segment holding the frame (0: no frame recorded).
     pub seq: u64,
     /// The frame's byte offset in that segment.
     pub offset: usize,
     /// The frame's LSN.
     pub lsn: Lsn,
+    /// Every record up to this LSN was durable when the hint was written.
+    pub durable_lsn: Lsn,
 }
 
 /// Name of the file that holds the [`CheckpointHint`].
@@ -180,26 +189,44 @@ pub const CHECKPOINT_HINT_FILE_NAME: &str = "CHECKPOINT";
 /// What the hint file says before the hint.
 const HINT_PREFIX: &str = "vigil-wal checkpoint ";
 
-/// The hint file's text: fixed width, so a rewrite in place covers the whole earlier text.
-fn hint_text(hint: CheckpointHint) -> String {
-    format!(
-        "{HINT_PREFIX}{:032x} {:020} {:020} {:020}\n",
-        hint.log_id, hint.seq, hint.offset, hint.lsn
-    )
+/// The hint file's text: fixed width (a rewrite in place covers the whole earlier text),
+/// ending in the CRC32C of what precedes it.
+pub fn hint_text(hint: CheckpointHint) -> String {
+    let body = format!(
+        "{HINT_PREFIX}{:032x} {:020} {:020} {:020} {:020}",
+        hint.log_id, hint.seq, hint.offset, hint.lsn, hint.durable_lsn
+    );
+    let crc = super::crc32c::crc32c(body.as_bytes());
+    format!("{body} {crc:08x}\n")
 }
 
 /// Reads a hint file's text; `None` when it is not one (torn, say).
 fn parse_hint(text: &str) -> Option<CheckpointHint> {
-    let rest = text.strip_prefix(HINT_PREFIX)?.strip_suffix('\n')?;
-    let mut fields = rest.split(' ');
+    let line = text.strip_suffix('\n')?;
+    let (body, crc) = line.rsplit_once(' ')?;
+    if crc.len() != 8
+        || u32::from_str_radix(crc, 16).ok()? != super::crc32c::crc32c(body.as_bytes())
+    {
+        return None;
+    }
+    let mut fields = body.strip_prefix(HINT_PREFIX)?.split(' ');
     let hex = fields.next().filter(|h| h.len() == 32)?;
     let hint = CheckpointHint {
         log_id: u128::from_str_radix(hex, 16).ok()?,
         seq: fields.next()?.parse().ok()?,
         offset: fields.next()?.parse().ok()?,
         lsn: fields.next()?.parse().ok()?,
+        durable_lsn: fields.next()?.parse().ok()?,
     };
     fields.next().is_none().then_some(hint)
+}
+
+/// The identity as recorded, with the durable LSN a hint of the same log proves.
+pub(super) fn with_hint(mut identity: LogIdentity, hint: Option<CheckpointHint>) -> LogIdentity {
+    if let Some(hint) = hint.filter(|h| h.log_id == identity.log_id) {
+        identity.durable_lsn = identity.durable_lsn.max(hint.durable_lsn);
+    }
+    identity
 }
 
 /// Name of the file that holds a log's identity.
@@ -428,7 +455,7 @@ impl SegmentStore for FsStore {
         };
         let parsed = std::str::from_utf8(&text).ok().and_then(parse_identity);
         match parsed {
-            Some(id) => Ok(Some(id)),
+            Some(id) => Ok(Some(with_hint(id, self.checkpoint_hint()))),
             None => Err(context(
                 io::Error::new(io::ErrorKind::InvalidData, "not a log identity file"),
                 "read log identity",
@@ -469,19 +496,23 @@ impl SegmentStore for FsStore {
         parse_hint(std::str::from_utf8(&text).ok()?)
     }
 
-    fn set_checkpoint_hint(&self, hint: CheckpointHint) {
-        // Written in place (every write is under the append lock, and the text has one
-        // length); a torn one fails to parse, or names a frame the open's checks refuse.
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(self.dir.join(CHECKPOINT_HINT_FILE_NAME));
-        if let Ok(file) = file {
-            let _ = std::os::unix::fs::FileExt::write_all_at(&file, hint_text(hint).as_bytes(), 0);
-        }
+    fn set_checkpoint_hint(&self, hint: CheckpointHint) -> io::Result<()> {
+        // Written in place and synced (every write is under the append lock, and the text has
+        // one length): no rename, no directory sync. A torn one fails its checksum, and the
+        // identity file's claim holds; a lost name (never synced) is a lost hint, no more.
+        let path = self.dir.join(CHECKPOINT_HINT_FILE_NAME);
+        let write = || -> io::Result<()> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(PRIVATE_FILE_MODE)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)?;
+            std::os::unix::fs::FileExt::write_all_at(&file, hint_text(hint).as_bytes(), 0)?;
+            file.sync_data()
+        };
+        write().map_err(|error| context(error, "write the checkpoint hint", &path))
     }
 
     fn describe_identity(&self) -> String {

@@ -39,48 +39,58 @@ impl Shared {
         // Beside the segments, so that losing the end of the log (this checkpoint included)
         // is seen as corruption, not taken for a crash before these records were written.
         // Under the writer (and append) lock: retention rewrites the identity too, under
-        // the same lock.
+        // the same lock. The hint file carries it (one in-place write and fdatasync); a store
+        // without one, or a failed write, falls back to rewriting the identity (a new file,
+        // its fsync, a rename and the directory's fsync).
         self.locked(|writer| {
+            if self
+                .store
+                .set_checkpoint_hint(self.closing_hint(writer, lsn))
+                .is_ok()
+            {
+                return Ok(());
+            }
             let identity = self.merged_identity(LogIdentity {
                 log_id: writer.log_id,
                 first_seq: writer.segments.front().map_or(writer.active.seq, |s| s.seq),
                 durable_lsn: lsn,
             });
-            self.store.set_identity(identity).map_err(WalError::Io)?;
-            self.record_hint(writer, identity.durable_lsn);
-            Ok(())
+            self.store.set_identity(identity).map_err(WalError::Io)
         })?;
         self.identity_durable_lsn.store(lsn, Ordering::Release);
         Ok(())
     }
 
-    /// Records where the newest index checkpoint this writer knows of lies, once the identity
-    /// proves it durable (`durable_lsn`): the next open from the last checkpoint starts there.
-    /// Another process's newer hint is kept. Best effort: a lost hint costs a longer scan.
-    fn record_hint(&self, writer: &WriterState, durable_lsn: Lsn) {
-        let Some((seq, offset, lsn)) = writer.last_index_checkpoint else {
-            return;
-        };
-        if lsn > durable_lsn {
-            return;
-        }
-        let hint = CheckpointHint {
+    /// What a close records: every record up to `durable_lsn` durable, and the newest index
+    /// checkpoint this writer knows of that lies within it. Another process's hint is merged
+    /// in (its durable LSN, and its checkpoint if newer) unless this close's checkpoint is the
+    /// log's last frame, which no other claim can pass.
+    fn closing_hint(&self, writer: &WriterState, durable_lsn: Lsn) -> CheckpointHint {
+        let mut hint = CheckpointHint {
             log_id: writer.log_id,
-            seq,
-            offset,
-            lsn,
+            seq: 0,
+            offset: 0,
+            lsn: 0,
+            durable_lsn,
         };
-        // The log's last frame is the newest checkpoint there is; otherwise another process
-        // may have recorded a newer one.
-        if lsn != self.last_lsn.load(Ordering::Acquire) && self.cross.is_some() {
-            let newer = self.store.checkpoint_hint().is_some_and(|current| {
-                current.log_id == hint.log_id && current.lsn > lsn && current.lsn <= durable_lsn
-            });
-            if newer {
-                return;
+        if let Some((seq, offset, lsn)) = writer.last_index_checkpoint {
+            if lsn <= durable_lsn {
+                (hint.seq, hint.offset, hint.lsn) = (seq, offset, lsn);
             }
         }
-        self.store.set_checkpoint_hint(hint);
+        let last = self.last_lsn.load(Ordering::Acquire);
+        if self.cross.is_none() || (hint.lsn == last && durable_lsn == last) {
+            return hint;
+        }
+        if let Some(current) = self.store.checkpoint_hint() {
+            if current.log_id == hint.log_id {
+                hint.durable_lsn = hint.durable_lsn.max(current.durable_lsn);
+                if current.lsn > hint.lsn && current.lsn <= hint.durable_lsn {
+                    (hint.seq, hint.offset, hint.lsn) = (current.seq, current.offset, current.lsn);
+                }
+            }
+        }
+        hint
     }
 
     /// Returns when every record up to `lsn` is durable (group commit).
