@@ -164,13 +164,10 @@ impl Executor {
             // A job refused for its user runs as no one: no user, no notice.
             let user = self.job_user(limits).ok();
             let sandbox = job_sandbox(limits, user.as_ref());
-            e.limits
-                .extend(self.sandbox_enforcement(Some(&sandbox), root));
+            let (rules, confines_writes) = self.sandbox_judged(Some(&sandbox), root);
+            e.limits.extend(rules);
             if let Some(user) = user {
-                if user.uid == 0
-                    && self.host.has_cgroups()
-                    && !self.sandbox_confines_writes(Some(&sandbox), root)
-                {
+                if user.uid == 0 && self.host.has_cgroups() && !confines_writes {
                     e.notices.push(ROOT_LEAVES_CGROUP_NOTICE.to_string());
                 }
                 e.run_as = Some(user);

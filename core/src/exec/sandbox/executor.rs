@@ -57,28 +57,18 @@ impl Executor {
         }
     }
 
-    /// The sandbox rules a job with `limits` would get here, labelled (part of the record).
-    pub(crate) fn sandbox_enforcement(
+    /// The sandbox rules a job with this request rooted at `root` would get here, labelled
+    /// (part of the record), and whether they confine its writes (a mode other than `off`, on
+    /// a kernel with Landlock). The rules are resolved once for both.
+    pub(crate) fn sandbox_judged(
         &self,
         req: Option<&SandboxRequest>,
         root: Option<&Path>,
-    ) -> Vec<LimitEnforcement> {
+    ) -> (Vec<LimitEnforcement>, bool) {
         match self.sandbox.resolve(req, root) {
-            Ok(r) => r.enforcement(),
-            Err(_) => Vec::new(),
+            Ok(r) => (r.enforcement(), r.mode != SandboxMode::Off && r.abi >= 1),
+            Err(_) => (Vec::new(), false),
         }
-    }
-
-    /// A job with this request rooted at `root` has its writes confined by Landlock (a
-    /// sandbox mode other than `off`, on a kernel with Landlock).
-    pub(crate) fn sandbox_confines_writes(
-        &self,
-        req: Option<&SandboxRequest>,
-        root: Option<&Path>,
-    ) -> bool {
-        self.sandbox
-            .resolve(req, root)
-            .is_ok_and(|r| r.mode != SandboxMode::Off && r.abi >= 1)
     }
 
     /// The read rules for `denied`, from the cache while they are fresh.
