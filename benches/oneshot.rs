@@ -1,7 +1,9 @@
 //! One-shot CLI processes, whole, against `vigil --version` in the same run (interleaved, so
 //! all see the same machine noise): `vigil run exec --args '{"argv":["/bin/true"]}'` on a data
 //! dir with 200 jobs and on one whose log holds 1 M records, and `vigil wal stats` / `verify`
-//! on a 16 KB log. Wall time per process (hdrhistogram p50/p99/p999, the p50 ratio to
+//! on a 16 KB log; the data dirs lie beneath `$HOME` (as vigil's default does), and one more
+//! 200-job data dir in `/tmp` shows what a crowded parent directory costs the workspace
+//! sandbox's read rules. Wall time per process (hdrhistogram p50/p99/p999, the p50 ratio to
 //! `--version`) and peak RSS (wait4's ru_maxrss). Goals: run <= 3x the wall median of
 //! `--version`, peak RSS <= 16 MiB.
 //!
@@ -150,13 +152,23 @@ fn main() {
         return;
     }
     let bin = common::vigil_bin();
-    let scratch = tempfile::tempdir().expect("tempdir");
+    // Beneath $HOME, as vigil's default data dir is: a workspace sandbox's read rules name
+    // every sibling along the data dir's path, so a crowded parent costs more (the case in
+    // /tmp below measures that).
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let scratch = tempfile::Builder::new()
+        .prefix(".vigil-oneshot-bench")
+        .tempdir_in(&home)
+        .expect("tempdir");
+    let crowded = tempfile::tempdir().expect("tempdir in /tmp");
+    let crowded_dir = crowded.path().join("jobs200");
     let jobs_dir = scratch.path().join("jobs200");
     let records_dir = scratch.path().join("records1m");
     let small_dir = scratch.path().join("log16k");
 
     let prepare = Instant::now();
     prepare_jobs(bin, &jobs_dir);
+    prepare_jobs(bin, &crowded_dir);
     let before_bin = std::env::var_os(BEFORE_BIN_ENV).map(std::path::PathBuf::from);
     let before_dir = scratch.path().join("jobs200-before");
     if let Some(before) = &before_bin {
@@ -186,6 +198,13 @@ fn main() {
     ];
     cases[1].args = run_args(&jobs_dir);
     cases[2].args = run_args(&records_dir);
+    let siblings = std::fs::read_dir(std::env::temp_dir()).map_or(0, |d| d.count());
+    let mut case = Case::new(
+        &format!("run exec /bin/true, 200 jobs, in a /tmp of {siblings}"),
+        &[],
+    );
+    case.args = run_args(&crowded_dir);
+    cases.push(case);
     if let Some(before) = before_bin {
         let mut case = Case::new("run exec /bin/true, 200 jobs, BEFORE", &[]);
         case.args = run_args(&before_dir);

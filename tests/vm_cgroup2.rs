@@ -58,6 +58,10 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
             "user_uid_and_kill",
             "user_memory_held",
             "user_run_as",
+            "user_file_read",
+            "user_file_read_refused",
+            "user_file_write_owner",
+            "user_file_write_refused",
         ],
     ),
     (

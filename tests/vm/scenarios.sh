@@ -276,6 +276,32 @@ scenario_user() {
   check_json user_run_as /tmp/user.json '"uid":65534'
 }
 
+# File jobs as another user on this kernel: a thread of vigil's switches only its own
+# file-system ids (setgroups, setfsgid, setfsuid) to uid 65534, so the kernel checks that
+# user's permissions on every path: a world-readable file is read, a root-only one refused,
+# a new file in a directory 65534 owns is 65534's, and a write where it may not is refused.
+scenario_user_files() {
+  R=/tmp/fu-root
+  rm -rf $R
+  mkdir -p $R/mine
+  chmod 755 $R
+  echo "for all" > $R/public.txt
+  chmod 644 $R/public.txt
+  echo "root only" > $R/private.txt
+  chmod 600 $R/private.txt
+  chown 65534:65534 $R/mine
+  vig run file.read --user 65534 --root $R --args '{"path":"public.txt"}' --json > /tmp/fu-read.json 2>&1
+  check_json user_file_read /tmp/fu-read.json '"stdout":"forall\\n"'
+  vig run file.read --user 65534 --root $R --args '{"path":"private.txt"}' --json > /tmp/fu-private.json 2>&1
+  check_json user_file_read_refused /tmp/fu-private.json '"error":"[^,]*Permissiondenied'
+  vig run file.write --user 65534 --root $R --args '{"path":"mine/new.txt","content":"by 65534"}' --json > /tmp/fu-write.json 2>&1
+  owner=$(ls -ln $R/mine/new.txt 2>/dev/null | awk '{print $3":"$4}')
+  check user_file_write_owner "new file owned by $owner: $(compact /tmp/fu-write.json | head -c 300)" [ "$owner" = 65534:65534 ]
+  vig run file.write --user 65534 --root $R --args '{"path":"planted.txt","content":"x"}' --json > /tmp/fu-plant.json 2>&1
+  check user_file_write_refused "$(compact /tmp/fu-plant.json | grep -o '"error":"[^,]*')" \
+    sh -c "[ ! -e $R/planted.txt ] && ! grep -q '\"status\": *\"completed\"' /tmp/fu-plant.json"
+}
+
 # Everything a placement where the kernel holds the limits must show.
 held_suite() {
   scenario_doctor
@@ -305,6 +331,7 @@ scenario_require_enforcement
 scenario_warning_line
 scenario_sandbox
 scenario_user
+scenario_user_files
 
 # --- vigil alone in a delegated service group (systemd Delegate=yes) ---
 enable_down $CG/system.slice
