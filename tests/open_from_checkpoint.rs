@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{resident_pages, vigil_bin, vigil_output, TempDir};
-use serde_json::Value;
+use serde_json::{json, Value};
+use vigil_runtime::exec::Limits;
+use vigil_runtime::model::JobStatus;
+use vigil_runtime::runtime::{JobRequest, Runtime, RuntimeOptions};
 use vigil_runtime::wal::frame::Lsn;
 use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
@@ -20,7 +23,8 @@ use vigil_runtime::wal::record::kind;
 use vigil_runtime::wal::recovery::SegmentState;
 use vigil_runtime::wal::scan::RecoveryMode;
 use vigil_runtime::wal::storage::{
-    hint_text, segment_file_name, CheckpointHint, CHECKPOINT_HINT_FILE_NAME,
+    hint_file, hint_text, read_hint_file, segment_file_name, write_hint_file, CheckpointHint,
+    CHECKPOINT_HINT_FILE_NAME, HINT_COPY_STRIDE,
 };
 use vigil_runtime::wal::sync::SyncMethod;
 
@@ -41,13 +45,15 @@ fn options(from_checkpoint: bool) -> WalOptions {
     }
 }
 
-/// Opens `dir` with every new segment starting with an index checkpoint (as the runtime's).
+/// Opens `dir` with every new segment starting with an index checkpoint, and every clean
+/// close ending with one (as the runtime's).
 fn open(dir: &Path, from_checkpoint: bool) -> Result<(Wal, Vec<(Lsn, u16)>), WalError> {
     let mut seen = Vec::new();
     let wal = Wal::open_visiting(dir, options(from_checkpoint), &mut |f| {
         seen.push((f.lsn, f.kind))
     })?;
     wal.set_prologue(Box::new(|_| Some(br#"{"next_job_id":1}"#.to_vec())));
+    wal.set_closing_checkpoint(Box::new(|_| Some(br#"{"next_job_id":1}"#.to_vec())));
     Ok((wal, seen))
 }
 
@@ -186,22 +192,13 @@ fn forget_position(dir: &Path) {
         lsn: 0,
         ..read_hint(dir)
     };
-    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), hint_text(hint)).unwrap();
+    write_hint_file(dir, hint).unwrap();
 }
 
 fn read_hint(dir: &Path) -> CheckpointHint {
-    let text = std::fs::read_to_string(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
-    let fields: Vec<&str> = text.trim_end().split(' ').collect();
-    assert_eq!(fields.len(), 8, "{text}");
-    let hint = CheckpointHint {
-        log_id: u128::from_str_radix(fields[2], 16).unwrap(),
-        seq: fields[3].parse().unwrap(),
-        offset: fields[4].parse().unwrap(),
-        lsn: fields[5].parse().unwrap(),
-        durable_lsn: fields[6].parse().unwrap(),
-    };
-    assert_eq!(hint_text(hint), text, "the hint reads back as written");
-    hint
+    read_hint_file(dir)
+        .unwrap()
+        .expect("a clean close leaves a hint")
 }
 
 #[test]
@@ -258,7 +255,6 @@ fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_it
     let used = closed_log(&dir, 1000);
     let newest = *used.last().unwrap();
     let good = read_hint(&dir);
-    let text = hint_text(good);
     let newest_head = {
         let (wal, _) = open(&dir, false).unwrap();
         let first = wal
@@ -304,31 +300,72 @@ fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_it
         .map(|&b| (b, (newest_head, kind::INDEX_CHECKPOINT)))
         .chain([(foreign, (1, kind::USER))]);
     for (bad, first) in cases {
-        let text = hint_text(bad);
-        std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text).unwrap();
+        write_hint_file(&dir, bad).unwrap();
         let (wal, seen) = open(&dir, true).unwrap();
-        assert_eq!(seen.first(), Some(&first), "{text}");
+        assert_eq!(seen.first(), Some(&first), "{bad:?}");
         assert_eq!(seen.last().map(|s| s.0), Some(wal.last_lsn()));
         wal.abandon();
     }
-    // The good one is used; a torn one (half its text, or one digit changed) is not, and
-    // then nothing proves the newest segment's predecessors durable (the identity file holds
-    // the durable LSN of the log's creation): the log is read whole.
-    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text).unwrap();
-    let (wal, seen) = open(&dir, true).unwrap();
-    assert_eq!(seen.first(), Some(&(lsn, kind::INDEX_CHECKPOINT)));
-    wal.abandon();
+    // The good one is used, from either copy while the other is torn (half its text, or one
+    // digit changed): what a crash in the middle of a close's rewrite leaves.
+    let path = dir.join(CHECKPOINT_HINT_FILE_NAME);
+    let whole = hint_file(good);
+    let text = hint_text(good);
     let flipped = text.replacen(&format!("{offset:020}"), &format!("{:020}", offset + 8), 1);
-    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &flipped).unwrap();
-    let (wal, seen) = open(&dir, true).unwrap();
-    assert_eq!(seen.first().map(|s| s.0), Some(1));
-    wal.abandon();
-    std::fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), &text[..text.len() / 2]).unwrap();
-    let (wal, seen) = open(&dir, true).unwrap();
-    assert_eq!(seen.first().map(|s| s.0), Some(1));
+    for copy in 0..2 {
+        for torn in [&text.as_bytes()[..text.len() / 2], flipped.as_bytes()] {
+            let mut bytes = whole.clone();
+            let at = copy * HINT_COPY_STRIDE;
+            bytes[at..at + text.len()].fill(0);
+            bytes[at..at + torn.len()].copy_from_slice(torn);
+            std::fs::write(&path, &bytes).unwrap();
+            let (wal, seen) = open(&dir, true).unwrap();
+            assert_eq!(
+                seen.first(),
+                Some(&(lsn, kind::INDEX_CHECKPOINT)),
+                "copy {copy}"
+            );
+            wal.abandon();
+        }
+    }
+    // Both copies torn, or a file of another size: the durable end it recorded is unknown,
+    // and every open and reader says so, naming the file, instead of trusting less.
+    let mut bytes = whole.clone();
+    for copy in 0..2 {
+        let at = copy * HINT_COPY_STRIDE;
+        bytes[at + 40] ^= 1;
+    }
+    let mut longer = whole.clone();
+    longer.extend_from_slice(b"more\n");
+    for damaged in [bytes, longer, Vec::new()] {
+        std::fs::write(&path, &damaged).unwrap();
+        for from_checkpoint in [true, false] {
+            match open(&dir, from_checkpoint) {
+                Err(error) => assert!(error.to_string().contains("CHECKPOINT"), "{error}"),
+                Ok(_) => panic!("opened over a damaged hint ({} bytes)", damaged.len()),
+            }
+        }
+        match read_all(&dir) {
+            Err(error) => assert!(error.to_string().contains("CHECKPOINT"), "{error}"),
+            Ok(_) => panic!("read over a damaged hint ({} bytes)", damaged.len()),
+        }
+    }
+    // Put back whole, the log opens; its close rewrites one copy and the hint reads the new
+    // claim.
+    std::fs::write(&path, &whole).unwrap();
+    let (wal, _) = open(&dir, true).unwrap();
+    wal.append_raw(kind::USER, b"one more").unwrap();
     wal.close().unwrap();
-    // That close recorded a whole hint again.
     assert_eq!(read_hint(&dir).lsn, wal_last(&dir));
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(after.len(), whole.len());
+    let changed = (0..2)
+        .filter(|c| {
+            let r = c * HINT_COPY_STRIDE..(c + 1) * HINT_COPY_STRIDE;
+            after[r.clone()] != whole[r]
+        })
+        .count();
+    assert_eq!(changed, 1, "a close rewrites one copy");
 }
 
 #[test]
@@ -548,4 +585,65 @@ fn one_shot_runs_continue_job_ids_and_interrupt_a_dead_servers_job_known_from_a_
     assert!(!ids.contains(&long_id));
     let (code, out, err) = vigil(&data, &["wal", "verify"]);
     assert_eq!(code, 0, "{out} {err}");
+}
+
+fn runtime_options(dir: &Path, from_checkpoint: bool) -> RuntimeOptions {
+    let mut o = RuntimeOptions::new(dir);
+    o.background_sampling = false;
+    o.wal.segment_bytes = SEGMENT;
+    o.wal.open_from_checkpoint = from_checkpoint;
+    o
+}
+
+#[test]
+fn a_one_shot_open_after_a_clean_close_knows_every_open_session() {
+    // More open sessions than a closing checkpoint of an open from there can carry (each
+    // with 800 bytes of metadata): the close must not end the log with a checkpoint that
+    // leaves some out, or a one-shot run would refuse jobs naming them.
+    let dir = TempDir::new("checkpoint-sessions");
+    let rt = Runtime::open(runtime_options(dir.path(), false)).unwrap();
+    let meta = json!({ "note": "m".repeat(800) });
+    let ids: Vec<String> = (0..100)
+        .map(|_| rt.create_session(&meta).unwrap().session)
+        .collect();
+    rt.close().unwrap();
+    let rt = Runtime::open(runtime_options(dir.path(), true)).unwrap();
+    let missing: Vec<&String> = ids.iter().filter(|id| rt.session(id).is_err()).collect();
+    assert!(
+        missing.is_empty(),
+        "lost {} of {} sessions",
+        missing.len(),
+        ids.len()
+    );
+    let req = JobRequest {
+        capability: "file.write".into(),
+        args: json!({"path": "out.txt", "content": "x"}),
+        limits: Limits::default(),
+        root: dir.path().to_path_buf(),
+        session: Some(ids[0].clone()),
+        dry_run: false,
+        require_enforcement: false,
+    };
+    let out = rt.run(&req).unwrap();
+    assert_eq!(
+        out.result.status,
+        JobStatus::Completed,
+        "{:?}",
+        out.result.error
+    );
+    rt.close().unwrap();
+    // With few sessions the close does end with the index checkpoint, and the next one-shot
+    // open starts there and still knows them all.
+    let dir = TempDir::new("checkpoint-few-sessions");
+    let rt = Runtime::open(runtime_options(dir.path(), false)).unwrap();
+    let ids: Vec<String> = (0..5)
+        .map(|_| rt.create_session(&json!({"n": 1})).unwrap().session)
+        .collect();
+    rt.close().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let hint = read_hint_file(&wal_dir).unwrap().unwrap();
+    assert_ne!(hint.seq, 0, "the close recorded its checkpoint");
+    let rt = Runtime::open(runtime_options(dir.path(), true)).unwrap();
+    assert!(ids.iter().all(|id| rt.session(id).is_ok()));
+    rt.close().unwrap();
 }

@@ -34,7 +34,7 @@ use common::{compile_c_host, vigil_bin, TempDir};
 use serde_json::{json, Value};
 use vigil_runtime::wal::log::scan_log;
 use vigil_runtime::wal::scan::RecoveryMode;
-use vigil_runtime::wal::storage::{segment_file_name, FsStore};
+use vigil_runtime::wal::storage::{read_hint_file, segment_file_name, FsStore};
 
 /// Segment size of the test logs: small, so 40 jobs span several segments.
 const SEGMENT_BYTES: u64 = 16 * 1024;
@@ -272,9 +272,8 @@ struct Pristine {
 
 /// The segment and offset the `CHECKPOINT` hint in `wal` names.
 fn checkpoint_hint(wal: &Path) -> Option<(u64, usize)> {
-    let text = std::fs::read_to_string(wal.join("CHECKPOINT")).ok()?;
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    Some((fields.get(3)?.parse().ok()?, fields.get(4)?.parse().ok()?))
+    let hint = read_hint_file(wal).ok()??;
+    (hint.seq != 0).then_some((hint.seq, hint.offset))
 }
 
 impl Pristine {

@@ -19,7 +19,7 @@ use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::{kind, JobInterrupted, JobStarted, Record};
 use vigil_runtime::wal::scan::{FaultKind, RecoveryMode};
 use vigil_runtime::wal::storage::{
-    hint_text, segment_file_name, CheckpointHint, CHECKPOINT_HINT_FILE_NAME,
+    read_hint_file, segment_file_name, write_hint_file, CheckpointHint,
 };
 use vigil_runtime::wal::sync::SyncMethod;
 
@@ -319,19 +319,15 @@ fn a_torn_tail_is_cut_and_every_record_before_it_kept() {
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0u8; 24], (end - 24) as u64).unwrap();
     drop(file);
-    let hint_path = dir.join(CHECKPOINT_HINT_FILE_NAME);
-    let text = std::fs::read_to_string(&hint_path).unwrap();
-    let durable = format!(" {last_lsn:020} ");
-    assert!(text.contains(&durable), "{text}");
-    let fields: Vec<&str> = text.trim_end().split(' ').collect();
+    let recorded = read_hint_file(&dir)
+        .unwrap()
+        .expect("a clean close leaves a hint");
+    assert_eq!(recorded.durable_lsn, last_lsn);
     let hint = CheckpointHint {
-        log_id: u128::from_str_radix(fields[2], 16).unwrap(),
-        seq: fields[3].parse().unwrap(),
-        offset: fields[4].parse().unwrap(),
-        lsn: fields[5].parse().unwrap(),
         durable_lsn: last_lsn - 1,
+        ..recorded
     };
-    std::fs::write(&hint_path, hint_text(hint)).unwrap();
+    write_hint_file(&dir, hint).unwrap();
     assert_eq!(
         open_error(&dir, RecoveryMode::Strict).map(|f| f.0),
         Some(FaultKind::TornTail)

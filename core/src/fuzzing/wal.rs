@@ -5,7 +5,7 @@
 
 use crate::wal::frame::{decode_frame, Frame, Lsn, SEGMENT_HEADER_BYTES};
 use crate::wal::record::Record;
-use crate::wal::scan::{Fault, FaultKind, LogScanner, RecoveryMode, SegmentVerdict};
+use crate::wal::scan::{Fault, FaultKind, LogScanner, RecoveryMode, Resume, SegmentVerdict};
 
 /// Frame decode on arbitrary bytes: a frame that validates decodes the same twice, and its
 /// record decode never panics.
@@ -63,7 +63,56 @@ pub fn scan(data: &[u8]) {
             scan_log_images(images, mode, log_id, true),
             "a known zero tail changes nothing"
         );
+        if mode != RecoveryMode::Salvage {
+            resumed_matches_whole(images[0], mode, log_id, count);
+        }
     }
+}
+
+/// A scan resumed at a frame the whole scan of the segment accepted (as a one-shot open does
+/// at a hinted checkpoint) visits exactly the frames the whole scan visits from there, and
+/// ends with the same verdict: the same end, next LSN and fault.
+fn resumed_matches_whole(image: &[u8], mode: RecoveryMode, log_id: u128, pick: usize) {
+    let zero_from = image.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1);
+    let mut whole_frames: Vec<(usize, Lsn, u32)> = Vec::new();
+    let whole = LogScanner::new(mode, log_id, 1).segment_zero_from(1, image, zero_from, |o, f| {
+        whole_frames.push((o, f.lsn, f.prev_checksum))
+    });
+    let SegmentVerdict::Used {
+        frames: whole_scan, ..
+    } = whole
+    else {
+        return;
+    };
+    let Some(&(offset, lsn, prev_checksum)) = whole_frames.get(pick % whole_frames.len().max(1))
+    else {
+        return;
+    };
+    let mut seen: Vec<(usize, Lsn, u32)> = Vec::new();
+    let resume = Resume {
+        offset,
+        lsn,
+        prev_checksum,
+    };
+    let resumed = LogScanner::new(mode, log_id, 1)
+        .resuming_at(resume)
+        .segment_zero_from(1, image, zero_from, |o, f| {
+            seen.push((o, f.lsn, f.prev_checksum))
+        });
+    let from = whole_frames.iter().position(|f| f.0 == offset).unwrap_or(0);
+    assert_eq!(
+        seen,
+        whole_frames[from..],
+        "the frames from the resume point"
+    );
+    let SegmentVerdict::Used { frames, .. } = resumed else {
+        panic!("a resumed scan of a used segment: {resumed:?}");
+    };
+    assert_eq!(
+        (frames.end_offset, frames.next_lsn, frames.fault),
+        (whole_scan.end_offset, whole_scan.next_lsn, whole_scan.fault),
+        "the verdict from the resume point"
+    );
 }
 
 /// One scan of `images` as segments 1, 2, ...; returns (frames, last LSN, verdicts' digest).
@@ -256,10 +305,12 @@ mod ops {
         }
     }
 
-    /// Opens the log in `store`; every new segment starts with an index checkpoint.
+    /// Opens the log in `store`; every new segment starts with an index checkpoint, and a
+    /// clean close ends the log with one (which an open from the last checkpoint starts at).
     fn open(store: &SimStore, options: WalOptions) -> Result<Wal, WalError> {
         let wal = Wal::open_with_store(Arc::new(store.clone()), options)?;
         wal.set_prologue(Box::new(|_| Some(b"checkpoint".to_vec())));
+        wal.set_closing_checkpoint(Box::new(|_| Some(b"closing checkpoint".to_vec())));
         Ok(wal)
     }
 

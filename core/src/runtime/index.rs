@@ -191,7 +191,9 @@ impl JobIndex {
                 if std::mem::take(&mut self.restarting) {
                     self.history_from_lsn = frame.lsn;
                     if frame.kind == record_kind::INDEX_CHECKPOINT {
-                        self.seed(frame.payload);
+                        // A rejoin at the first retained segment: what its checkpoint left
+                        // out is gone from the log too.
+                        let _ = self.seed(frame.payload);
                         return;
                     }
                 }
@@ -249,10 +251,13 @@ impl JobIndex {
     /// Seeds an empty index from a checkpoint's payload. A payload that does not decode
     /// leaves the index as it is (the checkpoint frame itself validated, so this would be a
     /// bug, not damage): what follows still loads.
-    fn seed(&mut self, payload: &[u8]) {
+    /// Seeds the index from a checkpoint's payload; false when it carries less than the
+    /// whole index (sessions were left out for room) or does not decode.
+    fn seed(&mut self, payload: &[u8]) -> bool {
         let Ok(checkpoint) = serde_json::from_slice::<IndexCheckpoint>(payload) else {
-            return;
+            return false;
         };
+        let complete = checkpoint.sessions_dropped == 0;
         self.from_checkpoint = true;
         self.next_job_id = self.next_job_id.max(checkpoint.next_job_id);
         self.records = checkpoint.records_before;
@@ -265,6 +270,7 @@ impl JobIndex {
         for (job_id, owner) in checkpoint.owners {
             self.set_owner(job_id, owner);
         }
+        complete
     }
 
     /// The payload of an index checkpoint of at most `budget` bytes: what a reader starting
@@ -304,6 +310,16 @@ impl JobIndex {
         }
     }
 
+    /// The payload of an index checkpoint that carries the whole index a reader starting at
+    /// it needs (every running job, owner and open session, the next job id), if it fits in
+    /// `budget` bytes: what a clean close ends the log with. Never drops a session.
+    pub fn checkpoint_complete(&self, budget: usize) -> Option<Vec<u8>> {
+        self.checkpoint(budget).filter(|payload| {
+            serde_json::from_slice::<IndexCheckpoint>(payload)
+                .is_ok_and(|c| c.sessions_dropped == 0)
+        })
+    }
+
     /// Jobs matching the filters, oldest first.
     pub fn list(&self, session: Option<&str>, status: Option<JobState>) -> Vec<JobSummary> {
         self.jobs
@@ -320,6 +336,8 @@ impl JobIndex {
 /// ([`crate::wal::log::Wal::open_visiting`]), so opening reads the log once.
 pub struct IndexLoader {
     index: JobIndex,
+    /// The checkpoint the index was seeded from carried less than the whole index.
+    seeded_incomplete: bool,
     /// Where the history starts when the log holds no record.
     empty_from: Lsn,
     first: bool,
@@ -335,6 +353,7 @@ impl IndexLoader {
                 history_from_lsn: empty_from,
                 ..JobIndex::default()
             },
+            seeded_incomplete: false,
             empty_from,
             first: true,
             undecodable: None,
@@ -350,13 +369,19 @@ impl IndexLoader {
         if std::mem::take(&mut self.first) {
             self.index.history_from_lsn = frame.lsn;
             if frame.kind == record_kind::INDEX_CHECKPOINT {
-                self.index.seed(frame.payload);
+                self.seeded_incomplete = !self.index.seed(frame.payload);
                 return;
             }
         }
         if let Err(error) = self.index.apply_frame(frame) {
             self.undecodable = Some(error);
         }
+    }
+
+    /// The checkpoint the first record was left out open sessions for room, or did not
+    /// decode: an index built from it alone lacks what the records before it say.
+    pub fn seeded_incomplete(&self) -> bool {
+        self.seeded_incomplete
     }
 
     /// Where the history starts if no record comes (a log that holds none yet).
@@ -458,7 +483,7 @@ mod tests {
         );
         let payload = index.checkpoint(4096).unwrap();
         let mut seeded = JobIndex::default();
-        seeded.seed(&payload);
+        assert!(seeded.seed(&payload), "a complete checkpoint");
         assert_eq!(seeded.next_job_id, 5);
         assert_eq!(seeded.jobs.keys().copied().collect::<Vec<_>>(), vec![4]);
         assert_eq!(seeded.records, 3);

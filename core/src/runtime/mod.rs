@@ -320,6 +320,14 @@ impl Runtime {
                 .unwrap_or_else(|p| p.into_inner())
                 .checkpoint(budget)
         }));
+        // A clean close ends the log with the whole index, where a one-shot open can start.
+        let closing = Arc::clone(&index);
+        wal.set_closing_checkpoint(Box::new(move |budget| {
+            closing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .checkpoint_complete(budget)
+        }));
         // What other processes append from now on reaches the index before this one appends.
         let followed = Arc::clone(&index);
         wal.set_follower(Box::new(move |followed_frame| {

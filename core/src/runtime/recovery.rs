@@ -36,7 +36,19 @@ pub struct RecoveryInfo {
 /// pass as the recovery scan.
 pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex), WalError> {
     let mut loader = IndexLoader::new(1);
-    let wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    let mut wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    if options.open_from_checkpoint && loader.seeded_incomplete() {
+        // The checkpoint an open from the last checkpoint started at left open sessions out
+        // (a segment's prologue is cut to fit): read the whole log instead. Let go of this
+        // writer without a close: it appended nothing.
+        wal.abandon();
+        loader = IndexLoader::new(1);
+        let whole = WalOptions {
+            open_from_checkpoint: false,
+            ..options
+        };
+        wal = Wal::open_visiting(dir, whole, &mut |frame| loader.visit(&frame))?;
+    }
     loader.set_empty_from(wal.first_lsn());
     Ok((wal, loader.finish()?))
 }

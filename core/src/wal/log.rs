@@ -169,6 +169,8 @@ pub(crate) struct Shared {
     recovery: RecoveryReport,
     log_id: u128,
     prologue: Mutex<Option<Prologue>>,
+    /// The payload of the index checkpoint a clean close ends the log with.
+    closing: Mutex<Option<Prologue>>,
     /// The durable LSN the identity file records.
     identity_durable_lsn: AtomicU64,
     /// The lock and shared tail of a log other processes may write too (file stores).
@@ -385,6 +387,7 @@ impl Wal {
             counter: AtomicU64::new(counter),
             log_id,
             prologue: Mutex::new(None),
+            closing: Mutex::new(None),
             identity_durable_lsn: AtomicU64::new(0),
             store,
             options,
@@ -460,6 +463,16 @@ impl Wal {
         *lock(&self.shared.prologue) = Some(prologue);
     }
 
+    /// Sets what a clean close ends the log with: `closing(budget)` returns the payload of
+    /// an `INDEX_CHECKPOINT` frame of at most `budget` bytes that carries everything a reader
+    /// starting there needs (the runtime's whole job index), or nothing when that does not fit,
+    /// and the close writes a plain checkpoint frame instead. It runs under the writer lock.
+    /// The close records where that frame lies, and a one-shot open starts there
+    /// ([`WalOptions::open_from_checkpoint`]).
+    pub fn set_closing_checkpoint(&self, closing: Prologue) {
+        *lock(&self.shared.closing) = Some(closing);
+    }
+
     /// Sets what sees the frames other processes append to this log: it runs under the
     /// writer lock, once per foreign frame, in LSN order, before this process appends after
     /// them (the runtime keeps its job index current with it).
@@ -522,8 +535,8 @@ impl Wal {
     /// in it appends no second checkpoint and syncs nothing more of the log. Frames appended
     /// after it make it an ordinary frame in the middle, as after [`Wal::checkpoint`].
     ///
-    /// With a prologue set ([`Wal::set_prologue`]) it is an index checkpoint carrying the
-    /// prologue's payload, which the close records as where the next open from the last
+    /// With a closing checkpoint set ([`Wal::set_closing_checkpoint`]) whose payload fits, it
+    /// is an index checkpoint, which the close records as where the next open from the last
     /// checkpoint may start.
     ///
     /// It carries the durable LSN of its own append like every frame, so a crash that keeps it

@@ -297,9 +297,10 @@ fn sealed_head(
     Ok(first.map(|kind| (header, Some(kind), len)))
 }
 
-/// Bytes read at the start of a sealed segment for its first frame (an index checkpoint is
-/// bounded well below this; a longer first frame just does not count as a checkpoint).
-const FIRST_FRAME_BYTES_READ: usize = 64 << 10;
+/// Bytes read at the start of a sealed segment for its first frame, and at a hinted
+/// checkpoint (a longer frame just does not count as a checkpoint; a close writes none
+/// longer, see [`crate::wal::log::Wal::set_closing_checkpoint`]).
+pub const FIRST_FRAME_BYTES_READ: usize = 64 << 10;
 
 /// The prefix a scan from the last checkpoint may skip, or `None` for a full scan.
 fn sealed_prefix(
@@ -392,7 +393,7 @@ fn hinted_checkpoint(
     header: &SegmentHeader,
     identity: &LogIdentity,
 ) -> Result<Option<Resume>, WalError> {
-    let Some(hint) = store.checkpoint_hint() else {
+    let Some(hint) = store.checkpoint_hint()? else {
         return Ok(None);
     };
     let fits = hint.log_id == identity.log_id
@@ -620,8 +621,9 @@ fn describe_cause(cause: FaultCause) -> String {
         }
         FaultCause::FirstLsn { found } => format!("segment starts at LSN {found}"),
         FaultCause::DurableLost { durable_lsn } => format!(
-            "the log ends before LSN {durable_lsn}, which was durable (recorded in the log's \
-             identity file): its end was lost"
+            "the log ends before LSN {durable_lsn}, which was durable (recorded beside the \
+             segments, in CHECKPOINT by a clean close or in IDENTITY by retention): its end was \
+             lost"
         ),
         FaultCause::UnusedBeforeUsed => {
             "an unwritten segment stands before this one: the log is out of order".to_string()

@@ -59,8 +59,7 @@ impl SimRng {
 struct SimState {
     files: BTreeMap<u64, Arc<SimFile>>,
     identity: Option<LogIdentity>,
-    /// Durable when set, but a crash keeps or loses it (as if never written): losing it only
-    /// weakens what the next open may assume.
+    /// Durable once set (it counts as a sync: a planned EIO or crash can strike it).
     hint: Option<CheckpointHint>,
     plan: FaultPlan,
     syncs: u64,
@@ -199,9 +198,7 @@ impl SimStore {
     pub fn crash_image(&self, seed: u64) -> SimStore {
         let mut rng = SimRng::new(seed);
         let identity = lock(&self.state).identity;
-        // Its own draw, so the sectors' fates stay what they were for a seed.
-        let keep_hint = SimRng::new(seed ^ 0x4849_4e54).below(2) == 0;
-        let hint = lock(&self.state).hint.filter(|_| keep_hint);
+        let hint = lock(&self.state).hint;
         let images: Vec<(u64, Vec<u8>)> = {
             let state = lock(&self.state);
             state
@@ -335,14 +332,28 @@ impl SegmentStore for SimStore {
         "sim:IDENTITY".to_string()
     }
 
-    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
-        lock(&self.state).hint
+    fn checkpoint_hint(&self) -> io::Result<Option<CheckpointHint>> {
+        Ok(lock(&self.state).hint)
     }
 
     fn set_checkpoint_hint(&self, hint: CheckpointHint) -> io::Result<()> {
         let mut state = lock(&self.state);
         if state.dead {
             return Err(io::Error::other("simulated machine has crashed"));
+        }
+        state.syncs += 1;
+        let n = state.syncs;
+        if state.plan.eio_at_sync == Some(n) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        if state.plan.crash_at_sync == Some(n) {
+            // Power fails during the write: the copy being written is torn or made it; the
+            // other copy holds the claim before it.
+            if state.rng.below(2) == 0 {
+                state.hint = Some(hint);
+            }
+            state.dead = true;
+            return Err(io::Error::other("simulated machine crashed during a sync"));
         }
         state.hint = Some(hint);
         Ok(())

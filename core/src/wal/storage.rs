@@ -122,11 +122,12 @@ pub trait SegmentStore: Send + Sync {
     fn set_identity(&self, identity: LogIdentity) -> io::Result<()>;
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
-    /// What the last clean close recorded ([`CheckpointHint`]), if the store keeps it and it
-    /// reads back whole. [`SegmentStore::identity`] already counts its durable LSN. Where it
-    /// names a frame, an open checks that frame (checksum, LSN, kind) before starting there.
-    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
-        None
+    /// What the last clean close recorded ([`CheckpointHint`]), if the store keeps one; an
+    /// error when it is there but damaged (no copy passes its checksum), as for the identity.
+    /// [`SegmentStore::identity`] already counts its durable LSN. Where it names a frame, an
+    /// open checks that frame (checksum, LSN, kind) before starting there.
+    fn checkpoint_hint(&self) -> io::Result<Option<CheckpointHint>> {
+        Ok(None)
     }
     /// Records the hint durably (a clean close). A store without hints refuses, and the close
     /// records its durable LSN in the identity instead.
@@ -186,11 +187,16 @@ pub struct CheckpointHint {
 
 /// Name of the file that holds the [`CheckpointHint`].
 pub const CHECKPOINT_HINT_FILE_NAME: &str = "CHECKPOINT";
-/// What the hint file says before the hint.
+/// What the hint says before its fields.
 const HINT_PREFIX: &str = "vigil-wal checkpoint ";
+/// The hint file holds two copies, one per page, each rewritten in place in turn: a write torn
+/// by a crash damages only the copy being written, and the other one still holds the claim
+/// before it.
+pub const HINT_COPY_STRIDE: usize = 4096;
+/// Size of the hint file: two copies.
+pub const HINT_FILE_BYTES: usize = 2 * HINT_COPY_STRIDE;
 
-/// The hint file's text: fixed width (a rewrite in place covers the whole earlier text),
-/// ending in the CRC32C of what precedes it.
+/// One copy of the hint: fixed-width text ending in the CRC32C of what precedes it.
 pub fn hint_text(hint: CheckpointHint) -> String {
     let body = format!(
         "{HINT_PREFIX}{:032x} {:020} {:020} {:020} {:020}",
@@ -200,13 +206,36 @@ pub fn hint_text(hint: CheckpointHint) -> String {
     format!("{body} {crc:08x}\n")
 }
 
-/// Reads a hint file's text; `None` when it is not one (torn, say).
-fn parse_hint(text: &str) -> Option<CheckpointHint> {
-    let line = text.strip_suffix('\n')?;
+/// The whole hint file with `hint` in both copies (zero-padded pages).
+pub fn hint_file(hint: CheckpointHint) -> Vec<u8> {
+    let mut bytes = vec![0u8; HINT_FILE_BYTES];
+    let text = hint_text(hint);
+    for copy in 0..2 {
+        let at = copy * HINT_COPY_STRIDE;
+        bytes[at..at + text.len()].copy_from_slice(text.as_bytes());
+    }
+    bytes
+}
+
+/// The hint the file in the log directory `dir` holds ([`SegmentStore::checkpoint_hint`]).
+pub fn read_hint_file(dir: &Path) -> io::Result<Option<CheckpointHint>> {
+    FsStore::open_reader(dir)?.checkpoint_hint()
+}
+
+/// Writes the hint file of the log directory `dir` whole, both copies `hint` (tests, repair
+/// tools): not synced.
+pub fn write_hint_file(dir: &Path, hint: CheckpointHint) -> io::Result<()> {
+    fs::write(dir.join(CHECKPOINT_HINT_FILE_NAME), hint_file(hint))
+}
+
+/// Reads one copy (its text up to the first newline); `None` when it is not one (torn, say).
+fn parse_hint(bytes: &[u8]) -> Option<CheckpointHint> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&bytes[..end]).ok()?;
     let (body, crc) = line.rsplit_once(' ')?;
-    if crc.len() != 8
-        || u32::from_str_radix(crc, 16).ok()? != super::crc32c::crc32c(body.as_bytes())
-    {
+    let crc_ok = crc.len() == 8
+        && u32::from_str_radix(crc, 16).ok()? == super::crc32c::crc32c(body.as_bytes());
+    if !crc_ok {
         return None;
     }
     let mut fields = body.strip_prefix(HINT_PREFIX)?.split(' ');
@@ -219,6 +248,32 @@ fn parse_hint(text: &str) -> Option<CheckpointHint> {
         durable_lsn: fields.next()?.parse().ok()?,
     };
     fields.next().is_none().then_some(hint)
+}
+
+/// The two copies of a hint file's bytes, each `None` when it does not validate.
+fn hint_copies(bytes: &[u8]) -> [Option<CheckpointHint>; 2] {
+    [0, 1].map(|copy| {
+        bytes
+            .get(copy * HINT_COPY_STRIDE..(copy + 1) * HINT_COPY_STRIDE)
+            .and_then(parse_hint)
+    })
+}
+
+/// What the valid copies say together: the larger durable LSN (every claim was true when
+/// made), and the newer checkpoint (both lie within it). Copies of another log are ignored.
+fn merge_copies(copies: [Option<CheckpointHint>; 2]) -> Option<CheckpointHint> {
+    let mut valid = copies.into_iter().flatten();
+    let first = valid.next()?;
+    Some(valid.fold(first, |a, b| {
+        if a.log_id != b.log_id {
+            return if a.durable_lsn >= b.durable_lsn { a } else { b };
+        }
+        let newer = if b.lsn > a.lsn { b } else { a };
+        CheckpointHint {
+            durable_lsn: a.durable_lsn.max(b.durable_lsn),
+            ..newer
+        }
+    }))
 }
 
 /// The identity as recorded, with the durable LSN a hint of the same log proves.
@@ -455,7 +510,7 @@ impl SegmentStore for FsStore {
         };
         let parsed = std::str::from_utf8(&text).ok().and_then(parse_identity);
         match parsed {
-            Some(id) => Ok(Some(with_hint(id, self.checkpoint_hint()))),
+            Some(id) => Ok(Some(with_hint(id, self.checkpoint_hint()?))),
             None => Err(context(
                 io::Error::new(io::ErrorKind::InvalidData, "not a log identity file"),
                 "read log identity",
@@ -491,26 +546,86 @@ impl SegmentStore for FsStore {
         sync_dir(&self.dir)
     }
 
-    fn checkpoint_hint(&self) -> Option<CheckpointHint> {
-        let text = fs::read(self.dir.join(CHECKPOINT_HINT_FILE_NAME)).ok()?;
-        parse_hint(std::str::from_utf8(&text).ok()?)
+    fn checkpoint_hint(&self) -> io::Result<Option<CheckpointHint>> {
+        let path = self.dir.join(CHECKPOINT_HINT_FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(context(error, "read the checkpoint hint", &path)),
+        };
+        // Made whole by a rename and rewritten a copy at a time: a file of another size, or
+        // with no valid copy, was damaged, and the durable end it recorded is unknown.
+        let merged = (bytes.len() == HINT_FILE_BYTES)
+            .then(|| merge_copies(hint_copies(&bytes)))
+            .flatten();
+        match merged {
+            Some(hint) => Ok(Some(hint)),
+            None => Err(context(
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "damaged: {} bytes, no copy passes its checksum (it records how far \
+                         the log was durable at its last clean close)",
+                        bytes.len()
+                    ),
+                ),
+                "read the checkpoint hint",
+                &path,
+            )),
+        }
     }
 
     fn set_checkpoint_hint(&self, hint: CheckpointHint) -> io::Result<()> {
-        // Written in place and synced (every write is under the append lock, and the text has
-        // one length): no rename, no directory sync. A torn one fails its checksum, and the
-        // identity file's claim holds; a lost name (never synced) is a lost hint, no more.
+        // The first one is made whole under a temporary name, synced, renamed into place and
+        // the directory synced (as the identity is); after that each close rewrites the copy
+        // that holds the older claim, in place, and fdatasyncs it: one flush, no rename. Every
+        // write is under the append lock.
         let path = self.dir.join(CHECKPOINT_HINT_FILE_NAME);
-        let write = || -> io::Result<()> {
-            let file = OpenOptions::new()
+        let rewrite = || -> io::Result<bool> {
+            let file = match OpenOptions::new()
+                .read(true)
                 .write(true)
-                .create(true)
-                .truncate(false)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(error) => return Err(error),
+            };
+            let mut bytes = vec![0u8; HINT_FILE_BYTES];
+            let len = file.metadata()?.len();
+            if len != HINT_FILE_BYTES as u64 {
+                return Ok(false); // Not one this build wrote: made anew, whole.
+            }
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)?;
+            let copies = hint_copies(&bytes);
+            let older = match copies {
+                [None, _] => 0,
+                [_, None] => 1,
+                [Some(a), Some(b)] => usize::from(b.durable_lsn < a.durable_lsn),
+            };
+            let text = hint_text(hint);
+            let at = (older * HINT_COPY_STRIDE) as u64;
+            std::os::unix::fs::FileExt::write_all_at(&file, text.as_bytes(), at)?;
+            file.sync_data()?;
+            Ok(true)
+        };
+        let write = || -> io::Result<()> {
+            if rewrite()? {
+                return Ok(());
+            }
+            let tmp = self.dir.join(format!("{CHECKPOINT_HINT_FILE_NAME}.tmp"));
+            let _ = fs::remove_file(&tmp);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
                 .mode(PRIVATE_FILE_MODE)
                 .custom_flags(libc::O_CLOEXEC)
-                .open(&path)?;
-            std::os::unix::fs::FileExt::write_all_at(&file, hint_text(hint).as_bytes(), 0)?;
-            file.sync_data()
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut file, &hint_file(hint))?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&self.dir)
         };
         write().map_err(|error| context(error, "write the checkpoint hint", &path))
     }

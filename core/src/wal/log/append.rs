@@ -9,6 +9,7 @@ use super::super::frame::{
 };
 use super::super::record::kind::{CHECKPOINT, INDEX_CHECKPOINT};
 use super::super::record::Record;
+use super::super::recovery::FIRST_FRAME_BYTES_READ;
 use super::super::segments::WriterState;
 use super::super::storage::segment_bytes_mut;
 use super::{lock, Shared};
@@ -67,18 +68,23 @@ impl Shared {
         self.locked(|writer| self.append_locked(writer, kind, encode, then))
     }
 
-    /// Appends the checkpoint a close writes: an index checkpoint (the prologue's payload,
-    /// which carries the state a reader needs from before it) where a prologue is set and its
-    /// payload fits a quarter of a segment, else a plain checkpoint frame. An open from the
-    /// last checkpoint starts at such a frame ([`super::super::storage::CheckpointHint`]).
+    /// Appends the checkpoint a close writes: an index checkpoint (the closing payload, which
+    /// carries everything a reader starting there needs) where one is set and it fits what an
+    /// open reads at a hinted frame and what is left of the active segment (a close never
+    /// rotates for it), else a plain checkpoint frame. An open from the last checkpoint starts
+    /// at such a frame ([`super::super::storage::CheckpointHint`]).
     pub(super) fn append_closing_checkpoint(&self) -> Result<Lsn, WalError> {
         if self.commit.is_poisoned() {
             return Err(self.commit.poison_error());
         }
         self.locked(|writer| {
-            let budget = (self.options.segment_bytes as usize / 4).min(RECORD_PAYLOAD_BYTES_MAX);
-            // Writer, prologue, then whatever the prologue locks: the order of a rotation.
-            let payload = lock(&self.prologue)
+            let left = writer.active.file.len() - writer.active.offset;
+            let budget = FIRST_FRAME_BYTES_READ
+                .min(left)
+                .saturating_sub(FRAME_HEADER_BYTES + FRAME_ALIGN_BYTES)
+                .min(RECORD_PAYLOAD_BYTES_MAX);
+            // Writer, then whatever the producer locks: the order of a rotation's prologue.
+            let payload = lock(&self.closing)
                 .as_ref()
                 .and_then(|produce| produce(budget))
                 .filter(|payload| payload.len() <= budget);

@@ -82,7 +82,7 @@ impl Shared {
         if self.cross.is_none() || (hint.lsn == last && durable_lsn == last) {
             return hint;
         }
-        if let Some(current) = self.store.checkpoint_hint() {
+        if let Ok(Some(current)) = self.store.checkpoint_hint() {
             if current.log_id == hint.log_id {
                 hint.durable_lsn = hint.durable_lsn.max(current.durable_lsn);
                 if current.lsn > hint.lsn && current.lsn <= hint.durable_lsn {

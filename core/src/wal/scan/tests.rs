@@ -253,3 +253,110 @@ fn frame_bytes_is_consistent_with_offsets() {
     assert_eq!(frame_bytes(0), FRAME_HEADER_BYTES);
     assert_eq!(frame_bytes(1), FRAME_HEADER_BYTES + 8);
 }
+
+#[test]
+fn a_scan_resumed_at_a_frame_gives_the_full_scans_verdict_for_what_follows_it() {
+    let (image, offsets) = segment(20, 0, SALT, 4096);
+    let seed = salt_seed(SALT);
+    let at = |n: usize| offsets[n - 1]; // offset of LSN n
+    let prev_of = |n: usize| {
+        let frame = decode_frame(&image[at(n)..], seed).unwrap();
+        frame.prev_checksum
+    };
+    let resume = |n: usize| Resume {
+        offset: at(n),
+        lsn: n as Lsn,
+        prev_checksum: prev_of(n),
+    };
+    // The caller proves the zero tail from the data's end, as the file layer does.
+    let run_to = |image: &[u8], r: Resume, zero_from: usize| {
+        let mut seen = vec![];
+        let mut scanner = LogScanner::new(RecoveryMode::Tail, 1, 1).resuming_at(r);
+        let verdict = scanner.segment_zero_from(1, image, zero_from, |_, f| seen.push(f.lsn));
+        (seen, verdict)
+    };
+    let run = |image: &[u8], r: Resume| run_to(image, r, offsets[20]);
+    // Intact: exactly the frames from LSN 12 on, the same end as the whole scan, no fault;
+    // the bytes before the resume point are not read (damage there changes nothing).
+    let mut damaged_before = image.clone();
+    damaged_before[at(5) + 20] ^= 0xFF;
+    for img in [&image, &damaged_before] {
+        let (seen, verdict) = run(img, resume(12));
+        assert_eq!(seen, (12..=20).collect::<Vec<_>>());
+        let SegmentVerdict::Used { frames, .. } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(frames.fault, None);
+        assert_eq!(frames.end_offset, offsets[20]);
+        assert_eq!(frames.next_lsn, 21);
+    }
+    // Damage after the resume point: the same fault the whole scan finds, at the same place.
+    let mut damaged_after = image.clone();
+    damaged_after[at(15) + 20] ^= 0xFF;
+    let (seen, verdict) = run(&damaged_after, resume(12));
+    assert_eq!(seen, vec![12, 13, 14]);
+    let whole = scan_segment(&damaged_after, RecoveryMode::Tail, |_, _| {}).unwrap();
+    let SegmentVerdict::Used { frames, .. } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(frames.fault, whole.frames.fault);
+    assert_eq!(frames.end_offset, whole.frames.end_offset);
+    // A resume point whose frame does not validate (wrong LSN or chain) is corruption at that
+    // offset, never a torn tail that would cut the log there.
+    // Zeros where the frame was said to be are no end of the log either.
+    let zeros = Resume {
+        offset: offsets[20] + 64,
+        ..resume(12)
+    };
+    for (bad, zero_from) in [
+        (
+            Resume {
+                lsn: 13,
+                ..resume(12)
+            },
+            offsets[20],
+        ),
+        (
+            Resume {
+                prev_checksum: prev_of(12) ^ 1,
+                ..resume(12)
+            },
+            offsets[20],
+        ),
+        (zeros, image.len()),
+    ] {
+        let (seen, verdict) = run_to(&image, bad, zero_from);
+        assert!(seen.is_empty());
+        let SegmentVerdict::Used { frames, .. } = verdict else {
+            panic!("{verdict:?}")
+        };
+        let fault = frames.fault.expect("a fault");
+        assert_eq!(
+            (fault.kind, fault.offset),
+            (FaultKind::Corruption, bad.offset)
+        );
+    }
+    // A resume point that does not fit the segment (inside the header, unaligned, past the
+    // data, an LSN before the segment's first) is ignored: the segment is read whole.
+    for ignored in [
+        Resume {
+            offset: 8,
+            ..resume(12)
+        },
+        Resume {
+            offset: at(12) + 1,
+            ..resume(12)
+        },
+        Resume {
+            offset: offsets[20],
+            ..resume(12)
+        },
+        Resume {
+            lsn: 0,
+            ..resume(12)
+        },
+    ] {
+        let (seen, _) = run(&image, ignored);
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>(), "{ignored:?}");
+    }
+}

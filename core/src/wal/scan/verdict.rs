@@ -2,7 +2,7 @@
 //! [`SegmentVerdict`] it gives each one.
 
 use super::super::frame::{
-    salt_seed, Frame, Lsn, SegmentHeader, SegmentHeaderError, FRAME_ALIGN_BYTES,
+    decode_frame, salt_seed, Frame, Lsn, SegmentHeader, SegmentHeaderError, FRAME_ALIGN_BYTES,
     SEGMENT_HEADER_BYTES,
 };
 use super::{
@@ -257,11 +257,25 @@ impl LogScanner {
             None => (SEGMENT_HEADER_BYTES, (header.first_lsn, 0)),
         };
         let mut frames = scan_frames_of(image, start, seed, from, self.mode, visit);
-        if let (Some(fault), Some(r)) = (frames.fault.as_mut(), resume) {
-            // The frame resumed at was checked before: bytes that fail now changed under the
-            // scan, which no crash explains.
-            if fault.offset == r.offset {
-                fault.kind = FaultKind::Corruption;
+        if let Some(r) = resume.filter(|_| frames.frames == 0) {
+            // The frame resumed at was checked before: bytes there that fail now (or zeros,
+            // which would otherwise read as a clean end) are not what the caller checked,
+            // which no crash explains: corruption at that offset, never an end of the log.
+            let cause = match decode_frame(&bytes[r.offset..], seed) {
+                Err(error) => FaultCause::Frame(error),
+                Ok(frame) if frame.lsn != r.lsn => FaultCause::LsnMismatch { found: frame.lsn },
+                Ok(_) => FaultCause::ChainMismatch,
+            };
+            let fault = frames.fault.get_or_insert(Fault {
+                kind: FaultKind::Corruption,
+                offset: r.offset,
+                expected_lsn: r.lsn,
+                cause,
+            });
+            fault.kind = FaultKind::Corruption;
+            frames.dropped_unsynced_frames = 0;
+            if self.mode != RecoveryMode::Salvage {
+                self.stopped_at = Some(r.lsn);
             }
         }
         self.next_lsn = Some(frames.next_lsn);
