@@ -34,7 +34,7 @@ use common::{compile_c_host, vigil_bin, TempDir};
 use serde_json::{json, Value};
 use vigil_runtime::wal::log::scan_log;
 use vigil_runtime::wal::scan::RecoveryMode;
-use vigil_runtime::wal::storage::{read_hint_file, segment_file_name, FsStore};
+use vigil_runtime::wal::storage::{read_hint_file, segment_file_name, FsStore, HINT_COPY_STRIDE};
 
 /// Segment size of the test logs: small, so 40 jobs span several segments.
 const SEGMENT_BYTES: u64 = 16 * 1024;
@@ -452,6 +452,17 @@ fn damages(p: &Pristine) -> Vec<Damage> {
         }),
         names: names(&[middle, after_middle]),
         readable_before: p.first_lsn_of(middle),
+        unread_by_run: false,
+    });
+    list.push(Damage {
+        name: "both copies of the close's durable-end record (CHECKPOINT) damaged".to_string(),
+        apply: Box::new(|wal| {
+            for copy in 0..2 {
+                flip_byte(&wal.join("CHECKPOINT"), copy * HINT_COPY_STRIDE + 40);
+            }
+        }),
+        names: vec!["CHECKPOINT".to_string()],
+        readable_before: 1,
         unread_by_run: false,
     });
     let foreign = segment_path(&p.other.path().join("data/wal"), middle);

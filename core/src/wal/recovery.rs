@@ -176,6 +176,26 @@ fn scan_log_with(
         }
     };
     let log_id = identity.log_id;
+    // A damaged record of the last close's durable end leaves that end unknown: corruption,
+    // named; salvage reads on, with the fault said (the identity's older claim stands).
+    let hint_fault = match store.checkpoint_hint() {
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            let fault = LogFault {
+                kind: FaultKind::Corruption,
+                seq: 0,
+                segment: store.describe_hint(),
+                offset: 0,
+                expected_lsn: identity.durable_lsn.saturating_add(1),
+                cause: error.to_string(),
+            };
+            if mode != RecoveryMode::Salvage {
+                return Err(WalError::Corrupt(fault));
+            }
+            Some(fault)
+        }
+        Err(error) => return Err(WalError::Io(error)),
+        Ok(_) => None,
+    };
     // Segments before the first retained one were being retired when the process stopped.
     let retired: Vec<u64> = seqs
         .iter()
@@ -206,7 +226,7 @@ fn scan_log_with(
         first_lsn: None,
         next_lsn: 1,
         end: None,
-        fault: None,
+        fault: hint_fault,
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
         sealed_prologues: Vec::new(),

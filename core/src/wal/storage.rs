@@ -123,11 +123,16 @@ pub trait SegmentStore: Send + Sync {
     /// A name for where the identity is kept, in messages.
     fn describe_identity(&self) -> String;
     /// What the last clean close recorded ([`CheckpointHint`]), if the store keeps one; an
-    /// error when it is there but damaged (no copy passes its checksum), as for the identity.
-    /// [`SegmentStore::identity`] already counts its durable LSN. Where it names a frame, an
+    /// `InvalidData` error when it is there but damaged (no copy passes its checksum), which
+    /// every scan reports as corruption naming it. [`SegmentStore::identity`] already counts
+    /// the durable LSN of a valid one. Where it names a frame, an
     /// open checks that frame (checksum, LSN, kind) before starting there.
     fn checkpoint_hint(&self) -> io::Result<Option<CheckpointHint>> {
         Ok(None)
+    }
+    /// A name for where the hint is kept, in messages.
+    fn describe_hint(&self) -> String {
+        "checkpoint hint".to_string()
     }
     /// Records the hint durably (a clean close). A store without hints refuses, and the close
     /// records its durable LSN in the identity instead.
@@ -510,7 +515,8 @@ impl SegmentStore for FsStore {
         };
         let parsed = std::str::from_utf8(&text).ok().and_then(parse_identity);
         match parsed {
-            Some(id) => Ok(Some(with_hint(id, self.checkpoint_hint()?))),
+            // A damaged hint adds no claim here; the scan reports it (`scan_log`).
+            Some(id) => Ok(Some(with_hint(id, self.checkpoint_hint().ok().flatten()))),
             None => Err(context(
                 io::Error::new(io::ErrorKind::InvalidData, "not a log identity file"),
                 "read log identity",
@@ -632,6 +638,13 @@ impl SegmentStore for FsStore {
 
     fn describe_identity(&self) -> String {
         self.dir.join(IDENTITY_FILE_NAME).display().to_string()
+    }
+
+    fn describe_hint(&self) -> String {
+        self.dir
+            .join(CHECKPOINT_HINT_FILE_NAME)
+            .display()
+            .to_string()
     }
 }
 
