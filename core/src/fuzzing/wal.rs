@@ -71,46 +71,58 @@ pub fn scan(data: &[u8]) {
 
 /// A scan resumed at a frame the whole scan of the segment accepted (as a one-shot open does
 /// at a hinted checkpoint) visits exactly the frames the whole scan visits from there, and
-/// ends with the same verdict: the same end, next LSN and fault.
+/// ends with the same verdict: the same end, next LSN and fault. (No allocation: the frames
+/// are compared by count and a digest of their places, LSNs and chain.)
 fn resumed_matches_whole(image: &[u8], mode: RecoveryMode, log_id: u128, pick: usize) {
     let zero_from = image.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1);
-    let mut whole_frames: Vec<(usize, Lsn, u32)> = Vec::new();
-    let whole = LogScanner::new(mode, log_id, 1).segment_zero_from(1, image, zero_from, |o, f| {
-        whole_frames.push((o, f.lsn, f.prev_checksum))
+    let whole_scan = |visit: &mut dyn FnMut(usize, Frame<'_>)| {
+        LogScanner::new(mode, log_id, 1).segment_zero_from(1, image, zero_from, visit)
+    };
+    let mut count = 0usize;
+    let whole = whole_scan(&mut |_, _| count += 1);
+    let SegmentVerdict::Used { frames: whole, .. } = whole else {
+        return;
+    };
+    if count == 0 {
+        return;
+    }
+    let k = pick % count;
+    let digest = |h: u64, offset: usize, f: &Frame<'_>| {
+        h.wrapping_mul(0x100_0000_01b3)
+            ^ (offset as u64) << 24
+            ^ f.lsn
+            ^ u64::from(f.prev_checksum) << 32
+    };
+    let (mut i, mut resume, mut want) = (0usize, None, (0usize, 0u64));
+    whole_scan(&mut |o, f| {
+        if i == k {
+            resume = Some(Resume {
+                offset: o,
+                lsn: f.lsn,
+                prev_checksum: f.prev_checksum,
+            });
+        }
+        if i >= k {
+            want = (want.0 + 1, digest(want.1, o, &f));
+        }
+        i += 1;
     });
-    let SegmentVerdict::Used {
-        frames: whole_scan, ..
-    } = whole
-    else {
+    let Some(resume) = resume else {
         return;
     };
-    let Some(&(offset, lsn, prev_checksum)) = whole_frames.get(pick % whole_frames.len().max(1))
-    else {
-        return;
-    };
-    let mut seen: Vec<(usize, Lsn, u32)> = Vec::new();
-    let resume = Resume {
-        offset,
-        lsn,
-        prev_checksum,
-    };
+    let mut got = (0usize, 0u64);
     let resumed = LogScanner::new(mode, log_id, 1)
         .resuming_at(resume)
         .segment_zero_from(1, image, zero_from, |o, f| {
-            seen.push((o, f.lsn, f.prev_checksum))
+            got = (got.0 + 1, digest(got.1, o, &f));
         });
-    let from = whole_frames.iter().position(|f| f.0 == offset).unwrap_or(0);
-    assert_eq!(
-        seen,
-        whole_frames[from..],
-        "the frames from the resume point"
-    );
+    assert_eq!(got, want, "the frames from the resume point");
     let SegmentVerdict::Used { frames, .. } = resumed else {
         panic!("a resumed scan of a used segment: {resumed:?}");
     };
     assert_eq!(
         (frames.end_offset, frames.next_lsn, frames.fault),
-        (whole_scan.end_offset, whole_scan.next_lsn, whole_scan.fault),
+        (whole.end_offset, whole.next_lsn, whole.fault),
         "the verdict from the resume point"
     );
 }
