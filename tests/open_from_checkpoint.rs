@@ -647,3 +647,28 @@ fn a_one_shot_open_after_a_clean_close_knows_every_open_session() {
     assert!(ids.iter().all(|id| rt.session(id).is_ok()));
     rt.close().unwrap();
 }
+
+#[test]
+fn a_hint_of_another_log_is_replaced_whole_by_the_next_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    closed_log(&dir, 300);
+    let good = read_hint(&dir);
+    // Another log's claim, larger than this one's (a file copied in from elsewhere).
+    let foreign = CheckpointHint {
+        log_id: good.log_id ^ 1,
+        durable_lsn: good.durable_lsn + 1000,
+        ..good
+    };
+    write_hint_file(&dir, foreign).unwrap();
+    let (wal, _) = open(&dir, false).unwrap();
+    wal.append_raw(kind::USER, b"after").unwrap();
+    wal.close().unwrap();
+    // Rewriting one copy would leave the other log's larger claim beside this one's; the
+    // close makes the file anew with this log's claim in both.
+    let now = read_hint(&dir);
+    assert_eq!(now.log_id, good.log_id);
+    assert_eq!(now.durable_lsn, wal_last(&dir));
+    let bytes = std::fs::read(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
+    assert_eq!(bytes, hint_file(now));
+}

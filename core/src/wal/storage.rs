@@ -605,6 +605,9 @@ impl SegmentStore for FsStore {
             }
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)?;
             let copies = hint_copies(&bytes);
+            if copies.iter().flatten().any(|c| c.log_id != hint.log_id) {
+                return Ok(false); // Another log's claim: made anew, whole, for this one.
+            }
             let older = match copies {
                 [None, _] => 0,
                 [_, None] => 1,
