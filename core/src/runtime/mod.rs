@@ -308,7 +308,7 @@ impl Runtime {
                 source,
             })?;
         // The recovery scan builds the index as it goes: the log is read once.
-        let (wal, index) =
+        let (wal, index, wal_truncated_bytes) =
             recovery::open_wal(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
@@ -337,7 +337,7 @@ impl Runtime {
                 .follow(followed_frame);
         }));
         let mut recovery = RecoveryInfo {
-            wal_truncated_bytes: wal.recovery().truncated_bytes,
+            wal_truncated_bytes,
             ..RecoveryInfo::default()
         };
         recovery.interrupted = recovery::record_interrupted(&wal, &index, &owner)?;

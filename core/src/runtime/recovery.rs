@@ -33,10 +33,11 @@ pub struct RecoveryInfo {
 }
 
 /// Opens the log (beside any other writers of it) and builds the job index from the same
-/// pass as the recovery scan.
-pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex), WalError> {
+/// pass as the recovery scan; also returns the bytes of torn tail the open cut.
+pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex, u64), WalError> {
     let mut loader = IndexLoader::new(1);
     let mut wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    let mut truncated = wal.recovery().truncated_bytes;
     if options.open_from_checkpoint && loader.seeded_incomplete() {
         // The checkpoint an open from the last checkpoint started at left open sessions out
         // (a segment's prologue is cut to fit): read the whole log instead. Let go of this
@@ -48,9 +49,10 @@ pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex
             ..options
         };
         wal = Wal::open_visiting(dir, whole, &mut |frame| loader.visit(&frame))?;
+        truncated += wal.recovery().truncated_bytes;
     }
     loader.set_empty_from(wal.first_lsn());
-    Ok((wal, loader.finish()?))
+    Ok((wal, loader.finish()?, truncated))
 }
 
 /// A short, stable token for a data directory: FNV-1a of its canonical path.

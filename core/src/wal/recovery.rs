@@ -12,7 +12,7 @@ use super::record::kind::INDEX_CHECKPOINT;
 use super::scan::{
     is_zero, Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, Resume, SegmentVerdict,
 };
-use super::storage::{segment_bytes, LogIdentity, SegmentStore};
+use super::storage::{segment_bytes, CheckpointHint, LogIdentity, SegmentStore};
 
 /// Bytes of a segment the scan keeps mapped behind its position.
 const SCAN_RESIDENT_BYTES: usize = 4 << 20;
@@ -176,25 +176,13 @@ fn scan_log_with(
         }
     };
     let log_id = identity.log_id;
-    // A damaged record of the last close's durable end leaves that end unknown: corruption,
-    // named; salvage reads on, with the fault said (the identity's older claim stands).
-    let hint_fault = match store.checkpoint_hint() {
-        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-            let fault = LogFault {
-                kind: FaultKind::Corruption,
-                seq: 0,
-                segment: store.describe_hint(),
-                offset: 0,
-                expected_lsn: identity.durable_lsn.saturating_add(1),
-                cause: error.to_string(),
-            };
-            if mode != RecoveryMode::Salvage {
-                return Err(WalError::Corrupt(fault));
-            }
-            Some(fault)
-        }
+    // A damaged record of the last close's durable end leaves that end unknown. The segments
+    // are still read (a `--partial` reader shows them), and then the damage is the log's
+    // fault, named (unless a segment's own fault comes first), which every opener refuses.
+    let (hint, hint_damage) = match store.checkpoint_hint() {
+        Ok(hint) => (hint, None),
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => (None, Some(error)),
         Err(error) => return Err(WalError::Io(error)),
-        Ok(_) => None,
     };
     // Segments before the first retained one were being retired when the process stopped.
     let retired: Vec<u64> = seqs
@@ -203,8 +191,8 @@ fn scan_log_with(
         .filter(|&seq| seq < identity.first_seq)
         .collect();
     seqs.retain(|&seq| seq >= identity.first_seq);
-    let sealed = match from_checkpoint && mode != RecoveryMode::Salvage {
-        true => sealed_prefix(store, &seqs, &identity)?,
+    let sealed = match from_checkpoint && mode != RecoveryMode::Salvage && hint_damage.is_none() {
+        true => sealed_prefix(store, &seqs, &identity, hint)?,
         false => None,
     };
     let start_seq = sealed.as_ref().map_or(identity.first_seq, |s| s.start_seq);
@@ -226,7 +214,7 @@ fn scan_log_with(
         first_lsn: None,
         next_lsn: 1,
         end: None,
-        fault: hint_fault,
+        fault: None,
         dropped_unsynced_frames: 0,
         skipped: Vec::new(),
         sealed_prologues: Vec::new(),
@@ -259,6 +247,21 @@ fn scan_log_with(
     }
     if let Some(lost) = scanner.finish(identity.durable_lsn) {
         scan.durable_lost(store, lost);
+    }
+    if let Some(error) = hint_damage {
+        let expected_lsn = scan.next_lsn;
+        scan.fault.get_or_insert(LogFault {
+            kind: FaultKind::Corruption,
+            seq: 0,
+            segment: store.describe_hint(),
+            offset: 0,
+            expected_lsn,
+            cause: format!(
+                "{error}; every record up to LSN {} was read, but whether the log ended later \
+                 cannot be told",
+                expected_lsn.saturating_sub(1)
+            ),
+        });
     }
     if let Some(sealed) = sealed {
         if let Some(first) = sealed.segments.first() {
@@ -327,6 +330,7 @@ fn sealed_prefix(
     store: &dyn SegmentStore,
     seqs: &[u64],
     identity: &LogIdentity,
+    hint: Option<CheckpointHint>,
 ) -> Result<Option<SealedPrefix>, WalError> {
     let first = identity.first_seq;
     // The retained segments are numbered without a gap, or the full scan says which is missing.
@@ -351,7 +355,10 @@ fn sealed_prefix(
     let Some((start_seq, start_header, start_kind)) = start else {
         return Ok(None);
     };
-    let resume = hinted_checkpoint(store, start_seq, &start_header, identity)?;
+    let resume = match hint {
+        Some(hint) => hinted_checkpoint(store, hint, start_seq, &start_header, identity)?,
+        None => None,
+    };
     let proven = start_header.first_lsn.saturating_sub(1) <= identity.durable_lsn;
     let head_start = start_seq != first && start_kind == Some(INDEX_CHECKPOINT) && proven;
     if resume.is_none() && !head_start {
@@ -409,13 +416,11 @@ fn sealed_prefix(
 /// nothing of the segment before it.
 fn hinted_checkpoint(
     store: &dyn SegmentStore,
+    hint: CheckpointHint,
     seq: u64,
     header: &SegmentHeader,
     identity: &LogIdentity,
 ) -> Result<Option<Resume>, WalError> {
-    let Some(hint) = store.checkpoint_hint()? else {
-        return Ok(None);
-    };
     let fits = hint.log_id == identity.log_id
         && hint.seq == seq
         && hint.offset > SEGMENT_HEADER_BYTES

@@ -265,7 +265,9 @@ fn hint_copies(bytes: &[u8]) -> [Option<CheckpointHint>; 2] {
 }
 
 /// What the valid copies say together: the larger durable LSN (every claim was true when
-/// made), and the newer checkpoint (both lie within it). Copies of another log are ignored.
+/// made), and the newer checkpoint (both lie within it). Of copies of two logs (only damage
+/// leaves them: a close makes the file anew for its own log), the larger claim is returned,
+/// and a reader of the other log ignores it.
 fn merge_copies(copies: [Option<CheckpointHint>; 2]) -> Option<CheckpointHint> {
     let mut valid = copies.into_iter().flatten();
     let first = valid.next()?;
@@ -559,19 +561,23 @@ impl SegmentStore for FsStore {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(context(error, "read the checkpoint hint", &path)),
         };
-        // Made whole by a rename and rewritten a copy at a time: a file of another size, or
-        // with no valid copy, was damaged, and the durable end it recorded is unknown.
-        let merged = (bytes.len() == HINT_FILE_BYTES)
-            .then(|| merge_copies(hint_copies(&bytes)))
-            .flatten();
+        // Made whole by a rename and rewritten a copy at a time: a file with no valid copy
+        // was damaged, and the durable end it recorded is unknown. A file of another size
+        // holding one valid line (how it was first written) counts as that one copy; the
+        // next close makes it anew.
+        let merged = if bytes.len() == HINT_FILE_BYTES {
+            merge_copies(hint_copies(&bytes))
+        } else {
+            parse_hint(&bytes)
+        };
         match merged {
             Some(hint) => Ok(Some(hint)),
             None => Err(context(
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "damaged: {} bytes, no copy passes its checksum (it records how far \
-                         the log was durable at its last clean close)",
+                        "damaged: no copy of the durable end the last clean close recorded \
+                         passes its checksum ({} bytes)",
                         bytes.len()
                     ),
                 ),
