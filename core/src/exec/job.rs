@@ -10,7 +10,8 @@ use super::host::{CgroupMode, Host, HostConfig};
 use super::identity::{RunAs, UserSpec};
 use super::reaper::{self, boot_ticks_now};
 use super::sandbox::{
-    check_cwd, ReadRulesCache, SandboxConfig, SandboxRequest, TmpSlots, DEFAULT_DENY_READ_HOME,
+    check_cwd, ReadRulesCache, ResolvedSandbox, SandboxConfig, SandboxRequest, TmpSlots,
+    DEFAULT_DENY_READ_HOME,
 };
 use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
@@ -85,12 +86,13 @@ fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxR
 }
 
 /// One process job as [`Executor::run_process_in`] was asked to run it.
-#[derive(Clone, Copy)]
 struct RunInput<'a> {
     job_id: &'a str,
     spec: &'a ProcessSpec,
     limits: &'a Limits,
     root: Option<&'a Path>,
+    /// The sandbox rules the record's labels were judged from, for this root.
+    resolved: Option<ResolvedSandbox>,
     started: Instant,
     cancel: Option<&'a CancelToken>,
 }
@@ -159,12 +161,25 @@ impl Executor {
         root: Option<&Path>,
         process: bool,
     ) -> Enforcement {
+        self.enforcement_resolved(limits, root, process).0
+    }
+
+    /// [`Executor::enforcement_for`], with the sandbox rules it judged (a process job's), for
+    /// the job to be given exactly those.
+    fn enforcement_resolved(
+        &self,
+        limits: &Limits,
+        root: Option<&Path>,
+        process: bool,
+    ) -> (Enforcement, Option<ResolvedSandbox>) {
         let mut e = HostFacts::read(&self.host).enforcement(limits);
+        let mut resolved = None;
         if process {
             // A job refused for its user runs as no one: no user, no notice.
             let user = self.job_user(limits).ok();
             let sandbox = job_sandbox(limits, user.as_ref());
-            let (rules, confines_writes) = self.sandbox_judged(Some(&sandbox), root);
+            let (rules, confines_writes, judged) = self.sandbox_judged(Some(&sandbox), root);
+            resolved = judged;
             e.limits.extend(rules);
             if let Some(user) = user {
                 if user.uid == 0 && self.host.has_cgroups() && !confines_writes {
@@ -176,7 +191,7 @@ impl Executor {
             // A file job is done by a thread of vigil's as this user.
             e.run_as = Some(user);
         }
-        e
+        (e, resolved)
     }
 
     /// Runs one process job to its end. Never panics; every failure is in the result.
@@ -207,21 +222,20 @@ impl Executor {
         cancel: Option<&CancelToken>,
     ) -> JobResult {
         let started = Instant::now();
-        let mut result = JobResult::without_process(
-            job_id,
-            JobStatus::Failed,
-            None,
-            self.enforcement_for(limits, root, true),
-        );
+        let (enforcement, resolved) = self.enforcement_resolved(limits, root, true);
+        let mut result = JobResult::without_process(job_id, JobStatus::Failed, None, enforcement);
         let run = RunInput {
             job_id,
             spec,
             limits,
             root,
+            // Judged against the job's root: the rules its sandbox gets when that is where
+            // it runs (without a root, the sandbox's directory is its cwd, resolved anew).
+            resolved: resolved.filter(|_| root.is_some()),
             started,
             cancel,
         };
-        if let Err(e) = self.run_inner(&run, &mut result) {
+        if let Err(e) = self.run_inner(run, &mut result) {
             result.status = e.job_status();
             result.error = Some(e.to_string());
         }
@@ -233,15 +247,16 @@ impl Executor {
     // sandbox, command, cgroup leaf, spawn, supervision); each step uses what the ones before
     // it made and some must outlive the job (the sandbox's TMPDIR, the leaf), so it stays one
     // sequence.
-    fn run_inner(&self, run: &RunInput<'_>, result: &mut JobResult) -> Result<(), ExecError> {
+    fn run_inner(&self, run: RunInput<'_>, result: &mut JobResult) -> Result<(), ExecError> {
         let RunInput {
             job_id,
             spec,
             limits,
             root,
+            resolved,
             started,
             cancel,
-        } = *run;
+        } = run;
         cgroup::validate_job_id(job_id)?;
         if self.require_enforcement {
             if let Some(why) = result.enforcement.refusal() {
@@ -279,6 +294,7 @@ impl Executor {
             job_id,
             Some(&job_sandbox(limits, Some(&user))),
             sandbox_root,
+            resolved,
             switch_to,
             self.host.has_cgroups(),
             &mut env,

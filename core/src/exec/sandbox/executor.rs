@@ -64,10 +64,14 @@ impl Executor {
         &self,
         req: Option<&SandboxRequest>,
         root: Option<&Path>,
-    ) -> (Vec<LimitEnforcement>, bool) {
+    ) -> (Vec<LimitEnforcement>, bool, Option<ResolvedSandbox>) {
         match self.sandbox.resolve(req, root) {
-            Ok(r) => (r.enforcement(), r.mode != SandboxMode::Off && r.abi >= 1),
-            Err(_) => (Vec::new(), false),
+            Ok(r) => (
+                r.enforcement(),
+                r.mode != SandboxMode::Off && r.abi >= 1,
+                Some(r),
+            ),
+            Err(_) => (Vec::new(), false, None),
         }
     }
 
@@ -94,16 +98,25 @@ impl Executor {
     /// program. `None` for mode `off`. A TMPDIR left emptied by an earlier job whose group
     /// the kernel proved empty is reused, with its ruleset while that is still right
     /// ([`slots`]); `reusable`: this job's may be reused after it (it runs in a cgroup).
+    /// `resolved`: the rules already resolved for this request and root (the record's labels
+    /// were judged from them), so the job gets exactly the rules it reports; `None` resolves
+    /// them here.
+    // The job's inputs, each its own thing; a struct for them would be built at one call site.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn prepare_sandbox(
         &self,
         job_id: &str,
         req: Option<&SandboxRequest>,
         root: &Path,
+        resolved: Option<ResolvedSandbox>,
         owner: Option<&RunAs>,
         reusable: bool,
         env: &mut std::collections::BTreeMap<String, String>,
     ) -> Result<Option<PreparedSandbox>, ExecError> {
-        let resolved = self.sandbox.resolve(req, Some(root))?;
+        let resolved = match resolved {
+            Some(resolved) => resolved,
+            None => self.sandbox.resolve(req, Some(root))?,
+        };
         if resolved.mode == SandboxMode::Off {
             return Ok(None);
         }
