@@ -135,14 +135,7 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
         .iter()
         .map(|s| (s.seq, s.state))
         .collect();
-    let newest_first = wal
-        .recovery()
-        .scan
-        .segments
-        .iter()
-        .find(|s| s.seq == newest)
-        .and_then(|s| s.first_lsn)
-        .unwrap();
+    let newest_first = first_lsn_of(&wal, newest);
     assert_eq!(seen.first(), Some(&(newest_first, kind::INDEX_CHECKPOINT)));
     assert_eq!(seen.last().map(|s| s.0), Some(full_next - 1));
     for &seq in &used {
@@ -171,6 +164,17 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     let (wal, _) = open(&dir, false).unwrap();
     assert_eq!(wal.last_lsn(), lsns.len() as u64);
     wal.close().unwrap();
+}
+
+/// The LSN of the first frame of segment `seq`, as the open of `wal` found it.
+fn first_lsn_of(wal: &Wal, seq: u64) -> Lsn {
+    wal.recovery()
+        .scan
+        .segments
+        .iter()
+        .find(|s| s.seq == seq)
+        .and_then(|s| s.first_lsn)
+        .unwrap()
 }
 
 /// The hint the last clean close left: (segment, offset, LSN) of its index checkpoint.
@@ -257,14 +261,7 @@ fn a_hint_that_does_not_check_out_is_ignored_and_the_newest_segment_read_from_it
     let good = read_hint(&dir);
     let newest_head = {
         let (wal, _) = open(&dir, false).unwrap();
-        let first = wal
-            .recovery()
-            .scan
-            .segments
-            .iter()
-            .find(|s| s.seq == newest)
-            .and_then(|s| s.first_lsn)
-            .unwrap();
+        let first = first_lsn_of(&wal, newest);
         wal.abandon();
         first
     };

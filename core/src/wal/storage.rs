@@ -407,6 +407,30 @@ impl FsStore {
     fn path(&self, seq: u64) -> PathBuf {
         self.dir.join(segment_file_name(seq))
     }
+
+    /// Makes the file `name` hold `bytes`, whole or not at all, durably: written under a
+    /// temporary name, synced, renamed into place, and the directory synced. Every caller is
+    /// under the append lock, so a temporary file found is one a killed writer left.
+    fn replace_whole(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let write = || -> io::Result<()> {
+            let _ = fs::remove_file(&tmp);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE_MODE)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.dir.join(name))
+        };
+        if let Err(error) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(error);
+        }
+        sync_dir(&self.dir)
+    }
 }
 
 impl SegmentStore for FsStore {
@@ -529,25 +553,8 @@ impl SegmentStore for FsStore {
 
     fn set_identity(&self, identity: LogIdentity) -> io::Result<()> {
         let path = self.dir.join(IDENTITY_FILE_NAME);
-        let tmp = self.dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
-        let write = || -> io::Result<()> {
-            // Left by a writer killed mid-write (every write is under the append lock).
-            let _ = fs::remove_file(&tmp);
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(PRIVATE_FILE_MODE)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&tmp)?;
-            std::io::Write::write_all(&mut file, identity_text(identity).as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        if let Err(error) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(context(error, "write log identity", &path));
-        }
-        sync_dir(&self.dir)
+        self.replace_whole(IDENTITY_FILE_NAME, identity_text(identity).as_bytes())
+            .map_err(|error| context(error, "write log identity", &path))
     }
 
     fn sync_listing(&self) -> io::Result<()> {
@@ -629,18 +636,7 @@ impl SegmentStore for FsStore {
             if rewrite()? {
                 return Ok(());
             }
-            let tmp = self.dir.join(format!("{CHECKPOINT_HINT_FILE_NAME}.tmp"));
-            let _ = fs::remove_file(&tmp);
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(PRIVATE_FILE_MODE)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&tmp)?;
-            std::io::Write::write_all(&mut file, &hint_file(hint))?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
+            self.replace_whole(CHECKPOINT_HINT_FILE_NAME, &hint_file(hint))
         };
         write().map_err(|error| context(error, "write the checkpoint hint", &path))
     }
