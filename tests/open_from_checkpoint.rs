@@ -166,6 +166,17 @@ fn the_open_reads_the_newest_segment_from_its_checkpoint_and_only_the_heads_of_t
     wal.close().unwrap();
 }
 
+/// An open from the last checkpoint runs past damage it does not read and closes; then a
+/// reader of the whole log fails, naming segment `seq` (the first damage).
+fn open_past_unread_damage(dir: &Path, seq: u64) {
+    let (wal, _) = open(dir, true).unwrap();
+    wal.close().unwrap();
+    match read_all(dir) {
+        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, seq, "{fault:?}"),
+        other => panic!("a reader went over damage quietly: {other:?}"),
+    }
+}
+
 /// The LSN of the first frame of segment `seq`, as the open of `wal` found it.
 fn first_lsn_of(wal: &Wal, seq: u64) -> Lsn {
     wal.recovery()
@@ -386,12 +397,7 @@ fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
     file.sync_all().unwrap();
     drop(file);
     // The checkpoint open does not read it, and changes nothing before the end.
-    let (wal, _) = open(&dir, true).unwrap();
-    wal.close().unwrap();
-    match read_all(&dir) {
-        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
-        other => panic!("a reader went over damage quietly: {other:?}"),
-    }
+    open_past_unread_damage(&dir, used[1]);
     match open(&dir, false) {
         Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
         Err(other) => panic!("{other}"),
@@ -407,12 +413,7 @@ fn damage_the_open_does_not_read_fails_every_reader_and_a_full_open_loudly() {
         .unwrap();
     file.write_all_at(&[0xFF; 8], 4096).unwrap();
     drop(file);
-    let (wal, _) = open(&dir, true).unwrap();
-    wal.close().unwrap();
-    match read_all(&dir) {
-        Err(WalError::Corrupt(fault)) => assert_eq!(fault.seq, used[1], "{fault:?}"),
-        other => panic!("a reader went over damage quietly: {other:?}"),
-    }
+    open_past_unread_damage(&dir, used[1]);
     // Without that position, the open reads the newest segment from its head, and refuses.
     forget_position(&dir);
     match open(&dir, true) {

@@ -313,21 +313,9 @@ impl Runtime {
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
         let index = Arc::new(Mutex::new(index));
-        let carried = Arc::clone(&index);
-        wal.set_prologue(Box::new(move |budget| {
-            carried
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .checkpoint(budget)
-        }));
+        wal.set_prologue(index_checkpoint(&index, JobIndex::checkpoint));
         // A clean close ends the log with the whole index, where a one-shot open can start.
-        let closing = Arc::clone(&index);
-        wal.set_closing_checkpoint(Box::new(move |budget| {
-            closing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .checkpoint_complete(budget)
-        }));
+        wal.set_closing_checkpoint(index_checkpoint(&index, JobIndex::checkpoint_complete));
         // What other processes append from now on reaches the index before this one appends.
         let followed = Arc::clone(&index);
         wal.set_follower(Box::new(move |followed_frame| {
@@ -586,4 +574,14 @@ fn add_to_detail(detail: &mut JobDetail, record: &Record<'_>) {
     if let Some(result) = result_json(record) {
         detail.result = Some(result);
     }
+}
+
+/// A payload producer for the log ([`crate::wal::log::Prologue`]): `payload` of the shared
+/// job index, within the budget the log gives.
+fn index_checkpoint(
+    index: &Arc<Mutex<JobIndex>>,
+    payload: fn(&JobIndex, usize) -> Option<Vec<u8>>,
+) -> crate::wal::log::Prologue {
+    let index = Arc::clone(index);
+    Box::new(move |budget| payload(&index.lock().unwrap_or_else(|p| p.into_inner()), budget))
 }
