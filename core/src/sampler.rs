@@ -167,21 +167,12 @@ pub struct SpanStart {
 }
 
 impl Default for SpanStart {
-    /// Allocates the table without building it on the stack first: jobs start on threads
-    /// with small stacks, and an unoptimised `Box::default()` of a ~100 KiB table would pass
-    /// through two stack temporaries.
+    /// Allocates the table in place ([`ProcStat::new_boxed`]): jobs start on threads with
+    /// small stacks, which an unoptimised `Box::default()` of a ~100 KiB table would pass
+    /// through, and no page of it is written before a reading fills it.
     fn default() -> Self {
-        static EMPTY: ProcStat = ProcStat::new();
-        let mut stat = Box::<ProcStat>::new_uninit();
-        // SAFETY: `EMPTY` is a valid `ProcStat` and the new allocation is sized and aligned for
-        // one and does not overlap it; after the copy it holds that initialised value (plain
-        // data, no drop glue or pointers to duplicate).
-        let stat = unsafe {
-            core::ptr::copy_nonoverlapping(&EMPTY, stat.as_mut_ptr(), 1);
-            stat.assume_init()
-        };
         Self {
-            stat,
+            stat: ProcStat::new_boxed(),
             timestamp_ns: None,
         }
     }
@@ -239,8 +230,8 @@ impl Sampler {
             meminfo: ProcFile::open(proc_root.join("meminfo"), MEMINFO_BUF_BYTES_INITIAL)?,
             loadavg: ProcFile::open(proc_root.join("loadavg"), SMALL_BUF_BYTES_INITIAL)?,
             psi: [psi_file("cpu"), psi_file("memory"), psi_file("io")],
-            prev: Box::default(),
-            cur: Box::default(),
+            prev: ProcStat::new_boxed(),
+            cur: ProcStat::new_boxed(),
             have_prev: false,
             meminfo_parsed: MemInfo::default(),
             prev_timestamp_ns: 0,

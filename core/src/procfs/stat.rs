@@ -5,7 +5,8 @@
 //! with one SIMD newline search and never tokenised. Per-CPU lines go into a fixed-capacity
 //! table; CPUs beyond its capacity are counted in [`ProcStat::cpus_dropped`], never silently
 //! lost.
-use heapless::Vec;
+use core::mem::MaybeUninit;
+use core::ops::Deref;
 
 use crate::parse::{parse_u32, Cursor, ParseError, ParseErrorKind};
 
@@ -81,13 +82,85 @@ pub struct CpuLine {
     pub times: CpuTimes,
 }
 
+/// The per-CPU lines of a [`ProcStat`]: a list of fixed capacity, read as a slice. Its storage
+/// stays uninitialised until lines are pushed, so a table for 1024 CPUs is made in place on the
+/// heap ([`ProcStat::new_boxed`]) without writing, or faulting in, pages a small machine never
+/// uses.
+pub struct CpuLines<const N: usize> {
+    len: usize,
+    lines: [MaybeUninit<CpuLine>; N],
+}
+
+impl<const N: usize> CpuLines<N> {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            len: 0,
+            lines: [const { MaybeUninit::uninit() }; N],
+        }
+    }
+
+    /// Removes every line.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `line`, or gives it back when the list is full.
+    pub fn push(&mut self, line: CpuLine) -> Result<(), CpuLine> {
+        match self.lines.get_mut(self.len) {
+            Some(slot) => {
+                slot.write(line);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(line),
+        }
+    }
+
+    /// The most lines the list holds.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+}
+
+impl<const N: usize> Default for CpuLines<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Deref for CpuLines<N> {
+    type Target = [CpuLine];
+
+    fn deref(&self) -> &[CpuLine] {
+        // SAFETY: `push` initialised the first `len` entries (`len` never exceeds `N`), and
+        // `MaybeUninit<CpuLine>` has `CpuLine`'s layout.
+        unsafe { core::slice::from_raw_parts(self.lines.as_ptr().cast::<CpuLine>(), self.len) }
+    }
+}
+
+impl<const N: usize> Clone for CpuLines<N> {
+    fn clone(&self) -> Self {
+        let mut copy = Self::new();
+        copy.lines[..self.len].copy_from_slice(&self.lines[..self.len]);
+        copy.len = self.len;
+        copy
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for CpuLines<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A parsed /proc/stat. `N` is the per-CPU capacity.
 #[derive(Debug, Clone)]
 pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
     /// The aggregate `cpu` line (the kernel's own sum; it need not equal the per-CPU sum).
     pub total: CpuTimes,
     /// Per-CPU lines in file order (ascending id on every kernel seen), keyed by `id`.
-    pub cpus: Vec<CpuLine, N>,
+    pub cpus: CpuLines<N>,
     /// Per-CPU lines that did not fit in `N`.
     pub cpus_dropped: u32,
     /// Context switches since boot (`ctxt`); `None` when the file lacks the line.
@@ -126,13 +199,36 @@ impl<const N: usize> ProcStat<N> {
                 guest_nice: 0,
                 columns: 0,
             },
-            cpus: Vec::new(),
+            cpus: CpuLines::new(),
             cpus_dropped: 0,
             ctxt: None,
             btime: None,
             processes: None,
             procs_running: None,
             procs_blocked: None,
+        }
+    }
+
+    /// An empty table on the heap, made in place: nothing passes through the stack, and of the
+    /// per-CPU storage only what a parse fills is ever written.
+    #[cfg(feature = "std")]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        let mut table = std::boxed::Box::<Self>::new_uninit();
+        let at = table.as_mut_ptr();
+        // SAFETY: every field of the new allocation is written once through a raw pointer (no
+        // reference to uninitialised memory is made), as `new` would set it; the per-CPU
+        // storage is `MaybeUninit` and needs no value. `every_field_is_set_by_new_boxed` below
+        // stops the build when a field is added and not set here.
+        unsafe {
+            core::ptr::addr_of_mut!((*at).total).write(CpuTimes::default());
+            core::ptr::addr_of_mut!((*at).cpus.len).write(0);
+            core::ptr::addr_of_mut!((*at).cpus_dropped).write(0);
+            core::ptr::addr_of_mut!((*at).ctxt).write(None);
+            core::ptr::addr_of_mut!((*at).btime).write(None);
+            core::ptr::addr_of_mut!((*at).processes).write(None);
+            core::ptr::addr_of_mut!((*at).procs_running).write(None);
+            core::ptr::addr_of_mut!((*at).procs_blocked).write(None);
+            table.assume_init()
         }
     }
 
@@ -186,6 +282,21 @@ impl<const N: usize> ProcStat<N> {
             return Err(ParseError::new(ParseErrorKind::MissingLine, 0));
         }
         Ok(())
+    }
+
+    /// Names every field, so adding one fails the build until [`ProcStat::new_boxed`] sets it.
+    #[allow(dead_code)]
+    fn every_field_is_set_by_new_boxed(&self) {
+        let ProcStat {
+            total: _,
+            cpus: CpuLines { len: _, lines: _ },
+            cpus_dropped: _,
+            ctxt: _,
+            btime: _,
+            processes: _,
+            procs_running: _,
+            procs_blocked: _,
+        } = self;
     }
 
     /// The per-CPU line for `id`, if present.
@@ -345,5 +456,54 @@ softirq 30227 0 7263 2 214 0 0 1 9580 0 13167\n";
         );
         assert!(s.parse_into(b"cpu 1 2 3 4\ncpuX 1 2 3 4\n").is_err());
         assert!(s.parse_into(b"cpu 1 2 3 4\nctxt -5\n").is_err());
+    }
+
+    #[test]
+    fn cpu_lines_fill_to_capacity_then_give_lines_back_and_clone_what_they_hold() {
+        let line = |id| CpuLine {
+            id,
+            times: CpuTimes::default(),
+        };
+        let mut lines = CpuLines::<2>::new();
+        assert!(lines.is_empty());
+        assert_eq!(lines.capacity(), 2);
+        assert_eq!(lines.push(line(0)), Ok(()));
+        assert_eq!(lines.push(line(1)), Ok(()));
+        assert_eq!(lines.push(line(2)), Err(line(2)));
+        assert_eq!(
+            lines.iter().map(|l| l.id).collect::<std::vec::Vec<_>>(),
+            [0, 1]
+        );
+        let copy = lines.clone();
+        lines.clear();
+        assert!(lines.is_empty());
+        assert_eq!(
+            copy.iter().map(|l| l.id).collect::<std::vec::Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(std::format!("{copy:?}").matches("CpuLine").count(), 2);
+        // A full table counts what it could not hold.
+        let mut s = ProcStat::<1>::default();
+        s.parse_into(b"cpu 1 1 1 1\ncpu0 1 1 1 1\ncpu1 1 1 1 1\n")
+            .unwrap();
+        assert_eq!((s.cpus.len(), s.cpus_dropped), (1, 1));
+    }
+
+    #[test]
+    fn a_boxed_table_is_empty_and_parses_as_a_default_one_does() {
+        let boxed = ProcStat::<8>::new_boxed();
+        assert_eq!(boxed.total, CpuTimes::default());
+        assert!(boxed.cpus.is_empty());
+        assert_eq!(boxed.cpus_dropped, 0);
+        assert_eq!(
+            (boxed.ctxt, boxed.btime, boxed.processes),
+            (None, None, None)
+        );
+        assert_eq!((boxed.procs_running, boxed.procs_blocked), (None, None));
+        let mut boxed = boxed;
+        let mut plain = ProcStat::<8>::default();
+        boxed.parse_into(CAPTURE_2CPU).unwrap();
+        plain.parse_into(CAPTURE_2CPU).unwrap();
+        assert_eq!(std::format!("{:?}", *boxed), std::format!("{plain:?}"));
     }
 }
