@@ -1,5 +1,6 @@
 //! The job's stdout and stderr drained into capped buffers and its stdin fed, all non-blocking,
 //! waiting on the pipes and any other descriptors that should wake the supervisor.
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -21,15 +22,22 @@ struct Stream {
 
 impl Stream {
     /// Reads what is available (non-blocking) up to the per-wake bound; closes on EOF.
-    fn drain(&mut self, scratch: &mut [u8]) {
+    /// `scratch` is never initialised: the kernel writes what it reads into it, and only
+    /// those bytes are looked at (so a job's small output touches one page of it, not 64 KiB).
+    fn drain(&mut self, scratch: &mut [MaybeUninit<u8>]) {
         let Some(fd) = &self.fd else { return };
         let mut read_total = 0usize;
         while read_total < READ_BYTES_PER_WAKE_MAX {
-            // SAFETY: reading into a live scratch buffer from an owned fd.
+            // SAFETY: reading into a live scratch buffer of `scratch.len()` bytes from an owned
+            // fd.
             let n =
                 unsafe { libc::read(fd.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len()) };
             if n > 0 {
-                self.capture.push(&scratch[..n as usize]);
+                // SAFETY: the read initialised its first `n` bytes (n <= scratch.len()).
+                let read = unsafe {
+                    std::slice::from_raw_parts(scratch.as_ptr().cast::<u8>(), n as usize)
+                };
+                self.capture.push(read);
                 read_total += n as usize;
                 continue;
             }
@@ -56,7 +64,7 @@ pub(super) struct Pipes<'a> {
     stdin: Option<OwnedFd>,
     stdin_data: &'a [u8],
     stdin_off: usize,
-    scratch: Vec<u8>,
+    scratch: Box<[MaybeUninit<u8>]>,
 }
 
 impl<'a> Pipes<'a> {
@@ -85,7 +93,7 @@ impl<'a> Pipes<'a> {
             stdin,
             stdin_data,
             stdin_off: 0,
-            scratch: vec![0u8; READ_CHUNK_BYTES],
+            scratch: Box::new_uninit_slice(READ_CHUNK_BYTES),
         }
     }
 
