@@ -19,13 +19,14 @@ use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::{kind, JobInterrupted, JobStarted, Record};
 use vigil_runtime::wal::scan::{FaultKind, RecoveryMode};
 use vigil_runtime::wal::storage::{
-    read_hint_file, segment_file_name, write_hint_file, CheckpointHint,
+    read_hint_file, segment_file_name, write_hint_file, CheckpointHint, APPEND_READAHEAD_MAX_BYTES,
+    APPEND_READAHEAD_MIN_BYTES,
 };
 use vigil_runtime::wal::sync::SyncMethod;
 
 const PAGE: usize = 4096;
-/// What the writer keeps read ahead of its append position (storage/fs_segment.rs).
-const APPEND_WINDOW: usize = 256 << 10;
+/// The most the writer keeps read ahead of its append position.
+const APPEND_WINDOW: usize = APPEND_READAHEAD_MAX_BYTES;
 
 fn options(segment_bytes: u64, mode: RecoveryMode) -> WalOptions {
     WalOptions {
@@ -423,4 +424,37 @@ fn the_read_ahead_window_moves_with_the_appends_and_stays_bounded() {
         "nothing is read ahead past one window"
     );
     wal.abandon();
+}
+
+/// A writer that appends a few records (a one-shot run's job) reads ahead a small window, not
+/// the whole one: its close has less to drop, and its open less to zero. The window grows
+/// with the appends (see the test above for a long run of them).
+#[test]
+fn a_writer_that_appends_a_few_records_reads_ahead_a_small_window() {
+    let (_tmp, dir, path, _, _) = small_log(20);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let wal = Wal::open(&dir, options(1 << 20, RecoveryMode::Tail)).unwrap();
+    let mut last = 0;
+    for i in 0..3u8 {
+        last = wal.append_raw(kind::USER, &[i | 1; 2000]).unwrap();
+    }
+    wal.sync(last).unwrap();
+    let (seq, end, _) = log_end(&dir);
+    assert_eq!(segment_path(&dir, seq), path);
+    let past_end = end.next_multiple_of(PAGE);
+    assert!(
+        resident_pages(&path, past_end..past_end + APPEND_READAHEAD_MIN_BYTES / 2) > 0,
+        "the writer reads ahead of its appends"
+    );
+    let small = (end + 4 * APPEND_READAHEAD_MIN_BYTES).next_multiple_of(PAGE);
+    assert!(
+        small + APPEND_WINDOW / 2 < len,
+        "the segment holds a whole window"
+    );
+    assert_eq!(
+        resident_pages(&path, small..len),
+        0,
+        "a few appends read ahead a few pages, not {APPEND_WINDOW} bytes"
+    );
+    wal.close().unwrap();
 }

@@ -12,7 +12,10 @@ use super::frame::{
     frame_bytes, salt_seed, Lsn, SegmentHeader, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use super::recovery::{RecoveryReport, SegmentState};
-use super::storage::{segment_bytes, segment_bytes_mut, LogIdentity, SegmentFile, SegmentStore};
+use super::storage::{
+    segment_bytes, segment_bytes_mut, LogIdentity, SegmentFile, SegmentStore,
+    APPEND_READAHEAD_MAX_BYTES, APPEND_READAHEAD_MIN_BYTES,
+};
 use super::sync::{SyncEngine, SyncMethod};
 
 /// The segment appends go to.
@@ -25,6 +28,8 @@ pub(super) struct ActiveSegment {
     /// When `offset` reaches this, the bytes after it are read ahead again (see
     /// [`SegmentFile::prepare_appends`]).
     pub(super) read_ahead_at: usize,
+    /// The window the next read-ahead asks for: small at first, twice the last each time.
+    pub(super) read_ahead_bytes: usize,
 }
 
 impl ActiveSegment {
@@ -44,6 +49,7 @@ impl ActiveSegment {
             offset,
             first_lsn,
             read_ahead_at: offset,
+            read_ahead_bytes: APPEND_READAHEAD_MIN_BYTES,
         }
     }
 
@@ -59,7 +65,10 @@ impl ActiveSegment {
     #[cold]
     #[inline(never)]
     fn read_ahead(&mut self) {
-        self.read_ahead_at = self.file.prepare_appends(self.offset);
+        self.read_ahead_at = self
+            .file
+            .prepare_appends(self.offset, self.read_ahead_bytes);
+        self.read_ahead_bytes = (self.read_ahead_bytes * 2).min(APPEND_READAHEAD_MAX_BYTES);
     }
 }
 
@@ -216,7 +225,7 @@ pub(super) fn recover_writer(
             // Whatever the scan and the zeroing touched after the end is zero and untouched
             // until appends reach it.
             file.release_resident(end.offset, file.len());
-            let read_ahead_at = file.prepare_appends(end.offset);
+            let read_ahead_at = file.prepare_appends(end.offset, APPEND_READAHEAD_MIN_BYTES);
             let seed = {
                 // SAFETY: no writer runs yet.
                 let head = unsafe { segment_bytes(&*file, 0, SEGMENT_HEADER_BYTES) };
@@ -236,6 +245,7 @@ pub(super) fn recover_writer(
                 .unwrap_or(1);
             let active = ActiveSegment {
                 read_ahead_at,
+                read_ahead_bytes: APPEND_READAHEAD_MIN_BYTES * 2,
                 ..ActiveSegment::new(end.seq, file, seed, end.offset, first_lsn)
             };
             (active, end.last_checksum, scan.next_lsn)

@@ -28,6 +28,15 @@ mod fs_segment;
 
 use fs_segment::{create_allocated, FsSegment};
 
+/// The first window of bytes a writer reads ahead of its appends ([`SegmentFile::prepare_appends`]):
+/// a process that appends a few records (a one-shot run) reads ahead, and later drops, only
+/// this much. Each later window is twice the last, up to [`APPEND_READAHEAD_MAX_BYTES`].
+pub const APPEND_READAHEAD_MIN_BYTES: usize = 16 << 10;
+/// The largest window read ahead of appends. Bounded: a page cached there reads as data to
+/// `SEEK_DATA`, so the next open reads it (with `pread`) to prove it zero; a whole 64 MiB
+/// segment cost every open ~10 ms.
+pub const APPEND_READAHEAD_MAX_BYTES: usize = 256 << 10;
+
 /// One segment's bytes.
 ///
 /// The writer stores into bytes past everything it has published and never touches published
@@ -53,11 +62,10 @@ pub trait SegmentFile: Send + Sync {
         let bytes = unsafe { std::slice::from_raw_parts(self.base_ptr(), self.len()) };
         Ok(bytes.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1))
     }
-    /// Hints that appends will soon store into the bytes from `offset` on (a file segment
-    /// reads a bounded window of them into the page cache). Returns the offset at which the
-    /// writer hints again, past `offset` (the file's length: never). A failed hint costs
-    /// speed only.
-    fn prepare_appends(&self, _offset: usize) -> usize {
+    /// Hints that appends will soon store into the `window` bytes from `offset` on (a file
+    /// segment reads them into the page cache). Returns the offset at which the writer hints
+    /// again, past `offset` (the file's length: never). A failed hint costs speed only.
+    fn prepare_appends(&self, _offset: usize, _window: usize) -> usize {
         self.len()
     }
     /// Hints that a scan will read the bytes `start..end` now.
@@ -483,7 +491,7 @@ impl SegmentStore for FsStore {
         let file = self.open(seq, true)?;
         // Segments are created ahead of need (on the background thread): their first pages
         // are in the page cache before appends reach them.
-        file.prepare_appends(0);
+        file.prepare_appends(0, APPEND_READAHEAD_MIN_BYTES);
         Ok(file)
     }
 

@@ -8,21 +8,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::super::sync::SyncEngine;
-use super::{context, SegmentFile, PRIVATE_FILE_MODE};
+use super::{context, SegmentFile, APPEND_READAHEAD_MAX_BYTES, PRIVATE_FILE_MODE};
 
 /// Zero-fill chunk: bounded so creating a segment needs no large buffer.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
-/// Bytes ahead of the append position read into the page cache, when a segment is opened for
-/// appends and again each time appends moved [`APPEND_READAHEAD_STEP_BYTES`] on. Bounded: a
-/// page cached there reads as data to `SEEK_DATA`, so the next open reads it (with `pread`)
-/// to prove it zero; a whole 64 MiB segment cost every open ~10 ms.
-const APPEND_READAHEAD_BYTES: usize = 256 << 10;
-/// How far appends move before the window is read ahead again. Each time, the append that
-/// crosses it pays the `madvise` and the zeroing of this many bytes of new pages (measured:
-/// ~35 us for 128 KiB, ~15 us for 32 KiB on the 2-core bench host); smaller steps cut that
-/// spike but add system calls (16 KiB: ~15% more CPU per append than 128 KiB).
-const APPEND_READAHEAD_STEP_BYTES: usize = 64 << 10;
-const _: () = assert!(APPEND_READAHEAD_STEP_BYTES <= APPEND_READAHEAD_BYTES);
+/// How far appends move before the window is read ahead again, as a share of the window: a
+/// quarter (64 KiB of the largest, 256 KiB). Each time, the append that crosses it pays the
+/// `madvise` and the zeroing of this many bytes of new pages (measured: ~35 us for 128 KiB,
+/// ~15 us for 32 KiB on the 2-core bench host); smaller steps cut that spike but add system
+/// calls (16 KiB: ~15% more CPU per append than 128 KiB).
+const APPEND_READAHEAD_STEP_DIVISOR: usize = 4;
 /// Chunk in which [`FsSegment::zero_from`] reads data regions (a reused buffer, so the proof
 /// adds no resident memory however much it reads).
 const ZERO_PROOF_CHUNK_BYTES: usize = 256 << 10;
@@ -100,7 +95,7 @@ impl SegmentFile for FsSegment {
             .iter()
             .map(|&(start, end)| end.saturating_sub(start.max(zero_from)))
             .sum();
-        if cached_zeros > APPEND_READAHEAD_BYTES {
+        if cached_zeros > APPEND_READAHEAD_MAX_BYTES {
             // Zero pages in the page cache past the end (read there by an earlier scan, or
             // read ahead for appends by a writer that did not close) make every open read
             // them again: drop them.
@@ -124,14 +119,15 @@ impl SegmentFile for FsSegment {
         };
     }
 
-    fn prepare_appends(&self, offset: usize) -> usize {
+    fn prepare_appends(&self, offset: usize, window: usize) -> usize {
         // Reads the (allocated, zero) pages into the page cache so appends take cheap minor
         // faults; it maps nothing, so the resident set grows only with what is written. The
         // window moves with the appends: past it, each page would be a major fault reading
         // one page (the mapping reads nothing around a fault).
-        self.will_need(offset, offset.saturating_add(APPEND_READAHEAD_BYTES));
+        let window = window.min(APPEND_READAHEAD_MAX_BYTES);
+        self.will_need(offset, offset.saturating_add(window));
         offset
-            .saturating_add(APPEND_READAHEAD_STEP_BYTES)
+            .saturating_add((window / APPEND_READAHEAD_STEP_DIVISOR).max(page_bytes()))
             .min(self.map.len())
     }
 
