@@ -2,6 +2,8 @@
 //! [`LogScanner`](super::scan::LogScanner) that decides what the log holds. Open, verify,
 //! repair and every reader run this scan; it changes nothing (the writer applies its verdict).
 
+use std::sync::Arc;
+
 use super::error::{LogFault, LogSkip, WalError};
 use super::frame::Frame;
 use super::frame::{
@@ -12,7 +14,7 @@ use super::record::kind::INDEX_CHECKPOINT;
 use super::scan::{
     is_zero, Fault, FaultCause, FaultKind, LogScanner, RecoveryMode, Resume, SegmentVerdict,
 };
-use super::storage::{segment_bytes, CheckpointHint, LogIdentity, SegmentStore};
+use super::storage::{segment_bytes, CheckpointHint, LogIdentity, SegmentFile, SegmentStore};
 
 /// Bytes of a segment the scan keeps mapped behind its position.
 const SCAN_RESIDENT_BYTES: usize = 4 << 20;
@@ -191,8 +193,9 @@ fn scan_log_with(
         .filter(|&seq| seq < identity.first_seq)
         .collect();
     seqs.retain(|&seq| seq >= identity.first_seq);
+    let opened = Opened::new(store);
     let sealed = match from_checkpoint && mode != RecoveryMode::Salvage && hint_damage.is_none() {
-        true => sealed_prefix(store, &seqs, &identity, hint)?,
+        true => sealed_prefix(&opened, &seqs, &identity, hint)?,
         false => None,
     };
     let start_seq = sealed.as_ref().map_or(identity.first_seq, |s| s.start_seq);
@@ -221,7 +224,7 @@ fn scan_log_with(
         recorded_durable_lsn: identity.durable_lsn,
     };
     for seq in seqs {
-        let file = store.open(seq, false)?;
+        let file = opened.take(seq)?;
         // SAFETY: scans run before a writer exists in this process, or over a read-only
         // mapping of another process's log; nothing in this process writes these bytes.
         let bytes = unsafe { segment_bytes(&*file, 0, file.len()) };
@@ -275,6 +278,50 @@ fn scan_log_with(
     Ok(scan)
 }
 
+/// The segments a scan has opened to read, each opened (and mapped) once however many of its
+/// steps look at it: the newest segments are looked at by the checks of a scan from the last
+/// checkpoint and then read. At most [`OPENED_KEPT`] are kept.
+struct Opened<'s> {
+    store: &'s dyn SegmentStore,
+    files: core::cell::RefCell<Vec<(u64, Arc<dyn SegmentFile>)>>,
+}
+
+/// Segments [`Opened`] keeps open: a scan from the last checkpoint looks at the newest one or
+/// two before it reads them; a long log's others are each opened once.
+const OPENED_KEPT: usize = 4;
+
+impl<'s> Opened<'s> {
+    fn new(store: &'s dyn SegmentStore) -> Self {
+        Opened {
+            store,
+            files: core::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Segment `seq`, read-only, opened now or by an earlier step.
+    fn get(&self, seq: u64) -> Result<Arc<dyn SegmentFile>, WalError> {
+        let mut files = self.files.borrow_mut();
+        if let Some((_, file)) = files.iter().find(|(s, _)| *s == seq) {
+            return Ok(Arc::clone(file));
+        }
+        let file = self.store.open(seq, false)?;
+        if files.len() == OPENED_KEPT {
+            files.remove(0);
+        }
+        files.push((seq, Arc::clone(&file)));
+        Ok(file)
+    }
+
+    /// Segment `seq`, which no later step looks at again (so it is not kept).
+    fn take(&self, seq: u64) -> Result<Arc<dyn SegmentFile>, WalError> {
+        let mut files = self.files.borrow_mut();
+        match files.iter().position(|(s, _)| *s == seq) {
+            Some(at) => Ok(files.remove(at).1),
+            None => Ok(self.store.open(seq, false)?),
+        }
+    }
+}
+
 /// The segments (and the head of the first segment read) a scan from the last checkpoint
 /// does not read.
 struct SealedPrefix {
@@ -290,11 +337,11 @@ struct SealedPrefix {
 /// The header and first frame of segment `seq`, when both validate as a used segment of the
 /// log `log_id` with a file of the size its header records (the frame's kind with them).
 fn sealed_head(
-    store: &dyn SegmentStore,
+    opened: &Opened<'_>,
     seq: u64,
     log_id: u128,
 ) -> Result<Option<(SegmentHeader, Option<u16>, usize)>, WalError> {
-    let file = store.open(seq, false)?;
+    let file = opened.get(seq)?;
     let len = file.len();
     if len < SEGMENT_HEADER_BYTES {
         return Ok(None);
@@ -327,7 +374,7 @@ pub const FIRST_FRAME_BYTES_READ: usize = 64 << 10;
 
 /// The prefix a scan from the last checkpoint may skip, or `None` for a full scan.
 fn sealed_prefix(
-    store: &dyn SegmentStore,
+    opened: &Opened<'_>,
     seqs: &[u64],
     identity: &LogIdentity,
     hint: Option<CheckpointHint>,
@@ -344,7 +391,7 @@ fn sealed_prefix(
     // The newest segment with a valid header (the last is usually the pre-created next one).
     let mut start = None;
     for &seq in seqs.iter().rev() {
-        match sealed_head(store, seq, identity.log_id)? {
+        match sealed_head(opened, seq, identity.log_id)? {
             Some((header, kind, _)) => {
                 start = Some((seq, header, kind));
                 break;
@@ -356,7 +403,7 @@ fn sealed_prefix(
         return Ok(None);
     };
     let resume = match hint {
-        Some(hint) => hinted_checkpoint(store, hint, start_seq, &start_header, identity)?,
+        Some(hint) => hinted_checkpoint(opened, hint, start_seq, &start_header, identity)?,
         None => None,
     };
     let proven = start_header.first_lsn.saturating_sub(1) <= identity.durable_lsn;
@@ -366,7 +413,7 @@ fn sealed_prefix(
     }
     // Every segment after the start must be unwritten: its header all zeros.
     for &seq in seqs.iter().filter(|&&seq| seq > start_seq) {
-        let file = store.open(seq, false)?;
+        let file = opened.get(seq)?;
         let n = file.len().min(SEGMENT_HEADER_BYTES);
         // SAFETY: a read-only look at a header.
         if !is_zero(unsafe { segment_bytes(&*file, 0, n) }) {
@@ -377,7 +424,7 @@ fn sealed_prefix(
     let mut prologues = Vec::new();
     let mut last_first_lsn = 0;
     for seq in first..start_seq {
-        let Some((header, kind, len)) = sealed_head(store, seq, identity.log_id)? else {
+        let Some((header, kind, len)) = sealed_head(opened, seq, identity.log_id)? else {
             return Ok(None);
         };
         if header.first_lsn <= last_first_lsn || header.first_lsn >= start_header.first_lsn {
@@ -389,7 +436,7 @@ fn sealed_prefix(
         }
         segments.push(SegmentSummary {
             seq,
-            segment: store.describe(seq),
+            segment: opened.store.describe(seq),
             state: SegmentState::Sealed,
             first_lsn: Some(header.first_lsn),
             frames: 0,
@@ -415,7 +462,7 @@ fn sealed_prefix(
 /// place, checksum, LSN and kind all check out. The scan may then start there, reading
 /// nothing of the segment before it.
 fn hinted_checkpoint(
-    store: &dyn SegmentStore,
+    opened: &Opened<'_>,
     hint: CheckpointHint,
     seq: u64,
     header: &SegmentHeader,
@@ -430,7 +477,7 @@ fn hinted_checkpoint(
     if !fits {
         return Ok(None);
     }
-    let file = store.open(seq, false)?;
+    let file = opened.get(seq)?;
     if hint.offset >= file.len() {
         return Ok(None);
     }
