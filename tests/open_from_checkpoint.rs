@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{resident_pages, vigil_bin, vigil_output, TempDir};
 use serde_json::{json, Value};
 use vigil_runtime::exec::Limits;
-use vigil_runtime::model::JobStatus;
+use vigil_runtime::model::{JobState, JobStatus};
 use vigil_runtime::runtime::{JobRequest, Runtime, RuntimeOptions};
 use vigil_runtime::wal::frame::Lsn;
 use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
@@ -672,4 +672,53 @@ fn a_hint_of_another_log_is_replaced_whole_by_the_next_close() {
     assert_eq!(now.durable_lsn, wal_last(&dir));
     let bytes = std::fs::read(dir.join(CHECKPOINT_HINT_FILE_NAME)).unwrap();
     assert_eq!(bytes, hint_file(now));
+}
+
+/// A one-shot run's close (`Runtime::close_for_exit`): the log closed as a drop would close it
+/// (ending in the index checkpoint its hint names, the durable end recorded), the job's TMPDIR
+/// removed, and the next open finding a clean end and the job.
+#[test]
+fn a_runtime_closed_for_exit_leaves_the_log_closed_and_no_tmpdir_behind() {
+    let dir = TempDir::new("checkpoint-close-for-exit");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rt = Runtime::open(runtime_options(dir.path(), true)).unwrap();
+    let req = JobRequest {
+        capability: "shell".into(),
+        args: json!({"cmd": "echo hi > \"$TMPDIR/scratch\"; echo done"}),
+        limits: Limits::default(),
+        root: root.clone(),
+        session: None,
+        dry_run: false,
+        require_enforcement: false,
+    };
+    let out = rt.run_last(&req).unwrap();
+    assert_eq!(
+        out.result.status,
+        JobStatus::Completed,
+        "{:?}",
+        out.result.error
+    );
+    let job_id = out.job_id;
+    let last = rt.wal().last_lsn();
+    rt.close_for_exit().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let hint = read_hint_file(&wal_dir).unwrap().unwrap();
+    assert_eq!(
+        (hint.lsn, hint.durable_lsn),
+        (last, last),
+        "the log ends in the checkpoint the hint names, durable"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "TMPDIRs left behind: {left:?}");
+    // The next one-shot open finds a clean end; a full one has the job.
+    let rt = Runtime::open(runtime_options(dir.path(), true)).unwrap();
+    assert_eq!(rt.wal().recovery().truncated_bytes, 0);
+    rt.close().unwrap();
+    let rt = Runtime::open(runtime_options(dir.path(), false)).unwrap();
+    let job = rt.job(job_id).expect("the job is in the log");
+    assert_eq!(job.status, JobState::Ended(JobStatus::Completed));
+    rt.close().unwrap();
 }

@@ -144,7 +144,13 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         &outcome.result.stdout.bytes[..],
         &outcome.result.stderr.bytes[..],
     );
-    report(args, &view, None, output)
+    let code = report(args, &view, None, output);
+    // The job's end is durable already; the close records where the log ends (for the next
+    // run's open), and the process ends next, so the rest is left to the exit.
+    if let Err(e) = runtime.close_for_exit() {
+        eprintln!("vigil run: warning: closing the log: {e}");
+    }
+    code
 }
 
 /// Prints a finished job as asked (`--json`: `raw` when given, else the view; a dry run's

@@ -449,6 +449,19 @@ impl Runtime {
         Ok(())
     }
 
+    /// [`Runtime::close`] for a process that exits right after (a one-shot CLI run): the log is
+    /// let go of and the kept TMPDIRs removed as dropping the runtime would, and then what the
+    /// kernel takes back at exit anyway (descriptors, mappings, memory) is left to it rather
+    /// than released one by one. Nothing else of a runtime acts outside its process once its
+    /// jobs are over (their cgroup leaves and sandboxes went with them; a sampling thread ends
+    /// with the process).
+    pub fn close_for_exit(self) -> Result<(), RuntimeError> {
+        let closed = self.wal.finish();
+        self.executor.remove_idle_tmpdirs();
+        std::mem::forget(self);
+        Ok(closed?)
+    }
+
     /// Opens a session; `meta` is free-form JSON kept with it.
     pub fn create_session(&self, meta: &Value) -> Result<SessionSummary, RuntimeError> {
         // Unique within this process by the counter, across instances by time and position.

@@ -162,6 +162,8 @@ pub(crate) struct Shared {
     foreign_lsn: AtomicU64,
     /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
     abandoned: AtomicBool,
+    /// [`Shared::finish`] ran.
+    finished: AtomicBool,
     sync: Mutex<SyncState>,
     sync_method: &'static str,
     /// Next LSN each live in-process reader still needs.
@@ -396,6 +398,7 @@ impl Wal {
             last_lsn: AtomicU64::new(next_lsn - 1),
             foreign_lsn: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {
                 engine,
@@ -529,6 +532,15 @@ impl Wal {
         self.shared.checkpoint()
     }
 
+    /// Lets go of the log as dropping its last handle does (the closing checkpoint and its
+    /// record of the durable end, the segment being created waited for, the read-ahead past
+    /// the end dropped), now, whatever other handles exist: for a process about to exit that
+    /// leaves the rest to the kernel. The checkpoint's error is the result. Appending after it
+    /// is a misuse: nothing of the log is closed again.
+    pub fn finish(&self) -> Result<(), WalError> {
+        self.shared.finish()
+    }
+
     /// Appends the checkpoint frame a close writes, without waiting for it to be durable: for
     /// a caller whose last records are about to be synced and that closes the log right after
     /// (a one-shot CLI run), so one flush covers both. A close that then finds the log ending
@@ -632,10 +644,25 @@ impl Wal {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if !self.commit.is_poisoned() && !self.abandoned.load(Ordering::Acquire) {
-            let _ = self.checkpoint();
+        let _ = self.finish();
+    }
+}
+
+impl Shared {
+    /// What letting go of the log does, once (later calls do nothing): the closing
+    /// checkpoint and its record of the durable end (unless abandoned or poisoned; its error is
+    /// the result), then the segment being created waited for, and the zeros read ahead past
+    /// the end dropped from the page cache.
+    fn finish(&self) -> Result<(), WalError> {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return Ok(());
         }
-        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        let closed = if !self.commit.is_poisoned() && !self.abandoned.load(Ordering::Acquire) {
+            self.checkpoint()
+        } else {
+            Ok(())
+        };
+        let mut writer = lock(&self.writer);
         if let NextSegment::Pending(handle) =
             std::mem::replace(&mut writer.next, NextSegment::Missing)
         {
@@ -657,5 +684,6 @@ impl Drop for Shared {
                 }
             }
         }
+        closed
     }
 }

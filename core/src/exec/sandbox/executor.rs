@@ -167,6 +167,11 @@ impl Executor {
         Ok(Some(prepared))
     }
 
+    /// Removes the TMPDIRs kept for later jobs (as dropping the executor does).
+    pub fn remove_idle_tmpdirs(&self) {
+        self.sandbox_slots.remove_all();
+    }
+
     /// Ends a job's sandbox: its TMPDIR emptied and kept for a later job when the job's
     /// group is proven empty (`group_empty`: its cgroup leaf was removed), else removed.
     pub(crate) fn release_sandbox(&self, mut sandbox: PreparedSandbox, group_empty: bool) {

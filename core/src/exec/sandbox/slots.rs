@@ -320,6 +320,14 @@ impl TmpSlots {
         }
     }
 
+    /// Removes every pooled slot's directory.
+    pub(crate) fn remove_all(&self) {
+        let free = std::mem::take(&mut *self.lock());
+        for slot in free {
+            remove_tree(&slot.path);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TmpSlot>> {
         self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -327,8 +335,6 @@ impl TmpSlots {
 
 impl Drop for TmpSlots {
     fn drop(&mut self) {
-        for slot in self.lock().drain(..) {
-            remove_tree(&slot.path);
-        }
+        self.remove_all();
     }
 }
