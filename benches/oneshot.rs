@@ -151,7 +151,7 @@ fn main() {
         fill(&spec);
         return;
     }
-    let bin = common::vigil_bin();
+    let built = common::vigil_bin();
     // Beneath $HOME, as vigil's default data dir is: a workspace sandbox's read rules name
     // every sibling along the data dir's path, so a crowded parent costs more (the case in
     // /tmp below measures that).
@@ -160,6 +160,12 @@ fn main() {
         .prefix(".vigil-oneshot-bench")
         .tempdir_in(&home)
         .expect("tempdir");
+    // Every binary measured runs from a copy in the scratch directory, made the same way: how a
+    // file was written decides how its pages sit in the page cache (the linker's output here ran
+    // `run` 0.4-0.6 ms slower than a copy of it), and that must not favour either side.
+    let bin_copy = scratch.path().join("vigil");
+    std::fs::copy(built, &bin_copy).expect("copy vigil");
+    let bin = bin_copy.as_path();
     let crowded = tempfile::tempdir().expect("tempdir in /tmp");
     let crowded_dir = crowded.path().join("jobs200");
     let jobs_dir = scratch.path().join("jobs200");
@@ -169,7 +175,11 @@ fn main() {
     let prepare = Instant::now();
     prepare_jobs(bin, &jobs_dir);
     prepare_jobs(bin, &crowded_dir);
-    let before_bin = std::env::var_os(BEFORE_BIN_ENV).map(std::path::PathBuf::from);
+    let before_bin = std::env::var_os(BEFORE_BIN_ENV).map(|before| {
+        let copy = scratch.path().join("vigil-before");
+        std::fs::copy(&before, &copy).expect("copy the BEFORE vigil");
+        copy
+    });
     let before_dir = scratch.path().join("jobs200-before");
     if let Some(before) = &before_bin {
         prepare_jobs(before, &before_dir);
