@@ -12,9 +12,10 @@ use vigil_runtime::wal::frame::SEGMENT_HEADER_BYTES;
 use vigil_runtime::wal::log::{Retention, Wal, WalError, WalOptions};
 use vigil_runtime::wal::reader::Reader;
 use vigil_runtime::wal::record::kind;
+use vigil_runtime::wal::recovery::{scan_log_from_checkpoint, SegmentState};
 use vigil_runtime::wal::scan::RecoveryMode;
 use vigil_runtime::wal::sim::{FaultPlan, SimRng, SimStore};
-use vigil_runtime::wal::storage::{LogIdentity, SegmentFile, SegmentStore};
+use vigil_runtime::wal::storage::{CheckpointHint, LogIdentity, SegmentFile, SegmentStore};
 use vigil_runtime::wal::sync::SyncMethod;
 
 /// Seeds to run: the default keeps the suite fast; `VIGIL_WAL_SIM_SEEDS` runs more.
@@ -357,10 +358,21 @@ fn a_segment_found_at_open_has_its_name_synced_before_the_writer_puts_a_header_i
     );
 }
 
-/// A simulated store that counts reads of the identity.
+/// A simulated store that counts reads of the identity and opens of each segment.
 struct IdentityReads {
     sim: SimStore,
     reads: std::sync::atomic::AtomicUsize,
+    opens: std::sync::Mutex<BTreeMap<u64, usize>>,
+}
+
+impl IdentityReads {
+    fn over(sim: &SimStore) -> IdentityReads {
+        IdentityReads {
+            sim: sim.clone(),
+            reads: Default::default(),
+            opens: Default::default(),
+        }
+    }
 }
 
 impl SegmentStore for IdentityReads {
@@ -371,6 +383,7 @@ impl SegmentStore for IdentityReads {
         self.sim.create(seq, bytes)
     }
     fn open(&self, seq: u64, writable: bool) -> std::io::Result<Arc<dyn SegmentFile>> {
+        *self.opens.lock().unwrap().entry(seq).or_default() += 1;
         self.sim.open(seq, writable)
     }
     fn remove(&self, seq: u64) -> std::io::Result<()> {
@@ -393,6 +406,12 @@ impl SegmentStore for IdentityReads {
     fn creates_in_background(&self) -> bool {
         self.sim.creates_in_background()
     }
+    fn checkpoint_hint(&self) -> std::io::Result<Option<CheckpointHint>> {
+        self.sim.checkpoint_hint()
+    }
+    fn set_checkpoint_hint(&self, hint: CheckpointHint) -> std::io::Result<()> {
+        self.sim.set_checkpoint_hint(hint)
+    }
 }
 
 #[test]
@@ -403,10 +422,7 @@ fn opening_a_cleanly_closed_log_reads_its_identity_once_and_syncs_nothing() {
         wal.append_raw(kind::USER, &i.to_le_bytes()).unwrap();
     }
     wal.close().unwrap();
-    let store = Arc::new(IdentityReads {
-        sim: sim.clone(),
-        reads: Default::default(),
-    });
+    let store = Arc::new(IdentityReads::over(&sim));
     let syncs = sim.syncs();
     let wal = Wal::open_with_store(store.clone(), options(1 << 16)).unwrap();
     assert_eq!(
@@ -417,4 +433,60 @@ fn opening_a_cleanly_closed_log_reads_its_identity_once_and_syncs_nothing() {
     assert_eq!(sim.syncs(), syncs, "a clean log was synced again at open");
     assert_eq!(wal.recovery().scan.recorded_durable_lsn, 6);
     wal.abandon();
+}
+
+/// A scan from the last checkpoint looks at the newest segments more than once (their headers,
+/// the hinted checkpoint, the zero header of the pre-created one, then their frames) and at
+/// each older one's header: every segment is opened once all the same, however many there are.
+#[test]
+fn a_scan_from_the_last_checkpoint_opens_each_segment_once() {
+    let sim = SimStore::new(FaultPlan::default(), 5);
+    let wal = Wal::open_with_store(Arc::new(sim.clone()), options(1 << 16)).unwrap();
+    wal.set_prologue(Box::new(|_| Some(b"checkpoint".to_vec())));
+    wal.set_closing_checkpoint(Box::new(|_| Some(b"closing checkpoint".to_vec())));
+    let mut last = 0;
+    for i in 0..6000u64 {
+        last = wal.append_raw(kind::USER, &[i as u8 | 1; 40]).unwrap();
+    }
+    wal.sync(last).unwrap();
+    wal.close().unwrap();
+    let store = IdentityReads::over(&sim);
+    let scan = scan_log_from_checkpoint(&store, RecoveryMode::Strict, &mut |_, _, _| {}).unwrap();
+    let sealed = scan
+        .segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Sealed)
+        .count();
+    assert!(sealed >= 5, "{sealed} sealed segments: {:?}", scan.segments);
+    assert!(scan.fault.is_none(), "{:?}", scan.fault);
+    let opens = store.opens.lock().unwrap().clone();
+    assert_eq!(opens.len(), scan.segments.len(), "{opens:?}");
+    assert!(opens.values().all(|&n| n == 1), "{opens:?}");
+}
+
+/// `Wal::finish` (a one-shot run's close before it exits) fails on a poisoned log as `close`
+/// does: what was appended after the failed sync may be lost, and the caller hears of it.
+#[test]
+fn finishing_a_poisoned_log_is_an_error_as_closing_it_is() {
+    let plan = FaultPlan {
+        eio_at_sync: Some(2),
+        ..FaultPlan::default()
+    };
+    let sim = SimStore::new(plan, 7);
+    let wal = Wal::open_with_store(Arc::new(sim.clone()), options(1 << 16)).unwrap();
+    let mut poisoned = false;
+    for i in 0..5u64 {
+        let Ok(lsn) = wal.append_raw(kind::USER, &i.to_le_bytes()) else {
+            break;
+        };
+        if wal.sync(lsn).is_err() {
+            poisoned = true;
+            break;
+        }
+    }
+    assert!(poisoned && wal.is_poisoned(), "the second sync failed");
+    let error = wal.finish().unwrap_err();
+    assert!(matches!(error, WalError::Poisoned { .. }), "{error}");
+    // Once finished, dropping the log does nothing more (and does not panic).
+    drop(wal);
 }

@@ -86,6 +86,7 @@ pub struct CpuLine {
 /// stays uninitialised until lines are pushed, so a table for 1024 CPUs is made in place on the
 /// heap ([`ProcStat::new_boxed`]) without writing, or faulting in, pages a small machine never
 /// uses.
+#[repr(C)]
 pub struct CpuLines<const N: usize> {
     len: usize,
     lines: [MaybeUninit<CpuLine>; N],
@@ -155,12 +156,14 @@ impl<const N: usize> core::fmt::Debug for CpuLines<N> {
 }
 
 /// A parsed /proc/stat. `N` is the per-CPU capacity.
+///
+/// `repr(C)` with the per-CPU lines last: everything before their storage is laid out as in a
+/// `ProcStat<0>`, which [`ProcStat::new_boxed`] relies on.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
     /// The aggregate `cpu` line (the kernel's own sum; it need not equal the per-CPU sum).
     pub total: CpuTimes,
-    /// Per-CPU lines in file order (ascending id on every kernel seen), keyed by `id`.
-    pub cpus: CpuLines<N>,
     /// Per-CPU lines that did not fit in `N`.
     pub cpus_dropped: u32,
     /// Context switches since boot (`ctxt`); `None` when the file lacks the line.
@@ -173,7 +176,22 @@ pub struct ProcStat<const N: usize = PROC_STAT_CPUS_MAX> {
     pub procs_running: Option<u64>,
     /// Tasks blocked on I/O right now (`procs_blocked`); `None` when the file lacks the line.
     pub procs_blocked: Option<u64>,
+    /// Per-CPU lines in file order (ascending id on every kernel seen), keyed by `id`. Last:
+    /// see above.
+    pub cpus: CpuLines<N>,
 }
+
+/// Whether the per-CPU storage ends a `ProcStat<N>` (so that every other field lies before it,
+/// where it lies in a `ProcStat<0>`).
+const fn storage_is_last<const N: usize>() -> bool {
+    core::mem::offset_of!(ProcStat<N>, cpus)
+        + core::mem::offset_of!(CpuLines<N>, lines)
+        + N * core::mem::size_of::<CpuLine>()
+        == core::mem::size_of::<ProcStat<N>>()
+        && core::mem::offset_of!(ProcStat<N>, cpus) == core::mem::offset_of!(ProcStat<0>, cpus)
+        && core::mem::align_of::<ProcStat<N>>() == core::mem::align_of::<ProcStat<0>>()
+}
+const _: () = assert!(storage_is_last::<PROC_STAT_CPUS_MAX>());
 
 impl<const N: usize> Default for ProcStat<N> {
     fn default() -> Self {
@@ -213,21 +231,17 @@ impl<const N: usize> ProcStat<N> {
     /// per-CPU storage only what a parse fills is ever written.
     #[cfg(feature = "std")]
     pub fn new_boxed() -> std::boxed::Box<Self> {
+        const { assert!(storage_is_last::<N>()) };
         let mut table = std::boxed::Box::<Self>::new_uninit();
-        let at = table.as_mut_ptr();
-        // SAFETY: every field of the new allocation is written once through a raw pointer (no
-        // reference to uninitialised memory is made), as `new` would set it; the per-CPU
-        // storage is `MaybeUninit` and needs no value. `every_field_is_set_by_new_boxed` below
-        // stops the build when a field is added and not set here.
+        // SAFETY: both types are `repr(C)` with the per-CPU storage last and the same alignment
+        // (asserted above), so a `ProcStat<0>` has the layout of every field of a `ProcStat<N>`
+        // but that storage, which is `MaybeUninit` and needs no value. Writing `new()`'s value
+        // there sets them all, whatever fields the type gains.
         unsafe {
-            core::ptr::addr_of_mut!((*at).total).write(CpuTimes::default());
-            core::ptr::addr_of_mut!((*at).cpus.len).write(0);
-            core::ptr::addr_of_mut!((*at).cpus_dropped).write(0);
-            core::ptr::addr_of_mut!((*at).ctxt).write(None);
-            core::ptr::addr_of_mut!((*at).btime).write(None);
-            core::ptr::addr_of_mut!((*at).processes).write(None);
-            core::ptr::addr_of_mut!((*at).procs_running).write(None);
-            core::ptr::addr_of_mut!((*at).procs_blocked).write(None);
+            table
+                .as_mut_ptr()
+                .cast::<ProcStat<0>>()
+                .write(ProcStat::<0>::new());
             table.assume_init()
         }
     }
@@ -282,21 +296,6 @@ impl<const N: usize> ProcStat<N> {
             return Err(ParseError::new(ParseErrorKind::MissingLine, 0));
         }
         Ok(())
-    }
-
-    /// Names every field, so adding one fails the build until [`ProcStat::new_boxed`] sets it.
-    #[allow(dead_code)]
-    fn every_field_is_set_by_new_boxed(&self) {
-        let ProcStat {
-            total: _,
-            cpus: CpuLines { len: _, lines: _ },
-            cpus_dropped: _,
-            ctxt: _,
-            btime: _,
-            processes: _,
-            procs_running: _,
-            procs_blocked: _,
-        } = self;
     }
 
     /// The per-CPU line for `id`, if present.

@@ -534,9 +534,10 @@ impl Wal {
 
     /// Lets go of the log as dropping its last handle does (the closing checkpoint and its
     /// record of the durable end, the segment being created waited for, the read-ahead past
-    /// the end dropped), now, whatever other handles exist: for a process about to exit that
-    /// leaves the rest to the kernel. The checkpoint's error is the result. Appending after it
-    /// is a misuse: nothing of the log is closed again.
+    /// the end dropped), now, whatever other handles exist: for a process about to exit, with
+    /// no other thread using the log, that leaves the rest to the kernel. Errors as
+    /// [`Wal::close`] does (a poisoned log included). Appending after it is a misuse (a debug
+    /// build panics): nothing of the log is closed again.
     pub fn finish(&self) -> Result<(), WalError> {
         self.shared.finish()
     }
@@ -657,10 +658,12 @@ impl Shared {
         if self.finished.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let closed = if !self.commit.is_poisoned() && !self.abandoned.load(Ordering::Acquire) {
-            self.checkpoint()
-        } else {
+        let closed = if self.abandoned.load(Ordering::Acquire) {
             Ok(())
+        } else {
+            // A poisoned log's checkpoint fails with the poison: what was appended since the
+            // failed sync may be lost, which the caller must learn.
+            self.checkpoint()
         };
         let mut writer = lock(&self.writer);
         if let NextSegment::Pending(handle) =

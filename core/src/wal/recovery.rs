@@ -287,7 +287,8 @@ struct Opened<'s> {
 }
 
 /// Segments [`Opened`] keeps open: a scan from the last checkpoint looks at the newest one or
-/// two before it reads them; a long log's others are each opened once.
+/// two (the last with data, the pre-created next) before it reads them; older segments are
+/// each opened once, not through it.
 const OPENED_KEPT: usize = 4;
 
 impl<'s> Opened<'s> {
@@ -337,11 +338,10 @@ struct SealedPrefix {
 /// The header and first frame of segment `seq`, when both validate as a used segment of the
 /// log `log_id` with a file of the size its header records (the frame's kind with them).
 fn sealed_head(
-    opened: &Opened<'_>,
+    file: Arc<dyn SegmentFile>,
     seq: u64,
     log_id: u128,
 ) -> Result<Option<(SegmentHeader, Option<u16>, usize)>, WalError> {
-    let file = opened.get(seq)?;
     let len = file.len();
     if len < SEGMENT_HEADER_BYTES {
         return Ok(None);
@@ -391,7 +391,7 @@ fn sealed_prefix(
     // The newest segment with a valid header (the last is usually the pre-created next one).
     let mut start = None;
     for &seq in seqs.iter().rev() {
-        match sealed_head(opened, seq, identity.log_id)? {
+        match sealed_head(opened.get(seq)?, seq, identity.log_id)? {
             Some((header, kind, _)) => {
                 start = Some((seq, header, kind));
                 break;
@@ -424,7 +424,9 @@ fn sealed_prefix(
     let mut prologues = Vec::new();
     let mut last_first_lsn = 0;
     for seq in first..start_seq {
-        let Some((header, kind, len)) = sealed_head(opened, seq, identity.log_id)? else {
+        // Each looked at once and never read: not kept (they would push the newest out).
+        let file = opened.store.open(seq, false)?;
+        let Some((header, kind, len)) = sealed_head(file, seq, identity.log_id)? else {
             return Ok(None);
         };
         if header.first_lsn <= last_first_lsn || header.first_lsn >= start_header.first_lsn {

@@ -112,6 +112,10 @@ impl Shared {
         if shared.commit.is_poisoned() {
             return Err(shared.commit.poison_error());
         }
+        debug_assert!(
+            !shared.finished.load(Ordering::Relaxed),
+            "an append after Wal::finish: nothing closes the log again"
+        );
         let payload_len = encode(&mut writer.scratch[FRAME_HEADER_BYTES..])?;
         let total = frame_bytes(payload_len);
         let capacity = shared.options.segment_bytes as usize - SEGMENT_HEADER_BYTES;
