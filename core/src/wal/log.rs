@@ -162,7 +162,10 @@ pub(crate) struct Shared {
     foreign_lsn: AtomicU64,
     /// Set by [`Wal::abandon`]: drop without the closing checkpoint.
     abandoned: AtomicBool,
-    /// [`Shared::finish`] ran.
+    /// [`Shared::finish`] began (it runs once).
+    finishing: AtomicBool,
+    /// [`Shared::finish`] appended and synced what a close does: appends after this are a
+    /// misuse.
     finished: AtomicBool,
     sync: Mutex<SyncState>,
     sync_method: &'static str,
@@ -398,6 +401,7 @@ impl Wal {
             last_lsn: AtomicU64::new(next_lsn - 1),
             foreign_lsn: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
+            finishing: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             sync_method: engine.method_name(),
             sync: Mutex::new(SyncState {
@@ -655,7 +659,7 @@ impl Shared {
     /// the result), then the segment being created waited for, and the zeros read ahead past
     /// the end dropped from the page cache.
     fn finish(&self) -> Result<(), WalError> {
-        if self.finished.swap(true, Ordering::AcqRel) {
+        if self.finishing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let closed = if self.abandoned.load(Ordering::Acquire) {
@@ -665,6 +669,7 @@ impl Shared {
             // failed sync may be lost, which the caller must learn.
             self.checkpoint()
         };
+        self.finished.store(true, Ordering::Release);
         let mut writer = lock(&self.writer);
         if let NextSegment::Pending(handle) =
             std::mem::replace(&mut writer.next, NextSegment::Missing)
