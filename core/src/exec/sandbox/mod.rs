@@ -45,6 +45,13 @@ pub use executor::SandboxReport;
 pub use labels::landlock_rights;
 pub(crate) use landlock_rules::ReadRules;
 pub use landlock_rules::{kernel_abi, read_rule_paths};
+
+/// The seccomp program `strict` installs in each job (classic BPF, as `PR_SET_SECCOMP` takes
+/// it), for measuring what the kernel charges a process for it apart from vigil
+/// (benches/exec_sandbox.rs).
+pub fn strict_seccomp_program() -> Result<Vec<libc::sock_filter>, ExecError> {
+    seccomp::strict_program()
+}
 pub(crate) use slots::TmpSlots;
 
 /// The executor's cache of read rules (see [`ReadRules`]).
