@@ -167,6 +167,45 @@ fn guard_refusal_and_bad_requests_are_rejected_jobs_in_the_log() {
 }
 
 #[test]
+fn without_a_sampling_thread_the_guard_judges_the_jobs_own_start_sample() {
+    // A one-shot run's runtime: no sampling thread, so no sample before its job. The job's
+    // start sample is taken first: the guard judges it (not "no telemetry"), a refused job's
+    // record carries it, and a job that runs carries it as telemetry_before, with the end sample
+    // next: two samples per job.
+    let dir = TempDir::new("rt-no-thread");
+    let mut o = options(dir.path());
+    o.background_sampling = false;
+    o.thresholds = Thresholds {
+        memory_available_min: Some(Percent::FULL),
+        refuse_without_sample: true,
+        ..Thresholds::default()
+    };
+    let rt = Runtime::open(o).unwrap();
+    assert!(rt.telemetry().latest().is_none(), "nothing sampled at open");
+    let refused = rt.run(&shell("true", dir.path())).unwrap();
+    assert_eq!(refused.result.status.as_str(), "rejected");
+    let reason = refused.result.error.clone().unwrap();
+    assert!(reason.contains("memory available"), "{reason}");
+    let detail = rt.job_detail(refused.job_id).unwrap();
+    assert_eq!(detail["telemetry_before"]["seq"], json!(1), "{detail}");
+    drop(rt);
+
+    let mut o = options(dir.path());
+    o.background_sampling = false;
+    let rt = Runtime::open(o).unwrap();
+    let out = rt.run_last(&shell("true", dir.path())).unwrap();
+    assert_eq!(out.result.status.as_str(), "completed");
+    let detail = rt.job_detail(out.job_id).unwrap();
+    assert_eq!(detail["telemetry_before"]["seq"], json!(1), "{detail}");
+    assert_eq!(detail["telemetry_after"]["seq"], json!(2), "{detail}");
+    assert_eq!(
+        rt.telemetry().latest().unwrap().seq,
+        1,
+        "the start was published"
+    );
+}
+
+#[test]
 fn a_cancelled_job_ends_interrupted_with_the_reason_and_is_counted() {
     let dir = TempDir::new("rt-cancel");
     let rt = std::sync::Arc::new(Runtime::open(options(dir.path())).unwrap());

@@ -512,14 +512,15 @@ impl SamplerThread {
         })
     }
 
-    /// Takes a first sample now and starts no thread: later samples are only the jobs' own
-    /// ([`SamplerThread::span_start`], [`SamplerThread::span_end`]), and the history holds the
-    /// first one. For a process that runs one job and exits (a one-shot `vigil run`), which
-    /// reads no history: it saves the thread's start and the join at exit.
+    /// Starts no thread and takes no sample yet: the samples are only the jobs' own
+    /// ([`SamplerThread::span_start_published`], [`SamplerThread::span_start`],
+    /// [`SamplerThread::span_end`]), and the history holds those published. For a process that
+    /// runs one job and exits (a one-shot `vigil run`), which reads no history: it saves the
+    /// thread's start and the join at exit, and its job's start sample is also the one the
+    /// admission guard judges (one sample, not two).
     pub fn without_thread(sampler: Sampler) -> Self {
         let telemetry = Arc::new(Telemetry::default());
         let sampler = Arc::new(Mutex::new(sampler));
-        let _ = tick(&sampler, &telemetry, &mut Sample::default(), None);
         Self {
             telemetry,
             sampler,
@@ -538,6 +539,15 @@ impl SamplerThread {
     /// [`Telemetry::last_error`]).
     pub fn span_start(&self, start: &mut SpanStart) -> Option<Sample> {
         self.span(|sampler, out| sampler.sample_span_start(start, out))
+    }
+
+    /// [`SamplerThread::span_start`] whose sample also becomes the latest in the history, as a
+    /// periodic one would (what the admission guard and a refused job's record read).
+    pub fn span_start_published(&self, start: &mut SpanStart) -> Option<Sample> {
+        let sample = self.span_start(start)?;
+        self.telemetry.ring().push(sample.clone());
+        self.telemetry.set_error(None);
+        Some(sample)
     }
 
     /// A fresh sample at a job's end, its CPU deltas against `start` (see

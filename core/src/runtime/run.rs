@@ -112,6 +112,16 @@ impl Runtime {
         if req.dry_run {
             return Ok(self.dry_run(&job, &ctx));
         }
+        // Telemetry that spans the job: a fresh sample at its start, and at the end one whose
+        // CPU deltas are against this one's reading. A runtime without a sampling thread (a
+        // one-shot run) has no sample yet: the job's start sample is taken now, published, and
+        // is what the guard judges and the record carries.
+        let mut span = SpanStart::default();
+        let early = if self.options.background_sampling {
+            None
+        } else {
+            self.sampler.span_start_published(&mut span)
+        };
         let refusal = self.refusal(req, &ctx);
         let telemetry_before = self.telemetry().latest();
         if let Some(reason) = refusal {
@@ -123,10 +133,10 @@ impl Runtime {
             Ok(slot) => slot,
             Err(reason) => return self.record_rejected(&job, reason, telemetry_before.as_ref()),
         };
-        // Telemetry that spans the job: a fresh sample now, and at the end one whose CPU
-        // deltas are against this one's reading.
-        let mut span = SpanStart::default();
-        let telemetry_before = self.sampler.span_start(&mut span).or(telemetry_before);
+        let telemetry_before = match early {
+            Some(sample) => Some(sample),
+            None => self.sampler.span_start(&mut span).or(telemetry_before),
+        };
         self.record_start(&job, telemetry_before.as_ref())?;
         let result = self.execute(&job, &ctx);
         let telemetry_after = self

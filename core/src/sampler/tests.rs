@@ -147,22 +147,27 @@ fn the_sampler_thread_has_a_sample_when_spawned_and_spans_share_its_sequence() {
 }
 
 #[test]
-fn a_sampler_without_a_thread_has_its_first_sample_and_takes_spans_but_nothing_periodic() {
+fn a_sampler_without_a_thread_samples_only_spans_and_publishes_the_start_it_is_asked_to() {
     let dir = temp_dir("no-thread");
     write_tree(&dir, b"cpu 10 0 10 80\ncpu0 10 0 10 80\n");
     let sampler = SamplerThread::without_thread(Sampler::open(&dir).unwrap());
     assert!(sampler.handle.is_none(), "no thread was started");
-    assert_eq!(
-        sampler.telemetry().latest().expect("sampled at once").seq,
-        1
+    assert!(
+        sampler.telemetry().latest().is_none(),
+        "no sample taken yet"
     );
     let mut start = SpanStart::default();
-    let before = sampler.span_start(&mut start).unwrap();
+    let before = sampler.span_start_published(&mut start).unwrap();
+    assert_eq!(sampler.telemetry().latest().unwrap().seq, before.seq);
     std::fs::write(dir.join("stat"), b"cpu 30 0 10 100\ncpu0 30 0 10 100\n").unwrap();
     let after = sampler.span_end(&start).unwrap();
-    assert_eq!((before.seq, after.seq), (2, 3));
+    assert_eq!((before.seq, after.seq), (1, 2));
     assert_eq!(after.cpu.unwrap().busy.as_f64(), 50.0);
-    assert_eq!(sampler.telemetry().history(10).len(), 1, "nothing periodic");
+    assert_eq!(
+        sampler.telemetry().history(10).len(),
+        1,
+        "only the published start: the end and nothing periodic stay out"
+    );
     drop(sampler);
     std::fs::remove_dir_all(&dir).unwrap();
 }
