@@ -3,6 +3,7 @@
 //! Exit codes: 0 when the job completed with exit code 0; otherwise 1 (failed; the job's own
 //! exit code when it is 1..=125), 2 (rejected), 124 (timed out, as timeout(1)), 137 (OOM-killed),
 //! 3 (interrupted).
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -183,30 +184,37 @@ fn report(
 fn print_human(f: &RunView, stdout: &[u8], stderr: &[u8]) {
     let _ = std::io::stdout().write_all(stdout);
     let _ = std::io::stderr().write_all(stderr);
-    // A rejected job ran nothing: its error already says what was not held.
+    // What vigil says about the job, in one write (stderr is unbuffered: each formatted piece
+    // would be a write of its own). A rejected job ran nothing: its error already says what
+    // was not held.
+    let mut said = String::new();
     if f.status != JobStatus::Rejected {
         for m in &f.limits_not_held {
-            eprintln!("vigil: warning: {m}");
+            let _ = writeln!(said, "vigil: warning: {m}");
         }
         for m in &f.notices {
-            eprintln!("vigil: notice: {m}");
+            let _ = writeln!(said, "vigil: notice: {m}");
         }
     }
-    let how = match (f.exit_code, f.signal) {
-        (Some(c), _) => format!("exit {c}"),
-        (_, Some(s)) => format!("signal {s}"),
-        _ => "no exit status".into(),
+    let _ = write!(said, "vigil: job ");
+    match f.job_id {
+        Some(id) => {
+            let _ = write!(said, "{id}");
+        }
+        None => said.push('-'),
+    }
+    let _ = write!(said, " {} (", f.status.as_str());
+    let _ = match (f.exit_code, f.signal) {
+        (Some(c), _) => write!(said, "exit {c}"),
+        (_, Some(s)) => write!(said, "signal {s}"),
+        _ => write!(said, "no exit status"),
     };
-    eprintln!(
-        "vigil: job {} {} ({how}, {} ms){}",
-        f.job_id.map_or("-".to_string(), |id| id.to_string()),
-        f.status.as_str(),
-        f.wall_ms,
-        f.error
-            .as_ref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
-    );
+    let _ = write!(said, ", {} ms)", f.wall_ms);
+    if let Some(e) = &f.error {
+        let _ = write!(said, ": {e}");
+    }
+    said.push('\n');
+    let _ = std::io::stderr().write_all(said.as_bytes());
 }
 
 /// Exit code when the server turned the job away as busy (EX_TEMPFAIL: try again later).
