@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 #[doc(hidden)]
+pub mod find;
 pub mod fuzzing;
 pub mod guard;
 pub mod histogram;

@@ -96,7 +96,7 @@ pub fn parse_u32(bytes: &[u8]) -> Result<u32, ParseErrorKind> {
 /// hundredths: `6.17` -> 617. More fraction digits are truncated, as the kernel prints two.
 #[inline]
 pub fn parse_hundredths(bytes: &[u8]) -> Result<u64, ParseErrorKind> {
-    let (int_part, frac_part) = match memchr::memchr(b'.', bytes) {
+    let (int_part, frac_part) = match crate::find::byte(b'.', bytes) {
         Some(dot) => (&bytes[..dot], &bytes[dot + 1..]),
         None => (bytes, &b""[..]),
     };
@@ -244,7 +244,7 @@ impl<'a> Cursor<'a> {
             // Most lines end within a few words: cheaper than a call into the SIMD search.
             self.pos += i + 1;
         } else {
-            match memchr::memchr(b'\n', self.rest()) {
+            match crate::find::byte(b'\n', self.rest()) {
                 Some(i) => self.pos += i + 1,
                 None => self.pos = self.bytes.len(),
             }

@@ -37,7 +37,7 @@ impl LoadAvg {
         let load5_centi = centi(next()?)?;
         let load15_centi = centi(next()?)?;
         let sched = next()?;
-        let slash = memchr::memchr(b'/', sched).ok_or(err(ParseErrorKind::Malformed))?;
+        let slash = crate::find::byte(b'/', sched).ok_or(err(ParseErrorKind::Malformed))?;
         let runnable = parse_u32(&sched[..slash]).map_err(err)?;
         let entities = parse_u32(&sched[slash + 1..]).map_err(err)?;
         let last_pid = parse_u32(next()?).map_err(err)?;

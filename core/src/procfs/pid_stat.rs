@@ -43,8 +43,8 @@ impl PidStat {
     /// Parses the single line of /proc/PID/stat. Never panics; allocates nothing.
     pub fn parse(text: &[u8]) -> Result<PidStat, ParseError> {
         let err = |k| ParseError::new(k, 1);
-        let open = memchr::memchr(b'(', text).ok_or(err(ParseErrorKind::Malformed))?;
-        let close = memchr::memrchr(b')', text).ok_or(err(ParseErrorKind::Malformed))?;
+        let open = crate::find::byte(b'(', text).ok_or(err(ParseErrorKind::Malformed))?;
+        let close = crate::find::byte_rev(b')', text).ok_or(err(ParseErrorKind::Malformed))?;
         if close < open {
             return Err(err(ParseErrorKind::Malformed));
         }

@@ -62,7 +62,7 @@ impl PsiLine {
             if kv.is_empty() {
                 break;
             }
-            let eq = memchr::memchr(b'=', kv).ok_or(ParseErrorKind::Malformed)?;
+            let eq = crate::find::byte(b'=', kv).ok_or(ParseErrorKind::Malformed)?;
             let (key, value) = (&kv[..eq], &kv[eq + 1..]);
             let centi = || -> Result<u32, ParseErrorKind> {
                 u32::try_from(parse_hundredths(value)?).map_err(|_| ParseErrorKind::Overflow)

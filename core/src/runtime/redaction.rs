@@ -154,13 +154,13 @@ impl Redactor {
     pub fn scrub(&self, bytes: &[u8], open_start: bool, open_end: bool) -> Vec<u8> {
         let mut spans = Vec::new();
         for needle in &self.needles {
-            for at in memchr::memmem::find_iter(bytes, needle) {
+            for at in crate::find::bytes_iter(bytes, needle) {
                 spans.push((at, at + needle.len()));
             }
         }
         shapes(bytes, &mut spans);
         if open_end && !bytes.is_empty() {
-            let line = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
+            let line = crate::find::byte_rev(b'\n', bytes).map_or(0, |i| i + 1);
             let partial = self
                 .needles
                 .iter()
@@ -173,7 +173,7 @@ impl Redactor {
             }
         }
         if open_start && !bytes.is_empty() {
-            let line = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+            let line = crate::find::byte(b'\n', bytes).unwrap_or(bytes.len());
             let partial = self
                 .needles
                 .iter()

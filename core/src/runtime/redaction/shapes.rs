@@ -69,7 +69,7 @@ impl Memo {
         if self.set && self.from <= from && from <= self.end {
             return self.end;
         }
-        let end = memchr::memmem::find(&bytes[from..], pat).map_or(bytes.len(), |at| from + at);
+        let end = crate::find::bytes(&bytes[from..], pat).map_or(bytes.len(), |at| from + at);
         *self = Memo {
             from,
             end,
@@ -123,9 +123,9 @@ const PEM_LABEL_MAX: usize = 64;
 /// `PGP PRIVATE KEY BLOCK-----`), just past its closing dashes.
 fn private_label_end(bytes: &[u8], from: usize) -> Option<usize> {
     let window = &bytes[from..bytes.len().min(from + PEM_LABEL_MAX)];
-    let close = memchr::memmem::find(window, b"-----")?;
+    let close = crate::find::bytes(window, b"-----")?;
     let label = &window[..close];
-    memchr::memmem::find(label, b"PRIVATE KEY").map(|_| from + close + 5)
+    crate::find::bytes(label, b"PRIVATE KEY").map(|_| from + close + 5)
 }
 
 /// Words after which the rest of the line is a credential (`Authorization: Bearer …`).
@@ -200,7 +200,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                     let end = if at < n {
                         let from = at + PEM_END.len();
                         let w = &bytes[from..n.min(from + PEM_LABEL_MAX)];
-                        memchr::memmem::find(w, b"-----").map_or(n, |c| from + c + 5)
+                        crate::find::bytes(w, b"-----").map_or(n, |c| from + c + 5)
                     } else {
                         n
                     };
@@ -220,7 +220,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 }
                 let s = skip_quote(bytes, skip_blanks(bytes, s));
                 let e = m.value.run(bytes, s, |c| !ends_value(c));
-                if let Some(colon) = memchr::memchr(b':', &bytes[s..e]) {
+                if let Some(colon) = crate::find::byte(b':', &bytes[s..e]) {
                     if s + colon + 1 < e {
                         spans.push((s + colon + 1, e));
                     }
@@ -230,7 +230,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 let from = i + 3;
                 let j = m.userinfo.run(bytes, from, is_userinfo);
                 if j < n && bytes[j] == b'@' {
-                    if let Some(colon) = memchr::memchr(b':', &bytes[from..j]) {
+                    if let Some(colon) = crate::find::byte(b':', &bytes[from..j]) {
                         if from + colon + 1 < j {
                             spans.push((from + colon + 1, j));
                         }
