@@ -74,13 +74,142 @@ fn compile() -> Result<Vec<libc::sock_filter>, ExecError> {
     )
     .map_err(err)?;
     let prog: BpfProgram = filter.try_into().map_err(err)?;
-    Ok(prog
-        .into_iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect())
+    let mut out = x32_guard();
+    out.extend(prog.into_iter().map(|i| libc::sock_filter {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    }));
+    Ok(out)
+}
+
+/// x86_64's x32 ABI enters the kernel with the native audit arch and the syscall number with
+/// bit 30 set, so seccompiler's rules (exact native numbers) would let an x32 `socket(2)` or
+/// `io_uring_setup(2)` through on a kernel that enables x32. This prefix refuses every x32
+/// call with `ENOSYS` (as a kernel without x32 does) and otherwise falls through to the
+/// compiled program, which checks the arch again (a foreign one, such as i386's `int 0x80`,
+/// kills the process). Its jumps stay inside it, so prepending it moves nothing else.
+fn x32_guard() -> Vec<libc::sock_filter> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+        const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+        let stmt = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        vec![
+            // seccomp_data: nr at offset 0, arch at 4.
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+            jump(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                AUDIT_ARCH_X86_64,
+                0,
+                3,
+            ),
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            jump(
+                libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+                X32_SYSCALL_BIT,
+                0,
+                1,
+            ),
+            stmt(
+                libc::BPF_RET | libc::BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            ),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the program returns for one call: a classic-BPF evaluator for the instructions
+    /// seccomp filters use (loads of `seccomp_data` words, conditional jumps against constants,
+    /// `ja`, `ret`), enough to run the `strict` program without installing it.
+    fn verdict(prog: &[libc::sock_filter], nr: u32, arch: u32, arg0: u64) -> u32 {
+        let word = |off: u32| -> u32 {
+            match off {
+                0 => nr,
+                4 => arch,
+                16 => arg0 as u32,
+                20 => (arg0 >> 32) as u32,
+                _ => 0,
+            }
+        };
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            let code = u32::from(i.code);
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => acc = word(i.k),
+                c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                c if c == libc::BPF_JMP | libc::BPF_JA => {
+                    pc += i.k as usize;
+                }
+                c if c & 0x07 == libc::BPF_JMP => {
+                    let taken = match c & 0xf0 {
+                        x if x == libc::BPF_JEQ => acc == i.k,
+                        x if x == libc::BPF_JGE => acc >= i.k,
+                        x if x == libc::BPF_JGT => acc > i.k,
+                        x if x == libc::BPF_JSET => acc & i.k != 0,
+                        other => panic!("jump {other:#x} not modelled"),
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+                other => panic!("instruction {other:#x} not modelled"),
+            }
+            pc += 1;
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_strict_program_refuses_x32_calls_and_kills_foreign_arches() {
+        let prog = strict_program().unwrap();
+        let x86_64 = 0xC000_003E;
+        let i386 = 0x4000_0003;
+        let x32 = 0x4000_0000;
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let socket = libc::SYS_socket as u32;
+        let uring = libc::SYS_io_uring_setup as u32;
+        let (inet, unix) = (libc::AF_INET as u64, libc::AF_UNIX as u64);
+        // Native calls: the rules as written.
+        assert_eq!(verdict(&prog, socket, x86_64, inet), eperm);
+        assert_eq!(
+            verdict(&prog, socket, x86_64, unix),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(verdict(&prog, uring, x86_64, 0), eperm);
+        assert_eq!(
+            verdict(&prog, libc::SYS_read as u32, x86_64, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
+        // x32 calls, the same numbers with bit 30 set: refused whatever they are.
+        assert_eq!(verdict(&prog, x32 | socket, x86_64, inet), enosys);
+        assert_eq!(verdict(&prog, x32 | uring, x86_64, 0), enosys);
+        assert_eq!(
+            verdict(&prog, x32 | libc::SYS_read as u32, x86_64, 0),
+            enosys
+        );
+        // i386 (`int 0x80`): another arch, the process is killed.
+        assert_eq!(
+            verdict(&prog, 102, i386, inet),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+    }
 }
