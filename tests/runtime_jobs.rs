@@ -203,6 +203,24 @@ fn without_a_sampling_thread_the_guard_judges_the_jobs_own_start_sample() {
         1,
         "the start was published"
     );
+    drop(rt);
+
+    // That start sample's CPU share is since boot, not the load now: a CPU threshold any
+    // running machine exceeds since boot does not refuse on it.
+    let mut o = options(dir.path());
+    o.background_sampling = false;
+    o.thresholds = Thresholds {
+        cpu_busy_max: Percent::new(1),
+        ..Thresholds::default()
+    };
+    let rt = Runtime::open(o).unwrap();
+    let out = rt.run_last(&shell("true", dir.path())).unwrap();
+    assert_eq!(
+        out.result.status.as_str(),
+        "completed",
+        "{:?}",
+        out.result.error
+    );
 }
 
 #[test]
@@ -467,6 +485,44 @@ fn a_secret_across_the_output_cut_and_over_long_arguments_are_logged_safely() {
             "no piece of the secret at the cut"
         );
     }
+}
+
+#[test]
+fn without_a_sampling_thread_a_job_that_waits_for_a_slot_starts_its_span_after_the_wait() {
+    // Its start sample is taken before the guard judges it; when it then waits for a slot, the
+    // span is started again once it has one, after the job it waited for ended.
+    let dir = TempDir::new("rt-no-thread-queue");
+    let mut o = options(dir.path());
+    o.background_sampling = false;
+    o.concurrent_jobs_max = 1;
+    let rt = std::sync::Arc::new(Runtime::open(o).unwrap());
+    let spawn = |cmd: &'static str| {
+        let rt = rt.clone();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || rt.run(&shell(cmd, &root)).unwrap())
+    };
+    let holder = spawn("sleep 3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.jobs_running() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let queued = spawn("true");
+    while rt.active_jobs().len() < 2 {
+        assert!(Instant::now() < deadline, "the second job never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let holder = holder.join().unwrap();
+    let queued = queued.join().unwrap();
+    assert_eq!(queued.result.status.as_str(), "completed");
+    let held = rt.job_detail(holder.job_id).unwrap();
+    let waited = rt.job_detail(queued.job_id).unwrap();
+    let held_end = held["telemetry_after"]["seq"].as_u64().unwrap();
+    let waited_start = waited["telemetry_before"]["seq"].as_u64().unwrap();
+    assert!(
+        waited_start > held_end,
+        "the queued job's span started at sample {waited_start}, before the holder's end {held_end}"
+    );
 }
 
 #[test]

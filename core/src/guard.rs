@@ -122,7 +122,12 @@ pub fn decide(latest: Option<&Sample>, t: &Thresholds) -> Decision {
             );
         }
     }
-    if let (Some(max), Some(cpu)) = (t.cpu_busy_max, s.cpu) {
+    // A share since boot (a sampler's first reading, flag `CPU_SINCE_BOOT`) says nothing
+    // about the load now: judged as no CPU figure at all.
+    let cpu_now = s
+        .cpu
+        .filter(|_| s.flags & crate::sample::flags::CPU_SINCE_BOOT == 0);
+    if let (Some(max), Some(cpu)) = (t.cpu_busy_max, cpu_now) {
         if cpu.busy > max {
             return refuse(
                 RefusalReason::CpuBusyHigh,
@@ -215,6 +220,21 @@ mod tests {
             panic!()
         };
         assert_eq!(r.reason, RefusalReason::MemoryPressureHigh);
+    }
+
+    #[test]
+    fn a_cpu_share_since_boot_is_not_judged_as_the_load_now() {
+        let mut first = sample(50, 9500, 0);
+        first.flags |= crate::sample::flags::CPU_SINCE_BOOT;
+        assert_eq!(decide(Some(&first), &strict()), Decision::Admit);
+        first.flags &= !crate::sample::flags::CPU_SINCE_BOOT;
+        assert!(matches!(
+            decide(Some(&first), &strict()),
+            Decision::Refuse(Refusal {
+                reason: RefusalReason::CpuBusyHigh,
+                ..
+            })
+        ));
     }
 
     #[test]

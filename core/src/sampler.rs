@@ -435,7 +435,9 @@ impl Telemetry {
 /// so the ring is never empty when sampling works. Jobs take their own samples at their start
 /// and end through the same [`Sampler`] ([`SamplerThread::span_start`]), sharing its sequence
 /// numbers; those samples are not pushed into the ring, whose samples stay one interval apart,
-/// so the ring's sequence numbers may skip theirs.
+/// so the ring's sequence numbers may skip theirs. (Without a thread
+/// ([`SamplerThread::without_thread`]) the ring holds only the job starts published with
+/// [`SamplerThread::span_start_published`].)
 pub struct SamplerThread {
     telemetry: Arc<Telemetry>,
     sampler: Arc<Mutex<Sampler>>,

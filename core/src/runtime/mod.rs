@@ -76,9 +76,10 @@ pub struct RuntimeOptions {
     pub proc_root: PathBuf,
     /// How often the sampling thread takes a host sample (1 s by default).
     pub sample_interval: Duration,
-    /// Sample the host on a thread of its own every `sample_interval` (the default). Off: one
-    /// sample at open and each job's own samples at its start and end, no thread: for a
-    /// process that runs one job and exits (a one-shot `vigil run`), which reads no history.
+    /// Sample the host on a thread of its own every `sample_interval` (the default). Off: no
+    /// thread and no sample at open, only each job's own samples at its start (published as
+    /// the latest, and what the admission guard judges) and end: for a process that runs one
+    /// job and exits (a one-shot `vigil run`), which reads no history.
     pub background_sampling: bool,
     /// Host conditions under which new jobs are refused (admission control).
     pub thresholds: Thresholds,
@@ -275,8 +276,8 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Takes the first sample (jobs record the telemetry they were admitted on) and starts the
-/// sampling thread unless [`RuntimeOptions::background_sampling`] is off.
+/// Opens the sampler and, unless [`RuntimeOptions::background_sampling`] is off, takes the first
+/// sample (jobs record the telemetry they were admitted on) and starts the sampling thread.
 fn start_sampler(options: &RuntimeOptions) -> Result<SamplerThread, RuntimeError> {
     let sampler = Sampler::open(&options.proc_root).map_err(RuntimeError::Telemetry)?;
     if !options.background_sampling {

@@ -115,7 +115,8 @@ impl Runtime {
         // Telemetry that spans the job: a fresh sample at its start, and at the end one whose
         // CPU deltas are against this one's reading. A runtime without a sampling thread (a
         // one-shot run) has no sample yet: the job's start sample is taken now, published, and
-        // is what the guard judges and the record carries.
+        // is what the guard judges and the record carries (taken again if the job then waits
+        // for a slot, so the span starts when the job does).
         let mut span = SpanStart::default();
         let early = if self.options.background_sampling {
             None
@@ -129,13 +130,13 @@ impl Runtime {
         }
         let _running = self.register_running(job_id, &cancel);
         on_start(job_id);
-        let _slot = match self.admit(&job, &cancel) {
+        let slot = match self.admit(&job, &cancel) {
             Ok(slot) => slot,
             Err(reason) => return self.record_rejected(&job, reason, telemetry_before.as_ref()),
         };
         let telemetry_before = match early {
-            Some(sample) => Some(sample),
-            None => self.sampler.span_start(&mut span).or(telemetry_before),
+            Some(sample) if !slot.waited() => Some(sample),
+            _ => self.sampler.span_start(&mut span).or(telemetry_before),
         };
         self.record_start(&job, telemetry_before.as_ref())?;
         let result = self.execute(&job, &ctx);

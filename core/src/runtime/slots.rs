@@ -28,10 +28,12 @@ impl JobSlots {
     /// Waits for a free slot; `None` when `cancelled` turns true first.
     pub(super) fn acquire(&self, cancelled: impl Fn() -> bool) -> Option<SlotGuard<'_>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waited = false;
         while *running >= self.max {
             if cancelled() {
                 return None;
             }
+            waited = true;
             running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
         }
         *running += 1;
@@ -41,7 +43,10 @@ impl JobSlots {
             *running,
             self.max
         );
-        Some(SlotGuard(self))
+        Some(SlotGuard {
+            slots: self,
+            waited,
+        })
     }
 
     /// Wakes every waiter to look at its cancellation again. Taken under the slot lock, so a
@@ -54,7 +59,17 @@ impl JobSlots {
 
 /// One taken slot, given back on drop. Only [`JobSlots::acquire`] makes one, after counting
 /// it, so every decrement has its increment and the counter never underflows.
-pub(super) struct SlotGuard<'a>(&'a JobSlots);
+pub(super) struct SlotGuard<'a> {
+    slots: &'a JobSlots,
+    waited: bool,
+}
+
+impl SlotGuard<'_> {
+    /// Whether the slot had to be waited for (none was free when asked).
+    pub(super) fn waited(&self) -> bool {
+        self.waited
+    }
+}
 
 /// Removes a job from the cancellable set when its run ends, however it ends.
 pub(super) struct RunningRegistration<'a> {
@@ -70,10 +85,10 @@ impl Drop for RunningRegistration<'_> {
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.slots.running.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert!(*running > 0, "a slot given back that was never taken");
         *running = running.saturating_sub(1);
-        self.0.freed.notify_one();
+        self.slots.freed.notify_one();
     }
 }
 
