@@ -47,24 +47,30 @@ struct Raw {
     seccomp: bool,
 }
 
-/// A Landlock ruleset like `workspace`'s: every access right of this ABI handled (network and
-/// scoping too), and a read-and-execute rule for each entry of `/` and of the home directory,
-/// which is how the deny list's rules are laid out. Returns the ruleset and its rule count.
+/// A Landlock ruleset like the sandbox's: every file right of this ABI handled, and (as
+/// `strict` has them, where the ABI does) the network rights and the scopes; a read rule for
+/// each entry of `/` and of the home directory, which is how the deny list's rules are laid
+/// out (about as many as `workspace` adds here). Returns the ruleset and its rule count.
 fn raw_ruleset(abi: i32) -> (OwnedFd, usize) {
     use landlock::{
         Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
         Scope, ABI,
     };
+    let level = abi;
     let abi = ABI::from(abi);
-    let mut rs = Ruleset::default()
+    let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
-        .expect("handled fs rights")
-        .handle_access(AccessNet::from_all(abi))
-        .expect("handled net rights")
-        .scope(Scope::from_all(abi))
-        .expect("scopes")
-        .create()
-        .expect("ruleset");
+        .expect("handled fs rights");
+    // Empty sets are refused: network rights from ABI 4, scopes from ABI 6.
+    if level >= 4 {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .expect("handled net rights");
+    }
+    if level >= 6 {
+        ruleset = ruleset.scope(Scope::from_all(abi)).expect("scopes");
+    }
+    let mut rs = ruleset.create().expect("ruleset");
     let mut rules = 0;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     for dir in [Some(std::path::PathBuf::from("/")), home]

@@ -8,8 +8,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-#[doc(hidden)]
 pub mod find;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
 pub mod histogram;
