@@ -227,7 +227,34 @@ mod tests {
     #[should_panic(expected = "never taken")]
     fn giving_back_a_slot_never_taken_is_caught_in_debug_builds() {
         let slots = JobSlots::new(1);
-        drop(SlotGuard(&slots));
+        drop(SlotGuard {
+            slots: &slots,
+            waited: false,
+        });
+    }
+
+    #[test]
+    fn a_slot_says_whether_it_was_waited_for() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let slots = JobSlots::new(1);
+        let held = slots.acquire(|| false).unwrap();
+        assert!(!held.waited(), "a free slot is taken at once");
+        let found_full = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                // Asked only when every slot is taken, right before it waits.
+                let slot = slots.acquire(|| {
+                    found_full.store(true, Ordering::SeqCst);
+                    false
+                });
+                slot.map(|g| g.waited())
+            });
+            while !found_full.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            drop(held);
+            assert_eq!(waiter.join().unwrap(), Some(true));
+        });
     }
 
     #[test]
