@@ -472,3 +472,69 @@ fn file_write_keeps_the_owner_group_and_mode_of_the_file_it_replaces() {
         }
     }
 }
+
+#[test]
+fn the_data_dir_and_the_deny_list_hold_for_file_jobs_unless_the_sandbox_is_off() {
+    // vigil does a file job's I/O itself: its deny list and its data dir are checked on what it
+    // opened, even where they lie beneath the job's root (a process job's Landlock rules cannot
+    // deny a path beneath a writable one).
+    let t = Tree::new("deny");
+    let data = t.root().join("data");
+    fs::create_dir_all(data.join("wal")).unwrap();
+    fs::write(data.join("wal/IDENTITY"), "log").unwrap();
+    let denied = t.root().join("secrets");
+    fs::create_dir_all(&denied).unwrap();
+    fs::write(denied.join("key"), OUTSIDE_SECRET).unwrap();
+    let ex = Executor::new(ExecutorConfig {
+        host: HostConfig {
+            force_mode: Some(CgroupMode::None),
+            ..HostConfig::default()
+        },
+        subreaper: false,
+        sandbox: vigil_core::exec::sandbox::SandboxConfig {
+            default_mode: Some(vigil_core::exec::sandbox::SandboxMode::Workspace),
+            data_dir: Some(fs::canonicalize(&data).unwrap()),
+            deny_read: Some(vec![denied.clone()]),
+            ..Default::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
+    let root = t.root();
+    assert_rejected(&read(&ex, &root, "secrets/key"), "read a denied file");
+    assert_rejected(&read(&ex, &root, "data/wal/IDENTITY"), "read the log");
+    let w = write(&ex, &root, "data/wal/IDENTITY", "garbage", false);
+    assert_eq!(w.status, JobStatus::Rejected, "{w:?}");
+    assert_eq!(
+        fs::read_to_string(data.join("wal/IDENTITY")).unwrap(),
+        "log"
+    );
+    let w = write(&ex, &root, "secrets/new", "planted", false);
+    assert_eq!(w.status, JobStatus::Rejected, "{w:?}");
+    assert!(!denied.join("new").exists());
+    let w = write(&ex, &root, "data/new", "planted", false);
+    assert_eq!(w.status, JobStatus::Rejected, "{w:?}");
+    // The rest of the root is as before.
+    let r = read(&ex, &root, "sub/inside.txt");
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    // A symlink inside the root to a denied file is refused too.
+    symlink("secrets/key", root.join("link")).unwrap();
+    assert_rejected(&read(&ex, &root, "link"), "read through an in-root symlink");
+    // With sandbox off, as before: nothing is denied.
+    let limits = Limits {
+        sandbox: vigil_core::exec::sandbox::SandboxRequest {
+            mode: Some(vigil_core::exec::sandbox::SandboxMode::Off),
+            ..Default::default()
+        },
+        ..Limits::default()
+    };
+    let ctx = JobContext {
+        executor: &ex,
+        job_id: "file-read-off",
+        limits: &limits,
+        root: &root,
+        cancel: None,
+    };
+    let r = FileReadCapability.execute(&ctx, &json!({ "path": "secrets/key" }));
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+}

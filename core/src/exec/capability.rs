@@ -356,8 +356,13 @@ fn confined<T: Send>(
     let allow = allow_hardlinks(cap, args)?;
     let openat2 = ctx.executor.host().openat2;
     let root = ctx.root;
+    // The sandbox's deny list and the data dir hold for file jobs too (vigil does the I/O
+    // itself, so it checks them on what it opened).
+    let denied = ctx.executor.file_denied(ctx.limits)?;
     ctx.executor.as_job_user(&user, || {
-        op(&ConfinedRoot::open(root, openat2)?.allow_hardlinks(allow))
+        op(&ConfinedRoot::open(root, openat2)?
+            .allow_hardlinks(allow)
+            .deny(&denied))
     })
 }
 

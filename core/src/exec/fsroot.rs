@@ -66,6 +66,15 @@ pub struct ConfinedRoot {
     display: String,
     use_openat2: bool,
     allow_hardlinks: bool,
+    denied: Vec<Denied>,
+}
+
+/// A path file capabilities may not read or write (the data dir, the deny list): its canonical
+/// path and its inode.
+#[derive(Debug)]
+struct Denied {
+    path: std::path::PathBuf,
+    id: (u64, u64),
 }
 
 fn errno() -> i32 {
@@ -158,6 +167,7 @@ impl ConfinedRoot {
             display: root.display().to_string(),
             use_openat2,
             allow_hardlinks: false,
+            denied: Vec::new(),
         })
     }
 
@@ -278,6 +288,65 @@ impl ConfinedRoot {
         self
     }
 
+    /// Refuses every file in or beneath `paths` (canonical paths; those that do not exist now
+    /// are skipped), for reading and for writing, wherever the root is.
+    pub fn deny(mut self, paths: &[std::path::PathBuf]) -> ConfinedRoot {
+        use std::os::unix::fs::MetadataExt;
+        self.denied = paths
+            .iter()
+            .filter_map(|p| {
+                let m = std::fs::metadata(p).ok()?;
+                Some(Denied {
+                    path: p.clone(),
+                    id: (m.dev(), m.ino()),
+                })
+            })
+            .collect();
+        self
+    }
+
+    /// Refuses `fd` (the file read, or the directory a file is written in, with the name
+    /// written and the inode of an existing target) when it lies in a denied path: by where
+    /// the kernel says the descriptor is (`/proc/self/fd`), and by inode (the file, or the
+    /// directory, is itself a denied one: a bind mount of it, say).
+    fn check_denied(
+        &self,
+        path: &str,
+        fd: &OwnedFd,
+        name: Option<&str>,
+        target: Option<(u64, u64)>,
+    ) -> Result<(), ExecError> {
+        if self.denied.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: zeroed stat out-parameter; a valid fd.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(reject(path, "cannot tell where it lies (fstat failed)"));
+        }
+        let own = (st.st_dev, st.st_ino);
+        let at = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| reject(path, format!("cannot tell where it lies: {e}")))?;
+        let at = match name {
+            Some(n) => at.join(n),
+            None => at,
+        };
+        for d in &self.denied {
+            if at.starts_with(&d.path) || own == d.id || target == Some(d.id) {
+                return Err(reject(
+                    path,
+                    format!(
+                        "lies in {}, which jobs may not read or write (vigil's data dir or the \
+                         sandbox's deny list)",
+                        d.path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a file with several hard links unless they are allowed.
     fn check_links(&self, path: &str, st: &libc::stat) -> Result<(), ExecError> {
         if st.st_nlink > 1 && !self.allow_hardlinks {
@@ -300,6 +369,7 @@ impl ConfinedRoot {
         let fd = self.open_beneath(path, &comps, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
         let st = regular_stat(path, &fd)?;
         self.check_links(path, &st)?;
+        self.check_denied(path, &fd, None, None)?;
         let size = st.st_size as u64;
         let mut file = File::from(fd);
         let mut buf = Vec::with_capacity(size.min(max_bytes) as usize);
@@ -323,6 +393,7 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
+        self.check_denied(path, &parent, Some(name), target_id(&parent, &cname))?;
         let (keep, mode, old) = self.existing_target(&parent, &cname, path, append)?;
         let total = (old.len() + content.len()) as u64;
         if total > FILE_WRITE_BYTES_MAX {
@@ -430,6 +501,22 @@ fn keep_owner_and_mode(tmp: &File, keep: Option<Owner>, mode: libc::mode_t) -> s
 }
 
 /// The stat of an opened file, refusing anything but a regular file.
+/// The inode of `name` in `dir`, if it exists (never followed).
+fn target_id(dir: &OwnedFd, name: &CString) -> Option<(u64, u64)> {
+    // SAFETY: zeroed stat out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter.
+    let found = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } == 0;
+    found.then_some((st.st_dev, st.st_ino))
+}
+
 fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
     // SAFETY: zeroed out-parameter, owned fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -147,6 +147,15 @@ impl Executor {
         reaper::kill_orphans(job_id)
     }
 
+    /// The paths `file.read` and `file.write` must refuse for a job with `limits`: the
+    /// sandbox's deny list, the data dir and the request's `deny_read`, with the credentials
+    /// beneath the home of the user it switches to; none with sandbox `off`.
+    pub fn file_denied(&self, limits: &Limits) -> Result<Vec<std::path::PathBuf>, ExecError> {
+        let user = self.job_user(limits)?;
+        let req = job_sandbox(limits, Some(&user));
+        Ok(self.sandbox.file_denied(Some(&req)))
+    }
+
     /// How `limits` would be held on this host (before anything runs; also what `doctor` says).
     pub fn enforcement(&self, limits: &Limits) -> Enforcement {
         self.enforcement_for(limits, None, true)

@@ -353,6 +353,20 @@ fn canonical_existing(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 impl SandboxConfig {
+    /// What `file.read` and `file.write` may not touch under the job's sandbox: nothing with
+    /// sandbox `off`; otherwise the same paths a process job may not read (the deny list, the
+    /// data dir, the request's `deny_read`), canonical, where they exist now. vigil does these
+    /// itself, so it holds them exactly, even beneath the job's root.
+    pub(crate) fn file_denied(&self, req: Option<&SandboxRequest>) -> Vec<PathBuf> {
+        if self.mode_for(req).0 == SandboxMode::Off {
+            return Vec::new();
+        }
+        let mut deny: Vec<PathBuf> = self.deny_read.clone().unwrap_or_else(default_deny_read);
+        deny.extend(self.data_dir.iter().cloned());
+        deny.extend(req.map(|r| r.deny_read.clone()).unwrap_or_default());
+        canonical_existing(&deny)
+    }
+
     /// The job's mode: its request or the default, raised to the floor.
     fn mode_for(&self, req: Option<&SandboxRequest>) -> (SandboxMode, Option<SandboxMode>) {
         let asked = req
