@@ -177,6 +177,8 @@ fn a_jobs_telemetry_has_the_shape_of_vigil_telemetry() {
     );
     let proc_root = dir.path().to_str().unwrap();
     let data = TempDir::new("job-telemetry");
+    // File jobs may not write in vigil's data dir: the root is elsewhere.
+    let work = TempDir::new("job-telemetry-root");
     let sample = telemetry_json(&["--proc-root", proc_root]);
     let (code, out, err) = common::vigil_output(
         data.path(),
@@ -186,7 +188,7 @@ fn a_jobs_telemetry_has_the_shape_of_vigil_telemetry() {
             "run",
             "file.write",
             "--root",
-            data.path().to_str().unwrap(),
+            work.path().to_str().unwrap(),
             "--args",
             r#"{"path": "x", "content": "y"}"#,
             "--json",

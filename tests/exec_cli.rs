@@ -330,7 +330,9 @@ fn escapees_of_a_killed_vigil_are_swept_by_the_next_instance() {
 #[test]
 fn a_completed_file_job_exits_0_and_jobs_status_filters_are_checked() {
     let data = common::TempDir::new("exec-cli-jobs");
-    let root = data.path().to_str().unwrap();
+    // The root outside the data dir: file jobs may not write in vigil's data dir.
+    let work = common::TempDir::new("exec-cli-jobs-root");
+    let root = work.path().to_str().unwrap();
     let (code, out, err) = common::vigil_output(
         data.path(),
         &[
