@@ -538,10 +538,17 @@ fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
         .filter(|p| Path::new(p).exists())
         .collect();
     assert!(!tops.is_empty(), "no cgroup hierarchy mounted");
-    // Where the shell is before and after it tries each top.
+    // Where the shell is before and after it tries each top: by writing its pid into the
+    // top's cgroup.procs, and (with perl, where there is one) by clone3(CLONE_INTO_CGROUP) on
+    // the top opened for reading, which Landlock does not see.
+    let clone3 = "use POSIX; $| = 1; sysopen(my $h, $ARGV[0], O_RDONLY|O_DIRECTORY) or exit; \
+                  my $a = pack(\"Q11\", 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, fileno($h)); \
+                  my $p = syscall(435, $a, 88); \
+                  if ($p == 0) { print \"MOVED\\n\"; POSIX::_exit(0) } elsif ($p > 0) { waitpid($p, 0) }";
     let script = format!(
         "cat /proc/$$/cgroup; echo ---; for top in {}; do echo $$ > \"$top\" 2>/dev/null && \
-         echo MOVED; done; echo ---; cat /proc/$$/cgroup",
+         echo MOVED; command -v perl >/dev/null && perl -e '{clone3}' \"$(dirname $top)\"; \
+         done; echo ---; cat /proc/$$/cgroup",
         tops.join(" ")
     );
     let places = |r: &JobResult| {
@@ -565,6 +572,46 @@ fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
         r.enforcement.notices,
         [vigil_core::exec::enforcement::ROOT_LEAVES_CGROUP_NOTICE],
         "{r:?}"
+    );
+}
+
+#[test]
+fn a_sandboxed_root_job_keeps_no_capability() {
+    use exec_support::{config, is_root};
+    if !landlock() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: not root (only a root job has capabilities to lose)");
+        return;
+    }
+    let d = Dirs::new();
+    let mut cfg = config(None);
+    cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
+    let ex = Executor::new(cfg).expect("executor");
+    let script = "grep -E '^Cap(Prm|Eff|Bnd|Amb|Inh):' /proc/self/status; \
+                  mknod ./node c 1 3 2>/dev/null && echo MKNOD; \
+                  touch f && chown 65534 f 2>/dev/null && echo CHOWN; \
+                  cat /proc/$PPID/environ >/dev/null 2>&1 && echo ENVIRON";
+    for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
+        let r = d.run(&ex, mode, script);
+        let text = out(&r);
+        for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb", "CapInh"] {
+            assert!(
+                text.contains(&format!("{set}:\t0000000000000000")),
+                "{mode:?}: {set} not empty: {text}"
+            );
+        }
+        for what in ["MKNOD", "CHOWN", "ENVIRON"] {
+            assert!(!text.contains(what), "{mode:?}: {what} allowed: {text}");
+        }
+    }
+    // With the sandbox off a root job is root, as before.
+    let r = d.run(&ex, SandboxMode::Off, script);
+    assert!(
+        !out(&r).contains("CapEff:\t0000000000000000"),
+        "{}",
+        out(&r)
     );
 }
 
@@ -788,15 +835,24 @@ fn strict_jobs_carry_one_filter_and_vigil_none() {
     let mine = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     assert!(mine.lines().any(|l| l == "Seccomp:\t0"), "{mine}");
     std::net::TcpListener::bind("127.0.0.1:0").expect("vigil is not filtered");
+    // A workspace job carries no filter, or as root only its own guard (clone3 and x32
+    // refused), never strict's: it may open an inet socket.
     let r = d.run(
         &ex,
         SandboxMode::Workspace,
-        "grep '^Seccomp:' /proc/self/status",
+        "grep -E '^Seccomp(_filters)?:' /proc/self/status; \
+         exec 3<>/dev/tcp/127.0.0.1/9 2>&1 | grep -q 'Operation not permitted' && echo INET-REFUSED",
     );
-    assert_eq!(
-        out(&r),
-        "Seccomp:\t0",
-        "a workspace job inherited the strict filter: {r:?}"
+    let text = out(&r);
+    if exec_support::is_root() {
+        assert!(text.contains("Seccomp:\t2"), "{text}");
+        assert!(!text.contains("Seccomp_filters:\t2"), "{text}");
+    } else {
+        assert!(text.contains("Seccomp:\t0"), "{text}");
+    }
+    assert!(
+        !text.contains("INET-REFUSED"),
+        "a workspace job inherited the strict filter: {text}"
     );
 }
 

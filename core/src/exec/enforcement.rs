@@ -120,7 +120,7 @@ pub struct Enforcement {
 
 /// Why a job running as root outside the sandbox is not confined to its cgroup (the job's
 /// record and `vigil doctor` say so).
-pub const ROOT_LEAVES_CGROUP_NOTICE: &str = "the job runs as root and no sandbox confines its writes: it can write its own pid into cgroup.procs at the top of the cgroup hierarchy and leave its cgroup, out of reach of its memory and pids limits and of the kill; run it as another user (--user) or in a sandbox (workspace, strict)";
+pub const ROOT_LEAVES_CGROUP_NOTICE: &str = "the job runs as root and no sandbox keeps it in its cgroup: it can write its own pid into cgroup.procs at the top of the cgroup hierarchy, or start a process there with clone3(CLONE_INTO_CGROUP), and leave its cgroup, out of reach of its memory and pids limits and of the kill; run it as another user (--user) or in a sandbox (workspace, strict) on a kernel with Landlock and seccomp";
 
 impl Enforcement {
     /// `<limit> limit <value> not held: <reason>` for each requested limit that is not held.

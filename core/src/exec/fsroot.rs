@@ -171,6 +171,32 @@ impl ConfinedRoot {
         })
     }
 
+    /// Opens the directory `rel` (relative, no `..`) beneath the root as an `O_PATH`
+    /// descriptor, resolved as file paths are: what a process job's child enters with
+    /// `fchdir`, so no rename or symlink swapped in after the check can move it out.
+    pub fn open_dir(&self, rel: &str) -> Result<OwnedFd, ExecError> {
+        let comps = if rel.is_empty() || rel == "." {
+            Vec::new()
+        } else {
+            components(rel)?
+        };
+        if comps.is_empty() {
+            // SAFETY: openat on the root fd this struct owns, a static C string.
+            let fd = unsafe {
+                libc::openat(
+                    self.dir.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(reject(rel, format!("cannot open: errno {}", errno())));
+            }
+            return Ok(fd_from(fd as libc::c_long));
+        }
+        self.open_beneath(rel, &comps, libc::O_PATH | libc::O_DIRECTORY, 0)
+    }
+
     /// Which resolver is in use: `openat2` or `walk`.
     pub fn resolver(&self) -> &'static str {
         if self.use_openat2 {
@@ -188,7 +214,12 @@ impl ConfinedRoot {
         flags: i32,
         mode: u32,
     ) -> Result<OwnedFd, ExecError> {
-        let flags = flags | libc::O_CLOEXEC | libc::O_NOCTTY;
+        // openat2 refuses O_PATH with any flag but O_CLOEXEC, O_DIRECTORY and O_NOFOLLOW.
+        let flags = if flags & libc::O_PATH != 0 {
+            flags | libc::O_CLOEXEC
+        } else {
+            flags | libc::O_CLOEXEC | libc::O_NOCTTY
+        };
         if self.use_openat2 {
             let rel =
                 CString::new(comps.join("/")).map_err(|_| reject(path, "contains a NUL byte"))?;

@@ -279,8 +279,35 @@ impl Executor {
                 super::OUTPUT_BYTES_MAX
             )));
         }
+        // The cwd is checked by path, then opened beneath the root (openat2 RESOLVE_BENEATH)
+        // for the child to enter by descriptor: a symlink swapped in between cannot take the
+        // job out of its root. One that cannot be opened so is rejected.
+        let mut cwd_fd = None;
         if let (Some(root), Some(cwd)) = (root, spec.cwd.as_deref()) {
-            check_cwd(root, cwd)?;
+            let resolved = check_cwd(root, cwd)?;
+            if let Ok(root_c) = std::fs::canonicalize(root) {
+                let rel = resolved
+                    .strip_prefix(&root_c)
+                    .map_err(|_| ExecError::PathRejected {
+                        path: cwd.display().to_string(),
+                        reason: format!(
+                            "cwd does not exist beneath the job's root {}",
+                            root_c.display()
+                        ),
+                    })?;
+                let rel = rel.to_str().ok_or_else(|| ExecError::PathRejected {
+                    path: cwd.display().to_string(),
+                    reason: "cwd is not UTF-8".into(),
+                })?;
+                let confined = super::fsroot::ConfinedRoot::open(&root_c, self.host.openat2)?;
+                cwd_fd = Some(confined.open_dir(rel).map_err(|e| match e {
+                    ExecError::Io { context, source } => ExecError::Io {
+                        context: format!("the working directory: {context}"),
+                        source,
+                    },
+                    other => other,
+                })?);
+            }
         }
         let user = self.job_user(limits)?;
         let switch_to = Some(&user).filter(|u| u.switches());
@@ -332,6 +359,11 @@ impl Executor {
             cmd.rlimit_as_bytes = limits.memory_bytes;
         }
         cmd.ids = switch_to.map(ChildIds::of);
+        cmd.cwd_fd = cwd_fd;
+        // Landlock confines paths, not privileges: a sandboxed job that runs as root would
+        // still type into other terminals (TIOCSTI), make device nodes, change files' owners
+        // and capabilities, or read vigil's memory. It keeps none of root's capabilities.
+        cmd.drop_capabilities = sandbox.is_some() && user.uid == 0;
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)
         } else {

@@ -66,9 +66,15 @@ impl Executor {
         root: Option<&Path>,
     ) -> (Vec<LimitEnforcement>, bool, Option<ResolvedSandbox>) {
         match self.sandbox.resolve(req, root) {
+            // A root job stays in its cgroup when Landlock confines its writes (no
+            // cgroup.procs) and seccomp refuses clone3 (no CLONE_INTO_CGROUP; the guard is
+            // x86_64's).
             Ok(r) => (
                 r.enforcement(),
-                r.mode != SandboxMode::Off && r.abi >= 1,
+                r.mode != SandboxMode::Off
+                    && r.abi >= 1
+                    && r.seccomp
+                    && cfg!(target_arch = "x86_64"),
                 Some(r),
             ),
             Err(_) => (Vec::new(), false, None),
@@ -161,8 +167,14 @@ impl Executor {
             };
             prepared.ruleset = Some(fd);
         }
-        if resolved.mode == SandboxMode::Strict && resolved.seccomp {
-            prepared.bpf = seccomp::strict_program()?;
+        // SAFETY: geteuid has no preconditions.
+        let root_job = owner.map_or(unsafe { libc::geteuid() } == 0, |u| u.uid == 0);
+        if resolved.seccomp {
+            if resolved.mode == SandboxMode::Strict {
+                prepared.bpf = seccomp::strict_program()?;
+            } else if root_job {
+                prepared.bpf = seccomp::root_program()?;
+            }
         }
         Ok(Some(prepared))
     }

@@ -44,6 +44,44 @@ pub(super) fn strict_program() -> Result<Vec<libc::sock_filter>, ExecError> {
         .map_err(err)
 }
 
+/// The filter of a root job in `workspace`: only the guard below (x32 calls and `clone3`
+/// refused with `ENOSYS`), then an architecture check (another arch's call kills the process,
+/// as i386's `clone3` could reach `CLONE_INTO_CGROUP` too); everything else allowed. A job
+/// that runs as root could otherwise leave its cgroup by `clone3(CLONE_INTO_CGROUP)` into a cgroup
+/// it opened for reading, which Landlock does not see (the kernel checks the target's
+/// `cgroup.procs` permissions, which uid 0 owns).
+pub(super) fn root_program() -> Result<Vec<libc::sock_filter>, ExecError> {
+    static PROGRAM: OnceLock<Result<Vec<libc::sock_filter>, String>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+            let filter = SeccompFilter::new(
+                BTreeMap::new(),
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::ENOSYS as u32),
+                arch,
+            )
+            .map_err(|e| e.to_string())?;
+            let prog: BpfProgram = filter
+                .try_into()
+                .map_err(|e: seccompiler::BackendError| e.to_string())?;
+            Ok(with_guard(prog))
+        })
+        .clone()
+        .map_err(err)
+}
+
+fn with_guard(prog: BpfProgram) -> Vec<libc::sock_filter> {
+    let mut out = guard();
+    out.extend(prog.into_iter().map(|i| libc::sock_filter {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    }));
+    out
+}
+
 fn compile() -> Result<Vec<libc::sock_filter>, ExecError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(err)?;
     let not_unix = SeccompCondition::new(
@@ -74,23 +112,21 @@ fn compile() -> Result<Vec<libc::sock_filter>, ExecError> {
     )
     .map_err(err)?;
     let prog: BpfProgram = filter.try_into().map_err(err)?;
-    let mut out = x32_guard();
-    out.extend(prog.into_iter().map(|i| libc::sock_filter {
-        code: i.code,
-        jt: i.jt,
-        jf: i.jf,
-        k: i.k,
-    }));
-    Ok(out)
+    Ok(with_guard(prog))
 }
 
-/// x86_64's x32 ABI enters the kernel with the native audit arch and the syscall number with
-/// bit 30 set, so seccompiler's rules (exact native numbers) would let an x32 `socket(2)` or
-/// `io_uring_setup(2)` through on a kernel that enables x32. This prefix refuses every x32
-/// call with `ENOSYS` (as a kernel without x32 does) and otherwise falls through to the
-/// compiled program, which checks the arch again (a foreign one, such as i386's `int 0x80`,
-/// kills the process). Its jumps stay inside it, so prepending it moves nothing else.
-fn x32_guard() -> Vec<libc::sock_filter> {
+/// A guard before the compiled rules, on x86_64:
+/// - x32 calls enter the kernel with the native audit arch and the syscall number with bit 30
+///   set, so rules that name native numbers would let an x32 `socket(2)` or
+///   `io_uring_setup(2)` through on a kernel that enables x32: every x32 call is refused with
+///   `ENOSYS` (as a kernel without x32 does);
+/// - `clone3(2)` is refused with `ENOSYS`, so the C library falls back to `clone(2)`: its
+///   `CLONE_INTO_CGROUP` would let a root job start a process in a cgroup of its choosing
+///   (Landlock does not see it; seccomp cannot read the flags, which clone3 takes in memory).
+///
+/// Otherwise it falls through to the compiled program, which checks the arch again (another
+/// arch's call kills the process). Its jumps stay inside it, so prepending it moves nothing.
+fn guard() -> Vec<libc::sock_filter> {
     #[cfg(target_arch = "x86_64")]
     {
         const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -114,12 +150,18 @@ fn x32_guard() -> Vec<libc::sock_filter> {
                 libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
                 AUDIT_ARCH_X86_64,
                 0,
-                3,
+                4,
             ),
             stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
             jump(
                 libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
                 X32_SYSCALL_BIT,
+                1,
+                0,
+            ),
+            jump(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                libc::SYS_clone3 as u32,
                 0,
                 1,
             ),
@@ -178,7 +220,7 @@ mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn the_strict_program_refuses_x32_calls_and_kills_foreign_arches() {
+    fn the_programs_refuse_x32_calls_and_clone3_and_kill_foreign_arches() {
         let prog = strict_program().unwrap();
         let x86_64 = 0xC000_003E;
         let i386 = 0x4000_0003;
@@ -206,6 +248,23 @@ mod tests {
             verdict(&prog, x32 | libc::SYS_read as u32, x86_64, 0),
             enosys
         );
+        // clone3: refused with ENOSYS (the C library falls back to clone).
+        let clone3 = libc::SYS_clone3 as u32;
+        assert_eq!(verdict(&prog, clone3, x86_64, 0), enosys);
+        assert_eq!(
+            verdict(&prog, libc::SYS_clone as u32, x86_64, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
+        // The root job's filter in workspace: the same guard, then everything allowed.
+        let root = root_program().unwrap();
+        assert_eq!(verdict(&root, clone3, x86_64, 0), enosys);
+        assert_eq!(verdict(&root, x32 | socket, x86_64, inet), enosys);
+        assert_eq!(
+            verdict(&root, socket, x86_64, inet),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(verdict(&root, uring, x86_64, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(verdict(&root, 120, i386, 0), libc::SECCOMP_RET_KILL_PROCESS);
         // i386 (`int 0x80`): another arch, the process is killed.
         assert_eq!(
             verdict(&prog, 102, i386, inet),

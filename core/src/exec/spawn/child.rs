@@ -24,6 +24,9 @@ const STAGE_SECCOMP: u8 = 10;
 const STAGE_SETGROUPS: u8 = 11;
 const STAGE_SETGID: u8 = 12;
 const STAGE_SETUID: u8 = 13;
+const STAGE_CAPABILITIES: u8 = 14;
+/// linux/capability.h `_LINUX_CAPABILITY_VERSION_3` (two 32-bit words per set).
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 /// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
@@ -128,7 +131,11 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
             // A change of user clears the parent-death signal: set it again.
             die_with_vigil(fds);
         }
-        if let Some(cwd) = &cmd.cwd {
+        if let Some(fd) = &cmd.cwd_fd {
+            if libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(fd)) != 0 {
+                child_fail(fds.report, STAGE_CWD);
+            }
+        } else if let Some(cwd) = &cmd.cwd {
             if libc::chdir(cwd.as_ptr()) != 0 {
                 child_fail(fds.report, STAGE_CWD);
             }
@@ -152,6 +159,9 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
             if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
                 child_fail(fds.report, STAGE_RLIMIT);
             }
+        }
+        if cmd.drop_capabilities {
+            drop_capabilities(fds);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             child_fail(fds.report, STAGE_NO_NEW_PRIVS);
@@ -185,6 +195,64 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
             cmd.envp_ptrs.as_ptr(),
         );
         child_fail(fds.report, STAGE_EXEC)
+    }
+}
+
+/// Leaves a root job no capability after exec: every capability out of the bounding set (uid
+/// 0 is given the bounding set's at exec), the inheritable set emptied, the ambient set cleared.
+/// Uid 0 then has only what owning root's files gives it. Fails the spawn when a capability
+/// cannot be dropped (vigil lacks CAP_SETPCAP).
+#[inline(always)]
+unsafe fn drop_capabilities(fds: &ChildFds<'_>) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl and capget/capset with pointers to stack structs of the kernel's layout.
+    unsafe {
+        // Up to the kernel's last capability: past it, PR_CAPBSET_DROP says EINVAL.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
+                if *libc::__errno_location() == libc::EINVAL && cap > 0 {
+                    break;
+                }
+                child_fail(fds.report, STAGE_CAPABILITIES);
+            }
+        }
+        // Kernels before 4.3 have no ambient set (EINVAL): nothing to clear.
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        let mut header = Header {
+            version: CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            child_fail(fds.report, STAGE_CAPABILITIES);
+        }
+        for d in &mut data {
+            d.inheritable = 0;
+        }
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+            child_fail(fds.report, STAGE_CAPABILITIES);
+        }
     }
 }
 
@@ -236,6 +304,7 @@ pub(super) fn stage_name(stage: u8) -> &'static str {
         STAGE_SETGROUPS => "setting the job user's groups (setgroups)",
         STAGE_SETGID => "switching to the job user's group (setresgid)",
         STAGE_SETUID => "switching to the job's user (setresuid)",
+        STAGE_CAPABILITIES => "dropping a root job's capabilities",
         _ => "unknown stage",
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct PreparedCommand {
     _envp: Vec<CString>,
     pub(super) envp_ptrs: Vec<*const libc::c_char>,
     pub(super) cwd: Option<CString>,
+    /// The working directory opened beneath the job's root (`O_PATH`), entered with `fchdir`
+    /// instead of `cwd`'s path when set.
+    pub(crate) cwd_fd: Option<std::os::fd::OwnedFd>,
     pub(crate) rlimit_cpu_s: Option<u64>,
     pub(crate) rlimit_as_bytes: Option<u64>,
     pub(super) empty_sigset: libc::sigset_t,
@@ -57,6 +60,9 @@ pub(crate) struct PreparedCommand {
     pub(crate) seccomp: Vec<libc::sock_filter>,
     /// The user the child switches to before the sandbox (`None`: vigil's own).
     pub(crate) ids: Option<ChildIds>,
+    /// A sandboxed job that runs as root keeps no capability: the child empties its bounding
+    /// set (so exec gives uid 0 none), its inheritable and ambient sets.
+    pub(crate) drop_capabilities: bool,
 }
 
 /// The ids a child switches to: its groups, then its gid, then its uid.
@@ -210,6 +216,8 @@ impl PreparedCommand {
             landlock_fd: -1,
             seccomp: Vec::new(),
             ids: None,
+            drop_capabilities: false,
+            cwd_fd: None,
         })
     }
 }
