@@ -319,18 +319,16 @@ impl ConfinedRoot {
         self
     }
 
-    /// Refuses every file in or beneath `paths` (canonical paths; those that do not exist now
-    /// are skipped), for reading and for writing, wherever the root is.
+    /// Refuses every file in or beneath `paths` (canonical paths, some perhaps not existing
+    /// yet), for reading and for writing, wherever the root is.
     pub fn deny(mut self, paths: &[std::path::PathBuf]) -> ConfinedRoot {
         use std::os::unix::fs::MetadataExt;
         self.denied = paths
             .iter()
-            .filter_map(|p| {
-                let m = std::fs::metadata(p).ok()?;
-                Some(Denied {
-                    path: p.clone(),
-                    id: (m.dev(), m.ino()),
-                })
+            .map(|p| Denied {
+                path: p.clone(),
+                // One that does not exist (yet) is refused by where it lies only.
+                id: std::fs::metadata(p).map_or((u64::MAX, u64::MAX), |m| (m.dev(), m.ino())),
             })
             .collect();
         self

@@ -352,6 +352,41 @@ fn canonical_existing(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// `paths` made absolute and canonical where they exist; one that does not is its nearest
+/// existing ancestor, canonical, with the rest of its components after it (`..` and `.`
+/// resolved lexically), so it is denied when it appears.
+fn canonical_planned(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut out: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            if let Ok(c) = fs::canonicalize(p) {
+                return c;
+            }
+            let lex = lexical_absolute(&here, p);
+            let mut base = lex.clone();
+            let mut tail = Vec::new();
+            while !base.exists() {
+                match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+                    (Some(name), Some(parent)) => {
+                        tail.push(name);
+                        base = parent.to_path_buf();
+                    }
+                    _ => break,
+                }
+            }
+            let mut c = fs::canonicalize(&base).unwrap_or(base);
+            for name in tail.iter().rev() {
+                c.push(name);
+            }
+            c
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl SandboxConfig {
     /// What `file.read` and `file.write` may not touch under the job's sandbox: nothing with
     /// sandbox `off`; otherwise the same paths a process job may not read (the deny list, the
@@ -361,10 +396,17 @@ impl SandboxConfig {
         if self.mode_for(req).0 == SandboxMode::Off {
             return Vec::new();
         }
-        let mut deny: Vec<PathBuf> = self.deny_read.clone().unwrap_or_else(default_deny_read);
-        deny.extend(self.data_dir.iter().cloned());
-        deny.extend(req.map(|r| r.deny_read.clone()).unwrap_or_default());
-        canonical_existing(&deny)
+        let mut deny: Vec<PathBuf> = match &self.deny_read {
+            Some(list) => canonical_planned(list),
+            None => canonical_existing(&default_deny_read()),
+        };
+        deny.extend(canonical_existing(
+            &self.data_dir.iter().cloned().collect::<Vec<_>>(),
+        ));
+        deny.extend(canonical_planned(
+            &req.map(|r| r.deny_read.clone()).unwrap_or_default(),
+        ));
+        deny
     }
 
     /// The job's mode: its request or the default, raised to the floor.
@@ -401,10 +443,23 @@ impl SandboxConfig {
                 reason: format!("allow_write path cannot be resolved: {e}"),
             })?);
         }
-        let mut deny: Vec<PathBuf> = self.deny_read.clone().unwrap_or_else(default_deny_read);
-        deny.extend(self.data_dir.iter().cloned());
-        deny.extend(req.map(|r| r.deny_read.clone()).unwrap_or_default());
-        let denied_all = canonical_existing(&deny);
+        // The default list names where credentials usually are: those that exist are denied.
+        // A path the operator or the request names is denied even if it does not exist yet
+        // (created during the job, it is still unreadable): its nearest existing directory is
+        // listed, and no rule names it.
+        let mut deny: Vec<PathBuf> = match &self.deny_read {
+            Some(list) => canonical_existing(list),
+            None => canonical_existing(&default_deny_read()),
+        };
+        deny.extend(canonical_existing(
+            &self.data_dir.iter().cloned().collect::<Vec<_>>(),
+        ));
+        deny.extend(canonical_planned(
+            &req.map(|r| r.deny_read.clone()).unwrap_or_default(),
+        ));
+        deny.sort();
+        deny.dedup();
+        let denied_all = deny;
         let (denied_unheld, denied): (Vec<_>, Vec<_>) = denied_all
             .into_iter()
             .partition(|d| writable.iter().any(|w| d.starts_with(w)));
