@@ -621,6 +621,49 @@ fn a_denied_path_created_during_the_job_is_unreadable() {
 }
 
 #[test]
+fn under_a_floor_a_request_cannot_make_outside_paths_writable() {
+    if !landlock() {
+        return;
+    }
+    let d = Dirs::new();
+    let ex = Executor::new(ExecutorConfig {
+        host: HostConfig {
+            force_mode: Some(CgroupMode::None),
+            ..HostConfig::default()
+        },
+        subreaper: false,
+        sandbox: SandboxConfig {
+            floor: Some(SandboxMode::Strict),
+            data_dir: Some(d.data.path().to_path_buf()),
+            ..SandboxConfig::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .expect("executor");
+    let job = |allow: PathBuf| {
+        let mut l: Limits = limits(20_000);
+        l.timeout = None;
+        l.sandbox.mode = Some(SandboxMode::Off);
+        l.sandbox.allow_write = vec![allow];
+        let mut spec = sh("echo planted > \"$OUT/planted\"; echo done");
+        spec.cwd = Some(d.root.path().to_path_buf());
+        spec.env.insert("OUT".into(), path_str(d.outside.path()));
+        let id = format!("sbx-{}-{}", std::process::id(), next());
+        ex.run_process_in(&id, &spec, &l, Some(d.root.path()), None)
+    };
+    let r = job(PathBuf::from("/"));
+    assert_eq!(r.status, JobStatus::Rejected, "{r:?}");
+    let r = job(d.outside.path().to_path_buf());
+    assert_eq!(r.status, JobStatus::Rejected, "{r:?}");
+    assert!(!d.outside.path().join("planted").exists());
+    // Beneath its root it may.
+    let sub = d.root.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let r = job(sub);
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+}
+
+#[test]
 fn a_sandboxed_root_job_keeps_no_capability() {
     use exec_support::{config, is_root};
     if !landlock() {

@@ -437,11 +437,30 @@ impl SandboxConfig {
             })?);
         }
         let asked = req.map(|r| r.allow_write.as_slice()).unwrap_or(&[]);
-        for p in self.allow_write.iter().chain(asked) {
+        for p in &self.allow_write {
             writable.push(fs::canonicalize(p).map_err(|e| ExecError::PathRejected {
                 path: p.display().to_string(),
                 reason: format!("allow_write path cannot be resolved: {e}"),
             })?);
+        }
+        // Under a floor (a server's `--sandbox`), a request may add writable paths only
+        // beneath what it may write already (its root, the server's own): `allow_write: ["/"]`
+        // would otherwise undo the floor.
+        let granted = writable.clone();
+        for p in asked {
+            let c = fs::canonicalize(p).map_err(|e| ExecError::PathRejected {
+                path: p.display().to_string(),
+                reason: format!("allow_write path cannot be resolved: {e}"),
+            })?;
+            if self.floor.is_some() && !granted.iter().any(|g| c.starts_with(g)) {
+                return Err(ExecError::PathRejected {
+                    path: p.display().to_string(),
+                    reason: "allow_write lies outside the job's root and the server's writable \
+                             paths; a server's sandbox floor is the weakest a request gets"
+                        .into(),
+                });
+            }
+            writable.push(c);
         }
         // The default list names where credentials usually are: those that exist are denied.
         // A path the operator or the request names is denied even if it does not exist yet
