@@ -87,6 +87,10 @@ impl Redactor {
             if escaped != v {
                 needles.push(escaped.as_bytes().to_vec());
             }
+            // As a shell quotes it in single quotes (`bash -x`): each `'` as `'\''`.
+            if v.contains('\'') {
+                needles.push(v.replace('\'', "'\\''").into_bytes());
+            }
             needles.push(v.into_bytes());
         }
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));

@@ -213,13 +213,22 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                     spans.push((0, end));
                 }
             }
-            b'-' if bytes[i..].starts_with(b"-u ") || bytes[i..].starts_with(b"--user") => {
-                let mut s = if bytes[i + 1] == b'u' { i + 3 } else { i + 6 };
+            b'-' if bytes[i..].starts_with(b"--user")
+                || (bytes[i..].starts_with(b"-u")
+                    && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'"' | b'\''))) =>
+            {
+                // `-u user:pass`, `-uuser:pass`, `--user=user:pass`, quoted or not.
+                let mut s = if bytes[i + 1] == b'u' { i + 2 } else { i + 6 };
                 if bytes.get(s) == Some(&b'=') {
                     s += 1;
                 }
-                let s = skip_quote(bytes, skip_blanks(bytes, s));
-                let e = m.value.run(bytes, s, |c| !ends_value(c));
+                let s0 = skip_blanks(bytes, s);
+                let s = skip_quote(bytes, s0);
+                let e = if s > s0 {
+                    m.line.run(bytes, s, is_line)
+                } else {
+                    m.value.run(bytes, s, |c| !ends_value(c))
+                };
                 if let Some(colon) = crate::find::byte(b':', &bytes[s..e]) {
                     if s + colon + 1 < e {
                         spans.push((s + colon + 1, e));
@@ -261,11 +270,21 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 && matches!(bytes[j], b'=' | b':')
                 && std::str::from_utf8(&bytes[i..end]).is_ok_and(is_secret_key)
             {
-                let s = skip_quote(bytes, skip_blanks(bytes, j + 1));
-                let e = m.value.run(bytes, s, |c| !ends_value(c));
+                let s0 = skip_blanks(bytes, j + 1);
+                let s = skip_quote(bytes, s0);
+                // A quoted value runs to its closing quote (spaces and all), a bare one to the
+                // first separator.
+                let e = if s > s0 {
+                    m.line.run(bytes, s, is_line)
+                } else {
+                    m.value.run(bytes, s, |c| !ends_value(c))
+                };
                 let name = &bytes[i..end];
-                let authorization = name.len() >= 13
-                    && name[name.len() - 13..].eq_ignore_ascii_case(b"authorization");
+                let ends_with = |w: &[u8]| {
+                    name.len() >= w.len() && name[name.len() - w.len()..].eq_ignore_ascii_case(w)
+                };
+                // A cookie header holds several `name=value;` pairs: all of it goes.
+                let authorization = ends_with(b"authorization") || ends_with(b"cookie");
                 if authorization || is_scheme(&bytes[s..e]) {
                     let e = m.line.run(bytes, s, is_line);
                     if e > s {

@@ -37,6 +37,26 @@ fn corpus() -> Vec<(String, String)> {
             "Sup3rS3cretPassw0rd".into(),
         ),
         (
+            "curl -uALICE:NoSpacePassw0rd0001 https://example.com".into(),
+            "NoSpacePassw0rd0001".into(),
+        ),
+        (
+            "curl -u 'ALICE:Quoted SpacePassw0rd0002' https://example.com".into(),
+            "Quoted SpacePassw0rd0002".into(),
+        ),
+        (
+            "DB_PASSWORD='correct HorseBattery0007 staple' ./migrate".into(),
+            "correct HorseBattery0007 staple".into(),
+        ),
+        (
+            "Cookie: theme=dark; sid=CookieSid0009xyz; lang=en".into(),
+            "sid=CookieSid0009xyz".into(),
+        ),
+        (
+            r#"{"password": "quoted JsonSpace0008 value"}"#.into(),
+            "quoted JsonSpace0008 value".into(),
+        ),
+        (
             "git clone https://bob:UrlPassw0rdS3cret@example.com/r.git".into(),
             "UrlPassw0rdS3cret".into(),
         ),
@@ -321,4 +341,15 @@ proptest! {
         prop_assert_eq!(leaks(&out, &secret), None, "{:?}", String::from_utf8_lossy(&out));
         prop_assert_eq!(leaks(&out, &known), None, "{:?}", String::from_utf8_lossy(&out));
     }
+}
+
+#[test]
+fn a_secret_with_a_quote_is_scrubbed_as_a_shell_quotes_it() {
+    // `bash -x` prints a value holding `'` as 'abc'\''…'\''tail': each piece between the
+    // escapes would otherwise reach the log.
+    let r = Redactor::from_values(["abc'BashXtrace0011'tail".to_string()]);
+    let traced = b"+ : 'abc'\\''BashXtrace0011'\\''tail'\n";
+    let out = r.scrub(traced, false, false);
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("BashXtrace0011"), "{text}");
 }
