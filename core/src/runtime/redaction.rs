@@ -119,7 +119,21 @@ impl Redactor {
                 }
                 Value::Object(out)
             }
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.args(v)).collect()),
+            Value::Array(items) => {
+                // An argv splits a flag from its value (`["curl", "-u", "alice:pw"]`,
+                // `["--token", "..."]`): a string after a credential flag is judged with it.
+                let mut out = Vec::with_capacity(items.len());
+                let mut flag: Option<&str> = None;
+                for v in items {
+                    let logged = match (flag, v) {
+                        (Some(f), Value::String(s)) => Value::String(after_flag(f, &self.text(s))),
+                        _ => self.args(v),
+                    };
+                    flag = v.as_str();
+                    out.push(logged);
+                }
+                Value::Array(out)
+            }
             Value::String(s) => Value::String(self.text(s)),
             other => other.clone(),
         }
@@ -266,6 +280,20 @@ fn prefix_suffix_overlap(text: &[u8], needle: &[u8]) -> usize {
         .collect();
     let n: Vec<u8> = needle.iter().rev().copied().collect();
     suffix_prefix_overlap(&t, &n)
+}
+
+/// The value `v` (already scrubbed) of an argv element after `flag`: the password of
+/// `-u`/`--user USER:PASS`, the whole of what follows `--password`, `--token` and other
+/// secret-named flags; else `v`.
+fn after_flag(flag: &str, v: &str) -> String {
+    match flag {
+        "-u" | "--user" | "--proxy-user" => match v.split_once(':') {
+            Some((user, pass)) if !pass.is_empty() => format!("{user}:{REDACTED}"),
+            _ => v.to_string(),
+        },
+        f if f.starts_with("--") && f.len() > 2 && is_secret_key(&f[2..]) => REDACTED.into(),
+        _ => v.to_string(),
+    }
 }
 
 /// Replaces the values of secret-looking keys, at any depth, and collects the secret strings

@@ -353,3 +353,20 @@ fn a_secret_with_a_quote_is_scrubbed_as_a_shell_quotes_it() {
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains("BashXtrace0011"), "{text}");
 }
+
+#[test]
+fn an_argv_flag_and_its_value_in_separate_elements_are_judged_together() {
+    let r = Redactor::from_values(Vec::<String>::new());
+    let args = serde_json::json!({"argv": [
+        "curl", "-u", "alice:ArgvSplitPw0004", "--user", "bob:ArgvSplitPw0005",
+        "--token", "ArgvSplitTok0006", "-v", "plain"
+    ]});
+    let logged = r.args(&args).to_string();
+    for secret in ["ArgvSplitPw0004", "ArgvSplitPw0005", "ArgvSplitTok0006"] {
+        assert!(!logged.contains(secret), "{logged}");
+    }
+    assert!(
+        logged.contains("alice:") && logged.contains("\"plain\""),
+        "{logged}"
+    );
+}
