@@ -41,7 +41,11 @@ impl Dirs {
     }
 
     fn executor(&self, force_abi: Option<i32>, require: bool) -> Executor {
-        Executor::new(ExecutorConfig {
+        Executor::new(self.executor_config(force_abi, require)).expect("executor")
+    }
+
+    fn executor_config(&self, force_abi: Option<i32>, require: bool) -> ExecutorConfig {
+        ExecutorConfig {
             host: HostConfig {
                 force_mode: Some(CgroupMode::None),
                 ..HostConfig::default()
@@ -57,8 +61,7 @@ impl Dirs {
                 force_abi,
             },
             user: None,
-        })
-        .expect("executor")
+        }
     }
 
     fn run(&self, ex: &Executor, mode: SandboxMode, cmd: &str) -> JobResult {
@@ -511,20 +514,29 @@ fn a_data_dir_inside_the_root_is_labelled_not_held_in_the_record() {
 /// hierarchy's `cgroup.procs` lies outside its root, so Landlock refuses the write and the job
 /// stays in its leaf. Without the sandbox the same write moves it (the short-lived shell leaves
 /// its leaf and exits at once), and the record carries the notice that says so.
-#[test]
-fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
+/// As root with Landlock: `Dirs` and an executor in the host's cgroup mode whose data dir is
+/// theirs; `None` (and why, printed) elsewhere.
+fn as_root(why: &str) -> Option<(Dirs, Executor)> {
     use exec_support::{config, is_root};
     if !landlock() {
-        return;
+        return None;
     }
     if !is_root() {
-        eprintln!("skipped: not root (moving between cgroups needs root)");
-        return;
+        eprintln!("skipped: not root ({why})");
+        return None;
     }
     let d = Dirs::new();
     let mut cfg = config(None);
     cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
     let ex = Executor::new(cfg).expect("executor");
+    Some((d, ex))
+}
+
+#[test]
+fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
+    let Some((d, ex)) = as_root("moving between cgroups needs root") else {
+        return;
+    };
     if !ex.host().has_cgroups() {
         eprintln!("skipped: no cgroups here");
         return;
@@ -626,20 +638,9 @@ fn under_a_floor_a_request_cannot_make_outside_paths_writable() {
         return;
     }
     let d = Dirs::new();
-    let ex = Executor::new(ExecutorConfig {
-        host: HostConfig {
-            force_mode: Some(CgroupMode::None),
-            ..HostConfig::default()
-        },
-        subreaper: false,
-        sandbox: SandboxConfig {
-            floor: Some(SandboxMode::Strict),
-            data_dir: Some(d.data.path().to_path_buf()),
-            ..SandboxConfig::default()
-        },
-        ..ExecutorConfig::default()
-    })
-    .expect("executor");
+    let mut cfg = d.executor_config(None, false);
+    cfg.sandbox.floor = Some(SandboxMode::Strict);
+    let ex = Executor::new(cfg).expect("executor");
     let job = |allow: PathBuf| {
         let mut l: Limits = limits(20_000);
         l.timeout = None;
@@ -665,18 +666,9 @@ fn under_a_floor_a_request_cannot_make_outside_paths_writable() {
 
 #[test]
 fn a_sandboxed_root_job_keeps_no_capability() {
-    use exec_support::{config, is_root};
-    if !landlock() {
+    let Some((d, ex)) = as_root("only a root job has capabilities to lose") else {
         return;
-    }
-    if !is_root() {
-        eprintln!("skipped: not root (only a root job has capabilities to lose)");
-        return;
-    }
-    let d = Dirs::new();
-    let mut cfg = config(None);
-    cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
-    let ex = Executor::new(cfg).expect("executor");
+    };
     let script = "grep -E '^Cap(Prm|Eff|Bnd|Amb|Inh):' /proc/self/status; \
                   mknod ./node c 1 3 2>/dev/null && echo MKNOD; \
                   touch f && chown 65534 f 2>/dev/null && echo CHOWN; \

@@ -487,6 +487,36 @@ fn a_secret_across_the_output_cut_and_over_long_arguments_are_logged_safely() {
     }
 }
 
+/// Runs `held` on a runtime of one slot and, once it runs, `queued`, which waits for the slot;
+/// returns both jobs' threads once the second is queued.
+fn hold_and_queue(
+    rt: &std::sync::Arc<Runtime>,
+    root: &Path,
+    held: &'static str,
+    queued: &'static str,
+) -> (
+    std::thread::JoinHandle<vigil_runtime::runtime::JobOutcome>,
+    std::thread::JoinHandle<vigil_runtime::runtime::JobOutcome>,
+) {
+    let spawn = |cmd: &'static str| {
+        let rt = rt.clone();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || rt.run(&shell(cmd, &root)).unwrap())
+    };
+    let holder = spawn(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.jobs_running() == 0 {
+        assert!(Instant::now() < deadline, "the first job never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waiter = spawn(queued);
+    while rt.active_jobs().len() < 2 {
+        assert!(Instant::now() < deadline, "the second job never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (holder, waiter)
+}
+
 #[test]
 fn without_a_sampling_thread_a_job_that_waits_for_a_slot_starts_its_span_after_the_wait() {
     // Its start sample is taken before the guard judges it; when it then waits for a slot, the
@@ -496,22 +526,7 @@ fn without_a_sampling_thread_a_job_that_waits_for_a_slot_starts_its_span_after_t
     o.background_sampling = false;
     o.concurrent_jobs_max = 1;
     let rt = std::sync::Arc::new(Runtime::open(o).unwrap());
-    let spawn = |cmd: &'static str| {
-        let rt = rt.clone();
-        let root = dir.path().to_path_buf();
-        std::thread::spawn(move || rt.run(&shell(cmd, &root)).unwrap())
-    };
-    let holder = spawn("sleep 3");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.jobs_running() == 0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let queued = spawn("true");
-    while rt.active_jobs().len() < 2 {
-        assert!(Instant::now() < deadline, "the second job never queued");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (holder, queued) = hold_and_queue(&rt, dir.path(), "sleep 3", "true");
     let holder = holder.join().unwrap();
     let queued = queued.join().unwrap();
     assert_eq!(queued.result.status.as_str(), "completed");
@@ -531,22 +546,7 @@ fn a_queued_job_cancels_at_once_and_sessions_created_at_once_are_distinct() {
     let mut o = options(dir.path());
     o.concurrent_jobs_max = 1;
     let rt = std::sync::Arc::new(Runtime::open(o).unwrap());
-    let spawn = |cmd: &'static str| {
-        let rt = rt.clone();
-        let root = dir.path().to_path_buf();
-        std::thread::spawn(move || rt.run(&shell(cmd, &root)).unwrap())
-    };
-    let holder = spawn("sleep 3");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.jobs_running() == 0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let queued = spawn("true");
-    while rt.active_jobs().len() < 2 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (holder, queued) = hold_and_queue(&rt, dir.path(), "sleep 3", "true");
     let queued_id = rt.active_jobs()[1];
     let asked = Instant::now();
     rt.cancel(queued_id, "cancelled by test").unwrap();
