@@ -392,19 +392,36 @@ fn malformed_messages_get_errors_and_the_server_lives_on() {
 }
 
 /// Sends a shell call with a progress token and waits for the notification naming its job.
+/// Starts `exec sleep 300` as call `id` and returns its job id once the job runs: its id comes
+/// in a progress note as soon as it can be cancelled, which is before it starts (a cancel then
+/// rejects it), so this waits for its start record in the log.
 fn start_long_job(mcp: &mut Mcp, id: u64) -> u64 {
     mcp.send(&shell_call(
         id,
         "exec sleep 300",
         r#","_meta":{"progressToken":"tok"}"#,
     ));
-    loop {
+    let job = loop {
         let note = mcp.recv();
         assert_eq!(note["method"], "notifications/progress", "{note}");
         assert_eq!(note["params"]["progressToken"], "tok");
         if let Some(job) = note["params"]["_meta"]["vigil/job_id"].as_u64() {
+            break job;
+        }
+    };
+    let data = mcp.data_dir();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, out, _) = vigil_output(&data, &["job", &job.to_string(), "--json"]);
+        let status = serde_json::from_str::<Value>(&out).unwrap_or(Value::Null)["status"].clone();
+        if code == 0 && status == "running" {
             return job;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} never ran: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
