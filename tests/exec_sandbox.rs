@@ -592,44 +592,58 @@ fn a_denied_path_created_during_the_job_is_unreadable() {
     if !landlock() {
         return;
     }
-    // The request denies a path that does not exist yet; another process creates it while the
-    // job runs; the job cannot read it, and its record names it.
-    let d = Dirs::new();
-    let ex = d.executor(None, false);
-    let late = d.outside.path().join("late");
-    let ready = d.outside.path().join("ready");
-    let mut l: Limits = limits(20_000);
-    l.timeout = None;
-    l.sandbox.mode = Some(SandboxMode::Workspace);
-    l.sandbox.deny_read = vec![late.clone()];
-    // The job says it runs (its rules are in force) before the file is made.
-    let started = d.root.path().join("started");
-    let mut spec = sh(&format!(
-        "touch started; while [ ! -e {} ]; do sleep 0.01; done; cat {} 2>&1 || echo UNREADABLE",
-        path_str(&ready),
-        path_str(&late)
-    ));
-    spec.cwd = Some(d.root.path().to_path_buf());
-    let id = format!("sbx-{}-{}", std::process::id(), next());
-    let r = std::thread::scope(|s| {
-        let job = s.spawn(|| ex.run_process_in(&id, &spec, &l, Some(d.root.path()), None));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !started.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the job never started"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
+    // A path that does not exist yet is denied, by the request or by the executor's own list
+    // (a server's); another process creates it while the job runs; the job cannot read it,
+    // and its record names it.
+    for by_request in [true, false] {
+        let d = Dirs::new();
+        let late = d.outside.path().join("late");
+        let ready = d.outside.path().join("ready");
+        let mut cfg = d.executor_config(None, false);
+        let mut l: Limits = limits(20_000);
+        l.timeout = None;
+        l.sandbox.mode = Some(SandboxMode::Workspace);
+        if by_request {
+            l.sandbox.deny_read = vec![late.clone()];
+        } else {
+            cfg.sandbox.deny_read = Some(vec![d.secret(), late.clone()]);
         }
-        std::fs::write(&late, "LATE-SECRET").unwrap();
-        std::fs::write(&ready, "").unwrap();
-        job.join().unwrap()
-    });
-    let text = out(&r);
-    assert!(!text.contains("LATE-SECRET"), "{text}");
-    assert!(text.contains("UNREADABLE"), "{text}");
-    let read = rule(&r, "sandbox.read");
-    assert!(read.mechanism.contains("late"), "{read:?}");
+        let ex = Executor::new(cfg).expect("executor");
+        // The job says it runs (its rules are in force) before the file is made.
+        let started = d.root.path().join("started");
+        let mut spec = sh(&format!(
+            "touch started; while [ ! -e {} ]; do sleep 0.01; done; cat {} 2>&1 || echo UNREADABLE",
+            path_str(&ready),
+            path_str(&late)
+        ));
+        spec.cwd = Some(d.root.path().to_path_buf());
+        let id = format!("sbx-{}-{}", std::process::id(), next());
+        let r = std::thread::scope(|s| {
+            let job = s.spawn(|| ex.run_process_in(&id, &spec, &l, Some(d.root.path()), None));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !started.exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the job never started"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::fs::write(&late, "LATE-SECRET").unwrap();
+            std::fs::write(&ready, "").unwrap();
+            job.join().unwrap()
+        });
+        let text = out(&r);
+        assert!(
+            !text.contains("LATE-SECRET"),
+            "by request {by_request}: {text}"
+        );
+        assert!(
+            text.contains("UNREADABLE"),
+            "by request {by_request}: {text}"
+        );
+        let read = rule(&r, "sandbox.read");
+        assert!(read.mechanism.contains("late"), "{read:?}");
+    }
 }
 
 #[test]

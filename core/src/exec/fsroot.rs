@@ -422,7 +422,12 @@ impl ConfinedRoot {
         let name = *comps.last().ok_or_else(|| reject(path, "empty path"))?;
         let parent = self.open_parent(path, &comps)?;
         let cname = CString::new(name).map_err(|_| reject(path, "contains a NUL byte"))?;
-        self.check_denied(path, &parent, Some(name), target_id(&parent, &cname))?;
+        self.check_denied(
+            path,
+            &parent,
+            Some(name),
+            stat_at(&parent, &cname).map(|st| (st.st_dev, st.st_ino)),
+        )?;
         let (keep, mode, old) = self.existing_target(&parent, &cname, path, append)?;
         let total = (old.len() + content.len()) as u64;
         if total > FILE_WRITE_BYTES_MAX {
@@ -448,21 +453,9 @@ impl ConfinedRoot {
         path: &str,
         append: bool,
     ) -> Result<(Option<Owner>, libc::mode_t, Vec<u8>), ExecError> {
-        // SAFETY: zeroed stat out-parameter; valid dirfd and C string.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter of the
-        // right type.
-        let exists = unsafe {
-            libc::fstatat(
-                parent.as_raw_fd(),
-                cname.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        } == 0;
-        if !exists {
+        let Some(st) = stat_at(parent, cname) else {
             return Ok((None, 0o644, Vec::new()));
-        }
+        };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(reject(path, "target exists and is not a regular file"));
         }
@@ -529,9 +522,8 @@ fn keep_owner_and_mode(tmp: &File, keep: Option<Owner>, mode: libc::mode_t) -> s
     Ok(())
 }
 
-/// The stat of an opened file, refusing anything but a regular file.
-/// The inode of `name` in `dir`, if it exists (never followed).
-fn target_id(dir: &OwnedFd, name: &CString) -> Option<(u64, u64)> {
+/// The stat of `name` in `dir`, if it exists (never followed).
+fn stat_at(dir: &OwnedFd, name: &CString) -> Option<libc::stat> {
     // SAFETY: zeroed stat out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid directory fd, a NUL-terminated name and a stat out-parameter.
@@ -543,9 +535,10 @@ fn target_id(dir: &OwnedFd, name: &CString) -> Option<(u64, u64)> {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     } == 0;
-    found.then_some((st.st_dev, st.st_ino))
+    found.then_some(st)
 }
 
+/// The stat of an opened file, refusing anything but a regular file.
 fn regular_stat(path: &str, fd: &OwnedFd) -> Result<libc::stat, ExecError> {
     // SAFETY: zeroed out-parameter, owned fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -396,6 +396,14 @@ impl SandboxConfig {
         if self.mode_for(req).0 == SandboxMode::Off {
             return Vec::new();
         }
+        self.deny_list(req)
+    }
+
+    /// What a sandboxed job may not read, canonical. The default list names where credentials
+    /// usually are: those that exist are denied. A path the operator or the request names is
+    /// denied even if it does not exist yet (created during the job, it is still unreadable):
+    /// its nearest existing directory is listed, and no rule names it. The data dir always.
+    fn deny_list(&self, req: Option<&SandboxRequest>) -> Vec<PathBuf> {
         let mut deny: Vec<PathBuf> = match &self.deny_read {
             Some(list) => canonical_planned(list),
             None => canonical_existing(&default_deny_read()),
@@ -406,6 +414,8 @@ impl SandboxConfig {
         deny.extend(canonical_planned(
             &req.map(|r| r.deny_read.clone()).unwrap_or_default(),
         ));
+        deny.sort();
+        deny.dedup();
         deny
     }
 
@@ -462,23 +472,7 @@ impl SandboxConfig {
             }
             writable.push(c);
         }
-        // The default list names where credentials usually are: those that exist are denied.
-        // A path the operator or the request names is denied even if it does not exist yet
-        // (created during the job, it is still unreadable): its nearest existing directory is
-        // listed, and no rule names it.
-        let mut deny: Vec<PathBuf> = match &self.deny_read {
-            Some(list) => canonical_existing(list),
-            None => canonical_existing(&default_deny_read()),
-        };
-        deny.extend(canonical_existing(
-            &self.data_dir.iter().cloned().collect::<Vec<_>>(),
-        ));
-        deny.extend(canonical_planned(
-            &req.map(|r| r.deny_read.clone()).unwrap_or_default(),
-        ));
-        deny.sort();
-        deny.dedup();
-        let denied_all = deny;
+        let denied_all = self.deny_list(req);
         let (denied_unheld, denied): (Vec<_>, Vec<_>) = denied_all
             .into_iter()
             .partition(|d| writable.iter().any(|w| d.starts_with(w)));
