@@ -683,30 +683,66 @@ fn a_sandboxed_root_job_keeps_no_capability() {
     let Some((d, ex)) = as_root("only a root job has capabilities to lose") else {
         return;
     };
-    let script = "grep -E '^Cap(Prm|Eff|Bnd|Amb|Inh):' /proc/self/status; \
+    // A program with file capabilities (CAP_CHOWN and CAP_MKNOD, effective) in the job's
+    // root: under no_new_privs its exec gains none, though the bounding set still holds them.
+    let capcat = d.root.path().join("capcat");
+    std::fs::copy("/bin/cat", &capcat).unwrap();
+    // CAP_CHOWN is 0, CAP_MKNOD 27 (linux/capability.h).
+    set_file_capabilities(&capcat, (1 << 0) | (1 << 27));
+    let script = "grep -E '^(Cap(Prm|Eff|Amb|Inh)|NoNewPrivs):' /proc/self/status; \
+                  ./capcat /proc/self/status | sed -n 's/^CapEff:/FILECAPS_EFFECTIVE:/p'; \
                   mknod ./node c 1 3 2>/dev/null && echo MKNOD; \
                   touch f && chown 65534 f 2>/dev/null && echo CHOWN; \
                   cat /proc/$PPID/environ >/dev/null 2>&1 && echo ENVIRON";
     for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
         let r = d.run(&ex, mode, script);
         let text = out(&r);
-        for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb", "CapInh"] {
+        for set in ["CapPrm", "CapEff", "CapAmb", "CapInh", "FILECAPS_EFFECTIVE"] {
             assert!(
                 text.contains(&format!("{set}:\t0000000000000000")),
                 "{mode:?}: {set} not empty: {text}"
             );
         }
+        assert!(text.contains("NoNewPrivs:\t1"), "{mode:?}: {text}");
         for what in ["MKNOD", "CHOWN", "ENVIRON"] {
             assert!(!text.contains(what), "{mode:?}: {what} allowed: {text}");
         }
     }
-    // With the sandbox off a root job is root, as before.
+    // With the sandbox off a root job is root, as before, and the file's capabilities are
+    // what the test says they are (so the check above can fail).
     let r = d.run(&ex, SandboxMode::Off, script);
     assert!(
         !out(&r).contains("CapEff:\t0000000000000000"),
         "{}",
         out(&r)
     );
+}
+
+/// Gives `path` the file capabilities `caps` (permitted, and effective at exec): a
+/// `security.capability` attribute of revision 2, as `setcap caps+ep` writes it.
+fn set_file_capabilities(path: &Path, caps: u64) {
+    const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+    const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x1;
+    let words: [u32; 5] = [
+        VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
+        caps as u32,
+        0,
+        (caps >> 32) as u32,
+        0,
+    ];
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and name, and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"security.capability".as_ptr(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
 
 /// An executor of `d` whose jobs run in cgroup leaves (root, a host with cgroups); `None`
