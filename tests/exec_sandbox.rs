@@ -588,6 +588,54 @@ fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
 }
 
 #[test]
+fn a_sandboxed_root_job_cannot_set_another_processs_limits() {
+    let Some((d, ex)) = as_root("the kernel lets uid 0 set any uid 0 process's limits") else {
+        return;
+    };
+    // A root process outside the job (as vigil is), and prlimit64 by raw syscall (perl, 302 on
+    // x86_64) setting its open-files limit to 1; then the job's own limit, which it may set.
+    if !cfg!(target_arch = "x86_64") || !Path::new("/usr/bin/perl").exists() {
+        eprintln!("skipped: needs perl on x86_64");
+        return;
+    }
+    let mut target = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    let set = |who: &str| {
+        format!(
+            "perl -e 'my $l = pack(\"QQ\", 1, 1); my $r = syscall(302, {who}, 7, $l, 0); \
+             print $r == 0 ? \"SET\\n\" : \"REFUSED $!\\n\"'"
+        )
+    };
+    let limits = || std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let before = limits();
+    for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
+        let r = d.run(
+            &ex,
+            mode,
+            &format!("{}; {}", set(&pid.to_string()), set("0")),
+        );
+        let text = out(&r);
+        assert!(
+            text.starts_with("REFUSED Operation not permitted\nSET"),
+            "{mode:?}: {text}"
+        );
+        assert_eq!(
+            limits(),
+            before,
+            "{mode:?}: the other process's limits changed"
+        );
+    }
+    // Without the sandbox a root job may (so the check above can fail).
+    let r = d.run(&ex, SandboxMode::Off, &set(&pid.to_string()));
+    let _ = target.kill();
+    let _ = target.wait();
+    assert!(out(&r).starts_with("SET"), "{}", out(&r));
+}
+
+#[test]
 fn a_denied_path_created_during_the_job_is_unreadable() {
     if !landlock() {
         return;

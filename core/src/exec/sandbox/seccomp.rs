@@ -34,8 +34,9 @@ fn err(e: impl std::fmt::Display) -> ExecError {
     }
 }
 
-/// The `strict` filter: EPERM for socket(2) of any family but AF_UNIX and for the three
-/// io_uring calls; everything else allowed (Landlock holds the file rules).
+/// The `strict` filter: EPERM for socket(2) of any family but AF_UNIX, for the three
+/// io_uring calls and for setting another process's limits ([`other_process_limits`]);
+/// everything else allowed (Landlock holds the file rules).
 pub(super) fn strict_program() -> Result<Vec<libc::sock_filter>, ExecError> {
     static PROGRAM: OnceLock<Result<Vec<libc::sock_filter>, String>> = OnceLock::new();
     PROGRAM
@@ -44,21 +45,27 @@ pub(super) fn strict_program() -> Result<Vec<libc::sock_filter>, ExecError> {
         .map_err(err)
 }
 
-/// The filter of a root job in `workspace`: only the guard below (x32 calls and `clone3`
-/// refused with `ENOSYS`), then an architecture check (another arch's call kills the process,
-/// as i386's `clone3` could reach `CLONE_INTO_CGROUP` too); everything else allowed. A job
-/// that runs as root could otherwise leave its cgroup by `clone3(CLONE_INTO_CGROUP)` into a cgroup
-/// it opened for reading, which Landlock does not see (the kernel checks the target's
+/// The filter of a root job in `workspace`: the guard below (x32 calls and `clone3` refused
+/// with `ENOSYS`), then an architecture check (another arch's call kills the process, as
+/// i386's `clone3` could reach `CLONE_INTO_CGROUP` too), then `prlimit64` on another process
+/// refused with `EPERM` ([`other_process_limits`]); everything else allowed. A job that runs
+/// as root could otherwise leave its cgroup by `clone3(CLONE_INTO_CGROUP)` into a cgroup it
+/// opened for reading, which Landlock does not see (the kernel checks the target's
 /// `cgroup.procs` permissions, which uid 0 owns).
 pub(super) fn root_program() -> Result<Vec<libc::sock_filter>, ExecError> {
     static PROGRAM: OnceLock<Result<Vec<libc::sock_filter>, String>> = OnceLock::new();
     PROGRAM
         .get_or_init(|| {
             let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+            let mut rules = BTreeMap::new();
+            rules.insert(
+                libc::SYS_prlimit64,
+                other_process_limits().map_err(|e| e.to_string())?,
+            );
             let filter = SeccompFilter::new(
-                BTreeMap::new(),
+                rules,
                 SeccompAction::Allow,
-                SeccompAction::Errno(libc::ENOSYS as u32),
+                SeccompAction::Errno(libc::EPERM as u32),
                 arch,
             )
             .map_err(|e| e.to_string())?;
@@ -69,6 +76,20 @@ pub(super) fn root_program() -> Result<Vec<libc::sock_filter>, ExecError> {
         })
         .clone()
         .map_err(err)
+}
+
+/// `prlimit64(pid, resource, new, old)` that sets (`new` not NULL) another process's limits
+/// (`pid` not 0). The kernel lets a process set the limits of any process with its own user
+/// and group ids, and Landlock's scoping covers signals, not this: a root job could otherwise
+/// set vigil's open-files limit to 0, or any root process's. A job still sets its own (pid 0,
+/// or `setrlimit`) and reads anyone's it may.
+fn other_process_limits() -> Result<Vec<SeccompRule>, ExecError> {
+    let nonzero = |arg: u8| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0).map_err(err)
+    };
+    Ok(vec![
+        SeccompRule::new(vec![nonzero(0)?, nonzero(2)?]).map_err(err)?
+    ])
 }
 
 fn with_guard(prog: BpfProgram) -> Vec<libc::sock_filter> {
@@ -104,6 +125,7 @@ fn compile() -> Result<Vec<libc::sock_filter>, ExecError> {
     ] {
         rules.insert(nr, Vec::new());
     }
+    rules.insert(libc::SYS_prlimit64, other_process_limits()?);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -183,12 +205,23 @@ mod tests {
     /// seccomp filters use (loads of `seccomp_data` words, conditional jumps against constants,
     /// `ja`, `ret`), enough to run the `strict` program without installing it.
     fn verdict(prog: &[libc::sock_filter], nr: u32, arch: u32, arg0: u64) -> u32 {
+        verdict_args(prog, nr, arch, [arg0, 0, 0])
+    }
+
+    /// [`verdict`] with the first three arguments.
+    fn verdict_args(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 3]) -> u32 {
         let word = |off: u32| -> u32 {
             match off {
                 0 => nr,
                 4 => arch,
-                16 => arg0 as u32,
-                20 => (arg0 >> 32) as u32,
+                16..=39 => {
+                    let arg = args[((off - 16) / 8) as usize];
+                    if off % 8 == 0 {
+                        arg as u32
+                    } else {
+                        (arg >> 32) as u32
+                    }
+                }
                 _ => 0,
             }
         };
@@ -265,6 +298,24 @@ mod tests {
         );
         assert_eq!(verdict(&root, uring, x86_64, 0), libc::SECCOMP_RET_ALLOW);
         assert_eq!(verdict(&root, 120, i386, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        // prlimit64: setting another process's limits is refused; its own, or reading, not.
+        let prlimit = libc::SYS_prlimit64 as u32;
+        for p in [&prog, &root] {
+            assert_eq!(verdict_args(p, prlimit, x86_64, [4242, 7, 0x7000]), eperm);
+            assert_eq!(
+                verdict_args(p, prlimit, x86_64, [1 << 32, 7, 1]),
+                eperm,
+                "a pid in the high word only"
+            );
+            assert_eq!(
+                verdict_args(p, prlimit, x86_64, [0, 7, 0x7000]),
+                libc::SECCOMP_RET_ALLOW
+            );
+            assert_eq!(
+                verdict_args(p, prlimit, x86_64, [4242, 7, 0]),
+                libc::SECCOMP_RET_ALLOW
+            );
+        }
         // i386 (`int 0x80`): another arch, the process is killed.
         assert_eq!(
             verdict(&prog, 102, i386, inet),
