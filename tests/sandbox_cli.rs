@@ -278,11 +278,40 @@ fn a_servers_sandbox_is_the_weakest_a_client_gets() {
     let sock = s(&socket);
     wait_for_server(&mut server, &sock);
     let cmd = format!("echo x > {}/escaped; echo done", s(outside.path()));
-    let v = shell_via(&sock, &cmd, &["--sandbox", "off"]);
+    let r = s(root.path());
+    let v = shell_via(&sock, &cmd, &["--sandbox", "off", "--root", &r]);
+    // A request's root must lie beneath the server's root (or its --allow-write paths): a
+    // job writes beneath its root, so "/" would undo the floor.
+    let write = format!("echo x > {}/escaped", s(outside.path()));
+    let args = serde_json::json!({ "cmd": write }).to_string();
+    let beneath = root.path().join("sub");
+    std::fs::create_dir(&beneath).unwrap();
+    let mut answers = Vec::new();
+    for r in ["/", s(outside.path()).as_str(), s(&beneath).as_str()] {
+        let call = [
+            "run", "shell", "--socket", &sock, "--root", r, "--args", &args,
+        ];
+        answers.push(vigil(&[], &[&call[..], &["--json"]].concat()));
+    }
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(v["stdout"], "done\n", "{v}");
     assert!(!outside.path().join("escaped").exists(), "{v}");
+    for (code, out, err) in &answers[..2] {
+        assert_ne!(*code, 0, "{out} {err}");
+        assert!(
+            err.contains("lies outside the server's root and its writable paths"),
+            "{out} {err}"
+        );
+    }
+    assert!(!outside.path().join("escaped").exists());
+    // A root beneath the server's is taken; the job's write outside it is still refused.
+    let (_, out, err) = &answers[2];
+    let w: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert!(
+        w["stderr"].as_str().unwrap().contains("Permission denied"),
+        "{w}"
+    );
     let sandbox = v["enforcement"]["limits"]
         .as_array()
         .unwrap()

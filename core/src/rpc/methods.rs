@@ -154,6 +154,9 @@ impl Service {
             )
             .into());
         }
+        if let Some(root) = &params.root {
+            self.check_root(root)?;
+        }
         let request = JobRequest {
             capability: params.capability,
             args: params.args,
@@ -168,6 +171,41 @@ impl Service {
         };
         let outcome = self.runtime.run(&request).map_err(runtime_error)?;
         Ok(outcome.to_json())
+    }
+
+    /// Under a sandbox floor (`vigil serve --sandbox`), a request's `root` must lie beneath the
+    /// server's own root or one of its `--allow-write` paths: a job writes beneath its root, so
+    /// `"root": "/"` (or any directory holding vigil's data dir) would otherwise undo the floor.
+    fn check_root(&self, root: &std::path::Path) -> Result<(), Failure> {
+        let sandbox = self.runtime.executor().sandbox_config();
+        let floored = sandbox
+            .floor
+            .is_some_and(|f| f != crate::exec::sandbox::SandboxMode::Off);
+        if !floored {
+            return Ok(());
+        }
+        let refuse = |why: String| -> Failure {
+            RpcError::new(
+                code::INVALID_PARAMS,
+                format!("root {}: {why}", root.display()),
+            )
+            .into()
+        };
+        let resolved =
+            std::fs::canonicalize(root).map_err(|e| refuse(format!("cannot be resolved: {e}")))?;
+        let allowed = std::iter::once(&self.config.default_root)
+            .chain(sandbox.allow_write.iter())
+            .filter_map(|p| std::fs::canonicalize(p).ok());
+        for base in allowed {
+            if resolved.starts_with(&base) {
+                return Ok(());
+            }
+        }
+        Err(refuse(format!(
+            "lies outside the server's root and its writable paths; under the server's sandbox \
+             floor a request's root must lie beneath them (the server's root is {})",
+            self.config.default_root.display()
+        )))
     }
 
     /// `{events, next_cursor, durable_lsn}` as JSON text; each event is serialized once, both
