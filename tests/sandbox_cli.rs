@@ -330,6 +330,87 @@ fn a_servers_sandbox_is_the_weakest_a_client_gets() {
 }
 
 #[test]
+fn a_job_cannot_ask_a_server_for_a_job() {
+    if !landlock() {
+        return;
+    }
+    // A sandboxed job reaches the server's socket (Landlock does not mediate connect(2) to a
+    // path socket); the server refuses it whether the job is its own or another vigil's.
+    let dir = TempDir::new("sbx-peer");
+    let root = TempDir::new("sbx-peer-root");
+    let socket = dir.path().join("vigil.sock");
+    let sock = s(&socket);
+    let mut server = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--socket", sock.as_str(), "--root"])
+        .arg(root.path())
+        .args(["--sandbox", "strict"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vigil serve");
+    wait_for_server(&mut server, &sock);
+    let bin = s(vigil_bin());
+    // The job asks for an unsandboxed one that would leave a mark outside its root.
+    let mark = dir.path().join("escaped");
+    let inner = serde_json::json!({
+        "capability": "shell",
+        "sandbox": "off",
+        "root": s(root.path()),
+        "args": {"cmd": format!("echo x > {}", s(&mark))},
+    })
+    .to_string();
+    let cmd = format!("{bin} call run '{inner}' --socket {sock} 2>&1; echo rc=$?");
+    let r = s(root.path());
+    // The server's own job: it descends from the server.
+    let own = shell_via(&sock, &cmd, &["--root", &r]);
+    // A job of another vigil (a one-shot run on another data dir): its cgroup leaf names it,
+    // where jobs get cgroups (root).
+    let other_data = dir.path().join("other");
+    let args = serde_json::json!({ "cmd": cmd }).to_string();
+    let other = vigil(
+        &[],
+        &[
+            "--data-dir",
+            &s(&other_data),
+            "run",
+            "shell",
+            "--root",
+            &r,
+            "--args",
+            &args,
+            "--json",
+        ],
+    );
+    // Not a job: served.
+    let (plain_code, plain_out, plain_err) = vigil(&[], &["call", "health", "--socket", &sock]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(plain_code, 0, "{plain_out} {plain_err}");
+    let refused = "a process inside a vigil job may not use this server";
+    let own_out = own["stdout"].as_str().unwrap();
+    assert!(own_out.contains(refused), "{own}");
+    // Its cgroup names it where jobs get cgroups; else its ancestry does.
+    assert!(
+        own_out.contains("cgroup of vigil job") || own_out.contains("descends from this server"),
+        "{own}"
+    );
+    let other: Value = serde_json::from_str(&other.1).unwrap_or_else(|e| panic!("{e}: {other:?}"));
+    let other_out = other["stdout"].as_str().unwrap();
+    if other["enforcement"]["mode"] != "none" {
+        assert!(other_out.contains(refused), "{other}");
+        assert!(other_out.contains("cgroup of vigil job"), "{other}");
+    } else {
+        eprintln!("not checked here: a job of another vigil without cgroups ({other_out})");
+    }
+    assert!(
+        !mark.exists(),
+        "a job got an unsandboxed job from the server"
+    );
+}
+
+#[test]
 fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_are_kept() {
     use std::os::unix::fs::PermissionsExt;
     if !landlock() {

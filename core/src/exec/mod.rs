@@ -34,6 +34,7 @@ pub mod identity;
 pub mod job;
 mod meter;
 pub mod output;
+pub mod peer;
 mod pipes;
 mod proctable;
 mod reaper;
