@@ -216,7 +216,7 @@ mod tests {
                 4 => arch,
                 16..=39 => {
                     let arg = args[((off - 16) / 8) as usize];
-                    if off % 8 == 0 {
+                    if off.is_multiple_of(8) {
                         arg as u32
                     } else {
                         (arg >> 32) as u32
