@@ -287,7 +287,7 @@ fn prefix_suffix_overlap(text: &[u8], needle: &[u8]) -> usize {
 /// secret-named flags; else `v`.
 fn after_flag(flag: &str, v: &str) -> String {
     match flag {
-        "-u" | "--user" | "--proxy-user" => match v.split_once(':') {
+        "-u" | "-U" | "--user" | "--proxy-user" => match v.split_once(':') {
             Some((user, pass)) if !pass.is_empty() => format!("{user}:{REDACTED}"),
             _ => v.to_string(),
         },

@@ -64,6 +64,25 @@ impl Memo {
         end
     }
 
+    /// The first position at or after `from` where `ends(bytes, p)` holds (`bytes.len()` when
+    /// none), for a rule that looks at `bytes[p]` and `bytes[p - 1]` only: the answer is again
+    /// the same from every start up to it.
+    fn scan(&mut self, bytes: &[u8], from: usize, ends: fn(&[u8], usize) -> bool) -> usize {
+        if self.set && self.from <= from && from <= self.end {
+            return self.end;
+        }
+        let mut end = from;
+        while end < bytes.len() && !ends(bytes, end) {
+            end += 1;
+        }
+        *self = Memo {
+            from,
+            end,
+            set: true,
+        };
+        end
+    }
+
     /// The first occurrence of `pat` at or after `from` (`bytes.len()` when none).
     fn find(&mut self, bytes: &[u8], from: usize, pat: &[u8]) -> usize {
         if self.set && self.from <= from && from <= self.end {
@@ -88,6 +107,8 @@ struct Memos {
     cred: Memo,
     value: Memo,
     line: Memo,
+    /// Quoted values: one per opening quote (`'`, `"`, the JSON-escaped `\"`).
+    quoted: [Memo; 3],
     userinfo: Memo,
     pem_end: Memo,
 }
@@ -100,8 +121,40 @@ fn is_line(b: u8) -> bool {
     !matches!(b, b'\n' | b'\r' | b'"' | b'\'' | b'\\')
 }
 
+/// A byte of a URL's authority (userinfo, `@`, host, port).
 fn is_userinfo(b: u8) -> bool {
-    !ends_value(b) && !matches!(b, b'@' | b'/' | b'?' | b'#')
+    !ends_value(b) && !matches!(b, b'/' | b'?' | b'#')
+}
+
+/// Where a quoted value that opens at `open` (its opening quote: `'`, `"`, or `\"` as JSON text
+/// escapes one, as `skip_quote` found it) and starts at `s` ends: at its closing quote of the
+/// same kind, or the end of the line. Inside double quotes a quote after a backslash is part
+/// of the value (a quote after an escaped backslash counts as escaped too: the value may run
+/// longer, never shorter); in JSON text the closing quote is `\"`.
+fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 3]) -> usize {
+    fn single(b: &[u8], p: usize) -> bool {
+        matches!(b[p], b'\'' | b'\n' | b'\r')
+    }
+    fn double(b: &[u8], p: usize) -> bool {
+        matches!(b[p], b'\n' | b'\r') || (b[p] == b'"' && b[p - 1] != b'\\')
+    }
+    fn json(b: &[u8], p: usize) -> bool {
+        matches!(b[p], b'\n' | b'\r')
+            || (b[p] == b'"' && b[p - 1] == b'\\' && (p < 2 || b[p - 2] != b'\\'))
+    }
+    match bytes[open] {
+        b'\'' => memos[0].scan(bytes, s, single),
+        b'"' => memos[1].scan(bytes, s, double),
+        _ => {
+            let e = memos[2].scan(bytes, s, json);
+            // Up to the backslash of the closing `\"`.
+            if e < bytes.len() && bytes[e] == b'"' {
+                e - 1
+            } else {
+                e
+            }
+        }
+    }
 }
 
 /// Past an optional opening quote (raw, or escaped as in JSON text).
@@ -214,18 +267,26 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 }
             }
             b'-' if bytes[i..].starts_with(b"--user")
-                || (bytes[i..].starts_with(b"-u")
+                || bytes[i..].starts_with(b"--proxy-user")
+                || ((bytes[i..].starts_with(b"-u") || bytes[i..].starts_with(b"-U"))
                     && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'"' | b'\''))) =>
             {
-                // `-u user:pass`, `-uuser:pass`, `--user=user:pass`, quoted or not.
-                let mut s = if bytes[i + 1] == b'u' { i + 2 } else { i + 6 };
+                // `-u user:pass`, `-uuser:pass`, `--user=user:pass`, and curl's proxy
+                // credentials `-U`/`--proxy-user`, quoted or not.
+                let mut s = if bytes[i..].starts_with(b"--proxy-user") {
+                    i + 12
+                } else if bytes[i + 1] == b'-' {
+                    i + 6
+                } else {
+                    i + 2
+                };
                 if bytes.get(s) == Some(&b'=') {
                     s += 1;
                 }
                 let s0 = skip_blanks(bytes, s);
                 let s = skip_quote(bytes, s0);
                 let e = if s > s0 {
-                    m.line.run(bytes, s, is_line)
+                    quoted_end(bytes, s0, s, &mut m.quoted)
                 } else {
                     m.value.run(bytes, s, |c| !ends_value(c))
                 };
@@ -236,9 +297,12 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 }
             }
             b':' if bytes[i..].starts_with(b"://") => {
+                // The userinfo ends at the authority's last `@` (a password may hold `@`s);
+                // the authority at the first `/`, `?`, `#` or separator, so no two overlap.
                 let from = i + 3;
-                let j = m.userinfo.run(bytes, from, is_userinfo);
-                if j < n && bytes[j] == b'@' {
+                let end = m.userinfo.run(bytes, from, is_userinfo);
+                if let Some(j) = bytes[from..end].iter().rposition(|&b| b == b'@') {
+                    let j = from + j;
                     if let Some(colon) = crate::find::byte(b':', &bytes[from..j]) {
                         if from + colon + 1 < j {
                             spans.push((from + colon + 1, j));
@@ -275,7 +339,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 // A quoted value runs to its closing quote (spaces and all), a bare one to the
                 // first separator.
                 let e = if s > s0 {
-                    m.line.run(bytes, s, is_line)
+                    quoted_end(bytes, s0, s, &mut m.quoted)
                 } else {
                     m.value.run(bytes, s, |c| !ends_value(c))
                 };

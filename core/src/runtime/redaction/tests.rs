@@ -64,6 +64,36 @@ fn corpus() -> Vec<(String, String)> {
             "X-API-KEY: k3yV4lu3Th4tIsS3cret".into(),
             "k3yV4lu3Th4tIsS3cret".into(),
         ),
+        (
+            "git clone https://bob:p@ssw0rdWithAt0014@example.com/r.git".into(),
+            "p@ssw0rdWithAt0014".into(),
+        ),
+        (
+            "curl --proxy-user alice:ProxyPassw0rd0015 -U bob:ProxyPassw0rd0016 x".into(),
+            "ProxyPassw0rd0015".into(),
+        ),
+        (
+            "curl -U bob:ProxyPassw0rd0016 https://example.com".into(),
+            "ProxyPassw0rd0016".into(),
+        ),
+        // A quoted value runs to the closing quote of its own kind, past quotes of the other
+        // kind and escaped ones.
+        (
+            r#"DB_PASSWORD="it's my long passphrase0010""#.into(),
+            "it's my long passphrase0010".into(),
+        ),
+        (
+            r#"API_TOKEN='say "open sesame" now0011'"#.into(),
+            r#"say "open sesame" now0011"#.into(),
+        ),
+        (
+            r#"export GH_TOKEN="abc\"def-rest-of-token0012""#.into(),
+            r#"abc\"def-rest-of-token0012"#.into(),
+        ),
+        (
+            r#"curl -u "alice:pa's sw\"ord0013" https://example.com"#.into(),
+            r#"pa's sw\"ord0013"#.into(),
+        ),
     ]
 }
 
@@ -258,6 +288,10 @@ fn scrubbing_is_linear_on_adversarial_input() {
         b"ghp_",
         b"-----BEGIN PRIVATE KEY-----",
         b"token=",
+        b"token=\"",
+        b"token='",
+        b"token=\\\"",
+        b"-u \"a:",
         b"a",
     ] {
         let input: Vec<u8> = unit.iter().copied().cycle().take(400_000).collect();
