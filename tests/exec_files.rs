@@ -520,6 +520,37 @@ fn the_data_dir_and_the_deny_list_hold_for_file_jobs_unless_the_sandbox_is_off()
     // A symlink inside the root to a denied file is refused too.
     symlink("secrets/key", root.join("link")).unwrap();
     assert_rejected(&read(&ex, &root, "link"), "read through an in-root symlink");
+    // A hard link into the root to a file inside a denied directory, planted from outside
+    // and allowed by the request: its path and inode are not the denied ones, yet it is
+    // refused (the directory is searched for its inode). Another hard-linked file is read.
+    fs::hard_link(data.join("wal/IDENTITY"), root.join("hard-log")).unwrap();
+    fs::hard_link(denied.join("key"), root.join("hard-key")).unwrap();
+    fs::write(root.join("plain"), "plain").unwrap();
+    fs::hard_link(root.join("plain"), root.join("plain-too")).unwrap();
+    for path in ["hard-log", "hard-key"] {
+        let args = json!({ "path": path, "allow_hardlinks": true });
+        let r = run_file(&ex, &root, &FileReadCapability, args.clone());
+        assert_rejected(&r, path);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("is a hard link to a file in"),
+            "{r:?}"
+        );
+        let r = run_file(
+            &ex,
+            &root,
+            &FileWriteCapability,
+            json!({ "path": path, "content": "x", "append": true, "allow_hardlinks": true }),
+        );
+        assert_eq!(r.status, JobStatus::Rejected, "append to {path}: {r:?}");
+    }
+    let args = json!({ "path": "plain-too", "allow_hardlinks": true });
+    let r = run_file(&ex, &root, &FileReadCapability, args);
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    assert_eq!(r.stdout.bytes, b"plain");
+    fs::remove_file(root.join("hard-key")).unwrap();
     // With sandbox off, as before: nothing is denied.
     let limits = Limits {
         sandbox: vigil_core::exec::sandbox::SandboxRequest {

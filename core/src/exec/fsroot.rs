@@ -71,6 +71,41 @@ pub struct ConfinedRoot {
 
 /// A path file capabilities may not read or write (the data dir, the deny list): its canonical
 /// path and its inode.
+/// Entries searched at most in one denied directory for a hard-linked file's inode.
+pub const LINKED_SEARCH_ENTRIES_MAX: usize = 50_000;
+
+/// Whether the tree at `dir` (symlinks not followed, other file systems not entered) holds a
+/// file with inode `id`; `None` when it has more than `max` entries.
+fn holds_inode(dir: &std::path::Path, id: (u64, u64), max: usize) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let mut pending = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > max {
+                return None;
+            }
+            let Ok(m) = e.metadata() else {
+                continue;
+            };
+            if m.dev() != id.0 {
+                continue;
+            }
+            if m.ino() == id.1 && !m.is_dir() {
+                return Some(true);
+            }
+            if m.is_dir() {
+                pending.push(e.path());
+            }
+        }
+    }
+    Some(false)
+}
+
 #[derive(Debug)]
 struct Denied {
     path: std::path::PathBuf,
@@ -376,6 +411,53 @@ impl ConfinedRoot {
         Ok(())
     }
 
+    /// A file with several hard links (allowed by the request) may be one of the files inside a
+    /// denied directory (vigil's data dir, `~/.ssh`, ...), linked into the root from outside:
+    /// its path and inode then say nothing. Each denied directory on the file's device is
+    /// searched for its inode (without following symlinks), and the file is refused when it is
+    /// there, or when the directory is too large to search whole
+    /// ([`LINKED_SEARCH_ENTRIES_MAX`]).
+    fn check_linked_denied(&self, path: &str, st: &libc::stat) -> Result<(), ExecError> {
+        if st.st_nlink <= 1 {
+            return Ok(());
+        }
+        use std::os::unix::fs::MetadataExt;
+        let own = (st.st_dev, st.st_ino);
+        for d in &self.denied {
+            let Ok(meta) = std::fs::symlink_metadata(&d.path) else {
+                continue;
+            };
+            if !meta.is_dir() || meta.dev() != own.0 {
+                continue;
+            }
+            match holds_inode(&d.path, own, LINKED_SEARCH_ENTRIES_MAX) {
+                Some(false) => {}
+                Some(true) => {
+                    return Err(reject(
+                        path,
+                        format!(
+                            "is a hard link to a file in {}, which jobs may not read or write \
+                             (vigil's data dir or the sandbox's deny list)",
+                            d.path.display()
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(reject(
+                        path,
+                        format!(
+                            "has {} hard links, and {} (which jobs may not read) is too large \
+                             to tell whether it holds this file",
+                            st.st_nlink,
+                            d.path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a file with several hard links unless they are allowed.
     fn check_links(&self, path: &str, st: &libc::stat) -> Result<(), ExecError> {
         if st.st_nlink > 1 && !self.allow_hardlinks {
@@ -399,6 +481,7 @@ impl ConfinedRoot {
         let st = regular_stat(path, &fd)?;
         self.check_links(path, &st)?;
         self.check_denied(path, &fd, None, None)?;
+        self.check_linked_denied(path, &st)?;
         let size = st.st_size as u64;
         let mut file = File::from(fd);
         let mut buf = Vec::with_capacity(size.min(max_bytes) as usize);
