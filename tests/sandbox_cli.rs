@@ -411,6 +411,55 @@ fn a_job_cannot_ask_a_server_for_a_job() {
 }
 
 #[test]
+fn a_root_jobs_change_to_the_logs_modes_is_set_back_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    if !landlock() {
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (a job of vigil's own user owns the log's files)");
+        return;
+    }
+    // Uid 0 owns the log's files, and Landlock does not mediate chmod: a root job opens the
+    // log to every user. vigil sets the modes back after the job and says so.
+    let dir = TempDir::new("sbx-modes");
+    let data = dir.path().join("data");
+    let root = TempDir::new("sbx-modes-root");
+    let d = s(&data);
+    let wal = data.join("wal");
+    let cmd = format!(
+        "chmod 755 {0} && chmod 644 {0}/IDENTITY && echo opened",
+        s(&wal)
+    );
+    let args = serde_json::json!({ "cmd": cmd }).to_string();
+    let (_, out, err) = vigil(
+        &[],
+        &[
+            "--data-dir",
+            &d,
+            "run",
+            "shell",
+            "--root",
+            &s(root.path()),
+            "--args",
+            &args,
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(v["stdout"], "opened\n", "{v}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&wal), 0o700);
+    assert_eq!(mode(&wal.join("IDENTITY")), 0o600);
+    let notices = v["enforcement"]["notices"].to_string();
+    assert!(
+        notices.contains("changed the modes of vigil's log files"),
+        "{v}"
+    );
+    assert!(notices.contains("IDENTITY (mode was 0644)"), "{v}");
+}
+
+#[test]
 fn the_tmpdirs_of_a_vigil_that_is_gone_are_removed_by_the_next_and_a_live_ones_are_kept() {
     use std::os::unix::fs::PermissionsExt;
     if !landlock() {

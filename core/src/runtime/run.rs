@@ -139,7 +139,8 @@ impl Runtime {
             _ => self.sampler.span_start(&mut span).or(telemetry_before),
         };
         self.record_start(&job, telemetry_before.as_ref())?;
-        let result = self.execute(&job, &ctx);
+        let mut result = self.execute(&job, &ctx);
+        self.check_log_modes(&job, &mut result);
         let telemetry_after = self
             .sampler
             .span_end(&span)
@@ -308,6 +309,26 @@ impl Runtime {
         })?;
         self.wal.sync(lsn)?;
         Ok(())
+    }
+
+    /// A job that ran as vigil's own user (root, say, whose files these are) may have changed
+    /// the modes of the log's files, which Landlock does not mediate: they are set back to
+    /// 0700/0600 after it, and its record says so.
+    fn check_log_modes(&self, job: &Job<'_>, result: &mut JobResult) {
+        let me = crate::exec::identity::RunAs::current().uid;
+        if !is_process(&job.req.capability)
+            || result.enforcement.run_as.as_ref().map(|r| r.uid) != Some(me)
+        {
+            return;
+        }
+        let restored = self.wal.restore_private_modes();
+        if !restored.is_empty() {
+            result.enforcement.notices.push(format!(
+                "the job changed the modes of vigil's log files, which its user owns; vigil set \
+                 them back (0700 and 0600) after it: {}",
+                restored.join(", ")
+            ));
+        }
     }
 
     /// Runs the capability; a cancelled job's error says why it was cancelled.

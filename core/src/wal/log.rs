@@ -581,6 +581,12 @@ impl Wal {
         self.shared.sync_to(lsn)
     }
 
+    /// Sets the log's directory back to 0700 and its files to 0600 where something (a job that
+    /// runs as the same user) changed them; what was set back.
+    pub fn restore_private_modes(&self) -> Vec<String> {
+        self.shared.store.restore_private_modes()
+    }
+
     /// Makes everything appended so far durable.
     pub fn sync_all(&self) -> Result<Lsn, WalError> {
         let lsn = self.last_lsn();

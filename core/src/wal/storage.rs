@@ -160,6 +160,11 @@ pub trait SegmentStore: Send + Sync {
     fn sync_listing(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Sets the store's directory back to 0700 and its files to 0600 where something changed
+    /// them; what was set back, as `path (mode was M)`.
+    fn restore_private_modes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a log is and where it starts: kept beside the segments.
@@ -569,6 +574,32 @@ impl SegmentStore for FsStore {
         sync_dir(&self.dir)
     }
 
+    fn restore_private_modes(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut restored = Vec::new();
+        let mut check = |path: &Path, meta: &fs::Metadata, mode: u32| {
+            let was = meta.permissions().mode() & 0o7777;
+            if was != mode && set_mode_from(path, meta, mode).is_ok() {
+                restored.push(format!("{} (mode was {was:04o})", path.display()));
+            }
+        };
+        if let Ok(meta) = fs::symlink_metadata(&self.dir) {
+            if meta.is_dir() {
+                check(&self.dir, &meta, PRIVATE_DIR_MODE);
+            }
+        }
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if let Ok(meta) = e.metadata() {
+                    if meta.is_file() {
+                        check(&e.path(), &meta, PRIVATE_FILE_MODE);
+                    }
+                }
+            }
+        }
+        restored
+    }
+
     fn checkpoint_hint(&self) -> io::Result<Option<CheckpointHint>> {
         let path = self.dir.join(CHECKPOINT_HINT_FILE_NAME);
         let bytes = match fs::read(&path) {
@@ -697,7 +728,7 @@ fn make_private(path: &Path, mode: u32) -> io::Result<()> {
 /// Sets `path`'s permission bits to `mode` when `meta` (its metadata) says they differ.
 fn set_mode_from(path: &Path, meta: &fs::Metadata, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o777 != mode {
+    if meta.permissions().mode() & 0o7777 != mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| context(e, "make private", path))?;
     }
