@@ -416,6 +416,7 @@ fn a_root_jobs_change_to_the_logs_modes_is_set_back_and_named() {
     if !landlock() {
         return;
     }
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: not root (a job of vigil's own user owns the log's files)");
         return;
