@@ -41,7 +41,7 @@ mod reaper;
 pub mod result;
 pub mod sandbox;
 pub mod spawn;
-mod supervise;
+pub(crate) mod supervise;
 mod text;
 
 use std::fmt;

@@ -470,17 +470,17 @@ fn end_message(
     Some(match (limit_hit, kill_error) {
         (_, Some(e)) => format!("job {job_id}: {e}"),
         (Some("wall"), _) => format!(
-            "wall-clock limit of {} ms reached; every process of the job was killed",
-            ms(limits.timeout)
+            "wall-clock limit of {} ms reached; {}",
+            ms(limits.timeout),
+            killed_text(result)
         ),
         (Some("cpu_time"), _) => format!(
-            "CPU-time budget of {} ms used up ({} ms used); every process of the job was killed",
+            "CPU-time budget of {} ms used up ({} ms used); {}",
             ms(limits.cpu_time),
-            result.cpu_usage_us.unwrap_or(0) / 1_000
+            result.cpu_usage_us.unwrap_or(0) / 1_000,
+            killed_text(result)
         ),
-        (Some("cancelled"), _) => {
-            "cancelled by request; every process of the job was killed".to_string()
-        }
+        (Some("cancelled"), _) => format!("cancelled by request; {}", killed_text(result)),
         (Some(_), _) if memory_refused => format!(
             "memory limit of {memory} reached: RLIMIT_AS refused an allocation, and then the job {}",
             exit_text(result.exit_code, result.signal)
@@ -489,6 +489,25 @@ fn end_message(
         (None, None) if result.exit_code == Some(0) => return None,
         (None, None) => exit_text(result.exit_code, result.signal),
     })
+}
+
+/// What the kill of a job that was ended did, as far as vigil can tell: every process, when
+/// the kernel proved its cgroup empty; those still in its cgroup, when the job ran as root
+/// without a sandbox (it may have left it); those vigil found, without a cgroup.
+pub(crate) fn killed_text(result: &JobResult) -> &'static str {
+    let e = &result.enforcement;
+    if e.notices
+        .iter()
+        .any(|n| n == super::enforcement::ROOT_LEAVES_CGROUP_NOTICE)
+    {
+        "every process still in the job's cgroup was killed (it ran as root without a sandbox, \
+         so it may have left its cgroup: see the notice)"
+    } else if !e.kill_complete {
+        "every process of the job vigil found was killed (best effort: no cgroup proves none \
+         is left)"
+    } else {
+        "every process of the job was killed"
+    }
 }
 
 fn exit_text(exit_code: Option<i32>, signal: Option<i32>) -> String {

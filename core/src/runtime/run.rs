@@ -336,7 +336,8 @@ impl Runtime {
         let mut result = self.registry.run(&job.req.capability, ctx, &job.req.args);
         if result.status == JobStatus::Interrupted {
             if let Some(reason) = self.cancelled_because(job.job_id) {
-                result.error = Some(format!("{reason}; every process of the job was killed"));
+                let killed = crate::exec::supervise::killed_text(&result);
+                result.error = Some(format!("{reason}; {killed}"));
             }
         }
         result
