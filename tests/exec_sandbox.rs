@@ -588,6 +588,52 @@ fn a_root_job_in_the_workspace_cannot_leave_its_cgroup() {
 }
 
 #[test]
+fn a_sandboxed_root_job_reads_only_the_usual_devices() {
+    let Some((d, ex)) = as_root("uid 0 owns the devices") else {
+        return;
+    };
+    // A device root may read here (a disk, the console's screen, the kernel's log): a raw
+    // disk holds every denied file, vigil's log included.
+    let mut candidates: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .map(|e| {
+            e.flatten()
+                .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.extend(["/dev/vcs", "/dev/vcsa", "/dev/kmsg", "/dev/mem"].map(String::from));
+    let readable = candidates
+        .into_iter()
+        .find(|p| std::fs::File::open(p).is_ok());
+    let Some(device) = readable else {
+        eprintln!("skipped: no device root may read here");
+        return;
+    };
+    let script = format!(
+        "head -c 1 {device} >/dev/null 2>&1 && echo DEVICE; \
+         head -c 4 /dev/urandom | wc -c; echo quiet > /dev/null && echo NULL"
+    );
+    for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
+        let r = d.run(&ex, mode, &script);
+        let text = out(&r);
+        assert!(!text.contains("DEVICE"), "{mode:?}: read {device}: {text}");
+        assert!(
+            text.contains("4\nNULL"),
+            "{mode:?}: the usual devices: {text}"
+        );
+        let read = r
+            .enforcement
+            .limits
+            .iter()
+            .find(|l| l.limit == "sandbox.read")
+            .unwrap();
+        assert!(read.mechanism.contains("/dev"), "{read:?}");
+    }
+    let r = d.run(&ex, SandboxMode::Off, &script);
+    assert!(out(&r).contains("DEVICE"), "{}", out(&r));
+}
+
+#[test]
 fn a_sandboxed_root_job_cannot_set_another_processs_limits() {
     let Some((d, ex)) = as_root("the kernel lets uid 0 set any uid 0 process's limits") else {
         return;

@@ -17,7 +17,7 @@ use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
 use super::{ExecError, Limits};
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use super::cancel::CancelToken;
 pub use super::enforcement::{Enforcement, LimitEnforcement, Strength};
@@ -72,18 +72,32 @@ impl ExecutorConfig {
 }
 
 /// The sandbox a job asks for, with the credentials beneath the home of the user it switches
-/// to, if any, added to its deny list ([`DEFAULT_DENY_READ_HOME`]).
+/// to, if any, added to its deny list ([`DEFAULT_DENY_READ_HOME`]); for a job that runs as
+/// root, `/dev` too ([`ROOT_DENY_READ`]).
 fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxRequest> {
-    match user.filter(|u| u.switches()).and_then(|u| u.home.as_ref()) {
-        None => Cow::Borrowed(&limits.sandbox),
-        Some(home) => {
-            let mut req = limits.sandbox.clone();
-            req.deny_read
-                .extend(DEFAULT_DENY_READ_HOME.iter().map(|p| home.join(p)));
-            Cow::Owned(req)
-        }
+    let home = user.filter(|u| u.switches()).and_then(|u| u.home.as_ref());
+    let root = user.is_some_and(|u| u.uid == 0);
+    if home.is_none() && !root {
+        return Cow::Borrowed(&limits.sandbox);
     }
+    let mut req = limits.sandbox.clone();
+    if let Some(home) = home {
+        req.deny_read
+            .extend(DEFAULT_DENY_READ_HOME.iter().map(|p| home.join(p)));
+    }
+    if root {
+        req.deny_read
+            .extend(ROOT_DENY_READ.iter().map(PathBuf::from));
+    }
+    Cow::Owned(req)
 }
+
+/// What a sandboxed job that runs as root may not read beyond the deny list: `/dev`, where
+/// uid 0 owns the disks (whose raw blocks hold every denied file, vigil's log included), the
+/// console's screen (`/dev/vcs*`) and the kernel's log. The usual devices stay usable
+/// (`/dev/null`, `/dev/zero`, `/dev/tty`, `/dev/urandom`, `/dev/pts`, ...: the sandbox's
+/// device rules).
+pub const ROOT_DENY_READ: &[&str] = &["/dev"];
 
 /// One process job as [`Executor::run_process_in`] was asked to run it.
 struct RunInput<'a> {
