@@ -10,8 +10,8 @@ use super::host::{CgroupMode, Host, HostConfig};
 use super::identity::{RunAs, UserSpec};
 use super::reaper::{self, boot_ticks_now};
 use super::sandbox::{
-    check_cwd, ReadRulesCache, ResolvedSandbox, SandboxConfig, SandboxRequest, TmpSlots,
-    DEFAULT_DENY_READ_HOME,
+    check_cwd, ReadRulesCache, ResolvedSandbox, SandboxConfig, SandboxMode, SandboxRequest,
+    TmpSlots, DEFAULT_DENY_READ_HOME,
 };
 use super::spawn::{self, ChildIds, PreparedCommand, ProcessSpec};
 use super::supervise::{supervise, StartedJob};
@@ -90,6 +90,44 @@ fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxR
             .extend(ROOT_DENY_READ.iter().map(PathBuf::from));
     }
     Cow::Owned(req)
+}
+
+/// What holds a sandboxed root job to its sandbox beyond Landlock's paths: its capabilities
+/// (always emptied) and the root guard of its seccomp filter (where seccomp exists).
+fn root_job_rules(r: &ResolvedSandbox) -> [LimitEnforcement; 2] {
+    let requested = Some(r.mode.as_str().to_string());
+    [
+        LimitEnforcement {
+            limit: "sandbox.capabilities",
+            requested: requested.clone(),
+            strength: Strength::Kernel,
+            held: true,
+            mechanism: "the job runs as root: its effective, permitted, inheritable and ambient \
+                        capabilities are emptied before exec, under no_new_privs (no exec \
+                        gives any back), and /dev is denied beyond the usual devices"
+                .into(),
+            not_held_reason: None,
+        },
+        LimitEnforcement {
+            limit: "sandbox.root_guard",
+            requested,
+            strength: if r.seccomp {
+                Strength::Kernel
+            } else {
+                Strength::NotEnforced
+            },
+            held: r.seccomp,
+            mechanism: "seccomp: clone3 and x32 calls refused (ENOSYS), so no process starts in \
+                        another cgroup by clone3(CLONE_INTO_CGROUP); prlimit64 that sets another \
+                        process's limits refused (EPERM)"
+                .into(),
+            not_held_reason: (!r.seccomp).then(|| {
+                "no seccomp here: a root job can start a process in another cgroup with \
+                 clone3(CLONE_INTO_CGROUP) and set the limits of any root process"
+                    .to_string()
+            }),
+        },
+    ]
 }
 
 /// What a sandboxed job that runs as root may not read beyond the deny list: `/dev`, where
@@ -202,8 +240,13 @@ impl Executor {
             let user = self.job_user(limits).ok();
             let sandbox = job_sandbox(limits, user.as_ref());
             let (rules, confines_writes, judged) = self.sandbox_judged(Some(&sandbox), root);
-            resolved = judged;
             e.limits.extend(rules);
+            if let (Some(r), Some(user)) = (&judged, &user) {
+                if user.uid == 0 && r.mode != SandboxMode::Off {
+                    e.limits.extend(root_job_rules(r));
+                }
+            }
+            resolved = judged;
             if let Some(user) = user {
                 if user.uid == 0 && self.host.has_cgroups() && !confines_writes {
                     e.notices.push(ROOT_LEAVES_CGROUP_NOTICE.to_string());
