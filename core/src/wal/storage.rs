@@ -160,8 +160,8 @@ pub trait SegmentStore: Send + Sync {
     fn sync_listing(&self) -> io::Result<()> {
         Ok(())
     }
-    /// Sets the store's directory back to 0700 and its files to 0600 where something changed
-    /// them; what was set back, as `path (mode was M)`.
+    /// Sets the store's directory back to 0700 where something changed it, and then its files
+    /// back to 0600 as well; what was set back, as `path (mode was M)`.
     fn restore_private_modes(&self) -> Vec<String> {
         Vec::new()
     }
@@ -576,23 +576,26 @@ impl SegmentStore for FsStore {
 
     fn restore_private_modes(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
-        let mut restored = Vec::new();
-        let mut check = |path: &Path, meta: &fs::Metadata, mode: u32| {
+        let set_back = |path: &Path, meta: &fs::Metadata, mode: u32| -> Option<String> {
             let was = meta.permissions().mode() & 0o7777;
-            if was != mode && set_mode_from(path, meta, mode).is_ok() {
-                restored.push(format!("{} (mode was {was:04o})", path.display()));
-            }
+            (was != mode && set_mode_from(path, meta, mode).is_ok())
+                .then(|| format!("{} (mode was {was:04o})", path.display()))
         };
-        if let Ok(meta) = fs::symlink_metadata(&self.dir) {
-            if meta.is_dir() {
-                check(&self.dir, &meta, PRIVATE_DIR_MODE);
-            }
-        }
+        // The directory guards the files (no one else may reach them while it is 0700): one
+        // stat when it is unchanged, every file as well when it is not.
+        let dir = match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => set_back(&self.dir, &meta, PRIVATE_DIR_MODE),
+            _ => None,
+        };
+        let Some(dir) = dir else {
+            return Vec::new();
+        };
+        let mut restored = vec![dir];
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 if let Ok(meta) = e.metadata() {
                     if meta.is_file() {
-                        check(&e.path(), &meta, PRIVATE_FILE_MODE);
+                        restored.extend(set_back(&e.path(), &meta, PRIVATE_FILE_MODE));
                     }
                 }
             }
