@@ -154,16 +154,15 @@ impl Service {
             )
             .into());
         }
-        if let Some(root) = &params.root {
-            self.check_root(root)?;
-        }
+        let root = match params.root {
+            Some(root) => self.check_root(root)?,
+            None => self.config.default_root.clone(),
+        };
         let request = JobRequest {
             capability: params.capability,
             args: params.args,
             limits: params.limits,
-            root: params
-                .root
-                .unwrap_or_else(|| self.config.default_root.clone()),
+            root,
             session: params.session,
             dry_run: params.dry_run,
             // The server's --require-enforcement is a floor a request cannot lower.
@@ -176,13 +175,14 @@ impl Service {
     /// Under a sandbox floor (`vigil serve --sandbox`), a request's `root` must lie beneath the
     /// server's own root or one of its `--allow-write` paths: a job writes beneath its root, so
     /// `"root": "/"` (or any directory holding vigil's data dir) would otherwise undo the floor.
-    fn check_root(&self, root: &std::path::Path) -> Result<(), Failure> {
+    /// The job runs in the resolved path, so a symlink swapped after the check changes nothing.
+    fn check_root(&self, root: std::path::PathBuf) -> Result<std::path::PathBuf, Failure> {
         let sandbox = self.runtime.executor().sandbox_config();
         let floored = sandbox
             .floor
             .is_some_and(|f| f != crate::exec::sandbox::SandboxMode::Off);
         if !floored {
-            return Ok(());
+            return Ok(root);
         }
         let refuse = |why: String| -> Failure {
             RpcError::new(
@@ -192,13 +192,13 @@ impl Service {
             .into()
         };
         let resolved =
-            std::fs::canonicalize(root).map_err(|e| refuse(format!("cannot be resolved: {e}")))?;
+            std::fs::canonicalize(&root).map_err(|e| refuse(format!("cannot be resolved: {e}")))?;
         let allowed = std::iter::once(&self.config.default_root)
             .chain(sandbox.allow_write.iter())
             .filter_map(|p| std::fs::canonicalize(p).ok());
         for base in allowed {
             if resolved.starts_with(&base) {
-                return Ok(());
+                return Ok(resolved);
             }
         }
         Err(refuse(format!(
