@@ -801,7 +801,11 @@ fn a_sandboxed_root_job_keeps_no_capability() {
         // The record says who holds it.
         for name in ["sandbox.capabilities", "sandbox.root_guard"] {
             let l = r.enforcement.limits.iter().find(|l| l.limit == name);
-            assert!(l.is_some_and(|l| l.held), "{mode:?}: {name}: {:?}", r.enforcement);
+            assert!(
+                l.is_some_and(|l| l.held),
+                "{mode:?}: {name}: {:?}",
+                r.enforcement
+            );
         }
         for what in ["MKNOD", "CHOWN", "ENVIRON"] {
             assert!(!text.contains(what), "{mode:?}: {what} allowed: {text}");

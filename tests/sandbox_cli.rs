@@ -408,6 +408,39 @@ fn a_job_cannot_ask_a_server_for_a_job() {
         !mark.exists(),
         "a job got an unsandboxed job from the server"
     );
+    // Without cgroups nothing marks a job but its ancestry: the server's own job is still
+    // known, as descending from it.
+    let socket = dir.path().join("vigil-none.sock");
+    let sock = s(&socket);
+    let mut server = Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(dir.path().join("data-none"))
+        .args([
+            "serve",
+            "--cgroup-mode",
+            "none",
+            "--socket",
+            sock.as_str(),
+            "--root",
+        ])
+        .arg(root.path())
+        .args(["--sandbox", "strict"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vigil serve");
+    wait_for_server(&mut server, &sock);
+    let cmd = format!("{bin} call run '{inner}' --socket {sock} 2>&1; echo rc=$?");
+    let own = shell_via(&sock, &cmd, &["--root", &r]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let own_out = own["stdout"].as_str().unwrap();
+    assert!(own_out.contains(refused), "{own}");
+    assert!(own_out.contains("descends from this server"), "{own}");
+    assert!(
+        !mark.exists(),
+        "a job got an unsandboxed job from the server"
+    );
 }
 
 #[test]
