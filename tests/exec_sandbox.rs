@@ -58,6 +58,7 @@ impl Dirs {
                 data_dir: Some(self.data.path().to_path_buf()),
                 deny_read: Some(vec![self.secret()]),
                 allow_write: Vec::new(),
+                write_bounds: Vec::new(),
                 force_abi,
             },
             user: None,
@@ -631,6 +632,38 @@ fn a_sandboxed_root_job_reads_only_the_usual_devices() {
     }
     let r = d.run(&ex, SandboxMode::Off, &script);
     assert!(out(&r).contains("DEVICE"), "{}", out(&r));
+}
+
+#[test]
+fn a_jobs_writable_paths_are_held_to_the_bounds_on_what_was_opened() {
+    if !landlock() {
+        return;
+    }
+    // A server's floor bounds where its jobs write (its root and --allow-write). The bound is
+    // checked on the descriptor the rule is built from: a root that is (or was swapped for) a
+    // symlink out of the bounds is refused, whatever a check of its path said before.
+    let d = Dirs::new();
+    let mut cfg = d.executor_config(None, false);
+    cfg.sandbox.write_bounds = vec![std::fs::canonicalize(d.outside.path()).unwrap()];
+    let ex = Executor::new(cfg).unwrap();
+    let link = d.outside.path().join("link");
+    std::os::unix::fs::symlink(d.root.path(), &link).unwrap();
+    let inside = d.outside.path().join("inside");
+    std::fs::create_dir(&inside).unwrap();
+    let spec = sh("echo ran > here; echo ran");
+    let r = d.run_spec_in(&ex, SandboxMode::Workspace, &spec, &link);
+    assert_eq!(r.status, JobStatus::Rejected, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("outside the server's root"),
+        "{r:?}"
+    );
+    assert!(!d.root.path().join("here").exists(), "the job ran");
+    let r = d.run_spec_in(&ex, SandboxMode::Workspace, &spec, &inside);
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    assert!(inside.join("here").exists());
 }
 
 #[test]

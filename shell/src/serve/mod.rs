@@ -132,6 +132,18 @@ fn serve(cli: &Global, args: ServeArgs) -> Result<(), String> {
     let mut options = cli.runtime_options(args.cgroup_mode);
     args.sandbox.apply_server_defaults(&mut options.executor);
     args.user.apply_server_defaults(&mut options.executor)?;
+    let sandbox = &mut options.executor.sandbox;
+    if sandbox
+        .floor
+        .is_some_and(|f| f != vigil_core::exec::sandbox::SandboxMode::Off)
+    {
+        // Under a floor every job writes only beneath the server's root and --allow-write
+        // paths, checked on the descriptors its rules are built from.
+        let bounds = std::iter::once(&default_root).chain(sandbox.allow_write.iter());
+        sandbox.write_bounds = bounds
+            .map(|p| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display())))
+            .collect::<Result<_, _>>()?;
+    }
     options.sample_interval = args.sample_interval;
     options.concurrent_jobs_max = args.max_jobs;
     // The runtime first: it holds the log's lock, so a second server on the same data

@@ -155,7 +155,8 @@ impl Executor {
                 None => {
                     // The writable paths opened once: the rules and the kept key both come
                     // from these descriptors.
-                    let opened = landlock_rules::open_writable(writable)?;
+                    let opened =
+                        landlock_rules::open_writable(writable, &self.sandbox.write_bounds)?;
                     let fd = landlock_rules::build(&resolved, &reads, &opened, &slot.path)?;
                     let fd = Arc::new(fd);
                     if slot.reusable {

@@ -183,11 +183,44 @@ fn ll_err(e: impl std::fmt::Display) -> ExecError {
 }
 
 /// The writable paths, opened (O_PATH) for their rules.
-pub(super) fn open_writable(writable: &[PathBuf]) -> Result<Vec<PathFd>, ExecError> {
+pub(super) fn open_writable(
+    writable: &[PathBuf],
+    bounds: &[PathBuf],
+) -> Result<Vec<PathFd>, ExecError> {
     writable
         .iter()
-        .map(|p| PathFd::new(p).map_err(ll_err))
+        .map(|p| {
+            let fd = PathFd::new(p).map_err(ll_err)?;
+            if !bounds.is_empty() {
+                within_bounds(p, &fd, bounds)?;
+            }
+            Ok(fd)
+        })
         .collect()
+}
+
+/// Where the opened `fd` (for writable path `p`) lies, as the kernel names it, must be beneath
+/// one of `bounds`: the rule is bound to this inode, so a directory swapped for a symlink
+/// after any earlier check of the path cannot widen it.
+fn within_bounds(p: &Path, fd: &PathFd, bounds: &[PathBuf]) -> Result<(), ExecError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let at = fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).map_err(|e| {
+        ExecError::PathRejected {
+            path: p.display().to_string(),
+            reason: format!("cannot tell where it lies: {e}"),
+        }
+    })?;
+    if bounds.iter().any(|b| at.starts_with(b)) {
+        return Ok(());
+    }
+    Err(ExecError::PathRejected {
+        path: p.display().to_string(),
+        reason: format!(
+            "a writable path of the job lies at {}, outside the server's root and its writable \
+             paths",
+            at.display()
+        ),
+    })
 }
 
 /// The job's ruleset, created (not applied): the child applies its fd. `writable` are the

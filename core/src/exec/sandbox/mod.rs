@@ -136,6 +136,10 @@ pub struct SandboxConfig {
     pub deny_read: Option<Vec<PathBuf>>,
     /// Paths every sandboxed job may also write beneath (a server's defaults).
     pub allow_write: Vec<PathBuf>,
+    /// Where a job's writable paths (its root first) must lie, checked on what the sandbox
+    /// opened for its rules, not on a path that may change after a check: a server's root and
+    /// `--allow-write` paths under its floor (empty: no bound).
+    pub write_bounds: Vec<PathBuf>,
     /// Use at most this Landlock ABI (0: none); the environment's [`FORCE_ABI_ENV`] also lowers.
     pub force_abi: Option<i32>,
 }
