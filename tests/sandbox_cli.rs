@@ -462,8 +462,9 @@ fn a_root_jobs_change_to_the_logs_modes_is_set_back_and_named() {
     let d = s(&data);
     let wal = data.join("wal");
     let cmd = format!(
-        "chmod 755 {0} && chmod 644 {0}/IDENTITY && echo opened",
-        s(&wal)
+        "chmod 755 {0} && chmod 644 {0}/IDENTITY && chmod 777 {1} {1}/owners {1}/tmp && echo opened",
+        s(&wal),
+        d
     );
     let args = serde_json::json!({ "cmd": cmd }).to_string();
     let (_, out, err) = vigil(
@@ -491,6 +492,45 @@ fn a_root_jobs_change_to_the_logs_modes_is_set_back_and_named() {
         "{v}"
     );
     assert!(notices.contains("IDENTITY (mode was 0644)"), "{v}");
+    assert_eq!(
+        mode(&data) & 0o022,
+        0,
+        "the data dir is writable by others again"
+    );
+    assert_eq!(mode(&data.join("owners")), 0o700);
+    assert_eq!(mode(&data.join("tmp")), 0o700);
+    assert!(notices.contains("owners (mode was 0777)"), "{v}");
+    // What another user could have put there meanwhile is refused, not followed: a log
+    // directory of theirs, or a symlink among the log's files (vigil, root, would write
+    // through it).
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "important").unwrap();
+    let run = |d: &str| {
+        vigil(
+            &[],
+            &[
+                "--data-dir",
+                d,
+                "run",
+                "exec",
+                "--args",
+                r#"{"argv":["/bin/true"]}"#,
+            ],
+        )
+    };
+    std::fs::remove_file(wal.join("TAIL")).unwrap();
+    std::os::unix::fs::symlink(&victim, wal.join("TAIL")).unwrap();
+    let (code, out, err) = run(&d);
+    assert_ne!(code, 0, "{out} {err}");
+    assert!(err.contains("TAIL") && err.contains("a symlink"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "important");
+    std::fs::remove_file(wal.join("TAIL")).unwrap();
+    std::fs::rename(&wal, data.join("wal.old")).unwrap();
+    std::fs::create_dir(&wal).unwrap();
+    std::os::unix::fs::chown(&wal, Some(65534), Some(65534)).unwrap();
+    let (code, out, err) = run(&d);
+    assert_ne!(code, 0, "{out} {err}");
+    assert!(err.contains("owned by uid 65534"), "{err}");
 }
 
 #[test]

@@ -297,7 +297,7 @@ impl Runtime {
     /// Opens the log (recovering it), rebuilds the index, records interrupted jobs, sweeps
     /// stale cgroups and starts sampling.
     pub fn open(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        crate::wal::storage::create_dir_private_if_new(&options.data_dir).map_err(|source| {
+        crate::wal::storage::secure_data_dir(&options.data_dir).map_err(|source| {
             RuntimeError::Io {
                 context: format!("data directory {}", options.data_dir.display()),
                 source,

@@ -98,7 +98,7 @@ impl OwnerLock {
             .truncate(false)
             .write(true)
             .mode(PRIVATE_FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&staging)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
             return Err(io::Error::new(

@@ -321,7 +321,8 @@ impl Runtime {
         {
             return;
         }
-        let restored = self.wal.restore_private_modes();
+        let mut restored = self.wal.restore_private_modes();
+        restored.extend(restore_data_dir_modes(&self.options.data_dir));
         if !restored.is_empty() {
             result.enforcement.notices.push(format!(
                 "the job changed the modes of vigil's log files, which its user owns; vigil set \
@@ -412,6 +413,31 @@ impl Runtime {
             "unknown"
         }
     }
+}
+
+/// The data directory beside the log: no group or other write permission on it (which would
+/// let others replace `wal/` or `owners/`), and `owners/` and `tmp/` 0700 (what vigil made
+/// them). What was set back, as `path (mode was M)`; never through a symlink.
+fn restore_data_dir_modes(data_dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut restored = Vec::new();
+    let mut set = |path: std::path::PathBuf, want: &dyn Fn(u32) -> u32| {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return;
+        };
+        let was = meta.permissions().mode() & 0o7777;
+        if meta.is_dir()
+            && want(was) != was
+            && std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want(was))).is_ok()
+        {
+            restored.push(format!("{} (mode was {was:04o})", path.display()));
+        }
+    };
+    set(data_dir.to_path_buf(), &|m| m & !0o022);
+    for sub in [super::owner::OWNERS_DIR_NAME, "tmp"] {
+        set(data_dir.join(sub), &|_| 0o700);
+    }
+    restored
 }
 
 /// A capability that runs a process (and so gets the sandbox).

@@ -67,9 +67,20 @@ fn open_private(path: &Path, what: &str) -> io::Result<File> {
         .read(true)
         .write(true)
         .mode(PRIVATE_FILE_MODE)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| context(e, what, path))
+        .map_err(|e| match e.raw_os_error() {
+            // Never followed: vigil (root, say) would write where whoever put it there chose.
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{what} {}: a symlink, where vigil keeps a file of its own; someone else may \
+                     have put it there; refusing to use it",
+                    path.display()
+                ),
+            ),
+            _ => context(e, what, path),
+        })
 }
 
 impl AppendLock {

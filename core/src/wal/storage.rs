@@ -368,8 +368,18 @@ impl FsStore {
                     fs::remove_file(entry.path())
                         .map_err(|e| context(e, "remove half-created file", &entry.path()))?;
                 }
-            } else if entry.file_type()?.is_file() {
-                make_private(&entry.path(), PRIVATE_FILE_MODE)?;
+            } else {
+                // Every entry is vigil's own: a symlink or another user's file was put there
+                // by someone else, and vigil would write through it.
+                let path = entry.path();
+                let meta = fs::symlink_metadata(&path)?;
+                use std::os::unix::fs::MetadataExt;
+                if meta.file_type().is_symlink() || meta.uid() != euid() {
+                    return Err(not_vigils(&path, &meta, "a file"));
+                }
+                if meta.is_file() {
+                    set_mode_from(&path, &meta, PRIVATE_FILE_MODE)?;
+                }
             }
         }
         // No directory fsync here: nothing above needs to survive a crash (a half-created
@@ -505,7 +515,7 @@ impl SegmentStore for FsStore {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| context(e, "open segment", &path))?;
         let len = file
@@ -646,7 +656,7 @@ impl SegmentStore for FsStore {
             let file = match OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_CLOEXEC)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
                 .open(&path)
             {
                 Ok(file) => file,
@@ -697,15 +707,72 @@ impl SegmentStore for FsStore {
 
 /// Creates `dir` (and missing parents) with mode 0700, and makes an existing one 0700: the
 /// mode is set explicitly, so the umask cannot widen it. For directories vigil owns (the log).
+/// An existing one must be a directory (not a symlink) of vigil's own user: anything else was
+/// put there by someone else, and following it would have vigil (root, say) write where they
+/// chose.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     // An existing directory (every open but the first) costs one stat.
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => set_mode_from(dir, &meta, PRIVATE_DIR_MODE),
-        _ => {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            own_directory(dir, &meta)?;
+            set_mode_from(dir, &meta, PRIVATE_DIR_MODE)
+        }
+        Err(_) => {
             create_dir_private_if_new(dir)?;
             make_private(dir, PRIVATE_DIR_MODE)
         }
     }
+}
+
+/// The effective uid vigil runs as.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// `meta` (of `path`, not followed) is a directory of vigil's own user, or the error says
+/// what it is instead.
+fn own_directory(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.is_dir() && meta.uid() == euid() {
+        return Ok(());
+    }
+    Err(not_vigils(path, meta, "a directory"))
+}
+
+fn not_vigils(path: &Path, meta: &fs::Metadata, what: &str) -> io::Error {
+    use std::os::unix::fs::MetadataExt;
+    let is = if meta.file_type().is_symlink() {
+        "a symlink".to_string()
+    } else {
+        format!("owned by uid {}", meta.uid())
+    };
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} must be {what} of vigil's user (uid {}), but it is {is}: someone else may have \
+             put it there; refusing to use it",
+            path.display(),
+            euid()
+        ),
+    )
+}
+
+/// The data directory the user chose: created 0700 when new; an existing one (followed if it
+/// is a symlink: the user's choice) must belong to vigil's user, and loses any group or other
+/// write permission, which would let others replace what vigil keeps in it.
+pub fn secure_data_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    create_dir_private_if_new(dir)?;
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != euid() {
+        return Err(not_vigils(dir, &meta, "a directory"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        let mode = meta.mode() & 0o7777 & !0o022;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (and missing parents) with mode 0700 when it does not exist; an existing
