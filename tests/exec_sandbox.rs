@@ -603,6 +603,13 @@ fn a_sandboxed_root_job_reads_only_the_usual_devices() {
         })
         .unwrap_or_default();
     candidates.extend(["/dev/vcs", "/dev/vcsa", "/dev/kmsg", "/dev/mem"].map(String::from));
+    // And a root-only file of /sys (the firmware's tables), where there is one.
+    let firmware = "/sys/firmware/dmi/tables/DMI";
+    let firmware_check = if std::fs::File::open(firmware).is_ok() {
+        format!("head -c 1 {firmware} >/dev/null 2>&1 && echo FIRMWARE; ")
+    } else {
+        String::new()
+    };
     let readable = candidates
         .into_iter()
         .find(|p| std::fs::File::open(p).is_ok());
@@ -611,13 +618,17 @@ fn a_sandboxed_root_job_reads_only_the_usual_devices() {
         return;
     };
     let script = format!(
-        "head -c 1 {device} >/dev/null 2>&1 && echo DEVICE; \
+        "{firmware_check}head -c 1 {device} >/dev/null 2>&1 && echo DEVICE; \
          head -c 4 /dev/urandom | wc -c; echo quiet > /dev/null && echo NULL"
     );
     for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
         let r = d.run(&ex, mode, &script);
         let text = out(&r);
         assert!(!text.contains("DEVICE"), "{mode:?}: read {device}: {text}");
+        assert!(
+            !text.contains("FIRMWARE"),
+            "{mode:?}: read {firmware}: {text}"
+        );
         assert!(
             text.contains("4\nNULL"),
             "{mode:?}: the usual devices: {text}"

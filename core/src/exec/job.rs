@@ -132,10 +132,16 @@ fn root_job_rules(r: &ResolvedSandbox) -> [LimitEnforcement; 2] {
 
 /// What a sandboxed job that runs as root may not read beyond the deny list: `/dev`, where
 /// uid 0 owns the disks (whose raw blocks hold every denied file, vigil's log included), the
-/// console's screen (`/dev/vcs*`) and the kernel's log. The usual devices stay usable
+/// console's screen (`/dev/vcs*`) and the kernel's log; and the root-only parts of `/sys`
+/// (firmware tables, debugfs, tracefs). The usual devices stay usable
 /// (`/dev/null`, `/dev/zero`, `/dev/tty`, `/dev/urandom`, `/dev/pts`, ...: the sandbox's
 /// device rules).
-pub const ROOT_DENY_READ: &[&str] = &["/dev"];
+pub const ROOT_DENY_READ: &[&str] = &[
+    "/dev",
+    "/sys/firmware",
+    "/sys/kernel/debug",
+    "/sys/kernel/tracing",
+];
 
 /// One process job as [`Executor::run_process_in`] was asked to run it.
 struct RunInput<'a> {

@@ -107,8 +107,10 @@ struct Memos {
     cred: Memo,
     value: Memo,
     line: Memo,
-    /// Quoted values: one per opening quote (`'`, `"`, the JSON-escaped `\"`).
-    quoted: [Memo; 3],
+    /// Quoted values: one per opening quote (`'`, `"`, the JSON-escaped `\"`, bash's `$'`).
+    quoted: [Memo; 4],
+    /// Bare values, whose escaped spaces (`a\ b`) are part of them.
+    bare: Memo,
     userinfo: Memo,
     pem_end: Memo,
 }
@@ -131,7 +133,7 @@ fn is_userinfo(b: u8) -> bool {
 /// same kind, or the end of the line. Inside double quotes a quote after a backslash is part
 /// of the value (a quote after an escaped backslash counts as escaped too: the value may run
 /// longer, never shorter); in JSON text the closing quote is `\"`.
-fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 3]) -> usize {
+fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 4]) -> usize {
     fn single(b: &[u8], p: usize) -> bool {
         matches!(b[p], b'\'' | b'\n' | b'\r')
     }
@@ -142,9 +144,13 @@ fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 3]) -> usi
         matches!(b[p], b'\n' | b'\r')
             || (b[p] == b'"' && b[p - 1] == b'\\' && (p < 2 || b[p - 2] != b'\\'))
     }
+    fn ansi_c(b: &[u8], p: usize) -> bool {
+        matches!(b[p], b'\n' | b'\r') || (b[p] == b'\'' && b[p - 1] != b'\\')
+    }
     match bytes[open] {
         b'\'' => memos[0].scan(bytes, s, single),
         b'"' => memos[1].scan(bytes, s, double),
+        b'$' => memos[3].scan(bytes, s, ansi_c),
         _ => {
             let e = memos[2].scan(bytes, s, json);
             // Up to the backslash of the closing `\"`.
@@ -157,10 +163,32 @@ fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 3]) -> usi
     }
 }
 
+/// Where a bare value ends ([`ends_value`]), except that a space escaped by a backslash (`a\ b`,
+/// or `a\\ b` as JSON text writes it) is part of it.
+fn bare_end(b: &[u8], p: usize) -> bool {
+    if !ends_value(b[p]) {
+        return false;
+    }
+    match b[p] {
+        b' ' => p == 0 || b[p - 1] != b'\\',
+        b'\\' => {
+            let mut q = p;
+            while q < b.len() && b[q] == b'\\' {
+                q += 1;
+            }
+            q >= b.len() || b[q] != b' '
+        }
+        _ => true,
+    }
+}
+
 /// Past an optional opening quote (raw, or escaped as in JSON text).
 fn skip_quote(bytes: &[u8], i: usize) -> usize {
     if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
         i + 1
+    } else if i + 1 < bytes.len() && bytes[i] == b'$' && bytes[i + 1] == b'\'' {
+        // bash's ANSI-C quoting, `$'...'`, whose backslash escapes (`\'` too) are its own.
+        i + 2
     } else if i + 1 < bytes.len() && bytes[i] == b'\\' && bytes[i + 1] == b'"' {
         i + 2
     } else {
@@ -336,12 +364,17 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
             {
                 let s0 = skip_blanks(bytes, j + 1);
                 let s = skip_quote(bytes, s0);
-                // A quoted value runs to its closing quote (spaces and all), a bare one to the
-                // first separator.
+                // A quoted value runs to its closing quote (spaces and all). A bare one runs to
+                // the first separator after `NAME=value` (a shell's assignment), but to the end
+                // of the line after `NAME: value` or `NAME = value` (a header, a config file),
+                // where the value may hold spaces.
+                let spaced = bytes[j] == b':' || j > end || s0 > j + 1;
                 let e = if s > s0 {
                     quoted_end(bytes, s0, s, &mut m.quoted)
+                } else if spaced {
+                    m.line.run(bytes, s, is_line)
                 } else {
-                    m.value.run(bytes, s, |c| !ends_value(c))
+                    m.bare.scan(bytes, s, bare_end)
                 };
                 let name = &bytes[i..end];
                 let ends_with = |w: &[u8]| {

@@ -76,6 +76,24 @@ fn corpus() -> Vec<(String, String)> {
             "curl -U bob:ProxyPassw0rd0016 https://example.com".into(),
             "ProxyPassw0rd0016".into(),
         ),
+        // bash's ANSI-C quoting, an escaped space in a bare value, and the spaced forms of a
+        // config file or a header, whose value runs to the end of the line.
+        (
+            r#"export DB_PASSWORD=$'hunter2 top\'secret0020'"#.into(),
+            r#"hunter2 top\'secret0020"#.into(),
+        ),
+        (
+            r#"PGPASSWORD=hunter3\ secretb0021 psql"#.into(),
+            r#"hunter3\ secretb0021"#.into(),
+        ),
+        (
+            "DB_PASSWORD = S18aLong0022 S18bLong0022".into(),
+            "S18aLong0022 S18bLong0022".into(),
+        ),
+        (
+            "private-token: S20aLong0023 S20bLong0023".into(),
+            "S20aLong0023 S20bLong0023".into(),
+        ),
         // A quoted value runs to the closing quote of its own kind, past quotes of the other
         // kind and escaped ones.
         (
@@ -292,6 +310,10 @@ fn scrubbing_is_linear_on_adversarial_input() {
         b"token='",
         b"token=\\\"",
         b"-u \"a:",
+        b"token=$'",
+        b"token=a\\ ",
+        b"token: ",
+        b"token = ",
         b"a",
     ] {
         let input: Vec<u8> = unit.iter().copied().cycle().take(400_000).collect();
