@@ -742,19 +742,23 @@ fn own_directory(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
 
 fn not_vigils(path: &Path, meta: &fs::Metadata, what: &str) -> io::Error {
     use std::os::unix::fs::MetadataExt;
-    let is = if meta.file_type().is_symlink() {
-        "a symlink".to_string()
+    let (is, code) = if meta.file_type().is_symlink() {
+        ("a symlink".to_string(), libc::ELOOP)
+    } else if meta.uid() != euid() {
+        (format!("owned by uid {}", meta.uid()), libc::EPERM)
+    } else if what == "a directory" {
+        ("not a directory".to_string(), libc::ENOTDIR)
     } else {
-        format!("owned by uid {}", meta.uid())
+        ("a directory".to_string(), libc::EISDIR)
     };
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "{} must be {what} of vigil's user (uid {}), but it is {is}: someone else may have \
-             put it there; refusing to use it",
-            path.display(),
+    context(
+        io::Error::from_raw_os_error(code),
+        &format!(
+            "must be {what} of vigil's user (uid {}), but it is {is} (someone else may have put \
+             it there; refusing to use it):",
             euid()
         ),
+        path,
     )
 }
 
