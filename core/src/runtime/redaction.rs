@@ -70,8 +70,41 @@ impl Redactor {
                 _ => {}
             }
         }
+        /// Secret values the shapes find in the arguments' strings (a password in a command
+        /// line, say), and each as a shell would print it once it took the backslashes off
+        /// (`a\ b` is echoed as `a b`): scrubbed from the output as well.
+        fn shaped(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(text) => {
+                    let bytes = text.as_bytes();
+                    let mut spans = Vec::new();
+                    shapes::shapes(bytes, &mut spans);
+                    for (a, b) in spans {
+                        let Ok(found) = std::str::from_utf8(&bytes[a..b]) else {
+                            continue;
+                        };
+                        if found.contains('\\') {
+                            let mut plain = String::with_capacity(found.len());
+                            let mut chars = found.chars();
+                            while let Some(c) = chars.next() {
+                                match c {
+                                    '\\' => plain.extend(chars.next()),
+                                    c => plain.push(c),
+                                }
+                            }
+                            out.push(plain);
+                        }
+                        out.push(found.to_string());
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| shaped(x, out)),
+                Value::Object(o) => o.values().for_each(|x| shaped(x, out)),
+                _ => {}
+            }
+        }
         let mut values = Vec::new();
         walk(args, &mut values);
+        shaped(args, &mut values);
         Redactor::from_values(values)
     }
 
