@@ -329,6 +329,23 @@ fn a_servers_sandbox_is_the_weakest_a_client_gets() {
     );
 }
 
+/// `vigil serve --sandbox strict` on `data`, listening on `sock`, rooted at `root`, with
+/// `extra` serve options.
+fn strict_server(data: &Path, sock: &str, root: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .args(extra)
+        .args(["--socket", sock, "--root"])
+        .arg(root)
+        .args(["--sandbox", "strict"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vigil serve")
+}
+
 #[test]
 fn a_job_cannot_ask_a_server_for_a_job() {
     if !landlock() {
@@ -340,16 +357,7 @@ fn a_job_cannot_ask_a_server_for_a_job() {
     let root = TempDir::new("sbx-peer-root");
     let socket = dir.path().join("vigil.sock");
     let sock = s(&socket);
-    let mut server = Command::new(vigil_bin())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["serve", "--socket", sock.as_str(), "--root"])
-        .arg(root.path())
-        .args(["--sandbox", "strict"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vigil serve");
+    let mut server = strict_server(&dir.path().join("data"), &sock, root.path(), &[]);
     wait_for_server(&mut server, &sock);
     let bin = s(vigil_bin());
     // The job asks for an unsandboxed one that would leave a mark outside its root.
@@ -412,23 +420,12 @@ fn a_job_cannot_ask_a_server_for_a_job() {
     // known, as descending from it.
     let socket = dir.path().join("vigil-none.sock");
     let sock = s(&socket);
-    let mut server = Command::new(vigil_bin())
-        .arg("--data-dir")
-        .arg(dir.path().join("data-none"))
-        .args([
-            "serve",
-            "--cgroup-mode",
-            "none",
-            "--socket",
-            sock.as_str(),
-            "--root",
-        ])
-        .arg(root.path())
-        .args(["--sandbox", "strict"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vigil serve");
+    let mut server = strict_server(
+        &dir.path().join("data-none"),
+        &sock,
+        root.path(),
+        &["--cgroup-mode", "none"],
+    );
     wait_for_server(&mut server, &sock);
     let cmd = format!("{bin} call run '{inner}' --socket {sock} 2>&1; echo rc=$?");
     let own = shell_via(&sock, &cmd, &["--root", &r]);
