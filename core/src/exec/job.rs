@@ -296,6 +296,23 @@ impl Executor {
         let started = Instant::now();
         let (enforcement, resolved) = self.enforcement_resolved(limits, root, true);
         let mut result = JobResult::without_process(job_id, JobStatus::Failed, None, enforcement);
+        if root.is_some() && resolved.is_none() {
+            // The sandbox's rules for this root could not be judged, so the record could not
+            // say who holds them: the job does not run. The error is its own, or, when the
+            // root resolves now (it changed meanwhile), that.
+            let user = self.job_user(limits).ok();
+            let why = match self
+                .sandbox
+                .resolve(Some(&job_sandbox(limits, user.as_ref())), root)
+            {
+                Err(e) => e.to_string(),
+                Ok(_) => "the job's root changed while its sandbox was being judged".to_string(),
+            };
+            result.status = JobStatus::Rejected;
+            result.error = Some(why);
+            result.wall_ms = started.elapsed().as_millis() as u64;
+            return result;
+        }
         let run = RunInput {
             job_id,
             spec,
