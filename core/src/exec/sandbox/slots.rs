@@ -54,7 +54,23 @@ pub(crate) fn lock_dir(dir: &Path, exclusive: bool) -> std::io::Result<OwnedFd> 
 }
 
 /// Removes the TMPDIRs in `base` that no live vigil holds; returns what could not be removed.
+/// A base that is a symlink, another user's, or writable by others is not swept: it was put
+/// there by someone else (`/tmp/vigil-jobs-UID` by any local user, a data dir's `tmp/` swapped
+/// while a job had opened it), and vigil would remove the `jobtmp-*` trees it points at.
 pub(crate) fn sweep(base: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(base) else {
+        return Vec::new();
+    };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return vec![format!(
+            "{} was not swept: it is not a directory of uid {uid} that only it may write (a \
+             symlink, or planted by someone else?); remove it",
+            base.display()
+        )];
+    }
     let Ok(entries) = fs::read_dir(base) else {
         return Vec::new();
     };
@@ -336,5 +352,37 @@ impl TmpSlots {
 impl Drop for TmpSlots {
     fn drop(&mut self) {
         self.remove_all();
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn a_base_that_is_a_symlink_is_not_swept_and_what_it_points_at_stays() {
+        let dir = std::env::temp_dir().join(format!("vigil-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let elsewhere = dir.join("elsewhere");
+        fs::create_dir_all(elsewhere.join(format!("{TMPDIR_PREFIX}x-1/sub"))).unwrap();
+        fs::write(
+            elsewhere.join(format!("{TMPDIR_PREFIX}x-1/sub/precious")),
+            "p",
+        )
+        .unwrap();
+        // Old enough that a real base's sweep would remove it (not "being made").
+        let base = dir.join("base");
+        std::os::unix::fs::symlink(&elsewhere, &base).unwrap();
+        let said = sweep(&base);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("was not swept"), "{said:?}");
+        assert!(elsewhere
+            .join(format!("{TMPDIR_PREFIX}x-1/sub/precious"))
+            .exists());
+        // The real directory itself is swept (the control).
+        let said = sweep(&elsewhere);
+        assert!(said.is_empty(), "{said:?}");
+        assert!(!elsewhere.join(format!("{TMPDIR_PREFIX}x-1")).exists());
+        let _ = fs::remove_dir_all(&dir);
     }
 }
