@@ -2,6 +2,7 @@
 //! the denied paths", and the ruleset built before the fork.
 use std::fs;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -56,6 +57,9 @@ struct RulePath {
     /// Whether it is a directory, when the listing said so (not for symlinks, whose target
     /// decides): one `stat` less per rule.
     dir: Option<bool>,
+    /// A symlink's target, opened when it was judged (the rule's descriptor: the judged
+    /// target is the one the rule names).
+    opened: Option<PathFd>,
 }
 
 /// [`read_rule_paths`] and the directories it listed to find them.
@@ -66,6 +70,7 @@ fn read_rule_walk(denied: &[PathBuf]) -> (Vec<RulePath>, Vec<PathBuf>) {
         out.push(RulePath {
             path: PathBuf::from("/"),
             dir: Some(true),
+            opened: None,
         });
         return (out, walked);
     }
@@ -101,6 +106,7 @@ impl ReadRules {
     pub(crate) fn build(denied: &[PathBuf]) -> ReadRules {
         // Stamps first: a change made while listing shows as stale on the next job.
         let (paths, walked) = read_rule_walk(denied);
+        crate::phase::mark("rr_walk");
         let walked: Vec<_> = walked
             .into_iter()
             .map(|d| {
@@ -108,15 +114,19 @@ impl ReadRules {
                 (d, s)
             })
             .collect();
+        crate::phase::mark("rr_stamps");
         let rules = paths
             .into_iter()
             .filter_map(|r| {
-                let dir = r
-                    .dir
-                    .unwrap_or_else(|| fs::metadata(&r.path).is_ok_and(|m| m.is_dir()));
-                PathFd::new(&r.path).ok().map(|fd| (fd, dir))
+                let fd = match r.opened {
+                    Some(fd) => fd,
+                    None => PathFd::new(&r.path).ok()?,
+                };
+                let dir = r.dir.unwrap_or_else(|| fd_is_dir(&fd));
+                Some((fd, dir))
             })
             .collect();
+        crate::phase::mark("rr_open");
         ReadRules {
             denied: denied.to_vec(),
             walked,
@@ -152,27 +162,73 @@ fn descend(
         let file_type = e.file_type().ok();
         let is_link = file_type.is_some_and(|t| t.is_symlink());
         if is_link {
-            let Ok(target) = fs::canonicalize(&p) else {
+            // Opened through the link: where the descriptor lies, as the kernel names it, is
+            // the link's canonical target (one open and one readlink, where canonicalizing
+            // reads each component's link). A dangling link gets no rule.
+            let Ok(fd) = PathFd::new(&p) else {
+                continue;
+            };
+            let Some(target) = fd_path(&fd) else {
                 continue;
             };
             let dangerous = denied
                 .iter()
-                .any(|d| target.starts_with(d) || d.starts_with(&target));
+                .any(|d| beneath_or_same(&target, d) || beneath_or_same(d, &target));
             if !dangerous {
-                out.push(RulePath { path: p, dir: None });
+                out.push(RulePath {
+                    path: p,
+                    dir: None,
+                    opened: Some(fd),
+                });
             }
             continue;
         }
-        if denied.iter().any(|d| d == &p) {
+        if denied.iter().any(|d| same_path(d, &p)) {
             continue;
         }
-        if denied.iter().any(|d| d.starts_with(&p)) {
+        if denied.iter().any(|d| beneath_or_same(d, &p)) {
             descend(&p, denied, out, walked, depth + 1);
         } else {
             let dir = file_type.map(|t| t.is_dir());
-            out.push(RulePath { path: p, dir });
+            out.push(RulePath {
+                path: p,
+                dir,
+                opened: None,
+            });
         }
     }
+}
+
+/// Where `fd` lies, as the kernel names it (`/proc/self/fd`); `None` for a file that was
+/// removed or lies outside this process's root.
+fn fd_path(fd: &PathFd) -> Option<PathBuf> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let at = fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).ok()?;
+    at.is_absolute().then_some(at)
+}
+
+/// Whether `fd` is a directory (`fstat`; an O_PATH descriptor may be stat'ed).
+fn fd_is_dir(fd: &PathFd) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    // SAFETY: a zeroed stat is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor `fd` owns.
+    let ok = unsafe { libc::fstat(fd.as_fd().as_raw_fd(), &mut st) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// `a` and `b` are the same path, byte for byte: both are canonical (absolute, no `.`, `..`,
+/// repeated or trailing `/`), so comparing their bytes is comparing their components, without
+/// parsing them (a listing compares each entry with each denied path).
+fn same_path(a: &Path, b: &Path) -> bool {
+    a.as_os_str().as_bytes() == b.as_os_str().as_bytes()
+}
+
+/// `a` is `b` or lies beneath it (`Path::starts_with` on canonical paths, by bytes): `b` is a
+/// prefix of `a` that ends at a component's end.
+fn beneath_or_same(a: &Path, b: &Path) -> bool {
+    let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    a.starts_with(b) && (a.len() == b.len() || b.ends_with(b"/") || a[b.len()] == b'/')
 }
 
 fn ll_err(e: impl std::fmt::Display) -> ExecError {
@@ -274,4 +330,37 @@ pub(super) fn build(
         .add_rules(path_beneath_rules(DEVICES, dev))
         .map_err(ll_err)?;
     Option::<OwnedFd>::from(created).ok_or_else(|| ll_err("the kernel returned no ruleset"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_beneath_another_only_at_a_components_end() {
+        let p = |s: &str| PathBuf::from(s);
+        assert!(beneath_or_same(&p("/a/b"), &p("/a/b")));
+        assert!(beneath_or_same(&p("/a/b/c"), &p("/a/b")));
+        assert!(beneath_or_same(&p("/a/b"), &p("/")));
+        assert!(!beneath_or_same(&p("/a/bc"), &p("/a/b")));
+        assert!(!beneath_or_same(&p("/a"), &p("/a/b")));
+        assert!(same_path(&p("/a/b"), &p("/a/b")));
+        assert!(!same_path(&p("/a/b"), &p("/a/bc")));
+        // The same answers as Path::starts_with, on canonical paths.
+        for (a, b) in [("/x/y", "/x"), ("/x", "/x/y"), ("/xy", "/x"), ("/", "/"), ("/x", "/")] {
+            assert_eq!(beneath_or_same(&p(a), &p(b)), p(a).starts_with(p(b)), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn a_descriptors_path_is_its_canonical_target() {
+        let t = std::env::temp_dir().join(format!("vigil-fdpath-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        fs::create_dir_all(t.join("real")).unwrap();
+        std::os::unix::fs::symlink(t.join("real"), t.join("link")).unwrap();
+        let fd = PathFd::new(t.join("link")).unwrap();
+        assert_eq!(fd_path(&fd), Some(fs::canonicalize(t.join("real")).unwrap()));
+        assert!(fd_is_dir(&fd));
+        fs::remove_dir_all(&t).unwrap();
+    }
 }

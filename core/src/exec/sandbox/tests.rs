@@ -10,10 +10,20 @@ fn read_rules_cover_everything_but_the_denied_path_and_its_ancestors() {
     std::os::unix::fs::symlink(t.join("a/deny/inner"), t.join("a/to_denied")).unwrap();
     std::os::unix::fs::symlink(t.join("a"), t.join("to_ancestor")).unwrap();
     std::os::unix::fs::symlink(t.join("a/keep"), t.join("to_kept")).unwrap();
+    // A name that has the denied one as its first bytes is another directory.
+    fs::create_dir_all(t.join("a/deny2")).unwrap();
+    // A chain of links ending in the denied directory, and a link to nothing.
+    std::os::unix::fs::symlink(t.join("a/to_denied"), t.join("to_link_to_denied")).unwrap();
+    std::os::unix::fs::symlink(t.join("nothing"), t.join("dangling")).unwrap();
     let t = fs::canonicalize(&t).unwrap();
     let denied = vec![t.join("a/deny")];
     let rules = read_rule_paths(&denied);
-    for p in [t.join("a/keep"), t.join("a/file"), t.join("to_kept")] {
+    for p in [
+        t.join("a/keep"),
+        t.join("a/file"),
+        t.join("to_kept"),
+        t.join("a/deny2"),
+    ] {
         assert!(rules.contains(&p), "{p:?} missing from {rules:?}");
     }
     for p in [
@@ -24,6 +34,8 @@ fn read_rules_cover_everything_but_the_denied_path_and_its_ancestors() {
         t.join("a/deny/inner"),
         t.join("a/to_denied"),
         t.join("to_ancestor"),
+        t.join("to_link_to_denied"),
+        t.join("dangling"),
     ] {
         assert!(!rules.contains(&p), "{p:?} must not get a read rule");
     }
