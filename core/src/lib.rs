@@ -15,6 +15,8 @@ pub mod guard;
 pub mod histogram;
 pub mod model;
 pub mod parse;
+#[cfg(feature = "std")]
+pub mod phase;
 pub mod procfs;
 pub mod sample;
 

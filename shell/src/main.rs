@@ -68,6 +68,7 @@ pub enum Command {
 fn main() -> ExitCode {
     // Before anything else: a job running as vigil's uid cannot read vigil's environment,
     // descriptors or memory, nor ptrace it (see vigil_core::exec::dumpable).
+    vigil_core::phase::mark("main");
     if let Err(e) = vigil_core::exec::dumpable::make_non_dumpable() {
         eprintln!("vigil: cannot make the process non-dumpable: {e}");
         return ExitCode::from(1);
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
     // for an RCU grace period (see vigil_core::exec::fdtable). Only slower if it fails.
     let _ = vigil_core::exec::fdtable::reserve_fd_table();
     let cli = Cli::parse();
+    vigil_core::phase::mark("parsed");
     if !matches!(cli.command, Command::Serve(_) | Command::Mcp(_)) {
         // A CLI whose reader went away (`vigil wal dump | head`) ends quietly, as Unix tools
         // do, instead of failing on the write. The server keeps SIGPIPE ignored: a client

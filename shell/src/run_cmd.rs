@@ -109,6 +109,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
     // and the open sessions are in the newest segment's index checkpoint and what follows it,
     // so its open does not read the older segments' records.
     options.wal.open_from_checkpoint = true;
+    vigil_core::phase::mark("run_local");
     let runtime = match Runtime::open(options).map_err(|e| e.to_string()) {
         Ok(r) => r,
         Err(e) => {
@@ -132,6 +133,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
         dry_run: args.dry_run,
         require_enforcement: args.require_enforcement,
     };
+    vigil_core::phase::mark("opened");
     let outcome = match runtime.run_last(&request) {
         Ok(o) => o,
         Err(e) => {
@@ -139,6 +141,7 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
             return ExitCode::FAILURE;
         }
     };
+    vigil_core::phase::mark("ran");
     let view = outcome.view();
     // The job's own bytes, not their text form: output need not be UTF-8.
     let output = (
@@ -148,9 +151,12 @@ fn run_local(cli: &Global, args: &RunArgs, parsed: serde_json::Value, root: Path
     let code = report(args, &view, None, output);
     // The job's end is durable already; the close records where the log ends (for the next
     // run's open), and the process ends next, so the rest is left to the exit.
+    vigil_core::phase::mark("reported");
     if let Err(e) = runtime.close_for_exit() {
         eprintln!("vigil run: warning: closing the log: {e}");
     }
+    vigil_core::phase::mark("closed");
+    vigil_core::phase::report();
     code
 }
 

@@ -346,6 +346,7 @@ impl Executor {
             started,
             cancel,
         } = run;
+        crate::phase::mark("exec_enter");
         cgroup::validate_job_id(job_id)?;
         if self.require_enforcement {
             if let Some(why) = result.enforcement.refusal() {
@@ -403,6 +404,7 @@ impl Executor {
                 here.as_path()
             }
         };
+        crate::phase::mark("cwd_user");
         let mut env = spec.env.clone();
         // Held until the job is over: dropping it removes the job's TMPDIR; released after
         // the job, the TMPDIR may be emptied and reused.
@@ -415,6 +417,7 @@ impl Executor {
             self.host.has_cgroups(),
             &mut env,
         )?;
+        crate::phase::mark("prepare_sandbox");
         let sandboxed_spec;
         let spec = if sandbox.is_some() {
             sandboxed_spec = ProcessSpec {
@@ -444,11 +447,13 @@ impl Executor {
         // still type into other terminals (TIOCSTI), make device nodes, change files' owners
         // and capabilities, or read vigil's memory. It keeps none of root's capabilities.
         cmd.drop_capabilities = sandbox.is_some() && user.uid == 0;
+        crate::phase::mark("command");
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)
         } else {
             None
         };
+        crate::phase::mark("cgroup_leaf");
         let since_ticks = boot_ticks_now();
         let child = spawn::spawn(
             job_id,
@@ -457,6 +462,7 @@ impl Executor {
             leaf.as_ref(),
             &self.host,
         );
+        crate::phase::mark("spawn");
         let child = child?;
         result.enforcement.placement = Some(child.placement.as_str());
         let job = StartedJob {
@@ -470,11 +476,13 @@ impl Executor {
             cancel,
         };
         let group_gone = supervise(job, self.subreaper, result);
+        crate::phase::mark("supervise");
         // The job is over: its TMPDIR goes, or is emptied for a later job when the kernel
         // proved every process of this one gone.
         if let Some(s) = sandbox {
             self.release_sandbox(s, group_gone);
         }
+        crate::phase::mark("release_sandbox");
         Ok(())
     }
 }

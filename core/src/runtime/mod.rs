@@ -303,16 +303,19 @@ impl Runtime {
                 source,
             }
         })?;
+        crate::phase::mark("secure_data_dir");
         let owner =
             owner::OwnerLock::acquire(&options.data_dir).map_err(|source| RuntimeError::Io {
                 context: format!("owner lock in {}", options.data_dir.display()),
                 source,
             })?;
+        crate::phase::mark("owner_lock");
         // The recovery scan builds the index as it goes: the log is read once.
         let (wal, index, wal_truncated_bytes) =
             recovery::open_wal(&RuntimeOptions::wal_dir(&options.data_dir), options.wal)?;
         // Every new segment opens with what the index needs from before it, so retention can
         // retire old segments without losing running jobs, sessions or the next job id.
+        crate::phase::mark("open_wal");
         let index = Arc::new(Mutex::new(index));
         wal.set_prologue(index_checkpoint(&index, JobIndex::checkpoint));
         // A clean close ends the log with the whole index, where a one-shot open can start.
@@ -330,8 +333,10 @@ impl Runtime {
             ..RecoveryInfo::default()
         };
         recovery.interrupted = recovery::record_interrupted(&wal, &index, &owner)?;
+        crate::phase::mark("record_interrupted");
         owner.remove_dead();
 
+        crate::phase::mark("remove_dead");
         let mut exec_config = options.executor.clone();
         // A sandboxed job never reads or writes the log it is recorded in; its private TMPDIR
         // lives in the data dir's tmp/.
@@ -342,10 +347,13 @@ impl Runtime {
             );
         }
         let executor = Executor::new(exec_config).map_err(RuntimeError::Exec)?;
+        crate::phase::mark("executor_new");
         let dir_token = data_dir_token(&options.data_dir);
         recovery::sweep(&executor, &dir_token, &mut recovery);
 
+        crate::phase::mark("sweep");
         let sampler = start_sampler(&options)?;
+        crate::phase::mark("sampler");
         let concurrent = options.concurrent_jobs_max.max(1);
         Ok(Runtime {
             options,

@@ -97,6 +97,7 @@ impl Runtime {
         // Unique across every process sharing the log: drawn under the append lock once the
         // index holds what the others appended.
         let job_id = self.wal.claim_number(|| self.index().next_job_id.max(1))?;
+        crate::phase::mark("claim_number");
         let job = Job {
             closes_log,
             ..Job::prepare(req, job_id, &self.dir_token)
@@ -123,11 +124,13 @@ impl Runtime {
         } else {
             self.sampler.span_start_published(&mut span)
         };
+        crate::phase::mark("span_start");
         let refusal = self.refusal(req, &ctx);
         let telemetry_before = self.telemetry().latest();
         if let Some(reason) = refusal {
             return self.record_rejected(&job, reason, telemetry_before.as_ref());
         }
+        crate::phase::mark("refusal");
         let _running = self.register_running(job_id, &cancel);
         on_start(job_id);
         let slot = match self.admit(&job, &cancel) {
@@ -138,14 +141,20 @@ impl Runtime {
             Some(sample) if !slot.waited() => Some(sample),
             _ => self.sampler.span_start(&mut span).or(telemetry_before),
         };
+        crate::phase::mark("admit");
         self.record_start(&job, telemetry_before.as_ref())?;
+        crate::phase::mark("record_start");
         let mut result = self.execute(&job, &ctx);
+        crate::phase::mark("execute");
         self.check_log_modes(&job, &mut result);
+        crate::phase::mark("check_log_modes");
         let telemetry_after = self
             .sampler
             .span_end(&span)
             .or_else(|| self.telemetry().latest());
+        crate::phase::mark("span_end");
         let lsn = self.record_end(&job, &result, telemetry_after.as_ref())?;
+        crate::phase::mark("record_end");
         Ok(job.outcome(result, Some(lsn), None))
     }
 

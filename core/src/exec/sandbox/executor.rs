@@ -136,6 +136,7 @@ impl Executor {
             Some(s) => s,
             None => self.make_tmpdir(job_id, owner, reusable)?,
         };
+        crate::phase::mark("sb_tmpdir");
         let tmp_s = slot.path.display().to_string();
         let mut prepared = PreparedSandbox {
             ruleset: None,
@@ -147,6 +148,7 @@ impl Executor {
         }
         if resolved.abi >= 1 {
             let reads = self.read_rules(&resolved.denied);
+            crate::phase::mark("sb_read_rules");
             let (mode, abi, writable) = (resolved.mode, resolved.abi, &resolved.writable);
             let now = slots::RulesetKey::current(mode, abi, writable, &reads);
             let slot = prepared.tmpdir.as_mut().expect("set above");
@@ -157,7 +159,9 @@ impl Executor {
                     // from these descriptors.
                     let opened =
                         landlock_rules::open_writable(writable, &self.sandbox.write_bounds)?;
+                    crate::phase::mark("sb_open_writable");
                     let fd = landlock_rules::build(&resolved, &reads, &opened, &slot.path)?;
+                    crate::phase::mark("sb_ll_build");
                     let fd = Arc::new(fd);
                     if slot.reusable {
                         let key = slots::RulesetKey::new(mode, abi, writable, &opened, &reads);
@@ -168,6 +172,7 @@ impl Executor {
             };
             prepared.ruleset = Some(fd);
         }
+        crate::phase::mark("sb_ruleset_done");
         // SAFETY: geteuid has no preconditions.
         let root_job = owner.map_or(unsafe { libc::geteuid() } == 0, |u| u.uid == 0);
         if resolved.seccomp {
@@ -177,6 +182,7 @@ impl Executor {
                 prepared.bpf = seccomp::root_program()?;
             }
         }
+        crate::phase::mark("sb_seccomp");
         Ok(Some(prepared))
     }
 
