@@ -347,8 +347,18 @@ mod tests {
         assert!(same_path(&p("/a/b"), &p("/a/b")));
         assert!(!same_path(&p("/a/b"), &p("/a/bc")));
         // The same answers as Path::starts_with, on canonical paths.
-        for (a, b) in [("/x/y", "/x"), ("/x", "/x/y"), ("/xy", "/x"), ("/", "/"), ("/x", "/")] {
-            assert_eq!(beneath_or_same(&p(a), &p(b)), p(a).starts_with(p(b)), "{a} {b}");
+        for (a, b) in [
+            ("/x/y", "/x"),
+            ("/x", "/x/y"),
+            ("/xy", "/x"),
+            ("/", "/"),
+            ("/x", "/"),
+        ] {
+            assert_eq!(
+                beneath_or_same(&p(a), &p(b)),
+                p(a).starts_with(p(b)),
+                "{a} {b}"
+            );
         }
     }
 
@@ -359,7 +369,10 @@ mod tests {
         fs::create_dir_all(t.join("real")).unwrap();
         std::os::unix::fs::symlink(t.join("real"), t.join("link")).unwrap();
         let fd = PathFd::new(t.join("link")).unwrap();
-        assert_eq!(fd_path(&fd), Some(fs::canonicalize(t.join("real")).unwrap()));
+        assert_eq!(
+            fd_path(&fd),
+            Some(fs::canonicalize(t.join("real")).unwrap())
+        );
         assert!(fd_is_dir(&fd));
         fs::remove_dir_all(&t).unwrap();
     }
