@@ -313,14 +313,17 @@ impl<'a> Supervision<'a> {
 pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobResult) -> bool {
     let mut s = Supervision::new(job);
     result.root_pid = Some(s.pid);
+    crate::phase::mark("sup.setup");
     let limit_hit = s.wait_for_root_or_limit();
     if let Some(m) = s.meter.as_mut().filter(|_| limit_hit.is_none()) {
         // The root ended on its own: orphans still running are measured once more before
         // they are killed. Not when a limit fired: the kill must not wait for a walk.
         m.sample();
     }
+    crate::phase::mark("sup.wait_root");
     let kill_from = Instant::now();
     let mut killed = s.kill_what_is_left();
+    crate::phase::mark("sup.kill_rest");
     let dead_at = Instant::now();
     result.kill_ms = Some((dead_at - kill_from).as_secs_f64() * 1e3);
     if let (Some("wall"), Some(d)) = (limit_hit, s.deadline) {
@@ -329,10 +332,13 @@ pub(super) fn supervise(job: StartedJob<'_>, subreaper: bool, result: &mut JobRe
     result.stragglers_killed = killed.members.iter().filter(|&&p| p != s.pid).count();
     // Every writer is gone: read to EOF (bounded, in case a write end was passed outside).
     s.pipes.drain_to_eof();
+    crate::phase::mark("sup.drain");
     let (usage, group_gone) = s.account_and_remove(&mut killed);
+    crate::phase::mark("sup.account_remove");
     if subreaper {
         reap_job_orphans(s.pid, &killed.members);
     }
+    crate::phase::mark("sup.reap_orphans");
     (result.stdout, result.stderr) = s.pipes.finish();
     let end = Ending {
         root: s.root.unwrap_or_default(),

@@ -37,6 +37,7 @@ pub struct RecoveryInfo {
 pub(super) fn open_wal(dir: &Path, options: WalOptions) -> Result<(Wal, JobIndex, u64), WalError> {
     let mut loader = IndexLoader::new(1);
     let mut wal = Wal::open_visiting(dir, options, &mut |frame| loader.visit(&frame))?;
+    crate::phase::mark("wal.opened");
     let mut truncated = wal.recovery().truncated_bytes;
     if options.open_from_checkpoint && loader.seeded_incomplete() {
         // The checkpoint an open from the last checkpoint started at left open sessions out
@@ -120,10 +121,12 @@ pub(super) fn sweep(executor: &Executor, dir_token: &str, recovery: &mut Recover
     let SweepReport { removed, failed } = executor.sweep_stale();
     recovery.swept = removed;
     recovery.sweep_failed = failed;
+    crate::phase::mark("sweep.cgroups");
     for &job_id in &recovery.interrupted {
         recovery
             .killed_processes
             .extend(executor.kill_orphans(&exec_job_id(dir_token, job_id)));
     }
+    crate::phase::mark("sweep.orphans");
     recovery.sweep_failed.extend(executor.sweep_stale_tmpdirs());
 }

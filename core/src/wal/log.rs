@@ -248,6 +248,7 @@ impl Wal {
         visit: &mut dyn FnMut(Frame<'_>),
     ) -> Result<Wal, WalError> {
         let cross = Cross::open(dir)?;
+        crate::phase::mark("wal.cross_open");
         let zero_fill = options.zero_fill_segments;
         Wal::open_inner(
             &|| {
@@ -323,10 +324,12 @@ impl Wal {
             ));
         }
         let mut engine = SyncEngine::new(options.sync_method)?;
+        crate::phase::mark("wal.sync_engine");
         let (cross, mut tail) = cross.unzip();
         if let Some(cross) = &cross {
             cross.lock.lock().map_err(WalError::Io)?;
         }
+        crate::phase::mark("wal.lock");
         let held = cross.as_ref().map(|cross| Held(&cross.lock));
         // Appends take the mutex alone: recovery holds it too, so none runs meanwhile.
         let mutex = match tail.as_ref() {
@@ -334,6 +337,7 @@ impl Wal {
             None => None,
         };
         let store = make_store()?;
+        crate::phase::mark("wal.store");
         let mut last_kind = 0u16;
         let mut prologues = Vec::new();
         let scan_fn = if options.open_from_checkpoint {
@@ -353,6 +357,7 @@ impl Wal {
             visit(frame);
         })?;
         prologues.extend_from_slice(&scan.sealed_prologues);
+        crate::phase::mark("wal.scan");
         if let Some(fault) = &scan.fault {
             if !options.recovery_mode.accepts(fault.kind) {
                 return Err(WalError::Corrupt(fault.clone()));
@@ -375,6 +380,7 @@ impl Wal {
             &prologues,
             last_index_checkpoint,
         )?;
+        crate::phase::mark("wal.recover_writer");
         let next_lsn = writer.next_lsn;
         let log_id = writer.log_id;
         let mut counter = 0;
@@ -386,6 +392,7 @@ impl Wal {
         drop(mutex);
         drop(held);
         writer.tail = tail;
+        crate::phase::mark("wal.tail");
         let shared = Shared {
             cross,
             follower: Mutex::new(None),

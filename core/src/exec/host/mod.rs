@@ -292,6 +292,7 @@ impl Host {
                 Vec::new()
             }
         };
+        crate::phase::mark("host.mountinfo");
         let own = match read_bounded(Path::new("/proc/self/cgroup")) {
             Ok(t) => parse_proc_cgroup(&t),
             Err(e) => {
@@ -299,8 +300,11 @@ impl Host {
                 Vec::new()
             }
         };
+        crate::phase::mark("host.own_cgroup");
         host.detect_unified(&mounts, &own, name);
+        crate::phase::mark("host.unified");
         host.detect_v1(&mounts, &own, name);
+        crate::phase::mark("host.v1");
         if host.unified_parent.is_none() {
             host.placement = if host.v1.present().next().is_some() {
                 Placement::OwnGroup
