@@ -10,7 +10,8 @@
 //!   `Basic` credentials, `curl -u user:pass` / `--user`, `scheme://user:pass@host`, GitHub
 //!   tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), AWS access key ids
 //!   (`AKIA`/`ASIA` + 16), Slack tokens (`xox[abprs]-`), JWTs (three base64url parts starting
-//!   `eyJ`), PEM private key blocks, and `NAME=value` / `NAME: value` where NAME is a secret key.
+//!   `eyJ`), PEM private key blocks, and `NAME=value` / `NAME: value` where NAME is a secret key
+//!   (a `NAME=value`'s value is its whole shell word: quoted and bare pieces joined).
 //!
 //! Scrubbing works on raw values before anything is JSON-encoded, so an escaped quote,
 //! backslash or tab never hides a value. Where a capture was cut (the output cap keeps a head
@@ -93,6 +94,19 @@ impl Redactor {
                                 }
                             }
                             out.push(plain);
+                        }
+                        // The value as the shell joins its pieces (`x'y z'w` is `xy zw`), with
+                        // the quotes around the span that belong to it.
+                        if found.contains(['\'', '"', '\\']) {
+                            let a = if a > 0 && matches!(bytes[a - 1], b'\'' | b'"') {
+                                a - 1 - usize::from(a > 1 && bytes[a - 2] == b'$')
+                            } else {
+                                a
+                            };
+                            let b = b + usize::from(matches!(bytes.get(b), Some(b'\'' | b'"')));
+                            if let Ok(word) = std::str::from_utf8(&bytes[a..b]) {
+                                out.push(shell_unquoted(word));
+                            }
                         }
                         out.push(found.to_string());
                     }
@@ -231,6 +245,13 @@ impl Redactor {
                 .map(|n| prefix_suffix_overlap(bytes, n))
                 .max()
                 .unwrap_or(0);
+            // A line may go on past its newline (`\<newline>` inside a value); for a newline
+            // at the very start, the byte before it was cut off: the next line goes too.
+            let mut line = line;
+            while line < bytes.len() && (line == 0 || bytes[line - 1] == b'\\') {
+                line = crate::find::byte(b'\n', &bytes[line + 1..])
+                    .map_or(bytes.len(), |i| line + 1 + i);
+            }
             let to = line.max(partial);
             if to > 0 {
                 spans.push((0, to));
@@ -380,6 +401,61 @@ pub(super) fn bounded_args_json(args_json: String) -> String {
         "head": &args_json[..head],
     })
     .to_string()
+}
+
+/// `word` as a shell reads it: quotes removed, the pieces joined, backslash escapes undone
+/// (outside quotes, inside double quotes where the shell takes them, and `$'...'`'s `\'`,
+/// `\"`, `\\`, `\n` and `\t`); `\<newline>` joins two lines.
+fn shell_unquoted(word: &str) -> String {
+    #[derive(PartialEq)]
+    enum Quote {
+        No,
+        Single,
+        Double,
+        AnsiC,
+    }
+    let mut out = String::with_capacity(word.len());
+    let mut quote = Quote::No;
+    let mut chars = word.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (&quote, c) {
+            (Quote::Single, '\'') | (Quote::Double, '"') | (Quote::AnsiC, '\'') => {
+                quote = Quote::No
+            }
+            (Quote::Single, c) => out.push(c),
+            (Quote::Double, '\\') => match chars.peek() {
+                Some(&n) if matches!(n, '"' | '\\' | '$' | '`' | '\n') => {
+                    chars.next();
+                    if n != '\n' {
+                        out.push(n);
+                    }
+                }
+                _ => out.push('\\'),
+            },
+            (Quote::AnsiC, '\\') => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(n @ ('\'' | '"' | '\\')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            },
+            (Quote::No, '\\') => match chars.next() {
+                Some('\n') | None => {}
+                Some(n) => out.push(n),
+            },
+            (Quote::No, '\'') => quote = Quote::Single,
+            (Quote::No, '"') => quote = Quote::Double,
+            (Quote::No, '$') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                quote = Quote::AnsiC;
+            }
+            (_, c) => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

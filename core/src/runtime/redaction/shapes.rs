@@ -109,8 +109,13 @@ struct Memos {
     line: Memo,
     /// Quoted values: one per opening quote (`'`, `"`, the JSON-escaped `\"`, bash's `$'`).
     quoted: [Memo; 4],
-    /// Bare values, whose escaped spaces (`a\ b`) are part of them.
-    bare: Memo,
+    /// Bare pieces of a shell word (`word_piece_end`).
+    word_piece: Memo,
+    /// Whole shell words ([`word_end`]), and how long the closing quote of the last was.
+    word: Memo,
+    word_close: usize,
+    /// Values of `NAME: value` / `NAME = value` to the end of the line.
+    line_value: Memo,
     userinfo: Memo,
     pem_end: Memo,
 }
@@ -163,23 +168,81 @@ fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 4]) -> usi
     }
 }
 
-/// Where a bare value ends ([`ends_value`]), except that a space escaped by a backslash (`a\ b`,
-/// or `a\\ b` as JSON text writes it) is part of it.
-fn bare_end(b: &[u8], p: usize) -> bool {
-    if !ends_value(b[p]) {
-        return false;
-    }
+/// Where a bare piece of a shell word ends ([`ends_value`]), except that a backslash escapes
+/// the byte after it (a space or tab, a quote, a newline: `\<newline>` continues the word on
+/// the next line) and is never an end itself; `$'` starts a piece of its own. A byte after
+/// any backslash counts as escaped (after an escaped backslash too): the value may run longer,
+/// never shorter.
+fn word_piece_end(b: &[u8], p: usize) -> bool {
+    let escaped = p > 0 && b[p - 1] == b'\\';
     match b[p] {
-        b' ' => p == 0 || b[p - 1] != b'\\',
-        b'\\' => {
-            let mut q = p;
-            while q < b.len() && b[q] == b'\\' {
-                q += 1;
-            }
-            q >= b.len() || b[q] != b' '
-        }
-        _ => true,
+        b'\\' => false,
+        _ if escaped => false,
+        b'$' => b.get(p + 1) == Some(&b'\''),
+        c => ends_value(c),
     }
+}
+
+/// Where a `NAME: value` or `NAME = value` that is not quoted ends: at the end of the line, a
+/// quote, or a backslash that escapes no blank (`\"` closing a JSON string); an escaped blank
+/// (`a\ b`) is part of it.
+fn line_value_end(b: &[u8], p: usize) -> bool {
+    match b[p] {
+        b'\n' | b'\r' | b'"' | b'\'' => true,
+        b'\\' => !matches!(b.get(p + 1), Some(b' ' | b'\t')),
+        _ => false,
+    }
+}
+
+/// The length of the quote that closes a quoted piece opened at `open` whose value ends at `e`
+/// ([`quoted_end`]): 1 (`'`, `"`, the `'` of `$'`), 2 (`\"` in JSON text), 0 when it ran to
+/// the end of the line or the text unclosed.
+fn closing_len(bytes: &[u8], open: usize, e: usize) -> usize {
+    let at = |i: usize, c: u8| bytes.get(i) == Some(&c);
+    match bytes[open] {
+        b'\'' | b'$' if at(e, b'\'') => 1,
+        b'"' if at(e, b'"') => 1,
+        b'\\' if at(e, b'\\') && at(e + 1, b'"') => 2,
+        _ => 0,
+    }
+}
+
+/// Where the shell word that starts at `s0` (a `NAME=value`'s value) ends, and the length of
+/// the quote that closes its last piece there (0 when that piece is bare). A word is its
+/// pieces joined with no blank between: bare runs (backslash escapes included) and single-,
+/// double-, `$'`- or JSON-quoted strings (`x'y z'w`, `"a b"c`, `'abc'\''def'`), as the shell
+/// joins them into one value. A word is memoised whole: a start within the last one (a
+/// `NAME=` inside its value) ends where it does, so the pass stays linear.
+fn word_end(bytes: &[u8], s0: usize, m: &mut Memos) -> (usize, usize) {
+    if m.word.set && m.word.from <= s0 && s0 <= m.word.end {
+        return (m.word.end, m.word_close);
+    }
+    let n = bytes.len();
+    let (mut p, mut close) = (s0, 0);
+    while p < n {
+        let q = skip_quote(bytes, p);
+        if q > p {
+            let e = quoted_end(bytes, p, q, &mut m.quoted);
+            close = closing_len(bytes, p, e);
+            p = e + close;
+            if close == 0 {
+                break;
+            }
+        } else {
+            let e = m.word_piece.scan(bytes, p, word_piece_end);
+            if e == p {
+                break;
+            }
+            (p, close) = (e, 0);
+        }
+    }
+    m.word = Memo {
+        from: s0,
+        end: p,
+        set: true,
+    };
+    m.word_close = close;
+    (p, close)
 }
 
 /// Past an optional opening quote (raw, or escaped as in JSON text).
@@ -368,13 +431,15 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 // the first separator after `NAME=value` (a shell's assignment), but to the end
                 // of the line after `NAME: value` or `NAME = value` (a header, a config file),
                 // where the value may hold spaces.
+                // Either way a value that opens with a quote, or is a shell word, runs on
+                // through the pieces joined to it (`'abc'\''def'`, `x'y z'w`).
                 let spaced = bytes[j] == b':' || j > end || s0 > j + 1;
-                let e = if s > s0 {
-                    quoted_end(bytes, s0, s, &mut m.quoted)
-                } else if spaced {
-                    m.line.run(bytes, s, is_line)
+                let e = if spaced && s == s0 {
+                    m.line_value.scan(bytes, s, line_value_end)
                 } else {
-                    m.bare.scan(bytes, s, bare_end)
+                    let (e, close) = word_end(bytes, s0, &mut m);
+                    // (A start within a memoised word may lie past its closing quote.)
+                    (e - close).max(s)
                 };
                 let name = &bytes[i..end];
                 let ends_with = |w: &[u8]| {

@@ -112,6 +112,32 @@ fn corpus() -> Vec<(String, String)> {
             r#"curl -u "alice:pa's sw\"ord0013" https://example.com"#.into(),
             r#"pa's sw\"ord0013"#.into(),
         ),
+        // A shell word of several pieces is one value: quoted and bare parts joined with no
+        // blank, backslash escapes of any byte (a tab, a newline that continues the line).
+        (
+            "export DB_PASSWORD=abcLong'def ghi'jklLong0031 next".into(),
+            "abcLong'def ghi'jklLong0031".into(),
+        ),
+        (
+            r#"DB_PASSWORD="abc defLong"ghiLong0032 ./run"#.into(),
+            r#"abc defLong"ghiLong0032"#.into(),
+        ),
+        (
+            r"API_TOKEN='abcLong'\''defLong0033' cmd".into(),
+            r"abcLong'\''defLong0033".into(),
+        ),
+        (
+            "PGPASSWORD=multiLong\\\nlineLong0034 psql".into(),
+            "multiLong\\\nlineLong0034".into(),
+        ),
+        (
+            "PGPASSWORD=tabbedLong\\\tpartLong0036 psql".into(),
+            "tabbedLong\\\tpartLong0036".into(),
+        ),
+        (
+            r"private-token:\ aLong0035\ bLong0035".into(),
+            r"\ aLong0035\ bLong0035".into(),
+        ),
     ]
 }
 
@@ -314,6 +340,12 @@ fn scrubbing_is_linear_on_adversarial_input() {
         b"token=a\\ ",
         b"token: ",
         b"token = ",
+        b"token=a'b c'",
+        b"token=\"a\"b",
+        b"token='a'\\''",
+        b"token=a\\\n",
+        b"token=$'a'b",
+        b"token='token=",
         b"a",
     ] {
         let input: Vec<u8> = unit.iter().copied().cycle().take(400_000).collect();
@@ -356,6 +388,31 @@ fn kind_strategy() -> impl Strategy<Value = (String, String)> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Text made of the pieces the word and quote rules turn on (names, quotes of every kind,
+    /// backslashes, `$'`, blanks, newlines), cut open or not: scrubbing never panics, and every
+    /// span the shapes find lies within the text and in order.
+    #[test]
+    fn quote_and_escape_soup_never_panics(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "token=", "PASSWORD: ", "key = ", "'", "\"", "\\", "\\\"", "$'", " ", "\t",
+                "\n", "\r", "abc", "x", "=", ":", ";", "\\\n",
+            ]),
+            0..64,
+        ),
+        open_start in any::<bool>(),
+        open_end in any::<bool>(),
+    ) {
+        let text = pieces.concat();
+        let bytes = text.as_bytes();
+        let mut spans = Vec::new();
+        shapes(bytes, &mut spans);
+        for &(a, b) in &spans {
+            prop_assert!(a <= b && b <= bytes.len(), "{a}..{b} in {text:?}");
+        }
+        let _ = Redactor::from_args(&json!({ "cmd": text })).scrub(bytes, open_start, open_end);
+    }
 
     /// Random text with an embedded secret (a shape, or a known value with any bytes), cut by
     /// a random cap, never logs a fragment of it.
@@ -450,4 +507,60 @@ fn a_secret_the_shapes_find_in_a_command_is_scrubbed_from_its_output_as_the_shel
         None,
         "{logged}"
     );
+}
+
+#[test]
+fn a_shell_word_of_several_pieces_is_scrubbed_from_the_output_as_the_shell_joins_it() {
+    // `echo DB_PASSWORD=abc'def ghi'jkl` prints `DB_PASSWORD=abcdef ghijkl`: the pieces
+    // joined, which no shape tells from a value and the next word.
+    for (cmd, printed) in [
+        (
+            "echo DB_PASSWORD=aaaLong'bbb ccc'dddLong0040",
+            "aaaLongbbb cccdddLong0040",
+        ),
+        (
+            r#"echo API_TOKEN="eee fffLong"gggLong0041"#,
+            "eee fffLonggggLong0041",
+        ),
+        (
+            r"echo API_TOKEN='hhhLong'\''iiiLong0042'",
+            "hhhLong'iiiLong0042",
+        ),
+        (
+            r"echo DB_PASSWORD=$'jjjLong\tkkkLong0043'",
+            "jjjLong\tkkkLong0043",
+        ),
+    ] {
+        let args = json!({ "cmd": cmd });
+        let r = Redactor::from_args(&args);
+        let out = r.scrub(format!("DB_PASSWORD={printed}\n").as_bytes(), false, false);
+        assert_eq!(
+            leaks(&out, printed),
+            None,
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        let logged = r.args(&args).to_string();
+        assert!(logged.contains(REDACTED), "{logged}");
+        for piece in printed.split([' ', '\'', '\t']) {
+            if piece.len() >= 8 {
+                assert!(!logged.contains(piece), "{cmd}: {piece} in {logged}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_shell_word_reads_as_the_shell_reads_it() {
+    for (word, read) in [
+        ("abc'def ghi'jkl", "abcdef ghijkl"),
+        (r#""a b"c"#, "a bc"),
+        (r"'abc'\''def'", "abc'def"),
+        (r"a\ b\\c", r"a b\c"),
+        ("a\\\nb", "ab"),
+        (r#""q\"uote\$x\y""#, r#"q"uote$x\y"#),
+        (r"$'x\ty\'z'", "x\ty'z"),
+    ] {
+        assert_eq!(shell_unquoted(word), read, "{word}");
+    }
 }
