@@ -645,6 +645,95 @@ fn a_sandboxed_root_job_reads_only_the_usual_devices() {
     assert!(out(&r).contains("DEVICE"), "{}", out(&r));
 }
 
+/// A pseudo-terminal pair made here, as another session's terminal is: its master (kept open,
+/// so the terminal stays) and the slave's path, `/dev/pts/N`.
+fn other_terminal() -> (std::os::fd::OwnedFd, String) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; name, termios and winsize are not asked for.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let path = std::fs::read_link(format!("/proc/self/fd/{slave}")).unwrap();
+    // SAFETY: both descriptors were just opened by openpty and nothing else owns them.
+    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(master) };
+    // SAFETY: as above.
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(slave) });
+    (master, path.to_string_lossy().into_owned())
+}
+
+#[test]
+fn a_sandboxed_root_job_opens_no_other_terminal_and_makes_its_own() {
+    let Some((d, ex)) = as_root("the other terminal is root's, as a root session's is") else {
+        return;
+    };
+    let (_master, pts) = other_terminal();
+    // Read it, write it; then a terminal of its own, as programs make one (the C library's
+    // openpty: /dev/ptmx and the peer through it), and `script`, which runs a command in one.
+    let script = format!(
+        "( exec 3<{pts} ) 2>/dev/null && echo READ_OTHER; \
+         ( exec 3>{pts} ) 2>/dev/null && echo WROTE_OTHER; \
+         python3 -c 'import os, pty; m, s = pty.openpty(); os.write(m, b\"ok\\n\"); \
+         print(os.read(s, 3).decode().strip() + \"_OWN_PTY\")'; \
+         script -qc 'echo IN_SCRIPT' /dev/null"
+    );
+    for mode in [SandboxMode::Workspace, SandboxMode::Strict] {
+        let r = d.run(&ex, mode, &script);
+        let text = out(&r);
+        let err = String::from_utf8_lossy(&r.stderr.bytes);
+        assert!(!text.contains("READ_OTHER"), "{mode:?} read {pts}: {text}");
+        assert!(
+            !text.contains("WROTE_OTHER"),
+            "{mode:?} wrote {pts}: {text}"
+        );
+        assert!(
+            text.contains("ok_OWN_PTY") && text.contains("IN_SCRIPT"),
+            "{mode:?}: a terminal of its own: {text} / {err}"
+        );
+        let terminals = rule(&r, "sandbox.terminals");
+        assert!(terminals.held, "{terminals:?}");
+    }
+    // The control: without the sandbox, uid 0 opens root's terminal both ways.
+    let r = d.run(&ex, SandboxMode::Off, &script);
+    let text = out(&r);
+    assert!(
+        text.contains("READ_OTHER") && text.contains("WROTE_OTHER"),
+        "{text}"
+    );
+    assert!(
+        !r.enforcement
+            .limits
+            .iter()
+            .any(|l| l.limit == "sandbox.terminals"),
+        "no sandbox, no label"
+    );
+    // Where vigil may not make a mount namespace (a container without CAP_SYS_ADMIN, forced
+    // here), the job runs with the host's terminals and its record says they are not held.
+    let mut cfg = exec_support::config(None);
+    cfg.sandbox.data_dir = Some(d.data.path().to_path_buf());
+    cfg.host.force_no_mount_namespace = true;
+    let weaker = Executor::new(cfg).expect("executor");
+    let r = d.run(&weaker, SandboxMode::Workspace, &script);
+    let text = out(&r);
+    assert!(text.contains("ok_OWN_PTY"), "{text}");
+    let terminals = rule(&r, "sandbox.terminals");
+    assert!(!terminals.held, "{terminals:?}");
+    assert!(
+        terminals
+            .not_held_reason
+            .as_deref()
+            .is_some_and(|why| why.contains("/dev/pts")),
+        "{terminals:?}"
+    );
+}
+
 #[test]
 fn a_jobs_writable_paths_are_held_to_the_bounds_on_what_was_opened() {
     if !landlock() {

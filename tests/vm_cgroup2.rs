@@ -50,6 +50,8 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
             "sandbox_write_refused",
             "sandbox_write_held",
             "sandbox_write_inside",
+            "sandbox_terminals_held",
+            "sandbox_terminals_own",
             "sandbox_signal_not_held",
             "sandbox_network_seccomp",
             "sandbox_warning_line",

@@ -8,6 +8,9 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Terminals, as a booted system has them (a sandboxed root job gets a devpts of its own).
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t tmpfs -o size=75% tmpfs /tmp
 mount -t tmpfs tmpfs /run
 chmod 1777 /tmp

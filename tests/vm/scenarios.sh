@@ -241,6 +241,17 @@ scenario_sandbox() {
     check_json sandbox_write_held /tmp/sbx.json '"held":false,"limit":"sandbox.write"'
   fi
   check_json sandbox_write_inside /tmp/sbx.json '"stdout":"in\\n"'
+  # A root job's terminals: a devpts instance of its own mounted over the guest's /dev/pts
+  # (two devpts mounts there in its mountinfo, one in the guest's), holding only its ptmx.
+  vig run shell --root /tmp/sbx-root --sandbox workspace \
+    --args '{"cmd":"grep -c \" /dev/pts \" /proc/self/mountinfo; ls /dev/pts"}' --json > /tmp/sbx-pts.json 2>&1
+  if [ "${abi:-0}" -ge 1 ]; then
+    check_json sandbox_terminals_held /tmp/sbx-pts.json '"held":true,"limit":"sandbox.terminals"'
+    check_json sandbox_terminals_own /tmp/sbx-pts.json '"stdout":"2\\nptmx\\n"'
+  else
+    check_json sandbox_terminals_held /tmp/sbx-pts.json '"held":false,"limit":"sandbox.terminals"'
+    result sandbox_terminals_own PASS "no Landlock: no terminals of its own"
+  fi
   if [ "${abi:-0}" -lt 6 ]; then
     check_json sandbox_signal_not_held /tmp/sbx.json '"held":false,"limit":"sandbox.signal"'
   else

@@ -94,8 +94,9 @@ fn job_sandbox<'a>(limits: &'a Limits, user: Option<&RunAs>) -> Cow<'a, SandboxR
 
 /// What holds a sandboxed root job to its sandbox beyond Landlock's paths: its capabilities
 /// (always emptied) and the root guard of its seccomp filter (where seccomp exists).
-fn root_job_rules(r: &ResolvedSandbox) -> [LimitEnforcement; 2] {
+fn root_job_rules(r: &ResolvedSandbox, mount_namespace: bool) -> [LimitEnforcement; 3] {
     let requested = Some(r.mode.as_str().to_string());
+    let terminals = r.abi >= 1 && mount_namespace;
     [
         LimitEnforcement {
             limit: "sandbox.capabilities",
@@ -110,7 +111,7 @@ fn root_job_rules(r: &ResolvedSandbox) -> [LimitEnforcement; 2] {
         },
         LimitEnforcement {
             limit: "sandbox.root_guard",
-            requested,
+            requested: requested.clone(),
             strength: if r.seccomp {
                 Strength::Kernel
             } else {
@@ -127,8 +128,28 @@ fn root_job_rules(r: &ResolvedSandbox) -> [LimitEnforcement; 2] {
                     .to_string()
             }),
         },
+        LimitEnforcement {
+            limit: TERMINALS_LIMIT,
+            requested,
+            strength: if terminals {
+                Strength::Kernel
+            } else {
+                Strength::NotEnforced
+            },
+            held: terminals,
+            mechanism: TERMINALS_MECHANISM.into(),
+            not_held_reason: (!terminals).then(|| TERMINALS_NOT_HELD.to_string()),
+        },
     ]
 }
+
+/// The label of a root job's terminals ([`root_job_rules`]).
+const TERMINALS_LIMIT: &str = "sandbox.terminals";
+const TERMINALS_MECHANISM: &str = "a mount namespace of its own with a devpts instance of its \
+     own on /dev/pts: the job sees and opens only the terminals it makes, none of the host's";
+const TERMINALS_NOT_HELD: &str = "no mount namespace of its own here (vigil lacks \
+     CAP_SYS_ADMIN, the kernel refused one, or no Landlock): the job may open the host's \
+     root-owned terminals in /dev/pts, read what is typed there and write to them";
 
 /// What a sandboxed job that runs as root may not read beyond the deny list: `/dev`, where
 /// uid 0 owns the disks (whose raw blocks hold every denied file, vigil's log included), the
@@ -249,7 +270,8 @@ impl Executor {
             e.limits.extend(rules);
             if let (Some(r), Some(user)) = (&judged, &user) {
                 if user.uid == 0 && r.mode != SandboxMode::Off {
-                    e.limits.extend(root_job_rules(r));
+                    e.limits
+                        .extend(root_job_rules(r, self.host.mount_namespace));
                 }
             }
             resolved = judged;
@@ -432,6 +454,7 @@ impl Executor {
         if let Some(s) = &sandbox {
             cmd.landlock_fd = s.ruleset_fd();
             cmd.seccomp = s.bpf.clone();
+            cmd.pts_rule_access = s.device_access;
         }
         if let Some(cpu) = limits.cpu_time {
             // A backstop only: rounded up plus a second, so the supervisor's check, which holds
@@ -447,6 +470,10 @@ impl Executor {
         // still type into other terminals (TIOCSTI), make device nodes, change files' owners
         // and capabilities, or read vigil's memory. It keeps none of root's capabilities.
         cmd.drop_capabilities = sandbox.is_some() && user.uid == 0;
+        cmd.private_terminals = cmd.drop_capabilities
+            && cmd.landlock_fd >= 0
+            && cmd.pts_rule_access != 0
+            && self.host.mount_namespace;
         crate::phase::mark("command");
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)
@@ -464,6 +491,19 @@ impl Executor {
         );
         crate::phase::mark("spawn");
         let child = child?;
+        if cmd.drop_capabilities && !child.private_terminals {
+            // Judged possible before the job and refused now (or not tried): the record says so.
+            if let Some(l) = result
+                .enforcement
+                .limits
+                .iter_mut()
+                .find(|l| l.limit == TERMINALS_LIMIT && l.held)
+            {
+                l.held = false;
+                l.strength = Strength::NotEnforced;
+                l.not_held_reason = Some(TERMINALS_NOT_HELD.to_string());
+            }
+        }
         result.enforcement.placement = Some(child.placement.as_str());
         let job = StartedJob {
             job_id,

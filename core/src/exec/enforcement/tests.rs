@@ -92,6 +92,7 @@ fn host(mode: CgroupMode, v1: &[&str], v2: &[&str]) -> Host {
         openat2: true,
         vfork: true,
         close_range: true,
+        mount_namespace: true,
         notes: vec!["pids: not mounted".into()],
     }
 }

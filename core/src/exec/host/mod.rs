@@ -41,7 +41,7 @@ mod probe;
 use std::path::{Path, PathBuf};
 
 use mounts::{parse_mountinfo, parse_proc_cgroup, read_bounded};
-use probe::{probe_clone3, probe_close_range, probe_openat2, probe_pidfd};
+use probe::{probe_cap_sys_admin, probe_clone3, probe_close_range, probe_openat2, probe_pidfd};
 
 /// `statfs` magic of a cgroup2 mount (linux/magic.h CGROUP2_SUPER_MAGIC).
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -145,6 +145,9 @@ pub struct HostConfig {
     /// Never use the vfork-style spawn (CLONE_VM|CLONE_VFORK, child places itself); use clone3 or
     /// fork with the gate instead.
     pub force_no_vfork: bool,
+    /// Pretend vigil may not make mount namespaces (as in a container without CAP_SYS_ADMIN):
+    /// a sandboxed root job keeps the host's terminals, and its record says so.
+    pub force_no_mount_namespace: bool,
 }
 
 impl Default for HostConfig {
@@ -157,6 +160,7 @@ impl Default for HostConfig {
             force_no_clone_into_cgroup: false,
             force_no_vfork: false,
             force_no_cgroup_kill: false,
+            force_no_mount_namespace: false,
         }
     }
 }
@@ -227,6 +231,9 @@ pub struct Host {
     pub vfork: bool,
     /// close_range (kernel >= 5.9; CLOSE_RANGE_CLOEXEC >= 5.11).
     pub close_range: bool,
+    /// vigil holds CAP_SYS_ADMIN, so a job may get a mount namespace of its own (a root job's
+    /// terminals of its own), and it is not forced off.
+    pub mount_namespace: bool,
     /// Why a hierarchy or feature was not used: read by `doctor` and the job record.
     pub notes: Vec<String>,
 }
@@ -257,6 +264,7 @@ impl Host {
             openat2: probe_openat2(),
             vfork: true,
             close_range: probe_close_range(),
+            mount_namespace: probe_cap_sys_admin(),
             notes,
         }
     }
@@ -280,6 +288,11 @@ impl Host {
             host.vfork = false;
             host.notes
                 .push("vfork-style spawn forced off by configuration".into());
+        }
+        if config.force_no_mount_namespace {
+            host.mount_namespace = false;
+            host.notes
+                .push("mount namespaces forced off by configuration".into());
         }
         if config.force_no_clone3 {
             host.clone3 = false;

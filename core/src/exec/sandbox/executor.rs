@@ -140,6 +140,7 @@ impl Executor {
         let tmp_s = slot.path.display().to_string();
         let mut prepared = PreparedSandbox {
             ruleset: None,
+            device_access: 0,
             bpf: Vec::new(),
             tmpdir: Some(slot),
         };
@@ -171,6 +172,7 @@ impl Executor {
                 }
             };
             prepared.ruleset = Some(fd);
+            prepared.device_access = landlock_rules::device_access(resolved.abi);
         }
         crate::phase::mark("sb_ruleset_done");
         // SAFETY: geteuid has no preconditions.

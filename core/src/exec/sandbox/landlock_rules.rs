@@ -279,6 +279,11 @@ fn within_bounds(p: &Path, fd: &PathFd, bounds: &[PathBuf]) -> Result<(), ExecEr
     })
 }
 
+/// The rights the device rules give (files' rights and listing), as the bits of ABI `abi`.
+pub(super) fn device_access(abi: i32) -> u64 {
+    (AccessFs::from_file(ABI::from(abi)) | AccessFs::ReadDir).bits()
+}
+
 /// The job's ruleset, created (not applied): the child applies its fd. `writable` are the
 /// job's writable paths opened by [`open_writable`].
 pub(super) fn build(
@@ -308,6 +313,7 @@ pub(super) fn build(
     let read = AccessFs::from_read(abi);
     let all = AccessFs::from_all(abi);
     let dev = AccessFs::from_file(abi) | AccessFs::ReadDir;
+    debug_assert_eq!(dev.bits(), device_access(r.abi));
     let file_read = read & AccessFs::from_file(abi);
     let created = rs
         .create()

@@ -267,6 +267,9 @@ pub(crate) struct ResolvedSandbox {
 /// after the job ([`TmpSlots::release`]).
 pub(crate) struct PreparedSandbox {
     pub ruleset: Option<Arc<OwnedFd>>,
+    /// The device rules' Landlock rights in this ruleset's ABI (for a devpts instance the
+    /// child adds: [`crate::exec::spawn`]'s private terminals).
+    pub device_access: u64,
     pub bpf: Vec<libc::sock_filter>,
     pub tmpdir: Option<slots::TmpSlot>,
 }

@@ -116,6 +116,10 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
 const SLOTS_KEPT: usize = 16;
 /// Rulesets kept per slot (one per mode and root in use), the oldest dropped first.
 const RULESETS_KEPT: usize = 4;
+/// Jobs a kept ruleset serves before it is built anew: a root job's child adds a rule for its
+/// own devpts instance to the ruleset it applies (see `spawn`'s private terminals), so a kept
+/// ruleset grows by one (dead) rule per such job, and every domain made from it copies them.
+const RULESET_USES_MAX: u32 = 16;
 
 /// What a cached ruleset was built for.
 #[derive(Debug)]
@@ -211,7 +215,7 @@ pub(crate) struct TmpSlot {
     pub reusable: bool,
     /// The shared `flock` that marks the directory in use, released after its removal.
     _lock: OwnedFd,
-    rulesets: Vec<(RulesetKey, Arc<OwnedFd>)>,
+    rulesets: Vec<(RulesetKey, Arc<OwnedFd>, u32)>,
 }
 
 impl TmpSlot {
@@ -227,21 +231,25 @@ impl TmpSlot {
         }
     }
 
-    /// The cached ruleset built for `key`, if any.
-    pub(crate) fn ruleset_for(&self, key: &RulesetKey) -> Option<Arc<OwnedFd>> {
-        self.rulesets
-            .iter()
-            .find(|(k, _)| k.same(key))
-            .map(|(_, fd)| Arc::clone(fd))
+    /// The cached ruleset built for `key`, if any (one that served [`RULESET_USES_MAX`] jobs
+    /// is dropped instead).
+    pub(crate) fn ruleset_for(&mut self, key: &RulesetKey) -> Option<Arc<OwnedFd>> {
+        let at = self.rulesets.iter().position(|(k, _, _)| k.same(key))?;
+        if self.rulesets[at].2 >= RULESET_USES_MAX {
+            self.rulesets.remove(at);
+            return None;
+        }
+        self.rulesets[at].2 += 1;
+        Some(Arc::clone(&self.rulesets[at].1))
     }
 
     pub(crate) fn keep_ruleset(&mut self, key: RulesetKey, fd: Arc<OwnedFd>) {
         // Rulesets of stale read rules or writable paths are never matched again.
-        self.rulesets.retain(|(k, _)| !k.replaced_by(&key));
+        self.rulesets.retain(|(k, _, _)| !k.replaced_by(&key));
         if self.rulesets.len() >= RULESETS_KEPT {
             self.rulesets.remove(0);
         }
-        self.rulesets.push((key, fd));
+        self.rulesets.push((key, fd, 1));
     }
 
     /// The directory is still the one made for this slot: same inode, a directory (not a

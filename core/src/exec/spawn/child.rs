@@ -25,6 +25,12 @@ const STAGE_SETGROUPS: u8 = 11;
 const STAGE_SETGID: u8 = 12;
 const STAGE_SETUID: u8 = 13;
 const STAGE_CAPABILITIES: u8 = 14;
+const STAGE_TERMINALS: u8 = 15;
+/// Written to the report pipe (one byte, before exec) when the job got terminals of its own
+/// ([`private_terminals`]); not a failure.
+pub(super) const NOTE_PRIVATE_TERMINALS: u8 = 0xf0;
+/// linux/landlock.h `LANDLOCK_RULE_PATH_BENEATH`.
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 /// linux/capability.h `_LINUX_CAPABILITY_VERSION_3` (two 32-bit words per set).
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
@@ -131,14 +137,12 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
             // A change of user clears the parent-death signal: set it again.
             die_with_vigil(fds);
         }
-        if let Some(fd) = &cmd.cwd_fd {
-            if libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(fd)) != 0 {
-                child_fail(fds.report, STAGE_CWD);
-            }
-        } else if let Some(cwd) = &cmd.cwd {
-            if libc::chdir(cwd.as_ptr()) != 0 {
-                child_fail(fds.report, STAGE_CWD);
-            }
+        enter_cwd(cmd, fds);
+        // After the cwd, which the new mount namespace carries over (the cwd's descriptor was
+        // opened in vigil's); going back to vigil's where a step fails resets it, so it is
+        // entered again then.
+        if cmd.private_terminals {
+            private_terminals(cmd, fds);
         }
         if let Some(s) = cmd.rlimit_cpu_s {
             // Soft limit: SIGXCPU; hard limit one second later: SIGKILL. Per process, a backstop
@@ -243,6 +247,104 @@ unsafe fn drop_capabilities(fds: &ChildFds<'_>) {
     }
 }
 
+/// Gives a root job terminals of its own: a mount namespace of its own (mounts propagate into
+/// it from vigil's, none out of it) with a new devpts instance on `/dev/pts`. Opening
+/// `/dev/ptmx` (the host's node, which the device rules allow) then makes terminals in that
+/// instance (the kernel looks `pts` up beside the `ptmx` opened), and the job sees and opens
+/// no other: uid 0 may open every root-owned terminal of the host otherwise, read what is
+/// typed there and write to it. Landlock knows the instance only from here: its root is added
+/// to the job's ruleset (`pts_rule_access`) before the ruleset is applied (a rule on the
+/// host's `/dev/pts` does not reach a mount over it). Needs CAP_SYS_ADMIN, so it runs before
+/// the capabilities go. Where a step is refused (a container without CAP_SYS_ADMIN, a seccomp
+/// filter of the host), the child goes back to vigil's mount namespace and says nothing: the
+/// parent, which hears no [`NOTE_PRIVATE_TERMINALS`], labels the terminals as not held.
+#[inline(always)]
+unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const OWN_NS: &[u8] = b"/proc/self/ns/mnt\0";
+    const ROOT: &[u8] = b"/\0";
+    const DEVPTS: &[u8] = b"devpts\0";
+    const PTS: &[u8] = b"/dev/pts\0";
+    const OPTIONS: &[u8] = b"newinstance,ptmxmode=0666,mode=0620\0";
+    let c = |b: &[u8]| b.as_ptr().cast::<libc::c_char>();
+    // SAFETY: system calls on NUL-terminated constants, a stack struct of the kernel's layout
+    // and fds this function owns.
+    unsafe {
+        let vigils = libc::open(c(OWN_NS), libc::O_RDONLY | libc::O_CLOEXEC);
+        if vigils < 0 {
+            return;
+        }
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            libc::close(vigils);
+            return;
+        }
+        let null = std::ptr::null::<libc::c_char>();
+        let mut made = libc::mount(
+            null,
+            c(ROOT),
+            null,
+            libc::MS_REC | libc::MS_SLAVE,
+            null.cast(),
+        ) == 0
+            && libc::mount(
+                c(DEVPTS),
+                c(PTS),
+                c(DEVPTS),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c(OPTIONS).cast(),
+            ) == 0;
+        if made {
+            let pts = libc::open(c(PTS), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+            let rule = PathBeneath {
+                allowed_access: cmd.pts_rule_access,
+                parent_fd: pts,
+            };
+            made = pts >= 0
+                && libc::syscall(
+                    libc::SYS_landlock_add_rule,
+                    cmd.landlock_fd,
+                    LANDLOCK_RULE_PATH_BENEATH,
+                    &rule as *const PathBeneath,
+                    0u32,
+                ) == 0;
+            if pts >= 0 {
+                libc::close(pts);
+            }
+        }
+        if made {
+            let note = NOTE_PRIVATE_TERMINALS;
+            libc::write(fds.report, (&note as *const u8).cast(), 1);
+        } else if libc::setns(vigils, libc::CLONE_NEWNS) != 0 {
+            // Half made and no way back: the job does not run.
+            child_fail(fds.report, STAGE_TERMINALS);
+        } else {
+            enter_cwd(cmd, fds);
+        }
+        libc::close(vigils);
+    }
+}
+
+/// Enters the job's working directory (its descriptor, opened beneath the root, or its path).
+#[inline(always)]
+unsafe fn enter_cwd(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
+    // SAFETY: fchdir and chdir on a descriptor and a NUL-terminated path the command owns.
+    unsafe {
+        if let Some(fd) = &cmd.cwd_fd {
+            if libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(fd)) != 0 {
+                child_fail(fds.report, STAGE_CWD);
+            }
+        } else if let Some(cwd) = &cmd.cwd {
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                child_fail(fds.report, STAGE_CWD);
+            }
+        }
+    }
+}
+
 /// Sets the parent-death signal (SIGKILL). If vigil died before it took effect, our parent is
 /// already someone else: give up.
 #[inline(always)]
@@ -292,6 +394,7 @@ pub(super) fn stage_name(stage: u8) -> &'static str {
         STAGE_SETGID => "switching to the job user's group (setresgid)",
         STAGE_SETUID => "switching to the job's user (setresuid)",
         STAGE_CAPABILITIES => "dropping a root job's capabilities",
+        STAGE_TERMINALS => "going back to vigil's mount namespace after a devpts mount failed",
         _ => "unknown stage",
     }
 }

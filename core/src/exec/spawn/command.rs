@@ -63,6 +63,12 @@ pub(crate) struct PreparedCommand {
     /// A sandboxed job that runs as root keeps no capability: the child empties its bounding
     /// set (so exec gives uid 0 none), its inheritable and ambient sets.
     pub(crate) drop_capabilities: bool,
+    /// Give the job terminals of its own (a devpts instance in a mount namespace of its own),
+    /// where the kernel allows it: a sandboxed root job with a Landlock ruleset.
+    pub(crate) private_terminals: bool,
+    /// The Landlock rights the child gives that devpts instance in the ruleset (the device
+    /// rules' rights of the ruleset's ABI).
+    pub(crate) pts_rule_access: u64,
 }
 
 /// The ids a child switches to: its groups, then its gid, then its uid.
@@ -217,6 +223,8 @@ impl PreparedCommand {
             seccomp: Vec::new(),
             ids: None,
             drop_capabilities: false,
+            private_terminals: false,
+            pts_rule_access: 0,
             cwd_fd: None,
         })
     }

@@ -98,6 +98,8 @@ pub(crate) struct SpawnedChild {
     pub stderr: OwnedFd,
     pub stdin: Option<OwnedFd>,
     pub placement: Placement,
+    /// The job got terminals of its own (its `/dev/pts` a devpts instance of its own).
+    pub private_terminals: bool,
 }
 
 /// Root pids of running jobs: orphan reaping never touches them. Reaping only takes zombies of
@@ -292,7 +294,7 @@ pub(crate) fn spawn(
     if let (Some(l), Some(gate_w)) = (leaf, gate_w) {
         open_gate(job_id, l, pid, gate_w, placed_by_clone)?;
     }
-    read_exec_report(job_id, pid, &report_r)?;
+    let private_terminals = read_exec_report(job_id, pid, &report_r)?;
     let pidfd = pidfd.or_else(|| {
         if !host.pidfd {
             return None;
@@ -309,6 +311,7 @@ pub(crate) fn spawn(
         stderr: err_r,
         stdin: stdin_parent,
         placement,
+        private_terminals,
     })
 }
 
@@ -497,8 +500,10 @@ fn open_gate(
 }
 
 /// Waits for the exec report: EOF means exec succeeded (CLOEXEC closed the pipe); a full
-/// report names the stage that failed and its errno, and the child is reaped.
-fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<(), ExecError> {
+/// report names the stage that failed and its errno, and the child is reaped. Before either,
+/// the child may write one note: that the job got terminals of its own (the answer).
+fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<bool, ExecError> {
+    let mut note = false;
     let mut report = [0u8; 5];
     let mut got = 0usize;
     while got < report.len() {
@@ -517,6 +522,11 @@ fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<(), Ex
             break;
         }
         got += n as usize;
+        if !note && report[0] == child::NOTE_PRIVATE_TERMINALS {
+            note = true;
+            report.copy_within(1..got, 0);
+            got -= 1;
+        }
     }
     if got == report.len() {
         reap_failed_child(pid);
@@ -527,7 +537,7 @@ fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<(), Ex
             source: std::io::Error::from_raw_os_error(errno),
         });
     }
-    Ok(())
+    Ok(note)
 }
 
 fn reap_failed_child(pid: i32) {
