@@ -640,3 +640,66 @@ fn a_dead_vigils_tmpdir_that_cannot_be_removed_is_named_in_a_warning() {
     );
     assert!(!stale.exists());
 }
+
+/// A root job's own mount namespace keeps its mounts to itself even where vigil's mounts are
+/// shared (as systemd makes them): vigil runs in a namespace of its own whose mounts are all
+/// shared, and while its job runs (its own devpts mounted on /dev/pts), that namespace holds
+/// no more devpts mounts on /dev/pts than before.
+#[test]
+fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
+    if !landlock() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
+        return;
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: no unshare(1) here to give vigil shared mounts");
+        return;
+    }
+    let dir = TempDir::new("own-terminals");
+    let data = dir.path().join("data");
+    let pts_mounts = r#"grep -c ' /dev/pts ' /proc/self/mountinfo"#;
+    let script = format!(
+        "before=$({pts_mounts}); \
+         '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' --json shell \
+           --args '{{\"cmd\": \"grep -c \\\" /dev/pts \\\" /proc/self/mountinfo; sleep 1\"}}' \
+           > '{out}' 2>&1 & \
+         sleep 0.5; during=$({pts_mounts}); wait; \
+         grep -q ' shared:' /proc/self/mountinfo && echo SHARED; \
+         echo \"before=$before during=$during\"",
+        vigil = vigil_bin().display(),
+        data = s(&data),
+        root = s(dir.path()),
+        out = s(&dir.path().join("job.json")),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "shared", "sh", "-c", &script])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let job = std::fs::read_to_string(dir.path().join("job.json")).unwrap_or_default();
+    assert!(text.contains("SHARED"), "vigil's mounts are shared: {text}");
+    let counts: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("before="))
+        .collect();
+    let (before, during) = counts[0].split_once(" during=").expect("counts");
+    assert_eq!(
+        before, during,
+        "a job's mount reached vigil's: {text} / {job}"
+    );
+    // The job itself saw one more: its own devpts over vigil's /dev/pts.
+    let seen: u32 = serde_json::from_str::<Value>(job.trim())
+        .ok()
+        .and_then(|v| v["stdout"].as_str().map(|s| s.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    assert_eq!(
+        seen,
+        before.parse::<u32>().unwrap() + 1,
+        "the job's own devpts: {job}"
+    );
+}
