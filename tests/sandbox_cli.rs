@@ -662,18 +662,21 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
     let dir = TempDir::new("own-terminals");
     let data = dir.path().join("data");
     let pts_mounts = r#"grep -c ' /dev/pts ' /proc/self/mountinfo"#;
+    // The job counts its own /dev/pts mounts, says it runs, and waits for the word to end; vigil's
+    // are counted while it waits (no sleep decides when).
+    let job = r#"grep -c " /dev/pts " /proc/self/mountinfo > seen; touch started; while [ ! -e go ]; do sleep 0.02; done"#;
+    let args = serde_json::json!({ "cmd": job }).to_string();
+    let root = s(dir.path());
     let script = format!(
         "before=$({pts_mounts}); \
-         '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' --json shell \
-           --args '{{\"cmd\": \"grep -c \\\" /dev/pts \\\" /proc/self/mountinfo; sleep 1\"}}' \
-           > '{out}' 2>&1 & \
-         sleep 0.5; during=$({pts_mounts}); wait; \
+         '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' --timeout 60s \
+           shell --args '{args}' > '{root}/job.txt' 2>&1 & \
+         i=0; while [ ! -e '{root}/started' ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done; \
+         during=$({pts_mounts}); touch '{root}/go'; wait; \
          grep -q ' shared:' /proc/self/mountinfo && echo SHARED; \
          echo \"before=$before during=$during\"",
         vigil = vigil_bin().display(),
         data = s(&data),
-        root = s(dir.path()),
-        out = s(&dir.path().join("job.json")),
     );
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "shared", "sh", "-c", &script])
@@ -681,7 +684,11 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
         .output()
         .expect("unshare");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let job = std::fs::read_to_string(dir.path().join("job.json")).unwrap_or_default();
+    let job = std::fs::read_to_string(dir.path().join("job.txt")).unwrap_or_default();
+    assert!(
+        dir.path().join("started").exists(),
+        "the job never ran: {job}"
+    );
     assert!(text.contains("SHARED"), "vigil's mounts are shared: {text}");
     let counts: Vec<&str> = text
         .lines()
@@ -693,9 +700,10 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
         "a job's mount reached vigil's: {text} / {job}"
     );
     // The job itself saw one more: its own devpts over vigil's /dev/pts.
-    let seen: u32 = serde_json::from_str::<Value>(job.trim())
-        .ok()
-        .and_then(|v| v["stdout"].as_str().map(|s| s.trim().parse().unwrap_or(0)))
+    let seen: u32 = std::fs::read_to_string(dir.path().join("seen"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
         .unwrap_or(0);
     assert_eq!(
         seen,
