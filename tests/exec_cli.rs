@@ -126,6 +126,13 @@ fn doctor_reports_mode_features_and_enforcement() {
     assert_eq!(code, 0, "{err}");
     assert!(v["cgroup"]["mode"].is_string(), "{v}");
     assert!(v["kernel"]["openat2"].is_boolean());
+    assert!(v["kernel"]["mount_namespace"].is_boolean(), "{v}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root holds CAP_SYS_ADMIN here (CI runs as root): its sandboxed jobs get terminals of
+        // their own.
+        assert_eq!(v["kernel"]["mount_namespace"], true, "{v}");
+    }
     let limits = v["enforcement"]["limits"].as_array().expect("limits");
     for l in ["wall", "cpu_time", "memory", "pids", "output"] {
         assert!(

@@ -108,6 +108,7 @@ fn report_json(h: &Host, enforcement: &Enforcement, sync: &(&str, String)) -> Va
             "pidfd": h.pidfd,
             "openat2": h.openat2,
             "close_range": h.close_range,
+            "mount_namespace": h.mount_namespace,
         },
         "file_resolver": if h.openat2 { "openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)" } else { "component walk (O_NOFOLLOW, symlinks refused)" },
         "enforcement": enforcement,
@@ -156,6 +157,17 @@ fn print_report(h: &Host, enforcement: &Enforcement, sync: &(&str, String)) {
         "kernel:        clone3 {} / into cgroup {} / pidfd {} / openat2 {} / close_range {}",
         h.clone3, h.clone_into_cgroup, h.pidfd, h.openat2, h.close_range
     );
+    if h.is_root {
+        println!(
+            "root jobs:     {}",
+            if h.mount_namespace {
+                "a sandboxed one gets terminals of its own (a mount namespace and devpts each)"
+            } else {
+                "NOT HELD: a sandboxed one keeps the host's terminals (vigil may not make mount \
+                 namespaces here: no CAP_SYS_ADMIN)"
+            }
+        );
+    }
     println!(
         "kill path:     {}{}",
         enforcement.kill,
