@@ -287,6 +287,8 @@ fn is_scheme(word: &[u8]) -> bool {
 pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
     let n = bytes.len();
     let mut m = Memos::default();
+    // The last `NAME=value` span pushed.
+    let mut last_name = (usize::MAX, 0);
     for i in 0..n {
         let b = bytes[i];
         match b {
@@ -438,8 +440,15 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                     m.line_value.scan(bytes, s, line_value_end)
                 } else {
                     let (e, close) = word_end(bytes, s0, &mut m);
-                    // (A start within a memoised word may lie past its closing quote.)
-                    (e - close).max(s)
+                    // (A start within a memoised word may lie past its closing quote.) A value
+                    // that opens with a quote also runs to that quote's close, whatever the
+                    // word around it says: `A="x B="long secret"` keeps all of B's.
+                    let quoted = if s > s0 {
+                        quoted_end(bytes, s0, s, &mut m.quoted)
+                    } else {
+                        s
+                    };
+                    (e - close).max(s).max(quoted)
                 };
                 let name = &bytes[i..end];
                 let ends_with = |w: &[u8]| {
@@ -447,13 +456,17 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 };
                 // A cookie header holds several `name=value;` pairs: all of it goes.
                 let authorization = ends_with(b"authorization") || ends_with(b"cookie");
-                if authorization || is_scheme(&bytes[s..e]) {
-                    let e = m.line.run(bytes, s, is_line);
-                    if e > s {
-                        spans.push((s, e));
-                    }
-                } else if e > s {
+                let e = if authorization || is_scheme(&bytes[s..e]) {
+                    m.line.run(bytes, s, is_line)
+                } else {
+                    e
+                };
+                // A value within the last one found (a `NAME=` inside it, which ends where it
+                // does) adds nothing: kept out, the spans, and the values the arguments' spans
+                // become, stay linear in the text.
+                if e > s && !(last_name.0 <= s && e <= last_name.1) {
                     spans.push((s, e));
+                    last_name = (s, e);
                 }
             }
         }

@@ -138,6 +138,15 @@ fn corpus() -> Vec<(String, String)> {
             r"private-token:\ aLong0035\ bLong0035".into(),
             r"\ aLong0035\ bLong0035".into(),
         ),
+        // A quoted value inside another word's value still runs to its own closing quote.
+        (
+            r#"echo API_KEY="x PASSWORD="long secretvalue here0037""#.into(),
+            "long secretvalue here0037".into(),
+        ),
+        (
+            "NOTE_TOKEN=it's PASSWORD='correct horse battery0038'".into(),
+            "correct horse battery0038".into(),
+        ),
     ]
 }
 
@@ -351,6 +360,19 @@ fn scrubbing_is_linear_on_adversarial_input() {
         let input: Vec<u8> = unit.iter().copied().cycle().take(400_000).collect();
         let out = r.scrub(&input, true, true);
         assert!(out.len() <= input.len() + REDACTED.len() * 2);
+    }
+    // The values the shapes find in a command become needles: a `NAME=` inside a value ends
+    // where the value does, and must not add a needle of its own (each would copy the rest of
+    // the value: quadratic bytes, then searched).
+    for (open, unit, close) in [
+        (": X_TOKEN=\"", "a PASSWORD=", "\""),
+        (": X_TOKEN='", "a PASSWORD=", "'"),
+        (": X_TOKEN=", "a\\ PASSWORD=", ""),
+        ("X_TOKEN: ", "a PASSWORD: ", ""),
+    ] {
+        let cmd = format!("{open}{}{close}", unit.repeat(20_000));
+        let r = Redactor::from_args(&json!({ "cmd": cmd }));
+        assert!(r.needles.len() <= 8, "{open}: {} needles", r.needles.len());
     }
 }
 
