@@ -700,6 +700,25 @@ fn a_sandboxed_root_job_opens_no_other_terminal_and_makes_its_own() {
         let terminals = rule(&r, "sandbox.terminals");
         assert!(terminals.held, "{terminals:?}");
     }
+    // Nor through a working directory or a root opened in vigil's mount namespace before the
+    // job's own devpts is mounted (the host's devpts, then): such a job is refused.
+    let name = Path::new(&pts)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut in_pts = sh(&format!("cat ./{name}; echo x > ./{name}"));
+    in_pts.cwd = Some(PathBuf::from("/dev/pts"));
+    let r = d.run_spec_in(&ex, SandboxMode::Workspace, &in_pts, Path::new("/"));
+    assert_eq!(r.status, JobStatus::Rejected, "cwd /dev/pts: {r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("terminals directory")),
+        "{r:?}"
+    );
+    let r = d.run_spec_in(&ex, SandboxMode::Strict, &sh("true"), Path::new("/dev/pts"));
+    assert_eq!(r.status, JobStatus::Rejected, "root /dev/pts: {r:?}");
     // The control: without the sandbox, uid 0 opens root's terminal both ways.
     let r = d.run(&ex, SandboxMode::Off, &script);
     let text = out(&r);

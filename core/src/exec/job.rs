@@ -440,6 +440,10 @@ impl Executor {
             &mut env,
         )?;
         crate::phase::mark("prepare_sandbox");
+        if let (Some(_), Some(fd)) = (&sandbox, &cwd_fd) {
+            let cwd = spec.cwd.as_deref().unwrap_or(sandbox_root);
+            super::sandbox::refuse_terminals_dir(cwd, super::sandbox::on_devpts(fd))?;
+        }
         let sandboxed_spec;
         let spec = if sandbox.is_some() {
             sandboxed_spec = ProcessSpec {

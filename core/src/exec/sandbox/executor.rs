@@ -126,6 +126,15 @@ impl Executor {
         if resolved.mode == SandboxMode::Off {
             return Ok(None);
         }
+        for p in &resolved.writable {
+            refuse_terminals_dir(
+                p,
+                on_devpts(&fs::File::open(p).map_err(|e| ExecError::PathRejected {
+                    path: p.display().to_string(),
+                    reason: format!("cannot be opened: {e}"),
+                })?),
+            )?;
+        }
         let reusable = reusable && owner.is_none();
         let pooled = if reusable {
             self.sandbox_slots.take()
@@ -310,4 +319,31 @@ impl Executor {
         }
         Ok(base)
     }
+}
+
+/// devpts's `f_type` (linux/magic.h `DEVPTS_SUPER_MAGIC`).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// Whether `file` lies on a devpts filesystem (a terminals directory).
+pub(crate) fn on_devpts(file: &impl std::os::fd::AsRawFd) -> bool {
+    // SAFETY: a zeroed statfs is a valid out-parameter for fstatfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs on a descriptor the caller holds.
+    unsafe {
+        libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == DEVPTS_SUPER_MAGIC
+    }
+}
+
+/// A sandboxed job's root, writable path or working directory may not be a terminals
+/// directory: opened in vigil's mount namespace, it would be the host's devpts, whose
+/// terminals a root job's own devpts keeps from it (read what is typed, write to them).
+pub(crate) fn refuse_terminals_dir(path: &Path, on_devpts: bool) -> Result<(), ExecError> {
+    if on_devpts {
+        return Err(ExecError::PathRejected {
+            path: path.display().to_string(),
+            reason: "a sandboxed job may not run in or write to a terminals directory (devpts)"
+                .into(),
+        });
+    }
+    Ok(())
 }

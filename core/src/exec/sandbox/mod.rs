@@ -42,6 +42,7 @@ mod executor;
 mod labels;
 
 pub use executor::SandboxReport;
+pub(crate) use executor::{on_devpts, refuse_terminals_dir};
 pub use labels::landlock_rights;
 pub(crate) use landlock_rules::ReadRules;
 pub use landlock_rules::{kernel_abi, read_rule_paths};

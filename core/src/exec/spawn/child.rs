@@ -267,6 +267,7 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
     }
     const OWN_NS: &[u8] = b"/proc/self/ns/mnt\0";
     const ROOT: &[u8] = b"/\0";
+    const DOT: &[u8] = b".\0";
     const DEVPTS: &[u8] = b"devpts\0";
     const PTS: &[u8] = b"/dev/pts\0";
     const OPTIONS: &[u8] = b"newinstance,ptmxmode=0666,mode=0620\0";
@@ -275,11 +276,15 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
     // and fds this function owns.
     unsafe {
         let vigils = libc::open(c(OWN_NS), libc::O_RDONLY | libc::O_CLOEXEC);
-        if vigils < 0 {
-            return;
-        }
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            libc::close(vigils);
+        // setns() back into vigil's namespace sets the root to that namespace's: vigil's own
+        // root (a chroot) is kept here to be entered again then.
+        let own_root = libc::open(c(ROOT), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        if vigils < 0 || own_root < 0 || libc::unshare(libc::CLONE_NEWNS) != 0 {
+            for fd in [vigils, own_root] {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
             return;
         }
         let null = std::ptr::null::<libc::c_char>();
@@ -318,13 +323,17 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
         if made {
             let note = NOTE_PRIVATE_TERMINALS;
             libc::write(fds.report, (&note as *const u8).cast(), 1);
-        } else if libc::setns(vigils, libc::CLONE_NEWNS) != 0 {
-            // Half made and no way back: the job does not run.
+        } else if libc::setns(vigils, libc::CLONE_NEWNS) != 0
+            || libc::fchdir(own_root) != 0
+            || libc::chroot(c(DOT)) != 0
+        {
+            // Half made and no way back (to vigil's namespace and root): the job does not run.
             child_fail(fds.report, STAGE_TERMINALS);
         } else {
             enter_cwd(cmd, fds);
         }
         libc::close(vigils);
+        libc::close(own_root);
     }
 }
 
@@ -394,7 +403,9 @@ pub(super) fn stage_name(stage: u8) -> &'static str {
         STAGE_SETGID => "switching to the job user's group (setresgid)",
         STAGE_SETUID => "switching to the job's user (setresuid)",
         STAGE_CAPABILITIES => "dropping a root job's capabilities",
-        STAGE_TERMINALS => "going back to vigil's mount namespace after a devpts mount failed",
+        STAGE_TERMINALS => {
+            "going back to vigil's mount namespace and root after a devpts mount failed"
+        }
         _ => "unknown stage",
     }
 }
