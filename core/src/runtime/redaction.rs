@@ -403,6 +403,36 @@ pub(super) fn bounded_args_json(args_json: String) -> String {
     .to_string()
 }
 
+/// Reads up to `max` digits of `radix` after `\k` in an ANSI-C string and pushes the character
+/// they name (none: the escape as written).
+fn push_escaped_number(
+    out: &mut String,
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    max: usize,
+    radix: u32,
+    k: char,
+) {
+    let mut v: u32 = 0;
+    let mut n = 0;
+    while n < max {
+        match chars.peek().and_then(|c| c.to_digit(radix)) {
+            Some(d) => {
+                v = v.saturating_mul(radix).saturating_add(d);
+                chars.next();
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    match (n, char::from_u32(v)) {
+        (0, _) | (_, None) => {
+            out.push('\\');
+            out.push(k);
+        }
+        (_, Some(c)) => out.push(c),
+    }
+}
+
 /// `word` as a shell reads it: quotes removed, the pieces joined, backslash escapes undone
 /// (outside quotes, inside double quotes where the shell takes them, and `$'...'`'s `\'`,
 /// `\"`, `\\`, `\n` and `\t`); `\<newline>` joins two lines.
@@ -435,7 +465,38 @@ fn shell_unquoted(word: &str) -> String {
             (Quote::AnsiC, '\\') => match chars.next() {
                 Some('n') => out.push('\n'),
                 Some('t') => out.push('\t'),
-                Some(n @ ('\'' | '"' | '\\')) => out.push(n),
+                Some('r') => out.push('\r'),
+                Some('a') => out.push('\x07'),
+                Some('b') => out.push('\x08'),
+                Some('e' | 'E') => out.push('\x1b'),
+                Some('f') => out.push('\x0c'),
+                Some('v') => out.push('\x0b'),
+                Some(n @ ('\'' | '"' | '\\' | '?')) => out.push(n),
+                // `\xHH` (one or two hex digits), `\uHHHH`, `\UHHHHHHHH`, `\NNN` (octal).
+                Some(k @ ('x' | 'u' | 'U')) => {
+                    let (max, radix) = (
+                        match k {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        },
+                        16,
+                    );
+                    push_escaped_number(&mut out, &mut chars, max, radix, k);
+                }
+                Some(d @ '0'..='7') => {
+                    let mut v = d.to_digit(8).unwrap_or(0);
+                    for _ in 0..2 {
+                        match chars.peek().and_then(|c| c.to_digit(8)) {
+                            Some(x) => {
+                                v = v * 8 + x;
+                                chars.next();
+                            }
+                            None => break,
+                        }
+                    }
+                    out.extend(char::from_u32(v & 0xff));
+                }
                 Some(n) => {
                     out.push('\\');
                     out.push(n);

@@ -143,7 +143,8 @@ fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 4]) -> usi
         matches!(b[p], b'\'' | b'\n' | b'\r')
     }
     fn double(b: &[u8], p: usize) -> bool {
-        matches!(b[p], b'\n' | b'\r') || (b[p] == b'"' && b[p - 1] != b'\\')
+        // A newline after a backslash continues the value on the next line.
+        matches!(b[p], b'\n' | b'\r' | b'"') && b[p - 1] != b'\\'
     }
     fn json(b: &[u8], p: usize) -> bool {
         matches!(b[p], b'\n' | b'\r')
@@ -179,16 +180,20 @@ fn word_piece_end(b: &[u8], p: usize) -> bool {
         b'\\' => false,
         _ if escaped => false,
         b'$' => b.get(p + 1) == Some(&b'\''),
+        // A comma is part of a shell word (`PASSWORD=a,b` sets `a,b`).
+        b',' => false,
         c => ends_value(c),
     }
 }
 
 /// Where a `NAME: value` or `NAME = value` that is not quoted ends: at the end of the line, a
-/// quote, or a backslash that escapes no blank (`\"` closing a JSON string); an escaped blank
+/// double quote, or a backslash that escapes no blank (`\"` closing a JSON string); an escaped blank
 /// (`a\ b`) is part of it.
 fn line_value_end(b: &[u8], p: usize) -> bool {
     match b[p] {
-        b'\n' | b'\r' | b'"' | b'\'' => true,
+        // An apostrophe is text here (`password: don't-tell`); a double quote closes a
+        // JSON string the line sits in.
+        b'\n' | b'\r' | b'"' => true,
         b'\\' => !matches!(b.get(p + 1), Some(b' ' | b'\t')),
         _ => false,
     }

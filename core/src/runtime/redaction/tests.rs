@@ -138,6 +138,20 @@ fn corpus() -> Vec<(String, String)> {
             r"private-token:\ aLong0035\ bLong0035".into(),
             r"\ aLong0035\ bLong0035".into(),
         ),
+        // A double-quoted value continued on the next line; a comma inside a shell word; an
+        // apostrophe in a header's value.
+        (
+            "export DB_PASSWORD=\"abcdLong\\\nijklLong0039\"; echo".into(),
+            "abcdLong\\\nijklLong0039".into(),
+        ),
+        (
+            "echo DB_PASSWORD=hunter2x,correcthorsebattery0040".into(),
+            "hunter2x,correcthorsebattery0040".into(),
+        ),
+        (
+            "password: don't-tell-anyone-its-mine0041".into(),
+            "don't-tell-anyone-its-mine0041".into(),
+        ),
         // A quoted value inside another word's value still runs to its own closing quote.
         (
             r#"echo API_KEY="x PASSWORD="long secretvalue here0037""#.into(),
@@ -552,6 +566,10 @@ fn a_shell_word_of_several_pieces_is_scrubbed_from_the_output_as_the_shell_joins
             r"echo DB_PASSWORD=$'jjjLong\tkkkLong0043'",
             "jjjLong\tkkkLong0043",
         ),
+        (
+            r"echo DB_PASSWORD=$'lllLong\x21mmmLong0044'",
+            "lllLong!mmmLong0044",
+        ),
     ] {
         let args = json!({ "cmd": cmd });
         let r = Redactor::from_args(&args);
@@ -582,6 +600,8 @@ fn a_shell_word_reads_as_the_shell_reads_it() {
         ("a\\\nb", "ab"),
         (r#""q\"uote\$x\y""#, r#"q"uote$x\y"#),
         (r"$'x\ty\'z'", "x\ty'z"),
+        (r"$'a\x21b\041c\u00e9d'", "a!b!céd"),
+        (r"$'\xZ'", r"\xZ"),
     ] {
         assert_eq!(shell_unquoted(word), read, "{word}");
     }
