@@ -1273,3 +1273,40 @@ fn a_tmpdir_a_job_gave_an_extended_attribute_is_not_reused() {
     );
     assert_eq!(out(&r), "[]", "{r:?}");
 }
+
+#[test]
+fn a_writable_path_that_is_a_fifo_is_judged_without_opening_it() {
+    if !landlock() {
+        return;
+    }
+    // The sandbox checks where each writable path lies (not on a terminals directory) by a
+    // descriptor that opens nothing: opening a FIFO for reading would wait for a writer, and
+    // a server's job slot with it, for ever.
+    let d = Dirs::new();
+    let fifo = d.root.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let ex = Executor::new(d.executor_config(None, false)).expect("executor");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = d.root.path().to_path_buf();
+    std::thread::spawn(move || {
+        let mut l: Limits = limits(20_000);
+        l.timeout = None;
+        l.sandbox.mode = Some(SandboxMode::Workspace);
+        l.sandbox.allow_write = vec![fifo];
+        let mut spec = sh("echo ok");
+        spec.cwd = Some(root.clone());
+        let id = format!("sbx-{}-{}", std::process::id(), next());
+        let _ = tx.send(ex.run_process_in(&id, &spec, &l, Some(&root), None));
+    });
+    // A hang is the failure (a minute is far beyond any job's set-up); any settled result is
+    // what is asked: the job ran or was refused with a reason.
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("judging a FIFO among the writable paths hung");
+    assert!(
+        r.status == JobStatus::Completed || r.error.is_some(),
+        "{r:?}"
+    );
+}

@@ -4,6 +4,7 @@
 use super::*;
 use crate::exec::identity::RunAs;
 use crate::exec::job::Executor;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// What `doctor` says of the sandbox on this host.
 #[derive(Debug, Clone, Serialize)]
@@ -127,13 +128,16 @@ impl Executor {
             return Ok(None);
         }
         for p in &resolved.writable {
-            refuse_terminals_dir(
-                p,
-                on_devpts(&fs::File::open(p).map_err(|e| ExecError::PathRejected {
+            // O_PATH: nothing is opened for real (a FIFO would block, a device would act).
+            let at = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| ExecError::PathRejected {
                     path: p.display().to_string(),
                     reason: format!("cannot be opened: {e}"),
-                })?),
-            )?;
+                })?;
+            refuse_terminals_dir(p, on_devpts(&at))?;
         }
         let reusable = reusable && owner.is_none();
         let pooled = if reusable {

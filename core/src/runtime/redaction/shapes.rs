@@ -292,8 +292,9 @@ fn is_scheme(word: &[u8]) -> bool {
 pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
     let n = bytes.len();
     let mut m = Memos::default();
-    // The last `NAME=value` span pushed.
+    // The last `NAME=value` span pushed, and the end of the last one pushed within it.
     let mut last_name = (usize::MAX, 0);
+    let mut last_inner = 0;
     for i in 0..n {
         let b = bytes[i];
         match b {
@@ -472,6 +473,16 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 if e > s && !(last_name.0 <= s && e <= last_name.1) {
                     spans.push((s, e));
                     last_name = (s, e);
+                } else if e > s && s >= last_inner {
+                    // Within that value, this one still names a secret of its own that may
+                    // appear alone elsewhere (`X="PASSWORD=v"; mysql -p v`): its bare value, to
+                    // its first separator, is kept too. Such spans never overlap, so they stay
+                    // linear as well.
+                    let b = m.value.run(bytes, s, |c| !ends_value(c)).min(last_name.1);
+                    if b > s {
+                        spans.push((s, b));
+                        last_inner = b;
+                    }
                 }
             }
         }

@@ -606,3 +606,22 @@ fn a_shell_word_reads_as_the_shell_reads_it() {
         assert_eq!(shell_unquoted(word), read, "{word}");
     }
 }
+
+#[test]
+fn a_value_named_inside_another_is_scrubbed_where_it_appears_alone() {
+    // `X_TOKEN="PASSWORD=v"` sets X_TOKEN; a program that splits it finds PASSWORD's value v,
+    // which then appears on its own: in the same command, and in the output.
+    let args = json!({
+        "cmd": "X_TOKEN=\"PASSWORD=hunter2secretvalue\"; mysql -p hunter2secretvalue -e select"
+    });
+    let r = Redactor::from_args(&args);
+    let logged = r.args(&args).to_string();
+    assert!(!logged.contains("hunter2secretvalue"), "{logged}");
+    let out = r.scrub(b"got hunter2secretvalue\n", false, false);
+    assert_eq!(
+        leaks(&out, "hunter2secretvalue"),
+        None,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
