@@ -751,6 +751,14 @@ fn a_sandboxed_root_job_opens_no_other_terminal_and_makes_its_own() {
             .is_some_and(|why| why.contains("/dev/pts")),
         "{terminals:?}"
     );
+    // The lines `vigil run` prints as warnings (its view's `limits_not_held`) name it.
+    let lines = r.enforcement.not_held_messages();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("sandbox.terminals rule of sandbox workspace not held")),
+        "{lines:?}"
+    );
 }
 
 #[test]

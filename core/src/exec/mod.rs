@@ -24,6 +24,7 @@
 //! [`JobResult`] says, the CLI prints it.
 pub mod cancel;
 pub mod capability;
+pub(crate) mod caps;
 pub mod cgroup;
 pub mod dumpable;
 pub mod enforcement;

@@ -58,27 +58,11 @@ pub(super) fn probe_close_range() -> bool {
 /// mount namespace and mounting in it need. The kernel may still refuse (a seccomp filter of a
 /// container): a job's record says so after the fact.
 pub(super) fn probe_cap_sys_admin() -> bool {
-    /// linux/capability.h `_LINUX_CAPABILITY_VERSION_3` (two 32-bit words per set).
-    const VERSION_3: u32 = 0x2008_0522;
+    use crate::exec::caps::{CapData, CapHeader};
     const CAP_SYS_ADMIN: u32 = 21;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget writes two `Data` for version 3 into the array it is given.
+    let mut header = CapHeader::this_process();
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two `CapData` for version 3 into the array it is given.
     let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
     rc == 0 && data[0].effective & (1 << CAP_SYS_ADMIN) != 0
 }

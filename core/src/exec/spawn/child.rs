@@ -31,8 +31,6 @@ const STAGE_TERMINALS: u8 = 15;
 pub(super) const NOTE_PRIVATE_TERMINALS: u8 = 0xf0;
 /// linux/landlock.h `LANDLOCK_RULE_PATH_BENEATH`.
 const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
-/// linux/capability.h `_LINUX_CAPABILITY_VERSION_3` (two 32-bit words per set).
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 /// Stack of the vfork-style child (it runs only `child_exec`, a few hundred bytes deep).
@@ -210,18 +208,7 @@ pub(super) unsafe fn child_exec(cmd: &PreparedCommand, fds: &ChildFds<'_>) -> ! 
 /// 40, ~150 us here). Runs after the cwd is entered (as root, which may need them).
 #[inline(always)]
 unsafe fn drop_capabilities(fds: &ChildFds<'_>) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
+    use crate::exec::caps::{CapData, CapHeader};
     // SAFETY: prctl and capset with pointers to stack structs of the kernel's layout.
     unsafe {
         // Kernels before 4.3 have no ambient set (EINVAL): nothing to clear.
@@ -232,15 +219,8 @@ unsafe fn drop_capabilities(fds: &ChildFds<'_>) {
             0,
             0,
         );
-        let mut header = Header {
-            version: CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let data = [Data {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        }; 2];
+        let mut header = CapHeader::this_process();
+        let data = [CapData::default(); 2];
         if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
             child_fail(fds.report, STAGE_CAPABILITIES);
         }
