@@ -18,8 +18,16 @@
 //! and a tail), the partial line on each side of the cut and any partial secret value there
 //! are replaced too: the log never holds the head or tail of a secret.
 //!
-//! The scanner is hand-written: one pass over the bytes plus one substring search per known
-//! value, linear in the input, and it allocates only the output.
+//! The shapes' scanner is hand-written, one pass over the bytes; the known values are found
+//! together, in one more pass, by an Aho-Corasick automaton of all of them (the
+//! `aho-corasick` crate): the work is linear in the input whatever the number of values.
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::nfa::noncontiguous::NFA;
+use aho_corasick::Anchored;
 use serde_json::{json, Map, Value};
 
 use super::RECORD_OUTPUT_BYTES_MAX;
@@ -43,6 +51,71 @@ pub struct Redactor {
     /// Known secret values, raw and JSON-escaped, longest first (so a longer value is
     /// replaced whole before a shorter one inside it).
     needles: Vec<Vec<u8>>,
+    /// All of them in one automaton (none when there are none, or it could not be built:
+    /// then each is searched for on its own).
+    matcher: Option<Matcher>,
+}
+
+/// The needles' automaton, shared by the redactor's clones.
+#[derive(Clone)]
+struct Matcher(Arc<NFA>);
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Matcher({} values)", self.0.patterns_len())
+    }
+}
+
+impl Matcher {
+    fn new(needles: &[Vec<u8>]) -> Option<Matcher> {
+        if needles.is_empty() {
+            return None;
+        }
+        NFA::new(needles).ok().map(|nfa| Matcher(Arc::new(nfa)))
+    }
+
+    /// Adds a span for every place a needle occurs in `bytes`, overlapping ones included:
+    /// at each byte, the longest needle that ends there (needles that end inside it lie
+    /// inside it), adjacent and overlapping ones merged as they come. False when the
+    /// automaton cannot search (the caller searches needle by needle).
+    fn spans(&self, bytes: &[u8], spans: &mut Vec<(usize, usize)>) -> bool {
+        let nfa = &*self.0;
+        let Ok(mut sid) = nfa.start_state(Anchored::No) else {
+            return false;
+        };
+        // The longest needle ending in a state that ends several (one that ends one needs no
+        // lookup): found on the state's first visit, so a text that visits it at every byte
+        // costs one pass over its needles, not one per byte.
+        let mut longest: HashMap<usize, usize> = HashMap::new();
+        let mut run: Option<(usize, usize)> = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            sid = nfa.next_state(Anchored::No, sid, b);
+            if !nfa.is_special(sid) || !nfa.is_match(sid) {
+                continue;
+            }
+            let len = match nfa.match_len(sid) {
+                1 => nfa.pattern_len(nfa.match_pattern(sid, 0)),
+                n => *longest.entry(sid.as_usize()).or_insert_with(|| {
+                    (0..n)
+                        .map(|k| nfa.pattern_len(nfa.match_pattern(sid, k)))
+                        .max()
+                        .unwrap_or(0)
+                }),
+            };
+            let end = i + 1;
+            let start = end.saturating_sub(len);
+            run = match run {
+                Some((a, e)) if start <= e => Some((a.min(start), end)),
+                Some(done) => {
+                    spans.push(done);
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+        }
+        spans.extend(run);
+        true
+    }
 }
 
 impl Redactor {
@@ -142,7 +215,8 @@ impl Redactor {
         }
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        Redactor { needles }
+        let matcher = Matcher::new(&needles);
+        Redactor { needles, matcher }
     }
 
     /// The secret values (raw form) this redactor scrubs.
@@ -218,9 +292,15 @@ impl Redactor {
     /// that side are replaced as well.
     pub fn scrub(&self, bytes: &[u8], open_start: bool, open_end: bool) -> Vec<u8> {
         let mut spans = Vec::new();
-        for needle in &self.needles {
-            for at in crate::find::bytes_iter(bytes, needle) {
-                spans.push((at, at + needle.len()));
+        let found = self
+            .matcher
+            .as_ref()
+            .is_some_and(|m| m.spans(bytes, &mut spans));
+        if !found {
+            for needle in &self.needles {
+                for at in crate::find::bytes_iter(bytes, needle) {
+                    spans.push((at, at + needle.len()));
+                }
             }
         }
         shapes(bytes, &mut spans);
