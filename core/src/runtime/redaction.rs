@@ -41,6 +41,9 @@ use shapes::shapes;
 
 /// What stands in the log where a secret was.
 pub const REDACTED: &str = "[REDACTED]";
+/// Levels of quoting a command string is read through for secret values (a command for
+/// `ssh`, which runs `sh -c '...'`, which sets `PASSWORD='...'`).
+const NESTED_QUOTING_MAX: usize = 3;
 /// Secret values shorter than this are replaced under their key but not searched for
 /// elsewhere (too many false hits).
 const SECRET_VALUE_BYTES_MIN: usize = 4;
@@ -146,47 +149,64 @@ impl Redactor {
         }
         /// Secret values the shapes find in the arguments' strings (a password in a command
         /// line, say), and each as a shell would print it once it took the backslashes off
-        /// (`a\ b` is echoed as `a b`): scrubbed from the output as well.
+        /// (`a\ b` is echoed as `a b`): scrubbed from the output as well. A command quoted
+        /// for another shell (`sh -c '... PASSWORD='\''a b'\'' ...'`, `ssh h "..."`) is
+        /// read again as that shell receives it, to [`NESTED_QUOTING_MAX`] levels.
         fn shaped(v: &Value, out: &mut Vec<String>) {
             match v {
                 Value::String(text) => {
-                    let bytes = text.as_bytes();
-                    let mut spans = Vec::new();
-                    shapes::shapes(bytes, &mut spans);
-                    for (a, b) in spans {
-                        let Ok(found) = std::str::from_utf8(&bytes[a..b]) else {
-                            continue;
-                        };
-                        if found.contains('\\') {
-                            let mut plain = String::with_capacity(found.len());
-                            let mut chars = found.chars();
-                            while let Some(c) = chars.next() {
-                                match c {
-                                    '\\' => plain.extend(chars.next()),
-                                    c => plain.push(c),
-                                }
-                            }
-                            out.push(plain);
+                    shaped_text(text, out);
+                    let mut level = text.clone();
+                    for _ in 0..NESTED_QUOTING_MAX {
+                        if !level.contains(['\'', '"', '\\']) {
+                            break;
                         }
-                        // The value as the shell joins its pieces (`x'y z'w` is `xy zw`), with
-                        // the quotes around the span that belong to it.
-                        if found.contains(['\'', '"', '\\']) {
-                            let a = if a > 0 && matches!(bytes[a - 1], b'\'' | b'"') {
-                                a - 1 - usize::from(a > 1 && bytes[a - 2] == b'$')
-                            } else {
-                                a
-                            };
-                            let b = b + usize::from(matches!(bytes.get(b), Some(b'\'' | b'"')));
-                            if let Ok(word) = std::str::from_utf8(&bytes[a..b]) {
-                                out.push(shell_unquoted(word));
-                            }
+                        let inner = shell_unquoted(&level);
+                        if inner == level {
+                            break;
                         }
-                        out.push(found.to_string());
+                        shaped_text(&inner, out);
+                        level = inner;
                     }
                 }
                 Value::Array(a) => a.iter().for_each(|x| shaped(x, out)),
                 Value::Object(o) => o.values().for_each(|x| shaped(x, out)),
                 _ => {}
+            }
+        }
+        fn shaped_text(text: &str, out: &mut Vec<String>) {
+            let bytes = text.as_bytes();
+            let mut spans = Vec::new();
+            shapes::shapes(bytes, &mut spans);
+            for (a, b) in spans {
+                let Ok(found) = std::str::from_utf8(&bytes[a..b]) else {
+                    continue;
+                };
+                if found.contains('\\') {
+                    let mut plain = String::with_capacity(found.len());
+                    let mut chars = found.chars();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => plain.extend(chars.next()),
+                            c => plain.push(c),
+                        }
+                    }
+                    out.push(plain);
+                }
+                // The value as the shell joins its pieces (`x'y z'w` is `xy zw`), with
+                // the quotes around the span that belong to it.
+                if found.contains(['\'', '"', '\\']) {
+                    let a = if a > 0 && matches!(bytes[a - 1], b'\'' | b'"') {
+                        a - 1 - usize::from(a > 1 && bytes[a - 2] == b'$')
+                    } else {
+                        a
+                    };
+                    let b = b + usize::from(matches!(bytes.get(b), Some(b'\'' | b'"')));
+                    if let Ok(word) = std::str::from_utf8(&bytes[a..b]) {
+                        out.push(shell_unquoted(word));
+                    }
+                }
+                out.push(found.to_string());
             }
         }
         let mut values = Vec::new();

@@ -678,3 +678,35 @@ fn a_value_named_inside_another_is_scrubbed_where_it_appears_alone() {
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn a_secret_quoted_for_a_shell_within_the_command_is_scrubbed_as_that_shell_prints_it() {
+    // The value the inner shell sets is what the job prints: no quote of the outer command
+    // around it.
+    for (cmd, secret) in [
+        (
+            "sh -c 'export DB_PASSWORD='\\''long secret value'\\''; echo \"$DB_PASSWORD\"'",
+            "long secret value",
+        ),
+        (
+            "ssh host \"bash -c 'API_TOKEN=\\\"two words here\\\" ./deploy'\"",
+            "two words here",
+        ),
+        (
+            "bash -c \"PASSWORD=\\\"a b c d\\\" ./run\"",
+            "a b c d",
+        ),
+    ] {
+        let args = json!({ "cmd": cmd });
+        let r = Redactor::from_args(&args);
+        let logged = r.args(&args).to_string();
+        assert!(!logged.contains(secret), "{cmd}: {logged}");
+        let out = r.scrub(format!("value: {secret}\n").as_bytes(), false, false);
+        assert_eq!(
+            leaks(&out, secret),
+            None,
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
