@@ -711,3 +711,86 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
         "the job's own devpts: {job}"
     );
 }
+
+/// A terminal of this process's (on the host's devpts, as a root session's is): its master
+/// stays open while the test runs; returns the master and the terminal's number.
+fn host_terminal() -> (std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt, grantpt, unlockpt and ptsname_r on a descriptor this test owns, with
+    // a buffer of the length given.
+    unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 64];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        let number = path.rsplit('/').next().unwrap().to_string();
+        (std::fs::File::from_raw_fd(fd), number)
+    }
+}
+
+#[test]
+fn a_root_jobs_own_terminals_leave_no_other_mount_of_the_hosts_terminals() {
+    if !landlock() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
+        return;
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+        return;
+    }
+    let (_master, n) = host_terminal();
+    let dir = TempDir::new("other-terminal-mounts");
+    let root = s(dir.path());
+    // The log lies outside the job's root (its writable workspace).
+    let logs = TempDir::new("other-terminal-mounts-data");
+    // Two more mounts of the host's terminals, as a chroot's set-up and a container's console
+    // make them: the whole devpts bound into the root, and one terminal bound onto a file.
+    let job = format!(
+        "[ -c {root}/chroot-pts/{n} ] && ( exec 3<{root}/chroot-pts/{n} ) 2>/dev/null \
+           && echo READ_BOUND_DIR; \
+         [ -c {root}/console ] && ( exec 3<{root}/console ) 2>/dev/null && echo READ_BOUND_FILE; \
+         echo JOB_RAN"
+    );
+    let args = serde_json::json!({ "cmd": job }).to_string();
+    for (sandbox, reaches) in [("workspace", false), ("strict", false), ("off", true)] {
+        let data = logs.path().join(format!("data-{sandbox}"));
+        let script = format!(
+            "set -e; mkdir -p '{root}/chroot-pts'; mount --bind /dev/pts '{root}/chroot-pts'; \
+             touch '{root}/console'; mount --bind /dev/pts/{n} '{root}/console'; \
+             exec '{vigil}' --data-dir '{data}' run --sandbox {sandbox} --root '{root}' \
+               --timeout 60s shell --args '{args}'",
+            vigil = vigil_bin().display(),
+            data = s(&data),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_remove("VIGIL_CGROUP_MODE")
+            .output()
+            .expect("unshare");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("JOB_RAN"), "{sandbox}: {text} / {err}");
+        for what in ["READ_BOUND_DIR", "READ_BOUND_FILE"] {
+            assert_eq!(
+                text.contains(what),
+                reaches,
+                "{sandbox}: {what}: {text} / {err}"
+            );
+        }
+        if sandbox != "off" {
+            assert!(
+                !err.contains("not held"),
+                "{sandbox}: every rule held, its terminals its own: {err}"
+            );
+        }
+    }
+}

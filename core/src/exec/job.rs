@@ -478,6 +478,15 @@ impl Executor {
             && cmd.landlock_fd >= 0
             && cmd.pts_rule_access != 0
             && self.host.mount_namespace;
+        if cmd.private_terminals {
+            // Read now, not at start-up: a server's jobs see the mounts of their own moment.
+            // Unknown, they cannot be covered, and the job's record says its terminals are not
+            // its own.
+            match super::host::other_terminal_mounts() {
+                Ok(points) => cmd.other_terminal_mounts = points,
+                Err(_) => cmd.private_terminals = false,
+            }
+        }
         crate::phase::mark("command");
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)

@@ -34,6 +34,11 @@ pub(super) fn read_bounded(path: &Path) -> io::Result<String> {
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 pub(super) fn unescape_mountinfo(field: &str) -> String {
+    String::from_utf8_lossy(&unescape_mountinfo_bytes(field)).into_owned()
+}
+
+/// [`unescape_mountinfo`], byte for byte (a mount point need not be UTF-8).
+fn unescape_mountinfo_bytes(field: &str) -> Vec<u8> {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -54,7 +59,30 @@ pub(super) fn unescape_mountinfo(field: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// The mount points of the devpts mounts in mountinfo `text` other than `/dev/pts` itself
+/// (which a root job's own instance covers): another mount of the host's terminals (a bind
+/// into a chroot, a terminal bound onto a console file), in mountinfo's order.
+pub(super) fn other_devpts_mounts(text: &str) -> Vec<CString> {
+    let mut points = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        if post.split(' ').next() != Some("devpts") {
+            continue;
+        }
+        let Some(point) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        let point = unescape_mountinfo_bytes(point);
+        if point != b"/dev/pts" {
+            points.extend(CString::new(point).ok());
+        }
+    }
+    points
 }
 
 pub(super) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
@@ -133,6 +161,25 @@ pub(super) fn own_group_dir(mount: &CgroupMount, own_path: &str) -> Option<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devpts_mounts_other_than_dev_pts_are_listed_byte_for_byte() {
+        let text = "\
+            25 30 0:23 / /dev/pts rw,nosuid - devpts devpts rw,gid=5,mode=620\n\
+            31 30 0:23 / /srv/chroot/dev/pts rw - devpts devpts rw\n\
+            32 30 0:23 /3 /srv/c\\040d/console rw - devpts devpts rw\n\
+            33 30 0:24 / /dev/shm rw - tmpfs tmpfs rw\n\
+            34 30 0:25 / /mnt/devpts-not rw - tmpfs devpts rw\n\
+            garbage\n";
+        let points = other_devpts_mounts(text);
+        assert_eq!(
+            points,
+            [
+                CString::new("/srv/chroot/dev/pts").unwrap(),
+                CString::new("/srv/c d/console").unwrap()
+            ]
+        );
+    }
 
     #[test]
     fn mountinfo_finds_v1_and_v2_mounts_and_unescapes() {

@@ -281,7 +281,8 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
                 c(DEVPTS),
                 libc::MS_NOSUID | libc::MS_NOEXEC,
                 c(OPTIONS).cast(),
-            ) == 0;
+            ) == 0
+            && detach_other_terminals(cmd);
         if made {
             let pts = libc::open(c(PTS), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
             let rule = PathBeneath {
@@ -316,6 +317,40 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
         libc::close(own_root);
     }
 }
+
+/// Detaches, in the job's own mount namespace, each other mount of the host's terminals the
+/// parent listed (a bind of `/dev/pts` into a chroot, a terminal bound onto a file), for as
+/// long as what its path shows is devpts (another may lie beneath it), at most
+/// [`TERMINAL_MOUNT_LAYERS_MAX`] deep. False when one cannot be detached: then the job gets no
+/// terminals of its own, and its record says so.
+#[inline(always)]
+unsafe fn detach_other_terminals(cmd: &PreparedCommand) -> bool {
+    for point in &cmd.other_terminal_mounts {
+        let mut layers = 0;
+        loop {
+            // SAFETY: a zeroed statfs is a valid out-parameter; statfs and umount2 take a
+            // NUL-terminated path the command owns.
+            unsafe {
+                let mut st: libc::statfs = std::mem::zeroed();
+                if libc::statfs(point.as_ptr(), &mut st) != 0
+                    || st.f_type != libc::DEVPTS_SUPER_MAGIC
+                {
+                    break; // Gone, or no terminals there (any more).
+                }
+                if layers == TERMINAL_MOUNT_LAYERS_MAX
+                    || libc::umount2(point.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) != 0
+                {
+                    return false;
+                }
+            }
+            layers += 1;
+        }
+    }
+    true
+}
+
+/// Most devpts mounts stacked on one path that a job's namespace detaches.
+const TERMINAL_MOUNT_LAYERS_MAX: u32 = 8;
 
 /// Enters the job's working directory (its descriptor, opened beneath the root, or its path).
 #[inline(always)]

@@ -692,10 +692,7 @@ fn a_secret_quoted_for_a_shell_within_the_command_is_scrubbed_as_that_shell_prin
             "ssh host \"bash -c 'API_TOKEN=\\\"two words here\\\" ./deploy'\"",
             "two words here",
         ),
-        (
-            "bash -c \"PASSWORD=\\\"a b c d\\\" ./run\"",
-            "a b c d",
-        ),
+        ("bash -c \"PASSWORD=\\\"a b c d\\\" ./run\"", "a b c d"),
     ] {
         let args = json!({ "cmd": cmd });
         let r = Redactor::from_args(&args);
