@@ -794,3 +794,51 @@ fn a_root_jobs_own_terminals_leave_no_other_mount_of_the_hosts_terminals() {
         }
     }
 }
+
+#[test]
+fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held() {
+    if !landlock() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
+        return;
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+        return;
+    }
+    let (_master, n) = host_terminal();
+    let dir = TempDir::new("stacked-terminal-mounts");
+    let root = s(dir.path());
+    let logs = TempDir::new("stacked-terminal-mounts-data");
+    // Nine layers of the host's devpts on one path: a job's namespace detaches at most eight,
+    // so this one stays, and the job runs with the host's terminals, said so where a person
+    // reads it.
+    let job = format!("( exec 3<{root}/deep/{n} ) 2>/dev/null && echo READ_DEEP; echo JOB_RAN");
+    let args = serde_json::json!({ "cmd": job }).to_string();
+    let script = format!(
+        "set -e; mkdir -p '{root}/deep'; \
+         for i in 1 2 3 4 5 6 7 8 9; do mount --bind /dev/pts '{root}/deep'; done; \
+         exec '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' \
+           --timeout 60s shell --args '{args}'",
+        vigil = vigil_bin().display(),
+        data = s(&logs.path().join("data")),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("JOB_RAN"), "{text} / {err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("sandbox.terminals") && l.contains("not held")),
+        "the terminals not held, named: {err}"
+    );
+    // What the label says is so: the job reached the host's terminal.
+    assert!(text.contains("READ_DEEP"), "{text} / {err}");
+}
