@@ -177,11 +177,12 @@ impl Redactor {
         fn shaped_text(text: &str, out: &mut Vec<String>) {
             let bytes = text.as_bytes();
             let mut spans = Vec::new();
-            shapes::shapes(bytes, &mut spans);
+            shapes::shapes_in_command(bytes, &mut spans);
             for (a, b) in spans {
                 let Ok(found) = std::str::from_utf8(&bytes[a..b]) else {
                     continue;
                 };
+                let from = out.len();
                 if found.contains('\\') {
                     let mut plain = String::with_capacity(found.len());
                     let mut chars = found.chars();
@@ -207,6 +208,14 @@ impl Redactor {
                     }
                 }
                 out.push(found.to_string());
+                // A value over several lines may be printed a line at a time: each line of
+                // each of its forms is a value too.
+                let lines: Vec<String> = out[from..]
+                    .iter()
+                    .filter(|v| v.contains('\n'))
+                    .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
+                    .collect();
+                out.extend(lines);
             }
         }
         let mut values = Vec::new();

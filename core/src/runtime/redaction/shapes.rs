@@ -118,6 +118,8 @@ struct Memos {
     line_value: Memo,
     userinfo: Memo,
     pem_end: Memo,
+    /// The text is a command (a shell reads it): quoted values run over newlines.
+    command: bool,
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -138,13 +140,20 @@ fn is_userinfo(b: u8) -> bool {
 /// same kind, or the end of the line. Inside double quotes a quote after a backslash is part
 /// of the value (a quote after an escaped backslash counts as escaped too: the value may run
 /// longer, never shorter); in JSON text the closing quote is `\"`.
-fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 4]) -> usize {
+fn quoted_end(bytes: &[u8], open: usize, s: usize, m: &mut Memos) -> usize {
     fn single(b: &[u8], p: usize) -> bool {
         matches!(b[p], b'\'' | b'\n' | b'\r')
     }
     fn double(b: &[u8], p: usize) -> bool {
         // A newline after a backslash continues the value on the next line.
         matches!(b[p], b'\n' | b'\r' | b'"') && b[p - 1] != b'\\'
+    }
+    // In a command, quotes are the shell's: a value runs on over newlines to its close.
+    fn single_command(b: &[u8], p: usize) -> bool {
+        b[p] == b'\''
+    }
+    fn double_command(b: &[u8], p: usize) -> bool {
+        b[p] == b'"' && b[p - 1] != b'\\'
     }
     fn json(b: &[u8], p: usize) -> bool {
         matches!(b[p], b'\n' | b'\r')
@@ -153,8 +162,12 @@ fn quoted_end(bytes: &[u8], open: usize, s: usize, memos: &mut [Memo; 4]) -> usi
     fn ansi_c(b: &[u8], p: usize) -> bool {
         matches!(b[p], b'\n' | b'\r') || (b[p] == b'\'' && b[p - 1] != b'\\')
     }
+    let command = m.command;
+    let memos = &mut m.quoted;
     match bytes[open] {
+        b'\'' if command => memos[0].scan(bytes, s, single_command),
         b'\'' => memos[0].scan(bytes, s, single),
+        b'"' if command => memos[1].scan(bytes, s, double_command),
         b'"' => memos[1].scan(bytes, s, double),
         b'$' => memos[3].scan(bytes, s, ansi_c),
         _ => {
@@ -227,7 +240,7 @@ fn word_end(bytes: &[u8], s0: usize, m: &mut Memos) -> (usize, usize) {
     while p < n {
         let q = skip_quote(bytes, p);
         if q > p {
-            let e = quoted_end(bytes, p, q, &mut m.quoted);
+            let e = quoted_end(bytes, p, q, m);
             close = closing_len(bytes, p, e);
             p = e + close;
             if close == 0 {
@@ -290,8 +303,22 @@ fn is_scheme(word: &[u8]) -> bool {
 // Longer than 70 lines on purpose: one pass over the bytes with one arm per secret shape; the
 // arms share the position and the memoised scans, and split apart they would rescan.
 pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
+    shapes_with(bytes, spans, false);
+}
+
+/// [`shapes`] in a command, which a shell reads: a quoted value runs over newlines to its
+/// closing quote (in other text, such as output, a quote ends at the line's end, so an
+/// apostrophe takes no more than its line).
+pub(super) fn shapes_in_command(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
+    shapes_with(bytes, spans, true);
+}
+
+fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
     let n = bytes.len();
-    let mut m = Memos::default();
+    let mut m = Memos {
+        command,
+        ..Memos::default()
+    };
     // The last `NAME=value` span pushed, and the end of the last one pushed within it.
     let mut last_name = (usize::MAX, 0);
     let mut last_inner = 0;
@@ -385,7 +412,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                 let s0 = skip_blanks(bytes, s);
                 let s = skip_quote(bytes, s0);
                 let e = if s > s0 {
-                    quoted_end(bytes, s0, s, &mut m.quoted)
+                    quoted_end(bytes, s0, s, &mut m)
                 } else {
                     m.value.run(bytes, s, |c| !ends_value(c))
                 };
@@ -450,7 +477,7 @@ pub(super) fn shapes(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
                     // that opens with a quote also runs to that quote's close, whatever the
                     // word around it says: `A="x B="long secret"` keeps all of B's.
                     let quoted = if s > s0 {
-                        quoted_end(bytes, s0, s, &mut m.quoted)
+                        quoted_end(bytes, s0, s, &mut m)
                     } else {
                         s
                     };

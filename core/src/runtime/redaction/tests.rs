@@ -388,6 +388,24 @@ fn scrubbing_is_linear_on_adversarial_input() {
         let r = Redactor::from_args(&json!({ "cmd": cmd }));
         assert!(r.needles.len() <= 8, "{open}: {} needles", r.needles.len());
     }
+    // In a command a quoted value runs over newlines to its close: values that open and never
+    // close, or close one another's quotes, still add needles of linear total size.
+    for unit in [
+        "PASSWORD='\n",
+        "PASSWORD=\"\n",
+        "A_TOKEN='a\nB_TOKEN=\"b\n",
+        "PASSWORD=x'\n",
+        "PASSWORD=$'\n",
+    ] {
+        let cmd = unit.repeat(20_000);
+        let r = Redactor::from_args(&json!({ "cmd": cmd }));
+        let bytes: usize = r.needles.iter().map(Vec::len).sum();
+        assert!(
+            bytes <= 16 * cmd.len(),
+            "{unit:?}: {bytes} needle bytes for {} bytes",
+            cmd.len()
+        );
+    }
 }
 
 #[test]
@@ -706,4 +724,46 @@ fn a_secret_quoted_for_a_shell_within_the_command_is_scrubbed_as_that_shell_prin
             String::from_utf8_lossy(&out)
         );
     }
+}
+
+#[test]
+fn a_quoted_value_over_several_lines_in_a_command_is_scrubbed_whole_and_line_by_line() {
+    for (cmd, first) in [
+        (
+            "export DB_PASSWORD='first part of it\nsecond part of it'; ./run",
+            "first part of it",
+        ),
+        (
+            "export DB_PASSWORD=\"first part of it\nsecond part of it\"; ./run",
+            "first part of it",
+        ),
+        (
+            "DB_PASSWORD=x'first part of it\nsecond part of it' ./run",
+            "xfirst part of it",
+        ),
+    ] {
+        let args = json!({ "cmd": cmd });
+        let r = Redactor::from_args(&args);
+        let logged = r.args(&args).to_string();
+        for part in [first, "second part of it"] {
+            assert!(!logged.contains(part), "{cmd:?}: {logged}");
+            for out in [format!("{part}\n"), format!("{first}\nsecond part of it\n")] {
+                let scrubbed = r.scrub(out.as_bytes(), false, false);
+                assert_eq!(
+                    leaks(&scrubbed, part),
+                    None,
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&scrubbed)
+                );
+            }
+        }
+    }
+    // In output a quote still ends with its line: an apostrophe takes no more than that.
+    let r = Redactor::default();
+    let out = r.scrub(b"password='abc\nthe next line stays\n", false, false);
+    assert!(
+        String::from_utf8_lossy(&out).contains("the next line stays"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
