@@ -199,6 +199,21 @@ fn word_piece_end(b: &[u8], p: usize) -> bool {
     }
 }
 
+/// Where a bare piece of a shell word that starts at `p` ends as the shell reads it: a backslash
+/// escapes exactly the byte after it; a quote or `$'` starts the next piece.
+fn bare_piece_end(b: &[u8], mut p: usize) -> usize {
+    while p < b.len() {
+        match b[p] {
+            b'\\' => p += 2,
+            b'$' if b.get(p + 1) == Some(&b'\'') => break,
+            b',' => p += 1,
+            c if ends_value(c) => break,
+            _ => p += 1,
+        }
+    }
+    p.min(b.len())
+}
+
 /// Where a `NAME: value` or `NAME = value` that is not quoted ends: at the end of the line, a
 /// double quote, or a backslash that escapes no blank (`\"` closing a JSON string); an escaped blank
 /// (`a\ b`) is part of it.
@@ -235,6 +250,28 @@ fn word_end(bytes: &[u8], s0: usize, m: &mut Memos) -> (usize, usize) {
     if m.word.set && m.word.from <= s0 && s0 <= m.word.end {
         return (m.word.end, m.word_close);
     }
+    let mut found = word_scan(bytes, s0, m, false);
+    // In a command, also as the shell reads it, and whichever runs longer: after an escaped
+    // backslash a quote opens a piece (`abc\\'def ghi'` is `abc\def ghi`), where the rule
+    // for any text, JSON's included, takes it as escaped.
+    if m.command {
+        let shell = word_scan(bytes, s0, m, true);
+        if shell.0 > found.0 {
+            found = shell;
+        }
+    }
+    m.word = Memo {
+        from: s0,
+        end: found.0,
+        set: true,
+    };
+    m.word_close = found.1;
+    found
+}
+
+/// One reading of the word that starts at `s0` ([`word_end`]): bare pieces as any text
+/// escapes them, or (`exact`) as a shell does.
+fn word_scan(bytes: &[u8], s0: usize, m: &mut Memos, exact: bool) -> (usize, usize) {
     let n = bytes.len();
     let (mut p, mut close) = (s0, 0);
     while p < n {
@@ -247,19 +284,17 @@ fn word_end(bytes: &[u8], s0: usize, m: &mut Memos) -> (usize, usize) {
                 break;
             }
         } else {
-            let e = m.word_piece.scan(bytes, p, word_piece_end);
+            let e = if exact {
+                bare_piece_end(bytes, p)
+            } else {
+                m.word_piece.scan(bytes, p, word_piece_end)
+            };
             if e == p {
                 break;
             }
             (p, close) = (e, 0);
         }
     }
-    m.word = Memo {
-        from: s0,
-        end: p,
-        set: true,
-    };
-    m.word_close = close;
     (p, close)
 }
 

@@ -767,3 +767,19 @@ fn a_quoted_value_over_several_lines_in_a_command_is_scrubbed_whole_and_line_by_
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn a_quote_after_an_escaped_backslash_in_a_command_opens_a_piece_of_the_value() {
+    // The shell reads `abc\\'def ghi'` as `abc\` then `'def ghi'`: one value, `abc\def ghi`.
+    let args = json!({ "cmd": "PASSWORD=abc\\\\'def ghi' ./run" });
+    let r = Redactor::from_args(&args);
+    let logged = r.args(&args).to_string();
+    assert!(!logged.contains("ghi"), "{logged}");
+    let out = r.scrub(b"got abc\\def ghi\n", false, false);
+    assert_eq!(
+        leaks(&out, "abc\\def ghi"),
+        None,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
