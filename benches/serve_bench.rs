@@ -8,6 +8,11 @@
 //!    the same jobs run in-process by `Runtime::run` from 8 threads (both record every job in
 //!    the WAL and put it in a cgroup where the host allows).
 //! 3. Idle RSS of `vigil serve`. Goal: <= 10 MiB.
+//! 4. A request that names many secret values (`/bin/true` with N words `PASSWORD=v…`,
+//!    each a value the redaction scrubs from everything the job logs), against the same
+//!    request with a name that is not secret (`XASSWORD=v…`): per-request latency, 1 client,
+//!    interleaved. Goal: scrubbing is linear: its cost per secret value (the p50 difference
+//!    over N) does not grow with N.
 //!
 //! `cargo bench --bench serve_bench` (as root for cgroups).
 mod support;
@@ -232,6 +237,60 @@ fn jobs_bench(served: &Served) {
     println!("ratio served/in-process: {:.2}x", served_rate / local_rate);
 }
 
+/// A `run` request for `/bin/true` with `n` words `NAME=vNNNNNN`, 16 to an argument (an argv
+/// holds at most 4096).
+fn named_values_request(name: &str, n: usize) -> String {
+    let words: Vec<String> = (0..n).map(|i| format!("{name}=v{i:06}")).collect();
+    let mut argv = vec!["/bin/true".to_string()];
+    argv.extend(words.chunks(16).map(|c| c.join(" ")));
+    json!({"jsonrpc": "2.0", "id": 1, "method": "run",
+           "params": {"capability": "exec", "args": {"argv": argv}, "limits": {"timeout_ms": 60000}}})
+    .to_string()
+        + "\n"
+}
+
+fn secret_values_bench(served: &Served) {
+    const ROUNDS: usize = 6;
+    println!("== a request naming N secret values, against the same bytes naming none (1 client)");
+    let stream = UnixStream::connect(&served.socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut answer = String::new();
+    let mut ask = |line: &str| {
+        let t = Instant::now();
+        writer.write_all(line.as_bytes()).unwrap();
+        answer.clear();
+        reader.read_line(&mut answer).unwrap();
+        check_completed(&answer);
+        t.elapsed().as_nanos() as u64
+    };
+    for n in [1_000, 10_000, 60_000] {
+        let secret = named_values_request("PASSWORD", n);
+        let plain = named_values_request("XASSWORD", n);
+        let (mut hs, mut hp) = (
+            Histogram::<u64>::new(3).unwrap(),
+            Histogram::<u64>::new(3).unwrap(),
+        );
+        for _ in 0..ROUNDS {
+            hs.record(ask(&secret)).unwrap();
+            hp.record(ask(&plain)).unwrap();
+        }
+        let rate = |h: &Histogram<u64>| 1e9 / h.value_at_quantile(0.5) as f64;
+        report(
+            &format!("{n} secret values ({} KB)", secret.len() / 1024),
+            rate(&hs),
+            &hs,
+        );
+        report(&format!("{n} values not secret"), rate(&hp), &hp);
+        let (ps, pp) = (hs.value_at_quantile(0.5), hp.value_at_quantile(0.5));
+        println!(
+            "ratio secret/not secret p50: {:.2}x; scrubbing costs {:.2} us per secret value",
+            ps as f64 / pp as f64,
+            ps.saturating_sub(pp) as f64 / 1e3 / n as f64
+        );
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -248,6 +307,7 @@ fn main() {
     let idle = rss_kib(served.child.id());
     telemetry_bench(&served);
     jobs_bench(&served);
+    secret_values_bench(&served);
     let loaded = rss_kib(served.child.id());
     println!("== vigil serve resident memory");
     println!(
