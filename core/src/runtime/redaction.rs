@@ -124,15 +124,15 @@ impl Matcher {
 impl Redactor {
     /// Collects the values held under secret-looking keys of `args`, at any depth.
     pub fn from_args(args: &Value) -> Redactor {
-        fn collect_all(v: &Value, out: &mut Vec<String>) {
+        fn collect_all(v: &Value, out: &mut Vec<Vec<u8>>) {
             match v {
-                Value::String(s) => out.push(s.clone()),
+                Value::String(s) => out.push(s.clone().into_bytes()),
                 Value::Array(a) => a.iter().for_each(|x| collect_all(x, out)),
                 Value::Object(o) => o.values().for_each(|x| collect_all(x, out)),
                 _ => {}
             }
         }
-        fn walk(v: &Value, out: &mut Vec<String>) {
+        fn walk(v: &Value, out: &mut Vec<Vec<u8>>) {
             match v {
                 Value::Object(o) => {
                     for (k, x) in o {
@@ -152,7 +152,7 @@ impl Redactor {
         /// (`a\ b` is echoed as `a b`): scrubbed from the output as well. A command quoted
         /// for another shell (`sh -c '... PASSWORD='\''a b'\'' ...'`, `ssh h "..."`) is
         /// read again as that shell receives it, to [`NESTED_QUOTING_MAX`] levels.
-        fn shaped(v: &Value, out: &mut Vec<String>) {
+        fn shaped(v: &Value, out: &mut Vec<Vec<u8>>) {
             match v {
                 Value::String(text) => {
                     shaped_text(text, out);
@@ -161,7 +161,9 @@ impl Redactor {
                         if !level.contains(['\'', '"', '\\']) {
                             break;
                         }
-                        let inner = shell_unquoted(&level);
+                        // Bytes the shell makes (`$'\xff'`) are read as text here, only to
+                        // find the shapes of the next level.
+                        let inner = String::from_utf8_lossy(&shell_unquoted(&level)).into_owned();
                         if inner == level {
                             break;
                         }
@@ -174,7 +176,7 @@ impl Redactor {
                 _ => {}
             }
         }
-        fn shaped_text(text: &str, out: &mut Vec<String>) {
+        fn shaped_text(text: &str, out: &mut Vec<Vec<u8>>) {
             let bytes = text.as_bytes();
             let mut spans = Vec::new();
             shapes::shapes_in_command(bytes, &mut spans);
@@ -192,7 +194,7 @@ impl Redactor {
                             c => plain.push(c),
                         }
                     }
-                    out.push(plain);
+                    out.push(plain.into_bytes());
                 }
                 // The value as the shell joins its pieces (`x'y z'w` is `xy zw`), with
                 // the quotes around the span that belong to it.
@@ -207,13 +209,17 @@ impl Redactor {
                         out.push(shell_unquoted(word));
                     }
                 }
-                out.push(found.to_string());
+                out.push(found.as_bytes().to_vec());
                 // A value over several lines may be printed a line at a time: each line of
                 // each of its forms is a value too.
-                let lines: Vec<String> = out[from..]
+                let lines: Vec<Vec<u8>> = out[from..]
                     .iter()
-                    .filter(|v| v.contains('\n'))
-                    .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
+                    .filter(|v| v.contains(&b'\n'))
+                    .flat_map(|v| {
+                        v.split(|&b| b == b'\n')
+                            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                            .collect::<Vec<_>>()
+                    })
                     .collect();
                 out.extend(lines);
             }
@@ -221,26 +227,34 @@ impl Redactor {
         let mut values = Vec::new();
         walk(args, &mut values);
         shaped(args, &mut values);
-        Redactor::from_values(values)
+        Redactor::from_byte_values(values)
     }
 
     /// A redactor for the given secret values.
     pub fn from_values(values: impl IntoIterator<Item = String>) -> Redactor {
+        Redactor::from_byte_values(values.into_iter().map(String::into_bytes))
+    }
+
+    /// [`Redactor::from_values`] for values that need not be text (a shell's `$'\xff'`): a
+    /// value that is not UTF-8 is searched for as its bytes only.
+    fn from_byte_values(values: impl IntoIterator<Item = Vec<u8>>) -> Redactor {
         let mut needles: Vec<Vec<u8>> = Vec::new();
         for v in values {
             if v.len() < SECRET_VALUE_BYTES_MIN {
                 continue;
             }
-            let escaped = Value::String(v.clone()).to_string();
-            let escaped = &escaped[1..escaped.len() - 1];
-            if escaped != v {
-                needles.push(escaped.as_bytes().to_vec());
+            if let Ok(text) = std::str::from_utf8(&v) {
+                let escaped = Value::String(text.to_string()).to_string();
+                let escaped = &escaped[1..escaped.len() - 1];
+                if escaped != text {
+                    needles.push(escaped.as_bytes().to_vec());
+                }
+                // As a shell quotes it in single quotes (`bash -x`): each `'` as `'\''`.
+                if text.contains('\'') {
+                    needles.push(text.replace('\'', "'\\''").into_bytes());
+                }
             }
-            // As a shell quotes it in single quotes (`bash -x`): each `'` as `'\''`.
-            if v.contains('\'') {
-                needles.push(v.replace('\'', "'\\''").into_bytes());
-            }
-            needles.push(v.into_bytes());
+            needles.push(v);
         }
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
@@ -515,7 +529,7 @@ pub(super) fn bounded_args_json(args_json: String) -> String {
 /// Reads up to `max` digits of `radix` after `\k` in an ANSI-C string and pushes the character
 /// they name (none: the escape as written).
 fn push_escaped_number(
-    out: &mut String,
+    out: &mut Vec<u8>,
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
     max: usize,
     radix: u32,
@@ -533,19 +547,27 @@ fn push_escaped_number(
             None => break,
         }
     }
-    match (n, char::from_u32(v)) {
-        (0, _) | (_, None) => {
-            out.push('\\');
-            out.push(k);
+    match (n, k, char::from_u32(v)) {
+        (0, _, _) | (_, 'u' | 'U', None) => {
+            out.push(b'\\');
+            push_char(out, k);
         }
-        (_, Some(c)) => out.push(c),
+        // `\xHH` is a byte, whatever its value.
+        (_, 'x', _) => out.push(v as u8),
+        (_, _, Some(c)) => push_char(out, c),
+        (_, _, None) => {}
     }
 }
 
+fn push_char(out: &mut Vec<u8>, c: char) {
+    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+}
+
 /// `word` as a shell reads it: quotes removed, the pieces joined, backslash escapes undone
-/// (outside quotes, inside double quotes where the shell takes them, and `$'...'`'s `\'`,
-/// `\"`, `\\`, `\n` and `\t`); `\<newline>` joins two lines.
-fn shell_unquoted(word: &str) -> String {
+/// (outside quotes, inside double quotes where the shell takes them, and `$'...'`'s, where
+/// `\xHH` and `\NNN` are bytes, `\uHHHH` characters and `\cX` control bytes); `\<newline>`
+/// joins two lines. Bytes, as the shell hands them on: not always UTF-8.
+fn shell_unquoted(word: &str) -> Vec<u8> {
     #[derive(PartialEq)]
     enum Quote {
         No,
@@ -553,7 +575,7 @@ fn shell_unquoted(word: &str) -> String {
         Double,
         AnsiC,
     }
-    let mut out = String::with_capacity(word.len());
+    let mut out = Vec::with_capacity(word.len());
     let mut quote = Quote::No;
     let mut chars = word.chars().peekable();
     while let Some(c) = chars.next() {
@@ -561,37 +583,44 @@ fn shell_unquoted(word: &str) -> String {
             (Quote::Single, '\'') | (Quote::Double, '"') | (Quote::AnsiC, '\'') => {
                 quote = Quote::No
             }
-            (Quote::Single, c) => out.push(c),
+            (Quote::Single, c) => push_char(&mut out, c),
             (Quote::Double, '\\') => match chars.peek() {
                 Some(&n) if matches!(n, '"' | '\\' | '$' | '`' | '\n') => {
                     chars.next();
                     if n != '\n' {
-                        out.push(n);
+                        push_char(&mut out, n);
                     }
                 }
-                _ => out.push('\\'),
+                _ => out.push(b'\\'),
             },
             (Quote::AnsiC, '\\') => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('a') => out.push('\x07'),
-                Some('b') => out.push('\x08'),
-                Some('e' | 'E') => out.push('\x1b'),
-                Some('f') => out.push('\x0c'),
-                Some('v') => out.push('\x0b'),
-                Some(n @ ('\'' | '"' | '\\' | '?')) => out.push(n),
+                Some('n') => out.push(b'\n'),
+                Some('t') => out.push(b'\t'),
+                Some('r') => out.push(b'\r'),
+                Some('a') => out.push(0x07),
+                Some('b') => out.push(0x08),
+                Some('e' | 'E') => out.push(0x1b),
+                Some('f') => out.push(0x0c),
+                Some('v') => out.push(0x0b),
+                Some(n @ ('\'' | '"' | '\\' | '?')) => push_char(&mut out, n),
+                // `\cX`: control-X (`\c?` is DEL).
+                Some('c') => match chars.next() {
+                    Some('?') => out.push(0x7f),
+                    Some(x) if x.is_ascii() => out.push(x.to_ascii_uppercase() as u8 & 0x1f),
+                    Some(x) => {
+                        out.extend_from_slice(b"\\c");
+                        push_char(&mut out, x);
+                    }
+                    None => out.extend_from_slice(b"\\c"),
+                },
                 // `\xHH` (one or two hex digits), `\uHHHH`, `\UHHHHHHHH`, `\NNN` (octal).
                 Some(k @ ('x' | 'u' | 'U')) => {
-                    let (max, radix) = (
-                        match k {
-                            'x' => 2,
-                            'u' => 4,
-                            _ => 8,
-                        },
-                        16,
-                    );
-                    push_escaped_number(&mut out, &mut chars, max, radix, k);
+                    let max = match k {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    push_escaped_number(&mut out, &mut chars, max, 16, k);
                 }
                 Some(d @ '0'..='7') => {
                     let mut v = d.to_digit(8).unwrap_or(0);
@@ -604,17 +633,17 @@ fn shell_unquoted(word: &str) -> String {
                             None => break,
                         }
                     }
-                    out.extend(char::from_u32(v & 0xff));
+                    out.push((v & 0xff) as u8);
                 }
                 Some(n) => {
-                    out.push('\\');
-                    out.push(n);
+                    out.push(b'\\');
+                    push_char(&mut out, n);
                 }
-                None => out.push('\\'),
+                None => out.push(b'\\'),
             },
             (Quote::No, '\\') => match chars.next() {
                 Some('\n') | None => {}
-                Some(n) => out.push(n),
+                Some(n) => push_char(&mut out, n),
             },
             (Quote::No, '\'') => quote = Quote::Single,
             (Quote::No, '"') => quote = Quote::Double,
@@ -622,7 +651,7 @@ fn shell_unquoted(word: &str) -> String {
                 chars.next();
                 quote = Quote::AnsiC;
             }
-            (_, c) => out.push(c),
+            (_, c) => push_char(&mut out, c),
         }
     }
     out

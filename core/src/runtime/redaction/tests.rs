@@ -673,9 +673,13 @@ fn a_shell_word_reads_as_the_shell_reads_it() {
         (r"$'x\ty\'z'", "x\ty'z"),
         (r"$'a\x21b\041c\u00e9d'", "a!b!céd"),
         (r"$'\xZ'", r"\xZ"),
+        (r"$'a\cAb\c?c\ch'", "a\x01b\x7fc\x08"),
     ] {
-        assert_eq!(shell_unquoted(word), read, "{word}");
+        assert_eq!(shell_unquoted(word), read.as_bytes(), "{word}");
     }
+    // Bytes past ASCII are bytes, as bash prints them: not UTF-8 characters.
+    assert_eq!(shell_unquoted(r"$'a\xffb\351c'"), b"a\xffb\xe9c");
+    assert_eq!(shell_unquoted(r"$'\u00e9'"), "é".as_bytes());
 }
 
 #[test]
@@ -779,6 +783,21 @@ fn a_quote_after_an_escaped_backslash_in_a_command_opens_a_piece_of_the_value() 
     assert_eq!(
         leaks(&out, "abc\\def ghi"),
         None,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn a_value_of_raw_bytes_is_scrubbed_as_the_shell_prints_it() {
+    // bash prints `$'\xff'` as the byte 0xff, and `\cA` as 0x01.
+    let args =
+        json!({ "cmd": "export API_TOKEN=$'pre\\xffmid\\cApost'; printf %s \"$API_TOKEN\"" });
+    let r = Redactor::from_args(&args);
+    let out = r.scrub(b"got pre\xffmid\x01post\n", false, false);
+    assert_eq!(
+        out,
+        b"got [REDACTED]\n",
         "{}",
         String::from_utf8_lossy(&out)
     );
