@@ -810,35 +810,69 @@ fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held()
         return;
     }
     let (_master, n) = host_terminal();
-    let dir = TempDir::new("stacked-terminal-mounts");
-    let root = s(dir.path());
-    let logs = TempDir::new("stacked-terminal-mounts-data");
-    // Nine layers of the host's devpts on one path: a job's namespace detaches at most eight,
-    // so this one stays, and the job runs with the host's terminals, said so where a person
-    // reads it.
-    let job = format!("( exec 3<{root}/deep/{n} ) 2>/dev/null && echo READ_DEEP; echo JOB_RAN");
-    let args = serde_json::json!({ "cmd": job }).to_string();
-    let script = format!(
-        "set -e; mkdir -p '{root}/deep'; \
-         for i in 1 2 3 4 5 6 7 8 9; do mount --bind /dev/pts '{root}/deep'; done; \
-         exec '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' \
-           --timeout 60s shell --args '{args}'",
-        vigil = vigil_bin().display(),
-        data = s(&logs.path().join("data")),
+    // Two that stay: nine layers of the host's devpts on one path (a job's namespace detaches
+    // at most eight), and one whose path is longer than PATH_MAX (it cannot be looked at by
+    // path, so it cannot be seen to be gone). The job then runs with the host's terminals,
+    // and says so where a person reads it. Python walks the long path (sh's `cd` keeps the
+    // whole path and stops at PATH_MAX) and mounts by a relative path.
+    let long_mount = "import ctypes, os\n\
+         for _ in range(24):\n    os.mkdir('x' * 200); os.chdir('x' * 200)\n\
+         os.mkdir('pts')\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         assert libc.mount(b'/dev/pts', b'pts', None, 4096, None) == 0, ctypes.get_errno()\n";
+    let long_read = format!(
+        "import os\n\
+         for _ in range(24):\n    os.chdir('x' * 200)\n\
+         os.open('pts/{n}', os.O_RDONLY | os.O_NOCTTY)\n\
+         print('READ_IT')\n"
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env_remove("VIGIL_CGROUP_MODE")
-        .output()
-        .expect("unshare");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("JOB_RAN"), "{text} / {err}");
-    assert!(
-        err.lines()
-            .any(|l| l.contains("sandbox.terminals") && l.contains("not held")),
-        "the terminals not held, named: {err}"
-    );
-    // What the label says is so: the job reached the host's terminal.
-    assert!(text.contains("READ_DEEP"), "{text} / {err}");
+    let cases = [
+        (
+            "stacked",
+            "mkdir -p deep; for i in 1 2 3 4 5 6 7 8 9; do mount --bind /dev/pts deep; done"
+                .to_string(),
+            format!("( exec 3<deep/{n} ) 2>/dev/null && echo READ_IT"),
+        ),
+        (
+            "long path",
+            "python3 long_mount.py".to_string(),
+            "python3 long_read.py 2>/dev/null".to_string(),
+        ),
+    ];
+    for (what, mount, read) in cases {
+        let dir = TempDir::new("stacked-terminal-mounts");
+        let root = s(dir.path());
+        let logs = TempDir::new("stacked-terminal-mounts-data");
+        std::fs::write(dir.path().join("long_mount.py"), long_mount).unwrap();
+        std::fs::write(dir.path().join("long_read.py"), &long_read).unwrap();
+        std::fs::write(
+            dir.path().join("job.sh"),
+            format!("cd {root}\n{read}\necho JOB_RAN\n"),
+        )
+        .unwrap();
+        let args = serde_json::json!({ "cmd": format!("sh {root}/job.sh") }).to_string();
+        let script = format!(
+            "set -e; cd '{root}'; {mount}; cd /; \
+             exec '{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' \
+               --timeout 60s shell --args '{args}'",
+            vigil = vigil_bin().display(),
+            data = s(&logs.path().join("data")),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_remove("VIGIL_CGROUP_MODE")
+            .output()
+            .expect("unshare");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("JOB_RAN"), "{what}: {text} / {err}");
+        assert!(
+            err.lines().any(|l| l.contains("sandbox.terminals")
+                && l.contains("not held")
+                && l.contains("could not be detached")),
+            "{what}: the terminals not held, named, and why: {err}"
+        );
+        // What the label says is so: the job reached the host's terminal.
+        assert!(text.contains("READ_IT"), "{what}: {text} / {err}");
+    }
 }

@@ -24,22 +24,44 @@ pub(super) struct CgroupMount {
 /// with this much room a typical host's file comes in one read and the end in a second.
 const PROC_TABLE_READ_BYTES: usize = 16 << 10;
 
+/// The file's text, whole: longer than [`PROC_TABLE_BYTES_MAX`] is an error, never a cut
+/// (a table read in part answers wrongly about what lies past the cut). Bytes that are not
+/// UTF-8 (a mount point may hold any) are read as U+FFFD: use [`read_bounded_bytes`] where the
+/// exact bytes matter.
 pub(super) fn read_bounded(path: &Path) -> io::Result<String> {
+    read_bounded_bytes(path).map(|b| match String::from_utf8(b) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// [`read_bounded`], as bytes.
+pub(super) fn read_bounded_bytes(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = fs::File::open(path)?;
-    let mut text = String::with_capacity(PROC_TABLE_READ_BYTES);
-    file.take(PROC_TABLE_BYTES_MAX).read_to_string(&mut text)?;
-    Ok(text)
+    let mut bytes = Vec::with_capacity(PROC_TABLE_READ_BYTES);
+    file.take(PROC_TABLE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > PROC_TABLE_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is longer than {} MiB",
+                path.display(),
+                PROC_TABLE_BYTES_MAX >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 pub(super) fn unescape_mountinfo(field: &str) -> String {
-    String::from_utf8_lossy(&unescape_mountinfo_bytes(field)).into_owned()
+    String::from_utf8_lossy(&unescape_mountinfo_bytes(field.as_bytes())).into_owned()
 }
 
 /// [`unescape_mountinfo`], byte for byte (a mount point need not be UTF-8).
-fn unescape_mountinfo_bytes(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
+fn unescape_mountinfo_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -64,17 +86,18 @@ fn unescape_mountinfo_bytes(field: &str) -> Vec<u8> {
 
 /// The mount points of the devpts mounts in mountinfo `text` other than `/dev/pts` itself
 /// (which a root job's own instance covers): another mount of the host's terminals (a bind
-/// into a chroot, a terminal bound onto a console file), in mountinfo's order.
-pub(super) fn other_devpts_mounts(text: &str) -> Vec<CString> {
+/// into a chroot, a terminal bound onto a console file), in mountinfo's order, byte for byte.
+pub(super) fn other_devpts_mounts(text: &[u8]) -> Vec<CString> {
     let mut points = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
+    for line in text.split(|&b| b == b'\n') {
+        let Some(dash) = crate::find::bytes(line, b" - ") else {
             continue;
         };
-        if post.split(' ').next() != Some("devpts") {
+        let (pre, post) = (&line[..dash], &line[dash + 3..]);
+        if post.split(|&b| b == b' ').next() != Some(&b"devpts"[..]) {
             continue;
         }
-        let Some(point) = pre.split(' ').nth(4) else {
+        let Some(point) = pre.split(|&b| b == b' ').nth(4) else {
             continue;
         };
         let point = unescape_mountinfo_bytes(point);
@@ -163,20 +186,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_table_longer_than_the_bound_is_an_error_not_a_cut() {
+        let dir = std::env::temp_dir().join(format!("vigil-bounded-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("table");
+        let max = PROC_TABLE_BYTES_MAX as usize;
+        fs::write(&path, vec![b'a'; max]).unwrap();
+        assert_eq!(read_bounded_bytes(&path).unwrap().len(), max);
+        fs::write(&path, vec![b'a'; max + 1]).unwrap();
+        let e = read_bounded_bytes(&path).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        assert!(read_bounded(&path).is_err());
+        // A mount point that is not UTF-8 makes the text lossy, not an error.
+        fs::write(&path, b"1 2 0:3 / /mnt/bad\xff rw - tmpfs tmpfs rw\n").unwrap();
+        assert!(read_bounded(&path).unwrap().contains("/mnt/bad"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn devpts_mounts_other_than_dev_pts_are_listed_byte_for_byte() {
         let text = "\
             25 30 0:23 / /dev/pts rw,nosuid - devpts devpts rw,gid=5,mode=620\n\
             31 30 0:23 / /srv/chroot/dev/pts rw - devpts devpts rw\n\
             32 30 0:23 /3 /srv/c\\040d/console rw - devpts devpts rw\n\
+            35 30 0:23 / /srv/bad?/pts rw - devpts devpts rw\n\
             33 30 0:24 / /dev/shm rw - tmpfs tmpfs rw\n\
             34 30 0:25 / /mnt/devpts-not rw - tmpfs devpts rw\n\
             garbage\n";
-        let points = other_devpts_mounts(text);
+        let mut text = text.as_bytes().to_vec();
+        // A mount point that is not UTF-8 is kept as its bytes.
+        let at = crate::find::bytes(&text, b"bad").unwrap() + 3;
+        text[at] = 0xff;
+        let points = other_devpts_mounts(&text);
         assert_eq!(
             points,
             [
                 CString::new("/srv/chroot/dev/pts").unwrap(),
-                CString::new("/srv/c d/console").unwrap()
+                CString::new("/srv/c d/console").unwrap(),
+                CString::new(b"/srv/bad\xff/pts".to_vec()).unwrap(),
             ]
         );
     }

@@ -29,6 +29,9 @@ const STAGE_TERMINALS: u8 = 15;
 /// Written to the report pipe (one byte, before exec) when the job got terminals of its own
 /// ([`private_terminals`]); not a failure.
 pub(super) const NOTE_PRIVATE_TERMINALS: u8 = 0xf0;
+/// Written instead when another mount of the host's terminals stayed in the job's namespace
+/// ([`detach_other_terminals`]): the job then runs with vigil's mounts, the host's terminals.
+pub(super) const NOTE_TERMINALS_MOUNT_STAYED: u8 = 0xf1;
 /// linux/landlock.h `LANDLOCK_RULE_PATH_BENEATH`.
 const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 /// seccomp(2)'s `SECCOMP_SET_MODE_FILTER` via prctl's `SECCOMP_MODE_FILTER`.
@@ -282,7 +285,14 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
                 libc::MS_NOSUID | libc::MS_NOEXEC,
                 c(OPTIONS).cast(),
             ) == 0
-            && detach_other_terminals(cmd);
+            && {
+                let detached = detach_other_terminals(cmd);
+                if !detached {
+                    let note = NOTE_TERMINALS_MOUNT_STAYED;
+                    libc::write(fds.report, (&note as *const u8).cast(), 1);
+                }
+                detached
+            };
         if made {
             let pts = libc::open(c(PTS), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
             let rule = PathBeneath {
@@ -325,17 +335,21 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
 /// terminals of its own, and its record says so.
 #[inline(always)]
 unsafe fn detach_other_terminals(cmd: &PreparedCommand) -> bool {
-    for point in &cmd.other_terminal_mounts {
+    // Beneath before above: one detached takes what is mounted beneath it along.
+    for point in cmd.other_terminal_mounts.iter().rev() {
         let mut layers = 0;
         loop {
             // SAFETY: a zeroed statfs is a valid out-parameter; statfs and umount2 take a
             // NUL-terminated path the command owns.
             unsafe {
                 let mut st: libc::statfs = std::mem::zeroed();
-                if libc::statfs(point.as_ptr(), &mut st) != 0
-                    || st.f_type != libc::DEVPTS_SUPER_MAGIC
-                {
-                    break; // Gone, or no terminals there (any more).
+                // A path that cannot be looked at (longer than PATH_MAX, say) may still hold
+                // the terminals: only what is seen not to be devpts is done with.
+                if libc::statfs(point.as_ptr(), &mut st) != 0 {
+                    return false;
+                }
+                if st.f_type != libc::DEVPTS_SUPER_MAGIC {
+                    break;
                 }
                 if layers == TERMINAL_MOUNT_LAYERS_MAX
                     || libc::umount2(point.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) != 0

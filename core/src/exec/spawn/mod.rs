@@ -100,6 +100,8 @@ pub(crate) struct SpawnedChild {
     pub placement: Placement,
     /// The job got terminals of its own (its `/dev/pts` a devpts instance of its own).
     pub private_terminals: bool,
+    /// It did not, because another mount of the host's terminals could not be detached.
+    pub terminals_mount_stayed: bool,
 }
 
 /// Root pids of running jobs: orphan reaping never touches them. Reaping only takes zombies of
@@ -294,7 +296,7 @@ pub(crate) fn spawn(
     if let (Some(l), Some(gate_w)) = (leaf, gate_w) {
         open_gate(job_id, l, pid, gate_w, placed_by_clone)?;
     }
-    let private_terminals = read_exec_report(job_id, pid, &report_r)?;
+    let notes = read_exec_report(job_id, pid, &report_r)?;
     let pidfd = pidfd.or_else(|| {
         if !host.pidfd {
             return None;
@@ -311,7 +313,8 @@ pub(crate) fn spawn(
         stderr: err_r,
         stdin: stdin_parent,
         placement,
-        private_terminals,
+        private_terminals: notes.private_terminals,
+        terminals_mount_stayed: notes.terminals_mount_stayed,
     })
 }
 
@@ -502,8 +505,15 @@ fn open_gate(
 /// Waits for the exec report: EOF means exec succeeded (CLOEXEC closed the pipe); a full
 /// report names the stage that failed and its errno, and the child is reaped. Before either,
 /// the child may write one note: that the job got terminals of its own (the answer).
-fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<bool, ExecError> {
-    let mut note = false;
+/// What the child noted on the exec-report pipe before its exec.
+#[derive(Default)]
+struct ChildNotes {
+    private_terminals: bool,
+    terminals_mount_stayed: bool,
+}
+
+fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<ChildNotes, ExecError> {
+    let mut notes = ChildNotes::default();
     let mut report = [0u8; 5];
     let mut got = 0usize;
     while got < report.len() {
@@ -522,8 +532,14 @@ fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<bool, 
             break;
         }
         got += n as usize;
-        if !note && report[0] == child::NOTE_PRIVATE_TERMINALS {
-            note = true;
+        // At most one note comes, first.
+        let seen = notes.private_terminals || notes.terminals_mount_stayed;
+        if !seen && got > 0 {
+            match report[0] {
+                child::NOTE_PRIVATE_TERMINALS => notes.private_terminals = true,
+                child::NOTE_TERMINALS_MOUNT_STAYED => notes.terminals_mount_stayed = true,
+                _ => continue,
+            }
             report.copy_within(1..got, 0);
             got -= 1;
         }
@@ -537,7 +553,7 @@ fn read_exec_report(job_id: &str, pid: i32, report_r: &OwnedFd) -> Result<bool, 
             source: std::io::Error::from_raw_os_error(errno),
         });
     }
-    Ok(note)
+    Ok(notes)
 }
 
 fn reap_failed_child(pid: i32) {
