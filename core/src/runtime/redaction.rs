@@ -21,12 +21,11 @@
 //! The shapes' scanner is hand-written, one pass over the bytes; the known values are found
 //! together, in one more pass, by an Aho-Corasick automaton of all of them (the
 //! `aho-corasick` crate): the work is linear in the input whatever the number of values.
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use aho_corasick::automaton::Automaton;
-use aho_corasick::nfa::noncontiguous::NFA;
+use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::Anchored;
 use serde_json::{json, Map, Value};
 
@@ -86,10 +85,11 @@ impl Matcher {
         let Ok(mut sid) = nfa.start_state(Anchored::No) else {
             return false;
         };
-        // The longest needle ending in a state that ends several (one that ends one needs no
-        // lookup): found on the state's first visit, so a text that visits it at every byte
-        // costs one pass over its needles, not one per byte.
-        let mut longest: HashMap<usize, usize> = HashMap::new();
+        // The longest needle ending in a state that ends several: found on the state's first
+        // visit and kept by state (the contiguous automaton's ids are offsets below its size),
+        // so a text that visits such a state at every byte costs one pass over its needles,
+        // not one per byte. A state that ends one needle needs no lookup.
+        let mut longest: Vec<u32> = Vec::new();
         let mut run: Option<(usize, usize)> = None;
         for (i, &b) in bytes.iter().enumerate() {
             sid = nfa.next_state(Anchored::No, sid, b);
@@ -98,12 +98,20 @@ impl Matcher {
             }
             let len = match nfa.match_len(sid) {
                 1 => nfa.pattern_len(nfa.match_pattern(sid, 0)),
-                n => *longest.entry(sid.as_usize()).or_insert_with(|| {
-                    (0..n)
-                        .map(|k| nfa.pattern_len(nfa.match_pattern(sid, k)))
-                        .max()
-                        .unwrap_or(0)
-                }),
+                n => {
+                    let at = sid.as_usize();
+                    if at >= longest.len() {
+                        longest.resize((nfa.memory_usage() / 4).max(at + 1), 0);
+                    }
+                    if longest[at] == 0 {
+                        let max = (0..n)
+                            .map(|k| nfa.pattern_len(nfa.match_pattern(sid, k)))
+                            .max()
+                            .unwrap_or(0);
+                        longest[at] = u32::try_from(max).unwrap_or(u32::MAX);
+                    }
+                    longest[at] as usize
+                }
             };
             let end = i + 1;
             let start = end.saturating_sub(len);

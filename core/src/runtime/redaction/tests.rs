@@ -433,6 +433,17 @@ fn thousands_of_values_are_found_in_one_pass() {
     );
 }
 
+#[test]
+fn values_that_end_one_another_cost_one_lookup_per_state_not_per_byte() {
+    // `aaaa`, `aaaaa`, ... 1 400 values: in a run of `a`s every byte ends all of them. Counting
+    // them at each byte made a server spend minutes on a job's output.
+    let values: Vec<String> = (4..1_400).map(|n| "a".repeat(n)).collect();
+    let r = Redactor::from_values(values);
+    let text = vec![b'a'; 4 << 20];
+    let out = r.scrub(&text, false, false);
+    assert_eq!(out, REDACTED.as_bytes());
+}
+
 /// Every occurrence of every needle, overlapping ones included, one at a time: what the
 /// automaton's spans must cover exactly.
 fn spans_one_by_one(bytes: &[u8], needles: &[Vec<u8>]) -> Vec<(usize, usize)> {
