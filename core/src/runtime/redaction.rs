@@ -164,24 +164,35 @@ impl Redactor {
             match v {
                 Value::String(text) => {
                     shaped_text(text, out);
-                    let mut level = text.clone();
-                    for _ in 0..NESTED_QUOTING_MAX {
-                        if !level.contains(['\'', '"', '\\']) {
-                            break;
-                        }
-                        // Bytes the shell makes (`$'\xff'`) are read as text here, only to
-                        // find the shapes of the next level.
-                        let inner = String::from_utf8_lossy(&shell_unquoted(&level)).into_owned();
-                        if inner == level {
-                            break;
-                        }
-                        shaped_text(&inner, out);
-                        level = inner;
+                    nested(text, out);
+                    // A quote the shell does not read as one (an apostrophe in a comment or a
+                    // here-document) turns every quote after it around in a reading of the
+                    // whole text: each line is read on its own too.
+                    if text.contains('\n') {
+                        text.lines().for_each(|line| nested(line, out));
                     }
                 }
                 Value::Array(a) => a.iter().for_each(|x| shaped(x, out)),
                 Value::Object(o) => o.values().for_each(|x| shaped(x, out)),
                 _ => {}
+            }
+        }
+        /// The levels of quoting within `text` ([`NESTED_QUOTING_MAX`]), each read as the shell
+        /// it is quoted for receives it.
+        fn nested(text: &str, out: &mut Vec<Vec<u8>>) {
+            let mut level = text.to_string();
+            for _ in 0..NESTED_QUOTING_MAX {
+                if !level.contains(['\'', '"', '\\']) {
+                    break;
+                }
+                // Bytes the shell makes (`$'\xff'`) are read as text here, only to
+                // find the shapes of the next level.
+                let inner = String::from_utf8_lossy(&shell_unquoted(&level)).into_owned();
+                if inner == level {
+                    break;
+                }
+                shaped_text(&inner, out);
+                level = inner;
             }
         }
         fn shaped_text(text: &str, out: &mut Vec<Vec<u8>>) {
@@ -192,7 +203,6 @@ impl Redactor {
                 let Ok(found) = std::str::from_utf8(&bytes[a..b]) else {
                     continue;
                 };
-                let from = out.len();
                 if found.contains('\\') {
                     let mut plain = String::with_capacity(found.len());
                     let mut chars = found.chars();
@@ -218,18 +228,6 @@ impl Redactor {
                     }
                 }
                 out.push(found.as_bytes().to_vec());
-                // A value over several lines may be printed a line at a time: each line of
-                // each of its forms is a value too.
-                let lines: Vec<Vec<u8>> = out[from..]
-                    .iter()
-                    .filter(|v| v.contains(&b'\n'))
-                    .flat_map(|v| {
-                        v.split(|&b| b == b'\n')
-                            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                out.extend(lines);
             }
         }
         let mut values = Vec::new();
@@ -247,6 +245,19 @@ impl Redactor {
     /// value that is not UTF-8 is searched for as its bytes only.
     fn from_byte_values(values: impl IntoIterator<Item = Vec<u8>>) -> Redactor {
         let mut needles: Vec<Vec<u8>> = Vec::new();
+        // A value over several lines may be printed a line at a time (`echo $V` unquoted, a
+        // program that reads it line by line): each of its lines is a value too.
+        let mut values: Vec<Vec<u8>> = values.into_iter().collect();
+        let lines: Vec<Vec<u8>> = values
+            .iter()
+            .filter(|v| v.contains(&b'\n'))
+            .flat_map(|v| {
+                v.split(|&b| b == b'\n')
+                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        values.extend(lines);
         for v in values {
             if v.len() < SECRET_VALUE_BYTES_MIN {
                 continue;

@@ -813,3 +813,42 @@ fn a_value_of_raw_bytes_is_scrubbed_as_the_shell_prints_it() {
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn an_apostrophe_the_shell_does_not_read_as_a_quote_hides_no_nested_value() {
+    // The comment's apostrophe would turn every later quote around in a reading of the whole
+    // command; each line is read on its own too.
+    for cmd in [
+        "# don't do this at home\nsh -c 'PASSWORD='\\''correct horse battery'\\''; echo \"pw=$PASSWORD\"'",
+        "cat <<EOF\ndon't panic\nEOF\nsh -c 'PASSWORD='\\''correct horse battery'\\''; echo ok'",
+    ] {
+        let r = Redactor::from_args(&json!({ "cmd": cmd }));
+        let out = r.scrub(b"pw=correct horse battery\n", false, false);
+        assert_eq!(
+            leaks(&out, "correct horse battery"),
+            None,
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+#[test]
+fn a_secret_keys_value_over_several_lines_is_scrubbed_line_by_line() {
+    // `echo $DB_PASSWORD` (unquoted) prints the lines of an env value one at a time, and a
+    // program may print any one of them.
+    let args =
+        json!({ "cmd": "env", "env": { "DB_PASSWORD": "first line here\nsecond line here" } });
+    let r = Redactor::from_args(&args);
+    for out in ["first line here second line here\n", "second line here\n"] {
+        let scrubbed = r.scrub(out.as_bytes(), false, false);
+        for part in ["first line here", "second line here"] {
+            assert_eq!(
+                leaks(&scrubbed, part),
+                None,
+                "{out:?}: {}",
+                String::from_utf8_lossy(&scrubbed)
+            );
+        }
+    }
+}
