@@ -268,10 +268,14 @@ impl Redactor {
                 if escaped != text {
                     needles.push(escaped.as_bytes().to_vec());
                 }
-                // As a shell quotes it in single quotes (`bash -x`): each `'` as `'\''`.
-                if text.contains('\'') {
-                    needles.push(text.replace('\'', "'\\''").into_bytes());
-                }
+                // As it appears in a command that quotes it for a shell, or quotes a command
+                // that does (`bash -x` prints the single-quoted form too).
+                needles.extend(
+                    quoted_forms(text)
+                        .into_iter()
+                        .skip(1)
+                        .map(String::into_bytes),
+                );
             }
             needles.push(v);
         }
@@ -547,6 +551,55 @@ pub(super) fn bounded_args_json(args_json: String) -> String {
 
 /// Reads up to `max` digits of `radix` after `\k` in an ANSI-C string and pushes the character
 /// they name (none: the escape as written).
+/// `text` and how it appears quoted for a shell, to two levels (a value quoted in a command
+/// that is itself quoted for `sh -c`): in single quotes (each `'` as `'\''`), in double quotes
+/// (`\`, `"`, `$` and `` ` `` after a backslash), and bare (each byte a shell reads specially
+/// after a backslash, a newline quoted). `text` first; at most 13 forms, none twice.
+fn quoted_forms(text: &str) -> Vec<String> {
+    fn single(s: &str) -> String {
+        s.replace('\'', "'\\''")
+    }
+    fn double(s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + 8);
+        for c in s.chars() {
+            if matches!(c, '\\' | '"' | '$' | '`') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+    fn bare(s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + 8);
+        for c in s.chars() {
+            match c {
+                '\n' => out.push_str("'\n'"),
+                c if c.is_ascii_alphanumeric() || !c.is_ascii() => out.push(c),
+                c if "_=-.,/:@%+".contains(c) => out.push(c),
+                c => {
+                    out.push('\\');
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+    let mut forms = vec![text.to_string()];
+    let mut from = 0;
+    for _ in 0..2 {
+        let end = forms.len();
+        for i in from..end {
+            for form in [single(&forms[i]), double(&forms[i]), bare(&forms[i])] {
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+        from = end;
+    }
+    forms
+}
+
 fn push_escaped_number(
     out: &mut Vec<u8>,
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,

@@ -114,6 +114,9 @@ struct Memos {
     /// Whole shell words ([`word_end`]), and how long the closing quote of the last was.
     word: Memo,
     word_close: usize,
+    /// The shorter reading of the word just scanned, where a command's two differ (end,
+    /// closing quote's length); `None` after a memoised answer.
+    word_other: Option<(usize, usize)>,
     /// Values of `NAME: value` / `NAME = value` to the end of the line.
     line_value: Memo,
     userinfo: Memo,
@@ -248,17 +251,21 @@ fn closing_len(bytes: &[u8], open: usize, e: usize) -> usize {
 /// `NAME=` inside its value) ends where it does, so the pass stays linear.
 fn word_end(bytes: &[u8], s0: usize, m: &mut Memos) -> (usize, usize) {
     if m.word.set && m.word.from <= s0 && s0 <= m.word.end {
+        m.word_other = None;
         return (m.word.end, m.word_close);
     }
     let mut found = word_scan(bytes, s0, m, false);
+    m.word_other = None;
     // In a command, also as the shell reads it, and whichever runs longer: after an escaped
     // backslash a quote opens a piece (`abc\\'def ghi'` is `abc\def ghi`), where the rule
-    // for any text, JSON's included, takes it as escaped.
+    // for any text, JSON's included, takes it as escaped. The other reading is kept too
+    // (`a\\;` is `a\` to the shell, `a\\;` to that rule): its value is what is printed.
     if m.command {
-        let shell = word_scan(bytes, s0, m, true);
+        let mut shell = word_scan(bytes, s0, m, true);
         if shell.0 > found.0 {
-            found = shell;
+            std::mem::swap(&mut shell, &mut found);
         }
+        m.word_other = (shell.0 != found.0).then_some(shell);
     }
     m.word = Memo {
         from: s0,
@@ -508,6 +515,12 @@ fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
                     m.line_value.scan(bytes, s, line_value_end)
                 } else {
                     let (e, close) = word_end(bytes, s0, &mut m);
+                    if let Some((other, other_close)) = m.word_other.take() {
+                        let other = other - other_close;
+                        if other > s {
+                            spans.push((s, other));
+                        }
+                    }
                     // (A start within a memoised word may lie past its closing quote.) A value
                     // that opens with a quote also runs to that quote's close, whatever the
                     // word around it says: `A="x B="long secret"` keeps all of B's.

@@ -852,3 +852,20 @@ fn a_secret_keys_value_over_several_lines_is_scrubbed_line_by_line() {
         }
     }
 }
+
+#[test]
+fn a_value_ending_in_an_escaped_backslash_is_scrubbed_as_printed() {
+    // To the shell `\\;` is a backslash, then the command's end: the value is `x...?\`; the rule
+    // for any text reads on through the `;`. Both readings are values.
+    let args = json!({
+        "cmd": "sh -c \"sh -c 'API_KEY=6rU954\\\\#8U3hj\\\\?\\\\\\\\; printf %s \\\"\\$API_KEY\\\"'\""
+    });
+    let r = Redactor::from_args(&args);
+    let out = r.scrub(b"6rU954#8U3hj?\\\n", false, false);
+    assert_eq!(
+        leaks(&out, "6rU954#8U3hj?\\"),
+        None,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
