@@ -43,6 +43,9 @@ pub const REDACTED: &str = "[REDACTED]";
 /// Levels of quoting a command string is read through for secret values (a command for
 /// `ssh`, which runs `sh -c '...'`, which sets `PASSWORD='...'`).
 const NESTED_QUOTING_MAX: usize = 3;
+/// The quoted forms of the values ([`quoted_forms`]) add at most as many bytes to the needles as
+/// their raw, JSON-escaped and single-quoted forms have, and never more than this.
+const QUOTED_FORMS_BYTES_MAX: usize = 1 << 20;
 /// Secret values shorter than this are replaced under their key but not searched for
 /// elsewhere (too many false hits).
 const SECRET_VALUE_BYTES_MIN: usize = 4;
@@ -258,26 +261,46 @@ impl Redactor {
             })
             .collect();
         values.extend(lines);
+        values.retain(|v| v.len() >= SECRET_VALUE_BYTES_MIN);
+        // Shortest first: where the budget below runs out, passwords and tokens have their
+        // quoted forms before long values do.
+        values.sort_by_key(Vec::len);
+        values.dedup();
+        let mut texts = Vec::new();
         for v in values {
-            if v.len() < SECRET_VALUE_BYTES_MIN {
-                continue;
-            }
             if let Ok(text) = std::str::from_utf8(&v) {
                 let escaped = Value::String(text.to_string()).to_string();
                 let escaped = &escaped[1..escaped.len() - 1];
                 if escaped != text {
                     needles.push(escaped.as_bytes().to_vec());
                 }
-                // As it appears in a command that quotes it for a shell, or quotes a command
-                // that does (`bash -x` prints the single-quoted form too).
-                needles.extend(
-                    quoted_forms(text)
-                        .into_iter()
-                        .skip(1)
-                        .map(String::into_bytes),
-                );
+                // As a shell quotes it in single quotes (`bash -x`): each `'` as `'\''`.
+                if text.contains('\'') {
+                    needles.push(text.replace('\'', "'\\''").into_bytes());
+                }
+                texts.push(text.to_string());
             }
             needles.push(v);
+        }
+        // As each appears in a command that quotes it for a shell, or quotes a command that
+        // does, while these forms add no more bytes than those above, and at most
+        // [`QUOTED_FORMS_BYTES_MAX`]: the automaton takes about twelve bytes per byte of
+        // needle (and its build four times that for a moment), and a request of many values
+        // full of quotes would otherwise make it many times the request's size.
+        let essential: usize = needles.iter().map(Vec::len).sum();
+        let mut budget = essential.min(QUOTED_FORMS_BYTES_MAX);
+        for text in texts {
+            let forms: Vec<Vec<u8>> = quoted_forms(&text)
+                .into_iter()
+                .skip(1)
+                .map(String::into_bytes)
+                .collect();
+            let bytes: usize = forms.iter().map(Vec::len).sum();
+            if bytes > budget {
+                break;
+            }
+            budget -= bytes;
+            needles.extend(forms);
         }
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();

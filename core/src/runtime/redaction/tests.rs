@@ -869,3 +869,35 @@ fn a_value_ending_in_an_escaped_backslash_is_scrubbed_as_printed() {
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn the_quoted_forms_of_many_values_full_of_quotes_stay_within_their_budget() {
+    // Each level of a shell's quoting roughly doubles a value full of quotes, and a value has
+    // up to 13 forms: unbounded, 256 KB of such values made 7 MB of needles (and an automaton
+    // of twelve times that).
+    let values: Vec<String> = (0..64)
+        .map(|i| {
+            format!("{i}'\"$`\\ x")
+                .repeat(500)
+                .chars()
+                .take(4000)
+                .collect()
+        })
+        .collect();
+    let raw: usize = values.iter().map(String::len).sum();
+    let r = Redactor::from_values(values);
+    let bytes: usize = r.needles.iter().map(Vec::len).sum();
+    assert!(
+        bytes <= 5 * raw + QUOTED_FORMS_BYTES_MAX,
+        "{bytes} needle bytes for {raw} bytes of values"
+    );
+    // Short values come first: a password among them keeps its quoted forms.
+    let r = Redactor::from_values(
+        std::iter::once("p'w\"x y".to_string())
+            .chain((0..64).map(|i| format!("{i}'\"$`\\ x").repeat(500))),
+    );
+    assert!(
+        r.needles.contains(&b"p\\'w\\\"x\\ y".to_vec()),
+        "the bare form"
+    );
+}
