@@ -152,9 +152,10 @@ const TERMINALS_NOT_HELD: &str = "no mount namespace of its own here (vigil lack
      root-owned terminals in /dev/pts, read what is typed there and write to them";
 
 const TERMINALS_MOUNT_STAYED: &str = "another mount of the host's terminals (a devpts \
-     mount off /dev/pts) could not be detached in the job's mount namespace (its path could not \
-     be looked at, or devpts lay stacked there too deep): the job runs in vigil's, and may open \
-     the host's root-owned terminals, read what is typed there and write to them";
+     mount off /dev/pts) was not seen gone from the job's mount namespace (its mount table could \
+     not be read whole, a mount point was too long to name or would not go, or devpts lay \
+     stacked too deep): the job runs in vigil's, and may open the host's root-owned terminals, \
+     read what is typed there and write to them";
 
 /// What a sandboxed job that runs as root may not read beyond the deny list: `/dev`, where
 /// uid 0 owns the disks (whose raw blocks hold every denied file, vigil's log included), the
@@ -483,24 +484,6 @@ impl Executor {
             && cmd.landlock_fd >= 0
             && cmd.pts_rule_access != 0
             && self.host.mount_namespace;
-        let mut terminals_not_held = None;
-        if cmd.private_terminals {
-            // Read now, not at start-up: a server's jobs see the mounts of their own moment.
-            // Unknown, they cannot be covered, and the job's record says its terminals are not
-            // its own.
-            match super::host::other_terminal_mounts() {
-                Ok(points) => cmd.other_terminal_mounts = points,
-                Err(e) => {
-                    cmd.private_terminals = false;
-                    terminals_not_held = Some(format!(
-                        "vigil could not read /proc/self/mountinfo ({e}), so it cannot know \
-                         the other mounts of the host's terminals: the job may open the \
-                         host's root-owned terminals, read what is typed there and write to \
-                         them"
-                    ));
-                }
-            }
-        }
         crate::phase::mark("command");
         let leaf = if self.host.has_cgroups() {
             Some(CgroupLeaf::create(&self.host, job_id, limits)?)
@@ -528,10 +511,10 @@ impl Executor {
             {
                 l.held = false;
                 l.strength = Strength::NotEnforced;
-                l.not_held_reason = Some(match terminals_not_held.take() {
-                    Some(why) => why,
-                    None if child.terminals_mount_stayed => TERMINALS_MOUNT_STAYED.to_string(),
-                    None => TERMINALS_NOT_HELD.to_string(),
+                l.not_held_reason = Some(if child.terminals_mount_stayed {
+                    TERMINALS_MOUNT_STAYED.to_string()
+                } else {
+                    TERMINALS_NOT_HELD.to_string()
                 });
             }
         }

@@ -40,9 +40,7 @@ mod probe;
 
 use std::path::{Path, PathBuf};
 
-use mounts::{
-    other_devpts_mounts, parse_mountinfo, parse_proc_cgroup, read_bounded, read_bounded_bytes,
-};
+use mounts::{parse_mountinfo, parse_proc_cgroup, read_bounded};
 use probe::{probe_cap_sys_admin, probe_clone3, probe_close_range, probe_openat2, probe_pidfd};
 
 /// `statfs` magic of a cgroup2 mount (linux/magic.h CGROUP2_SUPER_MAGIC).
@@ -430,12 +428,6 @@ impl Host {
     pub fn has_cgroups(&self) -> bool {
         self.mode != CgroupMode::None
     }
-}
-
-/// The mount points of the devpts mounts this process sees other than `/dev/pts` (another
-/// mount of the host's terminals), read now: a root job's own mount namespace detaches them.
-pub(crate) fn other_terminal_mounts() -> std::io::Result<Vec<std::ffi::CString>> {
-    read_bounded_bytes(Path::new("/proc/self/mountinfo")).map(|t| other_devpts_mounts(&t))
 }
 
 #[cfg(test)]

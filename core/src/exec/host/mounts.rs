@@ -36,7 +36,7 @@ pub(super) fn read_bounded(path: &Path) -> io::Result<String> {
 }
 
 /// [`read_bounded`], as bytes.
-pub(super) fn read_bounded_bytes(path: &Path) -> io::Result<Vec<u8>> {
+fn read_bounded_bytes(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(PROC_TABLE_READ_BYTES);
@@ -82,30 +82,6 @@ fn unescape_mountinfo_bytes(bytes: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-/// The mount points of the devpts mounts in mountinfo `text` other than `/dev/pts` itself
-/// (which a root job's own instance covers): another mount of the host's terminals (a bind
-/// into a chroot, a terminal bound onto a console file), in mountinfo's order, byte for byte.
-pub(super) fn other_devpts_mounts(text: &[u8]) -> Vec<CString> {
-    let mut points = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Some(dash) = crate::find::bytes(line, b" - ") else {
-            continue;
-        };
-        let (pre, post) = (&line[..dash], &line[dash + 3..]);
-        if post.split(|&b| b == b' ').next() != Some(&b"devpts"[..]) {
-            continue;
-        }
-        let Some(point) = pre.split(|&b| b == b' ').nth(4) else {
-            continue;
-        };
-        let point = unescape_mountinfo_bytes(point);
-        if point != b"/dev/pts" {
-            points.extend(CString::new(point).ok());
-        }
-    }
-    points
 }
 
 pub(super) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
@@ -201,31 +177,6 @@ mod tests {
         fs::write(&path, b"1 2 0:3 / /mnt/bad\xff rw - tmpfs tmpfs rw\n").unwrap();
         assert!(read_bounded(&path).unwrap().contains("/mnt/bad"));
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn devpts_mounts_other_than_dev_pts_are_listed_byte_for_byte() {
-        let text = "\
-            25 30 0:23 / /dev/pts rw,nosuid - devpts devpts rw,gid=5,mode=620\n\
-            31 30 0:23 / /srv/chroot/dev/pts rw - devpts devpts rw\n\
-            32 30 0:23 /3 /srv/c\\040d/console rw - devpts devpts rw\n\
-            35 30 0:23 / /srv/bad?/pts rw - devpts devpts rw\n\
-            33 30 0:24 / /dev/shm rw - tmpfs tmpfs rw\n\
-            34 30 0:25 / /mnt/devpts-not rw - tmpfs devpts rw\n\
-            garbage\n";
-        let mut text = text.as_bytes().to_vec();
-        // A mount point that is not UTF-8 is kept as its bytes.
-        let at = crate::find::bytes(&text, b"bad").unwrap() + 3;
-        text[at] = 0xff;
-        let points = other_devpts_mounts(&text);
-        assert_eq!(
-            points,
-            [
-                CString::new("/srv/chroot/dev/pts").unwrap(),
-                CString::new("/srv/c d/console").unwrap(),
-                CString::new(b"/srv/bad\xff/pts".to_vec()).unwrap(),
-            ]
-        );
     }
 
     #[test]

@@ -286,7 +286,7 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
                 c(OPTIONS).cast(),
             ) == 0
             && {
-                let detached = detach_other_terminals(cmd);
+                let detached = detach_other_terminals();
                 if !detached {
                     let note = NOTE_TERMINALS_MOUNT_STAYED;
                     libc::write(fds.report, (&note as *const u8).cast(), 1);
@@ -328,43 +328,89 @@ unsafe fn private_terminals(cmd: &PreparedCommand, fds: &ChildFds<'_>) {
     }
 }
 
-/// Detaches, in the job's own mount namespace, each other mount of the host's terminals the
-/// parent listed (a bind of `/dev/pts` into a chroot, a terminal bound onto a file), for as
-/// long as what its path shows is devpts (another may lie beneath it), at most
-/// [`TERMINAL_MOUNT_LAYERS_MAX`] deep. False when one cannot be detached: then the job gets no
-/// terminals of its own, and its record says so.
+/// Detaches, in the job's own mount namespace, every other mount of the host's terminals (a
+/// bind of `/dev/pts` into a chroot, a terminal bound onto a file): reads the namespace's own
+/// mount table, detaches the first devpts mount off `/dev/pts` by its mount point, and reads
+/// again, until the table holds none, at most [`TERMINAL_MOUNT_ROUNDS_MAX`] times. A path can
+/// change under a job that renames directories while this runs, but the table cannot gain a
+/// mount from the jobs (they hold no capability): only a table seen to hold none ends it. False
+/// when that was not seen (a table that cannot be read whole, a mount point too long to name,
+/// one that will not go): then the job gets no terminals of its own, and its record says so.
 #[inline(always)]
-unsafe fn detach_other_terminals(cmd: &PreparedCommand) -> bool {
-    // Beneath before above: one detached takes what is mounted beneath it along.
-    for point in cmd.other_terminal_mounts.iter().rev() {
-        let mut layers = 0;
-        loop {
-            // SAFETY: a zeroed statfs is a valid out-parameter; statfs and umount2 take a
-            // NUL-terminated path the command owns.
-            unsafe {
-                let mut st: libc::statfs = std::mem::zeroed();
-                // A path that cannot be looked at (longer than PATH_MAX, say) may still hold
-                // the terminals: only what is seen not to be devpts is done with.
-                if libc::statfs(point.as_ptr(), &mut st) != 0 {
-                    return false;
+unsafe fn detach_other_terminals() -> bool {
+    use super::terminals::{
+        first_other, OtherTerminals, MOUNT_POINT_BYTES_MAX, MOUNT_TABLE_BYTES_MAX,
+    };
+    const MOUNTINFO: &[u8] = b"/proc/self/mountinfo\0";
+    let cap = MOUNT_TABLE_BYTES_MAX + 1;
+    // SAFETY: an anonymous private mapping this function unmaps before it returns (the child
+    // may share vigil's memory: nothing of it is left behind); reads into it stay within `cap`;
+    // the slices below cover only the bytes read; umount2 takes the NUL-terminated buffer.
+    unsafe {
+        let buf = libc::mmap(
+            std::ptr::null_mut(),
+            cap,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if buf == libc::MAP_FAILED {
+            return false;
+        }
+        let buf = buf.cast::<u8>();
+        let mut point = [0u8; MOUNT_POINT_BYTES_MAX];
+        let mut none_left = false;
+        for _ in 0..TERMINAL_MOUNT_ROUNDS_MAX {
+            let fd = libc::open(MOUNTINFO.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                break;
+            }
+            let mut len = 0usize;
+            let whole = loop {
+                let n = libc::read(fd, buf.add(len).cast(), cap - len);
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
                 }
-                if st.f_type != libc::DEVPTS_SUPER_MAGIC {
+                if n <= 0 {
+                    break n == 0;
+                }
+                len += n as usize;
+                if len == cap {
+                    break false; // Longer than the most read: not seen whole.
+                }
+            };
+            libc::close(fd);
+            if !whole {
+                break;
+            }
+            match first_other(std::slice::from_raw_parts(buf, len), &mut point) {
+                OtherTerminals::None => {
+                    none_left = true;
                     break;
                 }
-                if layers == TERMINAL_MOUNT_LAYERS_MAX
-                    || libc::umount2(point.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) != 0
-                {
-                    return false;
+                OtherTerminals::Unnamed => break,
+                OtherTerminals::At(_) => {
+                    // A path that no longer leads to a mount point (a directory above it was
+                    // renamed since the table was read) is looked up again in a new table.
+                    if libc::umount2(
+                        point.as_ptr().cast(),
+                        libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW,
+                    ) != 0
+                        && !matches!(*libc::__errno_location(), libc::EINVAL | libc::ENOENT)
+                    {
+                        break;
+                    }
                 }
             }
-            layers += 1;
         }
+        libc::munmap(buf.cast(), cap);
+        none_left
     }
-    true
 }
 
-/// Most devpts mounts stacked on one path that a job's namespace detaches.
-const TERMINAL_MOUNT_LAYERS_MAX: u32 = 8;
+/// Most devpts mounts (stacked ones included) a job's namespace detaches.
+const TERMINAL_MOUNT_ROUNDS_MAX: u32 = 16;
 
 /// Enters the job's working directory (its descriptor, opened beneath the root, or its path).
 #[inline(always)]

@@ -69,9 +69,6 @@ pub(crate) struct PreparedCommand {
     /// The Landlock rights the child gives that devpts instance in the ruleset (the device
     /// rules' rights of the ruleset's ABI).
     pub(crate) pts_rule_access: u64,
-    /// Other mounts of the host's terminals (devpts mounts off `/dev/pts`): the child detaches
-    /// each in its own mount namespace, as long as what it finds there is devpts.
-    pub(crate) other_terminal_mounts: Vec<CString>,
 }
 
 /// The ids a child switches to: its groups, then its gid, then its uid.
@@ -227,7 +224,6 @@ impl PreparedCommand {
             ids: None,
             drop_capabilities: false,
             private_terminals: false,
-            other_terminal_mounts: Vec::new(),
             pts_rule_access: 0,
             cwd_fd: None,
         })

@@ -20,6 +20,7 @@
 //! clone.
 mod child;
 pub mod command;
+mod terminals;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
