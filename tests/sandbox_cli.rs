@@ -829,8 +829,7 @@ fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held()
     let cases = [
         (
             "stacked",
-            "mkdir -p deep; for i in $(seq 17); do mount --bind /dev/pts deep; done"
-                .to_string(),
+            "mkdir -p deep; for i in $(seq 17); do mount --bind /dev/pts deep; done".to_string(),
             format!("( exec 3<deep/{n} ) 2>/dev/null && echo READ_IT"),
         ),
         (
@@ -874,5 +873,92 @@ fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held()
         );
         // What the label says is so: the job reached the host's terminal.
         assert!(text.contains("READ_IT"), "{what}: {text} / {err}");
+    }
+}
+
+#[test]
+fn a_job_renaming_directories_hides_no_mount_of_the_hosts_terminals_from_another() {
+    if !landlock() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
+        return;
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+        return;
+    }
+    let (_master, n) = host_terminal();
+    let dir = TempDir::new("renamed-terminal-mounts");
+    let root = s(dir.path());
+    let logs = TempDir::new("renamed-terminal-mounts-data");
+    // One job swaps the directory above a bind of the host's /dev/pts with an empty one, as
+    // fast as it can, while root jobs of the same root look for the terminal on both sides. A
+    // job may reach it only with its terminals named as not held: whatever the timing, that
+    // holds, so the runs below cannot fail by chance, only catch a miss by chance.
+    std::fs::write(
+        dir.path().join("swap.py"),
+        "import ctypes, os, sys, time\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         a, c = sys.argv[1].encode() + b'/a', sys.argv[1].encode() + b'/c'\n\
+         open(sys.argv[1] + '/swapping', 'w').close()\n\
+         n = 0\n\
+         while not os.path.exists(sys.argv[1] + '/stop'):\n\
+         \x20   for _ in range(1000):\n\
+         \x20       n += libc.syscall(316, -100, a, -100, c, 2) == 0\n\
+         open(sys.argv[1] + '/swaps', 'w').write(str(n))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("probe.sh"),
+        format!(
+            "for d in a c; do ( exec 3>{root}/$d/pts/{n} ) 2>/dev/null && [ -c {root}/$d/pts/{n} ] \
+             && echo REACHED; done; echo JOB_RAN\n"
+        ),
+    )
+    .unwrap();
+    let run = |cmd: String| {
+        format!(
+            "'{vigil}' --data-dir '{data}' run --sandbox workspace --root '{root}' --timeout 60s \
+             shell --args '{args}'",
+            vigil = vigil_bin().display(),
+            data = s(&logs.path().join("data")),
+            args = serde_json::json!({ "cmd": cmd }),
+        )
+    };
+    let script = format!(
+        "set -e; cd '{root}'; mkdir -p a/pts c/pts; mount --bind /dev/pts a/pts; \
+         {swapper} > swapper.txt 2>&1 & \
+         while [ ! -e swapping ]; do sleep 0.01; done; \
+         for i in $(seq 12); do {probe} > probe-$i.out 2> probe-$i.err || true; done; \
+         touch stop; wait",
+        swapper = run(format!("python3 {root}/swap.py {root}")),
+        probe = run(format!("sh {root}/probe.sh")),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .output()
+        .expect("unshare");
+    assert!(out.status.success(), "{out:?}");
+    // The other job did swap them meanwhile.
+    let swaps: u64 = std::fs::read_to_string(dir.path().join("swaps"))
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    assert!(swaps > 1000, "{swaps} swaps");
+    for i in 1..=12 {
+        let text = std::fs::read_to_string(dir.path().join(format!("probe-{i}.out"))).unwrap();
+        let err = std::fs::read_to_string(dir.path().join(format!("probe-{i}.err"))).unwrap();
+        assert!(text.contains("JOB_RAN"), "run {i}: {text} / {err}");
+        let not_held = err
+            .lines()
+            .any(|l| l.contains("sandbox.terminals") && l.contains("not held"));
+        assert!(
+            !text.contains("REACHED") || not_held,
+            "run {i} reached the host's terminal with its terminals held: {text} / {err}"
+        );
     }
 }
