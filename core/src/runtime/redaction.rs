@@ -44,8 +44,10 @@ pub const REDACTED: &str = "[REDACTED]";
 /// `ssh`, which runs `sh -c '...'`, which sets `PASSWORD='...'`).
 const NESTED_QUOTING_MAX: usize = 3;
 /// The quoted forms of the values ([`quoted_forms`]) add at most as many bytes to the needles as
-/// their raw, JSON-escaped and single-quoted forms have, and never more than this.
+/// their raw, JSON-escaped and single-quoted forms have, and never more than this...
 const QUOTED_FORMS_BYTES_MAX: usize = 1 << 20;
+/// ... but always this many: a job's few values all get their quoted forms.
+const QUOTED_FORMS_BYTES_MIN: usize = 64 << 10;
 /// Secret values shorter than this are replaced under their key but not searched for
 /// elsewhere (too many false hits).
 const SECRET_VALUE_BYTES_MIN: usize = 4;
@@ -283,12 +285,13 @@ impl Redactor {
             needles.push(v);
         }
         // As each appears in a command that quotes it for a shell, or quotes a command that
-        // does, while these forms add no more bytes than those above, and at most
-        // [`QUOTED_FORMS_BYTES_MAX`]: the automaton takes about twelve bytes per byte of
-        // needle (and its build four times that for a moment), and a request of many values
-        // full of quotes would otherwise make it many times the request's size.
+        // does, while these forms add no more bytes than those above (at least
+        // [`QUOTED_FORMS_BYTES_MIN`], at most [`QUOTED_FORMS_BYTES_MAX`]): the automaton takes
+        // about twelve bytes per byte of needle (and its build four times that for a moment),
+        // and a request of many values full of quotes would otherwise make it many times the
+        // request's size.
         let essential: usize = needles.iter().map(Vec::len).sum();
-        let mut budget = essential.min(QUOTED_FORMS_BYTES_MAX);
+        let mut budget = essential.clamp(QUOTED_FORMS_BYTES_MIN, QUOTED_FORMS_BYTES_MAX);
         for text in texts {
             let forms: Vec<Vec<u8>> = quoted_forms(&text)
                 .into_iter()

@@ -121,6 +121,8 @@ struct Memos {
     line_value: Memo,
     userinfo: Memo,
     pem_end: Memo,
+    /// A shell parameter's default, to its closing brace ([`parameter_default`]).
+    parameter: Memo,
     /// The text is a command (a shell reads it): quoted values run over newlines.
     command: bool,
 }
@@ -303,6 +305,32 @@ fn word_scan(bytes: &[u8], s0: usize, m: &mut Memos, exact: bool) -> (usize, usi
         }
     }
     (p, close)
+}
+
+/// A shell's parameter with a default (`${NAME:-v}`, `:=`, `:?`, `:+`, or without the colon)
+/// where NAME (`bytes[i..end]`) is a secret key: `v`, to the closing brace on its line, is a
+/// value.
+fn parameter_default(
+    bytes: &[u8],
+    i: usize,
+    end: usize,
+    m: &mut Memos,
+    spans: &mut Vec<(usize, usize)>,
+) {
+    let mut k = end;
+    if bytes.get(k) == Some(&b':') {
+        k += 1;
+    }
+    if !matches!(bytes.get(k), Some(b'-' | b'=' | b'?' | b'+'))
+        || !std::str::from_utf8(&bytes[i..end]).is_ok_and(is_secret_key)
+    {
+        return;
+    }
+    let s = k + 1;
+    let e = m.parameter.run(bytes, s, |c| c != b'}' && c != b'\n');
+    if e > s && bytes.get(e) == Some(&b'}') {
+        spans.push((s, e));
+    }
 }
 
 /// Past an optional opening quote (raw, or escaped as in JSON text).
@@ -494,7 +522,19 @@ fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
         // name ending in `authorization`, or a scheme word, the rest of the line.
         if is_ident(b) && (i == 0 || !is_ident(bytes[i - 1])) {
             let end = run(bytes, i, is_ident);
-            let mut j = skip_blanks(bytes, skip_quote(bytes, end));
+            if m.command && i >= 2 && &bytes[i - 2..i] == b"${" {
+                // A shell name has no `-` or `.`, which the run above takes in.
+                let name_end = run(bytes, i, |c| c.is_ascii_alphanumeric() || c == b'_');
+                parameter_default(bytes, i, name_end, &mut m, spans);
+            }
+            // A quoted name may close a subscript: `os.environ["API_KEY"] = "v"`.
+            let q = skip_quote(bytes, end);
+            let q = if q > end && bytes.get(q) == Some(&b']') {
+                q + 1
+            } else {
+                q
+            };
+            let mut j = skip_blanks(bytes, q);
             if bytes.get(j) == Some(&b'\\') && bytes.get(j + 1) == Some(&b'"') {
                 j += 2;
             }
@@ -512,6 +552,14 @@ fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
                 // through the pieces joined to it (`'abc'\''def'`, `x'y z'w`).
                 let spaced = bytes[j] == b':' || j > end || s0 > j + 1;
                 let e = if spaced && s == s0 {
+                    // In a command, the line's first word is a value too: a program may print
+                    // that alone (`printf 'client_secret: v' | awk '{print $2}'`).
+                    if m.command {
+                        let word = m.value.run(bytes, s, |c| !ends_value(c));
+                        if word > s {
+                            spans.push((s, word));
+                        }
+                    }
                     m.line_value.scan(bytes, s, line_value_end)
                 } else {
                     let (e, close) = word_end(bytes, s0, &mut m);
@@ -529,6 +577,11 @@ fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
                     } else {
                         s
                     };
+                    // In a command, the quoted piece alone is a value too, where the word goes
+                    // on past it (`"v",` in JSON, `'v'}` in Python): it is what is printed.
+                    if m.command && quoted > s && quoted < e - close {
+                        spans.push((s, quoted));
+                    }
                     (e - close).max(s).max(quoted)
                 };
                 let name = &bytes[i..end];

@@ -901,3 +901,46 @@ fn the_quoted_forms_of_many_values_full_of_quotes_stay_within_their_budget() {
         "the bare form"
     );
 }
+
+#[test]
+fn a_value_printed_alone_is_scrubbed_where_the_command_holds_more_around_it() {
+    for (cmd, secret) in [
+        (
+            "export API_KEY=${API_KEY:-sk4Xa9QpLm}; echo $API_KEY",
+            "sk4Xa9QpLm",
+        ),
+        (
+            ": ${DB_PASSWORD:=Hunter2Secret}; echo $DB_PASSWORD",
+            "Hunter2Secret",
+        ),
+        ("echo ${GH_TOKEN-tokVal9988}", "tokVal9988"),
+        (
+            "printf '%s\\n' 'client_secret: abcdTok3n99' | awk '{print $2}'",
+            "abcdTok3n99",
+        ),
+        (
+            "echo '{\"access_token\": \"abcdTok3n99\", \"x\": 1}' | jq -r .access_token",
+            "abcdTok3n99",
+        ),
+        (
+            "python3 -c \"d={'api_key': 'sk4Xa9QpLm'}; print(d['api_key'])\"",
+            "sk4Xa9QpLm",
+        ),
+        (
+            "python3 -c 'import os; os.environ[\"API_KEY\"] = \"sk4Xa9QpLm\"; print(1)'",
+            "sk4Xa9QpLm",
+        ),
+    ] {
+        let args = json!({ "cmd": cmd });
+        let r = Redactor::from_args(&args);
+        let logged = r.args(&args).to_string();
+        assert!(!logged.contains(secret), "{cmd}: {logged}");
+        let out = r.scrub(format!("{secret}\n").as_bytes(), false, false);
+        assert_eq!(
+            leaks(&out, secret),
+            None,
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
