@@ -71,7 +71,6 @@ mod tests {
 
     #[test]
     fn the_table_holds_the_reserved_slots_and_no_descriptor_is_left_open() {
-        let open_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
         let slots = reserve_fd_table().unwrap();
         assert!(slots >= 2, "RLIMIT_NOFILE too low to test: {slots}");
         assert!(
@@ -79,9 +78,38 @@ mod tests {
             "table of {} slots after reserving {slots}",
             fd_table_slots()
         );
+        // Which descriptors are open, before and after, in a child of its own: other tests'
+        // threads open and close descriptors in this process meanwhile. The child makes only
+        // system calls (no allocation) and says by its exit status.
+        // SAFETY: fork; the child runs fcntl, open and close only, then _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let open = || {
+                let mut set = [false; FD_TABLE_SLOTS_RESERVED as usize];
+                for (fd, slot) in set.iter_mut().enumerate() {
+                    // SAFETY: F_GETFD on any number only reports whether it is open.
+                    *slot = unsafe { libc::fcntl(fd as libc::c_int, libc::F_GETFD) } >= 0;
+                }
+                set
+            };
+            let before = open();
+            let code = match reserve_fd_table() {
+                Ok(_) if open() == before => 0,
+                Ok(_) => 1,
+                Err(_) => 2,
+            };
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "{status}");
         assert_eq!(
-            std::fs::read_dir("/proc/self/fd").unwrap().count(),
-            open_before
+            libc::WEXITSTATUS(status),
+            0,
+            "1: a descriptor left open, 2: failed"
         );
     }
 }
