@@ -712,6 +712,25 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
     );
 }
 
+/// Whether this test can run: Landlock, root (only a root job gets a mount namespace of its
+/// own), and unshare(1) to mount the host's terminals elsewhere without touching the host's
+/// mounts. Says why not.
+fn can_mount_terminals_elsewhere() -> bool {
+    if !landlock() {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
+        return false;
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+        return false;
+    }
+    true
+}
+
 /// A terminal of this process's (on the host's devpts, as a root session's is): its master
 /// stays open while the test runs; returns the master and the terminal's number.
 fn host_terminal() -> (std::fs::File, String) {
@@ -735,16 +754,7 @@ fn host_terminal() -> (std::fs::File, String) {
 
 #[test]
 fn a_root_jobs_own_terminals_leave_no_other_mount_of_the_hosts_terminals() {
-    if !landlock() {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
-        return;
-    }
-    if Command::new("unshare").arg("--help").output().is_err() {
-        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+    if !can_mount_terminals_elsewhere() {
         return;
     }
     let (_master, n) = host_terminal();
@@ -797,16 +807,7 @@ fn a_root_jobs_own_terminals_leave_no_other_mount_of_the_hosts_terminals() {
 
 #[test]
 fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held() {
-    if !landlock() {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
-        return;
-    }
-    if Command::new("unshare").arg("--help").output().is_err() {
-        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+    if !can_mount_terminals_elsewhere() {
         return;
     }
     let (_master, n) = host_terminal();
@@ -878,16 +879,7 @@ fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held()
 
 #[test]
 fn a_job_renaming_directories_hides_no_mount_of_the_hosts_terminals_from_another() {
-    if !landlock() {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: not root (only a root job gets a mount namespace of its own)");
-        return;
-    }
-    if Command::new("unshare").arg("--help").output().is_err() {
-        eprintln!("skipped: no unshare(1) here to mount the host's terminals elsewhere");
+    if !can_mount_terminals_elsewhere() {
         return;
     }
     let (_master, n) = host_terminal();
