@@ -538,6 +538,27 @@ fn shapes_with(bytes: &[u8], spans: &mut Vec<(usize, usize)>, command: bool) {
             if bytes.get(j) == Some(&b'\\') && bytes.get(j + 1) == Some(&b'"') {
                 j += 2;
             }
+            // In a command, a long option named as a secret takes the next word as its value
+            // (`--password v`, `--token "v"`), as it would as the next argument of an argv.
+            if m.command
+                && q == end
+                && j > end
+                && end - i > 2
+                && bytes[i..].starts_with(b"--")
+                && j < n
+                && !matches!(bytes[j], b'=' | b':' | b'-' | b'\n' | b';' | b'|' | b'&')
+                && std::str::from_utf8(&bytes[i..end]).is_ok_and(is_secret_key)
+            {
+                let s = skip_quote(bytes, j);
+                let e = if s > j {
+                    quoted_end(bytes, j, s, &mut m)
+                } else {
+                    m.value.run(bytes, s, |c| !ends_value(c))
+                };
+                if e > s {
+                    spans.push((s, e));
+                }
+            }
             if j < n
                 && matches!(bytes[j], b'=' | b':')
                 && std::str::from_utf8(&bytes[i..end]).is_ok_and(is_secret_key)

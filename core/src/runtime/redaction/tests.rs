@@ -944,3 +944,35 @@ fn a_value_printed_alone_is_scrubbed_where_the_command_holds_more_around_it() {
         );
     }
 }
+
+#[test]
+fn a_long_option_named_as_a_secret_takes_the_next_word_in_a_command() {
+    for (cmd, secret) in [
+        (
+            "docker login --username me --password s3cretValue9 reg.example",
+            "s3cretValue9",
+        ),
+        ("mysql --user=me --password 'two words' db", "two words"),
+        ("tool --api-key \"k3yValue77\" run", "k3yValue77"),
+    ] {
+        let args = json!({ "cmd": cmd });
+        let r = Redactor::from_args(&args);
+        let logged = r.args(&args).to_string();
+        assert!(!logged.contains(secret), "{cmd}: {logged}");
+        // What is not a secret stays.
+        assert!(
+            logged.contains("me --password") || logged.contains("tool --api-key"),
+            "{cmd}: {logged}"
+        );
+        let out = r.scrub(format!("{secret}\n").as_bytes(), false, false);
+        assert_eq!(
+            leaks(&out, secret),
+            None,
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    // Not an option with a value: the next word is another option, or there is none.
+    let r = Redactor::from_args(&json!({ "cmd": "tool --password-stdin --verbose < file" }));
+    assert_eq!(r.secret_count(), 0, "{:?}", r.needles);
+}
