@@ -678,11 +678,7 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
         vigil = vigil_bin().display(),
         data = s(&data),
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "shared", "sh", "-c", &script])
-        .env_remove("VIGIL_CGROUP_MODE")
-        .output()
-        .expect("unshare");
+    let out = in_own_mounts("shared", &script);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let job = std::fs::read_to_string(dir.path().join("job.txt")).unwrap_or_default();
     assert!(
@@ -710,6 +706,16 @@ fn a_root_jobs_own_terminals_stay_out_of_vigils_mounts() {
         before.parse::<u32>().unwrap() + 1,
         "the job's own devpts: {job}"
     );
+}
+
+/// `sh -c script` in a mount namespace of its own whose mounts propagate as `propagation`
+/// says (`private`: none reach the host's; `shared`: as systemd makes them), run to its end.
+fn in_own_mounts(propagation: &str, script: &str) -> std::process::Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", propagation, "sh", "-c", script])
+        .env_remove("VIGIL_CGROUP_MODE")
+        .output()
+        .expect("unshare")
 }
 
 /// Whether this test can run: Landlock, root (only a root job gets a mount namespace of its
@@ -781,11 +787,7 @@ fn a_root_jobs_own_terminals_leave_no_other_mount_of_the_hosts_terminals() {
             vigil = vigil_bin().display(),
             data = s(&data),
         );
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .env_remove("VIGIL_CGROUP_MODE")
-            .output()
-            .expect("unshare");
+        let out = in_own_mounts("private", &script);
         let text = String::from_utf8_lossy(&out.stdout);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(text.contains("JOB_RAN"), "{sandbox}: {text} / {err}");
@@ -858,11 +860,7 @@ fn a_mount_of_the_hosts_terminals_that_cannot_be_detached_is_named_as_not_held()
             vigil = vigil_bin().display(),
             data = s(&logs.path().join("data")),
         );
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .env_remove("VIGIL_CGROUP_MODE")
-            .output()
-            .expect("unshare");
+        let out = in_own_mounts("private", &script);
         let text = String::from_utf8_lossy(&out.stdout);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(text.contains("JOB_RAN"), "{what}: {text} / {err}");
@@ -929,11 +927,7 @@ fn a_job_renaming_directories_hides_no_mount_of_the_hosts_terminals_from_another
         swapper = run(format!("python3 {root}/swap.py {root}")),
         probe = run(format!("sh {root}/probe.sh")),
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env_remove("VIGIL_CGROUP_MODE")
-        .output()
-        .expect("unshare");
+    let out = in_own_mounts("private", &script);
     assert!(out.status.success(), "{out:?}");
     // The other job did swap them meanwhile.
     let swaps: u64 = std::fs::read_to_string(dir.path().join("swaps"))

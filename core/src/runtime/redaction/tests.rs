@@ -3,6 +3,21 @@ use proptest::prelude::*;
 use super::*;
 use crate::exec::output::CappedOutput;
 
+/// Checks that `secret` is kept out of the logged arguments `args` and out of `printed`, the
+/// job's output, as scrubbed by the redactor of `args`.
+fn assert_kept_out(args: &Value, secret: &str, printed: &str) {
+    let r = Redactor::from_args(args);
+    let logged = r.args(args).to_string();
+    assert!(!logged.contains(secret), "{args}: {logged}");
+    let out = r.scrub(printed.as_bytes(), false, false);
+    assert_eq!(
+        leaks(&out, secret),
+        None,
+        "{args}: {}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
 /// (text as it appears, the part of it that is secret).
 fn corpus() -> Vec<(String, String)> {
     let pem_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj";
@@ -727,16 +742,10 @@ fn a_secret_quoted_for_a_shell_within_the_command_is_scrubbed_as_that_shell_prin
         ),
         ("bash -c \"PASSWORD=\\\"a b c d\\\" ./run\"", "a b c d"),
     ] {
-        let args = json!({ "cmd": cmd });
-        let r = Redactor::from_args(&args);
-        let logged = r.args(&args).to_string();
-        assert!(!logged.contains(secret), "{cmd}: {logged}");
-        let out = r.scrub(format!("value: {secret}\n").as_bytes(), false, false);
-        assert_eq!(
-            leaks(&out, secret),
-            None,
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out)
+        assert_kept_out(
+            &json!({ "cmd": cmd }),
+            secret,
+            &format!("value: {secret}\n"),
         );
     }
 }
@@ -931,17 +940,7 @@ fn a_value_printed_alone_is_scrubbed_where_the_command_holds_more_around_it() {
             "sk4Xa9QpLm",
         ),
     ] {
-        let args = json!({ "cmd": cmd });
-        let r = Redactor::from_args(&args);
-        let logged = r.args(&args).to_string();
-        assert!(!logged.contains(secret), "{cmd}: {logged}");
-        let out = r.scrub(format!("{secret}\n").as_bytes(), false, false);
-        assert_eq!(
-            leaks(&out, secret),
-            None,
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out)
-        );
+        assert_kept_out(&json!({ "cmd": cmd }), secret, &format!("{secret}\n"));
     }
 }
 
@@ -956,20 +955,12 @@ fn a_long_option_named_as_a_secret_takes_the_next_word_in_a_command() {
         ("tool --api-key \"k3yValue77\" run", "k3yValue77"),
     ] {
         let args = json!({ "cmd": cmd });
-        let r = Redactor::from_args(&args);
-        let logged = r.args(&args).to_string();
-        assert!(!logged.contains(secret), "{cmd}: {logged}");
+        assert_kept_out(&args, secret, &format!("{secret}\n"));
         // What is not a secret stays.
+        let logged = Redactor::from_args(&args).args(&args).to_string();
         assert!(
             logged.contains("me --password") || logged.contains("tool --api-key"),
             "{cmd}: {logged}"
-        );
-        let out = r.scrub(format!("{secret}\n").as_bytes(), false, false);
-        assert_eq!(
-            leaks(&out, secret),
-            None,
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out)
         );
     }
     // Not an option with a value: the next word is another option, or there is none.
