@@ -52,6 +52,8 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
             "sandbox_write_inside",
             "sandbox_terminals_held",
             "sandbox_terminals_own",
+            "sandbox_terminals_other_mount",
+            "sandbox_terminals_other_held",
             "sandbox_signal_not_held",
             "sandbox_network_seccomp",
             "sandbox_warning_line",

@@ -252,6 +252,20 @@ scenario_sandbox() {
     check_json sandbox_terminals_held /tmp/sbx-pts.json '"held":false,"limit":"sandbox.terminals"'
     result sandbox_terminals_own PASS "no Landlock: no terminals of its own"
   fi
+  # Another mount of the guest's terminals, bound into the root: detached in the job's own
+  # namespace, so the job finds the empty directory beneath it.
+  mkdir -p /tmp/sbx-root/bound-pts
+  mount --bind /dev/pts /tmp/sbx-root/bound-pts
+  vig run shell --root /tmp/sbx-root --sandbox workspace \
+    --args '{"cmd":"ls -A /tmp/sbx-root/bound-pts | wc -l"}' --json > /tmp/sbx-pts2.json 2>&1
+  umount /tmp/sbx-root/bound-pts
+  if [ "${abi:-0}" -ge 1 ]; then
+    check_json sandbox_terminals_other_mount /tmp/sbx-pts2.json '"stdout":"0\\n"'
+    check_json sandbox_terminals_other_held /tmp/sbx-pts2.json '"held":true,"limit":"sandbox.terminals"'
+  else
+    check_json sandbox_terminals_other_mount /tmp/sbx-pts2.json '"held":false,"limit":"sandbox.terminals"'
+    result sandbox_terminals_other_held PASS "no Landlock: no terminals of its own"
+  fi
   if [ "${abi:-0}" -lt 6 ]; then
     check_json sandbox_signal_not_held /tmp/sbx.json '"held":false,"limit":"sandbox.signal"'
   else
